@@ -1,0 +1,82 @@
+"""HTTP dates (RFC 9110 §5.6.7): format one, parse all three legacy forms.
+
+Theory of operation: every date we send is an IMF-fixdate, built from
+``time.gmtime`` with fixed English tables (``strftime`` would follow the
+process locale and ``email.utils`` is several times slower).  Dates we
+receive may be IMF-fixdate, the obsolete RFC 850 form or ANSI C asctime;
+each has one anchored regular expression.  A value that matches none of
+them, or names an impossible calendar date, is "not a valid HTTP-date" and
+callers ignore the header that carried it, as RFC 9110 asks.
+"""
+
+import calendar
+import re
+import time
+
+# tm_wday counts from Monday.
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUMBER = {name: i for i, name in enumerate(_MONTHS, 1)}
+
+# re.ASCII: \d must not match other scripts' digits, which int() accepts.
+# Day and month names are case-sensitive (RFC 9110 §5.6.7).  A mismatch
+# only costs a full response instead of a 304, so strictness is safe.
+_DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_LONG_DAY = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = "(" + "|".join(_MONTHS) + ")"
+_TIME = r"(\d\d):(\d\d):(\d\d)"
+
+# Sun, 06 Nov 1994 08:49:37 GMT
+_IMF_FIXDATE = re.compile(_DAY + r", (\d\d) " + _MONTH + r" (\d{4}) " + _TIME + " GMT", re.ASCII)
+# Sunday, 06-Nov-94 08:49:37 GMT
+_RFC850 = re.compile(_LONG_DAY + r", (\d\d)-" + _MONTH + r"-(\d\d) " + _TIME + " GMT", re.ASCII)
+# Sun Nov  6 08:49:37 1994   (day of month padded with a space)
+_ASCTIME = re.compile(_DAY + " " + _MONTH + r" ([ \d]\d) " + _TIME + r" (\d{4})", re.ASCII)
+
+
+def format_http_date(ts):
+    """``ts`` (seconds since the epoch) as an IMF-fixdate string."""
+    t = time.gmtime(ts)
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
+        t.tm_hour, t.tm_min, t.tm_sec)
+
+
+def rfc850_year(yy, this_year):
+    """The full year for a two-digit RFC 850 year seen in ``this_year``.
+
+    RFC 9110 §5.6.7: a year that appears to be more than 50 years in the
+    future is the most recent past year with the same last two digits.
+    """
+    year = this_year - this_year % 100 + yy
+    if year > this_year + 50:
+        year -= 100
+    return year
+
+
+def parse_http_date(value):
+    """Seconds since the epoch for an HTTP-date, or None when it is invalid."""
+    value = value.strip(" \t")
+    m = _IMF_FIXDATE.fullmatch(value)
+    if m:
+        day, month, year, hh, mm, ss = m.groups()
+        year = int(year)
+    else:
+        m = _RFC850.fullmatch(value)
+        if m:
+            day, month, yy, hh, mm, ss = m.groups()
+            year = rfc850_year(int(yy), time.gmtime().tm_year)
+        else:
+            m = _ASCTIME.fullmatch(value)
+            if not m:
+                return None
+            month, day, hh, mm, ss, year = m.groups()
+            year = int(year)
+    month = _MONTH_NUMBER[month]
+    day, hh, mm, ss = int(day), int(hh), int(mm), int(ss)
+    # second 60 is a leap second, which the grammar allows.
+    if not (1 <= day <= calendar.monthrange(year, month)[1]
+            and hh <= 23 and mm <= 59 and ss <= 60):
+        return None
+    return calendar.timegm((year, month, day, hh, mm, ss))

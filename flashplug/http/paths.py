@@ -1,0 +1,109 @@
+"""Request paths: decode once, refuse the dangerous, normalise.
+
+Theory of operation: the kernel hands us the still-encoded path of the
+request target.  ``decode_path`` percent-decodes it exactly once and then
+resolves "." and ".." on the decoded segments, so an encoded dot cannot
+sneak a ".." past the normaliser and nothing is ever decoded twice.  What
+comes out starts with "/", has no empty, "." or ".." segment, no NUL, no
+control character and no backslash, so joining its segments onto the
+document root cannot leave it (symlinks are the file layer's business).
+
+Refusals follow the big servers: a malformed escape, NUL or control
+character, or a ".." above the root is 400 (nginx); an encoded slash or a
+backslash is 404 (Apache's default for encoded slashes), because no file
+name on disk can contain either.
+
+``raw_path`` is a str holding one character per byte of the target (the
+kernel decodes the request line as ISO-8859-1, like header values).  The
+decoded bytes are read as UTF-8 with surrogateescape, so a file whose
+name is not UTF-8 can still be served: ``os`` functions encode such a
+str back to the same bytes.
+"""
+
+import string
+
+from ..errors import HTTPError
+
+# Each two-byte hex pair, either case, to the byte it encodes.  int(x, 16)
+# alone would also take "+f", " f" or "_f".
+_HEX_PAIRS = {(a + b).encode("ascii"): bytes([int(a + b, 16)])
+              for a in string.hexdigits for b in string.hexdigits}
+
+# C0 controls and DEL, NUL among them.
+_CONTROLS = frozenset(range(0x20)) | {0x7f}
+
+_WELL_KNOWN = ".well-known"  # RFC 8615 names it; ACME needs it served
+
+
+def _percent_decode(raw):
+    try:
+        data = raw.encode("latin-1")
+    except UnicodeEncodeError:
+        raise HTTPError(400, "request path is not made of bytes") from None
+    if b"%" not in data:
+        return data
+    pieces = data.split(b"%")
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        byte = _HEX_PAIRS.get(piece[:2])
+        if byte is None:
+            raise HTTPError(400, "malformed percent-escape in path")
+        if byte == b"/":
+            raise HTTPError(404, "encoded slash in path")
+        out.append(byte)
+        out.append(piece[2:])
+    return b"".join(out)
+
+
+def decode_path(raw_path):
+    """The decoded, normalised path of a request (see the module docstring).
+
+    Raises ``HTTPError`` 400 or 404 for a path we refuse to map to a file.
+    """
+    if not raw_path.startswith("/"):
+        raise HTTPError(400, "request path does not start with /")
+    data = _percent_decode(raw_path)
+    if b"\\" in data:
+        raise HTTPError(404, "backslash in path")
+    if not _CONTROLS.isdisjoint(data):
+        raise HTTPError(400, "control character in path")
+    path = data.decode("utf-8", "surrogateescape")
+
+    # Fast path: nothing to normalise.
+    if "//" not in path and "/." not in path:
+        return path
+
+    segments = path.split("/")
+    out = []
+    for seg in segments:
+        if seg == "" or seg == ".":
+            continue
+        if seg == "..":
+            if not out:
+                raise HTTPError(400, "path climbs above the root")
+            out.pop()
+        else:
+            out.append(seg)
+    if not out:
+        return "/"
+    # "/a/b/" and "/a/b/." and "/a/b/c/.." all name a directory.
+    trailing = "/" if segments[-1] in ("", ".", "..") else ""
+    return "/" + "/".join(out) + trailing
+
+
+def is_hidden(path):
+    """True when a segment of ``path`` starts with "." (.git, .env, ...).
+
+    The ".well-known" directory of RFC 8615 is the one exception.
+    """
+    if "/." not in path:
+        return False
+    for seg in path.split("/"):
+        if seg.startswith(".") and seg != _WELL_KNOWN:
+            return True
+    return False
+
+
+def to_relative_parts(path):
+    """The segments of a ``decode_path`` result, to join onto the docroot."""
+    return [seg for seg in path.split("/") if seg]
