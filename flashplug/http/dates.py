@@ -49,10 +49,9 @@ def rfc850_year(yy, this_year):
     RFC 9110 §5.6.7: a year that appears to be more than 50 years in the
     future is the most recent past year with the same last two digits.
     """
-    year = this_year - this_year % 100 + yy
-    if year > this_year + 50:
-        year -= 100
-    return year
+    # The latest year ending in ``yy`` that is at most 50 years ahead.
+    limit = this_year + 50
+    return limit - (limit - yy) % 100
 
 
 def parse_http_date(value):
