@@ -1,0 +1,64 @@
+"""autoindex: directory listings in HTML, JSON and XML.
+
+Theory of operation: the static handler calls ``flashplug_directory`` for a
+URL ending in ``/`` whose folder has no index file; we answer with a
+listing.  The work is split by kind:
+
+* ``listing``  reads the folder (blocking; always in a helper);
+* ``render``   sorts and formats it (pure: HTML through jinja2 with
+               autoescape, JSON, XML, query parsing, Accept negotiation);
+* ``cache``    a bounded LRU for scans and rendered bodies;
+* ``handler``  settings, caching, conditional GET, the Response.
+
+This module holds only the hooks.  It imports the rest on
+``flashplug_configure``, so that merely being installed (every installed
+plugin is imported for ``--help``) does not cost jinja2's import time.
+"""
+from flashplug import hookimpl
+
+_state = {}   # "settings" after configure, "autoindex" after startup
+
+
+@hookimpl
+def flashplug_addoption(parser):
+    group = parser.add_argument_group("autoindex", "directory listings (--plugins autoindex)")
+    group.add_argument("--autoindex-exact-size", action="store_true", default=False,
+                       help="show sizes in bytes instead of KiB/MiB/GiB")
+    group.add_argument("--autoindex-localtime", action="store_true", default=False,
+                       help="show times in the server's local time instead of UTC")
+    group.add_argument("--autoindex-ignore", action="append", default=None,
+                       metavar="PATTERNS",
+                       help="comma-separated glob patterns of names not to list "
+                            "(may repeat), e.g. '*.bak,*~'")
+    group.add_argument("--autoindex-template", default=None, metavar="PATH",
+                       help="a jinja2 template for the HTML page (see docs/autoindex.md)")
+    # The "no" form is added first: the config-file reader maps
+    # `dirs_first = true|false` through the last action with this dest, and
+    # it must be the store_true one.
+    group.add_argument("--no-autoindex-dirs-first", dest="autoindex_dirs_first",
+                       action="store_false", default=True,
+                       help="sort folders among files")
+    group.add_argument("--autoindex-dirs-first", dest="autoindex_dirs_first",
+                       action="store_true", default=True,
+                       help="list folders before files (the default)")
+
+
+@hookimpl
+def flashplug_configure(config):
+    from .handler import Settings
+    _state["settings"] = Settings.from_config(config)
+
+
+@hookimpl
+def flashplug_startup(app):
+    from .handler import Autoindex
+    _state["autoindex"] = Autoindex(_state["settings"], app.helpers)
+
+
+@hookimpl
+def flashplug_directory(request, fspath):
+    autoindex = _state.get("autoindex")
+    if autoindex is None:
+        return None
+    return autoindex.handle(request, fspath)
+
