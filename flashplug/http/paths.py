@@ -20,6 +20,7 @@ name is not UTF-8 can still be served: ``os`` functions encode such a
 str back to the same bytes.
 """
 
+import re
 import string
 
 from ..errors import HTTPError
@@ -30,7 +31,12 @@ _HEX_PAIRS = {(a + b).encode("ascii"): bytes([int(a + b, 16)])
               for a in string.hexdigits for b in string.hexdigits}
 
 # C0 controls and DEL, NUL among them.
-_CONTROLS = frozenset(range(0x20)) | {0x7f}
+_CONTROLS = bytes(range(0x20)) + b"\x7f"
+
+# Anything that needs more than a look: an escape, a control character, a
+# backslash, an empty segment or one that starts with a dot.  A plain ASCII
+# path without any of these is already decoded and normal.
+_NEEDS_WORK = re.compile(r'[%\x00-\x1f\x7f\\]|//|/\.')
 
 _WELL_KNOWN = ".well-known"  # RFC 8615 names it; ACME needs it served
 
@@ -62,16 +68,14 @@ def decode_path(raw_path):
     """
     if not raw_path.startswith("/"):
         raise HTTPError(400, "request path does not start with /")
+    if raw_path.isascii() and _NEEDS_WORK.search(raw_path) is None:
+        return raw_path
     data = _percent_decode(raw_path)
     if b"\\" in data:
         raise HTTPError(404, "backslash in path")
-    if not _CONTROLS.isdisjoint(data):
+    if len(data.translate(None, _CONTROLS)) != len(data):
         raise HTTPError(400, "control character in path")
     path = data.decode("utf-8", "surrogateescape")
-
-    # Fast path: nothing to normalise.
-    if "//" not in path and "/." not in path:
-        return path
 
     segments = path.split("/")
     out = []
