@@ -49,7 +49,7 @@ _ORDER_LETTER = {v: k for k, v in _APACHE_ORDERS.items()}
 
 #: Media types we can produce, most preferred first (wins ties in Accept).
 _MEDIA = (
-    ("text/html", "html"), ("application/xhtml+xml", "html"),
+    ("text/html", "html"),
     ("application/json", "json"),
     ("application/xml", "xml"), ("text/xml", "xml"),
 )
