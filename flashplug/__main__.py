@@ -1,0 +1,3 @@
+from flashplug.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Flash's caches for static files, owned by the event loop.
+
+Theory of operation: one ``FileEntry`` per URL path joins the paper's three
+caches in one object:
+
+* pathname translation: URL path -> file on disk, its stat and ETag;
+* response header: the header lines that do not change between requests
+  (type, length, validators) prebuilt as bytes; the kernel splices the Date
+  line, which changes once a second, in front of them;
+* content: the bytes of a small file, or an open descriptor for a large one
+  (the open-fd cache), sent with ``sendfile``.
+
+Entries are built by a helper (``load_entry`` is blocking) and used by the
+loop without locks: the loop is the only owner.  An entry is trusted for
+``valid`` seconds; after that the loop asks a helper to stat the file again
+(``still_fresh``), so an edited, deleted or renamed file is served fresh
+within that window.  The cache is bounded in entries and in content bytes,
+evicting the least recently used entry first.
+"""
+import os
+import stat as stat_mod
+import time
+from collections import OrderedDict
+
+from flashplug.http.conditionals import make_etag
+from flashplug.http.dates import format_http_date
+from flashplug.http.mime import content_type_for
+
+
+class FileEntry:
+    """A regular file as the static handler serves it."""
+
+    __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
+                 "content_type", "head_tail", "data", "fd", "refs", "dead",
+                 "checked", "nbytes")
+
+    def __init__(self, fspath, st, content_type, data, fd):
+        self.fspath = fspath
+        self.size = st.st_size
+        self.mtime = int(st.st_mtime)
+        self.ident = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+        self.etag = make_etag(st.st_mtime_ns, st.st_size, st.st_ino)
+        self.last_modified = format_http_date(st.st_mtime)
+        self.content_type = content_type
+        self.data = data          # whole content, for small files
+        self.fd = fd              # open descriptor, for large files
+        self.refs = 0             # sends in progress that use ``fd``
+        self.dead = False         # evicted: close ``fd`` when ``refs`` drops to 0
+        self.checked = time.monotonic()
+        self.nbytes = len(data) if data is not None else 0
+        # Prebuilt header lines of a full 200 response.
+        self.head_tail = (
+            f"Content-Type: {content_type}\r\n"
+            f"Last-Modified: {self.last_modified}\r\n"
+            f"ETag: {self.etag}\r\n"
+            f"Accept-Ranges: bytes\r\n"
+            f"Content-Length: {self.size}\r\n").encode("latin-1")
+
+    def retain(self):
+        self.refs += 1
+
+    def release(self):
+        self.refs -= 1
+        if self.dead and self.refs == 0:
+            self._close()
+
+    def discard(self):
+        """Called when the cache drops the entry."""
+        self.dead = True
+        if self.refs == 0:
+            self._close()
+
+    def _close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class NotRegular(Exception):
+    """The path names something other than a regular file (FIFO, device...)."""
+
+
+def open_regular(fspath):
+    """Open ``fspath`` and check it is a regular file, without races.
+
+    Open first, then fstat the open descriptor (as nginx does), so the file
+    checked is the file served.  Opening a FIFO blocks until a writer
+    appears: that is why this runs in a helper.
+    """
+    fd = os.open(fspath, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise NotRegular(fspath)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def load_entry(fspath, small_max):
+    """Blocking: build a FileEntry, reading the whole file if it is small."""
+    fd, st = open_regular(fspath)
+    ctype = content_type_for(fspath)
+    if st.st_size <= small_max:
+        try:
+            chunks = []
+            left = st.st_size
+            while left > 0:
+                chunk = os.read(fd, left)
+                if not chunk:
+                    break  # truncated under us: serve what the stat said, fresh next time
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
+        if len(data) != st.st_size:
+            st = os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid,
+                                 st.st_gid, len(data), st.st_atime, st.st_mtime, st.st_ctime))
+        return FileEntry(fspath, st, ctype, data, None)
+    return FileEntry(fspath, st, ctype, None, fd)
+
+
+def still_fresh(entry):
+    """Blocking: does the file on disk still match the entry?"""
+    try:
+        st = os.stat(entry.fspath)
+    except OSError:
+        return False
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) == entry.ident
+
+
+class FileCache:
+    """URL path -> FileEntry, LRU, bounded in entries and content bytes."""
+
+    def __init__(self, max_entries, max_bytes, valid, stats):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.valid = valid
+        self.stats = stats
+        self.bytes = 0
+        self._entries = OrderedDict()
+
+    def get(self, key):
+        """The entry for ``key`` if cached (fresh or not), else None."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def is_fresh(self, entry, now):
+        return now - entry.checked < self.valid
+
+    def put(self, key, entry):
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._drop(old)
+        if entry.nbytes > self.max_bytes:
+            return  # too big for the content budget: serve it, do not keep it
+        self._entries[key] = entry
+        self.bytes += entry.nbytes
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, victim = self._entries.popitem(last=False)
+            self._drop(victim)
+            self.stats.cache_evictions += 1
+
+    def remove(self, key):
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._drop(entry)
+
+    def _drop(self, entry):
+        self.bytes -= entry.nbytes
+        entry.discard()
+
+    def clear(self):
+        for entry in self._entries.values():
+            self._drop(entry)
+        self._entries.clear()
+
+    def __len__(self):
+        return len(self._entries)

@@ -1,0 +1,240 @@
+"""The command line: ``flashplug serve`` and ``flashplug plugins``.
+
+Every mistake a user can make here ends as one line on stderr and exit
+status 2, never a traceback.
+"""
+import argparse
+import json
+import os
+import sys
+
+from flashplug import __version__, plugins as plugin_mod
+from flashplug.config import Config, read_toml, toml_defaults
+from flashplug.errors import UsageError
+
+ARCHS = ("amped", "sped", "mt", "mp")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def size(text):
+    """``"64m"`` -> 67108864; plain numbers are bytes."""
+    t = str(text).strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:] in _SIZE_UNITS and t[-1:] else ""
+    try:
+        value = int(float(t[:len(t) - len(unit)]) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (use bytes or a k/m/g suffix, e.g. 64m)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
+    return value
+
+
+def _workers(text):
+    if text == "auto":
+        return os.cpu_count() or 1
+    return _positive_int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line, exit status 2."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _add_serve_options(p):
+    p.add_argument("docroot", nargs="?", default=".",
+                   help="directory to serve (default: the current directory)")
+    net = p.add_argument_group("network")
+    net.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                     help="address to listen on (default: 127.0.0.1)")
+    net.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    net.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
+                     help="worker processes sharing the port (default: 1)")
+    net.add_argument("--arch", choices=ARCHS, default="amped",
+                     help="concurrency architecture (default: amped)")
+    logs = p.add_argument_group("logging")
+    logs.add_argument("--access-log", default="-", metavar="PATH|-|off",
+                      help="Combined Log Format access log: a file, - for stdout, "
+                           "or off (default: -)")
+    logs.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                      help="error log level (default: info)")
+    files = p.add_argument_group("files")
+    files.add_argument("--follow-symlinks", action="store_true",
+                       help="serve symlinks that point outside the document root")
+    files.add_argument("--show-dotfiles", action="store_true",
+                       help="serve files and folders whose names start with '.'")
+    files.add_argument("--index", default="index.html", metavar="NAMES",
+                       help="comma-separated index file names (default: index.html)")
+    cache = p.add_argument_group("caches and helpers")
+    cache.add_argument("--cache-size", type=size, default="64m", metavar="BYTES",
+                       help="memory for small files' contents (default: 64m; 0 disables)")
+    cache.add_argument("--cache-file-max", type=size, default="256k", metavar="BYTES",
+                       help="largest file kept in memory (default: 256k)")
+    cache.add_argument("--cache-entries", type=_positive_int, default=10000, metavar="N",
+                       help="most paths remembered (default: 10000)")
+    cache.add_argument("--cache-valid", type=_seconds, default=1.0, metavar="S",
+                       help="seconds before a cached file is checked again (default: 1)")
+    cache.add_argument("--helpers", type=_positive_int, default=None, metavar="N",
+                       help="helper threads for disk work (default: 4 per core, at most 32)")
+    limits = p.add_argument_group("limits and timeouts")
+    limits.add_argument("--max-body-size", type=size, default="64m", metavar="BYTES",
+                        help="largest request body (default: 64m)")
+    limits.add_argument("--header-timeout", type=_seconds, default=10.0, metavar="S",
+                        help="time to send the request head (default: 10)")
+    limits.add_argument("--keepalive-timeout", type=_seconds, default=5.0, metavar="S",
+                        help="idle time before a keep-alive connection closes (default: 5)")
+    limits.add_argument("--send-timeout", type=_seconds, default=60.0, metavar="S",
+                        help="time a client may stall reading a response (default: 60)")
+    limits.add_argument("--grace", type=_seconds, default=10.0, metavar="S",
+                        help="on SIGTERM, time to finish in-flight responses (default: 10)")
+    plug = p.add_argument_group("plugins")
+    plug.add_argument("--plugins", default="", metavar="A,B",
+                      help="plugins to enable (default: none); see `flashplug plugins`")
+    plug.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
+                      help="load single-file plugins from DIR (may repeat)")
+    plug.add_argument("--config", metavar="FILE", help="TOML config file")
+
+
+def _pre_parse(argv):
+    """Read just the options that decide which plugins to load."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugins", default=None)
+    pre.add_argument("--plugins-dir", action="append", default=[])
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def build_serve(argv):
+    """Parse ``serve`` arguments into a Config with its plugin manager."""
+    pre = _pre_parse(argv)
+    file_data = read_toml(pre.config) if pre.config else {}
+    plugins_dirs = list(pre.plugins_dir) + list(file_data.get("plugins_dir", []) if isinstance(
+        file_data.get("plugins_dir"), list) else [])
+    installed = plugin_mod.discover(plugins_dirs)
+
+    pm = plugin_mod.new_manager()
+    parser = _Parser(prog="flashplug serve",
+                     description="Serve DOCROOT over HTTP/1.1.")
+    _add_serve_options(parser)
+    for info in installed.values():
+        plugin_mod.register(pm, info)
+    pm.hook.flashplug_addoption.call_historic(kwargs={"parser": parser})
+    if pre.config:
+        parser.set_defaults(**toml_defaults(pre.config, file_data, parser, set(installed)))
+    ns = parser.parse_args(argv)
+    config = Config(ns, pre.config)
+
+    selected = plugin_mod.parse_selection(ns.plugins)
+    plugin_mod.check_selection(selected, installed)
+    for name in list(installed):
+        if name not in selected:
+            pm.unregister(name=name)
+    plugin_mod.check_hooks(pm)
+    config.plugins = selected
+    config.plugin_manager = pm
+    _check_docroot(config.docroot, ns.docroot)
+    return config
+
+
+def _check_docroot(path, given):
+    if not os.path.exists(path):
+        raise UsageError(f"document root {given!r} does not exist; "
+                         f"give an existing directory, e.g. `flashplug serve .`")
+    if not os.path.isdir(path):
+        raise UsageError(f"document root {given!r} is not a directory")
+
+
+def cmd_plugins(argv):
+    parser = _Parser(prog="flashplug plugins",
+                     description="List installed plugins and the hooks they implement.")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--plugins", default="", metavar="A,B",
+                        help="show which would be enabled by this --plugins value")
+    parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR")
+    ns = parser.parse_args(argv)
+    installed = plugin_mod.discover(ns.plugins_dir)
+    selected = plugin_mod.parse_selection(ns.plugins)
+    plugin_mod.check_selection(selected, installed)
+    pm = plugin_mod.new_manager()
+    rows = []
+    for info in sorted(installed.values(), key=lambda i: i.name):
+        plugin_mod.load(info)
+        rows.append({"name": info.name, "version": info.version, "source": info.source,
+                     "location": info.location, "hooks": info.hooks(pm),
+                     "enabled": info.name in selected})
+    if ns.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no plugins installed")
+        return 0
+    for row in rows:
+        mark = "enabled" if row["enabled"] else "disabled"
+        print(f"{row['name']} {row['version']} ({row['source']}: {row['location']}) [{mark}]")
+        for hook in row["hooks"]:
+            print(f"    {hook}")
+    return 0
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _Parser(prog="flashplug",
+                  description="A plugin-extensible AMPED web server.",
+                  epilog="Commands: serve [DOCROOT] ...; plugins [--json]. "
+                         "Run `flashplug serve --help` for the serve options.")
+    top.add_argument("--version", action="version", version=f"flashplug {__version__}")
+    top.add_argument("command", choices=("serve", "plugins"))
+    try:
+        if not argv or argv[0] in ("-h", "--help", "--version"):
+            top.parse_args(argv or ["--help"])
+            return 0
+        command, rest = argv[0], argv[1:]
+        if command == "plugins":
+            return cmd_plugins(rest)
+        if command != "serve":
+            raise UsageError(f"unknown command {command!r}; use `flashplug serve` "
+                             f"or `flashplug plugins`")
+        config = build_serve(rest)
+        from flashplug.server import run
+        return run(config)
+    except UsageError as e:
+        print(f"flashplug: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0

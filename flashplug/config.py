@@ -1,0 +1,132 @@
+"""One Config object: command-line flags over the config file over defaults.
+
+Theory of operation: the TOML file is turned into argparse defaults before
+the command line is parsed, so a flag always wins over the file and both go
+through the same type checks.  Top-level keys are kernel settings
+(``port = 8080``); a ``[plugins.NAME]`` table holds a plugin's settings with
+the ``NAME_`` prefix of its option names dropped (``[plugins.cgi]
+timeout = 30`` is ``--cgi-timeout 30``).
+"""
+import argparse
+import os
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from flashplug.errors import UsageError
+
+
+class Config:
+    """Settings for one run of ``flashplug serve``.
+
+    ``get(name)`` returns a setting by its option's dest name (``"port"``,
+    ``"cgi_timeout"``); attribute access works too (``config.port``).
+    """
+
+    def __init__(self, namespace, config_file=None):
+        self._ns = namespace
+        self.config_file = config_file
+        self.docroot = os.path.abspath(namespace.docroot)
+        self.plugins = []            # names of the enabled plugins
+        self.plugin_manager = None   # set by the CLI once plugins are loaded
+
+    def get(self, name, default=None):
+        return getattr(self._ns, name, default)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return getattr(self._ns, name)
+        except AttributeError:
+            raise AttributeError(f"no setting {name!r}") from None
+
+    def as_dict(self):
+        return dict(vars(self._ns))
+
+
+def read_toml(path):
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise UsageError(f"--config {path}: {e.strerror}") from None
+
+
+def _actions_by_dest(parser):
+    return {a.dest: a for a in parser._actions
+            if a.dest not in ("help", argparse.SUPPRESS) and a.option_strings}
+
+
+def _convert(path, key, value, action):
+    """Check a TOML value against the option it sets; return the value."""
+    flag = action.option_strings[-1]
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise UsageError(f"{path}: {key} = {value!r}: expected true or false ({flag})")
+        return value if isinstance(action, argparse._StoreTrueAction) else not value
+    if isinstance(action, argparse._AppendAction):
+        items = value if isinstance(value, list) else [value]
+        return [_convert_one(path, key, v, action, flag) for v in items]
+    if isinstance(value, (list, dict)):
+        raise UsageError(f"{path}: {key}: expected a single value ({flag})")
+    return _convert_one(path, key, value, action, flag)
+
+
+def _convert_one(path, key, value, action, flag):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UsageError(f"{path}: {key} = {value!r}: expected a string or number ({flag})")
+    if action.type is not None:
+        try:
+            value = action.type(str(value))
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
+            raise UsageError(f"{path}: {key} = {value!r}: {e} ({flag})") from None
+    if action.choices is not None and value not in action.choices:
+        allowed = ", ".join(map(str, action.choices))
+        raise UsageError(f"{path}: {key} = {value!r}: allowed values are {allowed}")
+    return value
+
+
+def toml_defaults(path, data, parser, plugin_names):
+    """Map a parsed config file onto ``{dest: value}`` for ``set_defaults``."""
+    actions = _actions_by_dest(parser)
+    kernel_keys = sorted(d for d in actions if not any(
+        d.startswith(p + "_") for p in plugin_names) and d not in ("config",))
+    defaults = {}
+    for key, value in data.items():
+        if key == "plugins" and isinstance(value, dict):
+            for pname, table in value.items():
+                if pname not in plugin_names:
+                    raise UsageError(f"{path}: [plugins.{pname}]: no such plugin; "
+                                     f"installed: {', '.join(sorted(plugin_names)) or 'none'}")
+                if not isinstance(table, dict):
+                    raise UsageError(f"{path}: plugins.{pname} must be a table")
+                for pkey, pvalue in table.items():
+                    dest = f"{pname}_{pkey.replace('-', '_')}"
+                    action = actions.get(dest)
+                    if action is None:
+                        allowed = sorted(d[len(pname) + 1:] for d in actions
+                                         if d.startswith(pname + "_"))
+                        raise UsageError(
+                            f"{path}: [plugins.{pname}] {pkey}: unknown setting; "
+                            f"allowed: {', '.join(allowed) or 'none'}")
+                    defaults[dest] = _convert(path, f"[plugins.{pname}] {pkey}", pvalue, action)
+            continue
+        dest = key.replace("-", "_")
+        if dest == "docroot":
+            if not isinstance(value, str):
+                raise UsageError(f"{path}: docroot must be a string")
+            defaults["docroot"] = os.path.join(os.path.dirname(os.path.abspath(path)), value)
+            continue
+        action = actions.get(dest)
+        if action is None or dest not in kernel_keys:
+            raise UsageError(f"{path}: {key}: unknown setting; allowed: "
+                             f"docroot, {', '.join(kernel_keys)}, [plugins.NAME]")
+        defaults[dest] = _convert(path, key, value, action)
+    return defaults

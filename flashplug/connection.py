@@ -1,0 +1,896 @@
+"""One HTTP/1.1 connection, driven by the event loop.
+
+Theory of operation: the connection owns its non-blocking socket and watches
+it with ``loop.add_reader``/``add_writer`` (uvloop will not let us
+``sendfile`` on a socket a transport owns).  Bytes read go to the httptools
+(llhttp, strict) parser; its callbacks build a ``Request`` per message and
+queue it.  Requests are answered one at a time, in order, so pipelined
+responses leave in request order.
+
+A request for a fresh cached file is answered inside the parser callback:
+one prebuilt buffer, no coroutine, no hook.  Anything else runs as a task
+(``_serve``) that awaits the handler and then writes the response.
+
+Output is a queue of ``bytes`` and file ranges.  ``_flush`` sends as much as
+the socket takes; file ranges go out with ``os.sendfile`` once the
+residency probe says their pages are in memory, or after a helper has read
+them in (``flashplug.residency``).  When the queue grows past
+``HIGH_WATER`` a streaming handler waits in ``drain()``.
+
+Deadlines (header, keep-alive idle, body, send) are plain timestamps; the
+server sweeps all connections once a second, which costs nothing per request.
+"""
+import collections
+import errno
+import logging
+import os
+import socket
+import time
+
+import httptools
+
+from flashplug.errors import HTTPError
+from flashplug.http.message import Headers, Request, Response
+from flashplug.http.paths import decode_path
+from flashplug.http.status import reason
+from flashplug.static import FileBody
+
+log = logging.getLogger("flashplug.connection")
+
+RECV_SIZE = 256 * 1024
+# A streaming handler waits once this much output is queued, so a slow
+# client holds at most about this much of a response in our memory.
+HIGH_WATER = 256 * 1024
+# Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
+# LimitRequestFields and nginx's large_client_header_buffers (8 KiB lines).
+MAX_REQUEST_TARGET = 8190
+MAX_FIELD_SIZE = 8190
+MAX_FIELDS = 100
+MAX_HEAD_BYTES = 64 * 1024
+# Requests parsed ahead of the one being answered before we stop reading.
+MAX_PIPELINE = 32
+# Body bytes buffered for a handler that has not read them yet.
+BODY_BUFFER = 256 * 1024
+# How long to keep draining a client's input after an error response, so the
+# response is not destroyed by a TCP reset (nginx's lingering close).
+LINGER_SECONDS = 2.0
+
+_CONDITIONAL_OR_RANGE = frozenset((b"if-match", b"if-none-match", b"if-modified-since",
+                                   b"if-unmodified-since", b"range", b"if-range"))
+_STATUS_LINES = {}
+
+
+def status_line(status, phrase=None):
+    if phrase is None:
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason(status)}\r\n".encode()
+        return line
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1", "replace")
+
+
+class _Reject(Exception):
+    """Raised inside a parser callback to answer with an error and close."""
+
+    def __init__(self, status, message):
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+class BodyReader:
+    """The request body as an async iterator, fed by the parser.
+
+    The connection stops reading the socket while more than BODY_BUFFER
+    bytes wait here, so a handler that reads slowly slows the client down
+    instead of filling our memory.
+    """
+
+    __slots__ = ("_conn", "_chunks", "_buffered", "_done", "_waiter", "_error",
+                 "received", "abandoned")
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._chunks = collections.deque()
+        self._buffered = 0
+        self._done = False
+        self._waiter = None
+        self._error = None
+        self.received = 0
+        self.abandoned = False
+
+    def feed(self, chunk):
+        self.received += len(chunk)
+        if self.abandoned:
+            return
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > BODY_BUFFER:
+            self._conn.pause_reading("body")
+        self._wake()
+
+    def finish(self):
+        self._done = True
+        self._wake()
+
+    def fail(self, error):
+        self._error = error
+        self._wake()
+
+    def _wake(self):
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                raise StopAsyncIteration
+            self._conn.send_continue()
+            self._waiter = self._conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._buffered <= BODY_BUFFER // 2:
+            self._conn.resume_reading("body")
+        return chunk
+
+    async def read(self):
+        """The whole body as bytes (mind the size: prefer iterating)."""
+        return b"".join([c async for c in self])
+
+
+class Connection:
+    """One client connection on the event loop."""
+
+    def __init__(self, app, sock, peer):
+        self.app = app
+        self.loop = app.loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer_addr = peer[0] if isinstance(peer, tuple) else ""
+        self.peer_port = peer[1] if isinstance(peer, tuple) else 0
+        local = sock.getsockname()
+        self.local_addr, self.local_port = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
+        self.parser = httptools.HttpRequestParser(self)
+        self.out = collections.deque()
+        self.out_bytes = 0
+        self.writer_on = False
+        self.reading = True
+        self.pause_reasons = set()
+        self.drain_waiter = None
+        self.closed = False
+        self.closing = False          # close once the output queue drains
+        self.pending = collections.deque()
+        self.active = None           # the request being answered
+        self.task = None
+        self.eof = False
+        self.offloading = False      # a helper is reading file pages in for us
+        now = time.monotonic()
+        self.deadline = now + app.config.header_timeout
+        self.send_deadline = None
+        self.state = "idle"
+        self.continue_for = None     # request that may still need "100 Continue"
+        self._complete = set()       # requests whose whole message has arrived
+        self._answered = False       # the active request's response is queued
+        self._reset_message()
+        app.connections.add(self)
+        self.loop.add_reader(self.fd, self._on_readable)
+
+    # -- reading -----------------------------------------------------------------
+
+    def _reset_message(self):
+        self.m_url = bytearray()
+        self.m_headers = []
+        self.m_head_bytes = 0
+        self.m_flagged = False
+        self.m_request = None
+        self.m_body = None
+        self.m_discard_left = 0
+
+    def _on_readable(self):
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        if not data:
+            self._on_eof()
+            return
+        if self.state == "lingering":
+            return
+        self.feed(data)
+
+    def feed(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
+            # only, and the parser stops at such a message.  It was queued
+            # and is answered normally; then the connection closes.
+            self.pause_reading("upgrade")
+            self.closing = True
+            if self.active is None:
+                self._close_when_flushed()
+        except httptools.HttpParserError as e:
+            self._on_parse_error(e, data)
+
+    def _on_parse_error(self, e, data):
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, _Reject):
+            status, message = cause.status, cause.message
+        elif isinstance(cause, Exception):
+            log.error("error while parsing a request from %s: %r", self.peer_addr, cause)
+            status, message = 500, "Internal Server Error"
+        else:
+            status, message = self._classify_parse_error(e, data)
+        self.pause_reading("error")
+        if self.m_body is not None:
+            self.m_body.fail(ConnectionError("malformed request body"))
+        self._queue_error(status, message)
+
+    def _classify_parse_error(self, e, data):
+        text = str(e)
+        if isinstance(e, httptools.HttpParserInvalidMethodError):
+            # An unknown but well-formed method ("FOO / HTTP/1.1") is 501;
+            # bytes that are not HTTP at all (a TLS ClientHello) are 400.
+            method, _, rest = data.lstrip(b"\r\n").partition(b" ")
+            if method and method.isalpha() and method.isupper() and rest.startswith(b"/"):
+                return 501, "Not Implemented"
+            return 400, "Bad Request"
+        if "HTTP version" in text:
+            return 505, "HTTP Version Not Supported"
+        if "Transfer-Encoding" in text:
+            te = self._header_value(b"transfer-encoding")
+            if te is not None and b"content-length" not in (n for n, _ in self.m_headers):
+                return 501, "Not Implemented"
+        return 400, "Bad Request"
+
+    def _header_value(self, name):
+        for n, v in self.m_headers:
+            if n == name:
+                return v
+        return None
+
+    def _on_eof(self):
+        self.eof = True
+        self.loop.remove_reader(self.fd)
+        self.reading = False
+        if self.state == "lingering" or (self.active is None and not self.pending and not self.out):
+            self.close()
+        elif self.active is not None and self.task is not None and not self.out:
+            # The client went away while a handler works for it (a CGI
+            # script, say): stop the work.
+            self.abort()
+        else:
+            self.closing = True
+
+    def pause_reading(self, why):
+        self.pause_reasons.add(why)
+        if self.reading and not self.closed:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+
+    def resume_reading(self, why):
+        self.pause_reasons.discard(why)
+        if not self.pause_reasons and not self.reading and not self.closed and not self.eof:
+            self.loop.add_reader(self.fd, self._on_readable)
+            self.reading = True
+
+    # -- parser callbacks ------------------------------------------------------------
+
+    def on_message_begin(self):
+        self._reset_message()
+        if self.state == "idle":
+            self.state = "head"
+            self.deadline = time.monotonic() + self.app.config.header_timeout
+
+    def on_url(self, url):
+        self.m_url += url
+        if len(self.m_url) > MAX_REQUEST_TARGET:
+            raise _Reject(414, "URI Too Long")
+
+    def on_header(self, name, value):
+        size = len(name) + len(value)
+        self.m_head_bytes += size
+        if size > MAX_FIELD_SIZE or len(self.m_headers) >= MAX_FIELDS \
+                or self.m_head_bytes > MAX_HEAD_BYTES:
+            raise _Reject(431, "Request Header Fields Too Large")
+        name = name.lower()
+        if name in _CONDITIONAL_OR_RANGE:
+            self.m_flagged = True
+        self.m_headers.append((name, value))
+
+    def on_headers_complete(self):
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise _Reject(505, "HTTP Version Not Supported")
+        method = parser.get_method().decode("ascii")
+        headers = Headers.__new__(Headers)
+        headers._items = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.m_headers]
+        target = self.m_url.decode("latin-1")
+        request = Request(method, target, "", "", "", version, headers)
+        self._check_framing(request)
+        self._set_target(request, target)
+        request.remote_addr = self.peer_addr
+        request.remote_port = self.peer_port
+        request.server_addr = self.local_addr
+        request.server_port = self.local_port
+        request.server = self.app
+        request.start_time = time.monotonic()
+        request.keep_alive = parser.should_keep_alive()
+        request.conditional = self.m_flagged
+        self.m_request = request
+        self.state = "body"
+        self.deadline = time.monotonic() + self.app.config.header_timeout
+        if self.active is None:
+            self._start(request)
+        else:
+            self.pending.append(request)
+            if len(self.pending) >= MAX_PIPELINE:
+                self.pause_reading("pipeline")
+
+    def _check_framing(self, request):
+        headers = request.headers
+        if request.version == "1.1":
+            hosts = headers.get_all("host")
+            if len(hosts) != 1:
+                raise _Reject(400, "Bad Request: exactly one Host header is required")
+        elif len(headers.get_all("host")) > 1:
+            raise _Reject(400, "Bad Request: more than one Host header")
+        te = headers.get("transfer-encoding")
+        if te is not None:
+            codings = [c.strip().lower() for c in te.split(",") if c.strip()]
+            if codings != ["chunked"]:
+                raise _Reject(501, "Not Implemented: unsupported transfer coding")
+            request.chunked = True
+        lengths = headers.get_all("content-length")
+        if lengths:
+            values = {v.strip() for v in ",".join(lengths).split(",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise _Reject(400, "Bad Request: invalid Content-Length")
+            request.content_length = int(next(iter(values)))
+            if request.content_length > self.app.config.max_body_size:
+                raise _Reject(413, "Content Too Large")
+        if request.content_length or request.chunked:
+            request.body = self.m_body = BodyReader(self)
+            expect = headers.get("expect")
+            if expect is not None:
+                if expect.lower() != "100-continue":
+                    raise _Reject(417, "Expectation Failed")
+                if request.version == "1.1":
+                    self.continue_for = request
+        else:
+            request.body = _EMPTY_BODY
+
+    def _set_target(self, request, target):
+        if target.startswith("/"):
+            raw_path, _, query = target.partition("?")
+        elif target == "*" and request.method == "OPTIONS":
+            raw_path, query = "*", ""
+        elif "://" in target:
+            # absolute-form (RFC 9112 §3.2.2): the path comes from the URI.
+            try:
+                url = httptools.parse_url(target.encode("latin-1"))
+            except httptools.HttpParserInvalidURLError:
+                raise _Reject(400, "Bad Request: invalid request target") from None
+            raw_path = (url.path or b"/").decode("latin-1")
+            query = (url.query or b"").decode("latin-1")
+        elif request.method == "CONNECT":
+            raw_path, query = "*", ""
+        else:
+            raise _Reject(400, "Bad Request: invalid request target")
+        request.query = query
+        request.raw_path = raw_path
+        if raw_path == "*":
+            request.path = "*"
+            return
+        try:
+            request.path = decode_path(raw_path)
+        except HTTPError as e:
+            request.path = None
+            request.state["path_error"] = e
+
+    def on_body(self, body):
+        reader = self.m_body
+        if reader is not None:
+            request = self.m_request
+            if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
+                raise _Reject(413, "Content Too Large")
+            reader.feed(body)
+            self.deadline = time.monotonic() + self.app.config.header_timeout
+
+    def on_message_complete(self):
+        if self.m_body is not None:
+            self.m_body.finish()
+        request = self.m_request
+        self.m_request = None
+        self.m_body = None
+        if request is not None:
+            self._complete.add(request)
+            if self.active is request and self._answered:
+                self._finish_request()
+            elif self.state == "body":
+                self.state = "busy"
+                self.deadline = None
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _start(self, request):
+        """Answer ``request`` now; it is the oldest unanswered one."""
+        self.active = request
+        self._answered = False
+        app = self.app
+        if type(request) is _ErrorItem:
+            self.task = self.loop.create_task(self._send_error(None, request.status, request.message))
+            return
+        if (request.path is not None and not request.conditional
+                and request.method in ("GET", "HEAD") and app.fast_path_ok):
+            route = app.router.match(request)
+            if route is None:
+                entry = app.static.fast_entry(request)
+                if entry is not None:
+                    app.stats.cache_hits += 1
+                    self._send_cached(request, entry)
+                    return
+        self.task = self.loop.create_task(self._serve(request))
+
+    def _send_cached(self, request, entry):
+        keep = request.keep_alive and not self.closing
+        conn_line = b"" if keep and request.version == "1.1" else (
+            b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
+        head = b"".join((b"HTTP/1.1 200 OK\r\n", self.app.date_server_lines,
+                         entry.head_tail, conn_line, b"\r\n"))
+        if request.method == "HEAD":
+            self.write(head)
+        elif entry.data is not None:
+            self.write(head + entry.data if len(entry.data) < 65536 else head)
+            if len(entry.data) >= 65536:
+                self.write(entry.data)
+        else:
+            self.write(head)
+            self.write_file(entry, 0, entry.size)
+        if not keep:
+            self.closing = True
+        self._log(request, 200, 0 if request.method == "HEAD" else entry.size)
+        self._answered = True
+        if request in self._complete:
+            self._finish_request()
+
+    async def _serve(self, request):
+        app = self.app
+        try:
+            response = await app.respond(request)
+        except Exception as exc:  # noqa: BLE001 - one request fails, not the server
+            response = app.failure_response(request, exc)
+        if self.closed:
+            await _close_stream(response)
+            return
+        try:
+            sent = await self.send_response(request, response)
+        except ConnectionError:
+            await _close_stream(response)
+            self.abort()
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.error("error while sending the response to %s %s: %r",
+                      request.method, request.target, exc)
+            await _close_stream(response)
+            self.abort()
+            return
+        self._log(request, response.status, sent)
+        self.task = None
+        self._answered = True
+        if request in self._complete:
+            self._finish_request()
+        elif request.body is not _EMPTY_BODY:
+            # The handler answered without reading the whole body: the rest
+            # will be read and thrown away, so the connection stays usable.
+            request.body.abandoned = True
+            request.body._chunks.clear()
+            self.resume_reading("body")
+
+    def _finish_request(self):
+        request = self.active
+        self._complete.discard(request)
+        self.active = None
+        self.continue_for = None
+        if self.closing or self.closed:
+            self._close_when_flushed()
+            return
+        if self.pending:
+            self.resume_reading("pipeline")
+            self._start(self.pending.popleft())
+        else:
+            self.state = "idle" if self.m_request is None else self.state
+            if self.state == "idle":
+                self.deadline = time.monotonic() + self.app.config.keepalive_timeout
+
+    def _queue_error(self, status, message):
+        """Answer, in turn, a request that could not be parsed; then close.
+
+        Requests parsed before it are still answered first, in order.
+        """
+        request = self.m_request
+        if request is not None:
+            # Its head was parsed and queued, but the message is broken.
+            if request in self.pending:
+                self.pending.remove(request)
+            elif request is self.active and self.task is not None:
+                self.task.cancel()
+                self.active = None
+        item = _ErrorItem(status, message)
+        if self.active is None:
+            self._start(item)
+        else:
+            self.pending.append(item)
+
+    async def _send_error(self, request, status, message):
+        self.closing = True
+        response = self.app.error_response(request, status, message)
+        try:
+            sent = await self.send_response(request, response, force_close=True)
+        except (ConnectionError, OSError):
+            self.abort()
+            return
+        self._log(request, status, sent)
+        self.active = None
+        self.pending.clear()
+        self._close_when_flushed()
+
+    def send_continue(self):
+        request = self.continue_for
+        if request is not None and request is self.active:
+            self.continue_for = None
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # -- response framing ------------------------------------------------------------------
+
+    async def send_response(self, request, response, force_close=False):
+        """Frame and write ``response``; returns the body bytes sent."""
+        app = self.app
+        if request is not None and app.response_headers_hook is not None:
+            app.response_headers_hook(request=request, response=response)
+        if response.raw:
+            self.closing = True
+            return await self._send_raw(response)
+        status = response.status
+        method = request.method if request is not None else "GET"
+        keep = (not force_close and not response.close and not self.closing
+                and request is not None and request.keep_alive)
+        head_only = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        body = response.body
+        stream = response.stream
+        lines = [status_line(status, response.reason), app.date_server_lines]
+        has_length = False
+        has_type = False
+        for name, value in response.headers:
+            lname = name.lower()
+            if lname in ("connection", "transfer-encoding", "date", "server", "keep-alive"):
+                continue
+            if lname == "content-length":
+                has_length = True
+            elif lname == "content-type":
+                has_type = True
+            lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+        chunked = False
+        if stream is not None:
+            if not has_length and not head_only:
+                if request is not None and request.version == "1.1":
+                    chunked = True
+                    lines.append(b"Transfer-Encoding: chunked\r\n")
+                else:
+                    keep = False  # HTTP/1.0: the end of the body is the close
+        elif status not in (204, 304) and not (100 <= status < 200):
+            length = body.length if type(body) is FileBody else len(body)
+            if not has_length:
+                lines.append(b"Content-Length: %d\r\n" % length)
+            if not has_type and length and type(body) is not FileBody:
+                lines.append(b"Content-Type: application/octet-stream\r\n")
+        if keep:
+            if request.version == "1.0":
+                lines.append(b"Connection: keep-alive\r\n")
+        else:
+            lines.append(b"Connection: close\r\n")
+            self.closing = True
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        if head_only:
+            self.write(head)
+            await _close_stream(response)
+            return 0
+        if stream is not None:
+            self.write(head)
+            return await self._send_stream(stream, chunked)
+        if type(body) is FileBody:
+            self.write(head)
+            entry = body.entry
+            for part in body.parts:
+                if type(part) is bytes:
+                    self.write(part)
+                elif entry.data is not None:
+                    offset, count = part
+                    self.write(entry.data[offset:offset + count])
+                else:
+                    self.write_file(entry, part[0], part[1])
+            return body.length
+        self.write(head + body if body else head)
+        return len(body)
+
+    async def _send_stream(self, stream, chunked):
+        sent = 0
+        try:
+            async for chunk in stream:
+                if not chunk:
+                    continue
+                if self.closed:
+                    raise ConnectionError("client went away")
+                if chunked:
+                    self.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                else:
+                    self.write(chunk)
+                sent += len(chunk)
+                if self.out_bytes > HIGH_WATER:
+                    await self.drain()
+            if chunked:
+                self.write(b"0\r\n\r\n")
+        finally:
+            await _close_stream_obj(stream)
+        return sent
+
+    async def _send_raw(self, response):
+        sent = 0
+        try:
+            async for chunk in response.stream:
+                if self.closed:
+                    raise ConnectionError("client went away")
+                self.write(chunk)
+                sent += len(chunk)
+                if self.out_bytes > HIGH_WATER:
+                    await self.drain()
+        finally:
+            await _close_stream_obj(response.stream)
+        return sent
+
+    def _log(self, request, status, size):
+        app = self.app
+        app.stats.requests += 1
+        app.stats.bytes_sent += size
+        app.stats.count_status(status)
+        if app.access_log is not None:
+            app.access_log.log(request, status, size, self.peer_addr)
+        if app.request_done_hook is not None and request is not None:
+            try:
+                app.request_done_hook(request=request, status=status, bytes_sent=size,
+                                      duration=time.monotonic() - request.start_time)
+            except Exception as exc:  # noqa: BLE001
+                app.log_plugin_error(exc, request)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, data):
+        if self.closed:
+            return
+        if not self.out and not self.offloading:
+            try:
+                n = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                self.abort()
+                return
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+        self.out.append(data)
+        self.out_bytes += len(data)
+        self._want_write()
+
+    def write_file(self, entry, offset, count):
+        """Queue ``count`` bytes of ``entry``'s open file from ``offset``."""
+        if self.closed or count <= 0:
+            return
+        entry.retain()
+        self.out.append(FileRange(entry, offset, count))
+        self.out_bytes += min(count, HIGH_WATER)
+        if not self.offloading:
+            self._flush()
+
+    def _want_write(self):
+        if not self.writer_on and not self.closed:
+            self.loop.add_writer(self.fd, self._flush)
+            self.writer_on = True
+            self.send_deadline = time.monotonic() + self.app.config.send_timeout
+
+    def _flush(self):
+        out = self.out
+        while out and not self.closed and not self.offloading:
+            item = out[0]
+            if type(item) is FileRange:
+                done = self.app.sender.send(self, item)
+                if done is None:      # error: already aborted
+                    return
+                if not done:
+                    break             # socket full, or a helper is reading pages in
+                out.popleft()
+                self.out_bytes -= min(item.total, HIGH_WATER)
+                item.entry.release()
+                continue
+            try:
+                n = self.sock.send(item)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.abort()
+                return
+            self.send_deadline = time.monotonic() + self.app.config.send_timeout
+            self.out_bytes -= n
+            if n < len(item):
+                out[0] = memoryview(item)[n:]
+                break
+            out.popleft()
+        if self.closed:
+            return
+        if out and not self.offloading:
+            self._want_write()
+        elif self.writer_on:
+            self.loop.remove_writer(self.fd)
+            self.writer_on = False
+            self.send_deadline = None
+        if not out:
+            w = self.drain_waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+            if self.closing and self.active is None and not self.pending:
+                self._close_when_flushed()
+
+    async def drain(self):
+        while self.out_bytes > HIGH_WATER // 2 and not self.closed:
+            self.drain_waiter = self.loop.create_future()
+            try:
+                await self.drain_waiter
+            finally:
+                self.drain_waiter = None
+        if self.closed:
+            raise ConnectionError("client went away")
+
+    def offload_done(self):
+        """A helper finished reading pages in: carry on sending."""
+        self.offloading = False
+        if not self.closed:
+            self._flush()
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def _close_when_flushed(self):
+        if self.closed:
+            return
+        self.closing = True
+        if self.out:
+            return  # _flush calls back when the queue is empty
+        if self.eof:
+            self.close()
+            return
+        # Lingering close: stop sending, read and drop what the client still
+        # sends for a moment, so our response is not lost to a reset.
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.state = "lingering"
+        self.deadline = time.monotonic() + LINGER_SECONDS
+        self.pause_reasons.clear()
+        if not self.reading:
+            self.loop.add_reader(self.fd, self._on_readable)
+            self.reading = True
+
+    def on_timeout(self, now):
+        """Called by the server's sweep when a deadline has passed."""
+        if self.send_deadline is not None and now > self.send_deadline:
+            self.abort()
+        elif self.deadline is not None and now > self.deadline:
+            if self.state == "head" and self.active is None:
+                self.pause_reading("timeout")
+                self._queue_error(408, "Request Timeout")
+            elif self.state in ("head", "body") and self.m_request is not None:
+                self.abort()
+            else:
+                self.close()
+
+    def abort(self):
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.m_body is not None:
+            self.m_body.fail(ConnectionError("client went away"))
+        self.close()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.loop
+        if self.reading:
+            loop.remove_reader(self.fd)
+        if self.writer_on:
+            loop.remove_writer(self.fd)
+        for item in self.out:
+            if type(item) is FileRange:
+                item.entry.release()
+        self.out.clear()
+        w = self.drain_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.app.connections.discard(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class FileRange:
+    """Part of an open file still to be sent."""
+
+    __slots__ = ("entry", "offset", "left", "total")
+
+    def __init__(self, entry, offset, count):
+        self.entry = entry
+        self.offset = offset
+        self.left = count
+        self.total = count
+
+
+class _ErrorItem:
+    """Stands in the request queue for a message that failed to parse."""
+
+    __slots__ = ("status", "message")
+
+    def __init__(self, status, message):
+        self.status = status
+        self.message = message
+
+
+class _EmptyBody:
+    """The body of a request that has none."""
+
+    received = 0
+    abandoned = True
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        raise StopAsyncIteration
+
+    async def read(self):
+        return b""
+
+
+_EMPTY_BODY = _EmptyBody()
+
+
+async def _close_stream(response):
+    if response is not None and response.stream is not None:
+        await _close_stream_obj(response.stream)
+
+
+async def _close_stream_obj(stream):
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - the stream's own cleanup failing is logged by it
+            pass

@@ -1,0 +1,186 @@
+"""The flashplug plugin API.
+
+Every hook a plugin may implement is declared here; these docstrings are the
+hook reference (``docs/plugins.md`` is checked against them by a test).
+
+A plugin is a module (or object) with functions marked ``@hookimpl``::
+
+    from flashplug import hookimpl
+
+    @hookimpl
+    def flashplug_response_headers(request, response):
+        response.headers.append(("X-Hello", "world"))
+
+Hooks fall into two phases:
+
+* start-up hooks run once, in this order: ``flashplug_addoption``,
+  ``flashplug_configure``, ``flashplug_routes``, then (on the event loop of
+  each worker) ``flashplug_startup``; ``flashplug_shutdown`` runs on the way
+  out;
+* per-request hooks.  The kernel looks once, at start, at which of them have
+  an implementation among the enabled plugins, and never calls one that has
+  none, so an unused hook costs a static request nothing.
+
+A hook implementation may accept fewer arguments than the spec names (pluggy
+passes only those it asks for), so new arguments can be added later without
+breaking plugins.
+"""
+import pluggy
+
+hookspec = pluggy.HookspecMarker("flashplug")
+
+
+# -- start-up -----------------------------------------------------------------
+
+@hookspec(historic=True)
+def flashplug_addoption(parser):
+    """Add command-line options for this plugin.
+
+    Called once while the command line is being built, for every installed
+    plugin (so ``flashplug serve --help`` shows them all), enabled or not.
+    Historic: a plugin registered later still gets the call.
+
+    Name every option ``--NAME-...`` after the plugin, so that its value is
+    stored as ``NAME_...``; the same setting can then come from the
+    ``[plugins.NAME]`` table of the config file, with the prefix dropped
+    (``--cgi-timeout`` is ``timeout`` under ``[plugins.cgi]``).
+
+    :param parser: the ``argparse.ArgumentParser`` of ``flashplug serve``.
+        Call ``parser.add_argument_group("NAME")`` to keep options together
+        in ``--help``.
+    :return: ignored.
+    """
+
+
+@hookspec(historic=True)
+def flashplug_configure(config):
+    """Check and take in this plugin's settings; fail fast on bad ones.
+
+    Called once after the command line and config file are read, before the
+    server binds its port, only for enabled plugins.  Historic.
+
+    Raise :class:`flashplug.UsageError` with a one-line message that names
+    the setting, what was given and what is allowed; the CLI prints it and
+    exits with status 2.
+
+    :param config: the :class:`flashplug.config.Config`.  ``config.get(name)``
+        returns an option's value (command line over config file over
+        default); ``config.docroot`` is the absolute document root.
+    :return: ignored.
+    """
+
+
+@hookspec
+def flashplug_routes(config):
+    """Claim requests by URL prefix or file extension.
+
+    Called once at start.  The kernel builds its mount table from every
+    returned route; a request is matched by the longest prefix, then by
+    extension, before it reaches the static handler.
+
+    :param config: the :class:`flashplug.config.Config`.
+    :return: a list of :class:`flashplug.Route` (or None).
+    """
+
+
+@hookspec
+def flashplug_startup(app):
+    """Acquire resources on the event loop (process pools, connections).
+
+    Called in each worker after the loop starts and before the first request.
+
+    :param app: the running :class:`flashplug.server.App`: ``app.config``,
+        ``app.helpers`` (``await app.helpers.run(fn, *args)`` runs blocking
+        work off the loop), ``app.stats``, ``app.loop``.
+    :return: None, or an awaitable that the kernel awaits before serving.
+    """
+
+
+@hookspec
+def flashplug_shutdown(app):
+    """Release what ``flashplug_startup`` acquired.
+
+    Called once in each worker when the server stops, after in-flight
+    requests finished or the grace period ran out.
+
+    :param app: the running :class:`flashplug.server.App`.
+    :return: None, or an awaitable that the kernel awaits.
+    """
+
+
+# -- per request ----------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def flashplug_route_request(request):
+    """Claim a request that no route's prefix or extension matched.
+
+    Called for each such request, before the static handler, only when some
+    enabled plugin implements it.  Keep it cheap: it runs on the event loop
+    for every unmatched request.  Stops at the first non-None result.
+
+    :param request: the :class:`flashplug.Request`.
+    :return: an ``async def handler(request) -> Response`` to handle it, or
+        None to pass.
+    """
+
+
+@hookspec(firstresult=True)
+def flashplug_directory(request, fspath):
+    """Answer a request for a directory that has no index file.
+
+    Called when the static handler resolves a URL ending in ``/`` to a
+    directory without ``index.html``.  Stops at the first non-None result;
+    when no plugin answers, the kernel sends 404.
+
+    :param request: the :class:`flashplug.Request`.
+    :param fspath: the directory's absolute path on disk (inside the
+        document root, already checked for symlink escapes).
+    :return: an awaitable that produces a :class:`flashplug.Response`
+        (typically the coroutine of an ``async def``), or None to pass.
+    """
+
+
+@hookspec
+def flashplug_response_headers(request, response):
+    """Adjust the headers of a response before it is sent.
+
+    Called for every response that goes through the kernel's framing (not
+    for raw NPH responses), static or dynamic, including errors.  Modify
+    ``response.headers`` (a list of ``(name, value)`` pairs) in place.
+
+    :param request: the :class:`flashplug.Request`.
+    :param response: the :class:`flashplug.Response` about to be sent.
+    :return: ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def flashplug_error_page(request, status, message):
+    """Render the body of an error response.
+
+    Called when the kernel answers with an error status (4xx, 5xx) it
+    generated itself.  Stops at the first non-None result; without one the
+    kernel sends its own short HTML page.
+
+    :param request: the :class:`flashplug.Request`, or None when the request
+        could not be parsed.
+    :param status: the status code.
+    :param message: a short, safe explanation (never contains request data).
+    :return: a :class:`flashplug.Response` to send instead (its status is
+        forced to ``status``), or None.
+    """
+
+
+@hookspec
+def flashplug_request_done(request, status, bytes_sent, duration):
+    """Observe a finished request (logging, statistics).
+
+    Called after the last byte of the response was handed to the socket, or
+    the connection failed.  Runs on the event loop: do no blocking work.
+
+    :param request: the :class:`flashplug.Request`.
+    :param status: the status code sent.
+    :param bytes_sent: body bytes sent.
+    :param duration: seconds from the request line to the end of the response.
+    :return: ignored.
+    """

@@ -1,0 +1,1 @@
+"""Sans-I/O HTTP semantics: pure functions and plain objects, no sockets."""

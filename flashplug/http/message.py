@@ -1,0 +1,153 @@
+"""Request and Response: the objects handlers and hooks see.
+
+Theory of operation: the connection builds a ``Request`` from the parser's
+callbacks and hands it to a handler; the handler returns a ``Response``.
+Both are plain data.  The body of a request is read through
+``request.body`` (an async iterator fed by the connection with backpressure),
+so a handler never needs to hold it whole.  A response body is either
+``bytes`` or ``stream``, an async iterator of bytes that the connection
+drains as the client reads.
+"""
+
+
+class Headers:
+    """Header fields in arrival order; names compared case-insensitively.
+
+    Stored as a list of ``(lowercase-name, value)`` pairs of ``str`` (values
+    decoded as ISO-8859-1, as RFC 9110 §5.5 allows for field content).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items=()):
+        self._items = [(k.lower(), v) for k, v in items]
+
+    def get(self, name, default=None):
+        """The value of ``name``; repeated fields are joined with ``", "``."""
+        name = name.lower()
+        values = [v for k, v in self._items if k == name]
+        if not values:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def get_all(self, name):
+        name = name.lower()
+        return [v for k, v in self._items if k == name]
+
+    def add(self, name, value):
+        self._items.append((name.lower(), value))
+
+    def __contains__(self, name):
+        name = name.lower()
+        return any(k == name for k, _ in self._items)
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+    def __repr__(self):
+        return f"Headers({self._items!r})"
+
+
+class Request:
+    """One HTTP request, as the kernel parsed and checked it.
+
+    Attributes:
+        method: ``"GET"``, ``"POST"``, ...
+        target: the request-target exactly as sent.
+        raw_path: the path part of the target, still percent-encoded.
+        path: the path, percent-decoded once and normalised (no ``..``).
+        query: the query string without ``?``, verbatim; ``""`` when absent.
+        version: ``"1.0"`` or ``"1.1"``.
+        headers: a :class:`Headers`.
+        body: an async iterator of request body chunks (empty when none).
+        content_length: the declared body length, or None (chunked or none).
+        remote_addr, remote_port: the client's address.
+        server_addr, server_port: the local address the request arrived on.
+        server: the running :class:`flashplug.server.App` (config, helpers,
+            stats, docroot).
+        user, auth_type: set by an authentication plugin, else None.
+        state: a dict for plugins to share per-request data.
+    """
+
+    __slots__ = ("method", "target", "raw_path", "path", "query", "version",
+                 "headers", "body", "content_length", "chunked",
+                 "remote_addr", "remote_port", "server_addr", "server_port",
+                 "server", "user", "auth_type", "state", "scheme", "start_time",
+                 "keep_alive", "conditional")
+
+    def __init__(self, method, target, raw_path, path, query, version, headers):
+        self.method = method
+        self.target = target
+        self.raw_path = raw_path
+        self.path = path
+        self.query = query
+        self.version = version
+        self.headers = headers
+        self.body = None
+        self.content_length = None
+        self.chunked = False
+        self.remote_addr = self.server_addr = ""
+        self.remote_port = self.server_port = 0
+        self.server = None
+        self.user = self.auth_type = None
+        self.state = {}
+        self.scheme = "http"
+        self.start_time = 0.0
+        self.keep_alive = True      # the client allows another request after this one
+        self.conditional = False    # it carries conditional or Range headers
+
+    @property
+    def host(self):
+        return self.headers.get("host", "")
+
+    def __repr__(self):
+        return f"<Request {self.method} {self.target}>"
+
+
+class Response:
+    """What a handler returns.
+
+    Args:
+        status: the status code.
+        headers: a list of ``(name, value)`` pairs.  The kernel adds ``Date``,
+            ``Server``, ``Connection`` and the framing headers
+            (``Content-Length`` or ``Transfer-Encoding``) unless given.
+        body: the whole body as ``bytes``.
+        stream: an async iterator of ``bytes`` chunks, for a body produced
+            over time.  Without a ``Content-Length`` header it is sent chunked
+            to HTTP/1.1 clients and delimited by closing the connection for
+            HTTP/1.0.  The kernel calls its ``aclose()`` if the client goes
+            away, so a ``finally:`` in an async generator runs.
+        raw: the stream is a complete HTTP response (status line, headers,
+            body) written as is, then the connection closes (CGI NPH scripts).
+    """
+
+    __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close")
+
+    def __init__(self, status=200, headers=None, body=b"", *, stream=None,
+                 raw=False, reason=None):
+        self.status = status
+        self.headers = list(headers) if headers else []
+        self.body = body
+        self.stream = stream
+        self.raw = raw
+        self.reason = reason
+        self.close = False
+
+    def get_header(self, name):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def set_header(self, name, value):
+        lname = name.lower()
+        self.headers = [(k, v) for k, v in self.headers if k.lower() != lname]
+        self.headers.append((name, value))
+
+    def __repr__(self):
+        return f"<Response {self.status}>"

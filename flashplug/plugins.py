@@ -1,0 +1,138 @@
+"""The plugin manager: find plugins, choose the enabled ones, check them.
+
+Theory of operation: every plugin, ours included, is found the same way,
+through the ``flashplug`` entry-point group (our bundled ones point into the
+``flashplug_plugins`` package) or as a single ``.py`` file in a
+``--plugins-dir``.  All installed plugins are imported so that
+``flashplug_addoption`` can show their options in ``--help``; only the ones
+named by ``--plugins`` stay registered for the rest of the run.
+"""
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+
+import pluggy
+
+from flashplug import hookspecs
+from flashplug.errors import UsageError
+
+ENTRY_POINT_GROUP = "flashplug"
+BUNDLED_PACKAGE = "flashplug_plugins"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    source: str          # "bundled", "entry point" or "plugins dir"
+    location: str        # module name or file path
+    module: object = field(default=None, repr=False)
+
+    def hooks(self, pm):
+        return sorted(impl_name for impl_name in dir(self.module)
+                      if impl_name.startswith("flashplug_")
+                      and pm.parse_hookimpl_opts(self.module, impl_name) is not None)
+
+
+def new_manager():
+    pm = pluggy.PluginManager("flashplug")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def discover(plugins_dirs=()):
+    """Every installed plugin, by name; nothing is imported yet."""
+    found = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found:
+            continue  # the same distribution installed twice (editable + site)
+        dist = ep.dist
+        bundled = ep.value.startswith(BUNDLED_PACKAGE + ".")
+        found[ep.name] = PluginInfo(
+            name=ep.name,
+            version=dist.version if dist is not None else "?",
+            source="bundled" if bundled else "entry point",
+            location=ep.value, module=ep)
+    for folder in plugins_dirs:
+        if not os.path.isdir(folder):
+            raise UsageError(f"--plugins-dir {folder}: not a directory")
+        for fname in sorted(os.listdir(folder)):
+            if fname.endswith(".py") and not fname.startswith((".", "_")):
+                name = fname[:-3]
+                found[name] = PluginInfo(
+                    name=name, version="-", source="plugins dir",
+                    location=os.path.join(os.path.abspath(folder), fname))
+    return found
+
+
+def load(info):
+    """Import a plugin's module (once) and return it."""
+    if info.module is not None and not isinstance(info.module, importlib.metadata.EntryPoint):
+        return info.module
+    try:
+        if info.source == "plugins dir":
+            modname = f"flashplug_local_plugins.{info.name}"
+            spec = importlib.util.spec_from_file_location(modname, info.location)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            spec.loader.exec_module(module)
+        else:
+            module = info.module.load()
+    except Exception as e:
+        raise UsageError(f"plugin {info.name!r} ({info.location}) failed to import: "
+                         f"{type(e).__name__}: {e}") from e
+    info.module = module
+    return module
+
+
+def parse_selection(text):
+    """``"cgi, autoindex"`` -> ``["cgi", "autoindex"]``."""
+    if not text:
+        return []
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def check_selection(selected, installed):
+    unknown = [name for name in selected if name not in installed]
+    if unknown:
+        have = ", ".join(sorted(installed)) or "none"
+        raise UsageError(f"unknown plugin {', '.join(map(repr, unknown))}; "
+                         f"installed plugins: {have}")
+
+
+def register(pm, info):
+    module = load(info)
+    if pm.is_registered(module):
+        return
+    pm.register(module, name=info.name)
+
+
+def check_hooks(pm):
+    """Refuse an implementation whose name matches no hook spec."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        plugin = getattr(e, "plugin_name", None) or getattr(e, "plugin", "?")
+        raise UsageError(f"plugin {plugin!r}: {e}. Known hooks: "
+                         f"{', '.join(spec_names())}") from None
+
+
+def spec_names():
+    return sorted(n for n in dir(hookspecs) if n.startswith("flashplug_"))
+
+
+def hooks_in_use(pm):
+    """The hooks that at least one registered plugin implements."""
+    return frozenset(name for name in spec_names()
+                     if getattr(pm.hook, name).get_hookimpls())
+
+
+def plugin_for_module(pm, modname):
+    """The name of the registered plugin whose code lives in ``modname``."""
+    for name, plugin in pm.list_name_plugin():
+        pmod = getattr(plugin, "__name__", None)
+        if pmod and (modname == pmod or modname.startswith(pmod + ".")):
+            return name
+    return None

@@ -1,0 +1,404 @@
+"""The running server: the App, its listener, workers, signals and stop.
+
+Theory of operation: ``run(config)`` binds the listening socket first (so
+a bad port fails at once with a clear message), then either serves in this
+process or forks ``--workers`` processes that share the socket under a
+master that restarts any that die.  Each worker builds one ``App`` on its
+own event loop: the mount table, the static handler and its caches, the
+helper pool and the hooks in use are all decided there, once.
+"""
+import asyncio
+import errno
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from flashplug import plugins as plugin_mod
+from flashplug.errors import HTTPError, UsageError
+from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
+from flashplug.http.dates import format_http_date
+from flashplug.http.message import Response
+from flashplug.http.status import reason
+from flashplug.log import AccessLog, setup_error_log
+from flashplug.routes import Route
+from flashplug.static import StaticFiles
+from flashplug.stats import Stats
+
+log = logging.getLogger("flashplug.server")
+
+SERVER_NAME = "flashplug"
+LISTEN_BACKLOG = 1024
+# Accept at most this many connections per readiness event, so a flood of
+# new connections cannot starve the ones already open.
+ACCEPT_BATCH = 64
+
+
+class Router:
+    """The mount table: prefix routes (longest first), then extension routes."""
+
+    def __init__(self, routes, route_hook):
+        self.prefixes = sorted((r for r in routes if r.prefix is not None),
+                               key=lambda r: len(r.prefix), reverse=True)
+        self.exts = [r for r in routes if r.ext is not None]
+        self.route_hook = route_hook
+        self.empty = not routes and route_hook is None
+
+    def match(self, request):
+        """The handler for ``request``, or None for the static handler."""
+        if self.empty:
+            return None
+        path = request.path
+        if path is None or path == "*":
+            return None
+        for route in self.prefixes:
+            prefix = route.prefix
+            if path.startswith(prefix) or (prefix.endswith("/") and path == prefix[:-1]):
+                return route.handler
+        for route in self.exts:
+            if route.ext in path:
+                for segment in path.split("/"):
+                    if segment.endswith(route.ext) and len(segment) > len(route.ext):
+                        return route.handler
+        if self.route_hook is not None:
+            return self.route_hook(request=request)
+        return None
+
+
+class App:
+    """Everything one worker needs to answer requests."""
+
+    def __init__(self, config, loop, listener=None):
+        self.config = config
+        self.loop = loop
+        self.listener = listener
+        self.pm = config.plugin_manager
+        self.stats = Stats()
+        self.connections = set()
+        self.stopping = False
+        self.hooks_in_use = plugin_mod.hooks_in_use(self.pm)
+        if config.arch == "amped":
+            self.helpers = ThreadHelpers(loop, config.helpers or DEFAULT_HELPERS, self.stats)
+        else:
+            self.helpers = InlineHelpers(self.stats)
+        self.access_log = None if config.access_log == "off" else AccessLog(config.access_log)
+        self.response_headers_hook = self.hook_if_used("flashplug_response_headers")
+        self.request_done_hook = self.hook_if_used("flashplug_request_done")
+        self.error_page_hook = self.hook_if_used("flashplug_error_page")
+        self.router = Router(self._collect_routes(), self.hook_if_used("flashplug_route_request"))
+        self.static = StaticFiles(self)
+        # The cached path may skip building a Response only when no hook
+        # wants to see one.
+        self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
+        from flashplug.residency import FileSender
+        self.sender = FileSender(self, probe=config.arch == "amped")
+        self.date_server_lines = b""
+        self._update_date()
+
+    def hook_if_used(self, name):
+        """The hook caller for ``name`` if an enabled plugin implements it."""
+        return getattr(self.pm.hook, name) if name in self.hooks_in_use else None
+
+    def _collect_routes(self):
+        routes = []
+        for impl in self.pm.hook.flashplug_routes.get_hookimpls():
+            result = impl.function(config=self.config) if "config" in impl.argnames \
+                else impl.function()
+            for route in result or ():
+                if not isinstance(route, Route):
+                    raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes must "
+                                     f"return Route objects, got {route!r}")
+                route.plugin = impl.plugin_name
+                routes.append(route)
+        return routes
+
+    def _update_date(self):
+        self.date_server_lines = (f"Date: {format_http_date(time.time())}\r\n"
+                                  f"Server: {SERVER_NAME}\r\n").encode("ascii")
+
+    # -- answering -------------------------------------------------------------
+
+    async def respond(self, request):
+        """The Response for ``request`` (routes, then static files)."""
+        try:
+            if request.path is None:
+                raise request.state["path_error"]
+            if request.path == "*":
+                if request.method == "OPTIONS":
+                    return Response(200, [("Allow", "GET, HEAD, OPTIONS")], b"")
+                raise HTTPError(400, "Bad Request")
+            handler = self.router.match(request)
+            if handler is not None:
+                response = await handler(request)
+                if not isinstance(response, Response):
+                    raise TypeError(f"handler returned {response!r}, not a Response")
+                return response
+            return await self.static.handle(request)
+        except HTTPError as e:
+            return self.error_response(request, e.status, e.message, e.headers, e.close)
+
+    dispatch = respond
+
+    def failure_response(self, request, exc):
+        """A 500 for an exception a handler raised; the server goes on."""
+        if isinstance(exc, HTTPError):
+            return self.error_response(request, exc.status, exc.message, exc.headers, exc.close)
+        self.log_plugin_error(exc, request)
+        return self.error_response(request, 500, "Internal Server Error")
+
+    def log_plugin_error(self, exc, request):
+        plugin = None
+        tb = exc.__traceback__
+        while tb is not None:
+            plugin = plugin_mod.plugin_for_module(
+                self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
+            tb = tb.tb_next
+        where = f"plugin {plugin!r}" if plugin else "the server"
+        what = f"{request.method} {request.target}" if request is not None else "a request"
+        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        at = f" at {last[0].filename}:{last[0].lineno}" if last else ""
+        log.error("%s failed while serving %s: %s: %s%s", where, what,
+                  type(exc).__name__, exc, at)
+
+    def error_response(self, request, status, message, headers=(), close=False):
+        response = None
+        if self.error_page_hook is not None:
+            try:
+                response = self.error_page_hook(request=request, status=status, message=message)
+            except Exception as exc:  # noqa: BLE001
+                self.log_plugin_error(exc, request)
+        if response is None:
+            title = f"{status} {reason(status)}"
+            detail = message if message and message != reason(status) else ""
+            body = (f"<!doctype html>\n<html><head><title>{title}</title></head>"
+                    f"<body><h1>{title}</h1>"
+                    f"{'<p>' + _html_escape(detail) + '</p>' if detail else ''}"
+                    f"</body></html>\n").encode("utf-8")
+            response = Response(status, [("Content-Type", "text/html; charset=utf-8")], body)
+        response.status = status
+        response.headers.extend(headers)
+        response.close = close or response.close
+        return response
+
+    # -- the loop's housekeeping --------------------------------------------------
+
+    def tick(self):
+        """Once a second: Date line, log flush, connection deadlines."""
+        self._update_date()
+        if self.access_log is not None:
+            self.access_log.flush()
+        now = time.monotonic()
+        for conn in list(self.connections):
+            if (conn.deadline is not None and now > conn.deadline) or \
+                    (conn.send_deadline is not None and now > conn.send_deadline):
+                conn.on_timeout(now)
+        self.loop.call_later(1.0 - time.time() % 1.0 + 0.001, self.tick)
+
+
+def _html_escape(text):
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+# -- listening ----------------------------------------------------------------------
+
+def bind_listener(host, port):
+    """A listening socket, or a UsageError that says how to fix the problem."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(f"--bind {host}: not an address this machine has ({e.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is already in use; "
+                             f"stop the other server or pick another with --port") from None
+        if e.errno == errno.EACCES:
+            raise UsageError(f"permission denied binding port {port} on {host}; ports "
+                             f"below 1024 need root: pick one above 1023 with --port") from None
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(f"--bind {host}: not an address of this machine") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _url(sock):
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def raise_fd_limit():
+    """Idle keep-alive connections cost a descriptor each: allow the most we may."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def new_loop():
+    try:
+        import uvloop
+    except ImportError:
+        log.info("uvloop is not installed; using asyncio's own event loop")
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+# -- one worker on one loop ---------------------------------------------------------------
+
+class Worker:
+    def __init__(self, config, listener):
+        self.config = config
+        self.listener = listener
+        self.loop = new_loop()
+        self.app = None
+        self.stopped = None
+
+    def run(self):
+        asyncio.set_event_loop(self.loop)
+        try:
+            return self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.close()
+
+    async def _main(self):
+        from flashplug.connection import Connection
+        self.connection_class = Connection
+        loop = self.loop
+        app = self.app = App(self.config, loop, self.listener)
+        self.stopped = loop.create_future()
+        await _call_async_hooks(app.pm.hook.flashplug_startup, app=app)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_reader(self.listener.fileno(), self._accept)
+        app.tick()
+        await self.stopped
+        await self._drain()
+        await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app)
+        app.helpers.close()
+        if app.access_log is not None:
+            app.access_log.close()
+        app.static.cache.clear()
+        return 0
+
+    def _accept(self):
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("cannot accept a connection: %s", e.strerror)
+                    return
+                continue  # the client gave up before we accepted (ECONNABORTED)
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.app.stats.connections_total += 1
+            self.connection_class(self.app, sock, peer)
+
+    def stop(self):
+        if not self.stopped.done():
+            self.stopped.set_result(None)
+
+    async def _drain(self):
+        """Graceful stop: no new connections; finish what is in flight."""
+        app = self.app
+        app.stopping = True
+        self.loop.remove_reader(self.listener.fileno())
+        self.listener.close()
+        deadline = time.monotonic() + self.config.grace
+        while time.monotonic() < deadline:
+            for conn in list(app.connections):
+                if conn.active is None and not conn.out and not conn.pending:
+                    conn.close()       # idle: nothing to finish
+                else:
+                    conn.closing = True  # finish this response, then close
+            if not app.connections:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(app.connections):
+            conn.abort()
+
+
+async def _call_async_hooks(hook, **kwargs):
+    for result in hook(**kwargs):
+        if result is not None and hasattr(result, "__await__"):
+            await result
+
+
+# -- the master of several workers ----------------------------------------------------------
+
+def _serve_workers(config, listener):
+    children = {}
+    stopping = False
+
+    def spawn():
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = Worker(config, listener).run()
+            finally:
+                os._exit(code)
+        children[pid] = time.monotonic()
+
+    def on_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    for _ in range(config.workers):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        children.pop(pid, None)
+        if not stopping:
+            log.error("worker %d exited (status %d); starting a new one", pid, status)
+            spawn()
+    return 0
+
+
+def run(config):
+    """Serve until SIGINT or SIGTERM; returns the exit status."""
+    setup_error_log(config.log_level)
+    raise_fd_limit()
+    config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
+    listener = bind_listener(config.bind, config.port)
+    if config.arch in ("mt", "mp"):
+        from flashplug.blocking import run_blocking
+        return run_blocking(config, listener)
+    print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
+    if config.workers > 1:
+        return _serve_workers(config, listener)
+    return Worker(config, listener).run()

@@ -1,0 +1,230 @@
+"""The static handler: URL path -> file on disk -> response.
+
+Theory of operation: ``fast_response`` is the cached path.  It runs on the
+loop, touches no disk and calls no hook, and answers a plain GET or HEAD
+for a fresh cache entry with one prebuilt buffer.  Everything else goes
+through ``handle``, a coroutine whose disk work (``resolve``, a stat to
+revalidate) runs in the helper pool.  The HTTP decisions themselves
+(conditionals, ranges) are the pure functions of ``flashplug.http``.
+"""
+import errno
+import os
+import time
+from urllib.parse import quote
+
+from flashplug.cache import FileCache, FileEntry, NotRegular, load_entry, still_fresh
+from flashplug.errors import HTTPError
+from flashplug.http import conditionals, ranges
+from flashplug.http.message import Response
+from flashplug.http.paths import is_hidden
+
+ALLOW = "GET, HEAD, OPTIONS"
+# Characters left unescaped when a path is put back into a URL (RFC 3986
+# pchar plus "/").
+URL_SAFE = "/!$&'()*+,;=:@~-._"
+# Methods RFC 9110 defines (plus PATCH, RFC 5789): a static file refuses them
+# with 405; anything else is a method we do not implement at all (501).
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
+                           "OPTIONS", "TRACE", "PATCH"))
+
+
+class FileBody:
+    """A response body made of file ranges and literal bytes.
+
+    ``parts`` is a list of ``bytes`` or ``(offset, count)`` pairs read from
+    ``entry`` (its in-memory ``data`` or its open ``fd``).
+    """
+
+    __slots__ = ("entry", "parts", "length")
+
+    def __init__(self, entry, parts):
+        self.entry = entry
+        self.parts = parts
+        self.length = sum(len(p) if isinstance(p, bytes) else p[1] for p in parts)
+
+
+class Redirect(Exception):
+    """The path is a directory named without its trailing slash."""
+
+
+class Directory(Exception):
+    """The path is a directory with no index file."""
+
+    def __init__(self, fspath):
+        super().__init__(fspath)
+        self.fspath = fspath
+
+
+def _inside(real, root):
+    return real == root or real.startswith(root + os.sep)
+
+
+def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max):
+    """Blocking (runs in a helper): find what ``path`` names on disk.
+
+    Returns a FileEntry, or raises Redirect, Directory or HTTPError.
+    """
+    parts = [p for p in path.split("/") if p]
+    fspath = os.path.join(docroot, *parts)
+    try:
+        if not follow_symlinks and not _inside(os.path.realpath(fspath), real_root):
+            raise HTTPError(404, "Not Found")
+        if os.path.isdir(fspath):
+            if not path.endswith("/"):
+                raise Redirect()
+            for name in index_names:
+                candidate = os.path.join(fspath, name)
+                if os.path.isfile(candidate) and (
+                        follow_symlinks or _inside(os.path.realpath(candidate), real_root)):
+                    return load_entry(candidate, small_max)
+            raise Directory(fspath)
+        if path.endswith("/"):
+            raise HTTPError(404, "Not Found")  # a file named like a directory
+        return load_entry(fspath, small_max)
+    except (FileNotFoundError, NotADirectoryError):
+        raise HTTPError(404, "Not Found") from None
+    except PermissionError:
+        raise HTTPError(403, "Forbidden") from None
+    except NotRegular:
+        raise HTTPError(403, "Forbidden") from None
+    except OSError as e:
+        if e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL):
+            raise HTTPError(404, "Not Found") from None
+        raise
+
+
+class StaticFiles:
+    """Serves the document root through the FileCache and the helpers."""
+
+    def __init__(self, app):
+        config = app.config
+        self.app = app
+        self.docroot = config.docroot
+        self.real_root = os.path.realpath(config.docroot)
+        self.index_names = [n.strip() for n in config.index.split(",") if n.strip()]
+        self.follow_symlinks = config.follow_symlinks
+        self.show_dotfiles = config.show_dotfiles
+        self.small_max = min(config.cache_file_max, config.cache_size)
+        self.cache = FileCache(config.cache_entries, config.cache_size,
+                               config.cache_valid, app.stats)
+        self.directory_hook = app.hook_if_used("flashplug_directory")
+
+    # -- the cached path -------------------------------------------------------
+
+    def fast_entry(self, request):
+        """The fresh cache entry for a plain GET/HEAD, or None.
+
+        "Plain" means no conditional or Range header: the connection's parser
+        flags those, so this costs two dict lookups and a clock read.
+        """
+        entry = self.cache.get(request.path)
+        if entry is None or not self.cache.is_fresh(entry, time.monotonic()):
+            return None
+        return entry
+
+    # -- the general path ----------------------------------------------------------
+
+    async def handle(self, request):
+        method = request.method
+        if method not in ("GET", "HEAD"):
+            if method == "OPTIONS":
+                return Response(200, [("Allow", ALLOW)], b"")
+            if method in KNOWN_METHODS:
+                raise HTTPError(405, "Method Not Allowed", [("Allow", ALLOW)])
+            raise HTTPError(501, "Not Implemented")
+        path = request.path
+        if not self.show_dotfiles and is_hidden(path):
+            raise HTTPError(404, "Not Found")
+        entry = await self._lookup(path)
+        if not isinstance(entry, FileEntry):
+            return await self._not_a_file(request, entry)
+        return self._respond(request, entry)
+
+    async def _lookup(self, path):
+        """A fresh FileEntry for ``path``, from the cache or a helper.
+
+        For a directory it returns the Redirect or Directory that says what
+        to do with it.
+        """
+        app = self.app
+        entry = self.cache.get(path)
+        if entry is not None:
+            if self.cache.is_fresh(entry, time.monotonic()):
+                app.stats.cache_hits += 1
+                return entry
+            app.stats.cache_revalidations += 1
+            if await app.helpers.run(still_fresh, entry):
+                entry.checked = time.monotonic()
+                return entry
+            self.cache.remove(path)
+        app.stats.cache_misses += 1
+        try:
+            entry = await app.helpers.run(
+                resolve, self.docroot, self.real_root, path, self.index_names,
+                self.follow_symlinks, self.small_max)
+        except (Redirect, Directory) as e:
+            return e
+        self.cache.put(path, entry)
+        return entry
+
+    async def _not_a_file(self, request, found):
+        if isinstance(found, Redirect):
+            # Built from the normalised path, which starts with exactly one
+            # "/": a Location of "//host/..." would send the browser
+            # elsewhere (CVE-2021-28861).
+            location = quote(request.path.encode("utf-8", "surrogateescape"),
+                             safe=URL_SAFE) + "/"
+            if request.query:
+                location += "?" + request.query
+            return Response(301, [("Location", location),
+                                  ("Content-Type", "text/html; charset=utf-8")],
+                            b"<!doctype html><title>301 Moved Permanently</title>"
+                            b"<h1>Moved Permanently</h1>\n")
+        if self.directory_hook is not None:
+            answer = self.directory_hook(request=request, fspath=found.fspath)
+            if answer is not None:
+                return await answer
+        # 404 rather than 403: with no listing enabled the directory is, to a
+        # client, simply not a document; nginx says 403 here, which tells a
+        # scanner the folder exists.
+        raise HTTPError(404, "Not Found")
+
+    def _respond(self, request, entry):
+        status = conditionals.evaluate(request.method, request.headers.get,
+                                       entry.etag, entry.mtime)
+        validators = [("Last-Modified", entry.last_modified), ("ETag", entry.etag)]
+        if status == 304:
+            return Response(304, validators)
+        if status == 412:
+            raise HTTPError(412, "Precondition Failed")
+        headers = [("Content-Type", entry.content_type), *validators,
+                   ("Accept-Ranges", "bytes")]
+        size = entry.size
+        range_header = request.headers.get("range")
+        if range_header is not None and request.method == "GET":
+            if_range = request.headers.get("if-range")
+            if if_range is None or conditionals.if_range_allows(if_range, entry.etag, entry.mtime):
+                wanted = ranges.parse_range(range_header, size)
+                if wanted is ranges.UNSATISFIABLE:
+                    raise HTTPError(416, "Range Not Satisfiable",
+                                    [("Content-Range", ranges.unsatisfied_range(size))])
+                if wanted:
+                    return self._partial(entry, headers, wanted)
+        return Response(200, headers, FileBody(entry, [(0, size)]))
+
+    def _partial(self, entry, headers, wanted):
+        size = entry.size
+        if len(wanted) == 1:
+            start, end = wanted[0]
+            headers[0:1] = [("Content-Type", entry.content_type),
+                            ("Content-Range", ranges.content_range(start, end, size))]
+            return Response(206, headers, FileBody(entry, [(start, end - start + 1)]))
+        boundary = ranges.make_boundary()
+        plan, closing, _total = ranges.multipart_plan(wanted, size, entry.content_type, boundary)
+        parts = []
+        for part_head, start, end in plan:
+            parts.append(part_head)
+            parts.append((start, end - start + 1))
+        parts.append(closing)
+        headers[0:1] = [("Content-Type", ranges.multipart_content_type(boundary))]
+        return Response(206, headers, FileBody(entry, parts))

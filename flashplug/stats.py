@@ -1,0 +1,26 @@
+"""Counters gathered in one place (the paper's "information gathering").
+
+The loop owns them and increments plain attributes, so counting costs an
+attribute store; a future status plugin reads ``as_dict()``.
+"""
+
+
+class Stats:
+    __slots__ = ("connections_total", "connections_active", "requests",
+                 "bytes_sent", "status_counts",
+                 "cache_hits", "cache_misses", "cache_revalidations",
+                 "cache_evictions",
+                 "helper_calls", "inline_calls",
+                 "residency_probes", "residency_hits", "residency_offloads",
+                 "sendfile_calls")
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+        self.status_counts = {}
+
+    def count_status(self, status):
+        self.status_counts[status] = self.status_counts.get(status, 0) + 1
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}

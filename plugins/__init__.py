@@ -1,0 +1,1 @@
+"""Plugins bundled with flashplug; each uses only the public plugin API."""

@@ -1,0 +1,90 @@
+"""Shared fixtures: start a real `flashplug serve` process on a free port.
+
+Integration tests talk to a real server process over loopback, as a client
+would.  `server_factory(docroot, *args)` starts one and waits until it
+accepts connections; it is stopped (SIGTERM) when the test ends.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, proc, port, docroot, log_path):
+        self.proc = proc
+        self.port = port
+        self.docroot = docroot
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+
+    def log(self):
+        """Everything the server printed so far (stdout and stderr)."""
+        with open(self.log_path, "r", errors="replace") as f:
+            return f.read()
+
+    def connect(self, timeout=5):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        return s
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(docroot, *args, tmp_path, env=None, wait=True):
+    port = free_port()
+    log_path = os.path.join(str(tmp_path), f"server-{port}.log")
+    cmd = [sys.executable, "-m", "flashplug", "serve", str(docroot),
+           "--port", str(port), *map(str, args)]
+    logf = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                            cwd=str(tmp_path), env=env or os.environ.copy())
+    logf.close()
+    server = RunningServer(proc, port, docroot, log_path)
+    if wait:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited {proc.returncode}:\n{server.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    server.stop()
+                    raise RuntimeError(f"server did not start:\n{server.log()}")
+                time.sleep(0.05)
+    return server
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    started = []
+
+    def factory(docroot, *args, **kw):
+        s = start_server(docroot, *args, tmp_path=tmp_path, **kw)
+        started.append(s)
+        return s
+
+    yield factory
+    for s in started:
+        s.stop()
