@@ -48,7 +48,7 @@ def raw_get(server, target, headers=b""):
     return int(head.split()[1]), body
 
 
-NASTY = ["<script>alert(1)</script>.txt", "a&b \"q\" 'x'.txt", "100%.txt", "50%2e.txt",
+NASTY = ["<script>alert(1)<-script>.txt", "<img src=x onerror=alert(1)>", "a&b \"q\" 'x'.txt", "100%.txt", "50%2e.txt",
          "what?.txt", "#hash.txt", "with space.txt", "javascript:alert(1)", "c:"]
 NON_UTF8 = b"caf\xe9-\xff.bin"
 
@@ -130,7 +130,7 @@ def test_sorting(server):
 
 def test_every_name_is_escaped_and_every_link_fetches_its_file(server):
     r = requests.get(server.url + "/odd/")
-    assert "<script>alert" not in r.text
+    assert "<script>alert" not in r.text and "<img" not in r.text
     found = links(r.text)
     for name in NASTY:
         href = found[name]
