@@ -87,6 +87,9 @@ def _add_serve_options(p):
                      help="worker processes sharing the port (default: 1)")
     net.add_argument("--arch", choices=ARCHS, default="amped",
                      help="concurrency architecture (default: amped)")
+    net.add_argument("--procs", type=_positive_int, default=64, metavar="N",
+                     help="--arch mt: most connection threads; --arch mp: "
+                          "processes (default: 64)")
     logs = p.add_argument_group("logging")
     logs.add_argument("--access-log", default="-", metavar="PATH|-|off",
                       help="Combined Log Format access log: a file, - for stdout, "
