@@ -244,6 +244,7 @@ class Process:
         self._reaped = False
         self._grace = None
         self._exit_waiters = []
+        self._watched = {}  # fd -> (remove_reader/remove_writer, future)
         self._pidfd = None
         try:
             self._pidfd = os.pidfd_open(pid)
@@ -333,10 +334,13 @@ class Process:
     # stdout
 
     async def read(self, timeout=None):
-        """Up to CHUNK bytes of stdout; ``b""`` at end of file.  Raises
-        ``TimeoutError`` when nothing arrives within ``timeout`` seconds."""
-        fd = self._stdout
+        """Up to CHUNK bytes of stdout; ``b""`` at end of file (or once
+        ``finish`` closed it).  Raises ``TimeoutError`` when nothing arrives
+        within ``timeout`` seconds."""
         while True:
+            fd = self._stdout
+            if fd is None:
+                return b""
             try:
                 return os.read(fd, CHUNK)
             except BlockingIOError:
@@ -347,19 +351,33 @@ class Process:
     async def _ready(self, add, remove, fd, timeout):
         fut = self._loop.create_future()
         add(fd, _wake, fut)
+        self._watched[fd] = (remove, fut)
         timer = None
         if timeout is not None:
             timer = self._loop.call_later(timeout, _expire, fut)
         try:
             await fut
         finally:
-            remove(fd)
+            # Unless _close() took the registration over: by then the fd
+            # number may belong to someone else.
+            if self._watched.get(fd, (None, None))[1] is fut:
+                del self._watched[fd]
+                remove(fd)
             if timer is not None:
                 timer.cancel()
 
+    def _close(self, fd):
+        """Close one of our pipe ends, first waking whoever waits on it."""
+        watched = self._watched.pop(fd, None)
+        if watched is not None:
+            remove, fut = watched
+            remove(fd)
+            _wake(fut)
+        os.close(fd)
+
     def _close_stdout(self):
         if self._stdout is not None:
-            os.close(self._stdout)
+            self._close(self._stdout)
             self._stdout = None
 
     # stdin
@@ -387,7 +405,7 @@ class Process:
 
     def _close_stdin(self):
         if self._stdin is not None:
-            os.close(self._stdin)
+            self._close(self._stdin)
             self._stdin = None
 
     # stderr

@@ -395,10 +395,10 @@ def run(config):
     raise_fd_limit()
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
     listener = bind_listener(config.bind, config.port)
+    print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
     if config.arch in ("mt", "mp"):
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)
-    print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
     if config.workers > 1:
         return _serve_workers(config, listener)
     return Worker(config, listener).run()
