@@ -1,0 +1,285 @@
+"""Render bench/last-run.json into docs/benchmarks.md and docs/img/bench-*.png.
+
+Theory of operation: pure formatting, no measuring. Each workload's table
+puts every figure beside its ratio to the baseline measured in the same
+invocation (nginx; lighttpd for CGI, which nginx does not do). The targets of
+issue 6 are checked against those same ratios. Two plots follow the Flash
+paper's figures: throughput against file size, and throughput as more of the
+data set is kept out of the page cache.
+
+Usage (re-render without re-measuring): python bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MIB = 2**20
+
+# (text, workload, server, baseline server or None, figure, bound, "min"|"max")
+TARGETS = [
+    ("1 KiB cached: >= 1.0x nginx req/s", "a-1k", "flashplug-amped", "nginx", "rps", 1.0, "min"),
+    ("100 KiB: >= 1.0x lighttpd req/s", "a-100k", "flashplug-amped", "lighttpd", "rps", 1.0, "min"),
+    ("1 MiB: >= 1.0x lighttpd req/s", "a-1m", "flashplug-amped", "lighttpd", "rps", 1.0, "min"),
+    ("disk-bound: amped >= 2x sped", "c-evict-100", "flashplug-amped", "flashplug-sped", "rps", 2.0, "min"),
+    ("disk-bound: amped >= 1.0x nginx aio threads", "c-evict-100", "flashplug-amped", "nginx-aio", "rps", 1.0, "min"),
+    ("idle connections: <= 2 KiB RSS each", "d-idle", "flashplug-amped", None, "rss_per_conn", 2048, "max"),
+    ("1 KiB: >= 25x aiohttp static req/s", "a-1k", "flashplug-amped", "aiohttp", "rps", 25.0, "min"),
+]
+
+
+ORDER = ["a-1k", "a-100k", "a-1m", "b-zipf", "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90",
+         "d-idle", "e-cgi-sh", "e-cgi-py"]
+
+
+def ordered(wls: dict) -> list:
+    return sorted(wls.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0]))
+
+
+def ok(row: dict | None) -> bool:
+    return bool(row) and "failed" not in row and "error" not in row
+
+
+def baseline(wl: dict) -> str | None:
+    for name in ("nginx", "lighttpd-cgi", "lighttpd"):
+        if ok(wl["rows"].get(name)):
+            return name
+    return None
+
+
+def _ratio(value, base) -> str:
+    if value is None or not base:
+        return ""
+    return f" ({value / base:.2f}x)"
+
+
+def _cell(row: dict, base: dict | None, key: str, fmt: str, scale: float = 1.0) -> str:
+    v = row.get(key)
+    if v is None:
+        return "—"
+    b = base.get(key) if base else None
+    return fmt.format(v / scale) + _ratio(v, b)
+
+
+def one_line(name: str, row: dict) -> str:
+    if not ok(row):
+        return f"{name}: {row.get('failed') or row.get('error')}"
+    s = f"{name}: {row['rps']:,.0f} req/s, {row['mbps']:,.1f} MB/s, p99 {row['p99_ms']:.2f} ms, peak {row['peak_rss'] / MIB:.1f} MiB"
+    if row.get("rss_per_conn") is not None:
+        s += f", {row['held']} idle held, {row['rss_per_conn'] / 1024:.2f} KiB/conn"
+    return s + (f", errors {row['errors']}" if row.get("errors") else "")
+
+
+def _notes(row: dict) -> str:
+    notes = []
+    if row.get("errors"):
+        notes.append("errors " + ", ".join(f"{k} {v}" for k, v in row["errors"].items()))
+    if "evicted_resident_before" in row:
+        notes.append(f"{100 * row['evicted_resident_before']:.0f}% of evicted set resident at start")
+    if "evict_sweep_ms" in row:
+        notes.append(f"sweep {row['evict_sweep_ms']:.0f} ms")
+    if row.get("note"):
+        notes.append(row["note"])
+    return "; ".join(notes)
+
+
+def table(wl: dict) -> list[str]:
+    bname = baseline(wl)
+    base = wl["rows"].get(bname) if bname else None
+    idle = wl["group"] == "d"
+    head = ["server", "req/s", "MB/s", "p99 ms", "peak RSS MiB"]
+    if idle:
+        head += ["idle held", "still open", "RSS/idle conn KiB"]
+    lines = ["| " + " | ".join(head + ["notes"]) + " |", "|" + "---|" * (len(head) + 1)]
+    for name, row in wl["rows"].items():
+        label = wl["labels"].get(name, name)
+        if not ok(row):
+            lines.append(f"| {label} |" + " — |" * (len(head) - 1) + f" {row.get('failed') or row.get('error')} |")
+            continue
+        cells = [_cell(row, base, "rps", "{:,.0f}"), _cell(row, base, "mbps", "{:,.1f}"),
+                 _cell(row, base, "p99_ms", "{:.2f}"), _cell(row, base, "peak_rss", "{:.1f}", MIB)]
+        if idle:
+            cells += [f"{row['held']:,}", "—" if row.get("alive") is None else f"{row['alive']:,}",
+                      _cell(row, base, "rss_per_conn", "{:.2f}", 1024)]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_notes(row)} |")
+    if bname:
+        lines.append(f"\nRatios in parentheses are to {wl['labels'].get(bname, bname)} in the same run.")
+    return lines
+
+
+def targets(results: dict) -> list[str]:
+    lines = ["| target | measured | met? |", "|---|---|---|"]
+    wls = results["workloads"]
+    for text, key, who, against, fig, bound, kind in TARGETS:
+        rows = wls.get(key, {}).get("rows", {})
+        row, base = rows.get(who), rows.get(against) if against else None
+        if not ok(row) or (against and not ok(base)):
+            missing = who if not ok(row) else against
+            why = (row or base or {}).get("failed") if (row or base) else "not run"
+            lines.append(f"| {text} | not measured ({missing}: {why or 'not run'}) | — |")
+            continue
+        if against:
+            value = row[fig] / base[fig]
+            shown = f"{value:.2f}x ({row[fig]:,.0f} vs {base[fig]:,.0f} req/s)"
+        else:
+            value = row[fig]
+            shown = f"{value / 1024:.2f} KiB"
+        met = value >= bound if kind == "min" else value <= bound
+        lines.append(f"| {text} | {shown} | {'yes' if met else 'no'} |")
+    return lines
+
+
+def summary(results: dict) -> list[str]:
+    wls = results["workloads"]
+    names: list[str] = []
+    for wl in wls.values():
+        names += [n for n in wl["rows"] if n not in names]
+    lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, wl in ordered(wls):
+        cells = []
+        for n in names:
+            r = wl["rows"].get(n)
+            cells.append(f"{r['rps']:,.0f}" if ok(r) else ("failed" if r else ""))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plots(results: dict, img: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img.mkdir(parents=True, exist_ok=True)
+    wls = results["workloads"]
+    made = []
+    sizes = [("a-1k", 1), ("a-100k", 100), ("a-1m", 1024)]
+    if any(k in wls for k, _ in sizes):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        names = {n for k, _ in sizes for n in wls.get(k, {}).get("rows", {})}
+        for n in sorted(names):
+            pts = [(kib, wls[k]["rows"][n]) for k, kib in sizes if ok(wls.get(k, {}).get("rows", {}).get(n))]
+            if pts:
+                ax1.plot([p[0] for p in pts], [p[1]["rps"] for p in pts], marker="o", label=n)
+                ax2.plot([p[0] for p in pts], [p[1]["mbps"] for p in pts], marker="o", label=n)
+        for ax, ylab in ((ax1, "requests/s"), (ax2, "MB/s")):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("file size (KiB)")
+            ax.set_ylabel(ylab)
+            ax.grid(True, which="both", alpha=0.3)
+        ax2.legend(fontsize=8)
+        fig.suptitle("Throughput against file size (one cached file, 64 connections, server on one core)")
+        fig.tight_layout()
+        fig.savefig(img / "bench-filesize.png", dpi=110)
+        plt.close(fig)
+        made.append("bench-filesize.png")
+    curve = sorted((wl["evict"], wl) for k, wl in wls.items() if k.startswith("c-evict-"))
+    if curve:
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        names = sorted({n for _, wl in curve for n in wl["rows"]})
+        for n in names:
+            pts = [(pct, wl["rows"][n]["mbps"]) for pct, wl in curve if ok(wl["rows"].get(n))]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                        label=curve[0][1]["labels"].get(n, n))
+        ax.set_xlabel("share of the 1 GiB file set kept out of the page cache (%)")
+        ax.set_ylabel("MB/s")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("Throughput as the data set stops fitting in the cache (random 256 KiB files)")
+        fig.tight_layout()
+        fig.savefig(img / "bench-cache.png", dpi=110)
+        plt.close(fig)
+        made.append("bench-cache.png")
+    return made
+
+
+def render(results: dict, images: list[str]) -> str:
+    m = results["machine"]
+    sets = results.get("sets", {})
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `bench/run.py`; do not edit by hand. Re-run it to refresh this page.",
+        "",
+        "## How to run",
+        "",
+        "    python bench/run.py            # every workload and server, about 10 minutes",
+        "    python bench/run.py --quick    # 2 s points, fewer servers and points, about 2 minutes",
+        "    python bench/run.py --only a,d --duration 3 --arch amped,sped --servers nginx,flashplug-amped",
+        "",
+        "It installs what is missing (`apt-get install -y nginx-light lighttpd wrk`; `pip install aiohttp",
+        "matplotlib` into the running interpreter), generates a document root in a temporary directory, and",
+        "starts each server in turn on a free loopback port under `taskset -c 0`, with wrk (`-t1`, `--latency`)",
+        "and every helper under `taskset -c 1`. Raw results are kept in `bench/last-run.json`;",
+        "`python bench/report.py` re-renders this page from them. `--only` re-measures some workloads and",
+        "merges them into the previous results; each table still comes from one invocation.",
+        "",
+        "## This run",
+        "",
+        f"- date: {results['date']}; command: `{results['command']}`",
+        f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']} GiB RAM, Linux {m['kernel']}, Python {m['python']}",
+        f"- servers: {m['nginx']}; {m['lighttpd']}; aiohttp {m['aiohttp']}; flashplug at commit {m['flashplug_commit']}",
+        f"- load: {m['wrk']}",
+        "",
+        "### Summary (requests/s)",
+        "",
+        *summary(results),
+        "",
+        "## Targets (issue 6, point 7)",
+        "",
+        *targets(results),
+        "",
+        "## Method",
+        "",
+        "- Servers: nginx (`worker_processes 1`, `sendfile on`, `tcp_nopush`, keep-alive, `open_file_cache`;",
+        "  `nginx-aio` adds `aio threads`), lighttpd (one process, sendfile), `http.server` (its",
+        "  ThreadingHTTPServer and SimpleHTTPRequestHandler, as `python -m http.server` runs them, with the",
+        "  per-request log line silenced), aiohttp (`bench/aiohttp_static.py`, `web.static`), and",
+        "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1`. Access logs are off everywhere;",
+        "  keep-alive timeouts are long and request limits per connection high on nginx and lighttpd.",
+        "- Figures: req/s and MB/s (10^6 bytes, headers included) from wrk's own counters; p99 latency",
+        "  from `--latency`; peak RSS is the largest sum of VmRSS over the server's whole process tree",
+        "  (master, workers, helpers, CGI children) sampled ten times a second during the measured run.",
+        "  Each server is started fresh for each point.",
+        f"- (b): 10,000 files ({sets.get('set_mib', '?')} MiB) with SPECweb96's size classes; a sample of",
+        "  200,000 paths drawn from a Zipf distribution (alpha 0.8) over them, picked at random by wrk's",
+        "  Lua script; one second of warm-up before measuring.",
+        f"- (c): 4,000 files of 256 KiB ({sets.get('disk_mib', '?')} MiB), requested uniformly at random.",
+        "  `bench/evict.py` calls `posix_fadvise(POSIX_FADV_DONTNEED)` on the evicted share every 50 ms",
+        "  while the load runs; the notes give the share of evicted files still resident just before the",
+        "  load (a check that eviction works) and how long one sweep took. The cache curve varies that",
+        "  share (0% = everything cached) rather than the machine's RAM.",
+        "- (d): `bench/idle_clients.py` opens the connections from CPU 1, sends one request on each, reads",
+        "  the answer and leaves it idle. RSS per idle connection = (tree RSS after - before) / connections",
+        "  held. Then wrk measures 64 active connections meanwhile; \"still open\" counts the idle",
+        "  connections the server had not closed by the end. `http.server` speaks HTTP/1.0 and closes every",
+        "  connection, so it is not in (d).",
+        "- (e): `/bin/sh` and Python hello-world CGI scripts, 16 connections, flashplug `--plugins cgi`",
+        "  against lighttpd `mod_cgi`.",
+        "- A server that does not start is listed with the last line of its stderr; the run goes on.",
+        "",
+    ]
+    for key, wl in ordered(results["workloads"]):
+        out += [f"## {wl['title']}", "", f"`{key}` — {wl['duration']:g} s, {wl['connections']} connections, "
+                f"{wl['time']}", "", *table(wl), ""]
+        if key == "a-1m" and "bench-filesize.png" in images:
+            out += ["![throughput against file size](img/bench-filesize.png)", ""]
+        if key == "c-evict-100" and "bench-cache.png" in images:
+            out += ["![throughput as the data set leaves the cache](img/bench-cache.png)", ""]
+    return "\n".join(out)
+
+
+def write(results: dict, md: Path) -> None:
+    images = plots(results, md.parent / "img")
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(render(results, images))
+
+
+if __name__ == "__main__":
+    write(json.loads((HERE / "last-run.json").read_text()),
+          Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent / "docs" / "benchmarks.md")

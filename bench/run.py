@@ -1,0 +1,202 @@
+"""Side-by-side benchmark: flashplug against nginx, lighttpd, http.server, aiohttp.
+
+Theory of operation: one command installs what is missing, generates one
+document root in a temporary directory, and then runs every workload
+against every server in turn, each server freshly started on CPU 0 with wrk
+(and every other client-side helper, this harness included) on CPU 1. The
+results go to bench/last-run.json and are rendered into docs/benchmarks.md
+with plots in docs/img/. `--only` re-runs some workloads and merges them
+into the previous results, so every table still compares servers measured
+in one invocation.
+
+    python bench/run.py                  # everything, about 10 minutes
+    python bench/run.py --quick          # 2 s points, fewer servers, ~2 minutes
+    python bench/run.py --only a,d --duration 3 --arch amped,sped
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import deps  # noqa: E402
+
+REPO = HERE.parent
+RESULTS = HERE / "last-run.json"
+GROUPS = {"a": "a", "filesize": "a", "b": "b", "zipf": "b", "c": "c", "disk": "c",
+          "d": "d", "idle": "d", "e": "e", "cgi": "e"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="flashplug side-by-side benchmark (issue 6)")
+    p.add_argument("--quick", action="store_true", help="2 s per point, fewer servers and points")
+    p.add_argument("--only", default="", help="comma list of workloads: a|filesize, b|zipf, c|disk, d|idle, e|cgi")
+    p.add_argument("--duration", type=float, help="seconds per measured point (default 5, quick 2)")
+    p.add_argument("--arch", help="flashplug architectures (default amped,sped,mt,mp; quick amped,sped)")
+    p.add_argument("--servers", help="comma list restricting server names, e.g. nginx,flashplug-amped")
+    p.add_argument("--idle-connections", type=int, default=10_000)
+    p.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
+    p.add_argument("--keep", action="store_true", help="keep the temporary document root")
+    p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    args = p.parse_args(argv)
+    try:
+        args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("abcde")
+    except KeyError as e:
+        p.error(f"unknown workload {e}")
+    args.duration = args.duration or (2.0 if args.quick else 5.0)
+    return args
+
+
+def plan(args) -> list[dict]:
+    """The ordered list of (workload, server) points this invocation measures."""
+    import servers as S
+    archs = args.arch.split(",") if args.arch else (["amped", "sped"] if args.quick else list(S.FLASHPLUG_ARCHS))
+    flash = [S.flashplug(a) for a in archs]
+    quick = args.quick
+    pts: list[dict] = []
+
+    def add(key, title, group, specs, **kw):
+        if args.servers:
+            keep = set(args.servers.split(","))
+            specs = [s for s in specs if s.name in keep]
+        pts.append(dict(key=key, title=title, group=group, specs=specs, **kw))
+
+    if "a" in args.groups:
+        for size, label in (("1k", "1 KiB"), ("100k", "100 KiB"), ("1m", "1 MiB")):
+            slow = [S.HTTP_SERVER, S.AIOHTTP] if size == "1k" or not quick else []
+            add(f"a-{size}", f"(a) one cached file of {label}, 64 keep-alive connections", "a",
+                [S.NGINX, S.LIGHTTPD, *slow, *(flash[:1] if quick else flash)],
+                path=f"/{size}.bin", connections=64, size=size)
+    if "b" in args.groups:
+        add("b-zipf", "(b) 10,000 files, Zipf-distributed requests, cached, 64 connections", "b",
+            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *(flash[:1] if quick else flash)],
+            connections=64, warmup=1.0)
+    if "c" in args.groups:
+        for pct in ((0, 100) if quick else (0, 50, 90, 100)):
+            title = ("(c) disk-bound: 4,000 files of 256 KiB, all evicted every 50 ms, 64 connections" if pct == 100
+                     else f"cache curve: {pct}% of the 4,000-file set evicted every 50 ms")
+            add(f"c-evict-{pct}", title, "c",
+                [S.NGINX, S.NGINX_AIO, *([] if quick else [S.LIGHTTPD]), *flash], connections=64, evict=pct)
+    if "d" in args.groups:
+        add("d-idle", f"(d) {args.idle_connections:,} idle keep-alive connections + 64 active on /1k.bin", "d",
+            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.AIOHTTP]), *(flash[:1] if quick else flash)],
+            connections=64, count=args.idle_connections)
+    if "e" in args.groups:
+        for script in ("sh", "py"):
+            add(f"e-cgi-{script}", f"(e) CGI hello.{script}, 16 connections", "e",
+                [S.LIGHTTPD_CGI, S.flashplug("amped", cgi=True)], path=f"/cgi-bin/hello.{script}",
+                connections=16, probe="/cgi-bin/hello.sh", expect=b"hello from sh")
+    return [p for p in pts if p["specs"]]
+
+
+def machine() -> dict:
+    def first(cmd):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (out.stdout + out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "?"
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    mem = next((ln.split()[1] for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), "0")
+    import aiohttp
+    return {
+        "nproc": os.cpu_count(), "kernel": platform.release(), "cpu": cpu,
+        "mem_gib": round(int(mem) / 2**20, 1), "python": platform.python_version(),
+        "nginx": first([deps.program("nginx"), "-v"]), "lighttpd": first([deps.program("lighttpd"), "-v"]),
+        "wrk": first(["wrk", "-v"]), "aiohttp": aiohttp.__version__,
+        "flashplug_commit": first(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    if not args.no_install:
+        deps.ensure(log)
+    import docroot
+    import report
+    import servers
+    import workloads
+    import wrk
+
+    if (os.cpu_count() or 1) < 2:
+        log("warning: fewer than 2 CPUs; server and client will share a core")
+        servers.SERVER_CPU = servers.CLIENT_CPU = "0"
+    else:
+        os.sched_setaffinity(0, {int(servers.CLIENT_CPU)})   # keep this harness off the server's core
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    points = plan(args)
+    n_runs = sum(len(p["specs"]) for p in points)
+    log(f"{n_runs} runs of {args.duration:g} s across {len(points)} workloads")
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="flashplug-bench-"))
+    try:
+        t0 = time.monotonic()
+        root = docroot.generate(tmp)
+        log(f"document root {root.root}: generated in {time.monotonic() - t0:.1f} s")
+        setup = workloads.Setup(tmp, root.root, args.duration, log)
+        zipf_lua = wrk.script(tmp, "zipf", root.zipf_list)
+        disk_lua = wrk.script(tmp, "disk", root.disk_list)
+        plain_lua = wrk.script(tmp, "plain")
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        cmdline = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        done: dict[str, dict] = {}
+        for pt in points:
+            log(pt["title"])
+            if pt["group"] == "c" and pt["evict"] == 0:
+                workloads.warm(root.disk_files)
+            rows = {}
+            for spec in pt["specs"]:
+                if pt["group"] in ("a", "e"):
+                    row = workloads.throughput(setup, spec, pt["path"], plain_lua, pt["connections"],
+                                               probe=pt.get("probe", "/1k.bin"), expect=pt.get("expect", b""))
+                elif pt["group"] == "b":
+                    row = workloads.throughput(setup, spec, "/", zipf_lua, pt["connections"], warmup=pt["warmup"])
+                elif pt["group"] == "c":
+                    evicted = root.disk_files[:round(len(root.disk_files) * pt["evict"] / 100)]
+                    row = workloads.disk(setup, spec, disk_lua, pt["connections"], evicted)
+                else:
+                    row = workloads.idle(setup, spec, plain_lua, pt["count"], pt["connections"])
+                rows[spec.name] = row
+                log("  " + report.one_line(spec.name, row))
+            done[pt["key"]] = {"title": pt["title"], "group": pt["group"], "time": now, "command": cmdline,
+                               "duration": args.duration, "connections": pt["connections"],
+                               "labels": {s.name: s.label for s in pt["specs"]},
+                               "size": pt.get("size"), "evict": pt.get("evict"), "rows": rows}
+        results = {"workloads": {}}
+        if args.only and RESULTS.exists():
+            results = json.loads(RESULTS.read_text())
+        results["workloads"].update(done)
+        results["machine"] = machine()
+        results["date"] = now
+        results["command"] = cmdline
+        results["sets"] = {"set_mib": round(root.set_bytes / 2**20, 1), "disk_mib": round(root.disk_bytes / 2**20)}
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
+        report.write(results, Path(args.out))
+        log(f"wrote {RESULTS} and {args.out} in {time.monotonic() - started:.0f} s")
+    finally:
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

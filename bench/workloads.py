@@ -1,0 +1,186 @@
+"""The measurements: one function per kind of run, each returning a result row.
+
+Theory of operation: a run starts one server, measures it, and stops it, so
+every figure comes from a freshly started process and a failure of one server
+never spoils the next. Three kinds of run exist:
+
+- throughput: wrk against one path or a list of paths, with the server tree's
+  memory sampled while it runs (workloads a, b, e);
+- disk: the same, while `evict.py` keeps a chosen share of the disk set out
+  of the page cache; the share of evicted files that were resident just
+  before the load is recorded, so a run whose eviction did not work says so
+  (workload c and the cache curve);
+- idle: hold 10,000 idle keep-alive connections from `idle_clients.py`,
+  take the tree's RSS growth per connection, then measure an active wrk
+  client meanwhile (workload d).
+
+A row is a dict: the figures, or {"failed": why} when the server did not
+start, or {"error": why} when the measurement itself went wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import servers
+import wrk
+from proctree import PeakSampler, rss_bytes
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class Setup:
+    tmp: Path
+    root: Path
+    duration: float
+    log: callable
+
+
+def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int) -> dict:
+    sampler = PeakSampler(run.pid)
+    sampler.start()
+    try:
+        row = wrk.run(run.port, path, lua, setup.duration, connections)
+    finally:
+        row_peak = sampler.stop()
+    row["peak_rss"] = row_peak
+    if run.proc.poll() is not None:
+        row["note"] = f"server exited during the run (status {run.proc.returncode})"
+    if run.proc.poll() is not None or not row["requests"] or row["errors"]:
+        # Something went wrong: the server's own last word usually says what.
+        row["note"] = "; ".join(filter(None, [row.get("note"), "stderr: " + servers.last_line(run.stderr_path)]))
+    return row
+
+
+def _start(setup: Setup, spec: servers.Spec, probe: str, expect: bytes = b""):
+    try:
+        return servers.start(spec, setup.tmp, setup.root, probe=probe, expect=expect), None
+    except servers.StartFailed as e:
+        return None, {"failed": f"failed to start: {e}"}
+
+
+def throughput(setup: Setup, spec: servers.Spec, path: str, lua: Path, connections: int,
+               probe: str = "/1k.bin", expect: bytes = b"", warmup: float = 0.0) -> dict:
+    run, failed = _start(setup, spec, probe, expect)
+    if failed:
+        return failed
+    try:
+        if warmup:
+            wrk.run(run.port, path, lua, warmup, connections)
+        return _measure(setup, run, path, lua, connections)
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"error": str(e)}
+    finally:
+        run.stop()
+        if run.leftovers:
+            setup.log(f"  warning: {spec.name} left processes {run.leftovers}")
+
+
+def warm(files: list[Path]) -> None:
+    """Read every file once so it is in the page cache."""
+    for p in files:
+        with open(p, "rb", buffering=0) as f:
+            while f.read(1 << 20):
+                pass
+
+
+def resident_share(files: list[Path], sample: int = 200) -> float:
+    """Share of files whose first page is in the page cache, probed without blocking."""
+    if not files:
+        return 0.0
+    picked = random.Random(0).sample(files, min(sample, len(files)))
+    resident, buf = 0, bytearray(4096)
+    for p in picked:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.preadv(fd, [buf], 0, os.RWF_NOWAIT)
+            resident += 1
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return resident / len(picked)
+
+
+def disk(setup: Setup, spec: servers.Spec, lua: Path, connections: int, evicted: list[Path],
+         interval: float = 0.05) -> dict:
+    run, failed = _start(setup, spec, "/1k.bin")
+    if failed:
+        return failed
+    evictor, row = None, {}
+    try:
+        if evicted:
+            lst = setup.tmp / "evict-list.txt"
+            lst.write_text("".join(f"{p}\n" for p in evicted))
+            evictor = subprocess.Popen(["taskset", "-c", servers.CLIENT_CPU, sys.executable,
+                                        str(HERE / "evict.py"), str(lst), str(interval)],
+                                       stdout=subprocess.PIPE, text=True, start_new_session=True)
+            if _readline(evictor, 30) != "ready":
+                return {"error": "eviction helper did not start"}
+            time.sleep(2 * interval)
+            row["evicted_resident_before"] = resident_share(evicted)
+        row.update(_measure(setup, run, "/", lua, connections))
+        return row
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"error": str(e)}
+    finally:
+        if evictor:
+            evictor.terminate()
+            out, _ = evictor.communicate(timeout=30)
+            # "sweeps N mean_ms M": whether one sweep fit in the interval.
+            words = out.split()
+            if "mean_ms" in words:
+                row["evict_sweep_ms"] = float(words[words.index("mean_ms") + 1])
+        run.stop()
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
+
+
+def idle(setup: Setup, spec: servers.Spec, lua: Path, count: int, connections: int) -> dict:
+    run, failed = _start(setup, spec, "/1k.bin")
+    if failed:
+        return failed
+    client = None
+    try:
+        time.sleep(0.5)
+        before = rss_bytes(run.pid)
+        client = subprocess.Popen(["taskset", "-c", servers.CLIENT_CPU, sys.executable,
+                                   str(HERE / "idle_clients.py"), str(run.port), str(count), "/1k.bin"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        line = _readline(client, 120).split()
+        if not line or line[0] != "ready":
+            return {"error": "idle client did not report"}
+        held, refused = int(line[1]), int(line[2])
+        time.sleep(1.0)
+        after = rss_bytes(run.pid)
+        row = _measure(setup, run, "/1k.bin", lua, connections)
+        client.stdin.write("check\n")
+        client.stdin.flush()
+        alive = _readline(client, 30).split()
+        row.update(held=held, refused=refused, rss_before=before, rss_after=after,
+                   alive=int(alive[1]) if len(alive) == 2 else None,
+                   rss_per_conn=(after - before) / held if held else None)
+        return row
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"error": str(e)}
+    finally:
+        if client:
+            client.stdin.close()
+            try:
+                client.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                client.kill()
+                client.wait()
+        run.stop()
