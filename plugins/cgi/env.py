@@ -1,0 +1,174 @@
+"""The CGI/1.1 environment of a request (RFC 3875 §4.1), and its argv (§4.4).
+
+Theory of operation: ``build_env`` is a pure function from a request, the
+located script and a few settings to the child's complete environment.
+Nothing of the server's own environment goes in except ``PATH`` and the
+names the operator passes on explicitly, so secrets in the server's
+environment never reach scripts.
+
+Values are ``str`` in the file-system encoding, like ``os.environ``: bytes
+that arrived on the wire (header values are ISO-8859-1 ``str``, paths are
+UTF-8 with surrogateescape) are carried so that ``os.fsencode`` gives the
+child back exactly the bytes the client sent.
+
+Request headers become ``HTTP_*`` variables, with these exceptions:
+
+* ``Content-Length`` and ``Content-Type`` are the CGI variables
+  ``CONTENT_LENGTH`` and ``CONTENT_TYPE`` instead;
+* ``Proxy`` never passes: ``HTTP_PROXY`` would be taken by most HTTP client
+  libraries as the proxy to use ("httpoxy", CVE-2016-5385);
+* ``Authorization`` passes only when the operator opts in, and
+  ``Proxy-Authorization`` never (credentials meant for a proxy);
+* ``Transfer-Encoding``: the body a script reads is always de-chunked and
+  counted by ``CONTENT_LENGTH``, so the header would mislead it;
+* a name with anything other than letters, digits and ``-`` (``X_Foo``)
+  is dropped, because ``X-Foo`` and ``X_Foo`` would both become
+  ``HTTP_X_FOO`` and one could smuggle a value past a proxy that checked
+  the other (nginx and Apache drop them too).
+
+Repeated headers are joined with ``", "`` (RFC 9110 §5.3), except ``Cookie``,
+which is joined with ``"; "``, the only separator a cookie parser knows
+(RFC 6265 §5.4).
+"""
+import os
+import re
+
+from flashplug import __version__
+
+SERVER_SOFTWARE = "flashplug/" + __version__
+
+#: Headers that never become HTTP_* variables (lowercase names).
+NOT_PASSED = frozenset({
+    "content-length", "content-type", "proxy", "proxy-authorization",
+    "transfer-encoding",
+})
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9-]+\Z")
+
+# A Host header value we are willing to repeat as SERVER_NAME: a DNS name,
+# IPv4 address or bracketed IPv6 literal, with an optional port.
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]*)?\Z")
+
+
+def _wire(value):
+    """An ISO-8859-1 header str -> the fs-encoding str of the same bytes."""
+    if value.isascii():
+        return value
+    return value.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+def base_env(pass_env, environ=os.environ):
+    """The part of the environment that comes from the server's own:
+    ``PATH`` (or the system default) and each ``NAME`` or ``NAME=VALUE`` of
+    ``--cgi-pass-env``."""
+    env = {"PATH": environ.get("PATH") or os.defpath}
+    for item in pass_env:
+        name, eq, value = item.partition("=")
+        if eq:
+            env[name] = value
+        elif name in environ:
+            env[name] = environ[name]
+    return env
+
+
+def server_name(request):
+    """The host name the client addressed, else the local address."""
+    host = request.headers.get("host", "")
+    m = _HOST.match(host)
+    if m:
+        return m.group(1)
+    addr = request.server_addr
+    return f"[{addr}]" if ":" in addr else addr
+
+
+def build_env(request, script, base, docroot, content_length,
+              pass_authorization=False):
+    """The environment for running ``script`` for ``request``.
+
+    :param script: a :class:`~flashplug_plugins.cgi.script.Script`.
+    :param base: the result of :func:`base_env`.
+    :param content_length: the length of the body the script will read, or
+        None when the request has no body.
+    """
+    env = dict(base)
+    merged = {}
+    for name, value in request.headers:
+        if name in NOT_PASSED or not _SAFE_NAME.match(name):
+            continue
+        if name == "authorization" and not pass_authorization:
+            continue
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if key in merged:
+            sep = "; " if name == "cookie" else ", "
+            merged[key] += sep + _wire(value)
+        else:
+            merged[key] = _wire(value)
+    env.update(merged)
+
+    if content_length is not None:
+        env["CONTENT_LENGTH"] = str(content_length)
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        env["CONTENT_TYPE"] = _wire(content_type)
+    if request.user is not None:
+        env["REMOTE_USER"] = _wire(request.user)
+    if request.auth_type is not None:
+        env["AUTH_TYPE"] = request.auth_type
+    if script.path_info:
+        env["PATH_INFO"] = script.path_info
+        env["PATH_TRANSLATED"] = docroot + script.path_info
+    if request.scheme == "https":
+        env["HTTPS"] = "on"
+
+    env.update({
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_PROTOCOL": "HTTP/" + request.version,
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "SERVER_NAME": server_name(request),
+        "SERVER_ADDR": request.server_addr,
+        "SERVER_PORT": str(request.server_port),
+        "REQUEST_METHOD": request.method,
+        "REQUEST_SCHEME": request.scheme,
+        "REQUEST_URI": _wire(request.target),
+        "QUERY_STRING": _wire(request.query),
+        "SCRIPT_NAME": script.script_name,
+        "SCRIPT_FILENAME": script.filename,
+        "DOCUMENT_ROOT": docroot,
+        "REMOTE_ADDR": request.remote_addr,
+        # No reverse DNS lookup on the request path: §4.1.9 allows the
+        # address in place of the name.
+        "REMOTE_HOST": request.remote_addr,
+        "REMOTE_PORT": str(request.remote_port),
+        # PHP's php-cgi refuses to run without it (cgi.force_redirect).
+        "REDIRECT_STATUS": "200",
+    })
+    return env
+
+
+def search_argv(method, query):
+    """Command-line words from an ISINDEX-style query (RFC 3875 §4.4).
+
+    Only for GET or HEAD with a query that has no ``=``: split on ``+``,
+    percent-decode each word.  Returns ``[]`` when the rule does not apply
+    or a word cannot be decoded (the RFC then wants no arguments at all).
+    """
+    if method not in ("GET", "HEAD") or not query or "=" in query:
+        return []
+    words = []
+    for word in query.split("+"):
+        data = _unquote(word)
+        if data is None or b"\0" in data:
+            return []
+        words.append(data.decode("utf-8", "surrogateescape"))
+    return words
+
+
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def _unquote(word):
+    """Strict percent-decoding: None on a malformed escape."""
+    data = word.encode("latin-1", "replace")
+    if data.count(b"%") != len(_ESCAPE.findall(data)):
+        return None
+    return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), data)

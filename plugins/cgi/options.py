@@ -1,0 +1,171 @@
+"""The cgi plugin's options: command-line flags, checks, defaults.
+
+Theory of operation: every flag is declared with ``default=None`` so that
+``settings_from`` can tell "not given" from a value, whether it came from the
+command line or from ``[plugins.cgi]`` in the config file (which may hold
+TOML numbers and lists, not only strings).  ``settings_from`` checks each
+value and resolves the defaults once, at start-up, into a frozen
+:class:`Settings`; a bad value is a one-line ``UsageError``.
+"""
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from flashplug import UsageError
+
+#: Concurrent scripts per worker; enough to keep two cores busy with
+#: scripts that wait on I/O, few enough not to thrash a small machine.
+DEFAULT_MAX_PROCS = 16
+#: Requests that may wait for a slot before 503s start.
+DEFAULT_QUEUE = 128
+#: Seconds a script has to send its headers (and may stay silent after).
+DEFAULT_TIMEOUT = 60.0
+
+_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+@dataclass(frozen=True)
+class Settings:
+    dirs: Tuple[Tuple[str, str], ...]    # (URL prefix ending in "/", absolute dir)
+    exts: Optional[Tuple[str, ...]]       # extension mode, or None
+    max_procs: int
+    queue: int
+    timeout: float
+    pass_env: Tuple[str, ...]
+    pass_authorization: bool
+    max_body: int
+
+
+def add_options(parser):
+    g = parser.add_argument_group("cgi", "CGI/1.1 scripts (RFC 3875); see docs/cgi.md")
+    g.add_argument("--cgi-dir", dest="cgi_dir", action="append", default=None,
+                   metavar="URLPREFIX[=PATH]",
+                   help="run the executables in PATH as scripts under URLPREFIX "
+                        "(PATH defaults to DOCROOT/URLPREFIX); repeatable "
+                        "(default: /cgi-bin/=DOCROOT/cgi-bin)")
+    g.add_argument("--cgi-ext", dest="cgi_ext", action="append", default=None,
+                   metavar=".EXT[,.EXT]",
+                   help="also run executables with these extensions anywhere "
+                        "under DOCROOT, e.g. .cgi,.py")
+    g.add_argument("--cgi-max-procs", dest="cgi_max_procs", default=None, metavar="N",
+                   help=f"scripts running at once, per worker (default: {DEFAULT_MAX_PROCS})")
+    g.add_argument("--cgi-queue", dest="cgi_queue", default=None, metavar="N",
+                   help="requests waiting for a free slot before 503 "
+                        f"(default: {DEFAULT_QUEUE})")
+    g.add_argument("--cgi-timeout", dest="cgi_timeout", default=None, metavar="S",
+                   help="seconds a script has to send its headers, and may then "
+                        "stay silent; also the longest wait in the queue "
+                        f"(default: {DEFAULT_TIMEOUT:g})")
+    g.add_argument("--cgi-pass-env", dest="cgi_pass_env", action="append", default=None,
+                   metavar="NAME[=VALUE]",
+                   help="pass this server environment variable (or set it to VALUE) "
+                        "to scripts; repeatable (default: only PATH)")
+    g.add_argument("--cgi-pass-authorization", dest="cgi_pass_authorization",
+                   action="store_true", default=None,
+                   help="pass the Authorization header as HTTP_AUTHORIZATION")
+    g.add_argument("--cgi-max-body", dest="cgi_max_body", default=None, metavar="BYTES",
+                   help="largest request body for a script, with optional k/m/g "
+                        "(default: the server's --max-body-size)")
+
+
+def settings_from(config):
+    docroot = config.docroot
+    dirs = tuple(_dir(d, docroot) for d in _items(config.get("cgi_dir")) or ["/cgi-bin/"])
+    seen = set()
+    for prefix, _ in dirs:
+        if prefix in seen:
+            raise UsageError(f"--cgi-dir: {prefix} is given twice")
+        seen.add(prefix)
+    exts = None
+    if config.get("cgi_ext"):
+        exts = tuple(_ext(e) for item in _items(config.get("cgi_ext"))
+                     for e in str(item).split(",") if e.strip())
+    kernel_max = config.get("max_body_size")
+    max_body = config.get("cgi_max_body")
+    return Settings(
+        dirs=dirs,
+        exts=exts or None,
+        max_procs=_int("--cgi-max-procs", config.get("cgi_max_procs"), DEFAULT_MAX_PROCS, 1),
+        queue=_int("--cgi-queue", config.get("cgi_queue"), DEFAULT_QUEUE, 0),
+        timeout=_seconds(config.get("cgi_timeout")),
+        pass_env=tuple(_env_name(n) for n in _items(config.get("cgi_pass_env"))),
+        pass_authorization=bool(config.get("cgi_pass_authorization")),
+        max_body=kernel_max if max_body is None else _size(max_body),
+    )
+
+
+def _items(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _dir(item, docroot):
+    item = str(item)
+    prefix, eq, path = item.partition("=")
+    if not prefix.startswith("/") or "//" in prefix or "/." in prefix:
+        raise UsageError(f"--cgi-dir: expected URLPREFIX[=PATH] with URLPREFIX "
+                         f"starting with '/', got {item!r}")
+    if not prefix.endswith("/"):
+        prefix += "/"
+    if not eq:
+        path = os.path.join(docroot, prefix.strip("/"))
+    elif not path:
+        raise UsageError(f"--cgi-dir: {item!r}: PATH is empty")
+    path = os.path.abspath(path)
+    # The default directory may be missing (its URLs are then 404s); one
+    # the operator named must exist.
+    if (eq or prefix != "/cgi-bin/") and not os.path.isdir(path):
+        raise UsageError(f"--cgi-dir: {item!r}: {path} is not a directory")
+    return prefix, path
+
+
+def _ext(ext):
+    ext = ext.strip()
+    if not ext.startswith(".") or len(ext) < 2 or "/" in ext:
+        raise UsageError(f"--cgi-ext: expected extensions like .cgi,.py, got {ext!r}")
+    return ext
+
+
+def _int(flag, value, default, minimum):
+    if value is None:
+        return default
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        n = None
+    if n is None or n < minimum:
+        what = "a positive" if minimum > 0 else "a non-negative"
+        raise UsageError(f"{flag}: expected {what} integer, got {str(value)!r}")
+    return n
+
+
+def _seconds(value):
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        s = float(str(value).strip())
+    except ValueError:
+        s = None
+    if s is None or not s > 0 or s == float("inf"):
+        raise UsageError(f"--cgi-timeout: expected a positive number of seconds, "
+                         f"got {str(value)!r}")
+    return s
+
+
+def _size(value):
+    text = str(value).strip().lower()
+    factor = _SUFFIXES.get(text[-1:], 1)
+    digits = text[:-1] if factor > 1 else text
+    if not digits.isdigit() or int(digits) == 0:
+        raise UsageError(f"--cgi-max-body: expected a positive size in bytes "
+                         f"(suffix k, m or g allowed), got {str(value)!r}")
+    return int(digits) * factor
+
+
+def _env_name(item):
+    item = str(item)
+    name = item.partition("=")[0]
+    if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+        raise UsageError(f"--cgi-pass-env: expected NAME or NAME=VALUE, got {item!r}")
+    return item

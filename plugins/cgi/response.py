@@ -1,0 +1,139 @@
+"""Parsing a CGI script's response header block (RFC 3875 §6).
+
+Theory of operation: the handler feeds stdout into ``find_header_end``
+until it finds the blank line, then ``parse_header_block`` turns the block
+into a :class:`CGIResponse` or raises :class:`CGIError` with a cause for the
+error log (the client only sees 502).  Pure: bytes in, objects out.
+
+Lines may end with LF or CRLF (§6.3: scripts rarely send CRLF).  The kind of
+response follows from the CGI fields (§6.2):
+
+=========================  ================================================
+``Location: /path``         *local redirect*: the server answers as if the
+(no Status, or 200)         client had asked for /path (other fields and
+                            the body are dropped)
+``Location: other``         *client redirect*: Status (default 302) and
+                            Location go to the client, with the document
+                            if the script sent a Content-Type
+no ``Location``             *document*: Status (default 200); Content-Type
+                            is required unless the body turns out empty,
+                            which only the handler can see
+=========================  ================================================
+
+``Status`` must be three digits from 200 to 599 and an optional reason; a
+script cannot send an interim (1xx) response.  Hop-by-hop fields are
+dropped: framing the response is the server's job.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+#: A header block larger than this is garbage, not a slow script (Apache
+#: and nginx cap a response header at 8-64 KiB).
+MAX_HEADER_BLOCK = 64 * 1024
+
+DOCUMENT, LOCAL_REDIRECT, CLIENT_REDIRECT = "document", "local-redirect", "client-redirect"
+
+#: Fields that describe one connection; the server frames the response.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade",
+})
+
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_STATUS = re.compile(rb"([2-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_END = re.compile(rb"\n\r?\n")
+
+
+class CGIError(Exception):
+    """The script's output is not a valid CGI response (the cause)."""
+
+
+@dataclass
+class CGIResponse:
+    kind: str
+    status: int
+    reason: Optional[str] = None
+    headers: List[Tuple[str, str]] = field(default_factory=list)
+    location: Optional[str] = None
+    content_type: Optional[str] = None
+    content_length: Optional[int] = None
+
+
+def find_header_end(buf, start=0):
+    """``(block_end, body_start)`` offsets of the blank line that ends the
+    header block in ``buf``, or None if it has not arrived yet.
+
+    ``start`` lets a caller with a growing buffer skip what it searched.
+    """
+    if buf.startswith(b"\n"):
+        return 0, 1
+    if buf.startswith(b"\r\n"):
+        return 0, 2
+    m = _END.search(buf, max(0, start - 2))
+    if m is None:
+        return None
+    return m.start(), m.end()
+
+
+def parse_header_block(block):
+    """Parse the header lines (without the blank line) into a CGIResponse."""
+    if not block.strip():
+        raise CGIError("empty header block")
+    status = reason = location = content_type = content_length = None
+    headers = []
+    for raw in block.split(b"\n"):
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.match(name):
+            raise CGIError("malformed header line %r" % _clip(line))
+        value = value.strip(b" \t")
+        if _BAD_VALUE.search(value):
+            raise CGIError("control character in header %r" % _clip(name))
+        lname = name.lower()
+        if lname == b"status":
+            if status is not None:
+                raise CGIError("more than one Status header")
+            m = _STATUS.match(value)
+            if m is None:
+                raise CGIError("malformed Status %r" % _clip(value))
+            status = int(m.group(1))
+            reason = m.group(2).decode("latin-1") if m.group(2) else None
+            continue
+        text = value.decode("latin-1")
+        if lname == b"location":
+            if location is not None:
+                raise CGIError("more than one Location header")
+            if not text:
+                raise CGIError("empty Location header")
+            location = text
+        elif lname == b"content-type":
+            if content_type is not None:
+                raise CGIError("more than one Content-Type header")
+            content_type = text
+        elif lname == b"content-length":
+            if content_length is not None or not value.isdigit():
+                raise CGIError("bad Content-Length %r" % _clip(value))
+            content_length = int(value)
+        elif lname.decode("ascii") in HOP_BY_HOP:
+            continue
+        headers.append((name.decode("ascii"), text))
+
+    if location is not None and _is_local(location) and status in (None, 200):
+        return CGIResponse(LOCAL_REDIRECT, 200, location=location)
+    if location is not None:
+        kind, status = CLIENT_REDIRECT, status or 302
+    else:
+        kind, status = DOCUMENT, status or 200
+    return CGIResponse(kind, status, reason, headers, location, content_type,
+                       content_length)
+
+
+def _is_local(location):
+    """An abs-path (``/x``), not a network-path reference (``//host/x``)."""
+    return location.startswith("/") and not location.startswith("//")
+
+
+def _clip(data, limit=60):
+    return data[:limit] + (b"..." if len(data) > limit else b"")

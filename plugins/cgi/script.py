@@ -1,0 +1,91 @@
+"""Finding the script in a request path, and splitting off the path-info.
+
+Theory of operation: ``/cgi-bin/app.py/a/b`` is walked one segment at a
+time from the CGI directory: ``cgi-bin/app.py`` is a directory?  go on.  A
+regular file?  That is the script, and ``/a/b`` is its path-info (RFC 3875
+§4.1.5).  The walk is blocking file-system work, so the handler runs it in
+a helper; ``stat`` is a parameter so tests can give a fake file system.
+
+Refusals never show a source file: what is found in a CGI directory either
+runs or gets 403.  403 for anything that exists but is not a runnable
+script (a directory, a non-executable file, a FIFO), 404 for what does not
+exist.  Hidden segments (``.git``) are 404 unless dotfiles are shown.
+Symlinks are refused (403) unless the operator allows them, as the static
+handler does.
+
+In extension mode (``--cgi-ext``) the walk starts at the document root and
+the script is the first regular file whose name has one of the extensions.
+"""
+import os
+import stat as st
+from dataclasses import dataclass
+
+from flashplug.http.paths import is_hidden
+
+
+class NotFound(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    pass
+
+
+@dataclass
+class Script:
+    filename: str      # absolute path on disk
+    script_name: str   # the URL path of the script (SCRIPT_NAME)
+    path_info: str     # the rest of the decoded URL path, "" when none
+    dir: str           # the script's folder: its working directory
+
+    @property
+    def nph(self):
+        """Non-parsed-header script: its output goes to the client as is."""
+        return os.path.basename(self.filename).startswith("nph-")
+
+
+def locate(path, prefix, root, exts=None, show_dotfiles=False,
+           follow_symlinks=False, stat=None, access=os.access):
+    """Find the script for the decoded URL ``path`` under ``prefix``.
+
+    :param prefix: the URL prefix mounted on ``root``, ending in ``/``.
+    :param root: the directory on disk (absolute).
+    :param exts: in extension mode, a tuple of extensions (``(".cgi",)``).
+    :param stat: ``os.stat``-like callable; defaults to ``os.stat`` or
+        ``os.lstat`` depending on ``follow_symlinks``; ``access`` likewise
+        stands in for ``os.access``.
+    :raises NotFound, Forbidden:
+    """
+    if stat is None:
+        stat = os.stat if follow_symlinks else os.lstat
+    if not show_dotfiles and is_hidden(path):
+        raise NotFound(path)
+    rest = path[len(prefix):] if path.startswith(prefix) else ""
+    segments = [s for s in rest.split("/") if s]
+    fs = root
+    for i, seg in enumerate(segments):
+        fs = os.path.join(fs, seg)
+        try:
+            info = stat(fs)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(path) from None
+        except OSError:
+            raise Forbidden(path) from None
+        mode = info.st_mode
+        if st.S_ISDIR(mode):
+            continue
+        if not st.S_ISREG(mode):
+            raise Forbidden(path)  # symlink (when not followed), FIFO, device
+        if exts is not None and not seg.endswith(exts):
+            # Extension mode: a plain file on the way.  Only the static
+            # handler may serve it, and it never sees this request.
+            raise Forbidden(path)
+        if not (mode & 0o111) or not access(fs, os.X_OK):
+            raise Forbidden(path)
+        script_name = prefix + "/".join(segments[:i + 1])
+        path_info = "/".join([""] + segments[i + 1:])
+        if path.endswith("/"):
+            path_info += "/"
+        return Script(fs, script_name, path_info, os.path.dirname(fs))
+    # The CGI directory itself or a folder in it: no listing, ever.
+    raise Forbidden(path)
