@@ -51,6 +51,7 @@ class Policy:
     show_dotfiles: bool = False
     follow_symlinks: bool = False
     ignore: tuple = ()
+    unlisted: tuple = ()   # realpaths of folders never listed (CGI)
 
     def hides_name(self, name):
         if name.startswith(".") and not self.show_dotfiles:
@@ -58,9 +59,15 @@ class Policy:
         return any(fnmatch.fnmatchcase(name, pat) for pat in self.ignore)
 
     def inside_docroot(self, path):
+        return _within(os.path.realpath(path), self.docroot)
+
+    def may_list(self, path):
         real = os.path.realpath(path)
-        root = self.docroot
-        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+        return not any(_within(real, d) for d in self.unlisted)
+
+
+def _within(real, root):
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,11 @@ def scan(path, policy):
     """Read directory ``path`` into a :class:`Listing`.  Blocking.
 
     Raises OSError (FileNotFoundError, PermissionError, NotADirectoryError)
-    when the directory itself cannot be read.
+    when the directory itself cannot be read, and PermissionError for a
+    folder the policy never lists.
     """
+    if policy.unlisted and not policy.may_list(path):
+        raise PermissionError(f"{path}: not listed")
     mtime_ns = os.stat(path).st_mtime_ns
     entries = []
     notices = {}   # name -> (path, mtime_ns) of usable HEADER/README files

@@ -244,3 +244,18 @@ def test_large_folder(server_factory, tmp_path):
     items = requests.get(s.url + "/many/?format=json").json()
     assert len(items) == 3000
     assert time.monotonic() - t0 < 10   # generous: CI machines are slow; bench/ measures
+
+
+def test_cgi_directories_are_never_listed(server_factory, site):
+    for d in ("cgi-bin", "scripts"):
+        (site / d).mkdir()
+        script = site / d / "hello.sh"
+        script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nhi'\n")
+        script.chmod(0o755)
+    s = server_factory(site, "--plugins", "cgi,autoindex",
+                       "--cgi-dir", "/cgi-bin/", "--cgi-dir", f"/run/={site / 'scripts'}")
+    for path in ("/cgi-bin/", "/scripts/", "/run/"):
+        r = requests.get(s.url + path)
+        assert "hello.sh" not in r.text and r.status_code != 200, path
+    assert requests.get(s.url + "/run/hello.sh").text == "hi"
+    assert requests.get(s.url + "/docs/").status_code == 200

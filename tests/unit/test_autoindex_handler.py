@@ -150,23 +150,35 @@ def test_missing_directory_is_404(root):
 
 def test_cgi_directories_are_never_listed(root):
     (root / "cgi-bin").mkdir()
-    ai, _ = make(root, plugins=("cgi", "autoindex"), cgi_dir="/cgi-bin/")
-    with pytest.raises(HTTPError) as e:
-        get(ai, root, path="/cgi-bin/")
-    assert e.value.status == 403
+    (root / "scripts").mkdir()
+    ai, _ = make(root, plugins=("cgi", "autoindex"))       # cgi's default: /cgi-bin/
+    for path in ("/cgi-bin/", "/cgi-bin/deeper/"):
+        with pytest.raises(HTTPError) as e:
+            get(ai, root, path=path)
+        assert e.value.status == 403
     assert get(ai, root).status == 200
+    # A CGI folder mapped to another URL is not listed under its own name either.
+    ai, _ = make(root, plugins=("cgi", "autoindex"), cgi_dir=[f"/run/={root}/scripts"])
+    with pytest.raises(HTTPError) as e:
+        get(ai, root, path="/scripts/")
+    assert e.value.status == 403
+    assert get(ai, root, path="/cgi-bin/").status == 200
     # Without the cgi plugin enabled, cgi-bin is an ordinary folder.
-    ai, _ = make(root, cgi_dir="/cgi-bin/")
+    ai, _ = make(root, cgi_dir=["/cgi-bin/"])
     assert get(ai, root, path="/cgi-bin/").status == 200
 
 
-@pytest.mark.parametrize("value, prefixes", [
-    (None, ()), ("", ()), ("/cgi-bin/", ("/cgi-bin/",)), ("cgi-bin", ("/cgi-bin/",)),
-    (["/a", "b/"], ("/a/", "/b/")),
+@pytest.mark.parametrize("value, prefixes, dirs", [
+    (None, ("/cgi-bin/",), ("/r/cgi-bin",)),
+    (["/cgi-bin/"], ("/cgi-bin/",), ("/r/cgi-bin",)),
+    (["/a", "/b/=/srv/b"], ("/a/", "/b/"), ("/r/a", "/srv/b")),
+    ("/x/y", ("/x/y/",), ("/r/x/y",)),
+    (["/"], (), ()),
 ])
-def test_cgi_prefixes(value, prefixes):
-    cfg = FakeConfig("/", plugins=("cgi",), cgi_dir=value)
-    assert H.cgi_prefixes(cfg) == prefixes
+def test_cgi_locations(value, prefixes, dirs):
+    cfg = FakeConfig("/r", plugins=("cgi",), cgi_dir=value)
+    assert H.cgi_locations(cfg) == (prefixes, dirs)
+    assert H.cgi_locations(FakeConfig("/r", cgi_dir=value)) == ((), ())
 
 
 def test_settings_errors(root, tmp_path):
