@@ -27,6 +27,8 @@ class Config:
 
     def __init__(self, namespace, config_file=None):
         self._ns = namespace
+        # Plain attributes: settings are read on hot paths.
+        self.__dict__.update(vars(namespace))
         self.config_file = config_file
         self.docroot = os.path.abspath(namespace.docroot)
         self.plugins = []            # names of the enabled plugins

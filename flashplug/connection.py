@@ -55,8 +55,14 @@ BODY_BUFFER = 256 * 1024
 # response is not destroyed by a TCP reset (nginx's lingering close).
 LINGER_SECONDS = 2.0
 
-_CONDITIONAL_OR_RANGE = frozenset((b"if-match", b"if-none-match", b"if-modified-since",
-                                   b"if-unmodified-since", b"range", b"if-range"))
+# Header fields the parser callbacks note as they pass, so that a plain
+# request skips the framing checks and takes the cached path.
+_HOST, _FRAMING, _CONDITIONAL = 1, 2, 4
+_NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
+                 b"transfer-encoding": _FRAMING, b"expect": _FRAMING,
+                 b"if-match": _CONDITIONAL, b"if-none-match": _CONDITIONAL,
+                 b"if-modified-since": _CONDITIONAL, b"if-unmodified-since": _CONDITIONAL,
+                 b"range": _CONDITIONAL, b"if-range": _CONDITIONAL}
 _STATUS_LINES = {}
 
 
@@ -174,8 +180,8 @@ class Connection:
         self.task = None
         self.eof = False
         self.offloading = False      # a helper is reading file pages in for us
-        now = time.monotonic()
-        self.deadline = now + app.config.header_timeout
+        self.header_timeout = app.config.header_timeout
+        self.deadline = time.monotonic() + self.header_timeout
         self.send_deadline = None
         self.state = "idle"
         self.continue_for = None     # request that may still need "100 Continue"
@@ -188,13 +194,13 @@ class Connection:
     # -- reading -----------------------------------------------------------------
 
     def _reset_message(self):
-        self.m_url = bytearray()
+        self.m_url = b""
         self.m_headers = []
         self.m_head_bytes = 0
-        self.m_flagged = False
+        self.m_hosts = 0
+        self.m_noted = 0
         self.m_request = None
         self.m_body = None
-        self.m_discard_left = 0
 
     def _on_readable(self):
         try:
@@ -290,13 +296,16 @@ class Connection:
     # -- parser callbacks ------------------------------------------------------------
 
     def on_message_begin(self):
-        self._reset_message()
+        self.m_url = b""
+        self.m_headers = []
+        self.m_head_bytes = self.m_hosts = self.m_noted = 0
+        self.m_request = self.m_body = None
         if self.state == "idle":
             self.state = "head"
-            self.deadline = time.monotonic() + self.app.config.header_timeout
+            self.deadline = time.monotonic() + self.header_timeout
 
     def on_url(self, url):
-        self.m_url += url
+        self.m_url = self.m_url + url if self.m_url else url
         if len(self.m_url) > MAX_REQUEST_TARGET:
             raise _Reject(414, "URI Too Long")
 
@@ -307,8 +316,11 @@ class Connection:
                 or self.m_head_bytes > MAX_HEAD_BYTES:
             raise _Reject(431, "Request Header Fields Too Large")
         name = name.lower()
-        if name in _CONDITIONAL_OR_RANGE:
-            self.m_flagged = True
+        noted = _NOTED_FIELDS.get(name)
+        if noted is not None:
+            if noted == _HOST:
+                self.m_hosts += 1
+            self.m_noted |= noted
         self.m_headers.append((name, value))
 
     def on_headers_complete(self):
@@ -321,19 +333,24 @@ class Connection:
         headers._items = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.m_headers]
         target = self.m_url.decode("latin-1")
         request = Request(method, target, "", "", "", version, headers)
-        self._check_framing(request)
+        if self.m_hosts != 1 and (version == "1.1" or self.m_hosts > 1):
+            raise _Reject(400, "Bad Request: exactly one Host header is required")
+        if self.m_noted & _FRAMING:
+            self._check_framing(request)
+        else:
+            request.body = _EMPTY_BODY
         self._set_target(request, target)
         request.remote_addr = self.peer_addr
         request.remote_port = self.peer_port
         request.server_addr = self.local_addr
         request.server_port = self.local_port
         request.server = self.app
-        request.start_time = time.monotonic()
+        now = request.start_time = time.monotonic()
         request.keep_alive = parser.should_keep_alive()
-        request.conditional = self.m_flagged
+        request.conditional = self.m_noted & _CONDITIONAL
         self.m_request = request
         self.state = "body"
-        self.deadline = time.monotonic() + self.app.config.header_timeout
+        self.deadline = now + self.header_timeout
         if self.active is None:
             self._start(request)
         else:
@@ -343,12 +360,6 @@ class Connection:
 
     def _check_framing(self, request):
         headers = request.headers
-        if request.version == "1.1":
-            hosts = headers.get_all("host")
-            if len(hosts) != 1:
-                raise _Reject(400, "Bad Request: exactly one Host header is required")
-        elif len(headers.get_all("host")) > 1:
-            raise _Reject(400, "Bad Request: more than one Host header")
         te = headers.get("transfer-encoding")
         if te is not None:
             codings = [c.strip().lower() for c in te.split(",") if c.strip()]
@@ -409,7 +420,7 @@ class Connection:
             if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
                 raise _Reject(413, "Content Too Large")
             reader.feed(body)
-            self.deadline = time.monotonic() + self.app.config.header_timeout
+            self.deadline = time.monotonic() + self.header_timeout
 
     def on_message_complete(self):
         if self.m_body is not None:
