@@ -314,3 +314,18 @@ def test_thousands_of_children_leave_no_zombies_or_descriptors(run):
     assert after == before
     assert (active, running) == (0, 0)
     assert zombies_of(os.getpid()) == []
+
+
+def test_finish_wakes_a_pending_read_and_write(run):
+    async def go(m):
+        p = await sh(m, "sleep 30", stdin=procs.PIPE)
+        reader = asyncio.ensure_future(p.read())
+        writer = asyncio.ensure_future(p.write(b"x" * (1 << 20)))
+        await asyncio.sleep(0.05)
+        p.finish(kill=True)
+        data = await reader
+        with pytest.raises(BrokenPipeError):
+            await writer
+        await p.wait()
+        return data
+    assert run(go) == b""

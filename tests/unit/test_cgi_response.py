@@ -1,0 +1,124 @@
+"""Parsing CGI response header blocks (RFC 3875 §6): pure, bytes in."""
+import pytest
+
+from flashplug_plugins.cgi.response import (
+    CLIENT_REDIRECT, DOCUMENT, LOCAL_REDIRECT, CGIError, find_header_end,
+    parse_header_block)
+
+
+def parse(output):
+    """Split a whole script output and parse its header block."""
+    end = find_header_end(output)
+    assert end is not None, "no end of header block"
+    return parse_header_block(output[:end[0]]), output[end[1]:]
+
+
+@pytest.mark.parametrize("nl", [b"\n", b"\r\n"])
+def test_document_with_lf_or_crlf(nl):
+    r, body = parse(b"Content-Type: text/plain" + nl + b"X-A: 1" + nl + nl + b"body\n")
+    assert (r.kind, r.status, r.content_type) == (DOCUMENT, 200, "text/plain")
+    assert r.headers == [("Content-Type", "text/plain"), ("X-A", "1")]
+    assert body == b"body\n"
+
+
+def test_mixed_line_endings():
+    r, body = parse(b"Content-Type: a/b\r\nX: y\n\r\nrest")
+    assert r.headers == [("Content-Type", "a/b"), ("X", "y")] and body == b"rest"
+
+
+def test_find_header_end_incremental():
+    assert find_header_end(b"Content-Type: a/b\n") is None
+    buf = b"Content-Type: a/b\n\n"
+    assert find_header_end(buf, start=len(buf) - 1) == (17, 19)
+    assert find_header_end(b"\nbody") == (0, 1)
+    assert find_header_end(b"\r\nbody") == (0, 2)
+
+
+@pytest.mark.parametrize("value,status,reason", [
+    (b"404 Not Found", 404, "Not Found"),
+    (b"200", 200, None),
+    (b"599 Whatever it is", 599, "Whatever it is"),
+])
+def test_status(value, status, reason):
+    r, _ = parse(b"Status: " + value + b"\nContent-Type: text/plain\n\n")
+    assert (r.status, r.reason) == (status, reason)
+    assert all(k.lower() != "status" for k, _ in r.headers)
+
+
+@pytest.mark.parametrize("value", [b"abc", b"20", b"2000", b"99 x", b"600 Too big",
+                                   b"100 Continue", b"200OK", b"200\x01", b""])
+def test_malformed_status(value):
+    with pytest.raises(CGIError, match="Status"):
+        parse_header_block(b"Status: " + value + b"\nContent-Type: a/b")
+
+
+def test_local_redirect():
+    r, _ = parse(b"Location: /other/path?q=1\n\n")
+    assert (r.kind, r.location) == (LOCAL_REDIRECT, "/other/path?q=1")
+    r, _ = parse(b"Location: /x\nStatus: 200 OK\n\n")
+    assert r.kind == LOCAL_REDIRECT
+
+
+def test_client_redirect_defaults_to_302():
+    r, _ = parse(b"Location: https://example.org/\n\n")
+    assert (r.kind, r.status, r.location) == (CLIENT_REDIRECT, 302, "https://example.org/")
+    assert ("Location", "https://example.org/") in r.headers
+
+
+def test_client_redirect_with_document():
+    r, body = parse(b"Status: 301 Moved\nLocation: http://a/\nContent-Type: text/html\n\n<a>")
+    assert (r.kind, r.status, r.reason, r.content_type) == \
+        (CLIENT_REDIRECT, 301, "Moved", "text/html")
+    assert body == b"<a>"
+
+
+def test_local_path_with_redirect_status_goes_to_client():
+    r, _ = parse(b"Status: 303 See Other\nLocation: /done\n\n")
+    assert (r.kind, r.status) == (CLIENT_REDIRECT, 303)
+
+
+def test_network_path_is_not_local():
+    r, _ = parse(b"Location: //evil.example/\n\n")
+    assert r.kind == CLIENT_REDIRECT
+
+
+def test_document_without_content_type_is_flagged():
+    # Whether that is allowed depends on the body, which the handler sees.
+    r, _ = parse(b"Status: 204 No Content\n\n")
+    assert (r.kind, r.status, r.content_type) == (DOCUMENT, 204, None)
+
+
+def test_content_length_kept_and_checked():
+    r, _ = parse(b"Content-Type: a/b\nContent-Length: 12\n\n")
+    assert r.content_length == 12
+    with pytest.raises(CGIError, match="Content-Length"):
+        parse_header_block(b"Content-Type: a/b\nContent-Length: -1")
+
+
+def test_hop_by_hop_dropped():
+    r, _ = parse(b"Content-Type: a/b\nConnection: close\nTransfer-Encoding: chunked\n"
+                 b"Keep-Alive: 5\nSet-Cookie: a=1\nSet-Cookie: b=2\n\n")
+    assert r.headers == [("Content-Type", "a/b"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+
+
+def test_whitespace_around_values():
+    r, _ = parse(b"Content-Type:text/plain  \nX-Y:\t v\n\n")
+    assert r.headers == [("Content-Type", "text/plain"), ("X-Y", "v")]
+
+
+@pytest.mark.parametrize("block,match", [
+    (b"", "empty"),
+    (b"  \n", "empty"),
+    (b"this is not a header", "malformed header"),
+    (b"<html><body>oops</body></html>", "malformed header"),
+    (b"Content-Type: a/b\n continued", "malformed header"),   # obs-fold
+    (b"Bad Name: x\nContent-Type: a/b", "malformed header"),
+    (b"Content-Type: a/b\nX: a\x00b", "control character"),
+    (b"Content-Type: a/b\nContent-Type: c/d", "more than one Content-Type"),
+    (b"Location: /a\nLocation: /b", "more than one Location"),
+    (b"Status: 200\nStatus: 404", "more than one Status"),
+    (b"Location:", "empty Location"),
+])
+def test_garbage(block, match):
+    with pytest.raises(CGIError, match=match):
+        parse_header_block(block)
