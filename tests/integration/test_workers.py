@@ -1,0 +1,50 @@
+"""--workers: a master with worker processes sharing the port."""
+import os
+import signal
+import time
+
+import requests
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(p) for p in f.read().split()}
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_workers_share_the_port_and_a_dead_worker_is_replaced(server_factory, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.txt").write_text("hello")
+    server = server_factory(root, "--workers", "2")
+    workers = wait_for(lambda: children(server.proc.pid) if len(children(server.proc.pid)) == 2 else None)
+    for _ in range(10):
+        assert requests.get(server.url + "/a.txt").text == "hello"
+
+    victim = sorted(workers)[0]
+    os.kill(victim, signal.SIGKILL)
+    replaced = wait_for(lambda: (lambda now: now if len(now) == 2 and victim not in now else None)(
+        children(server.proc.pid)))
+    assert victim not in replaced
+    for _ in range(10):
+        assert requests.get(server.url + "/a.txt").text == "hello"
+    assert "starting a new one" in server.log()
+
+
+def test_workers_stop_gracefully_on_sigterm(server_factory, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    server = server_factory(root, "--workers", "2")
+    workers = wait_for(lambda: children(server.proc.pid) if len(children(server.proc.pid)) == 2 else None)
+    assert server.stop(signal.SIGTERM) == 0
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}/status") or "zombie" in open(f"/proc/{pid}/status").read()
