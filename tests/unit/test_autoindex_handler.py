@@ -3,6 +3,7 @@
 The handler only awaits helpers; with inline helpers its coroutine never
 suspends, so ``run_sync`` drives it without an event loop.
 """
+import builtins
 import json
 import os
 
@@ -28,13 +29,23 @@ class FakeConfig:
 
 
 class CountingHelpers(InlineHelpers):
+    """Inline helpers that note each call and whether one is running."""
+
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.inside = False
 
     def run(self, fn, *args):
         self.calls.append(fn.__name__)
-        return super().run(fn, *args)
+
+        def marked(*a):
+            self.inside = True
+            try:
+                return fn(*a)
+            finally:
+                self.inside = False
+        return super().run(marked, *args)
 
 
 def request(path, query="", method="GET", **headers):
@@ -78,6 +89,31 @@ def test_listing_then_cache_hit_then_rescan_after_change(root):
     assert helpers.calls == ["dir_mtime_ns", "scan", "_render"]
     assert b"new.txt" in r2.body
     assert r2.get_header("ETag") != r.get_header("ETag")
+
+
+def test_file_system_calls_happen_only_in_helpers(root, monkeypatch):
+    (root / "dir" / "README.txt").write_text("notice")
+    os.symlink(root / "dir" / "a.txt", root / "dir" / "link")
+    ai, helpers = make(root, cache_valid=0.000001)
+    seen = []
+    for name in ("stat", "lstat", "scandir", "listdir"):
+        real = getattr(os, name)
+
+        def guarded(*a, _real=real, _name=name, **kw):
+            seen.append(_name)
+            assert helpers.inside, f"os.{_name} called outside a helper"
+            return _real(*a, **kw)
+        monkeypatch.setattr(os, name, guarded)
+    real_open = builtins.open
+
+    def guarded_open(*a, **kw):
+        seen.append("open")
+        assert helpers.inside, "open() called outside a helper"
+        return real_open(*a, **kw)
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    get(ai, root)
+    get(ai, root, if_none_match='"x"', query="format=json")
+    assert {"scandir", "stat", "lstat", "open"} <= set(seen)
 
 
 def test_old_cache_entry_is_rescanned_but_not_rerendered(root):
