@@ -125,7 +125,7 @@ class Settings:
                 unlisted=dirs),
             template=template,
             template_path=os.path.abspath(path) if path else None,
-            dirs_first=config.get("autoindex_dirs_first", True),
+            dirs_first=bool(config.get("autoindex_dirs_first", True)),
             exact_size=bool(config.get("autoindex_exact_size")),
             localtime=bool(config.get("autoindex_localtime")),
             revalidate=float(config.get("cache_valid") or 1.0),

@@ -182,7 +182,7 @@ def href(name, is_dir=False):
 
 
 def human_size(n):
-    """1023 B, 1.0 KiB, 12 KiB, 1.5 MiB ...: three significant figures at most."""
+    """1023 B, 1.0 KiB, 12 KiB, 1.5 MiB ...: IEC units, at most four digits."""
     if n < 1024:
         return "%d B" % n
     value = float(n)

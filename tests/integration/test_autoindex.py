@@ -1,5 +1,4 @@
 """autoindex against a real `flashplug serve --plugins autoindex` process."""
-import json
 import os
 import subprocess
 import sys

@@ -204,7 +204,7 @@ def test_times_utc_by_default_and_local_on_request(monkeypatch):
 
 def test_exact_size():
     e = Entry("f", "file", 123456, T0)
-    assert "120.6 KiB" not in html(listing(e))   # 3 significant figures
+    assert "120.6 KiB" not in html(listing(e))   # no decimals from 10 up
     assert ">121 KiB<" in html(listing(e))
     assert ">123456<" in html(listing(e), exact_size=True)
 
