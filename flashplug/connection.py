@@ -181,6 +181,8 @@ class Connection:
         self.eof = False
         self.offloading = False      # a helper is reading file pages in for us
         self.header_timeout = app.config.header_timeout
+        self.keepalive_timeout = app.config.keepalive_timeout
+        self.target_path_ok = app.fast_path_ok and app.router.route_hook is None
         self.deadline = time.monotonic() + self.header_timeout
         self.send_deadline = None
         self.state = "idle"
@@ -324,6 +326,9 @@ class Connection:
         self.m_headers.append((name, value))
 
     def on_headers_complete(self):
+        if self.m_noted == _HOST and self.active is None and self.target_path_ok \
+                and self._answer_by_target():
+            return
         parser = self.parser
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
@@ -428,7 +433,14 @@ class Connection:
         request = self.m_request
         self.m_request = None
         self.m_body = None
-        if request is not None:
+        if request is None and self.state == "busy" and self.active is None:
+            # answered by _answer_by_target
+            if self.closing:
+                self._close_when_flushed()
+            else:
+                self.state = "idle"
+                self.deadline = time.monotonic() + self.keepalive_timeout
+        elif request is not None:
             self._complete.add(request)
             if self.active is request and self._answered:
                 self._finish_request()
@@ -458,26 +470,70 @@ class Connection:
         self.task = self.loop.create_task(self._serve(request))
 
     def _send_cached(self, request, entry):
-        keep = request.keep_alive and not self.closing
-        conn_line = b"" if keep and request.version == "1.1" else (
-            b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
-        head = b"".join((b"HTTP/1.1 200 OK\r\n", self.app.date_server_lines,
-                         entry.head_tail, conn_line, b"\r\n"))
-        if request.method == "HEAD":
-            self.write(head)
-        elif entry.data is not None:
-            self.write(head + entry.data if len(entry.data) < 65536 else head)
-            if len(entry.data) >= 65536:
-                self.write(entry.data)
-        else:
-            self.write(head)
-            self.write_file(entry, 0, entry.size)
-        if not keep:
-            self.closing = True
-        self._log(request, 200, 0 if request.method == "HEAD" else entry.size)
+        self.app.static.remember_target(request.target.encode("latin-1"), entry)
+        size = self._write_entry(request.method == "HEAD", request.version,
+                                 request.keep_alive, entry)
+        self._log(request, 200, size)
         self._answered = True
         if request in self._complete:
             self._finish_request()
+
+    def _write_entry(self, head_only, version, keep, entry):
+        """Write a 200 for a cached file: prebuilt header lines, then the body."""
+        keep = keep and not self.closing
+        conn_line = b"" if keep and version == "1.1" else (
+            b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
+        head = b"".join((b"HTTP/1.1 200 OK\r\n", self.app.date_server_lines,
+                         entry.head_tail, conn_line, b"\r\n"))
+        if not keep:
+            self.closing = True
+        if head_only:
+            self.write(head)
+            return 0
+        data = entry.data
+        if data is None:
+            self.write(head)
+            self.write_file(entry, 0, entry.size)
+        elif len(data) < 65536:
+            self.write(head + data)     # one send for header and body
+        else:
+            self.write(head)
+            self.write(data)
+        return entry.size
+
+    def _answer_by_target(self):
+        """The quickest path: a plain GET/HEAD whose exact target was served
+        from the cache before.  No Request object is built."""
+        parser = self.parser
+        method = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return False
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            return False
+        entry = self.app.static.entry_for_target(self.m_url)
+        if entry is None:
+            return False
+        head_only = method == b"HEAD"
+        size = self._write_entry(head_only, version, parser.should_keep_alive(), entry)
+        app = self.app
+        stats = app.stats
+        stats.cache_hits += 1
+        stats.requests += 1
+        stats.bytes_sent += size
+        stats.status_counts[200] = stats.status_counts.get(200, 0) + 1
+        if app.access_log is not None:
+            referer = agent = None
+            for name, value in self.m_headers:
+                if name == b"referer":
+                    referer = value.decode("latin-1")
+                elif name == b"user-agent":
+                    agent = value.decode("latin-1")
+            app.access_log.log(self.peer_addr, None, method.decode(), self.m_url.decode("latin-1"),
+                               version, 200, size, referer, agent)
+        self.state = "busy"
+        self.deadline = None
+        return True
 
     async def _serve(self, request):
         app = self.app
@@ -680,7 +736,14 @@ class Connection:
         app.stats.bytes_sent += size
         app.stats.count_status(status)
         if app.access_log is not None:
-            app.access_log.log(request, status, size, self.peer_addr)
+            if request is None:
+                app.access_log.log(self.peer_addr, None, None, None, None, status, size,
+                                   None, None)
+            else:
+                headers = request.headers
+                app.access_log.log(self.peer_addr, request.user, request.method,
+                                   request.target, request.version, status, size,
+                                   headers.get("referer"), headers.get("user-agent"))
         if app.request_done_hook is not None and request is not None:
             try:
                 app.request_done_hook(request=request, status=status, bytes_sent=size,

@@ -53,18 +53,14 @@ class AccessLog:
         self._cached_second = None
         self._cached_stamp = ""
 
-    def log(self, request, status, size, remote_addr):
+    def log(self, remote_addr, user, method, target, version, status, size,
+            referer, agent):
+        """Queue one line; ``method`` None stands for an unparsable request."""
         now = int(time.time())
         if now != self._cached_second:
             self._cached_second = now
             self._cached_stamp = clf_time(now)
-        if request is None:
-            line, referer, agent, user = "-", None, None, None
-        else:
-            line = f"{request.method} {request.target} HTTP/{request.version}"
-            referer = request.headers.get("referer")
-            agent = request.headers.get("user-agent")
-            user = request.user
+        line = f"{method} {target} HTTP/{version}" if method is not None else "-"
         self._lines.append(
             f'{remote_addr or "-"} - {_quote(user) if user else "-"} '
             f'{self._cached_stamp} "{_quote(line)}" {status} '

@@ -22,6 +22,9 @@ ALLOW = "GET, HEAD, OPTIONS"
 # Characters left unescaped when a path is put back into a URL (RFC 3986
 # pchar plus "/").
 URL_SAFE = "/!$&'()*+,;=:@~-._"
+# Raw request-targets remembered for the quickest path; a bound, so that
+# clients inventing query strings cannot grow it without limit.
+TARGET_MEMORY = 4096
 # Methods RFC 9110 defines (plus PATCH, RFC 5789): a static file refuses them
 # with 405; anything else is a method we do not implement at all (501).
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
@@ -108,6 +111,7 @@ class StaticFiles:
         self.cache = FileCache(config.cache_entries, config.cache_size,
                                config.cache_valid, app.stats)
         self.directory_hook = app.hook_if_used("flashplug_directory")
+        self.by_target = {}
 
     # -- the cached path -------------------------------------------------------
 
@@ -119,6 +123,23 @@ class StaticFiles:
         """
         entry = self.cache.get(request.path)
         if entry is None or not self.cache.is_fresh(entry, time.monotonic()):
+            return None
+        return entry
+
+    def remember_target(self, target, entry):
+        """Note that the raw request-target ``target`` (bytes) named ``entry``.
+
+        Decoding a target is deterministic and routes are fixed at start, so
+        the next plain request with the same bytes can skip building a
+        Request altogether.  Bounded: cleared when full.
+        """
+        if len(self.by_target) >= TARGET_MEMORY:
+            self.by_target.clear()
+        self.by_target[target] = entry
+
+    def entry_for_target(self, target):
+        entry = self.by_target.get(target)
+        if entry is None or entry.dead or not self.cache.is_fresh(entry, time.monotonic()):
             return None
         return entry
 
