@@ -178,8 +178,7 @@ class CGIHandler:
                           name, self.settings.timeout)
                 raise HTTPError(504, "Gateway Timeout") from None
             if not data:
-                why = "closed its output" if not buf else "ended inside its header block"
-                await _fail(proc, name, why, linger=0.5)
+                await _fail(proc, name, _why_no_head(buf), linger=0.5)
             searched = len(buf)
             buf += data
             end = find_header_end(buf, searched)
@@ -326,6 +325,17 @@ async def _fail(proc, name, why, linger=0.0):
               f" (exit status {code})" if code >= 0 else f" (killed by signal {-code})")
     log.error("%s: 502: %s%s", name, why, status)
     raise HTTPError(502, "Bad Gateway")
+
+
+def _why_no_head(buf):
+    """The cause to log for output that ended before its blank line."""
+    if not buf:
+        return "closed its output without sending anything"
+    try:
+        parse_header_block(buf.rstrip(b"\r\n"))
+    except CGIError as e:
+        return f"sent no header block ({e})"
+    return "ended inside its header block"
 
 
 async def _read_or_fail(proc, name, timeout):
