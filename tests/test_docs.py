@@ -1,0 +1,142 @@
+"""The docs keep up with the code: hooks, their reference, every setting.
+
+Like datasette's test_docs.py: the hook specs are walked, and each must be
+documented in its docstring, present in docs/plugins.md, and named by at
+least one test; every option of `flashplug serve` must appear in
+docs/configuration.md.
+"""
+import argparse
+import importlib.util
+import inspect
+import os
+import re
+
+import pytest
+
+from flashplug import cli, hookspecs
+from flashplug.plugins import new_manager, spec_names
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(REPO, "docs")
+HOOKS = spec_names()
+
+
+def _read(*parts):
+    with open(os.path.join(REPO, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location(
+        "gen_hook_reference", os.path.join(DOCS, "gen_hook_reference.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_are_hooks():
+    # Guards the parametrized tests below against silently testing nothing.
+    assert len(HOOKS) >= 10
+    assert all(name.startswith("flashplug_") for name in HOOKS)
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hook_docstring_is_complete(name):
+    """Summary, every parameter, the return value, firstresult/historic."""
+    pm = new_manager()
+    spec = getattr(pm.hook, name).spec
+    doc = inspect.getdoc(getattr(hookspecs, name))
+    assert doc, f"{name} has no docstring"
+    summary = doc.split("\n\n")[0]
+    assert summary.endswith("."), f"{name}: the first paragraph is a one-line summary"
+    assert "Called" in doc, f"{name}: say when it is called"
+    for arg in spec.argnames:
+        assert f":param {arg}:" in doc, f"{name}: parameter {arg!r} is not documented"
+    documented = re.findall(r":param (\w+):", doc)
+    assert set(documented) <= set(spec.argnames), f"{name}: documents missing params"
+    assert ":return:" in doc, f"{name}: say what the return value means"
+    if spec.opts["firstresult"]:
+        assert "first non-None result" in doc, f"{name} is firstresult: say so"
+    if spec.opts["historic"]:
+        assert "Historic" in doc, f"{name} is historic: say so"
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hook_is_in_the_reference(name):
+    page = _read("docs", "plugins.md")
+    assert f"### `{name}(" in page
+
+
+def test_hook_reference_is_up_to_date():
+    gen = _generator()
+    page = _read("docs", "plugins.md")
+    assert gen.updated(page) == page, (
+        "docs/plugins.md is out of date with flashplug/hookspecs.py: "
+        "run python docs/gen_hook_reference.py")
+
+
+def test_hook_reference_check_can_fail():
+    gen = _generator()
+    page = _read("docs", "plugins.md")
+    stale = page.replace("Stops at the first non-None result", "Stops at the last result", 1)
+    assert gen.updated(stale) != stale
+    with pytest.raises(SystemExit):
+        gen.updated("a page without markers")
+
+
+def _test_sources():
+    here = os.path.join(REPO, "tests")
+    for folder, _, files in os.walk(here):
+        for fname in files:
+            path = os.path.join(folder, fname)
+            if fname.endswith(".py") and path != os.path.abspath(__file__):
+                yield path
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hook_is_exercised_by_a_test(name):
+    """Each hook is named by some test (its implementation or its check).
+
+    tests/integration/test_plugin_api.py::test_every_hook_is_called goes
+    further and proves each one is actually called during a run.
+    """
+    pattern = re.compile(rf"\b{name}\b")
+    users = [p for p in _test_sources() if pattern.search(open(p, encoding="utf-8").read())]
+    assert users, f"no test mentions {name}"
+
+
+def _serve_actions():
+    parser = argparse.ArgumentParser()
+    cli._add_serve_options(parser)
+    return [a for a in parser._actions if a.dest != "help"]
+
+
+def _shown(value):
+    """A default as the docs write it: 10.0 -> "10"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@pytest.mark.parametrize("action", _serve_actions(), ids=lambda a: a.dest)
+def test_kernel_setting_is_documented(action):
+    """Each serve option has a table row: flag, TOML key, default, meaning."""
+    page = _read("docs", "configuration.md")
+    flag = action.option_strings[0] if action.option_strings else action.dest.upper()
+    starts = re.compile(rf"^\| `{re.escape(flag)}[ `]")
+    rows = [line for line in page.splitlines() if starts.match(line)]
+    assert len(rows) == 1, f"{flag} needs exactly one row in docs/configuration.md"
+    cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", rows[0].strip("|"))]
+    assert len(cells) >= 4, f"{flag}: the row needs flag, key, default and meaning"
+    key = "—" if action.dest == "config" else f"`{action.dest}`"
+    assert cells[1] == key, f"{flag}: the TOML key column should be {key}"
+    if action.default not in (None, False, [], argparse.SUPPRESS):
+        assert _shown(action.default) in cells[2], \
+            f"{flag}: default {action.default!r} is not in its row"
+
+
+def test_example_plugin_hooks_match_its_docs():
+    """The example's README and module docstring name hooks that exist."""
+    source = _read("docs", "examples", "flashplug-hello", "flashplug_hello.py")
+    for name in set(re.findall(r"flashplug_\w+", source)) - {"flashplug_hello"}:
+        assert name in HOOKS, f"flashplug_hello.py mentions {name}, which is no hook"
