@@ -3,11 +3,12 @@
 Theory of operation: each connection sends one GET, reads the whole
 response, and then stays open doing nothing, which is what a browser's
 parked connection costs a server. Connections are opened a few hundred at
-a time; opening stops when all are done or when none has completed for a
-few seconds (a server that serves one connection per process stalls here),
-and the client prints `ready OK FAILED`. Afterwards, each `check` line on
-stdin is answered with `alive N`: how many of those connections the server
-has not closed. EOF on stdin ends it.
+a time; opening stops when all are done, when none has completed for a few
+seconds, or after 45 s in all (a server that serves one connection per
+process, or starts a thread per connection, stalls here); then the client
+prints `ready OK FAILED`. Afterwards, each `check` line on stdin is
+answered with `alive N`: how many of those connections the server has not
+closed. EOF on stdin ends it.
 
 Usage: python idle_clients.py PORT COUNT PATH
 """
@@ -17,7 +18,8 @@ import resource
 import sys
 
 PARALLEL = 256
-STALL = 5.0
+STALL = 5.0       # seconds without a new connection completing
+DEADLINE = 45.0   # seconds for opening them all, whatever the progress
 
 
 async def one(port: int, path: str, sem: asyncio.Semaphore, held: list) -> None:
@@ -43,7 +45,8 @@ async def main() -> None:
     tasks = [asyncio.ensure_future(one(port, path, sem, held)) for _ in range(count)]
     loop = asyncio.get_running_loop()
     last, last_change = 0, loop.time()
-    while not all(t.done() for t in tasks):
+    give_up = loop.time() + DEADLINE
+    while not all(t.done() for t in tasks) and loop.time() < give_up:
         await asyncio.sleep(0.2)
         if len(held) != last:
             last, last_change = len(held), loop.time()
