@@ -44,6 +44,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import sys
 
 #: Read size for stdout/stderr: one pipe's default capacity on Linux.
 CHUNK = 65536
@@ -160,6 +161,15 @@ class _SpawnAttr:
 _attr = None
 
 
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
+def _encode(s):
+    """``os.fsencode`` without its per-call overhead (dozens per spawn)."""
+    return s if type(s) is bytes else s.encode(_FS_ENCODING, _FS_ERRORS)
+
+
 def _cstrings(items):
     return (ctypes.c_char_p * (len(items) + 1))(*items, None)
 
@@ -184,8 +194,9 @@ def spawn(path, argv, env, cwd, fds):
         _libc.posix_spawn_file_actions_addchdir_np(fa, os.fsencode(cwd))
         if _HAVE_CLOSEFROM:
             _libc.posix_spawn_file_actions_addclosefrom_np(fa, 3)
-        c_argv = _cstrings([os.fsencode(a) for a in argv])
-        c_env = _cstrings([os.fsencode(k) + b"=" + os.fsencode(v)
+        c_argv = _cstrings([_encode(a) for a in argv])
+        c_env = _cstrings([_encode(k) + b"=" + _encode(v) if type(k) is bytes
+                           or type(v) is bytes else _encode(k + "=" + v)
                            for k, v in env.items()])
         pid = ctypes.c_int()
         err = _libc.posix_spawn(ctypes.byref(pid), os.fsencode(path), fa,
@@ -347,6 +358,16 @@ class Process:
                 pass
             await self._ready(self._loop.add_reader, self._loop.remove_reader,
                               fd, timeout)
+
+    def read_nowait(self):
+        """What stdout holds right now: bytes, ``b""`` at end of file, or
+        None when nothing is there yet."""
+        if self._stdout is None:
+            return b""
+        try:
+            return os.read(self._stdout, CHUNK)
+        except BlockingIOError:
+            return None
 
     async def _ready(self, add, remove, fd, timeout):
         fut = self._loop.create_future()

@@ -41,7 +41,8 @@ def flashplug_configure(config):
     settings = settings_from(config)
     _handler = CGIHandler(settings, config.docroot, base_env(settings.pass_env),
                           bool(config.get("show_dotfiles")),
-                          bool(config.get("follow_symlinks")))
+                          bool(config.get("follow_symlinks")),
+                          float(config.get("cache_valid") or 0))
 
 
 @hookimpl

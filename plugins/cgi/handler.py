@@ -48,6 +48,13 @@ SPOOL_MEMORY = 256 * 1024
 #: default is 10 too).
 MAX_REDIRECTS = 10
 
+#: A body that is complete by the time the headers are parsed, and no
+#: larger than this, goes out with a Content-Length in one write.
+SMALL_BODY = 64 * 1024
+
+#: Script lookups kept (each for the kernel's --cache-valid seconds).
+FOUND_CACHE_ENTRIES = 1024
+
 #: Seconds a client told "busy" should wait before retrying.
 RETRY_AFTER = "1"
 
@@ -64,13 +71,19 @@ class ScriptFailed(Exception):
 class CGIHandler:
     """Runs scripts for one worker; ``manager`` is set at start-up."""
 
-    def __init__(self, settings, docroot, base_env, show_dotfiles, follow_symlinks):
+    def __init__(self, settings, docroot, base_env, show_dotfiles, follow_symlinks,
+                 cache_valid):
         self.settings = settings
         self.docroot = docroot
         self.base_env = base_env
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.manager = None
+        # (prefix, path) -> (Script, expiry): a hit skips the helper round
+        # trip; entries expire like the static file caches', so a script
+        # removed or made non-executable stops running within cache_valid.
+        self._found = {}
+        self._cache_valid = cache_valid
 
     def for_mount(self, prefix, root, exts=None):
         """The route handler for one CGI directory (or the extension mode)."""
@@ -78,15 +91,29 @@ class CGIHandler:
             return await self.handle(request, prefix, root, exts)
         return handler
 
-    async def handle(self, request, prefix, root, exts):
-        helpers = request.server.helpers
+    async def _locate(self, request, prefix, root, exts):
+        key = (prefix, request.path)
+        now = request.server.loop.time()
+        hit = self._found.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
         try:
-            script = await helpers.run(locate, request.path, prefix, root, exts,
-                                       self.show_dotfiles, self.follow_symlinks)
+            script = await request.server.helpers.run(
+                locate, request.path, prefix, root, exts,
+                self.show_dotfiles, self.follow_symlinks)
         except NotFound:
             raise HTTPError(404, "Not Found") from None
         except Forbidden:
             raise HTTPError(403, "Forbidden") from None
+        if self._cache_valid > 0:
+            if len(self._found) >= FOUND_CACHE_ENTRIES:
+                self._found.clear()
+            self._found[key] = (script, now + self._cache_valid)
+        return script
+
+    async def handle(self, request, prefix, root, exts):
+        helpers = request.server.helpers
+        script = await self._locate(request, prefix, root, exts)
 
         body, length, spool = await self._take_body(request, helpers)
         timeout = self.settings.timeout
@@ -198,13 +225,20 @@ class CGIHandler:
         if cgi.kind == LOCAL_REDIRECT:
             _stop(proc, feeder, grace=timeout)
             return await self._local_redirect(request, cgi.location, name)
+        if cgi.content_length is None:
+            rest, complete = _take_ready(proc, rest)
+        else:
+            complete = False
         if cgi.content_type is None:
             if cgi.kind != CLIENT_REDIRECT:
                 # A document may leave out Content-Type only if it is empty.
-                if rest or await _read_or_fail(proc, name, timeout):
+                if rest or (not complete and await _read_or_fail(proc, name, timeout)):
                     await _fail(proc, name, "sent a body without Content-Type")
             _stop(proc, feeder, grace=timeout)
             return Response(cgi.status, cgi.headers, b"", reason=cgi.reason)
+        if complete:
+            _stop(proc, feeder, grace=timeout)
+            return Response(cgi.status, cgi.headers, rest, reason=cgi.reason)
         body = _Body(proc, feeder, rest, name, timeout, cgi.content_length,
                      head=request.method == "HEAD")
         return Response(cgi.status, cgi.headers, stream=body, reason=cgi.reason)
@@ -325,6 +359,24 @@ async def _fail(proc, name, why, linger=0.0):
               f" (exit status {code})" if code >= 0 else f" (killed by signal {-code})")
     log.error("%s: 502: %s%s", name, why, status)
     raise HTTPError(502, "Bad Gateway")
+
+
+def _take_ready(proc, body):
+    """Add to ``body`` what stdout already holds, without waiting.
+
+    Returns ``(body, complete)``; complete when end of file was seen and the
+    body is at most SMALL_BODY.  A quick script has usually written
+    everything and exited by the time its headers are parsed; its response
+    then goes out in one write, with a Content-Length.
+    """
+    while len(body) <= SMALL_BODY:
+        data = proc.read_nowait()
+        if data is None:
+            return body, False
+        if not data:
+            return body, True
+        body += data
+    return body, False
 
 
 def _why_no_head(buf):

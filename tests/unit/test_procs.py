@@ -329,3 +329,14 @@ def test_finish_wakes_a_pending_read_and_write(run):
         await p.wait()
         return data
     assert run(go) == b""
+
+
+def test_read_nowait(run):
+    async def go(m):
+        p = await sh(m, "sleep 0.2; printf done")
+        first = p.read_nowait()
+        await p.wait()
+        rest = p.read_nowait(), p.read_nowait()
+        p.finish()
+        return first, rest
+    assert run(go) == (None, (b"done", b""))
