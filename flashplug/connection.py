@@ -189,6 +189,7 @@ class Connection:
         self.continue_for = None     # request that may still need "100 Continue"
         self._complete = set()       # requests whose whole message has arrived
         self._answered = False       # the active request's response is queued
+        self.deferred = False        # the active request waits for its body's end
         self._reset_message()
         app.connections.add(self)
         self.loop.add_reader(self.fd, self._on_readable)
@@ -274,7 +275,10 @@ class Connection:
         self.eof = True
         self.loop.remove_reader(self.fd)
         self.reading = False
-        if self.state == "lingering" or (self.active is None and not self.pending and not self.out):
+        if self.state in ("head", "body"):
+            self.abort()  # a request cut off half-way can never be answered
+        elif self.state == "lingering" or (self.active is None and not self.pending
+                                           and not self.out):
             self.close()
         elif self.active is not None and self.task is not None and not self.out:
             # The client went away while a handler works for it (a CGI
@@ -326,7 +330,8 @@ class Connection:
         self.m_headers.append((name, value))
 
     def on_headers_complete(self):
-        if self.m_noted == _HOST and self.active is None and self.target_path_ok \
+        if self.m_noted == _HOST and self.m_hosts == 1 and self.active is None \
+                and self.target_path_ok \
                 and self._answer_by_target():
             return
         parser = self.parser
@@ -442,7 +447,10 @@ class Connection:
                 self.deadline = time.monotonic() + self.keepalive_timeout
         elif request is not None:
             self._complete.add(request)
-            if self.active is request and self._answered:
+            if self.active is request and self.deferred:
+                self.deferred = False
+                self._start(request)
+            elif self.active is request and self._answered:
                 self._finish_request()
             elif self.state == "body":
                 self.state = "busy"
@@ -458,6 +466,18 @@ class Connection:
         if type(request) is _ErrorItem:
             self.task = self.loop.create_task(self._send_error(None, request.status, request.message))
             return
+        if request.body is not _EMPTY_BODY and request not in self._complete \
+                and app.router.match(request) is None:
+            # The static handler ignores bodies; they are read and thrown away.
+            request.body.abandoned = True
+            if self.continue_for is None:
+                # Answer once the body is over, so a broken body still gets
+                # its 400 instead of a 200 followed by garbage.
+                self.deferred = True
+                return
+            # A client waiting for "100 Continue" gets the final answer now
+            # instead (RFC 9110 §10.1.1); a body it sends anyway is discarded.
+            self.continue_for = None
         if (request.path is not None and not request.conditional
                 and request.method in ("GET", "HEAD") and app.fast_path_ok):
             route = app.router.match(request)
@@ -594,9 +614,11 @@ class Connection:
             # Its head was parsed and queued, but the message is broken.
             if request in self.pending:
                 self.pending.remove(request)
-            elif request is self.active and self.task is not None:
-                self.task.cancel()
+            elif request is self.active:
+                if self.task is not None:
+                    self.task.cancel()
                 self.active = None
+                self.deferred = False
         item = _ErrorItem(status, message)
         if self.active is None:
             self._start(item)
