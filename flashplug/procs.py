@@ -22,7 +22,10 @@ helpers: it never blocks on one.
   ``process_group``).
 * **Exit.**  ``os.pidfd_open`` gives a descriptor that polls readable when the
   child exits; ``loop.add_reader`` watches it, so no SIGCHLD handler or
-  watcher thread is involved and both uvloop and asyncio's loop work.  The
+  watcher thread is involved and both uvloop and asyncio's loop work.  It
+  is opened only when someone must wait: a child that has already exited
+  when its owner finishes with it (the common case for a quick script) is
+  reaped on the spot.  The
   exit status is read with ``waitid(WNOWAIT)``, which leaves the child a
   zombie: while it is one, its pid - and so its process-group id - cannot be
   reused, which makes a later ``killpg`` safe.  The child is reaped
@@ -257,16 +260,25 @@ class Process:
         self._exit_waiters = []
         self._watched = {}  # fd -> (remove_reader/remove_writer, future)
         self._pidfd = None
-        try:
-            self._pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self._poll_exit(0.005)  # no pidfd (old kernel, not Linux): poll
-        else:
-            self._loop.add_reader(self._pidfd, self._on_exit)
+        self._watching = False
         if stderr is not None:
             self._loop.add_reader(stderr, self._read_stderr)
 
     # exit and reaping
+
+    def _watch_exit(self):
+        """Start noticing the exit.  Lazily: a quick child has usually
+        exited by the time its owner is done with it, and then it needs no
+        watcher at all (saving a pidfd and a poller registration)."""
+        if self._watching:
+            return
+        self._watching = True
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            self._poll_exit(0.005)  # no pidfd (old kernel, not Linux): poll
+        else:
+            self._loop.add_reader(self._pidfd, self._on_exit)
 
     def _poll_exit(self, delay):
         if self._check_exit():
@@ -297,8 +309,9 @@ class Process:
 
     async def wait(self):
         """The exit status: >= 0 exit code, < 0 the killing signal."""
-        if self.returncode is not None:
+        if self.returncode is not None or self._check_exit():
             return self.returncode
+        self._watch_exit()
         fut = self._loop.create_future()
         self._exit_waiters.append(fut)
         return await fut
@@ -322,9 +335,11 @@ class Process:
         self._close_stdout()
         if kill:
             self.kill()
-        if self.returncode is not None:
+        if self.returncode is not None or self._check_exit():
             self._reap()
-        elif not kill and grace is not None:
+            return
+        self._watch_exit()
+        if not kill and grace is not None:
             self._grace = self._loop.call_later(grace, self.kill)
 
     def _reap(self):

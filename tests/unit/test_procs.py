@@ -104,9 +104,10 @@ def test_child_sees_only_stdio_descriptors(run):
 
 def test_signals_are_reset_in_child(run):
     # Python ignores SIGPIPE; a child must start with the default action,
-    # so `yes | head` ends instead of spinning on EPIPE.
+    # so `yes | head` ends instead of spinning on EPIPE.  `exec`: a shell
+    # waiting for a child blocks signals itself, so read grep's own masks.
     async def go(m):
-        p = await sh(m, "grep -E '^Sig(Ign|Blk)' /proc/$$/status")
+        p = await sh(m, "exec grep -E '^Sig(Ign|Blk)' /proc/self/status")
         out = await read_all(p)
         p.finish()
         return out
