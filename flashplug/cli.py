@@ -9,7 +9,8 @@ import os
 import sys
 
 from flashplug import __version__, plugins as plugin_mod
-from flashplug.config import Config, read_toml, toml_defaults
+from flashplug.config import (Config, config_plugins_dirs, config_selection, read_toml,
+                              toml_defaults)
 from flashplug.errors import UsageError
 
 ARCHS = ("amped", "sped", "mt", "mp")
@@ -147,16 +148,28 @@ def build_serve(argv):
     """Parse ``serve`` arguments into a Config with its plugin manager."""
     pre = _pre_parse(argv)
     file_data = read_toml(pre.config) if pre.config else {}
-    plugins_dirs = list(pre.plugins_dir) + list(file_data.get("plugins_dir", []) if isinstance(
-        file_data.get("plugins_dir"), list) else [])
+    plugins_dirs = list(pre.plugins_dir)
+    selection = pre.plugins
+    if pre.config:
+        plugins_dirs += config_plugins_dirs(pre.config, file_data)
+        if selection is None:
+            selection = config_selection(pre.config, file_data)
     installed = plugin_mod.discover(plugins_dirs)
+    wanted = set(plugin_mod.parse_selection(selection))
 
     pm = plugin_mod.new_manager()
     parser = _Parser(prog="flashplug serve",
                      description="Serve DOCROOT over HTTP/1.1.")
     _add_serve_options(parser)
-    for info in installed.values():
-        plugin_mod.register(pm, info)
+    for name, info in list(installed.items()):
+        try:
+            plugin_mod.register(pm, info)
+        except UsageError as e:
+            if name in wanted:
+                raise
+            # A broken plugin nobody asked for must not stop the server.
+            print(f"flashplug: warning: {e} (not enabled, skipped)", file=sys.stderr)
+            del installed[name]
     pm.hook.flashplug_addoption.call_historic(kwargs={"parser": parser})
     if pre.config:
         parser.set_defaults(**toml_defaults(pre.config, file_data, parser, set(installed)))

@@ -104,6 +104,9 @@ def toml_defaults(path, data, parser, plugin_names):
     for key, value in data.items():
         if key == "plugins" and isinstance(value, dict):
             for pname, table in value.items():
+                if pname == "enable":
+                    defaults["plugins"] = _enable_list(path, table)
+                    continue
                 if pname not in plugin_names:
                     raise UsageError(f"{path}: [plugins.{pname}]: no such plugin; "
                                      f"installed: {', '.join(sorted(plugin_names)) or 'none'}")
@@ -121,6 +124,9 @@ def toml_defaults(path, data, parser, plugin_names):
                     defaults[dest] = _convert(path, f"[plugins.{pname}] {pkey}", pvalue, action)
             continue
         dest = key.replace("-", "_")
+        if dest == "plugins_dir":
+            defaults["plugins_dir"] = config_plugins_dirs(path, data)
+            continue
         if dest == "docroot":
             if not isinstance(value, str):
                 raise UsageError(f"{path}: docroot must be a string")
@@ -132,3 +138,33 @@ def toml_defaults(path, data, parser, plugin_names):
                              f"docroot, {', '.join(kernel_keys)}, [plugins.NAME]")
         defaults[dest] = _convert(path, key, value, action)
     return defaults
+
+
+def _enable_list(path, value):
+    """``[plugins] enable = ["cgi", "autoindex"]`` (or "cgi,autoindex")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    raise UsageError(f"{path}: [plugins] enable must be a list of plugin names")
+
+
+def config_plugins_dirs(path, data):
+    """The file's ``plugins_dir`` (a string or a list), relative to the file."""
+    value = data.get("plugins_dir", data.get("plugins-dir", []))
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{path}: plugins_dir must be a folder or a list of folders")
+    base = os.path.dirname(os.path.abspath(path))
+    return [os.path.join(base, v) for v in value]
+
+
+def config_selection(path, data):
+    """The plugins a config file enables, as a ``--plugins`` string, or None."""
+    value = data.get("plugins")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "enable" in value:
+        return _enable_list(path, value["enable"])
+    return None

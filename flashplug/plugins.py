@@ -106,17 +106,23 @@ def register(pm, info):
     module = load(info)
     if pm.is_registered(module):
         return
-    pm.register(module, name=info.name)
+    try:
+        pm.register(module, name=info.name)
+    except pluggy.PluginValidationError as e:
+        raise UsageError(f"plugin {info.name!r} ({info.location}): {e}") from None
 
 
 def check_hooks(pm):
     """Refuse an implementation whose name matches no hook spec."""
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as e:
-        plugin = getattr(e, "plugin_name", None) or getattr(e, "plugin", "?")
-        raise UsageError(f"plugin {plugin!r}: {e}. Known hooks: "
-                         f"{', '.join(spec_names())}") from None
+    for name in sorted(vars(pm.hook)):
+        caller = getattr(pm.hook, name)
+        if name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if not impl.optionalhook:
+                raise UsageError(
+                    f"plugin {impl.plugin_name!r} implements unknown hook {name!r}; "
+                    f"known hooks: {', '.join(spec_names())}")
 
 
 def spec_names():
