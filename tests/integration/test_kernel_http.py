@@ -253,6 +253,30 @@ def test_pipelined_many_small_requests(srv):
     w.close()
 
 
+
+def test_http10_close_option_wins_over_keep_alive(srv):
+    # RFC 9112 §9.6: a "close" option means close after this response, even
+    # next to "keep-alive".
+    w = wire(srv)
+    w.send(req(version=b"HTTP/1.0", extra=b"Connection: keep-alive, close\r\n"))
+    status, headers, body = w.response()
+    assert (status, body) == (200, SMALL)
+    assert "keep-alive" not in ",".join(headers.get("connection", [])).lower()
+    assert w.closed_by_peer()
+
+
+def test_http10_with_transfer_encoding_closes(srv):
+    # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+    # framing (a smuggling tell); the server MUST close after responding,
+    # keep-alive or not.
+    w = wire(srv)
+    w.send(req(version=b"HTTP/1.0", extra=b"Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n")
+           + b"0\r\n\r\n")
+    status = w.response()[0]
+    assert status in (200, 400), status
+    assert w.closed_by_peer(), "connection kept alive after an HTTP/1.0 request with Transfer-Encoding"
+
+
 def test_pipelined_after_close_is_not_answered(srv):
     w = wire(srv)
     w.send(req(extra=b"Connection: close\r\n") + req("/m.bin"))
@@ -385,6 +409,21 @@ def test_http11_without_host_400(srv):
 
 def test_duplicate_host_400(srv):
     error_then_closed(srv, req(extra=b"Host: other\r\n"), 400)
+
+
+
+@pytest.mark.parametrize("host", [b"t/../x", b"a b", b"t\\x", b"[::1", b"t:port"])
+def test_invalid_host_value_400(srv, host):
+    # RFC 9112 §3.2: a Host field with an invalid value MUST get 400 (nginx:
+    # "client sent invalid host header").
+    status, _, _ = one(srv, req(host=host))
+    assert status == 400, (host, status)
+
+
+def test_empty_host_is_valid(srv):
+    # RFC 9112 §3.2: an empty Host is what a client sends when the target URI
+    # has no authority; it is not an error.
+    assert one(srv, req(host=b""))[0] == 200
 
 
 def test_http10_without_host_ok(srv):
@@ -571,3 +610,27 @@ def test_requests_library_smoke(srv):
     with requests.Session() as s:
         for _ in range(5):
             assert s.get(srv.url + "/m.bin", timeout=5).content == MEDIUM
+
+
+def test_send_timeout_drops_a_client_that_stops_reading(server_factory, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "big.bin").write_bytes(b"s" * (16 * 1024 * 1024))
+    srv = server_factory(root, "--send-timeout", "1", "--access-log", "off")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(req("/big.bin"))
+    s.recv(1000)
+    time.sleep(4)                  # read nothing for well past --send-timeout
+    s.settimeout(5)
+    got = 0
+    try:
+        while chunk := s.recv(1 << 20):
+            got += len(chunk)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    assert got < 16 * 1024 * 1024, "a stalled reader was never dropped"
+    # And the server still serves others.
+    assert requests.get(srv.url + "/big.bin", headers={"Range": "bytes=0-2"}, timeout=5).content == b"sss"

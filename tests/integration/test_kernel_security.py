@@ -191,3 +191,27 @@ def test_symlink_swapped_after_caching(server_factory, tmp_path):
     status, body = fetch(srv, "/swap")
     assert SECRET not in body and status in (403, 404), status
 
+
+def test_special_files_are_refused_not_failed(server_factory, tmp_path):
+    # A Unix socket in the root: open() fails with ENXIO.  Like a FIFO or a
+    # device it is simply not a document (403 or 404), not a server failure.
+    import socket
+    root = layout(tmp_path)
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(root / "sock"))
+    try:
+        srv = server_factory(root, "--access-log", "off")
+        status, body = fetch(srv, "/sock")
+        assert status in (403, 404), status
+        assert fetch(srv, "/a.txt") == (200, b"public a\n")
+    finally:
+        unix.close()
+
+
+def test_symlink_loop_404(server_factory, tmp_path):
+    root = layout(tmp_path)
+    os.symlink("loop_b", root / "loop_a")
+    os.symlink("loop_a", root / "loop_b")
+    srv = server_factory(root, "--access-log", "off")
+    assert fetch(srv, "/loop_a")[0] in (403, 404)
+    assert fetch(srv, "/" + "n" * 300)[0] == 404          # ENAMETOOLONG
