@@ -370,3 +370,19 @@ def test_arch_sped_serves(server_factory, tmp_path):
     assert w.response()[2] == files["one.bin"]
     w.close()
     assert soak(srv, files, threads=4, per_thread=25) == []
+
+
+def test_many_open_connections(server_factory, tmp_path):
+    # Hundreds of connections at once, each answered on the one loop.
+    root = tmp_path / "root"
+    root.mkdir()
+    files = make_files(root)
+    srv = server_factory(root, "--access-log", "off")
+    conns = [wire(srv, timeout=10) for _ in range(400)]
+    for i, w in enumerate(conns):
+        w.send(req("/k.bin" if i % 2 else "/100k.bin"))
+    for i, w in enumerate(conns):
+        status, _, body = w.response()
+        assert status == 200 and body == files["k.bin" if i % 2 else "100k.bin"]
+    for w in conns:
+        w.close()
