@@ -190,6 +190,7 @@ class Connection:
         self._complete = set()       # requests whose whole message has arrived
         self._answered = False       # the active request's response is queued
         self.deferred = False        # the active request waits for its body's end
+        self.active_handler = None   # the route chosen for the active request
         self._reset_message()
         app.connections.add(self)
         self.loop.add_reader(self.fd, self._on_readable)
@@ -460,14 +461,23 @@ class Connection:
 
     def _start(self, request):
         """Answer ``request`` now; it is the oldest unanswered one."""
-        self.active = request
-        self._answered = False
         app = self.app
         if type(request) is _ErrorItem:
+            self.active = request
             self.task = self.loop.create_task(self._send_error(None, request.status, request.message))
             return
-        if request.body is not _EMPTY_BODY and request not in self._complete \
-                and app.router.match(request) is None:
+        if self.deferred:
+            self.deferred = False        # its body is now read: the route is known
+            handler = self.active_handler
+        else:
+            self.active = request
+            self._answered = False
+            try:
+                handler = app.router.match(request)
+            except Exception as exc:  # noqa: BLE001 - a failing route hook fails this request
+                handler = _raising(exc)
+            self.active_handler = handler
+        if handler is None and request.body is not _EMPTY_BODY and request not in self._complete:
             # The static handler ignores bodies; they are read and thrown away.
             request.body.abandoned = True
             if self.continue_for is None:
@@ -478,16 +488,14 @@ class Connection:
             # A client waiting for "100 Continue" gets the final answer now
             # instead (RFC 9110 §10.1.1); a body it sends anyway is discarded.
             self.continue_for = None
-        if (request.path is not None and not request.conditional
+        if (handler is None and request.path is not None and not request.conditional
                 and request.method in ("GET", "HEAD") and app.fast_path_ok):
-            route = app.router.match(request)
-            if route is None:
-                entry = app.static.fast_entry(request)
-                if entry is not None:
-                    app.stats.cache_hits += 1
-                    self._send_cached(request, entry)
-                    return
-        self.task = self.loop.create_task(self._serve(request))
+            entry = app.static.fast_entry(request)
+            if entry is not None:
+                app.stats.cache_hits += 1
+                self._send_cached(request, entry)
+                return
+        self.task = self.loop.create_task(self._serve(request, handler))
 
     def _send_cached(self, request, entry):
         self.app.static.remember_target(request.target.encode("latin-1"), entry)
@@ -555,17 +563,17 @@ class Connection:
         self.deadline = None
         return True
 
-    async def _serve(self, request):
+    async def _serve(self, request, handler):
         app = self.app
         try:
-            response = await app.respond(request)
+            response = await app.respond(request, handler)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
             response = app.failure_response(request, exc)
         if self.closed:
             await _close_stream(response)
             return
         try:
-            sent = await self.send_response(request, response)
+            response, sent = await self.send_response(request, response)
         except ConnectionError:
             await _close_stream(response)
             self.abort()
@@ -629,7 +637,7 @@ class Connection:
         self.closing = True
         response = self.app.error_response(request, status, message)
         try:
-            sent = await self.send_response(request, response, force_close=True)
+            response, sent = await self.send_response(request, response, force_close=True)
         except (ConnectionError, OSError):
             self.abort()
             return
@@ -647,13 +655,22 @@ class Connection:
     # -- response framing ------------------------------------------------------------------
 
     async def send_response(self, request, response, force_close=False):
-        """Frame and write ``response``; returns the body bytes sent."""
+        """Frame and write ``response``.
+
+        Returns the response actually sent (a 500 replaces it when a
+        response-headers hook fails) and the number of body bytes sent.
+        """
         app = self.app
-        if request is not None and app.response_headers_hook is not None:
-            app.response_headers_hook(request=request, response=response)
+        if request is not None and app.response_headers_hook is not None and not response.raw:
+            try:
+                app.response_headers_hook(request=request, response=response)
+            except Exception as exc:  # noqa: BLE001 - a failing hook fails this response
+                app.log_plugin_error(exc, request)
+                await _close_stream(response)
+                response = app.error_response(request, 500, "Internal Server Error")
         if response.raw:
             self.closing = True
-            return await self._send_raw(response)
+            return response, await self._send_raw(response)
         status = response.status
         method = request.method if request is not None else "GET"
         keep = (not force_close and not response.close and not self.closing
@@ -698,10 +715,10 @@ class Connection:
         if head_only:
             self.write(head)
             await _close_stream(response)
-            return 0
+            return response, 0
         if stream is not None:
             self.write(head)
-            return await self._send_stream(stream, chunked)
+            return response, await self._send_stream(stream, chunked)
         if type(body) is FileBody:
             self.write(head)
             entry = body.entry
@@ -713,9 +730,9 @@ class Connection:
                     self.write(entry.data[offset:offset + count])
                 else:
                     self.write_file(entry, part[0], part[1])
-            return body.length
+            return response, body.length
         self.write(head + body if body else head)
-        return len(body)
+        return response, len(body)
 
     async def _send_stream(self, stream, chunked):
         sent = 0
@@ -947,6 +964,13 @@ class FileRange:
         self.offset = offset
         self.left = count
         self.total = count
+
+
+def _raising(exc):
+    """A handler that fails with ``exc`` (raised by a route hook)."""
+    async def handler(request):
+        raise exc
+    return handler
 
 
 class _ErrorItem:

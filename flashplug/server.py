@@ -38,6 +38,9 @@ LISTEN_BACKLOG = 1024
 ACCEPT_BATCH = 64
 
 
+_UNROUTED = object()   # respond(): the handler has not been looked up yet
+
+
 class Router:
     """The mount table: prefix routes (longest first), then extension routes."""
 
@@ -122,8 +125,12 @@ class App:
 
     # -- answering -------------------------------------------------------------
 
-    async def respond(self, request):
-        """The Response for ``request`` (routes, then static files)."""
+    async def respond(self, request, handler=_UNROUTED):
+        """The Response for ``request``: its route's handler, else static files.
+
+        The connection passes the handler it already looked up; a plugin
+        re-dispatching a request (a CGI local redirect) lets it be looked up.
+        """
         try:
             if request.path is None:
                 raise request.state["path_error"]
@@ -131,7 +138,8 @@ class App:
                 if request.method == "OPTIONS":
                     return Response(200, [("Allow", "GET, HEAD, OPTIONS")], b"")
                 raise HTTPError(400, "Bad Request")
-            handler = self.router.match(request)
+            if handler is _UNROUTED:
+                handler = self.router.match(request)
             if handler is not None:
                 response = await handler(request)
                 if not isinstance(response, Response):
@@ -141,7 +149,9 @@ class App:
         except HTTPError as e:
             return self.error_response(request, e.status, e.message, e.headers, e.close)
 
-    dispatch = respond
+    async def dispatch(self, request):
+        """Answer a request a plugin made up (e.g. a CGI local redirect)."""
+        return await self.respond(request)
 
     def failure_response(self, request, exc):
         """A 500 for an exception a handler raised; the server goes on."""
@@ -401,4 +411,11 @@ def run(config):
         return run_blocking(config, listener)
     if config.workers > 1:
         return _serve_workers(config, listener)
-    return Worker(config, listener).run()
+    code = Worker(config, listener).run()
+    # A helper may still be blocked in the kernel (a FIFO's open(), a dead
+    # NFS server); the interpreter would wait for it forever at exit.
+    # Everything is flushed and closed by now, so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

@@ -334,9 +334,6 @@ def test_plugin_exception_is_a_500_for_that_request_only(site, plugdir, server_f
     assert "Traceback" not in log
 
 
-@pytest.mark.xfail(strict=True, reason="kernel: an exception in flashplug_response_headers "
-                   "escapes send_response and aborts the connection without a 500 or "
-                   "the plugin's name (see report)")
 def test_response_headers_exception_is_a_500(site, plugdir, server_factory):
     plugdir("badhdr", """
         from flashplug import hookimpl
@@ -351,10 +348,6 @@ def test_response_headers_exception_is_a_500(site, plugdir, server_factory):
     assert "plugin 'badhdr' failed" in server.log()
 
 
-@pytest.mark.xfail(strict=True, reason="kernel: on the fast path connection._start calls "
-                   "router.match outside any try, so a raising flashplug_route_request "
-                   "becomes a parser error: no response until the header timeout "
-                   "(see report)")
 def test_route_request_exception_is_a_500(site, plugdir, server_factory):
     plugdir("badroute", """
         from flashplug import hookimpl
@@ -519,10 +512,6 @@ def test_static_request_calls_only_implemented_hooks(site, plugdir):
     assert server.calls == [("flashplug_response_headers", 1)] * len(statuses)
 
 
-@pytest.mark.xfail(strict=True, reason="kernel: with only flashplug_route_request in use "
-                   "the fast path matches routes in connection._start and app.respond "
-                   "matches again, so the hook runs twice for a claimed request or a "
-                   "cache miss (see report)")
 def test_route_request_runs_once_per_request(site, plugdir):
     plugdir("pred", """
         from flashplug import Response, hookimpl
