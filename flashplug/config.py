@@ -31,6 +31,9 @@ class Config:
         self.__dict__.update(vars(namespace))
         self.config_file = config_file
         self.docroot = os.path.abspath(namespace.docroot)
+        # Resolved once, before any event loop runs: symlink checks compare
+        # real paths against it.
+        self.real_docroot = os.path.realpath(self.docroot)
         self.plugins = []            # names of the enabled plugins
         self.plugin_manager = None   # set by the CLI once plugins are loaded
 

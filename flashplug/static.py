@@ -103,7 +103,7 @@ class StaticFiles:
         config = app.config
         self.app = app
         self.docroot = config.docroot
-        self.real_root = os.path.realpath(config.docroot)
+        self.real_root = config.real_docroot
         self.index_names = [n.strip() for n in config.index.split(",") if n.strip()]
         self.follow_symlinks = config.follow_symlinks
         self.show_dotfiles = config.show_dotfiles
