@@ -25,6 +25,7 @@ from collections import OrderedDict
 from flashplug.http.conditionals import make_etag
 from flashplug.http.dates import format_http_date
 from flashplug.http.mime import content_type_for
+from flashplug.residency import MINCORE
 
 
 class FileEntry:
@@ -32,7 +33,7 @@ class FileEntry:
 
     __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
                  "content_type", "head_tail", "data", "fd", "refs", "dead",
-                 "checked", "nbytes")
+                 "checked", "nbytes", "map_addr")
 
     def __init__(self, fspath, st, content_type, data, fd):
         self.fspath = fspath
@@ -44,6 +45,7 @@ class FileEntry:
         self.content_type = content_type
         self.data = data          # whole content, for small files
         self.fd = fd              # open descriptor, for large files
+        self.map_addr = 0         # its mapping, for the residency probe (0: none)
         self.refs = 0             # sends in progress that use ``fd``
         self.dead = False         # evicted: close ``fd`` when ``refs`` drops to 0
         self.checked = time.monotonic()
@@ -71,6 +73,9 @@ class FileEntry:
             self._close()
 
     def _close(self):
+        if self.map_addr:
+            MINCORE.unmap(self.map_addr, self.size)
+            self.map_addr = 0
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -119,7 +124,10 @@ def load_entry(fspath, small_max):
             st = os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid,
                                  st.st_gid, len(data), st.st_atime, st.st_mtime, st.st_ctime))
         return FileEntry(fspath, st, ctype, data, None)
-    return FileEntry(fspath, st, ctype, None, fd)
+    entry = FileEntry(fspath, st, ctype, None, fd)
+    if MINCORE is not None:
+        entry.map_addr = MINCORE.map_file(fd, st.st_size)
+    return entry
 
 
 def still_fresh(entry):
