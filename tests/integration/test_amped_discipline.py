@@ -89,3 +89,59 @@ def test_the_loop_thread_never_touches_the_disk(tmp_path, monkeypatch, arch,
         assert {"open", "fstat"} <= {name for name, _ in on_loop}
     else:
         assert on_loop == [], f"the loop thread touched the disk: {on_loop}"
+
+
+def serve_in_process(root, client, *args):
+    """Run a Worker on this thread while ``client(port, app)`` runs on another."""
+    config = build_serve([str(root), "--port", "0", "--access-log", "off", *args])
+    listener = bind_listener("127.0.0.1", 0)
+    worker = Worker(config, listener)
+    outcome = {}
+
+    def drive():
+        try:
+            outcome["value"] = client(listener.getsockname()[1], worker.app)
+        except BaseException as e:  # noqa: BLE001 - re-raised on the test's thread
+            outcome["error"] = e
+        finally:
+            worker.loop.call_soon_threadsafe(worker.stop)
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker.loop.call_later(0.1, lambda: threading.Thread(target=drive, daemon=True).start())
+    try:
+        worker.run()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        asyncio.set_event_loop(None)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_pages_not_in_memory_are_read_in_by_a_helper_then_sent(tmp_path):
+    import hashlib
+    root = tmp_path / "root"
+    root.mkdir()
+    payload = os.urandom(2 << 20)
+    (root / "cold.bin").write_bytes(payload)
+
+    def evict():
+        fd = os.open(root / "cold.bin", os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+
+    def client(port, app):
+        first = get(port, b"/cold.bin")[1]
+        evict()
+        before = app.stats.residency_offloads
+        second = get(port, b"/cold.bin")[1]
+        return first, second, app.stats.residency_offloads - before, app.stats.residency_hits
+
+    first, second, offloads, hits = serve_in_process(root, client)
+    for data in (first, second):
+        body = data.split(b"\r\n\r\n", 1)[1]
+        assert hashlib.sha256(body).digest() == hashlib.sha256(payload).digest()
+    assert offloads >= 1, "an evicted file must be read in by a helper, not on the loop"
+    assert hits >= 1
