@@ -18,7 +18,7 @@ import resource
 import sys
 
 PARALLEL = 256
-STALL = 5.0       # seconds without a new connection completing
+STALL = 3.0       # seconds without a new connection completing
 DEADLINE = 45.0   # seconds for opening them all, whatever the progress
 
 

@@ -6,7 +6,8 @@ descendant (nginx's worker, flashplug's helpers and workers, CGI children),
 found by walking parent links in /proc. Following parents rather than the
 process group matters because a server may put children into a session of
 their own. Memory is the sum of VmRSS over the tree; a sampler thread reads
-it ten times a second while the load runs and keeps the peak.
+it ten times a second while the load runs and keeps the peak, and notes the
+tree's CPU time, which says whether the server had its core to itself.
 """
 
 from __future__ import annotations
@@ -57,6 +58,40 @@ def _status_kib(pid: int, field: bytes) -> int:
     return 0
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time of the tree's live processes (all their threads)."""
+    ticks = 0
+    for pid in tree(root):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])   # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy(cpus: tuple[int, ...], seconds: float) -> list[float]:
+    """Share of each listed CPU that was busy (anything but idle/iowait) over `seconds`."""
+    def snap():
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *vals = line.split()
+                    vals = [int(v) for v in vals]
+                    out[int(name[3:])] = (sum(vals), vals[3] + vals[4])
+        return out
+    a = snap()
+    time.sleep(seconds)
+    b = snap()
+    shares = []
+    for c in cpus:
+        total, idle = b[c][0] - a[c][0], b[c][1] - a[c][1]
+        shares.append(1 - idle / total if total else 0.0)
+    return shares
+
+
 def rss_bytes(root: int) -> int:
     return 1024 * sum(_status_kib(pid, b"VmRSS:") for pid in tree(root))
 
@@ -69,7 +104,9 @@ class PeakSampler(threading.Thread):
         self.root, self.interval = root, interval
         self.peak = 0
         self.samples = 0
+        self.cpu_share = 0.0   # CPU seconds of the tree per wall second, over the run
         self._halt = threading.Event()
+        self._t0, self._cpu0 = time.monotonic(), cpu_seconds(root)
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -81,6 +118,8 @@ class PeakSampler(threading.Thread):
         self._halt.set()
         self.join()
         self.peak = max(self.peak, rss_bytes(self.root))
+        wall = time.monotonic() - self._t0
+        self.cpu_share = (cpu_seconds(self.root) - self._cpu0) / wall if wall else 0.0
         return self.peak
 
 

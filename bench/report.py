@@ -39,6 +39,15 @@ def ordered(wls: dict) -> list:
     return sorted(wls.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0]))
 
 
+SERVERS = ["nginx", "nginx-aio", "lighttpd", "http.server", "aiohttp", "flashplug-amped", "flashplug-sped",
+           "flashplug-mt", "flashplug-mp", "lighttpd-cgi", "flashplug-cgi"]
+
+
+def servers_of(rows: dict) -> list[str]:
+    """Row names in a fixed order: the references first, then flashplug's."""
+    return sorted(rows, key=lambda n: (SERVERS.index(n) if n in SERVERS else len(SERVERS), n))
+
+
 def ok(row: dict | None) -> bool:
     return bool(row) and "failed" not in row and "error" not in row
 
@@ -81,26 +90,39 @@ def _notes(row: dict) -> str:
         notes.append(f"{100 * row['evicted_resident_before']:.0f}% of evicted set resident at start")
     if "evict_sweep_ms" in row:
         notes.append(f"sweep {row['evict_sweep_ms']:.0f} ms")
+    if busy(row):
+        notes.append("machine busy before the run: " +
+                     ", ".join(f"CPU {c} {100 * b:.0f}%" for c, b in zip((0, 1), row["busy_before"])))
     if row.get("note"):
         notes.append(row["note"])
     return "; ".join(notes)
+
+
+BUSY = 0.10
+
+
+def busy(row: dict) -> bool:
+    """Was another process using a benchmark CPU just before this run?"""
+    return any(b > BUSY for b in row.get("busy_before") or ())
 
 
 def table(wl: dict) -> list[str]:
     bname = baseline(wl)
     base = wl["rows"].get(bname) if bname else None
     idle = wl["group"] == "d"
-    head = ["server", "req/s", "MB/s", "p99 ms", "peak RSS MiB"]
+    head = ["server", "req/s", "MB/s", "p99 ms", "peak RSS MiB", "server CPU"]
     if idle:
         head += ["idle held", "still open", "RSS/idle conn KiB"]
     lines = ["| " + " | ".join(head + ["notes"]) + " |", "|" + "---|" * (len(head) + 1)]
-    for name, row in wl["rows"].items():
+    for name in servers_of(wl["rows"]):
+        row = wl["rows"][name]
         label = wl["labels"].get(name, name)
         if not ok(row):
             lines.append(f"| {label} |" + " — |" * (len(head) - 1) + f" {row.get('failed') or row.get('error')} |")
             continue
         cells = [_cell(row, base, "rps", "{:,.0f}"), _cell(row, base, "mbps", "{:,.1f}"),
-                 _cell(row, base, "p99_ms", "{:.2f}"), _cell(row, base, "peak_rss", "{:.1f}", MIB)]
+                 _cell(row, base, "p99_ms", "{:.2f}"), _cell(row, base, "peak_rss", "{:.1f}", MIB),
+                 f"{100 * row['server_cpu']:.0f}%" if "server_cpu" in row else "—"]
         if idle:
             cells += [f"{row['held']:,}", "—" if row.get("alive") is None else f"{row['alive']:,}",
                       _cell(row, base, "rss_per_conn", "{:.2f}", 1024)]
@@ -134,9 +156,7 @@ def targets(results: dict) -> list[str]:
 
 def summary(results: dict) -> list[str]:
     wls = results["workloads"]
-    names: list[str] = []
-    for wl in wls.values():
-        names += [n for n in wl["rows"] if n not in names]
+    names = servers_of({n: None for wl in wls.values() for n in wl["rows"]})
     lines = ["| workload | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for key, wl in ordered(wls):
         cells = []
@@ -145,6 +165,11 @@ def summary(results: dict) -> list[str]:
             cells.append(f"{r['rps']:,.0f}" if ok(r) else ("failed" if r else ""))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _style(name: str) -> str:
+    # flashplug solid, the servers it is measured against dashed.
+    return "o-" if name.startswith("flashplug") else "s--"
 
 
 def plots(results: dict, img: Path) -> list[str]:
@@ -158,12 +183,12 @@ def plots(results: dict, img: Path) -> list[str]:
     sizes = [("a-1k", 1), ("a-100k", 100), ("a-1m", 1024)]
     if any(k in wls for k, _ in sizes):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-        names = {n for k, _ in sizes for n in wls.get(k, {}).get("rows", {})}
-        for n in sorted(names):
+        names = servers_of({n: None for k, _ in sizes for n in wls.get(k, {}).get("rows", {})})
+        for n in names:
             pts = [(kib, wls[k]["rows"][n]) for k, kib in sizes if ok(wls.get(k, {}).get("rows", {}).get(n))]
             if pts:
-                ax1.plot([p[0] for p in pts], [p[1]["rps"] for p in pts], marker="o", label=n)
-                ax2.plot([p[0] for p in pts], [p[1]["mbps"] for p in pts], marker="o", label=n)
+                ax1.plot([p[0] for p in pts], [p[1]["rps"] for p in pts], _style(n), label=n)
+                ax2.plot([p[0] for p in pts], [p[1]["mbps"] for p in pts], _style(n), label=n)
         for ax, ylab in ((ax1, "requests/s"), (ax2, "MB/s")):
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -176,14 +201,14 @@ def plots(results: dict, img: Path) -> list[str]:
         fig.savefig(img / "bench-filesize.png", dpi=110)
         plt.close(fig)
         made.append("bench-filesize.png")
-    curve = sorted((wl["evict"], wl) for k, wl in wls.items() if k.startswith("c-evict-"))
+    curve = sorted(((wl["evict"], wl) for k, wl in wls.items() if k.startswith("c-evict-")), key=lambda c: c[0])
     if curve:
         fig, ax = plt.subplots(figsize=(8, 4.2))
-        names = sorted({n for _, wl in curve for n in wl["rows"]})
+        names = servers_of({n: None for _, wl in curve for n in wl["rows"]})
         for n in names:
             pts = [(pct, wl["rows"][n]["mbps"]) for pct, wl in curve if ok(wl["rows"].get(n))]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], _style(n),
                         label=curve[0][1]["labels"].get(n, n))
         ax.set_xlabel("share of the 1 GiB file set kept out of the page cache (%)")
         ax.set_ylabel("MB/s")
@@ -196,6 +221,16 @@ def plots(results: dict, img: Path) -> list[str]:
         plt.close(fig)
         made.append("bench-cache.png")
     return made
+
+
+def _busy_warning(results: dict) -> list[str]:
+    rows = [r for wl in results["workloads"].values() for r in wl["rows"].values() if ok(r)]
+    n = sum(busy(r) for r in rows)
+    if not n:
+        return []
+    return [f"**Warning: {n} of {len(rows)} runs started while something else kept CPU 0 or 1 more than "
+            f"{100 * BUSY:.0f}% busy; their figures are low and noisy (see the notes column). Re-run on an "
+            "idle machine.**", ""]
 
 
 def render(results: dict, images: list[str]) -> str:
@@ -226,6 +261,7 @@ def render(results: dict, images: list[str]) -> str:
         f"- servers: {m['nginx']}; {m['lighttpd']}; aiohttp {m['aiohttp']}; flashplug at commit {m['flashplug_commit']}",
         f"- load: {m['wrk']}",
         "",
+        *_busy_warning(results),
         "### Summary (requests/s)",
         "",
         *summary(results),
@@ -240,12 +276,15 @@ def render(results: dict, images: list[str]) -> str:
         "  `nginx-aio` adds `aio threads`), lighttpd (one process, sendfile), `http.server` (its",
         "  ThreadingHTTPServer and SimpleHTTPRequestHandler, as `python -m http.server` runs them, with the",
         "  per-request log line silenced), aiohttp (`bench/aiohttp_static.py`, `web.static`), and",
-        "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1`. Access logs are off everywhere;",
-        "  keep-alive timeouts are long and request limits per connection high on nginx and lighttpd.",
+        "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1 --keepalive-timeout 300`. Access",
+        "  logs are off everywhere; keep-alive timeouts are long everywhere, and request limits per",
+        "  connection high on nginx and lighttpd.",
         "- Figures: req/s and MB/s (10^6 bytes, headers included) from wrk's own counters; p99 latency",
         "  from `--latency`; peak RSS is the largest sum of VmRSS over the server's whole process tree",
         "  (master, workers, helpers, CGI children) sampled ten times a second during the measured run.",
-        "  Each server is started fresh for each point.",
+        "  \"server CPU\" is the tree's CPU time over the run's wall time: near 100% means the server",
+        "  saturated its core; much less means the client or the disk was the limit, or something else ran.",
+        "  Each server is started fresh for each point, after checking how busy both CPUs were.",
         f"- (b): 10,000 files ({sets.get('set_mib', '?')} MiB) with SPECweb96's size classes; a sample of",
         "  200,000 paths drawn from a Zipf distribution (alpha 0.8) over them, picked at random by wrk's",
         "  Lua script; one second of warm-up before measuring.",

@@ -142,8 +142,10 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
         return [sys.executable, str(Path(__file__).with_name("aiohttp_static.py")), str(root), str(port)]
     if spec.kind == "flashplug":
         arch = spec.options[spec.options.index("arch") + 1]
+        # A long keep-alive timeout, as nginx and lighttpd get above, so (d)'s
+        # idle connections stay open for the whole measurement.
         cmd = flashplug_command() + ["serve", str(root), "--port", str(port), "--access-log", "off",
-                                     "--arch", arch, "--workers", "1"]
+                                     "--arch", arch, "--workers", "1", "--keepalive-timeout", "300"]
         return cmd + (["--plugins", "cgi"] if "cgi" in spec.options else [])
     raise ValueError(spec.kind)
 

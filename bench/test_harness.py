@@ -75,7 +75,8 @@ def test_nginx_config_has_the_promised_settings(tmp_path):
 def test_flashplug_command_line(tmp_path):
     argv = servers.command(servers.flashplug("mt"), tmp_path, tmp_path, 8001)
     tail = argv[argv.index("serve"):]
-    assert tail == ["serve", str(tmp_path), "--port", "8001", "--access-log", "off", "--arch", "mt", "--workers", "1"]
+    assert tail == ["serve", str(tmp_path), "--port", "8001", "--access-log", "off", "--arch", "mt", "--workers", "1",
+                    "--keepalive-timeout", "300"]
     cgi = servers.command(servers.flashplug("amped", cgi=True), tmp_path, tmp_path, 8002)
     assert cgi[-2:] == ["--plugins", "cgi"]
 
@@ -135,4 +136,15 @@ def test_quick_plan_is_smaller_and_only_filters():
     assert [p["key"] for p in only] == ["d-idle"]
     assert [s.name for s in only[0]["specs"]][-1] == "flashplug-sped"
     disk = run.plan(run.parse_args(["--only", "c"]))
-    assert [p["evict"] for p in disk] == [0, 50, 90, 100]   # nested eviction sets need this order
+    assert [p["evict"] for p in disk] == [0, 50, 100]   # nested eviction sets need this order
+
+
+def test_busy_machine_is_flagged():
+    quiet = _row(10.0, busy_before=[0.02, 0.05], server_cpu=0.99)
+    noisy = _row(10.0, busy_before=[0.60, 0.05], server_cpu=0.40)
+    assert not report.busy(quiet) and report.busy(noisy)
+    res = _results({"a-1k": _wl("a", {"nginx": quiet, "lighttpd": noisy})})
+    md = report.render(res, [])
+    assert "Warning: 1 of 2 runs" in md
+    assert "machine busy before the run: CPU 0 60%" in md
+    assert "| 99% |" in md

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import servers
 import wrk
-from proctree import PeakSampler, rss_bytes
+from proctree import PeakSampler, cpu_busy, rss_bytes
 
 HERE = Path(__file__).parent
 
@@ -42,6 +42,7 @@ class Setup:
     root: Path
     duration: float
     log: callable
+    busy: tuple = ()   # busy share of (server CPU, client CPU) just before the current run
 
 
 def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int) -> dict:
@@ -52,6 +53,8 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
     finally:
         row_peak = sampler.stop()
     row["peak_rss"] = row_peak
+    row["server_cpu"] = sampler.cpu_share
+    row["busy_before"] = setup.busy
     if run.proc.poll() is not None:
         row["note"] = f"server exited during the run (status {run.proc.returncode})"
     if run.proc.poll() is not None or not row["requests"] or row["errors"]:
@@ -61,6 +64,8 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
 
 
 def _start(setup: Setup, spec: servers.Spec, probe: str, expect: bytes = b""):
+    # Nothing of ours runs now: whatever keeps the CPUs busy is someone else's.
+    setup.busy = cpu_busy((int(servers.SERVER_CPU), int(servers.CLIENT_CPU)), 0.2)
     try:
         return servers.start(spec, setup.tmp, setup.root, probe=probe, expect=expect), None
     except servers.StartFailed as e:
