@@ -24,6 +24,7 @@ import collections
 import errno
 import logging
 import os
+import re
 import socket
 import time
 
@@ -64,6 +65,9 @@ _NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
                  b"if-modified-since": _CONDITIONAL, b"if-unmodified-since": _CONDITIONAL,
                  b"range": _CONDITIONAL, b"if-range": _CONDITIONAL}
 _STATUS_LINES = {}
+# RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
+_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
+_VALID_HOSTS = set()    # values already checked; bounded, cleared when full
 
 
 def status_line(status, phrase=None):
@@ -205,6 +209,8 @@ class Connection:
         self.m_noted = 0
         self.m_request = None
         self.m_body = None
+        self.m_connection = None
+        self.m_host = None
 
     def _on_readable(self):
         try:
@@ -306,7 +312,7 @@ class Connection:
         self.m_url = b""
         self.m_headers = []
         self.m_head_bytes = self.m_hosts = self.m_noted = 0
-        self.m_request = self.m_body = None
+        self.m_request = self.m_body = self.m_connection = self.m_host = None
         if self.state == "idle":
             self.state = "head"
             self.deadline = time.monotonic() + self.header_timeout
@@ -327,7 +333,11 @@ class Connection:
         if noted is not None:
             if noted == _HOST:
                 self.m_hosts += 1
+                self.m_host = value
             self.m_noted |= noted
+        elif name == b"connection":
+            self.m_connection = value if self.m_connection is None else \
+                self.m_connection + b"," + value
         self.m_headers.append((name, value))
 
     def on_headers_complete(self):
@@ -346,6 +356,9 @@ class Connection:
         request = Request(method, target, "", "", "", version, headers)
         if self.m_hosts != 1 and (version == "1.1" or self.m_hosts > 1):
             raise _Reject(400, "Bad Request: exactly one Host header is required")
+        if self.m_noted & _HOST and not self._valid_host():
+            raise _Reject(400, "Bad Request: invalid Host header")
+        request.keep_alive = self._keep_alive()
         if self.m_noted & _FRAMING:
             self._check_framing(request)
         else:
@@ -357,7 +370,6 @@ class Connection:
         request.server_port = self.local_port
         request.server = self.app
         now = request.start_time = time.monotonic()
-        request.keep_alive = parser.should_keep_alive()
         request.conditional = self.m_noted & _CONDITIONAL
         self.m_request = request
         self.state = "body"
@@ -369,14 +381,47 @@ class Connection:
             if len(self.pending) >= MAX_PIPELINE:
                 self.pause_reading("pipeline")
 
+    def _keep_alive(self):
+        """May the connection carry another request after this one?
+
+        llhttp's own answer misses a "close" beside "keep-alive" in
+        HTTP/1.0, so the Connection options are read here (RFC 9112 §9.3).
+        """
+        options = self.m_connection
+        if options is None:
+            return self.parser.get_http_version() == "1.1"
+        tokens = {t.strip() for t in options.lower().split(b",")}
+        if b"close" in tokens:
+            return False
+        return self.parser.get_http_version() == "1.1" or b"keep-alive" in tokens
+
+    def _valid_host(self):
+        """Is the Host value a URI host with an optional port (RFC 9112 §3.2)?"""
+        host = self.m_host
+        if host is None or host in _VALID_HOSTS:
+            return True
+        if _HOST_RE.fullmatch(host) is None:
+            return False
+        if len(_VALID_HOSTS) >= 1024:
+            _VALID_HOSTS.clear()
+        _VALID_HOSTS.add(host)
+        return True
+
     def _check_framing(self, request):
         headers = request.headers
         te = headers.get("transfer-encoding")
         if te is not None:
             codings = [c.strip().lower() for c in te.split(",") if c.strip()]
-            if codings != ["chunked"]:
+            if codings.count("chunked") != 1 or codings[-1] != "chunked":
+                # RFC 9112 §6.3: chunked must be applied once, last.
+                raise _Reject(400, "Bad Request: chunked must be the final transfer coding")
+            if len(codings) > 1:
                 raise _Reject(501, "Not Implemented: unsupported transfer coding")
             request.chunked = True
+            if request.version == "1.0":
+                # RFC 9112 §6.1: a 1.0 message with Transfer-Encoding has
+                # faulty framing; answer it, then close.
+                request.keep_alive = False
         lengths = headers.get_all("content-length")
         if lengths:
             values = {v.strip() for v in ",".join(lengths).split(",")}
@@ -399,6 +444,8 @@ class Connection:
     def _set_target(self, request, target):
         if target.startswith("/"):
             raw_path, _, query = target.partition("?")
+            query = query.partition("#")[0]  # a fragment is the client's business
+            raw_path = raw_path.partition("#")[0]
         elif target == "*" and request.method == "OPTIONS":
             raw_path, query = "*", ""
         elif "://" in target:
@@ -525,8 +572,7 @@ class Connection:
         elif len(data) < 65536:
             self.write(head + data)     # one send for header and body
         else:
-            self.write(head)
-            self.write(data)
+            self.write_pair(head, data)  # too big to copy: one sendmsg
         return entry.size
 
     def _answer_by_target(self):
@@ -543,7 +589,9 @@ class Connection:
         if entry is None:
             return False
         head_only = method == b"HEAD"
-        size = self._write_entry(head_only, version, parser.should_keep_alive(), entry)
+        if not self._valid_host():
+            return False
+        size = self._write_entry(head_only, version, self._keep_alive(), entry)
         app = self.app
         stats = app.stats
         stats.cache_hits += 1
@@ -809,6 +857,32 @@ class Connection:
         self.out.append(data)
         self.out_bytes += len(data)
         self._want_write()
+
+    def write_pair(self, head, body):
+        """Write two buffers with one ``sendmsg`` (gather), without joining them."""
+        if self.closed:
+            return
+        if self.out or self.offloading:
+            self.write(head)
+            self.write(body)
+            return
+        try:
+            n = self.sock.sendmsg((head, body))
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.abort()
+            return
+        if n < len(head):
+            self.out.append(memoryview(head)[n:])
+            self.out_bytes += len(head) - n
+            n = 0
+        else:
+            n -= len(head)
+        if n < len(body):
+            self.out.append(memoryview(body)[n:])
+            self.out_bytes += len(body) - n
+            self._want_write()
 
     def write_file(self, entry, offset, count):
         """Queue ``count`` bytes of ``entry``'s open file from ``offset``."""

@@ -109,7 +109,8 @@ def register(pm, info):
     try:
         pm.register(module, name=info.name)
     except pluggy.PluginValidationError as e:
-        raise UsageError(f"plugin {info.name!r} ({info.location}): {e}") from None
+        detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise UsageError(f"plugin {info.name!r} ({info.location}): {detail}") from None
 
 
 def check_hooks(pm):

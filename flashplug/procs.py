@@ -35,7 +35,8 @@ helpers: it never blocks on one.
   ``add_reader``/``add_writer`` only while someone awaits them, so output is
   read only as fast as the consumer takes it, and input is written only as
   fast as the child reads it: backpressure both ways.  Standard error is
-  always drained, and handed over line by line.
+  drained whenever the owner waits on the child (and at the end), and
+  handed over line by line.
 * **Limit.**  :class:`Slots` admits ``max_procs`` children; further spawns
   wait in a bounded FIFO queue, and are refused with :class:`Busy` when the
   queue is full or the wait is too long.  A slot is held from spawn until the
@@ -45,6 +46,7 @@ import asyncio
 import collections
 import ctypes
 import ctypes.util
+import fcntl
 import os
 import signal
 import sys
@@ -177,35 +179,68 @@ def _cstrings(items):
     return (ctypes.c_char_p * (len(items) + 1))(*items, None)
 
 
+class _FileActions:
+    """File actions (dup2s, chdir, closefrom) kept for reuse.
+
+    Building them costs about as much CPU as the spawn call itself, and the
+    same few combinations recur: pipe descriptor numbers are reused lowest
+    first, and most scripts share a directory.  A full cache is dropped
+    whole; it refills in a few requests.
+    """
+
+    MAX = 64
+
+    def __init__(self):
+        self._cache = {}
+
+    def get(self, fds, cwd):
+        key = (fds[0], fds[1], fds[2], cwd)
+        fa = self._cache.get(key)
+        if fa is None:
+            if len(self._cache) >= self.MAX:
+                self.clear()
+            fa = self._cache[key] = self._build(fds, cwd)
+        return fa
+
+    @staticmethod
+    def _build(fds, cwd):
+        fa = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
+        _libc.posix_spawn_file_actions_init(fa)
+        for child_fd in (0, 1, 2):
+            _libc.posix_spawn_file_actions_adddup2(fa, fds[child_fd], child_fd)
+        _libc.posix_spawn_file_actions_addchdir_np(fa, _encode(cwd))
+        if _HAVE_CLOSEFROM:
+            _libc.posix_spawn_file_actions_addclosefrom_np(fa, 3)
+        return fa
+
+    def clear(self):
+        for fa in self._cache.values():
+            _libc.posix_spawn_file_actions_destroy(fa)
+        self._cache.clear()
+
+
+_file_actions = _FileActions()
+
+
 def spawn(path, argv, env, cwd, fds):
     """Start ``path`` in a new process group; return its pid.
 
     ``argv`` and ``env`` (a mapping) hold ``str`` (encoded with the file
     system encoding, so surrogate-escaped bytes survive) or ``bytes``.
-    ``fds`` maps child descriptor numbers 0, 1, 2 to parent descriptors,
-    which must all be above 2.  Raises ``OSError`` when the C library
-    reports a failure (for example ``ENOEXEC``, ``EACCES``).
+    ``fds`` maps each child descriptor 0, 1, 2 to a parent descriptor
+    above 2.  Raises ``OSError`` when the C library reports a failure (for
+    example ``ENOEXEC``, ``EACCES``).
     """
     global _attr
     if _attr is None:
         _attr = _SpawnAttr()
-    fa = ctypes.create_string_buffer(_FILE_ACTIONS_SIZE)
-    _libc.posix_spawn_file_actions_init(fa)
-    try:
-        for child_fd, parent_fd in fds.items():
-            _libc.posix_spawn_file_actions_adddup2(fa, parent_fd, child_fd)
-        _libc.posix_spawn_file_actions_addchdir_np(fa, os.fsencode(cwd))
-        if _HAVE_CLOSEFROM:
-            _libc.posix_spawn_file_actions_addclosefrom_np(fa, 3)
-        c_argv = _cstrings([_encode(a) for a in argv])
-        c_env = _cstrings([_encode(k) + b"=" + _encode(v) if type(k) is bytes
-                           or type(v) is bytes else _encode(k + "=" + v)
-                           for k, v in env.items()])
-        pid = ctypes.c_int()
-        err = _libc.posix_spawn(ctypes.byref(pid), os.fsencode(path), fa,
-                                _attr.buf, c_argv, c_env)
-    finally:
-        _libc.posix_spawn_file_actions_destroy(fa)
+    c_argv = _cstrings([_encode(a) for a in argv])
+    c_env = _cstrings([_encode(k) + b"=" + _encode(v) if type(k) is bytes
+                       or type(v) is bytes else _encode(k + "=" + v)
+                       for k, v in env.items()])
+    pid = ctypes.c_int()
+    err = _libc.posix_spawn(ctypes.byref(pid), _encode(path),
+                            _file_actions.get(fds, cwd), _attr.buf, c_argv, c_env)
     if err:
         raise OSError(err, os.strerror(err), path)
     return pid.value
@@ -216,7 +251,6 @@ def _above_stdio(fd):
     (possible only when the server itself runs with 0-2 closed)."""
     if fd > 2:
         return fd
-    import fcntl
     new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
     os.close(fd)
     return new
@@ -225,6 +259,12 @@ def _above_stdio(fd):
 def _pipe():
     r, w = os.pipe()  # both ends close-on-exec (PEP 446)
     return _above_stdio(r), _above_stdio(w)
+
+
+def _nonblocking(fd):
+    # One fcntl: a fresh pipe end has no other status flag to keep
+    # (os.set_blocking would read them first).
+    fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)
 
 
 def _decode_wait(info):
@@ -261,8 +301,7 @@ class Process:
         self._watched = {}  # fd -> (remove_reader/remove_writer, future)
         self._pidfd = None
         self._watching = False
-        if stderr is not None:
-            self._loop.add_reader(stderr, self._read_stderr)
+        self._stderr_watched = False
 
     # exit and reaping
 
@@ -312,6 +351,7 @@ class Process:
         if self.returncode is not None or self._check_exit():
             return self.returncode
         self._watch_exit()
+        self._watch_stderr()
         fut = self._loop.create_future()
         self._exit_waiters.append(fut)
         return await fut
@@ -339,6 +379,7 @@ class Process:
             self._reap()
             return
         self._watch_exit()
+        self._watch_stderr()
         if not kill and grace is not None:
             self._grace = self._loop.call_later(grace, self.kill)
 
@@ -385,6 +426,7 @@ class Process:
             return None
 
     async def _ready(self, add, remove, fd, timeout):
+        self._watch_stderr()  # while we wait, a chatty child must not block
         fut = self._loop.create_future()
         add(fd, _wake, fut)
         self._watched[fd] = (remove, fut)
@@ -446,6 +488,14 @@ class Process:
 
     # stderr
 
+    def _watch_stderr(self):
+        """Drain stderr from the loop from now on.  Only needed once someone
+        waits on the child: until then it is read when the child is reaped,
+        which spares a quick script's request a poller registration."""
+        if self._stderr is not None and not self._stderr_watched:
+            self._stderr_watched = True
+            self._loop.add_reader(self._stderr, self._read_stderr)
+
     def _read_stderr(self):
         while True:
             try:
@@ -466,7 +516,8 @@ class Process:
     def _close_stderr(self):
         if self._stderr is None:
             return
-        self._loop.remove_reader(self._stderr)
+        if self._stderr_watched:
+            self._loop.remove_reader(self._stderr)
         os.close(self._stderr)
         self._stderr = None
         if self._errbuf:
@@ -518,7 +569,7 @@ class ProcessManager:
             if stdin == PIPE:
                 in_r, parent_stdin = _pipe()
                 ours += [in_r, parent_stdin]
-                os.set_blocking(parent_stdin, False)
+                _nonblocking(parent_stdin)
                 fds[0] = in_r
             else:
                 fds[0] = self._devnull if stdin is None else stdin
@@ -527,10 +578,10 @@ class ProcessManager:
                 err_r, err_w = _pipe()
                 ours += [err_r, err_w]
                 fds[2] = err_w
-                os.set_blocking(err_r, False)
+                _nonblocking(err_r)
             else:
                 fds[2] = self._devnull
-            os.set_blocking(out_r, False)
+            _nonblocking(out_r)
             pid = spawn(path, argv, env, cwd, fds)
         except BaseException:
             for fd in ours:

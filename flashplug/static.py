@@ -93,6 +93,8 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max):
     except OSError as e:
         if e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL):
             raise HTTPError(404, "Not Found") from None
+        if e.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
+            raise HTTPError(403, "Forbidden") from None  # a socket or device file
         raise
 
 

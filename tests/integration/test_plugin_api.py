@@ -176,8 +176,6 @@ def test_unknown_hook_fails_at_start(site, plugdir):
     assert "Serving" not in proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="kernel: plugins.register puts pluggy's three-line "
-                   "PluginValidationError message into the UsageError (see report)")
 def test_bad_hook_signature_is_one_line(site, plugdir):
     plugdir("badargs", """
         from flashplug import hookimpl
