@@ -341,3 +341,17 @@ def test_read_nowait(run):
         p.finish()
         return first, rest
     assert run(go) == (None, (b"done", b""))
+
+
+def test_chatty_stderr_does_not_block_the_child(run):
+    # 1 MB on stderr before any stdout: far more than a pipe holds, so the
+    # child finishes only if stderr is drained while we wait on stdout.
+    async def go(m):
+        got = []
+        p = await sh(m, "head -c 1000000 /dev/zero | tr '\\0' x >&2; echo done",
+                     on_stderr=got.append)
+        out = await read_all(p)
+        p.finish()
+        await p.wait()
+        return out, sum(map(len, got))
+    assert run(go) == (b"done\n", 1000000)
