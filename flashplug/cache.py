@@ -139,15 +139,23 @@ def still_fresh(entry):
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) == entry.ident
 
 
-class FileCache:
-    """URL path -> FileEntry, LRU, bounded in entries and content bytes."""
+# Large files kept open at once: each holds a descriptor and a mapping, so
+# stay well under the descriptor limit that connections also draw on.
+MAX_OPEN_FILES = 1024
 
-    def __init__(self, max_entries, max_bytes, valid, stats):
+
+class FileCache:
+    """URL path -> FileEntry, LRU, bounded in entries, content bytes and
+    open descriptors."""
+
+    def __init__(self, max_entries, max_bytes, valid, stats, max_open=MAX_OPEN_FILES):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.max_open = max_open
         self.valid = valid
         self.stats = stats
         self.bytes = 0
+        self.open_files = 0
         self._entries = OrderedDict()
 
     def get(self, key):
@@ -168,7 +176,10 @@ class FileCache:
             return  # too big for the content budget: serve it, do not keep it
         self._entries[key] = entry
         self.bytes += entry.nbytes
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+        if entry.fd is not None:
+            self.open_files += 1
+        while (len(self._entries) > self.max_entries or self.bytes > self.max_bytes
+               or self.open_files > self.max_open):
             _, victim = self._entries.popitem(last=False)
             self._drop(victim)
             self.stats.cache_evictions += 1
@@ -180,6 +191,8 @@ class FileCache:
 
     def _drop(self, entry):
         self.bytes -= entry.nbytes
+        if entry.fd is not None:
+            self.open_files -= 1
         entry.discard()
 
     def clear(self):

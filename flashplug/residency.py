@@ -213,7 +213,10 @@ class FileSender:
         fut = self.app.helpers.run(read_in, item.entry.fd, item.offset, count)
 
         def done(f):
-            if f.cancelled() or f.exception() is not None:
+            if f.cancelled() or f.exception() is not None or f.result() == 0:
+                if not f.cancelled() and f.exception() is None:
+                    log.warning("%s shrank while being sent; closing the connection",
+                                item.entry.fspath)
                 conn.offloading = False
                 conn.abort()
                 return

@@ -1,0 +1,44 @@
+"""The FileCache's bounds: entries, content bytes, open descriptors."""
+import os
+
+from flashplug.cache import FileCache, load_entry
+from flashplug.stats import Stats
+
+
+def make(tmp_path, name, size):
+    path = tmp_path / name
+    path.write_bytes(b"x" * size)
+    return str(path)
+
+
+def test_bounded_in_entries_bytes_and_open_files(tmp_path):
+    cache = FileCache(max_entries=3, max_bytes=250, valid=1.0, stats=Stats(), max_open=2)
+    small = [load_entry(make(tmp_path, f"s{i}", 100), small_max=200) for i in range(3)]
+    for i, entry in enumerate(small):
+        cache.put(f"/s{i}", entry)
+    assert cache.bytes <= 250 and len(cache) == 2       # bytes evicted the oldest
+    assert small[0].dead and not small[2].dead
+
+    big = [load_entry(make(tmp_path, f"b{i}", 1000), small_max=200) for i in range(3)]
+    fds = [e.fd for e in big]
+    for i, entry in enumerate(big):
+        cache.put(f"/b{i}", entry)
+    assert cache.open_files == 2
+    assert big[0].dead and big[0].fd is None             # its descriptor is closed
+    try:
+        os.fstat(fds[0])
+        reused = True                                    # the number may be reused
+    except OSError:
+        reused = False
+    assert reused or big[0].fd is None
+
+
+def test_an_entry_in_use_closes_after_its_last_send(tmp_path):
+    cache = FileCache(max_entries=1, max_bytes=100, valid=1.0, stats=Stats())
+    entry = load_entry(make(tmp_path, "big", 1000), small_max=10)
+    cache.put("/big", entry)
+    entry.retain()                                        # a sendfile in progress
+    cache.put("/other", load_entry(make(tmp_path, "other", 1000), small_max=10))
+    assert entry.dead and entry.fd is not None            # still open for the send
+    entry.release()
+    assert entry.fd is None
