@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--arch", help="flashplug architectures (default amped,sped,mt,mp; quick amped,sped)")
     p.add_argument("--servers", help="comma list restricting server names, e.g. nginx,flashplug-amped")
     p.add_argument("--idle-connections", type=int, default=10_000)
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                   help="before each run, wait up to S seconds for both CPUs to be under 10%% busy")
     p.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     p.add_argument("--keep", action="store_true", help="keep the temporary document root")
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
@@ -150,7 +152,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         root = docroot.generate(tmp)
         log(f"document root {root.root}: generated in {time.monotonic() - t0:.1f} s")
-        setup = workloads.Setup(tmp, root.root, args.duration, log)
+        setup = workloads.Setup(tmp, root.root, args.duration, log, wait_quiet=args.wait_quiet)
         zipf_lua = wrk.script(tmp, "zipf", root.zipf_list)
         disk_lua = wrk.script(tmp, "disk", root.disk_list)
         plain_lua = wrk.script(tmp, "plain")

@@ -32,6 +32,7 @@ from pathlib import Path
 import servers
 import wrk
 from proctree import PeakSampler, cpu_busy, rss_bytes
+from report import BUSY
 
 HERE = Path(__file__).parent
 
@@ -43,6 +44,7 @@ class Setup:
     duration: float
     log: callable
     busy: tuple = ()   # busy share of (server CPU, client CPU) just before the current run
+    wait_quiet: float = 0.0   # seconds to wait, per run, for both CPUs to fall quiet
 
 
 def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int) -> dict:
@@ -65,7 +67,11 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
 
 def _start(setup: Setup, spec: servers.Spec, probe: str, expect: bytes = b""):
     # Nothing of ours runs now: whatever keeps the CPUs busy is someone else's.
-    setup.busy = cpu_busy((int(servers.SERVER_CPU), int(servers.CLIENT_CPU)), 0.2)
+    deadline = time.monotonic() + setup.wait_quiet
+    while True:
+        setup.busy = cpu_busy((int(servers.SERVER_CPU), int(servers.CLIENT_CPU)), 0.2)
+        if max(setup.busy) <= BUSY or time.monotonic() >= deadline:
+            break
     try:
         return servers.start(spec, setup.tmp, setup.root, probe=probe, expect=expect), None
     except servers.StartFailed as e:
