@@ -280,6 +280,16 @@ def test_hello_counts_finished_requests(hello, site, server_factory):
     assert requests.get(server.url + "/hello/stats").json() == {"200": 3, "404": 1}
 
 
+def test_request_done_sees_an_aborted_response(hello, site, server_factory):
+    server = server_factory(site, "--plugins", "hello", "--hello-chunk-delay", "0.05")
+    with server.connect() as s:
+        s.sendall(b"GET /hello/stream?n=100 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+    # the client went away mid-stream; the plugin still hears of the request
+    assert wait_for(lambda: requests.get(server.url + "/hello/stats").json() == {"200": 1},
+                    timeout=3)
+
+
 def test_hello_startup_and_shutdown_log(hello, site, server_factory):
     """flashplug_startup runs before serving; the async flashplug_shutdown at stop."""
     server = server_factory(site, "--plugins", "hello", "--hello-greeting", "Hi")
