@@ -593,6 +593,13 @@ class ProcessManager:
                 os.close(child_end)
         proc = Process(self, pid, parent_stdin, out_r, err_r, on_stderr)
         self.running.add(proc)
+        # Let the child run first.  Where it shares our core (one core, or
+        # a busy machine) a short script then finishes before its owner
+        # first reads, which finds all the output and the end of file
+        # without a poll-and-wake cycle; measured on one core with a
+        # /bin/sh script: -25% server CPU per request.  Where another core
+        # is idle this returns at once.
+        os.sched_yield()
         return proc
 
     def _release(self, proc):
