@@ -65,6 +65,10 @@ _NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
                  b"if-modified-since": _CONDITIONAL, b"if-unmodified-since": _CONDITIONAL,
                  b"range": _CONDITIONAL, b"if-range": _CONDITIONAL}
 _STATUS_LINES = {}
+_RECV_BUFFER = bytearray(RECV_SIZE)
+_RECV_VIEW = memoryview(_RECV_BUFFER)
+# Why reading is paused (bits of Connection.pause_reasons).
+_PAUSE_BODY, _PAUSE_PIPELINE, _PAUSE_ERROR, _PAUSE_UPGRADE, _PAUSE_TIMEOUT = 1, 2, 4, 8, 16
 # RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
 _VALID_HOSTS = set()    # values already checked; bounded, cleared when full
@@ -116,7 +120,7 @@ class BodyReader:
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         if self._buffered > BODY_BUFFER:
-            self._conn.pause_reading("body")
+            self._conn.pause_reading(_PAUSE_BODY)
         self._wake()
 
     def finish(self):
@@ -150,7 +154,7 @@ class BodyReader:
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
         if self._buffered <= BODY_BUFFER // 2:
-            self._conn.resume_reading("body")
+            self._conn.resume_reading(_PAUSE_BODY)
         return chunk
 
     async def read(self):
@@ -160,6 +164,17 @@ class BodyReader:
 
 class Connection:
     """One client connection on the event loop."""
+
+    # Slots, a list for each queue and a bit mask for pause reasons: an idle
+    # keep-alive connection should cost as little memory as possible.
+    __slots__ = ("app", "loop", "sock", "fd", "peer_addr", "peer_port", "local_addr",
+                 "local_port", "parser", "out", "out_bytes", "writer_on", "reading",
+                 "pause_reasons", "drain_waiter", "closed", "closing", "pending", "active",
+                 "task", "eof", "offloading", "header_timeout", "keepalive_timeout",
+                 "target_path_ok", "deadline", "send_deadline", "state", "continue_for",
+                 "_answered", "deferred", "active_handler", "m_url", "m_headers",
+                 "m_head_bytes", "m_hosts", "m_noted", "m_request", "m_body",
+                 "m_connection", "m_host", "__weakref__")
 
     def __init__(self, app, sock, peer):
         self.app = app
@@ -171,15 +186,15 @@ class Connection:
         local = sock.getsockname()
         self.local_addr, self.local_port = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
         self.parser = httptools.HttpRequestParser(self)
-        self.out = collections.deque()
+        self.out = []
         self.out_bytes = 0
         self.writer_on = False
         self.reading = True
-        self.pause_reasons = set()
+        self.pause_reasons = 0        # _PAUSE_* bits: why the socket is not read
         self.drain_waiter = None
         self.closed = False
         self.closing = False          # close once the output queue drains
-        self.pending = collections.deque()
+        self.pending = []
         self.active = None           # the request being answered
         self.task = None
         self.eof = False
@@ -191,7 +206,6 @@ class Connection:
         self.send_deadline = None
         self.state = "idle"
         self.continue_for = None     # request that may still need "100 Continue"
-        self._complete = set()       # requests whose whole message has arrived
         self._answered = False       # the active request's response is queued
         self.deferred = False        # the active request waits for its body's end
         self.active_handler = None   # the route chosen for the active request
@@ -213,19 +227,21 @@ class Connection:
         self.m_host = None
 
     def _on_readable(self):
+        # One receive buffer per loop, shared by all connections: the parser
+        # copies out what it keeps, so nothing is allocated per read.
         try:
-            data = self.sock.recv(RECV_SIZE)
+            n = self.sock.recv_into(_RECV_BUFFER)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.abort()
             return
-        if not data:
+        if not n:
             self._on_eof()
             return
         if self.state == "lingering":
             return
-        self.feed(data)
+        self.feed(_RECV_VIEW[:n])
 
     def feed(self, data):
         try:
@@ -234,7 +250,7 @@ class Connection:
             # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
             # only, and the parser stops at such a message.  It was queued
             # and is answered normally; then the connection closes.
-            self.pause_reading("upgrade")
+            self.pause_reading(_PAUSE_UPGRADE)
             self.closing = True
             if self.active is None:
                 self._close_when_flushed()
@@ -250,7 +266,7 @@ class Connection:
             status, message = 500, "Internal Server Error"
         else:
             status, message = self._classify_parse_error(e, data)
-        self.pause_reading("error")
+        self.pause_reading(_PAUSE_ERROR)
         if self.m_body is not None:
             self.m_body.fail(ConnectionError("malformed request body"))
         self._queue_error(status, message)
@@ -260,7 +276,7 @@ class Connection:
         if isinstance(e, httptools.HttpParserInvalidMethodError):
             # An unknown but well-formed method ("FOO / HTTP/1.1") is 501;
             # bytes that are not HTTP at all (a TLS ClientHello) are 400.
-            method, _, rest = data.lstrip(b"\r\n").partition(b" ")
+            method, _, rest = bytes(data[:64]).lstrip(b"\r\n").partition(b" ")
             if method and method.isalpha() and method.isupper() and rest.startswith(b"/"):
                 return 501, "Not Implemented"
             return 400, "Bad Request"
@@ -295,13 +311,13 @@ class Connection:
             self.closing = True
 
     def pause_reading(self, why):
-        self.pause_reasons.add(why)
+        self.pause_reasons |= why
         if self.reading and not self.closed:
             self.loop.remove_reader(self.fd)
             self.reading = False
 
     def resume_reading(self, why):
-        self.pause_reasons.discard(why)
+        self.pause_reasons &= ~why
         if not self.pause_reasons and not self.reading and not self.closed and not self.eof:
             self.loop.add_reader(self.fd, self._on_readable)
             self.reading = True
@@ -379,7 +395,7 @@ class Connection:
         else:
             self.pending.append(request)
             if len(self.pending) >= MAX_PIPELINE:
-                self.pause_reading("pipeline")
+                self.pause_reading(_PAUSE_PIPELINE)
 
     def _keep_alive(self):
         """May the connection carry another request after this one?
@@ -494,7 +510,7 @@ class Connection:
                 self.state = "idle"
                 self.deadline = time.monotonic() + self.keepalive_timeout
         elif request is not None:
-            self._complete.add(request)
+            request.complete = True
             if self.active is request and self.deferred:
                 self.deferred = False
                 self._start(request)
@@ -524,7 +540,7 @@ class Connection:
             except Exception as exc:  # noqa: BLE001 - a failing route hook fails this request
                 handler = _raising(exc)
             self.active_handler = handler
-        if handler is None and request.body is not _EMPTY_BODY and request not in self._complete:
+        if handler is None and request.body is not _EMPTY_BODY and not request.complete:
             # The static handler ignores bodies; they are read and thrown away.
             request.body.abandoned = True
             if self.continue_for is None:
@@ -550,7 +566,7 @@ class Connection:
                                  request.keep_alive, entry)
         self._log(request, 200, size)
         self._answered = True
-        if request in self._complete:
+        if request.complete:
             self._finish_request()
 
     def _write_entry(self, head_only, version, keep, entry):
@@ -635,26 +651,25 @@ class Connection:
         self._log(request, response.status, sent)
         self.task = None
         self._answered = True
-        if request in self._complete:
+        if request.complete:
             self._finish_request()
         elif request.body is not _EMPTY_BODY:
             # The handler answered without reading the whole body: the rest
             # will be read and thrown away, so the connection stays usable.
             request.body.abandoned = True
             request.body._chunks.clear()
-            self.resume_reading("body")
+            self.resume_reading(_PAUSE_BODY)
 
     def _finish_request(self):
         request = self.active
-        self._complete.discard(request)
         self.active = None
         self.continue_for = None
         if self.closing or self.closed:
             self._close_when_flushed()
             return
         if self.pending:
-            self.resume_reading("pipeline")
-            self._start(self.pending.popleft())
+            self.resume_reading(_PAUSE_PIPELINE)
+            self._start(self.pending.pop(0))
         else:
             self.state = "idle" if self.m_request is None else self.state
             if self.state == "idle":
@@ -910,7 +925,7 @@ class Connection:
                     return
                 if not done:
                     break             # socket full, or a helper is reading pages in
-                out.popleft()
+                del out[0]
                 self.out_bytes -= min(item.total, HIGH_WATER)
                 item.entry.release()
                 continue
@@ -926,7 +941,7 @@ class Connection:
             if n < len(item):
                 out[0] = memoryview(item)[n:]
                 break
-            out.popleft()
+            del out[0]
         if self.closed:
             return
         if out and not self.offloading:
@@ -978,7 +993,7 @@ class Connection:
             return
         self.state = "lingering"
         self.deadline = time.monotonic() + LINGER_SECONDS
-        self.pause_reasons.clear()
+        self.pause_reasons = 0
         if not self.reading:
             self.loop.add_reader(self.fd, self._on_readable)
             self.reading = True
@@ -989,7 +1004,7 @@ class Connection:
             self.abort()
         elif self.deadline is not None and now > self.deadline:
             if self.state == "head" and self.active is None:
-                self.pause_reading("timeout")
+                self.pause_reading(_PAUSE_TIMEOUT)
                 self._queue_error(408, "Request Timeout")
             elif self.state in ("head", "body") and self.m_request is not None:
                 self.abort()

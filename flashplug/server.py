@@ -293,12 +293,13 @@ class Worker:
         loop = self.loop
         app = self.app = App(self.config, loop, self.listener)
         self.stopped = loop.create_future()
-        await _call_async_hooks(app.pm.hook.flashplug_startup, app=app)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self.stop)
             except (ValueError, RuntimeError):
                 pass  # not the main thread (an in-process test): stop() is called directly
+        # After the signal handlers: a stop during start-up still runs shutdown.
+        await _call_async_hooks(app.pm.hook.flashplug_startup, app=app)
         loop.add_reader(self.listener.fileno(), self._accept)
         app.tick()
         await self.stopped

@@ -76,7 +76,7 @@ class Request:
                  "headers", "body", "content_length", "chunked",
                  "remote_addr", "remote_port", "server_addr", "server_port",
                  "server", "user", "auth_type", "state", "scheme", "start_time",
-                 "keep_alive", "conditional")
+                 "keep_alive", "conditional", "complete")
 
     def __init__(self, method, target, raw_path, path, query, version, headers):
         self.method = method
@@ -98,6 +98,7 @@ class Request:
         self.start_time = 0.0
         self.keep_alive = True      # the client allows another request after this one
         self.conditional = False    # it carries conditional or Range headers
+        self.complete = False       # its whole message (body included) has arrived
 
     @property
     def host(self):
