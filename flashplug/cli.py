@@ -114,7 +114,7 @@ def _add_serve_options(p):
     cache.add_argument("--cache-valid", type=_seconds, default=1.0, metavar="S",
                        help="seconds before a cached file is checked again (default: 1)")
     cache.add_argument("--helpers", type=_positive_int, default=None, metavar="N",
-                       help="helper threads for disk work (default: 4 per core, at most 32)")
+                       help="helper threads for disk work (default: 32)")
     limits = p.add_argument_group("limits and timeouts")
     limits.add_argument("--max-body-size", type=size, default="64m", metavar="BYTES",
                         help="largest request body (default: 64m)")

@@ -183,7 +183,9 @@ class Connection:
         self.fd = sock.fileno()
         self.peer_addr = peer[0] if isinstance(peer, tuple) else ""
         self.peer_port = peer[1] if isinstance(peer, tuple) else 0
-        local = sock.getsockname()
+        local = app.listen_addr
+        if local is None:  # bound to a wildcard address: ask which one this is
+            local = sock.getsockname()
         self.local_addr, self.local_port = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
         self.parser = httptools.HttpRequestParser(self)
         self.out = []
@@ -284,12 +286,12 @@ class Connection:
             return 505, "HTTP Version Not Supported"
         if "Transfer-Encoding" in text:
             te = self._header_value(b"transfer-encoding")
-            if te is not None and b"content-length" not in (n for n, _ in self.m_headers):
+            if te is not None and b"content-length" not in (n for n, _ in self.m_headers or ()):
                 return 501, "Not Implemented"
         return 400, "Bad Request"
 
     def _header_value(self, name):
-        for n, v in self.m_headers:
+        for n, v in self.m_headers or ():
             if n == name:
                 return v
         return None
@@ -502,6 +504,8 @@ class Connection:
         request = self.m_request
         self.m_request = None
         self.m_body = None
+        self.m_headers = None   # an idle connection keeps nothing of its last request
+        self.m_url = self.m_connection = self.m_host = None
         if request is None and self.state == "busy" and self.active is None:
             # answered by _answer_by_target
             if self.closing:

@@ -14,11 +14,11 @@ inline helpers can also be driven to completion without an event loop
 (the blocking ``mt`` and ``mp`` architectures rely on that).
 """
 import concurrent.futures
-import os
 
-# Enough threads to keep several disks (or one SSD's queue) busy while the
-# loop carries on; more threads than that only add memory and contention.
-DEFAULT_HELPERS = min(32, (os.cpu_count() or 1) * 4)
+# Enough threads to keep a disk's queue deep while the loop carries on
+# (nginx's `aio threads` pool has 32 too); an idle helper costs only its
+# stack, and a cold file read releases the GIL.
+DEFAULT_HELPERS = 32
 
 
 class ThreadHelpers:

@@ -79,6 +79,13 @@ class App:
         self.config = config
         self.loop = loop
         self.listener = listener
+        # The local address every connection shares, unless we listen on a
+        # wildcard address (then each connection asks its own socket).
+        self.listen_addr = None
+        if listener is not None:
+            addr = listener.getsockname()
+            if addr[0] not in ("0.0.0.0", "::"):
+                self.listen_addr = addr
         self.pm = config.plugin_manager
         self.stats = Stats()
         self.connections = set()
