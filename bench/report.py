@@ -150,6 +150,8 @@ def targets(results: dict) -> list[str]:
             value = row[fig]
             shown = f"{value / 1024:.2f} KiB"
         met = value >= bound if kind == "min" else value <= bound
+        if busy(row) or (base and busy(base)):
+            shown += " (busy machine: unreliable)"
         lines.append(f"| {text} | {shown} | {'yes' if met else 'no'} |")
     return lines
 
@@ -297,7 +299,9 @@ def render(results: dict, images: list[str]) -> str:
         "  the answer and leaves it idle. RSS per idle connection = (tree RSS after - before) / connections",
         "  held. Then wrk measures 64 active connections meanwhile; \"still open\" counts the idle",
         "  connections the server had not closed by the end. `http.server` speaks HTTP/1.0 and closes every",
-        "  connection, so it is not in (d).",
+        "  connection, so it is not in (d). lighttpd accepts at most half its descriptor limit as",
+        f"  connections; the hard RLIMIT_NOFILE here is {m.get('nofile_hard', '?')}, so with 10,000 idle it may",
+        "  refuse the active client (its stderr then says \"connection limit reached\").",
         "- (e): `/bin/sh` and Python hello-world CGI scripts, 16 connections, flashplug `--plugins cgi`",
         "  against lighttpd `mod_cgi`.",
         "- A server that does not start is listed with the last line of its stderr; the run goes on.",

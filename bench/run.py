@@ -121,6 +121,7 @@ def machine() -> dict:
         "nginx": first([deps.program("nginx"), "-v"]), "lighttpd": first([deps.program("lighttpd"), "-v"]),
         "wrk": first(["wrk", "-v"]), "aiohttp": aiohttp.__version__,
         "flashplug_commit": first(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "nofile_hard": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
     }
 
 
