@@ -31,6 +31,7 @@ import time
 import httptools
 
 from flashplug.errors import HTTPError
+from flashplug.helpers import run_sync
 from flashplug.http.message import Headers, Request, Response
 from flashplug.http.paths import decode_path
 from flashplug.http.status import reason
@@ -555,14 +556,31 @@ class Connection:
             # A client waiting for "100 Continue" gets the final answer now
             # instead (RFC 9110 §10.1.1); a body it sends anyway is discarded.
             self.continue_for = None
-        if (handler is None and request.path is not None and not request.conditional
-                and request.method in ("GET", "HEAD") and app.fast_path_ok):
+        if handler is None and request.path is not None and request.method in ("GET", "HEAD"):
             entry = app.static.fast_entry(request)
             if entry is not None:
+                # A fresh cache entry needs no helper: answer now, no Task.
                 app.stats.cache_hits += 1
-                self._send_cached(request, entry)
+                if app.fast_path_ok and not request.conditional:
+                    self._send_cached(request, entry)
+                else:
+                    self._send_cached_response(request, entry)
                 return
         self.task = self.loop.create_task(self._serve(request, handler))
+
+    def _send_cached_response(self, request, entry):
+        """A cached file for a request with conditionals or ranges, or while
+        hooks want to see each Response: built and sent without suspending."""
+        app = self.app
+        try:
+            response = app.static.respond_with(request, entry)
+        except HTTPError as e:
+            response = app.error_response(request, e.status, e.message, e.headers, e.close)
+        response, sent = run_sync(self.send_response(request, response))
+        self._log(request, response.status, sent)
+        self._answered = True
+        if request.complete:
+            self._finish_request()
 
     def _send_cached(self, request, entry):
         self.app.static.remember_target(request.target.encode("latin-1"), entry)

@@ -161,7 +161,7 @@ class StaticFiles:
         entry = await self._lookup(path)
         if not isinstance(entry, FileEntry):
             return await self._not_a_file(request, entry)
-        return self._respond(request, entry)
+        return self.respond_with(request, entry)
 
     async def _lookup(self, path):
         """A fresh FileEntry for ``path``, from the cache or a helper.
@@ -212,7 +212,8 @@ class StaticFiles:
         # scanner the folder exists.
         raise HTTPError(404, "Not Found")
 
-    def _respond(self, request, entry):
+    def respond_with(self, request, entry):
+        """The Response for a GET or HEAD of a fresh entry (no disk work)."""
         status = conditionals.evaluate(request.method, request.headers.get,
                                        entry.etag, entry.mtime)
         validators = [("Last-Modified", entry.last_modified), ("ETag", entry.etag)]
