@@ -389,7 +389,7 @@ class Connection:
         request.server_port = self.local_port
         request.server = self.app
         now = request.start_time = time.monotonic()
-        request.conditional = self.m_noted & _CONDITIONAL
+        request.conditional = bool(self.m_noted & _CONDITIONAL)
         self.m_request = request
         self.state = "body"
         self.deadline = now + self.header_timeout
@@ -805,8 +805,13 @@ class Connection:
             self.write(head)
             return response, await self._send_stream(stream, chunked)
         if type(body) is FileBody:
-            self.write(head)
             entry = body.entry
+            parts = body.parts
+            if len(parts) == 1 and entry.data is not None and body.length < 65536:
+                offset, count = parts[0]  # small, in memory: one write for all
+                self.write(head + entry.data[offset:offset + count])
+                return response, count
+            self.write(head)
             for part in body.parts:
                 if type(part) is bytes:
                     self.write(part)

@@ -214,9 +214,13 @@ class StaticFiles:
 
     def respond_with(self, request, entry):
         """The Response for a GET or HEAD of a fresh entry (no disk work)."""
+        validators = [("Last-Modified", entry.last_modified), ("ETag", entry.etag)]
+        if not request.conditional:  # no If-* or Range header: a plain 200
+            return Response(200, [("Content-Type", entry.content_type), *validators,
+                                  ("Accept-Ranges", "bytes")],
+                            FileBody(entry, [(0, entry.size)]))
         status = conditionals.evaluate(request.method, request.headers.get,
                                        entry.etag, entry.mtime)
-        validators = [("Last-Modified", entry.last_modified), ("ETag", entry.etag)]
         if status == 304:
             return Response(304, validators)
         if status == 412:

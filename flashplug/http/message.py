@@ -97,7 +97,8 @@ class Request:
         self.scheme = "http"
         self.start_time = 0.0
         self.keep_alive = True      # the client allows another request after this one
-        self.conditional = False    # it carries conditional or Range headers
+        self.conditional = True     # it may carry conditional or Range headers
+                                    # (the parser clears it when it saw none)
         self.complete = False       # its whole message (body included) has arrived
 
     @property
