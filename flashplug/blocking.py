@@ -25,7 +25,6 @@ import time
 
 from flashplug.cache import FileCache
 from flashplug.connection import LINGER_SECONDS, RECV_SIZE, Connection
-from flashplug.errors import UsageError
 from flashplug.helpers import run_sync
 
 log = logging.getLogger("flashplug.blocking")
@@ -244,42 +243,11 @@ def _mp_child(config, listener):
 
 
 def run_mp(config, listener):
-    children = set()
-    stopping = False
-    for _ in range(config.procs):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = _mp_child(config, listener)
-            finally:
-                os._exit(code)
-        children.add(pid)
-
-    def on_signal(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while children:
-        try:
-            pid, _ = os.wait()
-        except ChildProcessError:
-            break
-        children.discard(pid)
-    return 0
+    from flashplug.server import supervise
+    return supervise(config.procs, lambda: _mp_child(config, listener), what="process")
 
 
 def run_blocking(config, listener):
-    if config.plugins:
-        raise UsageError(f"--arch {config.arch} serves static files only; "
-                         f"plugins need --arch amped or sped")
     if config.arch == "mt":
         return run_mt(config, listener)
     return run_mp(config, listener)

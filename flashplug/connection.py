@@ -755,7 +755,7 @@ class Connection:
                 response = app.error_response(request, 500, "Internal Server Error")
         if response.raw:
             self.closing = True
-            return response, await self._send_raw(response)
+            return response, await self._send_stream(response.stream, chunked=False)
         status = response.status
         method = request.method if request is not None else "GET"
         keep = (not force_close and not response.close and not self.closing
@@ -843,20 +843,6 @@ class Connection:
                 self.write(b"0\r\n\r\n")
         finally:
             await _close_stream_obj(stream)
-        return sent
-
-    async def _send_raw(self, response):
-        sent = 0
-        try:
-            async for chunk in response.stream:
-                if self.closed:
-                    raise ConnectionError("client went away")
-                self.write(chunk)
-                sent += len(chunk)
-                if self.out_bytes > HIGH_WATER:
-                    await self.drain()
-        finally:
-            await _close_stream_obj(response.stream)
         return sent
 
     def _log(self, request, status, size):

@@ -367,8 +367,10 @@ async def _call_async_hooks(hook, **kwargs):
 
 # -- the master of several workers ----------------------------------------------------------
 
-def _serve_workers(config, listener):
-    children = {}
+def supervise(count, child_main, what="worker"):
+    """Fork ``count`` children running ``child_main()``; replace any that
+    dies; on SIGTERM or SIGINT pass the signal on and wait for them all."""
+    children = set()
     stopping = False
 
     def spawn():
@@ -378,10 +380,10 @@ def _serve_workers(config, listener):
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 1
             try:
-                code = Worker(config, listener).run()
+                code = child_main()
             finally:
                 os._exit(code)
-        children[pid] = time.monotonic()
+        children.add(pid)
 
     def on_stop(signum, frame):
         nonlocal stopping
@@ -394,7 +396,7 @@ def _serve_workers(config, listener):
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
-    for _ in range(config.workers):
+    for _ in range(count):
         spawn()
     while children:
         try:
@@ -403,9 +405,9 @@ def _serve_workers(config, listener):
             break
         except InterruptedError:
             continue
-        children.pop(pid, None)
+        children.discard(pid)
         if not stopping:
-            log.error("worker %d exited (status %d); starting a new one", pid, status)
+            log.error("%s %d exited (status %d); starting a new one", what, pid, status)
             spawn()
     return 0
 
@@ -414,6 +416,9 @@ def run(config):
     """Serve until SIGINT or SIGTERM; returns the exit status."""
     setup_error_log(config.log_level)
     raise_fd_limit()
+    if config.arch in ("mt", "mp") and config.plugins:
+        raise UsageError(f"--arch {config.arch} serves static files only; "
+                         f"plugins need --arch amped or sped")
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
     listener = bind_listener(config.bind, config.port)
     print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
@@ -421,7 +426,7 @@ def run(config):
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)
     if config.workers > 1:
-        return _serve_workers(config, listener)
+        return supervise(config.workers, lambda: Worker(config, listener).run())
     code = Worker(config, listener).run()
     # A helper may still be blocked in the kernel (a FIFO's open(), a dead
     # NFS server); the interpreter would wait for it forever at exit.
