@@ -71,25 +71,29 @@ def cpu_seconds(root: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> dict[int, tuple[int, int]]:
+    """Per CPU: (all ticks, ticks spent running tasks: user + nice + system)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *vals = line.split()
+                vals = [int(v) for v in vals]
+                out[int(name[3:])] = (sum(vals), vals[0] + vals[1] + vals[2])
+    return out
+
+
+def busy_between(a: dict, b: dict, cpu: int) -> float:
+    total = b[cpu][0] - a[cpu][0]
+    return (b[cpu][1] - a[cpu][1]) / total if total else 0.0
+
+
 def cpu_busy(cpus: tuple[int, ...], seconds: float) -> list[float]:
-    """Share of each listed CPU that was busy (anything but idle/iowait) over `seconds`."""
-    def snap():
-        out = {}
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("cpu") and line[3].isdigit():
-                    name, *vals = line.split()
-                    vals = [int(v) for v in vals]
-                    out[int(name[3:])] = (sum(vals), vals[3] + vals[4])
-        return out
-    a = snap()
+    """Share of each listed CPU spent running tasks over the next `seconds`."""
+    a = cpu_times()
     time.sleep(seconds)
-    b = snap()
-    shares = []
-    for c in cpus:
-        total, idle = b[c][0] - a[c][0], b[c][1] - a[c][1]
-        shares.append(1 - idle / total if total else 0.0)
-    return shares
+    b = cpu_times()
+    return [busy_between(a, b, c) for c in cpus]
 
 
 def rss_bytes(root: int) -> int:
@@ -106,7 +110,8 @@ class PeakSampler(threading.Thread):
         self.samples = 0
         self.cpu_share = 0.0   # CPU seconds of the tree per wall second, over the run
         self._halt = threading.Event()
-        self._t0, self._cpu0 = time.monotonic(), cpu_seconds(root)
+        self._t0, self._cpu0, self._times0 = time.monotonic(), cpu_seconds(root), cpu_times()
+        self.core_busy = 0.0   # share of the server's core spent running any task, over the run
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -121,6 +126,9 @@ class PeakSampler(threading.Thread):
         wall = time.monotonic() - self._t0
         self.cpu_share = (cpu_seconds(self.root) - self._cpu0) / wall if wall else 0.0
         return self.peak
+
+    def measure_core(self, cpu: int) -> None:
+        self.core_busy = busy_between(self._times0, cpu_times(), cpu)
 
 
 def kill_tree(proc, grace: float = 5.0) -> list[int]:

@@ -90,9 +90,11 @@ def _notes(row: dict) -> str:
         notes.append(f"{100 * row['evicted_resident_before']:.0f}% of evicted set resident at start")
     if "evict_sweep_ms" in row:
         notes.append(f"sweep {row['evict_sweep_ms']:.0f} ms")
-    if busy(row):
+    if any(b > BUSY for b in row.get("busy_before") or ()):
         notes.append("machine busy before the run: " +
                      ", ".join(f"CPU {c} {100 * b:.0f}%" for c, b in zip((0, 1), row["busy_before"])))
+    if row.get("other_on_core", 0) > BUSY:
+        notes.append(f"other tasks took {100 * row['other_on_core']:.0f}% of the server's core during the run")
     if row.get("note"):
         notes.append(row["note"])
     return "; ".join(notes)
@@ -102,8 +104,8 @@ BUSY = 0.10
 
 
 def busy(row: dict) -> bool:
-    """Was another process using a benchmark CPU just before this run?"""
-    return any(b > BUSY for b in row.get("busy_before") or ())
+    """Did another process use a benchmark CPU just before, or the server's core during, this run?"""
+    return any(b > BUSY for b in row.get("busy_before") or ()) or row.get("other_on_core", 0) > BUSY
 
 
 def table(wl: dict) -> list[str]:
@@ -230,9 +232,9 @@ def _busy_warning(results: dict) -> list[str]:
     n = sum(busy(r) for r in rows)
     if not n:
         return []
-    return [f"**Warning: {n} of {len(rows)} runs started while something else kept CPU 0 or 1 more than "
-            f"{100 * BUSY:.0f}% busy; their figures are low and noisy (see the notes column). Re-run on an "
-            "idle machine.**", ""]
+    return [f"**Warning: in {n} of {len(rows)} runs something else kept CPU 0 or 1 more than "
+            f"{100 * BUSY:.0f}% busy, before or during the run; their figures are low and noisy (see the notes "
+            "column). Re-run on an idle machine.**", ""]
 
 
 def render(results: dict, images: list[str]) -> str:
@@ -286,7 +288,8 @@ def render(results: dict, images: list[str]) -> str:
         "  (master, workers, helpers, CGI children) sampled ten times a second during the measured run.",
         "  \"server CPU\" is the tree's CPU time over the run's wall time: near 100% means the server",
         "  saturated its core; much less means the client or the disk was the limit, or something else ran.",
-        "  Each server is started fresh for each point, after checking how busy both CPUs were.",
+        "  Each server is started fresh for each point, after checking how busy both CPUs were; a run is",
+        "  flagged when other tasks used more than 10% of a CPU just before it, or of CPU 0 during it.",
         f"- (b): 10,000 files ({sets.get('set_mib', '?')} MiB) with SPECweb96's size classes; a sample of",
         "  200,000 paths drawn from a Zipf distribution (alpha 0.8) over them, picked at random by wrk's",
         "  Lua script; one second of warm-up before measuring.",

@@ -52,7 +52,8 @@ def parse_args(argv=None):
                    help="before each run, wait up to S seconds for both CPUs to be under 10%% busy")
     p.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     p.add_argument("--keep", action="store_true", help="keep the temporary document root")
-    p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="the Markdown report")
+    p.add_argument("--results", default=str(RESULTS), help="raw results (JSON), merged into by --only")
     args = p.parse_args(argv)
     try:
         args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("abcde")
@@ -183,16 +184,17 @@ def main(argv=None) -> int:
                                "labels": {s.name: s.label for s in pt["specs"]},
                                "size": pt.get("size"), "evict": pt.get("evict"), "rows": rows}
         results = {"workloads": {}}
-        if args.only and RESULTS.exists():
-            results = json.loads(RESULTS.read_text())
+        store = Path(args.results)
+        if args.only and store.exists():
+            results = json.loads(store.read_text())
         results["workloads"].update(done)
         results["machine"] = machine()
         results["date"] = now
         results["command"] = cmdline
         results["sets"] = {"set_mib": round(root.set_bytes / 2**20, 1), "disk_mib": round(root.disk_bytes / 2**20)}
-        RESULTS.write_text(json.dumps(results, indent=1))
+        store.write_text(json.dumps(results, indent=1))
         report.write(results, Path(args.out))
-        log(f"wrote {RESULTS} and {args.out} in {time.monotonic() - started:.0f} s")
+        log(f"wrote {store} and {args.out} in {time.monotonic() - started:.0f} s")
     finally:
         if args.keep:
             log(f"kept {tmp}")

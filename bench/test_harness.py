@@ -145,6 +145,12 @@ def test_busy_machine_is_flagged():
     assert not report.busy(quiet) and report.busy(noisy)
     res = _results({"a-1k": _wl("a", {"nginx": quiet, "lighttpd": noisy})})
     md = report.render(res, [])
-    assert "Warning: 1 of 2 runs" in md
+    assert "Warning: in 1 of 2 runs" in md
     assert "machine busy before the run: CPU 0 60%" in md
     assert "| 99% |" in md
+
+
+def test_load_during_the_run_is_flagged():
+    row = _row(10.0, busy_before=[0.0, 0.0], server_cpu=0.5, other_on_core=0.45)
+    assert report.busy(row)
+    assert "other tasks took 45% of the server's core" in report._notes(row)

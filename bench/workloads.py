@@ -54,8 +54,11 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
         row = wrk.run(run.port, path, lua, setup.duration, connections)
     finally:
         row_peak = sampler.stop()
+        sampler.measure_core(int(servers.SERVER_CPU))
     row["peak_rss"] = row_peak
     row["server_cpu"] = sampler.cpu_share
+    # What ran on the server's core besides the server: someone else's load.
+    row["other_on_core"] = max(0.0, sampler.core_busy - sampler.cpu_share)
     row["busy_before"] = setup.busy
     if run.proc.poll() is not None:
         row["note"] = f"server exited during the run (status {run.proc.returncode})"
