@@ -97,7 +97,7 @@ class BlockingConnection(Connection):
             self.feed(data)
         self.close()
 
-    def write(self, data):
+    def write(self, data, more=0):
         if self.closed:
             return
         try:
