@@ -17,6 +17,7 @@ If-None-Match it means a full response.
 """
 
 import re
+import time
 
 from .dates import parse_http_date
 
@@ -124,7 +125,9 @@ def evaluate(method, get_header, etag, last_modified):
         value = get_header("if-modified-since")
         if value is not None:
             date = parse_http_date(value)
-            if date is not None and last_modified <= date:
+            # A date later than our clock is invalid (RFC 2616 §14.25),
+            # so ignored, as Apache does: it cannot vouch for a copy.
+            if date is not None and last_modified <= date <= time.time():
                 return 304
     return None
 
