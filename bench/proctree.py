@@ -59,13 +59,14 @@ def _status_kib(pid: int, field: bytes) -> int:
 
 
 def cpu_seconds(root: int) -> float:
-    """User + system CPU time of the tree's live processes (all their threads)."""
+    """User + system CPU time of the tree's live processes (all their threads),
+    plus that of the children they have reaped (CGI processes live briefly)."""
     ticks = 0
     for pid in tree(root):
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])   # utime, stime
+            ticks += sum(int(v) for v in fields[11:15])   # utime, stime, cutime, cstime
         except (OSError, IndexError, ValueError):
             pass
     return ticks / os.sysconf("SC_CLK_TCK")
