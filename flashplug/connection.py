@@ -189,7 +189,7 @@ class Connection:
         if local is None:  # bound to a wildcard address: ask which one this is
             local = sock.getsockname()
         self.local_addr, self.local_port = (local[0], local[1]) if isinstance(local, tuple) else ("", 0)
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = None           # made when bytes arrive, dropped when idle
         self.out = []
         self.out_bytes = 0
         self.writer_on = False
@@ -248,8 +248,16 @@ class Connection:
         self.feed(_RECV_VIEW[:n])
 
     def feed(self, data):
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = httptools.HttpRequestParser(self)
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
+            if self.state == "idle":
+                # Between requests the parser holds nothing: drop it, so an
+                # idle keep-alive connection does not pay for one (a new
+                # parser costs well under a microsecond).
+                self.parser = None
         except httptools.HttpParserUpgrade:
             # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
             # only, and the parser stops at such a message.  It was queued
