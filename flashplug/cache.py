@@ -33,7 +33,7 @@ class FileEntry:
 
     __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
                  "content_type", "head_tail", "data", "fd", "refs", "dead",
-                 "checked", "nbytes", "map_addr")
+                 "checked", "nbytes", "map_addr", "used")
 
     def __init__(self, fspath, st, content_type, data, fd):
         self.fspath = fspath
@@ -49,6 +49,7 @@ class FileEntry:
         self.refs = 0             # sends in progress that use ``fd``
         self.dead = False         # evicted: close ``fd`` when ``refs`` drops to 0
         self.checked = time.monotonic()
+        self.used = False         # served since ``checked``: worth revalidating ahead
         self.nbytes = len(data) if data is not None else 0
         # Prebuilt header lines of a full 200 response.
         self.head_tail = (
@@ -130,6 +131,11 @@ def load_entry(fspath, small_max):
     return entry
 
 
+def still_fresh_all(entries):
+    """Blocking: ``still_fresh`` for many entries, in one helper call."""
+    return [still_fresh(entry) for entry in entries]
+
+
 def still_fresh(entry):
     """Blocking: does the file on disk still match the entry?"""
     try:
@@ -141,7 +147,7 @@ def still_fresh(entry):
 
 # Large files kept open at once: each holds a descriptor and a mapping, so
 # stay well under the descriptor limit that connections also draw on.
-MAX_OPEN_FILES = 1024
+MAX_OPEN_FILES = 4096
 
 
 class FileCache:
@@ -183,6 +189,12 @@ class FileCache:
             _, victim = self._entries.popitem(last=False)
             self._drop(victim)
             self.stats.cache_evictions += 1
+
+    def due_for_check(self, now):
+        """Entries served lately whose trust runs out within half a window."""
+        soon = now - self.valid / 2
+        return [(key, entry) for key, entry in self._entries.items()
+                if entry.used and entry.checked <= soon]
 
     def remove(self, key):
         entry = self._entries.pop(key, None)

@@ -12,7 +12,8 @@ import os
 import time
 from urllib.parse import quote
 
-from flashplug.cache import FileCache, FileEntry, NotRegular, load_entry, still_fresh
+from flashplug.cache import (FileCache, FileEntry, NotRegular, load_entry, still_fresh,
+                             still_fresh_all)
 from flashplug.errors import HTTPError
 from flashplug.http import conditionals, ranges
 from flashplug.http.message import Response
@@ -22,6 +23,9 @@ ALLOW = "GET, HEAD, OPTIONS"
 # Characters left unescaped when a path is put back into a URL (RFC 3986
 # pchar plus "/").
 URL_SAFE = "/!$&'()*+,;=:@~-._"
+# Files this small are kept in memory even when the content budget is full:
+# sending them with sendfile would cost more syscalls than their bytes.
+ALWAYS_IN_MEMORY = 16 * 1024
 # Raw request-targets remembered for the quickest path; a bound, so that
 # clients inventing query strings cannot grow it without limit.
 TARGET_MEMORY = 4096
@@ -114,6 +118,8 @@ class StaticFiles:
                                config.cache_valid, app.stats)
         self.directory_hook = app.hook_if_used("flashplug_directory")
         self.by_target = {}
+        self.revalidating = False   # a revalidate_ahead batch is in a helper
+        self.target_memory = max(TARGET_MEMORY, 2 * config.cache_entries)
 
     # -- the cached path -------------------------------------------------------
 
@@ -126,7 +132,20 @@ class StaticFiles:
         entry = self.cache.get(request.path)
         if entry is None or not self.cache.is_fresh(entry, time.monotonic()):
             return None
+        entry.used = True
         return entry
+
+    def _admit_max(self):
+        """The largest file a miss may bring into memory right now.
+
+        While the content budget has room, files up to --cache-file-max;
+        once it is full, only tiny ones: a bigger file is then served by
+        sendfile from the page cache, instead of pushing out a file already
+        in memory (which would be read again on its next request).
+        """
+        if self.cache.bytes + self.small_max <= self.cache.max_bytes:
+            return self.small_max
+        return min(self.small_max, ALWAYS_IN_MEMORY)
 
     def remember_target(self, target, entry):
         """Note that the raw request-target ``target`` (bytes) named ``entry``.
@@ -135,7 +154,7 @@ class StaticFiles:
         the next plain request with the same bytes can skip building a
         Request altogether.  Bounded: cleared when full.
         """
-        if len(self.by_target) >= TARGET_MEMORY:
+        if len(self.by_target) >= self.target_memory:
             self.by_target.clear()
         self.by_target[target] = entry
 
@@ -143,7 +162,42 @@ class StaticFiles:
         entry = self.by_target.get(target)
         if entry is None or entry.dead or not self.cache.is_fresh(entry, time.monotonic()):
             return None
+        entry.used = True
         return entry
+
+    def revalidate_ahead(self):
+        """Stat the hot entries in one helper call before their trust runs out.
+
+        Called once a second by the loop.  Entries served since their last
+        check are stat'ed together; the unchanged ones are trusted for
+        another window, the changed ones dropped (the next request reloads
+        them).  So a busy file is never revalidated on a request's path,
+        and an edit is still seen within ``--cache-valid`` (plus the batch's
+        own few milliseconds).
+        """
+        if self.revalidating or not hasattr(self.app.helpers, "loop"):
+            return
+        started = time.monotonic()
+        due = self.cache.due_for_check(started)
+        if not due:
+            return
+        self.revalidating = True
+        self.app.stats.cache_revalidations += len(due)
+        future = self.app.helpers.run(still_fresh_all, [entry for _, entry in due])
+
+        def done(f):
+            self.revalidating = False
+            if f.cancelled() or f.exception() is not None:
+                return
+            for (key, entry), fresh in zip(due, f.result()):
+                entry.used = False
+                if entry.dead:
+                    continue
+                if fresh:
+                    entry.checked = max(entry.checked, started)
+                elif self.cache.get(key) is entry:
+                    self.cache.remove(key)
+        future.add_done_callback(done)
 
     # -- the general path ----------------------------------------------------------
 
@@ -184,7 +238,7 @@ class StaticFiles:
         try:
             entry = await app.helpers.run(
                 resolve, self.docroot, self.real_root, path, self.index_names,
-                self.follow_symlinks, self.small_max)
+                self.follow_symlinks, self._admit_max())
         except (Redirect, Directory) as e:
             return e
         self.cache.put(path, entry)
