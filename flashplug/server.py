@@ -368,6 +368,18 @@ async def _call_async_hooks(hook, **kwargs):
 
 # -- the master of several workers ----------------------------------------------------------
 
+def _die_with_parent():
+    """Linux: SIGTERM this child if the master dies (even by SIGKILL), so no
+    worker is left serving on its own."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def supervise(count, child_main, what="worker"):
     """Fork ``count`` children running ``child_main()``; replace any that
     dies; on SIGTERM or SIGINT pass the signal on and wait for them all."""
@@ -379,6 +391,7 @@ def supervise(count, child_main, what="worker"):
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _die_with_parent()
             code = 1
             try:
                 code = child_main()

@@ -145,6 +145,7 @@ def test_pages_not_in_memory_are_read_in_by_a_helper_then_sent(tmp_path):
             os.close(fd)
 
     def client(port, app):
+        evict()   # freshly written pages: write them back and drop them first
         first = get(port, b"/cold.bin")[1]
         evict()
         before = app.stats.residency_offloads
@@ -157,3 +158,50 @@ def test_pages_not_in_memory_are_read_in_by_a_helper_then_sent(tmp_path):
         assert hashlib.sha256(body).digest() == hashlib.sha256(payload).digest()
     assert offloads >= 1, "an evicted file must be read in by a helper, not on the loop"
     assert hits >= 1
+
+
+def test_hot_files_are_revalidated_ahead_and_edits_still_seen(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "hot.txt").write_text("old")
+
+    def client(port, app):
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:       # keep the entry hot for a while
+            assert get(port, b"/hot.txt")[1].endswith(b"old")
+            time.sleep(0.02)
+        batched = app.stats.cache_revalidations
+        (root / "hot.txt").write_text("new!")
+        seen_at = None
+        start = time.monotonic()
+        while time.monotonic() - start < 5:
+            if get(port, b"/hot.txt")[1].endswith(b"new!"):
+                seen_at = time.monotonic() - start
+                break
+            time.sleep(0.02)
+        return batched, seen_at
+
+    batched, seen_at = serve_in_process(root, client, "--cache-valid", "1")
+    assert batched >= 1, "a hot entry is stat'ed ahead by the once-a-second batch"
+    assert seen_at is not None and seen_at < 2.5, "an edit shows within about --cache-valid"
+
+
+def test_a_full_content_budget_sends_bigger_files_by_sendfile(tmp_path):
+    import hashlib
+    root = tmp_path / "root"
+    root.mkdir()
+    files = {f"f{i}.bin": os.urandom(100_000 + i) for i in range(8)}
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+
+    def client(port, app):
+        for _ in range(2):
+            for name, data in files.items():
+                body = get(port, b"/" + name.encode())[1].split(b"\r\n\r\n", 1)[1]
+                assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+        cache = app.static.cache
+        return cache.bytes, cache.max_bytes, cache.open_files
+
+    used, budget, open_files = serve_in_process(root, client, "--cache-size", "300k")
+    assert used <= budget
+    assert open_files >= 5, "files beyond the budget are kept open for sendfile"

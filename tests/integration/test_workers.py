@@ -48,3 +48,20 @@ def test_workers_stop_gracefully_on_sigterm(server_factory, tmp_path):
     assert server.stop(signal.SIGTERM) == 0
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}/status") or "zombie" in open(f"/proc/{pid}/status").read()
+
+
+def test_workers_die_with_a_killed_master(server_factory, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    server = server_factory(root, "--workers", "2")
+    workers = wait_for(lambda: children(server.proc.pid) if len(children(server.proc.pid)) == 2 else None)
+    server.proc.kill()
+    server.proc.wait()
+
+    def gone(pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                return "(zombie)" in f.read()
+        except FileNotFoundError:
+            return True
+    assert wait_for(lambda: all(gone(pid) for pid in workers))
