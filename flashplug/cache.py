@@ -25,7 +25,7 @@ from collections import OrderedDict
 from flashplug.http.conditionals import make_etag
 from flashplug.http.dates import format_http_date
 from flashplug.http.mime import content_type_for
-from flashplug.residency import MINCORE
+from flashplug.residency import MINCORE, WINDOW, read_in
 
 
 class FileEntry:
@@ -128,6 +128,9 @@ def load_entry(fspath, small_max):
     entry = FileEntry(fspath, st, ctype, None, fd)
     if MINCORE is not None:
         entry.map_addr = MINCORE.map_file(fd, st.st_size)
+    # The loop is about to send it: bring its first window in now, in this
+    # same helper call, rather than after a probe sends us back here.
+    read_in(fd, 0, min(st.st_size, WINDOW))
     return entry
 
 

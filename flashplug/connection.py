@@ -996,7 +996,7 @@ class Connection:
             raise ConnectionError("client went away")
 
     def offload_done(self):
-        """A helper finished reading pages in: carry on sending."""
+        """A helper finished its part of a file: carry on sending."""
         self.offloading = False
         if not self.closed:
             self._flush()
@@ -1055,16 +1055,24 @@ class Connection:
             loop.remove_reader(self.fd)
         if self.writer_on:
             loop.remove_writer(self.fd)
-        for item in self.out:
-            if type(item) is FileRange:
-                item.entry.release()
-        self.out.clear()
         w = self.drain_waiter
         if w is not None and not w.done():
             w.set_result(None)
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self.app.connections.discard(self)
+        if not self.offloading:
+            self.release()
+        # else a helper is sending from our socket and file right now: the
+        # offload's callback releases them, so no descriptor is closed (and
+        # its number reused) under the helper's feet.
+
+    def release(self):
+        """Close the socket and let go of queued files (after ``close``)."""
+        for item in self.out:
+            if type(item) is FileRange:
+                item.entry.release()
+        self.out.clear()
         try:
             self.sock.close()
         except OSError:

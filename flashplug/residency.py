@@ -31,6 +31,7 @@ import logging
 import mmap
 import os
 import platform
+import threading
 import time
 
 log = logging.getLogger("flashplug.residency")
@@ -118,13 +119,25 @@ def read_in(fd, offset, count):
         os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
     except (AttributeError, OSError):
         pass
+    buf = _read_buffer()
     got = 0
     while got < count:
-        chunk = os.pread(fd, min(count - got, 1 << 20), offset + got)
-        if not chunk:
+        n = os.preadv(fd, [buf[:min(count - got, WINDOW)]], offset + got)
+        if not n:
             break
-        got += len(chunk)
+        got += n
     return got
+
+
+_helper_local = threading.local()
+
+
+def _read_buffer():
+    """A scratch buffer per helper thread: reading pages in allocates nothing."""
+    buf = getattr(_helper_local, "buf", None)
+    if buf is None:
+        buf = _helper_local.buf = memoryview(bytearray(WINDOW))
+    return buf
 
 
 class FileSender:
@@ -204,27 +217,59 @@ class FileSender:
         return True
 
     def _offload(self, conn, item, count):
+        """Pages not in memory: a helper does this window's sendfile.
+
+        The helper blocks on the disk, never on the socket (it is
+        non-blocking), and sends without a copy through user space, as
+        nginx's ``aio threads`` does.  The connection stays paused until it
+        is done, and keeps its socket and file open even if it is closed
+        meanwhile (see ``Connection.close``).
+        """
         self.stats.residency_offloads += 1
         conn.offloading = True
         if conn.writer_on:
             conn.loop.remove_writer(conn.fd)
             conn.writer_on = False
         suspicious = self.nowait and self.zero_read
-        fut = self.app.helpers.run(read_in, item.entry.fd, item.offset, count)
+        fut = self.app.helpers.run(send_from_helper, conn.fd, item.entry.fd, item.offset, count)
 
         def done(f):
-            if f.cancelled() or f.exception() is not None or f.result() == 0:
-                if not f.cancelled() and f.exception() is None:
-                    log.warning("%s shrank while being sent; closing the connection",
-                                item.entry.fspath)
-                conn.offloading = False
+            conn.offloading = False
+            if conn.closed:
+                conn.release()
+                return
+            if f.cancelled() or f.exception() is not None:
                 conn.abort()
                 return
-            if suspicious and f.result() > 0 and self.nowait:
-                # RWF_NOWAIT said "end of file" where a plain read found
-                # data: the kernel bug of tokio#3803.  Stop trusting it.
-                log.warning("RWF_NOWAIT returned 0 before end of file (tokio#3803); "
-                            "helpers read unmapped files from now on")
-                self.nowait = False
+            sent = f.result()
+            if sent == 0:
+                log.warning("%s shrank while being sent; closing the connection",
+                            item.entry.fspath)
+                conn.abort()
+                return
+            if sent > 0:
+                self.stats.sendfile_calls += 1
+                item.offset += sent
+                item.left -= sent
+                if suspicious and self.nowait:
+                    # RWF_NOWAIT said "end of file" where the file had data:
+                    # the kernel bug of tokio#3803.  Stop trusting it.
+                    log.warning("RWF_NOWAIT returned 0 before end of file (tokio#3803); "
+                                "helpers read unmapped files from now on")
+                    self.nowait = False
             conn.offload_done()
         fut.add_done_callback(done)
+
+
+def send_from_helper(sock_fd, file_fd, offset, count):
+    """Blocking, in a helper: sendfile pages that may have to come from disk.
+
+    Returns the bytes sent, 0 at end of file (the file shrank), or -1 when
+    the socket was full: then the window is read in, so that it is resident
+    by the time the socket drains.
+    """
+    try:
+        return os.sendfile(sock_fd, file_fd, offset, count)
+    except (BlockingIOError, InterruptedError):
+        read_in(file_fd, offset, count)
+        return -1
