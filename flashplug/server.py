@@ -368,7 +368,7 @@ async def _call_async_hooks(hook, **kwargs):
 
 # -- the master of several workers ----------------------------------------------------------
 
-def _die_with_parent():
+def _die_with_parent(parent):
     """Linux: SIGTERM this child if the master dies (even by SIGKILL), so no
     worker is left serving on its own."""
     try:
@@ -377,7 +377,9 @@ def _die_with_parent():
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != parent:
+        os._exit(0)  # the master died before the request above took effect
 
 
 def supervise(count, child_main, what="worker"):
@@ -385,13 +387,14 @@ def supervise(count, child_main, what="worker"):
     dies; on SIGTERM or SIGINT pass the signal on and wait for them all."""
     children = set()
     stopping = False
+    master = os.getpid()
 
     def spawn():
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _die_with_parent()
+            _die_with_parent(master)
             code = 1
             try:
                 code = child_main()
