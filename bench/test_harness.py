@@ -6,6 +6,8 @@ claims to, and judges the targets honestly; they never assert speed.
 """
 
 import random
+
+import pytest
 import sys
 from collections import Counter
 from pathlib import Path
@@ -120,6 +122,7 @@ def test_tables_give_ratios_to_nginx_and_show_failures():
 
 
 def test_render_writes_every_workload(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the bench extra: pip install -e '.[bench]'")
     res = _results({"a-1k": _wl("a", {"nginx": _row(1.0)}), "e-cgi-sh": _wl("e", {"lighttpd-cgi": _row(5.0)})})
     report.write(res, tmp_path / "benchmarks.md")
     md = (tmp_path / "benchmarks.md").read_text()
