@@ -6,11 +6,11 @@ claims to, and judges the targets honestly; they never assert speed.
 """
 
 import random
-
-import pytest
 import sys
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
