@@ -32,65 +32,6 @@ def get(port, target, extra=b""):
     return int(data.split(b" ", 2)[1]), data
 
 
-# sped does all its disk work on the loop: it shows the spies do catch it.
-@pytest.mark.parametrize("arch, loop_may_touch_disk", [("amped", False), ("sped", True)])
-def test_the_loop_thread_never_touches_the_disk(tmp_path, monkeypatch, arch,
-                                                loop_may_touch_disk):
-    root = tmp_path / "root"
-    (root / "dir").mkdir(parents=True)
-    (root / "small.txt").write_text("small")
-    (root / "big.bin").write_bytes(os.urandom(3 << 20))
-    (root / "dir" / "index.html").write_text("index")
-    (root / "plain").mkdir()
-    config = build_serve([str(root), "--port", "0", "--access-log", "off", "--arch", arch,
-                          "--cache-valid", "0.05"])
-    listener = bind_listener("127.0.0.1", 0)
-    port = listener.getsockname()[1]
-    worker = Worker(config, listener)
-    loop_thread = threading.get_ident()
-    on_loop = []
-    for name in DISK_CALLS:
-        real = getattr(os, name)
-
-        def spy(*args, _real=real, _name=name, **kw):
-            if threading.get_ident() == loop_thread:
-                on_loop.append((_name, args[:1]))
-            return _real(*args, **kw)
-        monkeypatch.setattr(os, name, spy)
-
-    results = {}
-
-    def client():
-        try:
-            for _ in range(2):  # a miss, then a hit
-                results["small"] = get(port, b"/small.txt")[0]
-                results["big"] = get(port, b"/big.bin")[0]
-                results["range"] = get(port, b"/big.bin", b"Range: bytes=100-200,5000-6000\r\n")[0]
-                results["index"] = get(port, b"/dir/")[0]
-                results["redirect"] = get(port, b"/dir")[0]
-                results["missing"] = get(port, b"/nope")[0]
-                results["no index"] = get(port, b"/plain/")[0]
-            time.sleep(0.1)  # past --cache-valid: the next ones revalidate
-            results["revalidated"] = get(port, b"/small.txt")[0]
-        finally:
-            worker.loop.call_soon_threadsafe(worker.stop)
-
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    worker.loop.call_later(0.2, lambda: threading.Thread(target=client, daemon=True).start())
-    try:
-        worker.run()
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-        asyncio.set_event_loop(None)
-    assert results == {"small": 200, "big": 200, "range": 206, "index": 200,
-                       "redirect": 301, "missing": 404, "no index": 404, "revalidated": 200}
-    if loop_may_touch_disk:
-        assert {"open", "fstat"} <= {name for name, _ in on_loop}
-    else:
-        assert on_loop == [], f"the loop thread touched the disk: {on_loop}"
-
-
 def serve_in_process(root, client, *args):
     """Run a Worker on this thread while ``client(port, app)`` runs on another."""
     config = build_serve([str(root), "--port", "0", "--access-log", "off", *args])
@@ -117,6 +58,53 @@ def serve_in_process(root, client, *args):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+# sped does all its disk work on the loop: it shows the spies do catch it.
+@pytest.mark.parametrize("arch, loop_may_touch_disk", [("amped", False), ("sped", True)])
+def test_the_loop_thread_never_touches_the_disk(tmp_path, monkeypatch, arch,
+                                                loop_may_touch_disk):
+    root = tmp_path / "root"
+    (root / "dir").mkdir(parents=True)
+    (root / "small.txt").write_text("small")
+    (root / "big.bin").write_bytes(os.urandom(3 << 20))
+    (root / "dir" / "index.html").write_text("index")
+    (root / "plain").mkdir()
+    loop_thread = threading.get_ident()  # serve_in_process runs the loop here
+    on_loop = []
+
+    def spy_on_the_loop():
+        for name in DISK_CALLS:
+            real = getattr(os, name)
+
+            def spy(*args, _real=real, _name=name, **kw):
+                if threading.get_ident() == loop_thread:
+                    on_loop.append((_name, args[:1]))
+                return _real(*args, **kw)
+            monkeypatch.setattr(os, name, spy)
+
+    def client(port, app):
+        spy_on_the_loop()   # from here on: start-up may stat, serving may not
+        results = {}
+        for _ in range(2):  # a miss, then a hit
+            results["small"] = get(port, b"/small.txt")[0]
+            results["big"] = get(port, b"/big.bin")[0]
+            results["range"] = get(port, b"/big.bin", b"Range: bytes=100-200,5000-6000\r\n")[0]
+            results["index"] = get(port, b"/dir/")[0]
+            results["redirect"] = get(port, b"/dir")[0]
+            results["missing"] = get(port, b"/nope")[0]
+            results["no index"] = get(port, b"/plain/")[0]
+        time.sleep(0.1)  # past --cache-valid: the next ones revalidate
+        results["revalidated"] = get(port, b"/small.txt")[0]
+        return results
+
+    results = serve_in_process(root, client, "--arch", arch, "--cache-valid", "0.05")
+    assert results == {"small": 200, "big": 200, "range": 206, "index": 200,
+                       "redirect": 301, "missing": 404, "no index": 404, "revalidated": 200}
+    if loop_may_touch_disk:
+        assert {"open", "fstat"} <= {name for name, _ in on_loop}
+    else:
+        assert on_loop == [], f"the loop thread touched the disk: {on_loop}"
 
 
 def test_pages_not_in_memory_are_read_in_by_a_helper_then_sent(tmp_path):
