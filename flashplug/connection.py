@@ -21,9 +21,7 @@ Deadlines (header, keep-alive idle, body, send) are plain timestamps; the
 server sweeps all connections once a second, which costs nothing per request.
 """
 import collections
-import errno
 import logging
-import os
 import re
 import socket
 import time
@@ -32,7 +30,7 @@ import httptools
 
 from flashplug.errors import HTTPError
 from flashplug.helpers import run_sync
-from flashplug.http.message import Headers, Request, Response
+from flashplug.http.message import Headers, Request
 from flashplug.http.paths import decode_path
 from flashplug.http.status import reason
 from flashplug.static import FileBody
@@ -692,7 +690,6 @@ class Connection:
             self.resume_reading(_PAUSE_BODY)
 
     def _finish_request(self):
-        request = self.active
         self.active = None
         self.continue_for = None
         if self.closing or self.closed:

@@ -11,7 +11,6 @@ import hashlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
