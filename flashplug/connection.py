@@ -13,8 +13,9 @@ one prebuilt buffer, no coroutine, no hook.  Anything else runs as a task
 
 Output is a queue of ``bytes`` and file ranges.  ``_flush`` sends as much as
 the socket takes; file ranges go out with ``os.sendfile`` once the
-residency probe says their pages are in memory, or after a helper has read
-them in (``flashplug.residency``).  When the queue grows past
+residency probe says their pages are in memory; a window that is not goes
+out from a helper's own ``sendfile`` (``flashplug.residency``).  When the
+queue grows past
 ``HIGH_WATER`` a streaming handler waits in ``drain()``.
 
 Deadlines (header, keep-alive idle, body, send) are plain timestamps; the
