@@ -15,8 +15,7 @@ Output is a queue of ``bytes`` and file ranges.  ``_flush`` sends as much as
 the socket takes; file ranges go out with ``os.sendfile`` once the
 residency probe says their pages are in memory; a window that is not goes
 out from a helper's own ``sendfile`` (``flashplug.residency``).  When the
-queue grows past
-``HIGH_WATER`` a streaming handler waits in ``drain()``.
+queue grows past ``HIGH_WATER`` a streaming handler waits in ``drain()``.
 
 Deadlines (header, keep-alive idle, body, send) are plain timestamps; the
 server sweeps all connections once a second, which costs nothing per request.
