@@ -217,17 +217,6 @@ class Connection:
 
     # -- reading -----------------------------------------------------------------
 
-    def _reset_message(self):
-        self.m_url = b""
-        self.m_headers = []
-        self.m_head_bytes = 0
-        self.m_hosts = 0
-        self.m_noted = 0
-        self.m_request = None
-        self.m_body = None
-        self.m_connection = None
-        self.m_host = None
-
     def _on_readable(self):
         # One receive buffer per loop, shared by all connections: the parser
         # copies out what it keeps, so nothing is allocated per read.
@@ -334,11 +323,15 @@ class Connection:
 
     # -- parser callbacks ------------------------------------------------------------
 
-    def on_message_begin(self):
+    def _reset_message(self):
+        """Forget the last message's parse state (per-message fields ``m_*``)."""
         self.m_url = b""
         self.m_headers = []
         self.m_head_bytes = self.m_hosts = self.m_noted = 0
         self.m_request = self.m_body = self.m_connection = self.m_host = None
+
+    def on_message_begin(self):
+        self._reset_message()
         if self.state == "idle":
             self.state = "head"
             self.deadline = time.monotonic() + self.header_timeout
@@ -640,9 +633,7 @@ class Connection:
         app = self.app
         stats = app.stats
         stats.cache_hits += 1
-        stats.requests += 1
-        stats.bytes_sent += size
-        stats.status_counts[200] = stats.status_counts.get(200, 0) + 1
+        stats.count_response(200, size)
         if app.access_log is not None:
             referer = agent = None
             for name, value in self.m_headers:
@@ -853,9 +844,7 @@ class Connection:
 
     def _log(self, request, status, size):
         app = self.app
-        app.stats.requests += 1
-        app.stats.bytes_sent += size
-        app.stats.count_status(status)
+        app.stats.count_response(status, size)
         if app.access_log is not None:
             if request is None:
                 app.access_log.log(self.peer_addr, None, None, None, None, status, size,

@@ -25,6 +25,7 @@ from flashplug.http.dates import format_http_date
 from flashplug.http.message import Response
 from flashplug.http.status import reason
 from flashplug.log import AccessLog, setup_error_log
+from flashplug.residency import FileSender
 from flashplug.routes import Route
 from flashplug.static import StaticFiles
 from flashplug.stats import Stats
@@ -104,7 +105,6 @@ class App:
         # The cached path may skip building a Response only when no hook
         # wants to see one.
         self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
-        from flashplug.residency import FileSender
         self.sender = FileSender(self, probe=config.arch == "amped")
         self.date_server_lines = b""
         self._update_date()

@@ -19,7 +19,9 @@ class Stats:
             setattr(self, name, 0)
         self.status_counts = {}
 
-    def count_status(self, status):
+    def count_response(self, status, body_bytes):
+        self.requests += 1
+        self.bytes_sent += body_bytes
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
 
     def as_dict(self):
