@@ -14,6 +14,8 @@ import time
 import pytest
 import requests
 
+from procfs import zombies_of
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLES = os.path.join(REPO, "cgi-bin")
 MB = 1 << 20
@@ -82,20 +84,6 @@ def wait_file(path, within=10):
         assert time.monotonic() < deadline, f"{path} never written"
         time.sleep(0.05)
     return open(path).read().split()
-
-
-def zombies(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def proc_status(pid, key):
@@ -531,7 +519,7 @@ def test_disconnect_kills_the_group(serve, docroot, tmp_path):
     assert all(pid_alive(p) for p in procs)
     c.close()
     assert wait_dead(procs)
-    assert zombies(s.proc.pid) == []
+    assert zombies_of(s.proc.pid) == []
 
 
 def test_disconnect_before_headers_kills_the_group(serve, docroot, tmp_path):
@@ -577,7 +565,7 @@ def test_thousands_of_requests_leave_no_zombies_or_descriptors(serve):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(batch, [125] * 16))   # 2,000 requests, 16 at a time
     time.sleep(0.5)
-    assert zombies(pid) == []
+    assert zombies_of(pid) == []
     assert fds() <= before
 
 

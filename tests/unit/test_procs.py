@@ -10,6 +10,7 @@ import time
 import pytest
 
 from flashplug import procs
+from procfs import zombies_of
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -49,22 +50,6 @@ async def read_all(proc, timeout=5):
         if not data:
             return out
         out += data
-
-
-def zombies_of(pid):
-    """Children of ``pid`` in state Z."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == pid:
-            found.append(int(entry))
-    return found
 
 
 def test_stdout_stderr_cwd_and_env(run, tmp_path):
