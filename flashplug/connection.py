@@ -47,6 +47,10 @@ MAX_REQUEST_TARGET = 8190
 MAX_FIELD_SIZE = 8190
 MAX_FIELDS = 100
 MAX_HEAD_BYTES = 64 * 1024
+# Request heads up to this size that were answered from the cache are
+# remembered whole (StaticFiles.known_heads), so the same bytes again skip
+# the parser.  A browser's or a load generator's heads are a few hundred bytes.
+KNOWN_HEAD_MAX = 2048
 # Requests parsed ahead of the one being answered before we stop reading.
 MAX_PIPELINE = 32
 # Body bytes buffered for a handler that has not read them yet.
@@ -57,12 +61,12 @@ LINGER_SECONDS = 2.0
 
 # Header fields the parser callbacks note as they pass, so that a plain
 # request skips the framing checks and takes the cached path.
-_HOST, _FRAMING, _CONDITIONAL = 1, 2, 4
+_HOST, _FRAMING, _CONDITIONAL, _UPGRADE = 1, 2, 4, 8
 _NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
                  b"transfer-encoding": _FRAMING, b"expect": _FRAMING,
                  b"if-match": _CONDITIONAL, b"if-none-match": _CONDITIONAL,
                  b"if-modified-since": _CONDITIONAL, b"if-unmodified-since": _CONDITIONAL,
-                 b"range": _CONDITIONAL, b"if-range": _CONDITIONAL}
+                 b"range": _CONDITIONAL, b"if-range": _CONDITIONAL, b"upgrade": _UPGRADE}
 _STATUS_LINES = {}
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _RECV_BUFFER = bytearray(RECV_SIZE)
@@ -174,7 +178,7 @@ class Connection:
                  "target_path_ok", "deadline", "send_deadline", "state", "continue_for",
                  "_answered", "deferred", "active_handler", "m_url", "m_headers",
                  "m_head_bytes", "m_hosts", "m_noted", "m_request", "m_body",
-                 "m_connection", "m_host", "__weakref__")
+                 "m_connection", "m_host", "m_answer", "__weakref__")
 
     def __init__(self, app, sock, peer):
         self.app = app
@@ -230,9 +234,50 @@ class Connection:
         if not n:
             self._on_eof()
             return
-        if self.state == "lingering":
+        state = self.state
+        if state == "idle" and n <= KNOWN_HEAD_MAX \
+                and _RECV_BUFFER.endswith(b"\r\n\r\n", 0, n):
+            # Between requests, a short complete head: maybe one we know.
+            data = bytes(_RECV_VIEW[:n])
+            known = self.app.static.known_heads.get(data)
+            if known is None or not self._answer_known(known):
+                self.m_answer = None
+                self.feed(data)
+                if self.m_answer is not None:
+                    self._remember_head(data)
+            return
+        if state == "lingering":
             return
         self.feed(_RECV_VIEW[:n])
+
+    def _remember_head(self, data):
+        known = self.m_answer
+        self.m_answer = None
+        # One message exactly: a plain GET/HEAD has no body, so its head's
+        # blank line is the end of the message, and there is only one.
+        if data.count(b"\r\n\r\n") == 1:
+            self.app.static.remember_head(data, known)
+
+    def _answer_known(self, known):
+        """Answer request bytes seen before (``_answer_by_target`` remembered
+        them), without parsing them again.  False: the cache entry went stale,
+        so the request takes the full path."""
+        app = self.app
+        entry = app.static.entry_for_target(known.target)
+        if entry is None:
+            return False
+        size = self._write_entry(known.head_only, known.version, known.keep_alive, entry)
+        stats = app.stats
+        stats.cache_hits += 1
+        stats.count_response(200, size)
+        if app.access_log is not None:
+            app.access_log.log(self.peer_addr, None, known.method, known.target_text,
+                               known.version, 200, size, known.referer, known.agent)
+        if self.closing:
+            self._close_when_flushed()
+        else:
+            self.deadline = time.monotonic() + self.keepalive_timeout
+        return True
 
     def feed(self, data):
         parser = self.parser
@@ -246,6 +291,7 @@ class Connection:
                 # parser costs well under a microsecond).
                 self.parser = None
         except httptools.HttpParserUpgrade:
+            self.m_answer = None    # not a plain request: never remembered
             # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
             # only, and the parser stops at such a message.  It was queued
             # and is answered normally; then the connection closes.
@@ -254,6 +300,7 @@ class Connection:
             if self.active is None:
                 self._close_when_flushed()
         except httptools.HttpParserError as e:
+            self.m_answer = None
             self._on_parse_error(e, data)
 
     def _on_parse_error(self, e, data):
@@ -329,6 +376,7 @@ class Connection:
         self.m_headers = []
         self.m_head_bytes = self.m_hosts = self.m_noted = 0
         self.m_request = self.m_body = self.m_connection = self.m_host = None
+        self.m_answer = None
 
     def on_message_begin(self):
         self._reset_message()
@@ -378,6 +426,9 @@ class Connection:
         if self.m_noted & _HOST and not self._valid_host():
             raise _Reject(400, "Bad Request: invalid Host header")
         request.keep_alive = self._keep_alive()
+        if (self.m_noted & _UPGRADE or method == "CONNECT") and parser.should_upgrade():
+            # The parser stops after this message (see feed): say so.
+            request.keep_alive = False
         if self.m_noted & _FRAMING:
             self._check_framing(request)
         else:
@@ -626,22 +677,23 @@ class Connection:
         entry = self.app.static.entry_for_target(self.m_url)
         if entry is None:
             return False
-        head_only = method == b"HEAD"
         if not self._valid_host():
             return False
-        size = self._write_entry(head_only, version, self._keep_alive(), entry)
+        referer = agent = None
+        for name, value in self.m_headers:
+            if name == b"referer":
+                referer = value.decode("latin-1")
+            elif name == b"user-agent":
+                agent = value.decode("latin-1")
+        known = self.m_answer = KnownHead(self.m_url, method == b"HEAD", version,
+                                          self._keep_alive(), referer, agent)
+        size = self._write_entry(known.head_only, version, known.keep_alive, entry)
         app = self.app
         stats = app.stats
         stats.cache_hits += 1
         stats.count_response(200, size)
         if app.access_log is not None:
-            referer = agent = None
-            for name, value in self.m_headers:
-                if name == b"referer":
-                    referer = value.decode("latin-1")
-                elif name == b"user-agent":
-                    agent = value.decode("latin-1")
-            app.access_log.log(self.peer_addr, None, method.decode(), self.m_url.decode("latin-1"),
+            app.access_log.log(self.peer_addr, None, known.method, known.target_text,
                                version, 200, size, referer, agent)
         self.state = "busy"
         self.deadline = None
@@ -1063,6 +1115,23 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+class KnownHead:
+    """What a remembered request head asks for, and what its log line needs."""
+
+    __slots__ = ("target", "head_only", "version", "keep_alive", "referer", "agent",
+                 "method", "target_text")
+
+    def __init__(self, target, head_only, version, keep_alive, referer, agent):
+        self.target = target            # the raw request-target (bytes)
+        self.head_only = head_only      # HEAD rather than GET
+        self.version = version          # "1.1" or "1.0"
+        self.keep_alive = keep_alive    # the request allows another after it
+        self.referer = referer
+        self.agent = agent
+        self.method = "HEAD" if head_only else "GET"
+        self.target_text = target.decode("latin-1")
 
 
 class FileRange:

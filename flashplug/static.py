@@ -118,6 +118,7 @@ class StaticFiles:
                                config.cache_valid, app.stats)
         self.directory_hook = app.hook_if_used("flashplug_directory")
         self.by_target = {}
+        self.known_heads = {}
         self.revalidating = False   # a revalidate_ahead batch is in a helper
         self.target_memory = max(TARGET_MEMORY, 2 * config.cache_entries)
 
@@ -157,6 +158,18 @@ class StaticFiles:
         if len(self.by_target) >= self.target_memory:
             self.by_target.clear()
         self.by_target[target] = entry
+
+    def remember_head(self, head, answer):
+        """Note that the request bytes ``head`` (one whole message) were
+        answered from the cache by ``answer``, a ``KnownHead``.
+
+        Parsing is deterministic: the same bytes on an idle connection parse
+        to the same request, so the next time they arrive the parser can be
+        skipped.  Bounded like ``by_target``; heads are short.
+        """
+        if len(self.known_heads) >= self.target_memory:
+            self.known_heads.clear()
+        self.known_heads[head] = answer
 
     def entry_for_target(self, target):
         entry = self.by_target.get(target)

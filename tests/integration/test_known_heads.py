@@ -1,0 +1,147 @@
+"""Remembered request heads (``StaticFiles.known_heads``) on a real server.
+
+A plain cached GET/HEAD whose exact bytes arrive again on an idle
+connection is answered without running the parser.  These tests send the
+same bytes repeatedly, as a browser or a load generator does, and check that
+every answer is what the full path would give: keep-alive and close, HEAD,
+HTTP/1.0, pipelining, an edited file, a head that is not plain, and bytes
+that do not parse at all.
+"""
+import time
+
+import pytest
+
+from test_kernel_http import Closed, error_then_closed, req, wire
+
+BODY = b"remembered\n"
+
+
+@pytest.fixture
+def root(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.txt").write_bytes(BODY)
+    return root
+
+
+def test_same_bytes_again_get_the_same_answer(server_factory, root):
+    srv = server_factory(root, "--access-log", "-")
+    raw = req("/a.txt", extra=b"User-Agent: probe/1\r\nReferer: http://r/\r\n")
+    w = wire(srv)
+    for _ in range(5):
+        w.send(raw)
+        status, headers, body = w.response()
+        assert (status, body) == (200, BODY)
+        assert headers["content-length"] == [str(len(BODY))]
+        assert "connection" not in headers
+    w.close()
+    srv.stop()
+    lines = [ln for ln in srv.log().splitlines() if "GET /a.txt" in ln]
+    assert len(lines) == 5, srv.log()
+    # The remembered answers log exactly what the parsed one did.
+    assert len({ln.split("]", 1)[1] for ln in lines}) == 1, lines
+    assert '"http://r/" "probe/1"' in lines[-1]
+
+
+def test_remembered_head_still_sees_an_edit(server_factory, root):
+    srv = server_factory(root, "--cache-valid", "0.05", "--access-log", "off")
+    raw = req("/a.txt")
+    w = wire(srv)
+    for _ in range(3):
+        w.send(raw)
+        assert w.response()[2] == BODY
+    (root / "a.txt").write_bytes(b"edited, and longer\n")
+    time.sleep(0.2)
+    w.send(raw)
+    assert w.response()[2] == b"edited, and longer\n"
+    (root / "a.txt").unlink()
+    time.sleep(0.2)
+    w.send(raw)
+    assert w.response()[0] == 404
+
+
+def test_remembered_close_request_still_closes(server_factory, root):
+    srv = server_factory(root, "--access-log", "off")
+    for raw in (req("/a.txt", extra=b"Connection: close\r\n"),
+                req("/a.txt", version=b"HTTP/1.0", host=None)):
+        for _ in range(3):
+            w = wire(srv)
+            w.send(raw)
+            status, headers, body = w.response()
+            assert (status, body) == (200, BODY)
+            assert headers["connection"] == ["close"]
+            assert w.closed_by_peer()
+            w.close()
+
+
+def test_remembered_http10_keep_alive(server_factory, root):
+    srv = server_factory(root, "--access-log", "off")
+    raw = req("/a.txt", version=b"HTTP/1.0", extra=b"Connection: keep-alive\r\n")
+    w = wire(srv)
+    for _ in range(3):
+        w.send(raw)
+        status, headers, body = w.response()
+        assert (status, body) == (200, BODY)
+        assert headers["connection"] == ["keep-alive"]
+    w.close()
+
+
+def test_remembered_head_request_has_no_body(server_factory, root):
+    srv = server_factory(root, "--access-log", "off")
+    w = wire(srv)
+    for _ in range(3):
+        w.send(req("/a.txt", method="HEAD"))
+        status, headers, body = w.response(head=True)
+        assert status == 200 and headers["content-length"] == [str(len(BODY))]
+        w.send(req("/a.txt"))
+        assert w.response()[2] == BODY
+    w.send(req("/a.txt", method="HEAD"))
+    w.response(head=True)
+    assert w.buf == b"", "a HEAD answer carried a body"
+    w.close()
+
+
+def test_two_known_heads_in_one_packet_get_two_answers(server_factory, root):
+    srv = server_factory(root, "--access-log", "off")
+    raw = req("/a.txt")
+    w = wire(srv)
+    w.send(raw)
+    assert w.response()[2] == BODY
+    w.send(raw + raw)
+    assert w.response()[2] == BODY
+    assert w.response()[2] == BODY
+    w.send(raw)                  # and the single one is still answered alone
+    assert w.response()[2] == BODY
+    w.close()
+
+
+def test_upgrade_head_is_never_remembered(server_factory, root):
+    srv = server_factory(root, "--access-log", "off")
+    raw = req("/a.txt", extra=b"Connection: Upgrade\r\nUpgrade: h2c\r\n")
+    for _ in range(3):
+        w = wire(srv)
+        w.send(raw)
+        status, headers, body = w.response()
+        assert (status, body) == (200, BODY)
+        assert headers["connection"] == ["close"]
+        assert w.closed_by_peer()
+        w.close()
+
+
+def test_garbage_after_a_known_head_is_still_an_error(server_factory, root):
+    # The first connection teaches the server a head; bytes that do not
+    # parse must never be mistaken for it later, on any connection.
+    srv = server_factory(root, "--access-log", "off")
+    w = wire(srv)
+    w.send(req("/a.txt"))
+    assert w.response()[2] == BODY
+    w.send(b"\x16\x03\x01garbage\r\n\r\n")
+    try:
+        status = w.response()[0]
+    except Closed:
+        status = None
+    assert status == 400
+    w.close()
+    for _ in range(2):
+        error_then_closed(srv, b"\x16\x03\x01garbage\r\n\r\n", 400)
+        error_then_closed(srv, b"GET /a.txt HTTP/1.1\r\n\r\n", 400)   # no Host
