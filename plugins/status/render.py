@@ -1,0 +1,132 @@
+"""The status page's formats, and how a request picks one (pure).
+
+Theory of operation: a snapshot (``snapshot.snapshot``) is a flat dict of
+named values; each renderer turns it into bytes:
+
+* ``text``: one ``name: value`` line each, for people, ``grep`` and
+  scripts; the status codes as ``status_200: 41`` lines;
+* ``json``: one object with the same names; ``status_counts`` is an object
+  keyed by code;
+* ``prometheus``: the Prometheus text exposition format (0.0.4), names
+  prefixed ``flashplug_``, counters suffixed ``_total``, the labels
+  (version, arch, pid) on one ``flashplug_info`` gauge.
+
+``choose_format`` reads ``?format=`` first; Apache's ``?auto`` (its
+machine-readable page) means text; otherwise ``Accept`` chooses between
+JSON and text, and text wins ties, so browsers and curl get text.
+"""
+import json
+from urllib.parse import parse_qsl
+
+from .snapshot import FIELDS, KINDS
+
+FORMATS = ("text", "json", "prometheus")
+CONTENT_TYPES = {
+    "text": "text/plain; charset=utf-8",
+    "json": "application/json",
+    "prometheus": "text/plain; version=0.0.4; charset=utf-8",
+}
+# Media types each format answers to in Accept; Prometheus is never picked
+# by Accept, since its scraper also accepts plain text.
+_MEDIA = {"json": "application/json", "text": "text/plain"}
+
+_MEANINGS = {f.name: f.meaning for f in FIELDS}
+
+
+class QueryError(ValueError):
+    """A query string asking for something we do not make (a 400)."""
+
+
+def choose_format(query, accept):
+    params = dict(parse_qsl(query or "", keep_blank_values=True))
+    fmt = params.get("format")
+    if fmt is not None:
+        if fmt not in FORMATS:
+            # The message reaches error pages: it must not echo the request.
+            raise QueryError(f"unknown format; allowed values are {', '.join(FORMATS)}")
+        return fmt
+    if "auto" in params:
+        return "text"
+    return negotiate(accept)
+
+
+def negotiate(accept):
+    """"json" when ``Accept`` prefers application/json to text/plain.
+
+    Each takes the quality of the most specific media range matching it
+    (RFC 9110 §12.5.1); without an ``Accept``, or on a tie, text.
+    """
+    if not accept:
+        return "text"
+    ranges = []
+    for item in accept.split(","):
+        media, *params = [part.strip() for part in item.split(";")]
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((media.lower(), q))
+    quality = {fmt: _quality(media, ranges) for fmt, media in _MEDIA.items()}
+    return "json" if quality["json"] > quality["text"] else "text"
+
+
+def _quality(media, ranges):
+    major = media.split("/")[0]
+    best_q, best_specificity = 0.0, -1
+    for rng, q in ranges:
+        specificity = {media: 2, f"{major}/*": 1, "*/*": 0}.get(rng, -1)
+        if specificity > best_specificity:
+            best_q, best_specificity = q, specificity
+    return best_q
+
+
+# -- renderers ------------------------------------------------------------------------
+
+def render_text(values):
+    lines = []
+    for name, value in values.items():
+        if KINDS.get(name) == "status":
+            lines.extend(f"status_{code}: {count}" for code, count in value.items())
+        else:
+            lines.append(f"{name}: {value}")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def render_json(values):
+    # json turns the integer status codes into string keys, as JSON must.
+    return (json.dumps(values, indent=2) + "\n").encode("utf-8")
+
+
+def render_prometheus(values):
+    info = {name: value for name, value in values.items() if KINDS.get(name) == "info"}
+    labels = ",".join(f'{name}="{_label(value)}"' for name, value in info.items())
+    lines = ["# HELP flashplug_info the server that answered, as labels",
+             "# TYPE flashplug_info gauge",
+             f"flashplug_info{{{labels}}} 1"]
+    for name, value in values.items():
+        kind = KINDS.get(name, "counter")   # Stats counters newer than this table
+        if kind == "info":
+            continue
+        if kind == "status":
+            metric = "flashplug_responses_total"
+            samples = [f'{metric}{{code="{code}"}} {count}' for code, count in value.items()]
+            kind = "counter"
+        else:
+            metric = "flashplug_" + name
+            if kind == "counter" and not metric.endswith("_total"):
+                metric += "_total"
+            samples = [f"{metric} {value}"]
+        meaning = _MEANINGS.get(name, name.replace("_", " ")).replace("`", "")
+        lines += [f"# HELP {metric} {meaning}", f"# TYPE {metric} {kind}", *samples]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _label(value):
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+RENDERERS = {"text": render_text, "json": render_json, "prometheus": render_prometheus}
