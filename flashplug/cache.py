@@ -33,7 +33,7 @@ class FileEntry:
 
     __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
                  "content_type", "head_tail", "data", "fd", "refs", "dead",
-                 "checked", "nbytes", "map_addr", "used")
+                 "checked", "nbytes", "map_addr", "used", "recent")
 
     def __init__(self, fspath, st, content_type, data, fd):
         self.fspath = fspath
@@ -49,7 +49,8 @@ class FileEntry:
         self.refs = 0             # sends in progress that use ``fd``
         self.dead = False         # evicted: close ``fd`` when ``refs`` drops to 0
         self.checked = time.monotonic()
-        self.used = False         # served since ``checked``: worth revalidating ahead
+        self.used = False         # served since the last sweep (set per hit: a store)
+        self.recent = 0           # sweeps left before an unused entry stops being swept
         self.nbytes = len(data) if data is not None else 0
         # Prebuilt header lines of a full 200 response.
         self.head_tail = (
@@ -148,6 +149,10 @@ def still_fresh(entry):
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) == entry.ident
 
 
+# How many once-a-second sweeps keep revalidating an entry after its last
+# hit (see FileCache.due_for_check).
+RECENT_SWEEPS = 10
+
 # Large files kept open at once: each holds a descriptor and a mapping, so
 # stay well under the descriptor limit that connections also draw on.
 MAX_OPEN_FILES = 4096
@@ -194,10 +199,26 @@ class FileCache:
             self.stats.cache_evictions += 1
 
     def due_for_check(self, now):
-        """Entries served lately whose trust runs out within half a window."""
+        """Entries served lately whose trust runs out within half a window.
+
+        "Lately" is within the last RECENT_SWEEPS sweeps (about that many
+        seconds), not only since the last one: a file asked for every few
+        seconds, as most of a big site's files are, would otherwise go stale
+        between two requests and send each of them to a helper first.
+        """
         soon = now - self.valid / 2
-        return [(key, entry) for key, entry in self._entries.items()
-                if entry.used and entry.checked <= soon]
+        due = []
+        for key, entry in self._entries.items():
+            if entry.used:
+                entry.used = False
+                entry.recent = RECENT_SWEEPS
+            elif entry.recent:
+                entry.recent -= 1
+            else:
+                continue
+            if entry.checked <= soon:
+                due.append((key, entry))
+        return due
 
     def remove(self, key):
         entry = self._entries.pop(key, None)

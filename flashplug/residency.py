@@ -231,17 +231,15 @@ class FileSender:
             conn.loop.remove_writer(conn.fd)
             conn.writer_on = False
         suspicious = self.nowait and self.zero_read
-        fut = self.app.helpers.run(send_from_helper, conn.fd, item.entry.fd, item.offset, count)
 
-        def done(f):
+        def done(sent, error):
             conn.offloading = False
             if conn.closed:
                 conn.release()
                 return
-            if f.cancelled() or f.exception() is not None:
+            if error is not None:
                 conn.abort()
                 return
-            sent = f.result()
             if sent == 0:
                 log.warning("%s shrank while being sent; closing the connection",
                             item.entry.fspath)
@@ -258,7 +256,7 @@ class FileSender:
                                 "helpers read unmapped files from now on")
                     self.nowait = False
             conn.offload_done()
-        fut.add_done_callback(done)
+        self.app.helpers.call(send_from_helper, (conn.fd, item.entry.fd, item.offset, count), done)
 
 
 def send_from_helper(sock_fd, file_fd, offset, count):

@@ -203,7 +203,6 @@ class StaticFiles:
             if f.cancelled() or f.exception() is not None:
                 return
             for (key, entry), fresh in zip(due, f.result()):
-                entry.used = False
                 if entry.dead:
                     continue
                 if fresh:

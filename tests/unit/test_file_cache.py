@@ -42,3 +42,24 @@ def test_an_entry_in_use_closes_after_its_last_send(tmp_path):
     assert entry.dead and entry.fd is not None            # still open for the send
     entry.release()
     assert entry.fd is None
+
+
+def test_entries_served_lately_are_swept_for_a_while(tmp_path):
+    from flashplug.cache import RECENT_SWEEPS
+    cache = FileCache(max_entries=10, max_bytes=1000, valid=1.0, stats=Stats())
+    hot = load_entry(make(tmp_path, "hot", 10), small_max=100)
+    cold = load_entry(make(tmp_path, "cold", 10), small_max=100)
+    cache.put("/hot", hot)
+    cache.put("/cold", cold)
+    hot.used = True                      # one hit, then none
+    now = hot.checked + 0.6              # past half the window: due
+    swept = []
+    for _ in range(RECENT_SWEEPS + 3):
+        swept.append([key for key, _ in cache.due_for_check(now)])
+    # Swept at the hit's sweep and the RECENT_SWEEPS after it, then left alone;
+    # the entry never served is never swept.
+    assert swept[:RECENT_SWEEPS] == [["/hot"]] * RECENT_SWEEPS
+    assert swept[RECENT_SWEEPS + 1:] == [[], []]
+    # Not due while its last check is recent, even when just served.
+    hot.used = True
+    assert cache.due_for_check(hot.checked + 0.1) == []
