@@ -254,7 +254,8 @@ def render(results: dict, images: list[str]) -> str:
         "It installs what is missing (`apt-get install -y nginx-light lighttpd wrk`; `pip install aiohttp",
         "matplotlib` into the running interpreter), generates a document root in a temporary directory, and",
         "starts each server in turn on a free loopback port under `taskset -c 0`, with wrk (`-t1`, `--latency`)",
-        "and every helper under `taskset -c 1`. Raw results are kept in `bench/last-run.json`;",
+        "and every helper under `taskset -c 1`. Each point is measured after a warm-up of the same load",
+        "(`--warmup`, 2 s), so every server is seen in its steady state. Raw results are kept in `bench/last-run.json`;",
         "`python bench/report.py` re-renders this page from them. `--only` re-measures some workloads and",
         "merges them into the previous results; each table still comes from one invocation.",
         "",
@@ -311,7 +312,8 @@ def render(results: dict, images: list[str]) -> str:
         "",
     ]
     for key, wl in ordered(results["workloads"]):
-        out += [f"## {wl['title']}", "", f"`{key}` — {wl['duration']:g} s, {wl['connections']} connections, "
+        out += [f"## {wl['title']}", "", f"`{key}` — {wl['duration']:g} s after {wl.get('warmup', 0):g} s of warm-up, "
+                f"{wl['connections']} connections, "
                 f"{wl['time']}", "", *table(wl), ""]
         if key == "a-1m" and "bench-filesize.png" in images:
             out += ["![throughput against file size](img/bench-filesize.png)", ""]

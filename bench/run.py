@@ -45,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="2 s per point, fewer servers and points")
     p.add_argument("--only", default="", help="comma list of workloads: a|filesize, b|zipf, c|disk, d|idle, e|cgi")
     p.add_argument("--duration", type=float, help="seconds per measured point (default 5, quick 2)")
+    p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each point (default 2, quick 1)")
     p.add_argument("--arch", help="flashplug architectures (default amped,sped,mt,mp; quick amped,sped)")
     p.add_argument("--servers", help="comma list restricting server names, e.g. nginx,flashplug-amped")
     p.add_argument("--idle-connections", type=int, default=10_000)
@@ -60,6 +61,8 @@ def parse_args(argv=None):
     except KeyError as e:
         p.error(f"unknown workload {e}")
     args.duration = args.duration or (2.0 if args.quick else 5.0)
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 2.0
     return args
 
 
@@ -154,7 +157,8 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         root = docroot.generate(tmp)
         log(f"document root {root.root}: generated in {time.monotonic() - t0:.1f} s")
-        setup = workloads.Setup(tmp, root.root, args.duration, log, wait_quiet=args.wait_quiet)
+        setup = workloads.Setup(tmp, root.root, args.duration, log, wait_quiet=args.wait_quiet,
+                                warmup=args.warmup)
         zipf_lua = wrk.script(tmp, "zipf", root.zipf_list)
         disk_lua = wrk.script(tmp, "disk", root.disk_list)
         plain_lua = wrk.script(tmp, "plain")
@@ -180,7 +184,8 @@ def main(argv=None) -> int:
                 rows[spec.name] = row
                 log("  " + report.one_line(spec.name, row))
             done[pt["key"]] = {"title": pt["title"], "group": pt["group"], "time": now, "command": cmdline,
-                               "duration": args.duration, "connections": pt["connections"],
+                               "duration": args.duration, "warmup": args.warmup,
+                               "connections": pt["connections"],
                                "labels": {s.name: s.label for s in pt["specs"]},
                                "size": pt.get("size"), "evict": pt.get("evict"), "rows": rows}
         results = {"workloads": {}}

@@ -45,9 +45,14 @@ class Setup:
     log: callable
     busy: tuple = ()   # busy share of (server CPU, client CPU) just before the current run
     wait_quiet: float = 0.0   # seconds to wait, per run, for both CPUs to fall quiet
+    warmup: float = 0.0       # seconds of the same load, not measured, before each run
 
 
 def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int) -> dict:
+    if setup.warmup:
+        # Steady state, as every server reaches it: caches filled, files
+        # opened.  The same for all servers, and not part of the figures.
+        wrk.run(run.port, path, lua, setup.warmup, connections)
     sampler = PeakSampler(run.pid)
     sampler.start()
     try:
