@@ -23,7 +23,6 @@ from flashplug import HTTPError, Response, UsageError
 
 from . import access, render, snapshot
 
-DEFAULT_PATH = "/server-status"
 ALLOWED_METHODS = ("GET", "HEAD")
 
 # Segments of plain URL characters (RFC 3986 pchar without escapes): the
@@ -45,12 +44,12 @@ def check_path(value):
 
 @dataclass(frozen=True)
 class Settings:
-    path: str = DEFAULT_PATH
-    rules: access.Rules = access.Rules(True, ())
+    path: str
+    rules: access.Rules
 
     @classmethod
     def from_config(cls, config):
-        return cls(path=check_path(config.get("status_path") or DEFAULT_PATH),
+        return cls(path=check_path(config.get("status_path")),
                    rules=access.parse_allow(config.get("status_allow")))
 
 

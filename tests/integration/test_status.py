@@ -182,6 +182,7 @@ def test_not_enabled_means_no_page(server_factory, site):
     (["--status-allow", "10.0.0.1/8"], "the network is 10.0.0.0/8"),
     (["--status-allow", ""], "--status-allow (allow in [plugins.status]) is empty"),
     (["--status-path", "/"], "--status-path '/'"),
+    (["--status-path", ""], "--status-path ''"),
 ])
 def test_bad_options_fail_fast(site, tmp_path, args, message):
     p = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(site), "--port", "0",
