@@ -6,7 +6,7 @@ attribute store; a future status plugin reads ``as_dict()``.
 
 
 class Stats:
-    __slots__ = ("connections_total", "connections_active", "requests",
+    __slots__ = ("connections_total", "requests",
                  "bytes_sent", "status_counts",
                  "cache_hits", "cache_misses", "cache_revalidations",
                  "cache_evictions",
