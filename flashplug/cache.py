@@ -25,7 +25,7 @@ from collections import OrderedDict
 from flashplug.http.conditionals import make_etag
 from flashplug.http.dates import format_http_date
 from flashplug.http.mime import content_type_for
-from flashplug.residency import MINCORE, WINDOW, read_in
+from flashplug.residency import MINCORE, PROBE_NEEDS_MAPPING, WINDOW, read_in
 
 
 class FileEntry:
@@ -127,7 +127,7 @@ def load_entry(fspath, small_max):
                                  st.st_gid, len(data), st.st_atime, st.st_mtime, st.st_ctime))
         return FileEntry(fspath, st, ctype, data, None)
     entry = FileEntry(fspath, st, ctype, None, fd)
-    if MINCORE is not None:
+    if PROBE_NEEDS_MAPPING:
         entry.map_addr = MINCORE.map_file(fd, st.st_size)
     # The loop is about to send it: bring its first window in now, in this
     # same helper call, rather than after a probe sends us back here.

@@ -107,8 +107,8 @@ def _add_serve_options(p):
     cache = p.add_argument_group("caches and helpers")
     cache.add_argument("--cache-size", type=size, default="64m", metavar="BYTES",
                        help="memory for small files' contents (default: 64m; 0 disables)")
-    cache.add_argument("--cache-file-max", type=size, default="256k", metavar="BYTES",
-                       help="largest file kept in memory (default: 256k)")
+    cache.add_argument("--cache-file-max", type=size, default="32k", metavar="BYTES",
+                       help="largest file kept in memory (default: 32k)")
     cache.add_argument("--cache-entries", type=_positive_int, default=10000, metavar="N",
                        help="most paths remembered (default: 10000)")
     cache.add_argument("--cache-valid", type=_seconds, default=1.0, metavar="S",

@@ -33,6 +33,7 @@ from flashplug.helpers import run_sync
 from flashplug.http.message import Headers, Request
 from flashplug.http.paths import decode_path
 from flashplug.http.status import reason
+from flashplug.residency import WINDOW
 from flashplug.static import FileBody
 
 log = logging.getLogger("flashplug.connection")
@@ -51,6 +52,10 @@ MAX_HEAD_BYTES = 64 * 1024
 # remembered whole (StaticFiles.known_heads), so the same bytes again skip
 # the parser.  A browser's or a load generator's heads are a few hundred bytes.
 KNOWN_HEAD_MAX = 2048
+# A body in memory smaller than this is copied behind its header and sent
+# with one send(); a bigger one goes out with sendmsg() of the two buffers,
+# which costs a little more per call but copies nothing in user space.
+JOIN_MAX = 16 * 1024
 # Requests parsed ahead of the one being answered before we stop reading.
 MAX_PIPELINE = 32
 # Body bytes buffered for a handler that has not read them yet.
@@ -647,19 +652,25 @@ class Connection:
         keep = keep and not self.closing
         conn_line = b"" if keep and version == "1.1" else (
             b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
-        head = b"".join((b"HTTP/1.1 200 OK\r\n", self.app.date_server_lines,
-                         entry.head_tail, conn_line, b"\r\n"))
         if not keep:
             self.closing = True
+        data = entry.data
+        if data is not None and not head_only and len(data) < JOIN_MAX:
+            # One buffer, one send for header and body.
+            self.write(b"".join((b"HTTP/1.1 200 OK\r\n", self.app.date_server_lines,
+                                 entry.head_tail, conn_line, b"\r\n", data)))
+            return entry.size
+        head = b"".join((b"HTTP/1.1 200 OK\r\n", self.app.date_server_lines,
+                         entry.head_tail, conn_line, b"\r\n"))
         if head_only:
             self.write(head)
             return 0
-        data = entry.data
         if data is None:
             self.write(head, MSG_MORE)
-            self.write_file(entry, 0, entry.size)
-        elif len(data) < 65536:
-            self.write(head + data)     # one send for header and body
+            sent = 0
+            if entry.size <= WINDOW and not self.out and not self.offloading and not self.closed:
+                sent = self.app.sender.send_now(self, entry)
+            self.write_file(entry, sent, entry.size - sent)
         else:
             self.write_pair(head, data)  # too big to copy: one sendmsg
         return entry.size
@@ -856,7 +867,7 @@ class Connection:
         if type(body) is FileBody:
             entry = body.entry
             parts = body.parts
-            if len(parts) == 1 and entry.data is not None and body.length < 65536:
+            if len(parts) == 1 and entry.data is not None and body.length < JOIN_MAX:
                 offset, count = parts[0]  # small, in memory: one write for all
                 self.write(head + entry.data[offset:offset + count])
                 return response, count
@@ -1017,6 +1028,9 @@ class Connection:
             self.writer_on = False
             self.send_deadline = None
         if not out:
+            if self.state == "idle":
+                # The keep-alive wait begins once the response is all sent.
+                self.deadline = time.monotonic() + self.keepalive_timeout
             w = self.drain_waiter
             if w is not None and not w.done():
                 w.set_result(None)
@@ -1074,6 +1088,11 @@ class Connection:
                 self._queue_error(408, "Request Timeout")
             elif self.state in ("head", "body") and self.m_request is not None:
                 self.abort()
+            elif self.out or self.offloading:
+                # Idle between requests, but the last response is still
+                # going out (a long download): --send-timeout watches that.
+                # The idle clock starts again when the queue drains.
+                self.deadline = now + self.keepalive_timeout
             else:
                 self.close()
 

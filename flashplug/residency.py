@@ -6,18 +6,24 @@ in memory, and that would stall every connection on the loop.  So before
 each window of a file is sent, the loop probes whether its pages are
 resident, as the Flash paper did with ``mincore``:
 
+* ``cachestat(2)`` (Linux >= 6.5): how many pages of a range are in the
+  page cache, asked of the descriptor itself.  Measured here: 2.3 us for a
+  100 KiB window and 3.9 us for 256 KiB.  It gives a count, not a prefix,
+  so a window only partly in memory goes to a helper whole.
 * ``mincore(2)`` over a mapping of the file made once, in a helper, when
-  the file entered the open-fd cache.  Exact and copy-free: measured here,
-  about 8 us per 256 KiB window, most of it the ctypes call.
-* ``preadv(..., RWF_NOWAIT)`` (Linux >= 4.14) for a file that could not be
-  mapped: it returns only what is already cached and never blocks, so the
-  bytes it returns are the resident prefix.  It copies the window into a
-  scratch buffer (about 21 us per 256 KiB here), which is why it is second.
+  the file entered the open-fd cache (only where cachestat is missing).
+  Exact and copy-free, but it looks each page up: 3.4 us for 100 KiB and
+  about 8 us for 256 KiB here.
+* ``preadv(..., RWF_NOWAIT)`` (Linux >= 4.14) when neither works: it
+  returns only what is already cached and never blocks, so the bytes it
+  returns are the resident prefix.  It copies the window into a scratch
+  buffer (about 21 us per 256 KiB here), which is why it is last.
 
-Resident pages go out with ``sendfile`` straight from the loop.  When the
-probe says "not resident", a helper reads the window in
-(``posix_fadvise(WILLNEED)`` plus a read) and the loop resumes sending when
-it is done.  SPED mode skips the probe: its ``sendfile`` may block.
+Resident pages go out with ``sendfile`` straight from the loop.  A window
+that is not resident is sent by a helper's own ``sendfile``, which may wait
+for the disk but never for the (non-blocking) socket; the loop carries on
+with the rest when it is done.  SPED mode skips the probe: its ``sendfile``
+may block.
 
 Some kernels (5.9 and 5.10; tokio#3803) return 0 from RWF_NOWAIT reads
 before end of file.  RWF_NOWAIT is off there; elsewhere a 0 before the known
@@ -99,6 +105,65 @@ class Mincore:
         return max(0, first_missing * PAGE - (offset - start))
 
 
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _CachestatResult(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
+
+
+class Cachestat:
+    """``cachestat(2)`` through ``syscall``: cached pages of a file range.
+
+    The request and result structs are allocated once and reused, so a
+    probe is one foreign call.  It runs on the loop only, one at a time.
+    """
+
+    # New system calls share one number on every architecture but alpha.
+    NUMBER = 451
+
+    def __init__(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._syscall = libc.syscall
+        self._syscall.restype = ctypes.c_long
+        self._range = _CachestatRange()
+        self._result = _CachestatResult()
+        # Arguments built once and passed without argtypes: converting them
+        # on every call cost more (0.7 us) than the system call's own work.
+        # The descriptor and flags go as C ints, which is what the kernel
+        # reads (both are unsigned int there).
+        self._number = ctypes.c_long(self.NUMBER)
+        self._range_ptr = ctypes.pointer(self._range)
+        self._result_ptr = ctypes.pointer(self._result)
+
+    def cached_pages(self, fd, offset, length):
+        """Pages of ``fd`` between ``offset`` and ``offset + length`` that
+        are in the page cache; -1 when the call fails."""
+        rng = self._range
+        rng.off = offset
+        rng.len = length
+        if self._syscall(self._number, fd, self._range_ptr, self._result_ptr, 0) != 0:
+            return -1
+        return self._result.nr_cache
+
+
+def _load_cachestat():
+    """A working Cachestat, or None (an older kernel says ENOSYS)."""
+    if platform.system() != "Linux" or platform.machine().startswith("alpha"):
+        return None
+    try:
+        probe = Cachestat()
+        fd = os.open(__file__, os.O_RDONLY)
+    except (OSError, AttributeError):
+        return None
+    try:
+        return probe if probe.cached_pages(fd, 0, PAGE) >= 0 else None
+    finally:
+        os.close(fd)
+
+
 def _load_mincore():
     try:
         return Mincore()
@@ -106,7 +171,10 @@ def _load_mincore():
         return None
 
 
+CACHESTAT = _load_cachestat()
 MINCORE = _load_mincore()
+# Files are mapped for mincore only where cachestat cannot be used.
+PROBE_NEEDS_MAPPING = CACHESTAT is None and MINCORE is not None
 
 
 def read_in(fd, offset, count):
@@ -157,6 +225,12 @@ class FileSender:
     def resident_prefix(self, entry, offset, count):
         """How many bytes from ``offset`` are in memory; -1 when unknown."""
         self.stats.residency_probes += 1
+        if CACHESTAT is not None:
+            start = offset - offset % PAGE
+            length = offset + count - start
+            cached = CACHESTAT.cached_pages(entry.fd, start, length)
+            if cached >= 0:
+                return count if cached * PAGE >= length else 0
         if entry.map_addr:
             return MINCORE.resident_prefix(entry.map_addr, offset, count)
         if self.nowait:
@@ -173,6 +247,25 @@ class FileSender:
             self.zero_read = got == 0
             return got
         return -1
+
+    def send_now(self, conn, entry):
+        """The common case in one go: a whole file of at most one window,
+        right after its header, on a connection with nothing queued.
+
+        Returns the bytes sent from the loop (0 when its pages are not all
+        in memory, the socket is full, or anything unusual happens); the
+        caller queues the rest, and the general path deals with it.
+        """
+        size = entry.size
+        if self.probe_enabled and self.resident_prefix(entry, 0, size) < size:
+            return 0
+        try:
+            sent = os.sendfile(conn.fd, entry.fd, 0, size) if self.use_sendfile else 0
+        except OSError:
+            return 0
+        self.stats.residency_hits += 1
+        self.stats.sendfile_calls += 1
+        return sent
 
     def send(self, conn, item):
         """Send what can go now.  True: item done; False: wait; None: failed."""

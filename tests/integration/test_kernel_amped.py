@@ -11,6 +11,7 @@ import hashlib
 import os
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -18,7 +19,7 @@ import time
 import pytest
 import requests
 
-from test_kernel_http import one, req, wire
+from test_kernel_http import Wire, one, req, wire
 
 SIZES = {"empty.bin": 0, "one.bin": 1, "k.bin": 1000, "100k.bin": 100 * 1024,
          "300k.bin": 300 * 1024, "2m.bin": 2 * 1024 * 1024 + 7}
@@ -385,3 +386,57 @@ def test_many_open_connections(server_factory, tmp_path):
         assert status == 200 and body == files["k.bin" if i % 2 else "100k.bin"]
     for w in conns:
         w.close()
+
+
+def test_a_reader_that_stalls_gets_every_byte(server_factory, tmp_path):
+    # A small receive window makes the first sendfile stop short: the rest
+    # is queued and sent as the client reads, on a connection that stays
+    # usable; a second client meanwhile is answered at once.
+    root = tmp_path / "root"
+    root.mkdir()
+    files = make_files(root)
+    srv = server_factory(root, "--access-log", "off")
+    for name in ("100k.bin", "300k.bin", "2m.bin"):
+        sock = srv.connect()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        w = Wire(sock)
+        for _ in range(2):
+            w.send(req("/" + name))
+            time.sleep(0.2)                       # not reading: the server must wait
+            status, _, quick = one(srv, req("/k.bin"))
+            assert status == 200 and quick == files["k.bin"]
+            status, headers, body = w.response()
+            assert status == 200 and sha(body) == sha(files[name])
+        w.close()
+
+
+def test_a_download_may_outlast_the_keepalive_timeout(server_factory, tmp_path):
+    # The keep-alive timeout is for idle connections: a response still
+    # being sent is watched by --send-timeout instead, and the idle wait
+    # starts when it is all sent.
+    root = tmp_path / "root"
+    root.mkdir()
+    data = os.urandom(24 * 1024 * 1024)
+    (root / "big.bin").write_bytes(data)
+    srv = server_factory(root, "--access-log", "off", "--keepalive-timeout", "1")
+    sock = srv.connect(timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.sendall(req("/big.bin"))
+    head, body, started = b"", b"", time.monotonic()
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    head, _, body = head.partition(b"\r\n\r\n")
+    chunks = [body]
+    got = len(body)
+    while got < len(data):
+        chunk = sock.recv(65536)
+        assert chunk, f"cut off after {got} of {len(data)} bytes"
+        chunks.append(chunk)
+        got += len(chunk)
+        time.sleep(0.005)                         # a slow reader: about 3 s in all
+    assert time.monotonic() - started > 2, "the download was not slow enough to test this"
+    assert sha(b"".join(chunks)) == sha(data)
+    w = Wire(sock)                                # and the connection is still usable
+    w.send(req("/big.bin", method="HEAD"))
+    assert w.response(head=True)[0] == 200
+    w.close()
