@@ -131,6 +131,10 @@ class PeakSampler(threading.Thread):
     def measure_core(self, cpu: int) -> None:
         self.core_busy = busy_between(self._times0, cpu_times(), cpu)
 
+    def busy_share(self, cpu: int) -> float:
+        """Share of ``cpu`` spent running any task since the sampler started."""
+        return busy_between(self._times0, cpu_times(), cpu)
+
 
 def kill_tree(proc, grace: float = 5.0) -> list[int]:
     """Stop a server started with start_new_session=True; return pids that survived.

@@ -93,6 +93,8 @@ def _notes(row: dict) -> str:
     if any(b > BUSY for b in row.get("busy_before") or ()):
         notes.append("machine busy before the run: " +
                      ", ".join(f"CPU {c} {100 * b:.0f}%" for c, b in zip((0, 1), row["busy_before"])))
+    if row.get("client_core_busy", 0) >= CLIENT_BOUND:
+        notes.append(f"wrk's core {100 * row['client_core_busy']:.0f}% busy: the client set the pace")
     if row.get("other_on_core", 0) > BUSY:
         notes.append(f"other tasks took {100 * row['other_on_core']:.0f}% of the server's core during the run")
     if row.get("note"):
@@ -101,6 +103,8 @@ def _notes(row: dict) -> str:
 
 
 BUSY = 0.10
+# wrk's core this busy means the load generator, not the server, was the limit.
+CLIENT_BOUND = 0.95
 
 
 def busy(row: dict) -> bool:

@@ -60,8 +60,11 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
     finally:
         row_peak = sampler.stop()
         sampler.measure_core(int(servers.SERVER_CPU))
+        # wrk's own core: when it is saturated, the client set the pace.
+        client_busy = sampler.busy_share(int(servers.CLIENT_CPU))
     row["peak_rss"] = row_peak
     row["server_cpu"] = sampler.cpu_share
+    row["client_core_busy"] = client_busy
     # What ran on the server's core besides the server: someone else's load.
     row["other_on_core"] = max(0.0, sampler.core_busy - sampler.cpu_share)
     row["busy_before"] = setup.busy
@@ -147,6 +150,10 @@ def disk(setup: Setup, spec: servers.Spec, lua: Path, connections: int, evicted:
             time.sleep(2 * interval)
             row["evicted_resident_before"] = resident_share(evicted)
         row.update(_measure(setup, run, "/", lua, connections))
+        if evictor:
+            # The evictor shares wrk's core: its busy share says nothing
+            # about the client alone.
+            row.pop("client_core_busy", None)
         return row
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
         return {"error": str(e)}
