@@ -2,11 +2,19 @@
 
 Theory of operation: ``parse_range`` turns a Range value and the file size
 into one of three answers: None (ignore the header, send 200 with the
-whole body), ``UNSATISFIABLE`` (send 416) or a sorted list of inclusive
+whole body), ``UNSATISFIABLE`` (send 416) or a list of inclusive
 ``(start, end)`` pairs with overlapping and adjacent ranges coalesced.  The
-work is bounded by the header length and ``max_ranges``: one pass to
-parse, one sort, one pass to coalesce, never a pairwise merge (a quadratic
-merge made Starlette's ranges a denial of service, CVE-2025-62727).
+list keeps the order in which the client asked (RFC 9110 §15.3.7.2: parts
+SHOULD follow the order of the range-specs); a coalesced range stands where
+the first of its members stood.  The work is bounded by the header length
+and ``max_ranges``: one pass to parse, one sort, one pass to coalesce, one
+pass to restore the order, never a pairwise merge (a quadratic merge made
+Starlette's ranges a denial of service, CVE-2025-62727).
+
+An empty file has no byte to send, yet a suffix range ("bytes=-5") is
+satisfiable by definition (RFC 9110 §14.1.1: a non-zero suffix-length
+always is), so it cannot be answered 416 either: such a header is ignored
+and the empty body sent with 200, as nginx and lighttpd do.
 
 One range is sent as a plain 206 with Content-Range; several as a
 multipart/byteranges body (§14.6), whose exact length ``multipart_plan``
@@ -50,7 +58,8 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
     if not specs or len(specs) > max_ranges:
         return None
 
-    ranges = []
+    ranges = []             # (start, end, position in the header)
+    empty_suffix = False    # a satisfiable suffix of an empty file
     for spec in specs:
         m = _RANGE_SPEC.fullmatch(spec)
         if m is None:
@@ -66,27 +75,51 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
                 end = size - 1
             if start >= size:
                 continue  # unsatisfiable alone; others may still be fine
-            ranges.append((start, min(end, size - 1)))
+            ranges.append((start, min(end, size - 1), len(ranges)))
         elif last is not None:
             suffix = int(last)
-            if suffix == 0 or size == 0:
+            if suffix == 0:
                 continue
-            ranges.append((max(size - suffix, 0), size - 1))
+            if size == 0:
+                empty_suffix = True
+                continue
+            ranges.append((max(size - suffix, 0), size - 1, len(ranges)))
         else:
             return None  # a bare "-"
     if not ranges:
-        return UNSATISFIABLE
+        return None if empty_suffix else UNSATISFIABLE
+    return _in_request_order(_coalesce(ranges), len(ranges))
 
+
+def _coalesce(ranges):
+    """Merge overlapping and adjacent ``(start, end, position)`` triples.
+
+    One sort by offset, then one pass; a merged range keeps the smallest
+    position among its members, so it is sent where the client first
+    asked for any of its bytes.
+    """
     ranges.sort()
-    merged = [ranges[0]]
-    for start, end in ranges[1:]:
-        last_start, last_end = merged[-1]
-        if start <= last_end + 1:
-            if end > last_end:
-                merged[-1] = (last_start, end)
+    merged = [list(ranges[0])]
+    for start, end, position in ranges[1:]:
+        last = merged[-1]
+        if start <= last[1] + 1:
+            last[1] = max(last[1], end)
+            last[2] = min(last[2], position)
         else:
-            merged.append((start, end))
+            merged.append([start, end, position])
     return merged
+
+
+def _in_request_order(merged, count):
+    """The merged ranges as ``(start, end)`` pairs, in header order.
+
+    Positions are distinct integers below ``count``, so placing each range
+    in its slot orders them in linear time, without a second sort.
+    """
+    slots = [None] * count
+    for start, end, position in merged:
+        slots[position] = (start, end)
+    return [r for r in slots if r is not None]
 
 
 def content_range(start, end, size):
