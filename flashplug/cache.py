@@ -38,10 +38,13 @@ class FileEntry:
     def __init__(self, fspath, st, content_type, data, fd):
         self.fspath = fspath
         self.size = st.st_size
-        self.mtime = int(st.st_mtime)
+        # A modification time in the future is sent as "now": Last-Modified
+        # must not be later than the response's Date (RFC 9110 §8.8.2.1).
+        modified = min(st.st_mtime, time.time())
+        self.mtime = int(modified)
         self.ident = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
         self.etag = make_etag(st.st_mtime_ns, st.st_size, st.st_ino)
-        self.last_modified = format_http_date(st.st_mtime)
+        self.last_modified = format_http_date(modified)
         self.content_type = content_type
         self.data = data          # whole content, for small files
         self.fd = fd              # open descriptor, for large files
@@ -151,7 +154,7 @@ def still_fresh(entry):
 
 # How many once-a-second sweeps keep revalidating an entry after its last
 # hit (see FileCache.due_for_check).
-RECENT_SWEEPS = 10
+RECENT_SWEEPS = 2
 
 # Large files kept open at once: each holds a descriptor and a mapping, so
 # stay well under the descriptor limit that connections also draw on.
@@ -202,9 +205,11 @@ class FileCache:
         """Entries served lately whose trust runs out within half a window.
 
         "Lately" is within the last RECENT_SWEEPS sweeps (about that many
-        seconds), not only since the last one: a file asked for every few
-        seconds, as most of a big site's files are, would otherwise go stale
-        between two requests and send each of them to a helper first.
+        seconds), not only since the last one: a file asked for about once a
+        second would otherwise often go stale between two requests and send
+        them to a helper first.  Not much longer: each swept entry costs the
+        loop a GIL hand-over with the helper doing its stat, and a stale
+        entry behind a remembered request head costs only one helper trip.
         """
         soon = now - self.valid / 2
         due = []

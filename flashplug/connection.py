@@ -28,6 +28,7 @@ import time
 
 import httptools
 
+from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
 from flashplug.helpers import run_sync
 from flashplug.http.message import Headers, Request
@@ -78,6 +79,7 @@ _RECV_BUFFER = bytearray(RECV_SIZE)
 _RECV_VIEW = memoryview(_RECV_BUFFER)
 # Why reading is paused (bits of Connection.pause_reasons).
 _PAUSE_BODY, _PAUSE_PIPELINE, _PAUSE_ERROR, _PAUSE_UPGRADE, _PAUSE_TIMEOUT = 1, 2, 4, 8, 16
+_PAUSE_REVALIDATE = 32
 # RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
 _VALID_HOSTS = set()    # values already checked; bounded, cleared when full
@@ -245,7 +247,7 @@ class Connection:
             # Between requests, a short complete head: maybe one we know.
             data = bytes(_RECV_VIEW[:n])
             known = self.app.static.known_heads.get(data)
-            if known is None or not self._answer_known(known):
+            if known is None or not self._answer_known(known, data):
                 self.m_answer = None
                 self.feed(data)
                 if self.m_answer is not None:
@@ -263,14 +265,19 @@ class Connection:
         if data.count(b"\r\n\r\n") == 1:
             self.app.static.remember_head(data, known)
 
-    def _answer_known(self, known):
+    def _answer_known(self, known, data):
         """Answer request bytes seen before (``_answer_by_target`` remembered
-        them), without parsing them again.  False: the cache entry went stale,
-        so the request takes the full path."""
+        them), without parsing them again.  False: the cache no longer has
+        the entry, so the request takes the full path."""
         app = self.app
-        entry = app.static.entry_for_target(known.target)
-        if entry is None:
+        static = app.static
+        entry = static.by_target.get(known.target)
+        if entry is None or entry.dead:
             return False
+        if not static.cache.is_fresh(entry, time.monotonic()):
+            self._revalidate_known(known, entry, data)
+            return True
+        entry.used = True
         size = self._write_entry(known.head_only, known.version, known.keep_alive, entry)
         stats = app.stats
         stats.cache_hits += 1
@@ -283,6 +290,29 @@ class Connection:
         else:
             self.deadline = time.monotonic() + self.keepalive_timeout
         return True
+
+    def _revalidate_known(self, known, entry, data):
+        """The file behind a known head is due for its stat (--cache-valid):
+        one helper trip, then the answer.  If the file changed, the bytes are
+        parsed after all, and the full path reloads it."""
+        self.state = "busy"
+        self.deadline = None
+        self.pause_reading(_PAUSE_REVALIDATE)   # a pipelined request waits its turn
+        started = time.monotonic()
+        self.app.stats.cache_revalidations += 1
+
+        def done(fresh, error):
+            if self.closed:
+                return
+            self.state = "idle"
+            self.resume_reading(_PAUSE_REVALIDATE)
+            if fresh and not entry.dead:
+                entry.checked = max(entry.checked, started)
+                if self._answer_known(known, data):
+                    return
+            self.m_answer = None
+            self.feed(data)
+        self.app.helpers.call(still_fresh, (entry,), done)
 
     def feed(self, data):
         parser = self.parser
@@ -333,6 +363,8 @@ class Connection:
             return 400, "Bad Request"
         if "HTTP version" in text:
             return 505, "HTTP Version Not Supported"
+        if "Content-Length" in text:
+            return 400, "Bad Request"   # e.g. with Transfer-Encoding: bad framing
         if "Transfer-Encoding" in text:
             te = self._header_value(b"transfer-encoding")
             if te is not None and b"content-length" not in (n for n, _ in self.m_headers or ()):
@@ -471,11 +503,15 @@ class Connection:
         return self.parser.get_http_version() == "1.1" or b"keep-alive" in tokens
 
     def _valid_host(self):
-        """Is the Host value a URI host with an optional port (RFC 9112 §3.2)?"""
+        """Is the Host value a URI host with an optional port (RFC 9112 §3.2)?
+
+        An empty one is not: our target URIs are "http" URIs, whose host must
+        not be empty (RFC 9110 §4.2.1).
+        """
         host = self.m_host
         if host is None or host in _VALID_HOSTS:
             return True
-        if _HOST_RE.fullmatch(host) is None:
+        if not host or _HOST_RE.fullmatch(host) is None:
             return False
         if len(_VALID_HOSTS) >= 1024:
             _VALID_HOSTS.clear()
@@ -529,6 +565,9 @@ class Connection:
                 url = httptools.parse_url(target.encode("latin-1"))
             except httptools.HttpParserInvalidURLError:
                 raise _Reject(400, "Bad Request: invalid request target") from None
+            if url.userinfo:
+                # RFC 9110 §4.2.4: userinfo in an http URI is an error.
+                raise _Reject(400, "Bad Request: userinfo in request target")
             raw_path = (url.path or b"/").decode("latin-1")
             query = (url.query or b"").decode("latin-1")
         elif request.method == "CONNECT":

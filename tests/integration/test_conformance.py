@@ -3,9 +3,7 @@
 These cases came from an audit that sent the same raw requests to
 flashplug, nginx and lighttpd and settled each difference by the RFC.
 Where the RFC leaves a choice, the test accepts what the RFC allows and
-says which answer we give.  Cases marked ``xfail(strict=True)`` are known
-bugs in files outside ``flashplug/http``; each reason names the fix, and
-the marker comes off when it lands.
+says which answer we give.
 """
 import email.parser
 import email.policy
@@ -279,12 +277,10 @@ def test_http10_keep_alive_is_echoed(srv):
         w.close()
 
 
-# -- known bugs outside flashplug/http (see each reason) -----------------------------------
+# -- found by the audit, fixed in the kernel -------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cache.py: Last-Modified must not be later than Date (RFC 9110 §8.8.2.1); "
-    "clamp the mtime to the load time when the entry is built"))
 def test_future_mtime_is_not_sent_as_last_modified(srv):
+    # Last-Modified must not be later than Date (RFC 9110 §8.8.2.1).
     status, headers, _ = fetch(srv, "/future.txt")
     assert status == 200
     last_modified = email.utils.parsedate_to_datetime(header(headers, "last-modified"))
@@ -292,24 +288,17 @@ def test_future_mtime_is_not_sent_as_last_modified(srv):
     assert last_modified <= date
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connection.py _classify_parse_error: llhttp's \"Content-Length can't be present "
-    "with Transfer-Encoding\" contains 'Transfer-Encoding' and is classified 501; "
-    "it is a framing error, 400 (RFC 9112 §6.3), as when Content-Length comes first"))
 def test_transfer_encoding_then_content_length_400(srv):
+    # Both framings at once is a framing error, in either order (RFC 9112 §6.3).
     error_then_closed(srv, req(extra=b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n")
                       + b"0\r\n\r\n", 400)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connection.py _valid_host: an empty Host makes the http target URI's authority "
-    "empty, which RFC 9112 §3.3 lets the server reject; nginx and lighttpd say 400"))
 def test_empty_host_400(srv):
+    # An "http" URI's host must not be empty (RFC 9110 §4.2.1).
     error_then_closed(srv, req(host=b""), 400)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "connection.py _set_target: userinfo in an absolute-form target is to be treated "
-    "as an error (RFC 9110 §4.2.4); nginx and lighttpd say 400"))
 def test_absolute_form_with_userinfo_400(srv):
+    # userinfo in an http URI is an error (RFC 9110 §4.2.4).
     error_then_closed(srv, req("http://user@t/t.txt"), 400)

@@ -420,10 +420,12 @@ def test_invalid_host_value_400(srv, host):
     assert status == 400, (host, status)
 
 
-def test_empty_host_is_valid(srv):
-    # RFC 9112 §3.2: an empty Host is what a client sends when the target URI
-    # has no authority; it is not an error.
-    assert one(srv, req(host=b""))[0] == 200
+def test_empty_host_is_refused(srv):
+    # The target URI of a request to us is an "http" URI, whose host must not
+    # be empty (RFC 9110 §4.2.1: a recipient MUST reject it); nginx and
+    # lighttpd say 400 as well.  An HTTP/1.0 request may leave Host out.
+    assert one(srv, req(host=b""))[0] == 400
+    assert one(srv, req(host=b"", version=b"HTTP/1.0"))[0] == 400
 
 
 def test_http10_without_host_ok(srv):
