@@ -145,3 +145,22 @@ def test_garbage_after_a_known_head_is_still_an_error(server_factory, root):
     for _ in range(2):
         error_then_closed(srv, b"\x16\x03\x01garbage\r\n\r\n", 400)
         error_then_closed(srv, b"GET /a.txt HTTP/1.1\r\n\r\n", 400)   # no Host
+
+
+def test_a_due_entry_is_checked_then_answered_in_order(server_factory, root):
+    # Past --cache-valid, a remembered head waits for one stat in a helper;
+    # a request sent meanwhile is answered after it, in order.
+    (root / "b.txt").write_bytes(b"second\n")
+    srv = server_factory(root, "--cache-valid", "0.05", "--access-log", "off")
+    raw = req("/a.txt")
+    w = wire(srv)
+    for _ in range(2):
+        w.send(raw)
+        assert w.response()[2] == BODY
+    for _ in range(3):
+        time.sleep(0.15)                  # due again
+        w.send(raw)
+        w.send(req("/b.txt"))
+        assert w.response()[2] == BODY
+        assert w.response()[2] == b"second\n"
+    w.close()
