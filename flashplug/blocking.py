@@ -18,6 +18,7 @@ architectures serve static files only.
 """
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -109,12 +110,21 @@ class BlockingConnection(Connection):
     def write_file(self, entry, offset, count):
         if self.closed:
             return
-        self.sock.settimeout(self.app.config.send_timeout)
+        timeout = self.app.config.send_timeout
+        self.sock.settimeout(timeout)
         fd, sock_fd = entry.fd, self.sock.fileno()
         entry.retain()
         try:
             while count > 0:
-                sent = os.sendfile(sock_fd, fd, offset, min(count, 1 << 20))
+                try:
+                    sent = os.sendfile(sock_fd, fd, offset, min(count, 1 << 20))
+                except (BlockingIOError, InterruptedError):
+                    # A socket with a timeout is non-blocking underneath:
+                    # wait for room, as sendall() does.
+                    if not select.select([], [sock_fd], [], timeout)[1]:
+                        self.abort()
+                        return
+                    continue
                 if sent == 0:
                     log.warning("%s shrank while being sent; closing", entry.fspath)
                     self.abort()

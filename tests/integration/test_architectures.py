@@ -2,8 +2,10 @@
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -52,3 +54,25 @@ def test_blocking_architectures_refuse_plugins(site, arch):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "static files only" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("arch", ["mt", "mp"])
+def test_blocking_architectures_wait_for_a_slow_reader(site, server_factory, arch):
+    # Their sockets have a timeout, which makes them non-blocking underneath:
+    # a full socket must be waited for, not taken for a failure.
+    big = os.urandom(24 << 20)                        # more than the socket buffers hold
+    (site / "huge.bin").write_bytes(big)
+    server = server_factory(site, "--arch", arch, "--procs", "2", "--access-log", "off")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.5)                                   # the server's socket fills up
+    data = b""
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    body = data.partition(b"\r\n\r\n")[2]
+    assert hashlib.sha256(body).digest() == hashlib.sha256(big).digest()
