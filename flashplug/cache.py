@@ -154,7 +154,7 @@ def still_fresh(entry):
 
 # How many once-a-second sweeps keep revalidating an entry after its last
 # hit (see FileCache.due_for_check).
-RECENT_SWEEPS = 2
+RECENT_SWEEPS = 1
 
 # Large files kept open at once: each holds a descriptor and a mapping, so
 # stay well under the descriptor limit that connections also draw on.
@@ -204,12 +204,13 @@ class FileCache:
     def due_for_check(self, now):
         """Entries served lately whose trust runs out within half a window.
 
-        "Lately" is within the last RECENT_SWEEPS sweeps (about that many
-        seconds), not only since the last one: a file asked for about once a
-        second would otherwise often go stale between two requests and send
-        them to a helper first.  Not much longer: each swept entry costs the
-        loop a GIL hand-over with the helper doing its stat, and a stale
-        entry behind a remembered request head costs only one helper trip.
+        "Lately" is since the previous sweep or the RECENT_SWEEPS before it
+        (about as many seconds), not only since the last one: a file asked
+        for about once a second would otherwise often go stale between two
+        requests and send them to a helper first.  Not much longer: each
+        swept entry costs the loop a GIL hand-over with the helper doing its
+        stat, and a stale entry behind a remembered request head costs only
+        one helper trip.
         """
         soon = now - self.valid / 2
         due = []
