@@ -297,7 +297,7 @@ def render(results: dict, images: list[str]) -> str:
         "  flagged when other tasks used more than 10% of a CPU just before it, or of CPU 0 during it.",
         f"- (b): 10,000 files ({sets.get('set_mib', '?')} MiB) with SPECweb96's size classes; a sample of",
         "  200,000 paths drawn from a Zipf distribution (alpha 0.8) over them, picked at random by wrk's",
-        "  Lua script; one second of warm-up before measuring.",
+        "  Lua script.",
         f"- (c): 4,000 files of 256 KiB ({sets.get('disk_mib', '?')} MiB), requested uniformly at random.",
         "  `bench/evict.py` calls `posix_fadvise(POSIX_FADV_DONTNEED)` on the evicted share every 50 ms",
         "  while the load runs; the notes give the share of evicted files still resident just before the",

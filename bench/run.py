@@ -89,7 +89,7 @@ def plan(args) -> list[dict]:
     if "b" in args.groups:
         add("b-zipf", "(b) 10,000 files, Zipf-distributed requests, cached, 64 connections", "b",
             [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *(flash[:1] if quick else flash)],
-            connections=64, warmup=1.0)
+            connections=64)
     if "c" in args.groups:
         for pct in ((0, 100) if quick else (0, 50, 100)):
             title = ("(c) disk-bound: 4,000 files of 256 KiB, all evicted every 50 ms, 64 connections" if pct == 100
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
                     row = workloads.throughput(setup, spec, pt["path"], plain_lua, pt["connections"],
                                                probe=pt.get("probe", "/1k.bin"), expect=pt.get("expect", b""))
                 elif pt["group"] == "b":
-                    row = workloads.throughput(setup, spec, "/", zipf_lua, pt["connections"], warmup=pt["warmup"])
+                    row = workloads.throughput(setup, spec, "/", zipf_lua, pt["connections"])
                 elif pt["group"] == "c":
                     evicted = root.disk_files[:round(len(root.disk_files) * pt["evict"] / 100)]
                     row = workloads.disk(setup, spec, disk_lua, pt["connections"], evicted)

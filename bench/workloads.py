@@ -90,13 +90,11 @@ def _start(setup: Setup, spec: servers.Spec, probe: str, expect: bytes = b""):
 
 
 def throughput(setup: Setup, spec: servers.Spec, path: str, lua: Path, connections: int,
-               probe: str = "/1k.bin", expect: bytes = b"", warmup: float = 0.0) -> dict:
+               probe: str = "/1k.bin", expect: bytes = b"") -> dict:
     run, failed = _start(setup, spec, probe, expect)
     if failed:
         return failed
     try:
-        if warmup:
-            wrk.run(run.port, path, lua, warmup, connections)
         return _measure(setup, run, path, lua, connections)
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
         return {"error": str(e)}
