@@ -44,8 +44,14 @@ log = logging.getLogger("flashplug.residency")
 
 # One probe and one sendfile cover this much; large enough that the probe
 # cost is small per byte, small enough that one window's disk read in a
-# helper is short.
-WINDOW = 256 * 1024
+# helper is short.  Each sendfile call ends by pushing what it queued, so
+# fewer, bigger calls also mean fewer short segments for the client: for a
+# 1 MiB file, 2 MiB windows instead of 256 KiB ones took the server's CPU
+# per request from 174 to 137 us and wrk's from 266 to 256 us here.
+WINDOW = 2 * 1024 * 1024
+# Scratch buffers that pages are read into (helpers reading a window in,
+# and the RWF_NOWAIT probe) are this big; a window is read in steps of it.
+READ_CHUNK = 256 * 1024
 PAGE = mmap.PAGESIZE
 
 
@@ -190,7 +196,7 @@ def read_in(fd, offset, count):
     buf = _read_buffer()
     got = 0
     while got < count:
-        n = os.preadv(fd, [buf[:min(count - got, WINDOW)]], offset + got)
+        n = os.preadv(fd, [buf[:min(count - got, READ_CHUNK)]], offset + got)
         if not n:
             break
         got += n
@@ -204,7 +210,7 @@ def _read_buffer():
     """A scratch buffer per helper thread: reading pages in allocates nothing."""
     buf = getattr(_helper_local, "buf", None)
     if buf is None:
-        buf = _helper_local.buf = memoryview(bytearray(WINDOW))
+        buf = _helper_local.buf = memoryview(bytearray(READ_CHUNK))
     return buf
 
 
@@ -218,7 +224,7 @@ class FileSender:
         # The fallback probe, for a file we could not map.
         self.nowait = probe and hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv") \
             and not _kernel_has_nowait_bug()
-        self.scratch_view = memoryview(bytearray(WINDOW))
+        self.scratch_view = memoryview(bytearray(READ_CHUNK))
         self.use_sendfile = hasattr(os, "sendfile")
         self.zero_read = False   # the last RWF_NOWAIT probe read 0 bytes (EOF or the bug)
 
@@ -234,6 +240,7 @@ class FileSender:
         if entry.map_addr:
             return MINCORE.resident_prefix(entry.map_addr, offset, count)
         if self.nowait:
+            # The scratch buffer bounds the answer to READ_CHUNK bytes.
             try:
                 got = os.preadv(entry.fd, [self.scratch_view[:count]], offset, os.RWF_NOWAIT)
             except BlockingIOError:
