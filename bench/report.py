@@ -97,6 +97,9 @@ def _notes(row: dict) -> str:
         notes.append(f"wrk's core {100 * row['client_core_busy']:.0f}% busy: the client set the pace")
     if row.get("other_on_core", 0) > BUSY:
         notes.append(f"other tasks took {100 * row['other_on_core']:.0f}% of the server's core during the run")
+    if len(row.get("rounds_rps") or ()) > 1:
+        spread = sorted(row["rounds_rps"])
+        notes.append(f"median of {len(spread)} rounds ({spread[0]:,.0f} to {spread[-1]:,.0f} req/s)")
     if row.get("note"):
         notes.append(row["note"])
     return "; ".join(notes)
@@ -251,7 +254,7 @@ def render(results: dict, images: list[str]) -> str:
         "",
         "## How to run",
         "",
-        "    python bench/run.py            # every workload and server, about 10 minutes",
+        "    python bench/run.py            # every workload and server, about 15 minutes",
         "    python bench/run.py --quick    # 2 s points, fewer servers and points, about 2 minutes",
         "    python bench/run.py --only a,d --duration 3 --arch amped,sped --servers nginx,flashplug-amped",
         "",
@@ -259,7 +262,9 @@ def render(results: dict, images: list[str]) -> str:
         "matplotlib` into the running interpreter), generates a document root in a temporary directory, and",
         "starts each server in turn on a free loopback port under `taskset -c 0`, with wrk (`-t1`, `--latency`)",
         "and every helper under `taskset -c 1`. Each point is measured after a warm-up of the same load",
-        "(`--warmup`, 2 s), so every server is seen in its steady state. Raw results are kept in `bench/last-run.json`;",
+        "(`--warmup`, 2 s), so every server is seen in its steady state. The servers of (a) take turns for three",
+        "rounds (`--rounds`) and each keeps its median run, since they differ by less than this machine's noise",
+        "between two runs. Raw results are kept in `bench/last-run.json`;",
         "`python bench/report.py` re-renders this page from them. `--only` re-measures some workloads and",
         "merges them into the previous results; each table still comes from one invocation.",
         "",
@@ -316,8 +321,10 @@ def render(results: dict, images: list[str]) -> str:
         "",
     ]
     for key, wl in ordered(results["workloads"]):
+        rounds = wl.get("rounds", 1)
         out += [f"## {wl['title']}", "", f"`{key}` — {wl['duration']:g} s after {wl.get('warmup', 0):g} s of warm-up, "
-                f"{wl['connections']} connections, "
+                + (f"median of {rounds} rounds, " if rounds > 1 else "")
+                + f"{wl['connections']} connections, "
                 f"{wl['time']}", "", *table(wl), ""]
         if key == "a-1m" and "bench-filesize.png" in images:
             out += ["![throughput against file size](img/bench-filesize.png)", ""]

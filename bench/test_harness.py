@@ -157,3 +157,14 @@ def test_load_during_the_run_is_flagged():
     row = _row(10.0, busy_before=[0.0, 0.0], server_cpu=0.5, other_on_core=0.45)
     assert report.busy(row)
     assert "other tasks took 45% of the server's core" in report._notes(row)
+
+
+def test_the_median_round_is_kept_with_every_rounds_figure():
+    from run import median_run
+    rows = [{"rps": 30.0, "errors": {}}, {"failed": "did not start"}, {"rps": 10.0, "errors": {}},
+            {"rps": 20.0, "errors": {}}]
+    kept = median_run(rows)
+    assert kept["rps"] == 20.0
+    assert kept["rounds_rps"] == [30.0, 0.0, 10.0, 20.0]
+    assert median_run([{"failed": "x"}]) == {"failed": "x"}
+    assert "rounds_rps" not in median_run([{"rps": 5.0, "errors": {}}])
