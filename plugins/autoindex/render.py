@@ -32,6 +32,8 @@ from xml.sax.saxutils import escape as xml_escape, quoteattr
 import jinja2
 from markupsafe import Markup, escape
 
+from flashplug.http.accept import media_ranges, quality
+
 FORMATS = ("html", "json", "xml")
 CONTENT_TYPES = {
     "html": "text/html; charset=utf-8",
@@ -113,37 +115,10 @@ def negotiate(accept):
     """
     if not accept:
         return "html"
-    ranges = []
-    for item in accept.split(","):
-        parts = [p.strip() for p in item.split(";")]
-        media = parts[0].lower()
-        if "/" not in media:
-            continue
-        q = 1.0
-        for param in parts[1:]:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        ranges.append((media, q))
-
+    ranges = media_ranges(accept)
     best, best_q = "html", 0.0
     for media, fmt in _MEDIA:
-        major = media.split("/")[0]
-        q, specificity = 0.0, -1
-        for rng, rq in ranges:
-            if rng == media:
-                s = 2
-            elif rng == major + "/*":
-                s = 1
-            elif rng == "*/*":
-                s = 0
-            else:
-                continue
-            if s > specificity:
-                q, specificity = rq, s
+        q = quality(media, ranges)
         if q > best_q:
             best, best_q = fmt, q
     return best

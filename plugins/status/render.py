@@ -18,6 +18,8 @@ JSON and text, and text wins ties, so browsers and curl get text.
 import json
 from urllib.parse import parse_qsl
 
+from flashplug.http.accept import media_ranges, quality
+
 from .snapshot import FIELDS, KINDS
 
 FORMATS = ("text", "json", "prometheus")
@@ -58,30 +60,9 @@ def negotiate(accept):
     """
     if not accept:
         return "text"
-    ranges = []
-    for item in accept.split(","):
-        media, *params = [part.strip() for part in item.split(";")]
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        ranges.append((media.lower(), q))
-    quality = {fmt: _quality(media, ranges) for fmt, media in _MEDIA.items()}
-    return "json" if quality["json"] > quality["text"] else "text"
-
-
-def _quality(media, ranges):
-    major = media.split("/")[0]
-    best_q, best_specificity = 0.0, -1
-    for rng, q in ranges:
-        specificity = {media: 2, f"{major}/*": 1, "*/*": 0}.get(rng, -1)
-        if specificity > best_specificity:
-            best_q, best_specificity = q, specificity
-    return best_q
+    ranges = media_ranges(accept)
+    qualities = {fmt: quality(media, ranges) for fmt, media in _MEDIA.items()}
+    return "json" if qualities["json"] > qualities["text"] else "text"
 
 
 # -- renderers ------------------------------------------------------------------------

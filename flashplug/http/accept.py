@@ -1,0 +1,42 @@
+"""Content negotiation on ``Accept`` (RFC 9110 §12.5.1), as pure functions.
+
+A format's quality is that of the most specific media range matching it:
+``type/subtype`` beats ``type/*``, which beats ``*/*``; a range that names
+nothing we make counts for nothing.  Plugins with several output formats
+(autoindex, status) pick theirs with these.
+"""
+
+
+def media_ranges(accept):
+    """``[(media range, q)]`` from an Accept value, ranges lower-cased.
+
+    An unreadable q counts as 0; an item without a "/" is not a media range
+    and is left out.
+    """
+    ranges = []
+    for item in accept.split(","):
+        media, *params = [part.strip() for part in item.split(";")]
+        media = media.lower()
+        if "/" not in media:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((media, q))
+    return ranges
+
+
+def quality(media, ranges):
+    """The q the most specific range in ``ranges`` gives ``media``; 0 if none."""
+    major = media.split("/")[0]
+    best_q, best_specificity = 0.0, -1
+    for rng, q in ranges:
+        specificity = {media: 2, f"{major}/*": 1, "*/*": 0}.get(rng, -1)
+        if specificity > best_specificity:
+            best_q, best_specificity = q, specificity
+    return best_q
