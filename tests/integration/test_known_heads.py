@@ -60,18 +60,22 @@ def test_remembered_head_still_sees_an_edit(server_factory, root):
     assert w.response()[0] == 404
 
 
+def answered_then_closed(srv, raw, times=3):
+    """The same bytes, each time on a new connection: the file, then a close."""
+    for _ in range(times):
+        w = wire(srv)
+        w.send(raw)
+        status, headers, body = w.response()
+        assert (status, body) == (200, BODY)
+        assert headers["connection"] == ["close"]
+        assert w.closed_by_peer()
+        w.close()
+
+
 def test_remembered_close_request_still_closes(server_factory, root):
     srv = server_factory(root, "--access-log", "off")
-    for raw in (req("/a.txt", extra=b"Connection: close\r\n"),
-                req("/a.txt", version=b"HTTP/1.0", host=None)):
-        for _ in range(3):
-            w = wire(srv)
-            w.send(raw)
-            status, headers, body = w.response()
-            assert (status, body) == (200, BODY)
-            assert headers["connection"] == ["close"]
-            assert w.closed_by_peer()
-            w.close()
+    answered_then_closed(srv, req("/a.txt", extra=b"Connection: close\r\n"))
+    answered_then_closed(srv, req("/a.txt", version=b"HTTP/1.0", host=None))
 
 
 def test_remembered_http10_keep_alive(server_factory, root):
@@ -117,15 +121,7 @@ def test_two_known_heads_in_one_packet_get_two_answers(server_factory, root):
 
 def test_upgrade_head_is_never_remembered(server_factory, root):
     srv = server_factory(root, "--access-log", "off")
-    raw = req("/a.txt", extra=b"Connection: Upgrade\r\nUpgrade: h2c\r\n")
-    for _ in range(3):
-        w = wire(srv)
-        w.send(raw)
-        status, headers, body = w.response()
-        assert (status, body) == (200, BODY)
-        assert headers["connection"] == ["close"]
-        assert w.closed_by_peer()
-        w.close()
+    answered_then_closed(srv, req("/a.txt", extra=b"Connection: Upgrade\r\nUpgrade: h2c\r\n"))
 
 
 def test_garbage_after_a_known_head_is_still_an_error(server_factory, root):
