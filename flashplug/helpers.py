@@ -21,8 +21,8 @@ inline helpers can also be driven to completion without an event loop
 (the blocking ``mt`` and ``mp`` architectures rely on that).
 """
 import collections
-import queue
 import logging
+import queue
 import threading
 
 # Enough threads to keep a disk's queue deep while the loop carries on

@@ -118,8 +118,7 @@ def snapshot(app, started):
         "helpers": getattr(getattr(app, "helpers", None), "size", 0),
         "start_time_seconds": int(started.wall),
         "uptime_seconds": int(time.monotonic() - started.mono),
-        # Stats has a connections_active slot that nothing maintains; the
-        # set of open connections is the truth.
+        # The App's set of open connections is the count; Stats keeps none.
         "connections_active": len(connections),
         "connections_reading": reading,
         "connections_writing": writing,
