@@ -1,20 +1,36 @@
 """The paper's blocking architectures: ``--arch mt`` and ``--arch mp``.
 
-Theory of operation: both reuse the event-driven kernel's parser, framing,
+Theory of operation: both drive the same protocol (``flashplug.http.h1``)
+and request cycle (``flashplug.cycle``) as the event loop, with the same
 caches and static handler, and differ only in how concurrency happens, so
 a benchmark of the four architectures compares concurrency models alone.
 
 * ``mt``: one thread per connection (at most ``--procs`` at once), blocking
-  sockets and blocking disk calls, one cache shared by all threads behind a
-  lock.
+  sockets and blocking disk calls, one cache shared by all threads.
 * ``mp``: ``--procs`` processes, each accepting and serving one connection at
   a time from start to end, each with a private cache.
 
-A ``BlockingConnection`` is the loop's ``Connection`` with its I/O swapped:
-reads and writes block, and the handler coroutine is driven to completion
-on the spot (``run_sync``), which works because with inline helpers the
-static handler never suspends.  Plugins need the event loop, so these
-architectures serve static files only.
+``BlockingConnection`` is the blocking driver: it reads, feeds the protocol,
+and every write blocks until the kernel has taken all of it, so no output is
+ever left queued behind the next response.  A handler's coroutine is driven
+to completion on the spot (``run_sync``), which works because with inline
+helpers the static handler never suspends.  Plugins need the event loop, so
+these architectures serve static files only.
+
+What ``mt``'s threads share, and how:
+
+* the file cache (``LockedFileCache``): its LRU and budget, and each
+  entry's send count (``retain``/``release``), under one lock, so a
+  descriptor is closed only when no thread still sends from it;
+* ``by_target`` and ``known_heads``: dicts whose single get/set/clear calls
+  are atomic under the GIL; an entry found there is checked (``dead``) and
+  retained under the cache lock before it is sent from;
+* ``Stats`` and the access log: under one lock (``LockedStats``, the
+  wrapped ``AccessLog.log``);
+* the Date line: a string replaced whole by the ticker thread.
+
+Everything else (the connection, its parser, its request) is owned by one
+thread.
 """
 import logging
 import os
@@ -25,32 +41,26 @@ import threading
 import time
 
 from flashplug.cache import FileCache
-from flashplug.connection import LINGER_SECONDS, RECV_SIZE, Connection
+from flashplug.connection import LINGER_SECONDS, RECV_SIZE
+from flashplug.cycle import SESSION_SLOTS, RequestCycle, init_session
 from flashplug.helpers import run_sync
+from flashplug.http.h1 import H1Protocol
+from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
+from flashplug.app import App
+from flashplug.residency import READ_CHUNK
+from flashplug.stats import Stats
+from flashplug.transport import SocketTransport
 
 log = logging.getLogger("flashplug.blocking")
 
 
-class SyncLoop:
-    """Stands in for the event loop: "tasks" run to completion at once."""
-
-    def create_task(self, coro):
-        run_sync(coro)
-
-    def add_reader(self, fd, *callback):
-        pass
-
-    remove_reader = add_writer = remove_writer = add_reader
-
-    def call_later(self, delay, cb):
-        pass
-
-    def create_future(self):
-        raise RuntimeError("a blocking architecture cannot wait on a future")
-
-
 class LockedFileCache(FileCache):
-    """The mt architecture's cache: shared by threads, guarded by one lock."""
+    """The mt architecture's cache: shared by threads, guarded by one lock.
+
+    The lock also covers each entry's send count: ``retain`` happens under
+    it, after checking the entry was not evicted, and the eviction that
+    closes a descriptor (``discard``) happens under it too.
+    """
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -68,91 +78,168 @@ class LockedFileCache(FileCache):
         with self.lock:
             super().remove(key)
 
+    def retain(self, entry):
+        with self.lock:
+            return super().retain(entry)
 
-class BlockingConnection(Connection):
-    """A Connection whose socket calls block; served by one thread or process."""
+    def release(self, entry):
+        with self.lock:
+            super().release(entry)
 
-    def __init__(self, app, sock, peer):
-        sock.setblocking(True)
-        sock.settimeout(app.config.header_timeout)
-        super().__init__(app, sock, peer)
+
+class BlockingConnection(H1Protocol, RequestCycle):
+    """One connection served start to end by one thread (mt) or process (mp)."""
+
+    __slots__ = SESSION_SLOTS + ("transport",)
+
+    def __init__(self, app, transport, peer):
+        transport.settimeout(app.config.header_timeout)
+        local = app.listen_addr or transport.local_address()
+        init_session(self, app, peer, local, time.monotonic())
+        self.transport = transport
+
+    clock = staticmethod(time.monotonic)
+
+    def spawn(self, coro):
+        run_sync(coro)   # the static handler never suspends here
 
     def serve(self):
         config = self.app.config
+        transport = self.transport
         while not self.closed:
-            self.sock.settimeout(config.keepalive_timeout if self.state == "idle"
+            transport.settimeout(config.keepalive_timeout if self.state == "idle"
                                  else config.header_timeout)
             try:
-                data = self.sock.recv(RECV_SIZE)
+                data = transport.recv(RECV_SIZE)
             except socket.timeout:
                 if self.state == "head":
                     self._queue_error(408, "Request Timeout")
-                self.close()
                 break
             except OSError:
-                self.abort()
                 break
             if not data:
-                self.close()
+                # Every whole request has been answered by now (each write
+                # blocks); one cut off half-way cannot be.
+                self.eof = True
                 break
-            self.feed(data)
+            self.feed(data, time.monotonic())
         self.close()
+
+    # Reading is paused only by returning from serve(): nothing to watch.
+    def pause_reading(self, why):
+        pass
+
+    def resume_reading(self, why):
+        pass
 
     def write(self, data, more=0):
         if self.closed:
             return
         try:
-            self.sock.settimeout(self.app.config.send_timeout)
-            self.sock.sendall(data)
+            self.transport.settimeout(self.app.config.send_timeout)
+            self.transport.sendall(data)
         except OSError:
             self.abort()
 
+    def write_pair(self, head, body):
+        self.write(head)
+        self.write(body)
+
     def write_file(self, entry, offset, count):
-        if self.closed:
+        if self.closed or count <= 0:
             return
-        timeout = self.app.config.send_timeout
-        self.sock.settimeout(timeout)
-        fd, sock_fd = entry.fd, self.sock.fileno()
-        entry.retain()
+        cache = self.app.static.cache
+        if not cache.retain(entry):
+            self.abort()   # evicted and closed meanwhile: the answer cannot be sent
+            return
         try:
-            while count > 0:
-                try:
-                    sent = os.sendfile(sock_fd, fd, offset, min(count, 1 << 20))
-                except (BlockingIOError, InterruptedError):
-                    # A socket with a timeout is non-blocking underneath:
-                    # wait for room, as sendall() does.
-                    if not select.select([], [sock_fd], [], timeout)[1]:
-                        self.abort()
-                        return
-                    continue
-                if sent == 0:
-                    log.warning("%s shrank while being sent; closing", entry.fspath)
-                    self.abort()
-                    return
-                offset += sent
-                count -= sent
+            if self.transport.zero_copy:
+                self._sendfile(entry, offset, count)
+            else:
+                while count > 0 and not self.closed:
+                    data = os.pread(entry.fd, min(count, READ_CHUNK), offset)
+                    if not data:
+                        raise EOFError
+                    self.write(data)
+                    offset += len(data)
+                    count -= len(data)
+        except EOFError:
+            log.warning("%s shrank while being sent; closing", entry.fspath)
+            self.abort()
         except OSError:
             self.abort()
         finally:
-            entry.release()
+            cache.release(entry)
+
+    def _sendfile(self, entry, offset, count):
+        timeout = self.app.config.send_timeout
+        self.transport.settimeout(timeout)
+        fd, sock_fd = entry.fd, self.transport.fd
+        while count > 0:
+            try:
+                sent = os.sendfile(sock_fd, fd, offset, min(count, 1 << 20))
+            except (BlockingIOError, InterruptedError):
+                # A socket with a timeout is non-blocking underneath:
+                # wait for room, as sendall() does.
+                if not select.select([], [sock_fd], [], timeout)[1]:
+                    raise TimeoutError("send timed out") from None
+                continue
+            if sent == 0:
+                raise EOFError
+            offset += sent
+            count -= sent
+
+    async def drain(self):
+        pass   # every write has already waited for the kernel
 
     def _close_when_flushed(self):
         if self.closed:
             return
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-            self.sock.settimeout(LINGER_SECONDS)
-            end = time.monotonic() + LINGER_SECONDS
-            while time.monotonic() < end and self.sock.recv(RECV_SIZE):
+        self.closing = True
+        if not self.eof:
+            # Lingering close, as on the loop: read and drop for a moment.
+            transport = self.transport
+            try:
+                transport.shutdown_write()
+                transport.settimeout(LINGER_SECONDS)
+                end = time.monotonic() + LINGER_SECONDS
+                while time.monotonic() < end and transport.recv(RECV_SIZE):
+                    pass
+            except OSError:
                 pass
-        except OSError:
-            pass
         self.close()
 
+    def abort(self):
+        self.close()
 
-def _build_app(config, cache_class):
-    from flashplug.server import App  # late: server imports this module lazily too
-    app = App(config, SyncLoop())
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.unparsed = None
+        self.pending.clear()
+        try:
+            self.transport.close()
+        except OSError:
+            pass
+
+
+class LockedStats(Stats):
+    """mt's counters of responses: one lock, as many threads answer."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def count_response(self, status, body_bytes):
+        with self.lock:
+            super().count_response(status, body_bytes)
+
+
+def _build_app(config, cache_class, stats):
+    app = App(config, None, stats=stats)
     old = app.static.cache
     app.static.cache = cache_class(old.max_entries, old.max_bytes, old.valid, app.stats)
     return app
@@ -173,7 +260,7 @@ def _date_ticker(app, stop):
 
 
 def run_mt(config, listener):
-    app = _build_app(config, LockedFileCache)
+    app = _build_app(config, LockedFileCache, LockedStats())
     stop = threading.Event()
     slots = threading.BoundedSemaphore(config.procs)
     threads = set()
@@ -190,7 +277,7 @@ def run_mt(config, listener):
 
     def serve(sock, peer):
         try:
-            BlockingConnection(app, sock, peer).serve()
+            BlockingConnection(app, SocketTransport(sock), peer).serve()
         finally:
             slots.release()
             threads.discard(threading.current_thread())
@@ -202,14 +289,18 @@ def run_mt(config, listener):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     listener.setblocking(True)
+    pause = AcceptPause()
     while not stop.is_set():
         slots.acquire()
         try:
             sock, peer = _accept_one(listener)
-        except OSError:
+        except OSError as e:
             slots.release()
             if stop.is_set():
                 break
+            if e.errno in OUT_OF_RESOURCES:
+                pause.note(e)
+                stop.wait(ACCEPT_PAUSE)
             continue
         t = threading.Thread(target=serve, args=(sock, peer), daemon=True)
         threads.add(t)
@@ -223,7 +314,7 @@ def run_mt(config, listener):
 
 
 def _mp_child(config, listener):
-    app = _build_app(config, FileCache)
+    app = _build_app(config, FileCache, Stats())
     stopping = False
 
     def on_signal(signum, frame):
@@ -235,16 +326,20 @@ def _mp_child(config, listener):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener.setblocking(True)
     last_tick = 0
+    pause = AcceptPause()
     while not stopping:
         try:
             sock, peer = _accept_one(listener)
-        except OSError:
+        except OSError as e:
+            if e.errno in OUT_OF_RESOURCES and not stopping:
+                pause.note(e)
+                time.sleep(ACCEPT_PAUSE)
             continue
         now = int(time.time())
         if now != last_tick:  # no ticker thread: refresh the Date line per connection
             last_tick = now
             app._update_date()
-        BlockingConnection(app, sock, peer).serve()
+        BlockingConnection(app, SocketTransport(sock), peer).serve()
         if app.access_log is not None:
             app.access_log.flush()
     if app.access_log is not None:
@@ -252,12 +347,9 @@ def _mp_child(config, listener):
     return 0
 
 
-def run_mp(config, listener):
-    from flashplug.server import supervise
-    return supervise(config.procs, lambda: _mp_child(config, listener), what="process")
-
-
-def run_blocking(config, listener):
+def run_blocking(config, listener, supervise):
+    """Serve with mt in this process, or with mp's processes forked by
+    ``supervise(count, child_main, what)``."""
     if config.arch == "mt":
         return run_mt(config, listener)
-    return run_mp(config, listener)
+    return supervise(config.procs, lambda: _mp_child(config, listener), what="process")

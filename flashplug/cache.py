@@ -182,6 +182,16 @@ class FileCache:
             self._entries.move_to_end(key)
         return entry
 
+    def retain(self, entry):
+        """Count a send from ``entry``'s descriptor; False once it is closed."""
+        if entry.fd is None:
+            return False
+        entry.refs += 1
+        return True
+
+    def release(self, entry):
+        entry.release()
+
     def is_fresh(self, entry, now):
         return now - entry.checked < self.valid
 

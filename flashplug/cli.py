@@ -9,11 +9,11 @@ import os
 import sys
 
 from flashplug import __version__, plugins as plugin_mod
+from flashplug.arches import ARCHITECTURES
 from flashplug.config import (Config, config_plugins_dirs, config_selection, read_toml,
                               toml_defaults)
 from flashplug.errors import UsageError
 
-ARCHS = ("amped", "sped", "mt", "mp")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -86,7 +86,7 @@ def _add_serve_options(p):
     net.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
     net.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                      help="worker processes sharing the port (default: 1)")
-    net.add_argument("--arch", choices=ARCHS, default="amped",
+    net.add_argument("--arch", choices=tuple(ARCHITECTURES), default="amped",
                      help="concurrency architecture (default: amped)")
     net.add_argument("--procs", type=_positive_int, default=64, metavar="N",
                      help="--arch mt: most connection threads; --arch mp: "

@@ -89,9 +89,10 @@ def flashplug_startup(app):
 
     Called in each worker after the loop starts and before the first request.
 
-    :param app: the running :class:`flashplug.server.App`: ``app.config``,
-        ``app.helpers`` (``await app.helpers.run(fn, *args)`` runs blocking
-        work off the loop), ``app.stats``, ``app.loop``.
+    :param app: the running server, a :class:`flashplug.facade.Server`:
+        ``app.config``, ``app.helpers`` (``await app.helpers.run(fn, *args)``
+        runs blocking work off the loop), ``app.stats``, ``app.loop`` (see
+        "The server object" in docs/plugins.md).
     :return: None, or an awaitable that the kernel awaits before serving.
     """
 
@@ -103,7 +104,7 @@ def flashplug_shutdown(app):
     Called once in each worker when the server stops, after in-flight
     requests finished or the grace period ran out.
 
-    :param app: the running :class:`flashplug.server.App`.
+    :param app: the running server, a :class:`flashplug.facade.Server`.
     :return: None, or an awaitable that the kernel awaits.
     """
 

@@ -38,7 +38,6 @@ import mmap
 import os
 import platform
 import threading
-import time
 
 log = logging.getLogger("flashplug.residency")
 
@@ -214,8 +213,24 @@ def _read_buffer():
     return buf
 
 
+# What FileSender.send reports.
+DONE, WOULD_BLOCK, OFFLOAD, FAILED = "done", "would block", "offload", "failed"
+
+
+class FileRange:
+    """Part of an open file still to be sent (an item of an output queue)."""
+
+    __slots__ = ("entry", "offset", "left", "total")
+
+    def __init__(self, entry, offset, count):
+        self.entry = entry
+        self.offset = offset
+        self.left = count
+        self.total = count
+
+
 class FileSender:
-    """Sends ``FileRange`` items of a connection's output queue."""
+    """Sends ``FileRange`` items; reports what happened, changes nothing else."""
 
     def __init__(self, app, probe):
         self.app = app
@@ -255,7 +270,7 @@ class FileSender:
             return got
         return -1
 
-    def send_now(self, conn, entry):
+    def send_now(self, transport, entry):
         """The common case in one go: a whole file of at most one window,
         right after its header, on a connection with nothing queued.
 
@@ -264,86 +279,81 @@ class FileSender:
         caller queues the rest, and the general path deals with it.
         """
         size = entry.size
+        if not (self.use_sendfile and transport.zero_copy):
+            return 0
         if self.probe_enabled and self.resident_prefix(entry, 0, size) < size:
             return 0
         try:
-            sent = os.sendfile(conn.fd, entry.fd, 0, size) if self.use_sendfile else 0
+            sent = os.sendfile(transport.fd, entry.fd, 0, size)
         except OSError:
             return 0
         self.stats.residency_hits += 1
         self.stats.sendfile_calls += 1
         return sent
 
-    def send(self, conn, item):
-        """Send what can go now.  True: item done; False: wait; None: failed."""
+    def send(self, transport, item):
+        """Send what can go now from the loop; ``item`` (a FileRange) keeps
+        the progress.  Returns DONE (all of it sent), WOULD_BLOCK (the socket
+        is full), OFFLOAD (the next window is not in memory: ``offload`` it)
+        or FAILED (the file shrank or the socket failed: give up on the
+        connection).  Touches nothing of the connection itself."""
         entry = item.entry
         fd = entry.fd
-        sock_fd = conn.fd
+        zero_copy = transport.zero_copy
         while item.left > 0:
             count = min(item.left, WINDOW)
             if self.probe_enabled:
                 resident = self.resident_prefix(entry, item.offset, count)
                 if resident == 0 or resident == -1:
-                    self._offload(conn, item, count)
-                    return False
+                    return OFFLOAD
                 self.stats.residency_hits += 1
                 count = resident
             try:
-                if self.use_sendfile:
-                    sent = os.sendfile(sock_fd, fd, item.offset, count)
+                if self.use_sendfile and zero_copy:
+                    sent = os.sendfile(transport.fd, fd, item.offset, count)
                     self.stats.sendfile_calls += 1
                 else:
-                    sent = conn.sock.send(os.pread(fd, count, item.offset))
+                    # Resident pages, copied: a transport that must see the
+                    # bytes (TLS), or a file system without sendfile.
+                    sent = transport.send(os.pread(fd, count, item.offset))
             except (BlockingIOError, InterruptedError):
-                conn._want_write()
-                return False
+                return WOULD_BLOCK
             except OSError as e:
                 if e.errno in (errno.EINVAL, errno.ENOSYS) and self.use_sendfile:
                     self.use_sendfile = False  # e.g. a file system without sendfile
                     continue
-                conn.abort()
-                return None
+                return FAILED
             if sent == 0:
                 # End of file before Content-Length: the file shrank while we
                 # sent it.  A short body must never pass for a whole one.
                 log.warning("%s shrank while being sent; closing the connection",
                             entry.fspath)
-                conn.abort()
-                return None
+                return FAILED
             item.offset += sent
             item.left -= sent
-            if conn.writer_on:
-                conn.send_deadline = time.monotonic() + self.app.config.send_timeout
-        return True
+        return DONE
 
-    def _offload(self, conn, item, count):
+    def offload(self, transport, item, on_done):
         """Pages not in memory: a helper does this window's sendfile.
 
         The helper blocks on the disk, never on the socket (it is
         non-blocking), and sends without a copy through user space, as
-        nginx's ``aio threads`` does.  The connection stays paused until it
-        is done, and keeps its socket and file open even if it is closed
-        meanwhile (see ``Connection.close``).
+        nginx's ``aio threads`` does.  ``on_done(outcome)`` is called on the
+        loop with DONE (go on sending) or FAILED.  The caller must keep the
+        socket and the file open until then.
         """
         self.stats.residency_offloads += 1
-        conn.offloading = True
-        if conn.writer_on:
-            conn.loop.remove_writer(conn.fd)
-            conn.writer_on = False
+        count = min(item.left, WINDOW)
         suspicious = self.nowait and self.zero_read
 
         def done(sent, error):
-            conn.offloading = False
-            if conn.closed:
-                conn.release()
-                return
             if error is not None:
-                conn.abort()
+                on_done(FAILED)
                 return
             if sent == 0:
                 log.warning("%s shrank while being sent; closing the connection",
                             item.entry.fspath)
-                conn.abort()
+                on_done(FAILED)
                 return
             if sent > 0:
                 self.stats.sendfile_calls += 1
@@ -355,8 +365,9 @@ class FileSender:
                     log.warning("RWF_NOWAIT returned 0 before end of file (tokio#3803); "
                                 "helpers read unmapped files from now on")
                     self.nowait = False
-            conn.offload_done()
-        self.app.helpers.call(send_from_helper, (conn.fd, item.entry.fd, item.offset, count), done)
+            on_done(DONE)
+        sock_fd = transport.fd if transport.zero_copy and self.use_sendfile else None
+        self.app.helpers.call(send_from_helper, (sock_fd, item.entry.fd, item.offset, count), done)
 
 
 def send_from_helper(sock_fd, file_fd, offset, count):
@@ -364,8 +375,11 @@ def send_from_helper(sock_fd, file_fd, offset, count):
 
     Returns the bytes sent, 0 at end of file (the file shrank), or -1 when
     the socket was full: then the window is read in, so that it is resident
-    by the time the socket drains.
+    by the time the socket drains.  With no ``sock_fd`` (a copying
+    transport), the window is only read in.
     """
+    if sock_fd is None:
+        return -1 if read_in(file_fd, offset, count) else 0
     try:
         # Ask for the whole window at once: sendfile alone reads ahead in
         # 128 KiB steps, each waiting for the one before.

@@ -1,13 +1,12 @@
-"""The running server: the App, its listener, workers, signals and stop.
+"""The running server: its listener, its processes, and stop.
 
 Theory of operation: ``run(config)`` binds the listening socket first (so
-a bad port fails at once with a clear message), then either serves in this
-process or forks ``--workers`` processes that share the socket under a
-master that restarts any that die.  Each worker builds one ``App`` on its
-own event loop: the mount table, the static handler and its caches, the
-helper pool and the hooks in use are all decided there, once.
+a bad port fails at once with a clear message), then serves with the
+architecture ``--arch`` names (``flashplug.arches``): in this process, or in
+``--workers`` (or mp's ``--procs``) processes that share the socket under a
+master that restarts any that die.  The App lives in ``flashplug.app``, a
+worker's loop in ``flashplug.worker``.
 """
-import asyncio
 import errno
 import logging
 import os
@@ -15,211 +14,15 @@ import resource
 import signal
 import socket
 import sys
-import time
-import traceback
 
-from flashplug import plugins as plugin_mod
-from flashplug.errors import HTTPError, UsageError
-from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
-from flashplug.http.dates import format_http_date
-from flashplug.http.message import Response
-from flashplug.http.status import reason
-from flashplug.log import AccessLog, setup_error_log
-from flashplug.residency import FileSender
-from flashplug.routes import Route
-from flashplug.static import StaticFiles
-from flashplug.stats import Stats
+from flashplug.arches import BLOCKING
+from flashplug.errors import UsageError
+from flashplug.log import setup_error_log
+from flashplug.worker import Worker
 
 log = logging.getLogger("flashplug.server")
 
-SERVER_NAME = "flashplug"
 LISTEN_BACKLOG = 1024
-# Accept at most this many connections per readiness event, so a flood of
-# new connections cannot starve the ones already open.
-ACCEPT_BATCH = 64
-
-
-_UNROUTED = object()   # respond(): the handler has not been looked up yet
-
-
-class Router:
-    """The mount table: prefix routes (longest first), then extension routes."""
-
-    def __init__(self, routes, route_hook):
-        self.prefixes = sorted((r for r in routes if r.prefix is not None),
-                               key=lambda r: len(r.prefix), reverse=True)
-        self.exts = [r for r in routes if r.ext is not None]
-        self.route_hook = route_hook
-        self.empty = not routes and route_hook is None
-
-    def match(self, request):
-        """The handler for ``request``, or None for the static handler."""
-        if self.empty:
-            return None
-        path = request.path
-        if path is None or path == "*":
-            return None
-        for route in self.prefixes:
-            prefix = route.prefix
-            if path.startswith(prefix) or (prefix.endswith("/") and path == prefix[:-1]):
-                return route.handler
-        for route in self.exts:
-            if route.ext in path:
-                for segment in path.split("/"):
-                    if segment.endswith(route.ext) and len(segment) > len(route.ext):
-                        return route.handler
-        if self.route_hook is not None:
-            return self.route_hook(request=request)
-        return None
-
-
-class App:
-    """Everything one worker needs to answer requests."""
-
-    def __init__(self, config, loop, listener=None):
-        self.config = config
-        self.loop = loop
-        self.listener = listener
-        # The local address every connection shares, unless we listen on a
-        # wildcard address (then each connection asks its own socket).
-        self.listen_addr = None
-        if listener is not None:
-            addr = listener.getsockname()
-            if addr[0] not in ("0.0.0.0", "::"):
-                self.listen_addr = addr
-        self.pm = config.plugin_manager
-        self.stats = Stats()
-        self.connections = set()
-        self.stopping = False
-        self.hooks_in_use = plugin_mod.hooks_in_use(self.pm)
-        if config.arch == "amped":
-            self.helpers = ThreadHelpers(loop, config.helpers or DEFAULT_HELPERS, self.stats)
-        else:
-            self.helpers = InlineHelpers(self.stats)
-        self.access_log = None if config.access_log == "off" else AccessLog(config.access_log)
-        self.response_headers_hook = self.hook_if_used("flashplug_response_headers")
-        self.request_done_hook = self.hook_if_used("flashplug_request_done")
-        self.error_page_hook = self.hook_if_used("flashplug_error_page")
-        self.router = Router(self._collect_routes(), self.hook_if_used("flashplug_route_request"))
-        self.static = StaticFiles(self)
-        # The cached path may skip building a Response only when no hook
-        # wants to see one.
-        self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
-        self.sender = FileSender(self, probe=config.arch == "amped")
-        self.date_server_lines = b""
-        self._update_date()
-
-    def hook_if_used(self, name):
-        """The hook caller for ``name`` if an enabled plugin implements it."""
-        return getattr(self.pm.hook, name) if name in self.hooks_in_use else None
-
-    def _collect_routes(self):
-        routes = []
-        for impl in self.pm.hook.flashplug_routes.get_hookimpls():
-            result = impl.function(config=self.config) if "config" in impl.argnames \
-                else impl.function()
-            for route in result or ():
-                if not isinstance(route, Route):
-                    raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes must "
-                                     f"return Route objects, got {route!r}")
-                route.plugin = impl.plugin_name
-                routes.append(route)
-        return routes
-
-    def _update_date(self):
-        self.date_server_lines = (f"Date: {format_http_date(time.time())}\r\n"
-                                  f"Server: {SERVER_NAME}\r\n").encode("ascii")
-
-    # -- answering -------------------------------------------------------------
-
-    async def respond(self, request, handler=_UNROUTED):
-        """The Response for ``request``: its route's handler, else static files.
-
-        The connection passes the handler it already looked up; a plugin
-        re-dispatching a request (a CGI local redirect) lets it be looked up.
-        """
-        try:
-            if request.path is None:
-                raise request.state["path_error"]
-            if request.path == "*":
-                if request.method == "OPTIONS":
-                    return Response(200, [("Allow", "GET, HEAD, OPTIONS")], b"")
-                raise HTTPError(400, "Bad Request")
-            if handler is _UNROUTED:
-                handler = self.router.match(request)
-            if handler is not None:
-                response = await handler(request)
-                if not isinstance(response, Response):
-                    raise TypeError(f"handler returned {response!r}, not a Response")
-                return response
-            return await self.static.handle(request)
-        except HTTPError as e:
-            return self.error_response(request, e.status, e.message, e.headers, e.close)
-
-    async def dispatch(self, request):
-        """Answer a request a plugin made up (e.g. a CGI local redirect)."""
-        return await self.respond(request)
-
-    def failure_response(self, request, exc):
-        """A 500 for an exception a handler raised; the server goes on."""
-        if isinstance(exc, HTTPError):
-            return self.error_response(request, exc.status, exc.message, exc.headers, exc.close)
-        self.log_plugin_error(exc, request)
-        return self.error_response(request, 500, "Internal Server Error")
-
-    def log_plugin_error(self, exc, request):
-        plugin = None
-        tb = exc.__traceback__
-        while tb is not None:
-            plugin = plugin_mod.plugin_for_module(
-                self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
-            tb = tb.tb_next
-        where = f"plugin {plugin!r}" if plugin else "the server"
-        what = f"{request.method} {request.target}" if request is not None else "a request"
-        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        at = f" at {last[0].filename}:{last[0].lineno}" if last else ""
-        log.error("%s failed while serving %s: %s: %s%s", where, what,
-                  type(exc).__name__, exc, at)
-
-    def error_response(self, request, status, message, headers=(), close=False):
-        response = None
-        if self.error_page_hook is not None:
-            try:
-                response = self.error_page_hook(request=request, status=status, message=message)
-            except Exception as exc:  # noqa: BLE001
-                self.log_plugin_error(exc, request)
-        if response is None:
-            title = f"{status} {reason(status)}"
-            detail = message if message and message != reason(status) else ""
-            body = (f"<!doctype html>\n<html><head><title>{title}</title></head>"
-                    f"<body><h1>{title}</h1>"
-                    f"{'<p>' + _html_escape(detail) + '</p>' if detail else ''}"
-                    f"</body></html>\n").encode("utf-8")
-            response = Response(status, [("Content-Type", "text/html; charset=utf-8")], body)
-        response.status = status
-        response.headers.extend(headers)
-        response.close = close or response.close
-        return response
-
-    # -- the loop's housekeeping --------------------------------------------------
-
-    def tick(self):
-        """Once a second: Date line, log flush, connection deadlines."""
-        self._update_date()
-        if self.access_log is not None:
-            self.access_log.flush()
-        self.static.revalidate_ahead()
-        now = time.monotonic()
-        for conn in list(self.connections):
-            if (conn.deadline is not None and now > conn.deadline) or \
-                    (conn.send_deadline is not None and now > conn.send_deadline):
-                conn.on_timeout(now)
-        self.loop.call_later(1.0 - time.time() % 1.0 + 0.001, self.tick)
-
-
-def _html_escape(text):
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
 
 
 # -- listening ----------------------------------------------------------------------
@@ -267,103 +70,6 @@ def raise_fd_limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             pass
-
-
-def new_loop():
-    try:
-        import uvloop
-    except ImportError:
-        log.info("uvloop is not installed; using asyncio's own event loop")
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-# -- one worker on one loop ---------------------------------------------------------------
-
-class Worker:
-    def __init__(self, config, listener):
-        self.config = config
-        self.listener = listener
-        self.loop = new_loop()
-        self.app = None
-        self.stopped = None
-
-    def run(self):
-        asyncio.set_event_loop(self.loop)
-        try:
-            return self.loop.run_until_complete(self._main())
-        finally:
-            self.loop.close()
-
-    async def _main(self):
-        from flashplug.connection import Connection
-        self.connection_class = Connection
-        loop = self.loop
-        app = self.app = App(self.config, loop, self.listener)
-        self.stopped = loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self.stop)
-            except (ValueError, RuntimeError):
-                pass  # not the main thread (an in-process test): stop() is called directly
-        # After the signal handlers: a stop during start-up still runs shutdown.
-        await _call_async_hooks(app.pm.hook.flashplug_startup, app=app)
-        loop.add_reader(self.listener.fileno(), self._accept)
-        app.tick()
-        await self.stopped
-        await self._drain()
-        await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app)
-        app.helpers.close()
-        if app.access_log is not None:
-            app.access_log.close()
-        app.static.cache.clear()
-        return 0
-
-    def _accept(self):
-        for _ in range(ACCEPT_BATCH):
-            try:
-                sock, peer = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("cannot accept a connection: %s", e.strerror)
-                    return
-                continue  # the client gave up before we accepted (ECONNABORTED)
-            sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.app.stats.connections_total += 1
-            self.connection_class(self.app, sock, peer)
-
-    def stop(self):
-        if not self.stopped.done():
-            self.stopped.set_result(None)
-
-    async def _drain(self):
-        """Graceful stop: no new connections; finish what is in flight."""
-        app = self.app
-        app.stopping = True
-        self.loop.remove_reader(self.listener.fileno())
-        self.listener.close()
-        deadline = time.monotonic() + self.config.grace
-        while time.monotonic() < deadline:
-            for conn in list(app.connections):
-                if conn.active is None and not conn.out and not conn.pending:
-                    conn.close()       # idle: nothing to finish
-                else:
-                    conn.closing = True  # finish this response, then close
-            if not app.connections:
-                break
-            await asyncio.sleep(0.05)
-        for conn in list(app.connections):
-            conn.abort()
-
-
-async def _call_async_hooks(hook, **kwargs):
-    for result in hook(**kwargs):
-        if result is not None and hasattr(result, "__await__"):
-            await result
 
 
 # -- the master of several workers ----------------------------------------------------------
@@ -433,15 +139,15 @@ def run(config):
     """Serve until SIGINT or SIGTERM; returns the exit status."""
     setup_error_log(config.log_level)
     raise_fd_limit()
-    if config.arch in ("mt", "mp") and config.plugins:
+    if config.arch in BLOCKING and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
     listener = bind_listener(config.bind, config.port)
     print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
-    if config.arch in ("mt", "mp"):
+    if config.arch in BLOCKING:
         from flashplug.blocking import run_blocking
-        return run_blocking(config, listener)
+        return run_blocking(config, listener, supervise)
     if config.workers > 1:
         return supervise(config.workers, lambda: Worker(config, listener).run())
     code = Worker(config, listener).run()

@@ -15,7 +15,7 @@ class Stats:
                  "sendfile_calls")
 
     def __init__(self):
-        for name in self.__slots__:
+        for name in Stats.__slots__:
             setattr(self, name, 0)
         self.status_counts = {}
 
@@ -25,4 +25,4 @@ class Stats:
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
 
     def as_dict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in Stats.__slots__}

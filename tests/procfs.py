@@ -16,3 +16,19 @@ def zombies_of(pid):
         if fields[0] == "Z" and int(fields[1]) == pid:
             found.append(int(entry))
     return found
+
+
+def rss_kib(pid):
+    """The resident set size of ``pid`` in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise LookupError("no VmRSS")
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

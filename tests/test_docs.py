@@ -140,3 +140,31 @@ def test_example_plugin_hooks_match_its_docs():
     source = _read("docs", "examples", "flashplug-hello", "flashplug_hello.py")
     for name in set(re.findall(r"flashplug_\w+", source)) - {"flashplug_hello"}:
         assert name in HOOKS, f"flashplug_hello.py mentions {name}, which is no hook"
+
+
+def test_architecture_page_shows_the_connection_state_table():
+    from flashplug.http.h1 import state_tables
+    assert state_tables() in _read("docs", "architecture.md"), (
+        "docs/architecture.md: paste flashplug.http.h1.state_tables() under 'Connection states'")
+
+
+def test_the_code_sets_only_states_of_the_table():
+    import ast
+    from flashplug.http.h1 import STATES, TRANSITIONS
+    assert {s for pair in TRANSITIONS for s in pair[:1]} | set(TRANSITIONS.values()) <= set(STATES)
+    set_states = set()
+    for name in ("http/h1.py", "cycle.py", "connection.py", "blocking.py", "framing.py"):
+        tree = ast.parse(_read("flashplug", *name.split("/")))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Attribute) and t.attr == "state" for t in node.targets) \
+                    and isinstance(node.value, ast.Constant):
+                set_states.add(node.value.value)
+    assert set_states and set_states <= set(STATES)
+
+
+def test_architecture_page_shows_the_arch_table():
+    from flashplug.arches import ARCHITECTURES
+    page = _read("docs", "architecture.md")
+    for name, model in ARCHITECTURES.items():
+        assert f"| `{name}`" in page and f"| {model} |" in page

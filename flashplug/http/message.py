@@ -66,8 +66,8 @@ class Request:
         content_length: the declared body length, or None (chunked or none).
         remote_addr, remote_port: the client's address.
         server_addr, server_port: the local address the request arrived on.
-        server: the running :class:`flashplug.server.App` (config, helpers,
-            stats, docroot).
+        server: the running :class:`flashplug.facade.Server` (config, loop,
+            helpers, stats, dispatch).
         user, auth_type: set by an authentication plugin, else None.
         state: a dict for plugins to share per-request data.
     """

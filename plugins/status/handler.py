@@ -54,11 +54,12 @@ class Settings:
 
 
 class StatusPage:
-    """One per worker: the settings, the App it reports on, its start time."""
+    """One per worker: the settings, the server it reports on (the kernel's
+    ``flashplug.facade.Server``), its start time."""
 
-    def __init__(self, settings, app):
+    def __init__(self, settings, server):
         self.settings = settings
-        self.app = app
+        self.server = server
         self.started = snapshot.started_now()
         self.paths = (settings.path, settings.path + "/")
 
@@ -74,7 +75,7 @@ class StatusPage:
             fmt = render.choose_format(request.query, request.headers.get("accept"))
         except render.QueryError as e:
             raise HTTPError(400, str(e)) from None
-        body = render.RENDERERS[fmt](snapshot.snapshot(self.app, self.started))
+        body = render.RENDERERS[fmt](snapshot.snapshot(self.server, self.started))
         return Response(200, [
             ("Content-Type", render.CONTENT_TYPES[fmt]),
             # Counters are stale the moment they are sent: no cache may keep them.

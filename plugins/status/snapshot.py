@@ -11,13 +11,12 @@ order it shows them, each with its kind and a one-line meaning:
 The renderers, ``docs/status.md`` and the tests all read this table, so a
 value is added in one place.
 
-``snapshot(app, started)`` reads the values from the running App.  Most are
-the kernel's ``Stats`` counters, taken as they are; the rest are levels
-read from the App's parts: its open connections, the file cache's
-occupancy, the helper pool's size.  Those parts are kernel internals, not
-the plugin API, so every read goes through ``getattr`` with a default: if
-one is renamed the page shows 0 rather than failing.  A counter that the
-kernel adds to ``Stats`` later appears after the known ones by itself.
+``snapshot(server, started)`` reads the values from the server object the
+kernel gives plugins (``flashplug.facade.Server``, documented in
+docs/plugins.md): most are its ``stats`` counters, taken as they are; the
+rest are levels it reports: ``connection_counts()``, ``cache_info()`` and
+the helper pool's size.  A counter that the kernel adds to ``Stats`` later
+appears after the known ones by itself.
 
 The snapshot is taken on the event loop, which owns every value read, so it
 needs no lock and shows one moment.  With ``--workers N`` each worker has
@@ -82,54 +81,32 @@ def started_now():
     return Started(time.time(), time.monotonic())
 
 
-def connection_states(connections):
-    """(reading, writing, waiting) among ``connections``, as nginx counts them.
-
-    A connection is writing while it has a request in hand (being answered,
-    or pipelined behind it) or output queued; reading while it receives a
-    request it has not finished; waiting otherwise (idle keep-alive).
-    """
-    reading = writing = waiting = 0
-    for conn in connections:
-        if (getattr(conn, "active", None) is not None or getattr(conn, "out", None)
-                or getattr(conn, "pending", None)):
-            writing += 1
-        elif getattr(conn, "state", None) in ("head", "body"):
-            reading += 1
-        else:
-            waiting += 1
-    return reading, writing, waiting
-
-
-def snapshot(app, started):
+def snapshot(server, started):
     """``{name: value}`` in FIELDS order, then any counters Stats has that we
     do not know; ``status_counts`` is ``{code: count}`` sorted by code."""
-    config = getattr(app, "config", None)
-    stats = getattr(app, "stats", None)
-    counters = stats.as_dict() if hasattr(stats, "as_dict") else {}
-    connections = getattr(app, "connections", ())
-    cache = getattr(getattr(app, "static", None), "cache", None)
-    reading, writing, waiting = connection_states(connections)
+    config = server.config
+    counters = server.stats.as_dict()
+    active, reading, writing, waiting = server.connection_counts()
+    cache = server.cache_info()
     measured = {
         "version": flashplug.__version__,
         "pid": os.getpid(),
-        "arch": _setting(config, "arch", ""),
-        "workers": _setting(config, "workers", 1),
-        "helpers": getattr(getattr(app, "helpers", None), "size", 0),
+        "arch": config.get("arch", ""),
+        "workers": config.get("workers", 1),
+        "helpers": server.helpers.size,
         "start_time_seconds": int(started.wall),
         "uptime_seconds": int(time.monotonic() - started.mono),
-        # The App's set of open connections is the count; Stats keeps none.
-        "connections_active": len(connections),
+        "connections_active": active,
         "connections_reading": reading,
         "connections_writing": writing,
         "connections_waiting": waiting,
         "status_counts": dict(sorted(counters.get("status_counts", {}).items())),
-        "cache_entries": len(cache) if cache is not None else 0,
-        "cache_max_entries": getattr(cache, "max_entries", 0),
-        "cache_bytes": getattr(cache, "bytes", 0),
-        "cache_max_bytes": getattr(cache, "max_bytes", 0),
-        "cache_open_files": getattr(cache, "open_files", 0),
-        "cache_max_open_files": getattr(cache, "max_open", 0),
+        "cache_entries": cache["entries"],
+        "cache_max_entries": cache["max_entries"],
+        "cache_bytes": cache["bytes"],
+        "cache_max_bytes": cache["max_bytes"],
+        "cache_open_files": cache["open_files"],
+        "cache_max_open_files": cache["max_open_files"],
     }
     values = {f.name: measured[f.name] if f.name in measured else counters.get(f.name, 0)
               for f in FIELDS}
@@ -138,8 +115,3 @@ def snapshot(app, started):
             values[name] = value
     return values
 
-
-def _setting(config, name, default):
-    get = getattr(config, "get", None)
-    value = get(name) if get is not None else None
-    return default if value is None else value

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from flashplug.cli import build_serve
-from flashplug.server import Worker, bind_listener
+from flashplug.server import bind_listener
+from flashplug.worker import Worker
 
 # The calls that may wait on the disk.  preadv with RWF_NOWAIT is the
 # residency probe (it never waits) and sendfile runs only after it said the

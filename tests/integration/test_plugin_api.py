@@ -29,7 +29,8 @@ import requests
 
 from flashplug import plugins as plugin_mod
 from flashplug.cli import build_serve
-from flashplug.server import Worker, bind_listener
+from flashplug.server import bind_listener
+from flashplug.worker import Worker
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "docs", "examples", "flashplug-hello")

@@ -1,0 +1,402 @@
+"""The request cycle: route, handler, response hooks, framing, log and stats.
+
+Theory of operation: requests leave the protocol (``flashplug.http.h1``) in
+order; ``RequestCycle`` answers them one at a time.  ``_start`` routes the
+oldest one.  A fresh cached file is answered on the spot (no Task, no
+hook); anything else runs the handler as a task (``_serve``) through the
+driver's ``spawn``.  When a request is answered and its body is in,
+``_finish_request`` moves on.  Queued requests are taken by a loop
+(``_dispatch``), never by recursion, so a thousand pipelined cached
+requests cost a thousand turns of one loop, not a thousand stack frames.
+
+``_account`` is the only place that counts a response in the stats and
+writes its access-log line; every path (remembered head, cached file,
+handler, error) ends there.
+
+What the cycle needs from its driver: ``write``, ``write_pair``,
+``write_file``, ``drain``, ``spawn``, ``pause_reading``/``resume_reading``,
+``_close_when_flushed``, ``abort`` and the ``closed``/``out_bytes`` fields.
+"""
+import collections
+import logging
+
+from flashplug.cache import still_fresh
+from flashplug.errors import HTTPError
+from flashplug.framing import close_response as _close_stream
+from flashplug.framing import send_response, write_entry
+from flashplug.http.body import EMPTY_BODY
+from flashplug.http.h1 import PAUSE_REVALIDATE
+from flashplug.http.h1 import keep_alive as _keep_alive
+from flashplug.http.h1 import valid_host as _valid_host
+
+log = logging.getLogger("flashplug.connection")
+
+
+# The fields of the protocol and the request cycle, shared by both drivers.
+SESSION_SLOTS = (
+    "app", "peer_addr", "peer_port", "local_addr", "local_port", "parser", "state",
+    "closed", "closing", "pending", "active", "task", "eof", "header_timeout",
+    "keepalive_timeout", "target_path_ok", "deadline", "continue_for", "_answered",
+    "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
+    "dispatching", "out_bytes", "m_url", "m_headers", "m_head_bytes", "m_hosts",
+    "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open")
+
+
+def init_session(conn, app, peer, local, now):
+    """Set the protocol's and the request cycle's fields of a new connection."""
+    conn.app = app
+    conn.peer_addr = peer[0] if isinstance(peer, tuple) else ""
+    conn.peer_port = peer[1] if isinstance(peer, tuple) else 0
+    conn.local_addr, conn.local_port = (local[0], local[1]) if isinstance(local, tuple) \
+        else ("", 0)
+    conn.parser = None           # made when bytes arrive, dropped when idle
+    conn.state = "idle"
+    conn.closed = False
+    conn.closing = False         # close once the output queue drains
+    conn.pending = collections.deque()
+    conn.active = None           # the request being answered
+    conn.task = None
+    conn.eof = False             # the client will send no more (half-close)
+    conn.header_timeout = app.config.header_timeout
+    conn.keepalive_timeout = app.config.keepalive_timeout
+    conn.target_path_ok = app.fast_path_ok and app.router.route_hook is None
+    conn.now = now
+    conn.deadline = now + conn.header_timeout
+    conn.continue_for = None     # request that may still need "100 Continue"
+    conn._answered = False       # the active request's response is queued
+    conn.deferred = False        # the active request waits for its body's end
+    conn.active_handler = None   # the route chosen for the active request
+    conn.head_sent = False       # the active request's response head is out
+    conn.feeding = False         # inside H1Protocol.feed
+    conn.unparsed = None         # input kept back by the pipeline bound
+    conn.dispatching = False     # inside RequestCycle._dispatch
+    conn.out_bytes = 0
+    conn.m_open = False
+    conn._reset_message()
+
+
+class KnownHead:
+    """What a remembered request head asks for, and what its log line needs."""
+
+    __slots__ = ("target", "head_only", "version", "keep_alive", "referer", "agent",
+                 "method", "target_text")
+
+    def __init__(self, target, head_only, version, keep_alive, referer, agent):
+        self.target = target            # the raw request-target (bytes)
+        self.head_only = head_only      # HEAD rather than GET
+        self.version = version          # "1.1" or "1.0"
+        self.keep_alive = keep_alive    # the request allows another after it
+        self.referer = referer
+        self.agent = agent
+        self.method = "HEAD" if head_only else "GET"
+        self.target_text = target.decode("latin-1")
+
+
+class ErrorItem:
+    """Stands in the request queue for a message that failed to parse."""
+
+    __slots__ = ("status", "message")
+
+    def __init__(self, status, message):
+        self.status = status
+        self.message = message
+
+
+def _raising(exc):
+    """A handler that fails with ``exc`` (raised by a route hook)."""
+    async def handler(request):
+        raise exc
+    return handler
+
+
+class RequestCycle:
+    """Answers a connection's requests in order (a base of each driver's
+    connection class)."""
+
+    __slots__ = ()
+
+    # -- the remembered-head and cached paths -------------------------------------
+
+    def _answer_known(self, known, data):
+        """Answer request bytes seen before (``_answer_by_target`` remembered
+        them), without parsing them again.  False: the cache no longer has
+        the entry, so the request takes the full path."""
+        static = self.app.static
+        entry = static.by_target.get(known.target)
+        if entry is None or entry.dead:
+            return False
+        if not static.cache.is_fresh(entry, self.now):
+            self._revalidate_known(known, entry, data)
+            return True
+        entry.used = True
+        self.app.stats.cache_hits += 1
+        size = write_entry(self, known.head_only, known.version, known.keep_alive, entry)
+        self._account(200, size, known.method, known.target_text, known.version,
+                      known.referer, known.agent)
+        if self.closing:
+            self._close_when_flushed()
+        else:
+            self.deadline = self.now + self.keepalive_timeout
+        return True
+
+    def _revalidate_known(self, known, entry, data):
+        """The file behind a known head is due for its stat (--cache-valid):
+        one helper trip, then the answer.  If the file changed, the bytes are
+        parsed after all, and the full path reloads it."""
+        self.state = "busy"
+        self.deadline = None
+        self.pause_reading(PAUSE_REVALIDATE)   # a pipelined request waits its turn
+        started = self.now
+        self.app.stats.cache_revalidations += 1
+
+        def done(fresh, error):
+            if self.closed:
+                return
+            self.now = self.clock()
+            self.state = "idle"
+            self.resume_reading(PAUSE_REVALIDATE)
+            if fresh and not entry.dead:
+                entry.checked = max(entry.checked, started)
+                if self._answer_known(known, data):
+                    return
+            self.m_answer = None
+            self.feed(data, self.now)
+        self.app.helpers.call(still_fresh, (entry,), done)
+
+    def _answer_by_target(self):
+        """The quickest path: a plain GET/HEAD whose exact target was served
+        from the cache before.  No Request object is built."""
+        parser = self.parser
+        method = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return False
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            return False
+        entry = self.app.static.entry_for_target(self.m_url)
+        if entry is None:
+            return False
+        if not _valid_host(self.m_host):
+            return False
+        referer = agent = None
+        for name, value in self.m_headers:
+            if name == b"referer":
+                referer = value.decode("latin-1")
+            elif name == b"user-agent":
+                agent = value.decode("latin-1")
+        known = self.m_answer = KnownHead(self.m_url, method == b"HEAD", version,
+                                          _keep_alive(version, self.m_connection), referer, agent)
+        self.app.stats.cache_hits += 1
+        size = write_entry(self, known.head_only, version, known.keep_alive, entry)
+        self._account(200, size, known.method, known.target_text, version, referer, agent)
+        self.state = "busy"
+        self.deadline = None
+        return True
+
+    def _account(self, status, size, method, target, version, referer, agent, user=None):
+        """Count one response and write its access-log line (the only place
+        either happens; ``method`` None: a request that could not be parsed)."""
+        app = self.app
+        app.stats.count_response(status, size)
+        if app.access_log is not None:
+            app.access_log.log(self.peer_addr, user, method, target, version, status, size,
+                               referer, agent)
+
+    def _log(self, request, status, size):
+        if request is None:
+            self._account(status, size, None, None, None, None, None)
+            return
+        headers = request.headers
+        self._account(status, size, request.method, request.target, request.version,
+                      headers.get("referer"), headers.get("user-agent"), request.user)
+        app = self.app
+        if app.request_done_hook is not None:
+            try:
+                app.request_done_hook(request=request, status=status, bytes_sent=size,
+                                      duration=self.clock() - request.start_time)
+            except Exception as exc:  # noqa: BLE001
+                app.log_plugin_error(exc, request)
+
+    # -- answering in order ----------------------------------------------------------
+
+    def _start(self, request):
+        """Answer ``request`` now; it is the oldest unanswered one."""
+        app = self.app
+        if type(request) is ErrorItem:
+            self.active = request
+            self.task = self.spawn(self._send_error(None, request.status, request.message))
+            return
+        if self.deferred:
+            self.deferred = False        # its body is now read: the route is known
+            handler = self.active_handler
+        else:
+            self.active = request
+            self._answered = False
+            self.head_sent = False
+            try:
+                handler = app.router.match(request)
+            except Exception as exc:  # noqa: BLE001 - a failing route hook fails this request
+                handler = _raising(exc)
+            self.active_handler = handler
+        if handler is None and request.body is not EMPTY_BODY and not request.complete:
+            # The static handler ignores bodies; they are read and thrown away.
+            request.body.abandoned = True
+            if self.continue_for is None:
+                # Answer once the body is over, so a broken body still gets
+                # its 400 instead of a 200 followed by garbage.
+                self.deferred = True
+                return
+            # A client waiting for "100 Continue" gets the final answer now
+            # instead (RFC 9110 §10.1.1); a body it sends anyway is discarded.
+            self.continue_for = None
+        if handler is None and request.path is not None and request.method in ("GET", "HEAD"):
+            entry = app.static.fast_entry(request)
+            if entry is not None:
+                # A fresh cache entry needs no helper: answer now, no Task.
+                app.stats.cache_hits += 1
+                if app.fast_path_ok and not request.conditional:
+                    self._send_cached(request, entry)
+                else:
+                    self._send_cached_response(request, entry)
+                return
+        self.task = self.spawn(self._serve(request, handler))
+
+    def _send_cached_response(self, request, entry):
+        """A cached file for a request with conditionals or ranges, or while
+        hooks want to see each Response: built and sent without suspending."""
+        app = self.app
+        try:
+            response = app.static.respond_with(request, entry)
+        except HTTPError as e:
+            response = app.error_response(request, e.status, e.message, e.headers, e.close)
+        coro = send_response(self, request, response)
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            response, sent = stop.value
+        else:  # pragma: no cover - a cached response never waits
+            coro.close()
+            raise RuntimeError("a cached response waited")
+        self._log(request, response.status, sent)
+        self._answered = True
+        if request.complete:
+            self._finish_request()
+
+    def _send_cached(self, request, entry):
+        self.app.static.remember_target(request.target.encode("latin-1"), entry)
+        size = write_entry(self, request.method == "HEAD", request.version,
+                           request.keep_alive, entry)
+        self._log(request, 200, size)
+        self._answered = True
+        if request.complete:
+            self._finish_request()
+
+    async def _serve(self, request, handler):
+        app = self.app
+        try:
+            response = await app.respond(request, handler)
+        except Exception as exc:  # noqa: BLE001 - one request fails, not the server
+            response = app.failure_response(request, exc)
+        if self.closed:
+            await _close_stream(response)
+            return
+        try:
+            response, sent = await send_response(self, request, response)
+        except ConnectionError:
+            await _close_stream(response)
+            self.abort()
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.error("error while sending the response to %s %s: %r",
+                      request.method, request.target, exc)
+            await _close_stream(response)
+            self.abort()
+            return
+        self._log(request, response.status, sent)
+        self.task = None
+        self._answered = True
+        if request.complete:
+            self._finish_request()
+        else:
+            # The handler answered without reading the whole body: the rest
+            # will be read and thrown away, so the connection stays usable.
+            request.body.discard()
+
+    def _finish_request(self):
+        """The active request is answered and its body is in: go on."""
+        self.active = None
+        self.continue_for = None
+        if self.closing or self.closed:
+            self._close_when_flushed()
+            return
+        if not self.dispatching:
+            self._dispatch()
+
+    def _dispatch(self):
+        """Answer queued requests in order, by iteration: a request answered
+        from the cache finishes inside ``_start``, and this loop takes the
+        next one (``_finish_request`` sees ``dispatching`` and returns)."""
+        self.dispatching = True
+        try:
+            pending = self.pending
+            while pending and self.active is None and not self.closing and not self.closed:
+                self._start(pending.popleft())
+        finally:
+            self.dispatching = False
+        if self.closed or self.active is not None:
+            return
+        if self.closing:
+            self._close_when_flushed()
+            return
+        if self.m_request is None and self.state != "idle" and self.state != "head":
+            self.state = "idle"
+            self.deadline = self.now + self.keepalive_timeout
+        self.resume_parsing()
+        if self.eof and self.active is None and not self.pending and self.unparsed is None \
+                and not self.closed:
+            self._close_when_flushed()   # a half-closed client has had all its answers
+
+    def _queue_error(self, status, message):
+        """Answer, in turn, a request that could not be parsed; then close.
+
+        Requests parsed before it are still answered first, in order.
+        """
+        request = self.m_request
+        self.unparsed = None
+        if request is not None:
+            # Its head was parsed and queued, but the message is broken.
+            if request in self.pending:
+                self.pending.remove(request)
+            elif request is self.active:
+                if self.task is not None:
+                    self.task.cancel()
+                self.active = None
+                self.deferred = False
+        item = ErrorItem(status, message)
+        if self.active is None:
+            self._start(item)
+        else:
+            self.pending.append(item)
+
+    async def _send_error(self, request, status, message):
+        self.closing = True
+        response = self.app.error_response(request, status, message)
+        try:
+            response, sent = await send_response(self, request, response, force_close=True)
+        except (ConnectionError, OSError):
+            self.abort()
+            return
+        self._log(request, status, sent)
+        self.active = None
+        self.pending.clear()
+        self._close_when_flushed()
+
+    def send_continue(self):
+        request = self.continue_for
+        if request is not None and request is self.active:
+            self.continue_for = None
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def log_internal_error(self, exc):
+        log.error("error while parsing a request from %s: %r", self.peer_addr, exc)
+

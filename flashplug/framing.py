@@ -1,0 +1,186 @@
+"""Response framing for HTTP/1.1: a Response or a cache entry to wire bytes.
+
+Theory of operation: ``send_response`` turns a handler's ``Response`` into a
+status line, header lines (Date/Server from the App's once-a-second line,
+Content-Length or chunked, Connection) and a body, and hands them to the
+connection's driver: ``write`` for bytes, ``write_pair`` for a head and a big
+in-memory body in one gather call, ``write_file`` for a range of an open
+file.  ``write_entry`` does the same for a fresh cached file with the
+entry's prebuilt header lines, the cached fast path.  Nothing here touches a
+socket; where the bytes go is the driver's business.
+"""
+import socket
+
+from flashplug.http.status import reason
+from flashplug.static import FileBody
+
+MSG_MORE = getattr(socket, "MSG_MORE", 0)
+# A body in memory smaller than this is copied behind its header and sent
+# with one send(); a bigger one goes out with sendmsg() of the two buffers,
+# which costs a little more per call but copies nothing in user space.
+JOIN_MAX = 16 * 1024
+# A streaming handler waits once this much output is queued, so a slow
+# client holds at most about this much of a response in our memory.
+STREAM_HIGH_WATER = 256 * 1024
+_STATUS_LINES = {}
+# Fields the server frames itself: a handler's own are dropped.
+_OURS = frozenset(("connection", "transfer-encoding", "date", "server", "keep-alive"))
+
+
+def status_line(status, phrase=None):
+    if phrase is None:
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason(status)}\r\n".encode()
+        return line
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1", "replace")
+
+
+def write_entry(conn, head_only, version, keep, entry):
+    """Write a 200 for a cached file: prebuilt header lines, then the body.
+    Returns the body bytes sent."""
+    keep = keep and not conn.closing
+    conn_line = b"" if keep and version == "1.1" else (
+        b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
+    if not keep:
+        conn.closing = True
+    data = entry.data
+    if data is not None and not head_only and len(data) < JOIN_MAX:
+        # One buffer, one send for header and body.
+        conn.write(b"".join((b"HTTP/1.1 200 OK\r\n", conn.app.date_server_lines,
+                             entry.head_tail, conn_line, b"\r\n", data)))
+        return entry.size
+    head = b"".join((b"HTTP/1.1 200 OK\r\n", conn.app.date_server_lines,
+                     entry.head_tail, conn_line, b"\r\n"))
+    if head_only:
+        conn.write(head)
+        return 0
+    if data is None:
+        conn.write(head, MSG_MORE)
+        conn.write_file(entry, 0, entry.size)
+    else:
+        conn.write_pair(head, data)  # too big to copy: one sendmsg
+    return entry.size
+
+
+async def send_response(conn, request, response, force_close=False):
+    """Frame and write ``response`` on ``conn``.
+
+    Returns the response actually sent (a 500 replaces it when a
+    response-headers hook fails) and the number of body bytes sent.
+    """
+    app = conn.app
+    if request is not None and app.response_headers_hook is not None and not response.raw:
+        try:
+            app.response_headers_hook(request=request, response=response)
+        except Exception as exc:  # noqa: BLE001 - a failing hook fails this response
+            app.log_plugin_error(exc, request)
+            await close_response(response)
+            response = app.error_response(request, 500, "Internal Server Error")
+    conn.head_sent = True
+    if response.raw:
+        conn.closing = True
+        return response, await _send_stream(conn, response.stream, chunked=False)
+    status = response.status
+    method = request.method if request is not None else "GET"
+    keep = (not force_close and not response.close and not conn.closing
+            and request is not None and request.keep_alive)
+    head_only = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+    body = response.body
+    stream = response.stream
+    lines = [status_line(status, response.reason), app.date_server_lines]
+    has_length = False
+    has_type = False
+    for name, value in response.headers:
+        lname = name.lower()
+        if lname in _OURS:
+            continue
+        if lname == "content-length":
+            has_length = True
+        elif lname == "content-type":
+            has_type = True
+        lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+    chunked = False
+    if stream is not None:
+        if not has_length and not head_only:
+            if request is not None and request.version == "1.1":
+                chunked = True
+                lines.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                keep = False  # HTTP/1.0: the end of the body is the close
+    elif status not in (204, 304) and not (100 <= status < 200):
+        length = body.length if type(body) is FileBody else len(body)
+        if not has_length:
+            lines.append(b"Content-Length: %d\r\n" % length)
+        if not has_type and length and type(body) is not FileBody:
+            lines.append(b"Content-Type: application/octet-stream\r\n")
+    if keep:
+        if request.version == "1.0":
+            lines.append(b"Connection: keep-alive\r\n")
+    else:
+        lines.append(b"Connection: close\r\n")
+        conn.closing = True
+    lines.append(b"\r\n")
+    head = b"".join(lines)
+    if head_only:
+        conn.write(head)
+        await close_response(response)
+        return response, 0
+    if stream is not None:
+        conn.write(head)
+        return response, await _send_stream(conn, stream, chunked)
+    if type(body) is FileBody:
+        entry = body.entry
+        parts = body.parts
+        if len(parts) == 1 and entry.data is not None and body.length < JOIN_MAX:
+            offset, count = parts[0]  # small, in memory: one write for all
+            conn.write(head + entry.data[offset:offset + count])
+            return response, count
+        conn.write(head, MSG_MORE if entry.data is None else 0)
+        for part in body.parts:
+            if type(part) is bytes:
+                conn.write(part)
+            elif entry.data is not None:
+                offset, count = part
+                conn.write(entry.data[offset:offset + count])
+            else:
+                conn.write_file(entry, part[0], part[1])
+        return response, body.length
+    conn.write(head + body if body else head)
+    return response, len(body)
+
+
+async def _send_stream(conn, stream, chunked):
+    sent = 0
+    try:
+        async for chunk in stream:
+            if not chunk:
+                continue
+            if conn.closed:
+                raise ConnectionError("client went away")
+            if chunked:
+                conn.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            else:
+                conn.write(chunk)
+            sent += len(chunk)
+            if conn.out_bytes > STREAM_HIGH_WATER:
+                await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+    finally:
+        await _close_stream(stream)
+    return sent
+
+
+async def close_response(response):
+    if response is not None and response.stream is not None:
+        await _close_stream(response.stream)
+
+
+async def _close_stream(stream):
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # noqa: BLE001 - the stream's own cleanup failing is logged by it
+            pass

@@ -1,0 +1,437 @@
+"""HTTP/1.1 requests from bytes: the protocol half of a connection.
+
+Theory of operation: ``H1Protocol`` turns bytes into ``Request`` objects
+with httptools (llhttp, strict) and every check RFC 9112 and our limits ask
+for: request-line and header sizes, exactly one valid Host, message framing
+(Content-Length, chunked), the request target, keep-alive, ``100-continue``
+and Upgrade.  It touches no socket, no loop and no clock: the time comes in
+with the bytes (``feed(data, now)``), and what it finds goes out through
+methods its connection provides (``_start``, ``_queue_error``,
+``_finish_request``, ``_answer_by_target``, ``pause_reading``).
+
+Every protocol error is a ``ProtocolError`` that carries its HTTP status;
+an error llhttp finds itself is classified from the bytes of the message
+that failed (``classify``), never from the text of llhttp's message.
+
+Pipelining is bounded: bytes are parsed one request head at a time, and
+parsing stops, keeping the unparsed rest, once ``MAX_PIPELINE`` requests
+wait or more than ``HIGH_WATER`` bytes of output are queued; it goes on when
+the connection calls ``resume_parsing``.  So a client that sends thousands
+of requests and reads nothing costs at most one read buffer of input plus
+the bounded output, whatever it sends.
+
+The connection's states and what each may do are in ``STATES`` and
+``TRANSITIONS``; ``state_tables()`` renders them for docs/architecture.md,
+and a test checks the page shows them and the code sets no other state.
+"""
+import re
+
+import httptools
+
+from flashplug.errors import HTTPError
+from flashplug.http.body import EMPTY_BODY, BodyReader
+from flashplug.http.message import Headers, Request
+from flashplug.http.paths import decode_path
+
+# Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
+# LimitRequestFields and nginx's large_client_header_buffers (8 KiB lines).
+MAX_REQUEST_TARGET = 8190
+MAX_FIELD_SIZE = 8190
+MAX_FIELDS = 100
+MAX_HEAD_BYTES = 64 * 1024
+# Requests parsed ahead of the one being answered before parsing stops.
+MAX_PIPELINE = 32
+# Parsing (and so reading) stops while this much output is queued, so a
+# client that does not read holds at most about this much of our memory.
+HIGH_WATER = 256 * 1024
+
+# Why reading is paused (bits of pause_reasons; PAUSE_BODY is body.py's).
+PAUSE_PIPELINE, PAUSE_ERROR, PAUSE_UPGRADE, PAUSE_TIMEOUT, PAUSE_REVALIDATE = 2, 4, 8, 16, 32
+
+# The states of a connection: what each means, and which deadline runs in it
+# ("header": --header-timeout from the last progress; "idle":
+# --keepalive-timeout once the output is all sent; "handler": none of the
+# connection's own, the handler's (e.g. --cgi-timeout) and --send-timeout
+# while output waits; "linger": LINGER_SECONDS).
+STATES = {
+    "idle": ("between requests (keep-alive)", "idle"),
+    "head": ("a request head is arriving", "header"),
+    "body": ("its body is arriving", "header"),
+    "busy": ("the whole request is in; it is being answered", "handler"),
+    "lingering": ("answered with an error; input is read and dropped", "linger"),
+}
+# (state, event) -> next state.  Anything else is a bug.
+TRANSITIONS = {
+    ("idle", "message begins"): "head",
+    ("idle", "remembered head, file due for its stat"): "busy",
+    ("busy", "stat done"): "idle",               # then answered, or parsed after all
+    ("head", "head complete"): "body",
+    ("head", "answered from cache"): "busy",     # inside the head callback, no Request
+    ("body", "message complete"): "busy",
+    ("busy", "message complete"): "idle",        # after an answer from the cache
+    ("busy", "response done"): "idle",
+    ("body", "response done"): "body",           # answered before its body ended
+    ("idle", "error"): "lingering",
+    ("head", "error"): "lingering",
+    ("body", "error"): "lingering",
+    ("busy", "error"): "lingering",
+}
+
+# Header fields the parser callbacks note as they pass, so that a plain
+# request skips the framing checks and takes the cached path.
+_HOST, _FRAMING, _CONDITIONAL, _UPGRADE = 1, 2, 4, 8
+_NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
+                 b"transfer-encoding": _FRAMING, b"expect": _FRAMING,
+                 b"if-match": _CONDITIONAL, b"if-none-match": _CONDITIONAL,
+                 b"if-modified-since": _CONDITIONAL, b"if-unmodified-since": _CONDITIONAL,
+                 b"range": _CONDITIONAL, b"if-range": _CONDITIONAL, b"upgrade": _UPGRADE}
+# RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
+_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
+_VALID_HOSTS = set()    # values already checked; bounded, cleared when full
+_VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
+_HEAD_END = b"\r\n\r\n"
+
+
+class ProtocolError(Exception):
+    """A request we answer with ``status`` and then close the connection."""
+
+    def __init__(self, status, message):
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+def classify(error, message):
+    """The ProtocolError for an error llhttp reported in ``message``, the
+    bytes of the request that failed (from its first byte)."""
+    line = bytes(message[:MAX_REQUEST_TARGET + 64]).lstrip(b"\r\n").partition(b"\r\n")[0]
+    method, _, rest = line.partition(b" ")
+    if isinstance(error, httptools.HttpParserInvalidMethodError):
+        # An unknown but well-formed method ("FOO / HTTP/1.1") is 501;
+        # bytes that are not HTTP at all (a TLS ClientHello) are 400.
+        if method and method.isalpha() and method.isupper() and rest.startswith(b"/"):
+            return ProtocolError(501, "Not Implemented")
+        return ProtocolError(400, "Bad Request")
+    version = rest.rpartition(b" ")[2]
+    if _VERSION_RE.fullmatch(version) and version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        return ProtocolError(505, "HTTP Version Not Supported")
+    return ProtocolError(400, "Bad Request")
+
+
+def valid_host(host):
+    """Is a Host value a URI host with an optional port (RFC 9112 §3.2)?
+
+    An empty one is not: our target URIs are "http" URIs, whose host must
+    not be empty (RFC 9110 §4.2.1).
+    """
+    if host is None or host in _VALID_HOSTS:
+        return True
+    if not host or _HOST_RE.fullmatch(host) is None:
+        return False
+    if len(_VALID_HOSTS) >= 1024:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(host)
+    return True
+
+
+def keep_alive(version, options):
+    """May the connection carry another request after this one?
+
+    llhttp's own answer misses a "close" beside "keep-alive" in HTTP/1.0,
+    so the Connection options are read here (RFC 9112 §9.3).
+    """
+    if options is None:
+        return version == "1.1"
+    tokens = {t.strip() for t in options.lower().split(b",")}
+    if b"close" in tokens:
+        return False
+    return version == "1.1" or b"keep-alive" in tokens
+
+
+class H1Protocol:
+    """The parse side of one HTTP/1.1 connection (a base of each driver's
+    connection class, which supplies the fields and methods named above)."""
+
+    __slots__ = ()
+
+    def feed(self, data, now):
+        """Parse ``data`` (bytes, or a view that starts a buffer) received
+        at ``now``; a rest kept for later is copied."""
+        self.now = now
+        self.feeding = True
+        try:
+            self._feed(data)
+        finally:
+            self.feeding = False
+
+    def _feed(self, data):
+        end = len(data)
+        start = 0
+        base = data.obj if type(data) is memoryview else data
+        while start < end:
+            if self.closed or (self.closing and not self.m_open):
+                return      # no request after this one will be answered
+            if len(self.pending) >= MAX_PIPELINE or self.out_bytes > HIGH_WATER:
+                # Parse no further ahead: keep the rest, read no more.
+                self.unparsed = bytes(data[start:end])
+                self.pause_reading(PAUSE_PIPELINE)
+                return
+            cut = base.find(_HEAD_END, start, end)
+            cut = end if cut == -1 or cut + 4 >= end else cut + 4
+            piece = data if start == 0 and cut == end else data[start:cut]
+            if not self._parse(piece):
+                return
+            start = cut
+
+    def resume_parsing(self):
+        """Room again (a request answered, output sent): parse what was kept."""
+        data = self.unparsed
+        if data is None or self.feeding or self.closed:
+            return
+        if len(self.pending) >= MAX_PIPELINE or self.out_bytes > HIGH_WATER:
+            return
+        self.unparsed = None
+        self.feed(data, self.now)
+        if self.unparsed is None and not self.closed:
+            if self.eof and self.active is None and not self.pending and not self.m_open:
+                self._close_when_flushed()   # a half-closed client has had its answers
+            self.resume_reading(PAUSE_PIPELINE)
+
+    def _parse(self, piece):
+        """Feed one piece to llhttp; False once parsing must stop."""
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = httptools.HttpRequestParser(self)
+        # Pieces are cut after each head, so a piece that begins outside a
+        # message begins the next one: an error in it is classified from it.
+        fresh = not self.m_open
+        try:
+            parser.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            self.m_answer = None    # not a plain request: never remembered
+            # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
+            # only, and the parser stops at such a message.  It was queued
+            # and is answered normally; then the connection closes.
+            self.pause_reading(PAUSE_UPGRADE)
+            self.closing = True
+            if self.active is None:
+                self._close_when_flushed()
+            return False
+        except httptools.HttpParserError as e:
+            self.m_answer = None
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, ProtocolError):
+                error = cause
+            elif isinstance(cause, Exception):
+                self.log_internal_error(cause)
+                error = ProtocolError(500, "Internal Server Error")
+            else:
+                error = classify(e, piece if fresh else b"")
+            self.pause_reading(PAUSE_ERROR)
+            if self.m_body is not None:
+                self.m_body.fail(ConnectionError("malformed request body"))
+            self._queue_error(error.status, error.message)
+            return False
+        if self.state == "idle":
+            # Between requests the parser holds nothing: drop it, so an
+            # idle keep-alive connection does not pay for one (a new parser
+            # costs well under a microsecond).
+            self.parser = None
+        return True
+
+    # -- parser callbacks --------------------------------------------------------
+
+    def _reset_message(self):
+        """Forget the last message's parse state (per-message fields ``m_*``)."""
+        self.m_url = b""
+        self.m_headers = []
+        self.m_head_bytes = self.m_hosts = self.m_noted = 0
+        self.m_request = self.m_body = self.m_connection = self.m_host = None
+        self.m_answer = None
+
+    def on_message_begin(self):
+        self._reset_message()
+        self.m_open = True
+        if self.state == "idle":
+            self.state = "head"
+            self.deadline = self.now + self.header_timeout
+
+    def on_url(self, url):
+        self.m_url = self.m_url + url if self.m_url else url
+        if len(self.m_url) > MAX_REQUEST_TARGET:
+            raise ProtocolError(414, "URI Too Long")
+
+    def on_header(self, name, value):
+        size = len(name) + len(value)
+        self.m_head_bytes += size
+        if size > MAX_FIELD_SIZE or len(self.m_headers) >= MAX_FIELDS \
+                or self.m_head_bytes > MAX_HEAD_BYTES:
+            raise ProtocolError(431, "Request Header Fields Too Large")
+        name = name.lower()
+        noted = _NOTED_FIELDS.get(name)
+        if noted is not None:
+            if noted == _HOST:
+                self.m_hosts += 1
+                self.m_host = value
+            self.m_noted |= noted
+        elif name == b"connection":
+            self.m_connection = value if self.m_connection is None else \
+                self.m_connection + b"," + value
+        self.m_headers.append((name, value))
+
+    def on_headers_complete(self):
+        if self.m_noted == _HOST and self.m_hosts == 1 and self.active is None \
+                and self.target_path_ok \
+                and self._answer_by_target():
+            return
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise ProtocolError(505, "HTTP Version Not Supported")
+        method = parser.get_method().decode("ascii")
+        headers = Headers.__new__(Headers)
+        headers._items = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.m_headers]
+        target = self.m_url.decode("latin-1")
+        request = Request(method, target, "", "", "", version, headers)
+        if self.m_hosts != 1 and (version == "1.1" or self.m_hosts > 1):
+            raise ProtocolError(400, "Bad Request: exactly one Host header is required")
+        if self.m_noted & _HOST and not valid_host(self.m_host):
+            raise ProtocolError(400, "Bad Request: invalid Host header")
+        request.keep_alive = keep_alive(version, self.m_connection)
+        if (self.m_noted & _UPGRADE or method == "CONNECT") and parser.should_upgrade():
+            # The parser stops after this message (see _parse): say so.
+            request.keep_alive = False
+        if self.m_noted & _FRAMING:
+            self._check_framing(request)
+        else:
+            request.body = EMPTY_BODY
+        _set_target(request, target)
+        request.remote_addr = self.peer_addr
+        request.remote_port = self.peer_port
+        request.server_addr = self.local_addr
+        request.server_port = self.local_port
+        request.server = self.app.facade
+        now = request.start_time = self.now
+        request.conditional = bool(self.m_noted & _CONDITIONAL)
+        self.m_request = request
+        self.state = "body"
+        self.deadline = now + self.header_timeout
+        if self.active is None:
+            self._start(request)
+        else:
+            self.pending.append(request)
+
+    def _check_framing(self, request):
+        headers = request.headers
+        te = headers.get("transfer-encoding")
+        if te is not None:
+            codings = [c.strip().lower() for c in te.split(",") if c.strip()]
+            if codings.count("chunked") != 1 or codings[-1] != "chunked":
+                # RFC 9112 §6.3: chunked must be applied once, last.
+                raise ProtocolError(400, "Bad Request: chunked must be the final transfer coding")
+            if len(codings) > 1:
+                raise ProtocolError(501, "Not Implemented: unsupported transfer coding")
+            request.chunked = True
+            if request.version == "1.0":
+                # RFC 9112 §6.1: a 1.0 message with Transfer-Encoding has
+                # faulty framing; answer it, then close.
+                request.keep_alive = False
+        lengths = headers.get_all("content-length")
+        if lengths:
+            values = {v.strip() for v in ",".join(lengths).split(",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise ProtocolError(400, "Bad Request: invalid Content-Length")
+            request.content_length = int(next(iter(values)))
+            if request.content_length > self.app.config.max_body_size:
+                raise ProtocolError(413, "Content Too Large")
+        if request.content_length or request.chunked:
+            request.body = self.m_body = BodyReader(self)
+            expect = headers.get("expect")
+            if expect is not None:
+                if expect.lower() != "100-continue":
+                    raise ProtocolError(417, "Expectation Failed")
+                if request.version == "1.1":
+                    self.continue_for = request
+        else:
+            request.body = EMPTY_BODY
+
+    def on_body(self, body):
+        reader = self.m_body
+        if reader is not None:
+            request = self.m_request
+            if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
+                raise ProtocolError(413, "Content Too Large")
+            reader.feed(body)
+            self.deadline = self.now + self.header_timeout
+
+    def on_message_complete(self):
+        if self.m_body is not None:
+            self.m_body.finish()
+        request = self.m_request
+        self.m_request = None
+        self.m_body = None
+        self.m_headers = None   # an idle connection keeps nothing of its last request
+        self.m_url = self.m_connection = self.m_host = None
+        self.m_open = False
+        if request is None and self.state == "busy" and self.active is None:
+            # answered by _answer_by_target
+            if self.closing:
+                self._close_when_flushed()
+            else:
+                self.state = "idle"
+                self.deadline = self.now + self.keepalive_timeout
+        elif request is not None:
+            request.complete = True
+            if self.active is request and self.deferred:
+                self.deferred = False
+                self._start(request)
+            elif self.active is request and self._answered:
+                self._finish_request()
+            elif self.state == "body":
+                self.state = "busy"
+                self.deadline = None
+
+
+def _set_target(request, target):
+    """The path and query of ``target`` (RFC 9112 §3.2), on ``request``."""
+    if target.startswith("/"):
+        raw_path, _, query = target.partition("?")
+        query = query.partition("#")[0]  # a fragment is the client's business
+        raw_path = raw_path.partition("#")[0]
+    elif target == "*" and request.method == "OPTIONS":
+        raw_path, query = "*", ""
+    elif "://" in target:
+        # absolute-form (RFC 9112 §3.2.2): the path comes from the URI.
+        try:
+            url = httptools.parse_url(target.encode("latin-1"))
+        except httptools.HttpParserInvalidURLError:
+            raise ProtocolError(400, "Bad Request: invalid request target") from None
+        if url.userinfo:
+            # RFC 9110 §4.2.4: userinfo in an http URI is an error.
+            raise ProtocolError(400, "Bad Request: userinfo in request target")
+        raw_path = (url.path or b"/").decode("latin-1")
+        query = (url.query or b"").decode("latin-1")
+    elif request.method == "CONNECT":
+        raw_path, query = "*", ""
+    else:
+        raise ProtocolError(400, "Bad Request: invalid request target")
+    request.query = query
+    request.raw_path = raw_path
+    if raw_path == "*":
+        request.path = "*"
+        return
+    try:
+        request.path = decode_path(raw_path)
+    except HTTPError as e:
+        request.path = None
+        request.state["path_error"] = e
+
+
+def state_tables():
+    """STATES and TRANSITIONS as the Markdown tables docs/architecture.md shows."""
+    lines = ["| state | meaning | deadline |", "|---|---|---|"]
+    lines += [f"| `{name}` | {meaning} | {deadline} |"
+              for name, (meaning, deadline) in STATES.items()]
+    lines += ["", "| from | event | to |", "|---|---|---|"]
+    lines += [f"| `{old}` | {event} | `{new}` |" for (old, event), new in TRANSITIONS.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,132 @@
+"""One worker: an event loop, its App, its listener and its connections.
+
+Theory of operation: ``Worker.run`` makes a loop (uvloop when installed),
+builds the App on it, runs the plugins' start-up hooks, then accepts
+connections, each one a ``flashplug.connection.Connection`` over a
+``SocketTransport``.  Out of descriptors, it pauses accepting for a moment
+(``flashplug.listener``).  On SIGTERM/SIGINT it stops accepting, lets the
+connections in flight finish within ``--grace`` seconds, and runs the
+shutdown hooks.
+"""
+import asyncio
+import logging
+import signal
+import socket
+import time
+
+from flashplug.app import App
+from flashplug.connection import Connection
+from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
+from flashplug.transport import SocketTransport
+
+log = logging.getLogger("flashplug.server")
+
+# Accept at most this many connections per readiness event, so a flood of
+# new connections cannot starve the ones already open.
+ACCEPT_BATCH = 64
+
+
+def new_loop():
+    try:
+        import uvloop
+    except ImportError:
+        log.info("uvloop is not installed; using asyncio's own event loop")
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+# -- one worker on one loop ---------------------------------------------------------------
+
+class Worker:
+    def __init__(self, config, listener):
+        self.config = config
+        self.listener = listener
+        self.loop = new_loop()
+        self.app = None
+        self.stopped = None
+        self.accept_pause = AcceptPause()
+
+    def run(self):
+        asyncio.set_event_loop(self.loop)
+        try:
+            return self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.close()
+
+    async def _main(self):
+        loop = self.loop
+        app = self.app = App(self.config, loop, self.listener)
+        self.stopped = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+            except (ValueError, RuntimeError):
+                pass  # not the main thread (an in-process test): stop() is called directly
+        # After the signal handlers: a stop during start-up still runs shutdown.
+        await _call_async_hooks(app.pm.hook.flashplug_startup, app=app.facade)
+        loop.add_reader(self.listener.fileno(), self._accept)
+        app.tick()
+        await self.stopped
+        await self._drain()
+        await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app.facade)
+        app.helpers.close()
+        if app.access_log is not None:
+            app.access_log.close()
+        app.static.cache.clear()
+        return 0
+
+    def _accept(self):
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in OUT_OF_RESOURCES:
+                    self._pause_accepting(e)
+                    return
+                continue  # the client gave up before we accepted (ECONNABORTED)
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.app.stats.connections_total += 1
+            Connection(self.app, SocketTransport(sock), peer)
+
+    def _pause_accepting(self, error):
+        self.accept_pause.note(error)
+        self.loop.remove_reader(self.listener.fileno())
+        self.loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+
+    def _resume_accepting(self):
+        if not self.app.stopping:
+            self.loop.add_reader(self.listener.fileno(), self._accept)
+
+    def stop(self):
+        if not self.stopped.done():
+            self.stopped.set_result(None)
+
+    async def _drain(self):
+        """Graceful stop: no new connections; finish what is in flight."""
+        app = self.app
+        app.stopping = True
+        self.loop.remove_reader(self.listener.fileno())
+        self.listener.close()
+        deadline = time.monotonic() + self.config.grace
+        while time.monotonic() < deadline:
+            for conn in list(app.connections):
+                if conn.active is None and not conn.out and not conn.pending \
+                        and conn.unparsed is None:
+                    conn.close()       # idle: nothing to finish
+                else:
+                    conn.closing = True  # finish this response, then close
+            if not app.connections:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(app.connections):
+            conn.abort()
+
+
+async def _call_async_hooks(hook, **kwargs):
+    for result in hook(**kwargs):
+        if result is not None and hasattr(result, "__await__"):
+            await result
