@@ -156,32 +156,29 @@ class H1Protocol:
 
     def feed(self, data, now):
         """Parse ``data`` (bytes, or a view that starts a buffer) received
-        at ``now``; a rest kept for later is copied."""
+        at ``now``, one request head at a time; a rest kept for later (the
+        pipelining bound) is copied."""
         self.now = now
         self.feeding = True
-        try:
-            self._feed(data)
-        finally:
-            self.feeding = False
-
-    def _feed(self, data):
         end = len(data)
         start = 0
         base = data.obj if type(data) is memoryview else data
-        while start < end:
-            if self.closed or (self.closing and not self.m_open):
-                return      # no request after this one will be answered
-            if len(self.pending) >= MAX_PIPELINE or self.out_bytes > HIGH_WATER:
-                # Parse no further ahead: keep the rest, read no more.
-                self.unparsed = bytes(data[start:end])
-                self.pause_reading(PAUSE_PIPELINE)
-                return
-            cut = base.find(_HEAD_END, start, end)
-            cut = end if cut == -1 or cut + 4 >= end else cut + 4
-            piece = data if start == 0 and cut == end else data[start:cut]
-            if not self._parse(piece):
-                return
-            start = cut
+        try:
+            while start < end:
+                if self.closed or (self.closing and not self.m_open):
+                    return      # no request after this one will be answered
+                if len(self.pending) >= MAX_PIPELINE or self.out_bytes > HIGH_WATER:
+                    # Parse no further ahead: keep the rest, read no more.
+                    self.unparsed = bytes(data[start:end])
+                    self.pause_reading(PAUSE_PIPELINE)
+                    return
+                cut = base.find(_HEAD_END, start, end)
+                cut = end if cut == -1 or cut + 4 >= end else cut + 4
+                if not self._parse(data if start == 0 and cut == end else data[start:cut]):
+                    return
+                start = cut
+        finally:
+            self.feeding = False
 
     def resume_parsing(self):
         """Room again (a request answered, output sent): parse what was kept."""
