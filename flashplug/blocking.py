@@ -41,10 +41,10 @@ import threading
 import time
 
 from flashplug.cache import FileCache
-from flashplug.connection import LINGER_SECONDS, RECV_SIZE
+from flashplug.connection import RECV_SIZE
 from flashplug.cycle import SESSION_SLOTS, RequestCycle, init_session
 from flashplug.helpers import run_sync
-from flashplug.http.h1 import H1Protocol
+from flashplug.http.h1 import LINGER_SECONDS, H1Protocol
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
 from flashplug.app import App
 from flashplug.residency import READ_CHUNK

@@ -10,9 +10,10 @@ time.
 Output is a queue of ``bytes`` and file ranges.  ``_flush`` sends as much as
 the socket takes; file ranges go through ``FileSender``, which says what
 happened (done, would block, offload to a helper, failed) and this driver
-acts on it.  Whether the socket is read or watched for writing follows from
-one place each: ``pause_reading``/``resume_reading`` (a bit per reason) and
-``_want_write``/``_flush``.
+acts on it.  Whether the socket is read or watched for writing is worked
+out in one place, ``_set_interest``, from why reading is paused (a bit per
+reason), the output queue and the offload; deadlines come from the
+protocol's state through ``deadline_for`` (``flashplug.http.h1``).
 
 Deadlines (header, keep-alive idle, body, send, linger) are plain
 timestamps; ``App.tick`` sweeps all connections once a second and calls
@@ -36,9 +37,6 @@ RECV_SIZE = 256 * 1024
 # remembered whole (StaticFiles.known_heads), so the same bytes again skip
 # the parser.  A browser's or a load generator's heads are a few hundred bytes.
 KNOWN_HEAD_MAX = 2048
-# How long to keep draining a client's input after an error response, so the
-# response is not destroyed by a TCP reset (nginx's lingering close).
-LINGER_SECONDS = 2.0
 _RECV_BUFFER = bytearray(RECV_SIZE)
 _RECV_VIEW = memoryview(_RECV_BUFFER)
 
@@ -116,7 +114,7 @@ class Connection(H1Protocol, RequestCycle):
 
     def _on_eof(self):
         self.eof = True
-        self.pause_reading(0)
+        self._set_interest()
         if self.state == "lingering":
             self.close()
         elif self.m_open:
@@ -130,19 +128,42 @@ class Connection(H1Protocol, RequestCycle):
                 and getattr(self.active, "version", None) == "1.1":
             # Half-closed or gone for good?  Only a write can tell.
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.deadline = self.now + 1.0
+            self.deadline = self.deadline_for(self.now)
 
     def pause_reading(self, why):
         self.pause_reasons |= why
-        if self.reading and not self.closed:
-            self.loop.remove_reader(self.fd)
-            self.reading = False
+        if self.reading:
+            self._set_interest()
 
     def resume_reading(self, why):
         self.pause_reasons &= ~why
-        if not self.pause_reasons and not self.reading and not self.closed and not self.eof:
-            self.loop.add_reader(self.fd, self._on_readable)
-            self.reading = True
+        if not self.reading:
+            self._set_interest()
+
+    def _set_interest(self):
+        """Watch the socket for what the connection needs now, worked out in
+        this one place (lighttpd's connection_set_fdevent_interest): read
+        unless some reason pauses reading (``PAUSE_*`` bits) or the client
+        sent its last byte; write while output waits and no helper is
+        sending for us.  The send deadline runs while writing is watched."""
+        if self.closed:
+            return
+        read = not self.pause_reasons and not self.eof
+        if read != self.reading:
+            if read:
+                self.loop.add_reader(self.fd, self._on_readable)
+            else:
+                self.loop.remove_reader(self.fd)
+            self.reading = read
+        write = bool(self.out) and not self.offloading
+        if write != self.writer_on:
+            if write:
+                self.loop.add_writer(self.fd, self._flush)
+                self.send_deadline = time.monotonic() + self.app.config.send_timeout
+            else:
+                self.loop.remove_writer(self.fd)
+                self.send_deadline = None
+            self.writer_on = write
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -168,7 +189,7 @@ class Connection(H1Protocol, RequestCycle):
             data = memoryview(data)[n:]
         self.out.append(data)
         self.out_bytes += len(data)
-        self._want_write()
+        self._set_interest()
 
     def write_pair(self, head, body):
         """Write two buffers with one ``sendmsg`` (gather), without joining them."""
@@ -194,7 +215,8 @@ class Connection(H1Protocol, RequestCycle):
         if n < len(body):
             self.out.append(memoryview(body)[n:])
             self.out_bytes += len(body) - n
-            self._want_write()
+        if self.out:
+            self._set_interest()
 
     def write_file(self, entry, offset, count):
         """Send ``count`` bytes of ``entry``'s open file from ``offset``."""
@@ -212,12 +234,6 @@ class Connection(H1Protocol, RequestCycle):
         self.out_bytes += min(count, HIGH_WATER)
         if not self.offloading:
             self._flush()
-
-    def _want_write(self):
-        if not self.writer_on and not self.closed:
-            self.loop.add_writer(self.fd, self._flush)
-            self.writer_on = True
-            self.send_deadline = time.monotonic() + self.app.config.send_timeout
 
     def _flush(self):
         out = self.out
@@ -255,18 +271,14 @@ class Connection(H1Protocol, RequestCycle):
             del out[0]
         if self.closed:
             return
+        self._set_interest()
         if out:
-            self._want_write()
             if self.unparsed is not None and self.out_bytes <= HIGH_WATER // 2:
                 self.resume_parsing()
             return
-        if self.writer_on:
-            self.loop.remove_writer(self.fd)
-            self.writer_on = False
-            self.send_deadline = None
         if self.state == "idle":
             # The keep-alive wait begins once the response is all sent.
-            self.deadline = time.monotonic() + self.keepalive_timeout
+            self.deadline = self.deadline_for(time.monotonic())
         w = self.drain_waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -280,9 +292,7 @@ class Connection(H1Protocol, RequestCycle):
         done, the socket and the file stay open even if the connection
         closes meanwhile (``close``), so no descriptor is reused under it."""
         self.offloading = True
-        if self.writer_on:
-            self.loop.remove_writer(self.fd)
-            self.writer_on = False
+        self._set_interest()
 
         def done(outcome):
             self.offloading = False
@@ -323,12 +333,10 @@ class Connection(H1Protocol, RequestCycle):
             self.close()
             return
         self.state = "lingering"
-        self.deadline = time.monotonic() + LINGER_SECONDS
+        self.deadline = self.deadline_for(time.monotonic())
         self.unparsed = None
         self.pause_reasons = 0
-        if not self.reading:
-            self.loop.add_reader(self.fd, self._on_readable)
-            self.reading = True
+        self._set_interest()
 
     def on_timeout(self, now):
         """Called by the server's sweep when a deadline has passed."""
@@ -339,7 +347,7 @@ class Connection(H1Protocol, RequestCycle):
             if self.transport.pending_error():
                 self.abort()
             else:
-                self.deadline = now + 1.0
+                self.deadline = self.deadline_for(now)
         elif self.deadline is not None and now > self.deadline:
             if self.state == "head" and self.active is None:
                 self.pause_reading(PAUSE_TIMEOUT)
@@ -350,7 +358,7 @@ class Connection(H1Protocol, RequestCycle):
                 # Idle between requests, but the last response is still
                 # going out (a long download): --send-timeout watches that.
                 # The idle clock starts again when the queue drains.
-                self.deadline = now + self.keepalive_timeout
+                self.deadline = self.deadline_for(now)
             else:
                 self.close()
 

@@ -136,7 +136,7 @@ class RequestCycle:
         if self.closing:
             self._close_when_flushed()
         else:
-            self.deadline = self.now + self.keepalive_timeout
+            self.deadline = self.now + self.keepalive_timeout   # deadline_for("idle")
         return True
 
     def _revalidate_known(self, known, entry, data):
@@ -144,7 +144,7 @@ class RequestCycle:
         one helper trip, then the answer.  If the file changed, the bytes are
         parsed after all, and the full path reloads it."""
         self.state = "busy"
-        self.deadline = None
+        self.deadline = self.deadline_for(self.now)
         self.pause_reading(PAUSE_REVALIDATE)   # a pipelined request waits its turn
         started = self.now
         self.app.stats.cache_revalidations += 1
@@ -190,7 +190,7 @@ class RequestCycle:
         size = write_entry(self, known.head_only, version, known.keep_alive, entry)
         self._account(200, size, known.method, known.target_text, version, referer, agent)
         self.state = "busy"
-        self.deadline = None
+        self.deadline = self.deadline_for(self.now)
         return True
 
     def _account(self, status, size, method, target, version, referer, agent, user=None):
@@ -350,7 +350,7 @@ class RequestCycle:
             return
         if self.m_request is None and self.state != "idle" and self.state != "head":
             self.state = "idle"
-            self.deadline = self.now + self.keepalive_timeout
+            self.deadline = self.deadline_for(self.now)
         self.resume_parsing()
         if self.eof and self.active is None and not self.pending and self.unparsed is None \
                 and not self.closed:

@@ -60,6 +60,13 @@ STATES = {
     "busy": ("the whole request is in; it is being answered", "handler"),
     "lingering": ("answered with an error; input is read and dropped", "linger"),
 }
+# How long to keep draining a client's input after an error response, so the
+# response is not destroyed by a TCP reset (nginx's lingering close).
+LINGER_SECONDS = 2.0
+# While a handler works for a client that half-closed, how often to look
+# whether it reset the connection (see connection.py).
+HALF_CLOSE_CHECK = 1.0
+
 # (state, event) -> next state.  Anything else is a bug.
 TRANSITIONS = {
     ("idle", "message begins"): "head",
@@ -180,6 +187,19 @@ class H1Protocol:
         finally:
             self.feeding = False
 
+    def deadline_for(self, now):
+        """When the deadline of the current state falls (STATES), or None.
+        The one place that turns a state into a deadline; the remembered-
+        head path inlines its "idle" case."""
+        kind = STATES[self.state][1]
+        if kind == "header":
+            return now + self.header_timeout
+        if kind == "idle":
+            return now + self.keepalive_timeout
+        if kind == "linger":
+            return now + LINGER_SECONDS
+        return now + HALF_CLOSE_CHECK if self.eof else None
+
     def resume_parsing(self):
         """Room again (a request answered, output sent): parse what was kept."""
         data = self.unparsed
@@ -251,7 +271,7 @@ class H1Protocol:
         self.m_open = True
         if self.state == "idle":
             self.state = "head"
-            self.deadline = self.now + self.header_timeout
+            self.deadline = self.deadline_for(self.now)
 
     def on_url(self, url):
         self.m_url = self.m_url + url if self.m_url else url
@@ -312,7 +332,7 @@ class H1Protocol:
         request.conditional = bool(self.m_noted & _CONDITIONAL)
         self.m_request = request
         self.state = "body"
-        self.deadline = now + self.header_timeout
+        self.deadline = self.deadline_for(now)
         if self.active is None:
             self._start(request)
         else:
@@ -359,7 +379,7 @@ class H1Protocol:
             if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
                 raise ProtocolError(413, "Content Too Large")
             reader.feed(body)
-            self.deadline = self.now + self.header_timeout
+            self.deadline = self.deadline_for(self.now)
 
     def on_message_complete(self):
         if self.m_body is not None:
@@ -376,7 +396,7 @@ class H1Protocol:
                 self._close_when_flushed()
             else:
                 self.state = "idle"
-                self.deadline = self.now + self.keepalive_timeout
+                self.deadline = self.deadline_for(self.now)
         elif request is not None:
             request.complete = True
             if self.active is request and self.deferred:
@@ -386,7 +406,7 @@ class H1Protocol:
                 self._finish_request()
             elif self.state == "body":
                 self.state = "busy"
-                self.deadline = None
+                self.deadline = self.deadline_for(self.now)
 
 
 def _set_target(request, target):

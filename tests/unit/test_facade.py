@@ -1,0 +1,45 @@
+"""The server object plugins get (flashplug.facade.Server)."""
+import asyncio
+from types import SimpleNamespace
+
+from flashplug.facade import Server
+
+
+def conn(active=None, out=(), pending=(), state="idle"):
+    return SimpleNamespace(active=active, out=list(out), pending=list(pending), state=state)
+
+
+class FakeCache:
+    max_entries, bytes, max_bytes, open_files, max_open = 100, 4096, 1 << 20, 1, 4096
+
+    def __len__(self):
+        return 3
+
+
+def fake_app(connections=()):
+    async def respond(request):
+        return ("answered", request)
+    return SimpleNamespace(config="cfg", loop="loop", helpers="helpers", stats="stats",
+                           connections=list(connections), respond=respond,
+                           static=SimpleNamespace(cache=FakeCache()))
+
+
+def test_connection_counts_match_nginx():
+    assert Server(fake_app()).connection_counts() == (0, 0, 0, 0)
+    server = Server(fake_app([conn(active="r"), conn(state="head"), conn(),
+                              conn(out=[b"x"]), conn(pending=["r"]), conn(state="body"),
+                              conn(state="lingering")]))
+    assert server.connection_counts() == (7, 2, 3, 2)
+
+
+def test_cache_info():
+    assert Server(fake_app()).cache_info() == {
+        "entries": 3, "max_entries": 100, "bytes": 4096, "max_bytes": 1 << 20,
+        "open_files": 1, "max_open_files": 4096}
+
+
+def test_plain_parts_and_dispatch():
+    server = Server(fake_app())
+    assert (server.config, server.loop, server.helpers, server.stats) == \
+        ("cfg", "loop", "helpers", "stats")
+    assert asyncio.run(server.dispatch("req")) == ("answered", "req")
