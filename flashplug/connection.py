@@ -29,7 +29,7 @@ once-a-second sweep notices, and the handler is stopped.
 import time
 
 from flashplug.cycle import SESSION_SLOTS, RequestCycle, init_session
-from flashplug.http.h1 import HIGH_WATER, PAUSE_PIPELINE, PAUSE_TIMEOUT, H1Protocol
+from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, H1Protocol
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
 
 RECV_SIZE = 256 * 1024

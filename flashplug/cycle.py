@@ -26,8 +26,8 @@ from flashplug.framing import close_response as _close_stream
 from flashplug.framing import send_response, write_entry
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.h1 import PAUSE_REVALIDATE
-from flashplug.http.h1 import keep_alive as _keep_alive
-from flashplug.http.h1 import valid_host as _valid_host
+from flashplug.http.h1_checks import keep_alive as _keep_alive
+from flashplug.http.h1_checks import valid_host as _valid_host
 
 log = logging.getLogger("flashplug.connection")
 

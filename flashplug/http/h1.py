@@ -24,18 +24,15 @@ The connection's states and what each may do are in ``STATES`` and
 ``TRANSITIONS``; ``state_tables()`` renders them for docs/architecture.md,
 and a test checks the page shows them and the code sets no other state.
 """
-import re
-
 import httptools
 
-from flashplug.errors import HTTPError
 from flashplug.http.body import EMPTY_BODY, BodyReader
+from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, keep_alive,
+                                      set_target, valid_host)
 from flashplug.http.message import Headers, Request
-from flashplug.http.paths import decode_path
 
 # Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
 # LimitRequestFields and nginx's large_client_header_buffers (8 KiB lines).
-MAX_REQUEST_TARGET = 8190
 MAX_FIELD_SIZE = 8190
 MAX_FIELDS = 100
 MAX_HEAD_BYTES = 64 * 1024
@@ -92,67 +89,7 @@ _NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
                  b"if-match": _CONDITIONAL, b"if-none-match": _CONDITIONAL,
                  b"if-modified-since": _CONDITIONAL, b"if-unmodified-since": _CONDITIONAL,
                  b"range": _CONDITIONAL, b"if-range": _CONDITIONAL, b"upgrade": _UPGRADE}
-# RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
-_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
-_VALID_HOSTS = set()    # values already checked; bounded, cleared when full
-_VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _HEAD_END = b"\r\n\r\n"
-
-
-class ProtocolError(Exception):
-    """A request we answer with ``status`` and then close the connection."""
-
-    def __init__(self, status, message):
-        super().__init__(status, message)
-        self.status = status
-        self.message = message
-
-
-def classify(error, message):
-    """The ProtocolError for an error llhttp reported in ``message``, the
-    bytes of the request that failed (from its first byte)."""
-    line = bytes(message[:MAX_REQUEST_TARGET + 64]).lstrip(b"\r\n").partition(b"\r\n")[0]
-    method, _, rest = line.partition(b" ")
-    if isinstance(error, httptools.HttpParserInvalidMethodError):
-        # An unknown but well-formed method ("FOO / HTTP/1.1") is 501;
-        # bytes that are not HTTP at all (a TLS ClientHello) are 400.
-        if method and method.isalpha() and method.isupper() and rest.startswith(b"/"):
-            return ProtocolError(501, "Not Implemented")
-        return ProtocolError(400, "Bad Request")
-    version = rest.rpartition(b" ")[2]
-    if _VERSION_RE.fullmatch(version) and version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        return ProtocolError(505, "HTTP Version Not Supported")
-    return ProtocolError(400, "Bad Request")
-
-
-def valid_host(host):
-    """Is a Host value a URI host with an optional port (RFC 9112 §3.2)?
-
-    An empty one is not: our target URIs are "http" URIs, whose host must
-    not be empty (RFC 9110 §4.2.1).
-    """
-    if host is None or host in _VALID_HOSTS:
-        return True
-    if not host or _HOST_RE.fullmatch(host) is None:
-        return False
-    if len(_VALID_HOSTS) >= 1024:
-        _VALID_HOSTS.clear()
-    _VALID_HOSTS.add(host)
-    return True
-
-
-def keep_alive(version, options):
-    """May the connection carry another request after this one?
-
-    llhttp's own answer misses a "close" beside "keep-alive" in HTTP/1.0,
-    so the Connection options are read here (RFC 9112 §9.3).
-    """
-    if options is None:
-        return version == "1.1"
-    tokens = {t.strip() for t in options.lower().split(b",")}
-    if b"close" in tokens:
-        return False
-    return version == "1.1" or b"keep-alive" in tokens
 
 
 class H1Protocol:
@@ -322,7 +259,7 @@ class H1Protocol:
             self._check_framing(request)
         else:
             request.body = EMPTY_BODY
-        _set_target(request, target)
+        set_target(request, target)
         request.remote_addr = self.peer_addr
         request.remote_port = self.peer_port
         request.server_addr = self.local_addr
@@ -407,41 +344,6 @@ class H1Protocol:
             elif self.state == "body":
                 self.state = "busy"
                 self.deadline = self.deadline_for(self.now)
-
-
-def _set_target(request, target):
-    """The path and query of ``target`` (RFC 9112 §3.2), on ``request``."""
-    if target.startswith("/"):
-        raw_path, _, query = target.partition("?")
-        query = query.partition("#")[0]  # a fragment is the client's business
-        raw_path = raw_path.partition("#")[0]
-    elif target == "*" and request.method == "OPTIONS":
-        raw_path, query = "*", ""
-    elif "://" in target:
-        # absolute-form (RFC 9112 §3.2.2): the path comes from the URI.
-        try:
-            url = httptools.parse_url(target.encode("latin-1"))
-        except httptools.HttpParserInvalidURLError:
-            raise ProtocolError(400, "Bad Request: invalid request target") from None
-        if url.userinfo:
-            # RFC 9110 §4.2.4: userinfo in an http URI is an error.
-            raise ProtocolError(400, "Bad Request: userinfo in request target")
-        raw_path = (url.path or b"/").decode("latin-1")
-        query = (url.query or b"").decode("latin-1")
-    elif request.method == "CONNECT":
-        raw_path, query = "*", ""
-    else:
-        raise ProtocolError(400, "Bad Request: invalid request target")
-    request.query = query
-    request.raw_path = raw_path
-    if raw_path == "*":
-        request.path = "*"
-        return
-    try:
-        request.path = decode_path(raw_path)
-    except HTTPError as e:
-        request.path = None
-        request.state["path_error"] = e
 
 
 def state_tables():

@@ -1,0 +1,112 @@
+"""The checks of an HTTP/1.1 request head, as pure functions (RFC 9112).
+
+Theory of operation: ``flashplug.http.h1`` calls these from its parser
+callbacks; each takes bytes or a Request and returns an answer or raises a
+``ProtocolError`` that carries the HTTP status the client gets.  Nothing
+here keeps state between requests except a bounded set of Host values
+already found valid.
+"""
+import re
+
+import httptools
+
+from flashplug.errors import HTTPError
+from flashplug.http.paths import decode_path
+
+# Longest request target accepted (Apache's LimitRequestLine is 8190).
+MAX_REQUEST_TARGET = 8190
+# RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
+_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
+_VALID_HOSTS = set()    # values already checked; bounded, cleared when full
+_VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
+
+
+class ProtocolError(Exception):
+    """A request we answer with ``status`` and then close the connection."""
+
+    def __init__(self, status, message):
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+
+def classify(error, message):
+    """The ProtocolError for an error llhttp reported in ``message``, the
+    bytes of the request that failed (from its first byte)."""
+    line = bytes(message[:MAX_REQUEST_TARGET + 64]).lstrip(b"\r\n").partition(b"\r\n")[0]
+    method, _, rest = line.partition(b" ")
+    if isinstance(error, httptools.HttpParserInvalidMethodError):
+        # An unknown but well-formed method ("FOO / HTTP/1.1") is 501;
+        # bytes that are not HTTP at all (a TLS ClientHello) are 400.
+        if method and method.isalpha() and method.isupper() and rest.startswith(b"/"):
+            return ProtocolError(501, "Not Implemented")
+        return ProtocolError(400, "Bad Request")
+    version = rest.rpartition(b" ")[2]
+    if _VERSION_RE.fullmatch(version) and version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        return ProtocolError(505, "HTTP Version Not Supported")
+    return ProtocolError(400, "Bad Request")
+
+
+def valid_host(host):
+    """Is a Host value a URI host with an optional port (RFC 9112 §3.2)?
+
+    An empty one is not: our target URIs are "http" URIs, whose host must
+    not be empty (RFC 9110 §4.2.1).
+    """
+    if host is None or host in _VALID_HOSTS:
+        return True
+    if not host or _HOST_RE.fullmatch(host) is None:
+        return False
+    if len(_VALID_HOSTS) >= 1024:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(host)
+    return True
+
+
+def keep_alive(version, options):
+    """May the connection carry another request after this one?
+
+    llhttp's own answer misses a "close" beside "keep-alive" in HTTP/1.0,
+    so the Connection options are read here (RFC 9112 §9.3).
+    """
+    if options is None:
+        return version == "1.1"
+    tokens = {t.strip() for t in options.lower().split(b",")}
+    if b"close" in tokens:
+        return False
+    return version == "1.1" or b"keep-alive" in tokens
+
+
+def set_target(request, target):
+    """The path and query of ``target`` (RFC 9112 §3.2), on ``request``."""
+    if target.startswith("/"):
+        raw_path, _, query = target.partition("?")
+        query = query.partition("#")[0]  # a fragment is the client's business
+        raw_path = raw_path.partition("#")[0]
+    elif target == "*" and request.method == "OPTIONS":
+        raw_path, query = "*", ""
+    elif "://" in target:
+        # absolute-form (RFC 9112 §3.2.2): the path comes from the URI.
+        try:
+            url = httptools.parse_url(target.encode("latin-1"))
+        except httptools.HttpParserInvalidURLError:
+            raise ProtocolError(400, "Bad Request: invalid request target") from None
+        if url.userinfo:
+            # RFC 9110 §4.2.4: userinfo in an http URI is an error.
+            raise ProtocolError(400, "Bad Request: userinfo in request target")
+        raw_path = (url.path or b"/").decode("latin-1")
+        query = (url.query or b"").decode("latin-1")
+    elif request.method == "CONNECT":
+        raw_path, query = "*", ""
+    else:
+        raise ProtocolError(400, "Bad Request: invalid request target")
+    request.query = query
+    request.raw_path = raw_path
+    if raw_path == "*":
+        request.path = "*"
+        return
+    try:
+        request.path = decode_path(raw_path)
+    except HTTPError as e:
+        request.path = None
+        request.state["path_error"] = e
