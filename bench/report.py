@@ -39,7 +39,7 @@ def ordered(wls: dict) -> list:
     return sorted(wls.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0]))
 
 
-SERVERS = ["nginx", "nginx-aio", "lighttpd", "http.server", "aiohttp", "flashplug-amped", "flashplug-sped",
+SERVERS = ["nginx", "nginx-aio", "lighttpd", "http.server", "aiohttp", "flashplug-before", "flashplug-amped", "flashplug-sped",
            "flashplug-mt", "flashplug-mp", "lighttpd-cgi", "flashplug-cgi"]
 
 
@@ -138,6 +138,10 @@ def table(wl: dict) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_notes(row)} |")
     if bname:
         lines.append(f"\nRatios in parentheses are to {wl['labels'].get(bname, bname)} in the same run.")
+    before, after = wl["rows"].get("flashplug-before"), wl["rows"].get("flashplug-amped")
+    if ok(before) and ok(after):
+        fig = "rss_per_conn" if idle else "rps"
+        lines.append(f"\nAfter/before (`--baseline`): {fig} {after[fig] / before[fig]:.2f}x.")
     return lines
 
 

@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--idle-connections", type=int, default=10_000)
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                    help="before each run, wait up to S seconds for both CPUs to be under 10%% busy")
+    p.add_argument("--baseline", metavar="EXE",
+                   help="also measure this flashplug executable (another checkout's venv) as flashplug-before, "
+                        "in (a), (b) and (d): the before/after of a change in one run")
     p.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     p.add_argument("--keep", action="store_true", help="keep the temporary document root")
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="the Markdown report")
@@ -74,6 +77,7 @@ def plan(args) -> list[dict]:
     import servers as S
     archs = args.arch.split(",") if args.arch else (["amped", "sped"] if args.quick else list(S.FLASHPLUG_ARCHS))
     flash = [S.flashplug(a) for a in archs]
+    before = [S.flashplug_baseline(args.baseline)] if args.baseline else []
     quick = args.quick
     pts: list[dict] = []
 
@@ -87,11 +91,11 @@ def plan(args) -> list[dict]:
         for size, label in (("1k", "1 KiB"), ("100k", "100 KiB"), ("1m", "1 MiB")):
             slow = [S.HTTP_SERVER, S.AIOHTTP] if size == "1k" or not quick else []
             add(f"a-{size}", f"(a) one cached file of {label}, 64 keep-alive connections", "a",
-                [S.NGINX, S.LIGHTTPD, *slow, *(flash[:1] if quick else flash)],
+                [S.NGINX, S.LIGHTTPD, *slow, *before, *(flash[:1] if quick else flash)],
                 path=f"/{size}.bin", connections=64, size=size)
     if "b" in args.groups:
         add("b-zipf", "(b) 10,000 files, Zipf-distributed requests, cached, 64 connections", "b",
-            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *(flash[:1] if quick else flash)],
+            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *before, *(flash[:1] if quick else flash)],
             connections=64)
     if "c" in args.groups:
         for pct in ((0, 100) if quick else (0, 50, 100)):
@@ -101,7 +105,7 @@ def plan(args) -> list[dict]:
                 [S.NGINX, S.NGINX_AIO, *([] if quick else [S.LIGHTTPD]), *flash], connections=64, evict=pct)
     if "d" in args.groups:
         add("d-idle", f"(d) {args.idle_connections:,} idle keep-alive connections + 64 active on /1k.bin", "d",
-            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.AIOHTTP]), *(flash[:1] if quick else flash)],
+            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.AIOHTTP]), *before, *(flash[:1] if quick else flash)],
             connections=64, count=args.idle_connections)
     if "e" in args.groups:
         for script in ("sh", "py"):

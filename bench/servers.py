@@ -52,6 +52,12 @@ def flashplug(arch: str, cgi: bool = False) -> Spec:
     return Spec(f"flashplug-{arch}", "flashplug", ("arch", arch))
 
 
+def flashplug_baseline(exe: str) -> Spec:
+    """flashplug amped from another install (`--baseline`): the "before" of a
+    before/after comparison, measured in the same run as today's tree."""
+    return Spec("flashplug-before", "flashplug", ("arch", "amped", "exe", exe))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,7 +150,8 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
         arch = spec.options[spec.options.index("arch") + 1]
         # A long keep-alive timeout, as nginx and lighttpd get above, so (d)'s
         # idle connections stay open for the whole measurement.
-        cmd = flashplug_command() + ["serve", str(root), "--port", str(port), "--access-log", "off",
+        exe = [spec.options[spec.options.index("exe") + 1]] if "exe" in spec.options else flashplug_command()
+        cmd = exe + ["serve", str(root), "--port", str(port), "--access-log", "off",
                                      "--arch", arch, "--workers", "1", "--keepalive-timeout", "300"]
         return cmd + (["--plugins", "cgi"] if "cgi" in spec.options else [])
     raise ValueError(spec.kind)
