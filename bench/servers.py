@@ -157,18 +157,31 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
     raise ValueError(spec.kind)
 
 
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """One request on a fresh connection; (status, body). Raises OSError."""
+def fetch(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    """One GET on a fresh connection; (status, fields by lower-case name,
+    body). Raises OSError."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
     try:
-        return int(head.split(b" ", 2)[1]), body
+        status = int(lines[0].split(" ", 2)[1])
     except (IndexError, ValueError):
         raise OSError(f"bad response: {head[:80]!r}") from None
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return status, fields, body
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One request on a fresh connection; (status, body). Raises OSError."""
+    status, _, body = fetch(port, path, timeout)
+    return status, body
 
 
 @dataclass
