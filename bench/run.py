@@ -11,6 +11,7 @@ in one invocation.
 
     python bench/run.py                  # everything, about 15 minutes
     python bench/run.py --quick          # 2 s points, fewer servers, ~2 minutes
+    python bench/run.py --only real      # real traffic (r): browser-like heads
     python bench/run.py --only a,d --duration 3 --arch amped,sped
 """
 

@@ -7,7 +7,11 @@ wrk's human output. A script with no `request` function keeps wrk on its
 fast static-request path; workloads over many files add a `request`
 function that picks a path at random from a list written beforehand (for
 the Zipf workload the list itself is a Zipf-distributed sample, so a uniform
-pick from it is a Zipf-distributed request). wrk runs under `taskset -c 1`.
+pick from it is a Zipf-distributed request). Real traffic (r) gets a script
+written for each run (`real_script`): it joins every request head from
+`traffic.Template`s, counts each response's status through wrk's `response`
+callback, and reports the counts in the same result line (`status_problem`
+judges them). wrk runs under `taskset -c 1`.
 """
 
 from __future__ import annotations
