@@ -1,14 +1,13 @@
 """Render bench/last-run.json into docs/benchmarks.md and docs/img/bench-*.png.
 
 Theory of operation: pure formatting, no measuring. The page leads with real
-traffic (r): browser-like request heads, each workload's flashplug figure
-beside the faster of nginx and lighttpd from the same invocation. Each
-workload's table puts every figure beside its ratio to the baseline measured
-in the same invocation (for (r) that faster one; else nginx; lighttpd for
-CGI, which nginx does not do). The targets of issues 12 and 6 are checked
-against those same ratios. Two plots follow the Flash
-paper's figures: throughput against file size, and throughput as more of the
-data set is kept out of the page cache.
+traffic (r), browser-like request heads: flashplug beside the faster of nginx
+and lighttpd from the same invocation. Each workload's table puts every
+figure beside its ratio to the baseline measured in the same invocation (for
+(r) that faster one; else nginx; lighttpd for CGI, which nginx does not do).
+The targets of issues 12 and 6 are checked against those same ratios. Two
+plots follow the Flash paper's figures: throughput against file size, and
+throughput as more of the data set is kept out of the page cache.
 
 Usage (re-render without re-measuring): python bench/report.py
 """
@@ -44,8 +43,8 @@ TARGETS = [
 ]
 
 
-ORDER = ["r-browser", "r-clients", "r-reval", "r-zipf", "a-1k", "a-100k", "a-1m", "b-zipf", "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90",
-         "d-idle", "e-cgi-sh", "e-cgi-py"]
+ORDER = ["r-browser", "r-clients", "r-reval", "r-zipf", "a-1k", "a-100k", "a-1m", "b-zipf",
+         "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90", "d-idle", "e-cgi-sh", "e-cgi-py"]
 
 
 def ordered(wls: dict) -> list:
@@ -227,6 +226,14 @@ def targets(results: dict) -> list[str]:
     return lines
 
 
+def _rps(row: dict | None) -> str:
+    if ok(row):
+        return f"{row['rps']:,.0f}"
+    if row and "rps" in row:
+        return "**wrong answers**"   # measured, but not the answers due: not throughput
+    return "failed" if row else ""
+
+
 def real_traffic(results: dict) -> list[str]:
     """The page's lead table: each workload of (r), flashplug against the
     faster of nginx and lighttpd in the same run."""
@@ -239,9 +246,7 @@ def real_traffic(results: dict) -> list[str]:
              "|---|" + "---|" * (len(names) + 2)]
     for key, wl in wls:
         rows = wl["rows"]
-        cells = [f"{rows[n]['rps']:,.0f}" if ok(rows.get(n)) else ("**wrong answers**" if "rps" in (rows.get(n) or {})
-                                                                    else "failed" if n in rows else "")
-                 for n in names]
+        cells = [_rps(rows.get(n)) for n in names]
         top, flash = best(rows, BEST_OF), rows.get("flashplug-amped")
         ratio = f"**{flash['rps'] / rows[top]['rps']:.2f}x** ({top})" if top and ok(flash) else "—"
         lines.append(f"| {key} | " + " | ".join(cells) + f" | {ratio} | {repeated(_counted(rows))} |")
