@@ -353,3 +353,13 @@ def test_a_run_with_wrong_answers_is_not_a_median_candidate():
             {"rps": 20.0, "errors": {}}]
     assert median_run(rows)["rps"] == 10.0
     assert "ERROR: answered 200 x9" in report.one_line("x", {**_real_row(900.0), "error": "answered 200 x9"})
+
+
+def test_validators_come_from_the_server_or_the_run_stops(monkeypatch):
+    import workloads
+    answer = (200, {"etag": '"5f-1a"', "last-modified": "Mon, 30 Nov 2026 07:00:00 GMT"}, b"")
+    monkeypatch.setattr(servers, "fetch", lambda port, path: answer)
+    assert workloads.validators(1, "/1k.bin") == ('"5f-1a"', "Mon, 30 Nov 2026 07:00:00 GMT")
+    answer = (200, {"last-modified": "Mon, 30 Nov 2026 07:00:00 GMT"}, b"")
+    with pytest.raises(ValueError, match="nothing to revalidate against"):
+        workloads.validators(1, "/1k.bin")
