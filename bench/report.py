@@ -343,7 +343,7 @@ def render(results: dict, images: list[str]) -> str:
         "## How to run",
         "",
         "    python bench/run.py            # every workload and server, about 20 minutes",
-        "    python bench/run.py --quick    # 2 s points, fewer servers and points, about 2 minutes",
+        "    python bench/run.py --quick    # 2 s points, fewer servers and points, about 3 minutes",
         "    python bench/run.py --only real   # real traffic (r) alone, about 5 minutes",
         "    python bench/run.py --only a,d --duration 3 --arch amped,sped --servers nginx,flashplug-amped",
         "",

@@ -10,7 +10,7 @@ into the previous results, so every table still compares servers measured
 in one invocation.
 
     python bench/run.py                  # everything, about 20 minutes
-    python bench/run.py --quick          # 2 s points, fewer servers, ~2 minutes
+    python bench/run.py --quick          # 2 s points, fewer servers, ~3 minutes
     python bench/run.py --only real      # real traffic (r): browser-like heads
     python bench/run.py --only a,d --duration 3 --arch amped,sped
 """
