@@ -52,6 +52,12 @@ class Config:
         return dict(vars(self._ns))
 
 
+#: Settings that name a file: a relative value in the config file is
+#: relative to the config file's folder (like ``docroot`` and
+#: ``plugins_dir``), so the file means the same wherever the server starts.
+FILE_PATH_KEYS = frozenset({"access_log", "error_log"})
+
+
 def read_toml(path):
     try:
         with open(path, "rb") as f:
@@ -135,6 +141,8 @@ def toml_defaults(path, data, parser, plugin_names):
                 raise UsageError(f"{path}: docroot must be a string")
             defaults["docroot"] = os.path.join(os.path.dirname(os.path.abspath(path)), value)
             continue
+        if dest in FILE_PATH_KEYS and isinstance(value, str) and value not in ("-", "off"):
+            value = os.path.join(os.path.dirname(os.path.abspath(path)), value)
         action = actions.get(dest)
         if action is None or dest not in kernel_keys:
             raise UsageError(f"{path}: {key}: unknown setting; allowed: "
