@@ -289,10 +289,18 @@ def cmd_plugins(argv):
     pm = plugin_mod.new_manager()
     rows = []
     for info in sorted(installed.values(), key=lambda i: i.name):
-        plugin_mod.load(info)
-        rows.append({"name": info.name, "version": info.version, "source": info.source,
-                     "location": info.location, "hooks": info.hooks(pm),
-                     "enabled": info.name in selected})
+        row = {"name": info.name, "version": info.version, "source": info.source,
+               "location": info.location, "hooks": [], "enabled": info.name in selected}
+        # This is the command people run when a plugin misbehaves: a plugin
+        # that fails to import is listed as broken, with why, not fatal.
+        try:
+            plugin_mod.load(info)
+        except UsageError as e:
+            cause = e.__cause__ or e
+            row["broken"] = " ".join(f"{type(cause).__name__}: {cause}".split())
+        else:
+            row["hooks"] = info.hooks(pm)
+        rows.append(row)
     if ns.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -301,6 +309,8 @@ def cmd_plugins(argv):
         return 0
     for row in rows:
         mark = "enabled" if row["enabled"] else "disabled"
+        if "broken" in row:
+            mark = f"broken: {row['broken']}"
         print(f"{row['name']} {row['version']} ({row['source']}: {row['location']}) [{mark}]")
         for hook in row["hooks"]:
             print(f"    {hook}")

@@ -136,9 +136,9 @@ def toml_defaults(path, data, parser, plugin_names):
         if dest == "plugins_dir":
             defaults["plugins_dir"] = config_plugins_dirs(path, data)
             continue
-        if dest == "docroot":
+        if dest in ("docroot", "directory"):  # two names, as on the command line
             if not isinstance(value, str):
-                raise UsageError(f"{path}: docroot must be a string")
+                raise UsageError(f"{path}: {key} must be a string")
             defaults["docroot"] = os.path.join(os.path.dirname(os.path.abspath(path)), value)
             continue
         if dest in FILE_PATH_KEYS and isinstance(value, str) and value not in ("-", "off"):
