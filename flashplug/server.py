@@ -226,8 +226,12 @@ def _html_escape(text):
 
 # -- listening ----------------------------------------------------------------------
 
-def bind_listener(host, port):
-    """A listening socket, or a UsageError that says how to fix the problem."""
+def bind_listener(host, port, listen=True):
+    """A listening socket, or a UsageError that says how to fix the problem.
+
+    ``listen=False`` only binds (the caller calls ``listen`` once it is
+    sure to serve), so no client is accepted by a server about to fail.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -238,7 +242,8 @@ def bind_listener(host, port):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
-        sock.listen(LISTEN_BACKLOG)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
@@ -382,10 +387,11 @@ def run(config):
     if config.arch in ("mt", "mp") and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
-    listener = bind_listener(config.bind, config.port)
+    listener = bind_listener(config.bind, config.port, listen=False)
     drop_privileges(config)
     check_logs(config)
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
+    listener.listen(LISTEN_BACKLOG)
     print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
     if config.arch in ("mt", "mp"):
         from flashplug.blocking import run_blocking
