@@ -22,6 +22,10 @@ def _port(text):
     try:
         value = int(text)
     except ValueError:
+        if text.upper().startswith("HTTP/"):  # http.server's -p is --protocol
+            raise argparse.ArgumentTypeError(
+                f"not a port number: {text!r}; -p is --port here, and flashplug "
+                f"always speaks HTTP/1.1: leave it out") from None
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
