@@ -163,3 +163,18 @@ def test_cgi_scripts_of_a_root_server_are_not_root(open_dir, server_factory, ext
     entry = pwd.getpwnam(user)
     assert requests.get(server.url + "/cgi-bin/id.sh").text.split() == \
         [str(entry.pw_uid), str(entry.pw_gid)]
+
+
+@root_only
+def test_log_files_are_checked_as_the_user(open_dir):
+    """A log folder root can write but --user cannot: one line, before any
+    worker starts."""
+    logs = os.path.join(open_dir, "log")
+    os.mkdir(logs, 0o755)                      # root's, not writable by nobody
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", open_dir, "--port", "0",
+                           "--workers", "2", "--user", "nobody",
+                           "--access-log", os.path.join(logs, "access.log")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"flashplug: error: --access-log {logs}/access.log: cannot open "
+                           f"for appending as user nobody: Permission denied\n")
