@@ -182,14 +182,14 @@ def _add_serve_options(p):
 
 def _pre_parse(argv):
     """Read just the options that decide which plugins to load."""
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = _Parser(add_help=False)
     pre.add_argument("--plugins", default=None)
     pre.add_argument("--plugins-dir", action="append", default=[])
     pre.add_argument("--config", default=None)
     pre.add_argument("--cgi", action="store_true")
     try:
         known, _ = pre.parse_known_args(argv)
-    except SystemExit:
+    except UsageError:
         # A value is missing (`--plugins` last): the full parse says which.
         return argparse.Namespace(plugins=None, plugins_dir=[], config=None, cgi=False)
     return known

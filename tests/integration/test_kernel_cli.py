@@ -382,3 +382,12 @@ def test_workers_error_mentions_auto(root):
 def test_abbreviated_or_misspelt_option_is_one_line(root, flag, fix):
     line = assert_one_line_error(run("serve", root, flag, "cgi"))
     assert line == f"flashplug: error: unknown option {flag}; did you mean {fix}?"
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--plugins"], "argument --plugins: expected one argument"),
+    (["-p", "HTTP/1.1"], "argument -p/--port: not a port number: 'HTTP/1.1'; -p is --port "
+                         "here, and flashplug always speaks HTTP/1.1: leave it out"),
+])
+def test_option_value_mistakes_are_one_line(root, args, line):
+    assert assert_one_line_error(run("serve", root, *args)) == f"flashplug: error: {line}"
