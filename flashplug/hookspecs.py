@@ -90,6 +90,10 @@ def flashplug_startup(app):
     """Acquire resources on the event loop (process pools, connections).
 
     Called in each worker after the loop starts and before the first request.
+    An exception stops the worker with a one-line cause that names the
+    plugin; with one worker the server exits with status 1, and a master
+    whose workers keep failing this way gives up the same way.  Check what
+    can be checked earlier, in ``flashplug_configure``.
 
     :param app: the running :class:`flashplug.server.App`: ``app.config``,
         ``app.helpers`` (``await app.helpers.run(fn, *args)`` runs blocking

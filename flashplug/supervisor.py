@@ -94,8 +94,9 @@ def describe(exc, pm=None):
 
 
 def run_reporting(child_main, pm=None):
-    """Run ``child_main()``; an exception becomes one logged line and a
-    StartupError carrying it (the traceback only at debug level)."""
+    """Run ``child_main()``; an exception becomes a StartupError whose
+    message is one line (:func:`describe`); the traceback goes to the error
+    log at debug level only."""
     try:
         return child_main()
     except (StartupError, UsageError):
