@@ -132,7 +132,9 @@ class Response:
     def __init__(self, status=200, headers=None, body=b"", *, stream=None,
                  raw=False, reason=None):
         self.status = status
-        self.headers = list(headers) if headers else []
+        # A dict is kept as given, so that the check at the API boundary
+        # (flashplug.http.validate) can refuse it by name.
+        self.headers = headers if isinstance(headers, dict) else list(headers or ())
         self.body = body
         self.stream = stream
         self.raw = raw

@@ -1,0 +1,161 @@
+"""What a plugin hands the kernel is checked here before it reaches the wire.
+
+Theory of operation: plugin code is the one source of responses the kernel
+did not build itself, so everything a handler or hook returns goes through
+:func:`check_response` (and a route's handler through
+:func:`is_async_handler`) at the API boundary.  A mistake raises
+:class:`ResponseMistake` with a one-line cause for the error log; the kernel
+answers 500 instead and the connection stays in step.  The kernel's own
+responses (static files, error pages) are built right and skip this.
+
+The rules, with the RFC that sets them:
+
+==================  ====================================================
+status              an ``int`` from 200 to 599: a handler gives the
+                    final response, and 1xx are interim (RFC 9110 §15)
+reason              ``None`` or ``str``: HTAB, SP, VCHAR, obs-text
+                    (RFC 9112 §4)
+headers             a ``list`` of ``(name, value)`` pairs of ``str``; a
+                    ``dict`` is refused, as it cannot repeat a field
+                    (``Set-Cookie``) and hooks append to the list
+header name         a token (RFC 9110 §5.1)
+header value        no CR, LF, NUL or other control character but HTAB
+                    (RFC 9110 §5.5), and only ISO-8859-1 characters,
+                    the ones a field value can carry as octets
+body                ``bytes``, ``bytearray`` or ``memoryview``
+stream              an async iterable (``__aiter__``) of such chunks;
+                    a bad chunk can only be caught while it is sent,
+                    when the status line is gone, so the connection is
+                    then closed instead
+==================  ====================================================
+
+Pure: no I/O, no kernel state; ``plugins/cgi`` checks a script's header
+lines with the same :func:`field_error`.
+"""
+import inspect
+import re
+
+from flashplug.http.message import Response
+
+#: RFC 9110 §5.6.2 token: what a field name must be.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+#: What a field value or reason phrase must not contain: controls other
+#: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
+_BAD_CHAR = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+_NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
+
+BODY_TYPES = (bytes, bytearray, memoryview)
+
+
+class ResponseMistake(Exception):
+    """A plugin's response cannot be sent; the message says why, in one line.
+
+    ``owner`` names the plugin for the error log (``"plugin 'x'"``), or is
+    None when the caller did not know it.
+    """
+
+    def __init__(self, message, owner=None):
+        super().__init__(message)
+        self.owner = owner
+
+
+def field_error(name, value):
+    """Why ``(name, value)`` cannot be a header field, or None if it can.
+
+    Both are ``str`` (header octets decoded as ISO-8859-1).
+    """
+    if type(name) is not str or type(value) is not str:
+        return (f"header ({name!r}, {value!r}): name and value must be str, "
+                f"not {type(name).__name__} and {type(value).__name__}")
+    if not _TOKEN.match(name):
+        return (f"header name {_clip(name)!r} is not a token (RFC 9110 §5.1: letters, "
+                f"digits and !#$%&'*+-.^_`|~ only)")
+    bad = _BAD_CHAR.search(value)
+    if bad is not None:
+        return f"header {name!r} value has {_char(bad.group())}"
+    return None
+
+
+def check_response(response, owner=None):
+    """Check a plugin's ``response``; raise :class:`ResponseMistake` if wrong.
+
+    Returns the response ready to send: a ``memoryview`` body becomes
+    ``bytes`` (the framing counts octets), and a stream is wrapped so that
+    a chunk of the wrong type raises :class:`ResponseMistake`, naming
+    ``owner``, when it comes.
+    """
+    if not isinstance(response, Response):
+        raise ResponseMistake(f"returned {_clip(repr(response))}, not a flashplug.Response")
+    status = response.status
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ResponseMistake(f"status {status!r} is not an int from 200 to 599")
+    reason = response.reason
+    if reason is not None and (type(reason) is not str or _BAD_CHAR.search(reason)):
+        raise ResponseMistake(f"reason {_clip(repr(reason))} is not a one-line str")
+    check_headers(response.headers)
+    body, stream = response.body, response.stream
+    if stream is not None:
+        if not hasattr(stream, "__aiter__"):
+            raise ResponseMistake(f"stream is a {type(stream).__name__}, not an async "
+                                  f"iterable of bytes (write an async generator)")
+        if body:
+            raise ResponseMistake("both body and stream given; give one")
+        response.stream = _checked_chunks(stream, owner or "a plugin")
+    elif response.raw:
+        raise ResponseMistake("raw=True needs the response in stream")
+    elif not isinstance(body, BODY_TYPES):
+        hint = " (encode it: text.encode('utf-8'))" if isinstance(body, str) else ""
+        raise ResponseMistake(f"body is a {type(body).__name__}, not bytes{hint}")
+    elif type(body) is memoryview:
+        response.body = body.tobytes()
+    return response
+
+
+def check_headers(headers):
+    """Raise :class:`ResponseMistake` unless ``headers`` is a list of valid fields."""
+    if type(headers) is not list:
+        hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
+        raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
+                              f"(name, value) pairs{hint}")
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise ResponseMistake(f"header {_clip(repr(item))} is not a (name, value) tuple")
+        problem = field_error(*item)
+        if problem is not None:
+            raise ResponseMistake(problem)
+
+
+def is_async_handler(handler):
+    """True if calling ``handler`` gives a coroutine: an ``async def``
+    function or method, a ``functools.partial`` of one, or an object whose
+    ``__call__`` is one."""
+    return (inspect.iscoroutinefunction(handler)
+            or inspect.iscoroutinefunction(getattr(handler, "__call__", None)))
+
+
+async def _checked_chunks(stream, owner):
+    sent = 0
+    try:
+        async for chunk in stream:
+            if type(chunk) is not bytes:
+                if not isinstance(chunk, BODY_TYPES):
+                    raise ResponseMistake(
+                        f"{owner} streamed a {type(chunk).__name__} after {sent} bytes, "
+                        f"not bytes; the response was cut off", owner)
+                chunk = bytes(chunk)
+            sent += len(chunk)
+            yield chunk
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _char(ch):
+    if ord(ch) > 0xff:
+        return f"U+{ord(ch):04X}, which is no ISO-8859-1 octet (percent-encode it)"
+    return f"a {_NAMES.get(ch) or f'control character U+{ord(ch):04X}'} (RFC 9110 §5.5)"
+
+
+def _clip(text, limit=60):
+    return text if len(text) <= limit else text[:limit] + "..."
