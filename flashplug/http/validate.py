@@ -154,7 +154,7 @@ async def _checked_chunks(stream, owner):
 def _char(ch):
     if ord(ch) > 0xff:
         return f"U+{ord(ch):04X}, which is no ISO-8859-1 octet (percent-encode it)"
-    return f"a {_NAMES.get(ch) or f'control character U+{ord(ch):04X}'} (RFC 9110 §5.5)"
+    return f"a control character ({_NAMES.get(ch) or f'U+{ord(ch):04X}'}; RFC 9110 §5.5)"
 
 
 def _clip(text, limit=60):
