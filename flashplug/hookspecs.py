@@ -72,11 +72,16 @@ def flashplug_configure(config):
 
 @hookspec
 def flashplug_routes(config):
-    """Claim requests by URL prefix or file extension.
+    """Claim requests by exact path, URL prefix or file extension.
 
-    Called once at start.  The kernel builds its mount table from every
-    returned route; a request is matched by the longest prefix, then by
-    extension, before it reaches the static handler.
+    Called once at start (in each worker, and once before the port is
+    bound, to check the routes).  The kernel builds its mount table from
+    every returned route; a request's decoded path is matched by an exact
+    ``Route(path=...)``, then by the longest ``Route(prefix=...)`` (whole
+    path segments: ``"/hello"`` claims ``/hello``, ``/hello/`` and
+    ``/hello/x``, never ``/helloworld``), then by ``Route(ext=...)``, before
+    it reaches the static handler.  A Route whose handler is not an ``async
+    def`` is refused: the server does not start, and says which plugin.
 
     :param config: the :class:`flashplug.config.Config`.
     :return: a list of :class:`flashplug.Route` (or None).
@@ -120,7 +125,8 @@ def flashplug_route_request(request):
 
     :param request: the :class:`flashplug.Request`.
     :return: an ``async def handler(request) -> Response`` to handle it, or
-        None to pass.
+        None to pass.  A plain ``def`` handler is a mistake: the client gets
+        a 500 and the error log names the plugin.
     """
 
 
