@@ -22,7 +22,9 @@ header name         a token (RFC 9110 §5.1)
 header value        no CR, LF, NUL or other control character but HTAB
                     (RFC 9110 §5.5), and only ISO-8859-1 characters,
                     the ones a field value can carry as octets
-body                ``bytes``, ``bytearray`` or ``memoryview``
+body                ``bytes``, ``bytearray`` or ``memoryview``; or the
+                    kernel's ``FileBody`` (file ranges), which a plugin
+                    gets by re-dispatching a request to a static file
 stream              an async iterable (``__aiter__``) of such chunks;
                     a bad chunk can only be caught while it is sent,
                     when the status line is gone, so the connection is
@@ -104,7 +106,7 @@ def check_response(response, owner=None):
         response.stream = _checked_chunks(stream, owner or "a plugin")
     elif response.raw:
         raise ResponseMistake("raw=True needs the response in stream")
-    elif not isinstance(body, BODY_TYPES):
+    elif not isinstance(body, BODY_TYPES) and not _is_file_body(body):
         hint = " (encode it: text.encode('utf-8'))" if isinstance(body, str) else ""
         raise ResponseMistake(f"body is a {type(body).__name__}, not bytes{hint}")
     elif type(body) is memoryview:
@@ -150,6 +152,12 @@ async def _checked_chunks(stream, owner):
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _is_file_body(body):
+    # Imported here: the static handler is a layer above this module.
+    from flashplug.static import FileBody
+    return type(body) is FileBody
 
 
 def _char(ch):

@@ -153,3 +153,15 @@ def test_is_async_handler():
     assert not is_async_handler(_plain)
     assert not is_async_handler(lambda request: _handler(request))
     assert not is_async_handler(None)
+
+
+def test_a_file_body_from_the_kernel_passes():
+    """A plugin that re-dispatches to a static file (CGI local redirect)
+    returns the kernel's FileBody."""
+    from flashplug.static import FileBody
+
+    class Entry:
+        pass
+
+    body = FileBody(Entry(), [(0, 10)])
+    assert check_response(Response(200, [], body)).body is body
