@@ -200,7 +200,10 @@ class App:
             mistake.owner = mistake.owner or owner
             stream = getattr(response, "stream", None)
             if hasattr(stream, "aclose"):
-                await stream.aclose()
+                try:
+                    await stream.aclose()   # its finally: blocks run, as when a client leaves
+                except Exception:  # noqa: BLE001 - the mistake is what gets logged
+                    pass
             return self.plugin_mistake(request, mistake)
 
     def plugin_mistake(self, request, mistake):
@@ -242,14 +245,16 @@ class App:
         if self.error_page_hook is not None:
             try:
                 response = self.error_page_hook(request=request, status=status, message=message)
-                if response is not None:
-                    check_response(response, self.implementers("flashplug_error_page"))
-            except ResponseMistake as mistake:
-                mistake.owner = self.implementers("flashplug_error_page")
-                self.log_plugin_error(mistake, request)
-                response = None
             except Exception as exc:  # noqa: BLE001
                 self.log_plugin_error(exc, request)
+            if response is not None:
+                owner = self.implementers("flashplug_error_page")
+                try:
+                    check_response(response, owner)
+                except ResponseMistake as mistake:
+                    mistake.owner = owner
+                    self.log_plugin_error(mistake, request)
+                    response = None   # the kernel's own page, then
         if response is None:
             title = f"{status} {reason(status)}"
             detail = message if message and message != reason(status) else ""
