@@ -6,6 +6,7 @@ least one test; every option of `flashplug serve` must appear in
 docs/configuration.md.
 """
 import argparse
+import asyncio
 import importlib.util
 import inspect
 import os
@@ -13,8 +14,12 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
+from urllib.parse import parse_qs
 
 import pytest
+
+import flashplug
 
 from flashplug import cli, hookspecs
 from flashplug.config import tomllib
@@ -196,3 +201,36 @@ def test_template_passes_against_the_example_plugin(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 passed" in proc.stdout
+
+
+# -- the Request and settings examples of docs/plugins.md run as written ------------
+
+def _python_block(containing):
+    page = _read("docs", "plugins.md")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if containing in b]
+    assert len(blocks) == 1, f"docs/plugins.md: one python block with {containing!r}"
+    return textwrap.dedent(blocks[0])
+
+
+class _FakeConfig:
+    def get(self, name):
+        return {"hello_greeting": " Howdy "}[name]
+
+
+def test_query_example():
+    from flashplug import Request
+    from flashplug.http.message import Headers
+    namespace = {"Response": flashplug.Response}
+    exec(_python_block("async def search"), namespace)
+    request = Request("GET", "/find?q=a+b", "/find", "/find", "q=a+b", "1.1", Headers())
+    response = asyncio.run(namespace["search"](request))
+    assert response.body == b"you asked for 'a b'\n"
+    assert parse_qs("x=1&name=J%C3%B6rg") == {"x": ["1"], "name": ["Jörg"]}   # the table's
+
+
+def test_settings_example():
+    namespace = {"Response": flashplug.Response, "hookimpl": flashplug.hookimpl}
+    exec(_python_block("_settings = {}"), namespace)
+    namespace["flashplug_configure"](_FakeConfig())
+    response = asyncio.run(namespace["greet"](None))
+    assert response.body == b"Howdy, world!\n"
