@@ -22,6 +22,10 @@ header name         a token (RFC 9110 §5.1)
 header value        no CR, LF, NUL or other control character but HTAB
                     (RFC 9110 §5.5), and only ISO-8859-1 characters,
                     the ones a field value can carry as octets
+Content-Length      at most one, digits only, and the body's length when
+                    a non-empty body is given (RFC 9110 §8.6): a wrong
+                    one would leave the client waiting, or reading the
+                    next response as this one's body
 body                ``bytes``, ``bytearray`` or ``memoryview``; or the
                     kernel's ``FileBody`` (file ranges), which a plugin
                     gets by re-dispatching a request to a static file
@@ -31,8 +35,8 @@ stream              an async iterable (``__aiter__``) of such chunks;
                     then closed instead
 ==================  ====================================================
 
-Pure: no I/O, no kernel state; ``plugins/cgi`` checks a script's header
-lines with the same :func:`field_error`.
+No I/O and no kernel state of its own; ``plugins/cgi`` checks a script's
+header lines with the same :func:`field_error`.
 """
 import inspect
 import re
@@ -67,7 +71,7 @@ def field_error(name, value):
     Both are ``str`` (header octets decoded as ISO-8859-1).
     """
     if type(name) is not str or type(value) is not str:
-        return (f"header ({name!r}, {value!r}): name and value must be str, "
+        return (f"header ({_clip(repr(name))}, {_clip(repr(value))}): name and value must be str, "
                 f"not {type(name).__name__} and {type(value).__name__}")
     if not _TOKEN.match(name):
         return (f"header name {_clip(name)!r} is not a token (RFC 9110 §5.1: letters, "
@@ -110,8 +114,24 @@ def check_response(response, owner=None):
         hint = " (encode it: text.encode('utf-8'))" if isinstance(body, str) else ""
         raise ResponseMistake(f"body is a {type(body).__name__}, not bytes{hint}")
     elif type(body) is memoryview:
-        response.body = body.tobytes()
+        response.body = body = body.tobytes()
+    _check_length(response.headers, None if stream is not None else body)
     return response
+
+
+def _check_length(headers, body):
+    lengths = [v for k, v in headers if k.lower() == "content-length"]
+    if not lengths:
+        return
+    if len(lengths) > 1:
+        raise ResponseMistake(f"{len(lengths)} Content-Length headers; give one")
+    declared = lengths[0].strip()
+    if not (declared.isascii() and declared.isdigit()):
+        raise ResponseMistake(f"Content-Length {_clip(declared)!r} is not a number")
+    if body:
+        size = len(body) if isinstance(body, BODY_TYPES) else body.length
+        if int(declared) != size:
+            raise ResponseMistake(f"Content-Length {declared} but the body has {size} bytes")
 
 
 def check_headers(headers):

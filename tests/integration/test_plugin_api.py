@@ -413,6 +413,8 @@ MISTAKES = """
             return Response("200", [], b"x")
         if kind == "none":
             return None
+        if kind == "length":   # the client would wait for 2 more bytes
+            return Response(200, [("Content-Length", "3")], b"x")
         if kind == "stream":
             async def chunks():
                 yield b"first"
@@ -441,7 +443,7 @@ MISTAKES = """
             response.headers.append(("X-Bad", "a\\rb"))
 """
 
-# (path, what the error log says after "plugin 'mistakes' ... gave an invalid response to GET path: ")
+# (path, what the error log says after "... gave an invalid response to GET path: ")
 MISTAKE_CASES = [
     ("/m/str", "body is a str, not bytes (encode it"),
     ("/m/dict", "headers is a dict, not a list of (name, value) pairs"),
@@ -452,6 +454,7 @@ MISTAKE_CASES = [
     ("/m/name", "header name 'X Echo' is not a token"),
     ("/m/status", "status '200' is not an int from 200 to 599"),
     ("/m/none", "returned None, not a flashplug.Response"),
+    ("/m/length", "Content-Length 3 but the body has 1 bytes"),
     ("/sub/", "gave a Response where an awaitable was due"),
     ("/a.txt", "header 'X-Bad' value has a control character (CR"),
 ]

@@ -49,6 +49,16 @@ def test_good_response_passes():
     assert check_response(Response(200, [], bytearray(b"x"))).body == bytearray(b"x")
 
 
+def test_content_length_that_fits():
+    check_response(Response(200, [("Content-Length", "2")], b"ok"))
+    check_response(Response(200, [("Content-Length", "10")], b""))     # HEAD, RFC 9110 §8.6
+
+    async def chunks():
+        yield b"ok"
+
+    check_response(Response(200, [("Content-Length", "2")], stream=chunks()))
+
+
 def test_memoryview_body_becomes_bytes():
     r = check_response(Response(200, [], memoryview(b"abc")))
     assert type(r.body) is bytes and r.body == b"abc"
@@ -72,6 +82,11 @@ def test_memoryview_body_becomes_bytes():
     (Response(200, [], stream=[b"a"]), "stream is a list, not an async iterable"),
     (Response(200, [], b"x", stream=object()), "not an async iterable"),
     (Response(200, raw=True), "raw=True needs"),
+    (Response(200, [("Content-Length", "3")], b"x"), "Content-Length 3 but the body has 1"),
+    (Response(200, [("content-length", "1"), ("Content-Length", "1")], b"x"),
+     "2 Content-Length headers"),
+    (Response(200, [("Content-Length", "-1")], b""), "Content-Length '-1' is not a number"),
+    (Response(200, [("Content-Length", "\xb2")], b""), "is not a number"),  # a digit to isdigit()
 ])
 def test_bad_responses(response, match):
     with pytest.raises(ResponseMistake, match=match):
