@@ -143,6 +143,8 @@ def flashplug_directory(request, fspath):
         document root, already checked for symlink escapes).
     :return: an awaitable that produces a :class:`flashplug.Response`
         (typically the coroutine of an ``async def``), or None to pass.
+        Anything else, or a Response the kernel's checks refuse, gives the
+        client a 500 and the error log a line naming the plugin.
     """
 
 
@@ -152,7 +154,11 @@ def flashplug_response_headers(request, response):
 
     Called for every response that goes through the kernel's framing (not
     for raw NPH responses), static or dynamic, including errors.  Modify
-    ``response.headers`` (a list of ``(name, value)`` pairs) in place.
+    ``response.headers`` (a list of ``(name, value)`` pairs of ``str``) in
+    place.  The headers are checked afterwards: a field the kernel refuses
+    (a CR, LF or NUL in a value, a name that is no token) turns the
+    response into a 500, and the error log names the plugins implementing
+    this hook.
 
     :param request: the :class:`flashplug.Request`.
     :param response: the :class:`flashplug.Response` about to be sent.
@@ -173,7 +179,8 @@ def flashplug_error_page(request, status, message):
     :param status: the status code.
     :param message: a short, safe explanation (never contains request data).
     :return: a :class:`flashplug.Response` to send instead (its status is
-        forced to ``status``), or None.
+        forced to ``status``), or None.  A Response the kernel's checks
+        refuse is logged and the kernel's own page is sent instead.
     """
 
 
