@@ -107,7 +107,7 @@ def check_response(response, owner=None):
                                   f"iterable of bytes (write an async generator)")
         if body:
             raise ResponseMistake("both body and stream given; give one")
-        response.stream = _checked_chunks(stream, owner or "a plugin")
+        response.stream = _CheckedChunks(stream, owner or "a plugin")
     elif response.raw:
         raise ResponseMistake("raw=True needs the response in stream")
     elif not isinstance(body, BODY_TYPES) and not _is_file_body(body):
@@ -156,20 +156,39 @@ def is_async_handler(handler):
             or inspect.iscoroutinefunction(getattr(handler, "__call__", None)))
 
 
-async def _checked_chunks(stream, owner):
-    sent = 0
-    try:
-        async for chunk in stream:
-            if type(chunk) is not bytes:
-                if not isinstance(chunk, BODY_TYPES):
-                    raise ResponseMistake(
-                        f"{owner} streamed a {type(chunk).__name__} after {sent} bytes, "
-                        f"not bytes; the response was cut off", owner)
-                chunk = bytes(chunk)
-            sent += len(chunk)
-            yield chunk
-    finally:
-        aclose = getattr(stream, "aclose", None)
+class _CheckedChunks:
+    """A plugin's stream, each chunk checked as it comes.
+
+    A class, not an async generator: the kernel may ``aclose()`` it before
+    the first chunk (HEAD, client gone), when an unstarted generator would
+    skip its ``finally`` and never close the plugin's stream (a CGI
+    process would be left running).
+    """
+
+    __slots__ = ("_stream", "_chunks", "_owner", "_sent")
+
+    def __init__(self, stream, owner):
+        self._stream = stream
+        self._chunks = stream.__aiter__()
+        self._owner = owner
+        self._sent = 0
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        chunk = await self._chunks.__anext__()
+        if type(chunk) is not bytes:
+            if not isinstance(chunk, BODY_TYPES):
+                raise ResponseMistake(
+                    f"{self._owner} streamed a {type(chunk).__name__} after {self._sent} "
+                    f"bytes, not bytes; the response was cut off", self._owner)
+            chunk = bytes(chunk)
+        self._sent += len(chunk)
+        return chunk
+
+    async def aclose(self):
+        aclose = getattr(self._stream, "aclose", None)
         if aclose is not None:
             await aclose()
 

@@ -507,6 +507,43 @@ def test_a_bad_chunk_mid_stream_closes_the_connection(site, plugdir, server_fact
     assert requests.get(server.url + "/m/fine").text == "fine"
 
 
+def test_head_closes_a_checked_stream(site, plugdir, server_factory):
+    """HEAD sends no body: the kernel closes the stream unread, and the
+    plugin must hear of it through the check's wrapper (a CGI script's
+    process is stopped that way)."""
+    plugdir("closing", """
+        import json
+        from flashplug import Response, Route, hookimpl
+
+        closed = []
+
+        class Body:
+            def __aiter__(self):
+                return self
+
+            async def __anext__(self):
+                return b"x"
+
+            async def aclose(self):
+                closed.append(True)
+
+        async def stream(request):
+            return Response(200, [("Content-Type", "text/plain")], stream=Body())
+
+        async def report(request):
+            return Response(200, [("Content-Type", "application/json")],
+                            json.dumps(len(closed)).encode())
+
+        @hookimpl
+        def flashplug_routes():
+            return [Route(path="/stream", handler=stream), Route(path="/closed", handler=report)]
+    """)
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "closing")
+    with requests.Session() as s:
+        assert s.head(server.url + "/stream").status_code == 200
+        assert s.get(server.url + "/closed").json() == 1
+
+
 def test_bad_error_page_falls_back_to_the_kernel_page(site, plugdir, server_factory):
     plugdir("badpage", """
         from flashplug import Response, hookimpl

@@ -116,27 +116,47 @@ def test_stream_chunks_are_checked_as_they_come():
     r = check_response(Response(200, [], stream=chunks()), "plugin 'p'")
     got = []
 
-    async def run():
-        async for chunk in r.stream:
-            got.append(chunk)
+    async def send():       # what the kernel's write path does
+        try:
+            async for chunk in r.stream:
+                got.append(chunk)
+        finally:
+            await r.stream.aclose()
 
     with pytest.raises(ResponseMistake, match=r"plugin 'p' streamed a str after 4 bytes"):
-        asyncio.run(run())
+        asyncio.run(send())
     assert got == [b"ok", b"mv"] and type(got[1]) is bytes
     assert closed == [True]          # the plugin's generator was closed
 
 
-def test_closing_the_checked_stream_closes_the_plugin_stream():
-    closed = []
+class _Stream:
+    """Like the cgi plugin's body: an iterator class whose aclose() matters."""
 
-    async def chunks():
-        try:
-            yield b"a"
-            yield b"b"
-        finally:
-            closed.append(True)
+    def __init__(self):
+        self.closed = False
 
-    r = check_response(Response(200, [], stream=chunks()))
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return b"a"
+
+    async def aclose(self):
+        self.closed = True
+
+
+def test_closing_before_the_first_chunk_closes_the_plugin_stream():
+    """HEAD, or a client gone before the body: the kernel closes the stream
+    without reading it, and the plugin must hear of it (a CGI process)."""
+    stream = _Stream()
+    r = check_response(Response(200, [], stream=stream))
+    asyncio.run(r.stream.aclose())
+    assert stream.closed
+
+
+def test_closing_mid_stream_closes_the_plugin_stream():
+    stream = _Stream()
+    r = check_response(Response(200, [], stream=stream))
 
     async def run():
         first = await r.stream.__anext__()
@@ -144,7 +164,7 @@ def test_closing_the_checked_stream_closes_the_plugin_stream():
         return first
 
     assert asyncio.run(run()) == b"a"
-    assert closed == [True]
+    assert stream.closed
 
 
 class _AsyncCallable:
