@@ -5,10 +5,11 @@ the mount table (``Router``), the static handler and its caches, the helper
 pool, the access log, the counters, and a caller for each hook an enabled
 plugin implements (``hooks_in_use``), so a hook nobody implements costs
 nothing on any request.  ``respond`` turns a Request into a Response (the
-route's handler, else static files); ``error_response`` builds error pages.
-The connection layer calls these; plugins see the App only through
-``flashplug.facade.Server``.
+route's handler, checked at the plugin boundary, else static files);
+``error_response`` builds error pages.  The connection layer calls these;
+plugins see the App only through ``flashplug.facade.Server``.
 """
+import inspect
 import logging
 import time
 import traceback
@@ -20,9 +21,11 @@ from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.message import Response
 from flashplug.http.status import reason
+from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
+                                     is_async_handler)
 from flashplug.log import AccessLog
 from flashplug.residency import FileSender
-from flashplug.routes import Route
+from flashplug.routes import Route, RouteError
 from flashplug.static import StaticFiles
 from flashplug.stats import Stats
 
@@ -34,11 +37,19 @@ _UNROUTED = object()   # respond(): the handler has not been looked up yet
 
 
 class Router:
-    """The mount table: prefix routes (longest first), then extension routes."""
+    """The mount table: exact paths, then prefixes by whole path segments
+    (longest first), then extension routes, then the route hook."""
 
     def __init__(self, routes, route_hook):
-        self.prefixes = sorted((r for r in routes if r.prefix is not None),
-                               key=lambda r: len(r.prefix), reverse=True)
+        self.paths = {}
+        for route in routes:
+            if route.path is not None:
+                self.paths.setdefault(route.path, route.handler)
+        # (base, base + "/", handler): "/hello/" and "/hello" claim the same
+        # paths, "/" (base "") claims all.
+        bases = sorted(((r.prefix.rstrip("/"), r.handler) for r in routes if r.prefix is not None),
+                       key=lambda item: len(item[0]), reverse=True)
+        self.prefixes = [(base, base + "/", handler) for base, handler in bases]
         self.exts = [r for r in routes if r.ext is not None]
         self.route_hook = route_hook
         self.empty = not routes and route_hook is None
@@ -50,10 +61,13 @@ class Router:
         path = request.path
         if path is None or path == "*":
             return None
-        for route in self.prefixes:
-            prefix = route.prefix
-            if path.startswith(prefix) or (prefix.endswith("/") and path == prefix[:-1]):
-                return route.handler
+        if self.paths:
+            handler = self.paths.get(path)
+            if handler is not None:
+                return handler
+        for base, below, handler in self.prefixes:
+            if path == base or path.startswith(below):
+                return handler
         for route in self.exts:
             if route.ext in path:
                 for segment in path.split("/"):
@@ -88,10 +102,11 @@ class App:
         else:
             self.helpers = InlineHelpers(self.stats)
         self.access_log = None if config.access_log == "off" else AccessLog(config.access_log)
-        self.response_headers_hook = self.hook_if_used("flashplug_response_headers")
+        self.response_headers_hook = self._checking_headers(
+            self.hook_if_used("flashplug_response_headers"))
         self.request_done_hook = self.hook_if_used("flashplug_request_done")
         self.error_page_hook = self.hook_if_used("flashplug_error_page")
-        self.router = Router(self._collect_routes(), self.hook_if_used("flashplug_route_request"))
+        self.router = Router(collect_routes(config), self.hook_if_used("flashplug_route_request"))
         self.static = StaticFiles(self)
         # The cached path may skip building a Response only when no hook
         # wants to see one.
@@ -106,18 +121,25 @@ class App:
         """The hook caller for ``name`` if an enabled plugin implements it."""
         return getattr(self.pm.hook, name) if name in self.hooks_in_use else None
 
-    def _collect_routes(self):
-        routes = []
-        for impl in self.pm.hook.flashplug_routes.get_hookimpls():
-            result = impl.function(config=self.config) if "config" in impl.argnames \
-                else impl.function()
-            for route in result or ():
-                if not isinstance(route, Route):
-                    raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes must "
-                                     f"return Route objects, got {route!r}")
-                route.plugin = impl.plugin_name
-                routes.append(route)
-        return routes
+    def implementers(self, hook_name):
+        """The plugins that implement ``hook_name``, for error messages."""
+        names = [impl.plugin_name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()]
+        return f"plugin {', '.join(map(repr, names))} ({hook_name})"
+
+    def _checking_headers(self, hook):
+        """The response-headers hook, followed by a check of what it left."""
+        if hook is None:
+            return None
+        owner = self.implementers("flashplug_response_headers")
+
+        def run(request, response):
+            hook(request=request, response=response)
+            try:
+                check_headers(response.headers)
+            except ResponseMistake as mistake:
+                mistake.owner = owner
+                raise
+        return run
 
     def _update_date(self):
         self.date_server_lines = (f"Date: {format_http_date(time.time())}\r\n"
@@ -141,13 +163,46 @@ class App:
             if handler is _UNROUTED:
                 handler = self.router.match(request)
             if handler is not None:
-                response = await handler(request)
-                if not isinstance(response, Response):
-                    raise TypeError(f"handler returned {response!r}, not a Response")
-                return response
+                return await self.run_handler(handler, request)
             return await self.static.handle(request)
         except HTTPError as e:
             return self.error_response(request, e.status, e.message, e.headers, e.close)
+
+    async def run_handler(self, handler, request):
+        """A plugin handler's Response, checked at the API boundary; a
+        handler that is no ``async def`` or a response that cannot be sent
+        is a logged 500."""
+        owner = plugin_mod.plugin_for_code(self.pm, handler)
+        owner = f"plugin {owner!r}" if owner else "a plugin"
+        if not is_async_handler(handler):
+            return self.plugin_mistake(request, ResponseMistake(
+                f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
+                f"function; define it with 'async def'", owner))
+        return await self.checked(request, handler(request), owner)
+
+    async def checked(self, request, answer, owner):
+        """Await ``answer`` (a plugin's awaitable Response) and check it."""
+        response = None
+        try:
+            if not inspect.isawaitable(answer):
+                raise ResponseMistake(f"gave a {type(answer).__name__} where an awaitable "
+                                      f"was due (the coroutine of an async def)", owner)
+            response = await answer
+            return check_response(response, owner)
+        except ResponseMistake as mistake:
+            mistake.owner = mistake.owner or owner
+            stream = getattr(response, "stream", None)
+            if hasattr(stream, "aclose"):
+                try:
+                    await stream.aclose()   # its finally: blocks run, as when a client leaves
+                except Exception:  # noqa: BLE001 - the mistake is what gets logged
+                    pass
+            return self.plugin_mistake(request, mistake)
+
+    def plugin_mistake(self, request, mistake):
+        """A 500 for a plugin's response that cannot be sent."""
+        self.log_plugin_error(mistake, request)
+        return self.error_response(request, 500, "Internal Server Error")
 
     async def dispatch(self, request):
         """Answer a request a plugin made up (e.g. a CGI local redirect)."""
@@ -161,6 +216,11 @@ class App:
         return self.error_response(request, 500, "Internal Server Error")
 
     def log_plugin_error(self, exc, request):
+        what = f"{request.method} {request.target}" if request is not None else "a request"
+        if isinstance(exc, ResponseMistake):
+            log.error("%s gave an invalid response to %s: %s", exc.owner or "a plugin",
+                      what, exc)
+            return
         plugin = None
         tb = exc.__traceback__
         while tb is not None:
@@ -168,7 +228,6 @@ class App:
                 self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
             tb = tb.tb_next
         where = f"plugin {plugin!r}" if plugin else "the server"
-        what = f"{request.method} {request.target}" if request is not None else "a request"
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         at = f" at {last[0].filename}:{last[0].lineno}" if last else ""
         log.error("%s failed while serving %s: %s: %s%s", where, what,
@@ -181,6 +240,14 @@ class App:
                 response = self.error_page_hook(request=request, status=status, message=message)
             except Exception as exc:  # noqa: BLE001
                 self.log_plugin_error(exc, request)
+            if response is not None:
+                owner = self.implementers("flashplug_error_page")
+                try:
+                    check_response(response, owner)
+                except ResponseMistake as mistake:
+                    mistake.owner = owner
+                    self.log_plugin_error(mistake, request)
+                    response = None   # the kernel's own page, then
         if response is None:
             title = f"{status} {reason(status)}"
             detail = message if message and message != reason(status) else ""
@@ -208,6 +275,29 @@ class App:
                     (conn.send_deadline is not None and now > conn.send_deadline):
                 conn.on_timeout(now)
         self.loop.call_later(1.0 - time.time() % 1.0 + 0.001, self.tick)
+
+
+def collect_routes(config):
+    """Every Route the enabled plugins return, each tagged with its plugin.
+
+    A plugin that returns something else, or builds a Route wrong (a plain
+    ``def`` handler, a prefix without ``/``), is refused with a UsageError
+    that names it.
+    """
+    routes = []
+    for impl in config.plugin_manager.hook.flashplug_routes.get_hookimpls():
+        try:
+            result = impl.function(config=config) if "config" in impl.argnames \
+                else impl.function()
+        except RouteError as e:
+            raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes: {e}") from None
+        for route in result or ():
+            if not isinstance(route, Route):
+                raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes must "
+                                 f"return Route objects, got {route!r}")
+            route.plugin = impl.plugin_name
+            routes.append(route)
+    return routes
 
 
 def _html_escape(text):

@@ -49,6 +49,7 @@ from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
 from flashplug.app import App
 from flashplug.residency import READ_CHUNK
 from flashplug.stats import Stats
+from flashplug.supervisor import supervise
 from flashplug.transport import SocketTransport
 
 log = logging.getLogger("flashplug.blocking")
@@ -347,9 +348,8 @@ def _mp_child(config, listener):
     return 0
 
 
-def run_blocking(config, listener, supervise):
-    """Serve with mt in this process, or with mp's processes forked by
-    ``supervise(count, child_main, what)``."""
+def run_blocking(config, listener):
+    """Serve with mt in this process, or with mp's supervised processes."""
     if config.arch == "mt":
         return run_mt(config, listener)
     return supervise(config.procs, lambda: _mp_child(config, listener), what="process")

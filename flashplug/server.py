@@ -1,23 +1,26 @@
 """The running server: its listener, its processes, and stop.
 
 Theory of operation: ``run(config)`` binds the listening socket first (so
-a bad port fails at once with a clear message), then serves with the
-architecture ``--arch`` names (``flashplug.arches``): in this process, or in
-``--workers`` (or mp's ``--procs``) processes that share the socket under a
-master that restarts any that die.  The App lives in ``flashplug.app``, a
-worker's loop in ``flashplug.worker``.
+a bad port fails at once with a clear message), checks everything that can
+be checked in the master, then serves with the architecture ``--arch``
+names (``flashplug.arches``): in this process, or in ``--workers`` (or mp's
+``--procs``) processes that share the socket under the supervisor
+(``flashplug.supervisor``).  The App lives in ``flashplug.app``, a worker's
+loop in ``flashplug.worker``.
 """
 import errno
 import logging
 import os
 import resource
-import signal
 import socket
 import sys
 
+from flashplug.app import collect_routes
 from flashplug.arches import BLOCKING
-from flashplug.errors import UsageError
+from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
+from flashplug.privileges import check_logs, drop_privileges
+from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 from flashplug.worker import Worker
 
 log = logging.getLogger("flashplug.server")
@@ -27,8 +30,12 @@ LISTEN_BACKLOG = 1024
 
 # -- listening ----------------------------------------------------------------------
 
-def bind_listener(host, port):
-    """A listening socket, or a UsageError that says how to fix the problem."""
+def bind_listener(host, port, listen=True):
+    """A listening socket, or a UsageError that says how to fix the problem.
+
+    ``listen=False`` only binds (the caller calls ``listen`` once it is
+    sure to serve), so no client is accepted by a server about to fail.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -39,7 +46,8 @@ def bind_listener(host, port):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
-        sock.listen(LISTEN_BACKLOG)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
@@ -72,85 +80,37 @@ def raise_fd_limit():
             pass
 
 
-# -- the master of several workers ----------------------------------------------------------
-
-def _die_with_parent(parent):
-    """Linux: SIGTERM this child if the master dies (even by SIGKILL), so no
-    worker is left serving on its own."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(0)  # the master died before the request above took effect
-
-
-def supervise(count, child_main, what="worker"):
-    """Fork ``count`` children running ``child_main()``; replace any that
-    dies; on SIGTERM or SIGINT pass the signal on and wait for them all."""
-    children = set()
-    stopping = False
-    master = os.getpid()
-
-    def spawn():
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _die_with_parent(master)
-            code = 1
-            try:
-                code = child_main()
-            finally:
-                os._exit(code)
-        children.add(pid)
-
-    def on_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    for _ in range(count):
-        spawn()
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        children.discard(pid)
-        if not stopping:
-            log.error("%s %d exited (status %d); starting a new one", what, pid, status)
-            spawn()
-    return 0
-
-
 def run(config):
-    """Serve until SIGINT or SIGTERM; returns the exit status."""
+    """Serve until SIGINT or SIGTERM; returns the exit status.
+
+    Everything that can be checked is checked here, in the master, before
+    any worker is forked: the port (bound first, while we may still be
+    root), the user to run as, the log files, the plugins' settings.
+    """
     setup_error_log(config.log_level)
     raise_fd_limit()
+    handle_operator_signals()
     if config.arch in BLOCKING and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
+    listener = bind_listener(config.bind, config.port, listen=False)
+    drop_privileges(config)
+    check_logs(config)
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
-    listener = bind_listener(config.bind, config.port)
+    collect_routes(config)  # each worker collects its own; a bad Route stops us here, before we listen
+    listener.listen(LISTEN_BACKLOG)
     print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
     if config.arch in BLOCKING:
         from flashplug.blocking import run_blocking
-        return run_blocking(config, listener, supervise)
+        return run_blocking(config, listener)
+    pm = config.plugin_manager
     if config.workers > 1:
-        return supervise(config.workers, lambda: Worker(config, listener).run())
-    code = Worker(config, listener).run()
+        return supervise(config.workers, lambda: Worker(config, listener).run(), pm=pm)
+    try:
+        code = run_reporting(lambda: Worker(config, listener).run(), pm)
+    except StartupError as e:
+        print(f"flashplug: error: {e}", file=sys.stderr)
+        code = 1
     # A helper may still be blocked in the kernel (a FIFO's open(), a dead
     # NFS server); the interpreter would wait for it forever at exit.
     # Everything is flushed and closed by now, so leave at once.

@@ -6,7 +6,8 @@ connections, each one a ``flashplug.connection.Connection`` over a
 ``SocketTransport``.  Out of descriptors, it pauses accepting for a moment
 (``flashplug.listener``).  On SIGTERM/SIGINT it stops accepting, lets the
 connections in flight finish within ``--grace`` seconds, and runs the
-shutdown hooks.
+shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
+(``handle_operator_signals``).
 """
 import asyncio
 import logging
@@ -17,6 +18,7 @@ import time
 from flashplug.app import App
 from flashplug.connection import Connection
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
+from flashplug.supervisor import handle_operator_signals
 from flashplug.transport import SocketTransport
 
 log = logging.getLogger("flashplug.server")
@@ -57,11 +59,12 @@ class Worker:
         loop = self.loop
         app = self.app = App(self.config, loop, self.listener)
         self.stopped = loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-            except (ValueError, RuntimeError):
-                pass  # not the main thread (an in-process test): stop() is called directly
+            handle_operator_signals(loop)
+        except (ValueError, RuntimeError):
+            pass  # not the main thread (an in-process test): stop() is called directly
         # After the signal handlers: a stop during start-up still runs shutdown.
         await _call_async_hooks(app.pm.hook.flashplug_startup, app=app.facade)
         loop.add_reader(self.listener.fileno(), self._accept)
