@@ -1,0 +1,49 @@
+"""The pure checks of a request head (flashplug.http.h1_checks)."""
+import httptools
+import pytest
+
+from flashplug.http.h1_checks import ProtocolError, classify, keep_alive, valid_host
+
+
+def llhttp_error(data):
+    class Sink:
+        pass
+    try:
+        httptools.HttpRequestParser(Sink()).feed_data(data)
+    except httptools.HttpParserError as e:
+        return e
+    raise AssertionError("llhttp accepted it")
+
+
+@pytest.mark.parametrize("message, status", [
+    (b"FOO / HTTP/1.1\r\n\r\n", 501),                 # unknown but well-formed method
+    (b"8000 / HTTP/1.1\r\nHost: x\r\n\r\n", 400),      # not a method at all
+    (b"\x16\x03\x01\x02\x00", 400),                    # a TLS ClientHello
+    (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+])
+def test_classify_reads_the_failing_message(message, status):
+    error = classify(llhttp_error(message), message)
+    assert isinstance(error, ProtocolError) and error.status == status
+
+
+def test_classify_never_looks_at_the_error_text():
+    error = llhttp_error(b"GET / HTTP/1.2\r\n\r\n")
+    error.args = ("Transfer-Encoding Content-Length HTTP version",)
+    assert classify(error, b"8000 / HTTP/1.1\r\n\r\n").status == 400
+
+
+@pytest.mark.parametrize("version, options, keep", [
+    ("1.1", None, True), ("1.0", None, False), ("1.0", b"keep-alive", True),
+    ("1.0", b"keep-alive, close", False), ("1.1", b"Close", False), ("1.1", b"upgrade", True),
+])
+def test_keep_alive(version, options, keep):
+    assert keep_alive(version, options) is keep
+
+
+@pytest.mark.parametrize("host, ok", [
+    (b"example.org", True), (b"example.org:8080", True), (b"[::1]:80", True),
+    (b"", False), (b"a b", False), (b"x/y", False), (None, True),
+])
+def test_valid_host(host, ok):
+    assert valid_host(host) is ok
