@@ -127,8 +127,9 @@ def _add_serve_options(p):
     limits.add_argument("--grace", type=_seconds, default=10.0, metavar="S",
                         help="on SIGTERM, time to finish in-flight responses (default: 10)")
     plug = p.add_argument_group("plugins")
-    plug.add_argument("--plugins", default="", metavar="A,B",
-                      help="plugins to enable (default: none); see `flashplug plugins`")
+    plug.add_argument("--plugins", default=None, metavar="A,B",
+                      help=f"plugins to enable, or 'none' (default: "
+                           f"{plugin_mod.DEFAULT_SELECTION}); see `flashplug plugins`")
     plug.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
                       help="load single-file plugins from DIR (may repeat)")
     plug.add_argument("--config", metavar="FILE", help="TOML config file")
@@ -155,7 +156,7 @@ def build_serve(argv):
         if selection is None:
             selection = config_selection(pre.config, file_data)
     installed = plugin_mod.discover(plugins_dirs)
-    wanted = set(plugin_mod.parse_selection(selection))
+    wanted = set(plugin_mod.parse_selection(selection or ""))
 
     pm = plugin_mod.new_manager()
     parser = _Parser(prog="flashplug serve",
@@ -176,7 +177,7 @@ def build_serve(argv):
     ns = parser.parse_args(argv)
     config = Config(ns, pre.config)
 
-    selected = plugin_mod.parse_selection(ns.plugins)
+    selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
     plugin_mod.check_selection(selected, installed)
     for name in list(installed):
         if name not in selected:
@@ -200,7 +201,7 @@ def cmd_plugins(argv):
     parser = _Parser(prog="flashplug plugins",
                      description="List installed plugins and the hooks they implement.")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--plugins", default="", metavar="A,B",
+    parser.add_argument("--plugins", default=None, metavar="A,B",
                         help="show which would be enabled by this --plugins value")
     parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR")
     ns = parser.parse_args(argv)

@@ -438,7 +438,8 @@ def run(config):
                          f"plugins need --arch amped or sped")
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
     listener = bind_listener(config.bind, config.port)
-    print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
+    enabled = ", ".join(config.plugins) or "none"
+    print(f"Serving {config.docroot} on {_url(listener)} (plugins: {enabled})", flush=True)
     if config.arch in ("mt", "mp"):
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)
