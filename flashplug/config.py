@@ -17,6 +17,10 @@ except ModuleNotFoundError:  # Python 3.10
 
 from flashplug.errors import UsageError
 
+#: Folders at the top of the document root whose files are programs, never
+#: documents: http.server's ``cgi_directories``.
+DEFAULT_SCRIPT_DIRS = ("cgi-bin", "htbin")
+
 
 class Config:
     """Settings for one run of ``flashplug serve``.
@@ -35,6 +39,12 @@ class Config:
         # real paths against it.
         self.real_docroot = os.path.realpath(self.docroot)
         self.plugins = []            # names of the enabled plugins
+        # Folders whose files the static handler never serves (403): absolute
+        # path -> the plugin that runs their scripts, or None when none does.
+        # A plugin that runs scripts from a folder adds it here in
+        # ``flashplug_configure``.
+        self.script_dirs = {os.path.join(self.docroot, name): None
+                            for name in DEFAULT_SCRIPT_DIRS}
         self.plugin_manager = None   # set by the CLI once plugins are loaded
 
     def get(self, name, default=None):

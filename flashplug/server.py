@@ -27,7 +27,7 @@ from flashplug.http.status import reason
 from flashplug.log import AccessLog, setup_error_log
 from flashplug.residency import FileSender
 from flashplug.routes import Route
-from flashplug.static import StaticFiles
+from flashplug.static import StaticFiles, script_dir_warnings
 from flashplug.stats import Stats
 
 log = logging.getLogger("flashplug.server")
@@ -437,6 +437,8 @@ def run(config):
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
+    for line in script_dir_warnings(config):
+        log.warning(line)
     listener = bind_listener(config.bind, config.port)
     enabled = ", ".join(config.plugins) or "none"
     print(f"Serving {config.docroot} on {_url(listener)} (plugins: {enabled})", flush=True)

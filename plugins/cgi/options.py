@@ -21,6 +21,10 @@ DEFAULT_QUEUE = 128
 #: Seconds a script has to send its headers (and may stay silent after).
 DEFAULT_TIMEOUT = 60.0
 
+#: The CGI folders when no --cgi-dir is given: http.server's
+#: ``cgi_directories``, so its users' ``/htbin/`` scripts run too.
+DEFAULT_DIRS = ("/cgi-bin/", "/htbin/")
+
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
@@ -42,7 +46,7 @@ def add_options(parser):
                    metavar="URLPREFIX[=PATH]",
                    help="run the executables in PATH as scripts under URLPREFIX "
                         "(PATH defaults to DOCROOT/URLPREFIX); repeatable "
-                        "(default: /cgi-bin/=DOCROOT/cgi-bin)")
+                        "(default: /cgi-bin/ and /htbin/, as http.server)")
     g.add_argument("--cgi-ext", dest="cgi_ext", action="append", default=None,
                    metavar=".EXT[,.EXT]",
                    help="also run executables with these extensions anywhere "
@@ -70,7 +74,7 @@ def add_options(parser):
 
 def settings_from(config):
     docroot = config.docroot
-    dirs = tuple(_dir(d, docroot) for d in _items(config.get("cgi_dir")) or ["/cgi-bin/"])
+    dirs = tuple(_dir(d, docroot) for d in _items(config.get("cgi_dir")) or DEFAULT_DIRS)
     seen = set()
     for prefix, _ in dirs:
         if prefix in seen:
@@ -113,9 +117,9 @@ def _dir(item, docroot):
     elif not path:
         raise UsageError(f"--cgi-dir: {item!r}: PATH is empty")
     path = os.path.abspath(path)
-    # The default directory may be missing (its URLs are then 404s); one
+    # A default directory may be missing (its URLs are then 404s); one
     # the operator named must exist.
-    if (eq or prefix != "/cgi-bin/") and not os.path.isdir(path):
+    if (eq or prefix not in DEFAULT_DIRS) and not os.path.isdir(path):
         raise UsageError(f"--cgi-dir: {item!r}: {path} is not a directory")
     return prefix, path
 
