@@ -96,7 +96,7 @@ def test_file_system_calls_happen_only_in_helpers(root, monkeypatch):
     os.symlink(root / "dir" / "a.txt", root / "dir" / "link")
     ai, helpers = make(root, cache_valid=0.000001)
     seen = []
-    for name in ("stat", "lstat", "scandir", "listdir"):
+    for name in ("stat", "lstat", "scandir", "listdir", "open"):
         real = getattr(os, name)
 
         def guarded(*a, _real=real, _name=name, **kw):
