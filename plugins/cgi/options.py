@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from flashplug import UsageError
+from flashplug.config import cgi_dir_path
 
 #: Concurrent scripts per worker; enough to keep two cores busy with
 #: scripts that wait on I/O, few enough not to thrash a small machine.
@@ -112,11 +113,9 @@ def _dir(item, docroot):
                          f"starting with '/', got {item!r}")
     if not prefix.endswith("/"):
         prefix += "/"
-    if not eq:
-        path = os.path.join(docroot, prefix.strip("/"))
-    elif not path:
+    if eq and not path:
         raise UsageError(f"--cgi-dir: {item!r}: PATH is empty")
-    path = os.path.abspath(path)
+    path = cgi_dir_path(item, docroot)
     # A default directory may be missing (its URLs are then 404s); one
     # the operator named must exist.
     if (eq or prefix not in DEFAULT_DIRS) and not os.path.isdir(path):

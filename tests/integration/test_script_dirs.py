@@ -110,3 +110,17 @@ def test_cgi_dir_under_another_url_is_refused_there(site, server_factory):
     assert re.search(r"\./root/cgi-bin/ exists but no --cgi-dir names it; its files are "
                      r"refused \(403\)\. Run its scripts with --cgi-dir /cgi-bin/\.",
                      srv.log()), srv.log()
+
+
+def test_cgi_dir_given_while_cgi_is_off_is_refused(site, server_factory, tmp_path):
+    # The folder is named as a script folder: it holds scripts whether or
+    # not the plugin that runs them is on (here via the config file).
+    (site / "tools").mkdir()
+    (site / "tools" / "t.sh").write_text(SCRIPT)
+    conf = tmp_path / "site.toml"
+    conf.write_text('[plugins]\nenable = ["autoindex"]\n\n[plugins.cgi]\ndir = ["/tools/"]\n')
+    srv = server_factory(site, "--config", conf, "--access-log", "off")
+    assert_refused(srv, ["/tools/t.sh", "/Tools/t.sh", "/tools/", "/cgi-bin/a.sh"])
+    assert "./root/tools/ exists but the cgi plugin is off" in srv.log()
+    srv = server_factory(site, "--plugins", "none", "--cgi-dir", "/tools/", "--access-log", "off")
+    assert_refused(srv, ["/tools/t.sh"])
