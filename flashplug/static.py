@@ -29,6 +29,10 @@ ALWAYS_IN_MEMORY = 16 * 1024
 # Raw request-targets remembered for the quickest path; a bound, so that
 # clients inventing query strings cannot grow it without limit.
 TARGET_MEMORY = 4096
+# Seconds a client is asked to wait for a file under another process's lease:
+# a lease holder gets /proc/sys/fs/lease-break-time (45 s by default) at most,
+# and usually lets go at once.
+RETRY_LEASED = "1"
 # Methods RFC 9110 defines (plus PATCH, RFC 5789): a static file refuses them
 # with 405; anything else is a method we do not implement at all (501).
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
@@ -141,6 +145,11 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
             raise HTTPError(404, "Not Found") from None
         if e.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
             raise HTTPError(403, "Forbidden") from None  # a socket or device file
+        if e.errno == errno.EWOULDBLOCK:
+            # Another process holds a lease on the file (fcntl F_SETLEASE):
+            # a blocking open would wait for it; ours says "later" instead.
+            raise HTTPError(503, "Service Unavailable",
+                            [("Retry-After", RETRY_LEASED)]) from None
         raise
 
 

@@ -72,3 +72,30 @@ def test_char_device_is_refused(tmp_path, server_factory):
     os.symlink("/dev/null", root / "null")
     srv = server_factory(root, "--follow-symlinks", "--plugins", "none", "--access-log", "off")
     assert get(srv.url + "/null").status_code == 403
+
+
+def test_file_under_a_lease_is_503_not_a_parked_helper(tmp_path, server_factory):
+    # A write lease (fcntl F_SETLEASE) makes another process's open() wait
+    # until the holder lets go; the non-blocking open gets EWOULDBLOCK.
+    import fcntl
+    import signal
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "leased.txt").write_text("leased\n")
+    (root / "a.txt").write_text("public a\n")
+    srv = server_factory(root, "--plugins", "none", "--access-log", "off")
+    old = signal.signal(signal.SIGIO, signal.SIG_IGN)   # the lease-break signal
+    fd = os.open(root / "leased.txt", os.O_RDONLY)
+    try:
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        except OSError as e:
+            pytest.skip(f"no file leases here: {e}")
+        r = get(srv.url + "/leased.txt")
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+        assert get(srv.url + "/a.txt").text == "public a\n"
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        assert get(srv.url + "/leased.txt").text == "leased\n"
+    finally:
+        os.close(fd)
+        signal.signal(signal.SIGIO, old)
