@@ -156,7 +156,7 @@ def build_serve(argv):
         if selection is None:
             selection = config_selection(pre.config, file_data)
     installed = plugin_mod.discover(plugins_dirs)
-    wanted = set(plugin_mod.parse_selection(selection or ""))
+    wanted = set(plugin_mod.parse_selection(selection))
 
     pm = plugin_mod.new_manager()
     parser = _Parser(prog="flashplug serve",

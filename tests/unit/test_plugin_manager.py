@@ -178,6 +178,15 @@ def test_broken_plugin_not_enabled_is_skipped_with_a_warning(docroot, plugdir, c
     assert "plugin 'broken'" in capsys.readouterr().err
 
 
+def test_broken_default_plugin_says_why(docroot, plugdir):
+    # Nothing named: the default set is wanted, so its import error is the
+    # message, not "unknown plugin 'autoindex'".
+    plugdir("autoindex", "import no_such_module_anywhere\n")
+    with pytest.raises(UsageError, match="'autoindex'.*failed to import.*no_such_module"):
+        serve(docroot, "--plugins-dir", plugdir.path)
+    assert serve(docroot, "--plugins-dir", plugdir.path, "--plugins", "none").plugins == []
+
+
 def test_plugins_dir_must_exist(docroot, tmp_path):
     with pytest.raises(UsageError, match="not a directory"):
         serve(docroot, "--plugins-dir", tmp_path / "missing")
