@@ -1,11 +1,13 @@
 """Render bench/last-run.json into docs/benchmarks.md and docs/img/bench-*.png.
 
-Theory of operation: pure formatting, no measuring. Each workload's table
-puts every figure beside its ratio to the baseline measured in the same
-invocation (nginx; lighttpd for CGI, which nginx does not do). The targets of
-issue 6 are checked against those same ratios. Two plots follow the Flash
-paper's figures: throughput against file size, and throughput as more of the
-data set is kept out of the page cache.
+Theory of operation: pure formatting, no measuring. The page leads with real
+traffic (r), browser-like request heads: flashplug beside the faster of nginx
+and lighttpd from the same invocation. Each workload's table puts every
+figure beside its ratio to the baseline measured in the same invocation (for
+(r) that faster one; else nginx; lighttpd for CGI, which nginx does not do).
+The targets of issues 12 and 6 are checked against those same ratios. Two
+plots follow the Flash paper's figures: throughput against file size, and
+throughput as more of the data set is kept out of the page cache.
 
 Usage (re-render without re-measuring): python bench/report.py
 """
@@ -19,8 +21,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MIB = 2**20
 
-# (text, workload, server, baseline server or None, figure, bound, "min"|"max")
+# The servers flashplug is held against in (r): the faster of the two counts.
+BEST_OF = ("nginx", "lighttpd")
+
+# (text, workload, server, baseline server(s) or None, figure, bound, "min"|"max");
+# a tuple of baselines means the best of them.
 TARGETS = [
+    ("browser-like heads, 1 KiB: >= 1.0x the best", "r-browser", "flashplug-amped", BEST_OF, "rps", 1.0, "min"),
+    ("1,000 clients, 1 KiB: >= 1.0x the best", "r-clients", "flashplug-amped", BEST_OF, "rps", 1.0, "min"),
+    ("revalidation: >= 1.0x the best", "r-reval", "flashplug-amped", BEST_OF, "rps", 1.0, "min"),
+    ("Zipf over 10,000 files, browser heads: >= 1.0x the best", "r-zipf", "flashplug-amped", BEST_OF,
+     "rps", 1.0, "min"),
+    ("repeated head, 1 KiB: >= 1.0x lighttpd", "a-1k", "flashplug-amped", "lighttpd", "rps", 1.0, "min"),
     ("1 KiB cached: >= 1.0x nginx req/s", "a-1k", "flashplug-amped", "nginx", "rps", 1.0, "min"),
     ("100 KiB: >= 1.0x lighttpd req/s", "a-100k", "flashplug-amped", "lighttpd", "rps", 1.0, "min"),
     ("1 MiB: >= 1.0x lighttpd req/s", "a-1m", "flashplug-amped", "lighttpd", "rps", 1.0, "min"),
@@ -31,15 +43,15 @@ TARGETS = [
 ]
 
 
-ORDER = ["a-1k", "a-100k", "a-1m", "b-zipf", "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90",
-         "d-idle", "e-cgi-sh", "e-cgi-py"]
+ORDER = ["r-browser", "r-clients", "r-reval", "r-zipf", "a-1k", "a-100k", "a-1m", "b-zipf",
+         "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90", "d-idle", "e-cgi-sh", "e-cgi-py"]
 
 
 def ordered(wls: dict) -> list:
     return sorted(wls.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0]))
 
 
-SERVERS = ["nginx", "nginx-aio", "lighttpd", "http.server", "aiohttp", "flashplug-amped", "flashplug-sped",
+SERVERS = ["nginx", "nginx-aio", "lighttpd", "http.server", "aiohttp", "flashplug-before", "flashplug-amped", "flashplug-sped",
            "flashplug-mt", "flashplug-mp", "lighttpd-cgi", "flashplug-cgi"]
 
 
@@ -52,11 +64,33 @@ def ok(row: dict | None) -> bool:
     return bool(row) and "failed" not in row and "error" not in row
 
 
+def best(rows: dict, names) -> str | None:
+    """Of names, the server whose run worked with the most req/s."""
+    good = [n for n in names if ok(rows.get(n))]
+    return max(good, key=lambda n: rows[n]["rps"]) if good else None
+
+
 def baseline(wl: dict) -> str | None:
+    if wl["group"] == "r":
+        return best(wl["rows"], BEST_OF)
     for name in ("nginx", "lighttpd-cgi", "lighttpd"):
         if ok(wl["rows"].get(name)):
             return name
     return None
+
+
+def answers(row: dict) -> str:
+    """A run's responses by status code, as shares: "200 25%, 304 75%"."""
+    codes = row.get("codes") or {}
+    total = sum(codes.values())
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in sorted(codes.items())) if total else "—"
+
+
+def repeated(row: dict | None) -> str:
+    """The share of request heads wrk sent that it had sent before, byte for byte."""
+    if not row or not row.get("sent"):
+        return "—"
+    return f"{100 * row['repeats'] / row['sent']:.1f}%"
 
 
 def _ratio(value, base) -> str:
@@ -74,12 +108,15 @@ def _cell(row: dict, base: dict | None, key: str, fmt: str, scale: float = 1.0) 
 
 
 def one_line(name: str, row: dict) -> str:
-    if not ok(row):
+    if "rps" not in row:
         return f"{name}: {row.get('failed') or row.get('error')}"
     s = f"{name}: {row['rps']:,.0f} req/s, {row['mbps']:,.1f} MB/s, p99 {row['p99_ms']:.2f} ms, peak {row['peak_rss'] / MIB:.1f} MiB"
     if row.get("rss_per_conn") is not None:
         s += f", {row['held']} idle held, {row['rss_per_conn'] / 1024:.2f} KiB/conn"
-    return s + (f", errors {row['errors']}" if row.get("errors") else "")
+    if row.get("codes"):
+        s += f", answers {answers(row)}, heads sent before {repeated(row)}"
+    s += f", errors {row['errors']}" if row.get("errors") else ""
+    return s + (f"; ERROR: {row['error']}" if row.get("error") else "")
 
 
 def _notes(row: dict) -> str:
@@ -118,10 +155,12 @@ def busy(row: dict) -> bool:
 def table(wl: dict) -> list[str]:
     bname = baseline(wl)
     base = wl["rows"].get(bname) if bname else None
-    idle = wl["group"] == "d"
+    idle, real = wl["group"] == "d", wl["group"] == "r"
     head = ["server", "req/s", "MB/s", "p99 ms", "peak RSS MiB", "server CPU"]
     if idle:
         head += ["idle held", "still open", "RSS/idle conn KiB"]
+    if real:
+        head += ["answers"]
     lines = ["| " + " | ".join(head + ["notes"]) + " |", "|" + "---|" * (len(head) + 1)]
     for name in servers_of(wl["rows"]):
         row = wl["rows"][name]
@@ -135,10 +174,29 @@ def table(wl: dict) -> list[str]:
         if idle:
             cells += [f"{row['held']:,}", "—" if row.get("alive") is None else f"{row['alive']:,}",
                       _cell(row, base, "rss_per_conn", "{:.2f}", 1024)]
+        if real:
+            cells.append(answers(row))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_notes(row)} |")
     if bname:
-        lines.append(f"\nRatios in parentheses are to {wl['labels'].get(bname, bname)} in the same run.")
+        label = wl["labels"].get(bname, bname)
+        whom = f"the faster of {' and '.join(BEST_OF)} in the same run (here {label})" if real \
+            else f"{label} in the same run"
+        lines.append(f"\nRatios in parentheses are to {whom}.")
+    if real:
+        lines.append(f"\nRequest heads wrk had already sent earlier in flashplug-amped's run, byte for byte: "
+                     f"{repeated(_counted(wl['rows']))} (the most flashplug's known-heads shortcut could answer).")
+    before, after = wl["rows"].get("flashplug-before"), wl["rows"].get("flashplug-amped")
+    if ok(before) and ok(after):
+        fig = "rss_per_conn" if idle else "rps"
+        lines.append(f"\nAfter/before (`--baseline`): {fig} {after[fig] / before[fig]:.2f}x.")
     return lines
+
+
+def _counted(rows: dict) -> dict | None:
+    # Every server of (r) gets the same sequence of heads, but the share of
+    # repeats grows with the length of that sequence: flashplug's run counts.
+    flash = rows.get("flashplug-amped") or {}
+    return flash if flash.get("sent") else None
 
 
 def targets(results: dict) -> list[str]:
@@ -146,6 +204,9 @@ def targets(results: dict) -> list[str]:
     wls = results["workloads"]
     for text, key, who, against, fig, bound, kind in TARGETS:
         rows = wls.get(key, {}).get("rows", {})
+        of_best = isinstance(against, tuple)
+        if of_best:
+            against = best(rows, against) or against[0]
         row, base = rows.get(who), rows.get(against) if against else None
         if not ok(row) or (against and not ok(base)):
             missing = who if not ok(row) else against
@@ -154,7 +215,7 @@ def targets(results: dict) -> list[str]:
             continue
         if against:
             value = row[fig] / base[fig]
-            shown = f"{value:.2f}x ({row[fig]:,.0f} vs {base[fig]:,.0f} req/s)"
+            shown = f"{value:.2f}x ({row[fig]:,.0f} vs {base[fig]:,.0f} req/s{', ' + against if of_best else ''})"
         else:
             value = row[fig]
             shown = f"{value / 1024:.2f} KiB"
@@ -162,6 +223,33 @@ def targets(results: dict) -> list[str]:
         if busy(row) or (base and busy(base)):
             shown += " (busy machine: unreliable)"
         lines.append(f"| {text} | {shown} | {'yes' if met else 'no'} |")
+    return lines
+
+
+def _rps(row: dict | None) -> str:
+    if ok(row):
+        return f"{row['rps']:,.0f}"
+    if row and "rps" in row:
+        return "**wrong answers**"   # measured, but not the answers due: not throughput
+    return "failed" if row else ""
+
+
+def real_traffic(results: dict) -> list[str]:
+    """The page's lead table: each workload of (r), flashplug against the
+    faster of nginx and lighttpd in the same run."""
+    wls = [(k, wl) for k, wl in ordered(results["workloads"]) if wl["group"] == "r"]
+    if not wls:
+        return ["Not measured in this run (`python bench/run.py --only real`)."]
+    names = [n for n in ("nginx", "lighttpd", "flashplug-before", "flashplug-amped")
+             if any(n in wl["rows"] for _, wl in wls)]
+    lines = ["| workload | " + " | ".join(names) + " | flashplug / best | heads sent before |",
+             "|---|" + "---|" * (len(names) + 2)]
+    for key, wl in wls:
+        rows = wl["rows"]
+        cells = [_rps(rows.get(n)) for n in names]
+        top, flash = best(rows, BEST_OF), rows.get("flashplug-amped")
+        ratio = f"**{flash['rps'] / rows[top]['rps']:.2f}x** ({top})" if top and ok(flash) else "—"
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {ratio} | {repeated(_counted(rows))} |")
     return lines
 
 
@@ -254,17 +342,18 @@ def render(results: dict, images: list[str]) -> str:
         "",
         "## How to run",
         "",
-        "    python bench/run.py            # every workload and server, about 15 minutes",
-        "    python bench/run.py --quick    # 2 s points, fewer servers and points, about 2 minutes",
+        "    python bench/run.py            # every workload and server, about 20 minutes",
+        "    python bench/run.py --quick    # 2 s points, fewer servers and points, about 3 minutes",
+        "    python bench/run.py --only real   # real traffic (r) alone, about 5 minutes",
         "    python bench/run.py --only a,d --duration 3 --arch amped,sped --servers nginx,flashplug-amped",
         "",
         "It installs what is missing (`apt-get install -y nginx-light lighttpd wrk`; `pip install aiohttp",
         "matplotlib` into the running interpreter), generates a document root in a temporary directory, and",
         "starts each server in turn on a free loopback port under `taskset -c 0`, with wrk (`-t1`, `--latency`)",
         "and every helper under `taskset -c 1`. Each point is measured after a warm-up of the same load",
-        "(`--warmup`, 2 s), so every server is seen in its steady state. The servers of (a) take turns for three",
-        "rounds (`--rounds`) and each keeps its median run, since they differ by less than this machine's noise",
-        "between two runs. Raw results are kept in `bench/last-run.json`;",
+        "(`--warmup`, 2 s), so every server is seen in its steady state. The servers of (r) and (a) take turns",
+        "for three rounds (`--rounds`) and each keeps its median run, since they differ by less than this",
+        "machine's noise between two runs. Raw results are kept in `bench/last-run.json`;",
         "`python bench/report.py` re-renders this page from them. `--only` re-measures some workloads and",
         "merges them into the previous results; each table still comes from one invocation.",
         "",
@@ -276,11 +365,18 @@ def render(results: dict, images: list[str]) -> str:
         f"- load: {m['wrk']}",
         "",
         *_busy_warning(results),
+        "### Real traffic (r), requests/s",
+        "",
+        "Browser-like request heads, all different from one another unless the last column says otherwise;",
+        "flashplug (`--arch amped`, one worker) against the faster of nginx and lighttpd in the same run.",
+        "",
+        *real_traffic(results),
+        "",
         "### Summary (requests/s)",
         "",
         *summary(results),
         "",
-        "## Targets (issue 6, point 7)",
+        "## Targets (issue 12, point 2; issue 6, point 7)",
         "",
         *targets(results),
         "",
@@ -293,6 +389,26 @@ def render(results: dict, images: list[str]) -> str:
         "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1 --keepalive-timeout 300 --plugins none`. Access",
         "  logs are off everywhere; keep-alive timeouts are long everywhere, and request limits per",
         "  connection high on nginx and lighttpd.",
+        "- (r), real traffic: wrk's Lua script (written by `bench/wrk.py` from the header sets in",
+        "  `bench/traffic.py`, with a fixed seed) builds every request head itself, as clients send them:",
+        "  Firefox 133, Chrome 131 (with its `sec-ch-ua` fields), Safari 18 and curl 8, each in its own field",
+        "  order with its own Accept, Accept-Language, Accept-Encoding, User-Agent, Sec-Fetch-*,",
+        "  Upgrade-Insecure-Requests and `Connection: keep-alive`. `r-browser` picks one of the four for",
+        "  each request, and a cookie (curl: a query) carries the request's number, so no head repeats.",
+        "  `r-clients` draws from 1,000 clients over 256 connections, each client with a fixed head of its",
+        "  own (browser in rough market shares, version, platform, language, session cookie). `r-reval`",
+        "  sends the four heads with a changing cookie; of every four requests one is unconditional and",
+        "  three carry that server's own validators (If-None-Match, If-Modified-Since, or both, as a",
+        "  browser revalidating does), which the harness reads from it with one GET before the run.",
+        "  `r-zipf` sends the 1,000 clients' heads over the Zipf sample of (b). The warm-up makes other",
+        "  picks with other request numbers, so the measured run's changing heads are new to the server.",
+        "  wrk's `response` callback counts every status: a run with any answer other than 200, or, in",
+        "  `r-reval`, whose 304s are not 75% (within 2 points) of its answers, is marked as giving wrong",
+        "  answers and its throughput is not counted.",
+        "- Known heads: flashplug answers a request head it has answered before, byte for byte, without",
+        "  parsing it again. It keeps no count of those hits (the status page's `cache_hits` counts every",
+        "  answer from the file cache, by either path), so the (r) tables give instead the share of heads",
+        "  wrk had already sent in flashplug's run: the most the shortcut could answer. (a)'s heads all repeat.",
         "- Figures: req/s and MB/s (10^6 bytes, headers included) from wrk's own counters; p99 latency",
         "  from `--latency`; peak RSS is the largest sum of VmRSS over the server's whole process tree",
         "  (master, workers, helpers, CGI children) sampled ten times a second during the measured run.",

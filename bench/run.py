@@ -9,8 +9,9 @@ with plots in docs/img/. `--only` re-runs some workloads and merges them
 into the previous results, so every table still compares servers measured
 in one invocation.
 
-    python bench/run.py                  # everything, about 15 minutes
-    python bench/run.py --quick          # 2 s points, fewer servers, ~2 minutes
+    python bench/run.py                  # everything, about 20 minutes
+    python bench/run.py --quick          # 2 s points, fewer servers, ~3 minutes
+    python bench/run.py --only real      # real traffic (r): browser-like heads
     python bench/run.py --only a,d --duration 3 --arch amped,sped
 """
 
@@ -36,29 +37,36 @@ import deps  # noqa: E402
 
 REPO = HERE.parent
 RESULTS = HERE / "last-run.json"
-GROUPS = {"a": "a", "filesize": "a", "b": "b", "zipf": "b", "c": "c", "disk": "c",
+# (r) and (a) compare servers within a few percent of each other, less than
+# the machine's noise between two runs: their servers take turns for several
+# rounds, and each keeps its median run.
+ROUNDED = ("r", "a")
+GROUPS = {"r": "r", "real": "r", "a": "a", "filesize": "a", "b": "b", "zipf": "b", "c": "c", "disk": "c",
           "d": "d", "idle": "d", "e": "e", "cgi": "e"}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="flashplug side-by-side benchmark (issue 6)")
     p.add_argument("--quick", action="store_true", help="2 s per point, fewer servers and points")
-    p.add_argument("--only", default="", help="comma list of workloads: a|filesize, b|zipf, c|disk, d|idle, e|cgi")
+    p.add_argument("--only", default="", help="comma list of workloads: r|real, a|filesize, b|zipf, c|disk, d|idle, e|cgi")
     p.add_argument("--duration", type=float, help="seconds per measured point (default 5, quick 2)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds per (a) point, median kept (default 3, quick 1)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per (r) and (a) point, median kept (default 3, quick 1)")
     p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each point (default 2, quick 1)")
     p.add_argument("--arch", help="flashplug architectures (default amped,sped,mt,mp; quick amped,sped)")
     p.add_argument("--servers", help="comma list restricting server names, e.g. nginx,flashplug-amped")
     p.add_argument("--idle-connections", type=int, default=10_000)
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                    help="before each run, wait up to S seconds for both CPUs to be under 10%% busy")
+    p.add_argument("--baseline", metavar="EXE",
+                   help="also measure this flashplug executable (another checkout's venv) as flashplug-before, "
+                        "in (r), (a), (b) and (d): the before/after of a change in one run")
     p.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     p.add_argument("--keep", action="store_true", help="keep the temporary document root")
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="the Markdown report")
     p.add_argument("--results", default=str(RESULTS), help="raw results (JSON), merged into by --only")
     args = p.parse_args(argv)
     try:
-        args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("abcde")
+        args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("rabcde")
     except KeyError as e:
         p.error(f"unknown workload {e}")
     args.duration = args.duration or (2.0 if args.quick else 5.0)
@@ -72,8 +80,10 @@ def parse_args(argv=None):
 def plan(args) -> list[dict]:
     """The ordered list of (workload, server) points this invocation measures."""
     import servers as S
+    import traffic as T
     archs = args.arch.split(",") if args.arch else (["amped", "sped"] if args.quick else list(S.FLASHPLUG_ARCHS))
     flash = [S.flashplug(a) for a in archs]
+    before = [S.flashplug_baseline(args.baseline)] if args.baseline else []
     quick = args.quick
     pts: list[dict] = []
 
@@ -83,15 +93,20 @@ def plan(args) -> list[dict]:
             specs = [s for s in specs if s.name in keep]
         pts.append(dict(key=key, title=title, group=group, specs=specs, **kw))
 
+    if "r" in args.groups:
+        # Real traffic leads: browser-like heads, beside nginx and lighttpd.
+        for w in T.WORKLOADS:
+            add(w.key, w.title, "r", [S.NGINX, S.LIGHTTPD, *before, *flash[:1]],
+                connections=w.connections, workload=w)
     if "a" in args.groups:
         for size, label in (("1k", "1 KiB"), ("100k", "100 KiB"), ("1m", "1 MiB")):
             slow = [S.HTTP_SERVER, S.AIOHTTP] if size == "1k" or not quick else []
-            add(f"a-{size}", f"(a) one cached file of {label}, 64 keep-alive connections", "a",
-                [S.NGINX, S.LIGHTTPD, *slow, *(flash[:1] if quick else flash)],
+            add(f"a-{size}", f"(a) one cached file of {label}, the same request head each time, 64 connections", "a",
+                [S.NGINX, S.LIGHTTPD, *slow, *before, *(flash[:1] if quick else flash)],
                 path=f"/{size}.bin", connections=64, size=size)
     if "b" in args.groups:
         add("b-zipf", "(b) 10,000 files, Zipf-distributed requests, cached, 64 connections", "b",
-            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *(flash[:1] if quick else flash)],
+            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *before, *(flash[:1] if quick else flash)],
             connections=64)
     if "c" in args.groups:
         for pct in ((0, 100) if quick else (0, 50, 100)):
@@ -101,7 +116,7 @@ def plan(args) -> list[dict]:
                 [S.NGINX, S.NGINX_AIO, *([] if quick else [S.LIGHTTPD]), *flash], connections=64, evict=pct)
     if "d" in args.groups:
         add("d-idle", f"(d) {args.idle_connections:,} idle keep-alive connections + 64 active on /1k.bin", "d",
-            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.AIOHTTP]), *(flash[:1] if quick else flash)],
+            [S.NGINX, S.LIGHTTPD, *([] if quick else [S.AIOHTTP]), *before, *(flash[:1] if quick else flash)],
             connections=64, count=args.idle_connections)
     if "e" in args.groups:
         for script in ("sh", "py"):
@@ -165,7 +180,7 @@ def main(argv=None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     points = plan(args)
-    n_runs = sum(len(p["specs"]) * (args.rounds if p["group"] == "a" else 1) for p in points)
+    n_runs = sum(len(p["specs"]) * (args.rounds if p["group"] in ROUNDED else 1) for p in points)
     log(f"{n_runs} runs of {args.duration:g} s across {len(points)} workloads")
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="flashplug-bench-"))
@@ -185,13 +200,12 @@ def main(argv=None) -> int:
             log(pt["title"])
             if pt["group"] == "c" and pt["evict"] == 0:
                 workloads.warm(root.disk_files)
-            # (a) compares servers within a few percent of each other, less
-            # than the machine's noise between two runs: its servers take
-            # turns for several rounds, and each keeps its median run.
-            rounds = args.rounds if pt["group"] == "a" else 1
+            rounds = args.rounds if pt["group"] in ROUNDED else 1
             runs: dict[str, list] = {spec.name: [] for spec in pt["specs"]}
             for spec in [s for _ in range(rounds) for s in pt["specs"]]:
-                if pt["group"] in ("a", "e"):
+                if pt["group"] == "r":
+                    row = workloads.real(setup, spec, pt["workload"], root.zipf_list)
+                elif pt["group"] in ("a", "e"):
                     row = workloads.throughput(setup, spec, pt["path"], plain_lua, pt["connections"],
                                                probe=pt.get("probe", "/1k.bin"), expect=pt.get("expect", b""))
                 elif pt["group"] == "b":

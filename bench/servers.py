@@ -52,6 +52,12 @@ def flashplug(arch: str, cgi: bool = False) -> Spec:
     return Spec(f"flashplug-{arch}", "flashplug", ("arch", arch))
 
 
+def flashplug_baseline(exe: str) -> Spec:
+    """flashplug amped from another install (`--baseline`): the "before" of a
+    before/after comparison, measured in the same run as today's tree."""
+    return Spec("flashplug-before", "flashplug", ("arch", "amped", "exe", exe))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,7 +150,8 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
         arch = spec.options[spec.options.index("arch") + 1]
         # A long keep-alive timeout, as nginx and lighttpd get above, so (d)'s
         # idle connections stay open for the whole measurement.
-        cmd = flashplug_command() + ["serve", str(root), "--port", str(port), "--access-log", "off",
+        exe = [spec.options[spec.options.index("exe") + 1]] if "exe" in spec.options else flashplug_command()
+        cmd = exe + ["serve", str(root), "--port", str(port), "--access-log", "off",
                                      "--arch", arch, "--workers", "1", "--keepalive-timeout", "300"]
         # Named, not left to the default set: the static rows measure the
         # kernel alone, as they always have.
@@ -152,18 +159,31 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
     raise ValueError(spec.kind)
 
 
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """One request on a fresh connection; (status, body). Raises OSError."""
+def fetch(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    """One GET on a fresh connection; (status, fields by lower-case name,
+    body). Raises OSError."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
     try:
-        return int(head.split(b" ", 2)[1]), body
+        status = int(lines[0].split(" ", 2)[1])
     except (IndexError, ValueError):
         raise OSError(f"bad response: {head[:80]!r}") from None
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return status, fields, body
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """One request on a fresh connection; (status, body). Raises OSError."""
+    status, _, body = fetch(port, path, timeout)
+    return status, body
 
 
 @dataclass

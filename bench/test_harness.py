@@ -168,3 +168,198 @@ def test_the_median_round_is_kept_with_every_rounds_figure():
     assert kept["rounds_rps"] == [30.0, 0.0, 10.0, 20.0]
     assert median_run([{"failed": "x"}]) == {"failed": "x"}
     assert "rounds_rps" not in median_run([{"rps": 5.0, "errors": {}}])
+
+
+# -- real traffic (r) ------------------------------------------------------------
+
+import traffic  # noqa: E402
+
+
+def _assemble(t, path, n=None, end=""):
+    """What wrk's script sends for template t (see wrk._VARYING and _FIXED)."""
+    return t.before + path + t.after + (f"{n}{t.rest}{end}" if t.rest is not None else "")
+
+
+def _fields(head):
+    assert head.endswith("\r\n\r\n") and head.count("\r\n\r\n") == 1
+    line, *rest = head[:-4].split("\r\n")
+    fields = [tuple(f.split(": ", 1)) for f in rest]
+    assert all(len(f) == 2 and f[0] and f[1].strip() == f[1] for f in fields)
+    return line, fields
+
+
+def test_browser_heads_are_whole_heads_in_each_clients_order():
+    heads = [_assemble(t, "/1k.bin", 7) for t in traffic.browsers("127.0.0.1:8080")]
+    parsed = [_fields(h) for h in heads]
+    for line, fields in parsed:
+        names = [k for k, _ in fields]
+        assert names[0] == "Host" and dict(fields)["Host"] == "127.0.0.1:8080"
+        assert len(set(n.lower() for n in names)) == len(names)
+        assert line.startswith("GET /1k.bin") and line.endswith(" HTTP/1.1")
+    firefox, chrome, safari, curl = (dict(f) for _, f in parsed)
+    assert "Firefox/" in firefox["User-Agent"] and "sec-ch-ua" not in firefox
+    assert "Chrome/" in chrome["User-Agent"] and chrome["sec-ch-ua-mobile"] == "?0"
+    assert "Version/18" in safari["User-Agent"]
+    for browser in (firefox, chrome, safari):
+        assert browser["Connection"] == "keep-alive" and browser["Sec-Fetch-Mode"] == "navigate"
+        assert browser["Cookie"].endswith("last_seen=7") and "br" in browser["Accept-Encoding"]
+    assert curl == {"Host": "127.0.0.1:8080", "User-Agent": "curl/8.11.0", "Accept": "*/*"}
+    assert parsed[3][0] == "GET /1k.bin?v=7 HTTP/1.1"
+    # Chrome sends Connection right after Host, Firefox its User-Agent.
+    assert [k for k, _ in parsed[1][1]][1] == "Connection" and [k for k, _ in parsed[0][1]][1] == "User-Agent"
+
+
+def test_a_changing_head_differs_on_every_request():
+    t = traffic.browsers("h")[0]
+    assert len({_assemble(t, "/1k.bin", n) for n in range(1000)}) == 1000
+
+
+def test_many_clients_are_distinct_fixed_and_deterministic():
+    made = traffic.many("127.0.0.1:1")
+    heads = [_assemble(t, "/1k.bin") for t in made]
+    assert len(made) == traffic.N_CLIENTS == len(set(heads))
+    assert all(t.rest is None for t in made)
+    assert made == traffic.many("127.0.0.1:1")
+    agents = Counter(dict(_fields(h)[1])["User-Agent"].split("/")[0] for h in heads)
+    assert agents["curl"] > 0 and agents["Mozilla"] > 900
+    assert sum("Firefox/" in h for h in heads) > 50 and sum("sec-ch-ua" in h for h in heads) > 400
+    assert all("Cookie: sid=" in h for h in heads)
+
+
+def test_revalidation_heads_take_a_validator_before_the_blank_line():
+    w = next(w for w in traffic.WORKLOADS if w.revalidate)
+    conds = traffic.conditions('"5f-1a"', "Mon, 30 Nov 2026 07:00:00 GMT")
+    assert conds[0] == "" and len(conds) == 4
+    for t in traffic.templates(w, "h"):
+        heads = [_assemble(t, "/1k.bin", n, conds[n % 4] + "\r\n") for n in range(4)]
+        fields = [dict(_fields(h)[1]) for h in heads]
+        assert "If-None-Match" not in fields[0] and "If-Modified-Since" not in fields[0]
+        assert fields[1]["If-None-Match"] == '"5f-1a"' and "If-Modified-Since" not in fields[1]
+        assert fields[2]["If-Modified-Since"] == "Mon, 30 Nov 2026 07:00:00 GMT"
+        assert "If-None-Match" in fields[3] and "If-Modified-Since" in fields[3]
+    assert traffic.REVALIDATED_SHARE == 3 / 4
+
+
+def test_template_needs_a_path_mark():
+    with pytest.raises(ValueError):
+        traffic.template("GET / HTTP/1.1\r\n\r\n")
+
+
+def test_lua_strings_escape_and_refuse_control_characters():
+    assert wrk.lua_string('a"b\\c\r\n') == '"a\\"b\\\\c\\r\\n"'
+    with pytest.raises(ValueError):
+        wrk.lua_string("a\0b")
+    with pytest.raises(ValueError):
+        wrk.lua_string("caf\u00e9")
+
+
+def test_real_script_for_changing_heads(tmp_path):
+    made = traffic.browsers("127.0.0.1:9")
+    lua = wrk.real_script(tmp_path, "b", made, seed=5, start=1000,
+                          conditions=traffic.conditions('"e"', "Mon, 30 Nov 2026 07:00:00 GMT")).read_text()
+    assert "math.randomseed(5)" in lua and "local n = 1000" in lua
+    assert "h[1] .. paths[math.random(np)] .. h[2] .. n .. h[3] .. conds[n % 4 + 1]" in lua
+    assert 'local paths, ids = {"/1k.bin"}, {0}' in lua
+    assert wrk.lua_string(made[0].before) in lua and wrk.lua_string(made[3].rest) in lua
+    assert '"\\r\\n", "If-None-Match: \\"e\\"\\r\\n\\r\\n"' in lua   # none, then If-None-Match
+    assert "response = function(status" in lua and 'WRKRESULT' in lua and '"codes":{%s}' in lua
+    assert "local seen" not in lua   # every head is new: nothing to count
+
+
+def test_real_script_for_fixed_heads_counts_repeats_over_a_path_list(tmp_path):
+    made = traffic.many("h", n=3)
+    lua = wrk.real_script(tmp_path, "z", made, path="/", paths_file=tmp_path / "zipf.txt").read_text()
+    assert f'io.lines("{tmp_path / "zipf.txt"}")' in lua
+    assert "local key = ids[pi] * nh + hi" in lua and "repeats = repeats + 1" in lua
+    assert "return h[1] .. paths[pi] .. h[2]\n" in lua
+    assert lua.count("\n  {") == 3
+
+
+def test_real_script_refuses_mixed_templates(tmp_path):
+    with pytest.raises(ValueError):
+        wrk.real_script(tmp_path, "x", traffic.many("h", n=1) + traffic.browsers("h"))
+    with pytest.raises(ValueError):
+        wrk.real_script(tmp_path, "x", traffic.many("h", n=1), conditions=["", "a", "b", "c"])
+
+
+def test_wrk_parse_reads_status_counts():
+    line = WRK_OUT.replace('"max_us":9000}', '"max_us":9000,"codes":{"200":500,"304":1500},"sent":2010,"repeats":7}')
+    r = wrk.parse(line)
+    assert r["codes"] == {"200": 500, "304": 1500} and r["sent"] == 2010 and r["repeats"] == 7
+    assert "codes" not in wrk.parse(WRK_OUT)
+
+
+def test_status_problem_flags_wrong_answers():
+    assert wrk.status_problem({"200": 1000}) is None
+    assert wrk.status_problem({"200": 250, "304": 750}, 0.75) is None
+    assert "404 x3" in wrk.status_problem({"200": 1000, "404": 3})
+    assert "500" in wrk.status_problem({"200": 250, "304": 700, "500": 50}, 0.75)
+    # 200 where a 304 was due: the validators were not honoured.
+    assert "0% 304s where 75% were due" in wrk.status_problem({"200": 1000}, 0.75)
+    assert "304s where 0% were due" in wrk.status_problem({"200": 500, "304": 500})
+    assert wrk.status_problem({}) == "no responses counted"
+
+
+def test_plan_real_group_has_its_aliases_baseline_and_leads():
+    only = run.plan(run.parse_args(["--only", "real", "--baseline", "/x/flashplug"]))
+    assert [p["key"] for p in only] == ["r-browser", "r-clients", "r-reval", "r-zipf"]
+    for p in only:
+        assert [s.name for s in p["specs"]] == ["nginx", "lighttpd", "flashplug-before", "flashplug-amped"]
+        assert p["connections"] == p["workload"].connections
+    assert {p["key"]: p["connections"] for p in only}["r-clients"] == 256
+    assert run.plan(run.parse_args(["--only", "r"]))[0]["key"] == "r-browser"
+    assert run.plan(run.parse_args([]))[0]["group"] == "r"
+    assert "r" in run.ROUNDED
+
+
+def _real_row(rps, codes=None, **kw):
+    return _row(rps, codes=codes or {"200": 100}, sent=100, repeats=kw.pop("repeats", 0), **kw)
+
+
+def test_real_traffic_table_compares_with_the_faster_reference():
+    res = _results({
+        "r-clients": _wl("r", {"nginx": _real_row(100.0), "lighttpd": _real_row(200.0, repeats=80),
+                               "flashplug-amped": _real_row(100.0, repeats=90)}),
+        "r-reval": _wl("r", {"nginx": _real_row(300.0, {"200": 25, "304": 75}),
+                             "lighttpd": _real_row(100.0, {"200": 25, "304": 75}),
+                             "flashplug-amped": _real_row(900.0, {"200": 100}, error="answered 200 x100")}),
+        "a-1k": _wl("a", {"nginx": _row(1.0)}),
+    })
+    lines = report.real_traffic(res)
+    assert lines[0] == "| workload | nginx | lighttpd | flashplug-amped | flashplug / best | heads sent before |"
+    assert "| r-clients | 100 | 200 | 100 | **0.50x** (lighttpd) | 90.0% |" in lines
+    assert "| r-reval | 300 | 100 | **wrong answers** | — | 0.0% |" in lines   # the count is the client's
+    assert len(lines) == 4   # (a) is not real traffic
+    table = "\n".join(report.table(res["workloads"]["r-reval"]))
+    assert "| answers |" in table and "200 25%, 304 75%" in table and "answered 200 x100" in table
+    assert "the faster of nginx and lighttpd in the same run (here nginx)" in table
+    assert "already sent earlier in flashplug-amped's run, byte for byte: 0.0%" in table
+    assert "0.50x (100 vs 200 req/s, lighttpd)" in "\n".join(report.targets(res))
+    assert report.real_traffic(_results({}))[0].startswith("Not measured")
+
+
+def test_the_page_leads_with_real_traffic():
+    res = _results({"a-1k": _wl("a", {"nginx": _row(1.0)}),
+                    "r-browser": _wl("r", {"nginx": _real_row(1.0)}, title="real one")})
+    md = report.render(res, [])
+    assert md.index("### Real traffic (r)") < md.index("### Summary")
+    assert md.index("## real one") < md.index("## t\n")
+    assert report.ordered(res["workloads"])[0][0] == "r-browser"
+
+
+def test_a_run_with_wrong_answers_is_not_a_median_candidate():
+    from run import median_run
+    rows = [{"rps": 900.0, "errors": {}, "error": "answered 200 x9"}, {"rps": 10.0, "errors": {}},
+            {"rps": 20.0, "errors": {}}]
+    assert median_run(rows)["rps"] == 10.0
+    assert "ERROR: answered 200 x9" in report.one_line("x", {**_real_row(900.0), "error": "answered 200 x9"})
+
+
+def test_validators_come_from_the_server_or_the_run_stops(monkeypatch):
+    import workloads
+    answer = (200, {"etag": '"5f-1a"', "last-modified": "Mon, 30 Nov 2026 07:00:00 GMT"}, b"")
+    monkeypatch.setattr(servers, "fetch", lambda port, path: answer)
+    assert workloads.validators(1, "/1k.bin") == ('"5f-1a"', "Mon, 30 Nov 2026 07:00:00 GMT")
+    answer = (200, {"last-modified": "Mon, 30 Nov 2026 07:00:00 GMT"}, b"")
+    with pytest.raises(ValueError, match="nothing to revalidate against"):
+        workloads.validators(1, "/1k.bin")

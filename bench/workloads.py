@@ -5,7 +5,10 @@ every figure comes from a freshly started process and a failure of one server
 never spoils the next. Three kinds of run exist:
 
 - throughput: wrk against one path or a list of paths, with the server tree's
-  memory sampled while it runs (workloads a, b, e);
+  memory sampled while it runs (workloads a, b, e); for real traffic (r) the
+  same, with request heads as browsers send them, built for the server's
+  port (and, for revalidation, its own validators), and every response's
+  status checked;
 - disk: the same, while `evict.py` keeps a chosen share of the disk set out
   of the page cache; the share of evicted files that were resident just
   before the load is recorded, so a run whose eviction did not work says so
@@ -15,7 +18,8 @@ never spoils the next. Three kinds of run exist:
   client meanwhile (workload d).
 
 A row is a dict: the figures, or {"failed": why} when the server did not
-start, or {"error": why} when the measurement itself went wrong.
+start, or {"error": why} when the measurement itself went wrong (in (r),
+beside the figures, when the server's answers were not the ones due).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import servers
+import traffic
 import wrk
 from proctree import PeakSampler, cpu_busy, rss_bytes
 from report import BUSY
@@ -48,11 +53,12 @@ class Setup:
     warmup: float = 0.0       # seconds of the same load, not measured, before each run
 
 
-def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int) -> dict:
+def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int,
+             warm_lua: Path | None = None) -> dict:
     if setup.warmup:
         # Steady state, as every server reaches it: caches filled, files
         # opened.  The same for all servers, and not part of the figures.
-        wrk.run(run.port, path, lua, setup.warmup, connections)
+        wrk.run(run.port, path, warm_lua or lua, setup.warmup, connections)
     sampler = PeakSampler(run.pid)
     sampler.start()
     try:
@@ -97,6 +103,46 @@ def throughput(setup: Setup, spec: servers.Spec, path: str, lua: Path, connectio
     try:
         return _measure(setup, run, path, lua, connections)
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+        return {"error": str(e)}
+    finally:
+        run.stop()
+        if run.leftovers:
+            setup.log(f"  warning: {spec.name} left processes {run.leftovers}")
+
+
+def validators(port: int, path: str) -> tuple[str, str]:
+    """The ETag and Last-Modified a server gives for path, from one GET:
+    each server computes its own, and r-reval must send back the real ones."""
+    status, fields, _ = servers.fetch(port, path)
+    etag, modified = fields.get("etag"), fields.get("last-modified")
+    if status != 200 or not etag or not modified:
+        raise ValueError(f"GET {path} answered {status} with ETag {etag!r}, Last-Modified {modified!r}: "
+                         "nothing to revalidate against")
+    return etag, modified
+
+
+def real(setup: Setup, spec: servers.Spec, w: traffic.Workload, zipf_list: Path) -> dict:
+    """One run of a workload of (r): heads built for this server's port, every
+    response's status counted, and the run marked as an error unless each
+    request got the answer it calls for (200, or 304 for a conditional one)."""
+    run, failed = _start(setup, spec, "/1k.bin")
+    if failed:
+        return failed
+    try:
+        made = traffic.templates(w, f"127.0.0.1:{run.port}")
+        kw = dict(path=w.path, paths_file=zipf_list if w.zipf else None,
+                  conditions=traffic.conditions(*validators(run.port, w.path)) if w.revalidate else None)
+        name = f"{w.key}-{run.port}"
+        lua = wrk.real_script(setup.tmp, name, made, **kw)
+        # Other picks and other request numbers for the warm-up, or the
+        # measured run would send again, byte for byte, the heads it sent.
+        warm_lua = wrk.real_script(setup.tmp, name + "-warm", made, seed=traffic.SEED + 1, start=10**9, **kw)
+        row = _measure(setup, run, w.path, lua, w.connections, warm_lua)
+        problem = wrk.status_problem(row["codes"], traffic.REVALIDATED_SHARE if w.revalidate else 0.0)
+        if problem:
+            row["error"] = problem
+        return row
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
         return {"error": str(e)}
     finally:
         run.stop()

@@ -56,8 +56,10 @@ def flashplug_addoption(parser):
 def flashplug_configure(config):
     """Check and take in this plugin's settings; fail fast on bad ones.
 
-    Called once after the command line and config file are read, before the
-    server binds its port, only for enabled plugins.  Historic.
+    Called once after the command line and config file are read, only for
+    enabled plugins, in the master before any worker is forked and before
+    the server accepts a connection (the port is bound, and with ``--user``
+    root is already given up).  Historic.
 
     Raise :class:`flashplug.UsageError` with a one-line message that names
     the setting, what was given and what is allowed; the CLI prints it and
@@ -88,6 +90,10 @@ def flashplug_startup(app):
     """Acquire resources on the event loop (process pools, connections).
 
     Called in each worker after the loop starts and before the first request.
+    An exception stops the worker with a one-line cause that names the
+    plugin; with one worker the server exits with status 1, and a master
+    whose workers keep failing this way gives up the same way.  Check what
+    can be checked earlier, in ``flashplug_configure``.
 
     :param app: the running :class:`flashplug.server.App`: ``app.config``,
         ``app.helpers`` (``await app.helpers.run(fn, *args)`` runs blocking

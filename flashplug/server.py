@@ -19,16 +19,18 @@ import time
 import traceback
 
 from flashplug import plugins as plugin_mod
-from flashplug.errors import HTTPError, UsageError
+from flashplug.errors import HTTPError, StartupError, UsageError
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.message import Response
 from flashplug.http.status import reason
 from flashplug.log import AccessLog, setup_error_log
+from flashplug.privileges import check_logs, drop_privileges
 from flashplug.residency import FileSender
 from flashplug.routes import Route
 from flashplug.static import StaticFiles, script_dir_warnings
 from flashplug.stats import Stats
+from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 
 log = logging.getLogger("flashplug.server")
 
@@ -224,8 +226,12 @@ def _html_escape(text):
 
 # -- listening ----------------------------------------------------------------------
 
-def bind_listener(host, port):
-    """A listening socket, or a UsageError that says how to fix the problem."""
+def bind_listener(host, port, listen=True):
+    """A listening socket, or a UsageError that says how to fix the problem.
+
+    ``listen=False`` only binds (the caller calls ``listen`` once it is
+    sure to serve), so no client is accepted by a server about to fail.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -236,7 +242,8 @@ def bind_listener(host, port):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
-        sock.listen(LISTEN_BACKLOG)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
@@ -301,11 +308,12 @@ class Worker:
         loop = self.loop
         app = self.app = App(self.config, loop, self.listener)
         self.stopped = loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-            except (ValueError, RuntimeError):
-                pass  # not the main thread (an in-process test): stop() is called directly
+            handle_operator_signals(loop)
+        except (ValueError, RuntimeError):
+            pass  # not the main thread (an in-process test): stop() is called directly
         # After the signal handlers: a stop during start-up still runs shutdown.
         await _call_async_hooks(app.pm.hook.flashplug_startup, app=app)
         loop.add_reader(self.listener.fileno(), self._accept)
@@ -366,88 +374,39 @@ async def _call_async_hooks(hook, **kwargs):
             await result
 
 
-# -- the master of several workers ----------------------------------------------------------
-
-def _die_with_parent(parent):
-    """Linux: SIGTERM this child if the master dies (even by SIGKILL), so no
-    worker is left serving on its own."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(0)  # the master died before the request above took effect
-
-
-def supervise(count, child_main, what="worker"):
-    """Fork ``count`` children running ``child_main()``; replace any that
-    dies; on SIGTERM or SIGINT pass the signal on and wait for them all."""
-    children = set()
-    stopping = False
-    master = os.getpid()
-
-    def spawn():
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _die_with_parent(master)
-            code = 1
-            try:
-                code = child_main()
-            finally:
-                os._exit(code)
-        children.add(pid)
-
-    def on_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    for _ in range(count):
-        spawn()
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        children.discard(pid)
-        if not stopping:
-            log.error("%s %d exited (status %d); starting a new one", what, pid, status)
-            spawn()
-    return 0
-
-
 def run(config):
-    """Serve until SIGINT or SIGTERM; returns the exit status."""
+    """Serve until SIGINT or SIGTERM; returns the exit status.
+
+    Everything that can be checked is checked here, in the master, before
+    any worker is forked: the port (bound first, while we may still be
+    root), the user to run as, the log files, the plugins' settings.
+    """
     setup_error_log(config.log_level)
     raise_fd_limit()
+    handle_operator_signals()
     if config.arch in ("mt", "mp") and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
+    listener = bind_listener(config.bind, config.port, listen=False)
+    drop_privileges(config)
+    check_logs(config)
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
     for line in script_dir_warnings(config):
         log.warning(line)
-    listener = bind_listener(config.bind, config.port)
+    listener.listen(LISTEN_BACKLOG)
     enabled = ", ".join(config.plugins) or "none"
     print(f"Serving {config.docroot} on {_url(listener)} (plugins: {enabled})", flush=True)
     if config.arch in ("mt", "mp"):
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)
+    pm = config.plugin_manager
     if config.workers > 1:
-        return supervise(config.workers, lambda: Worker(config, listener).run())
-    code = Worker(config, listener).run()
+        return supervise(config.workers, lambda: Worker(config, listener).run(), pm=pm)
+    try:
+        code = run_reporting(lambda: Worker(config, listener).run(), pm)
+    except StartupError as e:
+        print(f"flashplug: error: {e}", file=sys.stderr)
+        code = 1
     # A helper may still be blocked in the kernel (a FIFO's open(), a dead
     # NFS server); the interpreter would wait for it forever at exit.
     # Everything is flushed and closed by now, so leave at once.

@@ -1,8 +1,8 @@
 """The plugin API end to end: a real third-party plugin, selection, failures.
 
 The example distribution docs/examples/flashplug-hello is pip-installed
-(for real, not editable) into the interpreter running the tests, once per
-session, and exercised the way its users would: found through the
+(for real, not editable) into a throwaway folder put on this session's path,
+once per session, and exercised the way its users would: found through the
 `flashplug` entry-point group and enabled with `--plugins hello`.  Plugins
 that exist only to fail or to count are single files in a --plugins-dir.
 
@@ -38,36 +38,45 @@ HOOKS = plugin_mod.spec_names()
 
 # -- installing the example plugin ------------------------------------------------
 
-def _installed_copy_is_current():
-    """True if flashplug-hello is installed (not editable) from today's source."""
-    try:
-        dist = importlib.metadata.distribution("flashplug-hello")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    files = [f for f in dist.files or () if f.name == "flashplug_hello.py"]
-    if not files:
-        return False   # an editable install: replace it with a real one
-    with open(files[0].locate(), "rb") as installed, \
-            open(os.path.join(EXAMPLE, "flashplug_hello.py"), "rb") as source:
-        return installed.read() == source.read()
-
-
 @pytest.fixture(scope="session")
 def hello(tmp_path_factory):
-    """The example plugin, installed into this interpreter's environment."""
-    if not _installed_copy_is_current():
-        # Build from a copy: pip builds in the source folder and would leave
-        # build/ and *.egg-info in the repository.
-        src = tmp_path_factory.mktemp("hello-src") / "flashplug-hello"
-        shutil.copytree(EXAMPLE, src)
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                               "--no-deps", "--disable-pip-version-check", str(src)],
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            pytest.fail(f"pip install {EXAMPLE} failed:\n{proc.stdout}\n{proc.stderr}")
-        importlib.invalidate_caches()
-    assert _installed_copy_is_current()
-    return "hello"
+    """The example plugin, installed for real (not editable) into a throwaway
+    folder that this session alone puts on the path (PYTHONPATH for the
+    servers it starts, sys.path for the in-process ones): the developer's
+    own environment is never changed."""
+    # Build from a copy: pip builds in the source folder and would leave
+    # build/ and *.egg-info in the repository.
+    src = tmp_path_factory.mktemp("hello-src") / "flashplug-hello"
+    shutil.copytree(EXAMPLE, src)
+    target = str(tmp_path_factory.mktemp("hello-site"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                           "--disable-pip-version-check", "--target", target, str(src)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"pip install {EXAMPLE} failed:\n{proc.stdout}\n{proc.stderr}")
+    old_env = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (target, old_env) if p)
+    sys.path.insert(0, target)
+    importlib.invalidate_caches()
+    assert importlib.metadata.distribution("flashplug-hello").version == "1.0.0"
+    yield "hello"
+    sys.path.remove(target)
+    if old_env is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = old_env
+    importlib.invalidate_caches()
+
+
+def test_the_example_plugin_stays_out_of_the_environment(hello):
+    """The suite installs the example plugin only for itself: the same
+    interpreter without this session's PYTHONPATH does not see it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "plugins"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(line.startswith("hello ") for line in proc.stdout.splitlines())
+    assert "hello 1.0.0" in flashplug("plugins").stdout
 
 
 @pytest.fixture
@@ -138,6 +147,22 @@ def test_plugins_text(hello):
     assert proc.returncode == 0, proc.stderr
     assert "hello 1.0.0 (entry point: flashplug_hello) [disabled]" in proc.stdout
     assert "    flashplug_response_headers" in proc.stdout
+
+
+def test_plugins_lists_a_broken_plugin_and_exits_0(plugdir):
+    plugdir("broken", """
+        import flashplug_no_such_dependency
+    """)
+    proc = flashplug("plugins", "--plugins-dir", plugdir.path)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"broken - (plugins dir: {plugdir.path / 'broken.py'}) [broken: "
+            f"ModuleNotFoundError: No module named 'flashplug_no_such_dependency']"
+            in proc.stdout.splitlines())
+    assert "cgi 0.1.0" in proc.stdout
+    rows = {row["name"]: row for row in json.loads(
+        flashplug("plugins", "--json", "--plugins-dir", plugdir.path).stdout)}
+    assert rows["broken"]["broken"].startswith("ModuleNotFoundError")
+    assert "broken" not in rows["cgi"]
 
 
 def test_plugins_unknown_name(hello):
