@@ -75,3 +75,10 @@ def test_plugins_command_shows_the_default():
                          capture_output=True, text=True, timeout=60)
     rows = {row["name"]: row["enabled"] for row in json.loads(out.stdout)}
     assert rows["autoindex"] is True and rows["cgi"] is False
+
+
+def test_cgi_alias_adds_to_the_default_set(root, server_factory):
+    # http.server --cgi lists folders and runs scripts: so does `serve --cgi`.
+    srv = server_factory(root, "--cgi")
+    assert requests.get(srv.url + "/").status_code == 200
+    assert first_line(srv).endswith("(plugins: autoindex, cgi)")
