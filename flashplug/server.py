@@ -20,6 +20,7 @@ from flashplug.arches import BLOCKING
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
+from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 from flashplug.worker import Worker
 
@@ -98,8 +99,11 @@ def run(config):
     check_logs(config)
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
     collect_routes(config)  # each worker collects its own; a bad Route stops us here, before we listen
+    for line in script_dir_warnings(config):
+        log.warning(line)
     listener.listen(LISTEN_BACKLOG)
-    print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
+    enabled = ", ".join(config.plugins) or "none"
+    print(f"Serving {config.docroot} on {_url(listener)} (plugins: {enabled})", flush=True)
     if config.arch in BLOCKING:
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)
