@@ -22,11 +22,15 @@ no ``Location``             *document*: Status (default 200); Content-Type
 
 ``Status`` must be three digits from 200 to 599 and an optional reason; a
 script cannot send an interim (1xx) response.  Hop-by-hop fields are
-dropped: framing the response is the server's job.
+dropped: framing the response is the server's job.  So is knowing which
+statuses carry no content (204, 205, 304: ``flashplug.http.framing``): their
+Content-Length is dropped too, and the handler discards their body.
 """
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
+
+from flashplug.http.framing import must_be_empty, strip_framing_for_status
 
 #: A header block larger than this is garbage, not a slow script (Apache
 #: and nginx cap a response header at 8-64 KiB).
@@ -126,6 +130,9 @@ def parse_header_block(block):
         kind, status = CLIENT_REDIRECT, status or 302
     else:
         kind, status = DOCUMENT, status or 200
+    if must_be_empty(status):
+        headers = strip_framing_for_status(status, headers)
+        content_length = None
     return CGIResponse(kind, status, reason, headers, location, content_type,
                        content_length)
 
