@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from procfs import zombies_of
+from procfs import parent_of, zombies_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLES = os.path.join(REPO, "cgi-bin")
@@ -595,6 +595,30 @@ def test_thousands_of_requests_leave_no_zombies_or_descriptors(serve):
     time.sleep(0.5)
     assert zombies_of(pid) == []
     assert fds() <= before
+
+
+def test_a_killed_workers_scripts_die_with_it(serve, docroot, tmp_path):
+    """Issue #13 fault 5: SIGKILL the worker running a script; the script
+    and the child it forked must not live on, re-parented to init."""
+    pids = tmp_path / "pids"
+    script(docroot / "cgi-bin", "linger.sh", f"#!/bin/sh\nsleep 60 &\necho $$ $! > {pids}\nsleep 60\n")
+    s = serve("--workers", "2")
+    c = s.connect()
+    c.sendall(b"GET /cgi-bin/linger.sh HTTP/1.1\r\nHost: x\r\n\r\n")
+    procs = [int(p) for p in wait_file(pids)]
+    worker = parent_of(procs[0])
+    assert parent_of(worker) == s.proc.pid  # the script's parent is a worker
+    os.kill(worker, signal.SIGKILL)
+    try:
+        assert wait_dead(procs), [p for p in procs if pid_alive(p)]
+    finally:
+        try:  # without the fix, do not leave the group running
+            os.killpg(procs[0], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        c.close()
+    # The master replaced the worker, and the server still runs scripts.
+    assert requests.get(s.url + "/cgi-bin/hello.sh").status_code == 200
 
 
 def test_shutdown_kills_running_scripts(serve, docroot, tmp_path):
