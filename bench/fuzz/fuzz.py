@@ -4,14 +4,17 @@ Usage (from the repository root, ``pip install atheris`` first)::
 
     python bench/fuzz/fuzz.py TARGET [libFuzzer options]
     python bench/fuzz/fuzz.py paths -runs=1000000
+    python bench/fuzz/fuzz.py paths --keep      # merge what a run found into the kept corpus
     python bench/fuzz/fuzz.py --replay          # the kept corpus, no atheris
 
 TARGET is one of ``targets.TARGETS`` (ranges, conditionals, paths, cgi,
 accept).  The kept corpus ``bench/fuzz/corpus/TARGET/`` seeds the run; new
 inputs the fuzzer finds go to a scratch directory (``$FUZZ_WORK``, default
 ``/tmp/flashplug-fuzz/TARGET``), so a run does not grow the repository.
-Crashes are written as ``crash-*`` files in the current directory.  Copy an
-input worth keeping into the kept corpus by hand.
+Crashes are written as ``crash-*`` files in the current directory.
+``--keep`` merges the scratch directory into the kept corpus with
+libFuzzer's ``-merge=1``, which adds only inputs that reach new coverage, so
+the kept corpus stays small.
 """
 import os
 import sys
@@ -48,7 +51,16 @@ def main():
     os.makedirs(work, exist_ok=True)
     corpus = os.path.join(HERE, "corpus", name)
     target = targets.TARGETS[name]
-    atheris.Setup([sys.argv[0], *sys.argv[2:], work, corpus], target)
+    rest = sys.argv[2:]
+    if rest == ["--keep"]:
+        # libFuzzer merges in a child it starts through the shell with
+        # argv[0] as the command: give it one that runs this target again.
+        again = f"{sys.executable} {os.path.abspath(__file__)} {name} --merge-child"
+        atheris.Setup([again, "-merge=1", corpus, work], target)
+    elif rest[:1] == ["--merge-child"]:
+        atheris.Setup([sys.argv[0], *rest[1:]], target)
+    else:
+        atheris.Setup([sys.argv[0], *rest, work, corpus], target)
     atheris.Fuzz()
 
 

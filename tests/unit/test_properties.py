@@ -240,8 +240,17 @@ def test_find_header_end_incrementally_agrees_with_one_look(data, cuts):
 
 # -- Accept (RFC 9110 §12.5.1) -------------------------------------------------------
 
-@given(wire_text, st.sampled_from(["text/html", "application/json", "text/plain",
-                                   "application/xml"]))
+q_text = st.one_of(st.sampled_from(["nan", "inf", "-inf", "10", "1_0", "-1", "1.5", "0.0001",
+                                    "1e0", ".5", "0x1", "1.000", "0.5"]), wire_text)
+accept_text = st.one_of(
+    wire_text,
+    st.lists(st.tuples(st.sampled_from(["text/html", "*/*", "text/*", "application/json"]),
+                       q_text), max_size=4).map(
+        lambda items: ", ".join(f"{m};q={q}" for m, q in items)))
+
+
+@given(accept_text, st.sampled_from(["text/html", "application/json", "text/plain",
+                                     "application/xml"]))
 def test_quality_is_always_between_0_and_1(accept, media):
     ranges = media_ranges(accept)
     assert all(0.0 <= q <= 1.0 for _, q in ranges)
