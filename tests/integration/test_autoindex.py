@@ -165,6 +165,8 @@ def test_names_with_control_characters_are_listed_and_served(server_factory, tmp
         assert (status, body) == (200, ("content of " + repr(name)).encode()), (name, found[shown])
     # A directory: the link works, and its redirect without the slash stays encoded.
     assert raw_get(server, b"/" + found["dir\\x02/"].encode("ascii") + b"inner.txt") == (200, b"inner")
+    status, page = raw_get(server, b"/" + found["dir\\x02/"].encode("ascii"))
+    assert status == 200 and b"\x02" not in page and b"dir\\x02" in page
     with server.connect() as s:
         s.sendall(b"GET /dir%02 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         head = s.recv(65536).partition(b"\r\n\r\n")[0]
