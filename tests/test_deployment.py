@@ -140,6 +140,17 @@ def test_user_nobody_serves_files_readable_by_others(open_dir, server_factory):
     assert uids == {pwd.getpwnam("nobody").pw_uid}
 
 
+@root_only
+def test_uvloop_is_imported_before_privileges_are_dropped(open_dir, server_factory):
+    """A worker that imported uvloop only after the drop could fail to (the
+    interpreter under /root, unreadable to --user) and quietly run on
+    asyncio's slower loop."""
+    pytest.importorskip("uvloop")
+    server = server_factory(open_dir, "--user", "nobody", "--plugins", "none")
+    assert requests.get(server.url + "/").status_code == 404
+    assert "event loop" not in server.log()
+
+
 def test_unknown_user_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(tmp_path),
                            "--port", "0", "--user", "no-such-user-x"],
