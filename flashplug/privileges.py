@@ -8,9 +8,11 @@ only order in which each step is still allowed), before any plugin's
 forked, so nothing that serves a request runs as root.  The log files are
 checked after that, as the user that will write them.
 """
+import errno
 import grp
 import os
 import pwd
+import stat
 
 from flashplug.errors import UsageError
 from flashplug.log import setup_error_log
@@ -69,10 +71,32 @@ def _open_error(flag, path, err):
                       f"{err.strerror}")
 
 
+#: Write ends of FIFO logs, held open for the life of the process: when
+#: the last writer closes, the reader sees end-of-file, and most (cat,
+#: multilog) then exit, before any worker has opened the log.
+_held_fifos = []
+
+
+def _refuse_unread_fifo(flag, path):
+    """A FIFO as a log file: opening it for writing waits for a reader, so
+    without one the server would hang at start, silently."""
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return
+        _held_fifos.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError as e:
+        if e.errno == errno.ENXIO:     # no reader (open(2), FIFO with O_NONBLOCK)
+            raise UsageError(f"{flag} {path}: a FIFO that no process reads; "
+                             f"start its reader first") from None
+        # Anything else is for the real open to report.
+
+
 def check_logs(config):
     """Open the error log and make sure every worker can open the access
     log, so a wrong path is one error now, not a worker that dies at start."""
     error_log = config.get("error_log") or "-"
+    if error_log != "-":
+        _refuse_unread_fifo("--error-log", error_log)
     try:
         setup_error_log(config.log_level, error_log)
     except OSError as e:
@@ -80,6 +104,7 @@ def check_logs(config):
     access_log = config.get("access_log")
     if access_log in (None, "-", "off"):
         return
+    _refuse_unread_fifo("--access-log", access_log)
     try:
         with open(access_log, "a"):
             pass
