@@ -24,9 +24,17 @@ DEFAULT_SCRIPT_DIRS = ("cgi-bin", "htbin")
 
 def cgi_ext_list(value):
     """The extensions a ``--cgi-ext`` value names (a str, or a list of them,
-    each comma-separated): ``(".cgi", ".py")``, as given."""
+    each comma-separated): ``(".cgi", ".py")``, as given.  Checked here,
+    whether or not the cgi plugin is on, since the kernel refuses them too.
+
+    Raises UsageError for one that is not a dot and a name.
+    """
     items = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
-    return tuple(e.strip() for item in items for e in str(item).split(",") if e.strip())
+    exts = tuple(e.strip() for item in items for e in str(item).split(",") if e.strip())
+    for ext in exts:
+        if not ext.startswith(".") or len(ext) < 2 or "/" in ext:
+            raise UsageError(f"--cgi-ext: expected extensions like .cgi,.py, got {ext!r}")
+    return exts
 
 
 def cgi_dir_path(item, docroot):
