@@ -34,6 +34,11 @@ def _lookup_group(name):
                          f"(see /etc/group)") from None
 
 
+#: The --user this process switched to, once it has (for error messages:
+#: what root could import, this user may not be able to read).
+dropped_to = None
+
+
 def drop_privileges(config):
     """Run the rest of this process (and its workers) as ``--user``, in its
     primary group or ``--group``, with the user's supplementary groups.
@@ -53,9 +58,11 @@ def drop_privileges(config):
             return  # already that user: nothing to drop
         raise UsageError(f"--user {user}: switching users needs root; start as root "
                          f"or leave out --user/--group")
+    global dropped_to
     os.setgroups(os.getgrouplist(entry.pw_name, gid))
     os.setgid(gid)
     os.setuid(entry.pw_uid)
+    dropped_to = entry.pw_name
 
 
 def _open_error(flag, path, err):
