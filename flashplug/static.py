@@ -102,7 +102,8 @@ class ScriptDirs:
 
 def _refusal(fspath, real_root, follow_symlinks, scripts):
     """404 for a path whose real location leaves the document root (unless
-    symlinks are followed), 403 for one in a script folder, else None."""
+    symlinks are followed), 403 for one in a script folder or named like a
+    --cgi-ext script (as requested or as its symlinks resolve), else None."""
     if follow_symlinks and not scripts.prefixes and not scripts.exts:
         return None
     real = os.path.realpath(fspath)
