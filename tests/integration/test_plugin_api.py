@@ -556,10 +556,6 @@ def test_a_stream_that_raises_mid_way_is_logged_with_its_plugin(site, plugdir, s
     assert "Traceback" not in server.log()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a response cut off part-way (a bad chunk, a stream that raises) gets no "
-    "access-log line: connection.py's send error path aborts before _log; it "
-    "should log the status and the bytes sent so far, as nginx does: connection layer"))
 def test_a_cut_off_stream_still_gets_its_access_log_line(site, plugdir, server_factory):
     plugdir("mistakes", MISTAKES)
     server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "mistakes")
