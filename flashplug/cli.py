@@ -178,6 +178,8 @@ def build_serve(argv):
 
     selected = plugin_mod.parse_selection(ns.plugins)
     plugin_mod.check_selection(selected, installed)
+    selected += [name for name in _enabled_by_option(parser, ns, installed)
+                 if name not in selected]
     for name in list(installed):
         if name not in selected:
             pm.unregister(name=name)
@@ -186,6 +188,15 @@ def build_serve(argv):
     config.plugin_manager = pm
     _check_docroot(config.docroot, ns.docroot)
     return config
+
+
+def _enabled_by_option(parser, ns, installed):
+    """Plugins whose own ``--NAME`` option has a value (``--fastcgi X``, or
+    its setting in the config file): giving it is asking for the plugin."""
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag[2:] in installed and getattr(ns, action.dest, None) is not None:
+                yield flag[2:]
 
 
 def _check_docroot(path, given):

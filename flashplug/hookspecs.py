@@ -45,6 +45,11 @@ def flashplug_addoption(parser):
     ``[plugins.NAME]`` table of the config file, with the prefix dropped
     (``--cgi-timeout`` is ``timeout`` under ``[plugins.cgi]``).
 
+    An option spelled exactly ``--NAME`` (with ``default=None``) is the
+    plugin's one flag for the common case: when it has a value, from the
+    command line or the config file, the plugin is enabled without
+    ``--plugins`` (``--fastcgi .php=unix:/run/php/php-fpm.sock``).
+
     :param parser: the ``argparse.ArgumentParser`` of ``flashplug serve``.
         Call ``parser.add_argument_group("NAME")`` to keep options together
         in ``--help``.

@@ -45,7 +45,7 @@ class Script:
 
 
 def locate(path, prefix, root, exts=None, show_dotfiles=False,
-           follow_symlinks=False, stat=None, access=os.access):
+           follow_symlinks=False, stat=None, access=os.access, executable=True):
     """Find the script for the decoded URL ``path`` under ``prefix``.
 
     :param prefix: the URL prefix mounted on ``root``, ending in ``/``.
@@ -80,7 +80,7 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
             # Extension mode: a plain file on the way.  Only the static
             # handler may serve it, and it never sees this request.
             raise Forbidden(path)
-        if not (mode & 0o111) or not access(fs, os.X_OK):
+        if executable and (not (mode & 0o111) or not access(fs, os.X_OK)):
             raise Forbidden(path)
         script_name = prefix + "/".join(segments[:i + 1])
         path_info = "/".join([""] + segments[i + 1:])
