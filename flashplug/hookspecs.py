@@ -113,6 +113,22 @@ def flashplug_shutdown(app):
     """
 
 
+@hookspec
+def flashplug_status(app):
+    """Report this plugin's state to the status page.
+
+    Called by the status plugin each time it renders a snapshot, on the
+    event loop of the worker that answers: read what the plugin already
+    holds, do no blocking work.
+
+    :param app: the running :class:`flashplug.server.App`.
+    :return: None, or a dict of ``{name: value}``.  A value is an ``int``
+        or ``str``, or a table: a list of dicts with the same keys (one row
+        per backend, say), whose ``str`` columns label its ``int`` ones.
+        Name each entry after the plugin (``fastcgi_backends``).
+    """
+
+
 # -- per request ----------------------------------------------------------------
 
 @hookspec(firstresult=True)

@@ -104,6 +104,17 @@ async def _run_index(request, fspath, handler, mapping, index):
     return await handler.handle(request, mapping, script)
 
 
-def backends():
-    """What the status page shows of each supervised backend process."""
-    return [row for sup in _state.get("supervisors", ()) for row in sup.rows()]
+@hookimpl
+def flashplug_status():
+    """Each backend's pool and each supervised process, for the status page."""
+    handler = _state.get("handler")
+    if handler is None:
+        return None
+    pools = [{"backend": pool.name, "connections": len(pool.conns),
+              "active": pool.slots.active, "waiting": pool.slots.waiting,
+              "requests": pool.requests} for pool in handler.pools.values()]
+    processes = [row for sup in _state.get("supervisors", ()) for row in sup.rows()]
+    values = {"fastcgi_backends": pools}
+    if processes:
+        values["fastcgi_processes"] = processes
+    return values

@@ -239,7 +239,7 @@ class Supervisor:
 
     def rows(self):
         """One dict per process, for the status page."""
-        return [{"backend": self.name, "pid": b.proc.pid if b.proc else 0,
+        return [{"backend": self.name, "pid": str(b.proc.pid if b.proc else "-"),
                  "state": b.state, "requests": b.requests,
                  "connections": b.connections, "restarts": self.restarts}
                 for b in [*self.backends, *self.retiring]]

@@ -14,7 +14,9 @@ value is added in one place.
 ``snapshot(app, started)`` reads the values from the running App.  Most are
 the kernel's ``Stats`` counters, taken as they are; the rest are levels
 read from the App's parts: its open connections, the file cache's
-occupancy, the helper pool's size.  Those parts are kernel internals, not
+occupancy, the helper pool's size.  Plugins add theirs through the
+``flashplug_status`` hook (the fastcgi plugin's backends, say): a scalar,
+or a table, one dict per row, shown after everything else.  Those parts are kernel internals, not
 the plugin API, so every read goes through ``getattr`` with a default: if
 one is renamed the page shows 0 rather than failing.  A counter that the
 kernel adds to ``Stats`` later appears after the known ones by itself.
@@ -136,7 +138,24 @@ def snapshot(app, started):
     for name, value in counters.items():
         if name not in values and isinstance(value, int):
             values[name] = value
+    for name, value in plugin_values(app).items():
+        values.setdefault(name, value)
     return values
+
+
+def plugin_values(app):
+    """What enabled plugins report through ``flashplug_status``: scalars
+    and tables (lists of dicts), after the kernel's own values."""
+    pm = getattr(getattr(app, "config", None), "plugin_manager", None)
+    found = {}
+    if pm is None:
+        return found
+    for result in pm.hook.flashplug_status(app=app):
+        for name, value in (result or {}).items():
+            if isinstance(value, (int, str)) or (
+                    isinstance(value, list) and all(isinstance(r, dict) for r in value)):
+                found[name] = value
+    return found
 
 
 def _setting(config, name, default):

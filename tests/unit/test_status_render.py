@@ -165,3 +165,31 @@ def test_every_field_is_documented():
     page = open(os.path.join(REPO, "docs", "status.md"), encoding="utf-8").read()
     for field in FIELDS:
         assert f"`{field.name}`" in page, f"docs/status.md does not describe {field.name}"
+
+
+class FakeHook:
+    def __init__(self, results):
+        self._results = results
+
+    def flashplug_status(self, app):
+        return self._results
+
+
+def test_plugin_tables_from_flashplug_status_in_every_format():
+    app = fake_app()
+    rows = [{"backend": "fastcgi .php", "pid": "41", "state": "running", "requests": 7},
+            {"backend": "fastcgi .php", "pid": "42", "state": "draining", "requests": 9}]
+    hook = FakeHook([{"fastcgi_processes": rows, "fastcgi_restarts": 2}, None])
+    app.config = SimpleNamespace(plugin_manager=SimpleNamespace(hook=hook),
+                                 get=app.config.get)
+    values = snapshot(app, STARTED)
+    assert list(values)[-2:] == ["fastcgi_processes", "fastcgi_restarts"]
+    text = render.render_text(values).decode().splitlines()
+    assert ("fastcgi_processes: backend=fastcgi .php pid=41 state=running requests=7"
+            in text)
+    assert json.loads(render.render_json(values))["fastcgi_processes"][1]["pid"] == "42"
+    prom = render.render_prometheus(values).decode()
+    assert ('flashplug_fastcgi_processes_requests{backend="fastcgi .php",pid="42",'
+            'state="draining"} 9') in prom
+    assert "# TYPE flashplug_fastcgi_processes_requests gauge" in prom
+    assert "flashplug_fastcgi_restarts_total 2" in prom
