@@ -413,10 +413,12 @@ class Pool:
             return
         if self._learning is None:
             self._learning = self.loop.create_task(self._probe())
+        task = self._learning
         try:
-            await asyncio.shield(self._learning)
+            await asyncio.shield(task)
         finally:
-            if self._learning.done():
+            # A failed probe (backend down) is tried again by the next request.
+            if task.done() and self._learning is task:
                 self._learning = None
 
     async def _probe(self):

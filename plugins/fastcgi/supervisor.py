@@ -67,6 +67,7 @@ class Backend:
         self.state = "starting"     # running, draining, restarting, stopped
         self.requests = 0
         self.connections = 0
+        self.restarts = 0           # of this slot, since the server started
         self.started_at = 0.0
 
     def served(self):
@@ -97,9 +98,8 @@ class Supervisor:
                     "PHP_FCGI_MAX_REQUESTS": "0", "PHP_FCGI_CHILDREN": "0"}
         self.dir = None
         self.manager = None
-        self.backends = []          # running or restarting, in start order
+        self.backends = []          # one per slot: running, starting or restarting
         self.retiring = set()       # replaced, still serving their last requests
-        self.restarts = 0
         self.stopping = False
         self._numbers = 0
         self._backoff = BACKOFF_MIN
@@ -121,10 +121,11 @@ class Supervisor:
             await self._launch()
         return self
 
-    async def _launch(self, old=None):
+    async def _launch(self, old=None, restart=False):
         self._numbers += 1
         backend = Backend(self, self._numbers)
         if old is not None:
+            backend.restarts = old.restarts + restart
             self.backends[self.backends.index(old)] = backend
         else:
             self.backends.append(backend)
@@ -187,8 +188,7 @@ class Supervisor:
         self._backoff = min(BACKOFF_MAX, self._backoff * 2)
         await asyncio.sleep(delay)
         if not self.stopping:
-            self.restarts += 1
-            await self._launch(old=backend)
+            await self._launch(old=backend, restart=True)
 
     def drain(self, backend):
         """Replace ``backend`` (it served its quota) and stop it once idle."""
@@ -241,7 +241,7 @@ class Supervisor:
         """One dict per process, for the status page."""
         return [{"backend": self.name, "pid": str(b.proc.pid if b.proc else "-"),
                  "state": b.state, "requests": b.requests,
-                 "connections": b.connections, "restarts": self.restarts}
+                 "connections": b.connections, "restarts": b.restarts}
                 for b in [*self.backends, *self.retiring]]
 
     async def stop(self):

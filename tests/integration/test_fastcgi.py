@@ -139,6 +139,16 @@ def test_php_fpm_get_post_cookies(serve, fpm, docroot):
 
 
 @needs_php_fpm
+def test_php_fpm_concurrent_first_requests_share_one_probe(serve, fpm):
+    s = serve("--fastcgi", f".php=unix:{fpm}")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: requests.get(s.url + "/app.php").status_code,
+                              range(8)))
+    assert codes == [200] * 8
+    assert s.log().count("request(s) each") == 1
+
+
+@needs_php_fpm
 def test_php_fpm_static_files_and_missing_scripts(serve, fpm):
     s = serve("--fastcgi", f".php=unix:{fpm}")
     assert requests.get(s.url + "/static.txt").text == "plain file\n"
@@ -364,3 +374,121 @@ def test_bad_mappings_are_one_line_errors(docroot, flag, message):
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# -- supervised backends (spawn:) ---------------------------------------------------
+
+def processes(server):
+    r = requests.get(server.url + "/server-status?format=json")
+    return r.json().get("fastcgi_processes", [])
+
+
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields_ = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields_[1]) == pid and fields_[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def wait_until(check, within=15, what="condition"):
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@needs_php_cgi
+def test_spawned_php_cgi_recycles_after_max_requests(serve):
+    php = shutil.which("php-cgi")
+    s = serve("--fastcgi", f".php=spawn:{php}", "--fastcgi-procs", "2",
+              "--fastcgi-max-requests", "5", "--plugins", "status")
+    rows = processes(s)
+    assert [r["state"] for r in rows] == ["running", "running"]
+    first = {r["pid"] for r in rows}
+    with requests.Session() as session:
+        for i in range(30):
+            r = session.get(s.url + f"/app.php?name=n{i}")
+            assert r.status_code == 200 and fields(r.text)["name"] == f"n{i}"
+    assert "served 5 requests; replacing it" in s.log()
+    wait_until(lambda: len(children_of(s.proc.pid)) == 2, what="draining processes to stop")
+    rows = processes(s)
+    # A keep-alive connection is reused, so the requests went to one process
+    # slot, whose process was replaced every 5 requests.
+    assert {r["state"] for r in rows} == {"running"} and first != {r["pid"] for r in rows}
+    assert all(r["requests"] < 5 and r["restarts"] == 0 for r in rows)
+    assert zombies_of(s.proc.pid) == []
+
+
+@needs_php_cgi
+def test_spawned_backend_killed_under_load_is_restarted(serve):
+    php = shutil.which("php-cgi")
+    s = serve("--fastcgi", f".php=spawn:{php}", "--fastcgi-procs", "2", "--plugins", "status")
+    victim = int(processes(s)[0]["pid"])
+    statuses = []
+
+    def load(n):
+        with requests.Session() as session:
+            for _ in range(n):
+                statuses.append(session.get(s.url + "/app.php").status_code)
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        running = [pool.submit(load, 100) for _ in range(3)]
+        time.sleep(0.3)
+        os.kill(victim, signal.SIGKILL)
+        for f in running:
+            f.result()
+    # At most the requests on the killed process failed, as 502s.
+    assert statuses.count(200) >= len(statuses) - 3
+    assert set(statuses) <= {200, 502}
+    wait_until(lambda: [r["restarts"] for r in processes(s)] in ([1, 0], [0, 1])
+               and all(r["state"] == "running" for r in processes(s)),
+               what="the restart")
+    assert f"process {victim} ended (signal 9)" in s.log()
+    assert requests.get(s.url + "/app.php").status_code == 200
+    assert zombies_of(s.proc.pid) == []
+
+
+def test_spawned_flup_app_and_graceful_shutdown(serve, tmp_path):
+    app = write_flup_app(tmp_path)
+    s = serve("--fastcgi", f"/app=spawn:{sys.executable} {app}", "--fastcgi-procs", "2",
+              "--plugins", "status")
+    r = requests.get(s.url + "/app/x?y=1")
+    assert r.text.startswith("script_name=/app path_info=/x query=y=1 method=GET")
+    pids = [int(r["pid"]) for r in processes(s)]
+    assert len(pids) == 2
+    sockets = [d for d in os.listdir("/tmp") if d.startswith("flashplug-fastcgi-")]
+    assert s.stop() == 0
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}"), f"backend {pid} outlived the server"
+    left = [d for d in os.listdir("/tmp") if d.startswith("flashplug-fastcgi-")]
+    assert not set(left) - set(sockets) and len(left) <= len(sockets)
+
+
+@needs_php_cgi
+def test_spawned_thousand_requests_no_zombie_no_descriptor(serve):
+    php = shutil.which("php-cgi")
+    s = serve("--fastcgi", f".php=spawn:{php}", "--fastcgi-procs", "2",
+              "--fastcgi-max-requests", "100")
+    pid = s.proc.pid
+
+    def batch(n):
+        with requests.Session() as session:
+            for _ in range(n):
+                assert session.get(s.url + "/app.php").status_code == 200
+
+    batch(10)
+    time.sleep(0.3)
+    before = fds_of(pid)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(batch, [500] * 2))    # 1,000 requests; ~10 recycles
+    wait_until(lambda: len(children_of(pid)) == 2, what="recycled processes to stop")
+    time.sleep(6)    # pooled connections' idle timeout
+    assert zombies_of(pid) == []
+    assert fds_of(pid) <= before
