@@ -253,7 +253,7 @@ def _mp_child(config, listener):
 
 
 def run_mp(config, listener):
-    from flashplug.server import supervise
+    from flashplug.supervisor import supervise
     return supervise(config.procs, lambda: _mp_child(config, listener), what="process")
 
 

@@ -4,6 +4,7 @@ Every mistake a user can make here ends as one line on stderr and exit
 status 2, never a traceback.
 """
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -11,7 +12,7 @@ import sys
 from flashplug import __version__, plugins as plugin_mod
 from flashplug.config import (Config, config_plugins_dirs, config_selection, read_toml,
                               toml_defaults)
-from flashplug.errors import UsageError
+from flashplug.errors import StartupError, UsageError
 
 ARCHS = ("amped", "sped", "mt", "mp")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -21,6 +22,10 @@ def _port(text):
     try:
         value = int(text)
     except ValueError:
+        if text.upper().startswith("HTTP/"):  # http.server's -p is --protocol
+            raise argparse.ArgumentTypeError(
+                f"not a port number: {text!r}; -p is --port here, and flashplug "
+                f"always speaks HTTP/1.1: leave it out") from None
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
@@ -67,23 +72,53 @@ def size(text):
 def _workers(text):
     if text == "auto":
         return os.cpu_count() or 1
-    return _positive_int(text)
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e}; give a number of processes, or auto "
+                                         f"for one per CPU") from None
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors as one line, exit status 2."""
+    """argparse that reports errors as one line, exit status 2.
+
+    Abbreviated options are refused: a plugin's options join the parser at
+    run time, so an abbreviation that works today could mean another option
+    tomorrow (``--plugin`` for ``--plugins`` or ``--plugins-dir``).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
 
+    def parse_args(self, args=None, namespace=None):
+        ns, extra = self.parse_known_intermixed_args(args, namespace)
+        unknown = [a for a in extra if a.startswith("-")]
+        if unknown:
+            name = unknown[0].partition("=")[0]
+            known = [o for a in self._actions for o in a.option_strings]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; see `{self.prog} --help`"
+            raise UsageError(f"unknown option {name}{hint}")
+        if extra:
+            raise UsageError(f"unexpected argument{'s' if len(extra) > 1 else ''}: "
+                             f"{' '.join(extra)}")
+        return ns
+
 
 def _add_serve_options(p):
-    p.add_argument("docroot", nargs="?", default=".",
+    # Several words are accepted so that `--plugins cgi autoindex` can be
+    # answered with the fix instead of serving a folder named autoindex.
+    p.add_argument("docroot", nargs="*", default=[],
                    help="directory to serve (default: the current directory)")
+    p.add_argument("-d", "--directory", default=None, metavar="DIR",
+                   help="the same as DOCROOT (as in python -m http.server)")
     net = p.add_argument_group("network")
-    net.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+    net.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
                      help="address to listen on (default: 127.0.0.1)")
-    net.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    net.add_argument("-p", "--port", type=_port, default=8000, help="port (default: 8000)")
     net.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                      help="worker processes sharing the port (default: 1)")
     net.add_argument("--arch", choices=ARCHS, default="amped",
@@ -95,8 +130,16 @@ def _add_serve_options(p):
     logs.add_argument("--access-log", default="-", metavar="PATH|-|off",
                       help="Combined Log Format access log: a file, - for stdout, "
                            "or off (default: -)")
+    logs.add_argument("--error-log", default="-", metavar="PATH|-",
+                      help="error log: a file, or - for stderr (default: -)")
     logs.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                       help="error log level (default: info)")
+    users = p.add_argument_group("privileges")
+    users.add_argument("--user", default=None, metavar="NAME|UID",
+                       help="started as root: after binding the port, run as this "
+                            "user (default: stay as started)")
+    users.add_argument("--group", default=None, metavar="NAME|GID",
+                       help="with --user: run in this group (default: the user's own)")
     files = p.add_argument_group("files")
     files.add_argument("--follow-symlinks", action="store_true",
                        help="serve symlinks that point outside the document root")
@@ -131,16 +174,24 @@ def _add_serve_options(p):
                       help="plugins to enable (default: none); see `flashplug plugins`")
     plug.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
                       help="load single-file plugins from DIR (may repeat)")
+    plug.add_argument("--cgi", action="store_true",
+                      help="enable the cgi plugin (as python -m http.server --cgi); "
+                           "the same as adding cgi to --plugins")
     plug.add_argument("--config", metavar="FILE", help="TOML config file")
 
 
 def _pre_parse(argv):
     """Read just the options that decide which plugins to load."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = _Parser(add_help=False)
     pre.add_argument("--plugins", default=None)
     pre.add_argument("--plugins-dir", action="append", default=[])
     pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
+    pre.add_argument("--cgi", action="store_true")
+    try:
+        known, _ = pre.parse_known_args(argv)
+    except UsageError:
+        # A value is missing (`--plugins` last): the full parse says which.
+        return argparse.Namespace(plugins=None, plugins_dir=[], config=None, cgi=False)
     return known
 
 
@@ -155,7 +206,7 @@ def build_serve(argv):
         if selection is None:
             selection = config_selection(pre.config, file_data)
     installed = plugin_mod.discover(plugins_dirs)
-    wanted = set(plugin_mod.parse_selection(selection))
+    wanted = set(plugin_mod.parse_selection(selection)) | ({"cgi"} if pre.cgi else set())
 
     pm = plugin_mod.new_manager()
     parser = _Parser(prog="flashplug serve",
@@ -171,12 +222,19 @@ def build_serve(argv):
             print(f"flashplug: warning: {e} (not enabled, skipped)", file=sys.stderr)
             del installed[name]
     pm.hook.flashplug_addoption.call_historic(kwargs={"parser": parser})
+    file_docroot = None
     if pre.config:
-        parser.set_defaults(**toml_defaults(pre.config, file_data, parser, set(installed)))
+        defaults = toml_defaults(pre.config, file_data, parser, set(installed))
+        file_docroot = defaults.pop("docroot", None)
+        parser.set_defaults(**defaults)
     ns = parser.parse_args(argv)
+    given = _docroot_argument(ns, set(installed))
+    ns.docroot = given or file_docroot or "."
     config = Config(ns, pre.config)
 
     selected = plugin_mod.parse_selection(ns.plugins)
+    if ns.cgi and "cgi" not in selected:
+        selected.append("cgi")
     plugin_mod.check_selection(selected, installed)
     selected += [name for name in _enabled_by_option(parser, ns, installed)
                  if name not in selected]
@@ -195,8 +253,33 @@ def _enabled_by_option(parser, ns, installed):
     its setting in the config file): giving it is asking for the plugin."""
     for action in parser._actions:
         for flag in action.option_strings:
-            if flag[2:] in installed and getattr(ns, action.dest, None) is not None:
+            if flag[2:] in installed and getattr(ns, action.dest, None) not in (None, False):
                 yield flag[2:]
+
+
+def _docroot_argument(ns, plugin_names):
+    """The document root given on the command line (DOCROOT or -d), or None.
+
+    Catches the usual slips: two roots, a plugin name left over from
+    ``--plugins cgi autoindex``, http.server's ``serve 8080``.
+    """
+    words = ns.docroot
+    if ns.directory is not None and words:
+        raise UsageError(f"the document root is given twice ({words[0]!r} and "
+                         f"--directory {ns.directory!r}); give one of them")
+    stray = [w for w in words if w in plugin_names and not os.path.isdir(w)]
+    if stray:
+        enabled = ",".join(plugin_mod.parse_selection(ns.plugins) + stray)
+        raise UsageError(f"{stray[0]!r} looks like a plugin name, not a document root; "
+                         f"separate plugins with commas: --plugins {enabled}")
+    if len(words) > 1:
+        raise UsageError(f"one document root expected, got {len(words)}: "
+                         f"{' '.join(words)}")
+    given = ns.directory if ns.directory is not None else (words[0] if words else None)
+    if given is not None and given.isdigit() and not os.path.exists(given):
+        raise UsageError(f"document root {given!r} does not exist; "
+                         f"did you mean --port {given}?")
+    return given
 
 
 def _check_docroot(path, given):
@@ -221,10 +304,18 @@ def cmd_plugins(argv):
     pm = plugin_mod.new_manager()
     rows = []
     for info in sorted(installed.values(), key=lambda i: i.name):
-        plugin_mod.load(info)
-        rows.append({"name": info.name, "version": info.version, "source": info.source,
-                     "location": info.location, "hooks": info.hooks(pm),
-                     "enabled": info.name in selected})
+        row = {"name": info.name, "version": info.version, "source": info.source,
+               "location": info.location, "hooks": [], "enabled": info.name in selected}
+        # This is the command people run when a plugin misbehaves: a plugin
+        # that fails to import is listed as broken, with why, not fatal.
+        try:
+            plugin_mod.load(info)
+        except UsageError as e:
+            cause = e.__cause__ or e
+            row["broken"] = " ".join(f"{type(cause).__name__}: {cause}".split())
+        else:
+            row["hooks"] = info.hooks(pm)
+        rows.append(row)
     if ns.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -233,6 +324,8 @@ def cmd_plugins(argv):
         return 0
     for row in rows:
         mark = "enabled" if row["enabled"] else "disabled"
+        if "broken" in row:
+            mark = f"broken: {row['broken']}"
         print(f"{row['name']} {row['version']} ({row['source']}: {row['location']}) [{mark}]")
         for hook in row["hooks"]:
             print(f"    {hook}")
@@ -263,5 +356,8 @@ def main(argv=None):
     except UsageError as e:
         print(f"flashplug: error: {e}", file=sys.stderr)
         return 2
+    except StartupError as e:
+        print(f"flashplug: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0

@@ -52,6 +52,12 @@ class Config:
         return dict(vars(self._ns))
 
 
+#: Settings that name a file: a relative value in the config file is
+#: relative to the config file's folder (like ``docroot`` and
+#: ``plugins_dir``), so the file means the same wherever the server starts.
+FILE_PATH_KEYS = frozenset({"access_log", "error_log"})
+
+
 def read_toml(path):
     try:
         with open(path, "rb") as f:
@@ -130,11 +136,13 @@ def toml_defaults(path, data, parser, plugin_names):
         if dest == "plugins_dir":
             defaults["plugins_dir"] = config_plugins_dirs(path, data)
             continue
-        if dest == "docroot":
+        if dest in ("docroot", "directory"):  # two names, as on the command line
             if not isinstance(value, str):
-                raise UsageError(f"{path}: docroot must be a string")
+                raise UsageError(f"{path}: {key} must be a string")
             defaults["docroot"] = os.path.join(os.path.dirname(os.path.abspath(path)), value)
             continue
+        if dest in FILE_PATH_KEYS and isinstance(value, str) and value not in ("-", "off"):
+            value = os.path.join(os.path.dirname(os.path.abspath(path)), value)
         action = actions.get(dest)
         if action is None or dest not in kernel_keys:
             raise UsageError(f"{path}: {key}: unknown setting; allowed: "

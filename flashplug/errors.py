@@ -22,3 +22,12 @@ class HTTPError(Exception):
         self.message = message
         self.headers = list(headers)
         self.close = close
+
+
+class StartupError(Exception):
+    """The server could not start (or its workers keep dying at start-up).
+
+    The CLI prints it as one line on stderr and exits with status 1; unlike
+    :class:`UsageError` the command line may be right, but something the
+    server needs at run time (a plugin's start-up, a file) failed.
+    """

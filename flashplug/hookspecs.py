@@ -61,8 +61,10 @@ def flashplug_addoption(parser):
 def flashplug_configure(config):
     """Check and take in this plugin's settings; fail fast on bad ones.
 
-    Called once after the command line and config file are read, before the
-    server binds its port, only for enabled plugins.  Historic.
+    Called once after the command line and config file are read, only for
+    enabled plugins, in the master before any worker is forked and before
+    the server accepts a connection (the port is bound, and with ``--user``
+    root is already given up).  Historic.
 
     Raise :class:`flashplug.UsageError` with a one-line message that names
     the setting, what was given and what is allowed; the CLI prints it and
@@ -77,11 +79,16 @@ def flashplug_configure(config):
 
 @hookspec
 def flashplug_routes(config):
-    """Claim requests by URL prefix or file extension.
+    """Claim requests by exact path, URL prefix or file extension.
 
-    Called once at start.  The kernel builds its mount table from every
-    returned route; a request is matched by the longest prefix, then by
-    extension, before it reaches the static handler.
+    Called once at start (in each worker, and once before the port is
+    bound, to check the routes).  The kernel builds its mount table from
+    every returned route; a request's decoded path is matched by an exact
+    ``Route(path=...)``, then by the longest ``Route(prefix=...)`` (whole
+    path segments: ``"/hello"`` claims ``/hello``, ``/hello/`` and
+    ``/hello/x``, never ``/helloworld``), then by ``Route(ext=...)``, before
+    it reaches the static handler.  A Route whose handler is not an ``async
+    def`` is refused: the server does not start, and says which plugin.
 
     :param config: the :class:`flashplug.config.Config`.
     :return: a list of :class:`flashplug.Route` (or None).
@@ -93,6 +100,10 @@ def flashplug_startup(app):
     """Acquire resources on the event loop (process pools, connections).
 
     Called in each worker after the loop starts and before the first request.
+    An exception stops the worker with a one-line cause that names the
+    plugin; with one worker the server exits with status 1, and a master
+    whose workers keep failing this way gives up the same way.  Check what
+    can be checked earlier, in ``flashplug_configure``.
 
     :param app: the running :class:`flashplug.server.App`: ``app.config``,
         ``app.helpers`` (``await app.helpers.run(fn, *args)`` runs blocking
@@ -141,7 +152,8 @@ def flashplug_route_request(request):
 
     :param request: the :class:`flashplug.Request`.
     :return: an ``async def handler(request) -> Response`` to handle it, or
-        None to pass.
+        None to pass.  A plain ``def`` handler is a mistake: the client gets
+        a 500 and the error log names the plugin.
     """
 
 
@@ -158,6 +170,8 @@ def flashplug_directory(request, fspath):
         document root, already checked for symlink escapes).
     :return: an awaitable that produces a :class:`flashplug.Response`
         (typically the coroutine of an ``async def``), or None to pass.
+        Anything else, or a Response the kernel's checks refuse, gives the
+        client a 500 and the error log a line naming the plugin.
     """
 
 
@@ -167,7 +181,11 @@ def flashplug_response_headers(request, response):
 
     Called for every response that goes through the kernel's framing (not
     for raw NPH responses), static or dynamic, including errors.  Modify
-    ``response.headers`` (a list of ``(name, value)`` pairs) in place.
+    ``response.headers`` (a list of ``(name, value)`` pairs of ``str``) in
+    place.  The headers are checked afterwards: a field the kernel refuses
+    (a CR, LF or NUL in a value, a name that is no token) turns the
+    response into a 500, and the error log names the plugins implementing
+    this hook.
 
     :param request: the :class:`flashplug.Request`.
     :param response: the :class:`flashplug.Response` about to be sent.
@@ -188,7 +206,8 @@ def flashplug_error_page(request, status, message):
     :param status: the status code.
     :param message: a short, safe explanation (never contains request data).
     :return: a :class:`flashplug.Response` to send instead (its status is
-        forced to ``status``), or None.
+        forced to ``status``), or None.  A Response the kernel's checks
+        refuse is logged and the kernel's own page is sent instead.
     """
 
 

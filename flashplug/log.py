@@ -3,11 +3,16 @@
 The access log is written by the loop; lines are buffered and flushed once a
 second (and at exit) so logging costs a string format, not a write, per
 request.  The error log is the standard ``logging`` tree under "flashplug",
-one line per record.
+one line per record, on stderr or in a file.
+
+Log rotation works as with nginx: logrotate renames the files, then sends
+SIGUSR1, and ``reopen_logs()`` opens new files at the configured paths
+(every open log file of the process is registered for that).
 """
 import logging
 import sys
 import time
+import weakref
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
            "Oct", "Nov", "Dec")
@@ -39,16 +44,39 @@ def _quote(value):
     return "".join(out)
 
 
+# Every log file this process has open, for reopen_logs().
+_open_logs = weakref.WeakSet()
+
+
+def reopen_logs():
+    """Reopen every log file at its path (SIGUSR1, after a rotation).
+
+    A file that cannot be opened (the folder vanished, permissions) keeps
+    the old one and says so in the error log: losing the log must not stop
+    the server.  Runs once per rotation; opening a log file is one metadata
+    operation, done where the lines are written so the swap never races a
+    flush.
+    """
+    for target in list(_open_logs):
+        try:
+            target.reopen()
+        except OSError as e:
+            logging.getLogger("flashplug.log").error(
+                "cannot reopen %s: %s; still writing to the old file", target.path, e.strerror)
+
+
 class AccessLog:
     """Collects Combined Log Format lines and writes them in batches."""
 
     def __init__(self, target):
+        self.path = target
         if target == "-":
             self._file = sys.stdout
             self._owned = False
         else:
             self._file = open(target, "a", buffering=1 << 16)
             self._owned = True
+            _open_logs.add(self)
         self._lines = []
         self._cached_second = None
         self._cached_stamp = ""
@@ -77,18 +105,46 @@ class AccessLog:
                 pass  # a full disk or closed stdout must not take the server down
             self._lines.clear()
 
+    def reopen(self):
+        new = open(self.path, "a", buffering=1 << 16)
+        self.flush()
+        old, self._file = self._file, new
+        old.close()
+
     def close(self):
         self.flush()
         if self._owned:
+            _open_logs.discard(self)
             self._file.close()
 
 
-def setup_error_log(level):
-    """One line per record on stderr: time, level, logger, message."""
-    handler = logging.StreamHandler(sys.stderr)
+class _ErrorLogFile(logging.StreamHandler):
+    """The error log in a file, reopened at its path by reopen_logs()."""
+
+    def __init__(self, path):
+        super().__init__(open(path, "a", buffering=1))
+        self.path = path
+        _open_logs.add(self)
+
+    def reopen(self):
+        new = open(self.path, "a", buffering=1)
+        old = self.setStream(new)
+        if old is not None:
+            old.close()
+
+
+def setup_error_log(level, path="-"):
+    """One line per record: time, level, logger, message; on stderr for
+    ``path`` "-", else appended to the file ``path`` (OSError if it cannot
+    be opened)."""
+    handler = logging.StreamHandler(sys.stderr) if path == "-" else _ErrorLogFile(path)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
     root = logging.getLogger("flashplug")
+    for old in root.handlers:
+        if isinstance(old, _ErrorLogFile):
+            _open_logs.discard(old)
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False

@@ -7,6 +7,7 @@ through the ``flashplug`` entry-point group (our bundled ones point into the
 ``flashplug_addoption`` can show their options in ``--help``; only the ones
 named by ``--plugins`` stay registered for the rest of the run.
 """
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -143,3 +144,11 @@ def plugin_for_module(pm, modname):
         if pmod and (modname == pmod or modname.startswith(pmod + ".")):
             return name
     return None
+
+
+def plugin_for_code(pm, obj):
+    """The name of the registered plugin that defined ``obj`` (a function,
+    method, ``functools.partial`` or callable object), or None."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return plugin_for_module(pm, getattr(obj, "__module__", None) or "")

@@ -49,6 +49,7 @@ import ctypes.util
 import fcntl
 import os
 import signal
+import subprocess
 import sys
 
 #: Read size for stdout/stderr: one pipe's default capacity on Linux.
@@ -244,6 +245,35 @@ def spawn(path, argv, env, cwd, fds):
     if err:
         raise OSError(err, os.strerror(err), path)
     return pid.value
+
+
+def spawn_as(creds, path, argv, env, cwd, fds):
+    """:func:`spawn`, with the child switched to ``creds`` (uid, gid,
+    supplementary gids) before it executes ``path``.
+
+    ``posix_spawn`` cannot change users, so this path forks (through
+    ``subprocess``, whose child code is async-signal-safe C): it costs the
+    loop a page-table copy per script, paid only when the server runs as
+    root and scripts must not.  The child is reaped here, by waitid/waitpid
+    on its pid, like every other; the ``Popen`` object is told so.
+    """
+    uid, gid, groups = creds
+    try:
+        child = subprocess.Popen(
+            argv, executable=path, stdin=fds[0], stdout=fds[1], stderr=fds[2],
+            cwd=cwd, env=env, close_fds=True, restore_signals=True,
+            user=uid, group=gid, extra_groups=list(groups), **_NEW_GROUP)
+    except subprocess.SubprocessError as e:
+        raise OSError(0, str(e), path) from None
+    # procs owns the child's exit (see Process): keep Popen from ever
+    # calling waitpid on it.
+    child.returncode = 0
+    return child.pid
+
+
+# Python 3.10 has no process_group=; os.setpgrp in the child does the same.
+_NEW_GROUP = ({"process_group": 0} if sys.version_info >= (3, 11)
+              else {"preexec_fn": os.setpgrp})
 
 
 def _above_stdio(fd):
@@ -541,8 +571,11 @@ class ProcessManager:
     """Spawns children for one event loop, within a limit; kills them all
     on ``close()``."""
 
-    def __init__(self, loop, max_procs, queue):
+    def __init__(self, loop, max_procs, queue, creds=None):
         self.loop = loop
+        # (uid, gid, supplementary gids) every child runs as, or None for
+        # the server's own.
+        self.creds = creds
         self.slots = Slots(max_procs, queue)
         self.running = set()
         # One shared /dev/null for a child's unused stdin or stderr: saves a
@@ -582,7 +615,10 @@ class ProcessManager:
             else:
                 fds[2] = self._devnull
             _nonblocking(out_r)
-            pid = spawn(path, argv, env, cwd, fds)
+            if self.creds is None:
+                pid = spawn(path, argv, env, cwd, fds)
+            else:
+                pid = spawn_as(self.creds, path, argv, env, cwd, fds)
         except BaseException:
             for fd in ours:
                 os.close(fd)

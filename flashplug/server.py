@@ -9,6 +9,7 @@ helper pool and the hooks in use are all decided there, once.
 """
 import asyncio
 import errno
+import inspect
 import logging
 import os
 import resource
@@ -19,16 +20,20 @@ import time
 import traceback
 
 from flashplug import plugins as plugin_mod
-from flashplug.errors import HTTPError, UsageError
+from flashplug.errors import HTTPError, StartupError, UsageError
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.message import Response
 from flashplug.http.status import reason
+from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
+                                     is_async_handler)
 from flashplug.log import AccessLog, setup_error_log
+from flashplug.privileges import check_logs, drop_privileges
 from flashplug.residency import FileSender
-from flashplug.routes import Route
+from flashplug.routes import Route, RouteError
 from flashplug.static import StaticFiles
 from flashplug.stats import Stats
+from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 
 log = logging.getLogger("flashplug.server")
 
@@ -43,11 +48,19 @@ _UNROUTED = object()   # respond(): the handler has not been looked up yet
 
 
 class Router:
-    """The mount table: prefix routes (longest first), then extension routes."""
+    """The mount table: exact paths, then prefixes by whole path segments
+    (longest first), then extension routes, then the route hook."""
 
     def __init__(self, routes, route_hook):
-        self.prefixes = sorted((r for r in routes if r.prefix is not None),
-                               key=lambda r: len(r.prefix), reverse=True)
+        self.paths = {}
+        for route in routes:
+            if route.path is not None:
+                self.paths.setdefault(route.path, route.handler)
+        # (base, base + "/", handler): "/hello/" and "/hello" claim the same
+        # paths, "/" (base "") claims all.
+        bases = sorted(((r.prefix.rstrip("/"), r.handler) for r in routes if r.prefix is not None),
+                       key=lambda item: len(item[0]), reverse=True)
+        self.prefixes = [(base, base + "/", handler) for base, handler in bases]
         self.exts = [r for r in routes if r.ext is not None]
         self.route_hook = route_hook
         self.empty = not routes and route_hook is None
@@ -59,10 +72,13 @@ class Router:
         path = request.path
         if path is None or path == "*":
             return None
-        for route in self.prefixes:
-            prefix = route.prefix
-            if path.startswith(prefix) or (prefix.endswith("/") and path == prefix[:-1]):
-                return route.handler
+        if self.paths:
+            handler = self.paths.get(path)
+            if handler is not None:
+                return handler
+        for base, below, handler in self.prefixes:
+            if path == base or path.startswith(below):
+                return handler
         for route in self.exts:
             if route.ext in path:
                 for segment in path.split("/"):
@@ -97,10 +113,11 @@ class App:
         else:
             self.helpers = InlineHelpers(self.stats)
         self.access_log = None if config.access_log == "off" else AccessLog(config.access_log)
-        self.response_headers_hook = self.hook_if_used("flashplug_response_headers")
+        self.response_headers_hook = self._checking_headers(
+            self.hook_if_used("flashplug_response_headers"))
         self.request_done_hook = self.hook_if_used("flashplug_request_done")
         self.error_page_hook = self.hook_if_used("flashplug_error_page")
-        self.router = Router(self._collect_routes(), self.hook_if_used("flashplug_route_request"))
+        self.router = Router(collect_routes(config), self.hook_if_used("flashplug_route_request"))
         self.static = StaticFiles(self)
         # The cached path may skip building a Response only when no hook
         # wants to see one.
@@ -113,18 +130,25 @@ class App:
         """The hook caller for ``name`` if an enabled plugin implements it."""
         return getattr(self.pm.hook, name) if name in self.hooks_in_use else None
 
-    def _collect_routes(self):
-        routes = []
-        for impl in self.pm.hook.flashplug_routes.get_hookimpls():
-            result = impl.function(config=self.config) if "config" in impl.argnames \
-                else impl.function()
-            for route in result or ():
-                if not isinstance(route, Route):
-                    raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes must "
-                                     f"return Route objects, got {route!r}")
-                route.plugin = impl.plugin_name
-                routes.append(route)
-        return routes
+    def implementers(self, hook_name):
+        """The plugins that implement ``hook_name``, for error messages."""
+        names = [impl.plugin_name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()]
+        return f"plugin {', '.join(map(repr, names))} ({hook_name})"
+
+    def _checking_headers(self, hook):
+        """The response-headers hook, followed by a check of what it left."""
+        if hook is None:
+            return None
+        owner = self.implementers("flashplug_response_headers")
+
+        def run(request, response):
+            hook(request=request, response=response)
+            try:
+                check_headers(response.headers)
+            except ResponseMistake as mistake:
+                mistake.owner = owner
+                raise
+        return run
 
     def _update_date(self):
         self.date_server_lines = (f"Date: {format_http_date(time.time())}\r\n"
@@ -148,13 +172,46 @@ class App:
             if handler is _UNROUTED:
                 handler = self.router.match(request)
             if handler is not None:
-                response = await handler(request)
-                if not isinstance(response, Response):
-                    raise TypeError(f"handler returned {response!r}, not a Response")
-                return response
+                return await self.run_handler(handler, request)
             return await self.static.handle(request)
         except HTTPError as e:
             return self.error_response(request, e.status, e.message, e.headers, e.close)
+
+    async def run_handler(self, handler, request):
+        """A plugin handler's Response, checked at the API boundary; a
+        handler that is no ``async def`` or a response that cannot be sent
+        is a logged 500."""
+        owner = plugin_mod.plugin_for_code(self.pm, handler)
+        owner = f"plugin {owner!r}" if owner else "a plugin"
+        if not is_async_handler(handler):
+            return self.plugin_mistake(request, ResponseMistake(
+                f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
+                f"function; define it with 'async def'", owner))
+        return await self.checked(request, handler(request), owner)
+
+    async def checked(self, request, answer, owner):
+        """Await ``answer`` (a plugin's awaitable Response) and check it."""
+        response = None
+        try:
+            if not inspect.isawaitable(answer):
+                raise ResponseMistake(f"gave a {type(answer).__name__} where an awaitable "
+                                      f"was due (the coroutine of an async def)", owner)
+            response = await answer
+            return check_response(response, owner)
+        except ResponseMistake as mistake:
+            mistake.owner = mistake.owner or owner
+            stream = getattr(response, "stream", None)
+            if hasattr(stream, "aclose"):
+                try:
+                    await stream.aclose()   # its finally: blocks run, as when a client leaves
+                except Exception:  # noqa: BLE001 - the mistake is what gets logged
+                    pass
+            return self.plugin_mistake(request, mistake)
+
+    def plugin_mistake(self, request, mistake):
+        """A 500 for a plugin's response that cannot be sent."""
+        self.log_plugin_error(mistake, request)
+        return self.error_response(request, 500, "Internal Server Error")
 
     async def dispatch(self, request):
         """Answer a request a plugin made up (e.g. a CGI local redirect)."""
@@ -168,6 +225,11 @@ class App:
         return self.error_response(request, 500, "Internal Server Error")
 
     def log_plugin_error(self, exc, request):
+        what = f"{request.method} {request.target}" if request is not None else "a request"
+        if isinstance(exc, ResponseMistake):
+            log.error("%s gave an invalid response to %s: %s", exc.owner or "a plugin",
+                      what, exc)
+            return
         plugin = None
         tb = exc.__traceback__
         while tb is not None:
@@ -175,7 +237,6 @@ class App:
                 self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
             tb = tb.tb_next
         where = f"plugin {plugin!r}" if plugin else "the server"
-        what = f"{request.method} {request.target}" if request is not None else "a request"
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         at = f" at {last[0].filename}:{last[0].lineno}" if last else ""
         log.error("%s failed while serving %s: %s: %s%s", where, what,
@@ -188,6 +249,14 @@ class App:
                 response = self.error_page_hook(request=request, status=status, message=message)
             except Exception as exc:  # noqa: BLE001
                 self.log_plugin_error(exc, request)
+            if response is not None:
+                owner = self.implementers("flashplug_error_page")
+                try:
+                    check_response(response, owner)
+                except ResponseMistake as mistake:
+                    mistake.owner = owner
+                    self.log_plugin_error(mistake, request)
+                    response = None   # the kernel's own page, then
         if response is None:
             title = f"{status} {reason(status)}"
             detail = message if message and message != reason(status) else ""
@@ -217,6 +286,29 @@ class App:
         self.loop.call_later(1.0 - time.time() % 1.0 + 0.001, self.tick)
 
 
+def collect_routes(config):
+    """Every Route the enabled plugins return, each tagged with its plugin.
+
+    A plugin that returns something else, or builds a Route wrong (a plain
+    ``def`` handler, a prefix without ``/``), is refused with a UsageError
+    that names it.
+    """
+    routes = []
+    for impl in config.plugin_manager.hook.flashplug_routes.get_hookimpls():
+        try:
+            result = impl.function(config=config) if "config" in impl.argnames \
+                else impl.function()
+        except RouteError as e:
+            raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes: {e}") from None
+        for route in result or ():
+            if not isinstance(route, Route):
+                raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_routes must "
+                                 f"return Route objects, got {route!r}")
+            route.plugin = impl.plugin_name
+            routes.append(route)
+    return routes
+
+
 def _html_escape(text):
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
@@ -224,8 +316,12 @@ def _html_escape(text):
 
 # -- listening ----------------------------------------------------------------------
 
-def bind_listener(host, port):
-    """A listening socket, or a UsageError that says how to fix the problem."""
+def bind_listener(host, port, listen=True):
+    """A listening socket, or a UsageError that says how to fix the problem.
+
+    ``listen=False`` only binds (the caller calls ``listen`` once it is
+    sure to serve), so no client is accepted by a server about to fail.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -236,7 +332,8 @@ def bind_listener(host, port):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
-        sock.listen(LISTEN_BACKLOG)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
@@ -301,11 +398,12 @@ class Worker:
         loop = self.loop
         app = self.app = App(self.config, loop, self.listener)
         self.stopped = loop.create_future()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-            except (ValueError, RuntimeError):
-                pass  # not the main thread (an in-process test): stop() is called directly
+            handle_operator_signals(loop)
+        except (ValueError, RuntimeError):
+            pass  # not the main thread (an in-process test): stop() is called directly
         # After the signal handlers: a stop during start-up still runs shutdown.
         await _call_async_hooks(app.pm.hook.flashplug_startup, app=app)
         loop.add_reader(self.listener.fileno(), self._accept)
@@ -366,85 +464,37 @@ async def _call_async_hooks(hook, **kwargs):
             await result
 
 
-# -- the master of several workers ----------------------------------------------------------
-
-def _die_with_parent(parent):
-    """Linux: SIGTERM this child if the master dies (even by SIGKILL), so no
-    worker is left serving on its own."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(0)  # the master died before the request above took effect
-
-
-def supervise(count, child_main, what="worker"):
-    """Fork ``count`` children running ``child_main()``; replace any that
-    dies; on SIGTERM or SIGINT pass the signal on and wait for them all."""
-    children = set()
-    stopping = False
-    master = os.getpid()
-
-    def spawn():
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _die_with_parent(master)
-            code = 1
-            try:
-                code = child_main()
-            finally:
-                os._exit(code)
-        children.add(pid)
-
-    def on_stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    for _ in range(count):
-        spawn()
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        children.discard(pid)
-        if not stopping:
-            log.error("%s %d exited (status %d); starting a new one", what, pid, status)
-            spawn()
-    return 0
-
-
 def run(config):
-    """Serve until SIGINT or SIGTERM; returns the exit status."""
+    """Serve until SIGINT or SIGTERM; returns the exit status.
+
+    Everything that can be checked is checked here, in the master, before
+    any worker is forked: the port (bound first, while we may still be
+    root), the user to run as, the log files, the plugins' settings.
+    """
     setup_error_log(config.log_level)
     raise_fd_limit()
+    handle_operator_signals()
     if config.arch in ("mt", "mp") and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
+    listener = bind_listener(config.bind, config.port, listen=False)
+    drop_privileges(config)
+    check_logs(config)
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
-    listener = bind_listener(config.bind, config.port)
+    collect_routes(config)  # each worker collects its own; a bad Route stops us here, before we listen
+    listener.listen(LISTEN_BACKLOG)
     print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
     if config.arch in ("mt", "mp"):
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)
+    pm = config.plugin_manager
     if config.workers > 1:
-        return supervise(config.workers, lambda: Worker(config, listener).run())
-    code = Worker(config, listener).run()
+        return supervise(config.workers, lambda: Worker(config, listener).run(), pm=pm)
+    try:
+        code = run_reporting(lambda: Worker(config, listener).run(), pm)
+    except StartupError as e:
+        print(f"flashplug: error: {e}", file=sys.stderr)
+        code = 1
     # A helper may still be blocked in the kernel (a FIFO's open(), a dead
     # NFS server); the interpreter would wait for it forever at exit.
     # Everything is flushed and closed by now, so leave at once.

@@ -272,7 +272,8 @@ class StaticFiles:
         if self.directory_hook is not None:
             answer = self.directory_hook(request=request, fspath=found.fspath)
             if answer is not None:
-                return await answer
+                return await self.app.checked(request, answer,
+                                              self.app.implementers("flashplug_directory"))
         # 404 rather than 403: with no listing enabled the directory is, to a
         # client, simply not a document; nginx says 403 here, which tells a
         # scanner the folder exists.

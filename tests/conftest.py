@@ -50,11 +50,17 @@ class RunningServer:
         return self.proc.returncode
 
 
-def start_server(docroot, *args, tmp_path, env=None, wait=True):
+def start_server(docroot, *args, tmp_path, env=None, wait=True, cgi_user="root"):
     port = free_port()
     log_path = os.path.join(str(tmp_path), f"server-{port}.log")
     cmd = [sys.executable, "-m", "flashplug", "serve", str(docroot),
            "--port", str(port), *map(str, args)]
+    if os.geteuid() == 0 and cgi_user and not any(
+            str(a).partition("=")[0] == "--cgi-user" for a in args):
+        # CI runs as root, where scripts run as nobody by default; the
+        # scripts tests write live under tmp_path, which only root may
+        # enter.  A test of that default passes cgi_user=None.
+        cmd += ["--cgi-user", cgi_user]
     logf = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                             cwd=str(tmp_path), env=env or os.environ.copy())

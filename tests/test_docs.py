@@ -6,14 +6,23 @@ least one test; every option of `flashplug serve` must appear in
 docs/configuration.md.
 """
 import argparse
+import asyncio
 import importlib.util
 import inspect
 import os
 import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from urllib.parse import parse_qs
 
 import pytest
 
+import flashplug
+
 from flashplug import cli, hookspecs
+from flashplug.config import tomllib
 from flashplug.plugins import new_manager, spec_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,3 +149,88 @@ def test_example_plugin_hooks_match_its_docs():
     source = _read("docs", "examples", "flashplug-hello", "flashplug_hello.py")
     for name in set(re.findall(r"flashplug_\w+", source)) - {"flashplug_hello"}:
         assert name in HOOKS, f"flashplug_hello.py mentions {name}, which is no hook"
+
+
+# -- the test template for plugin authors (docs/plugins.md, "Testing a plugin") --
+
+def _template():
+    page = _read("docs", "plugins.md")
+    blocks = re.findall(r"```python\n(# tests/test_hello\.py.*?)```", page, re.S)
+    assert len(blocks) == 1, "docs/plugins.md: the test template block is gone"
+    return blocks[0]
+
+
+def test_template_never_serves_on_the_default_port():
+    """A server without --port tries 8000; when that is busy it exits 2,
+    which a test of "a bad option exits 2" takes for a pass."""
+    calls = [call for call in _template().split("subprocess.")[1:] if '"serve"' in call]
+    assert len(calls) == 2     # the fixture's server and the bad-option run
+    for call in calls:
+        assert '"--port"' in call, f"a serve without --port in the template:\n{call}"
+
+
+def _installed_example(folder):
+    """The example plugin, findable through its entry point, without pip:
+    its module and a dist-info folder, on a path of our own (PYTHONPATH)."""
+    example = os.path.join(DOCS, "examples", "flashplug-hello")
+    with open(os.path.join(example, "pyproject.toml"), "rb") as f:
+        pyproject = tomllib.load(f)
+    project = pyproject["project"]
+    for module in pyproject["tool"]["setuptools"]["py-modules"]:
+        shutil.copy(os.path.join(example, module + ".py"), folder)
+    info = folder / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\n"
+                                   f"Version: {project['version']}\n")
+    points = project["entry-points"]["flashplug"]
+    (info / "entry_points.txt").write_text(
+        "[flashplug]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()))
+
+
+def test_template_passes_against_the_example_plugin(tmp_path):
+    """The template, run with pytest as its reader would, passes."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    _installed_example(site)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_hello.py").write_text(_template())
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_hello.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+
+
+# -- the Request and settings examples of docs/plugins.md run as written ------------
+
+def _python_block(containing):
+    page = _read("docs", "plugins.md")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if containing in b]
+    assert len(blocks) == 1, f"docs/plugins.md: one python block with {containing!r}"
+    return textwrap.dedent(blocks[0])
+
+
+class _FakeConfig:
+    def get(self, name):
+        return {"hello_greeting": " Howdy "}[name]
+
+
+def test_query_example():
+    from flashplug import Request
+    from flashplug.http.message import Headers
+    namespace = {"Response": flashplug.Response}
+    exec(_python_block("async def search"), namespace)
+    request = Request("GET", "/find?q=a+b", "/find", "/find", "q=a+b", "1.1", Headers())
+    response = asyncio.run(namespace["search"](request))
+    assert response.body == b"you asked for 'a b'\n"
+    assert parse_qs("x=1&name=J%C3%B6rg") == {"x": ["1"], "name": ["Jörg"]}   # the table's
+
+
+def test_settings_example():
+    namespace = {"Response": flashplug.Response, "hookimpl": flashplug.hookimpl}
+    exec(_python_block("_settings = {}"), namespace)
+    namespace["flashplug_configure"](_FakeConfig())
+    response = asyncio.run(namespace["greet"](None))
+    assert response.body == b"Howdy, world!\n"

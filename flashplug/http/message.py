@@ -54,22 +54,38 @@ class Headers:
 class Request:
     """One HTTP request, as the kernel parsed and checked it.
 
-    Attributes:
-        method: ``"GET"``, ``"POST"``, ...
-        target: the request-target exactly as sent.
-        raw_path: the path part of the target, still percent-encoded.
-        path: the path, percent-decoded once and normalised (no ``..``).
-        query: the query string without ``?``, verbatim; ``""`` when absent.
-        version: ``"1.0"`` or ``"1.1"``.
-        headers: a :class:`Headers`.
-        body: an async iterator of request body chunks (empty when none).
-        content_length: the declared body length, or None (chunked or none).
-        remote_addr, remote_port: the client's address.
-        server_addr, server_port: the local address the request arrived on.
-        server: the running :class:`flashplug.server.App` (config, helpers,
-            stats, docroot).
-        user, auth_type: set by an authentication plugin, else None.
-        state: a dict for plugins to share per-request data.
+    Attributes (read them; only ``state``, ``user`` and ``auth_type`` are
+    for plugins to set):
+        method (str): ``"GET"``, ``"POST"``, ... (RFC 9110 §9), as sent.
+        target (str): the request-target exactly as sent (RFC 9112 §3.2).
+        raw_path (str): the path part of the target, still percent-encoded.
+        path (str): the path, percent-decoded once (as UTF-8, other bytes
+            kept by surrogateescape) and normalised (no ``.`` or ``..``
+            segments, no ``//``); what routes match against.
+        query (str): the query string without ``?``, verbatim and still
+            percent-encoded; ``""`` when absent.  Parse it with
+            ``urllib.parse.parse_qs(request.query)`` (a dict of lists).
+        version (str): ``"1.0"`` or ``"1.1"``.
+        headers (Headers): the header fields; ``get(name)`` is
+            case-insensitive and joins repeated fields with ``", "``.
+        body: the request content as an async iterator of ``bytes`` chunks
+            (``async for chunk in request.body``), or ``await
+            request.body.read()`` for all of it; empty when there is none.
+        content_length (int | None): the declared length, or None (chunked
+            or no body).
+        chunked (bool): the body arrives with chunked transfer coding.
+        remote_addr (str), remote_port (int): the client's address.
+        server_addr (str), server_port (int): the local address the request
+            arrived on.
+        server (flashplug.server.App): the running server: ``config``
+            (settings, ``config.get(name)``), ``helpers``, ``stats``, ``loop``.
+        user, auth_type (str | None): set by an authentication plugin.
+        state (dict): per-request data shared between plugins.
+        scheme (str): ``"http"``.
+        start_time (float): ``time.monotonic()`` seconds when the request
+            line arrived.
+        keep_alive (bool): the client allows another request after this one.
+        host (str): the ``Host`` header, ``""`` when absent.
     """
 
     __slots__ = ("method", "target", "raw_path", "path", "query", "version",
@@ -112,19 +128,32 @@ class Request:
 class Response:
     """What a handler returns.
 
+    The kernel checks a plugin's Response before anything of it is sent
+    (:mod:`flashplug.http.validate`); a mistake gives the client a 500 and
+    the error log a line naming the plugin and the mistake.
+
     Args:
-        status: the status code.
-        headers: a list of ``(name, value)`` pairs.  The kernel adds ``Date``,
+        status (int): the status code, 200 to 599 (RFC 9110 §15).
+        headers (list[tuple[str, str]]): ``(name, value)`` pairs, in order;
+            repeat a name to send a field twice (``Set-Cookie``).  Not a
+            dict.  Names are tokens (RFC 9110 §5.1); values hold no CR, LF,
+            NUL or other control character but HTAB (RFC 9110 §5.5), and
+            only ISO-8859-1 characters.  The kernel adds ``Date``,
             ``Server``, ``Connection`` and the framing headers
             (``Content-Length`` or ``Transfer-Encoding``) unless given.
-        body: the whole body as ``bytes``.
-        stream: an async iterator of ``bytes`` chunks, for a body produced
-            over time.  Without a ``Content-Length`` header it is sent chunked
-            to HTTP/1.1 clients and delimited by closing the connection for
+        body (bytes | bytearray | memoryview): the whole body; not ``str``
+            (encode it).
+        stream: an async iterable of ``bytes`` chunks (an async generator),
+            for a body produced over time; give it instead of ``body``.
+            Without a ``Content-Length`` header it is sent chunked to
+            HTTP/1.1 clients and delimited by closing the connection for
             HTTP/1.0.  The kernel calls its ``aclose()`` if the client goes
-            away, so a ``finally:`` in an async generator runs.
-        raw: the stream is a complete HTTP response (status line, headers,
-            body) written as is, then the connection closes (CGI NPH scripts).
+            away, so a ``finally:`` in an async generator runs.  A chunk
+            that is not bytes cuts the response off: the connection closes.
+        raw (bool): the stream is a complete HTTP response (status line,
+            headers, body) written as is, then the connection closes (CGI
+            NPH scripts).
+        reason (str | None): the reason phrase; None for the standard one.
     """
 
     __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close")
@@ -132,7 +161,9 @@ class Response:
     def __init__(self, status=200, headers=None, body=b"", *, stream=None,
                  raw=False, reason=None):
         self.status = status
-        self.headers = list(headers) if headers else []
+        # A dict is kept as given, so that the check at the API boundary
+        # (flashplug.http.validate) can refuse it by name.
+        self.headers = headers if isinstance(headers, dict) else list(headers or ())
         self.body = body
         self.stream = stream
         self.raw = raw

@@ -69,7 +69,7 @@ def flashplug_routes(config):
 @hookimpl
 def flashplug_startup(app):
     _handler.manager = ProcessManager(app.loop, _handler.settings.max_procs,
-                                      _handler.settings.queue)
+                                      _handler.settings.queue, _handler.settings.creds)
 
 
 @hookimpl

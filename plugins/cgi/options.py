@@ -8,6 +8,7 @@ value and resolves the defaults once, at start-up, into a frozen
 :class:`Settings`; a bad value is a one-line ``UsageError``.
 """
 import os
+import pwd
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -34,6 +35,7 @@ class Settings:
     pass_env: Tuple[str, ...]
     pass_authorization: bool
     max_body: int
+    creds: Optional[Tuple[int, int, Tuple[int, ...]]] = None  # run scripts as (uid, gid, groups)
 
 
 def add_options(parser):
@@ -63,6 +65,10 @@ def add_options(parser):
     g.add_argument("--cgi-pass-authorization", dest="cgi_pass_authorization",
                    action="store_true", default=None,
                    help="pass the Authorization header as HTTP_AUTHORIZATION")
+    g.add_argument("--cgi-user", dest="cgi_user", default=None, metavar="NAME|UID",
+                   help="run scripts as this user, in its group (needs root; "
+                        "default: nobody when the server runs as root, else the "
+                        "server's own user)")
     g.add_argument("--cgi-max-body", dest="cgi_max_body", default=None, metavar="BYTES",
                    help="largest request body for a script, with optional k/m/g "
                         "(default: the server's --max-body-size)")
@@ -91,7 +97,39 @@ def settings_from(config):
         pass_env=tuple(_env_name(n) for n in _items(config.get("cgi_pass_env"))),
         pass_authorization=bool(config.get("cgi_pass_authorization")),
         max_body=kernel_max if max_body is None else _size(max_body),
+        creds=_creds(config.get("cgi_user")),
     )
+
+
+#: Scripts of a server running as root (without --user) run as this user,
+#: as they did under ``python -m http.server --cgi``: a script's bug must
+#: not be root's.
+ROOT_DEFAULT_USER = "nobody"
+
+
+def _creds(user):
+    """(uid, gid, supplementary gids) for scripts, or None to run them as
+    the server itself runs.  Called after the server gave up root for
+    ``--user``, so "still root" means no ``--user`` was given."""
+    if user is None:
+        if os.geteuid() != 0:
+            return None
+        user = ROOT_DEFAULT_USER
+    user = str(user)
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except KeyError:
+        raise UsageError(f"--cgi-user {user}: no such user on this machine") from None
+    if entry.pw_uid == os.geteuid():
+        return None
+    if os.geteuid() != 0:
+        raise UsageError(f"--cgi-user {user}: running scripts as another user needs "
+                         f"the server to run as root; leave --cgi-user out")
+    try:
+        groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    except OSError:
+        groups = (entry.pw_gid,)
+    return entry.pw_uid, entry.pw_gid, groups
 
 
 def _items(value):

@@ -21,12 +21,17 @@ no ``Location``             *document*: Status (default 200); Content-Type
 =========================  ================================================
 
 ``Status`` must be three digits from 200 to 599 and an optional reason; a
-script cannot send an interim (1xx) response.  Hop-by-hop fields are
-dropped: framing the response is the server's job.
+script cannot send an interim (1xx) response.  Each field must pass the
+kernel's check for plugin headers (:func:`flashplug.http.validate.field_error`:
+a token name; no CR, NUL or other control character in the value), so a
+script cannot split the response.  Hop-by-hop fields are dropped: framing
+the response is the server's job.
 """
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
+
+from flashplug.http.validate import field_error
 
 #: A header block larger than this is garbage, not a slow script (Apache
 #: and nginx cap a response header at 8-64 KiB).
@@ -40,9 +45,7 @@ HOP_BY_HOP = frozenset({
     "transfer-encoding", "upgrade",
 })
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _STATUS = re.compile(rb"([2-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _END = re.compile(rb"\n\r?\n")
 
 
@@ -91,11 +94,11 @@ def parse_header_block(block, local_redirects=True):
     for raw in block.split(b"\n"):
         line = raw[:-1] if raw.endswith(b"\r") else raw
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.match(name):
-            raise CGIError("malformed header line %r" % _clip(line))
         value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            raise CGIError("control character in header %r" % _clip(name))
+        problem = field_error(name.decode("latin-1"), value.decode("latin-1")) if colon \
+            else "no colon"
+        if problem is not None:
+            raise CGIError("malformed header line %r: %s" % (_clip(line), problem))
         lname = name.lower()
         if lname == b"status":
             if status is not None:

@@ -39,8 +39,9 @@ def flashplug_configure(config):
 
 @hookimpl
 def flashplug_routes():
-    # "/server-status/" also matches "/server-status" (see the kernel's
-    # Router), but not "/server-status.html", which stays a static file.
+    # A prefix claims whole path segments: "/server-status", its "/" form
+    # and what lies below (the page answers 404 there, so nothing below it
+    # leaks to the static handler), never "/server-status.html".
     return [Route(prefix=_state["settings"].path + "/", handler=_handle)]
 
 

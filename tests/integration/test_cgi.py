@@ -386,6 +386,11 @@ def test_status_header(serve, docroot):
     ("garbage.sh", "#!/bin/sh\necho '<html>no headers</html>'\n", "malformed header"),
     ("notype.sh", "#!/bin/sh\nprintf 'X-A: 1\\n\\nbody'\n", "without Content-Type"),
     ("badstatus.sh", "#!/bin/sh\nprintf 'Status: OK\\nContent-Type: text/plain\\n\\n'\n", "malformed Status"),
+    # The kernel's check for plugin headers (RFC 9110 §5.5): no response splitting.
+    ("barecr.sh", "#!/bin/sh\nprintf 'Content-Type: text/plain\\nX-A: a\\rSet-Cookie: s=1\\n\\nhi'\n",
+     "control character (CR"),
+    ("nul.sh", "#!/bin/sh\nprintf 'Content-Type: text/plain\\nX-A: a\\000b\\n\\nhi'\n",
+     "control character (NUL"),
     ("halfway.sh", "#!/bin/sh\nprintf 'Content-Type: text/plain\\n'\n", "inside its header block"),
     ("noshebang.sh", "echo hi\n", "cannot run"),
     ("kill.sh", "#!/bin/sh\nkill -SEGV $$\n", "killed by signal 11"),

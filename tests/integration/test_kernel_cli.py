@@ -317,3 +317,77 @@ def test_access_log_escapes_control_characters(server_factory, root):
     srv.stop()
     text = srv.log()
     assert "\x1b" not in text, "terminal escape written raw to the log"
+
+
+# -- http.server habits and other slips (issue 10, items 8 and 9) ----------------------------
+
+def test_http_server_short_flags(root, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "flashplug", "serve", "-d", str(root),
+                             "-b", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        assert proc.stdout.readline().decode().startswith(f"Serving {root} on http://127.0.0.1:{port}/")
+        assert requests.get(f"http://127.0.0.1:{port}/a.txt").text == "aaa\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_directory_and_docroot_together(root):
+    assert_one_line_error(run("serve", root, "--directory", root, "--port", "0"),
+                          "given twice", "give one of them")
+
+
+def test_a_number_as_docroot_hints_at_port(tmp_path):
+    line = assert_one_line_error(run("serve", "8080", cwd=tmp_path))
+    assert line == "flashplug: error: document root '8080' does not exist; did you mean --port 8080?"
+
+
+def test_a_folder_named_like_a_number_is_served(tmp_path, server_factory):
+    (tmp_path / "8080").mkdir()
+    (tmp_path / "8080" / "n.txt").write_text("number\n")
+    server = server_factory("8080")   # relative to the server's cwd, tmp_path
+    assert requests.get(server.url + "/n.txt").text == "number\n"
+
+
+def test_cgi_flag_enables_the_cgi_plugin(tmp_path, server_factory):
+    cgi = tmp_path / "site" / "cgi-bin"
+    cgi.mkdir(parents=True)
+    (cgi / "hi.sh").write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nran'\n")
+    (cgi / "hi.sh").chmod(0o755)
+    server = server_factory(tmp_path / "site", "--cgi")
+    assert requests.get(server.url + "/cgi-bin/hi.sh").text == "ran"
+
+
+@pytest.mark.parametrize("args", [["--plugins", "cgi", "autoindex"],
+                                  [".", "--plugins", "cgi", "autoindex"]])
+def test_space_separated_plugins_get_the_comma_fix(root, args):
+    line = assert_one_line_error(run("serve", *args, "--port", "0", cwd=root))
+    assert line == ("flashplug: error: 'autoindex' looks like a plugin name, not a document "
+                    "root; separate plugins with commas: --plugins cgi,autoindex")
+
+
+def test_two_docroots(root, tmp_path):
+    assert_one_line_error(run("serve", root, tmp_path, "--port", "0"),
+                          "one document root expected, got 2")
+
+
+def test_workers_error_mentions_auto(root):
+    assert_one_line_error(run("serve", root, "--workers", "many"), "not a whole number", "auto")
+
+
+@pytest.mark.parametrize("flag, fix", [("--plugin", "--plugins"), ("--plugins-d", "--plugins-dir"),
+                                       ("--prot", "--port")])
+def test_abbreviated_or_misspelt_option_is_one_line(root, flag, fix):
+    line = assert_one_line_error(run("serve", root, flag, "cgi"))
+    assert line == f"flashplug: error: unknown option {flag}; did you mean {fix}?"
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--plugins"], "argument --plugins: expected one argument"),
+    (["-p", "HTTP/1.1"], "argument -p/--port: not a port number: 'HTTP/1.1'; -p is --port "
+                         "here, and flashplug always speaks HTTP/1.1: leave it out"),
+])
+def test_option_value_mistakes_are_one_line(root, args, line):
+    assert assert_one_line_error(run("serve", root, *args)) == f"flashplug: error: {line}"

@@ -1,8 +1,8 @@
 """The plugin API end to end: a real third-party plugin, selection, failures.
 
 The example distribution docs/examples/flashplug-hello is pip-installed
-(for real, not editable) into the interpreter running the tests, once per
-session, and exercised the way its users would: found through the
+(for real, not editable) into a throwaway folder put on this session's path,
+once per session, and exercised the way its users would: found through the
 `flashplug` entry-point group and enabled with `--plugins hello`.  Plugins
 that exist only to fail or to count are single files in a --plugins-dir.
 
@@ -38,36 +38,45 @@ HOOKS = plugin_mod.spec_names()
 
 # -- installing the example plugin ------------------------------------------------
 
-def _installed_copy_is_current():
-    """True if flashplug-hello is installed (not editable) from today's source."""
-    try:
-        dist = importlib.metadata.distribution("flashplug-hello")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    files = [f for f in dist.files or () if f.name == "flashplug_hello.py"]
-    if not files:
-        return False   # an editable install: replace it with a real one
-    with open(files[0].locate(), "rb") as installed, \
-            open(os.path.join(EXAMPLE, "flashplug_hello.py"), "rb") as source:
-        return installed.read() == source.read()
-
-
 @pytest.fixture(scope="session")
 def hello(tmp_path_factory):
-    """The example plugin, installed into this interpreter's environment."""
-    if not _installed_copy_is_current():
-        # Build from a copy: pip builds in the source folder and would leave
-        # build/ and *.egg-info in the repository.
-        src = tmp_path_factory.mktemp("hello-src") / "flashplug-hello"
-        shutil.copytree(EXAMPLE, src)
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                               "--no-deps", "--disable-pip-version-check", str(src)],
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            pytest.fail(f"pip install {EXAMPLE} failed:\n{proc.stdout}\n{proc.stderr}")
-        importlib.invalidate_caches()
-    assert _installed_copy_is_current()
-    return "hello"
+    """The example plugin, installed for real (not editable) into a throwaway
+    folder that this session alone puts on the path (PYTHONPATH for the
+    servers it starts, sys.path for the in-process ones): the developer's
+    own environment is never changed."""
+    # Build from a copy: pip builds in the source folder and would leave
+    # build/ and *.egg-info in the repository.
+    src = tmp_path_factory.mktemp("hello-src") / "flashplug-hello"
+    shutil.copytree(EXAMPLE, src)
+    target = str(tmp_path_factory.mktemp("hello-site"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                           "--disable-pip-version-check", "--target", target, str(src)],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"pip install {EXAMPLE} failed:\n{proc.stdout}\n{proc.stderr}")
+    old_env = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (target, old_env) if p)
+    sys.path.insert(0, target)
+    importlib.invalidate_caches()
+    assert importlib.metadata.distribution("flashplug-hello").version == "1.0.0"
+    yield "hello"
+    sys.path.remove(target)
+    if old_env is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = old_env
+    importlib.invalidate_caches()
+
+
+def test_the_example_plugin_stays_out_of_the_environment(hello):
+    """The suite installs the example plugin only for itself: the same
+    interpreter without this session's PYTHONPATH does not see it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "plugins"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(line.startswith("hello ") for line in proc.stdout.splitlines())
+    assert "hello 1.0.0" in flashplug("plugins").stdout
 
 
 @pytest.fixture
@@ -138,6 +147,22 @@ def test_plugins_text(hello):
     assert proc.returncode == 0, proc.stderr
     assert "hello 1.0.0 (entry point: flashplug_hello) [disabled]" in proc.stdout
     assert "    flashplug_response_headers" in proc.stdout
+
+
+def test_plugins_lists_a_broken_plugin_and_exits_0(plugdir):
+    plugdir("broken", """
+        import flashplug_no_such_dependency
+    """)
+    proc = flashplug("plugins", "--plugins-dir", plugdir.path)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"broken - (plugins dir: {plugdir.path / 'broken.py'}) [broken: "
+            f"ModuleNotFoundError: No module named 'flashplug_no_such_dependency']"
+            in proc.stdout.splitlines())
+    assert "cgi 0.1.0" in proc.stdout
+    rows = {row["name"]: row for row in json.loads(
+        flashplug("plugins", "--json", "--plugins-dir", plugdir.path).stdout)}
+    assert rows["broken"]["broken"].startswith("ModuleNotFoundError")
+    assert "broken" not in rows["cgi"]
 
 
 def test_plugins_unknown_name(hello):
@@ -390,6 +415,224 @@ def test_route_request_exception_is_a_500(site, plugdir, server_factory):
     assert "plugin 'badroute' failed" in server.log()
 
 
+# -- plugin mistakes: checked at the API boundary (flashplug/http/validate.py) --------------------
+
+MISTAKES = """
+    from flashplug import Response, Route, hookimpl
+
+    async def handler(request):
+        kind = request.path.rsplit("/", 1)[-1]
+        if kind == "str":
+            return Response(200, [("Content-Type", "text/plain")], "a str body")
+        if kind == "dict":
+            return Response(200, {"Content-Type": "text/plain"}, b"x")
+        if kind == "crlf":   # request data copied into a header: response splitting
+            return Response(200, [("X-Echo", "a\\r\\nSet-Cookie: evil=1")], b"x")
+        if kind == "lf":
+            return Response(200, [("X-Echo", "a\\nb")], b"x")
+        if kind == "nul":
+            return Response(200, [("X-Echo", "a\\x00b")], b"x")
+        if kind == "name":
+            return Response(200, [("X Echo", "a")], b"x")
+        if kind == "status":
+            return Response("200", [], b"x")
+        if kind == "none":
+            return None
+        if kind == "length":   # the client would wait for 2 more bytes
+            return Response(200, [("Content-Length", "3")], b"x")
+        if kind == "stream":
+            async def chunks():
+                yield b"first"
+                yield "second"
+            return Response(200, [("Content-Type", "text/plain")], stream=chunks())
+        return Response(200, [("Content-Type", "text/plain")], b"fine")
+
+    def plain(request):
+        return Response(200, [], b"x")
+
+    @hookimpl
+    def flashplug_routes():
+        return [Route(prefix="/m", handler=handler)]
+
+    @hookimpl
+    def flashplug_route_request(request):
+        return plain if request.path == "/plain" else None
+
+    @hookimpl
+    def flashplug_directory(request, fspath):
+        return Response(200, [], b"not awaitable")
+
+    @hookimpl
+    def flashplug_response_headers(request, response):
+        if request.path == "/a.txt":
+            response.headers.append(("X-Bad", "a\\rb"))
+"""
+
+# (path, what the error log says after "... gave an invalid response to GET path: ")
+MISTAKE_CASES = [
+    ("/m/str", "body is a str, not bytes (encode it"),
+    ("/m/dict", "headers is a dict, not a list of (name, value) pairs"),
+    ("/plain", "handler 'plain' is not an async function; define it with 'async def'"),
+    ("/m/crlf", "header 'X-Echo' value has a control character (CR"),
+    ("/m/lf", "header 'X-Echo' value has a control character (LF"),
+    ("/m/nul", "header 'X-Echo' value has a control character (NUL"),
+    ("/m/name", "header name 'X Echo' is not a token"),
+    ("/m/status", "status '200' is not an int from 200 to 599"),
+    ("/m/none", "returned None, not a flashplug.Response"),
+    ("/m/length", "Content-Length 3 but the body has 1 bytes"),
+    ("/sub/", "gave a Response where an awaitable was due"),
+    ("/a.txt", "header 'X-Bad' value has a control character (CR"),
+]
+
+
+def test_plugin_mistakes_are_logged_500s(site, plugdir, server_factory):
+    """Each mistake: a complete 500 on a connection that stays usable, an
+    access-log line, and an error-log line naming the plugin and the mistake."""
+    plugdir("mistakes", MISTAKES)
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "mistakes")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    status, body, _ = get(conn, "/m/fine")
+    assert (status, body) == (200, b"fine")
+    sock = conn.sock
+    for path, _ in MISTAKE_CASES:
+        status, body, r = get(conn, path)
+        assert status == 500, path
+        assert b"500 Internal Server Error" in body          # the whole page arrived
+        assert r.getheader("Set-Cookie") is None and r.getheader("X-Echo") is None
+        assert conn.sock is sock, f"{path}: the connection was closed"
+    assert get(conn, "/m/fine")[:2] == (200, b"fine")        # still in step
+    conn.close()
+    assert wait_for(lambda: all(f'"GET {path} HTTP/1.1" 500 ' in server.log()
+                                for path, _ in MISTAKE_CASES))
+    log = server.log()
+    for path, mistake in MISTAKE_CASES:
+        owner = "plugin 'mistakes'"
+        if path == "/sub/":
+            owner += " (flashplug_directory)"
+        elif path == "/a.txt":
+            owner += " (flashplug_response_headers)"
+        assert f"{owner} gave an invalid response to GET {path}: {mistake}" in log, path
+    assert "Traceback" not in log
+
+
+def test_a_bad_chunk_mid_stream_closes_the_connection(site, plugdir, server_factory):
+    """The status line is gone when the bad chunk comes: no 500 is possible,
+    so the connection closes before a chunked body's end, and the log says why."""
+    plugdir("mistakes", MISTAKES)
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "mistakes")
+    with server.connect() as s:
+        s.sendall(b"GET /m/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Transfer-Encoding: chunked" in head
+    assert body == b"5\r\nfirst\r\n"                # cut off: no last chunk
+    assert wait_for(lambda: "plugin 'mistakes' streamed a str after 5 bytes" in server.log())
+    assert requests.get(server.url + "/m/fine").text == "fine"
+
+
+def test_head_closes_a_checked_stream(site, plugdir, server_factory):
+    """HEAD sends no body: the kernel closes the stream unread, and the
+    plugin must hear of it through the check's wrapper (a CGI script's
+    process is stopped that way)."""
+    plugdir("closing", """
+        import json
+        from flashplug import Response, Route, hookimpl
+
+        closed = []
+
+        class Body:
+            def __aiter__(self):
+                return self
+
+            async def __anext__(self):
+                return b"x"
+
+            async def aclose(self):
+                closed.append(True)
+
+        async def stream(request):
+            return Response(200, [("Content-Type", "text/plain")], stream=Body())
+
+        async def report(request):
+            return Response(200, [("Content-Type", "application/json")],
+                            json.dumps(len(closed)).encode())
+
+        @hookimpl
+        def flashplug_routes():
+            return [Route(path="/stream", handler=stream), Route(path="/closed", handler=report)]
+    """)
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "closing")
+    with requests.Session() as s:
+        assert s.head(server.url + "/stream").status_code == 200
+        assert s.get(server.url + "/closed").json() == 1
+
+
+def test_bad_error_page_falls_back_to_the_kernel_page(site, plugdir, server_factory):
+    plugdir("badpage", """
+        from flashplug import Response, hookimpl
+
+        @hookimpl
+        def flashplug_error_page(request, status, message):
+            return Response(status, [("Content-Type", "text/plain")], "not bytes")
+    """)
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "badpage")
+    r = requests.get(server.url + "/missing")
+    assert r.status_code == 404 and b"404 Not Found" in r.content
+    assert wait_for(lambda: "plugin 'badpage' (flashplug_error_page) gave an invalid "
+                            "response to GET /missing: body is a str" in server.log())
+
+
+def test_plain_def_route_handler_is_refused_at_start(site, plugdir):
+    plugdir("syncroute", """
+        from flashplug import Response, Route, hookimpl
+
+        def plain(request):
+            return Response(200, [], b"x")
+
+        @hookimpl
+        def flashplug_routes():
+            return [Route(prefix="/p", handler=plain)]
+    """)
+    proc = flashplug("serve", site, "--port", "0", "--plugins-dir", plugdir.path,
+                     "--plugins", "syncroute", timeout=10)
+    assert proc.returncode == 2
+    assert proc.stderr == ("flashplug: error: plugin 'syncroute': flashplug_routes: Route "
+                           "handler plain is not an async function; define it with "
+                           "'async def'\n")
+    assert "Serving" not in proc.stdout               # refused before the port was bound
+
+
+# -- routes: whole path segments, exact paths -------------------------------------------------
+
+def test_prefix_and_exact_routes(site, plugdir, server_factory):
+    plugdir("paths", """
+        from flashplug import Response, Route, hookimpl
+
+        async def hello(request):
+            return Response(200, [("Content-Type", "text/plain")], b"hello route")
+
+        async def status(request):
+            return Response(200, [("Content-Type", "text/plain")], b"status route")
+
+        @hookimpl
+        def flashplug_routes():
+            return [Route(prefix="/hello", handler=hello),
+                    Route(path="/status", handler=status)]
+    """)
+    (site / "helloworld").write_bytes(b"static helloworld\n")
+    (site / "status").mkdir()
+    (site / "status" / "x").write_bytes(b"static status/x\n")
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "paths")
+    for path in ("/hello", "/hello/", "/hello/x"):
+        assert requests.get(server.url + path).text == "hello route", path
+    assert requests.get(server.url + "/helloworld").text == "static helloworld\n"
+    assert requests.get(server.url + "/status").text == "status route"
+    assert requests.get(server.url + "/status/x").text == "static status/x\n"
+    assert requests.get(server.url + "/statusx").status_code == 404
+
+
 # -- flashplug_directory ------------------------------------------------------------------------
 
 LISTER = """
@@ -575,14 +818,15 @@ def test_every_hook_is_called(hello, site, plugdir):
     hook is seen going through the plugin manager.
     """
     plugdir("lister", LISTER)
-    server = InProcessServer([site, "--plugins", "hello,lister",
+    server = InProcessServer([site, "--plugins", "hello,lister,status",
                               "--plugins-dir", plugdir.path, "--hello-greeting", "Yo"],
                              recording=True)
 
     def client(server):
         conn = server.connection()
         results = [get(conn, path)[:2] for path in
-                   ("/hello/", "/hello/stream?n=1", "/x.hello", "/sub/", "/missing", "/a.txt")]
+                   ("/hello/", "/hello/stream?n=1", "/x.hello", "/sub/", "/missing", "/a.txt",
+                    "/server-status")]   # the status page calls flashplug_status
         conn.close()
         return results
 

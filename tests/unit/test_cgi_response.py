@@ -113,7 +113,9 @@ def test_whitespace_around_values():
     (b"<html><body>oops</body></html>", "malformed header"),
     (b"Content-Type: a/b\n continued", "malformed header"),   # obs-fold
     (b"Bad Name: x\nContent-Type: a/b", "malformed header"),
-    (b"Content-Type: a/b\nX: a\x00b", "control character"),
+    (b"Content-Type: a/b\nX: a\x00b", r"control character \(NUL"),
+    (b"Content-Type: a/b\nX: a\rSet-Cookie: b=1", r"control character \(CR"),  # bare CR
+    (b"Content-Type: a/b\nX: a\x1bb", r"control character \(U\+001B"),
     (b"Content-Type: a/b\nContent-Type: c/d", "more than one Content-Type"),
     (b"Location: /a\nLocation: /b", "more than one Location"),
     (b"Status: 200\nStatus: 404", "more than one Status"),

@@ -28,7 +28,7 @@ def run(request):
     def runner(coro_fn, *args):
         async def main():
             loop = asyncio.get_running_loop()
-            manager = procs.ProcessManager(loop, *args[:2] if args else (8, 8))
+            manager = procs.ProcessManager(loop, *args[:3] if args else (8, 8))
             try:
                 return await coro_fn(manager)
             finally:
@@ -340,3 +340,33 @@ def test_chatty_stderr_does_not_block_the_child(run):
         await p.wait()
         return out, sum(map(len, got))
     assert run(go) == (b"done\n", 1000000)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_children_run_as_other_credentials(run):
+    """creds: the child runs as that uid, gid and groups, in its own process
+    group with default signals, and is reaped by procs, not by subprocess."""
+    async def go(m):
+        p = await sh(m, "id -u; id -g; id -G; ps -o pgid= -p $$; "
+                        "grep SigIgn /proc/$$/status", stdin=procs.PIPE)
+        out = await read_all(p)
+        p.finish()
+        return p.pid, await p.wait(), out.decode().split("\n")
+    pid, code, lines = run(go, 4, 4, (65534, 65534, (65534, 100)))
+    assert code == 0
+    assert lines[:3] == ["65534", "65534", "65534 100"]
+    assert int(lines[3]) == pid                              # its own group
+    assert lines[4].split() == ["SigIgn:", "0000000000000000"]   # SIGPIPE not ignored
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_other_credentials_exec_failure_is_oserror(run, tmp_path):
+    script = tmp_path / "private.sh"          # tmp_path is root's alone
+    script.write_text("#!/bin/sh\necho no\n")
+    script.chmod(0o700)
+
+    async def go(m):
+        with pytest.raises(OSError):
+            await m.spawn(str(script), ["private.sh"], ENV, "/")
+        return len(m.running), m.slots.active
+    assert run(go, 4, 4, (65534, 65534, ())) == (0, 0)

@@ -1,0 +1,209 @@
+"""What a plugin hands the kernel is checked here before it reaches the wire.
+
+Theory of operation: plugin code is the one source of responses the kernel
+did not build itself, so everything a handler or hook returns goes through
+:func:`check_response` (and a route's handler through
+:func:`is_async_handler`) at the API boundary.  A mistake raises
+:class:`ResponseMistake` with a one-line cause for the error log; the kernel
+answers 500 instead and the connection stays in step.  The kernel's own
+responses (static files, error pages) are built right and skip this.
+
+The rules, with the RFC that sets them:
+
+==================  ====================================================
+status              an ``int`` from 200 to 599: a handler gives the
+                    final response, and 1xx are interim (RFC 9110 §15)
+reason              ``None`` or ``str``: HTAB, SP, VCHAR, obs-text
+                    (RFC 9112 §4)
+headers             a ``list`` of ``(name, value)`` pairs of ``str``; a
+                    ``dict`` is refused, as it cannot repeat a field
+                    (``Set-Cookie``) and hooks append to the list
+header name         a token (RFC 9110 §5.1)
+header value        no CR, LF, NUL or other control character but HTAB
+                    (RFC 9110 §5.5), and only ISO-8859-1 characters,
+                    the ones a field value can carry as octets
+Content-Length      at most one, digits only, and the body's length when
+                    a non-empty body is given (RFC 9110 §8.6): a wrong
+                    one would leave the client waiting, or reading the
+                    next response as this one's body
+body                ``bytes``, ``bytearray`` or ``memoryview``; or the
+                    kernel's ``FileBody`` (file ranges), which a plugin
+                    gets by re-dispatching a request to a static file
+stream              an async iterable (``__aiter__``) of such chunks;
+                    a bad chunk can only be caught while it is sent,
+                    when the status line is gone, so the connection is
+                    then closed instead
+==================  ====================================================
+
+No I/O and no kernel state of its own; ``plugins/cgi`` checks a script's
+header lines with the same :func:`field_error`.
+"""
+import inspect
+import re
+
+from flashplug.http.message import Response
+
+#: RFC 9110 §5.6.2 token: what a field name must be.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+#: What a field value or reason phrase must not contain: controls other
+#: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
+_BAD_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+_NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
+
+BODY_TYPES = (bytes, bytearray, memoryview)
+
+
+class ResponseMistake(Exception):
+    """A plugin's response cannot be sent; the message says why, in one line.
+
+    ``owner`` names the plugin for the error log (``"plugin 'x'"``), or is
+    None when the caller did not know it.
+    """
+
+    def __init__(self, message, owner=None):
+        super().__init__(message)
+        self.owner = owner
+
+
+def field_error(name, value):
+    """Why ``(name, value)`` cannot be a header field, or None if it can.
+
+    Both are ``str`` (header octets decoded as ISO-8859-1).
+    """
+    if type(name) is not str or type(value) is not str:
+        return (f"header ({_clip(repr(name))}, {_clip(repr(value))}): name and value must be str, "
+                f"not {type(name).__name__} and {type(value).__name__}")
+    if not _TOKEN.match(name):
+        return (f"header name {_clip(name)!r} is not a token (RFC 9110 §5.1: letters, "
+                f"digits and !#$%&'*+-.^_`|~ only)")
+    if not (value.isascii() and value.isprintable()):  # else plainly fine, and quick
+        bad = _BAD_CHAR.search(value)
+        if bad is not None:
+            return f"header {name!r} value has {_char(bad.group())}"
+    return None
+
+
+def check_response(response, owner=None):
+    """Check a plugin's ``response``; raise :class:`ResponseMistake` if wrong.
+
+    Returns the response ready to send: a ``memoryview`` body becomes
+    ``bytes`` (the framing counts octets), and a stream is wrapped so that
+    a chunk of the wrong type raises :class:`ResponseMistake`, naming
+    ``owner``, when it comes.
+    """
+    if not isinstance(response, Response):
+        raise ResponseMistake(f"returned {_clip(repr(response))}, not a flashplug.Response")
+    status = response.status
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ResponseMistake(f"status {status!r} is not an int from 200 to 599")
+    reason = response.reason
+    if reason is not None and (type(reason) is not str or _BAD_CHAR.search(reason)):
+        raise ResponseMistake(f"reason {_clip(repr(reason))} is not a one-line str")
+    check_headers(response.headers)
+    body, stream = response.body, response.stream
+    if stream is not None:
+        if not hasattr(stream, "__aiter__"):
+            raise ResponseMistake(f"stream is a {type(stream).__name__}, not an async "
+                                  f"iterable of bytes (write an async generator)")
+        if body:
+            raise ResponseMistake("both body and stream given; give one")
+        response.stream = _CheckedChunks(stream, owner or "a plugin")
+    elif response.raw:
+        raise ResponseMistake("raw=True needs the response in stream")
+    elif not isinstance(body, BODY_TYPES) and not _is_file_body(body):
+        hint = " (encode it: text.encode('utf-8'))" if isinstance(body, str) else ""
+        raise ResponseMistake(f"body is a {type(body).__name__}, not bytes{hint}")
+    elif type(body) is memoryview:
+        response.body = body = body.tobytes()
+    _check_length(response.headers, None if stream is not None else body)
+    return response
+
+
+def _check_length(headers, body):
+    lengths = [v for k, v in headers if k.lower() == "content-length"]
+    if not lengths:
+        return
+    if len(lengths) > 1:
+        raise ResponseMistake(f"{len(lengths)} Content-Length headers; give one")
+    declared = lengths[0].strip()
+    if not (declared.isascii() and declared.isdigit()):
+        raise ResponseMistake(f"Content-Length {_clip(declared)!r} is not a number")
+    if body:
+        size = len(body) if isinstance(body, BODY_TYPES) else body.length
+        if int(declared) != size:
+            raise ResponseMistake(f"Content-Length {declared} but the body has {size} bytes")
+
+
+def check_headers(headers):
+    """Raise :class:`ResponseMistake` unless ``headers`` is a list of valid fields."""
+    if type(headers) is not list:
+        hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
+        raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
+                              f"(name, value) pairs{hint}")
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise ResponseMistake(f"header {_clip(repr(item))} is not a (name, value) tuple")
+        problem = field_error(*item)
+        if problem is not None:
+            raise ResponseMistake(problem)
+
+
+def is_async_handler(handler):
+    """True if calling ``handler`` gives a coroutine: an ``async def``
+    function or method, a ``functools.partial`` of one, or an object whose
+    ``__call__`` is one."""
+    return (inspect.iscoroutinefunction(handler)
+            or inspect.iscoroutinefunction(getattr(handler, "__call__", None)))
+
+
+class _CheckedChunks:
+    """A plugin's stream, each chunk checked as it comes.
+
+    A class, not an async generator: the kernel may ``aclose()`` it before
+    the first chunk (HEAD, client gone), when an unstarted generator would
+    skip its ``finally`` and never close the plugin's stream (a CGI
+    process would be left running).
+    """
+
+    __slots__ = ("_stream", "_chunks", "_owner", "_sent")
+
+    def __init__(self, stream, owner):
+        self._stream = stream
+        self._chunks = stream.__aiter__()
+        self._owner = owner
+        self._sent = 0
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        chunk = await self._chunks.__anext__()
+        if type(chunk) is not bytes:
+            if not isinstance(chunk, BODY_TYPES):
+                raise ResponseMistake(
+                    f"{self._owner} streamed a {type(chunk).__name__} after {self._sent} "
+                    f"bytes, not bytes; the response was cut off", self._owner)
+            chunk = bytes(chunk)
+        self._sent += len(chunk)
+        return chunk
+
+    async def aclose(self):
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _is_file_body(body):
+    # Imported here: the static handler is a layer above this module.
+    from flashplug.static import FileBody
+    return type(body) is FileBody
+
+
+def _char(ch):
+    if ord(ch) > 0xff:
+        return f"U+{ord(ch):04X}, which is no ISO-8859-1 octet (percent-encode it)"
+    return f"a control character ({_NAMES.get(ch) or f'U+{ord(ch):04X}'}; RFC 9110 §5.5)"
+
+
+def _clip(text, limit=60):
+    return text if len(text) <= limit else text[:limit] + "..."

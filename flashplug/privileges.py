@@ -1,0 +1,87 @@
+"""Start-up in the master: give up root, then check the log files.
+
+Theory of operation: ``flashplug serve`` may start as root to bind a port
+below 1024.  Right after binding, ``drop_privileges`` switches the master
+to ``--user``/``--group`` (supplementary groups, then group, then user, the
+only order in which each step is still allowed), before any plugin's
+``flashplug_configure`` or start-up code runs and before workers are
+forked, so nothing that serves a request runs as root.  The log files are
+checked after that, as the user that will write them.
+"""
+import grp
+import os
+import pwd
+
+from flashplug.errors import UsageError
+from flashplug.log import setup_error_log
+
+
+def _lookup_user(name):
+    try:
+        return pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        raise UsageError(f"--user {name}: no such user on this machine "
+                         f"(see /etc/passwd, or `id {name}`)") from None
+
+
+def _lookup_group(name):
+    try:
+        return grp.getgrgid(int(name)).gr_gid if name.isdigit() else grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise UsageError(f"--group {name}: no such group on this machine "
+                         f"(see /etc/group)") from None
+
+
+def drop_privileges(config):
+    """Run the rest of this process (and its workers) as ``--user``, in its
+    primary group or ``--group``, with the user's supplementary groups.
+
+    Raises UsageError for an unknown user or group, or when the switch
+    needs root and we are not.
+    """
+    user, group = config.get("user"), config.get("group")
+    if not user:
+        if group:
+            raise UsageError("--group needs --user (the user to run as)")
+        return
+    entry = _lookup_user(str(user))
+    gid = _lookup_group(str(group)) if group else entry.pw_gid
+    if os.geteuid() != 0:
+        if (entry.pw_uid, gid) == (os.geteuid(), os.getegid()):
+            return  # already that user: nothing to drop
+        raise UsageError(f"--user {user}: switching users needs root; start as root "
+                         f"or leave out --user/--group")
+    os.setgroups(os.getgrouplist(entry.pw_name, gid))
+    os.setgid(gid)
+    os.setuid(entry.pw_uid)
+
+
+def _open_error(flag, path, err):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return UsageError(f"{flag} {path}: the folder {folder} does not exist; "
+                          f"create it first (mkdir -p {folder})")
+    try:
+        who = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        who = str(os.geteuid())
+    return UsageError(f"{flag} {path}: cannot open for appending as user {who}: "
+                      f"{err.strerror}")
+
+
+def check_logs(config):
+    """Open the error log and make sure every worker can open the access
+    log, so a wrong path is one error now, not a worker that dies at start."""
+    error_log = config.get("error_log") or "-"
+    try:
+        setup_error_log(config.log_level, error_log)
+    except OSError as e:
+        raise _open_error("--error-log", error_log, e) from None
+    access_log = config.get("access_log")
+    if access_log in (None, "-", "off"):
+        return
+    try:
+        with open(access_log, "a"):
+            pass
+    except OSError as e:
+        raise _open_error("--access-log", access_log, e) from None

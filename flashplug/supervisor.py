@@ -1,0 +1,233 @@
+"""The master process: worker supervision and the operator's signals.
+
+Theory of operation: ``supervise(count, child_main)`` forks ``count``
+children and replaces any that dies, the way nginx's master does.  A child
+that raises reports the cause as one line, both in its own error log and
+through a pipe to the master.  A mistake that no check before forking could
+catch (a plugin's ``flashplug_startup`` that raises, a log file that vanished)
+makes every new child die at once; after ``QUICK_DEATHS`` deaths of children
+younger than ``QUICK_SECONDS`` within that many seconds, the master stops the
+others and raises :class:`~flashplug.errors.StartupError` with the last cause,
+so the process exits non-zero and a service manager sees the failure instead
+of a master that restarts children forever.
+
+Signals (nginx's vocabulary):
+
+* SIGTERM, SIGINT: graceful stop; the master passes the signal on and waits.
+* SIGUSR1: reopen the log files (after logrotate renamed them); the master
+  reopens its own and passes the signal on to every child.
+* SIGHUP: configuration reload is not implemented yet; every process logs
+  one line and keeps serving (the default action would stop the server).
+"""
+import logging
+import os
+import signal
+import time
+import traceback
+
+from flashplug import log as log_mod
+from flashplug.errors import StartupError, UsageError
+
+log = logging.getLogger("flashplug.supervisor")
+
+#: A child that dies younger than this many seconds died "quickly" (during
+#: or just after start-up, before it served anything worth restarting for).
+QUICK_SECONDS = 10.0
+#: This many quick deaths within QUICK_SECONDS: the mistake will not go away
+#: by itself; give up instead of restarting children ~80 times a second.
+QUICK_DEATHS = 5
+
+
+# -- the operator's signals ---------------------------------------------------
+
+# Set in a supervised child: its master announces the signals, once.
+_quiet = False
+
+
+def _on_hup():
+    if not _quiet:
+        log.warning("SIGHUP: configuration reload is not implemented yet; "
+                    "still serving with the configuration read at start")
+
+
+def _on_usr1():
+    if not _quiet:
+        log.info("SIGUSR1: reopening the log files")
+    log_mod.reopen_logs()
+
+
+def handle_operator_signals(loop=None):
+    """SIGUSR1 reopens the logs, SIGHUP logs a line; neither stops us.
+
+    With ``loop`` the handlers run as loop callbacks (never in the middle of
+    an access-log flush); without, as plain Python signal handlers (the
+    blocking architectures and the master).
+    """
+    for sig, action in ((signal.SIGUSR1, _on_usr1), (signal.SIGHUP, _on_hup)):
+        if loop is not None:
+            loop.add_signal_handler(sig, action)
+        else:
+            signal.signal(sig, lambda signum, frame, action=action: action())
+
+
+# -- failures, as one line --------------------------------------------------------
+
+def describe(exc, pm=None):
+    """One line for an exception that ended a worker: what and where.
+
+    Names the plugin whose code raised it when ``pm`` can tell; the full
+    traceback goes to the error log at debug level only.
+    """
+    if isinstance(exc, (UsageError, StartupError)):
+        return str(exc)
+    plugin = None
+    if pm is not None:
+        from flashplug.plugins import plugin_for_module
+        tb = exc.__traceback__
+        while tb is not None:
+            plugin = plugin_for_module(pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
+            tb = tb.tb_next
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    who = f"plugin {plugin!r}: " if plugin else ""
+    return f"{who}{type(exc).__name__}: {exc}{at}"
+
+
+def run_reporting(child_main, pm=None):
+    """Run ``child_main()``; an exception becomes a StartupError whose
+    message is one line (:func:`describe`); the traceback goes to the error
+    log at debug level only."""
+    try:
+        return child_main()
+    except (StartupError, UsageError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure ends as one line
+        log.debug("worker failed", exc_info=True)
+        raise StartupError(describe(exc, pm)) from None
+
+
+# -- the master of several children ----------------------------------------------
+
+def _die_with_parent(parent):
+    """Linux: SIGTERM this child if the master dies (even by SIGKILL), so no
+    worker is left serving on its own."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(0)  # the master died before the request above took effect
+
+
+def _exit_text(status):
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def supervise(count, child_main, what="worker", pm=None):
+    """Fork ``count`` children running ``child_main()``; replace any that
+    dies; on SIGTERM or SIGINT pass the signal on and wait for them all.
+
+    Returns 0 after a stop; raises StartupError when children keep dying
+    within seconds of their start.
+    """
+    children = {}            # pid -> monotonic time of its start
+    quick_deaths = []        # monotonic times of quick deaths
+    stopping = False
+    master = os.getpid()
+    # A dying child writes its one-line cause here (well under PIPE_BUF,
+    # so lines from several children never interleave).
+    cause_r, cause_w = os.pipe()
+    os.set_blocking(cause_r, False)
+    last_cause = ""
+
+    def spawn():
+        pid = os.fork()
+        if pid == 0:
+            global _quiet
+            _quiet = True
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            handle_operator_signals()
+            _die_with_parent(master)
+            os.close(cause_r)
+            code = 1
+            try:
+                code = run_reporting(child_main, pm)
+            except (StartupError, UsageError) as e:
+                log.error("%s %d failed: %s", what, os.getpid(), e)
+                os.write(cause_w, (str(e)[:400] + "\n").encode("utf-8", "replace"))
+            finally:
+                os._exit(code)
+        children[pid] = time.monotonic()
+
+    def signal_children(sig):
+        for pid in children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def on_stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        signal_children(signal.SIGTERM)
+
+    def on_usr1(signum, frame):
+        _on_usr1()
+        signal_children(signal.SIGUSR1)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGUSR1, on_usr1)
+    signal.signal(signal.SIGHUP, lambda signum, frame: _on_hup())
+    try:
+        for _ in range(count):
+            spawn()
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            started = children.pop(pid, None)
+            if started is None or stopping:
+                continue
+            try:
+                last_cause = os.read(cause_r, 4096).decode("utf-8", "replace") \
+                    .strip().splitlines()[-1]
+            except (BlockingIOError, IndexError):
+                pass
+            now = time.monotonic()
+            if now - started < QUICK_SECONDS:
+                quick_deaths[:] = [t for t in quick_deaths if now - t < QUICK_SECONDS] + [now]
+            if len(quick_deaths) >= QUICK_DEATHS:
+                stopping = True
+                signal_children(signal.SIGTERM)
+                _wait_all(children)
+                raise StartupError(
+                    f"{what}s keep dying at start-up ({len(quick_deaths)} in "
+                    f"{QUICK_SECONDS:g} s), giving up; last cause: "
+                    f"{last_cause or _exit_text(status)}")
+            log.error("%s %d exited (%s); starting a new one", what, pid, _exit_text(status))
+            spawn()
+    finally:
+        os.close(cause_r)
+        os.close(cause_w)
+    return 0
+
+
+def _wait_all(children):
+    while children:
+        try:
+            pid, _ = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        children.pop(pid, None)
