@@ -35,9 +35,13 @@ def flashplug_addoption(parser):
 @hookimpl
 def flashplug_configure(config):
     settings = settings_from(config)
-    _state["handler"] = FastCGIHandler(settings, config.docroot, base_env(()),
-                                       bool(config.get("show_dotfiles")),
-                                       bool(config.get("follow_symlinks")))
+    handler = _state["handler"] = FastCGIHandler(settings, config.docroot, base_env(()),
+                                                 bool(config.get("show_dotfiles")),
+                                                 bool(config.get("follow_symlinks")))
+    if settings.fallback is not None:
+        # Registered only when asked for: an implemented route hook is
+        # called for every unrouted request, static files included.
+        config.plugin_manager.register(FrontController(handler), name="fastcgi-fallback")
 
 
 @hookimpl
@@ -118,3 +122,32 @@ def flashplug_status():
     if processes:
         values["fastcgi_processes"] = processes
     return values
+
+
+class FrontController:
+    """``--fastcgi-fallback /index.php``: a request for a path that is no
+    file or directory runs that script, with the original ``REQUEST_URI``
+    (nginx: ``try_files $uri $uri/ /index.php?$args``).  One that exists
+    goes on to the static handler (and its ``--fastcgi-index``)."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.target = handler.settings.fallback
+        self.mapping = next(m for m in handler.settings.mappings
+                            if m.ext and self.target.endswith(m.ext))
+
+    @hookimpl
+    def flashplug_route_request(self, request):
+        if request.state.get("fastcgi_fallback"):
+            return None   # the file exists: static handler
+        return self.handle
+
+    async def handle(self, request):
+        docroot = self.handler.docroot
+        path = os.path.join(docroot, request.path.lstrip("/"))
+        if await request.server.helpers.run(os.path.lexists, path):
+            request.state["fastcgi_fallback"] = True
+            return await request.server.dispatch(request)
+        script = Script(docroot + self.target, self.target, "",
+                        os.path.dirname(docroot + self.target))
+        return await self.handler.handle(request, self.mapping, script)

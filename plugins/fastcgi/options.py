@@ -56,6 +56,7 @@ class Mapping:
 class Settings:
     mappings: Tuple[Mapping, ...]
     index: Optional[str]
+    fallback: Optional[str]
     max_conns: int
     queue: int
     timeout: float
@@ -76,6 +77,10 @@ def add_options(parser):
     g.add_argument("--fastcgi-index", dest="fastcgi_index", default=None, metavar="NAME",
                    help="file run for a directory URL that has no index.html, "
                         "e.g. index.php (extension backends; default: none)")
+    g.add_argument("--fastcgi-fallback", dest="fastcgi_fallback", default=None,
+                   metavar="URL", help="script run for a request whose path is no file or "
+                                       "directory, e.g. /index.php (a front controller: "
+                                       "nginx's try_files $uri $uri/ /index.php)")
     g.add_argument("--fastcgi-max-conns", dest="fastcgi_max_conns", default=None,
                    metavar="N", help="connections to each backend, per worker; lowered "
                                      "to the backend's FCGI_MAX_CONNS "
@@ -118,10 +123,21 @@ def settings_from(config):
         if not any(m.ext and index.endswith(m.ext) for m in mappings):
             raise UsageError(f"--fastcgi-index {index}: no --fastcgi extension backend "
                              f"runs it (map e.g. .php first)")
+    fallback = config.get("fastcgi_fallback")
+    if fallback is not None:
+        fallback = str(fallback).strip()
+        if (not fallback.startswith("/") or "//" in fallback or "/." in fallback
+                or "?" in fallback or "%" in fallback):
+            raise UsageError(f"--fastcgi-fallback: expected a script's URL path such as "
+                             f"/index.php, got {fallback!r}")
+        if not any(m.ext and fallback.endswith(m.ext) for m in mappings):
+            raise UsageError(f"--fastcgi-fallback {fallback}: no --fastcgi extension "
+                             f"backend runs it (map e.g. .php first)")
     max_body = config.get("fastcgi_max_body")
     return Settings(
         mappings=mappings,
         index=index,
+        fallback=fallback,
         max_conns=_int("--fastcgi-max-conns", config.get("fastcgi_max_conns"),
                        DEFAULT_MAX_CONNS, 1),
         queue=_int("--fastcgi-queue", config.get("fastcgi_queue"), DEFAULT_QUEUE, 0),

@@ -262,6 +262,15 @@ def test_php_fpm_index_php_for_directories(serve, fpm, docroot):
 
 
 @needs_php_fpm
+def test_php_fpm_front_controller_for_missing_paths(serve, fpm):
+    s = serve("--fastcgi", f".php=unix:{fpm}", "--fastcgi-fallback", "/index.php")
+    r = requests.get(s.url + "/2026/11/hello-world/?utm=1")
+    assert r.text == "front controller for /2026/11/hello-world/?utm=1\n"
+    assert requests.get(s.url + "/static.txt").text == "plain file\n"
+    assert fields(requests.get(s.url + "/app.php?name=direct").text)["name"] == "direct"
+
+
+@needs_php_fpm
 def test_php_fpm_thousand_requests_leave_no_descriptor(serve, fpm):
     s = serve("--fastcgi", f".php=unix:{fpm}")
     pid = s.proc.pid
