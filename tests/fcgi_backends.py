@@ -93,11 +93,14 @@ def stop(proc):
 FLUP_APP = '''\
 """A WSGI app served over FastCGI by flup (a test backend)."""
 import sys
+import time
 from flup.server.fcgi import WSGIServer
 
 
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
+    if path == "/sleep":
+        time.sleep(0.3)
     if path == "/big":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return (b"x" * 65536 for _ in range(64))
@@ -113,8 +116,9 @@ def app(environ, start_response):
 if __name__ == "__main__":
     # With a path: listen there; without: on descriptor 0, as a web server
     # that spawns us (FCGI_LISTENSOCK_FILENO) arranges.
-    bind = sys.argv[1] if len(sys.argv) > 1 else None
-    WSGIServer(app, bindAddress=bind, multithreaded=True).run()
+    bind = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "-" else None
+    multiplexed = sys.argv[2:] == ["multiplexed"]
+    WSGIServer(app, bindAddress=bind, multithreaded=True, multiplexed=multiplexed).run()
 '''
 
 
@@ -125,9 +129,10 @@ def write_flup_app(directory):
     return path
 
 
-def start_flup(tmp_path, app_path):
+def start_flup(tmp_path, app_path, multiplexed=False):
     sock = os.path.join(str(tmp_path), "flup.sock")
-    proc = subprocess.Popen([sys.executable, app_path, sock],
+    proc = subprocess.Popen([sys.executable, app_path, sock,
+                             *(["multiplexed"] if multiplexed else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_socket(sock, proc)
     return proc, sock
@@ -139,15 +144,26 @@ class ScriptedBackend:
     ``mode``:
       * ``"garbage"``: answers every connection with an HTTP response;
       * ``"stream"``: sends a header block, then 16 KiB every 10 ms until
-        the request is aborted or the connection closes.
+        the request is aborted or the connection closes;
+      * ``"hello"``: answers each request after 0.2 s with a short body,
+        on the same connection (keep-alive), one after the other even when
+        several are multiplexed on it.
 
-    ``seen`` lists the type of every record received, in order.
+    ``values`` is its GET_VALUES answer.  ``seen`` lists the type of every
+    record received, in order; ``most_at_once`` the most requests that were
+    in progress at the same time.
     """
 
-    def __init__(self, path, mode):
+    def __init__(self, path, mode, values=(("FCGI_MPXS_CONNS", "0"),)):
         self.path = path
         self.mode = mode
+        self.values = list(values)
         self.seen = []
+        self.busy = 0
+        self.most_at_once = 0
+        self.connections = 0
+        self.request_ids = set()
+        self._lock = threading.Lock()
         self.aborted = threading.Event()
         self.closed = threading.Event()
         self._listener = socket.socket(socket.AF_UNIX)
@@ -166,6 +182,7 @@ class ScriptedBackend:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
@@ -190,13 +207,16 @@ class ScriptedBackend:
                         state["id"] = rec.request_id
                     elif rec.type == fcgi.GET_VALUES:
                         conn.sendall(fcgi.encode_record(fcgi.GET_VALUES_RESULT, 0,
-                                                        fcgi.encode_pairs([("FCGI_MPXS_CONNS", "0")])))
+                                                        fcgi.encode_pairs(self.values)))
                     elif rec.type == fcgi.STDIN and not rec.content:
                         started.set()
                     elif rec.type == fcgi.ABORT_REQUEST:
                         state["abort"] = True
                         self.aborted.set()
 
+        if self.mode == "hello":
+            self._hello(conn, reader)
+            return
         threading.Thread(target=read, daemon=True).start()
         try:
             started.wait(10)
@@ -216,4 +236,35 @@ class ScriptedBackend:
             pass
         finally:
             time.sleep(0.2)
+            conn.close()
+
+    def _hello(self, conn, reader):
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                for rec in reader.feed(data):
+                    self.seen.append(rec.type)
+                    if rec.type == fcgi.GET_VALUES:
+                        conn.sendall(fcgi.encode_record(fcgi.GET_VALUES_RESULT, 0,
+                                                        fcgi.encode_pairs(self.values)))
+                        return
+                    if rec.type == fcgi.BEGIN_REQUEST:
+                        self.request_ids.add(rec.request_id)
+                    if rec.type == fcgi.STDIN and not rec.content:
+                        with self._lock:
+                            self.busy += 1
+                            self.most_at_once = max(self.most_at_once, self.busy)
+                        time.sleep(0.2)
+                        with self._lock:
+                            self.busy -= 1
+                        conn.sendall(fcgi.encode_stream(
+                            fcgi.STDOUT, rec.request_id,
+                            b"Content-Type: text/plain\r\n\r\nhello\n")
+                            + fcgi.encode_record(fcgi.STDOUT, rec.request_id)
+                            + fcgi.encode_end_request(rec.request_id))
+        except OSError:
+            pass
+        finally:
             conn.close()

@@ -194,6 +194,7 @@ class Exchange:
         self._wake()
         self._make_room()
         self.conn.pool.slots.release()
+        self.conn.pool.notify()
 
     def _wake(self):
         w = self._waiter
@@ -381,6 +382,7 @@ class Connection:
         self.closed = True
         self._cancel_idle()
         self.pool.conns.discard(self)
+        self.pool.notify()
         self.writer.close()
         if self.origin is not None:
             self.origin.released()
@@ -404,8 +406,11 @@ class Pool:
         self.learned = None          # the backend's GET_VALUES answer, once known
         self._learning = None
         self.slots = Slots(max_conns, queue)
+        self.conn_limit = max_conns  # connections at once, once learned
         self.conns = set()
         self.requests = 0
+        self._opening = 0            # connections being opened
+        self._room = []              # futures of requests waiting for a connection
 
     async def learn(self):
         """Ask the backend for its limits, once (see the module notes)."""
@@ -453,6 +458,7 @@ class Pool:
         max_conns, max_reqs, mpx = fcgi.limits(values, default, default)
         conns = min(self.max_conns, max_conns * processes)
         max_reqs *= processes
+        self.conn_limit = conns
         self.per_conn = max(1, min(MAX_IDS, max_reqs // conns)) if mpx else 1
         self.slots.limit = min(conns * self.per_conn, max_reqs) if mpx else conns
         self.learned = values
@@ -462,16 +468,46 @@ class Pool:
 
     async def connection(self, fresh=False):
         """A connection with room for one more request (a new one when
-        ``fresh``).  The caller holds a slot, so one of the two exists."""
-        if not fresh:
-            for conn in self.conns:
-                if (conn.load < self.per_conn and not conn.closed and not conn.retiring
-                        and (conn.origin is None or conn.origin.state == "running")):
-                    return conn
-        reader, writer, origin = await self.address.connect(self.timeout)
+        ``fresh``, if the limit allows).  The caller holds a slot, so there
+        is room, or will be once a connection being opened is open; never
+        more than ``conn_limit`` connections exist at once."""
+        while True:
+            if not fresh:
+                for conn in self.conns:
+                    if (conn.load < self.per_conn and not conn.closed and not conn.retiring
+                            and (conn.origin is None or conn.origin.state == "running")):
+                        return conn
+            if len(self.conns) + self._opening < self.conn_limit:
+                break
+            waiter = self.loop.create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._room:
+                    self._room.remove(waiter)
+        self._opening += 1
+        try:
+            reader, writer, origin = await self.address.connect(self.timeout)
+        except BaseException:
+            self._opening -= 1
+            self.notify()
+            raise
+        self._opening -= 1
         conn = Connection(self, reader, writer, origin)
         self.conns.add(conn)
+        # Waiters run after our caller has begun its request on it (no
+        # await in between), so they see its true load.
+        self.notify()
         return conn
+
+    def notify(self):
+        """A connection opened, closed or finished a request: requests
+        waiting for one look again."""
+        waiters, self._room = self._room, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def close(self):
         conns = list(self.conns)

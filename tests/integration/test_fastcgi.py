@@ -330,6 +330,41 @@ def test_flup_wsgi_app_by_prefix(serve, tmp_path):
         stop(proc)
 
 
+def test_multiplexing_backend_gets_requests_on_one_connection(serve, tmp_path):
+    backend = ScriptedBackend(str(tmp_path / "mpx.sock"), "hello",
+                              values=[("FCGI_MAX_CONNS", "1"), ("FCGI_MAX_REQS", "4"),
+                                      ("FCGI_MPXS_CONNS", "1")])
+    try:
+        s = serve("--fastcgi", f"/app=unix:{backend.path}", "--plugins", "status")
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(lambda i: requests.get(s.url + "/app/").status_code,
+                                  range(4)))
+        assert codes == [200] * 4
+        assert "1 connection(s), 4 request(s) each" in s.log()
+        assert backend.connections == 2             # the GET_VALUES probe, then one
+        assert len(backend.request_ids) > 1         # several requests on it at once
+        [row] = requests.get(s.url + "/server-status?format=json").json()["fastcgi_backends"]
+        assert row["connections"] == 1 and row["requests"] == 4
+    finally:
+        backend.close()
+
+
+def test_backend_max_conns_is_honoured(serve, tmp_path):
+    backend = ScriptedBackend(str(tmp_path / "one.sock"), "hello",
+                              values=[("FCGI_MAX_CONNS", "1"), ("FCGI_MAX_REQS", "1"),
+                                      ("FCGI_MPXS_CONNS", "0")])
+    try:
+        s = serve("--fastcgi", f"/app=unix:{backend.path}")
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(lambda i: requests.get(s.url + "/app/").status_code,
+                                  range(4)))
+        assert codes == [200] * 4
+        assert backend.most_at_once == 1
+        assert "1 connection(s), 1 request(s) each" in s.log()
+    finally:
+        backend.close()
+
+
 # -- failures, with a backend that misbehaves on purpose ------------------------------
 
 def test_refused_connection_is_a_502(serve, tmp_path):
