@@ -50,8 +50,11 @@ BACKOFF_MIN = 0.2
 BACKOFF_MAX = 30.0
 #: A process that ran this long before exiting was healthy: restart at once.
 HEALTHY_AFTER = 30.0
-#: Seconds a process has to exit after SIGTERM before SIGKILL.
-STOP_GRACE = 5.0
+#: Seconds a process has to exit after SIGTERM before SIGKILL.  It is
+#: stopped only once it serves no request (draining, or at shutdown after
+#: the pools closed), so this only spares it a hard kill; php-cgi sometimes
+#: sleeps through a SIGTERM that arrives as its connection closes.
+STOP_GRACE = 1.0
 #: Listen backlog of each process's socket.
 BACKLOG = 128
 
@@ -104,6 +107,7 @@ class Supervisor:
         self._numbers = 0
         self._backoff = BACKOFF_MIN
         self._tasks = set()         # pending restarts, launches and stops
+        self._connectors = []       # connect() calls waiting for a running process
         self._watchers = set()      # one per process: its output and its exit
         # Read by the pool: one process is one backend's worth of limits.
         self.processes = procs
@@ -115,8 +119,9 @@ class Supervisor:
     async def start(self):
         """Start every process; return self (the pool's address)."""
         self.dir = tempfile.mkdtemp(prefix="flashplug-fastcgi-")
-        # Twice the count: a replacement runs beside a draining process.
-        self.manager = ProcessManager(self.loop, 2 * self.procs, self.procs)
+        # Room for replacements beside draining processes; past it a
+        # replacement waits for one of those to be reaped.
+        self.manager = ProcessManager(self.loop, 4 * self.procs, 4 * self.procs)
         for _ in range(self.procs):
             await self._launch()
         return self
@@ -138,7 +143,7 @@ class Supervisor:
                 stdin=listener.fileno(),
                 on_stderr=lambda line: log.warning("%s: %s", self.name,
                                                    line.decode("utf-8", "replace")),
-                queue_timeout=STOP_GRACE)
+                queue_timeout=4 * STOP_GRACE)
         except Exception as e:  # noqa: BLE001 - any failure is a failed start
             log.error("%s: cannot start %s: %s", self.name, self.command[0], e)
             backend.state = "restarting"
@@ -148,6 +153,7 @@ class Supervisor:
             listener.close()   # the child has its own copy
         backend.state = "running"
         backend.started_at = self.loop.time()
+        self._wake_connectors()
         self._later(self._watch(backend), self._watchers)
         return backend
 
@@ -214,16 +220,29 @@ class Supervisor:
         try:
             await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
         except asyncio.TimeoutError:
-            log.warning("%s: process %d ignored SIGTERM for %gs; killed",
-                        self.name, proc.pid, STOP_GRACE)
+            log.info("%s: process %d still there %gs after SIGTERM; killed",
+                     self.name, proc.pid, STOP_GRACE)
             proc.kill()
 
     async def connect(self, timeout):
         """A connection to the running process with the fewest connections
         (the pool's ``Address.connect``)."""
-        running = [b for b in self.backends if b.state == "running"]
-        if not running:
-            raise BackendError("no backend process is running (see the errors above)")
+        deadline = self.loop.time() + timeout
+        while True:
+            running = [b for b in self.backends if b.state == "running"]
+            if running:
+                break
+            # Between a recycled process and its replacement, or while a
+            # dead one waits out its restart delay.
+            left = deadline - self.loop.time()
+            if self.stopping or left <= 0:
+                raise BackendError("no backend process is running (see the errors above)")
+            waiter = self.loop.create_future()
+            self._connectors.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                pass
         backend = min(running, key=lambda b: b.connections)
         try:
             reader, writer = await asyncio.wait_for(
@@ -236,6 +255,12 @@ class Supervisor:
                                f"{e.strerror or e}") from None
         backend.connections += 1
         return reader, writer, backend
+
+    def _wake_connectors(self):
+        waiters, self._connectors = self._connectors, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def rows(self):
         """One dict per process, for the status page."""
