@@ -42,6 +42,7 @@ class Config:
     def __init__(self, docroot):
         self.docroot = docroot
         self.plugins = ["autoindex"]
+        self.script_dirs = {}
 
     def get(self, name, default=None):
         return {"cache_valid": 3600.0}.get(name, default)

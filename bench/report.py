@@ -386,7 +386,7 @@ def render(results: dict, images: list[str]) -> str:
         "  `nginx-aio` adds `aio threads`), lighttpd (one process, sendfile), `http.server` (its",
         "  ThreadingHTTPServer and SimpleHTTPRequestHandler, as `python -m http.server` runs them, with the",
         "  per-request log line silenced), aiohttp (`bench/aiohttp_static.py`, `web.static`), and",
-        "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1 --keepalive-timeout 300`. Access",
+        "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1 --keepalive-timeout 300 --plugins none`. Access",
         "  logs are off everywhere; keep-alive timeouts are long everywhere, and request limits per",
         "  connection high on nginx and lighttpd.",
         "- (r), real traffic: wrk's Lua script (written by `bench/wrk.py` from the header sets in",

@@ -91,17 +91,25 @@ class NotRegular(Exception):
 
 
 def open_regular(fspath):
-    """Open ``fspath`` and check it is a regular file, without races.
+    """Open ``fspath`` for reading and check it is a regular file, without races.
 
-    Open first, then fstat the open descriptor (as nginx does), so the file
-    checked is the file served.  Opening a FIFO blocks until a writer
-    appears: that is why this runs in a helper.
+    Opened with O_NONBLOCK, so a FIFO's open() returns at once instead of
+    parking the helper until a writer appears, and with O_NOCTTY, so a
+    terminal device never becomes our controlling terminal.  Then the open
+    descriptor is fstat'ed (as nginx does), so the file checked is the file
+    served: anything but a regular file (FIFO, socket, device) raises
+    NotRegular.  O_NONBLOCK is cleared again, as ``sendfile`` from a file
+    opened with it may report EAGAIN on some file systems.
+
+    :raises NotRegular: the path names a FIFO, socket or device.
+    :raises OSError: as ``os.open`` (ENXIO for a Unix socket).
     """
-    fd = os.open(fspath, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(fspath, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
             raise NotRegular(fspath)
+        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise

@@ -170,8 +170,9 @@ def _add_serve_options(p):
     limits.add_argument("--grace", type=_seconds, default=10.0, metavar="S",
                         help="on SIGTERM, time to finish in-flight responses (default: 10)")
     plug = p.add_argument_group("plugins")
-    plug.add_argument("--plugins", default="", metavar="A,B",
-                      help="plugins to enable (default: none); see `flashplug plugins`")
+    plug.add_argument("--plugins", default=None, metavar="A,B",
+                      help=f"plugins to enable, or 'none' (default: "
+                           f"{plugin_mod.DEFAULT_SELECTION}); see `flashplug plugins`")
     plug.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
                       help="load single-file plugins from DIR (may repeat)")
     plug.add_argument("--cgi", action="store_true",
@@ -232,7 +233,7 @@ def build_serve(argv):
     ns.docroot = given or file_docroot or "."
     config = Config(ns, pre.config)
 
-    selected = plugin_mod.parse_selection(ns.plugins)
+    selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
     if ns.cgi and "cgi" not in selected:
         selected.append("cgi")
     plugin_mod.check_selection(selected, installed)
@@ -269,7 +270,7 @@ def _docroot_argument(ns, plugin_names):
                          f"--directory {ns.directory!r}); give one of them")
     stray = [w for w in words if w in plugin_names and not os.path.isdir(w)]
     if stray:
-        enabled = ",".join(plugin_mod.parse_selection(ns.plugins) + stray)
+        enabled = ",".join(dict.fromkeys(plugin_mod.parse_selection(ns.plugins) + stray))
         raise UsageError(f"{stray[0]!r} looks like a plugin name, not a document root; "
                          f"separate plugins with commas: --plugins {enabled}")
     if len(words) > 1:
@@ -294,7 +295,7 @@ def cmd_plugins(argv):
     parser = _Parser(prog="flashplug plugins",
                      description="List installed plugins and the hooks they implement.")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--plugins", default="", metavar="A,B",
+    parser.add_argument("--plugins", default=None, metavar="A,B",
                         help="show which would be enabled by this --plugins value")
     parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR")
     ns = parser.parse_args(argv)

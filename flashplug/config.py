@@ -17,6 +17,17 @@ except ModuleNotFoundError:  # Python 3.10
 
 from flashplug.errors import UsageError
 
+#: Folders at the top of the document root whose files are programs, never
+#: documents: http.server's ``cgi_directories``.
+DEFAULT_SCRIPT_DIRS = ("cgi-bin", "htbin")
+
+
+def cgi_dir_path(item, docroot):
+    """The folder a ``--cgi-dir URLPREFIX[=PATH]`` item names (absolute):
+    PATH, or else the folder named like URLPREFIX in ``docroot``."""
+    prefix, eq, path = str(item).partition("=")
+    return os.path.abspath(path if eq else os.path.join(docroot, prefix.strip("/")))
+
 
 class Config:
     """Settings for one run of ``flashplug serve``.
@@ -35,6 +46,17 @@ class Config:
         # real paths against it.
         self.real_docroot = os.path.realpath(self.docroot)
         self.plugins = []            # names of the enabled plugins
+        # Folders whose files the static handler never serves (403): absolute
+        # path -> the plugin that runs their scripts, or None when none does.
+        # A plugin that runs scripts from a folder marks it here in
+        # ``flashplug_configure``.  Folders given to --cgi-dir count even
+        # while the cgi plugin is off: they hold scripts all the same.
+        cgi_dirs = self.get("cgi_dir") or []
+        if not isinstance(cgi_dirs, (list, tuple)):
+            cgi_dirs = [cgi_dirs]
+        self.script_dirs = dict.fromkeys(
+            [os.path.join(self.docroot, name) for name in DEFAULT_SCRIPT_DIRS]
+            + [cgi_dir_path(item, self.docroot) for item in cgi_dirs])
         self.plugin_manager = None   # set by the CLI once plugins are loaded
 
     def get(self, name, default=None):

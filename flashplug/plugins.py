@@ -88,11 +88,25 @@ def load(info):
     return module
 
 
-def parse_selection(text):
-    """``"cgi, autoindex"`` -> ``["cgi", "autoindex"]``."""
-    if not text:
-        return []
-    return [name.strip() for name in text.split(",") if name.strip()]
+#: The plugins enabled when neither ``--plugins`` nor the config file names
+#: any: directory listings, so that a first ``flashplug serve`` shows the
+#: folder at ``/`` as ``python -m http.server`` does.  Only where plugins
+#: can run: ``--arch mt`` and ``mp`` serve static files only.
+DEFAULT_SELECTION = "autoindex"
+#: ``--plugins none`` (or an empty value) enables no plugin at all.
+NO_PLUGINS = "none"
+
+
+def parse_selection(text, arch="amped"):
+    """The enabled plugin names for a ``--plugins`` value.
+
+    ``"cgi, autoindex"`` -> ``["cgi", "autoindex"]``; ``"none"`` or ``""``
+    -> ``[]``; ``None`` (not given anywhere) -> the default set for ``arch``.
+    """
+    if text is None:
+        text = DEFAULT_SELECTION if arch in ("amped", "sped") else ""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return [] if names == [NO_PLUGINS] else names
 
 
 def check_selection(selected, installed):

@@ -31,7 +31,7 @@ from flashplug.log import AccessLog, setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
 from flashplug.residency import FileSender
 from flashplug.routes import Route, RouteError
-from flashplug.static import StaticFiles
+from flashplug.static import StaticFiles, script_dir_warnings
 from flashplug.stats import Stats
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 
@@ -482,8 +482,11 @@ def run(config):
     check_logs(config)
     config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
     collect_routes(config)  # each worker collects its own; a bad Route stops us here, before we listen
+    for line in script_dir_warnings(config):
+        log.warning(line)
     listener.listen(LISTEN_BACKLOG)
-    print(f"Serving {config.docroot} on {_url(listener)}", flush=True)
+    enabled = ", ".join(config.plugins) or "none"
+    print(f"Serving {config.docroot} on {_url(listener)} (plugins: {enabled})", flush=True)
     if config.arch in ("mt", "mp"):
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)

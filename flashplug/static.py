@@ -29,6 +29,10 @@ ALWAYS_IN_MEMORY = 16 * 1024
 # Raw request-targets remembered for the quickest path; a bound, so that
 # clients inventing query strings cannot grow it without limit.
 TARGET_MEMORY = 4096
+# Seconds a client is asked to wait for a file under another process's lease:
+# a lease holder gets /proc/sys/fs/lease-break-time (45 s by default) at most,
+# and usually lets go at once.
+RETRY_LEASED = "1"
 # Methods RFC 9110 defines (plus PATCH, RFC 5789): a static file refuses them
 # with 405; anything else is a method we do not implement at all (501).
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
@@ -66,23 +70,65 @@ def _inside(real, root):
     return real == root or real.startswith(root + os.sep)
 
 
-def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max):
+class ScriptDirs:
+    """Folders whose files are programs (CGI scripts), never documents.
+
+    The static handler refuses everything in them, the folders themselves
+    included, with 403: whether or not a plugin runs their scripts, their
+    source is not for download.  A path is in one when, compared without
+    regard to case (a case-insensitive file system maps ``/CGI-BIN/`` to
+    ``cgi-bin/``), it lies under the folder as named or under the real path
+    the folder had at start-up; the caller checks the requested path and
+    its real path, so a symlink elsewhere in the document root that points
+    into a script folder is refused too.
+    """
+
+    def __init__(self, dirs):
+        names = set()
+        for d in dirs:
+            names.add(os.path.normpath(d))
+            names.add(os.path.realpath(d))
+        self.prefixes = tuple(sorted(n.casefold().rstrip(os.sep) + os.sep for n in names))
+
+    def holds(self, fspath):
+        """Is the absolute path ``fspath`` a script folder or inside one?"""
+        return bool(self.prefixes) and (fspath.casefold() + os.sep).startswith(self.prefixes)
+
+
+def _refusal(fspath, real_root, follow_symlinks, scripts):
+    """404 for a path whose real location leaves the document root (unless
+    symlinks are followed), 403 for one in a script folder, else None."""
+    if follow_symlinks and not scripts.prefixes:
+        return None
+    real = os.path.realpath(fspath)
+    if not follow_symlinks and not _inside(real, real_root):
+        return 404
+    if scripts.holds(fspath) or scripts.holds(real):
+        return 403
+    return None
+
+
+def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
+            scripts=ScriptDirs(())):
     """Blocking (runs in a helper): find what ``path`` names on disk.
 
-    Returns a FileEntry, or raises Redirect, Directory or HTTPError.
+    Returns a FileEntry, or raises Redirect, Directory or HTTPError (403 for
+    anything in ``scripts``, a :class:`ScriptDirs`, decided before anything
+    is opened or cached).
     """
     parts = [p for p in path.split("/") if p]
     fspath = os.path.join(docroot, *parts)
     try:
-        if not follow_symlinks and not _inside(os.path.realpath(fspath), real_root):
-            raise HTTPError(404, "Not Found")
+        refused = _refusal(fspath, real_root, follow_symlinks, scripts)
+        if refused is not None:
+            raise HTTPError(refused, "Forbidden" if refused == 403 else "Not Found")
         if os.path.isdir(fspath):
             if not path.endswith("/"):
                 raise Redirect()
             for name in index_names:
                 candidate = os.path.join(fspath, name)
-                if os.path.isfile(candidate) and (
-                        follow_symlinks or _inside(os.path.realpath(candidate), real_root)):
+                if os.path.isfile(candidate) and _refusal(
+                        candidate, real_root, follow_symlinks, scripts) is None:
                     return load_entry(candidate, small_max)
             raise Directory(fspath)
         if path.endswith("/"):
@@ -99,7 +145,30 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max):
             raise HTTPError(404, "Not Found") from None
         if e.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):
             raise HTTPError(403, "Forbidden") from None  # a socket or device file
+        if e.errno == errno.EWOULDBLOCK:
+            # Another process holds a lease on the file (fcntl F_SETLEASE):
+            # a blocking open would wait for it; ours says "later" instead.
+            raise HTTPError(503, "Service Unavailable",
+                            [("Retry-After", RETRY_LEASED)]) from None
         raise
+
+
+def script_dir_warnings(config):
+    """Start-up warnings, one line each: script folders that exist but whose
+    scripts no plugin runs (their files are refused, see ScriptDirs)."""
+    lines = []
+    for path, runner in config.script_dirs.items():
+        if runner is not None or not os.path.isdir(path):
+            continue
+        rel = os.path.relpath(path)
+        shown = path if rel.startswith(os.pardir) else os.path.join(os.curdir, rel)
+        if "cgi" in config.plugins:
+            fix = f"Run its scripts with --cgi-dir /{os.path.basename(path)}/"
+        else:
+            fix = "Enable it with --plugins cgi"
+        plugin = "no --cgi-dir names it" if "cgi" in config.plugins else "the cgi plugin is off"
+        lines.append(f"{shown}/ exists but {plugin}; its files are refused (403). {fix}.")
+    return lines
 
 
 class StaticFiles:
@@ -113,6 +182,7 @@ class StaticFiles:
         self.index_names = [n.strip() for n in config.index.split(",") if n.strip()]
         self.follow_symlinks = config.follow_symlinks
         self.show_dotfiles = config.show_dotfiles
+        self.scripts = ScriptDirs(config.script_dirs)
         self.small_max = min(config.cache_file_max, config.cache_size)
         self.cache = FileCache(config.cache_entries, config.cache_size,
                                config.cache_valid, app.stats)
@@ -250,7 +320,7 @@ class StaticFiles:
         try:
             entry = await app.helpers.run(
                 resolve, self.docroot, self.real_root, path, self.index_names,
-                self.follow_symlinks, self._admit_max())
+                self.follow_symlinks, self._admit_max(), self.scripts)
         except (Redirect, Directory) as e:
             return e
         self.cache.put(path, entry)

@@ -128,6 +128,10 @@ def _exit_text(status):
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
+#: The signals whose master handlers must not leak into a fresh child.
+_MASTER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP}
+
+
 def supervise(count, child_main, what="worker", pm=None):
     """Fork ``count`` children running ``child_main()``; replace any that
     dies; on SIGTERM or SIGINT pass the signal on and wait for them all.
@@ -146,6 +150,12 @@ def supervise(count, child_main, what="worker", pm=None):
     last_cause = ""
 
     def spawn():
+        # The master's handlers must never run in a child: a SIGTERM that
+        # landed between fork() and the child's own handlers would make the
+        # child signal its siblings and then serve on, so the stop would hang.
+        # Block the signals across the fork; each side unblocks once its own
+        # handlers (and, in the master, the child's pid) are in place.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
         pid = os.fork()
         if pid == 0:
             global _quiet
@@ -153,6 +163,7 @@ def supervise(count, child_main, what="worker", pm=None):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             handle_operator_signals()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
             _die_with_parent(master)
             os.close(cause_r)
             code = 1
@@ -164,6 +175,7 @@ def supervise(count, child_main, what="worker", pm=None):
             finally:
                 os._exit(code)
         children[pid] = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
 
     def signal_children(sig):
         for pid in children:
@@ -187,6 +199,8 @@ def supervise(count, child_main, what="worker", pm=None):
     signal.signal(signal.SIGHUP, lambda signum, frame: _on_hup())
     try:
         for _ in range(count):
+            if stopping:  # a stop during start-up: start no more children
+                break
             spawn()
         while children:
             try:

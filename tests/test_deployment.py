@@ -94,6 +94,7 @@ def test_exec_start_parses_as_written():
     assert args[:2] == ["/opt/flashplug/.venv/bin/flashplug", "serve"]
     ns = parser.parse_args(args[2:])
     assert (ns.port, ns.user, ns.access_log) == (80, "www-data", "/var/log/flashplug/access.log")
+    assert ns.plugins == "none"       # a public site names its plugins
 
 
 @root_only
@@ -131,7 +132,7 @@ def test_user_nobody_serves_files_readable_by_others(open_dir, server_factory):
     with open(os.path.join(open_dir, "secret.txt"), "w") as f:
         f.write("root's\n")
     os.chmod(os.path.join(open_dir, "secret.txt"), 0o600)
-    server = server_factory(open_dir, "--user", "nobody", "--workers", "2")
+    server = server_factory(open_dir, "--user", "nobody", "--workers", "2", "--plugins", "none")
     assert requests.get(server.url + "/pub.txt").text == "public\n"
     assert requests.get(server.url + "/secret.txt").status_code == 403
     kids, uids = wait_for(lambda: (lambda k, u: (k, u) if len(k) == 2 else None)(

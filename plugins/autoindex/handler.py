@@ -67,33 +67,6 @@ def split_patterns(values):
     return tuple(patterns)
 
 
-def cgi_locations(config):
-    """Where the cgi plugin runs scripts: ``(url_prefixes, real_dirs)``.
-
-    Read from the cgi plugin's ``--cgi-dir URLPREFIX[=PATH]`` items (its
-    default is ``/cgi-bin/`` in DOCROOT/cgi-bin); empty when that plugin is
-    not enabled.  The folders count as well as the prefixes: a CGI folder
-    mapped to another URL may still sit inside the document root.
-    """
-    try:
-        if "cgi" not in config.plugins:
-            return (), ()
-        value = config.get("cgi_dir")
-    except (AttributeError, KeyError):
-        return (), ()
-    items = [value] if isinstance(value, str) else list(value or ["/cgi-bin/"])
-    prefixes, dirs = [], []
-    for item in items:
-        prefix, eq, path = str(item).partition("=")
-        prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-        if prefix == "/":
-            continue   # the cgi plugin refuses it; never refuse the whole site
-        prefixes.append(prefix)
-        dirs.append(os.path.realpath(path if eq else
-                                     os.path.join(config.docroot, prefix.strip("/"))))
-    return tuple(prefixes), tuple(dirs)
-
-
 @dataclass(frozen=True)
 class Settings:
     policy: listing_mod.Policy
@@ -103,7 +76,6 @@ class Settings:
     exact_size: bool = False
     localtime: bool = False
     revalidate: float = 1.0
-    cgi_prefixes: tuple = ()
 
     @classmethod
     def from_config(cls, config):
@@ -115,21 +87,21 @@ class Settings:
         except Exception as e:  # jinja2.TemplateError and its kin
             raise UsageError(f"--autoindex-template {path}: does not compile: "
                              f"{_one_line(e)}") from None
-        prefixes, dirs = cgi_locations(config)
         settings = cls(
             policy=listing_mod.Policy(
                 docroot=os.path.realpath(config.docroot),
                 show_dotfiles=bool(config.get("show_dotfiles")),
                 follow_symlinks=bool(config.get("follow_symlinks")),
                 ignore=split_patterns(config.get("autoindex_ignore")),
-                unlisted=dirs),
+                # The kernel refuses script folders before asking for a
+                # listing; this is the second line of defence.
+                unlisted=tuple(os.path.realpath(d) for d in config.script_dirs)),
             template=template,
             template_path=os.path.abspath(path) if path else None,
             dirs_first=bool(config.get("autoindex_dirs_first", True)),
             exact_size=bool(config.get("autoindex_exact_size")),
             localtime=bool(config.get("autoindex_localtime")),
-            revalidate=float(config.get("cache_valid") or 1.0),
-            cgi_prefixes=prefixes)
+            revalidate=float(config.get("cache_valid") or 1.0))
         if path:
             settings.try_template()
         return settings
@@ -170,8 +142,6 @@ class Autoindex:
     async def handle(self, request, fspath):
         if request.method not in ALLOWED_METHODS:
             raise HTTPError(405, "Method not allowed", headers=[("Allow", ", ".join(ALLOWED_METHODS))])
-        if request.path.startswith(self.settings.cgi_prefixes):
-            raise HTTPError(403, "CGI directories are not listed")
         try:
             view = render.parse_query(request.query)
         except render.QueryError as e:

@@ -96,11 +96,20 @@ def _kind(mode):
 
 
 def _read_notice(path, name):
+    # The scan saw a regular file, but it may have been swapped for a FIFO
+    # since: open without blocking and check the type on the descriptor.
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_NOTICE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, MAX_NOTICE_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if len(data) > MAX_NOTICE_BYTES:
         return None
     # A stray non-UTF-8 byte should not cost the whole notice.

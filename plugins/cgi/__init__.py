@@ -7,17 +7,18 @@ Theory of operation: at start-up the options become :class:`Settings`
 the handler a :class:`flashplug.procs.ProcessManager` on that worker's loop,
 and ``flashplug_shutdown`` kills whatever still runs.
 
-A CGI directory that lies inside the document root under a different URL
-(``--cgi-dir /run/=DOCROOT/scripts``) would otherwise have its sources
-served as static files at ``/scripts/``; that URL gets a 403 route too.
+Every CGI directory goes into ``config.script_dirs``, so the static handler
+refuses its files (403) under any other URL: a directory inside the
+document root under a different URL (``--cgi-dir /run/=DOCROOT/scripts``)
+never has its sources served at ``/scripts/``, nor through ``/CGI-BIN/`` or
+a symlink.  The kernel refuses ``cgi-bin`` and ``htbin`` even when this
+plugin is off.
 
 The per-request pieces are pure modules: ``script.py`` (which file, which
 path-info), ``env.py`` (the environment), ``response.py`` (the header
 block); ``handler.py`` ties them to the loop.
 """
-import os
-
-from flashplug import HTTPError, Route, UsageError, hookimpl
+from flashplug import Route, UsageError, hookimpl
 from flashplug.procs import HAVE_CHDIR, ProcessManager
 
 from .env import base_env
@@ -43,25 +44,17 @@ def flashplug_configure(config):
                           bool(config.get("show_dotfiles")),
                           bool(config.get("follow_symlinks")),
                           float(config.get("cache_valid") or 0))
+    for _, path in settings.dirs:
+        config.script_dirs[path] = "cgi"
 
 
 @hookimpl
 def flashplug_routes(config):
     settings = _handler.settings
-    docroot = config.docroot
     routes = [Route(prefix=prefix, handler=_handler.for_mount(prefix, path))
               for prefix, path in settings.dirs]
-    mounted = {prefix for prefix, _ in settings.dirs}
-    for prefix, path in settings.dirs:
-        rel = os.path.relpath(path, docroot)
-        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-            continue
-        shadow = "/" if rel == os.curdir else "/" + rel.replace(os.sep, "/") + "/"
-        if shadow not in mounted:
-            mounted.add(shadow)
-            routes.append(Route(prefix=shadow, handler=_forbidden))
     if settings.exts:
-        by_ext = _handler.for_mount("/", docroot, settings.exts)
+        by_ext = _handler.for_mount("/", config.docroot, settings.exts)
         routes += [Route(ext=ext, handler=by_ext) for ext in settings.exts]
     return routes
 
@@ -78,6 +71,3 @@ def flashplug_shutdown(app):
     if manager is not None:
         return manager.close()
 
-
-async def _forbidden(request):
-    raise HTTPError(403, "Forbidden")

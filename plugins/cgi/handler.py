@@ -25,6 +25,7 @@ headers are sent, the timeout becomes an idle limit between two reads of
 stdout: a slow script that keeps talking is fine, a silent one is killed.
 """
 import asyncio
+import ipaddress
 import logging
 import os
 import tempfile
@@ -36,7 +37,7 @@ from flashplug.procs import PIPE, Busy
 from .env import build_env, search_argv
 from .response import (CLIENT_REDIRECT, LOCAL_REDIRECT, MAX_HEADER_BLOCK,
                        CGIError, find_header_end, parse_header_block)
-from .script import Forbidden, NotFound, locate
+from .script import NOT_EXECUTABLE, Forbidden, NotFound, locate
 
 log = logging.getLogger("flashplug.cgi")
 
@@ -103,8 +104,8 @@ class CGIHandler:
                 self.show_dotfiles, self.follow_symlinks)
         except NotFound:
             raise HTTPError(404, "Not Found") from None
-        except Forbidden:
-            raise HTTPError(403, "Forbidden") from None
+        except Forbidden as e:
+            raise _forbidden(request, e) from None
         if self._cache_valid > 0:
             if len(self._found) >= FOUND_CACHE_ENTRIES:
                 self._found.clear()
@@ -415,3 +416,27 @@ async def _feed(proc, body, timeout):
 async def _once(data):
     if data:
         yield data
+
+
+def _forbidden(request, refusal):
+    """The 403 for a script that cannot run, its cause logged.
+
+    A missing exec bit is the usual set-up mistake, so it is a warning that
+    says the fix; the other causes (a folder, a FIFO) are debug lines.  A
+    client on loopback is the operator at their own machine: the page says
+    the cause too.  Anyone else gets a bare 403.
+    """
+    what = f"{refusal.path} {refusal.cause}"
+    if refusal.cause == NOT_EXECUTABLE:
+        log.warning("%s (chmod +x %s)", what, refusal.fspath)
+    else:
+        log.debug("%s", what)
+    try:
+        local = ipaddress.ip_address(request.remote_addr.partition("%")[0])
+    except ValueError:
+        local = None
+    if local is not None and getattr(local, "ipv4_mapped", None):
+        local = local.ipv4_mapped
+    if local is not None and local.is_loopback:
+        return HTTPError(403, f"{refusal.path} {refusal.cause}")
+    return HTTPError(403, "Forbidden")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from flashplug import UsageError
+from flashplug.config import cgi_dir_path
 
 #: Concurrent scripts per worker; enough to keep two cores busy with
 #: scripts that wait on I/O, few enough not to thrash a small machine.
@@ -21,6 +22,10 @@ DEFAULT_MAX_PROCS = 16
 DEFAULT_QUEUE = 128
 #: Seconds a script has to send its headers (and may stay silent after).
 DEFAULT_TIMEOUT = 60.0
+
+#: The CGI folders when no --cgi-dir is given: http.server's
+#: ``cgi_directories``, so its users' ``/htbin/`` scripts run too.
+DEFAULT_DIRS = ("/cgi-bin/", "/htbin/")
 
 _SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -44,7 +49,7 @@ def add_options(parser):
                    metavar="URLPREFIX[=PATH]",
                    help="run the executables in PATH as scripts under URLPREFIX "
                         "(PATH defaults to DOCROOT/URLPREFIX); repeatable "
-                        "(default: /cgi-bin/=DOCROOT/cgi-bin)")
+                        "(default: /cgi-bin/ and /htbin/, as http.server)")
     g.add_argument("--cgi-ext", dest="cgi_ext", action="append", default=None,
                    metavar=".EXT[,.EXT]",
                    help="also run executables with these extensions anywhere "
@@ -76,7 +81,7 @@ def add_options(parser):
 
 def settings_from(config):
     docroot = config.docroot
-    dirs = tuple(_dir(d, docroot) for d in _items(config.get("cgi_dir")) or ["/cgi-bin/"])
+    dirs = tuple(_dir(d, docroot) for d in _items(config.get("cgi_dir")) or DEFAULT_DIRS)
     seen = set()
     for prefix, _ in dirs:
         if prefix in seen:
@@ -146,14 +151,12 @@ def _dir(item, docroot):
                          f"starting with '/', got {item!r}")
     if not prefix.endswith("/"):
         prefix += "/"
-    if not eq:
-        path = os.path.join(docroot, prefix.strip("/"))
-    elif not path:
+    if eq and not path:
         raise UsageError(f"--cgi-dir: {item!r}: PATH is empty")
-    path = os.path.abspath(path)
-    # The default directory may be missing (its URLs are then 404s); one
+    path = cgi_dir_path(item, docroot)
+    # A default directory may be missing (its URLs are then 404s); one
     # the operator named must exist.
-    if (eq or prefix != "/cgi-bin/") and not os.path.isdir(path):
+    if (eq or prefix not in DEFAULT_DIRS) and not os.path.isdir(path):
         raise UsageError(f"--cgi-dir: {item!r}: {path} is not a directory")
     return prefix, path
 

@@ -28,7 +28,19 @@ class NotFound(Exception):
 
 
 class Forbidden(Exception):
-    pass
+    """Found but not runnable; ``cause`` says why, in words for the operator
+    (no file-system path: it may be shown to a loopback client)."""
+
+    def __init__(self, path, cause="is not a script", fspath=None):
+        super().__init__(path, cause)
+        self.path = path        # the URL path refused
+        self.cause = cause
+        self.fspath = fspath    # the file, for the log line's fix
+
+
+#: The cause of a 403 for a script file without the exec bit: the classic
+#: CGI set-up mistake, logged as a warning (the other causes at debug level).
+NOT_EXECUTABLE = "is not executable"
 
 
 @dataclass
@@ -54,6 +66,8 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
     :param stat: ``os.stat``-like callable; defaults to ``os.stat`` or
         ``os.lstat`` depending on ``follow_symlinks``; ``access`` likewise
         stands in for ``os.access``.
+    :param executable: the script must have an execute bit (CGI); False for
+        files another program runs (the fastcgi plugin's ``.php``).
     :raises NotFound, Forbidden:
     """
     if stat is None:
@@ -69,23 +83,27 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
             info = stat(fs)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(path) from None
-        except OSError:
-            raise Forbidden(path) from None
+        except OSError as e:
+            raise Forbidden(path, f"cannot be read ({e.strerror})") from None
         mode = info.st_mode
         if st.S_ISDIR(mode):
             continue
+        if st.S_ISLNK(mode):
+            raise Forbidden(path, "is a symlink (allowed with --follow-symlinks)")
         if not st.S_ISREG(mode):
-            raise Forbidden(path)  # symlink (when not followed), FIFO, device
+            raise Forbidden(path, "is not a regular file")  # FIFO, socket, device
         if exts is not None and not seg.endswith(exts):
             # Extension mode: a plain file on the way.  Only the static
             # handler may serve it, and it never sees this request.
-            raise Forbidden(path)
+            raise Forbidden(path, "is not a script")
+        # Root passes access(X_OK) when any exec bit is set, so the mode
+        # is checked too: a 0644 file is not a script for root either.
         if executable and (not (mode & 0o111) or not access(fs, os.X_OK)):
-            raise Forbidden(path)
+            raise Forbidden(prefix + "/".join(segments[:i + 1]), NOT_EXECUTABLE, fs)
         script_name = prefix + "/".join(segments[:i + 1])
         path_info = "/".join([""] + segments[i + 1:])
         if path.endswith("/"):
             path_info += "/"
         return Script(fs, script_name, path_info, os.path.dirname(fs))
     # The CGI directory itself or a folder in it: no listing, ever.
-    raise Forbidden(path)
+    raise Forbidden(path, "is a folder: CGI folders are never listed")

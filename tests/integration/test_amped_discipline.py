@@ -34,7 +34,8 @@ def get(port, target, extra=b""):
 
 def serve_in_process(root, client, *args):
     """Run a Worker on this thread while ``client(port, app)`` runs on another."""
-    config = build_serve([str(root), "--port", "0", "--access-log", "off", *args])
+    config = build_serve([str(root), "--port", "0", "--access-log", "off", "--plugins", "none",
+                          *args])
     listener = bind_listener("127.0.0.1", 0)
     worker = Worker(config, listener)
     outcome = {}

@@ -184,7 +184,7 @@ def test_notices(server, site):
 
 
 def test_without_the_plugin_directories_are_not_listed(server_factory, site):
-    s = server_factory(site)
+    s = server_factory(site, "--plugins", "none")
     assert requests.get(s.url + "/docs/").status_code == 404
 
 

@@ -1,8 +1,11 @@
 """AMPED behaviour of a real `flashplug serve` (issue 2 part 6, issue 6 point 8).
 
-A FIFO in the document root is a file whose open() blocks until a writer
-appears: requesting it parks a helper thread, which is how we prove the
-event loop keeps answering other clients meanwhile.  Then a soak under
+A helper stuck in the kernel (a hung NFS mount in real life) is played by
+a small test plugin whose handler makes a helper open a FIFO outside the
+document root: that open() blocks until the test opens the FIFO for
+writing, which is how we prove the event loop keeps answering other
+clients meanwhile.  (The static handler itself never blocks on a FIFO: it
+opens with O_NONBLOCK and refuses it, see test_special_files.py.)  Then a soak under
 concurrency checks every body's sha256, the cache notices edits, deletes and
 renames, and `--arch sped` serves the same bytes.
 """
@@ -53,6 +56,44 @@ def release_fifo(path, within=3.0):
     return None
 
 
+# Its handler parks a helper in open() of the FIFO named after /block/ in
+# the folder FLASHPLUG_TEST_FIFOS, until someone opens it for writing.
+BLOCKER = """
+import os
+from flashplug import Response, Route, hookimpl
+
+def _wait(path):
+    os.close(os.open(path, os.O_RDONLY))
+    return b"released\\n"
+
+async def _blocked(request):
+    path = os.path.join(os.environ["FLASHPLUG_TEST_FIFOS"], request.path[len("/block/"):])
+    body = await request.server.helpers.run(_wait, path)
+    return Response(200, [("Content-Type", "text/plain")], body)
+
+@hookimpl
+def flashplug_routes(config):
+    return [Route(prefix="/block/", handler=_blocked)]
+"""
+
+
+def blocker_server(server_factory, tmp_path, root, *args, fifos=1):
+    """A server with the blocker plugin; returns it and the FIFOs' paths."""
+    plugdir = tmp_path / "blockplug"
+    plugdir.mkdir()
+    (plugdir / "blocker.py").write_text(BLOCKER)
+    fifodir = tmp_path / "fifos"
+    fifodir.mkdir()
+    paths = []
+    for i in range(fifos):
+        os.mkfifo(fifodir / f"pipe{i}")
+        paths.append(fifodir / f"pipe{i}")
+    env = dict(os.environ, FLASHPLUG_TEST_FIFOS=str(fifodir))
+    srv = server_factory(root, "--plugins-dir", plugdir, "--plugins", "blocker",
+                         *args, env=env)
+    return srv, paths
+
+
 def timed_get(srv, path):
     t0 = time.monotonic()
     status, _, body = one(srv, req(path))
@@ -65,10 +106,9 @@ def test_loop_answers_while_helper_blocks_on_fifo(server_factory, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     files = make_files(root)
-    os.mkfifo(root / "pipe")
-    srv = server_factory(root, "--access-log", "off")
+    srv, (pipe,) = blocker_server(server_factory, tmp_path, root, "--access-log", "off")
     stuck = wire(srv, timeout=10)
-    stuck.send(req("/pipe"))
+    stuck.send(req("/block/pipe0"))
     time.sleep(0.3)
     stuck.sock.setblocking(False)
     with pytest.raises(BlockingIOError):
@@ -85,12 +125,12 @@ def test_loop_answers_while_helper_blocks_on_fifo(server_factory, tmp_path):
         assert timed_get(srv, f"/missing{i}")[0] == 404
     assert worst < 1.0, f"a request took {worst:.2f}s while a helper was blocked"
 
-    fd = release_fifo(root / "pipe")
+    fd = release_fifo(pipe)
     assert fd is not None, "the server never opened the FIFO"
     try:
         t0 = time.monotonic()
         status, _, _ = stuck.response()
-        assert status == 403, status
+        assert status == 200, status
         assert time.monotonic() - t0 < 3
     finally:
         os.close(fd)
@@ -103,25 +143,24 @@ def test_all_helpers_blocked_cached_files_still_served(server_factory, tmp_path)
     root = tmp_path / "root"
     root.mkdir()
     files = make_files(root)
-    for i in range(2):
-        os.mkfifo(root / f"pipe{i}")
-    srv = server_factory(root, "--helpers", "2", "--cache-valid", "60", "--access-log", "off")
+    srv, pipes = blocker_server(server_factory, tmp_path, root, "--helpers", "2",
+                                "--cache-valid", "60", "--access-log", "off", fifos=2)
     assert timed_get(srv, "/k.bin")[:2] == (200, files["k.bin"])        # now cached
     stuck = []
     for i in range(2):
         w = wire(srv, timeout=10)
-        w.send(req(f"/pipe{i}"))
+        w.send(req(f"/block/pipe{i}"))
         stuck.append(w)
     time.sleep(0.3)
     # Both helpers are parked; a fresh cached file needs none.
     for _ in range(10):
         status, body, took = timed_get(srv, "/k.bin")
         assert (status, body) == (200, files["k.bin"]) and took < 1.0
-    fds = [release_fifo(root / f"pipe{i}") for i in range(2)]
+    fds = [release_fifo(p) for p in pipes]
     assert None not in fds
     try:
         for w in stuck:
-            assert w.response()[0] == 403
+            assert w.response()[0] == 200
     finally:
         for fd in fds:
             os.close(fd)
@@ -136,17 +175,17 @@ def test_sigterm_with_helper_stuck_on_fifo_exits(server_factory, tmp_path):
     # past the grace period.
     root = tmp_path / "root"
     root.mkdir()
-    os.mkfifo(root / "pipe")
-    srv = server_factory(root, "--grace", "1", "--access-log", "off")
+    srv, (pipe,) = blocker_server(server_factory, tmp_path, root, "--grace", "1",
+                                  "--access-log", "off")
     w = wire(srv)
-    w.send(req("/pipe"))
+    w.send(req("/block/pipe0"))
     time.sleep(0.3)
     t0 = time.monotonic()
     srv.proc.send_signal(signal.SIGTERM)
     try:
         rc = srv.proc.wait(5)
     except subprocess.TimeoutExpired:
-        fd = release_fifo(root / "pipe", within=1)   # let it go so the test can clean up
+        fd = release_fifo(pipe, within=1)   # let it go so the test can clean up
         if fd is not None:
             os.close(fd)
         pytest.fail("server still running 5 s after SIGTERM (helper stuck on a FIFO)")

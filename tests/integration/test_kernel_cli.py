@@ -119,7 +119,7 @@ def test_startup_line_relative_docroot(server_factory, root, tmp_path):
     srv = server_factory("root")          # relative to the server's cwd, tmp_path
     time.sleep(0.2)
     first = srv.log().splitlines()[0]
-    assert first == f"Serving {root} on http://127.0.0.1:{srv.port}/", first
+    assert first == f"Serving {root} on http://127.0.0.1:{srv.port}/ (plugins: autoindex)", first
 
 
 def test_docroot_defaults_to_cwd(root):
@@ -128,7 +128,7 @@ def test_docroot_defaults_to_cwd(root):
                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = proc.stdout.readline().strip()
-        assert line == f"Serving {root} on http://127.0.0.1:{port}/", line
+        assert line == f"Serving {root} on http://127.0.0.1:{port}/ (plugins: autoindex)", line
         assert requests.get(f"http://127.0.0.1:{port}/a.txt", timeout=5).content == b"aaa\n"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -161,7 +161,8 @@ def test_directory_without_slash_redirects_keeping_query(srv):
     assert r.status_code == 301 and r.headers["Location"] == "/dir/sub/"
 
 
-def test_directory_without_index_404(srv):
+def test_directory_without_index_404(root, server_factory):
+    srv = server_factory(root, "--plugins", "none", "--access-log", "off")
     assert get(srv, "/noindex/").status_code == 404
     assert get(srv, "/dir/sub/").status_code == 404
 

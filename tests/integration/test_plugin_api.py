@@ -661,7 +661,7 @@ def test_directory_hook(site, plugdir, server_factory):
     assert (r.status_code, r.text) == (200, "b.txt\n")
     assert requests.get(server.url + "/other/").status_code == 404
     assert requests.get(server.url + "/sub", allow_redirects=False).status_code == 301
-    plain = server_factory(site, "--plugins-dir", plugdir.path)
+    plain = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "none")
     assert requests.get(plain.url + "/sub/").status_code == 404
 
 
@@ -758,12 +758,22 @@ def static_requests(server):
 
 def test_cached_static_request_calls_no_hook(site):
     """The fast path: with no plugin enabled, static traffic calls no hook at all."""
-    server = InProcessServer([site])
+    server = InProcessServer([site, "--plugins", "none"])
     statuses = server.run(static_requests)
     assert statuses == [200] * 52 + [304, 206, 404, 404, 200]
     assert server.app.hooks_in_use == frozenset()
     assert server.calls == []
     assert server.app.stats.cache_hits >= 49     # it was the cached path
+
+
+def test_default_plugin_set_calls_no_hook_for_files(site):
+    """autoindex, on by default, costs static files nothing: only the folder
+    without an index calls its hook."""
+    server = InProcessServer([site])
+    statuses = server.run(static_requests)
+    assert statuses == [200] * 52 + [304, 206, 200, 404, 200]
+    assert server.calls == [("flashplug_directory", 1)]
+    assert server.app.stats.cache_hits >= 49
 
 
 def test_static_request_calls_only_implemented_hooks(site, plugdir):

@@ -65,3 +65,28 @@ def test_workers_die_with_a_killed_master(server_factory, tmp_path):
         except FileNotFoundError:
             return True
     assert wait_for(lambda: all(gone(pid) for pid in workers))
+
+
+def test_a_stop_during_start_up_stops_every_worker(tmp_path):
+    """SIGTERM while the master is still forking: no child runs the
+    master's handler, no child is started after the stop, the master exits 0."""
+    import subprocess
+    import sys
+    from conftest import free_port
+    root = tmp_path / "root"
+    root.mkdir()
+    for attempt in range(5):
+        log = tmp_path / f"serve-{attempt}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "flashplug", "serve", str(root), "--port",
+                                     str(free_port()), "--workers", "16"], stdout=out, stderr=out)
+        try:
+            # "Serving" is printed just before the master starts forking;
+            # a child seen after it is a worker (not some library's helper).
+            wait_for(lambda: b"Serving" in log.read_bytes() and children(proc.pid), timeout=15)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

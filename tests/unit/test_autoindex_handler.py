@@ -19,9 +19,10 @@ from flashplug_plugins.autoindex.cache import BoundedLRU
 
 
 class FakeConfig:
-    def __init__(self, docroot, plugins=("autoindex",), **settings):
+    def __init__(self, docroot, plugins=("autoindex",), script_dirs=(), **settings):
         self.docroot = str(docroot)
         self.plugins = list(plugins)
+        self.script_dirs = dict.fromkeys(script_dirs)
         self._settings = {"cache_valid": 60.0, **settings}
 
     def get(self, name, default=None):
@@ -96,7 +97,7 @@ def test_file_system_calls_happen_only_in_helpers(root, monkeypatch):
     os.symlink(root / "dir" / "a.txt", root / "dir" / "link")
     ai, helpers = make(root, cache_valid=0.000001)
     seen = []
-    for name in ("stat", "lstat", "scandir", "listdir"):
+    for name in ("stat", "lstat", "scandir", "listdir", "open"):
         real = getattr(os, name)
 
         def guarded(*a, _real=real, _name=name, **kw):
@@ -184,37 +185,20 @@ def test_missing_directory_is_404(root):
     assert e.value.status == 404
 
 
-def test_cgi_directories_are_never_listed(root):
-    (root / "cgi-bin").mkdir()
+def test_script_folders_are_never_listed(root):
+    # The kernel refuses them first; autoindex refuses them too.
+    (root / "cgi-bin" / "deeper").mkdir(parents=True)
     (root / "scripts").mkdir()
-    ai, _ = make(root, plugins=("cgi", "autoindex"))       # cgi's default: /cgi-bin/
-    for path in ("/cgi-bin/", "/cgi-bin/deeper/"):
+    ai, _ = make(root, script_dirs=[f"{root}/cgi-bin", f"{root}/scripts"])
+    for path in ("/cgi-bin/", "/cgi-bin/deeper/", "/scripts/"):
         with pytest.raises(HTTPError) as e:
             get(ai, root, path=path)
         assert e.value.status == 403
     assert get(ai, root).status == 200
-    # A CGI folder mapped to another URL is not listed under its own name either.
-    ai, _ = make(root, plugins=("cgi", "autoindex"), cgi_dir=[f"/run/={root}/scripts"])
+    os.symlink(root / "scripts", root / "dir" / "alias")     # by another name: refused too
     with pytest.raises(HTTPError) as e:
-        get(ai, root, path="/scripts/")
+        get(ai, root, path="/dir/alias/")
     assert e.value.status == 403
-    assert get(ai, root, path="/cgi-bin/").status == 200
-    # Without the cgi plugin enabled, cgi-bin is an ordinary folder.
-    ai, _ = make(root, cgi_dir=["/cgi-bin/"])
-    assert get(ai, root, path="/cgi-bin/").status == 200
-
-
-@pytest.mark.parametrize("value, prefixes, dirs", [
-    (None, ("/cgi-bin/",), ("/r/cgi-bin",)),
-    (["/cgi-bin/"], ("/cgi-bin/",), ("/r/cgi-bin",)),
-    (["/a", "/b/=/srv/b"], ("/a/", "/b/"), ("/r/a", "/srv/b")),
-    ("/x/y", ("/x/y/",), ("/r/x/y",)),
-    (["/"], (), ()),
-])
-def test_cgi_locations(value, prefixes, dirs):
-    cfg = FakeConfig("/r", plugins=("cgi",), cgi_dir=value)
-    assert H.cgi_locations(cfg) == (prefixes, dirs)
-    assert H.cgi_locations(FakeConfig("/r", cgi_dir=value)) == ((), ())
 
 
 def test_settings_errors(root, tmp_path):

@@ -137,3 +137,17 @@ def test_missing_directory_raises(root):
         L.scan(str(root / "nope"), policy(root))
     with pytest.raises(NotADirectoryError):
         L.scan(str(root / "secret.txt"), policy(root))
+
+
+def test_notice_swapped_for_a_fifo_does_not_block(tmp_path):
+    # The scan saw a regular README; by the time it is read it is a FIFO.
+    # Reading must neither block (a parked helper) nor show anything.
+    import threading
+    os.mkfifo(tmp_path / "README.txt")
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        L._read_notice(str(tmp_path / "README.txt"), "README.txt")), daemon=True)
+    t.start()
+    t.join(5)
+    assert not t.is_alive(), "reading a FIFO notice blocked"
+    assert result == [None]

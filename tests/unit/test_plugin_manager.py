@@ -56,13 +56,23 @@ def serve(docroot, *args):
 
 def test_parse_selection():
     assert plugin_mod.parse_selection("") == []
-    assert plugin_mod.parse_selection(None) == []
+    assert plugin_mod.parse_selection("none") == []
+    assert plugin_mod.parse_selection(None) == ["autoindex"]          # nothing named
+    assert plugin_mod.parse_selection(None, "sped") == ["autoindex"]
+    assert plugin_mod.parse_selection(None, "mt") == []                # static files only
     assert plugin_mod.parse_selection(" cgi, autoindex ,,") == ["cgi", "autoindex"]
 
 
-def test_kernel_alone_by_default(docroot, plugdir):
+def test_default_set_is_autoindex(docroot, plugdir):
     plugdir("hdr", HEADER_PLUGIN)
     config = serve(docroot, "--plugins-dir", plugdir.path)
+    assert config.plugins == ["autoindex"]
+    assert [name for name, _ in config.plugin_manager.list_name_plugin()] == ["autoindex"]
+
+
+def test_kernel_alone_with_plugins_none(docroot, plugdir):
+    plugdir("hdr", HEADER_PLUGIN)
+    config = serve(docroot, "--plugins-dir", plugdir.path, "--plugins", "none")
     pm = config.plugin_manager
     assert config.plugins == []
     assert pm.get_plugins() == set()
@@ -130,7 +140,7 @@ def test_unknown_hook_in_a_disabled_plugin_is_ignored(docroot, plugdir):
             pass
     """)
     config = serve(docroot, "--plugins-dir", plugdir.path)
-    assert config.plugins == []
+    assert config.plugins == ["autoindex"]     # the default set, without it
 
 
 def test_unmarked_function_is_not_a_hook(docroot, plugdir):
@@ -164,8 +174,17 @@ def test_plugin_that_fails_to_import(docroot, plugdir):
 def test_broken_plugin_not_enabled_is_skipped_with_a_warning(docroot, plugdir, capsys):
     plugdir("broken", "import no_such_module_anywhere\n")
     config = serve(docroot, "--plugins-dir", plugdir.path)
-    assert config.plugins == []
+    assert config.plugins == ["autoindex"]     # the default set, without it
     assert "plugin 'broken'" in capsys.readouterr().err
+
+
+def test_broken_default_plugin_says_why(docroot, plugdir):
+    # Nothing named: the default set is wanted, so its import error is the
+    # message, not "unknown plugin 'autoindex'".
+    plugdir("autoindex", "import no_such_module_anywhere\n")
+    with pytest.raises(UsageError, match="'autoindex'.*failed to import.*no_such_module"):
+        serve(docroot, "--plugins-dir", plugdir.path)
+    assert serve(docroot, "--plugins-dir", plugdir.path, "--plugins", "none").plugins == []
 
 
 def test_plugins_dir_must_exist(docroot, tmp_path):
