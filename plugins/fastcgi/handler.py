@@ -201,6 +201,12 @@ class FastCGIHandler:
                     raise HTTPError(502, "Bad Gateway")
                 rest = rest[:cgi.content_length]
             _stop(exchange, feeder)
+            if request.method == "HEAD" and cgi.content_length is None:
+                # PHP sends no body for HEAD: a Content-Length of 0 would
+                # misstate the GET's; the kernel frames an empty stream
+                # without one.
+                return Response(cgi.status, cgi.headers, stream=_Nothing(),
+                                reason=cgi.reason)
             return Response(cgi.status, cgi.headers, rest, reason=cgi.reason)
         stream = _Body(exchange, feeder, rest, name, timeout, cgi.content_length,
                        head=request.method == "HEAD")
@@ -271,6 +277,19 @@ class _Body:
     async def aclose(self):
         # HEAD: let the request finish; anything else: the client is gone.
         self._end(abort=not self._head and not self._exchange.stdout_done)
+
+
+class _Nothing:
+    """An empty response stream."""
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        raise StopAsyncIteration
+
+    async def aclose(self):
+        pass
 
 
 def _stop(exchange, feeder, abort=False):

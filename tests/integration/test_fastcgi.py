@@ -136,6 +136,11 @@ def test_php_fpm_get_post_cookies(serve, fpm, docroot):
     assert f["proxy"] == "-"    # httpoxy: a Proxy header never becomes HTTP_PROXY
     r = requests.post(s.url + "/app.php", data={"field": "value 1"})
     assert fields(r.text)["posted"] == "value 1" and fields(r.text)["method"] == "POST"
+    # PHP answers HEAD without a body: no "Content-Length: 0" that would
+    # misstate the GET's length.
+    r = requests.head(s.url + "/app.php")
+    assert r.status_code == 200 and r.headers.get("Content-Length") != "0"
+    assert r.cookies["session"] == "s1"
 
 
 @needs_php_fpm
