@@ -71,8 +71,6 @@ async def _start(app):
             address = await sup.start()
         handler.pools[m.name] = Pool(app.loop, address, f"fastcgi {m.name} ({m.text})",
                                      settings.max_conns, settings.queue, settings.timeout)
-        if m.command is not None:
-            sup.pool = handler.pools[m.name]
 
 
 @hookimpl

@@ -28,8 +28,8 @@ it has no body.  A client that goes away (the kernel cancels the handler,
 or closes the body stream) aborts the request at the backend.
 """
 import asyncio
+import functools
 import logging
-import os
 
 from flashplug import HTTPError, Response
 from flashplug.procs import Busy
@@ -69,6 +69,7 @@ class FastCGIHandler:
         self.pools = {}   # Mapping.name -> Pool
 
     def for_mapping(self, mapping):
+        """The route handler for one ``--fastcgi`` mapping."""
         async def handler(request):
             script = await self._locate(request, mapping)
             return await self.handle(request, mapping, script)
@@ -77,9 +78,10 @@ class FastCGIHandler:
     async def _locate(self, request, mapping):
         if mapping.prefix is None:
             try:
-                return await request.server.helpers.run(
+                return await request.server.helpers.run(functools.partial(
                     locate, request.path, "/", self.docroot, (mapping.ext,),
-                    self.show_dotfiles, self.follow_symlinks, None, os.access, False)
+                    show_dotfiles=self.show_dotfiles, follow_symlinks=self.follow_symlinks,
+                    executable=False))
             except NotFound:
                 raise HTTPError(404, "Not Found") from None
             except Forbidden:

@@ -39,7 +39,7 @@ import collections
 import logging
 import socket
 
-from flashplug.procs import Slots
+from flashplug.procs import MAX_STDERR_LINE, Slots
 
 from . import protocol as fcgi
 
@@ -170,7 +170,7 @@ class Exchange:
     def on_stderr(self, data):
         self._errbuf += data
         *lines, self._errbuf = self._errbuf.split(b"\n")
-        if len(self._errbuf) > 8192 or (not data and self._errbuf):
+        if len(self._errbuf) > MAX_STDERR_LINE or (not data and self._errbuf):
             lines.append(self._errbuf)
             self._errbuf = b""
         for line in lines:
