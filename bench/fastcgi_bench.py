@@ -70,10 +70,15 @@ def wait_http(port, path, expect, proc, timeout=15.0):
     raise RuntimeError(f"no 200 with {expect!r} from {path}")
 
 
-def start(cmd, port, path, expect, cpu=SERVER_CPU):
-    proc = subprocess.Popen(["taskset", "-c", cpu, *cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_http(port, path, expect, proc)
+def start(cmd, port, path, expect, log):
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *cmd], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(port, path, expect, proc)
+    except RuntimeError as e:
+        halt(proc)
+        raise RuntimeError(f"{e}; the server said:\n{Path(log).read_text()[-2000:]}") from None
     return proc
 
 
@@ -92,8 +97,7 @@ def halt(proc):
 def measure(port, path, args, lua):
     wrk.run(port, path, lua, args.warmup, args.connections)
     result = wrk.run(port, path, lua, args.duration, args.connections)
-    errors = sum(result.get(k, 0) for k in ("connect", "read", "write", "status", "timeout"))
-    return result["requests"] / (result["duration_us"] / 1e6), errors
+    return result["rps"], sum(result["errors"].values())
 
 
 def flashplug(root, port, *args):
@@ -154,6 +158,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="fastcgi-bench-"))
+    tmp.chmod(0o755)    # run as root, CGI scripts run as nobody
     root = tmp / "www"
     (root / "cgi-bin").mkdir(parents=True)
     shutil.copy(REPO / "cgi-bin" / "hello.py", root / "cgi-bin" / "hello.py")
@@ -165,13 +170,13 @@ def main(argv=None):
     try:
         port = free_port()
         proc = start(flashplug(root, port, "--plugins", "cgi"), port, "/cgi-bin/hello.py",
-                     b"Hello")
+                     b"Hello", tmp / "cgi.log")
         rows.append(("Python hello", "flashplug, classic CGI (hello.py)",
                      *measure(port, "/cgi-bin/hello.py", args, lua)))
         halt(proc)
         port = free_port()
         proc = start(flashplug(root, port, "--fastcgi", f"/py=spawn:{sys.executable} {app}",
-                               "--fastcgi-procs", "1"), port, "/py", b"Hello")
+                               "--fastcgi-procs", "1"), port, "/py", b"Hello", tmp / "flup.log")
         rows.append(("Python hello", "flashplug, FastCGI (flup, 1 process)",
                      *measure(port, "/py", args, lua)))
         halt(proc)
@@ -191,7 +196,8 @@ def main(argv=None):
                         tmp, root, port, sock)))
                 for name, cmd in fronts:
                     port = free_port()
-                    proc = start(cmd(port), port, "/hello.php", b"Hello from PHP")
+                    proc = start(cmd(port), port, "/hello.php", b"Hello from PHP",
+                                 tmp / f"{name.split()[0]}.log")
                     rows.append(("PHP hello (php-fpm)", name, *measure(port, "/hello.php", args, lua)))
                     halt(proc)
             finally:

@@ -37,7 +37,8 @@ def flashplug_configure(config):
     settings = settings_from(config)
     handler = _state["handler"] = FastCGIHandler(settings, config.docroot, base_env(()),
                                                  bool(config.get("show_dotfiles")),
-                                                 bool(config.get("follow_symlinks")))
+                                                 bool(config.get("follow_symlinks")),
+                                                 float(config.get("cache_valid") or 0))
     if settings.fallback is not None:
         # Registered only when asked for: an implemented route hook is
         # called for every unrouted request, static files included.

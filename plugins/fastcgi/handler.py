@@ -50,6 +50,8 @@ SMALL_BODY = 64 * 1024
 SPOOL_READ = 64 * 1024
 #: Seconds a client told "busy" should wait before retrying.
 RETRY_AFTER = "1"
+#: Script lookups kept (each for the kernel's --cache-valid seconds).
+FOUND_CACHE_ENTRIES = 1024
 
 
 class BackendFailed(Exception):
@@ -60,13 +62,19 @@ class BackendFailed(Exception):
 class FastCGIHandler:
     """Runs requests for one worker; ``pools`` is filled at start-up."""
 
-    def __init__(self, settings, docroot, base_env, show_dotfiles, follow_symlinks):
+    def __init__(self, settings, docroot, base_env, show_dotfiles, follow_symlinks,
+                 cache_valid):
         self.settings = settings
         self.docroot = docroot
         self.base_env = base_env
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.pools = {}   # Mapping.name -> Pool
+        # (ext, path) -> (Script, expiry): a hit skips the helper round
+        # trip, as in the cgi plugin; a removed script stops running within
+        # cache_valid seconds, like the static file caches' entries.
+        self._found = {}
+        self._cache_valid = cache_valid
 
     def for_mapping(self, mapping):
         """The route handler for one ``--fastcgi`` mapping."""
@@ -77,8 +85,13 @@ class FastCGIHandler:
 
     async def _locate(self, request, mapping):
         if mapping.prefix is None:
+            key = (mapping.ext, request.path)
+            now = request.server.loop.time()
+            hit = self._found.get(key)
+            if hit is not None and hit[1] > now:
+                return hit[0]
             try:
-                return await request.server.helpers.run(functools.partial(
+                script = await request.server.helpers.run(functools.partial(
                     locate, request.path, "/", self.docroot, (mapping.ext,),
                     show_dotfiles=self.show_dotfiles, follow_symlinks=self.follow_symlinks,
                     executable=False))
@@ -86,6 +99,11 @@ class FastCGIHandler:
                 raise HTTPError(404, "Not Found") from None
             except Forbidden:
                 raise HTTPError(403, "Forbidden") from None
+            if self._cache_valid > 0:
+                if len(self._found) >= FOUND_CACHE_ENTRIES:
+                    self._found.clear()
+                self._found[key] = (script, now + self._cache_valid)
+            return script
         script_name = mapping.prefix[:-1]
         path_info = request.path[len(script_name):]
         return Script(self.docroot + script_name, script_name, path_info, self.docroot)

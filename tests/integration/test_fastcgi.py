@@ -162,6 +162,16 @@ def test_php_fpm_static_files_and_missing_scripts(serve, fpm):
 
 
 @needs_php_fpm
+def test_php_fpm_removed_script_is_a_404_within_cache_valid(serve, fpm, docroot):
+    (docroot / "gone.php").write_text("<?php echo 'here';")
+    s = serve("--fastcgi", f".php=unix:{fpm}", "--cache-valid", "0.5")
+    assert requests.get(s.url + "/gone.php").text == "here"
+    (docroot / "gone.php").unlink()
+    time.sleep(1)
+    assert requests.get(s.url + "/gone.php").status_code == 404
+
+
+@needs_php_fpm
 def test_php_fpm_location_is_a_client_redirect_with_its_cookies(serve, fpm):
     s = serve("--fastcgi", f".php=unix:{fpm}")
     r = requests.get(s.url + "/redirect.php", allow_redirects=False)
