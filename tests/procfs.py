@@ -16,3 +16,9 @@ def zombies_of(pid):
         if fields[0] == "Z" and int(fields[1]) == pid:
             found.append(int(entry))
     return found
+
+
+def parent_of(pid):
+    """The parent pid of ``pid`` (field 4 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
