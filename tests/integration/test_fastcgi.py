@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import textwrap
 import time
@@ -190,6 +191,33 @@ def test_php_fpm_streams_a_large_response(serve, fpm):
     assert size == 32 * MB
     expected = hashlib.sha256(b"0123456789abcdef" * 4096 * 16 * 32).hexdigest()
     assert digest.hexdigest() == expected
+
+
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+
+@needs_php_fpm
+def test_php_fpm_slow_client_holds_back_the_backend(serve, fpm):
+    s = serve("--fastcgi", f".php=unix:{fpm}")
+    pid = s.proc.pid
+    assert requests.get(s.url + "/app.php").status_code == 200
+    before = rss(pid)
+    with s.connect(timeout=30) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.sendall(b"GET /big.php?mib=64 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(3)    # PHP could write 64 MiB in this time; we read none
+        # Only socket buffers and the plugin's high-water mark are held.
+        assert rss(pid) - before < 16 * MB
+        got = 0
+        while got < 64 * MB:
+            data = c.recv(1 << 20)
+            assert data
+            got += len(data)
 
 
 @needs_php_fpm
