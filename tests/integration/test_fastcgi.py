@@ -469,16 +469,21 @@ def processes(server):
     return r.json().get("fastcgi_processes", [])
 
 
-def children_of(pid):
+def children_of(pid, program="php-cgi"):
+    """Live children of ``pid`` running ``program`` (not, say, the process
+    guard that procs.py starts beside them)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
                     fields_ = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv0 = f.read().split(b"\0")[0]
             except OSError:
                 continue
-            if int(fields_[1]) == pid and fields_[0] != "Z":
+            if (int(fields_[1]) == pid and fields_[0] != "Z"
+                    and os.path.basename(argv0).decode() == program):
                 found.append(int(entry))
     return found
 
