@@ -43,9 +43,10 @@ def wait_for_socket(path_or_port, proc, timeout=15):
             time.sleep(0.05)
 
 
-def start_php_fpm(tmp_path, children=4):
+def start_php_fpm(tmp_path, children=4, max_requests=0):
     """php-fpm in the foreground with a pool of its own on a Unix socket in
-    ``tmp_path``; returns ``(process, socket_path)``."""
+    ``tmp_path``; returns ``(process, socket_path)``.  ``max_requests`` is
+    the pool's ``pm.max_requests`` (a child exits after that many)."""
     sock = os.path.join(str(tmp_path), "php-fpm.sock")
     conf = os.path.join(str(tmp_path), "php-fpm.conf")
     with open(conf, "w") as f:
@@ -57,6 +58,7 @@ def start_php_fpm(tmp_path, children=4):
             listen = {sock}
             pm = static
             pm.max_children = {children}
+            pm.max_requests = {max_requests}
             catch_workers_output = yes
             php_admin_value[post_max_size] = 200M
             php_admin_value[upload_max_filesize] = 200M

@@ -154,6 +154,21 @@ def test_php_fpm_concurrent_first_requests_share_one_probe(serve, fpm):
 
 
 @needs_php_fpm
+def test_php_fpm_children_recycled_under_kept_alive_connections(serve, tmp_path):
+    """pm.max_requests: a php-fpm child exits after its quota and its kept-
+    alive connection closes, maybe just as the next request goes out on
+    it: that request is retried on a new connection, never a 502."""
+    proc, sock = start_php_fpm(tmp_path, children=2, max_requests=3)
+    try:
+        s = serve("--fastcgi", f".php=unix:{sock}")
+        with requests.Session() as session:
+            codes = [session.get(s.url + "/app.php").status_code for _ in range(60)]
+        assert codes == [200] * 60
+    finally:
+        stop(proc)
+
+
+@needs_php_fpm
 def test_php_fpm_static_files_and_missing_scripts(serve, fpm):
     s = serve("--fastcgi", f".php=unix:{fpm}")
     assert requests.get(s.url + "/static.txt").text == "plain file\n"
