@@ -366,10 +366,18 @@ def raise_fd_limit():
             pass
 
 
-def new_loop():
+def _import_uvloop():
+    """uvloop, or None where it cannot be imported."""
     try:
         import uvloop
     except ImportError:
+        return None
+    return uvloop
+
+
+def new_loop():
+    uvloop = _import_uvloop()
+    if uvloop is None:
         log.info("uvloop is not installed; using asyncio's own event loop")
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
@@ -478,6 +486,10 @@ def run(config):
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
     listener = bind_listener(config.bind, config.port, listen=False)
+    # Imported while we may still be root: --user may not be able to read
+    # the interpreter's files (a Python under /root), and a worker whose
+    # import failed would quietly run on asyncio's slower loop.
+    _import_uvloop()
     drop_privileges(config)
     check_logs(config)
     # Plugins' configure code runs as the dropped user: a mistake there (or
