@@ -237,6 +237,8 @@ def build_serve(argv):
     if ns.cgi and "cgi" not in selected:
         selected.append("cgi")
     plugin_mod.check_selection(selected, installed)
+    selected += [name for name in _enabled_by_option(parser, ns, installed)
+                 if name not in selected]
     for name in list(installed):
         if name not in selected:
             pm.unregister(name=name)
@@ -245,6 +247,15 @@ def build_serve(argv):
     config.plugin_manager = pm
     _check_docroot(config.docroot, ns.docroot)
     return config
+
+
+def _enabled_by_option(parser, ns, installed):
+    """Plugins whose own ``--NAME`` option has a value (``--fastcgi X``, or
+    its setting in the config file): giving it is asking for the plugin."""
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag[2:] in installed and getattr(ns, action.dest, None) not in (None, False):
+                yield flag[2:]
 
 
 def _docroot_argument(ns, plugin_names):

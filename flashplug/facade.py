@@ -61,3 +61,15 @@ class Server:
         return {"entries": len(cache), "max_entries": cache.max_entries,
                 "bytes": cache.bytes, "max_bytes": cache.max_bytes,
                 "open_files": cache.open_files, "max_open_files": cache.max_open}
+
+    def plugin_status(self):
+        """What enabled plugins report through ``flashplug_status``, merged
+        into one dict: ``int``/``str`` scalars and tables (lists of dicts);
+        a value of any other shape is left out."""
+        found = {}
+        for result in self.config.plugin_manager.hook.flashplug_status(app=self):
+            for name, value in (result or {}).items():
+                if isinstance(value, (int, str)) or (
+                        isinstance(value, list) and all(isinstance(r, dict) for r in value)):
+                    found[name] = value
+        return found

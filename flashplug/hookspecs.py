@@ -45,6 +45,11 @@ def flashplug_addoption(parser):
     ``[plugins.NAME]`` table of the config file, with the prefix dropped
     (``--cgi-timeout`` is ``timeout`` under ``[plugins.cgi]``).
 
+    An option spelled exactly ``--NAME`` (with ``default=None``) is the
+    plugin's one flag for the common case: when it has a value, from the
+    command line or the config file, the plugin is enabled without
+    ``--plugins`` (``--fastcgi .php=unix:/run/php/php-fpm.sock``).
+
     :param parser: the ``argparse.ArgumentParser`` of ``flashplug serve``.
         Call ``parser.add_argument_group("NAME")`` to keep options together
         in ``--help``.
@@ -117,6 +122,22 @@ def flashplug_shutdown(app):
 
     :param app: the running server, a :class:`flashplug.facade.Server`.
     :return: None, or an awaitable that the kernel awaits.
+    """
+
+
+@hookspec
+def flashplug_status(app):
+    """Report this plugin's state to the status page.
+
+    Called by the status plugin each time it renders a snapshot, on the
+    event loop of the worker that answers: read what the plugin already
+    holds, do no blocking work.
+
+    :param app: the server object (:class:`flashplug.facade.Server`).
+    :return: None, or a dict of ``{name: value}``.  A value is an ``int``
+        or ``str``, or a table: a list of dicts with the same keys (one row
+        per backend, say), whose ``str`` columns label its ``int`` ones.
+        Name each entry after the plugin (``fastcgi_backends``).
     """
 
 

@@ -430,7 +430,16 @@ class Process:
             self._grace.cancel()
         os.waitpid(self.pid, 0)  # a zombie by now: returns at once
         if self._pidfd is not None:
+            # The exit may have been seen by waitid before the loop ran the
+            # pidfd's callback: unregister it before its number is reused,
+            # and wake whoever still waits for that callback.
+            self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
+            self._pidfd = None
+        for fut in self._exit_waiters:
+            if not fut.done():
+                fut.set_result(self.returncode)
+        self._exit_waiters.clear()
         if self._stderr is not None:
             self._read_stderr()  # last words, then EOF or not, close
             self._close_stderr()

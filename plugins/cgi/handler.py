@@ -117,7 +117,7 @@ class CGIHandler:
         helpers = request.server.helpers
         script = await self._locate(request, prefix, root, exts)
 
-        body, length, spool = await self._take_body(request, helpers)
+        body, length, spool = await take_body(request, helpers, self.settings.max_body)
         timeout = self.settings.timeout
         env = build_env(request, script, self.base_env, self.docroot, length,
                         self.settings.pass_authorization)
@@ -150,48 +150,6 @@ class CGIHandler:
             return await self._respond(request, proc, name, feeder)
         except BaseException:
             _stop(proc, feeder, kill=True)
-            raise
-
-    async def _take_body(self, request, helpers):
-        """``(chunks, length, spool_file)`` for the request body.
-
-        ``chunks`` is an async iterable to pipe (or None), ``length`` the
-        value for CONTENT_LENGTH (None without a body), ``spool_file`` an
-        open file to use as stdin instead of a pipe.
-        """
-        limit = self.settings.max_body
-        if request.content_length is not None:
-            if request.content_length > limit:
-                raise HTTPError(413, "Content Too Large", close=True)
-            return (request.body if request.content_length else None,
-                    request.content_length, None)
-        if not request.chunked:
-            return None, None, None
-        size, held, pending, spool = 0, [], 0, None
-        try:
-            async for chunk in request.body:
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPError(413, "Content Too Large", close=True)
-                held.append(chunk)
-                pending += len(chunk)
-                if pending >= SPOOL_MEMORY:
-                    if spool is None:
-                        spool = await helpers.run(tempfile.TemporaryFile)
-                    await helpers.run(spool.write, b"".join(held))
-                    held.clear()
-                    pending = 0
-            if spool is None:
-                data = b"".join(held)
-                return (_once(data) if data else None), size, None
-            if held:
-                await helpers.run(spool.write, b"".join(held))
-            await helpers.run(spool.flush)
-            os.lseek(spool.fileno(), 0, os.SEEK_SET)
-            return None, size, spool
-        except BaseException:
-            if spool is not None:
-                spool.close()
             raise
 
     async def _read_head(self, proc, name):
@@ -281,6 +239,49 @@ class CGIHandler:
         new.body = _once(b"")
         new.state = dict(request.state, cgi_redirects=hops)
         return await request.server.dispatch(new)
+
+
+async def take_body(request, helpers, limit):
+    """``(chunks, length, spool_file)`` for the request body.
+
+    ``chunks`` is an async iterable to pipe (or None), ``length`` the
+    value for CONTENT_LENGTH (None without a body), ``spool_file`` an
+    open file to use as stdin instead of a pipe.  A body over ``limit``
+    bytes is a 413.  The fastcgi plugin uses it too.
+    """
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise HTTPError(413, "Content Too Large", close=True)
+        return (request.body if request.content_length else None,
+                request.content_length, None)
+    if not request.chunked:
+        return None, None, None
+    size, held, pending, spool = 0, [], 0, None
+    try:
+        async for chunk in request.body:
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, "Content Too Large", close=True)
+            held.append(chunk)
+            pending += len(chunk)
+            if pending >= SPOOL_MEMORY:
+                if spool is None:
+                    spool = await helpers.run(tempfile.TemporaryFile)
+                await helpers.run(spool.write, b"".join(held))
+                held.clear()
+                pending = 0
+        if spool is None:
+            data = b"".join(held)
+            return (_once(data) if data else None), size, None
+        if held:
+            await helpers.run(spool.write, b"".join(held))
+        await helpers.run(spool.flush)
+        os.lseek(spool.fileno(), 0, os.SEEK_SET)
+        return None, size, spool
+    except BaseException:
+        if spool is not None:
+            spool.close()
+        raise
 
 
 class _Body:

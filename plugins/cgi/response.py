@@ -83,8 +83,13 @@ def find_header_end(buf, start=0):
     return m.start(), m.end()
 
 
-def parse_header_block(block):
-    """Parse the header lines (without the blank line) into a CGIResponse."""
+def parse_header_block(block, local_redirects=True):
+    """Parse the header lines (without the blank line) into a CGIResponse.
+
+    With ``local_redirects`` False, a ``Location: /path`` is a client
+    redirect too (302 unless a Status says otherwise) and keeps its other
+    fields, as nginx treats a FastCGI application's answer.
+    """
     if not block.strip():
         raise CGIError("empty header block")
     status = reason = location = content_type = content_length = None
@@ -126,7 +131,8 @@ def parse_header_block(block):
             continue
         headers.append((name.decode("ascii"), text))
 
-    if location is not None and _is_local(location) and status in (None, 200):
+    if (local_redirects and location is not None and _is_local(location)
+            and status in (None, 200)):
         return CGIResponse(LOCAL_REDIRECT, 200, location=location)
     if location is not None:
         kind, status = CLIENT_REDIRECT, status or 302

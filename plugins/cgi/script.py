@@ -57,7 +57,7 @@ class Script:
 
 
 def locate(path, prefix, root, exts=None, show_dotfiles=False,
-           follow_symlinks=False, stat=None, access=os.access):
+           follow_symlinks=False, stat=None, access=os.access, executable=True):
     """Find the script for the decoded URL ``path`` under ``prefix``.
 
     :param prefix: the URL prefix mounted on ``root``, ending in ``/``.
@@ -66,6 +66,8 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
     :param stat: ``os.stat``-like callable; defaults to ``os.stat`` or
         ``os.lstat`` depending on ``follow_symlinks``; ``access`` likewise
         stands in for ``os.access``.
+    :param executable: the script must have an execute bit (CGI); False for
+        files another program runs (the fastcgi plugin's ``.php``).
     :raises NotFound, Forbidden:
     """
     if stat is None:
@@ -96,7 +98,7 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
             raise Forbidden(path, "is not a script")
         # Root passes access(X_OK) when any exec bit is set, so the mode
         # is checked too: a 0644 file is not a script for root either.
-        if not (mode & 0o111) or not access(fs, os.X_OK):
+        if executable and (not (mode & 0o111) or not access(fs, os.X_OK)):
             raise Forbidden(prefix + "/".join(segments[:i + 1]), NOT_EXECUTABLE, fs)
         script_name = prefix + "/".join(segments[:i + 1])
         path_info = "/".join([""] + segments[i + 1:])

@@ -72,6 +72,9 @@ def render_text(values):
     for name, value in values.items():
         if KINDS.get(name) == "status":
             lines.extend(f"status_{code}: {count}" for code, count in value.items())
+        elif isinstance(value, list):
+            lines.extend(f"{name}: " + " ".join(f"{k}={v}" for k, v in row.items())
+                         for row in value)
         else:
             lines.append(f"{name}: {value}")
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -90,7 +93,10 @@ def render_prometheus(values):
              f"flashplug_info{{{labels}}} 1"]
     for name, value in values.items():
         kind = KINDS.get(name, "counter")   # Stats counters newer than this table
-        if kind == "info":
+        if kind == "info" or isinstance(value, str):
+            continue
+        if isinstance(value, list):
+            lines += _table_samples(name, value)
             continue
         if kind == "status":
             metric = "flashplug_responses_total"
@@ -104,6 +110,21 @@ def render_prometheus(values):
         meaning = _MEANINGS.get(name, name.replace("_", " ")).replace("`", "")
         lines += [f"# HELP {metric} {meaning}", f"# TYPE {metric} {kind}", *samples]
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _table_samples(name, rows):
+    """A plugin's table: each int column a gauge, labelled by the str ones."""
+    columns = [k for k, v in (rows[0].items() if rows else ()) if isinstance(v, int)]
+    lines = []
+    for column in columns:
+        metric = f"flashplug_{name}_{column}"
+        lines += [f"# HELP {metric} {name.replace('_', ' ')}: {column}",
+                  f"# TYPE {metric} gauge"]
+        for row in rows:
+            labels = ",".join(f'{k}="{_label(v)}"' for k, v in row.items()
+                              if isinstance(v, str))
+            lines.append(f"{metric}{{{labels}}} {row.get(column, 0)}")
+    return lines
 
 
 def _label(value):

@@ -15,7 +15,10 @@ value is added in one place.
 kernel gives plugins (``flashplug.facade.Server``, documented in
 docs/plugins.md): most are its ``stats`` counters, taken as they are; the
 rest are levels it reports: ``connection_counts()``, ``cache_info()`` and
-the helper pool's size.  A counter that the kernel adds to ``Stats`` later
+the helper pool's size.  Plugins add theirs through the ``flashplug_status``
+hook (the fastcgi plugin's backends, say), gathered by
+``server.plugin_status()``: a scalar, or a table, one dict per row, shown
+after everything else.  A counter that the kernel adds to ``Stats`` later
 appears after the known ones by itself.
 
 The snapshot is taken on the event loop, which owns every value read, so it
@@ -113,5 +116,7 @@ def snapshot(server, started):
     for name, value in counters.items():
         if name not in values and isinstance(value, int):
             values[name] = value
+    for name, value in server.plugin_status().items():
+        values.setdefault(name, value)
     return values
 

@@ -866,14 +866,15 @@ def test_every_hook_is_called(hello, site, plugdir):
     hook is seen going through the plugin manager.
     """
     plugdir("lister", LISTER)
-    server = InProcessServer([site, "--plugins", "hello,lister",
+    server = InProcessServer([site, "--plugins", "hello,lister,status",
                               "--plugins-dir", plugdir.path, "--hello-greeting", "Yo"],
                              recording=True)
 
     def client(server):
         conn = server.connection()
         results = [get(conn, path)[:2] for path in
-                   ("/hello/", "/hello/stream?n=1", "/x.hello", "/sub/", "/missing", "/a.txt")]
+                   ("/hello/", "/hello/stream?n=1", "/x.hello", "/sub/", "/missing", "/a.txt",
+                    "/server-status")]   # the status page calls flashplug_status
         conn.close()
         return results
 

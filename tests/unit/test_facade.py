@@ -43,3 +43,22 @@ def test_plain_parts_and_dispatch():
     assert (server.config, server.loop, server.helpers, server.stats) == \
         ("cfg", "loop", "helpers", "stats")
     assert asyncio.run(server.dispatch("req")) == ("answered", "req")
+
+
+def test_plugin_status_merges_what_plugins_report():
+    """flashplug_status results are merged; None and ill-shaped values are
+    left out; each hook implementation is called with the facade."""
+    seen = []
+
+    class Hook:
+        def flashplug_status(self, app):
+            seen.append(app)
+            return [{"fastcgi_restarts": 2, "odd": 1.5, "rows": [{"a": 1}], "bad": [1]},
+                    None, {"other_state": "ok"}]
+
+    app = fake_app()
+    app.config = SimpleNamespace(plugin_manager=SimpleNamespace(hook=Hook()))
+    server = Server(app)
+    assert server.plugin_status() == {"fastcgi_restarts": 2, "rows": [{"a": 1}],
+                                      "other_state": "ok"}
+    assert seen == [server]

@@ -372,6 +372,26 @@ def test_other_credentials_exec_failure_is_oserror(run, tmp_path):
     assert run(go, 4, 4, (65534, 65534, ())) == (0, 0)
 
 
+def test_finish_after_an_unseen_exit_unregisters_the_pidfd(run):
+    """A second wait() finds the exit through waitid before the loop ran the
+    pidfd's callback; finish() then reaps: the pidfd must leave the loop
+    (its number is reused) and the first waiter must still wake."""
+    async def go(m):
+        errors = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        p = await sh(m, "exit 4")
+        first = asyncio.ensure_future(p.wait())
+        await asyncio.sleep(0)          # the pidfd is now watched
+        time.sleep(0.3)                 # the child exits; the loop has not looked
+        assert await p.wait() == 4      # seen by waitid, not by the callback
+        p.finish()                      # reaped now
+        code = await asyncio.wait_for(first, 5)
+        await asyncio.sleep(0.05)       # a stale callback would run here
+        return code, errors
+    code, errors = run(go)
+    assert code == 4 and errors == []
+
+
 def test_guard_kills_the_groups_still_listed_when_its_lifeline_breaks():
     """flashplug.guard, alone: a table of one slot grows to three; closing
     the lifeline (what a dying worker does) kills every listed group, and

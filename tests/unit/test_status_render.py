@@ -20,7 +20,7 @@ class FakeConfig(dict):
         return super().get(name, default)
 
 
-def fake_server(stats=None):
+def fake_server(stats=None, plugin_status=None):
     """A stand-in with the surface of flashplug.facade.Server the snapshot reads."""
     if stats is None:
         stats = Stats()
@@ -33,7 +33,8 @@ def fake_server(stats=None):
         helpers=SimpleNamespace(size=32),
         connection_counts=lambda: (4, 1, 2, 1),
         cache_info=lambda: {"entries": 3, "max_entries": 100, "bytes": 4096,
-                            "max_bytes": 1 << 20, "open_files": 1, "max_open_files": 4096})
+                            "max_bytes": 1 << 20, "open_files": 1, "max_open_files": 4096},
+        plugin_status=lambda: dict(plugin_status or {}))
 
 
 STARTED = Started(wall=1_700_000_000.5, mono=0.0)
@@ -141,3 +142,20 @@ def test_every_field_is_documented():
     page = open(os.path.join(REPO, "docs", "status.md"), encoding="utf-8").read()
     for field in FIELDS:
         assert f"`{field.name}`" in page, f"docs/status.md does not describe {field.name}"
+
+
+def test_plugin_tables_from_flashplug_status_in_every_format():
+    rows = [{"backend": "fastcgi .php", "pid": "41", "state": "running", "requests": 7},
+            {"backend": "fastcgi .php", "pid": "42", "state": "draining", "requests": 9}]
+    server = fake_server(plugin_status={"fastcgi_processes": rows, "fastcgi_restarts": 2})
+    values = snapshot(server, STARTED)
+    assert list(values)[-2:] == ["fastcgi_processes", "fastcgi_restarts"]
+    text = render.render_text(values).decode().splitlines()
+    assert ("fastcgi_processes: backend=fastcgi .php pid=41 state=running requests=7"
+            in text)
+    assert json.loads(render.render_json(values))["fastcgi_processes"][1]["pid"] == "42"
+    prom = render.render_prometheus(values).decode()
+    assert ('flashplug_fastcgi_processes_requests{backend="fastcgi .php",pid="42",'
+            'state="draining"} 9') in prom
+    assert "# TYPE flashplug_fastcgi_processes_requests gauge" in prom
+    assert "flashplug_fastcgi_restarts_total 2" in prom

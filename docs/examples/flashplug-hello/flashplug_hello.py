@@ -15,6 +15,8 @@ below by name.  It shows one use of most hooks:
 * ``flashplug_error_page``: a friendlier 404 page;
 * ``flashplug_request_done``: responses counted by status, shown at
   ``/hello/stats``;
+* ``flashplug_status``: the same count on the status page
+  (``--plugins status``), as ``hello_responses``;
 * ``flashplug_startup`` / ``flashplug_shutdown``: a line in the error log.
 
 State lives in one module-level object, set up by ``flashplug_configure``:
@@ -170,3 +172,9 @@ def flashplug_error_page(request, status, message):
 @hookimpl
 def flashplug_request_done(request, status, bytes_sent, duration):
     _hello.statuses[status] += 1
+
+
+@hookimpl
+def flashplug_status():
+    # Read only what the plugin already holds: this runs on the event loop.
+    return {"hello_responses": sum(_hello.statuses.values())}

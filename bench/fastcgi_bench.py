@@ -1,0 +1,217 @@
+"""FastCGI speed, side by side (issue 16, item 6).
+
+Theory of operation: each point starts one front server on CPU 0 (taskset)
+with its backend, warms it up, then runs wrk on CPU 1 for ``--duration``
+seconds with ``--connections`` keep-alive connections, and prints one
+table row of requests per second.  Two comparisons:
+
+* **Python hello world**: a WSGI app over FastCGI (flup, spawned by
+  flashplug: ``--fastcgi /py=spawn:...``) against the same text from a
+  classic CGI script (``cgi-bin/hello.py``, one process per request).
+* **PHP hello**: the same php-fpm pool (static, ``--php-children``
+  children, on a Unix socket) behind flashplug ``--fastcgi``, nginx
+  ``fastcgi_pass`` (upstream keep-alive) and lighttpd ``mod_fastcgi``.
+
+Backends (flup, php-fpm) are not pinned; they get the same CPUs under
+every front server.  The machine is shared; repeat a run before reading much into a
+few percent.
+
+    python bench/fastcgi_bench.py --duration 5
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests"))
+
+import wrk  # noqa: E402
+from fcgi_backends import php_fpm_binary, start_php_fpm, stop  # noqa: E402
+from servers import CLIENT_CPU, SERVER_CPU, free_port, http_get  # noqa: E402
+
+
+HELLO_WSGI = '''\
+from flup.server.fcgi import WSGIServer
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello from " + environ.get("SCRIPT_NAME", "?").encode() + b"\\n"]
+
+
+if __name__ == "__main__":
+    WSGIServer(app, multithreaded=False).run()
+'''
+
+
+def wait_http(port, path, expect, proc, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            status, body = http_get(port, path)
+            if status == 200 and expect in body:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"no 200 with {expect!r} from {path}")
+
+
+def start(cmd, port, path, expect, log):
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *cmd], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(port, path, expect, proc)
+    except RuntimeError as e:
+        halt(proc)
+        raise RuntimeError(f"{e}; the server said:\n{Path(log).read_text()[-2000:]}") from None
+    return proc
+
+
+def halt(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def measure(port, path, args, lua):
+    wrk.run(port, path, lua, args.warmup, args.connections)
+    result = wrk.run(port, path, lua, args.duration, args.connections)
+    return result["rps"], sum(result["errors"].values())
+
+
+def flashplug(root, port, *args):
+    return [sys.executable, "-m", "flashplug", "serve", str(root), "--port", str(port),
+            "--access-log", "off", *args]
+
+
+def nginx_conf(tmp, root, port, sock):
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = tmp / "nginx.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        {user}daemon off;
+        worker_processes 1;
+        pid {tmp}/nginx.pid;
+        error_log stderr warn;
+        events {{ worker_connections 4096; }}
+        http {{
+            access_log off;
+            client_body_temp_path {tmp}/nb; proxy_temp_path {tmp}/np;
+            fastcgi_temp_path {tmp}/nf; uwsgi_temp_path {tmp}/nu; scgi_temp_path {tmp}/ns;
+            keepalive_requests 1000000;
+            upstream php {{ server unix:{sock}; keepalive 8; }}
+            server {{
+                listen 127.0.0.1:{port};
+                root {root};
+                location ~ \\.php$ {{
+                    include /etc/nginx/fastcgi_params;
+                    fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+                    fastcgi_keep_conn on;
+                    fastcgi_pass php;
+                }}
+            }}
+        }}
+        """))
+    return ["nginx", "-e", "stderr", "-p", str(tmp), "-c", str(conf)]
+
+
+def lighttpd_conf(tmp, root, port, sock):
+    conf = tmp / "lighttpd.conf"
+    conf.write_text(textwrap.dedent(f"""\
+        server.document-root = "{root}"
+        server.bind = "127.0.0.1"
+        server.port = {port}
+        server.errorlog = "/dev/stderr"
+        server.max-keep-alive-requests = 1000000
+        server.modules += ("mod_fastcgi")
+        fastcgi.server = (".php" => (("socket" => "{sock}", "check-local" => "enable")))
+        """))
+    return ["lighttpd", "-D", "-f", str(conf)]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--php-children", type=int, default=4)
+    args = p.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="fastcgi-bench-"))
+    tmp.chmod(0o755)    # run as root, CGI scripts run as nobody
+    root = tmp / "www"
+    (root / "cgi-bin").mkdir(parents=True)
+    shutil.copy(REPO / "cgi-bin" / "hello.py", root / "cgi-bin" / "hello.py")
+    (root / "hello.php").write_text('<?php echo "Hello from PHP\\n";')
+    app = tmp / "hello_wsgi.py"
+    app.write_text(HELLO_WSGI)
+    lua = wrk.script(tmp, "fastcgi")
+    rows = []
+    try:
+        port = free_port()
+        proc = start(flashplug(root, port, "--plugins", "cgi"), port, "/cgi-bin/hello.py",
+                     b"Hello", tmp / "cgi.log")
+        rows.append(("Python hello", "flashplug, classic CGI (hello.py)",
+                     *measure(port, "/cgi-bin/hello.py", args, lua)))
+        halt(proc)
+        port = free_port()
+        proc = start(flashplug(root, port, "--fastcgi", f"/py=spawn:{sys.executable} {app}",
+                               "--fastcgi-procs", "1"), port, "/py", b"Hello", tmp / "flup.log")
+        rows.append(("Python hello", "flashplug, FastCGI (flup, 1 process)",
+                     *measure(port, "/py", args, lua)))
+        halt(proc)
+
+        if php_fpm_binary() is None:
+            print("php-fpm is not installed: PHP rows skipped", file=sys.stderr)
+        else:
+            fpm, sock = start_php_fpm(tmp, children=args.php_children)
+            try:
+                fronts = [("flashplug --fastcgi", lambda port: flashplug(
+                              root, port, "--fastcgi", f".php=unix:{sock}"))]
+                if shutil.which("nginx"):
+                    fronts.append(("nginx fastcgi_pass", lambda port: nginx_conf(
+                        tmp, root, port, sock)))
+                if shutil.which("lighttpd"):
+                    fronts.append(("lighttpd mod_fastcgi", lambda port: lighttpd_conf(
+                        tmp, root, port, sock)))
+                for name, cmd in fronts:
+                    port = free_port()
+                    proc = start(cmd(port), port, "/hello.php", b"Hello from PHP",
+                                 tmp / f"{name.split()[0]}.log")
+                    rows.append(("PHP hello (php-fpm)", name, *measure(port, "/hello.php", args, lua)))
+                    halt(proc)
+            finally:
+                stop(fpm)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\n{args.connections} connections, {args.duration:g} s per point, server on CPU "
+          f"{SERVER_CPU}, wrk on CPU {CLIENT_CPU}, backends unpinned\n")
+    print("| workload | server | req/s | errors |")
+    print("|---|---|---:|---:|")
+    for workload, server, rate, errors in rows:
+        print(f"| {workload} | {server} | {rate:,.0f} | {errors} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""The FastCGI request handler: locate, send, parse, stream.
+
+Theory of operation, for one request:
+
+1. **Locate.**  By extension (``.php``): the script is the first segment
+   of the path with that extension, found in a helper by the cgi plugin's
+   ``script.locate`` (404/403 there; the file need not be executable), and
+   the rest of the path is ``PATH_INFO``.  By prefix (``/app``): the prefix
+   is ``SCRIPT_NAME`` and the rest of the path ``PATH_INFO``, as a WSGI
+   mount point; nothing is looked up on disk.
+2. **Environment.**  The cgi plugin's ``build_env`` (httpoxy-safe), with
+   ``SCRIPT_FILENAME`` and ``DOCUMENT_ROOT`` as php-fpm needs them.  Unlike
+   CGI, ``Authorization`` is passed: a FastCGI backend is the operator's
+   own application (nginx passes it too).
+3. **Send.**  The pool admits the request (503 when its queue is full),
+   picks a connection and writes ``BEGIN_REQUEST`` and ``PARAMS``; the body
+   streams as ``STDIN`` records while the response is read.  A chunked body
+   is spooled first (``take_body``): PHP needs ``CONTENT_LENGTH``.
+4. **Header block.**  Read ``STDOUT`` up to the blank line within the
+   timeout (504), and parse it with the cgi plugin's parser (502 on
+   garbage).  ``Location: /x`` is a client redirect here, as in nginx.
+5. **Answer.**  A response that arrived whole goes out with a
+   Content-Length in one write; a longer one streams as it arrives.
+
+A request that fails on a reused keep-alive connection before any output
+(the backend closed it as we sent) is retried once on a new connection if
+it has no body.  A client that goes away (the kernel cancels the handler,
+or closes the body stream) aborts the request at the backend.
+"""
+import asyncio
+import functools
+import logging
+
+from flashplug import HTTPError, Response
+from flashplug.procs import Busy
+from flashplug_plugins.cgi.env import build_env
+from flashplug_plugins.cgi.handler import take_body
+from flashplug_plugins.cgi.response import (MAX_HEADER_BLOCK, CGIError,
+                                            find_header_end, parse_header_block)
+from flashplug_plugins.cgi.script import Forbidden, NotFound, Script, locate
+
+from .pool import BackendError, BackendTimeout
+
+log = logging.getLogger("flashplug.fastcgi")
+
+#: A response complete by the time its head is parsed, and no larger than
+#: this, goes out with a Content-Length in one write.
+SMALL_BODY = 64 * 1024
+#: Bytes read at a time from a spooled (chunked) request body.
+SPOOL_READ = 64 * 1024
+#: Seconds a client told "busy" should wait before retrying.
+RETRY_AFTER = "1"
+#: Script lookups kept (each for the kernel's --cache-valid seconds).
+FOUND_CACHE_ENTRIES = 1024
+
+
+class BackendFailed(Exception):
+    """The backend broke its response after the head went out; the kernel
+    aborts the client connection so the client sees a cut response."""
+
+
+class FastCGIHandler:
+    """Runs requests for one worker; ``pools`` is filled at start-up."""
+
+    def __init__(self, settings, docroot, base_env, show_dotfiles, follow_symlinks,
+                 cache_valid):
+        self.settings = settings
+        self.docroot = docroot
+        self.base_env = base_env
+        self.show_dotfiles = show_dotfiles
+        self.follow_symlinks = follow_symlinks
+        self.pools = {}   # Mapping.name -> Pool
+        # (ext, path) -> (Script, expiry): a hit skips the helper round
+        # trip, as in the cgi plugin; a removed script stops running within
+        # cache_valid seconds, like the static file caches' entries.
+        self._found = {}
+        self._cache_valid = cache_valid
+
+    def for_mapping(self, mapping):
+        """The route handler for one ``--fastcgi`` mapping."""
+        async def handler(request):
+            script = await self._locate(request, mapping)
+            return await self.handle(request, mapping, script)
+        return handler
+
+    async def _locate(self, request, mapping):
+        if mapping.prefix is None:
+            key = (mapping.ext, request.path)
+            now = request.server.loop.time()
+            hit = self._found.get(key)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+            try:
+                script = await request.server.helpers.run(functools.partial(
+                    locate, request.path, "/", self.docroot, (mapping.ext,),
+                    show_dotfiles=self.show_dotfiles, follow_symlinks=self.follow_symlinks,
+                    executable=False))
+            except NotFound:
+                raise HTTPError(404, "Not Found") from None
+            except Forbidden:
+                raise HTTPError(403, "Forbidden") from None
+            if self._cache_valid > 0:
+                if len(self._found) >= FOUND_CACHE_ENTRIES:
+                    self._found.clear()
+                self._found[key] = (script, now + self._cache_valid)
+            return script
+        script_name = mapping.prefix[:-1]
+        path_info = request.path[len(script_name):]
+        return Script(self.docroot + script_name, script_name, path_info, self.docroot)
+
+    async def handle(self, request, mapping, script):
+        """Answer ``request`` through ``mapping``'s backend, for ``script``."""
+        pool = self.pools[mapping.name]
+        name = pool.name
+        body, length, spool = await take_body(request, request.server.helpers,
+                                              self.settings.max_body)
+        if spool is not None:
+            body = _spooled(spool, request.server.helpers)
+        env = build_env(request, script, self.base_env, self.docroot, length,
+                        pass_authorization=True)
+        timeout = self.settings.timeout
+        retried = False
+        while True:
+            exchange = await self._begin(pool, name, env, body is not None, fresh=retried)
+            feeder = None
+            if body is not None:
+                feeder = asyncio.ensure_future(_feed(exchange, body, timeout))
+            try:
+                head, rest = await self._read_head(exchange, name)
+                break
+            except BackendError as e:
+                _stop(exchange, feeder, abort=True)
+                if (retried or body is not None or exchange.received
+                        or exchange.conn.served < 2):
+                    log.error("%s: %d: %s", name, e.status, e)
+                    raise HTTPError(e.status, "Bad Gateway" if e.status == 502
+                                    else "Service Unavailable") from None
+                log.info("%s: a kept-alive connection failed (%s); trying a new one",
+                         name, e)
+                retried = True
+            except BaseException:
+                _stop(exchange, feeder, abort=True)
+                raise
+        try:
+            return await self._respond(request, exchange, feeder, name, head, rest)
+        except BaseException:
+            _stop(exchange, feeder, abort=True)
+            raise
+
+    async def _begin(self, pool, name, env, has_body, fresh):
+        timeout = self.settings.timeout
+        try:
+            await pool.learn()
+            await pool.slots.acquire(timeout)
+        except Busy as e:
+            log.warning("%s: 503: %s", name, e)
+            raise HTTPError(503, "Service Unavailable",
+                            headers=[("Retry-After", RETRY_AFTER)]) from None
+        except BackendError as e:
+            log.error("%s: 502: %s", name, e)
+            raise HTTPError(502, "Bad Gateway") from None
+        except BackendTimeout as e:
+            log.error("%s: 504: %s", name, e)
+            raise HTTPError(504, "Gateway Timeout") from None
+        try:
+            conn = await pool.connection(fresh)
+        except BaseException as e:
+            pool.slots.release()
+            if isinstance(e, BackendError):
+                log.error("%s: 502: %s", name, e)
+                raise HTTPError(502, "Bad Gateway") from None
+            if isinstance(e, BackendTimeout):
+                log.error("%s: 504: %s", name, e)
+                raise HTTPError(504, "Gateway Timeout") from None
+            raise
+        pool.requests += 1
+        return conn.start(env, has_body)
+
+    async def _read_head(self, exchange, name):
+        """STDOUT up to the end of the header block: ``(block, rest)``."""
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.timeout
+        deadline = loop.time() + timeout
+        buf = b""
+        while True:
+            try:
+                data = await exchange.read(max(0.0, deadline - loop.time()))
+            except BackendTimeout:
+                exchange.abort()
+                log.error("%s: 504: no response header within %gs; request aborted",
+                          name, timeout)
+                raise HTTPError(504, "Gateway Timeout") from None
+            if not data:
+                cause = ("ended the request without output" if not buf
+                         else "ended the request inside its header block")
+                raise BackendError(f"{cause} (app status {exchange.app_status})")
+            searched = len(buf)
+            buf += data
+            end = find_header_end(buf, searched)
+            if end is not None:
+                return buf[:end[0]], buf[end[1]:]
+            if len(buf) > MAX_HEADER_BLOCK:
+                exchange.abort()
+                raise BackendError(f"sent a header block over {MAX_HEADER_BLOCK} bytes")
+
+    async def _respond(self, request, exchange, feeder, name, head, rest):
+        try:
+            cgi = parse_header_block(head, local_redirects=False)
+        except CGIError as e:
+            exchange.abort()
+            log.error("%s: 502: %s", name, e)
+            raise HTTPError(502, "Bad Gateway") from None
+        timeout = self.settings.timeout
+        if exchange.ended or len(rest) <= SMALL_BODY:
+            rest += exchange.read_nowait()
+        if exchange.complete and len(rest) <= SMALL_BODY:
+            if cgi.content_length is not None:
+                if len(rest) < cgi.content_length:
+                    log.error("%s: 502: response %d bytes short of its Content-Length",
+                              name, cgi.content_length - len(rest))
+                    raise HTTPError(502, "Bad Gateway")
+                rest = rest[:cgi.content_length]
+            _stop(exchange, feeder)
+            if request.method == "HEAD" and cgi.content_length is None:
+                # PHP sends no body for HEAD: a Content-Length of 0 would
+                # misstate the GET's; the kernel frames an empty stream
+                # without one.
+                return Response(cgi.status, cgi.headers, stream=_Nothing(),
+                                reason=cgi.reason)
+            return Response(cgi.status, cgi.headers, rest, reason=cgi.reason)
+        stream = _Body(exchange, feeder, rest, name, timeout, cgi.content_length,
+                       head=request.method == "HEAD")
+        return Response(cgi.status, cgi.headers, stream=stream, reason=cgi.reason)
+
+
+class _Body:
+    """The rest of STDOUT as the response body (an async iterator).
+
+    A class, not an async generator: the kernel may ``aclose()`` it before
+    the first ``__anext__`` (HEAD, client gone), and an unstarted generator
+    would skip its ``finally``.
+    """
+
+    def __init__(self, exchange, feeder, first, name, timeout, content_length, head):
+        self._exchange = exchange
+        self._feeder = feeder
+        self._first = first
+        self._name = name
+        self._timeout = timeout
+        self._left = content_length
+        self._head = head
+        self._done = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._first:
+            data, self._first = self._first, b""
+            return self._limit(data)
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            data = await self._exchange.read(self._timeout)
+        except BackendTimeout:
+            self._end(abort=True)
+            log.error("%s: silent for %gs after sending headers; request aborted, "
+                      "response cut short", self._name, self._timeout)
+            raise BackendFailed("backend timed out") from None
+        except BackendError as e:
+            self._end(abort=False)
+            log.error("%s: %s; response cut short", self._name, e)
+            raise BackendFailed(str(e)) from None
+        if data:
+            return self._limit(data)
+        self._end(abort=False)
+        if self._left:
+            log.error("%s: ended %d bytes short of its Content-Length; response cut short",
+                      self._name, self._left)
+            raise BackendFailed("short body")
+        raise StopAsyncIteration
+
+    def _limit(self, data):
+        if self._left is None:
+            return data
+        if len(data) >= self._left:
+            data = data[:self._left]
+            self._end(abort=False)   # bytes past Content-Length are dropped
+        self._left -= len(data)
+        return data
+
+    def _end(self, abort):
+        if not self._done:
+            self._done = True
+            _stop(self._exchange, self._feeder, abort)
+
+    async def aclose(self):
+        # HEAD: let the request finish; anything else: the client is gone.
+        self._end(abort=not self._head and not self._exchange.stdout_done)
+
+
+class _Nothing:
+    """An empty response stream."""
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        raise StopAsyncIteration
+
+    async def aclose(self):
+        pass
+
+
+def _stop(exchange, feeder, abort=False):
+    """Done with ``exchange``: drop the rest of its output, or (``abort``)
+    tell the backend to stop the request."""
+    if feeder is not None:
+        feeder.cancel()
+    if abort:
+        exchange.abort()
+    else:
+        exchange.finish()
+
+
+async def _feed(exchange, body, timeout):
+    """Copy the request body into STDIN records, then close the stream."""
+    try:
+        async for chunk in body:
+            await asyncio.wait_for(exchange.send_stdin(chunk), timeout)
+        await exchange.send_stdin(b"")
+    except (BackendError, asyncio.TimeoutError):
+        pass  # the reader reports what went wrong with the backend
+    except ConnectionError:
+        pass  # the client went away; the handler is being cancelled
+
+
+async def _spooled(spool, helpers):
+    """A spooled (chunked) request body, read back in helpers."""
+    try:
+        while True:
+            data = await helpers.run(spool.read, SPOOL_READ)
+            if not data:
+                return
+            yield data
+    finally:
+        spool.close()

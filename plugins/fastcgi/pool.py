@@ -1,0 +1,518 @@
+"""Connections to one FastCGI backend, pooled and multiplexed on the loop.
+
+Theory of operation
+-------------------
+A :class:`Pool` belongs to one backend address in one worker.  It admits
+requests through a :class:`flashplug.procs.Slots` limit (the same bounded
+FIFO queue the CGI plugin waits in: 503 when it is full), then puts each
+admitted request on a connection with room for it, opening one when none
+has room:
+
+* Before the first request the pool asks the backend for its limits with
+  ``FCGI_GET_VALUES``, on a connection of its own (php-fpm closes the
+  connection after answering).  ``FCGI_MAX_CONNS`` caps the connections,
+  ``FCGI_MPXS_CONNS=1`` lets several requests share one connection, up to
+  ``FCGI_MAX_REQS`` in all.  A backend that does not answer (in time) is
+  taken to allow one request per connection, as php-fpm does.
+* Every request asks for ``FCGI_KEEP_CONN``: a connection goes back to the
+  pool at the request's ``END_REQUEST`` and is closed after
+  ``IDLE_TIMEOUT`` unused (a single-process backend such as ``php-cgi -b``
+  accepts no other connection while we hold one).
+* One reader task per connection turns bytes into events
+  (``protocol.ClientConnection``) and hands each to its :class:`Exchange`.
+  When an exchange holds more than ``HIGH_WATER`` bytes that its client has
+  not taken, the reader stops reading: the socket buffer fills and the
+  backend blocks in ``write``, which is backpressure from a slow client to
+  the backend (on a multiplexed connection the other requests wait too, as
+  with any FastCGI multiplexer).
+* Request bodies go out as ``STDIN`` records through the stream writer,
+  awaiting ``drain()``: backpressure from a slow backend to the client.
+* ``abort()`` (the client went away) sends ``FCGI_ABORT_REQUEST``.  On a
+  connection that carries only this request the pool then closes it as
+  well: php-fpm reads nothing while a script runs, and notices a gone
+  client only when its next write fails.
+* A protocol violation, an unexpected close or a read error ends the
+  connection and fails every exchange on it with :class:`BackendError`.
+"""
+import asyncio
+import collections
+import logging
+import socket
+
+from flashplug.procs import MAX_STDERR_LINE, Slots
+
+from . import protocol as fcgi
+
+log = logging.getLogger("flashplug.fastcgi")
+
+#: Bytes read from a backend socket at a time (and the stream's buffer).
+CHUNK = 65536
+#: Response bytes an exchange may hold for a slow client before the reader
+#: stops reading that connection.
+HIGH_WATER = 256 * 1024
+#: Seconds an unused keep-alive connection stays open.
+IDLE_TIMEOUT = 5.0
+#: Seconds to wait for a GET_VALUES answer before assuming defaults.
+PROBE_TIMEOUT = 2.0
+#: Request ids per multiplexed connection, whatever the backend says (one
+#: record header's id field allows 65535).
+MAX_IDS = 1024
+
+
+class BackendError(Exception):
+    """The backend refused, broke the protocol or went away (502).
+
+    ``status`` is the HTTP status to answer with: 502, or 503 when the
+    backend said it is overloaded.
+    """
+
+    def __init__(self, cause, status=502):
+        super().__init__(cause)
+        self.status = status
+
+
+class BackendTimeout(Exception):
+    """The backend did not connect or answer in time (504)."""
+
+
+class Address:
+    """``unix:/path`` or ``host:port`` (``[v6]:port``)."""
+
+    def __init__(self, text):
+        self.text = text
+        if text.startswith("unix:"):
+            self.path = text[5:]
+            self.host = self.port = None
+            if not self.path:
+                raise ValueError("unix: needs a socket path")
+        else:
+            host, sep, port = text.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("expected unix:PATH or HOST:PORT")
+            self.path = None
+            self.host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+            self.port = int(port)
+
+    def __str__(self):
+        return self.text
+
+    #: How many backend processes stand behind the address (see supervisor).
+    processes = 1
+
+    async def connect(self, timeout):
+        """``(reader, writer, origin)``: streams, and None for the process
+        (a :class:`~.supervisor.Supervisor` names one).
+
+        :raises BackendError: refused or unreachable.
+        :raises BackendTimeout: no connection within ``timeout`` seconds.
+        """
+        try:
+            if self.path is not None:
+                opening = asyncio.open_unix_connection(self.path, limit=CHUNK)
+            else:
+                opening = asyncio.open_connection(self.host, self.port, limit=CHUNK)
+            reader, writer = await asyncio.wait_for(opening, timeout)
+        except asyncio.TimeoutError:
+            raise BackendTimeout(f"no connection to {self} within {timeout:g}s") from None
+        except OSError as e:
+            raise BackendError(f"cannot connect to {self}: {e.strerror or e}") from None
+        sock = writer.get_extra_info("socket")
+        if sock is not None and self.path is None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return reader, writer, None
+
+
+class Exchange:
+    """One request on one connection: the response stream as it arrives.
+
+    The handler reads with ``read(timeout)`` until ``b""``; it calls
+    ``finish()`` when it needs nothing more, and ``abort()`` when the
+    client went away.  Each exchange holds one pool slot until its
+    ``END_REQUEST`` (or the connection's end), then gives it back.
+    """
+
+    def __init__(self, conn, request_id):
+        self.conn = conn
+        self.request_id = request_id
+        self.chunks = collections.deque()
+        self.buffered = 0
+        self.received = 0            # STDOUT bytes so far
+        self.stdout_done = False
+        self.ended = False
+        self.error = None
+        self.discarding = False
+        self.stdin_done = False      # the empty STDIN record went out
+        self.app_status = None
+        self._waiter = None          # the handler waits for data
+        self._space = None           # the reader waits for the handler
+        self._errbuf = b""
+
+    # -- the reader's side
+
+    async def on_stdout(self, data):
+        if not data:
+            self.stdout_done = True
+            self._wake()
+            return
+        self.received += len(data)
+        if self.discarding:
+            return
+        self.chunks.append(data)
+        self.buffered += len(data)
+        self._wake()
+        if self.buffered > HIGH_WATER:
+            self._space = self.conn.loop.create_future()
+            try:
+                await self._space
+            finally:
+                self._space = None
+
+    def on_stderr(self, data):
+        self._errbuf += data
+        *lines, self._errbuf = self._errbuf.split(b"\n")
+        if len(self._errbuf) > MAX_STDERR_LINE or (not data and self._errbuf):
+            lines.append(self._errbuf)
+            self._errbuf = b""
+        for line in lines:
+            log.warning("%s: %s", self.conn.pool.name,
+                        line.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def on_end(self, app_status, protocol_status, cause=None):
+        if self.ended:
+            return
+        self.ended = True
+        self.app_status = app_status
+        if cause is not None:
+            self.error = BackendError(cause)
+        elif protocol_status != fcgi.REQUEST_COMPLETE:
+            name = fcgi.PROTOCOL_STATUS_NAMES.get(protocol_status, str(protocol_status))
+            self.error = BackendError(f"refused the request: {name}",
+                                      503 if protocol_status == fcgi.OVERLOADED else 502)
+        if self._errbuf:
+            self.on_stderr(b"")
+        self.stdout_done = True
+        self._wake()
+        self._make_room()
+        self.conn.pool.slots.release()
+        self.conn.pool.notify()
+
+    def _wake(self):
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _make_room(self):
+        s = self._space
+        if s is not None and not s.done():
+            s.set_result(None)
+
+    # -- the handler's side
+
+    async def read(self, timeout):
+        """The next STDOUT bytes; ``b""`` at the end of the stream.
+
+        :raises BackendError: the backend broke the connection or refused.
+        :raises BackendTimeout: nothing arrived within ``timeout`` seconds.
+        """
+        while not self.chunks:
+            if self.error is not None:
+                raise self.error
+            if self.stdout_done:
+                return b""
+            self._waiter = self.conn.loop.create_future()
+            try:
+                await asyncio.wait_for(self._waiter, timeout)
+            except asyncio.TimeoutError:
+                raise BackendTimeout(f"nothing from the backend for {timeout:g}s") from None
+            finally:
+                self._waiter = None
+        data = self.chunks.popleft()
+        self.buffered -= len(data)
+        if self.buffered <= HIGH_WATER // 2:
+            self._make_room()
+        return data
+
+    def read_nowait(self):
+        """Whatever has arrived, joined (without waiting)."""
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        self._make_room()
+        return data
+
+    @property
+    def complete(self):
+        """The whole response has arrived, cleanly."""
+        return self.ended and self.error is None and not self.chunks
+
+    async def send_stdin(self, data):
+        """STDIN records for ``data``; ``b""`` ends the body.
+
+        :raises BackendError: the connection is gone.
+        """
+        if self.ended:
+            raise BackendError("the request already ended")
+        await self.conn.send(fcgi.encode_stdin(self.request_id, data))
+        if not data:
+            self.stdin_done = True
+
+    def finish(self):
+        """The handler is done with a response it read to its end; a
+        request still running (HEAD) runs on with its output dropped."""
+        self.discarding = True
+        self.chunks.clear()
+        self.buffered = 0
+        self._make_room()
+
+    def abort(self):
+        """The client went away: FCGI_ABORT_REQUEST (see the module notes)."""
+        self.finish()
+        if not self.ended:
+            self.conn.abort(self)
+
+
+class Connection:
+    """One socket to the backend and the exchanges on it."""
+
+    def __init__(self, pool, reader, writer, origin=None):
+        self.pool = pool
+        self.origin = origin         # the supervised process, if any
+        self.loop = pool.loop
+        self.reader = reader
+        self.writer = writer
+        self.proto = fcgi.ClientConnection()
+        self.exchanges = {}
+        self.closed = False
+        self.retiring = False        # takes no new request; closes when empty
+        self.served = 0
+        self._idle_timer = None
+        self.task = self.loop.create_task(self._read_loop())
+
+    @property
+    def load(self):
+        return len(self.exchanges)
+
+    def start(self, params, body):
+        """Begin a request; with ``body`` False its STDIN ends at once."""
+        self._cancel_idle()
+        rid = next(i for i in range(1, MAX_IDS + 1) if i not in self.exchanges)
+        exchange = self.exchanges[rid] = Exchange(self, rid)
+        self.served += 1
+        if self.origin is not None:
+            self.origin.served()
+        data = self.proto.begin(rid, params, keep_conn=True)
+        if not body:
+            data += fcgi.encode_stdin(rid, b"")
+            exchange.stdin_done = True
+        self.writer.write(data)
+        return exchange
+
+    async def send(self, data):
+        if self.closed:
+            raise BackendError("the backend closed the connection")
+        self.writer.write(data)
+        try:
+            await self.writer.drain()
+        except (ConnectionError, OSError) as e:
+            raise BackendError(f"write to {self.pool.address} failed: {e}") from None
+
+    def abort(self, exchange):
+        if self.closed:
+            return
+        self.writer.write(self.proto.abort(exchange.request_id))
+        if self.load == 1:
+            self.close("the client went away")
+        else:
+            # Wait for the END_REQUEST, but not forever.
+            self.loop.call_later(self.pool.timeout, self._abort_overdue, exchange)
+
+    def _abort_overdue(self, exchange):
+        if not exchange.ended and not self.closed:
+            self.close("no END_REQUEST after FCGI_ABORT_REQUEST")
+
+    async def _read_loop(self):
+        cause = "the backend closed the connection"
+        try:
+            while True:
+                data = await self.reader.read(CHUNK)
+                for event in self.proto.receive(data):
+                    await self._deliver(event)
+                if not data:
+                    break
+        except fcgi.ProtocolError as e:
+            cause = f"protocol error: {e}"
+        except (ConnectionError, OSError) as e:
+            cause = f"read failed: {e}"
+        except asyncio.CancelledError:
+            cause = "the server is stopping"
+        self.close(cause)
+
+    async def _deliver(self, event):
+        kind = type(event)
+        if kind is fcgi.Stdout:
+            await self.exchanges[event.request_id].on_stdout(event.data)
+        elif kind is fcgi.Stderr:
+            self.exchanges[event.request_id].on_stderr(event.data)
+        elif kind is fcgi.EndRequest:
+            exchange = self.exchanges.pop(event.request_id)
+            exchange.on_end(event.app_status, event.protocol_status)
+            if not exchange.stdin_done:
+                # Part of its body may still be on the way: the next
+                # request would follow stray STDIN records.
+                self.retiring = True
+            if not self.exchanges:
+                if self.retiring or (self.origin is not None
+                                     and self.origin.state != "running"):
+                    self.close("retired")
+                else:
+                    self._idle_timer = self.loop.call_later(IDLE_TIMEOUT, self.close,
+                                                            "idle")
+        else:
+            raise fcgi.ProtocolError(f"unexpected {type(event).__name__} on a request "
+                                     "connection")
+
+    def _cancel_idle(self):
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def close(self, cause):
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_idle()
+        self.pool.conns.discard(self)
+        self.pool.notify()
+        self.writer.close()
+        if self.origin is not None:
+            self.origin.released()
+        for exchange in list(self.exchanges.values()):
+            exchange.on_end(None, None, cause)
+        self.exchanges.clear()
+        if self.task is not asyncio.current_task() and not self.task.done():
+            self.task.cancel()
+
+
+class Pool:
+    """Every connection of one worker to one backend."""
+
+    def __init__(self, loop, address, name, max_conns, queue, timeout):
+        self.loop = loop
+        self.address = address
+        self.name = name
+        self.max_conns = max_conns
+        self.timeout = timeout
+        self.per_conn = 1
+        self.learned = None          # the backend's GET_VALUES answer, once known
+        self._learning = None
+        self.slots = Slots(max_conns, queue)
+        self.conn_limit = max_conns  # connections at once, once learned
+        self.conns = set()
+        self.requests = 0
+        self._opening = 0            # connections being opened
+        self._room = []              # futures of requests waiting for a connection
+
+    async def learn(self):
+        """Ask the backend for its limits, once (see the module notes)."""
+        if self.learned is not None:
+            return
+        if self._learning is None:
+            self._learning = self.loop.create_task(self._probe())
+        task = self._learning
+        try:
+            await asyncio.shield(task)
+        finally:
+            # A failed probe (backend down) is tried again by the next request.
+            if task.done() and self._learning is task:
+                self._learning = None
+
+    async def _probe(self):
+        reader, writer, origin = await self.address.connect(self.timeout)
+        values, answered = {}, False
+        try:
+            writer.write(fcgi.encode_get_values())
+            conn = fcgi.ClientConnection()
+            deadline = self.loop.time() + min(self.timeout, PROBE_TIMEOUT)
+            while not answered:
+                data = await asyncio.wait_for(reader.read(CHUNK),
+                                              max(0.0, deadline - self.loop.time()))
+                events = conn.receive(data)
+                if not data:
+                    break
+                for event in events:
+                    if isinstance(event, fcgi.Values):
+                        values, answered = event.values, True
+                    elif isinstance(event, fcgi.UnknownType):
+                        answered = True
+        except (asyncio.TimeoutError, fcgi.ProtocolError, ConnectionError, OSError) as e:
+            log.info("%s: no FCGI_GET_VALUES answer (%s); one request per connection",
+                     self.name, e or type(e).__name__)
+        finally:
+            writer.close()
+            if origin is not None:
+                origin.released()
+        # The backend's limits are per process; a supervised process that
+        # does not say is taken to serve one connection at a time.
+        processes = self.address.processes
+        default = self.max_conns if processes == 1 else 1
+        max_conns, max_reqs, mpx = fcgi.limits(values, default, default)
+        conns = min(self.max_conns, max_conns * processes)
+        max_reqs *= processes
+        self.conn_limit = conns
+        self.per_conn = max(1, min(MAX_IDS, max_reqs // conns)) if mpx else 1
+        self.slots.limit = min(conns * self.per_conn, max_reqs) if mpx else conns
+        self.learned = values
+        log.info("%s: %d connection(s), %d request(s) each (backend said %s)",
+                 self.name, conns, self.per_conn,
+                 ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "nothing")
+
+    async def connection(self, fresh=False):
+        """A connection with room for one more request (a new one when
+        ``fresh``, if the limit allows).  The caller holds a slot, so there
+        is room, or will be once a connection being opened is open; never
+        more than ``conn_limit`` connections exist at once."""
+        while True:
+            if not fresh:
+                for conn in self.conns:
+                    if (conn.load < self.per_conn and not conn.closed and not conn.retiring
+                            and (conn.origin is None or conn.origin.state == "running")):
+                        return conn
+            if len(self.conns) + self._opening < self.conn_limit:
+                break
+            waiter = self.loop.create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._room:
+                    self._room.remove(waiter)
+        self._opening += 1
+        try:
+            reader, writer, origin = await self.address.connect(self.timeout)
+        except BaseException:
+            self._opening -= 1
+            self.notify()
+            raise
+        self._opening -= 1
+        conn = Connection(self, reader, writer, origin)
+        self.conns.add(conn)
+        # Waiters run after our caller has begun its request on it (no
+        # await in between), so they see its true load.
+        self.notify()
+        return conn
+
+    def notify(self):
+        """A connection opened, closed or finished a request: requests
+        waiting for one look again."""
+        waiters, self._room = self._room, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def close(self):
+        conns = list(self.conns)
+        for conn in conns:
+            conn.close("the server is stopping")
+        tasks = [c.task for c in conns]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

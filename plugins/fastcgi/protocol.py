@@ -1,0 +1,448 @@
+"""FastCGI 1.0 records, sans-I/O: bytes in, events out; calls in, bytes out.
+
+Theory of operation
+-------------------
+Everything on a FastCGI connection is a *record* (FastCGI 1.0 §3.3)::
+
+    version:1  type:1  requestId:2  contentLength:2  paddingLength:1  reserved:1
+    content[contentLength]  padding[paddingLength]
+
+(big-endian).  A request is a ``BEGIN_REQUEST`` record, a stream of
+``PARAMS`` records (name-value pairs, §3.4) ended by an empty one, and a
+stream of ``STDIN`` records ended by an empty one.  The application answers
+with ``STDOUT`` (and ``STDERR``) streams and one ``END_REQUEST``.  Records
+with request id 0 are management records: ``GET_VALUES`` asks the
+application for its limits, ``GET_VALUES_RESULT`` answers, ``UNKNOWN_TYPE``
+says a management record type was not understood.
+
+This module has two layers, both pure:
+
+* :class:`RecordReader` turns bytes into :class:`Record` objects (framing
+  only: version, lengths, padding); the ``encode_*`` functions produce the
+  bytes of each record a web server sends.  A test backend uses the same
+  two, in the other direction.
+* :class:`ClientConnection` is the web server's side of one connection: it
+  knows which request ids are open and turns the application's records into
+  events (:class:`Stdout`, :class:`Stderr`, :class:`EndRequest`,
+  :class:`Values`, :class:`UnknownType`), refusing every record that breaks
+  the protocol.
+
+Every violation raises :class:`ProtocolError` with a one-line cause for the
+error log.  The checks (the reader's, then the connection's):
+
+============================================  ===============================
+what arrives                                  why it is refused
+============================================  ===============================
+a version byte other than 1                    not FastCGI 1.0 (or garbage)
+a record type the application may not send    only STDOUT, STDERR,
+(BEGIN_REQUEST, PARAMS, 12, ...)               END_REQUEST, GET_VALUES_RESULT
+                                               and UNKNOWN_TYPE flow that way
+a stream or END_REQUEST record for request     the id was never begun, or was
+id 0, or for an id that is not open            already ended
+STDOUT (STDERR) data after the empty record    the stream was closed
+that closed that stream
+an END_REQUEST whose content is not 8 bytes    §5.5 fixes its body
+an UNKNOWN_TYPE whose content is not 8 bytes   §4.2 fixes its body
+a management record with a non-zero id         §3.3: management ids are 0
+a name-value pair whose lengths run past the   truncated or garbage pairs
+content
+the peer closing in the middle of a record     a crashed or broken backend
+============================================  ===============================
+
+Limits come from the format itself: a record's content is at most 65,535
+bytes and its padding at most 255, so the reader never holds more than one
+record (65,798 bytes) beyond what it has handed out.
+"""
+import struct
+from typing import Dict, NamedTuple, Union
+
+VERSION = 1
+
+# Record types (§8).
+BEGIN_REQUEST = 1
+ABORT_REQUEST = 2
+END_REQUEST = 3
+PARAMS = 4
+STDIN = 5
+STDOUT = 6
+STDERR = 7
+DATA = 8
+GET_VALUES = 9
+GET_VALUES_RESULT = 10
+UNKNOWN_TYPE = 11
+
+TYPE_NAMES = {
+    BEGIN_REQUEST: "BEGIN_REQUEST", ABORT_REQUEST: "ABORT_REQUEST",
+    END_REQUEST: "END_REQUEST", PARAMS: "PARAMS", STDIN: "STDIN",
+    STDOUT: "STDOUT", STDERR: "STDERR", DATA: "DATA",
+    GET_VALUES: "GET_VALUES", GET_VALUES_RESULT: "GET_VALUES_RESULT",
+    UNKNOWN_TYPE: "UNKNOWN_TYPE",
+}
+
+# Roles (§6) and the BEGIN_REQUEST flag (§5.1).
+RESPONDER = 1
+AUTHORIZER = 2
+FILTER = 3
+KEEP_CONN = 1
+
+# END_REQUEST protocolStatus values (§5.5).
+REQUEST_COMPLETE = 0
+CANT_MPX_CONN = 1
+OVERLOADED = 2
+UNKNOWN_ROLE = 3
+
+PROTOCOL_STATUS_NAMES = {
+    REQUEST_COMPLETE: "REQUEST_COMPLETE", CANT_MPX_CONN: "CANT_MPX_CONN",
+    OVERLOADED: "OVERLOADED", UNKNOWN_ROLE: "UNKNOWN_ROLE",
+}
+
+# GET_VALUES variables (§4.1).
+MAX_CONNS = "FCGI_MAX_CONNS"
+MAX_REQS = "FCGI_MAX_REQS"
+MPXS_CONNS = "FCGI_MPXS_CONNS"
+
+HEADER_LEN = 8
+#: The most content one record carries (contentLength is 16 bits).
+MAX_CONTENT = 0xFFFF
+#: The largest name or value length a 4-byte length field can hold (§3.4).
+MAX_PAIR_LENGTH = 0x7FFFFFFF
+
+_HEADER = struct.Struct(">BBHHBx")
+_BEGIN_BODY = struct.Struct(">HB5x")
+_END_BODY = struct.Struct(">IB3x")
+_UNKNOWN_BODY = struct.Struct(">B7x")
+_LONG_LENGTH = struct.Struct(">I")
+_PADS = [b"\0" * n for n in range(8)]
+
+# The types an application sends to a web server, and which of them are
+# management records (request id 0).
+_FROM_APP = frozenset({STDOUT, STDERR, END_REQUEST, GET_VALUES_RESULT, UNKNOWN_TYPE})
+_MANAGEMENT = frozenset({GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE})
+
+class ProtocolError(Exception):
+    """The peer broke FastCGI 1.0; the message is the cause, one line.
+
+    The connection cannot be trusted after it: close it.
+    """
+
+
+class Record(NamedTuple):
+    type: int
+    request_id: int
+    content: bytes
+
+
+# -- encoding -------------------------------------------------------------------
+
+def encode_record(rtype, request_id, content=b""):
+    """One record, padded to a multiple of 8 bytes (§3.3 recommends it).
+
+    :raises ValueError: ``content`` over :data:`MAX_CONTENT` bytes or an id
+        outside 0-65535.
+    """
+    n = len(content)
+    if n > MAX_CONTENT:
+        raise ValueError(f"record content of {n} bytes is over {MAX_CONTENT}")
+    if not 0 <= request_id <= 0xFFFF:
+        raise ValueError(f"request id {request_id} is outside 0-65535")
+    pad = -n & 7
+    return _HEADER.pack(VERSION, rtype, request_id, n, pad) + bytes(content) + _PADS[pad]
+
+
+def encode_stream(rtype, request_id, data):
+    """``data`` as records of ``rtype`` (as many as its size needs).
+
+    Empty ``data`` gives the one empty record that ends the stream.
+    """
+    if not data:
+        return encode_record(rtype, request_id)
+    view = memoryview(data)
+    return b"".join(encode_record(rtype, request_id, view[i:i + MAX_CONTENT])
+                    for i in range(0, len(view), MAX_CONTENT))
+
+
+def encode_begin_request(request_id, keep_conn=True, role=RESPONDER):
+    """A BEGIN_REQUEST record (§5.1)."""
+    body = _BEGIN_BODY.pack(role, KEEP_CONN if keep_conn else 0)
+    return encode_record(BEGIN_REQUEST, request_id, body)
+
+
+def encode_params(request_id, params):
+    """The whole PARAMS stream for ``params`` (pairs or a mapping), closed
+    by its empty record."""
+    data = encode_pairs(params.items() if hasattr(params, "items") else params)
+    return encode_stream(PARAMS, request_id, data) + encode_record(PARAMS, request_id)
+
+
+def encode_stdin(request_id, data):
+    """STDIN records for ``data``; ``b""`` ends the stream (end of body)."""
+    return encode_stream(STDIN, request_id, data)
+
+
+def encode_abort_request(request_id):
+    """An ABORT_REQUEST record (§5.4): the client went away."""
+    return encode_record(ABORT_REQUEST, request_id)
+
+
+def encode_end_request(request_id, app_status=0, protocol_status=REQUEST_COMPLETE):
+    """An END_REQUEST record (§5.5); an application (or a test one) sends it."""
+    return encode_record(END_REQUEST, request_id,
+                         _END_BODY.pack(app_status & 0xFFFFFFFF, protocol_status))
+
+
+def encode_get_values(names=(MAX_CONNS, MAX_REQS, MPXS_CONNS)):
+    """A GET_VALUES record asking for ``names`` (§4.1)."""
+    return encode_record(GET_VALUES, 0, encode_pairs((name, "") for name in names))
+
+
+def encode_pairs(pairs):
+    """Name-value pairs (§3.4): each length in 1 byte below 128, else in 4
+    bytes with the top bit set.  ``str`` is encoded as UTF-8 with
+    surrogate escapes (the CGI environment's own bytes survive).
+
+    Inlined, not a call per length: a request's PARAMS are some 30 pairs,
+    and this runs for every request.
+    """
+    out = bytearray()
+    for name, value in pairs:
+        if type(name) is not bytes:
+            name = name.encode("utf-8", "surrogateescape")
+        if type(value) is not bytes:
+            value = value.encode("utf-8", "surrogateescape")
+        n, v = len(name), len(value)
+        if n < 0x80 and v < 0x80:
+            out += bytes((n, v))
+        else:
+            out += _length(n)
+            out += _length(v)
+        out += name
+        out += value
+    return bytes(out)
+
+
+def _length(n):
+    if n < 0x80:
+        return bytes((n,))
+    if n > MAX_PAIR_LENGTH:
+        raise ValueError(f"a name or value of {n} bytes is over {MAX_PAIR_LENGTH}")
+    return _LONG_LENGTH.pack(n | 0x80000000)
+
+
+# -- decoding -------------------------------------------------------------------
+
+def decode_pairs(content):
+    """Name-value pairs (§3.4) -> list of ``(name, value)`` bytes.
+
+    :raises ProtocolError: a length runs past the end of ``content``.
+    """
+    pairs = []
+    pos, end = 0, len(content)
+    while pos < end:
+        lengths = []
+        for _ in range(2):
+            if pos >= end:
+                raise ProtocolError("name-value pair cut short in its lengths")
+            n = content[pos]
+            if n & 0x80:
+                if pos + 4 > end:
+                    raise ProtocolError("name-value pair cut short in a 4-byte length")
+                n = _LONG_LENGTH.unpack_from(content, pos)[0] & 0x7FFFFFFF
+                pos += 4
+            else:
+                pos += 1
+            lengths.append(n)
+        nlen, vlen = lengths
+        if pos + nlen + vlen > end:
+            raise ProtocolError("name-value pair of %d+%d bytes runs past its record"
+                                % (nlen, vlen))
+        pairs.append((bytes(content[pos:pos + nlen]),
+                      bytes(content[pos + nlen:pos + nlen + vlen])))
+        pos += nlen + vlen
+    return pairs
+
+
+class RecordReader:
+    """Bytes -> records (framing only; see the module comment).
+
+    ``feed(data)`` returns the records completed so far; ``eof()`` says the
+    peer closed, and raises if it did so in the middle of a record.
+    """
+
+    def __init__(self):
+        self._buf = bytearray()
+
+    @property
+    def buffered(self):
+        """Bytes held that do not make a whole record yet."""
+        return len(self._buf)
+
+    def feed(self, data):
+        """:raises ProtocolError: a record with a version other than 1."""
+        buf = self._buf
+        buf += data
+        records = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= HEADER_LEN:
+            version, rtype, rid, clen, plen = _HEADER.unpack_from(buf, pos)
+            if version != VERSION:
+                raise ProtocolError("record version %d, not 1 (not FastCGI, or garbage: %r)"
+                                    % (version, bytes(buf[pos:pos + HEADER_LEN])))
+            end = pos + HEADER_LEN + clen
+            if end + plen > n:
+                break
+            records.append(Record(rtype, rid, bytes(buf[pos + HEADER_LEN:end])))
+            pos = end + plen
+        del buf[:pos]
+        return records
+
+    def eof(self):
+        """:raises ProtocolError: the stream ended inside a record."""
+        if self._buf:
+            raise ProtocolError("connection closed %d bytes into a record" % len(self._buf))
+
+
+# -- the web server's side of a connection --------------------------------------
+
+class Stdout(NamedTuple):
+    """Response bytes for ``request_id``; ``b""`` ends the stream."""
+    request_id: int
+    data: bytes
+
+
+class Stderr(NamedTuple):
+    """Error-log bytes for ``request_id``; ``b""`` ends the stream."""
+    request_id: int
+    data: bytes
+
+
+class EndRequest(NamedTuple):
+    """The request is over (and its id free again)."""
+    request_id: int
+    app_status: int
+    protocol_status: int
+
+
+class Values(NamedTuple):
+    """GET_VALUES_RESULT: ``{name: value}`` as ``str`` (ASCII by §4.1)."""
+    values: Dict[str, str]
+
+
+class UnknownType(NamedTuple):
+    """The application did not understand a management record we sent."""
+    type: int
+
+
+Event = Union[Stdout, Stderr, EndRequest, Values, UnknownType]
+
+
+class _Open:
+    __slots__ = ("stdout_done", "stderr_done")
+
+    def __init__(self):
+        self.stdout_done = False
+        self.stderr_done = False
+
+
+class ClientConnection:
+    """One connection from the web server to a FastCGI application.
+
+    ``begin(request_id, params, keep_conn)`` opens a request and returns the
+    bytes that start it; ``stdin(request_id, data)`` and
+    ``abort(request_id)`` give the bytes to send next; ``receive(data)``
+    returns the events in the application's bytes.  An id stays open until
+    its END_REQUEST arrives, aborted or not, so a late record for it is not
+    mistaken for a violation.
+    """
+
+    def __init__(self):
+        self._reader = RecordReader()
+        self._open = {}   # request id -> _Open
+
+    @property
+    def open_requests(self):
+        return len(self._open)
+
+    def is_open(self, request_id):
+        return request_id in self._open
+
+    def begin(self, request_id, params, keep_conn=True):
+        """BEGIN_REQUEST and the PARAMS stream.
+
+        :raises ValueError: the id is 0 (management) or already open.
+        """
+        if not 1 <= request_id <= 0xFFFF or request_id in self._open:
+            raise ValueError(f"request id {request_id} is not free")
+        self._open[request_id] = _Open()
+        return encode_begin_request(request_id, keep_conn) + encode_params(request_id, params)
+
+    def stdin(self, request_id, data):
+        """STDIN records; ``b""`` closes the stream."""
+        return encode_stdin(request_id, data)
+
+    def abort(self, request_id):
+        return encode_abort_request(request_id)
+
+    def get_values(self, names=(MAX_CONNS, MAX_REQS, MPXS_CONNS)):
+        return encode_get_values(names)
+
+    def receive(self, data):
+        """Events in ``data`` (an empty ``data`` is end of file).
+
+        :raises ProtocolError: see the module comment for each check.
+        """
+        if not data:
+            self._reader.eof()
+            return []
+        return [self._event(r) for r in self._reader.feed(data)]
+
+    def _event(self, record):
+        rtype, rid, content = record
+        if rtype not in _FROM_APP:
+            raise ProtocolError("record type %s (%d) may not come from an application"
+                                % (TYPE_NAMES.get(rtype, "unknown"), rtype))
+        if rtype in _MANAGEMENT:
+            if rid != 0:
+                raise ProtocolError("%s for request id %d, not 0" % (TYPE_NAMES[rtype], rid))
+            if rtype == GET_VALUES_RESULT:
+                try:
+                    values = {n.decode("ascii"): v.decode("ascii")
+                              for n, v in decode_pairs(content)}
+                except UnicodeDecodeError:
+                    raise ProtocolError("GET_VALUES_RESULT with non-ASCII names or values") \
+                        from None
+                return Values(values)
+            if len(content) != _UNKNOWN_BODY.size:
+                raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
+            return UnknownType(content[0])
+        state = self._open.get(rid)
+        if state is None:
+            raise ProtocolError("%s for request id %d, which is not open"
+                                % (TYPE_NAMES[rtype], rid))
+        if rtype == END_REQUEST:
+            if len(content) != _END_BODY.size:
+                raise ProtocolError("END_REQUEST body of %d bytes, not 8" % len(content))
+            del self._open[rid]
+            app_status, protocol_status = _END_BODY.unpack(content)
+            return EndRequest(rid, app_status, protocol_status)
+        attr = "stdout_done" if rtype == STDOUT else "stderr_done"
+        if getattr(state, attr):
+            raise ProtocolError("%s data for request id %d after its stream ended"
+                                % (TYPE_NAMES[rtype], rid))
+        if not content:
+            setattr(state, attr, True)
+        return (Stdout if rtype == STDOUT else Stderr)(rid, content)
+
+
+def limits(values, default_conns, default_reqs):
+    """``(max_conns, max_reqs, multiplexed)`` from a GET_VALUES_RESULT.
+
+    A value that is missing or not a positive integer keeps the default
+    (``FCGI_MPXS_CONNS`` defaults to "no"), so a terse application works.
+    """
+    def positive(name, default):
+        text = values.get(name, "")
+        return int(text) if text.isdigit() and int(text) > 0 else default
+    return (positive(MAX_CONNS, default_conns), positive(MAX_REQS, default_reqs),
+            values.get(MPXS_CONNS, "0").strip() == "1")
+
