@@ -22,7 +22,7 @@ from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
-from flashplug.tls import load_certificates
+from flashplug.tls import Certificates, load_certificates, pairs_from
 from flashplug.worker import Worker
 
 log = logging.getLogger("flashplug.server")
@@ -88,6 +88,13 @@ def _check_tls(config):
     config.certificates = load_certificates(config)
 
 
+def _reload_early(config):
+    try:
+        config.certificates = Certificates(pairs_from(config))
+    except UsageError as e:
+        log.error("SIGHUP: TLS certificates not reloaded, still serving the old ones: %s", e)
+
+
 def raise_fd_limit():
     """Idle keep-alive connections cost a descriptor each: allow the most we may."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -107,11 +114,14 @@ def run(config):
     """
     setup_error_log(config.log_level)
     raise_fd_limit()
-    handle_operator_signals()
     if config.arch in BLOCKING and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
     _check_tls(config)
+    # Until a worker's loop takes the signals over: a SIGHUP this early
+    # re-reads the certificates at once (no loop to keep from blocking yet).
+    handle_operator_signals(reload=None if config.certificates is None
+                            else lambda: _reload_early(config))
     listener = bind_listener(config.bind, config.port, listen=False)
     redirect = None
     if config.get("redirect_http") is not None:
