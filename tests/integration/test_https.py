@@ -425,3 +425,27 @@ def test_wrong_key_and_redirect_without_tls(site, ca, tmp_path):
                                "0", *args], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_config_file_keys_relative_to_the_file_and_sped(server_factory, site, tmp_path):
+    root, cert, key, ca_path = site
+    conf = tmp_path / "certs" / "site.toml"
+    conf.write_text('tls_cert = "site.pem"\ntls_key = ["site.key"]\nhsts = 60\n'
+                    'arch = "sped"\n')
+    s = server_factory(root, "--config", conf)
+    r = requests.get(https(s) + "/big.bin", verify=str(ca_path))
+    assert r.content == PAYLOAD and r.headers["Strict-Transport-Security"] == "max-age=60"
+
+
+def test_redirect_without_host_uses_the_local_address(server_factory, site):
+    root, cert, key, ca_path = site
+    from tests.conftest import free_port
+    plain = free_port()
+    s = server_factory(root, "--tls-cert", cert, "--tls-key", key, "--redirect-http", plain)
+    with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:
+        sock.sendall(b"GET /x HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 308 Permanent Redirect\r\n")
+    assert f"\r\nLocation: https://127.0.0.1:{s.port}/x\r\n".encode() in data
