@@ -53,8 +53,13 @@ def server_context(cert, key):
     for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
         if not os.path.isfile(path):
             raise UsageError(f"{flag} {path}: no such file")
+    def encrypted():
+        # Without this, OpenSSL would ask for a pass phrase on the terminal.
+        raise UsageError(f"--tls-key {key} is encrypted with a pass phrase; the server "
+                         f"cannot ask for it: decrypt it with "
+                         f"`openssl pkey -in {key} -out {key}.plain`")
     try:
-        ctx.load_cert_chain(cert, key)
+        ctx.load_cert_chain(cert, key, password=encrypted)
     except PermissionError:
         raise UsageError(f"--tls-key {key}: permission denied; the server must be able "
                          f"to read it") from None

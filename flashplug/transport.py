@@ -155,6 +155,8 @@ class TLSTransport:
             return got
         except ssl.SSLError as e:
             raise TLSError(f"TLS: {e.reason or e}") from None
+        if self.outgoing.pending:
+            self._after_write()   # what reading made TLS answer (a KeyUpdate)
         if got:
             return got
         raise BlockingIOError

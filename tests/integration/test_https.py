@@ -417,9 +417,15 @@ def test_bad_tls_options_are_one_line(site, tmp_path, extra, message):
 def test_wrong_key_and_redirect_without_tls(site, ca, tmp_path):
     import sys
     root, cert, key, ca_path = site
+    from cryptography.hazmat.primitives import serialization
     _, other_key = write_pair(ca, tmp_path / "certs", "x.test", stem="x")
+    locked = tmp_path / "certs" / "locked.key"
+    locked.write_bytes(serialization.load_pem_private_key(key.read_bytes(), None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret")))
     for args, message in (
             (["--tls-cert", str(cert), "--tls-key", str(other_key)], "is not the key of"),
+            (["--tls-cert", str(cert), "--tls-key", str(locked)], "is encrypted with a pass"),
             (["--redirect-http", "8081"], "--redirect-http needs HTTPS")):
         proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(root), "--port",
                                "0", *args], capture_output=True, text=True, timeout=30)
