@@ -65,7 +65,10 @@ class Connection(H1Protocol, RequestCycle):
         self.offloading = False      # a helper is sending file pages for us
         self.send_deadline = None
         self.scheme = transport.scheme
-        transport.on_backlog = self._set_interest
+        if not transport.zero_copy:
+            # A copying transport (TLS) may keep a backlog: it says when.
+            # (Not set on a plain socket: the cycle would outlive close.)
+            transport.on_backlog = self._set_interest
         app.connections.add(self)
         self.loop.add_reader(self.fd, self._on_readable)
 

@@ -18,9 +18,9 @@ raises BlockingIOError when it takes none), ``sendmsg(buffers)``,
 A copying transport may hold bytes the socket has not taken yet: its
 ``backlog`` (0 for a plain socket, always).  While it is non-zero the loop
 driver watches for writing and calls ``flush()`` (which returns the
-backlog left), and a response is not over until it is 0.  The transport
-calls ``on_backlog()`` when a send leaves a backlog, so the driver knows
-to watch.
+backlog left), and a response is not over until it is 0.  A copying
+transport calls ``on_backlog()`` (set by the driver) when a send leaves a
+backlog, so the driver knows to watch.
 
 ``SocketTransport`` binds the socket's own methods, so a send through it
 costs the same as a send on the socket.
@@ -33,7 +33,7 @@ class SocketTransport:
     """A plain stream socket: sendfile and MSG_MORE work on it."""
 
     __slots__ = ("sock", "fd", "recv_into", "recv", "send", "sendmsg", "sendall",
-                 "settimeout", "on_backlog")
+                 "settimeout")
 
     zero_copy = True
     scheme = "http"
@@ -48,7 +48,6 @@ class SocketTransport:
         self.sendmsg = sock.sendmsg
         self.sendall = sock.sendall
         self.settimeout = sock.settimeout
-        self.on_backlog = None
 
     def fileno(self):
         return self.fd
