@@ -142,12 +142,15 @@ class TLSTransport:
         got = 0
         view = memoryview(buf)
         tls = self.tls
+        incoming = self.incoming
         try:
             while got < len(view):
                 n = tls.read(len(view) - got, view[got:])
                 if not n:
                     break
                 got += n
+                if not incoming.pending and not tls.pending():
+                    break     # all read: skip the SSLWantReadError a last call raises
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:    # the client's close_notify
@@ -231,6 +234,17 @@ class TLSTransport:
         tail = self.tail
         outgoing = self.outgoing
         sock = self.sock
+        if not tail and outgoing.pending:
+            # The usual case: the socket takes all the new records at once.
+            data = outgoing.read()
+            try:
+                n = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n == len(data) and not outgoing.pending:
+                self.backlog = 0
+                return 0
+            tail = memoryview(data)[n:]
         try:
             while True:
                 if not tail:
