@@ -11,8 +11,10 @@ after), each server under ``taskset -c 0`` and wrk under ``taskset -c 1``:
   new TCP connection and a full TLS handshake (16 connections);
 * ``1m``: a 1 MiB file over keep-alive connections (8 of them).
 
-wrk negotiates TLS 1.3 with both.  Prints a Markdown table of requests/s
-and flashplug's ratio to nginx.  Needs nginx, wrk, openssl and taskset.
+wrk negotiates TLS 1.3 with both.  Prints a Markdown table of requests/s,
+the server's CPU time per request (its whole process tree, user plus
+system: steadier than requests/s on a machine shared with other work) and
+flashplug's ratios to nginx.  Needs nginx, wrk, openssl and taskset.
 """
 import argparse
 import os
@@ -25,6 +27,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proctree import cpu_seconds  # noqa: E402 - bench/ is not a package
 
 POINTS = (  # name, path, connections, extra wrk arguments
     ("1k", "/1k.bin", 64, []),
@@ -99,13 +104,18 @@ def wait_ready(port, proc):
     raise RuntimeError("server did not start")
 
 
-def wrk(port, path, connections, extra, duration):
+def wrk(port, path, connections, extra, duration, pid):
+    """(requests/s, server CPU microseconds per request, errors or "")."""
+    cpu = cpu_seconds(pid)
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}",
                           f"-d{duration}s", *extra, f"https://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, timeout=duration + 60).stdout
+    cpu = cpu_seconds(pid) - cpu
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    n = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return float(m.group(1)) if m else 0.0, errors.group(0) if errors else ""
+    per_request = 1e6 * cpu / int(n.group(1)) if n and int(n.group(1)) else 0.0
+    return float(m.group(1)) if m else 0.0, per_request, errors.group(0) if errors else ""
 
 
 def measure(name, cmd, port, duration):
@@ -115,9 +125,10 @@ def measure(name, cmd, port, duration):
         wait_ready(port, proc)
         results = {}
         for point, path, conns, extra in POINTS:
-            wrk(port, path, conns, extra, min(2, duration))   # warm-up
-            results[point] = wrk(port, path, conns, extra, duration)
-            print(f"{name} {point}: {results[point][0]:,.0f} req/s {results[point][1]}",
+            wrk(port, path, conns, extra, min(2, duration), proc.pid)   # warm-up
+            results[point] = wrk(port, path, conns, extra, duration, proc.pid)
+            print(f"{name} {point}: {results[point][0]:,.0f} req/s, "
+                  f"{results[point][1]:.1f} us CPU/request {results[point][2]}",
                   file=sys.stderr)
         return results
     finally:
@@ -148,11 +159,13 @@ def main():
         port = free_port()
         ours = measure("flashplug", flashplug_command(root, port, cert, key), port,
                        args.duration)
-    print("| point | nginx req/s | flashplug req/s | flashplug / nginx |")
-    print("|---|---|---|---|")
+    print("| point | nginx req/s | flashplug req/s | req/s ratio | nginx CPU us/req "
+          "| flashplug CPU us/req | nginx CPU / flashplug CPU |")
+    print("|---|---|---|---|---|---|---|")
     for point, *_ in POINTS:
-        a, b = nginx[point][0], ours[point][0]
-        print(f"| {point} | {a:,.0f} | {b:,.0f} | {b / a if a else 0:.2f}x |")
+        (a, ca, _), (b, cb, _) = nginx[point], ours[point]
+        print(f"| {point} | {a:,.0f} | {b:,.0f} | {b / a if a else 0:.2f}x | {ca:.1f} "
+              f"| {cb:.1f} | {ca / cb if cb else 0:.2f}x |")
 
 
 if __name__ == "__main__":
