@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.test_https import site  # noqa: F401 - the fixture
-from tests.integration.test_https import ca    # noqa: F401 - the fixture
+from tests.tls_certs import ca, site  # noqa: F401 - fixtures
 
 SSLSCAN = shutil.which("sslscan")
 # Cipher name parts that mean a broken or weak suite.
