@@ -88,19 +88,16 @@ class Worker:
         return 0
 
     def _accept(self):
-        certificates = self.app.certificates
-        for sock, peer in self._accepted(self.listener):
-            if certificates is None:
-                Connection(self.app, SocketTransport(sock), peer)
-            else:
-                Connection(self.app, TLSTransport(sock, certificates), peer)
+        for transport, peer in self._accepted(self.listener, self.app.certificates):
+            Connection(self.app, transport, peer)
 
     def _accept_redirect(self, view):
-        for sock, peer in self._accepted(self.redirect):
-            RedirectConnection(view, SocketTransport(sock), peer)
+        for transport, peer in self._accepted(self.redirect):
+            RedirectConnection(view, transport, peer)
 
-    def _accepted(self, listener):
-        """Up to ACCEPT_BATCH new connections, set up for the loop."""
+    def _accepted(self, listener, certificates=None):
+        """Up to ACCEPT_BATCH new connections, each a transport set up for
+        the loop: the socket itself, or TLS over it with ``certificates``."""
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, peer = listener.accept()
@@ -111,11 +108,13 @@ class Worker:
                     self._pause_accepting(e)
                     return
                 continue  # the client gave up before we accepted (ECONNABORTED)
+            if certificates is None:
+                sock = SocketTransport(sock)
             sock.setblocking(False)
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.app.stats.connections_total += 1
-            yield sock, peer
+            yield (sock if certificates is None else TLSTransport(sock, certificates)), peer
 
     def _pause_accepting(self, error):
         self.accept_pause.note(error)
