@@ -13,6 +13,7 @@ shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
 """
 import asyncio
 import logging
+import os
 import signal
 import socket
 import time
@@ -137,7 +138,8 @@ class Worker:
                           "ones: %s", error)
                 return
             self.app.certificates = certificates
-            log.info("TLS certificates reloaded (%d)", len(certificates.contexts))
+            log.info("TLS certificates reloaded by worker %d (%d certificates)",
+                     os.getpid(), len(certificates.contexts))
         self.app.helpers.call(Certificates, (pairs,), done)
 
     def stop(self):

@@ -4,6 +4,7 @@ Keys are made per test (never committed); clients verify against the test
 CA, as a browser would against a public one.
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -258,13 +259,17 @@ def test_a_broken_reload_keeps_the_old_certificates(server_factory, site):
 def test_sighup_reaches_every_worker(server_factory, site):
     root, cert, key, ca_path = site
     s = server_factory(root, "--tls-cert", cert, "--tls-key", key, "--workers", "2")
-    time.sleep(1)
-    s.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while s.log().count("TLS certificates reloaded") < 2:
+    assert requests.get(https(s) + "/", verify=str(ca_path)).status_code == 200
+    # A worker that has not reached its loop yet reloads nothing: signal
+    # again until both have answered (each signal is one master line).
+    sent = 0
+    deadline = time.monotonic() + 20
+    while len(set(re.findall(r"reloaded by worker (\d+)", s.log()))) < 2:
         assert time.monotonic() < deadline, s.log()
-        time.sleep(0.1)
-    assert s.log().count("SIGHUP: reloading the TLS certificates") == 1
+        s.proc.send_signal(signal.SIGHUP)
+        sent += 1
+        time.sleep(1)
+    assert s.log().count("SIGHUP: reloading the TLS certificates") == sent
     assert requests.get(https(s) + "/", verify=str(ca_path)).status_code == 200
 
 
