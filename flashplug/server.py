@@ -23,7 +23,7 @@ from flashplug.privileges import check_logs, drop_privileges
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 from flashplug.tls import Certificates, load_certificates, pairs_from
-from flashplug.worker import Worker
+from flashplug.worker import Worker, import_uvloop
 
 log = logging.getLogger("flashplug.server")
 
@@ -126,6 +126,10 @@ def run(config):
     redirect = None
     if config.get("redirect_http") is not None:
         redirect = bind_listener(config.bind, config.redirect_http, listen=False)
+    # Imported while we may still be root: --user may not be able to read
+    # the interpreter's files (a Python under /root), and a worker whose
+    # import failed would quietly run on asyncio's slower loop.
+    import_uvloop()
     drop_privileges(config)
     check_logs(config)
     # Plugins' configure code runs as the dropped user: a mistake there (or
