@@ -112,7 +112,12 @@ class App:
         # wants to see one.
         self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
         self.sender = FileSender(self, probe=config.arch == "amped")
-        self.date_server_lines = b""
+        # TLS: the worker's certificates (flashplug.tls), replaced on SIGHUP.
+        self.certificates = getattr(config, "certificates", None)
+        hsts = config.get("hsts")
+        self.hsts_line = (f"Strict-Transport-Security: max-age={hsts}\r\n".encode("ascii")
+                          if hsts and self.certificates is not None else b"")
+        self.date_server_lines = self.plain_date_server_lines = b""
         self._update_date()
         # What plugins see of all this (hooks' ``app``, ``request.server``).
         self.facade = Server(self)
@@ -142,8 +147,12 @@ class App:
         return run
 
     def _update_date(self):
-        self.date_server_lines = (f"Date: {format_http_date(time.time())}\r\n"
-                                  f"Server: {SERVER_NAME}\r\n").encode("ascii")
+        # HSTS rides on the Date/Server lines: every response over TLS gets
+        # it at no cost per request; the redirect port's plain connections
+        # use the lines without it (RFC 6797 §7.2).
+        lines = self.plain_date_server_lines = (f"Date: {format_http_date(time.time())}\r\n"
+                                                f"Server: {SERVER_NAME}\r\n").encode("ascii")
+        self.date_server_lines = lines + self.hsts_line
 
     # -- answering -------------------------------------------------------------
 

@@ -69,6 +69,16 @@ def size(text):
     return value
 
 
+def _hsts(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
+    return value
+
+
 def _workers(text):
     if text == "auto":
         return os.cpu_count() or 1
@@ -126,6 +136,19 @@ def _add_serve_options(p):
     net.add_argument("--procs", type=_positive_int, default=64, metavar="N",
                      help="--arch mt: most connection threads; --arch mp: "
                           "processes (default: 64)")
+    tls = p.add_argument_group("HTTPS (docs/https.md)")
+    tls.add_argument("--tls-cert", action="append", default=[], metavar="FILE",
+                     help="serve HTTPS with this PEM certificate chain (leaf first); "
+                          "repeat with --tls-key for more names, chosen by SNI; "
+                          "the first is the default")
+    tls.add_argument("--tls-key", action="append", default=[], metavar="FILE",
+                     help="the PEM private key of the --tls-cert in the same place")
+    tls.add_argument("--redirect-http", type=_port, default=None, metavar="PORT",
+                     help="with HTTPS: also listen on PORT in plain HTTP and answer "
+                          "308 to the https URL (ACME challenges are still served)")
+    tls.add_argument("--hsts", type=_hsts, default=None, metavar="SECONDS",
+                     help="with HTTPS: send Strict-Transport-Security with this "
+                          "max-age (default: off)")
     logs = p.add_argument_group("logging")
     logs.add_argument("--access-log", default="-", metavar="PATH|-|off",
                       help="Combined Log Format access log: a file, - for stdout, "

@@ -95,7 +95,7 @@ class Config:
 #: Settings that name a file: a relative value in the config file is
 #: relative to the config file's folder (like ``docroot`` and
 #: ``plugins_dir``), so the file means the same wherever the server starts.
-FILE_PATH_KEYS = frozenset({"access_log", "error_log"})
+FILE_PATH_KEYS = frozenset({"access_log", "error_log", "tls_cert", "tls_key"})
 
 
 def read_toml(path):
@@ -181,14 +181,24 @@ def toml_defaults(path, data, parser, plugin_names):
                 raise UsageError(f"{path}: {key} must be a string")
             defaults["docroot"] = os.path.join(os.path.dirname(os.path.abspath(path)), value)
             continue
-        if dest in FILE_PATH_KEYS and isinstance(value, str) and value not in ("-", "off"):
-            value = os.path.join(os.path.dirname(os.path.abspath(path)), value)
+        if dest in FILE_PATH_KEYS:
+            value = _relative_to(path, value)
         action = actions.get(dest)
         if action is None or dest not in kernel_keys:
             raise UsageError(f"{path}: {key}: unknown setting; allowed: "
                              f"docroot, {', '.join(kernel_keys)}, [plugins.NAME]")
         defaults[dest] = _convert(path, key, value, action)
     return defaults
+
+
+def _relative_to(path, value):
+    """A file name (or a list of them) in the config file at ``path``,
+    relative to that file's folder; ``-`` and ``off`` stay as they are."""
+    if isinstance(value, list):
+        return [_relative_to(path, v) for v in value]
+    if isinstance(value, str) and value not in ("-", "off"):
+        return os.path.join(os.path.dirname(os.path.abspath(path)), value)
+    return value
 
 
 def _enable_list(path, value):

@@ -64,6 +64,11 @@ class Connection(H1Protocol, RequestCycle):
         self.drain_waiter = None
         self.offloading = False      # a helper is sending file pages for us
         self.send_deadline = None
+        self.scheme = transport.scheme
+        if not transport.zero_copy:
+            # A copying transport (TLS) may keep a backlog: it says when.
+            # (Not set on a plain socket: the cycle would outlive close.)
+            transport.on_backlog = self._set_interest
         app.connections.add(self)
         self.loop.add_reader(self.fd, self._on_readable)
 
@@ -120,7 +125,7 @@ class Connection(H1Protocol, RequestCycle):
         elif self.m_open:
             self.abort()  # a request cut off half-way can never be answered
         elif self.active is None and not self.pending and self.unparsed is None:
-            if self.out or self.offloading:
+            if self.out or self.offloading or self.transport.backlog:
                 self.closing = True
             else:
                 self.close()
@@ -144,8 +149,9 @@ class Connection(H1Protocol, RequestCycle):
         """Watch the socket for what the connection needs now, worked out in
         this one place (lighttpd's connection_set_fdevent_interest): read
         unless some reason pauses reading (``PAUSE_*`` bits) or the client
-        sent its last byte; write while output waits and no helper is
-        sending for us.  The send deadline runs while writing is watched."""
+        sent its last byte; write while output waits (in our queue or the
+        transport's backlog) and no helper is sending for us.  The send
+        deadline runs while writing is watched."""
         if self.closed:
             return
         read = not self.pause_reasons and not self.eof
@@ -155,7 +161,7 @@ class Connection(H1Protocol, RequestCycle):
             else:
                 self.loop.remove_reader(self.fd)
             self.reading = read
-        write = bool(self.out) and not self.offloading
+        write = (bool(self.out) or self.transport.backlog > 0) and not self.offloading
         if write != self.writer_on:
             if write:
                 self.loop.add_writer(self.fd, self._flush)
@@ -237,6 +243,13 @@ class Connection(H1Protocol, RequestCycle):
 
     def _flush(self):
         out = self.out
+        if self.transport.backlog:
+            # A copying transport's ciphertext goes first.
+            try:
+                self.transport.flush()
+            except OSError:
+                self.abort()
+                return
         while out and not self.closed and not self.offloading:
             item = out[0]
             if type(item) is FileRange:
@@ -320,7 +333,7 @@ class Connection(H1Protocol, RequestCycle):
         if self.closed:
             return
         self.closing = True
-        if self.out or self.offloading:
+        if self.out or self.offloading or self.transport.backlog:
             return  # _flush calls back when the queue is empty
         if self.eof:
             self.close()
@@ -354,7 +367,7 @@ class Connection(H1Protocol, RequestCycle):
                 self._queue_error(408, "Request Timeout")
             elif self.state in ("head", "body") and self.m_request is not None:
                 self.abort()
-            elif self.out or self.offloading:
+            elif self.out or self.offloading or self.transport.backlog:
                 # Idle between requests, but the last response is still
                 # going out (a long download): --send-timeout watches that.
                 # The idle clock starts again when the queue drains.

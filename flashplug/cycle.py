@@ -37,7 +37,7 @@ SESSION_SLOTS = (
     "closed", "closing", "pending", "active", "task", "eof", "header_timeout",
     "keepalive_timeout", "target_path_ok", "deadline", "continue_for", "_answered",
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
-    "dispatching", "out_bytes", "m_url", "m_headers", "m_head_bytes", "m_hosts",
+    "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open")
 
 
@@ -70,6 +70,7 @@ def init_session(conn, app, peer, local, now):
     conn.unparsed = None         # input kept back by the pipeline bound
     conn.dispatching = False     # inside RequestCycle._dispatch
     conn.out_bytes = 0
+    conn.scheme = "http"         # "https" over TLS (the driver sets it from its transport)
     conn.m_open = False
     conn._reset_message()
 

@@ -297,9 +297,10 @@ class FileSender:
         is full), OFFLOAD (the next window is not in memory: ``offload`` it)
         or FAILED (the file shrank or the socket failed: give up on the
         connection).  Touches nothing of the connection itself."""
+        if not transport.zero_copy:
+            return self.copy(transport, item)
         entry = item.entry
         fd = entry.fd
-        zero_copy = transport.zero_copy
         while item.left > 0:
             count = min(item.left, WINDOW)
             if self.probe_enabled:
@@ -309,12 +310,11 @@ class FileSender:
                 self.stats.residency_hits += 1
                 count = resident
             try:
-                if self.use_sendfile and zero_copy:
+                if self.use_sendfile:
                     sent = os.sendfile(transport.fd, fd, item.offset, count)
                     self.stats.sendfile_calls += 1
                 else:
-                    # Resident pages, copied: a transport that must see the
-                    # bytes (TLS), or a file system without sendfile.
+                    # Resident pages, copied: a file system without sendfile.
                     sent = transport.send(os.pread(fd, count, item.offset))
             except (BlockingIOError, InterruptedError):
                 return WOULD_BLOCK
@@ -332,6 +332,71 @@ class FileSender:
             item.offset += sent
             item.left -= sent
         return DONE
+
+    def copy(self, transport, item):
+        """``send`` for a copying transport (TLS), which must see the bytes.
+
+        One READ_CHUNK at a time, read into the loop's scratch buffer only
+        once the transport has sent everything it took before, so a slow
+        reader costs one chunk of ciphertext, not the file.  Pages are read
+        on the loop only when resident: ``preadv(RWF_NOWAIT)`` is the probe
+        and the read in one call (it returns only cached bytes and never
+        waits); without it, cachestat/mincore say whether a plain ``pread``
+        will find the pages in memory.  Cold pages are read in by a helper
+        (OFFLOAD), then sent from the loop."""
+        entry = item.entry
+        buf = self.scratch_view
+        while item.left > 0:
+            if transport.backlog and transport.flush():
+                return WOULD_BLOCK
+            count = min(item.left, READ_CHUNK)
+            try:
+                got = self._read_resident(entry, item.offset, count, buf)
+            except OSError:
+                return FAILED
+            if got is OFFLOAD:
+                return OFFLOAD
+            if got == 0:
+                log.warning("%s shrank while being sent; closing the connection",
+                            entry.fspath)
+                return FAILED
+            try:
+                sent = transport.send(buf[:got])
+            except (BlockingIOError, InterruptedError):
+                return WOULD_BLOCK
+            except OSError:
+                return FAILED
+            item.offset += sent
+            item.left -= sent
+        return DONE
+
+    def _read_resident(self, entry, offset, count, buf):
+        """Bytes of ``entry`` at ``offset`` copied into ``buf`` from memory;
+        OFFLOAD when the first page is not resident; 0 at end of file."""
+        if not self.probe_enabled:
+            return os.preadv(entry.fd, [buf[:count]], offset)   # sped: may block
+        if self.nowait:
+            self.stats.residency_probes += 1
+            try:
+                got = os.preadv(entry.fd, [buf[:count]], offset, os.RWF_NOWAIT)
+            except BlockingIOError:
+                return OFFLOAD
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                log.info("RWF_NOWAIT unsupported here (%s); probing residency first", e)
+                self.nowait = False
+                return self._read_resident(entry, offset, count, buf)
+            self.zero_read = got == 0
+            if got == 0:
+                return OFFLOAD   # end of file, or tokio#3803: a helper tells which
+        else:
+            resident = self.resident_prefix(entry, offset, count)
+            if resident <= 0:
+                return OFFLOAD
+            got = os.preadv(entry.fd, [buf[:resident]], offset)
+        self.stats.residency_hits += 1
+        return got
 
     def offload(self, transport, item, on_done):
         """Pages not in memory: a helper does this window's sendfile.

@@ -22,6 +22,7 @@ from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
+from flashplug.tls import Certificates, load_certificates, pairs_from
 from flashplug.worker import Worker, import_uvloop
 
 log = logging.getLogger("flashplug.server")
@@ -64,11 +65,34 @@ def bind_listener(host, port, listen=True):
     return sock
 
 
-def _url(sock):
+def _url(sock, scheme="http"):
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/"
+    return f"{scheme}://{host}:{port}/"
+
+
+def _check_tls(config):
+    """The HTTPS options' one-line errors; load the certificates (as the
+    user we start as, before giving up root, as nginx reads its keys)."""
+    tls = bool(config.get("tls_cert") or config.get("tls_key"))
+    if tls and config.arch in BLOCKING:
+        raise UsageError(f"--tls needs --arch amped or sped (--arch {config.arch} "
+                         f"has no event loop to drive TLS)")
+    for flag, dest in (("--redirect-http", "redirect_http"), ("--hsts", "hsts")):
+        if config.get(dest) is not None and not tls:
+            raise UsageError(f"{flag} needs HTTPS: give --tls-cert FILE --tls-key FILE")
+    if config.get("redirect_http") is not None and config.redirect_http == config.port:
+        raise UsageError(f"--redirect-http {config.redirect_http} is the HTTPS port; "
+                         f"pick another (usually 80)")
+    config.certificates = load_certificates(config)
+
+
+def _reload_early(config):
+    try:
+        config.certificates = Certificates(pairs_from(config))
+    except UsageError as e:
+        log.error("SIGHUP: TLS certificates not reloaded, still serving the old ones: %s", e)
 
 
 def raise_fd_limit():
@@ -90,11 +114,18 @@ def run(config):
     """
     setup_error_log(config.log_level)
     raise_fd_limit()
-    handle_operator_signals()
     if config.arch in BLOCKING and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
+    _check_tls(config)
+    # Until a worker's loop takes the signals over: a SIGHUP this early
+    # re-reads the certificates at once (no loop to keep from blocking yet).
+    handle_operator_signals(reload=None if config.certificates is None
+                            else lambda: _reload_early(config))
     listener = bind_listener(config.bind, config.port, listen=False)
+    redirect = None
+    if config.get("redirect_http") is not None:
+        redirect = bind_listener(config.bind, config.redirect_http, listen=False)
     # Imported while we may still be root: --user may not be able to read
     # the interpreter's files (a Python under /root), and a worker whose
     # import failed would quietly run on asyncio's slower loop.
@@ -109,16 +140,22 @@ def run(config):
     for line in script_dir_warnings(config):
         log.warning(line)
     listener.listen(LISTEN_BACKLOG)
+    if redirect is not None:
+        redirect.listen(LISTEN_BACKLOG)
     enabled = ", ".join(config.plugins) or "none"
-    print(f"Serving {config.docroot} on {_url(listener)} (plugins: {enabled})", flush=True)
+    scheme = "https" if config.certificates is not None else "http"
+    also = f", redirecting {_url(redirect)}" if redirect is not None else ""
+    print(f"Serving {config.docroot} on {_url(listener, scheme)}{also} (plugins: {enabled})",
+          flush=True)
     if config.arch in BLOCKING:
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)
     pm = config.plugin_manager
     if config.workers > 1:
-        return supervise(config.workers, lambda: Worker(config, listener).run(), pm=pm)
+        return supervise(config.workers, lambda: Worker(config, listener, redirect).run(),
+                         pm=pm, reloads=config.certificates is not None)
     try:
-        code = run_reporting(lambda: Worker(config, listener).run(), pm)
+        code = run_reporting(lambda: Worker(config, listener, redirect).run(), pm)
     except StartupError as e:
         print(f"flashplug: error: {e}", file=sys.stderr)
         code = 1

@@ -16,8 +16,11 @@ Signals (nginx's vocabulary):
 * SIGTERM, SIGINT: graceful stop; the master passes the signal on and waits.
 * SIGUSR1: reopen the log files (after logrotate renamed them); the master
   reopens its own and passes the signal on to every child.
-* SIGHUP: configuration reload is not implemented yet; every process logs
-  one line and keeps serving (the default action would stop the server).
+* SIGHUP: with HTTPS, every worker reloads its TLS certificates and keys
+  (``flashplug.worker``): new handshakes use them, open connections keep
+  theirs, none is dropped.  The rest of the configuration is read only at
+  start; without HTTPS, SIGHUP logs one line and changes nothing (the
+  default action would stop the server).
 """
 import logging
 import os
@@ -44,9 +47,19 @@ QUICK_DEATHS = 5
 _quiet = False
 
 
-def _on_hup():
+def _on_hup(reload=None):
     if not _quiet:
-        log.warning("SIGHUP: configuration reload is not implemented yet; "
+        _log_hup(reload is not None)
+    if reload is not None:
+        reload()
+
+
+def _log_hup(reloads):
+    if reloads:
+        log.info("SIGHUP: reloading the TLS certificates; the rest of the "
+                 "configuration is read only at start")
+    else:
+        log.warning("SIGHUP: nothing to reload (only TLS certificates are reloaded); "
                     "still serving with the configuration read at start")
 
 
@@ -56,14 +69,17 @@ def _on_usr1():
     log_mod.reopen_logs()
 
 
-def handle_operator_signals(loop=None):
-    """SIGUSR1 reopens the logs, SIGHUP logs a line; neither stops us.
+def handle_operator_signals(loop=None, reload=None):
+    """SIGUSR1 reopens the logs, SIGHUP calls ``reload`` (the TLS
+    certificates) or logs a line; neither stops us.
 
     With ``loop`` the handlers run as loop callbacks (never in the middle of
     an access-log flush); without, as plain Python signal handlers (the
     blocking architectures and the master).
     """
-    for sig, action in ((signal.SIGUSR1, _on_usr1), (signal.SIGHUP, _on_hup)):
+    def on_hup():
+        _on_hup(reload)
+    for sig, action in ((signal.SIGUSR1, _on_usr1), (signal.SIGHUP, on_hup)):
         if loop is not None:
             loop.add_signal_handler(sig, action)
         else:
@@ -138,9 +154,11 @@ def _exit_text(status):
 _MASTER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP}
 
 
-def supervise(count, child_main, what="worker", pm=None):
+def supervise(count, child_main, what="worker", pm=None, reloads=False):
     """Fork ``count`` children running ``child_main()``; replace any that
-    dies; on SIGTERM or SIGINT pass the signal on and wait for them all.
+    dies; on SIGTERM or SIGINT pass the signal on and wait for them all;
+    SIGUSR1 and SIGHUP are passed on too (``reloads``: the children reload
+    their certificates on SIGHUP, for the log line).
 
     Returns 0 after a stop; raises StartupError when children keep dying
     within seconds of their start.
@@ -202,7 +220,11 @@ def supervise(count, child_main, what="worker", pm=None):
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGUSR1, on_usr1)
-    signal.signal(signal.SIGHUP, lambda signum, frame: _on_hup())
+    def on_hup(signum, frame):
+        _log_hup(reloads)
+        signal_children(signal.SIGHUP)
+
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         for _ in range(count):
             if stopping:  # a stop during start-up: start no more children

@@ -13,11 +13,20 @@ raises BlockingIOError when it takes none), ``sendmsg(buffers)``,
 ``pending_error`` (a reset noticed by the kernel, else 0), ``close`` and
 ``fileno``.  ``zero_copy`` says whether file ranges may go out with
 ``os.sendfile`` on ``fileno()``; a copying transport gets them as bytes.
+``scheme`` is what requests on it are (``"http"``, ``"https"``).
+
+A copying transport may hold bytes the socket has not taken yet: its
+``backlog`` (0 for a plain socket, always).  While it is non-zero the loop
+driver watches for writing and calls ``flush()`` (which returns the
+backlog left), and a response is not over until it is 0.  A copying
+transport calls ``on_backlog()`` (set by the driver) when a send leaves a
+backlog, so the driver knows to watch.
 
 ``SocketTransport`` is the socket itself, so a send through it costs the
 same as a send on the socket and an idle connection carries nothing more.
 """
 import socket
+import ssl
 
 
 class SocketTransport(socket.socket):
@@ -32,6 +41,8 @@ class SocketTransport(socket.socket):
     __slots__ = ("fd",)
 
     zero_copy = True
+    scheme = "http"
+    backlog = 0
 
     def __init__(self, sock):
         super().__init__(sock.family, sock.type, sock.proto, sock.detach())
@@ -40,8 +51,225 @@ class SocketTransport(socket.socket):
     def local_address(self):
         return self.getsockname()
 
+    def flush(self):
+        return 0
+
     def shutdown_write(self):
         self.shutdown(socket.SHUT_WR)
 
     def pending_error(self):
         return self.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+
+# Ciphertext is received at most this much at a time, so what one
+# ``recv_into`` decrypts always fits the driver's buffer (plaintext is
+# never longer than its records).
+_TLS_RECV = 64 * 1024
+# The first byte of a TLS record that starts a handshake (RFC 8446 §5.1).
+_HANDSHAKE = 0x16
+_PLAIN_HTTP_BODY = (b"<html><head><title>400 The plain HTTP request was sent to HTTPS port"
+                    b"</title></head><body><h1>400 Bad Request</h1><p>The plain HTTP request "
+                    b"was sent to HTTPS port.</p></body></html>\n")
+PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                     % len(_PLAIN_HTTP_BODY)) + _PLAIN_HTTP_BODY
+
+
+class TLSError(ConnectionError):
+    """The TLS session failed (a bad handshake, a protocol we refuse, plain
+    HTTP); the driver closes the connection as for any socket error."""
+
+
+class TLSTransport:
+    """TLS over a non-blocking socket, sans-I/O: an ``ssl.SSLObject`` over
+    two memory BIOs, pumped by the driver's own reads and writes.
+
+    The handshake happens inside ``recv_into``: until it is done a read
+    returns nothing to the driver (BlockingIOError) and the handshake's
+    own records go out as backlog.  Plaintext is taken by ``send`` only
+    when the previous ciphertext has all reached the socket, so one
+    connection holds at most one send's worth of ciphertext, however slow
+    its client.
+    """
+
+    __slots__ = ("sock", "fd", "tls", "incoming", "outgoing", "tail", "backlog",
+                 "started", "handshaken", "on_backlog", "settimeout")
+
+    zero_copy = False
+    scheme = "https"
+    # Plaintext taken by one send: 16 TLS records of 16 KiB.
+    SEND_MAX = 256 * 1024
+
+    def __init__(self, sock, certificates):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = certificates.new_session(self.incoming, self.outgoing)
+        self.tail = b""           # ciphertext read from outgoing the socket did not take
+        self.backlog = 0
+        self.started = False      # the client's first bytes have arrived
+        self.handshaken = False
+        self.on_backlog = None
+        self.settimeout = sock.settimeout
+
+    def fileno(self):
+        return self.fd
+
+    def local_address(self):
+        return self.sock.getsockname()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def recv_into(self, buf):
+        """Decrypted bytes into ``buf``: their count, 0 at the end of the
+        stream, BlockingIOError while there are none yet (a handshake in
+        progress, half a record)."""
+        data = self.sock.recv(_TLS_RECV)
+        if not data:
+            return 0
+        if not self.handshaken:
+            self._handshake(data)
+        else:
+            self.incoming.write(data)
+        got = 0
+        view = memoryview(buf)
+        tls = self.tls
+        incoming = self.incoming
+        try:
+            while got < len(view):
+                n = tls.read(len(view) - got, view[got:])
+                if not n:
+                    break
+                got += n
+                if not incoming.pending and not tls.pending():
+                    break     # all read: skip the SSLWantReadError a last call raises
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:    # the client's close_notify
+            return got
+        except ssl.SSLError as e:
+            raise TLSError(f"TLS: {e.reason or e}") from None
+        if self.outgoing.pending:
+            self._after_write()   # what reading made TLS answer (a KeyUpdate)
+        if got:
+            return got
+        raise BlockingIOError
+
+    def recv(self, size):
+        buf = bytearray(size)
+        return bytes(buf[:self.recv_into(buf)])
+
+    def _handshake(self, data):
+        if not self.started and data[0] != _HANDSHAKE:
+            if data[:1].isupper():
+                # nginx's answer to plain HTTP on an HTTPS port.
+                try:
+                    self.sock.send(PLAIN_HTTP_ANSWER)
+                except OSError:
+                    pass
+                raise TLSError("plain HTTP sent to the HTTPS port")
+            raise TLSError("not a TLS handshake")
+        self.started = True
+        self.incoming.write(data)
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._after_write()
+            raise BlockingIOError from None
+        except ssl.SSLError as e:
+            self.flush()   # the alert, if any, so the client learns why
+            raise TLSError(f"TLS handshake: {e.reason or e}") from None
+        self.handshaken = True
+        self._after_write()   # the last flight and the session tickets
+
+    # -- writing -------------------------------------------------------------------------
+
+    def send(self, data, flags=0):
+        """Encrypt up to SEND_MAX bytes of ``data`` and send the records;
+        BlockingIOError while earlier records still wait for the socket."""
+        if self.backlog and self.flush():
+            raise BlockingIOError
+        n = min(len(data), self.SEND_MAX)
+        if n:
+            self._encrypt(data[:n] if n < len(data) else data)
+            self._after_write()
+        return n
+
+    def sendmsg(self, buffers):
+        """Like ``send`` for several buffers, encrypted back to back and
+        sent together."""
+        if self.backlog and self.flush():
+            raise BlockingIOError
+        taken = 0
+        for data in buffers:
+            n = min(len(data), self.SEND_MAX - taken)
+            if n <= 0:
+                break
+            self._encrypt(data[:n] if n < len(data) else data)
+            taken += n
+        self._after_write()
+        return taken
+
+    def _encrypt(self, data):
+        try:
+            self.tls.write(data)
+        except ssl.SSLError as e:
+            raise TLSError(f"TLS: {e.reason or e}") from None
+
+    def _after_write(self):
+        if self.flush() and self.on_backlog is not None:
+            self.on_backlog()
+
+    def flush(self):
+        """Send what ciphertext the socket takes; return the backlog left.
+        Raises OSError when the socket fails."""
+        tail = self.tail
+        outgoing = self.outgoing
+        sock = self.sock
+        if not tail and outgoing.pending:
+            # The usual case: the socket takes all the new records at once.
+            data = outgoing.read()
+            try:
+                n = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n == len(data) and not outgoing.pending:
+                self.backlog = 0
+                return 0
+            tail = memoryview(data)[n:]
+        try:
+            while True:
+                if not tail:
+                    if not outgoing.pending:
+                        break
+                    tail = memoryview(outgoing.read())
+                tail = tail[sock.send(tail):]
+        except (BlockingIOError, InterruptedError):
+            pass
+        finally:
+            self.tail = tail
+            self.backlog = len(tail) + outgoing.pending
+        return self.backlog
+
+    def sendall(self, data):
+        raise NotImplementedError("TLS runs on the event loop only")
+
+    # -- closing -------------------------------------------------------------------------
+
+    def shutdown_write(self):
+        """Send close_notify, then half-close the socket."""
+        if self.handshaken:
+            try:
+                self.tls.unwrap()
+            except ssl.SSLError:
+                pass
+            self.flush()
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def pending_error(self):
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def close(self):
+        self.on_backlog = None
+        self.sock.close()

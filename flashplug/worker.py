@@ -3,7 +3,9 @@
 Theory of operation: ``Worker.run`` makes a loop (uvloop when installed),
 builds the App on it, runs the plugins' start-up hooks, then accepts
 connections, each one a ``flashplug.connection.Connection`` over a
-``SocketTransport``.  Out of descriptors, it pauses accepting for a moment
+``SocketTransport``, or a ``TLSTransport`` when HTTPS is on (SIGHUP
+reloads its certificates: ``_reload_certificates``); with
+``--redirect-http`` it accepts on that port too (``flashplug.redirect``).  Out of descriptors, it pauses accepting for a moment
 (``flashplug.listener``).  On SIGTERM/SIGINT it stops accepting, lets the
 connections in flight finish within ``--grace`` seconds, and runs the
 shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
@@ -11,6 +13,7 @@ shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
 """
 import asyncio
 import logging
+import os
 import signal
 import socket
 import time
@@ -19,7 +22,9 @@ from flashplug.app import App
 from flashplug.connection import Connection
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
 from flashplug.supervisor import handle_operator_signals
-from flashplug.transport import SocketTransport
+from flashplug.redirect import PlainView, RedirectConnection
+from flashplug.tls import Certificates, pairs_from
+from flashplug.transport import SocketTransport, TLSTransport
 
 log = logging.getLogger("flashplug.server")
 
@@ -46,9 +51,10 @@ def new_loop():
 
 
 class Worker:
-    def __init__(self, config, listener):
+    def __init__(self, config, listener, redirect=None):
         self.config = config
         self.listener = listener
+        self.redirect = redirect
         self.loop = new_loop()
         self.app = None
         self.stopped = None
@@ -68,12 +74,16 @@ class Worker:
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-            handle_operator_signals(loop)
+            handle_operator_signals(loop, reload=self._reload_certificates
+                                    if app.certificates is not None else None)
         except (ValueError, RuntimeError):
             pass  # not the main thread (an in-process test): stop() is called directly
         # After the signal handlers: a stop during start-up still runs shutdown.
         await _call_async_hooks(app.pm.hook.flashplug_startup, app=app.facade)
         loop.add_reader(self.listener.fileno(), self._accept)
+        if self.redirect is not None:
+            view = PlainView(app, self.config.port)
+            loop.add_reader(self.redirect.fileno(), self._accept_redirect, view)
         app.tick()
         await self.stopped
         await self._drain()
@@ -85,9 +95,19 @@ class Worker:
         return 0
 
     def _accept(self):
+        for transport, peer in self._accepted(self.listener, self.app.certificates):
+            Connection(self.app, transport, peer)
+
+    def _accept_redirect(self, view):
+        for transport, peer in self._accepted(self.redirect):
+            RedirectConnection(view, transport, peer)
+
+    def _accepted(self, listener, certificates=None):
+        """Up to ACCEPT_BATCH new connections, each a transport set up for
+        the loop: the socket itself, or TLS over it with ``certificates``."""
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, peer = self.listener.accept()
+                sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -95,12 +115,13 @@ class Worker:
                     self._pause_accepting(e)
                     return
                 continue  # the client gave up before we accepted (ECONNABORTED)
-            transport = SocketTransport(sock)
-            transport.setblocking(False)
-            if transport.family in (socket.AF_INET, socket.AF_INET6):
-                transport.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if certificates is None:
+                sock = SocketTransport(sock)
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.app.stats.connections_total += 1
-            Connection(self.app, transport, peer)
+            yield (sock if certificates is None else TLSTransport(sock, certificates)), peer
 
     def _pause_accepting(self, error):
         self.accept_pause.note(error)
@@ -110,6 +131,22 @@ class Worker:
     def _resume_accepting(self):
         if not self.app.stopping:
             self.loop.add_reader(self.listener.fileno(), self._accept)
+
+    def _reload_certificates(self):
+        """SIGHUP: read the certificates and keys again, in a helper (they
+        are files); new handshakes use them, open connections keep theirs.
+        A file that fails keeps the old ones, with one error line."""
+        pairs = pairs_from(self.config)
+
+        def done(certificates, error):
+            if error is not None:
+                log.error("SIGHUP: TLS certificates not reloaded, still serving the old "
+                          "ones: %s", error)
+                return
+            self.app.certificates = certificates
+            log.info("TLS certificates reloaded by worker %d (%d certificates)",
+                     os.getpid(), len(certificates.contexts))
+        self.app.helpers.call(Certificates, (pairs,), done)
 
     def stop(self):
         if not self.stopped.done():
@@ -121,6 +158,9 @@ class Worker:
         app.stopping = True
         self.loop.remove_reader(self.listener.fileno())
         self.listener.close()
+        if self.redirect is not None:
+            self.loop.remove_reader(self.redirect.fileno())
+            self.redirect.close()
         deadline = time.monotonic() + self.config.grace
         while time.monotonic() < deadline:
             for conn in list(app.connections):

@@ -17,6 +17,8 @@ _fds = itertools.count(10_000)
 
 class MemoryTransport:
     zero_copy = False
+    scheme = "http"
+    backlog = 0
 
     def __init__(self, chunk=None, window=None):
         self.fd = next(_fds)
@@ -88,6 +90,9 @@ class MemoryTransport:
 
     def settimeout(self, seconds):
         pass
+
+    def flush(self):
+        return 0
 
     def shutdown_write(self):
         self.shut_write = True

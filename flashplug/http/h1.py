@@ -265,6 +265,7 @@ class H1Protocol:
         request.server_addr = self.local_addr
         request.server_port = self.local_port
         request.server = self.app.facade
+        request.scheme = self.scheme
         now = request.start_time = self.now
         request.conditional = bool(self.m_noted & _CONDITIONAL)
         self.m_request = request

@@ -82,7 +82,7 @@ class Request:
             ``dispatch`` (see "The server object" in docs/plugins.md).
         user, auth_type (str | None): set by an authentication plugin.
         state (dict): per-request data shared between plugins.
-        scheme (str): ``"http"``.
+        scheme (str): ``"http"``, or ``"https"`` over TLS.
         start_time (float): ``time.monotonic()`` seconds when the request
             line arrived.
         keep_alive (bool): the client allows another request after this one.

@@ -239,6 +239,66 @@ def test_every_response_is_counted_once(docroot):
     assert app.stats.status_counts == {200: 3, 404: 1, 400: 1}
 
 
+class CopyingTransport(MemoryTransport):
+    """Takes every byte at once, like TLS encrypting into its buffer, but
+    lets only ``step`` bytes a call reach the client: the rest is backlog
+    the driver must flush when the socket is writable."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+        self.held = bytearray()
+        self.on_backlog = None
+        self.backlog_at_close = None
+
+    @property
+    def backlog(self):
+        return len(self.held)
+
+    def send(self, data, flags=0):
+        if self.held and self.flush():
+            raise BlockingIOError
+        self.held += bytes(data)
+        if self.flush() and self.on_backlog is not None:
+            self.on_backlog()
+        return len(data)
+
+    def sendmsg(self, buffers):
+        return self.send(b"".join(bytes(b) for b in buffers))
+
+    def flush(self):
+        self.sent += self.held[:self.step]
+        del self.held[:self.step]
+        return len(self.held)
+
+    def shutdown_write(self):
+        self.backlog_at_close = self.backlog
+        super().shutdown_write()
+
+    def close(self):
+        if self.backlog_at_close is None:
+            self.backlog_at_close = self.backlog
+        super().close()
+
+
+@pytest.mark.parametrize("close", [False, True])
+def test_loop_driver_flushes_a_copying_transports_backlog(docroot, close):
+    app = make_app(docroot)
+    t = CopyingTransport(step=7000)
+    t.push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" if close else b"")
+           + b"\r\n" + GET_A)
+    conn = Connection(app, t, PEER)
+    app.loop.run(t)
+    got = responses(bytes(t.sent))
+    assert [r[0] for r in got] == ([200] if close else [200, 200])
+    assert got[0][2] == bytes(range(256)) * 400
+    assert t.backlog == 0
+    if close:
+        assert t.backlog_at_close == 0      # nothing cut off by the close
+    else:
+        assert got[1][2] == b"hello\n" and not conn.closed
+
+
 def test_blocking_driver_sends_from_an_entry_another_thread_closed(docroot):
     # mt: a thread may find its cache entry replaced, and its descriptor
     # closed, by another thread between building the head and sending the

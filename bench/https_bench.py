@@ -1,0 +1,172 @@
+"""HTTPS beside nginx: the three points of issue 14, item 6.
+
+    python bench/https_bench.py [--duration 5]
+
+One nginx worker and one flashplug worker (``--plugins none``), the same
+ECDSA P-256 certificate (made here with the openssl command, thrown away
+after), each server under ``taskset -c 0`` and wrk under ``taskset -c 1``:
+
+* ``1k``: a 1 KiB file over keep-alive connections (64 of them);
+* ``new-conn``: the same file, ``Connection: close``, so every request is a
+  new TCP connection and a full TLS handshake (16 connections);
+* ``1m``: a 1 MiB file over keep-alive connections (8 of them).
+
+wrk negotiates TLS 1.3 with both.  Prints a Markdown table of requests/s,
+the server's CPU time per request (its whole process tree, user plus
+system: steadier than requests/s on a machine shared with other work) and
+flashplug's ratios to nginx.  Needs nginx, wrk, openssl and taskset.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proctree import cpu_seconds  # noqa: E402 - bench/ is not a package
+
+POINTS = (  # name, path, connections, extra wrk arguments
+    ("1k", "/1k.bin", 64, []),
+    ("new-conn", "/1k.bin", 16, ["-H", "Connection: close"]),
+    ("1m", "/1m.bin", 8, []),
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_cert(tmp):
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def nginx_command(tmp, root, port, cert, key):
+    conf = tmp / "nginx.conf"
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"""{user}daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000;
+    open_file_cache max=1000;
+    default_type application/octet-stream;
+    client_body_temp_path {tmp}/b; proxy_temp_path {tmp}/p; fastcgi_temp_path {tmp}/f;
+    uwsgi_temp_path {tmp}/u; scgi_temp_path {tmp}/s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_tickets on;
+    server {{
+        listen 127.0.0.1:{port} ssl backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {root};
+    }}
+}}
+""")
+    return ["nginx", "-e", "stderr", "-p", str(tmp), "-c", str(conf)]
+
+
+def flashplug_command(root, port, cert, key):
+    return [sys.executable, "-m", "flashplug", "serve", str(root), "--port", str(port),
+            "--plugins", "none", "--access-log", "off", "--keepalive-timeout", "300",
+            "--tls-cert", str(cert), "--tls-key", str(key)]
+
+
+def wait_ready(port, proc):
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def wrk(port, path, connections, extra, duration, pid):
+    """(requests/s, server CPU microseconds per request, errors or "")."""
+    cpu = cpu_seconds(pid)
+    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}",
+                          f"-d{duration}s", *extra, f"https://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, timeout=duration + 60).stdout
+    cpu = cpu_seconds(pid) - cpu
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    n = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    per_request = 1e6 * cpu / int(n.group(1)) if n and int(n.group(1)) else 0.0
+    return float(m.group(1)) if m else 0.0, per_request, errors.group(0) if errors else ""
+
+
+def measure(name, cmd, port, duration):
+    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc)
+        results = {}
+        for point, path, conns, extra in POINTS:
+            wrk(port, path, conns, extra, min(2, duration), proc.pid)   # warm-up
+            results[point] = wrk(port, path, conns, extra, duration, proc.pid)
+            print(f"{name} {point}: {results[point][0]:,.0f} req/s, "
+                  f"{results[point][1]:.1f} us CPU/request {results[point][2]}",
+                  file=sys.stderr)
+        return results
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=5, help="seconds per point (default 5)")
+    args = ap.parse_args()
+    for tool in ("nginx", "wrk", "openssl", "taskset"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"{tool} is not installed")
+    os.environ["PATH"] += ":/usr/sbin"
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        root = tmp / "root"
+        root.mkdir()
+        (root / "1k.bin").write_bytes(os.urandom(1024))
+        (root / "1m.bin").write_bytes(os.urandom(1024 * 1024))
+        cert, key = make_cert(tmp)
+        port = free_port()
+        nginx = measure("nginx", nginx_command(tmp, root, port, cert, key), port, args.duration)
+        port = free_port()
+        ours = measure("flashplug", flashplug_command(root, port, cert, key), port,
+                       args.duration)
+    print("| point | nginx req/s | flashplug req/s | req/s ratio | nginx CPU us/req "
+          "| flashplug CPU us/req | nginx CPU / flashplug CPU |")
+    print("|---|---|---|---|---|---|---|")
+    for point, *_ in POINTS:
+        (a, ca, _), (b, cb, _) = nginx[point], ours[point]
+        print(f"| {point} | {a:,.0f} | {b:,.0f} | {b / a if a else 0:.2f}x | {ca:.1f} "
+              f"| {cb:.1f} | {ca / cb if cb else 0:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
