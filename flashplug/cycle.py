@@ -163,35 +163,34 @@ class RequestCycle:
             self.feed(data, self.now)
         self.app.helpers.call(still_fresh, (entry,), done)
 
-    def _answer_by_target(self):
-        """The quickest path: a plain GET/HEAD whose exact target was served
-        from the cache before.  No Request object is built."""
-        parser = self.parser
+    def _target_entry(self, parser, target, host):
+        """The quickest path's test: the fresh cache entry a plain GET/HEAD
+        of ``target`` (bytes) with Host ``host`` is answered from, or None
+        (then the request takes the full path)."""
         method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
-            return False
+            return None
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
-            return False
-        entry = self.app.static.entry_for_target(self.m_url)
-        if entry is None:
-            return False
-        if not _valid_host(self.m_host):
-            return False
-        referer = agent = None
-        for name, value in self.m_headers:
-            if name == b"referer":
-                referer = value.decode("latin-1")
-            elif name == b"user-agent":
-                agent = value.decode("latin-1")
-        known = self.m_answer = KnownHead(self.m_url, method == b"HEAD", version,
+            return None
+        entry = self.app.static.entry_for_target(target)
+        if entry is None or not _valid_host(host):
+            return None
+        return entry
+
+    def _answer_by_target(self, entry, parser, referer, agent):
+        """Answer from ``entry`` (``_target_entry``'s) with no Request object;
+        ``referer`` and ``agent`` (bytes or None) are for the log."""
+        version = parser.get_http_version()
+        referer = referer.decode("latin-1") if referer is not None else None
+        agent = agent.decode("latin-1") if agent is not None else None
+        known = self.m_answer = KnownHead(self.m_url, parser.get_method() == b"HEAD", version,
                                           _keep_alive(version, self.m_connection), referer, agent)
         self.app.stats.cache_hits += 1
         size = write_entry(self, known.head_only, version, known.keep_alive, entry)
         self._account(200, size, known.method, known.target_text, version, referer, agent)
         self.state = "busy"
         self.deadline = self.deadline_for(self.now)
-        return True
 
     def _account(self, status, size, method, target, version, referer, agent, user=None):
         """Count one response and write its access-log line (the only place
