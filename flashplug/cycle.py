@@ -28,6 +28,7 @@ from flashplug.http.body import EMPTY_BODY
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
+from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
 
@@ -78,11 +79,12 @@ def init_session(conn, app, peer, local, now):
 class KnownHead:
     """What a remembered request head asks for, and what its log line needs."""
 
-    __slots__ = ("target", "head_only", "version", "keep_alive", "referer", "agent",
+    __slots__ = ("target", "key", "head_only", "version", "keep_alive", "referer", "agent",
                  "method", "target_text")
 
     def __init__(self, target, head_only, version, keep_alive, referer, agent):
         self.target = target            # the raw request-target (bytes)
+        self.key = target_key(target)   # its key in StaticFiles.by_target
         self.head_only = head_only      # HEAD rather than GET
         self.version = version          # "1.1" or "1.0"
         self.keep_alive = keep_alive    # the request allows another after it
@@ -122,7 +124,7 @@ class RequestCycle:
         them), without parsing them again.  False: the cache no longer has
         the entry, so the request takes the full path."""
         static = self.app.static
-        entry = static.by_target.get(known.target)
+        entry = static.by_target.get(known.key)
         if entry is None or entry.dead:
             return False
         if not static.cache.is_fresh(entry, self.now):

@@ -39,6 +39,20 @@ KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
                            "OPTIONS", "TRACE", "PATCH"))
 
 
+def target_key(target):
+    """The key of ``StaticFiles.by_target`` for a raw request-target (bytes).
+
+    An origin-form target ("/path?query") is keyed by its path alone: the
+    query and a fragment never change which file answers (routes match
+    paths, and ``set_target`` cuts the path exactly there), so a
+    cache-busting query still finds the entry, and queries cannot fill
+    the table.  Any other form is keyed whole.
+    """
+    if target[:1] == b"/":
+        return target.partition(b"?")[0].partition(b"#")[0]
+    return target
+
+
 class FileBody:
     """A response body made of file ranges and literal bytes.
 
@@ -219,7 +233,8 @@ class StaticFiles:
         return min(self.small_max, ALWAYS_IN_MEMORY)
 
     def remember_target(self, target, entry):
-        """Note that the raw request-target ``target`` (bytes) named ``entry``.
+        """Note that the raw request-target ``target`` (bytes) named ``entry``
+        (keyed by ``target_key``).
 
         Decoding a target is deterministic and routes are fixed at start, so
         the next plain request with the same bytes can skip building a
@@ -227,7 +242,7 @@ class StaticFiles:
         """
         if len(self.by_target) >= self.target_memory:
             self.by_target.clear()
-        self.by_target[target] = entry
+        self.by_target[target_key(target)] = entry
 
     def remember_head(self, head, answer):
         """Note that the request bytes ``head`` (one whole message) were
@@ -242,7 +257,7 @@ class StaticFiles:
         self.known_heads[head] = answer
 
     def entry_for_target(self, target):
-        entry = self.by_target.get(target)
+        entry = self.by_target.get(target_key(target))
         if entry is None or entry.dead or not self.cache.is_fresh(entry, time.monotonic()):
             return None
         entry.used = True
