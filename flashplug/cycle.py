@@ -23,8 +23,9 @@ import logging
 from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
 from flashplug.framing import close_response as _close_stream
-from flashplug.framing import send_response, write_entry
+from flashplug.framing import send_response, write_entry, write_not_modified
 from flashplug.http.body import EMPTY_BODY
+from flashplug.http.conditionals import evaluate
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
@@ -180,17 +181,32 @@ class RequestCycle:
             return None
         return entry
 
-    def _answer_by_target(self, entry, parser, referer, agent):
+    def _answer_by_target(self, entry, parser, referer, agent, validators=None):
         """Answer from ``entry`` (``_target_entry``'s) with no Request object;
-        ``referer`` and ``agent`` (bytes or None) are for the log."""
+        ``referer`` and ``agent`` (bytes or None) are for the log.
+
+        ``validators``: a dict of If-None-Match and If-Modified-Since (str,
+        the only preconditions present), evaluated as ``respond_with``
+        would: 304 from the entry's prebuilt lines, else the 200.  Only a
+        plain request's head is remembered (``m_answer``).
+        """
         version = parser.get_http_version()
+        head_only = parser.get_method() == b"HEAD"
+        method = "HEAD" if head_only else "GET"
         referer = referer.decode("latin-1") if referer is not None else None
         agent = agent.decode("latin-1") if agent is not None else None
-        known = self.m_answer = KnownHead(self.m_url, parser.get_method() == b"HEAD", version,
-                                          _keep_alive(version, self.m_connection), referer, agent)
+        keep = _keep_alive(version, self.m_connection)
         self.app.stats.cache_hits += 1
-        size = write_entry(self, known.head_only, version, known.keep_alive, entry)
-        self._account(200, size, known.method, known.target_text, version, referer, agent)
+        if validators is None:
+            self.m_answer = KnownHead(self.m_url, head_only, version, keep, referer, agent)
+        elif evaluate(method, validators.get, entry.etag, entry.mtime) == 304:
+            write_not_modified(self, version, keep, entry)
+            self._account(304, 0, method, self.m_url.decode("latin-1"), version, referer, agent)
+            self.state = "busy"
+            self.deadline = self.deadline_for(self.now)
+            return
+        size = write_entry(self, head_only, version, keep, entry)
+        self._account(200, size, method, self.m_url.decode("latin-1"), version, referer, agent)
         self.state = "busy"
         self.deadline = self.deadline_for(self.now)
 

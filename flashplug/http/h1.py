@@ -104,6 +104,11 @@ _SCANNED = re.compile(rb"\r\n(host|connection|referer|user-agent|content-length|
                       rb"if-modified-since|if-unmodified-since|if-range):[ \t]*([^\r]*)")
 
 
+def _joined(value, more):
+    """A repeated field's values as the log shows them (``Headers.get``)."""
+    return more if value is None else value + b", " + more
+
+
 class _Target:
     """The one llhttp callback of a scanned head: its request-target."""
 
@@ -241,7 +246,7 @@ class H1Protocol:
             return False        # the full parse finds the same error, or the Upgrade
         if head.count(b"\n") > MAX_FIELDS + 2:     # llhttp let no LF but a CRLF's in
             return False
-        host = connection = referer = agent = None
+        host = connection = referer = agent = validators = None
         hosts = 0
         # Host and Connection are read without regard to case (valid_host,
         # keep_alive), so their lowercased values do; the log's fields are
@@ -255,11 +260,19 @@ class H1Protocol:
                 connection = m.group(2) if connection is None else \
                     connection + b"," + m.group(2)
             elif name == b"user-agent":
-                agent = head[m.start(2):m.end(2)]
+                agent = _joined(agent, head[m.start(2):m.end(2)])
             elif name == b"referer":
-                referer = head[m.start(2):m.end(2)]
+                referer = _joined(referer, head[m.start(2):m.end(2)])
+            elif name == b"if-none-match" or name == b"if-modified-since":
+                # A browser revalidating: answered here too, 304 or 200.
+                field = name.decode("ascii")
+                if validators is None:
+                    validators = {}
+                elif field in validators:
+                    return False    # repeated: the full path joins them
+                validators[field] = head[m.start(2):m.end(2)].decode("latin-1")
             else:
-                return False    # framing, Upgrade, preconditions, Range: the full path
+                return False    # framing, Upgrade, If-Match, Range...: the full path
         if hosts != 1:
             return False
         entry = self._target_entry(parser, target.url, host)
@@ -268,7 +281,7 @@ class H1Protocol:
         self.on_message_begin()
         self.m_url = target.url
         self.m_connection = connection
-        self._answer_by_target(entry, parser, referer, agent)
+        self._answer_by_target(entry, parser, referer, agent, validators)
         self.on_message_complete()
         return True
 
@@ -321,9 +334,9 @@ class H1Protocol:
                 referer = agent = None
                 for name, value in self.m_headers:
                     if name == b"referer":
-                        referer = value
+                        referer = _joined(referer, value)
                     elif name == b"user-agent":
-                        agent = value
+                        agent = _joined(agent, value)
                 self._answer_by_target(entry, parser, referer, agent)
                 return
         version = parser.get_http_version()
