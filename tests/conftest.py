@@ -50,7 +50,8 @@ class RunningServer:
         return self.proc.returncode
 
 
-def start_server(docroot, *args, tmp_path, env=None, wait=True, cgi_user="root"):
+def start_server(docroot, *args, tmp_path, env=None, wait=True, cgi_user="root",
+                 preexec_fn=None):
     port = free_port()
     log_path = os.path.join(str(tmp_path), f"server-{port}.log")
     cmd = [sys.executable, "-m", "flashplug", "serve", str(docroot),
@@ -63,7 +64,8 @@ def start_server(docroot, *args, tmp_path, env=None, wait=True, cgi_user="root")
         cmd += ["--cgi-user", cgi_user]
     logf = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                            cwd=str(tmp_path), env=env or os.environ.copy())
+                            cwd=str(tmp_path), env=env or os.environ.copy(),
+                            preexec_fn=preexec_fn)
     logf.close()
     server = RunningServer(proc, port, docroot, log_path)
     if wait:
