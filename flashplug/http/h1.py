@@ -7,7 +7,15 @@ for: request-line and header sizes, exactly one valid Host, message framing
 and Upgrade.  It touches no socket, no loop and no clock: the time comes in
 with the bytes (``feed(data, now)``), and what it finds goes out through
 methods its connection provides (``_start``, ``_queue_error``,
-``_finish_request``, ``_answer_by_target``, ``pause_reading``).
+``_finish_request``, ``_target_entry``, ``_answer_by_target``,
+``pause_reading``).
+
+A request head that arrives whole, on its own, is first checked by llhttp
+with a single callback (the target) and scanned once for the few fields the
+cached path needs (``_answer_scanned``); a plain GET/HEAD or a revalidation
+of a cached target is answered from there.  Anything else is parsed again,
+the same bytes, with a callback per field: the answer is always the one the
+full parse gives.
 
 Every protocol error is a ``ProtocolError`` that carries its HTTP status;
 an error llhttp finds itself is classified from the bytes of the message

@@ -167,3 +167,27 @@ def test_queries_do_not_fill_the_target_table(docroot):
         out, _ = exchange(fast, "loop", b"GET /a.txt?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
         assert out.endswith(b"hello\n")
     assert list(fast.static.by_target) == [b"/a.txt"]
+
+
+def test_heads_a_client_invents_stay_bounded(docroot):
+    """Remembered heads (``known_heads``, keyed by request bytes) are bounded
+    however many distinct heads a client invents, and only a plain 200 from
+    the cache is remembered: errors, misses and revalidations never are."""
+    app = make_app(docroot, "--cache-entries", "10", "--cache-valid", "3600")
+    static = app.static
+    limit = static.target_memory
+    for i in range(limit + 300):
+        exchange(app, "loop", b"GET /a.txt?q=%d HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n" % (i, i))
+        assert len(static.known_heads) <= limit
+    assert len(static.by_target) == 1
+    etag, _ = validators(app, "loop")
+    static.known_heads.clear()
+    for junk in (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + b"\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: bad host\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\n\r\n",
+                 b"POST /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n"):
+        for _ in range(2):
+            exchange(app, "loop", junk)
+    assert not static.known_heads
