@@ -198,7 +198,8 @@ class RequestCycle:
         keep = _keep_alive(version, self.m_connection)
         self.app.stats.cache_hits += 1
         if validators is None:
-            self.m_answer = KnownHead(self.m_url, head_only, version, keep, referer, agent)
+            # What a KnownHead needs, should these bytes be remembered.
+            self.m_answer = (self.m_url, head_only, version, keep, referer, agent)
         elif evaluate(method, validators.get, entry.etag, entry.mtime) == 304:
             write_not_modified(self, version, keep, entry)
             self._account(304, 0, method, self.m_url.decode("latin-1"), version, referer, agent)

@@ -203,6 +203,7 @@ class StaticFiles:
         self.directory_hook = app.hook_if_used("flashplug_directory")
         self.by_target = {}
         self.known_heads = {}
+        self.heads_seen = set()
         self.revalidating = False   # a revalidate_ahead batch is in a helper
         self.target_memory = max(TARGET_MEMORY, 2 * config.cache_entries)
 
@@ -243,6 +244,23 @@ class StaticFiles:
         if len(self.by_target) >= self.target_memory:
             self.by_target.clear()
         self.by_target[target_key(target)] = entry
+
+    def seen_before(self, head):
+        """Were the request bytes ``head`` answered from the cache before?
+
+        Heads are remembered on their second sight: a browser's changing
+        cookie makes most heads unique, and remembering each would cost
+        more than it saves.  Only hashes are kept here (bounded like
+        ``by_target``); a collision merely remembers a head one sight early.
+        """
+        seen = self.heads_seen
+        key = hash(head)     # cached in the bytes object: known_heads hashed it
+        if key in seen:
+            return True
+        if len(seen) >= self.target_memory:
+            seen.clear()
+        seen.add(key)
+        return False
 
     def remember_head(self, head, answer):
         """Note that the request bytes ``head`` (one whole message) were

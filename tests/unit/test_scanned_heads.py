@@ -171,15 +171,23 @@ def test_queries_do_not_fill_the_target_table(docroot):
 
 def test_heads_a_client_invents_stay_bounded(docroot):
     """Remembered heads (``known_heads``, keyed by request bytes) are bounded
-    however many distinct heads a client invents, and only a plain 200 from
-    the cache is remembered: errors, misses and revalidations never are."""
+    however many distinct heads a client invents; a head is kept on its
+    second sight only, and only a plain 200 from the cache is remembered:
+    errors, misses and revalidations never are."""
     app = make_app(docroot, "--cache-entries", "10", "--cache-valid", "3600")
     static = app.static
     limit = static.target_memory
     for i in range(limit + 300):
         exchange(app, "loop", b"GET /a.txt?q=%d HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n" % (i, i))
-        assert len(static.known_heads) <= limit
+        assert len(static.heads_seen) <= limit
+    assert not static.known_heads       # each head came once: none is kept
     assert len(static.by_target) == 1
+    for i in range(limit + 300):        # each twice: kept, up to the bound
+        head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n" % i
+        exchange(app, "loop", head)
+        exchange(app, "loop", head)
+        assert len(static.known_heads) <= limit
+    assert static.known_heads
     etag, _ = validators(app, "loop")
     static.known_heads.clear()
     for junk in (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
