@@ -17,7 +17,6 @@ What the cycle needs from its driver: ``write``, ``write_pair``,
 ``write_file``, ``drain``, ``spawn``, ``pause_reading``/``resume_reading``,
 ``_close_when_flushed``, ``abort`` and the ``closed``/``out_bytes`` fields.
 """
-import collections
 import logging
 
 from flashplug.cache import still_fresh
@@ -55,7 +54,7 @@ def init_session(conn, app, peer, local, now):
     conn.state = "idle"
     conn.closed = False
     conn.closing = False         # close once the output queue drains
-    conn.pending = collections.deque()
+    conn.pending = []           # parsed requests behind the active one (at most MAX_PIPELINE)
     conn.active = None           # the request being answered
     conn.task = None
     conn.eof = False             # the client will send no more (half-close)
@@ -358,7 +357,7 @@ class RequestCycle:
         try:
             pending = self.pending
             while pending and self.active is None and not self.closing and not self.closed:
-                self._start(pending.popleft())
+                self._start(pending.pop(0))
         finally:
             self.dispatching = False
         if self.closed or self.active is not None:

@@ -41,6 +41,10 @@ helpers: it never blocks on one.
   wait in a bounded FIFO queue, and are refused with :class:`Busy` when the
   queue is full or the wait is too long.  A slot is held from spawn until the
   child is reaped, so the limit bounds real processes, zombies included.
+* **Death of the owner.**  A worker killed outright runs no clean-up, so a
+  guard process (:mod:`flashplug.guard`) watches it and kills the process
+  groups of the children it leaves behind: no auxiliary process outlives
+  the worker that spawned it.
 """
 import asyncio
 import collections
@@ -51,6 +55,8 @@ import os
 import signal
 import subprocess
 import sys
+
+from flashplug import guard
 
 #: Read size for stdout/stderr: one pipe's default capacity on Linux.
 CHUNK = 65536
@@ -318,6 +324,7 @@ class Process:
         self._manager = manager
         self._loop = manager.loop
         self.pid = pid
+        self._guard_slot = manager._guard_add(pid)
         self.returncode = None
         self._stdin = stdin
         self._stdout = stdout
@@ -418,6 +425,7 @@ class Process:
             return
         self.kill()  # stragglers in the group die with their request
         self._reaped = True
+        self._manager._guard_remove(self._guard_slot)  # before the pid is freed
         if self._grace is not None:
             self._grace.cancel()
         os.waitpid(self.pid, 0)  # a zombie by now: returns at once
@@ -581,6 +589,18 @@ class ProcessManager:
         # One shared /dev/null for a child's unused stdin or stderr: saves a
         # pipe (or an open()) per spawn.
         self._devnull = _above_stdio(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+        try:
+            self._guard = guard.Table(max_procs)
+        except (AttributeError, OSError):
+            self._guard = None  # no memfd (not Linux): children may outlive a killed worker
+
+    def _guard_add(self, pid):
+        return None if self._guard is None else self._guard.add(pid)
+
+    def _guard_remove(self, slot):
+        # After close() the guard is gone; a late reap has nothing to clear.
+        if slot is not None and self._guard is not None:
+            self._guard.remove(slot)
 
     async def spawn(self, path, argv, env, cwd, *, stdin=None,
                     on_stderr=None, queue_timeout=60.0):
@@ -653,3 +673,6 @@ class ProcessManager:
         if self._devnull is not None:
             os.close(self._devnull)
             self._devnull = None
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None

@@ -97,7 +97,10 @@ def run(config):
     listener = bind_listener(config.bind, config.port, listen=False)
     drop_privileges(config)
     check_logs(config)
-    config.plugin_manager.hook.flashplug_configure.call_historic(kwargs={"config": config})
+    # Plugins' configure code runs as the dropped user: a mistake there (or
+    # a lazy import the user cannot read) is one line, never a traceback.
+    run_reporting(lambda: config.plugin_manager.hook.flashplug_configure.call_historic(
+        kwargs={"config": config}), config.plugin_manager)
     collect_routes(config)  # each worker collects its own; a bad Route stops us here, before we listen
     for line in script_dir_warnings(config):
         log.warning(line)

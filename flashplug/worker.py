@@ -89,11 +89,12 @@ class Worker:
                     self._pause_accepting(e)
                     return
                 continue  # the client gave up before we accepted (ECONNABORTED)
-            sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport = SocketTransport(sock)
+            transport.setblocking(False)
+            if transport.family in (socket.AF_INET, socket.AF_INET6):
+                transport.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.app.stats.connections_total += 1
-            Connection(self.app, SocketTransport(sock), peer)
+            Connection(self.app, transport, peer)
 
     def _pause_accepting(self, error):
         self.accept_pause.note(error)

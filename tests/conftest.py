@@ -13,6 +13,20 @@ import time
 
 import pytest
 
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # an older venv: only test_properties.py needs it (the test extra)
+    settings = None
+if settings is not None:
+    # Property tests (tests/unit/test_properties.py): a quick profile for
+    # every run, a long one for a soak of the parsers:
+    #   FLASHPLUG_HYPOTHESIS=long python -m pytest tests/unit/test_properties.py
+    settings.register_profile("ci", max_examples=150, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("long", max_examples=20000, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("FLASHPLUG_HYPOTHESIS", "ci"))
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

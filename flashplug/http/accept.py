@@ -4,14 +4,22 @@ A format's quality is that of the most specific media range matching it:
 ``type/subtype`` beats ``type/*``, which beats ``*/*``; a range that names
 nothing we make counts for nothing.  Plugins with several output formats
 (autoindex, status) pick theirs with these.
+
+A q is read by the qvalue grammar of RFC 9110 §12.4.2 (0 to 1, at most
+three decimals); anything else is unreadable and counts as 0, so neither
+``q=nan``, ``q=inf``, ``q=1_0`` nor ``q=-1`` (all of which Python's
+``float`` takes) can lift or sink a format past the scale.
 """
+import re
+
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
 def media_ranges(accept):
     """``[(media range, q)]`` from an Accept value, ranges lower-cased.
 
-    An unreadable q counts as 0; an item without a "/" is not a media range
-    and is left out.
+    Each q is in [0, 1]: an unreadable one counts as 0.  An item without a
+    "/" is not a media range and is left out.
     """
     ranges = []
     for item in accept.split(","):
@@ -23,10 +31,8 @@ def media_ranges(accept):
         for param in params:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
+                value = value.strip()
+                q = float(value) if _QVALUE.fullmatch(value) else 0.0
         ranges.append((media, q))
     return ranges
 

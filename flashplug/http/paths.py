@@ -4,14 +4,21 @@ Theory of operation: the kernel hands us the still-encoded path of the
 request target.  ``decode_path`` percent-decodes it exactly once and then
 resolves "." and ".." on the decoded segments, so an encoded dot cannot
 sneak a ".." past the normaliser and nothing is ever decoded twice.  What
-comes out starts with "/", has no empty, "." or ".." segment, no NUL, no
-control character and no backslash, so joining its segments onto the
-document root cannot leave it (symlinks are the file layer's business).
+comes out starts with "/", has no empty, "." or ".." segment, no NUL and no
+backslash, so joining its segments onto the document root cannot leave it
+(symlinks are the file layer's business).
 
-Refusals follow the big servers: a malformed escape, NUL or control
-character, or a ".." above the root is 400 (nginx); an encoded slash or a
-backslash is 404 (Apache's default for encoded slashes), because no file
-name on disk can contain either.
+Refusals follow the big servers: a malformed escape, a NUL (raw or
+encoded), a raw control character, or a ".." above the root is 400 (nginx);
+an encoded slash or a backslash is 404 (Apache's default for encoded
+slashes), because no file name on disk can contain either.
+
+A *percent-encoded* control character other than NUL (``%0A``, ``%01``,
+``%7F``) is decoded and kept: a POSIX file name may hold one, nginx and
+Apache serve such a file, and the autoindex listing links to it that way
+(docs/autoindex.md).  The decoded path is therefore not fit for a header
+or a log line as it is: whoever puts it there percent-encodes it again
+(the static handler's redirect does) or escapes it.
 
 ``raw_path`` is a str holding one character per byte of the target (the
 kernel decodes the request line as ISO-8859-1, like header values).  The
@@ -30,8 +37,9 @@ from ..errors import HTTPError
 _HEX_PAIRS = {(a + b).encode("ascii"): bytes([int(a + b, 16)])
               for a in string.hexdigits for b in string.hexdigits}
 
-# C0 controls and DEL, NUL among them.
-_CONTROLS = bytes(range(0x20)) + b"\x7f"
+# C0 controls and DEL, NUL among them: refused when they arrive unencoded
+# (RFC 3986 has no place for them in a URI).
+_RAW_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Anything that needs more than a look: an escape, a control character, a
 # backslash, an empty segment or one that starts with a dot.  A plain ASCII
@@ -70,11 +78,14 @@ def decode_path(raw_path):
         raise HTTPError(400, "request path does not start with /")
     if raw_path.isascii() and _NEEDS_WORK.search(raw_path) is None:
         return raw_path
+    if _RAW_CONTROL.search(raw_path):
+        raise HTTPError(400, "control character in path")
     data = _percent_decode(raw_path)
     if b"\\" in data:
         raise HTTPError(404, "backslash in path")
-    if len(data.translate(None, _CONTROLS)) != len(data):
-        raise HTTPError(400, "control character in path")
+    if b"\x00" in data:
+        # No file name holds one, and C calls would stop at it.
+        raise HTTPError(400, "NUL in path")
     path = data.decode("utf-8", "surrogateescape")
 
     segments = path.split("/")

@@ -31,6 +31,7 @@ import os
 import tempfile
 
 from flashplug import HTTPError, Headers, Request, Response
+from flashplug.http.framing import must_be_empty
 from flashplug.http.paths import decode_path
 from flashplug.procs import PIPE, Busy
 
@@ -226,6 +227,11 @@ class CGIHandler:
         if cgi.kind == LOCAL_REDIRECT:
             _stop(proc, feeder, grace=timeout)
             return await self._local_redirect(request, cgi.location, name)
+        if must_be_empty(cgi.status):
+            # 204, 205, 304: whatever the script wrote after its header
+            # block is not content; it is dropped, not forwarded.
+            _stop(proc, feeder, grace=timeout)
+            return Response(cgi.status, cgi.headers, b"", reason=cgi.reason)
         if cgi.content_length is None:
             rest, complete = _take_ready(proc, rest)
         else:

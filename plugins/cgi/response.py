@@ -25,12 +25,15 @@ script cannot send an interim (1xx) response.  Each field must pass the
 kernel's check for plugin headers (:func:`flashplug.http.validate.field_error`:
 a token name; no CR, NUL or other control character in the value), so a
 script cannot split the response.  Hop-by-hop fields are dropped: framing
-the response is the server's job.
+the response is the server's job.  So is knowing which statuses carry no
+content (204, 205, 304: ``flashplug.http.framing``): their Content-Length is
+dropped too, and the handler discards their body.
 """
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+from flashplug.http.framing import must_be_empty, strip_framing_for_status
 from flashplug.http.validate import field_error
 
 #: A header block larger than this is garbage, not a slow script (Apache
@@ -129,6 +132,9 @@ def parse_header_block(block):
         kind, status = CLIENT_REDIRECT, status or 302
     else:
         kind, status = DOCUMENT, status or 200
+    if must_be_empty(status):
+        headers = strip_framing_for_status(status, headers)
+        content_length = None
     return CGIResponse(kind, status, reason, headers, location, content_type,
                        content_length)
 

@@ -142,6 +142,39 @@ def test_every_name_is_escaped_and_every_link_fetches_its_file(server):
     assert (status, body) == (200, b"latin bytes")
 
 
+CONTROL_NAMES = ["new\nline.txt", "ctl\x01.txt", "cr\r.txt", "tab\there.txt", "del\x7f.txt",
+                 "esc\x1b[31m.txt"]
+
+
+def test_names_with_control_characters_are_listed_and_served(server_factory, tmp_path):
+    """Issue #13 fault 4: what the listing links to, the static handler
+    serves (as nginx and Apache do); the name is shown escaped."""
+    root = tmp_path / "ctl"
+    (root / "dir\x02").mkdir(parents=True)
+    (root / "dir\x02" / "inner.txt").write_text("inner")
+    for name in CONTROL_NAMES:
+        (root / name).write_text("content of " + repr(name))
+    server = server_factory(root, "--plugins", "autoindex")
+    r = requests.get(server.url + "/")
+    assert not any(c in r.text for c in "\x01\x1b\x7f")
+    found = links(r.text)
+    for name in CONTROL_NAMES:
+        shown = "".join("\\x%02x" % ord(c) if ord(c) < 0x20 or c == "\x7f" else c
+                        for c in name)
+        status, body = raw_get(server, b"/" + found[shown].encode("ascii"))
+        assert (status, body) == (200, ("content of " + repr(name)).encode()), (name, found[shown])
+    # A directory: the link works, and its redirect without the slash stays encoded.
+    assert raw_get(server, b"/" + found["dir\\x02/"].encode("ascii") + b"inner.txt") == (200, b"inner")
+    status, page = raw_get(server, b"/" + found["dir\\x02/"].encode("ascii"))
+    assert status == 200 and b"\x02" not in page and b"dir\\x02" in page
+    with server.connect() as s:
+        s.sendall(b"GET /dir%02 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        head = s.recv(65536).partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 301 ") and b"\r\nLocation: /dir%02/\r\n" in head
+    # NUL still names no file: 400, like nginx.
+    assert raw_get(server, b"/new%00line.txt")[0] == 400
+
+
 def test_index_file_wins_and_plain_files_are_served(server):
     assert requests.get(server.url + "/withindex/").text == "the index"
     assert requests.get(server.url + "/docs/small.txt").content == b"hi"

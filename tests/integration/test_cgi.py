@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from procfs import zombies_of
+from procfs import parent_of, zombies_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLES = os.path.join(REPO, "cgi-bin")
@@ -417,6 +417,34 @@ def test_stderr_goes_to_the_log_line_by_line(serve, docroot):
     assert "/cgi-bin/warn.sh: second problem" in lines[1]
 
 
+@pytest.mark.parametrize("status,length,framed", [
+    ("204 No Content", "5", False),   # the script from issue #13
+    ("204 No Content", "0", False),
+    ("304 Not Modified", "5", False),
+    ("205 Reset Content", "5", True),
+])
+def test_no_content_status_gets_no_body_and_no_script_framing(serve, docroot, status,
+                                                              length, framed):
+    """RFC 9110 §8.6, §15.3.6; RFC 9112 §6.3: the script's Content-Length
+    and body are dropped, whatever it says; the connection stays in step
+    (the next pipelined answer is not preceded by a stray "hello")."""
+    script(docroot / "cgi-bin", "nobody.sh", "#!/bin/sh\nprintf 'Status: %s\\r\\n"
+           "Content-Length: %s\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello'\n"
+           % (status, length))
+    s = serve()
+    reply = raw(s, b"GET /cgi-bin/nobody.sh HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 " + status.encode() + b"\r\n")
+    head = first.lower()
+    assert b"transfer-encoding" not in head
+    if framed:
+        assert b"\r\ncontent-length: 0" in head
+    else:
+        assert b"content-length" not in head
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"<h1>static</h1>\n")
+
+
 def test_empty_document_needs_no_content_type(serve, docroot):
     script(docroot / "cgi-bin", "nocontent.sh", "#!/bin/sh\nprintf 'Status: 204 No Content\\n\\n'\n")
     s = serve()
@@ -572,6 +600,30 @@ def test_thousands_of_requests_leave_no_zombies_or_descriptors(serve):
     time.sleep(0.5)
     assert zombies_of(pid) == []
     assert fds() <= before
+
+
+def test_a_killed_workers_scripts_die_with_it(serve, docroot, tmp_path):
+    """Issue #13 fault 5: SIGKILL the worker running a script; the script
+    and the child it forked must not live on, re-parented to init."""
+    pids = tmp_path / "pids"
+    script(docroot / "cgi-bin", "linger.sh", f"#!/bin/sh\nsleep 60 &\necho $$ $! > {pids}\nsleep 60\n")
+    s = serve("--workers", "2")
+    c = s.connect()
+    c.sendall(b"GET /cgi-bin/linger.sh HTTP/1.1\r\nHost: x\r\n\r\n")
+    procs = [int(p) for p in wait_file(pids)]
+    worker = parent_of(procs[0])
+    assert parent_of(worker) == s.proc.pid  # the script's parent is a worker
+    os.kill(worker, signal.SIGKILL)
+    try:
+        assert wait_dead(procs), [p for p in procs if pid_alive(p)]
+    finally:
+        try:  # without the fix, do not leave the group running
+            os.killpg(procs[0], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        c.close()
+    # The master replaced the worker, and the server still runs scripts.
+    assert requests.get(s.url + "/cgi-bin/hello.sh").status_code == 200
 
 
 def test_shutdown_kills_running_scripts(serve, docroot, tmp_path):

@@ -100,6 +100,27 @@ def test_failing_startup_hook_with_one_worker_is_one_line(root, failing_plugin):
                              f"the database at {failing_plugin / 'boom.py'}:6\n")
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_failing_configure_hook_is_one_line(root, tmp_path, workers):
+    # flashplug_configure runs in the master, after the privilege drop: a
+    # plugin's mistake there (or a lazy import the user cannot read) is one
+    # line naming the plugin, before any worker is forked.
+    folder = tmp_path / "plugs"
+    folder.mkdir()
+    (folder / "badconf.py").write_text(textwrap.dedent("""
+        from flashplug import hookimpl
+
+        @hookimpl
+        def flashplug_configure(config):
+            raise PermissionError("cannot read the templates")
+    """))
+    result = serve(root, "--port", "0", "--workers", workers, "--plugins-dir", folder,
+                   "--plugins", "badconf", timeout=20)
+    assert result.returncode == 1
+    assert result.stderr == ("flashplug: error: plugin 'badconf': PermissionError: cannot read "
+                             f"the templates at {folder / 'badconf.py'}:6\n")
+
+
 def test_failing_startup_hook_traceback_at_debug_level(root, failing_plugin):
     result = serve(root, "--port", "0", "--plugins-dir", failing_plugin,
                    "--plugins", "boom", "--log-level", "debug", timeout=20)

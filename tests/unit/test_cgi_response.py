@@ -124,3 +124,17 @@ def test_whitespace_around_values():
 def test_garbage(block, match):
     with pytest.raises(CGIError, match=match):
         parse_header_block(block)
+
+
+@pytest.mark.parametrize("status", [b"204 No Content", b"205", b"304 Not Modified"])
+@pytest.mark.parametrize("length", [b"5", b"0"])
+def test_no_content_statuses_drop_content_length(status, length):
+    r, _ = parse(b"Status: " + status + b"\r\nContent-Length: " + length +
+                 b"\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nhello")
+    assert r.content_length is None
+    assert r.headers == [("Content-Type", "text/plain")]
+
+
+def test_content_length_kept_where_content_is_allowed():
+    r, _ = parse(b"Status: 200\nContent-Length: 5\nContent-Type: a/b\n\nhello")
+    assert r.content_length == 5 and ("Content-Length", "5") in r.headers

@@ -85,11 +85,20 @@ def test_malformed_escape(raw):
 
 
 @pytest.mark.parametrize("raw", [
-    "/\x00", "/%00", "/a%00.html", "/a\x00/..", "/%0a", "/%0d%0a", "/\t",
-    "/%1f", "/%7f", "/a\x7f",
+    "/\x00", "/%00", "/a%00.html", "/a\x00/..", "/\n", "/\r\n", "/\t",
+    "/a\x7f", "/a\x01%0a",
 ])
-def test_nul_and_controls(raw):
+def test_nul_and_raw_controls(raw):
     assert status_of(raw) == 400
+
+
+@pytest.mark.parametrize("raw,path", [
+    ("/%0a", "/\n"), ("/a%0d%0ab.txt", "/a\r\nb.txt"), ("/x%01y", "/x\x01y"),
+    ("/%1f/%7F", "/\x1f/\x7f"), ("/d%09/", "/d\t/"),
+])
+def test_encoded_controls_other_than_nul_name_files(raw, path):
+    """A POSIX file name may hold them; nginx serves such a file too."""
+    assert decode_path(raw) == path
 
 
 @pytest.mark.parametrize("raw", [

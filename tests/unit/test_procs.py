@@ -370,3 +370,25 @@ def test_other_credentials_exec_failure_is_oserror(run, tmp_path):
             await m.spawn(str(script), ["private.sh"], ENV, "/")
         return len(m.running), m.slots.active
     assert run(go, 4, 4, (65534, 65534, ())) == (0, 0)
+
+
+def test_guard_kills_the_groups_still_listed_when_its_lifeline_breaks():
+    """flashplug.guard, alone: a table of one slot grows to three; closing
+    the lifeline (what a dying worker does) kills every listed group, and
+    only those."""
+    from flashplug import guard
+    table = guard.Table(1)
+
+    def sleeper():
+        return os.posix_spawn("/bin/sleep", ["sleep", "30"], ENV, setpgroup=0)
+
+    listed = [sleeper() for _ in range(3)]
+    cleared = sleeper()
+    slots = [table.add(pid) for pid in listed + [cleared]]
+    table.remove(slots[-1])
+    table.close()
+    for pid in listed:
+        assert os.waitpid(pid, 0)[1] == signal.SIGKILL
+    assert os.waitpid(cleared, os.WNOHANG) == (0, 0)  # not listed: still running
+    os.kill(cleared, signal.SIGKILL)
+    os.waitpid(cleared, 0)
