@@ -14,6 +14,7 @@ access-log lines and the counts must be the same.
 import random
 
 import pytest
+from hypothesis import given, strategies as st
 
 from flashplug.http.h1 import H1Protocol
 from tests.unit.test_drivers import DRIVERS, exchange, make_app, no_date
@@ -199,3 +200,48 @@ def test_heads_a_client_invents_stay_bounded(docroot):
         for _ in range(2):
             exchange(app, "loop", junk)
     assert not static.known_heads
+
+
+# -- any head (hypothesis) -------------------------------------------------------
+
+_NAMES = ["Host", "host", "HOST", "Connection", "User-Agent", "Referer", "If-None-Match",
+          "If-Modified-Since", "if-match", "Range", "Content-Length", "Transfer-Encoding",
+          "Upgrade", "Expect", "Cookie", "X-Host", "Hostx", "Bad Name", "", "Host ", " Host"]
+_VALUE_BYTES = " \t\r\n\x00\x7f\xff:,;=\"*W/-01x"
+_values = st.text(alphabet=st.one_of(st.sampled_from(_VALUE_BYTES),
+                                     st.characters(min_codepoint=0x20, max_codepoint=0xff)),
+                  max_size=40)
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scanned") / "root"
+    root.mkdir()
+    (root / "a.txt").write_text("hello\n")
+    fast, full = pair(root)
+    tags = validators(fast, "loop")
+    assert validators(full, "loop") == tags
+    return fast, full, tags
+
+
+@given(method=st.sampled_from(["GET", "HEAD", "GET", "POST"]),
+       target=st.sampled_from(["/a.txt", "/a.txt?q", "/b.txt", "/a.txt#x"]),
+       version=st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/1.1"]),
+       fields=st.lists(st.tuples(st.one_of(st.sampled_from(_NAMES),
+                                           st.text(st.characters(max_codepoint=0xff), max_size=6)),
+                                 st.one_of(_values, st.sampled_from(["x", "tag", "date"]))),
+                       max_size=6),
+       host=st.booleans())
+def test_any_head_is_answered_as_the_full_path(apps, method, target, version, fields, host):
+    """Arbitrary field names and values (control bytes, obs-fold, bare CR or
+    LF, repeated and missing Host...): same bytes, log lines and counts."""
+    fast, full, (etag, modified) = apps
+    lines = [f"{method} {target} {version}"] + (["Host: x"] if host else [])
+    for name, value in fields:
+        value = {"tag": etag.decode(), "date": modified.decode()}.get(value, value)
+        lines.append(f"{name}: {value}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    logged = len(fast.access_log.lines), len(full.access_log.lines)
+    same_answers(fast, full, "loop", head)
+    assert fast.access_log.lines[logged[0]:] == full.access_log.lines[logged[1]:]
+    assert fast.stats.status_counts == full.stats.status_counts
