@@ -40,7 +40,7 @@ import socket
 import threading
 import time
 
-from flashplug.cache import FileCache
+from flashplug.cache import FileCache, NotRegular, open_regular
 from flashplug.connection import RECV_SIZE
 from flashplug.cycle import SESSION_SLOTS, RequestCycle, init_session
 from flashplug.helpers import run_sync
@@ -151,19 +151,12 @@ class BlockingConnection(H1Protocol, RequestCycle):
             return
         cache = self.app.static.cache
         if not cache.retain(entry):
-            self.abort()   # evicted and closed meanwhile: the answer cannot be sent
+            # Another thread replaced the entry and closed its descriptor
+            # meanwhile: send from the same file, opened again.
+            self._write_reopened(entry, offset, count)
             return
         try:
-            if self.transport.zero_copy:
-                self._sendfile(entry, offset, count)
-            else:
-                while count > 0 and not self.closed:
-                    data = os.pread(entry.fd, min(count, READ_CHUNK), offset)
-                    if not data:
-                        raise EOFError
-                    self.write(data)
-                    offset += len(data)
-                    count -= len(data)
+            self._send_from(entry.fd, offset, count)
         except EOFError:
             log.warning("%s shrank while being sent; closing", entry.fspath)
             self.abort()
@@ -172,10 +165,40 @@ class BlockingConnection(H1Protocol, RequestCycle):
         finally:
             cache.release(entry)
 
-    def _sendfile(self, entry, offset, count):
+    def _write_reopened(self, entry, offset, count):
+        """Send from ``entry``'s file opened anew, if it is still the very
+        file the head described (same inode, device, size and mtime); else
+        drop the connection: a short or mixed body must never pass for it."""
+        try:
+            fd, st = open_regular(entry.fspath)
+        except (OSError, NotRegular):
+            self.abort()
+            return
+        try:
+            if (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) != entry.ident:
+                self.abort()
+                return
+            self._send_from(fd, offset, count)
+        except (OSError, EOFError):
+            self.abort()
+        finally:
+            os.close(fd)
+
+    def _send_from(self, fd, offset, count):
+        """Send ``count`` bytes of the open file ``fd`` from ``offset``,
+        blocking; EOFError if the file ends first."""
+        if not self.transport.zero_copy:
+            while count > 0 and not self.closed:
+                data = os.pread(fd, min(count, READ_CHUNK), offset)
+                if not data:
+                    raise EOFError
+                self.write(data)
+                offset += len(data)
+                count -= len(data)
+            return
         timeout = self.app.config.send_timeout
         self.transport.settimeout(timeout)
-        fd, sock_fd = entry.fd, self.transport.fd
+        sock_fd = self.transport.fd
         while count > 0:
             try:
                 sent = os.sendfile(sock_fd, fd, offset, min(count, 1 << 20))

@@ -237,3 +237,27 @@ def test_every_response_is_counted_once(docroot):
     exchange(app, "loop", GET_A * 3 + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nBAD\r\n\r\n")
     assert app.stats.requests == 5
     assert app.stats.status_counts == {200: 3, 404: 1, 400: 1}
+
+
+def test_blocking_driver_sends_from_an_entry_another_thread_closed(docroot):
+    # mt: a thread may find its cache entry replaced, and its descriptor
+    # closed, by another thread between building the head and sending the
+    # body.  It sends the same file, opened again, never a reused descriptor.
+    app = make_app(docroot)
+    t = MemoryTransport()
+    conn = BlockingConnection(app, t, PEER)
+    t.push(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    t.eof = True
+    conn.serve()
+    entry = app.static.cache.get("/big.bin")
+    assert entry is not None and entry.fd is not None
+    app.static.cache.remove("/big.bin")           # evicted: its descriptor closes
+    assert entry.fd is None
+    again = BlockingConnection(app, MemoryTransport(), PEER)
+    again.write_file(entry, 100, 1000)
+    assert bytes(again.transport.sent) == (bytes(range(256)) * 400)[100:1100]
+    assert not again.closed
+    (docroot / "big.bin").write_bytes(b"changed")  # not the file the head described
+    last = BlockingConnection(app, MemoryTransport(), PEER)
+    last.write_file(entry, 0, 1000)
+    assert last.transport.sent == b"" and last.closed
