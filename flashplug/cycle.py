@@ -196,17 +196,16 @@ class RequestCycle:
         agent = agent.decode("latin-1") if agent is not None else None
         keep = _keep_alive(version, self.m_connection)
         self.app.stats.cache_hits += 1
-        if validators is None:
-            # What a KnownHead needs, should these bytes be remembered.
-            self.m_answer = (self.m_url, head_only, version, keep, referer, agent)
-        elif evaluate(method, validators.get, entry.etag, entry.mtime) == 304:
+        if validators is not None and \
+                evaluate(method, validators.get, entry.etag, entry.mtime) == 304:
             write_not_modified(self, version, keep, entry)
-            self._account(304, 0, method, self.m_url.decode("latin-1"), version, referer, agent)
-            self.state = "busy"
-            self.deadline = self.deadline_for(self.now)
-            return
-        size = write_entry(self, head_only, version, keep, entry)
-        self._account(200, size, method, self.m_url.decode("latin-1"), version, referer, agent)
+            status, size = 304, 0
+        else:
+            if validators is None:
+                # What a KnownHead needs, should these bytes be remembered.
+                self.m_answer = (self.m_url, head_only, version, keep, referer, agent)
+            status, size = 200, write_entry(self, head_only, version, keep, entry)
+        self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent)
         self.state = "busy"
         self.deadline = self.deadline_for(self.now)
 
