@@ -78,7 +78,7 @@ def test_flashplug_command_line(tmp_path):
     argv = servers.command(servers.flashplug("mt"), tmp_path, tmp_path, 8001)
     tail = argv[argv.index("serve"):]
     assert tail == ["serve", str(tmp_path), "--port", "8001", "--access-log", "off", "--arch", "mt", "--workers", "1",
-                    "--keepalive-timeout", "300", "--plugins", "none"]
+                    "--keepalive-timeout", "300", "--plugins", ""]
     cgi = servers.command(servers.flashplug("amped", cgi=True), tmp_path, tmp_path, 8002)
     assert cgi[-2:] == ["--plugins", "cgi"]
 

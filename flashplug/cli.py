@@ -351,3 +351,9 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        # Our reader left (`flashplug plugins | head -1`): nothing to say to
+        # it.  Point stdout at /dev/null so the exit's own flush cannot fail
+        # again (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

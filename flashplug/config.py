@@ -22,6 +22,21 @@ from flashplug.errors import UsageError
 DEFAULT_SCRIPT_DIRS = ("cgi-bin", "htbin")
 
 
+def cgi_ext_list(value):
+    """The extensions a ``--cgi-ext`` value names (a str, or a list of them,
+    each comma-separated): ``(".cgi", ".py")``, as given.  Checked here,
+    whether or not the cgi plugin is on, since the kernel refuses them too.
+
+    Raises UsageError for one that is not a dot and a name.
+    """
+    items = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+    exts = tuple(e.strip() for item in items for e in str(item).split(",") if e.strip())
+    for ext in exts:
+        if not ext.startswith(".") or len(ext) < 2 or "/" in ext:
+            raise UsageError(f"--cgi-ext: expected extensions like .cgi,.py, got {ext!r}")
+    return exts
+
+
 def cgi_dir_path(item, docroot):
     """The folder a ``--cgi-dir URLPREFIX[=PATH]`` item names (absolute):
     PATH, or else the folder named like URLPREFIX in ``docroot``."""
@@ -57,6 +72,9 @@ class Config:
         self.script_dirs = dict.fromkeys(
             [os.path.join(self.docroot, name) for name in DEFAULT_SCRIPT_DIRS]
             + [cgi_dir_path(item, self.docroot) for item in cgi_dirs])
+        # Likewise the --cgi-ext extensions: files ending in one are scripts
+        # anywhere in the document root, never documents.
+        self.script_exts = cgi_ext_list(self.get("cgi_ext"))
         self.plugin_manager = None   # set by the CLI once plugins are loaded
 
     def get(self, name, default=None):

@@ -326,6 +326,9 @@ class RequestCycle:
             log.error("error while sending the response to %s %s: %r",
                       request.method, request.target, exc)
             await _close_stream(response)
+            # Cut off part-way, it still gets its log line, with the bytes
+            # that went out (as nginx logs it).
+            self._log(request, response.status, getattr(exc, "bytes_sent", 0))
             self.abort()
             return
         self._log(request, response.status, sent)

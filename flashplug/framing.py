@@ -179,6 +179,9 @@ async def _send_stream(conn, stream, chunked):
                 await conn.drain()
         if chunked:
             conn.write(b"0\r\n\r\n")
+    except Exception as exc:
+        exc.bytes_sent = sent   # for the access-log line of a cut-off response
+        raise
     finally:
         await _close_stream(stream)
     return sent

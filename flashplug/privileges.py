@@ -8,9 +8,11 @@ only order in which each step is still allowed), before any plugin's
 forked, so nothing that serves a request runs as root.  The log files are
 checked after that, as the user that will write them.
 """
+import errno
 import grp
 import os
 import pwd
+import stat
 
 from flashplug.errors import UsageError
 from flashplug.log import setup_error_log
@@ -32,6 +34,11 @@ def _lookup_group(name):
                          f"(see /etc/group)") from None
 
 
+#: The --user this process switched to, once it has (for error messages:
+#: what root could import, this user may not be able to read).
+dropped_to = None
+
+
 def drop_privileges(config):
     """Run the rest of this process (and its workers) as ``--user``, in its
     primary group or ``--group``, with the user's supplementary groups.
@@ -51,9 +58,11 @@ def drop_privileges(config):
             return  # already that user: nothing to drop
         raise UsageError(f"--user {user}: switching users needs root; start as root "
                          f"or leave out --user/--group")
+    global dropped_to
     os.setgroups(os.getgrouplist(entry.pw_name, gid))
     os.setgid(gid)
     os.setuid(entry.pw_uid)
+    dropped_to = entry.pw_name
 
 
 def _open_error(flag, path, err):
@@ -69,10 +78,32 @@ def _open_error(flag, path, err):
                       f"{err.strerror}")
 
 
+#: Write ends of FIFO logs, held open for the life of the process: when
+#: the last writer closes, the reader sees end-of-file, and most (cat,
+#: multilog) then exit, before any worker has opened the log.
+_held_fifos = []
+
+
+def _refuse_unread_fifo(flag, path):
+    """A FIFO as a log file: opening it for writing waits for a reader, so
+    without one the server would hang at start, silently."""
+    try:
+        if not stat.S_ISFIFO(os.stat(path).st_mode):
+            return
+        _held_fifos.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError as e:
+        if e.errno == errno.ENXIO:     # no reader (open(2), FIFO with O_NONBLOCK)
+            raise UsageError(f"{flag} {path}: a FIFO that no process reads; "
+                             f"start its reader first") from None
+        # Anything else is for the real open to report.
+
+
 def check_logs(config):
     """Open the error log and make sure every worker can open the access
     log, so a wrong path is one error now, not a worker that dies at start."""
     error_log = config.get("error_log") or "-"
+    if error_log != "-":
+        _refuse_unread_fifo("--error-log", error_log)
     try:
         setup_error_log(config.log_level, error_log)
     except OSError as e:
@@ -80,6 +111,7 @@ def check_logs(config):
     access_log = config.get("access_log")
     if access_log in (None, "-", "off"):
         return
+    _refuse_unread_fifo("--access-log", access_log)
     try:
         with open(access_log, "a"):
             pass

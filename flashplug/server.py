@@ -22,7 +22,7 @@ from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
-from flashplug.worker import Worker
+from flashplug.worker import Worker, import_uvloop
 
 log = logging.getLogger("flashplug.server")
 
@@ -95,6 +95,10 @@ def run(config):
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
     listener = bind_listener(config.bind, config.port, listen=False)
+    # Imported while we may still be root: --user may not be able to read
+    # the interpreter's files (a Python under /root), and a worker whose
+    # import failed would quietly run on asyncio's slower loop.
+    import_uvloop()
     drop_privileges(config)
     check_logs(config)
     # Plugins' configure code runs as the dropped user: a mistake there (or

@@ -94,25 +94,31 @@ class ScriptDirs:
     ``cgi-bin/``), it lies under the folder as named or under the real path
     the folder had at start-up; the caller checks the requested path and
     its real path, so a symlink elsewhere in the document root that points
-    into a script folder is refused too.
+    into a script folder is refused too.  A file whose name ends in one of
+    ``exts`` (``--cgi-ext``) is a script wherever it lies, by the same rules.
     """
 
-    def __init__(self, dirs):
+    def __init__(self, dirs, exts=()):
         names = set()
         for d in dirs:
             names.add(os.path.normpath(d))
             names.add(os.path.realpath(d))
         self.prefixes = tuple(sorted(n.casefold().rstrip(os.sep) + os.sep for n in names))
+        self.exts = tuple(e.casefold() for e in exts)
 
     def holds(self, fspath):
-        """Is the absolute path ``fspath`` a script folder or inside one?"""
-        return bool(self.prefixes) and (fspath.casefold() + os.sep).startswith(self.prefixes)
+        """Is the absolute path ``fspath`` a script folder or inside one, or
+        a script by its extension?"""
+        folded = fspath.casefold()
+        return (bool(self.prefixes) and (folded + os.sep).startswith(self.prefixes)
+                or bool(self.exts) and folded.endswith(self.exts))
 
 
 def _refusal(fspath, real_root, follow_symlinks, scripts):
     """404 for a path whose real location leaves the document root (unless
-    symlinks are followed), 403 for one in a script folder, else None."""
-    if follow_symlinks and not scripts.prefixes:
+    symlinks are followed), 403 for one in a script folder or named like a
+    --cgi-ext script (as requested or as its symlinks resolve), else None."""
+    if follow_symlinks and not scripts.prefixes and not scripts.exts:
         return None
     real = os.path.realpath(fspath)
     if not follow_symlinks and not _inside(real, real_root):
@@ -182,6 +188,10 @@ def script_dir_warnings(config):
             fix = "Enable it with --plugins cgi"
         plugin = "no --cgi-dir names it" if "cgi" in config.plugins else "the cgi plugin is off"
         lines.append(f"{shown}/ exists but {plugin}; its files are refused (403). {fix}.")
+    if config.script_exts and "cgi" not in config.plugins:
+        exts = ",".join(config.script_exts)
+        lines.append(f"--cgi-ext {exts} is given but the cgi plugin is off; files ending in "
+                     f"{exts.replace(',', ' or ')} are refused (403). Enable it with --plugins cgi.")
     return lines
 
 
@@ -196,7 +206,7 @@ class StaticFiles:
         self.index_names = [n.strip() for n in config.index.split(",") if n.strip()]
         self.follow_symlinks = config.follow_symlinks
         self.show_dotfiles = config.show_dotfiles
-        self.scripts = ScriptDirs(config.script_dirs)
+        self.scripts = ScriptDirs(config.script_dirs, config.script_exts)
         self.small_max = min(config.cache_file_max, config.cache_size)
         self.cache = FileCache(config.cache_entries, config.cache_size,
                                config.cache_valid, app.stats)

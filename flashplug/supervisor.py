@@ -90,7 +90,13 @@ def describe(exc, pm=None):
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     who = f"plugin {plugin!r}: " if plugin else ""
-    return f"{who}{type(exc).__name__}: {exc}{at}"
+    hint = ""
+    if isinstance(exc, ImportError):
+        from flashplug.privileges import dropped_to
+        if dropped_to:
+            hint = (f" (running as {dropped_to}, from --user: can {dropped_to} read that "
+                    f"module and its folders?)")
+    return f"{who}{type(exc).__name__}: {exc}{at}{hint}"
 
 
 def run_reporting(child_main, pm=None):

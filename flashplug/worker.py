@@ -28,16 +28,22 @@ log = logging.getLogger("flashplug.server")
 ACCEPT_BATCH = 64
 
 
-def new_loop():
+def import_uvloop():
+    """uvloop, or None where it cannot be imported."""
     try:
         import uvloop
     except ImportError:
+        return None
+    return uvloop
+
+
+def new_loop():
+    uvloop = import_uvloop()
+    if uvloop is None:
         log.info("uvloop is not installed; using asyncio's own event loop")
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
 
-
-# -- one worker on one loop ---------------------------------------------------------------
 
 class Worker:
     def __init__(self, config, listener):

@@ -140,6 +140,43 @@ def test_user_nobody_serves_files_readable_by_others(open_dir, server_factory):
     assert uids == {pwd.getpwnam("nobody").pw_uid}
 
 
+@root_only
+def test_uvloop_is_imported_before_privileges_are_dropped(open_dir, server_factory):
+    """A worker that imported uvloop only after the drop could fail to (the
+    interpreter under /root, unreadable to --user) and quietly run on
+    asyncio's slower loop."""
+    pytest.importorskip("uvloop")
+    server = server_factory(open_dir, "--user", "nobody", "--plugins", "none")
+    assert requests.get(server.url + "/").status_code == 404
+    assert "event loop" not in server.log()
+
+
+@root_only
+def test_a_module_the_user_cannot_read_is_one_line_naming_the_user(open_dir, tmp_path):
+    """flashplug_configure runs as --user, and plugins.md advises importing
+    heavy modules there: one only root can read (an interpreter under
+    /root) fails, and the line says as whom the server was running."""
+    private = tmp_path / "private"               # tmp_path is root's alone
+    private.mkdir()
+    (private / "rootonly_mod.py").write_text("X = 1\n")
+    plugins = os.path.join(open_dir, "plugins")
+    os.mkdir(plugins)
+    os.chmod(plugins, 0o755)
+    with open(os.path.join(plugins, "lazy.py"), "w") as f:
+        f.write("from flashplug import hookimpl\n\n\n@hookimpl\n"
+                "def flashplug_configure(config):\n    import rootonly_mod\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(private), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", open_dir, "--port", "0",
+                           "--user", "nobody", "--plugins-dir", plugins, "--plugins", "lazy"],
+                          capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "plugin 'lazy': ModuleNotFoundError: No module named 'rootonly_mod'" in proc.stderr
+    assert proc.stderr.rstrip().endswith(
+        "(running as nobody, from --user: can nobody read that module and its folders?)")
+
+
 def test_unknown_user_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(tmp_path),
                            "--port", "0", "--user", "no-such-user-x"],

@@ -231,6 +231,43 @@ def test_template_passes_against_the_example_plugin(tmp_path):
     assert "3 passed" in proc.stdout
 
 
+def _run_template(tmp_path, extra="", module=None):
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    _installed_example(site)
+    if module is not None:
+        (site / "flashplug_hello.py").write_text(module)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_hello.py").write_text(_template() + extra)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_hello.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_template_server_survives_many_requests(tmp_path):
+    """The server's access log goes to its stdout: a fixture that makes it a
+    pipe nobody reads stalls the server once the pipe is full (64 KiB)."""
+    many = ("\n\ndef test_many_requests(server):\n"
+            "    with requests.Session() as s:\n"
+            "        for _ in range(1500):\n"
+            "            assert s.get(server + '/index.html', timeout=5).text == 'hi'\n")
+    proc = _run_template(tmp_path, many)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 passed" in proc.stdout
+
+
+def test_template_bad_option_test_can_fail(tmp_path):
+    """Against the page's first module, which has no --hello-greeting, the
+    template's bad-option test fails: "unknown option" is one line and exit
+    status 2 as well, and must not pass for the plugin's own refusal."""
+    module = _python_block('"""flashplug-hello: greets, and says so in a header."""')
+    proc = _run_template(tmp_path, module=module)
+    assert "1 failed, 2 passed" in proc.stdout, proc.stdout + proc.stderr
+    assert "test_bad_option_is_one_line_exit_2" in proc.stdout
+
+
 # -- the Request and settings examples of docs/plugins.md run as written ------------
 
 def _python_block(containing):

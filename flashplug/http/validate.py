@@ -177,7 +177,17 @@ class _CheckedChunks:
         return self
 
     async def __anext__(self):
-        chunk = await self._chunks.__anext__()
+        try:
+            chunk = await self._chunks.__anext__()
+        except (StopAsyncIteration, ResponseMistake):
+            raise
+        except Exception as exc:
+            # The plugin's own failure, after the status line went out: cut
+            # off, and said as a handler's failure is, naming the plugin.
+            from flashplug.supervisor import describe
+            raise ResponseMistake(
+                f"{self._owner} failed after {self._sent} bytes of its stream: "
+                f"{describe(exc)}; the response was cut off", self._owner) from exc
         if type(chunk) is not bytes:
             if not isinstance(chunk, BODY_TYPES):
                 raise ResponseMistake(

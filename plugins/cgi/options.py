@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from flashplug import UsageError
-from flashplug.config import cgi_dir_path
+from flashplug.config import cgi_dir_path, cgi_ext_list
 
 #: Concurrent scripts per worker; enough to keep two cores busy with
 #: scripts that wait on I/O, few enough not to thrash a small machine.
@@ -87,10 +87,7 @@ def settings_from(config):
         if prefix in seen:
             raise UsageError(f"--cgi-dir: {prefix} is given twice")
         seen.add(prefix)
-    exts = None
-    if config.get("cgi_ext"):
-        exts = tuple(_ext(e) for item in _items(config.get("cgi_ext"))
-                     for e in str(item).split(",") if e.strip())
+    exts = cgi_ext_list(config.get("cgi_ext"))
     kernel_max = config.get("max_body_size")
     max_body = config.get("cgi_max_body")
     return Settings(
@@ -159,13 +156,6 @@ def _dir(item, docroot):
     if (eq or prefix not in DEFAULT_DIRS) and not os.path.isdir(path):
         raise UsageError(f"--cgi-dir: {item!r}: {path} is not a directory")
     return prefix, path
-
-
-def _ext(ext):
-    ext = ext.strip()
-    if not ext.startswith(".") or len(ext) < 2 or "/" in ext:
-        raise UsageError(f"--cgi-ext: expected extensions like .cgi,.py, got {ext!r}")
-    return ext
 
 
 def _int(flag, value, default, minimum):

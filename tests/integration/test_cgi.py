@@ -655,6 +655,14 @@ def test_bad_options(server_factory, docroot, args, message):
     assert message in str(info.value)
 
 
+def test_bad_cgi_ext_is_refused_with_cgi_off(server_factory, docroot):
+    # The kernel refuses --cgi-ext files while cgi is off: "cgi" unchecked
+    # would have refused every file ending in those letters ("magic").
+    with pytest.raises(RuntimeError) as info:
+        server_factory(docroot, "--plugins", "none", "--cgi-ext", ".py,cgi")
+    assert "--cgi-ext: expected extensions like .cgi,.py, got 'cgi'" in str(info.value)
+
+
 def test_config_file_section(server_factory, docroot, tmp_path):
     conf = tmp_path / "flashplug.toml"
     conf.write_text('[plugins.cgi]\ntimeout = 0.5\nmax-procs = 2\next = [".cgi"]\n')

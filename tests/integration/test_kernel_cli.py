@@ -391,3 +391,15 @@ def test_abbreviated_or_misspelt_option_is_one_line(root, flag, fix):
 ])
 def test_option_value_mistakes_are_one_line(root, args, line):
     assert assert_one_line_error(run("serve", root, *args)) == f"flashplug: error: {line}"
+
+
+@pytest.mark.parametrize("args", [("plugins",), ("plugins", "--json"), ("serve", "--help"),
+                                  ("--help",)])
+def test_output_to_a_closed_pipe_is_no_traceback(args):
+    # `flashplug plugins | head -1`: the reader leaves before we are done.
+    proc = subprocess.Popen([sys.executable, "-m", "flashplug", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()                  # before the interpreter has even started
+    err = proc.stderr.read()
+    proc.wait(15)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

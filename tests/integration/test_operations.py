@@ -80,6 +80,36 @@ def test_unwritable_access_log_is_one_error(root, tmp_path):
     assert_one_line_error(result, "cannot open for appending")
 
 
+@pytest.mark.parametrize("flag", ["--access-log", "--error-log"])
+def test_log_fifo_without_a_reader_is_one_error(root, tmp_path, flag):
+    # Opening a FIFO for writing waits for a reader: the server sat silent
+    # at start-up, before it listened, forever.
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    result = serve(root, "--port", "0", "--workers", "2", flag, fifo, timeout=10)
+    assert result.returncode == 2
+    assert_one_line_error(result, f"{flag} {fifo}: a FIFO that no process reads; "
+                                  f"start its reader first")
+
+
+def test_log_fifo_with_a_reader_gets_the_lines(root, tmp_path, server_factory):
+    # The start-up check must not close the FIFO's only write end: its
+    # reader would see end-of-file and leave, and the worker's own open
+    # would then wait for a reader forever.
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    with open(tmp_path / "got.log", "wb") as out:
+        reader = subprocess.Popen(["cat", str(fifo)], stdout=out)
+    try:
+        srv = server_factory(root, "--workers", "2", "--access-log", fifo)
+        assert requests.get(srv.url + "/nothing-here", timeout=5).status_code == 404
+        assert srv.stop() == 0
+        reader.wait(10)
+    finally:
+        reader.kill()
+    assert '"GET /nothing-here HTTP/1.1" 404 ' in (tmp_path / "got.log").read_text()
+
+
 def test_failing_startup_hook_with_workers_ends_the_master(root, failing_plugin):
     result = serve(root, "--port", "0", "--workers", "2", "--plugins-dir", failing_plugin,
                    "--plugins", "boom", timeout=20)

@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -446,6 +447,11 @@ MISTAKES = """
                 yield b"first"
                 yield "second"
             return Response(200, [("Content-Type", "text/plain")], stream=chunks())
+        if kind == "raise":
+            async def failing():
+                yield b"first"
+                raise KeyError("gone")
+            return Response(200, [("Content-Type", "text/plain")], stream=failing())
         return Response(200, [("Content-Type", "text/plain")], b"fine")
 
     def plain(request):
@@ -531,6 +537,37 @@ def test_a_bad_chunk_mid_stream_closes_the_connection(site, plugdir, server_fact
     assert body == b"5\r\nfirst\r\n"                # cut off: no last chunk
     assert wait_for(lambda: "plugin 'mistakes' streamed a str after 5 bytes" in server.log())
     assert requests.get(server.url + "/m/fine").text == "fine"
+
+
+def test_a_stream_that_raises_mid_way_is_logged_with_its_plugin(site, plugdir, server_factory):
+    """An exception inside a plugin's stream is that plugin's failure: the
+    error log names the plugin and where it raised, as for a handler."""
+    plugdir("mistakes", MISTAKES)
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "mistakes")
+    with server.connect() as s:
+        s.sendall(b"GET /m/raise HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.endswith(b"\r\n\r\n5\r\nfirst\r\n")       # cut off: no last chunk
+    assert wait_for(lambda: re.search(
+        r"GET /m/raise: .*plugin 'mistakes' failed after 5 bytes of its stream: "
+        r"KeyError: 'gone' at \S+mistakes\.py:\d+; the response was cut off", server.log()))
+    assert "Traceback" not in server.log()
+
+
+def test_a_cut_off_stream_still_gets_its_access_log_line(site, plugdir, server_factory):
+    plugdir("mistakes", MISTAKES)
+    server = server_factory(site, "--plugins-dir", plugdir.path, "--plugins", "mistakes")
+    for path in ("/m/stream", "/m/raise"):
+        with server.connect() as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            while s.recv(65536):
+                pass
+    assert requests.get(server.url + "/m/fine").text == "fine"
+    assert wait_for(lambda: '"GET /m/fine HTTP/1.1" 200 ' in server.log())
+    log = server.log()
+    assert '"GET /m/stream HTTP/1.1" 200 ' in log and '"GET /m/raise HTTP/1.1" 200 ' in log
 
 
 def test_head_closes_a_checked_stream(site, plugdir, server_factory):

@@ -124,3 +124,28 @@ def test_cgi_dir_given_while_cgi_is_off_is_refused(site, server_factory, tmp_pat
     assert "./root/tools/ exists but the cgi plugin is off" in srv.log()
     srv = server_factory(site, "--plugins", "none", "--cgi-dir", "/tools/", "--access-log", "off")
     assert_refused(srv, ["/tools/t.sh"])
+
+
+@pytest.mark.parametrize("args", [("--plugins", "none"), ("--arch", "mt", "--plugins", "none"),
+                                  ("--plugins", "cgi"),
+                                  ("--plugins", "cgi", "--follow-symlinks")])
+def test_cgi_ext_files_are_never_served_as_files(site, server_factory, args):
+    # --cgi-ext names scripts by extension anywhere in the document root.
+    # With the plugin off they are refused like a script folder's files;
+    # with it on, a name the extension route does not see (a symlink with
+    # another name, a case variant) is refused too, not sent as source.
+    (site / "pub" / "app.cgi").write_text(SCRIPT)
+    os.chmod(site / "pub" / "app.cgi", 0o755)
+    os.symlink("app.cgi", site / "pub" / "app.txt")
+    os.symlink("app.cgi", site / "pub" / "app")
+    srv = server_factory(site, "--cgi-ext", ".cgi", "--access-log", "off", *args)
+    assert requests.get(srv.url + "/pub/ok.txt").text == "public\n"
+    refused = ["/pub/app.txt", "/pub/app", "/pub/APP.CGI"]
+    if "cgi" not in args:
+        refused.append("/pub/app.cgi")
+        assert ("--cgi-ext .cgi is given but the cgi plugin is off; files ending in .cgi "
+                "are refused (403). Enable it with --plugins cgi.") in srv.log()
+    else:
+        assert requests.get(srv.url + "/pub/app.cgi").text == "ran /pub/app.cgi\n"
+        assert "--cgi-ext" not in srv.log()
+    assert_refused(srv, refused)
