@@ -32,7 +32,7 @@ class FileEntry:
     """A regular file as the static handler serves it."""
 
     __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
-                 "content_type", "head_tail", "data", "fd", "refs", "dead",
+                 "content_type", "head_tail", "validator_lines", "data", "fd", "refs", "dead",
                  "checked", "nbytes", "map_addr", "used", "recent")
 
     def __init__(self, fspath, st, content_type, data, fd):
@@ -55,7 +55,9 @@ class FileEntry:
         self.used = False         # served since the last sweep (set per hit: a store)
         self.recent = 0           # sweeps left before an unused entry stops being swept
         self.nbytes = len(data) if data is not None else 0
-        # Prebuilt header lines of a full 200 response.
+        # Prebuilt header lines of a 304 and of a full 200 response.
+        self.validator_lines = (f"Last-Modified: {self.last_modified}\r\n"
+                                f"ETag: {self.etag}\r\n").encode("latin-1")
         self.head_tail = (
             f"Content-Type: {content_type}\r\n"
             f"Last-Modified: {self.last_modified}\r\n"

@@ -28,7 +28,7 @@ once-a-second sweep notices, and the handler is stopped.
 """
 import time
 
-from flashplug.cycle import SESSION_SLOTS, RequestCycle, init_session
+from flashplug.cycle import SESSION_SLOTS, KnownHead, RequestCycle, init_session
 from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, H1Protocol
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
 
@@ -110,12 +110,13 @@ class Connection(H1Protocol, RequestCycle):
         self.feed(_RECV_VIEW[:n], now)
 
     def _remember_head(self, data):
-        known = self.m_answer
+        answer = self.m_answer
         self.m_answer = None
+        static = self.app.static
         # One message exactly: a plain GET/HEAD has no body, so its head's
         # blank line is the end of the message, and there is only one.
-        if data.count(b"\r\n\r\n") == 1:
-            self.app.static.remember_head(data, known)
+        if static.seen_before(data) and data.count(b"\r\n\r\n") == 1:
+            static.remember_head(data, KnownHead(*answer))
 
     def _on_eof(self):
         self.eof = True

@@ -22,11 +22,13 @@ import logging
 from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
 from flashplug.framing import close_response as _close_stream
-from flashplug.framing import send_response, write_entry
+from flashplug.framing import send_response, write_entry, write_not_modified
 from flashplug.http.body import EMPTY_BODY
+from flashplug.http.conditionals import evaluate
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
+from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
 
@@ -78,11 +80,12 @@ def init_session(conn, app, peer, local, now):
 class KnownHead:
     """What a remembered request head asks for, and what its log line needs."""
 
-    __slots__ = ("target", "head_only", "version", "keep_alive", "referer", "agent",
+    __slots__ = ("target", "key", "head_only", "version", "keep_alive", "referer", "agent",
                  "method", "target_text")
 
     def __init__(self, target, head_only, version, keep_alive, referer, agent):
         self.target = target            # the raw request-target (bytes)
+        self.key = target_key(target)   # its key in StaticFiles.by_target
         self.head_only = head_only      # HEAD rather than GET
         self.version = version          # "1.1" or "1.0"
         self.keep_alive = keep_alive    # the request allows another after it
@@ -122,7 +125,7 @@ class RequestCycle:
         them), without parsing them again.  False: the cache no longer has
         the entry, so the request takes the full path."""
         static = self.app.static
-        entry = static.by_target.get(known.target)
+        entry = static.by_target.get(known.key)
         if entry is None or entry.dead:
             return False
         if not static.cache.is_fresh(entry, self.now):
@@ -163,35 +166,49 @@ class RequestCycle:
             self.feed(data, self.now)
         self.app.helpers.call(still_fresh, (entry,), done)
 
-    def _answer_by_target(self):
-        """The quickest path: a plain GET/HEAD whose exact target was served
-        from the cache before.  No Request object is built."""
-        parser = self.parser
+    def _target_entry(self, parser, target, host):
+        """The quickest path's test: the fresh cache entry a plain GET/HEAD
+        of ``target`` (bytes) with Host ``host`` is answered from, or None
+        (then the request takes the full path)."""
         method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
-            return False
+            return None
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
-            return False
-        entry = self.app.static.entry_for_target(self.m_url)
-        if entry is None:
-            return False
-        if not _valid_host(self.m_host):
-            return False
-        referer = agent = None
-        for name, value in self.m_headers:
-            if name == b"referer":
-                referer = value.decode("latin-1")
-            elif name == b"user-agent":
-                agent = value.decode("latin-1")
-        known = self.m_answer = KnownHead(self.m_url, method == b"HEAD", version,
-                                          _keep_alive(version, self.m_connection), referer, agent)
+            return None
+        entry = self.app.static.entry_for_target(target)
+        if entry is None or not _valid_host(host):
+            return None
+        return entry
+
+    def _answer_by_target(self, entry, parser, referer, agent, validators=None):
+        """Answer from ``entry`` (``_target_entry``'s) with no Request object;
+        ``referer`` and ``agent`` (bytes or None) are for the log.
+
+        ``validators``: a dict of If-None-Match and If-Modified-Since (str,
+        the only preconditions present), evaluated as ``respond_with``
+        would: 304 from the entry's prebuilt lines, else the 200.  Only a
+        plain request's head is remembered (``m_answer``).
+        """
+        version = parser.get_http_version()
+        head_only = parser.get_method() == b"HEAD"
+        method = "HEAD" if head_only else "GET"
+        referer = referer.decode("latin-1") if referer is not None else None
+        agent = agent.decode("latin-1") if agent is not None else None
+        keep = _keep_alive(version, self.m_connection)
         self.app.stats.cache_hits += 1
-        size = write_entry(self, known.head_only, version, known.keep_alive, entry)
-        self._account(200, size, known.method, known.target_text, version, referer, agent)
+        if validators is not None and \
+                evaluate(method, validators.get, entry.etag, entry.mtime) == 304:
+            write_not_modified(self, version, keep, entry)
+            status, size = 304, 0
+        else:
+            if validators is None:
+                # What a KnownHead needs, should these bytes be remembered.
+                self.m_answer = (self.m_url, head_only, version, keep, referer, agent)
+            status, size = 200, write_entry(self, head_only, version, keep, entry)
+        self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent)
         self.state = "busy"
         self.deadline = self.deadline_for(self.now)
-        return True
 
     def _account(self, status, size, method, target, version, referer, agent, user=None):
         """Count one response and write its access-log line (the only place

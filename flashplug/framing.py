@@ -36,14 +36,26 @@ def status_line(status, phrase=None):
     return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1", "replace")
 
 
+def _connection_line(conn, version, keep):
+    """The Connection line for a response (b"" for a persistent 1.1 one);
+    a response that closes marks the connection closing."""
+    if keep and not conn.closing:
+        return b"" if version == "1.1" else b"Connection: keep-alive\r\n"
+    conn.closing = True
+    return b"Connection: close\r\n"
+
+
+def write_not_modified(conn, version, keep, entry):
+    """Write a 304 for a cached file from its prebuilt validator lines: the
+    bytes ``send_response`` makes of ``Response(304, validators)``."""
+    conn.write(b"".join((b"HTTP/1.1 304 Not Modified\r\n", conn.app.date_server_lines,
+                         entry.validator_lines, _connection_line(conn, version, keep), b"\r\n")))
+
+
 def write_entry(conn, head_only, version, keep, entry):
     """Write a 200 for a cached file: prebuilt header lines, then the body.
     Returns the body bytes sent."""
-    keep = keep and not conn.closing
-    conn_line = b"" if keep and version == "1.1" else (
-        b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
-    if not keep:
-        conn.closing = True
+    conn_line = _connection_line(conn, version, keep)
     data = entry.data
     if data is not None and not head_only and len(data) < JOIN_MAX:
         # One buffer, one send for header and body.

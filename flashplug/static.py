@@ -39,6 +39,20 @@ KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
                            "OPTIONS", "TRACE", "PATCH"))
 
 
+def target_key(target):
+    """The key of ``StaticFiles.by_target`` for a raw request-target (bytes).
+
+    An origin-form target ("/path?query") is keyed by its path alone: the
+    query and a fragment never change which file answers (routes match
+    paths, and ``set_target`` cuts the path exactly there), so a
+    cache-busting query still finds the entry, and queries cannot fill
+    the table.  Any other form is keyed whole.
+    """
+    if target[:1] == b"/":
+        return target.partition(b"?")[0].partition(b"#")[0]
+    return target
+
+
 class FileBody:
     """A response body made of file ranges and literal bytes.
 
@@ -199,6 +213,7 @@ class StaticFiles:
         self.directory_hook = app.hook_if_used("flashplug_directory")
         self.by_target = {}
         self.known_heads = {}
+        self.heads_seen = set()
         self.revalidating = False   # a revalidate_ahead batch is in a helper
         self.target_memory = max(TARGET_MEMORY, 2 * config.cache_entries)
 
@@ -229,7 +244,8 @@ class StaticFiles:
         return min(self.small_max, ALWAYS_IN_MEMORY)
 
     def remember_target(self, target, entry):
-        """Note that the raw request-target ``target`` (bytes) named ``entry``.
+        """Note that the raw request-target ``target`` (bytes) named ``entry``
+        (keyed by ``target_key``).
 
         Decoding a target is deterministic and routes are fixed at start, so
         the next plain request with the same bytes can skip building a
@@ -237,7 +253,24 @@ class StaticFiles:
         """
         if len(self.by_target) >= self.target_memory:
             self.by_target.clear()
-        self.by_target[target] = entry
+        self.by_target[target_key(target)] = entry
+
+    def seen_before(self, head):
+        """Were the request bytes ``head`` answered from the cache before?
+
+        Heads are remembered on their second sight: a browser's changing
+        cookie makes most heads unique, and remembering each would cost
+        more than it saves.  Only hashes are kept here (bounded like
+        ``by_target``); a collision merely remembers a head one sight early.
+        """
+        seen = self.heads_seen
+        key = hash(head)     # cached in the bytes object: known_heads hashed it
+        if key in seen:
+            return True
+        if len(seen) >= self.target_memory:
+            seen.clear()
+        seen.add(key)
+        return False
 
     def remember_head(self, head, answer):
         """Note that the request bytes ``head`` (one whole message) were
@@ -252,7 +285,7 @@ class StaticFiles:
         self.known_heads[head] = answer
 
     def entry_for_target(self, target):
-        entry = self.by_target.get(target)
+        entry = self.by_target.get(target_key(target))
         if entry is None or entry.dead or not self.cache.is_fresh(entry, time.monotonic()):
             return None
         entry.used = True

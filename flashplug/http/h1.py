@@ -7,7 +7,15 @@ for: request-line and header sizes, exactly one valid Host, message framing
 and Upgrade.  It touches no socket, no loop and no clock: the time comes in
 with the bytes (``feed(data, now)``), and what it finds goes out through
 methods its connection provides (``_start``, ``_queue_error``,
-``_finish_request``, ``_answer_by_target``, ``pause_reading``).
+``_finish_request``, ``_target_entry``, ``_answer_by_target``,
+``pause_reading``).
+
+A request head that arrives whole, on its own, is first checked by llhttp
+with a single callback (the target) and scanned once for the few fields the
+cached path needs (``_answer_scanned``); a plain GET/HEAD or a revalidation
+of a cached target is answered from there.  Anything else is parsed again,
+the same bytes, with a callback per field: the answer is always the one the
+full parse gives.
 
 Every protocol error is a ``ProtocolError`` that carries its HTTP status;
 an error llhttp finds itself is classified from the bytes of the message
@@ -24,6 +32,8 @@ The connection's states and what each may do are in ``STATES`` and
 ``TRANSITIONS``; ``state_tables()`` renders them for docs/architecture.md,
 and a test checks the page shows them and the code sets no other state.
 """
+import re
+
 import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
@@ -90,6 +100,33 @@ _NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
                  b"if-modified-since": _CONDITIONAL, b"if-unmodified-since": _CONDITIONAL,
                  b"range": _CONDITIONAL, b"if-range": _CONDITIONAL, b"upgrade": _UPGRADE}
 _HEAD_END = b"\r\n\r\n"
+# The fields a whole head is scanned for when llhttp checks it without a
+# callback per field (H1Protocol._answer_scanned).  llhttp (strict) has then
+# accepted it: every line ends in CRLF, no obs-fold, no space before the
+# colon, so each field line starts right after a CRLF, with its name; llhttp
+# drops a value's leading spaces and tabs and keeps its trailing ones, and so
+# does this pattern.  It runs on the lowercased head (a case-insensitive
+# pattern costs half as much again).
+_SCANNED = re.compile(rb"\r\n(host|connection|referer|user-agent|content-length|"
+                      rb"transfer-encoding|expect|upgrade|range|if-match|if-none-match|"
+                      rb"if-modified-since|if-unmodified-since|if-range):[ \t]*([^\r]*)")
+
+
+def _joined(value, more):
+    """A repeated field's values as the log shows them (``Headers.get``)."""
+    return more if value is None else value + b", " + more
+
+
+class _Target:
+    """The one llhttp callback of a scanned head: its request-target."""
+
+    __slots__ = ("url",)
+
+    def __init__(self):
+        self.url = b""
+
+    def on_url(self, url):
+        self.url += url
 
 
 class H1Protocol:
@@ -153,6 +190,10 @@ class H1Protocol:
 
     def _parse(self, piece):
         """Feed one piece to llhttp; False once parsing must stop."""
+        if not self.m_open and self.active is None and self.target_path_ok \
+                and len(piece) <= MAX_FIELD_SIZE and piece[-4:] == _HEAD_END \
+                and self._answer_scanned(bytes(piece)):
+            return True
         parser = self.parser
         if parser is None:
             parser = self.parser = httptools.HttpRequestParser(self)
@@ -191,6 +232,65 @@ class H1Protocol:
             # idle keep-alive connection does not pay for one (a new parser
             # costs well under a microsecond).
             self.parser = None
+        return True
+
+    def _answer_scanned(self, head):
+        """Answer ``head``, one whole request head, from the cache if it is a
+        plain GET/HEAD of a cached target; False (nothing done) otherwise,
+        and the caller parses it with a callback per field after all.
+
+        llhttp checks the head with only the request-target called back;
+        then one regex pass picks out the fields the cached path needs.  The
+        head is no longer than one field may be and has no more lines than
+        fields are allowed, so no limit of ``on_header`` can fail, and the
+        fields found are those ``on_header`` would see: the answer is the one
+        the full parse leads to (``tests/unit/test_scanned_heads.py``).
+        """
+        target = _Target()
+        parser = httptools.HttpRequestParser(target)
+        try:
+            parser.feed_data(head)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            return False        # the full parse finds the same error, or the Upgrade
+        if head.count(b"\n") > MAX_FIELDS + 2:     # llhttp let no LF but a CRLF's in
+            return False
+        host = connection = referer = agent = validators = None
+        hosts = 0
+        # Host and Connection are read without regard to case (valid_host,
+        # keep_alive), so their lowercased values do; the log's fields are
+        # taken from the head as sent.
+        for m in _SCANNED.finditer(head.lower()):
+            name = m.group(1)
+            if name == b"host":
+                hosts += 1
+                host = m.group(2)
+            elif name == b"connection":
+                connection = m.group(2) if connection is None else \
+                    connection + b"," + m.group(2)
+            elif name == b"user-agent":
+                agent = _joined(agent, head[m.start(2):m.end(2)])
+            elif name == b"referer":
+                referer = _joined(referer, head[m.start(2):m.end(2)])
+            elif name == b"if-none-match" or name == b"if-modified-since":
+                # A browser revalidating: answered here too, 304 or 200.
+                field = name.decode("ascii")
+                if validators is None:
+                    validators = {}
+                elif field in validators:
+                    return False    # repeated: the full path joins them
+                validators[field] = head[m.start(2):m.end(2)].decode("latin-1")
+            else:
+                return False    # framing, Upgrade, If-Match, Range...: the full path
+        if hosts != 1:
+            return False
+        entry = self._target_entry(parser, target.url, host)
+        if entry is None:
+            return False
+        self.on_message_begin()
+        self.m_url = target.url
+        self.m_connection = connection
+        self._answer_by_target(entry, parser, referer, agent, validators)
+        self.on_message_complete()
         return True
 
     # -- parser callbacks --------------------------------------------------------
@@ -234,11 +334,19 @@ class H1Protocol:
         self.m_headers.append((name, value))
 
     def on_headers_complete(self):
-        if self.m_noted == _HOST and self.m_hosts == 1 and self.active is None \
-                and self.target_path_ok \
-                and self._answer_by_target():
-            return
         parser = self.parser
+        if self.m_noted == _HOST and self.m_hosts == 1 and self.active is None \
+                and self.target_path_ok:
+            entry = self._target_entry(parser, self.m_url, self.m_host)
+            if entry is not None:
+                referer = agent = None
+                for name, value in self.m_headers:
+                    if name == b"referer":
+                        referer = _joined(referer, value)
+                    elif name == b"user-agent":
+                        agent = _joined(agent, value)
+                self._answer_by_target(entry, parser, referer, agent)
+                return
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise ProtocolError(505, "HTTP Version Not Supported")

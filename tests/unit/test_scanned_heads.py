@@ -1,0 +1,247 @@
+"""The cached path for a whole request head (``H1Protocol._answer_scanned``)
+against the full path, over many varied requests.
+
+A head that arrives whole is checked by llhttp with no callback per field,
+scanned once for the fields the cached path needs, and, for a cached
+target, answered without a Request object: a plain GET/HEAD with a 200, a
+revalidation (If-None-Match, If-Modified-Since) with a 304 or a 200 built
+from the entry's prebuilt lines.  Each request here goes to two Apps over
+one document root: one as configured, and one with the cached shortcuts off
+(``fast_path_ok`` False: every request builds a Request and a Response and
+is framed by ``send_response``).  The bytes sent (but the Date line), the
+access-log lines and the counts must be the same.
+"""
+import random
+
+import pytest
+from hypothesis import given, strategies as st
+
+from flashplug.http.h1 import H1Protocol
+from tests.unit.test_drivers import DRIVERS, exchange, make_app, no_date
+
+TARGETS = [b"/a.txt", b"/a.txt?v=1", b"/a.txt?v=2#f", b"/a.txt#frag", b"/big.bin",
+           b"/mid.bin", b"/%61.txt", b"/A.txt", b"/dir", b"/dir/", b"//a.txt",
+           b"/a.txt/", b"http://x/a.txt", b"http://x/a.txt?q", b"*", b"/.hidden"]
+PLAIN = [b"User-Agent: probe/1", b"user-agent:  Mozilla/5.0 (X11)  ", b"Referer: http://r/x",
+         b"REFERER:\thttp://r/y\t", b"Accept: */*", b"Cookie: a=1; b=2",
+         b"Connection: close", b"connection: keep-alive", b"Connection: Keep-Alive, foo",
+         b"Connection:", b"Accept-Encoding: gzip, br", b"X-Host: elsewhere",
+         b"Sec-Fetch-Mode: navigate", b"Priority: u=0, i", b"Hostx: y"]
+# Fields the cached path leaves to the full path.
+OTHER = [b"Content-Length: 0", b"Content-Length: 3", b"Transfer-Encoding: chunked",
+         b"Expect: 100-continue", b"Range: bytes=0-1", b"Range: bytes=-3",
+         b"If-Range: \"x\"", b"If-Match: *", b"If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
+         b"Upgrade: websocket", b"X: a\r\n b", b"Bad Field: y", b"X: a\x01b",
+         b"Host: second", b"Content-Length: 1, 1"]
+HOSTS = [b"Host: x", b"host: 127.0.0.1:8080", b"HOST:\t[::1]:80", b"Host: bad host",
+         b"Host:", b"Host: a b  ", None]
+
+
+@pytest.fixture
+def docroot(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.txt").write_text("hello\n")
+    (root / "mid.bin").write_bytes(b"m" * 20000)            # in memory, sent by gather
+    (root / "big.bin").write_bytes(bytes(range(256)) * 400)   # 100 KiB, open descriptor
+    (root / "dir").mkdir()
+    (root / ".hidden").write_text("dot\n")
+    return root
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def log(self, *fields):
+        self.lines.append(fields)
+
+
+def pair(docroot):
+    """The App as configured and one with the shortcuts off, each with a log."""
+    fast, full = (make_app(docroot, "--cache-valid", "3600", "--cache-file-max", "32768")
+                  for _ in range(2))
+    full.fast_path_ok = False
+    for app in (fast, full):
+        app.access_log = Log()
+    return fast, full
+
+
+def validators(app, driver):
+    out, _ = exchange(app, driver, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = out.partition(b"\r\n\r\n")[0].decode()
+    fields = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
+    return fields["ETag"].encode(), fields["Last-Modified"].encode()
+
+
+def conditionals(etag, modified):
+    weak = b"W/" + etag
+    return [b"If-None-Match: " + etag, b"if-none-match:  " + etag + b"  ", b"If-None-Match: *",
+            b"If-None-Match: " + weak, b"If-None-Match: \"other\"",
+            b"If-None-Match: \"other\", " + etag, b"If-None-Match: garbage",
+            b"If-None-Match:", b"If-Modified-Since: " + modified,
+            b"If-Modified-Since: " + modified.lower(),
+            b"If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
+            b"If-Modified-Since: Fri, 31 Dec 2100 23:59:59 GMT",
+            b"If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT",
+            b"If-Modified-Since: not a date", b"IF-MODIFIED-SINCE:\t" + modified + b"\t"]
+
+
+def random_head(rng, conds):
+    method = rng.choice([b"GET"] * 6 + [b"HEAD", b"HEAD", b"POST", b"OPTIONS"])
+    version = rng.choice([b"HTTP/1.1"] * 6 + [b"HTTP/1.0", b"HTTP/1.0", b"HTTP/2.0"])
+    fields = rng.sample(PLAIN, rng.randint(0, 5))
+    host = rng.choice(HOSTS)
+    if host is not None:
+        fields.insert(rng.randint(0, len(fields)), host)
+    for _ in range(rng.choice([0, 0, 1, 1, 2])):
+        fields.insert(rng.randint(0, len(fields)), rng.choice(conds))
+    if rng.random() < 0.15:
+        fields.insert(rng.randint(0, len(fields)), rng.choice(OTHER))
+    lead = b"\r\n" if rng.random() < 0.05 else b""
+    line = b" ".join((method, rng.choice(TARGETS), version))
+    return lead + b"\r\n".join([line] + fields) + b"\r\n\r\n"
+
+
+def same_answers(fast, full, driver, data, pieces=1):
+    got = exchange(fast, driver, data, pieces=pieces)[0]
+    want = exchange(full, driver, data, pieces=pieces)[0]
+    assert no_date(got) == no_date(want), data
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_scanned_heads_answer_as_the_full_path(docroot, driver, monkeypatch):
+    fast, full = pair(docroot)
+    tags = validators(fast, driver)
+    assert validators(full, driver) == tags
+    conds = conditionals(*tags)
+    for target in TARGETS:   # each target served once: the cache knows them
+        for app in (fast, full):
+            exchange(app, driver, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    answered = []
+    scan = H1Protocol._answer_scanned
+
+    def counting(self, head):
+        done = scan(self, head)
+        answered.append(done)
+        return done
+    monkeypatch.setattr(H1Protocol, "_answer_scanned", counting)
+    rng = random.Random(12)
+    for _ in range(800):
+        same_answers(fast, full, driver, random_head(rng, conds))
+    # Several requests on one connection, each its own read or all in one.
+    for _ in range(60):
+        data = b"".join(random_head(rng, conds) for _ in range(rng.randint(2, 6)))
+        same_answers(fast, full, driver, data, pieces=rng.choice([1, 3]))
+    assert fast.access_log.lines == full.access_log.lines
+    assert fast.stats.status_counts == full.stats.status_counts
+    assert fast.stats.bytes_sent == full.stats.bytes_sent
+    assert sum(answered) > 100, "the shortcut was hardly taken"
+    assert {s for s in fast.stats.status_counts} >= {200, 304, 400, 404, 505}
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_limits_hold_for_scanned_heads(docroot, driver):
+    """Field count and size at their limits and one past: the same answers
+    (431 past them) whether or not the head was scanned."""
+    fast, full = pair(docroot)
+    for app in (fast, full):
+        exchange(app, driver, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    for n in (98, 99, 100, 101, 150):
+        fields = b"".join(b"X-%d: v\r\n" % i for i in range(n))
+        same_answers(fast, full, driver, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+    for size in (8100, 8150, 8190, 8191, 9000):
+        value = b"v" * (size - len(b"Cookie") )
+        same_answers(fast, full, driver,
+                     b"GET /a.txt HTTP/1.1\r\nHost: x\r\nCookie: " + value + b"\r\n\r\n")
+    long_target = b"/a.txt?" + b"q" * 8200
+    same_answers(fast, full, driver, b"GET " + long_target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert 431 in full.stats.status_counts and 200 in full.stats.status_counts
+    assert fast.access_log.lines == full.access_log.lines
+
+
+def test_queries_do_not_fill_the_target_table(docroot):
+    """by_target is keyed by an origin-form target's path: a client that
+    invents a new query for every request adds nothing to it."""
+    fast, _ = pair(docroot)
+    for i in range(3000):
+        out, _ = exchange(fast, "loop", b"GET /a.txt?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        assert out.endswith(b"hello\n")
+    assert list(fast.static.by_target) == [b"/a.txt"]
+
+
+def test_heads_a_client_invents_stay_bounded(docroot):
+    """Remembered heads (``known_heads``, keyed by request bytes) are bounded
+    however many distinct heads a client invents; a head is kept on its
+    second sight only, and only a plain 200 from the cache is remembered:
+    errors, misses and revalidations never are."""
+    app = make_app(docroot, "--cache-entries", "10", "--cache-valid", "3600")
+    static = app.static
+    limit = static.target_memory
+    for i in range(limit + 300):
+        exchange(app, "loop", b"GET /a.txt?q=%d HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n" % (i, i))
+        assert len(static.heads_seen) <= limit
+    assert not static.known_heads       # each head came once: none is kept
+    assert len(static.by_target) == 1
+    for i in range(limit + 300):        # each twice: kept, up to the bound
+        head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n" % i
+        exchange(app, "loop", head)
+        exchange(app, "loop", head)
+        assert len(static.known_heads) <= limit
+    assert static.known_heads
+    etag, _ = validators(app, "loop")
+    static.known_heads.clear()
+    for junk in (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + b"\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: bad host\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\n\r\n",
+                 b"POST /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n"):
+        for _ in range(2):
+            exchange(app, "loop", junk)
+    assert not static.known_heads
+
+
+# -- any head (hypothesis) -------------------------------------------------------
+
+_NAMES = ["Host", "host", "HOST", "Connection", "User-Agent", "Referer", "If-None-Match",
+          "If-Modified-Since", "if-match", "Range", "Content-Length", "Transfer-Encoding",
+          "Upgrade", "Expect", "Cookie", "X-Host", "Hostx", "Bad Name", "", "Host ", " Host"]
+_VALUE_BYTES = " \t\r\n\x00\x7f\xff:,;=\"*W/-01x"
+_values = st.text(alphabet=st.one_of(st.sampled_from(_VALUE_BYTES),
+                                     st.characters(min_codepoint=0x20, max_codepoint=0xff)),
+                  max_size=40)
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scanned") / "root"
+    root.mkdir()
+    (root / "a.txt").write_text("hello\n")
+    fast, full = pair(root)
+    tags = validators(fast, "loop")
+    assert validators(full, "loop") == tags
+    return fast, full, tags
+
+
+@given(method=st.sampled_from(["GET", "HEAD", "GET", "POST"]),
+       target=st.sampled_from(["/a.txt", "/a.txt?q", "/b.txt", "/a.txt#x"]),
+       version=st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/1.1"]),
+       fields=st.lists(st.tuples(st.one_of(st.sampled_from(_NAMES),
+                                           st.text(st.characters(max_codepoint=0xff), max_size=6)),
+                                 st.one_of(_values, st.sampled_from(["x", "tag", "date"]))),
+                       max_size=6),
+       host=st.booleans())
+def test_any_head_is_answered_as_the_full_path(apps, method, target, version, fields, host):
+    """Arbitrary field names and values (control bytes, obs-fold, bare CR or
+    LF, repeated and missing Host...): same bytes, log lines and counts."""
+    fast, full, (etag, modified) = apps
+    lines = [f"{method} {target} {version}"] + (["Host: x"] if host else [])
+    for name, value in fields:
+        value = {"tag": etag.decode(), "date": modified.decode()}.get(value, value)
+        lines.append(f"{name}: {value}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    logged = len(fast.access_log.lines), len(full.access_log.lines)
+    same_answers(fast, full, "loop", head)
+    assert fast.access_log.lines[logged[0]:] == full.access_log.lines[logged[1]:]
+    assert fast.stats.status_counts == full.stats.status_counts
