@@ -45,6 +45,10 @@ helpers: it never blocks on one.
   guard process (:mod:`flashplug.guard`) watches it and kills the process
   groups of the children it leaves behind: no auxiliary process outlives
   the worker that spawned it.
+
+Size: the longest kernel module, on purpose: a child's whole life (spawn,
+pipes, the limit, the guard, reaping) is here because each step's safety
+rests on the others (``waitid(WNOWAIT)`` keeps the pid for ``killpg``).
 """
 import asyncio
 import collections

@@ -29,6 +29,10 @@ Some kernels (5.9 and 5.10; tokio#3803) return 0 from RWF_NOWAIT reads
 before end of file.  RWF_NOWAIT is off there; elsewhere a 0 before the known
 size is never trusted: a helper checks, and if it finds data there,
 RWF_NOWAIT is switched off for good.
+
+Size: over ~400 lines because both ways a file leaves (sendfile on a plain
+socket, the copying path under TLS) share the probe, the window bookkeeping
+and the kernel quirks above; one file keeps them in step.
 """
 import ctypes
 import ctypes.util

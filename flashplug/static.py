@@ -6,6 +6,10 @@ for a fresh cache entry with one prebuilt buffer.  Everything else goes
 through ``handle``, a coroutine whose disk work (``resolve``, a stat to
 revalidate) runs in the helper pool.  The HTTP decisions themselves
 (conditionals, ranges) are the pure functions of ``flashplug.http``.
+
+Size: over ~400 lines because path resolution, the script-folder refusal,
+the cached path and the handler rely on one another's guarantees (nothing
+refused is ever cached), which is easiest to check in one file.
 """
 import errno
 import os

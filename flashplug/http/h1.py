@@ -31,6 +31,11 @@ the bounded output, whatever it sends.
 The connection's states and what each may do are in ``STATES`` and
 ``TRANSITIONS``; ``state_tables()`` renders them for docs/architecture.md,
 and a test checks the page shows them and the code sets no other state.
+
+Size: longer than the ~400 lines of its neighbours because the scanned-head
+path (one llhttp pass, then one scan for the few fields the cached path
+needs) sits beside the full parse it falls back to; apart, the two halves of
+one decision would live in two files.
 """
 import re
 
