@@ -363,6 +363,8 @@ def render(results: dict, images: list[str]) -> str:
         f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']} GiB RAM, Linux {m['kernel']}, Python {m['python']}",
         f"- servers: {m['nginx']}; {m['lighttpd']}; aiohttp {m['aiohttp']}; flashplug at commit {m['flashplug_commit']}",
         f"- load: {m['wrk']}",
+        *([f"- flashplug-before: the `--baseline` install, flashplug at commit {results['baseline']['commit']}"]
+          if results.get("baseline") else []),
         "",
         *_busy_warning(results),
         "### Real traffic (r), requests/s",

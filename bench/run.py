@@ -231,6 +231,12 @@ def main(argv=None) -> int:
         results["machine"] = machine()
         results["date"] = now
         results["command"] = cmdline
+        if args.baseline:
+            # The before of a before/after: the commit of the tree its venv sits in.
+            tree = Path(args.baseline).resolve().parents[2]
+            commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip() or "?"
+            results["baseline"] = {"exe": args.baseline, "commit": commit}
         results["sets"] = {"set_mib": round(root.set_bytes / 2**20, 1), "disk_mib": round(root.disk_bytes / 2**20)}
         store.write_text(json.dumps(results, indent=1))
         report.write(results, Path(args.out))
