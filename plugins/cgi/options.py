@@ -93,12 +93,12 @@ def settings_from(config):
     return Settings(
         dirs=dirs,
         exts=exts or None,
-        max_procs=_int("--cgi-max-procs", config.get("cgi_max_procs"), DEFAULT_MAX_PROCS, 1),
-        queue=_int("--cgi-queue", config.get("cgi_queue"), DEFAULT_QUEUE, 0),
-        timeout=_seconds(config.get("cgi_timeout")),
+        max_procs=parse_int("--cgi-max-procs", config.get("cgi_max_procs"), DEFAULT_MAX_PROCS, 1),
+        queue=parse_int("--cgi-queue", config.get("cgi_queue"), DEFAULT_QUEUE, 0),
+        timeout=parse_seconds("--cgi-timeout", config.get("cgi_timeout"), DEFAULT_TIMEOUT),
         pass_env=tuple(_env_name(n) for n in _items(config.get("cgi_pass_env"))),
         pass_authorization=bool(config.get("cgi_pass_authorization")),
-        max_body=kernel_max if max_body is None else _size(max_body),
+        max_body=kernel_max if max_body is None else parse_size("--cgi-max-body", max_body),
         creds=_creds(config.get("cgi_user")),
     )
 
@@ -158,7 +158,9 @@ def _dir(item, docroot):
     return prefix, path
 
 
-def _int(flag, value, default, minimum):
+def parse_int(flag, value, default, minimum):
+    """``value`` (a flag's or a TOML key's) as an int >= ``minimum``;
+    ``default`` when unset.  Raises UsageError naming ``flag``."""
     if value is None:
         return default
     try:
@@ -171,25 +173,29 @@ def _int(flag, value, default, minimum):
     return n
 
 
-def _seconds(value):
+def parse_seconds(flag, value, default):
+    """``value`` as a positive, finite number of seconds; ``default`` when
+    unset.  Raises UsageError naming ``flag``."""
     if value is None:
-        return DEFAULT_TIMEOUT
+        return default
     try:
         s = float(str(value).strip())
     except ValueError:
         s = None
     if s is None or not s > 0 or s == float("inf"):
-        raise UsageError(f"--cgi-timeout: expected a positive number of seconds, "
+        raise UsageError(f"{flag}: expected a positive number of seconds, "
                          f"got {str(value)!r}")
     return s
 
 
-def _size(value):
+def parse_size(flag, value):
+    """``value`` as a positive size in bytes, suffix k, m or g allowed.
+    Raises UsageError naming ``flag``."""
     text = str(value).strip().lower()
     factor = _SUFFIXES.get(text[-1:], 1)
     digits = text[:-1] if factor > 1 else text
     if not digits.isdigit() or int(digits) == 0:
-        raise UsageError(f"--cgi-max-body: expected a positive size in bytes "
+        raise UsageError(f"{flag}: expected a positive size in bytes "
                          f"(suffix k, m or g allowed), got {str(value)!r}")
     return int(digits) * factor
 

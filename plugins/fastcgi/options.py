@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from flashplug import UsageError
+from flashplug_plugins.cgi.options import parse_int, parse_seconds, parse_size
 
 from .pool import Address
 
@@ -35,7 +36,6 @@ DEFAULT_PROCS = 2
 #: Requests a supervised process serves before it is replaced (0: never).
 DEFAULT_MAX_REQUESTS = 0
 
-_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
 @dataclass(frozen=True)
@@ -138,14 +138,14 @@ def settings_from(config):
         mappings=mappings,
         index=index,
         fallback=fallback,
-        max_conns=_int("--fastcgi-max-conns", config.get("fastcgi_max_conns"),
+        max_conns=parse_int("--fastcgi-max-conns", config.get("fastcgi_max_conns"),
                        DEFAULT_MAX_CONNS, 1),
-        queue=_int("--fastcgi-queue", config.get("fastcgi_queue"), DEFAULT_QUEUE, 0),
-        timeout=_seconds(config.get("fastcgi_timeout")),
-        procs=_int("--fastcgi-procs", config.get("fastcgi_procs"), DEFAULT_PROCS, 1),
-        max_requests=_int("--fastcgi-max-requests", config.get("fastcgi_max_requests"),
+        queue=parse_int("--fastcgi-queue", config.get("fastcgi_queue"), DEFAULT_QUEUE, 0),
+        timeout=parse_seconds("--fastcgi-timeout", config.get("fastcgi_timeout"), DEFAULT_TIMEOUT),
+        procs=parse_int("--fastcgi-procs", config.get("fastcgi_procs"), DEFAULT_PROCS, 1),
+        max_requests=parse_int("--fastcgi-max-requests", config.get("fastcgi_max_requests"),
                           DEFAULT_MAX_REQUESTS, 0),
-        max_body=config.get("max_body_size") if max_body is None else _size(max_body),
+        max_body=config.get("max_body_size") if max_body is None else parse_size("--fastcgi-max-body", max_body),
     )
 
 
@@ -187,39 +187,3 @@ def _mapping(item):
         except ValueError as e:
             raise UsageError(f"--fastcgi {item!r}: {e}") from None
     return Mapping(prefix, ext, address, command, item)
-
-
-def _int(flag, value, default, minimum):
-    if value is None:
-        return default
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        n = None
-    if n is None or n < minimum:
-        what = "a positive" if minimum > 0 else "a non-negative"
-        raise UsageError(f"{flag}: expected {what} integer, got {str(value)!r}")
-    return n
-
-
-def _seconds(value):
-    if value is None:
-        return DEFAULT_TIMEOUT
-    try:
-        s = float(str(value).strip())
-    except ValueError:
-        s = None
-    if s is None or not s > 0 or s == float("inf"):
-        raise UsageError(f"--fastcgi-timeout: expected a positive number of seconds, "
-                         f"got {str(value)!r}")
-    return s
-
-
-def _size(value):
-    text = str(value).strip().lower()
-    factor = _SUFFIXES.get(text[-1:], 1)
-    digits = text[:-1] if factor > 1 else text
-    if not digits.isdigit() or int(digits) == 0:
-        raise UsageError(f"--fastcgi-max-body: expected a positive size in bytes "
-                         f"(suffix k, m or g allowed), got {str(value)!r}")
-    return int(digits) * factor
