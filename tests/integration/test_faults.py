@@ -122,11 +122,11 @@ def test_200_resets_in_the_middle_of_a_response_leak_nothing(server_factory, tmp
     assert requests.get(srv.url + "/small.txt").text == "ok"
 
 
-def test_a_grandchild_holding_stdout_open_ends_at_the_timeout(server_factory, tmp_path):
+def test_a_grandchild_holding_stdout_open_does_not_hold_the_response(server_factory, tmp_path):
     """The script answers and exits, but a background child keeps its
-    stdout: the response cannot end by EOF.  --cgi-timeout ends it (the
-    body already sent arrives whole, the chunked body is closed) and the
-    whole process group is killed."""
+    stdout, so no EOF comes.  The script's exit ends the response (whole,
+    long before --cgi-timeout would) and the group, grandchild included,
+    is killed."""
     root = tmp_path / "root"
     (root / "cgi-bin").mkdir(parents=True)
     pids = tmp_path / "pids"
@@ -137,11 +137,11 @@ def test_a_grandchild_holding_stdout_open_ends_at_the_timeout(server_factory, tm
         echo $! > {pids}
         exit 0
         """)
-    srv = server_factory(root, "--plugins", "cgi", "--cgi-timeout", "1", "--access-log", "off")
+    srv = server_factory(root, "--plugins", "cgi", "--cgi-timeout", "30", "--access-log", "off")
     started = time.monotonic()
-    r = requests.get(srv.url + "/cgi-bin/linger.sh", timeout=10)
+    r = requests.get(srv.url + "/cgi-bin/linger.sh", timeout=20)
     assert r.status_code == 200 and r.text == "answered\n"
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 15
     assert wait_dead([int(p) for p in wait_file(pids)])
     assert zombies_of(srv.proc.pid) == []
 
