@@ -18,20 +18,16 @@ from flashplug.http.message import Response
 ACME_PREFIX = "/.well-known/acme-challenge/"
 
 
-def https_location(host, default_host, https_port, target):
-    """The https URL for ``target`` on ``host`` (a valid Host header value,
-    maybe with a port; ``default_host`` when empty)."""
+def https_location(host, default_host, https_port, path):
+    """The https URL for ``path`` (the raw path and query) on ``host``
+    (``Request.host``: no port; ``default_host``, an address, when empty)."""
     host = host or default_host
-    if host.startswith("["):
-        host = host[:host.index("]") + 1]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    elif ":" in host:          # a bare IPv6 address (the local one)
-        host = f"[{host}]"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"     # a bare IPv6 address (the local one)
     port = "" if https_port == 443 else f":{https_port}"
-    if not target.startswith("/"):
-        target = "/"   # "*" or an absolute form: the site's root
-    return f"https://{host}{port}{target}"
+    if not path.startswith("/"):
+        path = "/"   # "*": the site's root
+    return f"https://{host}{port}{path}"
 
 
 class _RedirectRouter:
@@ -48,8 +44,8 @@ class _RedirectRouter:
         return self.redirect
 
     async def redirect(self, request):
-        location = https_location(request.host, request.server_addr, self.https_port,
-                                  request.target)
+        path = request.raw_path + ("?" + request.query if request.query else "")
+        location = https_location(request.host, request.server_addr, self.https_port, path)
         return Response(308, [("Location", location), ("Content-Type", "text/plain")],
                         f"Moved to {location}\n".encode("latin-1", "replace"))
 
