@@ -13,6 +13,7 @@ The cached fast paths are off on these connections, so a file never skips
 the redirect.
 """
 from flashplug.connection import Connection
+from flashplug.facade import Server
 from flashplug.http.message import Response
 
 ACME_PREFIX = "/.well-known/acme-challenge/"
@@ -40,7 +41,7 @@ class _RedirectRouter:
 
     def match(self, request):
         if request.path is not None and request.path.startswith(ACME_PREFIX):
-            return None     # the static handler serves the token file
+            return None     # the site's static handler serves the token file
         return self.redirect
 
     async def redirect(self, request):
@@ -50,14 +51,45 @@ class _RedirectRouter:
                         f"Moved to {location}\n".encode("latin-1", "replace"))
 
 
+class _PlainSite:
+    """A site (``flashplug.app.Vhost``) as the redirect port serves it: its
+    static files for ACME's tokens, the redirect for everything else."""
+
+    fast_path_ok = target_path_ok = False
+
+    def __init__(self, app, site, router):
+        self._site = site
+        self.router = router
+        self.facade = Server(app, self)
+
+    def __getattr__(self, name):
+        return getattr(self._site, name)
+
+
+class _PlainSites:
+    """The worker's SiteTable, giving each site's _PlainSite."""
+
+    def __init__(self, app, sites, router):
+        self.default = _PlainSite(app, sites.default, router)
+        self._plain = {id(site): _PlainSite(app, site, router) for site in sites.all()}
+        self._plain[id(sites.default)] = self.default
+        self._sites = sites
+
+    def choose(self, host):
+        return self._plain[id(self._sites.choose(host))]
+
+
 class PlainView:
     """The worker's App as the redirect port's connections see it."""
 
-    fast_path_ok = False
+    fast_path_ok = target_path_ok = False
 
     def __init__(self, app, https_port):
         self._app = app
-        self.router = _RedirectRouter(https_port)
+        router = _RedirectRouter(https_port)
+        self.sites = None if app.sites is None else _PlainSites(self, app.sites, router)
+        self.default_site = self.sites.default if self.sites is not None \
+            else _PlainSite(self, app.default_site, router)
 
     @property
     def date_server_lines(self):

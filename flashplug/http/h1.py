@@ -384,7 +384,9 @@ class H1Protocol:
         request.remote_port = self.peer_port
         request.server_addr = self.local_addr
         request.server_port = self.local_port
-        request.server = self.app.facade
+        app = self.app
+        request.server = app.default_site.facade if app.sites is None \
+            else app.sites.choose(request.host).facade
         request.scheme = self.scheme
         now = request.start_time = self.now
         request.conditional = bool(self.m_noted & _CONDITIONAL)
