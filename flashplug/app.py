@@ -326,13 +326,14 @@ class Vhost:
         self.config = config
         self.name = config.site or "-"     # what the access log shows
         pm = config.plugin_manager
+        routes = collect_routes(config)    # first: a plugin may register a helper object
         self.hooks = site_hooks(pm, config.plugins)
         self.hooks_in_use = frozenset(self.hooks)
         self.response_headers_hook = app._checking_headers(
             self.hooks.get("flashplug_response_headers"))
         self.request_done_hook = self.hooks.get("flashplug_request_done")
         self.error_page_hook = self.hooks.get("flashplug_error_page")
-        self.router = Router(collect_routes(config), self.hooks.get("flashplug_route_request"))
+        self.router = Router(routes, self.hooks.get("flashplug_route_request"))
         self.static = StaticFiles(app, config, cache, scripts[config.real_docroot],
                                   self.hooks.get("flashplug_directory"), keyed)
         # The cached path may skip building a Response only when no hook

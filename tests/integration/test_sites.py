@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,17 @@ def test_bad_site_tables_are_one_line(tmp_path, site, message):
     assert proc.stderr.startswith(f"flashplug: error: {conf}: ") and message in proc.stderr, \
         proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_the_example_in_the_docs_runs(server_factory, tmp_path):
+    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    section = page.split("## Virtual hosts", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "sites.toml").write_text(example.replace("port = 8080\n", ""))
+    for name in ("default", "example", "blog"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "index.html").write_text(name + "\n")
+    s = server_factory(tmp_path / "default", "--config", tmp_path / "sites.toml")
+    for host, body in (("www.example.org", b"example\n"), ("x.blog.example.net", b"blog\n"),
+                       ("example.net", b"default\n")):
+        assert get(s.port, host) == (200, body)
