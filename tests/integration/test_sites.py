@@ -226,3 +226,42 @@ def test_the_example_in_the_docs_runs(server_factory, tmp_path):
     for host, body in (("www.example.org", b"example\n"), ("x.blog.example.net", b"blog\n"),
                        ("example.net", b"default\n")):
         assert get(s.port, host) == (200, body)
+
+
+def test_plugin_options_per_site_reach_status_and_autoindex(server_factory, tmp_path):
+    top, conf = make_tree(tmp_path, """
+        [plugins]
+        enable = ["autoindex"]
+        [[site]]
+        names = ["a.test"]
+        root = "a"
+        [site.plugins]
+        enable = ["status", "autoindex"]
+        [site.plugins.status]
+        path = "/a-status"
+        [site.plugins.autoindex]
+        ignore = ["x.*"]
+        [[site]]
+        names = ["b.test"]
+        root = "b"
+        plugins = ["status", "autoindex"]
+        """)
+    s = server_factory(top, "--config", conf)
+    assert get(s.port, "a.test", "/a-status")[0] == 200
+    assert get(s.port, "a.test", "/server-status")[0] == 404
+    assert get(s.port, "b.test", "/server-status")[0] == 200
+    assert get(s.port, "b.test", "/a-status")[0] == 404
+    assert get(s.port, "top.test", "/server-status")[0] == 404     # not enabled there
+    assert b"x.txt" not in get(s.port, "a.test", "/files/")[1]
+    assert b"x.txt" in get(s.port, "b.test", "/files/")[1]
+    assert b"x.txt" in get(s.port, "top.test", "/files/")[1]
+
+
+def test_sites_need_an_event_loop(tmp_path):
+    top, conf = make_tree(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(top), "--port", "0",
+                           "--config", str(conf), "--arch", "mt", "--plugins", "none"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"flashplug: error: {conf}: [[site]] needs --arch amped or sped "
+                           f"(--arch mt serves one document root)\n")
