@@ -111,11 +111,11 @@ class App:
         sites = getattr(config, "sites", None) or ()
         views = [config] + [site.config for site in sites]
         scripts = script_dirs_by_root(views)
-        top = Vhost(self, config, cache, scripts, keyed=bool(sites))
+        top = Vhost(self, config, cache, scripts, keyed=bool(sites), table={})
         self.sites = None
         if sites:
-            parts = [(site, Vhost(self, site.config, cache, scripts, keyed=True))
-                     for site in sites]
+            parts = [(site, Vhost(self, site.config, cache, scripts, keyed=True,
+                                  table=site.table)) for site in sites]
             self.sites = SiteTable(parts, next((v for s, v in parts if s.default), top))
         # The site that answers unknown names, and requests that could not
         # be parsed; its parts stand for the App's where no site is known
@@ -320,10 +320,17 @@ class Vhost:
     """What answers one site's requests in a worker: the hooks its plugins
     implement (``hooks_in_use``; a plugin not enabled for the site is never
     called there), its mount table, its static files, and the facade its
-    requests carry as ``request.server``."""
+    requests carry as ``request.server``.
 
-    def __init__(self, app, config, cache, scripts, keyed):
+    ``table`` is the site's raw ``[[site]]`` table ({} for the top-level
+    settings): a feature set per site (compiled rules, error pages,
+    compression) reads its key there, once, at start, and keeps what it
+    builds on this object.
+    """
+
+    def __init__(self, app, config, cache, scripts, keyed, table):
         self.config = config
+        self.table = table
         self.name = config.site or "-"     # what the access log shows
         pm = config.plugin_manager
         routes = collect_routes(config)    # first: a plugin may register a helper object
