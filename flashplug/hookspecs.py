@@ -70,6 +70,11 @@ def flashplug_configure(config):
     the setting, what was given and what is allowed; the CLI prints it and
     exits with status 2.
 
+    With ``[[site]]`` tables it still runs once: with the top-level Config
+    when the top level enables the plugin, else with the view of the first
+    site that does.  Each site's own root and options come through
+    ``flashplug_routes(config)`` and ``request.server.config``.
+
     :param config: the :class:`flashplug.config.Config`.  ``config.get(name)``
         returns an option's value (command line over config file over
         default); ``config.docroot`` is the absolute document root.

@@ -28,6 +28,7 @@ import re
 from flashplug.config import Config
 from flashplug.errors import UsageError
 from flashplug.http.h1_checks import host_name
+from flashplug.plugins import owner_of
 
 #: The keys a ``[[site]]`` table may hold.  A feature that is set per site
 #: adds its key here and reads it from ``Site.table``.
@@ -123,6 +124,8 @@ def read_sites(path, data, plugin_options):
         raise UsageError(f"{path}: site: write each site as a [[site]] table")
     sites, owner = [], {}
     for number, table in enumerate(tables, 1):
+        # "-" and "_" are one in keys, as at the top level.
+        table = {key.replace("-", "_"): value for key, value in table.items()}
         label = _label(number, table)
         where = f"{path}: [[site]] {label}"
         unknown = sorted(set(table) - set(SITE_KEYS))
@@ -238,7 +241,6 @@ def configure_plugins(config):
     if not config.sites:
         hook.call_historic(kwargs={"config": config})
         return
-    from flashplug.plugins import owner_of
     first = {}
     for site in config.sites:
         for name in site.config.plugins:
