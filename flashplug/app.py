@@ -1,10 +1,12 @@
 """The App: everything one worker needs to answer requests.
 
 Theory of operation: one ``App`` per worker process, built once at start:
-the mount table (``Router``), the static handler and its caches, the helper
-pool, the access log, the counters, and a caller for each hook an enabled
-plugin implements (``hooks_in_use``), so a hook nobody implements costs
-nothing on any request.  ``respond`` turns a Request into a Response (the
+the helper pool, the file cache, the access log, the counters, and a
+``Vhost`` per site (just one without ``[[site]]`` tables): its mount table
+(``Router``), its static handler, and a caller for each hook a plugin it
+enables implements (``hooks_in_use``), so a hook nobody implements costs
+nothing on any request, and a plugin a site does not enable is never
+called on its requests.  ``respond`` turns a Request into a Response (the
 route's handler, checked at the plugin boundary, else static files);
 ``error_response`` builds error pages.  The connection layer calls these;
 plugins see the App only through ``flashplug.facade.Server``.
@@ -15,6 +17,7 @@ import time
 import traceback
 
 from flashplug import plugins as plugin_mod
+from flashplug.cache import FileCache
 from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
@@ -26,7 +29,6 @@ from flashplug.http.validate import (ResponseMistake, check_headers, check_respo
 from flashplug.log import AccessLog
 from flashplug.residency import FileSender
 from flashplug.routes import Route, RouteError
-from flashplug.cache import FileCache
 from flashplug.sites import SiteTable
 from flashplug.static import ScriptDirs, StaticFiles
 from flashplug.stats import Stats

@@ -83,8 +83,8 @@ async def send_response(conn, request, response, force_close=False):
     response-headers hook fails) and the number of body bytes sent.
     """
     app = conn.app
-    hook = (app.default_site if request is None else request.server._site).response_headers_hook
-    if request is not None and hook is not None and not response.raw:
+    hook = None if request is None else request.server._site.response_headers_hook
+    if hook is not None and not response.raw:
         try:
             hook(request=request, response=response)
         except Exception as exc:  # noqa: BLE001 - a failing hook fails this response
