@@ -11,9 +11,11 @@ import sys
 
 from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
-from flashplug.config import (Config, config_plugins_dirs, config_selection, read_toml,
-                              toml_defaults)
+from flashplug.config import (Config, actions_by_dest, config_plugins_dirs, config_selection,
+                              plugin_tables, read_toml, toml_defaults)
 from flashplug.errors import StartupError, UsageError
+from flashplug.log import LOG_FORMATS
+from flashplug.sites import SiteConfig, read_sites
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -153,6 +155,9 @@ def _add_serve_options(p):
     logs.add_argument("--access-log", default="-", metavar="PATH|-|off",
                       help="Combined Log Format access log: a file, - for stdout, "
                            "or off (default: -)")
+    logs.add_argument("--log-format", choices=LOG_FORMATS, default="combined",
+                      help="access log lines: combined, or vhost_combined (the site's "
+                           "name and the port first, as Apache's; default: combined)")
     logs.add_argument("--error-log", default="-", metavar="PATH|-",
                       help="error log: a file, or - for stderr (default: -)")
     logs.add_argument("--log-level", choices=LOG_LEVELS, default="info",
@@ -253,10 +258,14 @@ def build_serve(argv):
             del installed[name]
     pm.hook.flashplug_addoption.call_historic(kwargs={"parser": parser})
     file_docroot = None
+    sites = []
     if pre.config:
         defaults = toml_defaults(pre.config, file_data, parser, set(installed))
         file_docroot = defaults.pop("docroot", None)
         parser.set_defaults(**defaults)
+        actions = actions_by_dest(parser)
+        sites = read_sites(pre.config, file_data, lambda where, value: plugin_tables(
+            pre.config, where, value, actions, set(installed), prefix="site."))
     ns = parser.parse_args(argv)
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."
@@ -268,13 +277,18 @@ def build_serve(argv):
     plugin_mod.check_selection(selected, installed)
     selected += [name for name in _enabled_by_option(parser, ns, installed)
                  if name not in selected]
+    # A plugin stays registered when the top level or some site enables it.
+    in_sites = {name for site in sites for name in site.plugins or ()}
     for name in list(installed):
-        if name not in selected:
+        if name not in selected and name not in in_sites:
             pm.unregister(name=name)
     plugin_mod.check_hooks(pm)
     config.plugins = selected
     config.plugin_manager = pm
     _check_docroot(config.docroot, ns.docroot)
+    for site in sites:
+        site.config = SiteConfig(config, site)
+    config.sites = sites
     return config
 
 

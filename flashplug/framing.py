@@ -83,9 +83,10 @@ async def send_response(conn, request, response, force_close=False):
     response-headers hook fails) and the number of body bytes sent.
     """
     app = conn.app
-    if request is not None and app.response_headers_hook is not None and not response.raw:
+    hook = (app.default_site if request is None else request.server._site).response_headers_hook
+    if request is not None and hook is not None and not response.raw:
         try:
-            app.response_headers_hook(request=request, response=response)
+            hook(request=request, response=response)
         except Exception as exc:  # noqa: BLE001 - a failing hook fails this response
             app.log_plugin_error(exc, request)
             await close_response(response)

@@ -410,12 +410,21 @@ class H1Protocol:
             self._check_framing(request)
         else:
             request.body = EMPTY_BODY
-        set_target(request, target)
+        authority = set_target(request, target)
+        if authority is not None:
+            # RFC 9112 §3.2.2: the target's authority wins over Host.  The
+            # field is replaced (as a proxy would), so that whoever reads
+            # the request (request.host, CGI's HTTP_HOST, a plugin) sees
+            # one host.
+            headers._items = [item for item in headers._items if item[0] != "host"]
+            headers._items.append(("host", authority))
         request.remote_addr = self.peer_addr
         request.remote_port = self.peer_port
         request.server_addr = self.local_addr
         request.server_port = self.local_port
-        request.server = self.app.facade
+        app = self.app
+        request.server = app.default_site.facade if app.sites is None \
+            else app.sites.choose(request.host).facade
         request.scheme = self.scheme
         now = request.start_time = self.now
         request.conditional = bool(self.m_noted & _CONDITIONAL)

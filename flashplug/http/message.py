@@ -8,6 +8,7 @@ so a handler never needs to hold it whole.  A response body is either
 ``bytes`` or ``stream``, an async iterator of bytes that the connection
 drains as the client reads.
 """
+from flashplug.http.h1_checks import host_name
 
 
 class Headers:
@@ -86,7 +87,11 @@ class Request:
         start_time (float): ``time.monotonic()`` seconds when the request
             line arrived.
         keep_alive (bool): the client allows another request after this one.
-        host (str): the ``Host`` header, ``""`` when absent.
+        host (str): the request's host: the authority of an absolute-form
+            target, else the ``Host`` header (RFC 9112 §3.2.2), lowercased,
+            without its port (``"example.org"``, ``"[::1]"``); ``""`` when
+            there is neither.  With an absolute-form target the ``Host``
+            field itself is replaced by the target's authority.
     """
 
     __slots__ = ("method", "target", "raw_path", "path", "query", "version",
@@ -120,7 +125,8 @@ class Request:
 
     @property
     def host(self):
-        return self.headers.get("host", "")
+        value = self.headers.get("host")
+        return "" if value is None else host_name(value) or ""
 
     def __repr__(self):
         return f"<Request {self.method} {self.target}>"

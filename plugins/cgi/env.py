@@ -45,11 +45,6 @@ NOT_PASSED = frozenset({
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9-]+\Z")
 
-# A Host header value we are willing to repeat as SERVER_NAME: a DNS name,
-# IPv4 address or bracketed IPv6 literal, with an optional port.
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]*)?\Z")
-
-
 def _wire(value):
     """An ISO-8859-1 header str -> the fs-encoding str of the same bytes."""
     if value.isascii():
@@ -72,11 +67,11 @@ def base_env(pass_env, environ=os.environ):
 
 
 def server_name(request):
-    """The host name the client addressed, else the local address."""
-    host = request.headers.get("host", "")
-    m = _HOST.match(host)
-    if m:
-        return m.group(1)
+    """The host name the client addressed (``request.host``: the target's
+    authority or Host, lowercased, port dropped), else the local address."""
+    host = request.host
+    if host:
+        return host
     addr = request.server_addr
     return f"[{addr}]" if ":" in addr else addr
 
