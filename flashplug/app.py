@@ -19,6 +19,7 @@ from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
+from flashplug.http.forwarded import trusted_networks
 from flashplug.http.message import Response
 from flashplug.http.status import reason
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
@@ -106,7 +107,16 @@ class App:
             self.hook_if_used("flashplug_response_headers"))
         self.request_done_hook = self.hook_if_used("flashplug_request_done")
         self.error_page_hook = self.hook_if_used("flashplug_error_page")
-        self.router = Router(collect_routes(config), self.hook_if_used("flashplug_route_request"))
+        # A graceful stop has begun: the health endpoint fails from now on.
+        self.draining = False
+        routes = collect_routes(config)
+        if config.get("health_path"):
+            # The kernel's own, first: no plugin's route can shadow it.
+            routes.insert(0, Route(self._health, path=config.health_path))
+        self.router = Router(routes, self.hook_if_used("flashplug_route_request"))
+        # --trusted-proxies: the networks whose forwarded headers are believed.
+        self.trusted_proxies = trusted_networks(config.get("trusted_proxies"))
+        self.real_ip_header = config.get("real_ip_header") or "x-forwarded-for"
         self.static = StaticFiles(self)
         # The cached path may skip building a Response only when no hook
         # wants to see one.
@@ -155,6 +165,13 @@ class App:
         self.date_server_lines = lines + self.hsts_line
 
     # -- answering -------------------------------------------------------------
+
+    async def _health(self, request):
+        """``--health-path``: 200 while serving, 503 once a graceful stop
+        has begun, so a load balancer stops sending us new requests first."""
+        status, body = (503, b"draining\n") if self.draining else (200, b"ok\n")
+        return Response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                 ("Cache-Control", "no-store")], body)
 
     async def respond(self, request, handler=_UNROUTED):
         """The Response for ``request``: its route's handler, else static files.

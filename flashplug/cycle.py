@@ -60,7 +60,10 @@ def init_session(conn, app, peer, local, now):
     conn.eof = False             # the client will send no more (half-close)
     conn.header_timeout = app.config.header_timeout
     conn.keepalive_timeout = app.config.keepalive_timeout
-    conn.target_path_ok = app.fast_path_ok and app.router.route_hook is None
+    # The quickest paths answer without a Request, so without its client
+    # address: off when that address may come from a header.
+    conn.target_path_ok = app.fast_path_ok and app.router.route_hook is None \
+        and app.trusted_proxies is None
     conn.now = now
     conn.deadline = now + conn.header_timeout
     conn.continue_for = None     # request that may still need "100 Continue"
@@ -210,14 +213,17 @@ class RequestCycle:
         self.state = "busy"
         self.deadline = self.deadline_for(self.now)
 
-    def _account(self, status, size, method, target, version, referer, agent, user=None):
+    def _account(self, status, size, method, target, version, referer, agent, user=None,
+                 client=None):
         """Count one response and write its access-log line (the only place
-        either happens; ``method`` None: a request that could not be parsed)."""
+        either happens; ``method`` None: a request that could not be parsed).
+        ``client``: the request's client address (``remote_addr``), else
+        the connection's peer."""
         app = self.app
         app.stats.count_response(status, size)
         if app.access_log is not None:
-            app.access_log.log(self.peer_addr, user, method, target, version, status, size,
-                               referer, agent)
+            app.access_log.log(client or self.peer_addr, user, method, target, version,
+                               status, size, referer, agent)
 
     def _log(self, request, status, size):
         if request is None:
@@ -225,7 +231,8 @@ class RequestCycle:
             return
         headers = request.headers
         self._account(status, size, request.method, request.target, request.version,
-                      headers.get("referer"), headers.get("user-agent"), request.user)
+                      headers.get("referer"), headers.get("user-agent"), request.user,
+                      request.remote_addr)
         app = self.app
         if app.request_done_hook is not None:
             try:
