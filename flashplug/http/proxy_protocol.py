@@ -30,8 +30,8 @@ import struct
 from typing import NamedTuple, Optional
 
 V1_PREFIX = b"PROXY "
-# §2.1: "a receiver may wait until 107 bytes" -- the longest line,
-# "PROXY TCP6" with two full IPv6 addresses, two ports and the CRLF.
+# §2.1: the longest line, "PROXY UNKNOWN" with two full IPv6 addresses,
+# two ports and the CRLF; a receiver need not look further for the CRLF.
 V1_MAX = 107
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_PREAMBLE = 16          # signature, ver_cmd, fam, len (§2.2)
