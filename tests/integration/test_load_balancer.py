@@ -180,6 +180,16 @@ def test_headers_from_an_untrusted_peer_are_never_believed(server_factory, site,
     assert [line.split()[0] for line in access_lines(log, 2)] == ["127.0.0.2", "127.0.0.2"]
 
 
+def test_trusted_proxies_under_blocking_architectures(server_factory, site, tmp_path):
+    log = tmp_path / "access.log"
+    s = server_factory(site, "--arch", "mt", "--trusted-proxies", "127.0.0.1",
+                       "--access-log", log)
+    for _ in range(2):
+        assert get_with(s.port, "/a.txt", [("X-Forwarded-For", "203.0.113.7")]) \
+            .startswith(b"HTTP/1.1 200 ")
+    assert [line.split()[0] for line in access_lines(log, 2)] == ["203.0.113.7"] * 2
+
+
 def test_forwarded_header_with_a_port(server_factory, site, tmp_path):
     s = server_factory(site, "--plugins", "cgi", "--trusted-proxies", "127.0.0.0/8",
                        "--real-ip-header", "forwarded", "--access-log", "off")
@@ -224,6 +234,13 @@ def test_health_endpoint_shadows_the_site_and_fails_once_stopping(server_factory
     assert exchange(s.port, GET).endswith(b"a file\n")
     assert s.proc.wait(10) == 0
     assert "--shutdown-delay" in s.log()
+
+
+def test_health_endpoint_comes_before_plugins(server_factory, site):
+    s = server_factory(site, "--plugins", "status", "--status-path", "/healthz",
+                       "--health-path", "/healthz")
+    r = exchange(s.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 200 ") and r.endswith(b"\r\n\r\nok\n")
 
 
 def test_second_signal_ends_the_delay(server_factory, site):
