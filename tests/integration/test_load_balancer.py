@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from conftest import free_port
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 GET = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -124,8 +126,9 @@ def test_header_comes_before_tls(server_factory, site, tmp_path):
     ca = trustme.CA()
     cert, key = write_pair(ca, tmp_path, "127.0.0.1")
     log = tmp_path / "access.log"
+    redirect = free_port()
     s = server_factory(site, "--proxy-protocol", "--tls-cert", cert, "--tls-key", key,
-                       "--access-log", log)
+                       "--redirect-http", redirect, "--access-log", log)
     context = ssl.create_default_context()
     ca.configure_trust(context)
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw:
@@ -136,7 +139,11 @@ def test_header_comes_before_tls(server_factory, site, tmp_path):
             while chunk := c.recv(65536):
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 OK")
-    assert access_lines(log, 1)[0].startswith("192.0.2.44 ")
+    # The --redirect-http port is a listener of the server too.
+    assert exchange(redirect, GET) == b""
+    answer = exchange(redirect, v2_header("192.0.2.45", 7001) + GET)
+    assert answer.startswith(b"HTTP/1.1 308 ")
+    assert [line.split()[0] for line in access_lines(log, 2)] == ["192.0.2.44", "192.0.2.45"]
 
 
 # -- trusted proxies -------------------------------------------------------------------
