@@ -164,10 +164,12 @@ def _element_for(element):
             text, quoted = raw, False
         else:
             return None
+        if text is None:
+            return None
         if name.lower() == "for":
             if found is not None:
                 return None          # §4: a parameter appears once per element
-            found = _node(text, quoted) if text is not None else None
+            found = _node(text, quoted)
             if found is None:
                 return None
     return found

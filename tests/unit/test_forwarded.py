@@ -102,6 +102,7 @@ def test_forwarded_walk():
     'for="192.0.2.1',                  # open quote
     "for=192.0.2.1;for=192.0.2.2",     # a parameter twice
     "proto=https",                     # no for=
+    'for=192.0.2.1;proto="a"b"c"',      # a broken quoted-string beside it
     "for",
     "f o r=192.0.2.1",
 ])
