@@ -22,6 +22,7 @@ from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
+from flashplug.http.forwarded import trusted_networks
 from flashplug.http.message import Response
 from flashplug.http.status import reason
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
@@ -106,6 +107,11 @@ class App:
             self.helpers = InlineHelpers(self.stats)
         self.access_log = None if config.access_log == "off" else AccessLog(
             config.access_log, config.get("log_format", "combined"))
+        # A graceful stop has begun: the health endpoint fails from now on.
+        self.draining = False
+        # --trusted-proxies: the networks whose forwarded headers are believed.
+        self.trusted_proxies = trusted_networks(config.get("trusted_proxies"))
+        self.real_ip_header = config.get("real_ip_header") or "x-forwarded-for"
         # One file cache for every site: with sites it is keyed by the file's
         # path (root + URL path), so sites that share a root share entries.
         cache = FileCache(config.cache_entries, config.cache_size, config.cache_valid,
@@ -130,9 +136,12 @@ class App:
         self.request_done_hook = site.request_done_hook
         self.error_page_hook = site.error_page_hook
         self.fast_path_ok = site.fast_path_ok
-        # Some site's plain GETs may skip building a Request.
-        self.target_path_ok = top.target_path_ok if self.sites is None else any(
-            v.target_path_ok for v in self.sites.all())
+        # Some site's plain GETs may skip building a Request.  Not when the
+        # client's address may come from a header: the quickest paths answer
+        # without a Request, so without that address.
+        self.target_path_ok = self.trusted_proxies is None and (
+            top.target_path_ok if self.sites is None else any(
+                v.target_path_ok for v in self.sites.all()))
         self.sender = FileSender(self, probe=config.arch == "amped")
         # TLS: the worker's certificates (flashplug.tls), replaced on SIGHUP.
         self.certificates = getattr(config, "certificates", None)
@@ -185,6 +194,13 @@ class App:
         self.date_server_lines = lines + self.hsts_line
 
     # -- answering -------------------------------------------------------------
+
+    async def _health(self, request):
+        """``--health-path``: 200 while serving, 503 once a graceful stop
+        has begun, so a load balancer stops sending us new requests first."""
+        status, body = (503, b"draining\n") if self.draining else (200, b"ok\n")
+        return Response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                 ("Cache-Control", "no-store")], body)
 
     async def respond(self, request, handler=_UNROUTED):
         """The Response for ``request``: its route's handler, else static files.
@@ -335,6 +351,9 @@ class Vhost:
         self.name = config.site or "-"     # what the access log shows
         pm = config.plugin_manager
         routes = collect_routes(config)    # first: a plugin may register a helper object
+        if config.get("health_path"):
+            # The kernel's own, first: no plugin's route can shadow it.
+            routes.insert(0, Route(app._health, path=config.health_path))
         self.hooks = site_hooks(pm, config.plugins)
         self.hooks_in_use = frozenset(self.hooks)
         self.response_headers_hook = app._checking_headers(

@@ -14,6 +14,7 @@ from flashplug.arches import ARCHITECTURES
 from flashplug.config import (Config, actions_by_dest, config_plugins_dirs, config_selection,
                               plugin_tables, read_toml, toml_defaults)
 from flashplug.errors import StartupError, UsageError
+from flashplug.http.forwarded import HEADERS, parse_networks
 from flashplug.log import LOG_FORMATS
 from flashplug.sites import SiteConfig, read_sites
 
@@ -52,6 +53,25 @@ def _seconds(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return value
+
+
+def _delay(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0 to 3600 seconds, got {text}")
+    return value
+
+
+def _health_path(text):
+    if not text.startswith("/") or any(c in text for c in "?#%") or "//" in text \
+            or any(seg in (".", "..") for seg in text.split("/")) \
+            or not text.isascii() or not text.isprintable() or " " in text:
+        raise argparse.ArgumentTypeError(
+            f"expected a plain URL path such as /healthz, got {text!r}")
+    return text
 
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -151,6 +171,21 @@ def _add_serve_options(p):
     tls.add_argument("--hsts", type=_hsts, default=None, metavar="SECONDS",
                      help="with HTTPS: send Strict-Transport-Security with this "
                           "max-age (default: off)")
+    lb = p.add_argument_group("behind a load balancer (docs/deployment.md)")
+    lb.add_argument("--proxy-protocol", action="store_true",
+                    help="every connection starts with a PROXY protocol v1 or v2 header "
+                         "(HAProxy's send-proxy-v2) naming the client; one without is closed")
+    lb.add_argument("--trusted-proxies", action="append", type=parse_networks, default=[],
+                    metavar="CIDR,...",
+                    help="believe --real-ip-header from these peers only (default: nobody)")
+    lb.add_argument("--real-ip-header", choices=HEADERS, default="x-forwarded-for",
+                    help="the header the trusted proxies set (default: x-forwarded-for)")
+    lb.add_argument("--health-path", type=_health_path, default=None, metavar="PATH",
+                    help="answer 200 ok on PATH, 503 once a graceful stop begins "
+                         "(default: off)")
+    lb.add_argument("--shutdown-delay", type=_delay, default=0.0, metavar="S",
+                    help="on SIGTERM, keep serving this long with the health check "
+                         "failing before the --grace drain (default: 0)")
     logs = p.add_argument_group("logging")
     logs.add_argument("--access-log", default="-", metavar="PATH|-|off",
                       help="Combined Log Format access log: a file, - for stdout, "

@@ -61,6 +61,8 @@ def init_session(conn, app, peer, local, now):
     conn.eof = False             # the client will send no more (half-close)
     conn.header_timeout = app.config.header_timeout
     conn.keepalive_timeout = app.config.keepalive_timeout
+    # The quickest paths answer without a Request, so without its client
+    # address: App.target_path_ok is off when that may come from a header.
     conn.target_path_ok = app.target_path_ok
     conn.now = now
     conn.deadline = now + conn.header_timeout
@@ -225,15 +227,16 @@ class RequestCycle:
         self.deadline = self.deadline_for(self.now)
 
     def _account(self, status, size, method, target, version, referer, agent, site,
-                 user=None):
+                 user=None, client=None):
         """Count one response and write its access-log line (the only place
         either happens; ``method`` None: a request that could not be parsed;
-        ``site``: the Vhost that answered)."""
+        ``site``: the Vhost that answered; ``client``: the request's client
+        address (``remote_addr``), else the connection's peer)."""
         app = self.app
         app.stats.count_response(status, size)
         if app.access_log is not None:
-            app.access_log.log(self.peer_addr, user, method, target, version, status, size,
-                               referer, agent, site.name, self.local_port)
+            app.access_log.log(client or self.peer_addr, user, method, target, version, status,
+                               size, referer, agent, site.name, self.local_port)
 
     def _log(self, request, status, size):
         app = self.app
@@ -243,7 +246,8 @@ class RequestCycle:
         headers = request.headers
         site = request.server._site
         self._account(status, size, request.method, request.target, request.version,
-                      headers.get("referer"), headers.get("user-agent"), site, request.user)
+                      headers.get("referer"), headers.get("user-agent"), site, request.user,
+                      request.remote_addr)
         if site.request_done_hook is not None:
             try:
                 site.request_done_hook(request=request, status=status, bytes_sent=size,

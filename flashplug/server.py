@@ -90,6 +90,17 @@ def _check_tls(config):
     config.certificates = load_certificates(config)
 
 
+def _check_balancer(config):
+    """The load-balancer options' one-line errors."""
+    if config.arch in BLOCKING:
+        for flag, dest in (("--proxy-protocol", "proxy_protocol"),
+                           ("--health-path", "health_path"),
+                           ("--shutdown-delay", "shutdown_delay")):
+            if config.get(dest):
+                raise UsageError(f"{flag} needs --arch amped or sped (--arch {config.arch} "
+                                 f"has no event loop to drive it)")
+
+
 def _reload_early(config):
     try:
         config.certificates = Certificates(pairs_from(config))
@@ -122,6 +133,7 @@ def run(config):
     if config.arch in BLOCKING and config.sites:
         raise UsageError(f"{config.config_file}: [[site]] needs --arch amped or sped "
                          f"(--arch {config.arch} serves one document root)")
+    _check_balancer(config)
     _check_tls(config)
     # Until a worker's loop takes the signals over: a SIGHUP this early
     # re-reads the certificates at once (no loop to keep from blocking yet).

@@ -42,6 +42,7 @@ import re
 import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
+from flashplug.http.forwarded import client_address
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, keep_alive,
                                       set_target, valid_host)
 from flashplug.http.message import Headers, Request
@@ -418,8 +419,13 @@ class H1Protocol:
             # one host.
             headers._items = [item for item in headers._items if item[0] != "host"]
             headers._items.append(("host", authority))
-        request.remote_addr = self.peer_addr
-        request.remote_port = self.peer_port
+        trusted = self.app.trusted_proxies
+        if trusted is None:
+            request.remote_addr = self.peer_addr
+            request.remote_port = self.peer_port
+        else:
+            request.remote_addr, request.remote_port = client_address(
+                (self.peer_addr, self.peer_port), headers, trusted, self.app.real_ip_header)
         request.server_addr = self.local_addr
         request.server_port = self.local_port
         app = self.app

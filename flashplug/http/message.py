@@ -75,7 +75,10 @@ class Request:
         content_length (int | None): the declared length, or None (chunked
             or no body).
         chunked (bool): the body arrives with chunked transfer coding.
-        remote_addr (str), remote_port (int): the client's address.
+        remote_addr (str), remote_port (int): the client's address: the
+            peer's, or the one its PROXY protocol header or a trusted proxy's
+            forwarded header names (``flashplug.http.forwarded``); port 0
+            when unknown (``X-Forwarded-For`` gives none).
         server_addr (str), server_port (int): the local address the request
             arrived on.
         server (flashplug.facade.Server): the running server: ``config``

@@ -114,6 +114,11 @@ def build_env(request, script, base, docroot, content_length,
         env["PATH_TRANSLATED"] = docroot + script.path_info
     if request.scheme == "https":
         env["HTTPS"] = "on"
+    if request.remote_port:
+        # Not in RFC 3875, but scripts expect it; behind a trusted proxy
+        # whose header gives no port it is unknown, and left out rather
+        # than made up (nginx's $remote_port is empty then).
+        env["REMOTE_PORT"] = str(request.remote_port)
 
     env.update({
         "GATEWAY_INTERFACE": "CGI/1.1",
@@ -133,7 +138,6 @@ def build_env(request, script, base, docroot, content_length,
         # No reverse DNS lookup on the request path: §4.1.9 allows the
         # address in place of the name.
         "REMOTE_HOST": request.remote_addr,
-        "REMOTE_PORT": str(request.remote_port),
         # PHP's php-cgi refuses to run without it (cgi.force_redirect).
         "REDIRECT_STATUS": "200",
     })
