@@ -40,7 +40,8 @@ SESSION_SLOTS = (
     "keepalive_timeout", "target_path_ok", "deadline", "continue_for", "_answered",
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
-    "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open")
+    "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
+    "upgrade_rest")
 
 
 def init_session(conn, app, peer, local, now):
@@ -74,6 +75,7 @@ def init_session(conn, app, peer, local, now):
     conn.out_bytes = 0
     conn.scheme = "http"         # "https" over TLS (the driver sets it from its transport)
     conn.m_open = False
+    conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
     conn._reset_message()
 
 

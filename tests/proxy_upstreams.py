@@ -109,7 +109,10 @@ class RecordingUpstream:
                 if not data:
                     return
                 raw += data
-                parser.feed_data(data)
+                try:
+                    parser.feed_data(data)
+                except httptools.HttpParserUpgrade:
+                    pass    # answered as a plain request: no 101 from us
                 if msg.done:
                     msg.method = parser.get_method().decode()
                     with self.lock:
@@ -217,8 +220,9 @@ class WebSocketEcho:
                 head += data
             head, _, rest = head.partition(b"\r\n\r\n")
             self.handshakes.append(head)
-            fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
-            key = fields.get(b"Sec-WebSocket-Key", b"")
+            fields = {name.lower(): value for name, _, value in
+                      (line.partition(b": ") for line in head.split(b"\r\n")[1:])}
+            key = fields.get(b"sec-websocket-key", b"")
             accept = base64.b64encode(hashlib.sha1(
                 key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"

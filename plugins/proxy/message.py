@@ -122,6 +122,7 @@ class ResponseReader:
         self.until_close = False            # the body ends with the connection
         self.reusable = False
         self.rest = b""                     # bytes after a 101's head (the tunnel's)
+        self.upgrade = None                 # a 101's Upgrade value
         self._head = b""
         self._parser = None
         self._fields = []
@@ -200,8 +201,12 @@ class ResponseReader:
                 raise UpstreamError(f"sent a bad field: {problem}")
         if 100 <= status < 200 and status != 101:
             return       # interim (100 Continue, 103 Early Hints): skipped
-        if status == 101 and not self.upgrading:
-            raise UpstreamError("switched protocols (101) unasked")
+        if status == 101:
+            if not self.upgrading:
+                raise UpstreamError("switched protocols (101) unasked")
+            self.upgrade = next((v for n, v in self._fields if n.lower() == "upgrade"), None)
+            if not self.upgrade:
+                raise UpstreamError("switched protocols (101) without naming one")
         self.status = status
         fields = self._fields
         lower = [(n.lower(), v) for n, v in fields]

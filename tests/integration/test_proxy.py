@@ -422,3 +422,63 @@ def test_config_file_table(serve, upstream, tmp_path):
                     f'read_timeout = 5\nbalance = "least-conn"\n')
     s = serve("--config", str(conf))
     assert requests.get(s.url + "/t/x").text == "index\n"
+
+
+# -- WebSocket -------------------------------------------------------------------------------
+
+def test_websocket_upgrade_is_passed_through(serve):
+    echo = WebSocketEcho()
+    try:
+        s = serve("--proxy", f"/ws={echo.address}")
+        with s.connect() as c:
+            c.sendall(b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+            data = b""
+            while b"hello from upstream" not in data:
+                more = c.recv(65536)
+                assert more, data
+                data += more
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
+            assert b"Upgrade: websocket" in lines and b"Connection: upgrade" in lines
+            assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in lines
+            assert rest == b"hello from upstream"
+            # A masked text frame "ping" (RFC 6455 §5.7), and 1 MiB of raw bytes.
+            frame = b"\x81\x84\x00\x00\x00\x00ping"
+            c.sendall(frame)
+            got = b""
+            while len(got) < len(frame):
+                got += c.recv(65536)
+            assert got == frame
+            blob = os.urandom(MB)
+            c.sendall(blob)
+            got = b""
+            while len(got) < len(blob):
+                more = c.recv(1 << 20)
+                assert more
+                got += more
+            assert got == blob
+        handshake = echo.handshakes[0].split(b"\r\n")
+        assert handshake[0] == b"GET /ws/chat HTTP/1.1"
+        assert b"Upgrade: websocket" in handshake and b"Connection: upgrade" in handshake
+        # The kernel is still well: plain requests go on.
+        assert requests.get(s.url + "/local.txt").text == "local file\n"
+    finally:
+        echo.stop()
+
+
+def test_upgrade_refused_upstream_is_a_plain_answer(serve, upstream):
+    s = serve("--proxy", f"/={upstream.address}")
+    with s.connect() as c:
+        c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\n\r\n")
+        data = b""
+        while True:
+            more = c.recv(65536)
+            if not more:
+                break
+            data += more
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"index\n")
+    assert b"Connection: close" in data
