@@ -70,7 +70,8 @@ class ProxyHandler:
 
     async def __call__(self, request):
         upgrade = _upgrade_asked(request)
-        head = request_head(request, self.target(request), upgrade)
+        head = request_head(request, self.target(request), upgrade,
+                            self.mapping.upstreams[0].authority)
         has_body = request.content_length is not None or request.chunked
         loop = asyncio.get_running_loop()
         s = self.settings

@@ -54,20 +54,20 @@ def connection_tokens(values):
     return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
 
 
-def request_head(request, target, upgrade):
+def request_head(request, target, upgrade, default_host):
     """The request head (bytes) to send upstream for ``request``.
 
     ``target``: the origin-form request-target to send.  ``upgrade``: the
     client's ``Upgrade`` value to pass on (a WebSocket handshake), or None.
+    ``default_host``: the ``Host`` for an HTTP/1.0 request that had none
+    (HTTP/1.1 needs one, RFC 9112 §3.2).
     The body, if any, follows as ``Content-Length`` bytes, or chunked
     (``chunk``) when the client sent it chunked.
     """
     headers = request.headers
     named = connection_tokens(headers.get_all("connection"))
     host = request.host
-    lines = [f"{request.method} {target} HTTP/1.1\r\n"]
-    if host:
-        lines.append(f"Host: {host}\r\n")
+    lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n"]
     for name, value in headers:
         if name in _REQUEST_DROP or name in named or name.startswith("proxy-") \
                 or "_" in name:
@@ -128,12 +128,16 @@ class ResponseReader:
         self._fields = []
         self._complete = False
         self._stray = False
+        self._head_done = False
         self._keep = False
 
     # -- llhttp callbacks
 
     def on_status(self, reason):
         self.reason += reason.decode("latin-1")
+
+    def on_headers_complete(self):
+        self._head_done = True
 
     def on_header(self, name, value):
         self._fields.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -165,9 +169,9 @@ class ResponseReader:
                                     "a response")
             self._head += data
             while self.headers is None:
-                end = self._head.find(b"\r\n\r\n")
+                end = self._head.find(b"\r\n\r\n", 0, MAX_HEAD)
                 if end < 0:
-                    if len(self._head) > MAX_HEAD:
+                    if len(self._head) >= MAX_HEAD:
                         raise UpstreamError(f"sent a response head over {MAX_HEAD} bytes")
                     return False
                 head, self._head = self._head[:end + 4], self._head[end + 4:]
@@ -185,13 +189,16 @@ class ResponseReader:
         self._parser = httptools.HttpResponseParser(self)
         self._fields = []
         self.reason = ""
-        self._complete = False
+        self._complete = self._head_done = False
         try:
             self._parser.feed_data(head)
         except httptools.HttpParserUpgrade:
             pass
         except httptools.HttpParserError as e:
-            raise UpstreamError(f"sent an invalid response head ({e})") from None
+            # llhttp stops after a 101's head, with HttpParserUpgrade or,
+            # when no "Connection: upgrade" came with it, an error.
+            if not (self._head_done and self._parser.get_status_code() == 101):
+                raise UpstreamError(f"sent an invalid response head ({e})") from None
         status = self._parser.get_status_code()
         if not 100 <= status <= 599:
             raise UpstreamError(f"sent status {status}")
@@ -224,7 +231,8 @@ class ResponseReader:
             (n, v) for (n, v), (ln, _) in zip(fields, lower)
             if ln not in _RESPONSE_DROP and ln not in named and not ln.startswith("proxy-")
             and not (ln == "content-length" and codings)])
-        if status == 101 or self.head_only or status in (204, 304):
+        if status == 101 or self.head_only or status in (204, 304) or self._complete:
+            # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True
             self.reusable = self._keep and status != 101
         elif not codings and not lengths:
