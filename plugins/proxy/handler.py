@@ -92,7 +92,7 @@ class ProxyHandler:
                 conn, reused = await peer.connection(loop, s.connect_timeout)
             except ConnectFailed as e:
                 tried.add(peer)
-                self._failed(peer, loop, e)
+                self._failed(peer, loop, e, 504 if e.timeout else 502)
                 if len(tried) < len(self.group.peers):
                     continue
                 raise HTTPError(504 if e.timeout else 502,
