@@ -18,15 +18,16 @@ would read ``X_Forwarded_For`` as ``X-Forwarded-For``.
 
 ``ResponseReader`` parses an upstream's response with httptools (llhttp,
 strict) and checks what the kernel will send on: a status from 100 to
-599, every field valid (``validate.field_error``), framing that is one of
-Content-Length, chunked or the end of the connection.  Anything else is
+599, field lines llhttp accepts (no CR, LF, NUL or other control
+character: the kernel checks the fields again, as every plugin's, before
+they reach the wire), framing that is one of Content-Length, chunked or
+the end of the connection.  Anything else is
 an :class:`UpstreamError` (the handler answers 502).  Interim 1xx
 responses are skipped; 101 ends the message when an upgrade was asked for.
 """
 import httptools
 
 from flashplug.http.framing import strip_framing_for_status
-from flashplug.http.validate import field_error
 
 #: Largest response head accepted from an upstream (nginx's
 #: proxy_buffer_size is 4-8 KiB; apps send big cookies).
@@ -202,40 +203,44 @@ class ResponseReader:
         status = self._parser.get_status_code()
         if not 100 <= status <= 599:
             raise UpstreamError(f"sent status {status}")
-        for name, value in self._fields:
-            problem = field_error(name, value)
-            if problem is not None:
-                raise UpstreamError(f"sent a bad field: {problem}")
         if 100 <= status < 200 and status != 101:
             return       # interim (100 Continue, 103 Early Hints): skipped
+        fields = self._fields
+        codings, length, named, upgrade = [], None, set(), None
+        for name, value in fields:
+            lname = name.lower()
+            if lname == "transfer-encoding":
+                codings += [c.strip().lower() for c in value.split(",") if c.strip()]
+            elif lname == "content-length":
+                length = value    # llhttp checked: one number, at most once
+            elif lname == "connection":
+                named |= connection_tokens((value,))
+            elif lname == "upgrade":
+                upgrade = value
         if status == 101:
             if not self.upgrading:
                 raise UpstreamError("switched protocols (101) unasked")
-            self.upgrade = next((v for n, v in self._fields if n.lower() == "upgrade"), None)
-            if not self.upgrade:
+            if not upgrade:
                 raise UpstreamError("switched protocols (101) without naming one")
-        self.status = status
-        fields = self._fields
-        lower = [(n.lower(), v) for n, v in fields]
-        codings = [c.strip().lower() for n, v in lower if n == "transfer-encoding"
-                   for c in v.split(",") if c.strip()]
+            self.upgrade = upgrade
         if codings and codings != ["chunked"]:
             raise UpstreamError(f"sent Transfer-Encoding {', '.join(codings)}: "
                                 f"only chunked is understood")
-        lengths = [v.strip() for n, v in lower if n == "content-length"]
-        if lengths:
-            self.content_length = int(lengths[0])    # llhttp checked: one number
-        named = connection_tokens(v for n, v in lower if n == "connection")
+        self.status = status
+        if length is not None:
+            self.content_length = int(length)
         self._keep = self._parser.should_keep_alive() and "close" not in named
+        drop = _RESPONSE_DROP | named if named else _RESPONSE_DROP
+        if codings:
+            drop = drop | {"content-length"}
         self.headers = strip_framing_for_status(status, [
-            (n, v) for (n, v), (ln, _) in zip(fields, lower)
-            if ln not in _RESPONSE_DROP and ln not in named and not ln.startswith("proxy-")
-            and not (ln == "content-length" and codings)])
+            (n, v) for n, v in fields
+            if n.lower() not in drop and not n[:6].lower() == "proxy-"])
         if status == 101 or self.head_only or status in (204, 304) or self._complete:
             # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True
             self.reusable = self._keep and status != 101
-        elif not codings and not lengths:
+        elif not codings and length is None:
             self.until_close = True
 
     def _feed_body(self, data):

@@ -35,6 +35,11 @@ HIGH_WATER = 256 * 1024
 IDLE_TIMEOUT = 30.0
 
 
+def _expire(waiter):
+    if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
+
+
 class ConnectFailed(Exception):
     """No connection to a peer; ``timeout`` tells a timeout (504) from a
     refusal (502)."""
@@ -121,10 +126,14 @@ class Connection(asyncio.Protocol):
         while not self.chunks:
             if self.eof:
                 return b""
-            self._waiter = self.loop.create_future()
+            waiter = self._waiter = self.loop.create_future()
+            # A timer of our own: asyncio.wait_for costs a few times more,
+            # and this runs for every response.
+            timer = self.loop.call_later(timeout, _expire, waiter)
             try:
-                await asyncio.wait_for(self._waiter, timeout)
+                await waiter
             finally:
+                timer.cancel()
                 self._waiter = None
         data = self.chunks.popleft()
         self.buffered -= len(data)
@@ -151,10 +160,12 @@ class Connection(asyncio.Protocol):
         :raises asyncio.TimeoutError: still full after ``timeout`` seconds.
         """
         if self._write_paused and not self.closed:
-            self._drain_waiter = self.loop.create_future()
+            waiter = self._drain_waiter = self.loop.create_future()
+            timer = self.loop.call_later(timeout, _expire, waiter)
             try:
-                await asyncio.wait_for(self._drain_waiter, timeout)
+                await waiter
             finally:
+                timer.cancel()
                 self._drain_waiter = None
         if self.closed:
             raise ConnectionError("the upstream closed the connection")
