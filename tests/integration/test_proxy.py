@@ -382,13 +382,18 @@ def test_a_dead_upstream_is_taken_out_for_a_while(serve):
     a = RecordingUpstream()
     dead = f"http://127.0.0.1:{free_port()}"
     try:
-        s = serve("--proxy", f"/={dead},{a.address}", "--proxy-fail-timeout", "30")
+        s = serve("--proxy", f"/={dead},{a.address}", "--proxy-fail-timeout", "30",
+                  "--plugins", "status")
         for _ in range(6):
             assert requests.get(s.url + "/x").text == "index\n"
         log = s.log()
         assert log.count("cannot connect to " + dead) == 1, log
         assert "out for 30s" in log
         assert len(a.requests) == 6
+        rows = requests.get(s.url + "/server-status?format=json").json()["proxy_upstreams"]
+        assert [(r["upstream"], r["state"], r["requests"], r["failures"]) for r in rows] == \
+            [(dead, "out", 0, 1), (a.address, "up", 6, 0)]
+        assert rows[1]["idle"] == 1 and rows[1]["active"] == 0
     finally:
         a.stop()
 
