@@ -10,6 +10,9 @@ the upstream, byte for byte.  The path picks the behaviour:
 ``/slow?S``        waits S seconds, then answers
 ``/garbage``       answers bytes that are no HTTP
 ``/hop``           a response with hop-by-hop fields
+``/drop-next``     answers, then closes the connection without an
+                   answer when the next request on it comes (an
+                   idle connection closed just as it is reused)
 ``/badheader``     a response field with a bare CR in its value
 ``/crash``         promises 1 MB, sends 100 kB, closes
 ``/hold``          never answers; ``closed`` gets set when the
@@ -103,6 +106,7 @@ class RecordingUpstream:
             self.raw.append(raw)
         msg = _Message()
         parser = httptools.HttpRequestParser(msg)
+        drop_next = False
         try:
             while True:
                 data = conn.recv(1 << 20)
@@ -117,6 +121,9 @@ class RecordingUpstream:
                     msg.method = parser.get_method().decode()
                     with self.lock:
                         self.requests.append(msg)
+                    if drop_next:
+                        return
+                    drop_next = msg.target.endswith(b"/drop-next")
                     if not self._answer(conn, msg):
                         return
                     msg = _Message()

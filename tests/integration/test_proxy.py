@@ -187,6 +187,20 @@ def test_flashplug_upstream_over_one_kept_alive_connection(serve, server_factory
     assert upstream.connections == 1 and len(upstream.requests) == 20
 
 
+def test_a_reused_connection_closed_under_a_request(serve, upstream):
+    s = serve("--proxy", f"/={upstream.address}")
+    assert requests.get(s.url + "/drop-next").text == "index\n"
+    # The upstream closes the kept-alive connection as this request arrives:
+    # without a body it is sent again on a new connection...
+    assert requests.get(s.url + "/x").text == "index\n"
+    assert upstream.connections == 2
+    assert "a kept-alive connection was closed; trying a new one" in s.log()
+    # ...with one, it cannot be (its body is gone): 502.
+    assert requests.get(s.url + "/drop-next").text == "index\n"
+    assert requests.post(s.url + "/x", data=b"body").status_code == 502
+    assert requests.get(s.url + "/x").text == "index\n"
+
+
 def test_unix_socket_upstream(serve, tmp_path):
     path = str(tmp_path / "up.sock")
     u = RecordingUpstream(unix_path=path)
