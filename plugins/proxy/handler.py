@@ -150,11 +150,7 @@ class ProxyHandler:
                 return tunnel_response(reader, exchange, self.settings)
             body = b"".join(reader.body)
             reader.body.clear()
-            if not reader.done and len(body) <= SMALL_BODY and conn.chunks:
-                reader.feed(conn.take())
-                body += b"".join(reader.body)
-                reader.body.clear()
-            if reader.done and len(body) <= SMALL_BODY and not reader.until_close:
+            if reader.done and len(body) <= SMALL_BODY:
                 exchange.end(reader.reusable and exchange.body_sent())
                 if request.method == "HEAD" and reader.content_length is None:
                     # No length to state: the kernel frames an empty

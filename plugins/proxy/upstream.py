@@ -142,13 +142,6 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    def take(self):
-        """Whatever has arrived, joined (without waiting)."""
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        self.buffered = 0
-        return data
-
     def write(self, data):
         if not self.closed:
             self.transport.write(data)
