@@ -76,8 +76,11 @@ def main(argv=None):
     up_port = free_port()
     procs = []
     try:
-        procs.append(start(nginx(tmp, "upstream", up_port, up_port, f"root {root};"), up_port,
-                           "/1k.bin", b"\x00\x01", tmp / "upstream.log"))
+        # start() pins to the server CPU; the inner taskset unpins the upstream.
+        every_cpu = f"0-{os.cpu_count() - 1}"
+        procs.append(start(["taskset", "-c", every_cpu,
+                            *nginx(tmp, "upstream", up_port, up_port, f"root {root};")],
+                           up_port, "/1k.bin", b"\x00\x01", tmp / "upstream.log"))
         fronts = [
             ("flashplug --proxy", lambda port: flashplug(
                 root, port, "--plugins", "none", "--proxy", f"/=http://127.0.0.1:{up_port}")),
