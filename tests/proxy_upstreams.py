@@ -17,7 +17,12 @@ the upstream, byte for byte.  The path picks the behaviour:
 ``/crash``         promises 1 MB, sends 100 kB, closes
 ``/hold``          never answers; ``closed`` gets set when the
                    proxy closes the connection
-``/big?N``         N bytes (a repeating pattern), Content-Length
+``/big?N``         N bytes (a repeating pattern), Content-Length;
+                   ``aborted`` gets set if the proxy closes the
+                   connection before the end
+``/trickle?N``     N chunks of 1 KiB, 0.2 s apart (a slow backend)
+``/noread``        reads the head, then nothing for 30 s (an upstream
+                   that takes no body)
 ``/bigchunked?N``  N bytes, chunked
 ``/sha``           the body's length and sha256
 ``/cgi-bin/echo.sh`` ``len=N\\n`` and the N bytes of the body (the
@@ -82,6 +87,7 @@ class RecordingUpstream:
         self.raw = []
         self.connections = 0
         self.closed = threading.Event()
+        self.aborted = threading.Event()
         self.lock = threading.Lock()
         self._stop = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -113,6 +119,9 @@ class RecordingUpstream:
                 if not data:
                     return
                 raw += data
+                if b"/noread" in msg.target:
+                    time.sleep(30)
+                    return
                 try:
                     parser.feed_data(data)
                 except httptools.HttpParserUpgrade:
@@ -177,8 +186,19 @@ class RecordingUpstream:
             n = int(query)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
             data = pattern(n)
-            for i in range(0, n, 1 << 20):
-                conn.sendall(data[i:i + (1 << 20)])
+            try:
+                for i in range(0, n, 1 << 20):
+                    conn.sendall(data[i:i + (1 << 20)])
+            except OSError:
+                self.aborted.set()
+                raise
+            return True
+        elif path.endswith("/trickle"):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(int(query)):
+                time.sleep(0.2)
+                conn.sendall(b"400\r\n" + b"t" * 1024 + b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
             return True
         elif path.endswith("/sha"):
             body = b"%d %s\n" % (len(msg.body), hashlib.sha256(msg.body).hexdigest().encode())

@@ -168,10 +168,13 @@ class Connection(asyncio.Protocol):
             self._idle_timer.cancel()
             self._idle_timer = None
         self.idle = False
+        self.eof = True
         if not self.closed:
             self.closed = True
             self.peer.forget(self)
-            self.transport.close()
+            # abort, not close: close would first send what is queued, and
+            # an upstream that reads nothing would keep the socket open.
+            self.transport.abort()
         self._wake()
 
     def park(self):

@@ -319,6 +319,31 @@ def test_client_disconnect_closes_the_upstream_request(shared):
     assert upstream.closed.wait(10), "the upstream request stayed open"
 
 
+def test_client_leaving_mid_response_closes_the_upstream_connection(serve, upstream):
+    s = serve("--proxy", f"/={upstream.address}")
+    with s.connect() as c:
+        c.sendall(b"GET /big?%d HTTP/1.1\r\nHost: x\r\n\r\n" % (200 * MB))
+        assert c.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    # The upstream, still sending, finds its connection closed.
+    assert upstream.aborted.wait(10), "the upstream went on sending to nobody"
+
+
+def test_slow_upstream_within_the_timeout_streams(shared):
+    # 10 chunks 0.2 s apart, with a 2 s read timeout: each gap is short.
+    r = requests.get(shared.url + "/trickle?10", stream=True)
+    assert r.headers["Transfer-Encoding"] == "chunked"
+    assert r.content == b"t" * 10240
+
+
+def test_upstream_taking_no_body_is_a_504(serve, upstream):
+    s = serve("--proxy", f"/={upstream.address}", "--proxy-send-timeout", "1")
+    # (Not when the upstream finally closes: once the send timeout is over,
+    # the connection is dropped, queued bytes and all.)
+    r = requests.post(s.url + "/noread", data=b"x" * (32 * MB), timeout=20)
+    assert r.status_code == 504
+    assert "504: took no request body for 1s" in s.log()
+
+
 # -- bodies: 50 MiB each way, bounded memory -----------------------------------------------
 
 def test_upload_50_mib_streams_with_bounded_memory(serve, upstream):
