@@ -437,6 +437,16 @@ def test_a_dead_upstream_is_taken_out_for_a_while(serve):
         a.stop()
 
 
+def test_no_live_upstream(serve):
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    s = serve("--proxy", f"/app={','.join(dead)}")
+    assert requests.get(s.url + "/app/").status_code == 502    # both tried, both out
+    assert requests.get(s.url + "/app/").status_code == 502    # none tried
+    log = s.log()
+    assert all(log.count(f"cannot connect to {d}") == 1 for d in dead), log
+    assert "/app/: 502: no live upstream (all out after failures)" in log
+
+
 # -- descriptors ---------------------------------------------------------------------------
 
 def test_1000_requests_leak_no_descriptor(serve, upstream):
