@@ -29,10 +29,12 @@ closes the upstream connection, which ends the request there.
 """
 import asyncio
 import logging
+from urllib.parse import quote
 
 from flashplug import HTTPError, Response
 
 from .message import ResponseReader, UpstreamError, chunk, connection_tokens, request_head
+from .tunnel import tunnel_response
 from .upstream import ConnectFailed
 
 log = logging.getLogger("flashplug.proxy")
@@ -63,7 +65,6 @@ class ProxyHandler:
         else:
             # nginx's proxy_pass with a URI: the matched prefix of the
             # normalised path is replaced; the rest is sent re-encoded.
-            from urllib.parse import quote
             rest = request.path[len(self.mapping.prefix) - 1:].lstrip("/")
             path = rewrite + quote(rest, safe="/!$&'()*+,;=:@~", errors="surrogateescape")
         return path + "?" + request.query if request.query else path
@@ -146,7 +147,6 @@ class ProxyHandler:
                                     else "Gateway Timeout") from None
             peer.succeeded()
             if reader.status == 101:
-                from .tunnel import tunnel_response
                 return tunnel_response(reader, exchange, self.settings)
             body = b"".join(reader.body)
             reader.body.clear()

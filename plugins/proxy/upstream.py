@@ -61,7 +61,6 @@ class Connection(asyncio.Protocol):
         self.eof = False
         self.closed = False
         self.idle = False
-        self.served = 0
         self._paused = False           # we paused reading the socket
         self._write_paused = False     # the transport asked us to wait
         self._waiter = None
@@ -230,7 +229,6 @@ class Peer:
 
     def release(self, conn, reusable):
         """A request on ``conn`` is over: park it, or close it."""
-        conn.served += 1
         if reusable and not conn.closed and not conn.eof and not conn.chunks \
                 and len(self.idle) < self.keepalive:
             conn.park()
