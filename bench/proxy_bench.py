@@ -8,8 +8,8 @@ upstream connections: flashplug ``--proxy /=http://...`` against nginx
 ``Connection ""``), one worker each.  wrk runs on CPU 1 for
 ``--duration`` seconds with ``--connections`` keep-alive connections,
 after a warm-up, and each front prints one table row of requests per
-second.  The machine is shared; repeat a run before reading much into a
-few percent.
+second, the median of ``--rounds`` interleaved rounds.  The machine is
+shared; repeat a run before reading much into a few percent.
 
     python bench/proxy_bench.py --duration 5
 """
@@ -63,6 +63,7 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
     if not shutil.which("nginx"):
         sys.exit("nginx is not installed (apt-get install nginx-light)")
@@ -92,19 +93,28 @@ def main(argv=None):
                         proxy_set_header Connection "";
                     }"""))),
         ]
+        ports = []
         for name, cmd in fronts:
             port = free_port()
-            proc = start(cmd(port), port, "/1k.bin", b"\x00\x01", tmp / "front.log")
-            rows.append((name, *measure(port, "/1k.bin", args, lua)))
-            halt(proc)
+            procs.append(start(cmd(port), port, "/1k.bin", b"\x00\x01", tmp / "front.log"))
+            ports.append(port)
+        # Interleaved rounds, median kept: on a shared machine the load
+        # changes from one point to the next.
+        runs = [[] for _ in fronts]
+        for _ in range(args.rounds):
+            for i, port in enumerate(ports):
+                runs[i].append(measure(port, "/1k.bin", args, lua))
+        for (name, _), got in zip(fronts, runs):
+            rates = sorted(rate for rate, _ in got)
+            rows.append((name, rates[len(rates) // 2], sum(e for _, e in got)))
     finally:
         for proc in procs:
             halt(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\n1 KiB from an nginx upstream; {args.connections} connections, "
-          f"{args.duration:g} s per point, front on CPU {SERVER_CPU}, wrk on CPU "
-          f"{CLIENT_CPU}, upstream unpinned\n")
+          f"{args.duration:g} s per point, median of {args.rounds} interleaved rounds, "
+          f"front on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, upstream unpinned\n")
     print("| front server | req/s | errors |")
     print("|---|---:|---:|")
     for name, rate, errors in rows:
