@@ -322,7 +322,7 @@ def test_client_disconnect_closes_the_upstream_request(shared):
 def test_client_leaving_mid_response_closes_the_upstream_connection(serve, upstream):
     s = serve("--proxy", f"/={upstream.address}")
     with s.connect() as c:
-        c.sendall(b"GET /big?%d HTTP/1.1\r\nHost: x\r\n\r\n" % (200 * MB))
+        c.sendall(b"GET /big?%d HTTP/1.1\r\nHost: x\r\n\r\n" % (64 * MB))
         assert c.recv(65536).startswith(b"HTTP/1.1 200 OK")
     # The upstream, still sending, finds its connection closed.
     assert upstream.aborted.wait(10), "the upstream went on sending to nobody"
