@@ -73,7 +73,7 @@ class ProxyHandler:
         upgrade = _upgrade_asked(request)
         head = request_head(request, self.target(request), upgrade,
                             self.mapping.upstreams[0].authority)
-        has_body = request.content_length is not None or request.chunked
+        has_body = bool(request.content_length) or request.chunked
         loop = asyncio.get_running_loop()
         s = self.settings
         tried = set()
