@@ -41,7 +41,7 @@ SESSION_SLOTS = (
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
-    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base")
+    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest")
 
 
 def init_session(conn, app, peer, local, now):
@@ -78,6 +78,7 @@ def init_session(conn, app, peer, local, now):
     conn.scheme = "http"         # "https" over TLS (the driver sets it from its transport)
     conn.m_open = False
     conn.m_site = None           # the site _target_entry chose, for _answer_by_target
+    conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
     conn._reset_message()
 
 

@@ -81,6 +81,7 @@ STATES = {
     "body": ("its body is arriving", "header"),
     "busy": ("the whole request is in; it is being answered", "handler"),
     "lingering": ("answered with an error; input is read and dropped", "linger"),
+    "tunnel": ("switched protocols (101): bytes piped both ways by a plugin", "handler"),
 }
 # How long to keep draining a client's input after an error response, so the
 # response is not destroyed by a TCP reset (nginx's lingering close).
@@ -104,6 +105,8 @@ TRANSITIONS = {
     ("head", "error"): "lingering",
     ("body", "error"): "lingering",
     ("busy", "error"): "lingering",
+    ("busy", "101 Switching Protocols sent"): "tunnel",
+    ("tunnel", "tunnel closed"): "lingering",
 }
 
 # Header fields the parser callbacks note as they pass, so that a plain
@@ -171,6 +174,9 @@ class H1Protocol:
                 cut = base.find(_HEAD_END, start, end)
                 cut = end if cut == -1 or cut + 4 >= end else cut + 4
                 if not self._parse(data if start == 0 and cut == end else data[start:cut]):
+                    if self.upgrade_rest is not None:
+                        # After an Upgrade head: the new protocol's bytes.
+                        self.upgrade_rest += bytes(data[cut:end])
                     return
                 start = cut
         finally:
@@ -224,11 +230,14 @@ class H1Protocol:
                 self._feed_chunked(parser, piece, request)
             else:
                 parser.feed_data(piece)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as e:
             self.m_answer = None    # not a plain request: never remembered
-            # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
-            # only, and the parser stops at such a message.  It was queued
-            # and is answered normally; then the connection closes.
+            # CONNECT, or a request with "Upgrade:": the parser stops at such
+            # a message.  It was queued and is answered normally, then the
+            # connection closes; unless a plugin answers 101 and takes the
+            # connection over (cycle's send_response, the driver's tunnel),
+            # and then the bytes after the head are the new protocol's.
+            self.upgrade_rest = bytes(piece[e.args[0]:]) if e.args else b""
             self.pause_reading(PAUSE_UPGRADE)
             self.closing = True
             if self.active is None:

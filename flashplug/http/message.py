@@ -164,12 +164,18 @@ class Response:
             headers, body) written as is, then the connection closes (CGI
             NPH scripts).
         reason (str | None): the reason phrase; None for the standard one.
+        upgrade: with status 101, to a request that asked for an
+            ``Upgrade`` (a WebSocket handshake): an ``async def
+            upgrade(tunnel)`` that the kernel awaits once the 101 is sent,
+            with a :class:`flashplug.tunnel.Tunnel` (the client's bytes in,
+            ours out).  The connection closes when it returns.  RFC 9110
+            §7.8, §15.2.2.
     """
 
-    __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close")
+    __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close", "upgrade")
 
     def __init__(self, status=200, headers=None, body=b"", *, stream=None,
-                 raw=False, reason=None):
+                 raw=False, reason=None, upgrade=None):
         self.status = status
         # A dict is kept as given, so that the check at the API boundary
         # (flashplug.http.validate) can refuse it by name.
@@ -179,6 +185,7 @@ class Response:
         self.raw = raw
         self.reason = reason
         self.close = False
+        self.upgrade = upgrade
 
     def get_header(self, name):
         name = name.lower()
