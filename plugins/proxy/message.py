@@ -67,7 +67,10 @@ def request_head(request, target, upgrade, default_host):
     """
     headers = request.headers
     named = connection_tokens(headers.get_all("connection"))
-    host = request.host
+    # The Host field as the client sent it, port and all (request.host is
+    # the bare name the kernel picks a site by); with an absolute-form
+    # target the kernel has already put the target's authority there.
+    host = headers.get("host") or ""
     lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n"]
     for name, value in headers:
         if name in _REQUEST_DROP or name in named or name.startswith("proxy-") \
