@@ -12,7 +12,7 @@ import sys
 from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
 from flashplug.config import (Config, actions_by_dest, config_plugins_dirs, config_selection,
-                              plugin_tables, read_toml, toml_defaults)
+                              plugin_actions, plugin_tables, read_toml, toml_defaults)
 from flashplug.errors import StartupError, UsageError
 from flashplug.http.forwarded import HEADERS, parse_networks
 from flashplug.log import LOG_FORMATS
@@ -282,6 +282,7 @@ def build_serve(argv):
     parser = _Parser(prog="flashplug serve",
                      description="Serve DOCROOT over HTTP/1.1.")
     _add_serve_options(parser)
+    parser.kernel_dests = frozenset(actions_by_dest(parser))   # before any plugin's
     for name, info in list(installed.items()):
         try:
             plugin_mod.register(pm, info)
@@ -298,7 +299,7 @@ def build_serve(argv):
         defaults = toml_defaults(pre.config, file_data, parser, set(installed))
         file_docroot = defaults.pop("docroot", None)
         parser.set_defaults(**defaults)
-        actions = actions_by_dest(parser)
+        actions = plugin_actions(parser)
         sites = read_sites(pre.config, file_data, lambda where, value: plugin_tables(
             pre.config, where, value, actions, set(installed), prefix="site."))
     ns = parser.parse_args(argv)

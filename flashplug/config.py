@@ -120,6 +120,15 @@ def actions_by_dest(parser):
             if a.dest not in ("help", argparse.SUPPRESS) and a.option_strings}
 
 
+def plugin_actions(parser):
+    """The options plugins added (``{dest: action}``): every option but the
+    kernel's, which the CLI notes as ``parser.kernel_dests`` before any
+    plugin adds one.  A kernel option may share a plugin's prefix
+    (``--proxy-protocol`` beside the proxy plugin's ``--proxy-*``)."""
+    kernel = parser.kernel_dests
+    return {d: a for d, a in actions_by_dest(parser).items() if d not in kernel}
+
+
 def _convert(path, key, value, action):
     """Check a TOML value against the option it sets; return the value."""
     flag = action.option_strings[-1]
@@ -152,14 +161,14 @@ def _convert_one(path, key, value, action, flag):
 def toml_defaults(path, data, parser, plugin_names):
     """Map a parsed config file onto ``{dest: value}`` for ``set_defaults``."""
     actions = actions_by_dest(parser)
-    kernel_keys = sorted(d for d in actions if not any(
-        d.startswith(p + "_") for p in plugin_names) and d not in ("config",))
+    kernel_keys = sorted(d for d in actions if d in parser.kernel_dests and d != "config")
+    plugins_only = plugin_actions(parser)
     defaults = {}
     for key, value in data.items():
         if key == "site":
             continue    # [[site]] tables: flashplug.sites
         if key == "plugins" and isinstance(value, dict):
-            enable, options = plugin_tables(path, "", value, actions, plugin_names)
+            enable, options = plugin_tables(path, "", value, plugins_only, plugin_names)
             if enable is not None:
                 defaults["plugins"] = ",".join(enable)
             defaults.update(options)
