@@ -51,6 +51,7 @@ class Orderer(threading.Thread):
         self.due = dict.fromkeys(settings.domains, 0.0)
         self.failures = dict.fromkeys(settings.domains, 0)
         self.client = None
+        self.announced = False     # the account's line is logged once
         self.reload_wanted = False
 
     def stop(self):
@@ -124,9 +125,10 @@ class Orderer(threading.Thread):
             key = load_or_make_account_key(self.store.account_key, write_private)
             client = Client(self.settings, key)
             client.connect()
-            if client.terms:
+            if not self.announced:
+                self.announced = True
                 log.info("ACME: account ready at %s (terms of service agreed to: %s)",
-                         self.settings.directory, client.terms)
+                         self.settings.directory, client.terms or "none given")
             self.client = client
         return self.client
 

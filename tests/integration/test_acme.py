@@ -116,3 +116,55 @@ def test_tls_alpn01_renewal_without_restart(server_factory, pebble_factory, tmp_
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert der != ssl.PEM_cert_to_DER_cert(old.cert_chain_pems[0].bytes().decode())
     assert s.proc.poll() is None and "Traceback" not in s.log()
+
+
+def retry_delays(server, name):
+    return [float(s) for s in re.findall(
+        rf"ACME: {re.escape(name)}: no certificate .*; retrying in ([0-9.]+) s", server.log())]
+
+
+def test_a_name_that_fails_validation_backs_off(server_factory, pebble_factory, tmp_path):
+    """fail.test does not resolve: its order fails, is logged and retried
+    with a doubling delay, while ok.test gets its certificate and the
+    server serves on."""
+    port, plain = free_port(), free_port()
+    pebble = pebble_factory(http_port=plain, tls_port=port)
+    s = server_factory(site(tmp_path), *acme_args(pebble, tmp_path / "state", "ok.test",
+                                                  "fail.test"),
+                       "--redirect-http", plain, port=port)
+    wait_for(s, r"ACME: ok\.test: certificate obtained")
+    wait_for(s, r"ACME: fail\.test: no certificate", count=3)
+    assert retry_delays(s, "fail.test")[:3] == [1, 2, 4]
+    assert "the CA could not validate it" in s.log() and "fail.test" in s.log()
+    root = tmp_path / "pebble-root.pem"
+    root.write_text(pebble.root_pem())
+    _, answer = served(port, "ok.test", cafile=str(root))
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    with pytest.raises(ssl.SSLCertVerificationError):   # it gets ok.test's, the default
+        served(port, "fail.test", cafile=str(root))
+    assert s.proc.poll() is None and "Traceback" not in s.log()
+
+
+def test_the_ca_down_is_retried_then_used(server_factory, pebble_factory, tmp_path, ca):
+    """The CA is not there: every worker serves on, one of them retries
+    with backoff; once the CA is up the certificate arrives and every
+    worker serves it."""
+    port, plain, ca_port = free_port(), free_port(), free_port()
+    directory = f"https://127.0.0.1:{ca_port}/dir"
+    bundle = tmp_path / "test-ca.pem"     # what will sign the CA's HTTPS, once it is up
+    ca.cert_pem.write_to_path(str(bundle))
+    s = server_factory(site(tmp_path), "--acme-domains", "c.test", "--acme-directory",
+                       directory, "--acme-ca-bundle", bundle, "--acme-state",
+                       tmp_path / "state", "--acme-retry", 1,
+                       "--redirect-http", plain, "--workers", 2, port=port)
+    wait_for(s, r"ACME: c\.test: no certificate .*cannot reach the CA", count=2)
+    assert retry_delays(s, "c.test")[:2] == [1, 2]
+    with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:   # still serving
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: c.test\r\nConnection: close\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 308 ")
+    pebble_factory(http_port=plain, tls_port=port, port=ca_port)
+    wait_for(s, r"ACME: c\.test: certificate obtained", timeout=40)
+    assert len(re.findall(r"orders certificates for", s.log())) == 1   # one worker orders
+    reloaded = wait_for(s, r"TLS certificates reloaded by worker (\d+)", count=2)
+    assert len(set(reloaded)) == 2
+    assert s.proc.poll() is None and "Traceback" not in s.log()
