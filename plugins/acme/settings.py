@@ -40,10 +40,13 @@ def default_state_dir():
 def add_options(parser):
     g = parser.add_argument_group("acme", "automatic certificates over ACME (RFC 8555); "
                                           "see docs/https.md")
-    g.add_argument("--acme-domains", "--acme", dest="acme_domains", default=None,
-                   metavar="NAMES",
+    # "--acme" is the plugin's enabling flag (the kernel's convention);
+    # errors and the docs name the longer spelling, listed last.
+    g.add_argument("--acme", "--acme-domains", dest="acme_domains", action="append",
+                   default=None, metavar="NAMES",
                    help="get and renew a certificate for each of these comma-separated "
-                        "DNS names, and serve HTTPS with them (enables the plugin)")
+                        "DNS names, and serve HTTPS with them (enables the plugin; "
+                        "may repeat)")
     g.add_argument("--acme-email", dest="acme_email", default=None, metavar="ADDRESS",
                    help="contact address for the CA's expiry and policy mail (optional)")
     g.add_argument("--acme-directory", dest="acme_directory", default=None, metavar="URL",

@@ -168,3 +168,29 @@ def test_the_ca_down_is_retried_then_used(server_factory, pebble_factory, tmp_pa
     reloaded = wait_for(s, r"TLS certificates reloaded by worker (\d+)", count=2)
     assert len(set(reloaded)) == 2
     assert s.proc.poll() is None and "Traceback" not in s.log()
+
+
+def test_bad_settings_are_one_line_errors(tmp_path):
+    import subprocess
+    import sys
+    root = site(tmp_path)
+    conf = tmp_path / "site.toml"
+    conf.write_text('[plugins.acme]\ndomains = ["a.test", "b..test"]\n')
+    for args, message in (
+            (["--acme-domains", "*.example.org"], "a wildcard needs the DNS-01 challenge"),
+            (["--acme-domains", "localhost"], "'localhost' is not a DNS name"),
+            (["--config", conf], "'b..test' is not a DNS name"),
+            (["--acme-domains", "a.test", "--acme-directory", "http://ca.test/dir"],
+             "expected an https:// URL"),
+            (["--acme-domains", "a.test", "--acme-challenge", "dns-01"],
+             "expected some of http-01,tls-alpn-01"),
+            (["--acme-domains", "a.test", "--acme-retry", "soon"],
+             "--acme-retry: expected a positive number of seconds"),
+            (["--acme-domains", "a.test", "--acme-state", root / "index.html"],
+             "--acme-state"),
+            (["--acme-domains", "a.test", "--arch", "mt"], "plugins need --arch amped")):
+        proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(root), "--port",
+                               "0", *map(str, args)], capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
