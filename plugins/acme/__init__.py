@@ -74,6 +74,9 @@ def flashplug_configure(config):
                          f"chown it to the user the server runs as")
     if warning:
         log.warning(warning)
+    if "http-01" in settings.challenges and config.get("redirect_http") is None:
+        log.warning("--acme-challenge http-01 without --redirect-http: the CA checks "
+                    "http://NAME/ on port 80, which this server does not listen on")
 
 
 @hookimpl

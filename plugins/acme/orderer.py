@@ -102,7 +102,8 @@ class Orderer(threading.Thread):
         try:
             key, chain = self._client().order(name, self._publish, self._withdraw)
             not_before, not_after = validity(chain)
-        except Exception as exc:  # noqa: BLE001 - every failure is retried
+            self.store.save_cert(name, chain, key)
+        except Exception as exc:  # noqa: BLE001 - every failure is retried (a full disk too)
             self.client = None    # next time: read the directory, find the account again
             self.failures[name] += 1
             delay = retry_delay(self.failures[name], self.settings.retry, MAX_RETRY)
@@ -111,7 +112,6 @@ class Orderer(threading.Thread):
                       name, _nth(self.failures[name]), describe(exc), _seconds(delay))
             log.debug("ACME: %s: order failed", name, exc_info=True)
             return
-        self.store.save_cert(name, chain, key)
         self.failures[name] = 0
         due = renewal_time(not_before, not_after)
         self.due[name] = due if due > time.time() else time.time() + self.settings.retry
