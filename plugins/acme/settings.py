@@ -95,6 +95,14 @@ def parse_domains(value):
     return tuple(names)
 
 
+def _retry(value):
+    seconds = parse_seconds("--acme-retry", value, DEFAULT_RETRY)
+    if seconds < 1:
+        raise UsageError(f"--acme-retry: at least 1 second (a CA limits failed orders), "
+                         f"got {value!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Settings:
     domains: Tuple[str, ...]
@@ -135,5 +143,4 @@ class Settings:
                    email=str(email) if email is not None else None,
                    state=os.path.abspath(str(config.get("acme_state") or default_state_dir())),
                    ca_bundle=bundle, challenges=challenges,
-                   retry=parse_seconds("--acme-retry", config.get("acme_retry"),
-                                       DEFAULT_RETRY))
+                   retry=_retry(config.get("acme_retry")))

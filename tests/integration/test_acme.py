@@ -186,6 +186,7 @@ def test_bad_settings_are_one_line_errors(tmp_path):
              "expected some of http-01,tls-alpn-01"),
             (["--acme-domains", "a.test", "--acme-retry", "soon"],
              "--acme-retry: expected a positive number of seconds"),
+            (["--acme-domains", "a.test", "--acme-retry", "0.01"], "--acme-retry: at least 1"),
             (["--acme-domains", "a.test", "--acme-state", root / "index.html"],
              "--acme-state"),
             (["--acme-domains", "a.test", "--arch", "mt"], "plugins need --arch amped")):
