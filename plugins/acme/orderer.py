@@ -39,6 +39,9 @@ log = logging.getLogger("flashplug.acme")
 LOCK_RETRY = 60.0
 #: Seconds to wait for our own workers to show a TLS-ALPN-01 certificate.
 ALPN_SHOWN_WITHIN = 10.0
+#: The longest sleep: the wall clock may jump (a suspended machine), so
+#: due times are looked at again at least this often.
+LONGEST_SLEEP = 3600.0
 
 
 class Orderer(threading.Thread):
@@ -53,6 +56,7 @@ class Orderer(threading.Thread):
         self.client = None
         self.announced = False     # the account's line is logged once
         self.reload_wanted = False
+        self.lock = None           # the state directory's lock, held for good once taken
 
     def stop(self):
         self.stopping.set()
@@ -65,9 +69,10 @@ class Orderer(threading.Thread):
                       type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def _run(self):
-        while self.store.try_lock() is None:
+        while (lock := self.store.try_lock()) is None:
             if self.stopping.wait(LOCK_RETRY):
                 return
+        self.lock = lock
         log.info("ACME: worker %d orders certificates for %s from %s", os.getpid(),
                  ", ".join(self.settings.domains), self.settings.directory)
         for name in self.settings.domains:
@@ -79,7 +84,8 @@ class Orderer(threading.Thread):
             if self.reload_wanted:
                 self.reload_wanted = False
                 self.server.reload_certificates()
-            self.stopping.wait(max(0.0, min(self.due.values()) - time.time()))
+            self.stopping.wait(min(max(0.0, min(self.due.values()) - time.time()),
+                                   LONGEST_SLEEP))
 
     def _stored_due(self, name):
         pem = self.store.read_cert(name)
