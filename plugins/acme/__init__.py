@@ -93,6 +93,16 @@ def flashplug_startup(app):
 
 
 @hookimpl
+def flashplug_status():
+    """Each name's certificate, from the worker that orders (the others
+    report nothing: under --workers N, ask again to reach it)."""
+    orderer = _state.get("orderer")
+    if orderer is None or orderer.lock is None:
+        return None
+    return {"acme_certificates": orderer.report()}
+
+
+@hookimpl
 def flashplug_shutdown():
     orderer = _state.pop("orderer", None)
     if orderer is not None:

@@ -53,6 +53,7 @@ class Orderer(threading.Thread):
         self.stopping = threading.Event()
         self.due = dict.fromkeys(settings.domains, 0.0)
         self.failures = dict.fromkeys(settings.domains, 0)
+        self.expires = dict.fromkeys(settings.domains)   # a certificate's notAfter, or None
         self.client = None
         self.announced = False     # the account's line is logged once
         self.reload_wanted = False
@@ -87,6 +88,14 @@ class Orderer(threading.Thread):
             self.stopping.wait(min(max(0.0, min(self.due.values()) - time.time()),
                                    LONGEST_SLEEP))
 
+    def report(self):
+        """One row per name for the status page (read on the loop; each
+        value is replaced whole by this thread, never changed in place)."""
+        return [{"name": name,
+                 "valid_until": when(self.expires[name]) if self.expires[name] else "none yet",
+                 "next_order": when(self.due[name]) if self.due[name] else "now",
+                 "failures": self.failures[name]} for name in self.settings.domains]
+
     def _stored_due(self, name):
         pem = self.store.read_cert(name)
         if pem is None:
@@ -98,6 +107,7 @@ class Orderer(threading.Thread):
                         name)
             return 0.0
         due = renewal_time(not_before, not_after)
+        self.expires[name] = not_after
         log.info("ACME: %s: certificate valid until %s, renewal due %s", name,
                  when(not_after), when(due))
         return due
@@ -119,6 +129,7 @@ class Orderer(threading.Thread):
             log.debug("ACME: %s: order failed", name, exc_info=True)
             return
         self.failures[name] = 0
+        self.expires[name] = not_after
         due = renewal_time(not_before, not_after)
         self.due[name] = due if due > time.time() else time.time() + self.settings.retry
         self.reload_wanted = True

@@ -8,6 +8,7 @@ validation (logged, retried with backoff, the server serving on); the CA
 being down (retried with backoff, no crash).
 """
 import datetime
+import json
 import os
 import re
 import socket
@@ -40,11 +41,17 @@ def wait_for(server, pattern, timeout=30, count=1):
 def served(port, name, cafile=None):
     """The certificate (DER) our HTTPS port shows to SNI ``name``, and the
     answer to GET / over the connection (verified against ``cafile``)."""
+    return get(port, name, "/", cafile)
+
+
+def get(port, name, target, cafile=None):
+    """Like ``served``, for any target."""
     ctx = ssl.create_default_context(cafile=cafile) if cafile else \
         ssl._create_unverified_context()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
             ctx.wrap_socket(raw, server_hostname=name) as tls:
-        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        tls.sendall(f"GET {target} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+                    .encode())
         answer = b""
         while chunk := tls.recv(65536):
             answer += chunk
@@ -69,7 +76,8 @@ def test_first_certificate_over_http01(server_factory, pebble_factory, tmp_path)
     pebble = pebble_factory(http_port=plain, tls_port=port)
     state = tmp_path / "state"
     s = server_factory(site(tmp_path), *acme_args(pebble, state, "a.test"),
-                       "--acme-challenge", "http-01", "--redirect-http", plain, port=port)
+                       "--acme-challenge", "http-01", "--redirect-http", plain,
+                       "--plugins", "status", port=port)
     assert "on https://127.0.0.1:" in s.log()
     wait_for(s, r"ACME: a\.test: certificate obtained")
     wait_for(s, r"TLS certificates reloaded")
@@ -82,6 +90,11 @@ def test_first_certificate_over_http01(server_factory, pebble_factory, tmp_path)
     keys = [os.path.join(d, f) for d, _, files in os.walk(state) for f in files
             if f.endswith(".key") or f == "privkey.pem"]
     assert len(keys) >= 2 and all(stat.S_IMODE(os.stat(k).st_mode) == 0o600 for k in keys)
+    status = json.loads(get(port, "a.test", "/server-status?format=json",
+                            cafile=str(root))[1].partition(b"\r\n\r\n")[2])
+    row, = status["acme_certificates"]
+    assert row["name"] == "a.test" and row["failures"] == 0
+    assert row["valid_until"].endswith(" UTC") and row["next_order"] < row["valid_until"]
     # The token is gone once the order is over; the redirect port still redirects.
     assert not os.listdir(state / "challenges" / "http-01")
     with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:
