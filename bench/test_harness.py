@@ -380,3 +380,14 @@ def test_https_group_serves_one_certificate_to_both_servers(tmp_path):
     assert argv[argv.index("--tls-cert") + 1] == str(cert) and argv[argv.index("--tls-key") + 1] == str(key)
     assert "ssl" not in Path(servers.command(servers.NGINX, tmp_path, tmp_path, 12348)[-1]).read_text()
     assert 'wrk.headers["Connection"] = "close"' in wrk.script(tmp_path, "close", close=True).read_text()
+
+
+def test_a_short_soak_checks_every_body_and_finds_nothing_wrong():
+    """CI's short version of bench/soak.py (the long one runs 10 minutes)."""
+    import soak
+    result = soak.soak(duration=6, clients=4, sample=1, warmup=2,
+                       exe=[sys.executable, "-m", "flashplug"], extra=[], log=lambda line: None)
+    assert result["requests"] > 50
+    assert result["wrong"] == 0 and result["errors"] == 0, result["problems"]
+    assert result["zombies_end"] == 0 and result["tracebacks"] == 0
+    assert result["fds_after_load"] <= result["fds_after_warmup"] + 8
