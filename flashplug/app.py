@@ -6,7 +6,7 @@ pool, the access log, the counters, and a caller for each hook an enabled
 plugin implements (``hooks_in_use``), so a hook nobody implements costs
 nothing on any request.  ``respond`` turns a Request into a Response (the
 route's handler, checked at the plugin boundary, else static files);
-``error_response`` builds error pages.  The connection layer calls these;
+``error_answer`` builds error pages (the site's own, flashplug.errorpages).  The connection layer calls these;
 plugins see the App only through ``flashplug.facade.Server``.
 """
 import inspect
@@ -15,18 +15,20 @@ import time
 import traceback
 
 from flashplug import plugins as plugin_mod
+from flashplug.cache import FileEntry
+from flashplug.errorpages import default_page
 from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.message import Response
-from flashplug.http.status import reason
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
                                      is_async_handler)
 from flashplug.log import AccessLog
 from flashplug.residency import FileSender
 from flashplug.routes import Route, RouteError
-from flashplug.static import StaticFiles
+from flashplug.rules import host_redirect_location
+from flashplug.static import FileBody, StaticFiles
 from flashplug.stats import Stats
 
 log = logging.getLogger("flashplug.server")
@@ -39,6 +41,8 @@ _UNROUTED = object()   # respond(): the handler has not been looked up yet
 class Router:
     """The mount table: exact paths, then prefixes by whole path segments
     (longest first), then extension routes, then the route hook."""
+
+    by_host = False   # the Host never changes the route (see HostRedirectRouter)
 
     def __init__(self, routes, route_hook):
         self.paths = {}
@@ -78,6 +82,27 @@ class Router:
         return None
 
 
+class HostRedirectRouter(Router):
+    """A Router that first sends ``www.NAME`` to ``NAME`` (``www_to_apex``).
+
+    Used only when that rule is on, so no other server checks the Host.
+    308 keeps the method and body (RFC 9110 §15.4.9), like --redirect-http.
+    """
+
+    by_host = True
+
+    def match(self, request):
+        if request.path is not None and host_redirect_location(request) is not None:
+            return _to_apex
+        return super().match(request)
+
+
+async def _to_apex(request):
+    location = host_redirect_location(request)
+    return Response(308, [("Location", location), ("Content-Type", "text/plain; charset=utf-8")],
+                    f"Moved to {location}\n".encode("utf-8"))
+
+
 class App:
     """Everything one worker needs to answer requests."""
 
@@ -106,7 +131,17 @@ class App:
             self.hook_if_used("flashplug_response_headers"))
         self.request_done_hook = self.hook_if_used("flashplug_request_done")
         self.error_page_hook = self.hook_if_used("flashplug_error_page")
-        self.router = Router(collect_routes(config), self.hook_if_used("flashplug_route_request"))
+        self.error_pages = config.error_pages
+        self.rules = config.rules
+        self._missing_pages = set()   # error pages whose failure is logged already
+        routes = collect_routes(config)
+        router = Router
+        if self.rules is not None:
+            # The site's redirects come first: the owner's word beats a plugin's.
+            routes = self.rules.routes() + routes
+            if self.rules.www_to_apex:
+                router = HostRedirectRouter
+        self.router = router(routes, self.hook_if_used("flashplug_route_request"))
         self.static = StaticFiles(self)
         # The cached path may skip building a Response only when no hook
         # wants to see one.
@@ -175,7 +210,7 @@ class App:
                 return await self.run_handler(handler, request)
             return await self.static.handle(request)
         except HTTPError as e:
-            return self.error_response(request, e.status, e.message, e.headers, e.close)
+            return await self.error_answer(request, e.status, e.message, e.headers, e.close)
 
     async def run_handler(self, handler, request):
         """A plugin handler's Response, checked at the API boundary; a
@@ -184,7 +219,7 @@ class App:
         owner = plugin_mod.plugin_for_code(self.pm, handler)
         owner = f"plugin {owner!r}" if owner else "a plugin"
         if not is_async_handler(handler):
-            return self.plugin_mistake(request, ResponseMistake(
+            return await self.plugin_mistake(request, ResponseMistake(
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
                 f"function; define it with 'async def'", owner))
         return await self.checked(request, handler(request), owner)
@@ -206,23 +241,24 @@ class App:
                     await stream.aclose()   # its finally: blocks run, as when a client leaves
                 except Exception:  # noqa: BLE001 - the mistake is what gets logged
                     pass
-            return self.plugin_mistake(request, mistake)
+            return await self.plugin_mistake(request, mistake)
 
-    def plugin_mistake(self, request, mistake):
+    async def plugin_mistake(self, request, mistake):
         """A 500 for a plugin's response that cannot be sent."""
         self.log_plugin_error(mistake, request)
-        return self.error_response(request, 500, "Internal Server Error")
+        return await self.error_answer(request, 500, "Internal Server Error")
 
     async def dispatch(self, request):
         """Answer a request a plugin made up (e.g. a CGI local redirect)."""
         return await self.respond(request)
 
-    def failure_response(self, request, exc):
+    async def failure_response(self, request, exc):
         """A 500 for an exception a handler raised; the server goes on."""
         if isinstance(exc, HTTPError):
-            return self.error_response(request, exc.status, exc.message, exc.headers, exc.close)
+            return await self.error_answer(request, exc.status, exc.message, exc.headers,
+                                           exc.close)
         self.log_plugin_error(exc, request)
-        return self.error_response(request, 500, "Internal Server Error")
+        return await self.error_answer(request, 500, "Internal Server Error")
 
     def log_plugin_error(self, exc, request):
         what = f"{request.method} {request.target}" if request is not None else "a request"
@@ -242,7 +278,37 @@ class App:
         log.error("%s failed while serving %s: %s: %s%s", where, what,
                   type(exc).__name__, exc, at)
 
+    async def error_answer(self, request, status, message, headers=(), close=False):
+        """The error Response for ``status``: the site's page for it
+        (``error_pages``), read through the file cache and the helpers, with
+        ``status`` and no validators; else ``error_response``'s.  A page that
+        cannot be served is logged once and the default page sent: the
+        lookup routes nothing, so an error page never loops."""
+        path = self.error_pages.page_for(status) if self.error_pages is not None else None
+        if path is not None:
+            try:
+                entry = await self.static._lookup(path)
+                problem = None if isinstance(entry, FileEntry) else "not a file"
+            except HTTPError as e:
+                problem = f"{e.status} {e.message}"
+            except Exception as exc:  # noqa: BLE001 - a broken page is not a broken server
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is None:
+                self._missing_pages.discard(path)
+                response = Response(status, [("Content-Type", entry.content_type)],
+                                    FileBody(entry, [(0, entry.size)]))
+                response.headers.extend(headers)
+                response.close = close
+                return response
+            if path not in self._missing_pages:
+                self._missing_pages.add(path)
+                log.warning("error page %s for status %d cannot be served (%s); "
+                            "sending the default page", path, status, problem)
+        return self.error_response(request, status, message, headers, close)
+
     def error_response(self, request, status, message, headers=(), close=False):
+        """The error Response a plugin's ``flashplug_error_page`` gives, else
+        the kernel's default page (no disk work: callable anywhere)."""
         response = None
         if self.error_page_hook is not None:
             try:
@@ -258,13 +324,8 @@ class App:
                     self.log_plugin_error(mistake, request)
                     response = None   # the kernel's own page, then
         if response is None:
-            title = f"{status} {reason(status)}"
-            detail = message if message and message != reason(status) else ""
-            body = (f"<!doctype html>\n<html><head><title>{title}</title></head>"
-                    f"<body><h1>{title}</h1>"
-                    f"{'<p>' + _html_escape(detail) + '</p>' if detail else ''}"
-                    f"</body></html>\n").encode("utf-8")
-            response = Response(status, [("Content-Type", "text/html; charset=utf-8")], body)
+            content_type, body = default_page(status, message)
+            response = Response(status, [("Content-Type", content_type)], body)
         response.status = status
         response.headers.extend(headers)
         response.close = close or response.close
@@ -307,8 +368,3 @@ def collect_routes(config):
             route.plugin = impl.plugin_name
             routes.append(route)
     return routes
-
-
-def _html_escape(text):
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))

@@ -60,7 +60,10 @@ def init_session(conn, app, peer, local, now):
     conn.eof = False             # the client will send no more (half-close)
     conn.header_timeout = app.config.header_timeout
     conn.keepalive_timeout = app.config.keepalive_timeout
-    conn.target_path_ok = app.fast_path_ok and app.router.route_hook is None
+    # The quickest paths skip routing: not while a route hook or the Host
+    # (www_to_apex) may send a path elsewhere.
+    conn.target_path_ok = app.fast_path_ok and app.router.route_hook is None \
+        and not app.router.by_host
     conn.now = now
     conn.deadline = now + conn.header_timeout
     conn.continue_for = None     # request that may still need "100 Continue"
@@ -159,7 +162,7 @@ class RequestCycle:
             self.state = "idle"
             self.resume_reading(PAUSE_REVALIDATE)
             if fresh and not entry.dead:
-                entry.checked = max(entry.checked, started)
+                entry.trust(started)
                 if self._answer_known(known, data):
                     return
             self.m_answer = None
@@ -285,6 +288,10 @@ class RequestCycle:
         try:
             response = app.static.respond_with(request, entry)
         except HTTPError as e:
+            if app.error_pages is not None and app.error_pages.page_for(e.status):
+                # Its page is a file to look up (flashplug.errorpages): a task.
+                self.task = self.spawn(self._serve(request, _raising(e)))
+                return
             response = app.error_response(request, e.status, e.message, e.headers, e.close)
         coro = send_response(self, request, response)
         try:
@@ -313,7 +320,7 @@ class RequestCycle:
         try:
             response = await app.respond(request, handler)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
-            response = app.failure_response(request, exc)
+            response = await app.failure_response(request, exc)
         if self.closed:
             await _close_stream(response)
             return
@@ -400,7 +407,7 @@ class RequestCycle:
 
     async def _send_error(self, request, status, message):
         self.closing = True
-        response = self.app.error_response(request, status, message)
+        response = await self.app.error_answer(request, status, message)
         try:
             response, sent = await send_response(self, request, response, force_close=True)
         except (ConnectionError, OSError):

@@ -82,13 +82,17 @@ async def send_response(conn, request, response, force_close=False):
     response-headers hook fails) and the number of body bytes sent.
     """
     app = conn.app
+    if app.rules is not None and not response.raw:
+        app.rules.apply(request.path if request is not None else None, response)
     if request is not None and app.response_headers_hook is not None and not response.raw:
         try:
             app.response_headers_hook(request=request, response=response)
         except Exception as exc:  # noqa: BLE001 - a failing hook fails this response
             app.log_plugin_error(exc, request)
             await close_response(response)
-            response = app.error_response(request, 500, "Internal Server Error")
+            response = await app.error_answer(request, 500, "Internal Server Error")
+            if app.rules is not None:
+                app.rules.apply(request.path, response)
     conn.head_sent = True
     if response.raw:
         conn.closing = True

@@ -215,6 +215,7 @@ class StaticFiles:
         self.cache = FileCache(config.cache_entries, config.cache_size,
                                config.cache_valid, app.stats)
         self.directory_hook = app.hook_if_used("flashplug_directory")
+        self.rules = config.rules
         self.by_target = {}
         self.known_heads = {}
         self.heads_seen = set()
@@ -323,7 +324,7 @@ class StaticFiles:
                 if entry.dead:
                     continue
                 if fresh:
-                    entry.checked = max(entry.checked, started)
+                    entry.trust(started)
                 elif self.cache.get(key) is entry:
                     self.cache.remove(key)
         future.add_done_callback(done)
@@ -341,9 +342,20 @@ class StaticFiles:
         path = request.path
         if not self.show_dotfiles and is_hidden(path):
             raise HTTPError(404, "Not Found")
-        entry = await self._lookup(path)
-        if not isinstance(entry, FileEntry):
-            return await self._not_a_file(request, entry)
+        try:
+            entry = await self._lookup(path)
+            if not isinstance(entry, FileEntry):
+                return await self._not_a_file(request, entry)
+        except HTTPError as e:
+            fallback = self.rules.spa_path_for(request) \
+                if e.status == 404 and self.rules is not None else None
+            if fallback is None:
+                raise
+            # The SPA fallback (nginx's try_files $uri /index.html): its
+            # page, under the path asked for, never cached under that path.
+            entry = await self._lookup(fallback)
+            if not isinstance(entry, FileEntry):
+                raise HTTPError(404, "Not Found") from None
         return self.respond_with(request, entry)
 
     async def _lookup(self, path):
@@ -360,7 +372,7 @@ class StaticFiles:
                 return entry
             app.stats.cache_revalidations += 1
             if await app.helpers.run(still_fresh, entry):
-                entry.checked = time.monotonic()
+                entry.trust(time.monotonic())
                 return entry
             self.cache.remove(path)
         app.stats.cache_misses += 1
@@ -370,6 +382,8 @@ class StaticFiles:
                 self.follow_symlinks, self._admit_max(), self.scripts)
         except (Redirect, Directory) as e:
             return e
+        if self.rules is not None:
+            entry.set_rule_fields(*self.rules.entry_headers(path))
         self.cache.put(path, entry)
         return entry
 
