@@ -199,3 +199,15 @@ def test_bad_error_pages_are_one_line_errors(site, tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
         assert str(conf) in proc.stderr
+
+
+def test_a_cached_files_416_gets_its_page(site, tmp_path, server_factory):
+    """A precondition or range error of a cached file (answered without a
+    task while no page is configured) looks its page up too."""
+    conf = config(tmp_path, 'error_pages = { 416 = "/errors/5xx.html" }\n')
+    server = server_factory(site, "--config", conf)
+    for _ in range(2):
+        assert requests.get(server.url + "/index.html").content == b"home\n"
+        r = requests.get(server.url + "/index.html", headers={"Range": "bytes=100-200"})
+        assert r.status_code == 416 and r.content == PAGE_5XX
+        assert r.headers["Content-Range"] == "bytes */5"

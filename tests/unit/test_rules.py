@@ -235,3 +235,17 @@ def test_www_to_apex_location():
         "http://Example.org/a"
     assert host_redirect_location(request("/a", host="example.org")) is None
     assert host_redirect_location(request("/a", host="www.localhost")) is None
+
+
+def test_the_examples_in_the_docs_compile():
+    import os
+    import re
+    page = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "configuration.md")
+    with open(page) as f:
+        examples = re.findall(r"```toml\n(# site\.toml.*?)```", f.read(), re.S)
+    assert len(examples) == 2
+    pages = compile_error_pages(tomllib.loads(examples[0]), "site.toml")
+    assert pages.page_for(503) == "/errors/busy.html"
+    r = compile_rules(tomllib.loads(examples[1]), "site.toml")
+    assert len(r.header_rules) == 4 and len(r.redirects) == 3 and r.www_to_apex
+    assert dict(r._rule_fields("/assets/app.js")[0])["Cache-Control"].endswith("immutable")
