@@ -92,7 +92,8 @@ class HostRedirectRouter(Router):
     by_host = True
 
     def match(self, request):
-        if request.path is not None and host_redirect_location(request) is not None:
+        if request.path is not None and request.path != "*" \
+                and host_redirect_location(request) is not None:
             return _to_apex
         return super().match(request)
 
