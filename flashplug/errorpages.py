@@ -15,6 +15,7 @@ clients, crawlers and caches see the error.  Preconditions and ranges do
 not apply to it (RFC 9110 §13.2.1 and §14.2: both are for a 2xx answer),
 so it carries no ETag or Last-Modified and is always the whole page.
 """
+import os
 from types import MappingProxyType
 
 from flashplug.errors import UsageError
@@ -94,3 +95,16 @@ def default_page(status, message):
 def _html_escape(text):
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
+
+
+def missing_pages(docroot, named):
+    """Start-up warnings, one line each, for the pages that are not files in
+    ``docroot``: ``named`` holds (config key, URL path) pairs.  Blocking
+    (stats): called once before the event loop runs.  Only a warning, as
+    the site may be deployed after the server starts."""
+    lines = []
+    for key, path in named:
+        if not os.path.isfile(os.path.join(docroot, *path.split("/"))):
+            lines.append(f"{key} = {path!r}: no such file in {docroot}; "
+                         f"the default answer is sent until it exists")
+    return lines

@@ -177,6 +177,8 @@ def test_missing_page_falls_back_to_the_default_logged_once(site, tmp_path, serv
     time.sleep(0.3)
     log = server.log()
     assert log.count("error page /errors/gone.html for status 404 cannot be served") == 1, log
+    # Said at start too, as a warning: the site may be deployed later.
+    assert "error_pages.404 = '/errors/gone.html': no such file in" in log, log
     # The page appears: it is used from then on, without a restart.
     (site / "errors" / "gone.html").write_bytes(b"found now\n")
     time.sleep(1.2)    # --cache-valid: the failed lookup is not cached anyway
