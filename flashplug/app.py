@@ -220,7 +220,7 @@ class App:
         owner = plugin_mod.plugin_for_code(self.pm, handler)
         owner = f"plugin {owner!r}" if owner else "a plugin"
         if not is_async_handler(handler):
-            return await self.plugin_mistake(request, ResponseMistake(
+            return await self.mistake_answer(request, ResponseMistake(
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
                 f"function; define it with 'async def'", owner))
         return await self.checked(request, handler(request), owner)
@@ -242,10 +242,11 @@ class App:
                     await stream.aclose()   # its finally: blocks run, as when a client leaves
                 except Exception:  # noqa: BLE001 - the mistake is what gets logged
                     pass
-            return await self.plugin_mistake(request, mistake)
+            return await self.mistake_answer(request, mistake)
 
-    async def plugin_mistake(self, request, mistake):
-        """A 500 for a plugin's response that cannot be sent."""
+    async def mistake_answer(self, request, mistake):
+        """A 500 for a plugin's response that cannot be sent (a coroutine,
+        like every ``*_answer``: the site's error page is a file to look up)."""
         self.log_plugin_error(mistake, request)
         return await self.error_answer(request, 500, "Internal Server Error")
 
@@ -253,7 +254,7 @@ class App:
         """Answer a request a plugin made up (e.g. a CGI local redirect)."""
         return await self.respond(request)
 
-    async def failure_response(self, request, exc):
+    async def failure_answer(self, request, exc):
         """A 500 for an exception a handler raised; the server goes on."""
         if isinstance(exc, HTTPError):
             return await self.error_answer(request, exc.status, exc.message, exc.headers,

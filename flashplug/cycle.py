@@ -320,7 +320,7 @@ class RequestCycle:
         try:
             response = await app.respond(request, handler)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
-            response = await app.failure_response(request, exc)
+            response = await app.failure_answer(request, exc)
         if self.closed:
             await _close_stream(response)
             return
