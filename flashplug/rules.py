@@ -333,9 +333,9 @@ def _redirect_rule(item, where):
     target = item.get("to")
     if not isinstance(target, str) or not target or not _is_clean(target) \
             or " " in target or not (target.startswith("/") or re.match(r"https?://", target)) \
-            or target.startswith("//"):
+            or target.startswith("//") or not target.isascii():
         raise UsageError(f'{where}: to = {target!r}: expected a path ("/new/") or an '
-                         f'http(s) URL ("https://example.org/")')
+                         f'http(s) URL ("https://example.org/"), non-ASCII percent-encoded')
     if "*" in target[:-1] or (target.endswith("*") and not source.endswith("/*")):
         raise UsageError(f"{where}: to = {target!r}: a '*' may only end 'to', and only "
                          f"when 'from' ends in /*")

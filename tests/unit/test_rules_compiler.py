@@ -190,6 +190,7 @@ def test_apply_replaces_rule_fields_and_fills_in_the_preset():
     ('[[redirect]]\nfrom = "/a/*/b"\nto = "/b"', "from = '/a/*/b'"),
     ('[[redirect]]\nfrom = "/a"\nto = "ftp://x/"', "to = 'ftp://x/'"),
     ('[[redirect]]\nfrom = "/a"\nto = "/b c"', "to = '/b c'"),
+    ('[[redirect]]\nfrom = "/a"\nto = "/€"', "non-ASCII percent-encoded"),
     ('[[redirect]]\nfrom = "/a"\nto = "/b"\nstatus = true', "status = True"),
     ('[[redirect]]\nfrom = "/a"\nto = "/b"\n[[redirect]]\nfrom = "/a"\nto = "/c"',
      "given twice"),
