@@ -147,6 +147,15 @@ def test_cgi_failures_use_the_pages(server):
     assert r.status_code == 404 and r.content == PAGE_404
 
 
+def test_fastcgi_failure_uses_the_page(site, tmp_path, server_factory):
+    conf = config(tmp_path, 'error_pages = { 502 = "/errors/5xx.html" }\n')
+    server = server_factory(site, "--config", conf,
+                            "--fastcgi", f"/app=unix:{tmp_path}/nobody.sock")
+    r = requests.get(server.url + "/app/x")
+    assert r.status_code == 502 and r.content == PAGE_5XX
+    assert "nobody.sock" not in r.text
+
+
 def test_statuses_without_a_page_get_the_clean_default(server):
     r = requests.delete(server.url + "/index.html")
     assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, OPTIONS"
