@@ -6,8 +6,9 @@ pool, the access log, the counters, and a caller for each hook an enabled
 plugin implements (``hooks_in_use``), so a hook nobody implements costs
 nothing on any request.  ``respond`` turns a Request into a Response (the
 route's handler, checked at the plugin boundary, else static files);
-``error_answer`` builds error pages (the site's own, flashplug.errorpages).  The connection layer calls these;
-plugins see the App only through ``flashplug.facade.Server``.
+``error_answer`` builds error answers (the site's own pages,
+flashplug.errorpages).  The connection layer calls these; plugins see the
+App only through ``flashplug.facade.Server``.
 """
 import inspect
 import logging
