@@ -259,3 +259,17 @@ def test_bad_rules_are_one_line_errors(site, tmp_path, body, words):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert words in proc.stderr and str(conf) in proc.stderr, proc.stderr
+
+
+def test_cached_and_full_paths_give_the_same_fields(server):
+    """The fields baked into a cache entry are those ``Rules.apply`` adds to
+    a Response built on the full path (a conditional GET that is a 200)."""
+    def fields(extra=b""):
+        lines = head_of(server, "/docs/page.html", extra).split("\r\n")[1:]
+        return sorted(line.split(":")[0] for line in lines)
+
+    fields()                                  # a miss: the entry is loaded
+    cached = fields()                         # the cached path, prebuilt lines
+    full = fields(b'If-None-Match: "other"\r\n')
+    assert cached == full
+    assert "Expires" in cached and "X-Robots-Tag" in cached and "Referrer-Policy" in cached
