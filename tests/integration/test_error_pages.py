@@ -28,6 +28,10 @@ def site(tmp_path):
     bad = root / "cgi-bin" / "bad.sh"
     bad.write_text("#!/bin/sh\necho 'no header block'\n")
     bad.chmod(0o755)
+    own = root / "cgi-bin" / "own404.sh"
+    own.write_text("#!/bin/sh\nprintf 'Status: 404 Not Found\\r\\n"
+                   "Content-Type: text/plain\\r\\n\\r\\nno such user'\n")
+    own.chmod(0o755)
     hang = root / "cgi-bin" / "hang.sh"
     hang.write_text("#!/bin/sh\nexec sleep 30\n")
     hang.chmod(0o755)
@@ -145,6 +149,11 @@ def test_cgi_failures_use_the_pages(server):
     # A script folder's missing file is the cgi plugin's 404.
     r = requests.get(server.url + "/cgi-bin/nothing.sh")
     assert r.status_code == 404 and r.content == PAGE_404
+
+
+def test_a_scripts_own_error_is_sent_as_it_is(server):
+    r = requests.get(server.url + "/cgi-bin/own404.sh")
+    assert (r.status_code, r.text) == (404, "no such user")
 
 
 def test_fastcgi_failure_uses_the_page(site, tmp_path, server_factory):
