@@ -231,3 +231,13 @@ def test_a_cached_files_416_gets_its_page(site, tmp_path, server_factory):
         r = requests.get(server.url + "/index.html", headers={"Range": "bytes=100-200"})
         assert r.status_code == 416 and r.content == PAGE_5XX
         assert r.headers["Content-Range"] == "bytes */5"
+
+
+def test_a_page_in_a_dot_folder_is_not_requestable_itself(site, tmp_path, server_factory):
+    (site / ".errors").mkdir()
+    (site / ".errors" / "404.html").write_bytes(PAGE_404)
+    conf = config(tmp_path, 'error_pages = { 404 = "/.errors/404.html" }\n')
+    server = server_factory(site, "--config", conf)
+    for path in ("/missing", "/.errors/404.html"):
+        r = requests.get(server.url + path)
+        assert (r.status_code, r.content) == (404, PAGE_404), path
