@@ -290,7 +290,7 @@ class App:
         path = self.error_pages.page_for(status) if self.error_pages is not None else None
         if path is not None:
             try:
-                entry = await self.static._lookup(path)
+                entry = await self.static.page_entry(path)
                 problem = None if isinstance(entry, FileEntry) else "not a file"
             except HTTPError as e:
                 problem = f"{e.status} {e.message}"

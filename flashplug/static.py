@@ -39,6 +39,9 @@ TARGET_MEMORY = 4096
 RETRY_LEASED = "1"
 # Methods RFC 9110 defines (plus PATCH, RFC 5789): a static file refuses them
 # with 405; anything else is a method we do not implement at all (501).
+# Where pages named by the config file are cached: before their path, a
+# character no request path has (see StaticFiles.page_entry).
+PAGE_KEY = "\0"
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
                            "OPTIONS", "TRACE", "PATCH"))
 
@@ -357,19 +360,31 @@ class StaticFiles:
                 raise
             # The SPA fallback (nginx's try_files $uri /index.html): its
             # page, under the path asked for, never cached under that path.
-            entry = await self._lookup(fallback)
+            entry = await self.page_entry(fallback)
             if not isinstance(entry, FileEntry):
                 raise HTTPError(404, "Not Found") from None
         return self.respond_with(request, entry)
 
-    async def _lookup(self, path):
-        """A fresh FileEntry for ``path``, from the cache or a helper.
+    async def page_entry(self, path):
+        """The FileEntry of a page the config file names (an error page, the
+        SPA fallback) for the URL path ``path``, as ``_lookup`` finds it.
+
+        Cached under a key no request path has (a decoded path never holds
+        NUL), so a page the static handler would refuse to a request for it
+        (one in a dot-folder) never reaches the cached path.
+        """
+        return await self._lookup(path, PAGE_KEY + path)
+
+    async def _lookup(self, path, key=None):
+        """A fresh FileEntry for ``path``, from the cache (under ``key``,
+        by default ``path``) or a helper.
 
         For a directory it returns the Redirect or Directory that says what
         to do with it.
         """
         app = self.app
-        entry = self.cache.get(path)
+        key = path if key is None else key
+        entry = self.cache.get(key)
         if entry is not None:
             entry.used = True   # the sweeps keep it fresh while it is asked for
             if self.cache.is_fresh(entry, time.monotonic()):
@@ -382,8 +397,8 @@ class StaticFiles:
             if fresh and not entry.dead:
                 entry.trust(time.monotonic())
                 return entry
-            if self.cache.get(path) is entry:
-                self.cache.remove(path)
+            if self.cache.get(key) is entry:
+                self.cache.remove(key)
         app.stats.cache_misses += 1
         try:
             entry = await app.helpers.run(
@@ -391,9 +406,9 @@ class StaticFiles:
                 self.follow_symlinks, self._admit_max(), self.scripts)
         except (Redirect, Directory) as e:
             return e
-        if self.rules is not None:
+        if self.rules is not None and key == path:   # a page is served as a page
             entry.set_rule_fields(*self.rules.entry_headers(path))
-        self.cache.put(path, entry)
+        self.cache.put(key, entry)
         return entry
 
     async def _not_a_file(self, request, found):
