@@ -8,8 +8,9 @@ enables implements (``hooks_in_use``), so a hook nobody implements costs
 nothing on any request, and a plugin a site does not enable is never
 called on its requests.  ``respond`` turns a Request into a Response (the
 route's handler, checked at the plugin boundary, else static files);
-``error_response`` builds error pages.  The connection layer calls these;
-plugins see the App only through ``flashplug.facade.Server``.
+``error_answer`` builds error answers (the site's own pages,
+flashplug.errorpages).  The connection layer calls these; plugins see the
+App only through ``flashplug.facade.Server``.
 """
 import inspect
 import logging
@@ -17,21 +18,22 @@ import time
 import traceback
 
 from flashplug import plugins as plugin_mod
-from flashplug.cache import FileCache
+from flashplug.cache import FileCache, FileEntry
+from flashplug.errorpages import default_page
 from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
 from flashplug.http.message import Response
-from flashplug.http.status import reason
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
                                      is_async_handler)
 from flashplug.log import AccessLog
 from flashplug.residency import FileSender
 from flashplug.routes import Route, RouteError
+from flashplug.rules import host_redirect_location
 from flashplug.sites import SiteTable
-from flashplug.static import ScriptDirs, StaticFiles
+from flashplug.static import FileBody, ScriptDirs, StaticFiles
 from flashplug.stats import Stats
 
 log = logging.getLogger("flashplug.server")
@@ -44,6 +46,8 @@ _UNROUTED = object()   # respond(): the handler has not been looked up yet
 class Router:
     """The mount table: exact paths, then prefixes by whole path segments
     (longest first), then extension routes, then the route hook."""
+
+    by_host = False   # the Host never changes the route (see HostRedirectRouter)
 
     def __init__(self, routes, route_hook):
         self.paths = {}
@@ -83,6 +87,28 @@ class Router:
         return None
 
 
+class HostRedirectRouter(Router):
+    """A Router that first sends ``www.NAME`` to ``NAME`` (``www_to_apex``).
+
+    Used only when that rule is on, so no other server checks the Host.
+    308 keeps the method and body (RFC 9110 §15.4.9), like --redirect-http.
+    """
+
+    by_host = True
+
+    def match(self, request):
+        if request.path is not None and request.path != "*" \
+                and host_redirect_location(request) is not None:
+            return _to_apex
+        return super().match(request)
+
+
+async def _to_apex(request):
+    location = host_redirect_location(request)
+    return Response(308, [("Location", location), ("Content-Type", "text/plain; charset=utf-8")],
+                    f"Moved to {location}\n".encode("utf-8"))
+
+
 class App:
     """Everything one worker needs to answer requests."""
 
@@ -112,6 +138,11 @@ class App:
         # --trusted-proxies: the networks whose forwarded headers are believed.
         self.trusted_proxies = trusted_networks(config.get("trusted_proxies"))
         self.real_ip_header = config.get("real_ip_header") or "x-forwarded-for"
+        # The config file's error pages and header/redirect rules
+        # (flashplug.errorpages, flashplug.rules): server-wide, for every site.
+        self.error_pages = config.error_pages
+        self.rules = config.rules
+        self._missing_pages = set()   # error pages whose failure is logged already
         # One file cache for every site: with sites it is keyed by the file's
         # path (root + URL path), so sites that share a root share entries.
         cache = FileCache(config.cache_entries, config.cache_size, config.cache_valid,
@@ -222,7 +253,7 @@ class App:
                 return await self.run_handler(handler, request)
             return await site.static.handle(request)
         except HTTPError as e:
-            return self.error_response(request, e.status, e.message, e.headers, e.close)
+            return await self.error_answer(request, e.status, e.message, e.headers, e.close)
 
     async def run_handler(self, handler, request):
         """A plugin handler's Response, checked at the API boundary; a
@@ -231,7 +262,7 @@ class App:
         owner = plugin_mod.plugin_for_code(self.pm, handler)
         owner = f"plugin {owner!r}" if owner else "a plugin"
         if not is_async_handler(handler):
-            return self.plugin_mistake(request, ResponseMistake(
+            return await self.mistake_answer(request, ResponseMistake(
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
                 f"function; define it with 'async def'", owner))
         return await self.checked(request, handler(request), owner)
@@ -253,23 +284,25 @@ class App:
                     await stream.aclose()   # its finally: blocks run, as when a client leaves
                 except Exception:  # noqa: BLE001 - the mistake is what gets logged
                     pass
-            return self.plugin_mistake(request, mistake)
+            return await self.mistake_answer(request, mistake)
 
-    def plugin_mistake(self, request, mistake):
-        """A 500 for a plugin's response that cannot be sent."""
+    async def mistake_answer(self, request, mistake):
+        """A 500 for a plugin's response that cannot be sent (a coroutine,
+        like every ``*_answer``: the site's error page is a file to look up)."""
         self.log_plugin_error(mistake, request)
-        return self.error_response(request, 500, "Internal Server Error")
+        return await self.error_answer(request, 500, "Internal Server Error")
 
     async def dispatch(self, request):
         """Answer a request a plugin made up (e.g. a CGI local redirect)."""
         return await self.respond(request)
 
-    def failure_response(self, request, exc):
+    async def failure_answer(self, request, exc):
         """A 500 for an exception a handler raised; the server goes on."""
         if isinstance(exc, HTTPError):
-            return self.error_response(request, exc.status, exc.message, exc.headers, exc.close)
+            return await self.error_answer(request, exc.status, exc.message, exc.headers,
+                                           exc.close)
         self.log_plugin_error(exc, request)
-        return self.error_response(request, 500, "Internal Server Error")
+        return await self.error_answer(request, 500, "Internal Server Error")
 
     def log_plugin_error(self, exc, request):
         what = f"{request.method} {request.target}" if request is not None else "a request"
@@ -289,7 +322,37 @@ class App:
         log.error("%s failed while serving %s: %s: %s%s", where, what,
                   type(exc).__name__, exc, at)
 
+    async def error_answer(self, request, status, message, headers=(), close=False):
+        """The error Response for ``status``: the site's page for it
+        (``error_pages``), read through the file cache and the helpers, with
+        ``status`` and no validators; else ``error_response``'s.  A page that
+        cannot be served is logged once and the default page sent: the
+        lookup routes nothing, so an error page never loops."""
+        path = self.error_pages.page_for(status) if self.error_pages is not None else None
+        if path is not None:
+            try:
+                entry = await self.site_for(request).static.page_entry(path)
+                problem = None if isinstance(entry, FileEntry) else "not a file"
+            except HTTPError as e:
+                problem = f"{e.status} {e.message}"
+            except Exception as exc:  # noqa: BLE001 - a broken page is not a broken server
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is None:
+                self._missing_pages.discard(path)
+                response = Response(status, [("Content-Type", entry.content_type)],
+                                    FileBody(entry, [(0, entry.size)]))
+                response.headers.extend(headers)
+                response.close = close
+                return response
+            if path not in self._missing_pages:
+                self._missing_pages.add(path)
+                log.warning("error page %s for status %d cannot be served (%s); "
+                            "sending the default page", path, status, problem)
+        return self.error_response(request, status, message, headers, close)
+
     def error_response(self, request, status, message, headers=(), close=False):
+        """The error Response a plugin's ``flashplug_error_page`` gives, else
+        the kernel's default page (no disk work: callable anywhere)."""
         response = None
         error_page_hook = self.site_for(request).error_page_hook
         if error_page_hook is not None:
@@ -306,13 +369,8 @@ class App:
                     self.log_plugin_error(mistake, request)
                     response = None   # the kernel's own page, then
         if response is None:
-            title = f"{status} {reason(status)}"
-            detail = message if message and message != reason(status) else ""
-            body = (f"<!doctype html>\n<html><head><title>{title}</title></head>"
-                    f"<body><h1>{title}</h1>"
-                    f"{'<p>' + _html_escape(detail) + '</p>' if detail else ''}"
-                    f"</body></html>\n").encode("utf-8")
-            response = Response(status, [("Content-Type", "text/html; charset=utf-8")], body)
+            content_type, body = default_page(status, message)
+            response = Response(status, [("Content-Type", content_type)], body)
         response.status = status
         response.headers.extend(headers)
         response.close = close or response.close
@@ -351,6 +409,9 @@ class Vhost:
         self.name = config.site or "-"     # what the access log shows
         pm = config.plugin_manager
         routes = collect_routes(config)    # first: a plugin may register a helper object
+        if app.rules is not None:
+            # The owner's redirects come first: their word beats a plugin's.
+            routes = app.rules.routes() + routes
         if config.get("health_path"):
             # The kernel's own, first: no plugin's route can shadow it.
             routes.insert(0, Route(app._health, path=config.health_path))
@@ -360,14 +421,19 @@ class Vhost:
             self.hooks.get("flashplug_response_headers"))
         self.request_done_hook = self.hooks.get("flashplug_request_done")
         self.error_page_hook = self.hooks.get("flashplug_error_page")
-        self.router = Router(routes, self.hooks.get("flashplug_route_request"))
+        router = HostRedirectRouter if app.rules is not None and app.rules.www_to_apex \
+            else Router
+        self.router = router(routes, self.hooks.get("flashplug_route_request"))
         self.static = StaticFiles(app, config, cache, scripts[config.real_docroot],
                                   self.hooks.get("flashplug_directory"), keyed)
         # The cached path may skip building a Response only when no hook
         # wants to see one; skip parsing the request too when no route hook
         # may claim it.
         self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
-        self.target_path_ok = self.fast_path_ok and self.router.route_hook is None
+        # ... and skip routing when no route hook, nor the Host (www_to_apex),
+        # may send a path elsewhere.
+        self.target_path_ok = self.fast_path_ok and self.router.route_hook is None \
+            and not self.router.by_host
         self.facade = Server(app, self)
 
 
@@ -423,8 +489,3 @@ def collect_routes(config):
             route.plugin = impl.plugin_name
             routes.append(route)
     return routes
-
-
-def _html_escape(text):
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))

@@ -34,7 +34,7 @@ class FileEntry:
 
     __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
                  "content_type", "head_tail", "validator_lines", "data", "fd", "refs", "dead",
-                 "checked", "nbytes", "map_addr", "used", "recent")
+                 "checked", "nbytes", "map_addr", "used", "recent", "rule_fields", "expires")
 
     def __init__(self, fspath, st, content_type, data, fd):
         self.fspath = fspath
@@ -56,15 +56,40 @@ class FileEntry:
         self.used = False         # served since the last sweep (set per hit: a store)
         self.recent = 0           # sweeps left before an unused entry stops being swept
         self.nbytes = len(data) if data is not None else 0
-        # Prebuilt header lines of a 304 and of a full 200 response.
-        self.validator_lines = (f"Last-Modified: {self.last_modified}\r\n"
-                                f"ETag: {self.etag}\r\n").encode("latin-1")
-        self.head_tail = (
-            f"Content-Type: {content_type}\r\n"
-            f"Last-Modified: {self.last_modified}\r\n"
-            f"ETag: {self.etag}\r\n"
-            f"Accept-Ranges: bytes\r\n"
-            f"Content-Length: {self.size}\r\n").encode("latin-1")
+        self.rule_fields = ()     # the config's header rules for its path (flashplug.rules)
+        self.expires = None       # seconds of an Expires among them, or None
+        self._build_lines(b"")
+
+    def _build_lines(self, extra):
+        """Prebuild the header lines of a 304 and of a full 200 response,
+        ``extra`` (bytes: whole lines) included in both (RFC 9110 §15.4.5:
+        a 304 carries the Cache-Control and Expires a 200 would)."""
+        validators = (f"Last-Modified: {self.last_modified}\r\n"
+                      f"ETag: {self.etag}\r\n").encode("latin-1")
+        self.validator_lines = validators + extra
+        self.head_tail = b"".join((
+            f"Content-Type: {self.content_type}\r\n".encode("latin-1"), validators,
+            f"Accept-Ranges: bytes\r\nContent-Length: {self.size}\r\n".encode("latin-1"),
+            extra))
+
+    def set_rule_fields(self, fields, expires):
+        """Bake the header rules' fields for this entry's path (``Rules.
+        entry_headers``) into its prebuilt lines; ``expires``: the seconds
+        its Expires field is refreshed with (``trust``), or None."""
+        self.rule_fields = tuple(fields)
+        self.expires = expires
+        self._build_lines(b"".join(f"{name}: {value}\r\n".encode("latin-1")
+                                   for name, value in fields))
+
+    def trust(self, since):
+        """The file was found unchanged at ``since`` (time.monotonic):
+        trust it for another --cache-valid window.  A baked Expires moves
+        on with it, so it is never more than that window early."""
+        self.checked = max(self.checked, since)
+        if self.expires is not None:
+            stamp = format_http_date(time.time() + self.expires)
+            self.set_rule_fields([(n, stamp if n == "Expires" else v)
+                                  for n, v in self.rule_fields], self.expires)
 
     def retain(self):
         self.refs += 1

@@ -13,9 +13,11 @@ from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
 from flashplug.config import (Config, actions_by_dest, config_plugins_dirs, config_selection,
                               plugin_actions, plugin_tables, read_toml, toml_defaults)
+from flashplug.errorpages import compile_error_pages
 from flashplug.errors import StartupError, UsageError
 from flashplug.http.forwarded import HEADERS, parse_networks
 from flashplug.log import LOG_FORMATS
+from flashplug.rules import compile_rules
 from flashplug.sites import SiteConfig, read_sites
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -306,6 +308,8 @@ def build_serve(argv):
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."
     config = Config(ns, pre.config)
+    config.error_pages = compile_error_pages(file_data, pre.config)
+    config.rules = compile_rules(file_data, pre.config)
 
     selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
     if ns.cgi and "cgi" not in selected:

@@ -15,6 +15,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from flashplug import errorpages, rules
 from flashplug.errors import UsageError
 
 #: Folders at the top of the document root whose files are programs, never
@@ -81,6 +82,10 @@ class Config:
     #: The site this Config is the view of (flashplug.sites.SiteConfig);
     #: None for the top-level settings.
     site = None
+        # The config file's error pages and rules (flashplug.errorpages,
+        # flashplug.rules), compiled by the CLI; None: none configured.
+        self.error_pages = None
+        self.rules = None
 
     def get(self, name, default=None):
         return getattr(self._ns, name, default)
@@ -96,6 +101,10 @@ class Config:
     def as_dict(self):
         return dict(vars(self._ns))
 
+
+#: Tables of a site's policy (error pages, header and redirect rules): no
+#: flag sets them; ``errorpages`` and ``rules`` compile them from the file.
+POLICY_KEYS = frozenset((errorpages.KEY, *rules.KEYS))
 
 #: Settings that name a file: a relative value in the config file is
 #: relative to the config file's folder (like ``docroot`` and
@@ -174,6 +183,8 @@ def toml_defaults(path, data, parser, plugin_names):
             defaults.update(options)
             continue
         dest = key.replace("-", "_")
+        if key in POLICY_KEYS:
+            continue
         if dest == "plugins_dir":
             defaults["plugins_dir"] = config_plugins_dirs(path, data)
             continue
@@ -187,7 +198,8 @@ def toml_defaults(path, data, parser, plugin_names):
         action = actions.get(dest)
         if action is None or dest not in kernel_keys:
             raise UsageError(f"{path}: {key}: unknown setting; allowed: "
-                             f"docroot, {', '.join(kernel_keys)}, [plugins.NAME]")
+                             f"docroot, {', '.join(kernel_keys)}, "
+                             f"{', '.join(sorted(POLICY_KEYS))}, [plugins.NAME]")
         defaults[dest] = _convert(path, key, value, action)
     return defaults
 

@@ -165,7 +165,7 @@ class RequestCycle:
             self.state = "idle"
             self.resume_reading(PAUSE_REVALIDATE)
             if fresh and not entry.dead:
-                entry.checked = max(entry.checked, started)
+                entry.trust(started)
                 if self._answer_known(known, data):
                     return
             self.m_answer = None
@@ -308,6 +308,10 @@ class RequestCycle:
         try:
             response = request.server._site.static.respond_with(request, entry)
         except HTTPError as e:
+            if app.error_pages is not None and app.error_pages.page_for(e.status):
+                # Its page is a file to look up (flashplug.errorpages): a task.
+                self.task = self.spawn(self._serve(request, _raising(e)))
+                return
             response = app.error_response(request, e.status, e.message, e.headers, e.close)
         coro = send_response(self, request, response)
         try:
@@ -336,7 +340,7 @@ class RequestCycle:
         try:
             response = await app.respond(request, handler)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
-            response = app.failure_response(request, exc)
+            response = await app.failure_answer(request, exc)
         if self.closed:
             await _close_stream(response)
             return
@@ -423,7 +427,7 @@ class RequestCycle:
 
     async def _send_error(self, request, status, message):
         self.closing = True
-        response = self.app.error_response(request, status, message)
+        response = await self.app.error_answer(request, status, message)
         try:
             response, sent = await send_response(self, request, response, force_close=True)
         except (ConnectionError, OSError):

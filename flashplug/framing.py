@@ -84,6 +84,8 @@ async def send_response(conn, request, response, force_close=False):
     response-headers hook fails) and the number of body bytes sent.
     """
     app = conn.app
+    if app.rules is not None and not response.raw:
+        app.rules.apply(request.path if request is not None else None, response)
     hook = None if request is None else request.server._site.response_headers_hook
     if hook is not None and not response.raw:
         try:
@@ -91,13 +93,15 @@ async def send_response(conn, request, response, force_close=False):
         except Exception as exc:  # noqa: BLE001 - a failing hook fails this response
             app.log_plugin_error(exc, request)
             await close_response(response)
-            response = app.error_response(request, 500, "Internal Server Error")
+            response = await app.error_answer(request, 500, "Internal Server Error")
+            if app.rules is not None:
+                app.rules.apply(request.path, response)
     if response.upgrade is not None:
         if request is not None and request is conn.active \
                 and conn.upgrade_rest is not None and hasattr(conn, "tunnel"):
             conn.head_sent = True
             return response, await _switch_protocols(conn, response)
-        response = app.plugin_mistake(request, ResponseMistake(
+        response = await app.mistake_answer(request, ResponseMistake(
             "answered 101 to a request that asked for no Upgrade", "a plugin"))
     conn.head_sent = True
     if response.raw:

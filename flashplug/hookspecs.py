@@ -233,8 +233,10 @@ def flashplug_error_page(request, status, message):
     """Render the body of an error response.
 
     Called when the kernel answers with an error status (4xx, 5xx) it
-    generated itself.  Stops at the first non-None result; without one the
-    kernel sends its own short HTML page.
+    generated itself, or a handler raised as an HTTPError, and the config
+    file's ``error_pages`` names no page for that status (a page the site's
+    owner named comes first).  Stops at the first non-None result; without
+    one the kernel sends its own short HTML page.
 
     :param request: the :class:`flashplug.Request`, or None when the request
         could not be parsed.

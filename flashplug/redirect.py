@@ -36,6 +36,7 @@ class _RedirectRouter:
     """Every path but ACME's challenges goes to the redirect handler."""
 
     route_hook = None
+    by_host = False
 
     def __init__(self, https_port, router):
         self.https_port = https_port

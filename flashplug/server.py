@@ -17,6 +17,7 @@ import sys
 
 from flashplug.app import collect_routes
 from flashplug.arches import BLOCKING
+from flashplug.errorpages import missing_pages
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
@@ -157,7 +158,7 @@ def run(config):
     # option) stops us here, before we listen.
     for view in [config] + [site.config for site in config.sites]:
         collect_routes(view)
-    for line in script_dir_warnings(config):
+    for line in script_dir_warnings(config) + missing_pages(config.docroot, _named_pages(config)):
         log.warning(line)
     listener.listen(LISTEN_BACKLOG)
     if redirect is not None:
@@ -187,3 +188,14 @@ def run(config):
     sys.stderr.flush()
     logging.shutdown()
     os._exit(code)
+
+
+def _named_pages(config):
+    """(config key, URL path) of each page the config file names."""
+    named = []
+    if config.error_pages is not None:
+        named += [(f"error_pages.{status}", path)
+                  for status, path in config.error_pages.pages.items()]
+    if config.rules is not None and config.rules.spa_fallback is not None:
+        named.append(("spa_fallback", config.rules.spa_fallback))
+    return named

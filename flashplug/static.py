@@ -38,6 +38,9 @@ TARGET_MEMORY = 4096
 RETRY_LEASED = "1"
 # Methods RFC 9110 defines (plus PATCH, RFC 5789): a static file refuses them
 # with 405; anything else is a method we do not implement at all (501).
+# Where pages named by the config file are cached: before their path, a
+# character no request path has (see StaticFiles.page_entry).
+PAGE_KEY = "\0"
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
                            "OPTIONS", "TRACE", "PATCH"))
 
@@ -217,6 +220,7 @@ class StaticFiles:
         self.cache = cache
         self.key_prefix = self.docroot if keyed else ""
         self.directory_hook = directory_hook
+        self.rules = app.rules          # server-wide (flashplug.rules), or None
         self.by_target = {}
         self.known_heads = {}
         self.heads_seen = set()
@@ -329,7 +333,7 @@ class StaticFiles:
                 if entry.dead:
                     continue
                 if fresh:
-                    entry.checked = max(entry.checked, started)
+                    entry.trust(started)
                 elif self.cache.get(key) is entry:
                     self.cache.remove(key)
         future.add_done_callback(done)
@@ -347,19 +351,41 @@ class StaticFiles:
         path = request.path
         if not self.show_dotfiles and is_hidden(path):
             raise HTTPError(404, "Not Found")
-        entry = await self._lookup(path)
-        if not isinstance(entry, FileEntry):
-            return await self._not_a_file(request, entry)
+        try:
+            entry = await self._lookup(path)
+            if not isinstance(entry, FileEntry):
+                return await self._not_a_file(request, entry)
+        except HTTPError as e:
+            fallback = self.rules.spa_path_for(request) \
+                if e.status == 404 and self.rules is not None else None
+            if fallback is None:
+                raise
+            # The SPA fallback (nginx's try_files $uri /index.html): its
+            # page, under the path asked for, never cached under that path.
+            entry = await self.page_entry(fallback)
+            if not isinstance(entry, FileEntry):
+                raise HTTPError(404, "Not Found") from None
         return self.respond_with(request, entry)
 
-    async def _lookup(self, path):
-        """A fresh FileEntry for ``path``, from the cache or a helper.
+    async def page_entry(self, path):
+        """The FileEntry of a page the config file names (an error page, the
+        SPA fallback) for the URL path ``path``, as ``_lookup`` finds it.
+
+        Cached under a key no request path has (a decoded path never holds
+        NUL), so a page the static handler would refuse to a request for it
+        (one in a dot-folder) never reaches the cached path.
+        """
+        return await self._lookup(path, PAGE_KEY + path)
+
+    async def _lookup(self, path, key=None):
+        """A fresh FileEntry for ``path``, from the cache (under ``key``,
+        by default ``path``) or a helper.
 
         For a directory it returns the Redirect or Directory that says what
         to do with it.
         """
         app = self.app
-        key = self.key_prefix + path
+        key = self.key_prefix + (path if key is None else key)
         entry = self.cache.get(key)
         if entry is not None:
             entry.used = True   # the sweeps keep it fresh while it is asked for
@@ -371,7 +397,7 @@ class StaticFiles:
             # The cache may have dropped the entry (and closed its file)
             # while the helper ran: then it is loaded again, as a miss.
             if fresh and not entry.dead:
-                entry.checked = time.monotonic()
+                entry.trust(time.monotonic())
                 return entry
             if self.cache.get(key) is entry:
                 self.cache.remove(key)
@@ -382,6 +408,8 @@ class StaticFiles:
                 self.follow_symlinks, self._admit_max(), self.scripts)
         except (Redirect, Directory) as e:
             return e
+        if self.rules is not None and key == path:   # a page is served as a page
+            entry.set_rule_fields(*self.rules.entry_headers(path))
         self.cache.put(key, entry)
         return entry
 
