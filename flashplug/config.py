@@ -78,14 +78,14 @@ class Config:
         self.script_exts = cgi_ext_list(self.get("cgi_ext"))
         self.plugin_manager = None   # set by the CLI once plugins are loaded
         self.sites = []              # the [[site]] tables (flashplug.sites.Site)
-
-    #: The site this Config is the view of (flashplug.sites.SiteConfig);
-    #: None for the top-level settings.
-    site = None
         # The config file's error pages and rules (flashplug.errorpages,
         # flashplug.rules), compiled by the CLI; None: none configured.
         self.error_pages = None
         self.rules = None
+
+    #: The site this Config is the view of (flashplug.sites.SiteConfig);
+    #: None for the top-level settings.
+    site = None
 
     def get(self, name, default=None):
         return getattr(self._ns, name, default)
