@@ -211,7 +211,9 @@ def host_redirect_location(request):
     """``www_to_apex``: the URL a request for ``www.NAME`` goes to, or None.
     Same scheme, port, path and query; ``NAME`` keeps at least one dot, so
     ``www.localhost``-style names with nothing after them are left alone."""
-    host = request.host
+    # The Host field as sent, port and all (request.host is the bare name);
+    # an absolute-form target's authority is already in it.
+    host = request.headers.get("host") or ""
     if host[:4].lower() != "www." or "." not in host[4:].partition(":")[0]:
         return None
     target = request.target if request.target.startswith("/") else "/"
