@@ -273,3 +273,46 @@ def test_cached_and_full_paths_give_the_same_fields(server):
     full = fields(b'If-None-Match: "other"\r\n')
     assert cached == full
     assert "Expires" in cached and "X-Robots-Tag" in cached and "Referrer-Policy" in cached
+
+
+def test_rules_and_error_pages_apply_to_every_site(server_factory, site, tmp_path):
+    """With [[site]] tables the rules and error pages are server-wide: a
+    site's requests get them, each page read from that site's root; a rule
+    key inside a site table is refused in one line (not per site yet)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.html").write_bytes(b"other home\n")
+    (other / "404.html").write_bytes(b"other's missing page\n")
+    (site / "404.html").write_bytes(b"site's missing page\n")
+    conf = config(tmp_path, """
+        error_pages = { 404 = "/404.html" }
+        [[redirect]]
+        from = "/old"
+        to = "/"
+        status = 301
+        [[header]]
+        match = "/*"
+        set = { "X-Robots-Tag" = "noindex" }
+
+        [[site]]
+        names = ["other.test"]
+        root = "other"
+        """)
+    srv = server_factory(site, "--config", conf)
+    for host, page in (("other.test", b"other's missing page\n"), ("top.test", b"site's missing page\n")):
+        r = requests.get(srv.url + "/old", headers={"Host": host}, allow_redirects=False)
+        assert r.status_code == 301 and r.headers["Location"] == "/"
+        r = requests.get(srv.url + "/", headers={"Host": host})
+        assert r.headers["X-Robots-Tag"] == "noindex"
+        r = requests.get(srv.url + "/missing", headers={"Host": host})
+        assert (r.status_code, r.content) == (404, page)
+    bad = config(tmp_path, """
+        [[site]]
+        names = ["other.test"]
+        root = "other"
+        error_pages = { 404 = "/404.html" }
+        """)
+    done = subprocess.run([sys.executable, "-m", "flashplug", "serve", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "error_pages" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
