@@ -270,22 +270,29 @@ class RequestCycle:
             entry = app.static.fast_entry(request)
             if entry is not None:
                 # A fresh cache entry needs no helper: answer now, no Task.
-                app.stats.cache_hits += 1
-                if app.fast_path_ok and not request.conditional:
+                # (A file negotiated on Accept-Encoding takes the Response
+                # path; a Task only when its variant is still to be made.)
+                if app.fast_path_ok and not request.conditional and entry.variants is None:
+                    app.stats.cache_hits += 1
                     self._send_cached(request, entry)
-                else:
-                    self._send_cached_response(request, entry)
-                return
+                    return
+                if self._send_cached_response(request, entry):
+                    return
         self.task = self.spawn(self._serve(request, handler))
 
     def _send_cached_response(self, request, entry):
-        """A cached file for a request with conditionals or ranges, or while
-        hooks want to see each Response: built and sent without suspending."""
+        """A cached file for a request with conditionals or ranges, or
+        negotiated, or while hooks want to see each Response: built and sent
+        without suspending.  False (nothing done) when its compressed variant
+        is still to be made: then the request takes the full path."""
         app = self.app
         try:
             response = app.static.respond_with(request, entry)
         except HTTPError as e:
             response = app.error_response(request, e.status, e.message, e.headers, e.close)
+        if response is None:
+            return False
+        app.stats.cache_hits += 1
         coro = send_response(self, request, response)
         try:
             coro.send(None)
@@ -298,6 +305,7 @@ class RequestCycle:
         self._answered = True
         if request.complete:
             self._finish_request()
+        return True
 
     def _send_cached(self, request, entry):
         self.app.static.remember_target(request.target.encode("latin-1"), entry)

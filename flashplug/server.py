@@ -20,6 +20,7 @@ from flashplug.arches import BLOCKING
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
+from flashplug.compress import missing_codings
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 from flashplug.tls import Certificates, load_certificates, pairs_from
@@ -139,6 +140,9 @@ def run(config):
     collect_routes(config)  # each worker collects its own; a bad Route stops us here, before we listen
     for line in script_dir_warnings(config):
         log.warning(line)
+    if config.compress:
+        for line in missing_codings():
+            log.warning(line)
     listener.listen(LISTEN_BACKLOG)
     if redirect is not None:
         redirect.listen(LISTEN_BACKLOG)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from flashplug.cache import (FileCache, FileEntry, NotRegular, load_entry, still_fresh,
                              still_fresh_all)
+from flashplug.compress import Compression
 from flashplug.errors import HTTPError
 from flashplug.http import conditionals, ranges
 from flashplug.http.message import Response
@@ -133,12 +134,13 @@ def _refusal(fspath, real_root, follow_symlinks, scripts):
 
 
 def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
-            scripts=ScriptDirs(())):
+            scripts=ScriptDirs(()), compression=None):
     """Blocking (runs in a helper): find what ``path`` names on disk.
 
-    Returns a FileEntry, or raises Redirect, Directory or HTTPError (403 for
-    anything in ``scripts``, a :class:`ScriptDirs`, decided before anything
-    is opened or cached).
+    Returns a FileEntry (with its sidecars and codings when ``compression``,
+    a :class:`flashplug.compress.Compression`, is given), or raises
+    Redirect, Directory or HTTPError (403 for anything in ``scripts``, a
+    :class:`ScriptDirs`, decided before anything is opened or cached).
     """
     parts = [p for p in path.split("/") if p]
     fspath = os.path.join(docroot, *parts)
@@ -153,11 +155,11 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
                 candidate = os.path.join(fspath, name)
                 if os.path.isfile(candidate) and _refusal(
                         candidate, real_root, follow_symlinks, scripts) is None:
-                    return load_entry(candidate, small_max)
+                    return load_entry(candidate, small_max, compression)
             raise Directory(fspath)
         if path.endswith("/"):
             raise HTTPError(404, "Not Found")  # a file named like a directory
-        return load_entry(fspath, small_max)
+        return load_entry(fspath, small_max, compression)
     except (FileNotFoundError, NotADirectoryError):
         raise HTTPError(404, "Not Found") from None
     except PermissionError:
@@ -214,6 +216,13 @@ class StaticFiles:
         self.small_max = min(config.cache_file_max, config.cache_size)
         self.cache = FileCache(config.cache_entries, config.cache_size,
                                config.cache_valid, app.stats)
+        compression = Compression(
+            config.compress, config.precompressed, config.compress_cache_size,
+            lambda path: _refusal(path, self.real_root, self.follow_symlinks,
+                                  self.scripts) is not None)
+        # None when neither sidecars nor --compress are wanted: a load then
+        # looks for no sidecar at all.
+        self.compression = compression if compression.active else None
         self.directory_hook = app.hook_if_used("flashplug_directory")
         self.by_target = {}
         self.known_heads = {}
@@ -344,7 +353,12 @@ class StaticFiles:
         entry = await self._lookup(path)
         if not isinstance(entry, FileEntry):
             return await self._not_a_file(request, entry)
-        return self.respond_with(request, entry)
+        if entry.variants is not None:
+            chosen = self._negotiate(request, entry)
+            if type(chosen) is str:
+                chosen = await self.compression.make(self.app.helpers, entry, chosen)
+            entry = chosen
+        return self._represent(request, entry)
 
     async def _lookup(self, path):
         """A fresh FileEntry for ``path``, from the cache or a helper.
@@ -367,7 +381,7 @@ class StaticFiles:
         try:
             entry = await app.helpers.run(
                 resolve, self.docroot, self.real_root, path, self.index_names,
-                self.follow_symlinks, self._admit_max(), self.scripts)
+                self.follow_symlinks, self._admit_max(), self.scripts, self.compression)
         except (Redirect, Directory) as e:
             return e
         self.cache.put(path, entry)
@@ -397,11 +411,35 @@ class StaticFiles:
         raise HTTPError(404, "Not Found")
 
     def respond_with(self, request, entry):
-        """The Response for a GET or HEAD of a fresh entry (no disk work)."""
+        """The Response for a GET or HEAD of a fresh entry (no disk work), or
+        None when the client's choice is a compressed variant not made yet
+        (``handle`` has a helper make it)."""
+        if entry.variants is not None:
+            entry = self._negotiate(request, entry)
+            if type(entry) is str:
+                return None
+        return self._represent(request, entry)
+
+    def _negotiate(self, request, entry):
+        """The variant of a negotiated ``entry`` to send (a FileEntry), or
+        the coding still to be made (str); 406 when the client accepts
+        neither a coding we have nor identity (RFC 9110 §12.5.3)."""
+        chosen = self.compression.pick(request.headers.get("accept-encoding"), entry)
+        if chosen is None:
+            raise HTTPError(406, "Not Acceptable: no acceptable content-coding",
+                            [("Vary", "Accept-Encoding")])
+        return chosen
+
+    def _represent(self, request, entry):
+        """The Response that sends ``entry`` (a file or one of its variants)."""
         validators = [("Last-Modified", entry.last_modified), ("ETag", entry.etag)]
+        if entry.vary:
+            validators.append(("Vary", "Accept-Encoding"))
+        content = [("Content-Type", entry.content_type)]
+        if entry.coding is not None:
+            content.append(("Content-Encoding", entry.coding))
         if not request.conditional:  # no If-* or Range header: a plain 200
-            return Response(200, [("Content-Type", entry.content_type), *validators,
-                                  ("Accept-Ranges", "bytes")],
+            return Response(200, [*content, *validators, ("Accept-Ranges", "bytes")],
                             FileBody(entry, [(0, entry.size)]))
         status = conditionals.evaluate(request.method, request.headers.get,
                                        entry.etag, entry.mtime)
@@ -409,8 +447,7 @@ class StaticFiles:
             return Response(304, validators)
         if status == 412:
             raise HTTPError(412, "Precondition Failed")
-        headers = [("Content-Type", entry.content_type), *validators,
-                   ("Accept-Ranges", "bytes")]
+        headers = [*content, *validators, ("Accept-Ranges", "bytes")]
         size = entry.size
         range_header = request.headers.get("range")
         if range_header is not None and request.method == "GET":
@@ -420,7 +457,12 @@ class StaticFiles:
                 if wanted is ranges.UNSATISFIABLE:
                     raise HTTPError(416, "Range Not Satisfiable",
                                     [("Content-Range", ranges.unsatisfied_range(size))])
-                if wanted:
+                # Ranges count the encoded bytes (RFC 9110 §14.1.2).  Several
+                # of them would make a multipart body whose parts are pieces
+                # of a coded stream, which no Content-Encoding field can
+                # describe: such a request gets the whole variant (§14.2
+                # lets a server ignore Range).
+                if wanted and (entry.coding is None or len(wanted) == 1):
                     return self._partial(entry, headers, wanted)
         return Response(200, headers, FileBody(entry, [(0, size)]))
 
