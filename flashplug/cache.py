@@ -84,12 +84,11 @@ class FileEntry:
             f"Accept-Ranges: bytes\r\n"
             f"Content-Length: {self.size}\r\n").encode("latin-1")
 
-    def add_sidecars(self, variants, sidecars):
+    def add_variants(self, variants):
         """Attach the variants negotiation picks from (``variants``, see
-        ``flashplug.compress.Compression.find``) and the sidecar paths
-        ``still_fresh`` watches; their bytes and descriptors count as ours."""
+        ``flashplug.compress.Compression.find``); their bytes and
+        descriptors count as ours."""
         self.variants = variants
-        self.sidecars = sidecars
         for variant in variants.values():
             if variant is not None:
                 self.nbytes += variant.nbytes
@@ -167,17 +166,18 @@ def load_entry(fspath, small_max, compression=None, content_type=None, coding=No
     """
     fd, st = open_regular(fspath)
     ctype = content_type or content_type_for(fspath)
-    variants = vary = None
+    variants, sidecars = None, ()
     if compression is not None:
         try:
             variants, sidecars = compression.find(fspath, st, ctype, small_max)
         except BaseException:
             os.close(fd)
             raise
-        vary = variants is not None
-    entry = _load(fspath, fd, st, ctype, small_max, coding, bool(vary or coding))
+    entry = _load(fspath, fd, st, ctype, small_max, coding,
+                  variants is not None or coding is not None)
+    entry.sidecars = sidecars
     if variants is not None:
-        entry.add_sidecars(variants, sidecars)
+        entry.add_variants(variants)
     return entry
 
 
