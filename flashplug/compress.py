@@ -67,9 +67,12 @@ MIN_LENGTH = 1024
 COMPRESSIBLE = frozenset(("application/wasm", "font/ttf", "font/otf", "image/bmp",
                           "image/vnd.microsoft.icon", "application/vnd.ms-fontobject"))
 # Levels: a result is kept and reused, so they lean to size more than a
-# proxy compressing every response would (zlib's own default; brotli 5 is
-# about gzip's speed for a clearly smaller result; zstd 6 likewise).
-GZIP_LEVEL, BROTLI_QUALITY, ZSTD_LEVEL = 6, 5, 6
+# proxy compressing every response would.  On a 100 KiB HTML page
+# (bench/compress_bench.py) they give br < zstd < gzip in bytes, our order
+# of preference, each in tens of milliseconds of a helper: gzip 6 (zlib's
+# default), brotli 7 (5 is quicker but larger than gzip 6; 11 takes 20
+# times as long), zstd 9 (its default 3 is larger than gzip 6).
+GZIP_LEVEL, BROTLI_QUALITY, ZSTD_LEVEL = 6, 7, 9
 # What a "not worth it" answer costs the variant cache (its key and slot).
 MARKER_BYTES = 64
 
