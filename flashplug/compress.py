@@ -75,6 +75,9 @@ COMPRESSIBLE = frozenset(("application/wasm", "font/ttf", "font/otf", "image/bmp
 GZIP_LEVEL, BROTLI_QUALITY, ZSTD_LEVEL = 6, 7, 9
 # What a "not worth it" answer costs the variant cache (its key and slot).
 MARKER_BYTES = 64
+# Accept-Encoding answers remembered (Compression.pick).
+CHOICES_MAX = 256
+_UNKNOWN = object()
 
 
 def _gzip(data):
@@ -211,6 +214,7 @@ class Compression:
         self.refused = refused
         self.cache = VariantCache(cache_bytes)
         self.making = {}        # key -> the helper's future, while it compresses
+        self.choices = {}       # (Accept-Encoding, offered codings) -> choose()
 
     @property
     def active(self):
@@ -273,7 +277,14 @@ class Compression:
         entry itself for identity), a coding (str) still to be made with
         ``make``, or None when nothing acceptable exists (a 406)."""
         variants = entry.variants
-        coding = choose(accept, variants)
+        key = (accept, tuple(variants))
+        coding = self.choices.get(key, _UNKNOWN)
+        if coding is _UNKNOWN:
+            # Clients send a handful of distinct fields: remember each
+            # answer (bounded, as fields come from requests).
+            if len(self.choices) >= CHOICES_MAX:
+                self.choices.clear()
+            coding = self.choices[key] = choose(accept, variants)
         if coding is None or coding == IDENTITY:
             return entry if coding is not None else None
         variant = variants[coding]

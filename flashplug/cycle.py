@@ -270,12 +270,16 @@ class RequestCycle:
             entry = app.static.fast_entry(request)
             if entry is not None:
                 # A fresh cache entry needs no helper: answer now, no Task.
-                # (A file negotiated on Accept-Encoding takes the Response
-                # path; a Task only when its variant is still to be made.)
-                if app.fast_path_ok and not request.conditional and entry.variants is None:
-                    app.stats.cache_hits += 1
-                    self._send_cached(request, entry)
-                    return
+                # A file negotiated on Accept-Encoding is sent the same way
+                # once its variant is ready; else (a 406, or a variant still
+                # to be made) it takes the Response path, or a Task.
+                if app.fast_path_ok and not request.conditional:
+                    ready = entry if entry.variants is None else \
+                        app.static.ready_variant(request, entry)
+                    if ready is not None:
+                        app.stats.cache_hits += 1
+                        self._send_cached(request, ready)
+                        return
                 if self._send_cached_response(request, entry):
                     return
         self.task = self.spawn(self._serve(request, handler))
@@ -308,7 +312,10 @@ class RequestCycle:
         return True
 
     def _send_cached(self, request, entry):
-        self.app.static.remember_target(request.target.encode("latin-1"), entry)
+        if not entry.vary:
+            # The target alone decides the answer: remember it (not so for
+            # a file negotiated on Accept-Encoding).
+            self.app.static.remember_target(request.target.encode("latin-1"), entry)
         size = write_entry(self, request.method == "HEAD", request.version,
                            request.keep_alive, entry)
         self._log(request, 200, size)

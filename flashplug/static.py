@@ -420,6 +420,13 @@ class StaticFiles:
                 return None
         return self._represent(request, entry)
 
+    def ready_variant(self, request, entry):
+        """For a plain GET/HEAD of a negotiated ``entry``: the variant to
+        send if it is ready, else None (a 406, or a variant still to be
+        made: ``respond_with`` and ``handle`` deal with those)."""
+        chosen = self.compression.pick(request.headers.get("accept-encoding"), entry)
+        return None if chosen is None or type(chosen) is str else chosen
+
     def _negotiate(self, request, entry):
         """The variant of a negotiated ``entry`` to send (a FileEntry), or
         the coding still to be made (str); 406 when the client accepts

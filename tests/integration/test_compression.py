@@ -267,3 +267,24 @@ def test_missing_packages_leave_gzip_and_say_so_once(root, tmp_path, server_fact
     # The sidecar needs no package: it is sent as it is.
     assert field(get(s, "/pre.html", "br")[1], "Content-Encoding") == "br"
     assert s.log().count("br, zstd off (brotli and zstandard not installed)") == 1
+
+
+def test_a_negotiated_answer_is_never_replayed_for_another_field(srv):
+    """The cached path remembers request heads and targets it answered; a
+    negotiated file's answer depends on Accept-Encoding, so it must not be."""
+    for accept, coding in ((None, None), ("br", "br"), ("gzip", "gzip"), (None, None),
+                           ("zstd", "zstd")):
+        for _ in range(3):      # remembered on the second sight, used on the third
+            status, headers, body = get(srv, "/pre.html", accept)
+            assert field(headers, "Content-Encoding") == coding, accept
+
+
+@pytest.mark.parametrize("arch", ["sped", "mt", "mp"])
+def test_the_other_architectures_negotiate_alike(root, server_factory, arch):
+    s = server_factory(root, "--compress", "--arch", arch, "--access-log", "off")
+    for _ in range(2):          # made, then from the variant cache
+        _, headers, body = get(s, "/page.html", "br")
+        assert field(headers, "Content-Encoding") == "br" and brotli.decompress(body) == TEXT
+    _, headers, body = get(s, "/pre.html", "gzip", b"Range: bytes=0-9\r\n")
+    assert field(headers, "Content-Range").startswith("bytes 0-9/")
+    assert body == (root / "pre.html.gz").read_bytes()[:10]
