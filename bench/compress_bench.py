@@ -14,7 +14,9 @@ set by wrk's Lua script, by:
 nginx-light has ``gzip_static`` and ``gzip`` but no brotli module, so br
 has no nginx row.  Each point starts its server on CPU 0 (taskset), warms
 it up, then runs wrk on CPU 1; every response's size is checked first, so
-a server that did not compress is caught.  It prints a Markdown table for
+a server that did not compress is caught.  Points are measured in
+``--rounds`` interleaved rounds and the median is shown with the spread
+(a shared machine's figures swing by a factor of two between runs).  It prints a Markdown table for
 docs/compression.md (bench/report.py owns docs/benchmarks.md and rewrites
 it whole on each run, so the figures live beside the feature, like
 docs/fastcgi.md's).
@@ -28,6 +30,7 @@ import gzip
 import random
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -117,6 +120,7 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="compress-bench-"))
@@ -154,34 +158,50 @@ def main(argv=None):
             ("br, on the fly", "flashplug --compress (kept after the first)",
              lambda port: flashplug(plain, port, "--compress"), "br"),
         ]
-    rows = []
+    if not shutil.which("nginx"):
+        print("nginx is not installed: its rows skipped", file=sys.stderr)
+        points = [p for p in points if not p[1].startswith("nginx")]
+    rates = {}
+    sizes = {}
+    errors = {}
     try:
-        for workload, server, cmd, coding in points:
-            if server.startswith("nginx") and not shutil.which("nginx"):
-                continue
-            port = free_port()
-            proc = start(cmd(port), port, "/page.html", b"", tmp / f"{port}.log")
-            try:
-                sent, size = body_size(port, coding)
-                wanted = None if coding == "identity" else coding
-                if sent != wanted:
-                    raise RuntimeError(f"{server}: asked for {coding}, got {sent}")
-                lua = lua_for(tmp, coding)
-                wrk.run(port, "/page.html", lua, args.warmup, args.connections)
-                result = wrk.run(port, "/page.html", lua, args.duration, args.connections)
-                rows.append((workload, server, size, result["rps"],
-                             sum(result["errors"].values())))
-            finally:
-                halt(proc)
+        for _ in range(args.rounds):
+            for point in points:
+                sizes[point], rate, failed = measure(tmp, point, args)
+                rates.setdefault(point, []).append(rate)
+                errors[point] = errors.get(point, 0) + failed
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\n{len(page):,}-byte HTML page, {args.connections} connections, "
-          f"{args.duration:g} s per point, server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}\n")
-    print("| coding | server | body bytes | req/s | errors |")
-    print("|---|---|---:|---:|---:|")
-    for workload, server, size, rate, errors in rows:
-        print(f"| {workload} | {server} | {size:,} | {rate:,.0f} | {errors} |")
+          f"{args.duration:g} s per point, median of {args.rounds} interleaved rounds, "
+          f"server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}\n")
+    print("| coding | server | body bytes | req/s (median) | rounds | errors |")
+    print("|---|---|---:|---:|---|---:|")
+    for point in points:
+        got = sorted(rates[point])
+        spread = " to ".join(f"{r:,.0f}" for r in (got[0], got[-1]))
+        print(f"| {point[0]} | {point[1]} | {sizes[point]:,} | {statistics.median(got):,.0f} "
+              f"| {spread} | {errors[point]} |")
+
+
+def measure(tmp, point, args):
+    """(body bytes, req/s, errors) of one point: its server started, checked,
+    warmed up, measured and stopped."""
+    _, server, cmd, coding = point
+    port = free_port()
+    proc = start(cmd(port), port, "/page.html", b"", tmp / f"{port}.log")
+    try:
+        sent, size = body_size(port, coding)
+        wanted = None if coding == "identity" else coding
+        if sent != wanted:
+            raise RuntimeError(f"{server}: asked for {coding}, got {sent}")
+        lua = lua_for(tmp, coding)
+        wrk.run(port, "/page.html", lua, args.warmup, args.connections)
+        result = wrk.run(port, "/page.html", lua, args.duration, args.connections)
+    finally:
+        halt(proc)
+    return size, result["rps"], sum(result["errors"].values())
 
 
 if __name__ == "__main__":

@@ -452,8 +452,10 @@ class StaticFiles:
                                        entry.etag, entry.mtime)
         if status == 304:
             return Response(304, validators)
+        # Errors about a negotiated file depend on Accept-Encoding too.
+        vary = [("Vary", "Accept-Encoding")] if entry.vary else []
         if status == 412:
-            raise HTTPError(412, "Precondition Failed")
+            raise HTTPError(412, "Precondition Failed", vary)
         headers = [*content, *validators, ("Accept-Ranges", "bytes")]
         size = entry.size
         range_header = request.headers.get("range")
@@ -463,7 +465,7 @@ class StaticFiles:
                 wanted = ranges.parse_range(range_header, size)
                 if wanted is ranges.UNSATISFIABLE:
                     raise HTTPError(416, "Range Not Satisfiable",
-                                    [("Content-Range", ranges.unsatisfied_range(size))])
+                                    [("Content-Range", ranges.unsatisfied_range(size)), *vary])
                 # Ranges count the encoded bytes (RFC 9110 §14.1.2).  Several
                 # of them would make a multipart body whose parts are pieces
                 # of a coded stream, which no Content-Encoding field can

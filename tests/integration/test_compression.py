@@ -155,6 +155,12 @@ def test_ranges_count_the_encoded_bytes(srv):
     # ... and several ranges of a coded body get the whole body.
     status, headers, body = get(srv, "/page.html", "gzip", b"Range: bytes=0-9,20-29\r\n")
     assert status == 200 and body == whole
+    # Past the end of the gzip bytes (not of the file): 416, which varies too.
+    status, headers, _ = get(srv, "/page.html", "gzip",
+                             b"Range: bytes=%d-\r\n" % (len(whole) + 10))
+    assert status == 416
+    assert field(headers, "Content-Range") == f"bytes */{len(whole)}"
+    assert field(headers, "Vary") == "Accept-Encoding"
 
 
 def test_head_says_what_get_sends(srv):
