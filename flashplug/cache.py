@@ -173,8 +173,14 @@ def load_entry(fspath, small_max, compression=None, content_type=None, coding=No
         except BaseException:
             os.close(fd)
             raise
-    entry = _load(fspath, fd, st, ctype, small_max, coding,
-                  variants is not None or coding is not None)
+    try:
+        entry = _load(fspath, fd, st, ctype, small_max, coding,
+                      variants is not None or coding is not None)
+    except BaseException:
+        for variant in (variants or {}).values():
+            if variant is not None:
+                variant.discard()       # close the sidecars already opened
+        raise
     entry.sidecars = sidecars
     if variants is not None:
         entry.add_variants(variants)

@@ -126,7 +126,9 @@ class RequestCycle:
         the entry, so the request takes the full path."""
         static = self.app.static
         entry = static.by_target.get(known.key)
-        if entry is None or entry.dead:
+        if entry is None or entry.dead or entry.vary:
+            # (A negotiated file's head is never remembered, but the file
+            # may have become one since: its answer needs the parse.)
             return False
         if not static.cache.is_fresh(entry, self.now):
             self._revalidate_known(known, entry, data)
@@ -169,7 +171,9 @@ class RequestCycle:
     def _target_entry(self, parser, target, host):
         """The quickest path's test: the fresh cache entry a plain GET/HEAD
         of ``target`` (bytes) with Host ``host`` is answered from, or None
-        (then the request takes the full path)."""
+        (then the request takes the full path).  A file negotiated on
+        Accept-Encoding (``entry.variants``) is sent as ``_target_variant``
+        says."""
         method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
             return None
@@ -180,6 +184,13 @@ class RequestCycle:
         if entry is None or not _valid_host(host):
             return None
         return entry
+
+    def _target_variant(self, entry, accept):
+        """The variant of a negotiated ``entry`` that Accept-Encoding
+        ``accept`` (bytes or None) chooses, if it is ready, else None (then
+        the request takes the full path)."""
+        return self.app.static.ready_variant(
+            None if accept is None else accept.decode("latin-1"), entry)
 
     def _answer_by_target(self, entry, parser, referer, agent, validators=None):
         """Answer from ``entry`` (``_target_entry``'s) with no Request object;
@@ -202,8 +213,9 @@ class RequestCycle:
             write_not_modified(self, version, keep, entry)
             status, size = 304, 0
         else:
-            if validators is None:
-                # What a KnownHead needs, should these bytes be remembered.
+            if validators is None and not entry.vary:
+                # What a KnownHead needs, should these bytes be remembered
+                # (never for a negotiated file: KnownHead has no variant).
                 self.m_answer = (self.m_url, head_only, version, keep, referer, agent)
             status, size = 200, write_entry(self, head_only, version, keep, entry)
         self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent)
@@ -274,11 +286,11 @@ class RequestCycle:
                 # once its variant is ready; else (a 406, or a variant still
                 # to be made) it takes the Response path, or a Task.
                 if app.fast_path_ok and not request.conditional:
-                    ready = entry if entry.variants is None else \
-                        app.static.ready_variant(request, entry)
+                    ready = entry if entry.variants is None else app.static.ready_variant(
+                        request.headers.get("accept-encoding"), entry)
                     if ready is not None:
                         app.stats.cache_hits += 1
-                        self._send_cached(request, ready)
+                        self._send_cached(request, entry, ready)
                         return
                 if self._send_cached_response(request, entry):
                     return
@@ -311,13 +323,11 @@ class RequestCycle:
             self._finish_request()
         return True
 
-    def _send_cached(self, request, entry):
-        if not entry.vary:
-            # The target alone decides the answer: remember it (not so for
-            # a file negotiated on Accept-Encoding).
-            self.app.static.remember_target(request.target.encode("latin-1"), entry)
+    def _send_cached(self, request, entry, sent):
+        """Send ``sent``: ``entry`` itself, or the variant negotiation chose."""
+        self.app.static.remember_target(request.target.encode("latin-1"), entry)
         size = write_entry(self, request.method == "HEAD", request.version,
-                           request.keep_alive, entry)
+                           request.keep_alive, sent)
         self._log(request, 200, size)
         self._answered = True
         if request.complete:

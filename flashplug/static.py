@@ -420,11 +420,12 @@ class StaticFiles:
                 return None
         return self._represent(request, entry)
 
-    def ready_variant(self, request, entry):
-        """For a plain GET/HEAD of a negotiated ``entry``: the variant to
-        send if it is ready, else None (a 406, or a variant still to be
-        made: ``respond_with`` and ``handle`` deal with those)."""
-        chosen = self.compression.pick(request.headers.get("accept-encoding"), entry)
+    def ready_variant(self, accept, entry):
+        """For a plain GET/HEAD of a negotiated ``entry`` with Accept-Encoding
+        ``accept`` (str or None): the variant to send if it is ready, else
+        None (a 406, or a variant still to be made: ``respond_with`` and
+        ``handle`` deal with those)."""
+        chosen = self.compression.pick(accept, entry)
         return None if chosen is None or type(chosen) is str else chosen
 
     def _negotiate(self, request, entry):

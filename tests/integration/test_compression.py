@@ -294,3 +294,20 @@ def test_the_other_architectures_negotiate_alike(root, server_factory, arch):
     _, headers, body = get(s, "/pre.html", "gzip", b"Range: bytes=0-9\r\n")
     assert field(headers, "Content-Range").startswith("bytes 0-9/")
     assert body == (root / "pre.html.gz").read_bytes()[:10]
+
+
+def test_a_head_in_pieces_is_negotiated_too(srv):
+    """A head that arrives in two reads is parsed field by field; its
+    cached-target shortcut negotiates like the one-piece scan."""
+    from test_kernel_http import wire
+    get(srv, "/pre.html", "gzip")       # the target is now remembered
+    for accept, coding in (("br", "br"), ("gzip", "gzip"), ("zstd", "zstd"), ("", None)):
+        w = wire(srv)
+        try:
+            w.send(b"GET /pre.html HTTP/1.1\r\nHost: t\r\n")
+            time.sleep(0.05)
+            w.send(b"Accept-Encoding: " + accept.encode() + b"\r\n\r\n")
+            status, headers, body = w.response()
+        finally:
+            w.close()
+        assert status == 200 and field(headers, "Content-Encoding") == coding, accept
