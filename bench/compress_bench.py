@@ -189,8 +189,15 @@ def measure(tmp, point, args):
     """(body bytes, req/s, errors) of one point: its server started, checked,
     warmed up, measured and stopped."""
     _, server, cmd, coding = point
-    port = free_port()
-    proc = start(cmd(port), port, "/page.html", b"", tmp / f"{port}.log")
+    for attempt in range(3):
+        port = free_port()
+        try:
+            proc = start(cmd(port), port, "/page.html", b"", tmp / f"{port}.log")
+            break
+        except RuntimeError as e:
+            # free_port's port can be taken by someone else before we bind it.
+            if "in use" not in str(e) or attempt == 2:
+                raise
     try:
         sent, size = body_size(port, coding)
         wanted = None if coding == "identity" else coding
