@@ -206,12 +206,14 @@ class Compression:
         refused (callable): blocking; ``refused(path)`` is true for a path
             the static handler would not serve (outside the document root,
             a script): such a sidecar is ignored.
+        stats (flashplug.stats.Stats | None): counts ``compressions``.
     """
 
-    def __init__(self, on_the_fly, precompressed, cache_bytes, refused):
+    def __init__(self, on_the_fly, precompressed, cache_bytes, refused, stats=None):
         self.codings = tuple(c for c in PREFERENCE if c in COMPRESSORS) if on_the_fly else ()
         self.precompressed = precompressed
         self.refused = refused
+        self.stats = stats
         self.cache = VariantCache(cache_bytes)
         self.making = {}        # key -> the helper's future, while it compresses
         self.choices = {}       # (Accept-Encoding, offered codings) -> choose()
@@ -322,6 +324,8 @@ class Compression:
     def _keep(self, key, result):
         if result is not None:
             self.cache.put(key, result)
+            if self.stats is not None:
+                self.stats.compressions += 1
 
 
 async def _shielded(future):

@@ -219,7 +219,7 @@ class StaticFiles:
         compression = Compression(
             config.compress, config.precompressed, config.compress_cache_size,
             lambda path: _refusal(path, self.real_root, self.follow_symlinks,
-                                  self.scripts) is not None)
+                                  self.scripts) is not None, app.stats)
         # None when neither sidecars nor --compress are wanted: a load then
         # looks for no sidecar at all.
         self.compression = compression if compression.active else None

@@ -56,7 +56,12 @@ def test_compression_runs_in_a_helper_while_the_loop_answers_others(tmp_path, mo
             release.set()
             return waiting, small, answered_while_held, [f.result() for f in bigs]
 
-    waiting, small, answered_while_held, bigs = serve_in_process(root, client, "--compress")
+    def client_then_count(port, app):
+        return client(port, app), app.stats.compressions
+
+    (waiting, small, answered_while_held, bigs), compressions = serve_in_process(
+        root, client_then_count, "--compress")
+    assert compressions == 1
     assert waiting == 2
     assert small[0] == 200 and body_of(small[1]) == b"small"
     assert answered_while_held

@@ -157,9 +157,10 @@ def test_pick_and_make_compress_once_and_keep_the_result(tmp_path, monkeypatch):
     import flashplug.compress as mod
     real = mod.compress_entry
     monkeypatch.setattr(mod, "compress_entry", lambda *a: calls.append(a) or real(*a))
+    comp.stats = Stats()
     made = run_sync(comp.make(InlineHelpers(), entry, "gzip"))
     assert made.coding == "gzip" and comp.pick("gzip", entry) is made
-    assert len(calls) == 1
+    assert len(calls) == 1 and comp.stats.compressions == 1
 
 
 def test_variant_cache_is_bounded_lru(tmp_path):
