@@ -355,6 +355,8 @@ class H1Protocol:
         self.m_url = b""
         self.m_headers = []
         self.m_head_bytes = self.m_hosts = self.m_noted = self.m_chunks = self.m_overhead = 0
+        self.m_rate_start = None        # the body's MinRate window (see _body_deadline)
+        self.m_rate_base = 0
         self.m_request = self.m_body = self.m_connection = self.m_host = None
         self.m_answer = None
 
@@ -485,7 +487,23 @@ class H1Protocol:
             if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
                 raise ProtocolError(413, "Content Too Large")
             reader.feed(body)
-            self.deadline = self.deadline_for(self.now)
+            self.deadline = self._body_deadline(reader.received, len(body))
+
+    def _body_deadline(self, received, n):
+        """The deadline once ``n`` more body bytes (``received`` in all)
+        came in: --header-timeout after this progress, or sooner when, past
+        --min-rate-grace, the body has come at under --min-rate bytes/s
+        since reading it began (or last resumed after the handler caught
+        up), as Apache's mod_reqtimeout body MinRate."""
+        now = self.now
+        deadline = now + self.header_timeout
+        config = self.app.config
+        if config.min_rate:
+            if self.m_rate_start is None:
+                self.m_rate_start, self.m_rate_base = now, received - n
+            deadline = min(deadline, self.m_rate_start + config.min_rate_grace
+                           + (received - self.m_rate_base) / config.min_rate)
+        return deadline
 
     def on_message_complete(self):
         if self.m_body is not None:
