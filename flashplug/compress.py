@@ -201,20 +201,21 @@ class Compression:
     Args:
         on_the_fly (bool): ``--compress``: compress compressible files.
         precompressed (bool): ``--precompressed``: serve sidecars.
-        cache_bytes (int): ``--compress-cache-size``, the variant cache's
-            budget; a bigger file is never compressed on the fly.
+        cache (VariantCache): where compressed copies are kept (the
+            worker's one, ``--compress-cache-size``); a file bigger than
+            its budget is never compressed on the fly.
         refused (callable): blocking; ``refused(path)`` is true for a path
             the static handler would not serve (outside the document root,
             a script): such a sidecar is ignored.
         stats (flashplug.stats.Stats | None): counts ``compressions``.
     """
 
-    def __init__(self, on_the_fly, precompressed, cache_bytes, refused, stats=None):
+    def __init__(self, on_the_fly, precompressed, cache, refused, stats=None):
         self.codings = tuple(c for c in PREFERENCE if c in COMPRESSORS) if on_the_fly else ()
         self.precompressed = precompressed
         self.refused = refused
         self.stats = stats
-        self.cache = VariantCache(cache_bytes)
+        self.cache = cache
         self.making = {}        # key -> the helper's future, while it compresses
         self.choices = {}       # (Accept-Encoding, offered codings) -> choose()
 

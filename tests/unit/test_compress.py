@@ -25,7 +25,7 @@ def make(root, name, data=TEXT, mtime=None):
 
 
 def policy(on_the_fly=True, precompressed=True, cache_bytes=1 << 20, refused=lambda p: False):
-    return Compression(on_the_fly, precompressed, cache_bytes, refused)
+    return Compression(on_the_fly, precompressed, VariantCache(cache_bytes), refused)
 
 
 def test_compressible_types():
@@ -184,6 +184,6 @@ def test_missing_packages_are_named_once(monkeypatch):
     assert mod.missing_codings() == [
         "--compress: br, zstd off (brotli and zstandard not installed); gzip only. "
         "Install them with: pip install 'flashplug[compress]'"]
-    assert Compression(True, True, 1 << 20, lambda p: False).codings == ("gzip",)
+    assert Compression(True, True, VariantCache(1), lambda p: False).codings == ("gzip",)
     monkeypatch.undo()
     assert missing_codings() == []
