@@ -45,6 +45,9 @@ QUICK_DEATHS = 5
 
 # Set in a supervised child: its master announces the signals, once.
 _quiet = False
+#: In a supervised child, the master's pid (the process to signal so that
+#: every worker hears it); None elsewhere.
+master_pid = None
 
 
 def _on_hup(reload=None):
@@ -182,8 +185,9 @@ def supervise(count, child_main, what="worker", pm=None, reloads=False):
         signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
         pid = os.fork()
         if pid == 0:
-            global _quiet
+            global _quiet, master_pid
             _quiet = True
+            master_pid = master
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             handle_operator_signals()
