@@ -19,6 +19,7 @@ import traceback
 
 from flashplug import plugins as plugin_mod
 from flashplug.cache import FileCache, FileEntry
+from flashplug.compress import VariantCache
 from flashplug.errorpages import default_page
 from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
@@ -147,6 +148,8 @@ class App:
         # path (root + URL path), so sites that share a root share entries.
         cache = FileCache(config.cache_entries, config.cache_size, config.cache_valid,
                           self.stats)
+        # Compressed copies of files (--compress), shared the same way.
+        self.compressed = VariantCache(config.compress_cache_size)
         sites = getattr(config, "sites", None) or ()
         views = [config] + [site.config for site in sites]
         scripts = script_dirs_by_root(views)

@@ -30,25 +30,42 @@ from flashplug.residency import MINCORE, PROBE_NEEDS_MAPPING, WINDOW, read_in
 
 
 class FileEntry:
-    """A regular file as the static handler serves it."""
+    """A regular file as the static handler serves it, or one of its
+    content-coded variants (``coding``: a sidecar such as ``page.html.br``,
+    or bytes compressed on the fly, see ``flashplug.compress``)."""
 
     __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
                  "content_type", "head_tail", "validator_lines", "data", "fd", "refs", "dead",
-                 "checked", "nbytes", "map_addr", "used", "recent", "rule_fields", "expires")
+                 "checked", "nbytes", "map_addr", "used", "recent", "coding", "vary",
+                 "variants", "sidecars", "nfds", "rule_fields", "expires")
 
-    def __init__(self, fspath, st, content_type, data, fd):
+    def __init__(self, fspath, ident, content_type, data, fd, size=None, coding=None,
+                 vary=False):
+        """``ident``: the file's (st_ino, st_dev, st_size, st_mtime_ns), what
+        ``still_fresh`` compares; ``size``: the bytes served when they are
+        not the file's (a compressed variant); ``coding``: the content-coding
+        of those bytes (RFC 9110 §8.4), which also ends the ETag, so each
+        variant has validators of its own; ``vary``: the file is negotiated
+        on Accept-Encoding, so every answer says ``Vary: Accept-Encoding``."""
+        ino, _dev, file_size, mtime_ns = ident
         self.fspath = fspath
-        self.size = st.st_size
+        self.size = file_size if size is None else size
         # A modification time in the future is sent as "now": Last-Modified
         # must not be later than the response's Date (RFC 9110 §8.8.2.1).
-        modified = min(st.st_mtime, time.time())
+        modified = min(mtime_ns / 1e9, time.time())
         self.mtime = int(modified)
-        self.ident = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
-        self.etag = make_etag(st.st_mtime_ns, st.st_size, st.st_ino)
+        self.ident = ident
+        etag = make_etag(mtime_ns, file_size, ino)
+        self.etag = etag if coding is None else f'{etag[:-1]}-{coding}"'
         self.last_modified = format_http_date(modified)
         self.content_type = content_type
+        self.coding = coding
+        self.vary = vary
+        self.variants = None      # coding -> sidecar FileEntry or None (made on the fly)
+        self.sidecars = ()        # (path, ident or None) of each sidecar looked for
         self.data = data          # whole content, for small files
         self.fd = fd              # open descriptor, for large files
+        self.nfds = 0 if fd is None else 1     # descriptors held, sidecars' included
         self.map_addr = 0         # its mapping, for the residency probe (0: none)
         self.refs = 0             # sends in progress that use ``fd``
         self.dead = False         # evicted: close ``fd`` when ``refs`` drops to 0
@@ -64,11 +81,13 @@ class FileEntry:
         """Prebuild the header lines of a 304 and of a full 200 response,
         ``extra`` (bytes: whole lines) included in both (RFC 9110 §15.4.5:
         a 304 carries the Cache-Control and Expires a 200 would)."""
+        vary_line = "Vary: Accept-Encoding\r\n" if self.vary else ""
+        coding_line = f"Content-Encoding: {self.coding}\r\n" if self.coding else ""
         validators = (f"Last-Modified: {self.last_modified}\r\n"
-                      f"ETag: {self.etag}\r\n").encode("latin-1")
+                      f"ETag: {self.etag}\r\n{vary_line}").encode("latin-1")
         self.validator_lines = validators + extra
         self.head_tail = b"".join((
-            f"Content-Type: {self.content_type}\r\n".encode("latin-1"), validators,
+            f"Content-Type: {self.content_type}\r\n{coding_line}".encode("latin-1"), validators,
             f"Accept-Ranges: bytes\r\nContent-Length: {self.size}\r\n".encode("latin-1"),
             extra))
 
@@ -76,7 +95,7 @@ class FileEntry:
         """Bake the header rules' fields for this entry's path (``Rules.
         entry_headers``) into its prebuilt lines; ``expires``: the seconds
         its Expires field is refreshed with (``trust``), or None."""
-        self.rule_fields = tuple(fields)
+        self.rule_fields = fields if type(fields) is tuple else tuple(fields)
         self.expires = expires
         self._build_lines(b"".join(f"{name}: {value}\r\n".encode("latin-1")
                                    for name, value in fields))
@@ -91,6 +110,16 @@ class FileEntry:
             self.set_rule_fields([(n, stamp if n == "Expires" else v)
                                   for n, v in self.rule_fields], self.expires)
 
+    def add_variants(self, variants):
+        """Attach the variants negotiation picks from (``variants``, see
+        ``flashplug.compress.Compression.find``); their bytes and
+        descriptors count as ours."""
+        self.variants = variants
+        for variant in variants.values():
+            if variant is not None:
+                self.nbytes += variant.nbytes
+                self.nfds += variant.nfds
+
     def retain(self):
         self.refs += 1
 
@@ -100,10 +129,14 @@ class FileEntry:
             self._close()
 
     def discard(self):
-        """Called when the cache drops the entry."""
+        """Called when the cache drops the entry (and so its sidecars)."""
         self.dead = True
         if self.refs == 0:
             self._close()
+        if self.variants is not None:
+            for variant in self.variants.values():
+                if variant is not None:
+                    variant.discard()
 
     def _close(self):
         if self.map_addr:
@@ -144,10 +177,43 @@ def open_regular(fspath):
     return fd, st
 
 
-def load_entry(fspath, small_max):
-    """Blocking: build a FileEntry, reading the whole file if it is small."""
+def ident_of(st):
+    """The (st_ino, st_dev, st_size, st_mtime_ns) that says a file is unchanged."""
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def load_entry(fspath, small_max, compression=None, content_type=None, coding=None):
+    """Blocking: build a FileEntry, reading the whole file if it is small.
+
+    ``compression`` (a ``flashplug.compress.Compression``) looks for the
+    file's sidecars and says whether it is negotiated on Accept-Encoding;
+    a sidecar itself is loaded with its original's ``content_type`` and
+    its ``coding``.
+    """
     fd, st = open_regular(fspath)
-    ctype = content_type_for(fspath)
+    ctype = content_type or content_type_for(fspath)
+    variants, sidecars = None, ()
+    if compression is not None:
+        try:
+            variants, sidecars = compression.find(fspath, st, ctype, small_max)
+        except BaseException:
+            os.close(fd)
+            raise
+    try:
+        entry = _load(fspath, fd, st, ctype, small_max, coding,
+                      variants is not None or coding is not None)
+    except BaseException:
+        for variant in (variants or {}).values():
+            if variant is not None:
+                variant.discard()       # close the sidecars already opened
+        raise
+    entry.sidecars = sidecars
+    if variants is not None:
+        entry.add_variants(variants)
+    return entry
+
+
+def _load(fspath, fd, st, ctype, small_max, coding, vary):
     if st.st_size <= small_max:
         try:
             chunks = []
@@ -161,11 +227,11 @@ def load_entry(fspath, small_max):
             data = b"".join(chunks)
         finally:
             os.close(fd)
-        if len(data) != st.st_size:
-            st = os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid,
-                                 st.st_gid, len(data), st.st_atime, st.st_mtime, st.st_ctime))
-        return FileEntry(fspath, st, ctype, data, None)
-    entry = FileEntry(fspath, st, ctype, None, fd)
+        # Truncated under us: the ident says the size served, so the next
+        # check finds the file changed and loads it again.
+        ident = (st.st_ino, st.st_dev, len(data), st.st_mtime_ns)
+        return FileEntry(fspath, ident, ctype, data, None, coding=coding, vary=vary)
+    entry = FileEntry(fspath, ident_of(st), ctype, None, fd, coding=coding, vary=vary)
     if PROBE_NEEDS_MAPPING:
         entry.map_addr = MINCORE.map_file(fd, st.st_size)
     # The loop is about to send it: bring its first window in now, in this
@@ -180,12 +246,22 @@ def still_fresh_all(entries):
 
 
 def still_fresh(entry):
-    """Blocking: does the file on disk still match the entry?"""
+    """Blocking: does the file on disk still match the entry, and each of
+    its sidecars (present, absent, or changed) what it was when loaded?"""
     try:
         st = os.stat(entry.fspath)
     except OSError:
         return False
-    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) == entry.ident
+    if ident_of(st) != entry.ident:
+        return False
+    for path, ident in entry.sidecars:
+        try:
+            now = ident_of(os.stat(path))
+        except OSError:
+            now = None
+        if now != ident:
+            return False
+    return True
 
 
 def sweep_period(valid):
@@ -257,8 +333,7 @@ class FileCache:
             return  # too big for the content budget: serve it, do not keep it
         self._entries[key] = entry
         self.bytes += entry.nbytes
-        if entry.fd is not None:
-            self.open_files += 1
+        self.open_files += entry.nfds
         while (len(self._entries) > self.max_entries or self.bytes > self.max_bytes
                or self.open_files > self.max_open):
             _, victim = self._entries.popitem(last=False)
@@ -298,8 +373,7 @@ class FileCache:
 
     def _drop(self, entry):
         self.bytes -= entry.nbytes
-        if entry.fd is not None:
-            self.open_files -= 1
+        self.open_files -= entry.nfds
         entry.discard()
 
     def clear(self):

@@ -212,6 +212,16 @@ def _add_serve_options(p):
                        help="serve files and folders whose names start with '.'")
     files.add_argument("--index", default="index.html", metavar="NAMES",
                        help="comma-separated index file names (default: index.html)")
+    coding = p.add_argument_group("compression (docs/compression.md)")
+    coding.add_argument("--compress", action="store_true",
+                        help="compress text, JSON, JS, SVG... static files of 1 KiB or more "
+                             "with br, zstd or gzip, as the client accepts (default: off)")
+    coding.add_argument("--precompressed", action=argparse.BooleanOptionalAction, default=True,
+                        help="serve FILE.br, FILE.zst, FILE.gz beside FILE to clients that "
+                             "accept them (default: on)")
+    coding.add_argument("--compress-cache-size", type=size, default="32m", metavar="BYTES",
+                        help="memory for compressed copies of files; a bigger file is not "
+                             "compressed (default: 32m)")
     cache = p.add_argument_group("caches and helpers")
     cache.add_argument("--cache-size", type=size, default="64m", metavar="BYTES",
                        help="memory for small files' contents (default: 64m; 0 disables)")

@@ -141,6 +141,11 @@ def plugin_actions(parser):
 def _convert(path, key, value, action):
     """Check a TOML value against the option it sets; return the value."""
     flag = action.option_strings[-1]
+    if isinstance(action, argparse.BooleanOptionalAction):
+        if not isinstance(value, bool):
+            raise UsageError(f"{path}: {key} = {value!r}: expected true or false "
+                             f"({action.option_strings[0]})")
+        return value
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
             raise UsageError(f"{path}: {key} = {value!r}: expected true or false ({flag})")

@@ -132,7 +132,9 @@ class RequestCycle:
         the entry, so the request takes the full path."""
         static = known.site.static
         entry = static.by_target.get(known.key)
-        if entry is None or entry.dead:
+        if entry is None or entry.dead or entry.vary:
+            # (A negotiated file's head is never remembered, but the file
+            # may have become one since: its answer needs the parse.)
             return False
         if not static.cache.is_fresh(entry, self.now):
             self._revalidate_known(known, entry, data)
@@ -179,7 +181,9 @@ class RequestCycle:
         left in ``m_site``: with sites, chosen by the raw Host value (one
         dict lookup); an absolute-form target's own authority could name
         another, but such a target is only remembered by the site that
-        authority chose, so a wrong site finds no entry for it."""
+        authority chose, so a wrong site finds no entry for it.  A file
+        negotiated on Accept-Encoding (``entry.variants``) is sent as
+        ``_target_variant`` says."""
         method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
             return None
@@ -195,6 +199,13 @@ class RequestCycle:
             return None
         self.m_site = site
         return entry
+
+    def _target_variant(self, entry, accept):
+        """The variant of a negotiated ``entry`` that Accept-Encoding
+        ``accept`` (bytes or None) chooses, if it is ready, else None (then
+        the request takes the full path)."""
+        return self.m_site.static.ready_variant(
+            None if accept is None else accept.decode("latin-1"), entry)
 
     def _answer_by_target(self, entry, parser, referer, agent, validators=None):
         """Answer from ``entry`` (``_target_entry``'s) with no Request object;
@@ -217,8 +228,9 @@ class RequestCycle:
             write_not_modified(self, version, keep, entry)
             status, size = 304, 0
         else:
-            if validators is None:
-                # What a KnownHead needs, should these bytes be remembered.
+            if validators is None and not entry.vary:
+                # What a KnownHead needs, should these bytes be remembered
+                # (never for a negotiated file: KnownHead has no variant).
                 self.m_answer = (self.m_url, head_only, version, keep, referer, agent,
                                  self.m_site)
             status, size = 200, write_entry(self, head_only, version, keep, entry)
@@ -293,17 +305,25 @@ class RequestCycle:
             entry = site.static.fast_entry(request)
             if entry is not None:
                 # A fresh cache entry needs no helper: answer now, no Task.
-                app.stats.cache_hits += 1
+                # A file negotiated on Accept-Encoding is sent the same way
+                # once its variant is ready; else (a 406, or a variant still
+                # to be made) it takes the Response path, or a Task.
                 if site.fast_path_ok and not request.conditional:
-                    self._send_cached(request, entry)
-                else:
-                    self._send_cached_response(request, entry)
-                return
+                    ready = entry if entry.variants is None else site.static.ready_variant(
+                        request.headers.get("accept-encoding"), entry)
+                    if ready is not None:
+                        app.stats.cache_hits += 1
+                        self._send_cached(request, entry, ready)
+                        return
+                if self._send_cached_response(request, entry):
+                    return
         self.task = self.spawn(self._serve(request, handler))
 
     def _send_cached_response(self, request, entry):
-        """A cached file for a request with conditionals or ranges, or while
-        hooks want to see each Response: built and sent without suspending."""
+        """A cached file for a request with conditionals or ranges, or
+        negotiated, or while hooks want to see each Response: built and sent
+        without suspending.  False (nothing done) when its compressed variant
+        is still to be made: then the request takes the full path."""
         app = self.app
         try:
             response = request.server._site.static.respond_with(request, entry)
@@ -313,6 +333,9 @@ class RequestCycle:
                 self.task = self.spawn(self._serve(request, _raising(e)))
                 return
             response = app.error_response(request, e.status, e.message, e.headers, e.close)
+        if response is None:
+            return False
+        app.stats.cache_hits += 1
         coro = send_response(self, request, response)
         try:
             coro.send(None)
@@ -325,11 +348,13 @@ class RequestCycle:
         self._answered = True
         if request.complete:
             self._finish_request()
+        return True
 
-    def _send_cached(self, request, entry):
+    def _send_cached(self, request, entry, sent):
+        """Send ``sent``: ``entry`` itself, or the variant negotiation chose."""
         request.server._site.static.remember_target(request.target.encode("latin-1"), entry)
         size = write_entry(self, request.method == "HEAD", request.version,
-                           request.keep_alive, entry)
+                           request.keep_alive, sent)
         self._log(request, 200, size)
         self._answered = True
         if request.complete:

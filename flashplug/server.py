@@ -21,6 +21,7 @@ from flashplug.errorpages import missing_pages
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
+from flashplug.compress import missing_codings
 from flashplug.sites import configure_plugins
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
@@ -160,6 +161,9 @@ def run(config):
         collect_routes(view)
     for line in script_dir_warnings(config) + missing_pages(config.docroot, _named_pages(config)):
         log.warning(line)
+    if config.compress:
+        for line in missing_codings():
+            log.warning(line)
     listener.listen(LISTEN_BACKLOG)
     if redirect is not None:
         redirect.listen(LISTEN_BACKLOG)

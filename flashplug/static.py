@@ -17,6 +17,7 @@ import time
 from urllib.parse import quote
 
 from flashplug.cache import FileEntry, NotRegular, load_entry, still_fresh, still_fresh_all
+from flashplug.compress import Compression
 from flashplug.errors import HTTPError
 from flashplug.http import conditionals, ranges
 from flashplug.http.message import Response
@@ -135,12 +136,13 @@ def _refusal(fspath, real_root, follow_symlinks, scripts):
 
 
 def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
-            scripts=ScriptDirs(())):
+            scripts=ScriptDirs(()), compression=None):
     """Blocking (runs in a helper): find what ``path`` names on disk.
 
-    Returns a FileEntry, or raises Redirect, Directory or HTTPError (403 for
-    anything in ``scripts``, a :class:`ScriptDirs`, decided before anything
-    is opened or cached).
+    Returns a FileEntry (with its sidecars and codings when ``compression``,
+    a :class:`flashplug.compress.Compression`, is given), or raises
+    Redirect, Directory or HTTPError (403 for anything in ``scripts``, a
+    :class:`ScriptDirs`, decided before anything is opened or cached).
     """
     parts = [p for p in path.split("/") if p]
     fspath = os.path.join(docroot, *parts)
@@ -155,11 +157,11 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
                 candidate = os.path.join(fspath, name)
                 if os.path.isfile(candidate) and _refusal(
                         candidate, real_root, follow_symlinks, scripts) is None:
-                    return load_entry(candidate, small_max)
+                    return load_entry(candidate, small_max, compression)
             raise Directory(fspath)
         if path.endswith("/"):
             raise HTTPError(404, "Not Found")  # a file named like a directory
-        return load_entry(fspath, small_max)
+        return load_entry(fspath, small_max, compression)
     except (FileNotFoundError, NotADirectoryError):
         raise HTTPError(404, "Not Found") from None
     except PermissionError:
@@ -221,6 +223,17 @@ class StaticFiles:
         self.key_prefix = self.docroot if keyed else ""
         self.directory_hook = directory_hook
         self.rules = app.rules          # server-wide (flashplug.rules), or None
+        # One policy per worker (from the top-level settings), as the file
+        # cache whose entries carry its choices is shared by every site;
+        # the compressed copies are shared likewise (app.compressed).
+        top = app.config
+        compression = Compression(
+            top.compress, top.precompressed, app.compressed,
+            lambda path: _refusal(path, self.real_root, self.follow_symlinks,
+                                  self.scripts) is not None, app.stats)
+        # None when neither sidecars nor --compress are wanted: a load then
+        # looks for no sidecar at all.
+        self.compression = compression if compression.active else None
         self.by_target = {}
         self.known_heads = {}
         self.heads_seen = set()
@@ -365,7 +378,12 @@ class StaticFiles:
             entry = await self.page_entry(fallback)
             if not isinstance(entry, FileEntry):
                 raise HTTPError(404, "Not Found") from None
-        return self.respond_with(request, entry)
+        if entry.variants is not None:
+            chosen = self._negotiate(request, entry)
+            if type(chosen) is str:
+                chosen = await self.compression.make(self.app.helpers, entry, chosen)
+            entry = chosen
+        return self._represent(request, entry)
 
     async def page_entry(self, path):
         """The FileEntry of a page the config file names (an error page, the
@@ -405,7 +423,7 @@ class StaticFiles:
         try:
             entry = await app.helpers.run(
                 resolve, self.docroot, self.real_root, path, self.index_names,
-                self.follow_symlinks, self._admit_max(), self.scripts)
+                self.follow_symlinks, self._admit_max(), self.scripts, self.compression)
         except (Redirect, Directory) as e:
             return e
         if self.rules is not None and key == path:   # a page is served as a page
@@ -437,20 +455,53 @@ class StaticFiles:
         raise HTTPError(404, "Not Found")
 
     def respond_with(self, request, entry):
-        """The Response for a GET or HEAD of a fresh entry (no disk work)."""
+        """The Response for a GET or HEAD of a fresh entry (no disk work), or
+        None when the client's choice is a compressed variant not made yet
+        (``handle`` has a helper make it)."""
+        if entry.variants is not None:
+            entry = self._negotiate(request, entry)
+            if type(entry) is str:
+                return None
+        return self._represent(request, entry)
+
+    def ready_variant(self, accept, entry):
+        """For a plain GET/HEAD of a negotiated ``entry`` with Accept-Encoding
+        ``accept`` (str or None): the variant to send if it is ready, else
+        None (a 406, or a variant still to be made: ``respond_with`` and
+        ``handle`` deal with those)."""
+        chosen = self.compression.pick(accept, entry)
+        return None if chosen is None or type(chosen) is str else chosen
+
+    def _negotiate(self, request, entry):
+        """The variant of a negotiated ``entry`` to send (a FileEntry), or
+        the coding still to be made (str); 406 when the client accepts
+        neither a coding we have nor identity (RFC 9110 §12.5.3)."""
+        chosen = self.compression.pick(request.headers.get("accept-encoding"), entry)
+        if chosen is None:
+            raise HTTPError(406, "Not Acceptable: no acceptable content-coding",
+                            [("Vary", "Accept-Encoding")])
+        return chosen
+
+    def _represent(self, request, entry):
+        """The Response that sends ``entry`` (a file or one of its variants)."""
         validators = [("Last-Modified", entry.last_modified), ("ETag", entry.etag)]
+        if entry.vary:
+            validators.append(("Vary", "Accept-Encoding"))
+        content = [("Content-Type", entry.content_type)]
+        if entry.coding is not None:
+            content.append(("Content-Encoding", entry.coding))
         if not request.conditional:  # no If-* or Range header: a plain 200
-            return Response(200, [("Content-Type", entry.content_type), *validators,
-                                  ("Accept-Ranges", "bytes")],
+            return Response(200, [*content, *validators, ("Accept-Ranges", "bytes")],
                             FileBody(entry, [(0, entry.size)]))
         status = conditionals.evaluate(request.method, request.headers.get,
                                        entry.etag, entry.mtime)
         if status == 304:
             return Response(304, validators)
+        # Errors about a negotiated file depend on Accept-Encoding too.
+        vary = [("Vary", "Accept-Encoding")] if entry.vary else []
         if status == 412:
-            raise HTTPError(412, "Precondition Failed")
-        headers = [("Content-Type", entry.content_type), *validators,
-                   ("Accept-Ranges", "bytes")]
+            raise HTTPError(412, "Precondition Failed", vary)
+        headers = [*content, *validators, ("Accept-Ranges", "bytes")]
         size = entry.size
         range_header = request.headers.get("range")
         if range_header is not None and request.method == "GET":
@@ -459,8 +510,13 @@ class StaticFiles:
                 wanted = ranges.parse_range(range_header, size)
                 if wanted is ranges.UNSATISFIABLE:
                     raise HTTPError(416, "Range Not Satisfiable",
-                                    [("Content-Range", ranges.unsatisfied_range(size))])
-                if wanted:
+                                    [("Content-Range", ranges.unsatisfied_range(size)), *vary])
+                # Ranges count the encoded bytes (RFC 9110 §14.1.2).  Several
+                # of them would make a multipart body whose parts are pieces
+                # of a coded stream, which no Content-Encoding field can
+                # describe: such a request gets the whole variant (§14.2
+                # lets a server ignore Range).
+                if wanted and (entry.coding is None or len(wanted) == 1):
                     return self._partial(entry, headers, wanted)
         return Response(200, headers, FileBody(entry, [(0, size)]))
 

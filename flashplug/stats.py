@@ -12,7 +12,7 @@ class Stats:
                  "cache_evictions",
                  "helper_calls", "inline_calls",
                  "residency_probes", "residency_hits", "residency_offloads",
-                 "sendfile_calls")
+                 "sendfile_calls", "compressions")
 
     def __init__(self):
         for name in Stats.__slots__:

@@ -121,7 +121,9 @@ def _serve_actions():
 
 
 def _shown(value):
-    """A default as the docs write it: 10.0 -> "10"."""
+    """A default as the docs write it: 10.0 -> "10", True -> "true"."""
+    if value is True:
+        return "true"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

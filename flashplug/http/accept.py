@@ -15,6 +15,12 @@ import re
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
+def qvalue(text):
+    """The q a ``q=`` parameter's value gives (``str``): 0 to 1, or 0 when
+    it is outside the qvalue grammar (RFC 9110 §12.4.2)."""
+    return float(text) if _QVALUE.fullmatch(text) else 0.0
+
+
 def media_ranges(accept):
     """``[(media range, q)]`` from an Accept value, ranges lower-cased.
 
@@ -31,8 +37,7 @@ def media_ranges(accept):
         for param in params:
             name, _, value = param.partition("=")
             if name.strip().lower() == "q":
-                value = value.strip()
-                q = float(value) if _QVALUE.fullmatch(value) else 0.0
+                q = qvalue(value.strip())
         ranges.append((media, q))
     return ranges
 

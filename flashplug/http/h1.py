@@ -7,7 +7,7 @@ for: request-line and header sizes, exactly one valid Host, message framing
 and Upgrade.  It touches no socket, no loop and no clock: the time comes in
 with the bytes (``feed(data, now)``), and what it finds goes out through
 methods its connection provides (``_start``, ``_queue_error``,
-``_finish_request``, ``_target_entry``, ``_answer_by_target``,
+``_finish_request``, ``_target_entry``, ``_target_variant``, ``_answer_by_target``,
 ``pause_reading``).
 
 A request head that arrives whole, on its own, is first checked by llhttp
@@ -127,7 +127,8 @@ _HEAD_END = b"\r\n\r\n"
 # pattern costs half as much again).
 _SCANNED = re.compile(rb"\r\n(host|connection|referer|user-agent|content-length|"
                       rb"transfer-encoding|expect|upgrade|range|if-match|if-none-match|"
-                      rb"if-modified-since|if-unmodified-since|if-range):[ \t]*([^\r]*)")
+                      rb"if-modified-since|if-unmodified-since|if-range|accept-encoding):"
+                      rb"[ \t]*([^\r]*)")
 
 
 def _joined(value, more):
@@ -285,7 +286,7 @@ class H1Protocol:
             return False        # the full parse finds the same error, or the Upgrade
         if head.count(b"\n") > MAX_FIELDS + 2:     # llhttp let no LF but a CRLF's in
             return False
-        host = connection = referer = agent = validators = None
+        host = connection = referer = agent = validators = accept = None
         hosts = 0
         # Host and Connection are read without regard to case (valid_host,
         # keep_alive), so their lowercased values do; the log's fields are
@@ -302,6 +303,8 @@ class H1Protocol:
                 agent = _joined(agent, head[m.start(2):m.end(2)])
             elif name == b"referer":
                 referer = _joined(referer, head[m.start(2):m.end(2)])
+            elif name == b"accept-encoding":
+                accept = _joined(accept, head[m.start(2):m.end(2)])
             elif name == b"if-none-match" or name == b"if-modified-since":
                 # A browser revalidating: answered here too, 304 or 200.
                 field = name.decode("ascii")
@@ -315,6 +318,8 @@ class H1Protocol:
         if hosts != 1:
             return False
         entry = self._target_entry(parser, target.url, host)
+        if entry is not None and entry.variants is not None:
+            entry = self._target_variant(entry, accept)
         if entry is None:
             return False
         self.on_message_begin()
@@ -323,6 +328,15 @@ class H1Protocol:
         self._answer_by_target(entry, parser, referer, agent, validators)
         self.on_message_complete()
         return True
+
+    def _accept_field(self):
+        """The Accept-Encoding field of the message parsed so far (bytes,
+        repeated fields joined), or None."""
+        accept = None
+        for name, value in self.m_headers:
+            if name == b"accept-encoding":
+                accept = _joined(accept, value)
+        return accept
 
     def _feed_chunked(self, parser, piece, request):
         """Feed a piece of ``request``'s chunked body in slices, and refuse
@@ -391,6 +405,8 @@ class H1Protocol:
         if self.m_noted == _HOST and self.m_hosts == 1 and self.active is None \
                 and self.target_path_ok:
             entry = self._target_entry(parser, self.m_url, self.m_host)
+            if entry is not None and entry.variants is not None:
+                entry = self._target_variant(entry, self._accept_field())
             if entry is not None:
                 referer = agent = None
                 for name, value in self.m_headers:

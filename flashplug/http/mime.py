@@ -67,7 +67,8 @@ _CACHE_MAX = 1024
 _cache = {}
 
 
-def _is_textual(ctype):
+def is_textual(ctype):
+    """Is ``ctype`` (a media type without parameters) text, whatever its name?"""
     return (ctype.startswith("text/") or ctype in _TEXTUAL
             or ctype.endswith("+json") or ctype.endswith("+xml"))
 
@@ -80,7 +81,7 @@ def _lookup(ext):
                  or _BUILTIN.types_map[False].get(dotted))
     if ctype is None:
         return DEFAULT_TYPE
-    return ctype + "; charset=utf-8" if _is_textual(ctype) else ctype
+    return ctype + "; charset=utf-8" if is_textual(ctype) else ctype
 
 
 def content_type_for(name):

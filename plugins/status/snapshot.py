@@ -64,6 +64,7 @@ FIELDS = (
     Field("cache_max_bytes", "gauge", "the memory budget for them (`--cache-size`)"),
     Field("cache_open_files", "gauge", "large files held open for `sendfile`"),
     Field("cache_max_open_files", "gauge", "the most it holds open"),
+    Field("compressions", "counter", "files compressed by `--compress` (once a version and coding)"),
     Field("residency_probes", "counter", "checks whether a file's pages are in memory"),
     Field("residency_hits", "counter", "probes that found them in memory (sent from the loop)"),
     Field("residency_offloads", "counter", "probes that did not (sent by a helper)"),

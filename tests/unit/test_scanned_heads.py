@@ -11,6 +11,7 @@ one document root: one as configured, and one with the cached shortcuts off
 is framed by ``send_response``).  The bytes sent (but the Date line), the
 access-log lines and the counts must be the same.
 """
+import gzip
 import random
 
 import pytest
@@ -21,12 +22,16 @@ from tests.unit.test_drivers import DRIVERS, exchange, make_app, no_date
 
 TARGETS = [b"/a.txt", b"/a.txt?v=1", b"/a.txt?v=2#f", b"/a.txt#frag", b"/big.bin",
            b"/mid.bin", b"/%61.txt", b"/A.txt", b"/dir", b"/dir/", b"//a.txt",
-           b"/a.txt/", b"http://x/a.txt", b"http://x/a.txt?q", b"*", b"/.hidden"]
+           b"/a.txt/", b"http://x/a.txt", b"http://x/a.txt?q", b"*", b"/.hidden",
+           b"/page.html", b"/page.html?v=1"]
 PLAIN = [b"User-Agent: probe/1", b"user-agent:  Mozilla/5.0 (X11)  ", b"Referer: http://r/x",
          b"REFERER:\thttp://r/y\t", b"Accept: */*", b"Cookie: a=1; b=2",
          b"Connection: close", b"connection: keep-alive", b"Connection: Keep-Alive, foo",
          b"Connection:", b"Accept-Encoding: gzip, br", b"X-Host: elsewhere",
-         b"Sec-Fetch-Mode: navigate", b"Priority: u=0, i", b"Hostx: y"]
+         b"Sec-Fetch-Mode: navigate", b"Priority: u=0, i", b"Hostx: y",
+         # page.html has a .gz sidecar: negotiated (docs/compression.md)
+         b"Accept-Encoding: gzip", b"accept-encoding:  br;q=0, GZIP ", b"Accept-Encoding:",
+         b"Accept-Encoding: identity;q=0", b"Accept-Encoding: br"]
 # Fields the cached path leaves to the full path.
 OTHER = [b"Content-Length: 0", b"Content-Length: 3", b"Transfer-Encoding: chunked",
          b"Expect: 100-continue", b"Range: bytes=0-1", b"Range: bytes=-3",
@@ -46,6 +51,8 @@ def docroot(tmp_path):
     (root / "big.bin").write_bytes(bytes(range(256)) * 400)   # 100 KiB, open descriptor
     (root / "dir").mkdir()
     (root / ".hidden").write_text("dot\n")
+    (root / "page.html").write_bytes(b"<p>compressible</p>\n" * 100)
+    (root / "page.html.gz").write_bytes(gzip.compress(b"<p>compressible</p>\n" * 100))
     return root
 
 
