@@ -316,3 +316,36 @@ def test_rules_and_error_pages_apply_to_every_site(server_factory, site, tmp_pat
                           capture_output=True, text=True, timeout=30)
     assert done.returncode != 0 and "error_pages" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_rule_fields_go_out_with_compressed_variants_too(server_factory, site, tmp_path):
+    """A .br sidecar, and a gzip copy made by --compress, are sent with
+    the rule fields of the path they answer, on the full path and on the
+    cached ones (their prebuilt lines)."""
+    import gzip
+    (site / "page.html").write_bytes(b"<p>" + b"hello " * 1000)
+    (site / "page.html.br").write_bytes(b"not really brotli, but the owner's sidecar")
+    conf = config(tmp_path, """
+        compress = true
+        security_headers = true
+        [[header]]
+        match = "/*.html"
+        cache_control = "max-age=60"
+        """)
+    srv = server_factory(site, "--config", conf)
+    for coding in ("br", "gzip"):
+        for _ in range(3):       # the full path, then the cached ones
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+                s.sendall(b"GET /page.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                          b"Accept-Encoding: " + coding.encode() + b"\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            fields = head.decode("latin-1").lower()
+            assert f"content-encoding: {coding}" in fields
+            assert "cache-control: max-age=60" in fields
+            assert "x-content-type-options: nosniff" in fields
+            if coding == "gzip":
+                assert gzip.decompress(body).startswith(b"<p>hello")
+            time.sleep(0.05)
