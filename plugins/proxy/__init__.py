@@ -3,7 +3,8 @@ reverse_proxy).
 
 Theory of operation: at start-up the options become :class:`Settings`
 (``options.py``) and each ``--proxy PREFIX=UPSTREAM,...`` becomes a prefix
-route to one :class:`~.handler.ProxyHandler`, which owns a
+route to one :class:`~.handler.ProxyHandler` (per site, from the Config
+view ``flashplug_routes`` gets, with ``[[site]]`` tables), which owns a
 :class:`~.upstream.Group` of peers.  Peers hold no connection until a
 worker's first request, so the master forks workers with empty pools;
 ``flashplug_shutdown`` closes each worker's parked connections.
@@ -18,7 +19,10 @@ from .handler import ProxyHandler
 from .options import add_options, settings_from
 from .upstream import Group, Peer
 
-_state = {}   # "handlers": [ProxyHandler]
+# "handlers": the ProxyHandlers of each Config the plugin serves, by its id
+# (the top-level one, and each [[site]]'s view with its own --proxy
+# mappings and options).
+_state = {"handlers": {}}
 
 
 @hookimpl
@@ -28,21 +32,32 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
-    s = settings_from(config)
-    _state["handlers"] = [
-        ProxyHandler(m, Group([Peer(u, s.keepalive) for u in m.upstreams], s.balance,
-                              s.max_fails, s.fail_timeout), s)
-        for m in s.mappings]
+    _handlers_for(config)
+
+
+def _handlers_for(config):
+    handlers = _state["handlers"]
+    if id(config) not in handlers:
+        s = settings_from(config)
+        handlers[id(config)] = [
+            ProxyHandler(m, Group([Peer(u, s.keepalive) for u in m.upstreams], s.balance,
+                                  s.max_fails, s.fail_timeout), s)
+            for m in s.mappings]
+    return handlers[id(config)]
 
 
 @hookimpl
-def flashplug_routes():
-    return [Route(prefix=h.mapping.prefix, handler=h) for h in _state["handlers"]]
+def flashplug_routes(config):
+    return [Route(prefix=h.mapping.prefix, handler=h) for h in _handlers_for(config)]
+
+
+def _all_handlers():
+    return [h for handlers in _state["handlers"].values() for h in handlers]
 
 
 @hookimpl
 def flashplug_shutdown():
-    for handler in _state.get("handlers", ()):
+    for handler in _all_handlers():
         for peer in handler.group.peers:
             peer.close()
 
@@ -50,7 +65,7 @@ def flashplug_shutdown():
 @hookimpl
 def flashplug_status(app):
     """Each upstream of each prefix, for the status page."""
-    handlers = _state.get("handlers")
+    handlers = _all_handlers()
     if not handlers:
         return None
     now = app.loop.time() if app.loop is not None else 0.0

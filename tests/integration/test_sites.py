@@ -280,3 +280,34 @@ def test_sites_need_an_event_loop(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == (f"flashplug: error: {conf}: [[site]] needs --arch amped or sped "
                            f"(--arch mt serves one document root)\n")
+
+
+def test_proxy_mappings_per_site(server_factory, tmp_path):
+    for prefix in ("up", "other"):     # the upstream gets the whole path
+        (tmp_path / "up" / prefix).mkdir(parents=True)
+        (tmp_path / "up" / prefix / "index.html").write_text("upstream\n")
+    upstream = server_factory(tmp_path / "up", "--plugins", "none")
+    top, conf = make_tree(tmp_path, f"""
+        [plugins]
+        enable = []
+        [[site]]
+        names = ["a.test"]
+        root = "a"
+        [site.plugins]
+        enable = ["proxy"]
+        [site.plugins.proxy]
+        pass = ["/up=http://127.0.0.1:{upstream.port}"]
+        [[site]]
+        names = ["b.test"]
+        root = "b"
+        [site.plugins]
+        enable = ["proxy"]
+        [site.plugins.proxy]
+        pass = ["/other=http://127.0.0.1:{upstream.port}"]
+        """)
+    s = server_factory(top, "--config", conf)
+    assert get(s.port, "a.test", "/up/index.html") == (200, b"upstream\n")
+    assert get(s.port, "a.test", "/other/index.html")[0] == 404
+    assert get(s.port, "b.test", "/other/index.html") == (200, b"upstream\n")
+    assert get(s.port, "b.test", "/up/index.html")[0] == 404
+    assert get(s.port, "top.test", "/up/index.html")[0] == 404
