@@ -131,6 +131,10 @@ def _add_serve_options(p):
     net.add_argument("-p", "--port", type=_port, default=8000, help="port (default: 8000)")
     net.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                      help="worker processes sharing the port (default: 1)")
+    net.add_argument("--master", action="store_true",
+                     help="run the workers under a master process even with --workers 1, "
+                          "so that SIGHUP reloads the configuration (implied by "
+                          "--workers 2 or more)")
     net.add_argument("--arch", choices=tuple(ARCHITECTURES), default="amped",
                      help="concurrency architecture (default: amped)")
     net.add_argument("--procs", type=_positive_int, default=64, metavar="N",
@@ -255,6 +259,7 @@ def build_serve(argv):
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."
     config = Config(ns, pre.config)
+    config.argv = list(argv)   # a reload (SIGHUP) loads the same command line again
 
     selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
     if ns.cgi and "cgi" not in selected:

@@ -91,6 +91,11 @@ class Config:
     def as_dict(self):
         return dict(vars(self._ns))
 
+    def override(self, name, value):
+        """Set a setting after the fact (a reload keeps what cannot change)."""
+        setattr(self._ns, name, value)
+        self.__dict__[name] = value
+
 
 #: Settings that name a file: a relative value in the config file is
 #: relative to the config file's folder (like ``docroot`` and

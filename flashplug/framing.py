@@ -38,8 +38,9 @@ def status_line(status, phrase=None):
 
 def _connection_line(conn, version, keep):
     """The Connection line for a response (b"" for a persistent 1.1 one);
-    a response that closes marks the connection closing."""
-    if keep and not conn.closing:
+    a response that closes marks the connection closing, and so does a
+    graceful stop (every response is then the connection's last)."""
+    if keep and not conn.closing and not conn.app.stopping:
         return b"" if version == "1.1" else b"Connection: keep-alive\r\n"
     conn.closing = True
     return b"Connection: close\r\n"
@@ -96,7 +97,7 @@ async def send_response(conn, request, response, force_close=False):
     status = response.status
     method = request.method if request is not None else "GET"
     keep = (not force_close and not response.close and not conn.closing
-            and request is not None and request.keep_alive)
+            and not app.stopping and request is not None and request.keep_alive)
     head_only = method == "HEAD" or status in (204, 304) or 100 <= status < 200
     body = response.body
     stream = response.stream

@@ -7,9 +7,10 @@ connections, each one a ``flashplug.connection.Connection`` over a
 reloads its certificates: ``_reload_certificates``); with
 ``--redirect-http`` it accepts on that port too (``flashplug.redirect``).  Out of descriptors, it pauses accepting for a moment
 (``flashplug.listener``).  On SIGTERM/SIGINT it stops accepting, lets the
-connections in flight finish within ``--grace`` seconds, and runs the
-shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
-(``handle_operator_signals``).
+connections in flight finish within ``--grace`` seconds (``_drain``), and
+runs the shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
+(``handle_operator_signals``).  A configuration reload stops old workers
+this same way, so their drain must lose no request: see ``_drain``.
 """
 import asyncio
 import logging
@@ -18,6 +19,7 @@ import signal
 import socket
 import time
 
+from flashplug import systemd
 from flashplug.app import App
 from flashplug.connection import Connection
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
@@ -31,6 +33,12 @@ log = logging.getLogger("flashplug.server")
 # Accept at most this many connections per readiness event, so a flood of
 # new connections cannot starve the ones already open.
 ACCEPT_BATCH = 64
+
+#: On a graceful stop, a keep-alive connection is closed once it has stayed
+#: idle this long (seconds).  One whose client is about to send its next
+#: request (a load generator, a page fetching its images) gets that request
+#: answered with ``Connection: close`` instead of a close under its feet.
+DRAIN_IDLE = 0.2
 
 
 def import_uvloop():
@@ -51,8 +59,11 @@ def new_loop():
 
 
 class Worker:
-    def __init__(self, config, listener, redirect=None):
+    def __init__(self, config, listener, redirect=None, ready=None):
+        """``ready``: called once the worker accepts connections (the
+        master's cue, or systemd's READY=1 without a master)."""
         self.config = config
+        self.ready = ready
         self.listener = listener
         self.redirect = redirect
         self.loop = new_loop()
@@ -85,6 +96,8 @@ class Worker:
             view = PlainView(app, self.config.port)
             loop.add_reader(self.redirect.fileno(), self._accept_redirect, view)
         app.tick()
+        if self.ready is not None:
+            self.ready()
         await self.stopped
         await self._drain()
         await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app.facade)
@@ -149,11 +162,20 @@ class Worker:
         self.app.helpers.call(Certificates, (pairs,), done)
 
     def stop(self):
+        systemd.notify("STOPPING=1")   # without a master; a master's child says nothing
         if not self.stopped.done():
             self.stopped.set_result(None)
 
     async def _drain(self):
-        """Graceful stop: no new connections; finish what is in flight."""
+        """Graceful stop: no new connections; finish what is in flight.
+
+        The listening socket stays open in the master and in the next
+        generation, so connections not yet accepted wait there.  Every
+        response from now on says ``Connection: close`` (``app.stopping``);
+        a connection is closed once it has been idle for DRAIN_IDLE (its
+        deadline, reset by every response, unchanged that long), so a
+        request already on its way is answered, not reset.
+        """
         app = self.app
         app.stopping = True
         self.loop.remove_reader(self.listener.fileno())
@@ -162,13 +184,17 @@ class Worker:
             self.loop.remove_reader(self.redirect.fileno())
             self.redirect.close()
         deadline = time.monotonic() + self.config.grace
+        idle_since = {}        # connection -> (its deadline, when first seen idle)
         while time.monotonic() < deadline:
+            now = time.monotonic()
             for conn in list(app.connections):
-                if conn.active is None and not conn.out and not conn.pending \
-                        and conn.unparsed is None:
-                    conn.close()       # idle: nothing to finish
-                else:
-                    conn.closing = True  # finish this response, then close
+                if conn.state == "idle" and conn.active is None and not conn.out \
+                        and not conn.pending and conn.unparsed is None:
+                    seen = idle_since.get(conn)
+                    if seen is None or seen[0] != conn.deadline:
+                        idle_since[conn] = (conn.deadline, now)
+                    elif now - seen[1] >= DRAIN_IDLE:
+                        conn.close()
             if not app.connections:
                 break
             await asyncio.sleep(0.05)

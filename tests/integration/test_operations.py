@@ -172,7 +172,7 @@ def test_relative_log_paths_in_a_config_file_follow_the_file(root, tmp_path, ser
     assert (etc / "logs" / "error.log").exists()
 
 
-# -- item 4: SIGUSR1 reopens the logs, SIGHUP is logged and ignored -----------------------
+# -- item 4: SIGUSR1 reopens the logs, SIGHUP never stops the server -----------------------
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -200,6 +200,10 @@ def test_usr1_reopens_and_hup_keeps_serving(root, tmp_path, server_factory, arch
     assert wait_for(lambda: "?after" in access.read_text())
     assert "?after" not in (logs / "access.log.1").read_text()
     assert "SIGUSR1: reopening the log files" in (logs / "error.log.1").read_text()
-    assert wait_for(lambda: "SIGHUP: nothing to reload (only TLS certificates are reloaded)"
-                    in errors.read_text())
+    # One process (--workers 1, mt) reloads only certificates, and says so;
+    # a master reloads the whole configuration.
+    single = arch == "mt" or (workers == "1" and arch != "mp")
+    said = ("SIGHUP: configuration not reloaded: without a master process" if single
+            else "configuration reloaded: ")
+    assert wait_for(lambda: said in errors.read_text())
     assert server.stop() == 0
