@@ -20,9 +20,10 @@ import sys
 from flashplug.app import collect_routes
 from flashplug import systemd
 from flashplug.arches import BLOCKING
+from flashplug.config import locate
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
-from flashplug.privileges import check_logs, drop_privileges
+from flashplug.privileges import check_logs, drop_privileges, lookup_group, lookup_user
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import Generation, handle_operator_signals, run_reporting, supervise
 from flashplug.tls import Certificates, load_certificates, pairs_from
@@ -138,11 +139,42 @@ def _prepare(config):
     the plugins' configure hooks (one line each, never a traceback), the
     routes (a bad Route stops us here, before any worker starts)."""
     check_logs(config)
-    run_reporting(lambda: config.plugin_manager.hook.flashplug_configure.call_historic(
-        kwargs={"config": config}), config.plugin_manager)
+    _configure(config)
+
+
+def _configure(config):
+    """The plugins' configure hooks (a mistake in a setting from the config
+    file is named by its line there), then the routes."""
+    try:
+        run_reporting(lambda: config.plugin_manager.hook.flashplug_configure.call_historic(
+            kwargs={"config": config}), config.plugin_manager)
+    except UsageError as e:
+        raise UsageError(locate(config, str(e))) from None
     collect_routes(config)  # each worker collects its own
     for line in script_dir_warnings(config):
         log.warning(line)
+
+
+def check(config):
+    """``flashplug check``: everything a start checks that needs neither the
+    port nor the user switch nor the log files (those depend on the
+    machine and the user it starts as); returns the one-line summary.
+    Raises UsageError/StartupError as a start would."""
+    setup_error_log("warning")
+    _check(config)
+    if config.get("user"):
+        lookup_user(str(config.user))
+    if config.get("group"):
+        lookup_group(str(config.group))
+    _configure(config)
+    scheme = "https" if config.certificates is not None else "http"
+    host = f"[{config.bind}]" if ":" in config.bind else config.bind
+    processes = (f"{config.procs} processes" if config.arch == "mp" else
+                 "one process" if not supervised(config) else
+                 f"a master and {config.workers} worker{'s' if config.workers > 1 else ''}")
+    return (f"{config.config_file or 'the command line'}: OK: serving {config.docroot} on "
+            f"{scheme}://{host}:{config.port}/ with {processes}, --arch {config.arch} "
+            f"(plugins: {', '.join(config.plugins) or 'none'})")
 
 
 def _listeners(config):
