@@ -284,7 +284,7 @@ def _date_ticker(app, stop):
             app.access_log.flush()
 
 
-def run_mt(config, listener, ready):
+def run_mt(config, listener, accepting):
     app = _build_app(config, LockedFileCache, LockedStats())
     stop = threading.Event()
     slots = threading.BoundedSemaphore(config.procs)
@@ -317,7 +317,7 @@ def run_mt(config, listener, ready):
     signal.signal(signal.SIGINT, on_signal)
     listener.setblocking(True)
     pause = AcceptPause()
-    ready()
+    accepting(True)
     while not stop.is_set():
         slots.acquire()
         try:
@@ -341,7 +341,7 @@ def run_mt(config, listener, ready):
     return 0
 
 
-def _mp_child(config, listener, ready):
+def _mp_child(config, listener, accepting):
     app = _build_app(config, FileCache, Stats())
     stopping = False
 
@@ -350,13 +350,14 @@ def _mp_child(config, listener, ready):
         stopping = True
         app.stopping = True        # each response from now on is its connection's last
         listener.close()
+        accepting(False)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener.setblocking(True)
     last_tick = 0
     pause = AcceptPause()
-    ready()
+    accepting(True)
     while not stopping:
         try:
             sock, peer = _accept_one(listener)
@@ -379,5 +380,5 @@ def _mp_child(config, listener, ready):
 
 def mp_generation(config, listener):
     """mp's processes, for the supervisor (``flashplug.server``)."""
-    return Generation(config.procs, lambda ready: _mp_child(config, listener, ready),
+    return Generation(config.procs, lambda accepting: _mp_child(config, listener, accepting),
                       what="process")

@@ -199,8 +199,8 @@ def _generation(config, listener, redirect):
     if config.arch == "mp":
         from flashplug.blocking import mp_generation
         return mp_generation(config, listener)
-    return Generation(config.workers, lambda ready: Worker(config, listener, redirect,
-                                                           ready).run(),
+    return Generation(config.workers, lambda accepting: Worker(config, listener, redirect,
+                                                               accepting).run(),
                       pm=config.plugin_manager)
 
 
@@ -263,13 +263,14 @@ def run(config):
         return supervise(_generation(config, listener, redirect),
                          reload=_reloader(config, listener, redirect))
 
-    def ready():
-        systemd.ready(f"serving {_url(listener, scheme)} in one process")
+    def accepting(on):
+        if on:
+            systemd.ready(f"serving {_url(listener, scheme)} in one process")
     if config.arch == "mt":
         from flashplug.blocking import run_mt
-        return run_mt(config, listener, ready)
+        return run_mt(config, listener, accepting)
     try:
-        code = run_reporting(lambda: Worker(config, listener, redirect, ready).run(),
+        code = run_reporting(lambda: Worker(config, listener, redirect, accepting).run(),
                              config.plugin_manager)
     except StartupError as e:
         print(f"flashplug: error: {e}", file=sys.stderr)

@@ -177,8 +177,9 @@ READY_TIMEOUT = 60.0
 
 class Generation:
     """Children that share one configuration: ``count`` of them, each
-    running ``child_main(ready)`` (it calls ``ready()`` once it accepts
-    connections; ``pm`` names the plugin in a failure's line)."""
+    running ``child_main(accepting)`` (it calls ``accepting(True)`` once it
+    accepts connections, ``accepting(False)`` when a stop closed its
+    listener; ``pm`` names the plugin in a failure's line)."""
 
     def __init__(self, count, child_main, pm=None, what="worker"):
         self.count = count
@@ -203,9 +204,12 @@ class _Master:
         self.quick_deaths = []    # monotonic times of quick deaths
         self.stopping = False
         self.announced = False    # READY=1 sent for the first generation
+        self.closing = set()      # replaced children that may still accept
+        self.reloaded = None      # the STATUS to announce once none does
         self.pid = os.getpid()
-        # A dying child writes its one-line cause here, a ready one its pid
-        # (each write well under PIPE_BUF, so lines never interleave).
+        # A dying child writes its one-line cause here; a child that starts
+        # accepting writes its pid to the other, one that stops, -pid (each
+        # write well under PIPE_BUF, so lines never interleave).
         self.cause_r, self.cause_w = os.pipe()
         self.ready_r, self.ready_w = os.pipe()
         self.wake_r, self.wake_w = os.pipe()
@@ -248,11 +252,11 @@ class _Master:
             os.close(fd)
         ready_w = self.ready_w
 
-        def ready():
-            os.write(ready_w, b"%d\n" % os.getpid())
+        def accepting(on):
+            os.write(ready_w, b"%d\n" % (os.getpid() if on else -os.getpid()))
         code = 1
         try:
-            code = run_reporting(lambda: gen.child_main(ready), gen.pm)
+            code = run_reporting(lambda: gen.child_main(accepting), gen.pm)
         except (StartupError, UsageError) as e:
             log.error("%s %d failed: %s", gen.what, os.getpid(), e)
             os.write(self.cause_w, (str(e)[:400] + "\n").encode("utf-8", "replace"))
@@ -327,17 +331,27 @@ class _Master:
             self.switch()
 
     def switch(self):
-        """The new generation accepts: the old one stops gracefully."""
+        """The new generation accepts: the old one stops gracefully.  The
+        reload is announced once no old child accepts any more, so every
+        connection made after READY=1 gets the new configuration."""
         old, self.current, self.pending = self.current, self.pending, None
         old.retired = True
+        self.closing |= old.pids
         self.signal_children(signal.SIGTERM, {old})
         self.quick_deaths.clear()
-        log.info("configuration reloaded: %d new %ss accept connections; the %d old ones "
-                 "finish their requests and stop", self.current.count, self.current.what,
-                 len(old.pids))
-        self.announced = True
-        systemd.ready(f"serving with {self.current.count} {self.current.what}s "
-                      f"(configuration reloaded)")
+        self.reloaded = (f"configuration reloaded: {self.current.count} new "
+                         f"{self.current.what}s accept connections; the old ones finish "
+                         f"their requests and stop")
+        self.not_accepting(None)
+
+    def not_accepting(self, pid):
+        self.closing.discard(pid)
+        if self.reloaded is not None and not self.closing:
+            log.info("%s", self.reloaded)
+            self.reloaded = None
+            self.announced = True
+            systemd.ready(f"serving with {self.current.count} {self.current.what}s "
+                          f"(configuration reloaded)")
 
     def abandon(self, why):
         """The reload's generation cannot serve: stop it, keep the old one."""
@@ -358,6 +372,7 @@ class _Master:
         started, gen = entry
         gen.pids.discard(pid)
         gen.waiting.discard(pid)
+        self.not_accepting(pid)
         if self.stopping or gen.retired:
             return
         cause = self.last_cause() or _exit_text(status)
@@ -401,7 +416,11 @@ class _Master:
                     self.on_signal(signum)
             if self.ready_r in readable:
                 for line in bytes(_read_all(self.ready_r)).split():
-                    self.on_ready(int(line))
+                    pid = int(line)
+                    if pid > 0:
+                        self.on_ready(pid)
+                    else:
+                        self.not_accepting(-pid)
             while self.children:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)

@@ -59,11 +59,12 @@ def new_loop():
 
 
 class Worker:
-    def __init__(self, config, listener, redirect=None, ready=None):
-        """``ready``: called once the worker accepts connections (the
-        master's cue, or systemd's READY=1 without a master)."""
+    def __init__(self, config, listener, redirect=None, accepting=None):
+        """``accepting(True)`` is called once the worker accepts connections
+        (the master's cue, or systemd's READY=1 without a master),
+        ``accepting(False)`` once a stop closed its listener."""
         self.config = config
-        self.ready = ready
+        self.accepting = accepting
         self.listener = listener
         self.redirect = redirect
         self.loop = new_loop()
@@ -96,8 +97,8 @@ class Worker:
             view = PlainView(app, self.config.port)
             loop.add_reader(self.redirect.fileno(), self._accept_redirect, view)
         app.tick()
-        if self.ready is not None:
-            self.ready()
+        if self.accepting is not None:
+            self.accepting(True)
         await self.stopped
         await self._drain()
         await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app.facade)
@@ -183,6 +184,8 @@ class Worker:
         if self.redirect is not None:
             self.loop.remove_reader(self.redirect.fileno())
             self.redirect.close()
+        if self.accepting is not None:
+            self.accepting(False)
         deadline = time.monotonic() + self.config.grace
         idle_since = {}        # connection -> (its deadline, when first seen idle)
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -207,3 +208,45 @@ def test_usr1_reopens_and_hup_keeps_serving(root, tmp_path, server_factory, arch
             else "configuration reloaded: ")
     assert wait_for(lambda: said in errors.read_text())
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_usr1_under_load_loses_no_line(root, tmp_path, server_factory, workers):
+    """logrotate's way (rename, then SIGUSR1) three times while four clients
+    keep requesting: the lines in all the files are exactly the requests."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    access = logs / "access.log"
+    server = server_factory(root, "--workers", workers, "--access-log", access)
+    done = threading.Event()
+    answered, failures = [0] * 4, []
+
+    def client(i):
+        with requests.Session() as session:
+            while not done.is_set():
+                try:
+                    r = session.get(f"{server.url}/a.txt?c{i}", timeout=10)
+                    assert r.status_code == 200
+                    answered[i] += 1
+                except Exception as e:  # noqa: BLE001 - collected, asserted below
+                    failures.append(repr(e))
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for c in clients:
+        c.start()
+    try:
+        for n in range(1, 4):
+            time.sleep(0.7)
+            os.rename(access, logs / f"access.log.{n}")
+            server.proc.send_signal(signal.SIGUSR1)
+            assert wait_for(access.exists)
+        time.sleep(0.7)
+    finally:
+        done.set()
+        for c in clients:
+            c.join()
+    assert server.stop() == 0          # flushes what is buffered
+    assert not failures, failures[:3]
+    files = [access] + [logs / f"access.log.{n}" for n in range(1, 4)]
+    lines = [f.read_text().count("\n") for f in files]
+    assert sum(lines) == sum(answered), (lines, answered)
+    assert all(lines), lines            # each file got its share
