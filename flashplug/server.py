@@ -161,6 +161,8 @@ def check(config):
     machine and the user it starts as); returns the one-line summary.
     Raises UsageError/StartupError as a start would."""
     setup_error_log("warning")
+    for handler in logging.getLogger("flashplug").handlers:   # a command's lines, no times
+        handler.setFormatter(logging.Formatter("flashplug: %(levelname)s: %(message)s"))
     _check(config)
     if config.get("user"):
         lookup_user(str(config.user))
