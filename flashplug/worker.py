@@ -97,6 +97,7 @@ class Worker:
             view = PlainView(app, self.config.port)
             loop.add_reader(self.redirect.fileno(), self._accept_redirect, view)
         app.tick()
+        app.static.revalidate_ahead()   # then every FileCache.period seconds
         if self.accepting is not None:
             self.accepting(True)
         await self.stopped
