@@ -195,11 +195,10 @@ class Generation:
 class _Master:
     """``supervise``'s state and event handlers (one per master process)."""
 
-    def __init__(self, first, reload, reloads_certificates):
+    def __init__(self, first, reload):
         self.current = first
         self.pending = None       # a reload's generation, until all of it accepts
         self.reload = reload
-        self.reloads_certificates = reloads_certificates
         self.children = {}        # pid -> (monotonic start time, Generation)
         self.quick_deaths = []    # monotonic times of quick deaths
         self.stopping = False
@@ -294,13 +293,6 @@ class _Master:
             self.on_hup()
 
     def on_hup(self):
-        if self.reload is None:
-            systemd.reloading()
-            _log_hup(self.reloads_certificates)
-            self.signal_children(signal.SIGHUP)
-            if self.announced:
-                systemd.ready(f"serving with {self.current.count} {self.current.what}s")
-            return
         if self.pending is not None:
             log.warning("SIGHUP: a reload is already under way; this one is ignored")
             return
@@ -448,23 +440,20 @@ def _read_all(fd):
         data += chunk
 
 
-def supervise(first, reload=None, reloads_certificates=False):
+def supervise(first, reload):
     """Fork the children of ``first`` (a Generation); replace any that
     dies; on SIGTERM or SIGINT pass the signal on and wait for them all;
     SIGUSR1 is passed on.
 
-    SIGHUP: with ``reload`` (a function that returns the next Generation,
-    or raises UsageError/StartupError with one line), start the new
-    children on the same listening sockets; once all of them accept, tell
-    the old ones to stop gracefully.  A reload that fails keeps the old
-    children.  Without ``reload``, SIGHUP is passed on
-    (``reloads_certificates``: the children reload their TLS certificates,
-    for the log line).
+    SIGHUP calls ``reload``, which returns the next Generation or raises
+    UsageError/StartupError with one line; the new children start on the
+    same listening sockets, and once all of them accept, the old ones are
+    told to stop gracefully.  A reload that fails keeps the old children.
 
     Returns 0 after a stop; raises StartupError when children keep dying
     within seconds of their start.
     """
-    master = _Master(first, reload, reloads_certificates)
+    master = _Master(first, reload)
     # Signals wake the select() of the loop through this pipe; the handlers
     # themselves do nothing, so no event is handled in the middle of another.
     previous = signal.set_wakeup_fd(master.wake_w, warn_on_full_buffer=False)
