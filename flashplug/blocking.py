@@ -353,6 +353,7 @@ def _mp_child(config, listener, accepting):
         accepting(False)
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGQUIT, on_signal)   # a reload's: the same, one connection at a time
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener.setblocking(True)
     last_tick = 0

@@ -329,7 +329,13 @@ class _Master:
         old, self.current, self.pending = self.current, self.pending, None
         old.retired = True
         self.closing |= old.pids
-        self.signal_children(signal.SIGTERM, {old})
+        # SIGQUIT: finish everything in flight, however long (nginx's QUIT);
+        # one still starting has its handlers not yet in place: SIGTERM.
+        for pid in old.pids:
+            try:
+                os.kill(pid, signal.SIGTERM if pid in old.waiting else signal.SIGQUIT)
+            except ProcessLookupError:
+                pass
         self.quick_deaths.clear()
         self.reloaded = (f"configuration reloaded: {self.current.count} new "
                          f"{self.current.what}s accept connections; the old ones finish "

@@ -70,6 +70,7 @@ class Worker:
         self.loop = new_loop()
         self.app = None
         self.stopped = None
+        self.drain_until = float("inf")   # set by stop(); retire() leaves it
         self.accept_pause = AcceptPause()
 
     def run(self):
@@ -86,6 +87,7 @@ class Worker:
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGQUIT, self.retire)
             handle_operator_signals(loop, reload=self._reload_certificates
                                     if app.certificates is not None else None)
         except (ValueError, RuntimeError):
@@ -164,7 +166,17 @@ class Worker:
         self.app.helpers.call(Certificates, (pairs,), done)
 
     def stop(self):
+        """SIGTERM, SIGINT: graceful stop within ``--grace`` seconds."""
         systemd.notify("STOPPING=1")   # without a master; a master's child says nothing
+        self.drain_until = min(self.drain_until, time.monotonic() + self.config.grace)
+        if not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def retire(self):
+        """SIGQUIT, from the master once a reload's workers accept: graceful
+        stop with no deadline, so a long download is not cut; each
+        connection still ends by its own timeouts (``--send-timeout``,
+        keep-alive, the handler's).  A SIGTERM after it sets the deadline."""
         if not self.stopped.done():
             self.stopped.set_result(None)
 
@@ -187,9 +199,8 @@ class Worker:
             self.redirect.close()
         if self.accepting is not None:
             self.accepting(False)
-        deadline = time.monotonic() + self.config.grace
         idle_since = {}        # connection -> (its deadline, when first seen idle)
-        while time.monotonic() < deadline:
+        while time.monotonic() < self.drain_until:
             now = time.monotonic()
             for conn in list(app.connections):
                 if conn.state == "idle" and conn.active is None and not conn.out \

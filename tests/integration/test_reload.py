@@ -186,3 +186,27 @@ def test_idle_keepalive_connection_is_closed_by_the_old_worker(site, server_fact
         idle.settimeout(5)
         assert idle.recv(100) == b""              # closed well before 60 s
     assert requests.get(server.url + "/").status_code == 200
+
+
+def test_a_long_download_outlives_the_reload(site, server_factory):
+    """The old worker finishes a response however long it takes (SIGQUIT,
+    not --grace: that is for stopping the server), as nginx's old workers do."""
+    root, config = site
+    size = 24 << 20
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(size)
+    server = server_factory(root, "--config", config, "--workers", "2", "--plugins", "none",
+                            "--grace", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = sock.recv(65536)
+        reload(server)
+        slow_until = time.monotonic() + 2.5        # well past --grace
+        while chunk := sock.recv(65536):
+            received += chunk
+            if time.monotonic() < slow_until:
+                time.sleep(0.02)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"Connection: close" not in head      # it began before the reload
+    assert len(body) == size
