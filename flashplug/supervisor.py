@@ -24,9 +24,9 @@ Signals (nginx's vocabulary):
   ``reload`` function ``flashplug.server`` gives it); if that fails, it logs
   why in one line and the old workers serve on.  Otherwise it forks a new
   generation on the same listening sockets and, once every new worker
-  accepts, sends the old ones SIGTERM: they stop accepting, finish what is
-  in flight and close their keep-alive connections, so no connection and
-  no request is lost.  In single-process mode (no master) SIGHUP reloads
+  accepts, sends the old ones SIGQUIT: they stop accepting, finish what is
+  in flight (with no deadline) and close their keep-alive connections, so
+  no connection and no request is lost.  In single-process mode (no master) SIGHUP reloads
   only the TLS certificates (``flashplug.worker``), and says so.
 
 systemd hears of each step through ``flashplug.systemd``: READY=1,
