@@ -8,9 +8,10 @@ reloads its certificates: ``_reload_certificates``); with
 ``--redirect-http`` it accepts on that port too (``flashplug.redirect``).  Out of descriptors, it pauses accepting for a moment
 (``flashplug.listener``).  On SIGTERM/SIGINT it stops accepting, lets the
 connections in flight finish within ``--grace`` seconds (``_drain``), and
-runs the shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
-(``handle_operator_signals``).  A configuration reload stops old workers
-this same way, so their drain must lose no request: see ``_drain``.
+runs the shutdown hooks; SIGQUIT (a reload's old worker) is the same stop
+with no deadline.  SIGUSR1 and SIGHUP are the supervisor's
+(``handle_operator_signals``).  The drain must lose no request, or a
+reload would: see ``_drain``.
 """
 import asyncio
 import logging
