@@ -17,7 +17,9 @@ and exits are reaped without blocking.
 
 Signals (nginx's vocabulary):
 
-* SIGTERM, SIGINT: graceful stop; the master passes the signal on and waits.
+* SIGTERM, SIGINT: graceful stop within ``--grace``; the master passes
+  SIGTERM on and waits.  SIGQUIT: graceful stop with no deadline (the
+  workers get SIGQUIT, the way a reload retires them).
 * SIGUSR1: reopen the log files (after logrotate renamed them); the master
   reopens its own and passes the signal on to every child.
 * SIGHUP: reload.  The master loads the whole configuration again (the
@@ -167,8 +169,8 @@ def _exit_text(status):
 
 
 #: The signals whose master handlers must not leak into a fresh child.
-_MASTER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP,
-                   signal.SIGCHLD}
+_MASTER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                   signal.SIGHUP, signal.SIGCHLD}
 
 #: A new generation's children must all accept within this many seconds
 #: of a reload, or the reload is abandoned (a start-up hook that hangs).
@@ -242,7 +244,7 @@ class _Master:
         _quiet = True
         systemd.forget()
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         handle_operator_signals()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
@@ -280,12 +282,15 @@ class _Master:
     # -- events -------------------------------------------------------------------
 
     def on_signal(self, signum):
-        if signum in (signal.SIGTERM, signal.SIGINT):
+        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             if not self.stopping:
                 self.stopping = True
                 systemd.notify("STOPPING=1", "STATUS=stopping: finishing the requests "
                                              "in flight")
-            self.signal_children(signal.SIGTERM)
+            if signum == signal.SIGQUIT:
+                self.retire(self.children)
+            else:
+                self.signal_children(signal.SIGTERM)
         elif signum == signal.SIGUSR1:
             _on_usr1()
             self.signal_children(signal.SIGUSR1)
@@ -329,18 +334,23 @@ class _Master:
         old, self.current, self.pending = self.current, self.pending, None
         old.retired = True
         self.closing |= old.pids
-        # SIGQUIT: finish everything in flight, however long (nginx's QUIT);
-        # one still starting has its handlers not yet in place: SIGTERM.
-        for pid in old.pids:
-            try:
-                os.kill(pid, signal.SIGTERM if pid in old.waiting else signal.SIGQUIT)
-            except ProcessLookupError:
-                pass
+        self.retire(old.pids)
         self.quick_deaths.clear()
         self.reloaded = (f"configuration reloaded: {self.current.count} new "
                          f"{self.current.what}s accept connections; the old ones finish "
                          f"their requests and stop")
         self.not_accepting(None)
+
+    def retire(self, pids):
+        """SIGQUIT: finish everything in flight, however long (nginx's QUIT).
+        A child still starting has no handler for it yet: SIGTERM."""
+        for pid in list(pids):
+            entry = self.children.get(pid)
+            starting = entry is not None and pid in entry[1].waiting
+            try:
+                os.kill(pid, signal.SIGTERM if starting else signal.SIGQUIT)
+            except ProcessLookupError:
+                pass
 
     def not_accepting(self, pid):
         self.closing.discard(pid)

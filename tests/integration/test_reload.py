@@ -188,9 +188,11 @@ def test_idle_keepalive_connection_is_closed_by_the_old_worker(site, server_fact
     assert requests.get(server.url + "/").status_code == 200
 
 
-def test_a_long_download_outlives_the_reload(site, server_factory):
+@pytest.mark.parametrize("how", ["reload", "sigquit"])
+def test_a_long_download_outlives_the_reload(site, server_factory, how):
     """The old worker finishes a response however long it takes (SIGQUIT,
-    not --grace: that is for stopping the server), as nginx's old workers do."""
+    not --grace: that is for stopping the server), as nginx's old workers
+    do; SIGQUIT to the master is the same stop for every worker."""
     root, config = site
     size = 24 << 20
     with open(root / "big.bin", "wb") as f:
@@ -201,7 +203,10 @@ def test_a_long_download_outlives_the_reload(site, server_factory):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         received = sock.recv(65536)
-        reload(server)
+        if how == "reload":
+            reload(server)
+        else:
+            server.proc.send_signal(signal.SIGQUIT)
         slow_until = time.monotonic() + 2.5        # well past --grace
         while chunk := sock.recv(65536):
             received += chunk
@@ -210,3 +215,5 @@ def test_a_long_download_outlives_the_reload(site, server_factory):
     head, _, body = received.partition(b"\r\n\r\n")
     assert b"Connection: close" not in head      # it began before the reload
     assert len(body) == size
+    if how == "sigquit":
+        assert server.proc.wait(15) == 0
