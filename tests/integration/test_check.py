@@ -94,3 +94,10 @@ def test_at_finds_the_line_of_a_key(tmp_path, text, key, table, line):
     at = At(tmp_path / "c.toml", key, table)
     assert at.line() == line
     assert str(at) == f"{tmp_path / 'c.toml'}" + (f":{line}" if line else "")
+
+
+def test_master_with_mt_is_refused(site):
+    result = check(site / "www", "--arch", "mt", "--master")
+    assert result.returncode == 2
+    assert result.stderr == ("flashplug: error: --master needs --arch amped, sped or mp "
+                             "(mt is one process by design)\n")
