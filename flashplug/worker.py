@@ -188,8 +188,9 @@ class Worker:
         generation, so connections not yet accepted wait there.  Every
         response from now on says ``Connection: close`` (``app.stopping``);
         a connection is closed once it has been idle for DRAIN_IDLE (its
-        deadline, reset by every response, unchanged that long), so a
-        request already on its way is answered, not reset.
+        deadline, reset by every response, unchanged that long) and the
+        kernel holds no byte of a next request for it, so a request
+        already on its way is answered, not reset.
         """
         app = self.app
         app.stopping = True
@@ -209,7 +210,9 @@ class Worker:
                     seen = idle_since.get(conn)
                     if seen is None or seen[0] != conn.deadline:
                         idle_since[conn] = (conn.deadline, now)
-                    elif now - seen[1] >= DRAIN_IDLE:
+                    elif now - seen[1] >= DRAIN_IDLE and not conn.transport.unread():
+                        # (A request already in the kernel's queue, not yet
+                        # read since timers run before I/O: served next.)
                         conn.close()
             if not app.connections:
                 break
