@@ -80,17 +80,20 @@ def test_reload_under_load_loses_no_request(site, server_factory, tmp_path, sche
     if wrk is None:
         pytest.skip("wrk is not installed (apt-get install wrk)")
     root, config = site
-    tls = []
+    tls, verify = [], True
     if scheme == "https":
         trustme = pytest.importorskip("trustme")
         from tests.tls_certs import write_pair
         (tmp_path / "certs").mkdir()
-        cert, key = write_pair(trustme.CA(), tmp_path / "certs", "localhost", "127.0.0.1")
+        ca = trustme.CA()
+        cert, key = write_pair(ca, tmp_path / "certs", "localhost", "127.0.0.1")
         tls = ["--tls-cert", cert, "--tls-key", key]
+        verify = str(tmp_path / "ca.pem")
+        ca.cert_pem.write_to_path(verify)
     server = server_factory(root, "--config", config, "--workers", "2", "--plugins", "none",
                             "--access-log", "off", *tls)
     url = f"{scheme}://127.0.0.1:{server.port}/a.txt"
-    assert requests.get(url, verify=False).status_code == 200
+    assert requests.get(url, verify=verify).status_code == 200
     # wrk runs until interrupted, then prints its summary.
     load = subprocess.Popen([wrk, "-t2", "-c16", "-d120s", url],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -108,7 +111,7 @@ def test_reload_under_load_loses_no_request(site, server_factory, tmp_path, sche
     assert requests_done > 0, report
     assert "Socket errors" not in report, report        # connect, read, write, timeout
     assert "Non-2xx" not in report, report
-    assert requests.get(url.replace("a.txt", ""), verify=False).text == "one\n"  # the 20th
+    assert requests.get(url.replace("a.txt", ""), verify=verify).text == "one\n"  # the 20th
     print(f"\n{RELOADS} reloads under wrk -t2 -c16 ({scheme}): {requests_done} requests, "
           f"0 errors")
 
