@@ -113,8 +113,7 @@ def raise_fd_limit():
 #: before any reload can happen.  A reload that changes one warns and
 #: keeps the running value (nginx does the same with ``user``).
 FIXED_ON_RELOAD = (("bind", "--bind"), ("port", "--port"), ("redirect_http", "--redirect-http"),
-                   ("user", "--user"), ("group", "--group"), ("arch", "--arch"),
-                   ("master", "--master"))
+                   ("user", "--user"), ("group", "--group"), ("arch", "--arch"))
 
 
 def supervised(config):
