@@ -15,6 +15,8 @@ wrk negotiates TLS 1.3 with both.  Prints a Markdown table of requests/s,
 the server's CPU time per request (its whole process tree, user plus
 system: steadier than requests/s on a machine shared with other work) and
 flashplug's ratios to nginx.  Needs nginx, wrk, openssl and taskset.
+``python bench/run.py --only https`` runs the same points as its (h)
+group, for docs/benchmarks.md.
 """
 import argparse
 import os

@@ -40,11 +40,16 @@ TARGETS = [
     ("disk-bound: amped >= 1.0x nginx aio threads", "c-evict-100", "flashplug-amped", "nginx-aio", "rps", 1.0, "min"),
     ("idle connections: <= 2 KiB RSS each", "d-idle", "flashplug-amped", None, "rss_per_conn", 2048, "max"),
     ("1 KiB: >= 25x aiohttp static req/s", "a-1k", "flashplug-amped", "aiohttp", "rps", 25.0, "min"),
+    ("HTTPS 1 KiB, keep-alive: >= 1.0x nginx req/s", "h-1k", "flashplug-amped", "nginx", "rps", 1.0, "min"),
+    ("HTTPS new connections (full handshake): >= 0.9x nginx req/s", "h-new-conn", "flashplug-amped", "nginx",
+     "rps", 0.9, "min"),
+    ("HTTPS 1 MiB: >= 1.0x nginx req/s", "h-1m", "flashplug-amped", "nginx", "rps", 1.0, "min"),
 ]
 
 
 ORDER = ["r-browser", "r-clients", "r-reval", "r-zipf", "a-1k", "a-100k", "a-1m", "b-zipf",
-         "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90", "d-idle", "e-cgi-sh", "e-cgi-py"]
+         "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90", "d-idle", "e-cgi-sh", "e-cgi-py",
+         "h-1k", "h-new-conn", "h-1m"]
 
 
 def ordered(wls: dict) -> list:
@@ -378,7 +383,7 @@ def render(results: dict, images: list[str]) -> str:
         "",
         *summary(results),
         "",
-        "## Targets (issue 12, point 2; issue 6, point 7)",
+        "## Targets (issue 12, point 2; issue 6, point 7; issue 14, point 6)",
         "",
         *targets(results),
         "",
@@ -435,6 +440,12 @@ def render(results: dict, images: list[str]) -> str:
         "  refuse the active client (its stderr then says \"connection limit reached\").",
         "- (e): `/bin/sh` and Python hello-world CGI scripts, 16 connections, flashplug `--plugins cgi`",
         "  against lighttpd `mod_cgi`.",
+        "- (h), HTTPS (issue 14, point 6): nginx (as above, plus `listen ... ssl`, TLS 1.2 and 1.3, session",
+        "  tickets) and flashplug (`--tls-cert`/`--tls-key`) serve the same ECDSA P-256 certificate, made by",
+        "  openssl for the run; wrk negotiates TLS 1.3 with both. `h-new-conn` sends `Connection: close` with",
+        "  every request, so each one is a new TCP connection and a full handshake (no resumption: wrk",
+        "  keeps no sessions). `python bench/https_bench.py` measures the same three points on its own,",
+        "  with each server's CPU time per request.",
         "- A server that does not start is listed with the last line of its stderr; the run goes on.",
         "",
     ]

@@ -13,6 +13,7 @@ in one invocation.
     python bench/run.py --quick          # 2 s points, fewer servers, ~3 minutes
     python bench/run.py --only real      # real traffic (r): browser-like heads
     python bench/run.py --only a,d --duration 3 --arch amped,sped
+    python bench/run.py --only https     # HTTPS (h) beside nginx, same certificate
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ RESULTS = HERE / "last-run.json"
 # each keeps its median run.
 ROUNDED = ("r", "a", "b")
 GROUPS = {"r": "r", "real": "r", "a": "a", "filesize": "a", "b": "b", "zipf": "b", "c": "c", "disk": "c",
-          "d": "d", "idle": "d", "e": "e", "cgi": "e"}
+          "d": "d", "idle": "d", "e": "e", "cgi": "e", "h": "h", "https": "h"}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="flashplug side-by-side benchmark (issue 6)")
     p.add_argument("--quick", action="store_true", help="2 s per point, fewer servers and points")
-    p.add_argument("--only", default="", help="comma list of workloads: r|real, a|filesize, b|zipf, c|disk, d|idle, e|cgi")
+    p.add_argument("--only", default="", help="comma list of workloads: r|real, a|filesize, b|zipf, c|disk, d|idle, e|cgi, h|https")
     p.add_argument("--duration", type=float, help="seconds per measured point (default 5, quick 2)")
     p.add_argument("--rounds", type=int, help="interleaved rounds per (r) and (a) point, median kept (default 3, quick 1)")
     p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each point (default 2, quick 1)")
@@ -67,7 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--results", default=str(RESULTS), help="raw results (JSON), merged into by --only")
     args = p.parse_args(argv)
     try:
-        args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("rabcde")
+        args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("rabcdeh")
     except KeyError as e:
         p.error(f"unknown workload {e}")
     args.duration = args.duration or (2.0 if args.quick else 5.0)
@@ -124,6 +125,15 @@ def plan(args) -> list[dict]:
             add(f"e-cgi-{script}", f"(e) CGI hello.{script}, 16 connections", "e",
                 [S.LIGHTTPD_CGI, S.flashplug("amped", cgi=True)], path=f"/cgi-bin/hello.{script}",
                 connections=16, probe="/cgi-bin/hello.sh", expect=b"hello from sh")
+    if "h" in args.groups:
+        # Issue 14, item 6: one worker each, the same ECDSA certificate, TLS 1.3.
+        https = [S.NGINX_TLS, S.flashplug_tls()]
+        add("h-1k", "(h) HTTPS: one cached file of 1 KiB, keep-alive, 64 connections", "h", https,
+            path="/1k.bin", connections=64)
+        add("h-new-conn", "(h) HTTPS: a new connection and full TLS handshake per request (1 KiB), "
+            "16 connections", "h", https, path="/1k.bin", connections=16, close=True)
+        add("h-1m", "(h) HTTPS: one cached file of 1 MiB, keep-alive, 8 connections", "h", https,
+            path="/1m.bin", connections=8)
     return [p for p in pts if p["specs"]]
 
 
@@ -194,6 +204,7 @@ def main(argv=None) -> int:
         zipf_lua = wrk.script(tmp, "zipf", root.zipf_list)
         disk_lua = wrk.script(tmp, "disk", root.disk_list)
         plain_lua = wrk.script(tmp, "plain")
+        close_lua = wrk.script(tmp, "close", close=True)
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         cmdline = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
         done: dict[str, dict] = {}
@@ -206,8 +217,9 @@ def main(argv=None) -> int:
             for spec in [s for _ in range(rounds) for s in pt["specs"]]:
                 if pt["group"] == "r":
                     row = workloads.real(setup, spec, pt["workload"], root.zipf_list)
-                elif pt["group"] in ("a", "e"):
-                    row = workloads.throughput(setup, spec, pt["path"], plain_lua, pt["connections"],
+                elif pt["group"] in ("a", "e", "h"):
+                    lua = close_lua if pt.get("close") else plain_lua
+                    row = workloads.throughput(setup, spec, pt["path"], lua, pt["connections"],
                                                probe=pt.get("probe", "/1k.bin"), expect=pt.get("expect", b""))
                 elif pt["group"] == "b":
                     row = workloads.throughput(setup, spec, "/", zipf_lua, pt["connections"])

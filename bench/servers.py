@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,6 +40,8 @@ class Spec:
 
 
 NGINX = Spec("nginx", "nginx")
+# HTTPS (h): the same two servers with one certificate (``tls_pair``).
+NGINX_TLS = Spec("nginx", "nginx", ("tls",))
 NGINX_AIO = Spec("nginx-aio", "nginx", ("aio",))
 LIGHTTPD = Spec("lighttpd", "lighttpd")
 LIGHTTPD_CGI = Spec("lighttpd-cgi", "lighttpd", ("cgi",))
@@ -50,6 +53,10 @@ def flashplug(arch: str, cgi: bool = False) -> Spec:
     if cgi:
         return Spec("flashplug-cgi", "flashplug", ("arch", arch, "cgi"))
     return Spec(f"flashplug-{arch}", "flashplug", ("arch", arch))
+
+
+def flashplug_tls() -> Spec:
+    return Spec("flashplug-amped", "flashplug", ("arch", "amped", "tls"))
 
 
 def flashplug_baseline(exe: str) -> Spec:
@@ -64,8 +71,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _nginx_conf(tmp: Path, root: Path, port: int, aio: bool) -> list[str]:
+def tls_pair(tmp: Path) -> tuple[Path, Path]:
+    """One ECDSA P-256 certificate for localhost (made by openssl, the first
+    time) that every HTTPS server of the run serves."""
+    cert, key = tmp / "tls-cert.pem", tmp / "tls-key.pem"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                        "-days", "2", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        os.chmod(key, 0o600)
+    return cert, key
+
+
+def _nginx_tls(tmp: Path) -> tuple[str, str]:
+    cert, key = tls_pair(tmp)
+    return " ssl", (f"ssl_certificate {cert}; ssl_certificate_key {key};\n"
+                    f"        ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;")
+
+
+def _nginx_conf(tmp: Path, root: Path, port: int, aio: bool, tls: bool = False) -> list[str]:
     conf = tmp / f"nginx-{port}.conf"
+    ssl, ssl_lines = _nginx_tls(tmp) if tls else ("", "")
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(f"""{user}daemon off;
 master_process on;
@@ -92,7 +118,8 @@ http {{
     uwsgi_temp_path {tmp}/nginx-uwsgi;
     scgi_temp_path {tmp}/nginx-scgi;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port}{ssl} backlog=4096;
+        {ssl_lines}
         root {root};
     }}
 }}
@@ -139,7 +166,7 @@ def flashplug_command() -> list[str]:
 
 def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
     if spec.kind == "nginx":
-        return _nginx_conf(tmp, root, port, "aio" in spec.options)
+        return _nginx_conf(tmp, root, port, "aio" in spec.options, "tls" in spec.options)
     if spec.kind == "lighttpd":
         return _lighttpd_conf(tmp, root, port, "cgi" in spec.options)
     if spec.kind == "http.server":
@@ -156,14 +183,17 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
         # Named, not left to the default set: the static rows measure the
         # kernel alone, as they always have ("" rather than "none", which a
         # --baseline from before the default set would take for a name).
+        if "tls" in spec.options:
+            cmd += ["--tls-cert", str(tls_pair(tmp)[0]), "--tls-key", str(tls_pair(tmp)[1])]
         return cmd + ["--plugins", "cgi" if "cgi" in spec.options else ""]
     raise ValueError(spec.kind)
 
 
-def fetch(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
-    """One GET on a fresh connection; (status, fields by lower-case name,
-    body). Raises OSError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+def fetch(port: int, path: str, timeout: float = 2.0, tls: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """One GET on a fresh connection (over TLS, unverified, with ``tls``);
+    (status, fields by lower-case name, body). Raises OSError."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    with (ssl._create_unverified_context().wrap_socket(raw, server_hostname="localhost") if tls else raw) as s:
         s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
@@ -181,9 +211,9 @@ def fetch(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, st
     return status, fields, body
 
 
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(port: int, path: str, timeout: float = 2.0, tls: bool = False) -> tuple[int, bytes]:
     """One request on a fresh connection; (status, body). Raises OSError."""
-    status, _, body = fetch(port, path, timeout)
+    status, _, body = fetch(port, path, timeout, tls)
     return status, body
 
 
@@ -198,6 +228,10 @@ class Running:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def scheme(self) -> str:
+        return "https" if "tls" in self.spec.options else "http"
 
     def stop(self) -> None:
         self.leftovers = kill_tree(self.proc)
@@ -232,7 +266,7 @@ def start(spec: Spec, tmp: Path, root: Path, probe: str = "/1k.bin", expect: byt
         if proc.poll() is not None:
             raise StartFailed(f"exited with status {proc.returncode}: {last_line(err)}")
         try:
-            status, body = http_get(port, probe)
+            status, body = http_get(port, probe, tls="tls" in spec.options)
         except OSError:
             time.sleep(0.1)
             continue

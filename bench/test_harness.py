@@ -6,6 +6,7 @@ claims to, and judges the targets honestly; they never assert speed.
 """
 
 import random
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -363,6 +364,22 @@ def test_validators_come_from_the_server_or_the_run_stops(monkeypatch):
     answer = (200, {"last-modified": "Mon, 30 Nov 2026 07:00:00 GMT"}, b"")
     with pytest.raises(ValueError, match="nothing to revalidate against"):
         workloads.validators(1, "/1k.bin")
+
+
+def test_https_group_serves_one_certificate_to_both_servers(tmp_path):
+    pts = run.plan(run.parse_args(["--only", "https"]))
+    assert [p["key"] for p in pts] == ["h-1k", "h-new-conn", "h-1m"]
+    assert [s.name for s in pts[0]["specs"]] == ["nginx", "flashplug-amped"]
+    assert pts[1].get("close") and not pts[0].get("close")
+    if not shutil.which("openssl"):
+        pytest.skip("openssl makes the certificate")
+    conf = Path(servers.command(servers.NGINX_TLS, tmp_path, tmp_path, 12347)[-1]).read_text()
+    cert, key = servers.tls_pair(tmp_path)
+    assert "listen 127.0.0.1:12347 ssl" in conf and f"ssl_certificate {cert};" in conf
+    argv = servers.command(servers.flashplug_tls(), tmp_path, tmp_path, 8003)
+    assert argv[argv.index("--tls-cert") + 1] == str(cert) and argv[argv.index("--tls-key") + 1] == str(key)
+    assert "ssl" not in Path(servers.command(servers.NGINX, tmp_path, tmp_path, 12348)[-1]).read_text()
+    assert 'wrk.headers["Connection"] = "close"' in wrk.script(tmp_path, "close", close=True).read_text()
 
 
 def test_a_short_soak_checks_every_body_and_finds_nothing_wrong():

@@ -58,11 +58,11 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
     if setup.warmup:
         # Steady state, as every server reaches it: caches filled, files
         # opened.  The same for all servers, and not part of the figures.
-        wrk.run(run.port, path, warm_lua or lua, setup.warmup, connections)
+        wrk.run(run.port, path, warm_lua or lua, setup.warmup, connections, scheme=run.scheme)
     sampler = PeakSampler(run.pid)
     sampler.start()
     try:
-        row = wrk.run(run.port, path, lua, setup.duration, connections)
+        row = wrk.run(run.port, path, lua, setup.duration, connections, scheme=run.scheme)
     finally:
         row_peak = sampler.stop()
         sampler.measure_core(int(servers.SERVER_CPU))

@@ -48,9 +48,13 @@ end
 '''
 
 
-def script(tmp: Path, name: str, paths_file: Path | None = None) -> Path:
+def script(tmp: Path, name: str, paths_file: Path | None = None, close: bool = False) -> Path:
+    """A script that reports the result line; with ``paths_file``, picks
+    each request's path from it; with ``close``, every request asks for
+    ``Connection: close`` (a new connection, and handshake, each)."""
     lua = tmp / f"wrk-{name}.lua"
-    lua.write_text((_PICK % paths_file if paths_file else "") + _DONE)
+    lua.write_text(('wrk.headers["Connection"] = "close"\n' if close else "")
+                   + (_PICK % paths_file if paths_file else "") + _DONE)
     return lua
 
 
@@ -200,9 +204,10 @@ def parse(stdout: str) -> dict:
     raise ValueError("no result line in wrk output: " + stdout.strip()[-200:])
 
 
-def run(port: int, path: str, lua: Path, duration: float, connections: int, timeout_s: int = 10) -> dict:
+def run(port: int, path: str, lua: Path, duration: float, connections: int, timeout_s: int = 10,
+        scheme: str = "http") -> dict:
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-           "--latency", f"--timeout={timeout_s}s", "-s", str(lua), f"http://127.0.0.1:{port}{path}"]
+           "--latency", f"--timeout={timeout_s}s", "-s", str(lua), f"{scheme}://127.0.0.1:{port}{path}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout_s + 30)
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited {done.returncode}: {done.stderr.strip()[-200:]}")

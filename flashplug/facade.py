@@ -8,8 +8,13 @@ can change without breaking a plugin; a test fails when a bundled plugin
 reads anything else.
 
 Every method runs on the event loop, which owns every value it reads, so
-nothing here needs a lock.
+nothing here needs a lock (except ``reload_certificates``, which any
+thread may call).
 """
+import os
+import signal
+
+from flashplug import supervisor
 
 
 class Server:
@@ -33,6 +38,13 @@ class Server:
         self.loop = app.loop
         self.helpers = app.helpers
         self.stats = app.stats
+
+    def reload_certificates(self):
+        """Make every worker of this server read its TLS certificates again,
+        as SIGHUP does (under ``--workers N`` the master's SIGHUP, which it
+        passes on to them all).  Returns at once; the workers reload in
+        their helpers within milliseconds.  Safe to call from any thread."""
+        os.kill(supervisor.master_pid or os.getpid(), signal.SIGHUP)
 
     async def dispatch(self, request):
         """The Response for a request the plugin made up (a CGI local

@@ -150,6 +150,31 @@ def flashplug_status(app):
     """
 
 
+@hookspec
+def flashplug_tls_certificates(config):
+    """List the TLS certificates this plugin manages (the acme plugin's).
+
+    Called when the server loads its certificates: once at start, in the
+    master before ``flashplug_configure`` (so read the plugin's settings
+    from ``config`` here), and again in a helper thread of each worker on
+    every reload (SIGHUP, or ``app.reload_certificates()``).  It may read
+    the disk; it must not block for long.
+
+    Returning a list, even an empty one, turns HTTPS on: the server listens
+    with TLS, and names without a certificate yet fail their handshake.
+
+    :param config: the :class:`flashplug.config.Config`.
+    :return: None (this plugin provides no HTTPS), or a list of
+        ``(cert, key)`` tuples of PEM file paths (a full chain, its key),
+        served by SNI after the ``--tls-cert`` ones; a ``(cert, key,
+        alpn)`` tuple is a certificate reserved for handshakes that offer
+        the ALPN protocol ``alpn`` and its server name (RFC 8737's
+        ``acme-tls/1`` challenge), never shown to other clients.
+        A file that cannot be read fails the start (or the reload: the old
+        certificates stay).
+    """
+
+
 # -- per request ----------------------------------------------------------------
 
 @hookspec(firstresult=True)

@@ -7,8 +7,9 @@ and access log, but a router that answers every request with ``308
 Permanent Redirect`` to the same path and query on the HTTPS port (RFC 9110
 §15.4.9: the method and body are kept, unlike 301), and header lines
 without ``Strict-Transport-Security`` (RFC 6797 §7.2: never over plain
-HTTP).  Only ``/.well-known/acme-challenge/`` is served from the document
-root, so an ACME HTTP-01 check (RFC 8555 §8.3) still finds its token.
+HTTP).  Only ``/.well-known/acme-challenge/`` is served as on the HTTPS
+port (by the acme plugin when it is on, else from the document root), so
+an ACME HTTP-01 check (RFC 8555 §8.3) still finds its token.
 The cached fast paths are off on these connections, so a file never skips
 the redirect.
 """
@@ -36,12 +37,13 @@ class _RedirectRouter:
 
     route_hook = None
 
-    def __init__(self, https_port):
+    def __init__(self, https_port, router):
         self.https_port = https_port
+        self.router = router
 
     def match(self, request):
         if request.path is not None and request.path.startswith(ACME_PREFIX):
-            return None     # the site's static handler serves the token file
+            return self.router.match(request)   # a plugin's route, else the token file
         return self.redirect
 
     async def redirect(self, request):
@@ -57,9 +59,10 @@ class _PlainSite:
 
     fast_path_ok = target_path_ok = False
 
-    def __init__(self, app, site, router):
+    def __init__(self, app, site, https_port):
         self._site = site
-        self.router = router
+        # ACME's challenges go to the site's own routes (the acme plugin's).
+        self.router = _RedirectRouter(https_port, site.router)
         self.facade = Server(app, self)
 
     def __getattr__(self, name):
@@ -69,9 +72,9 @@ class _PlainSite:
 class _PlainSites:
     """The worker's SiteTable, giving each site's _PlainSite."""
 
-    def __init__(self, app, sites, router):
-        self.default = _PlainSite(app, sites.default, router)
-        self._plain = {id(site): _PlainSite(app, site, router) for site in sites.all()}
+    def __init__(self, app, sites, https_port):
+        self.default = _PlainSite(app, sites.default, https_port)
+        self._plain = {id(site): _PlainSite(app, site, https_port) for site in sites.all()}
         self._plain[id(sites.default)] = self.default
         self._sites = sites
 
@@ -86,10 +89,9 @@ class PlainView:
 
     def __init__(self, app, https_port):
         self._app = app
-        router = _RedirectRouter(https_port)
-        self.sites = None if app.sites is None else _PlainSites(self, app.sites, router)
+        self.sites = None if app.sites is None else _PlainSites(self, app.sites, https_port)
         self.default_site = self.sites.default if self.sites is not None \
-            else _PlainSite(self, app.default_site, router)
+            else _PlainSite(self, app.default_site, https_port)
 
     @property
     def date_server_lines(self):

@@ -27,7 +27,7 @@ from flashplug.privileges import check_logs, drop_privileges, lookup_group, look
 from flashplug.sites import configure_plugins
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import Generation, handle_operator_signals, run_reporting, supervise
-from flashplug.tls import Certificates, load_certificates, pairs_from
+from flashplug.tls import load_certificates, plugin_pairs, reload_certificates
 from flashplug.worker import Worker, import_uvloop
 
 log = logging.getLogger("flashplug.server")
@@ -81,13 +81,14 @@ def _check_tls(config):
     """The HTTPS options' one-line errors; load the certificates (as the
     user we start as, before giving up root, as nginx reads its keys)."""
     tls = bool(config.get("tls_cert") or config.get("tls_key")
-               or any(site.tls for site in config.sites))
+               or any(site.tls for site in config.sites)) or plugin_pairs(config) is not None
     if tls and config.arch in BLOCKING:
         raise UsageError(f"--tls needs --arch amped or sped (--arch {config.arch} "
                          f"has no event loop to drive TLS)")
     for flag, dest in (("--redirect-http", "redirect_http"), ("--hsts", "hsts")):
         if config.get(dest) is not None and not tls:
-            raise UsageError(f"{flag} needs HTTPS: give --tls-cert FILE --tls-key FILE")
+            raise UsageError(f"{flag} needs HTTPS: give --tls-cert FILE --tls-key FILE "
+                             f"(or --acme-domains NAMES)")
     if config.get("redirect_http") is not None and config.redirect_http == config.port:
         raise UsageError(f"--redirect-http {config.redirect_http} is the HTTPS port; "
                          f"pick another (usually 80)")
@@ -107,7 +108,7 @@ def _check_balancer(config):
 
 def _reload_early(config):
     try:
-        config.certificates = Certificates(pairs_from(config))
+        config.certificates = reload_certificates(config)
     except UsageError as e:
         log.error("SIGHUP: TLS certificates not reloaded, still serving the old ones: %s", e)
 

@@ -58,6 +58,9 @@ QUICK_DEATHS = 5
 
 # Set in a supervised child: its master announces the signals, once.
 _quiet = False
+#: In a supervised child, the master's pid (the process to signal so that
+#: every worker hears it); None elsewhere.
+master_pid = None
 
 
 def _on_hup(reload=None):
@@ -240,8 +243,9 @@ class _Master:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
 
     def _child(self, gen):
-        global _quiet
+        global _quiet, master_pid
         _quiet = True
+        master_pid = self.pid
         systemd.forget()
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):

@@ -10,6 +10,18 @@ the event loop drives the handshake and never blocks on it
 it answers clients that send no server name (SNI, RFC 6066 §3) or one no
 certificate covers, as nginx's default server does.
 
+Plugins add certificates through ``flashplug_tls_certificates`` (the acme
+plugin's, issued by an ACME CA): after the ``--tls-cert`` pairs, so a
+manual certificate stays the default.  A plugin may provide HTTPS before
+it has any certificate (the first ACME order is still running): then
+there is no default, and a handshake for a name without a certificate
+fails with a TLS alert.  A certificate a plugin reserves for one ALPN
+protocol (the TLS-ALPN-01 challenge certificate of RFC 8737, for
+``acme-tls/1``) is never chosen by SNI alone: it answers only a
+ClientHello that names both its server name and that protocol, which
+``special_session`` reads from the connection's first bytes
+(``client_hello``) before OpenSSL sees them.
+
 On SIGHUP a worker builds a new ``Certificates`` in a helper and swaps it
 in: handshakes begin with the new one, connections already open keep the
 context they started with, so nothing is dropped.
@@ -40,8 +52,10 @@ ALPN = ["http/1.1"]
 _OID_SAN = "subjectAltName"
 
 
-def server_context(cert, key):
-    """An SSLContext for one certificate chain and key, with our defaults.
+def server_context(cert, key, alpn=None):
+    """An SSLContext for one certificate chain and key, with our defaults;
+    ``alpn``: the one ALPN protocol it speaks (else ``ALPN``).  Without
+    ``cert`` it has no certificate (handshakes on it fail).
 
     Raises UsageError naming the file and the fix.
     """
@@ -49,7 +63,9 @@ def server_context(cert, key):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     ctx.set_ciphers(TLS12_CIPHERS)
-    ctx.set_alpn_protocols(ALPN)
+    ctx.set_alpn_protocols(ALPN if alpn is None else [alpn])
+    if cert is None:
+        return ctx
     for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
         if not os.path.isfile(path):
             raise UsageError(f"{flag} {path}: no such file")
@@ -109,26 +125,116 @@ def pairs_from(config):
         (*site.tls, site.names) for site in getattr(config, "sites", ()) if site.tls]
 
 
+def plugin_pairs(config):
+    """The certificates enabled plugins manage (``flashplug_tls_certificates``):
+    a list of ``(cert, key)`` and ``(cert, key, alpn)`` tuples, or None when
+    no plugin provides HTTPS.  UsageError for a malformed item."""
+    pm = config.plugin_manager
+    if pm is None:
+        return None
+    found = None
+    for impl in pm.hook.flashplug_tls_certificates.get_hookimpls():
+        result = impl.function(config=config)
+        if result is None:
+            continue
+        found = found or []
+        for item in result:
+            if not (isinstance(item, tuple) and len(item) in (2, 3)
+                    and all(isinstance(part, str) for part in item)):
+                raise UsageError(f"plugin {impl.plugin_name!r}: flashplug_tls_certificates "
+                                 f"must return (cert, key) or (cert, key, alpn) tuples of "
+                                 f"str, got {item!r}")
+            found.append(item)
+    return found
+
+
+def configured_pairs(config):
+    """Every certificate to serve, as ``Certificates`` takes them: the
+    ``--tls-cert``/``--tls-key`` pairs and the sites' ones, then the
+    plugins' ones; None when HTTPS is off."""
+    pairs = pairs_from(config)
+    managed = plugin_pairs(config)
+    if not pairs and managed is None:
+        return None
+    return pairs + [(cert, key, (), *alpn) for cert, key, *alpn in managed or ()]
+
+
+def client_hello(data):
+    """The server name (lowercase) and ALPN protocols a ClientHello offers:
+    ``(name or None, (protocol, ...))``, read from the first bytes of a
+    connection (RFC 8446 §4.1.2; server_name, RFC 6066 §3; ALPN, RFC 7301
+    §3.1).  ``(None, ())`` when ``data`` does not start with a whole one
+    (a ClientHello split over several records is not read)."""
+    try:
+        if data[0] != _HANDSHAKE or data[5] != _CLIENT_HELLO:
+            return None, ()
+        length = int.from_bytes(data[6:9], "big")
+        hello = data[9:9 + length]
+        if len(hello) < length or length > int.from_bytes(data[3:5], "big") - 4:
+            return None, ()
+        pos = 2 + 32                                          # version, random
+        pos += 1 + hello[pos]                                 # session id
+        pos += 2 + int.from_bytes(hello[pos:pos + 2], "big")  # cipher suites
+        pos += 1 + hello[pos]                                 # compression methods
+        end = pos + 2 + int.from_bytes(hello[pos:pos + 2], "big")
+        pos += 2
+        name, protocols = None, []
+        while pos + 4 <= end:
+            kind = int.from_bytes(hello[pos:pos + 2], "big")
+            size = int.from_bytes(hello[pos + 2:pos + 4], "big")
+            ext = hello[pos + 4:pos + 4 + size]
+            pos += 4 + size
+            if kind == _EXT_SERVER_NAME and len(ext) > 5 and ext[2] == 0:   # host_name
+                name = bytes(ext[5:5 + int.from_bytes(ext[3:5], "big")]).decode(
+                    "ascii", "replace").lower()
+            elif kind == _EXT_ALPN:
+                items, i = ext[2:2 + int.from_bytes(ext[:2], "big")], 0
+                while i < len(items):
+                    protocols.append(bytes(items[i + 1:i + 1 + items[i]]).decode(
+                        "ascii", "replace"))
+                    i += 1 + items[i]
+        return name, tuple(protocols)
+    except IndexError:
+        return None, ()
+
+
+_HANDSHAKE, _CLIENT_HELLO = 0x16, 0x01
+_EXT_SERVER_NAME, _EXT_ALPN = 0, 16
+
+
 class Certificates:
     """The certificates one worker serves, by server name.
+
+    ``entries``: ``(cert, key, names)`` tuples, the first the default; an
+    ``(cert, key, names, alpn)`` tuple is reserved for handshakes that offer
+    that ALPN protocol (``special_session``).
 
     A site's certificate answers the site's own names first (exact and
     ``*.`` wildcards, as a site chooses requests), then the names in its
     subjectAltName, like every other certificate.
     """
 
-    def __init__(self, triples):
+    def __init__(self, entries):
         self.by_name = {}
         self.contexts = []
-        for cert, key, names in triples:
-            ctx = server_context(cert, key)
+        self.alpn_only = {}       # server name -> (ALPN protocol, context)
+        served = []
+        for cert, key, names, *alpn in entries:
+            ctx = server_context(cert, key, *alpn)
+            if alpn:
+                for name in certificate_names(cert):
+                    self.alpn_only[name] = (alpn[0], ctx)
+                continue
+            served.append(cert)
             self.contexts.append(ctx)
             for name in names:
                 self.by_name[name] = ctx
-        for (cert, _, _), ctx in zip(triples, self.contexts):
+        for cert, ctx in zip(served, self.contexts):
             for name in certificate_names(cert):
                 self.by_name.setdefault(name, ctx)
-        self.default = self.contexts[0]
+        # No certificate yet (a plugin's first one is on its way): a context
+        # without one, so a handshake fails with an alert, never a crash.
+        self.default = self.contexts[0] if self.contexts else server_context(None, None)
         self.default.sni_callback = self._choose
 
     def context_for(self, name):
@@ -152,15 +258,32 @@ class Certificates:
         """A server-side SSLObject for one connection, over memory BIOs."""
         return self.default.wrap_bio(incoming, outgoing, server_side=True)
 
+    def special_session(self, hello, incoming, outgoing):
+        """A session on the certificate reserved for the server name and an
+        ALPN protocol the ClientHello ``hello`` offers (RFC 8737's
+        ``acme-tls/1``), or None for an ordinary handshake."""
+        name, protocols = client_hello(hello)
+        reserved = self.alpn_only.get(name)
+        if reserved is None or reserved[0] not in protocols:
+            return None
+        return reserved[1].wrap_bio(incoming, outgoing, server_side=True)
+
 
 def load_certificates(config):
     """The configured Certificates, or None when TLS is off.  Warns about
-    key files others can read."""
-    pairs = pairs_from(config)
-    if not pairs:
+    key files others can read (the ``--tls-key`` ones: a plugin keeps its
+    own keys private)."""
+    pairs = configured_pairs(config)
+    if pairs is None:
         return None
-    for _, key, _ in pairs:
+    for _, key, _ in pairs_from(config):
         warning = key_permission_warning(key)
         if warning:
             log.warning(warning)
     return Certificates(pairs)
+
+
+def reload_certificates(config):
+    """Certificates read afresh (SIGHUP, in a helper thread); UsageError
+    when a file fails."""
+    return Certificates(configured_pairs(config) or [])

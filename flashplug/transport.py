@@ -131,7 +131,7 @@ class TLSTransport:
     """
 
     __slots__ = ("sock", "fd", "tls", "incoming", "outgoing", "tail", "backlog",
-                 "started", "handshaken", "on_backlog", "settimeout")
+                 "started", "handshaken", "on_backlog", "settimeout", "certificates")
 
     zero_copy = False
     scheme = "https"
@@ -143,6 +143,7 @@ class TLSTransport:
         self.fd = sock.fileno()
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
+        self.certificates = certificates
         self.tls = certificates.new_session(self.incoming, self.outgoing)
         self.tail = b""           # ciphertext read from outgoing the socket did not take
         self.backlog = 0
@@ -208,6 +209,11 @@ class TLSTransport:
                     pass
                 raise TLSError("plain HTTP sent to the HTTPS port")
             raise TLSError("not a TLS handshake")
+        if not self.started and self.certificates.alpn_only:
+            # A challenge certificate is out (RFC 8737): is this the CA?
+            special = self.certificates.special_session(data, self.incoming, self.outgoing)
+            if special is not None:
+                self.tls = special
         self.started = True
         self.incoming.write(data)
         try:

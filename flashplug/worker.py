@@ -30,7 +30,7 @@ from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
 from flashplug.proxied import ProxyHeaderReader
 from flashplug.supervisor import handle_operator_signals
 from flashplug.redirect import PlainView, RedirectConnection
-from flashplug.tls import Certificates, pairs_from
+from flashplug.tls import reload_certificates
 from flashplug.transport import SocketTransport, TLSTransport
 
 log = logging.getLogger("flashplug.server")
@@ -177,10 +177,9 @@ class Worker:
 
     def _reload_certificates(self):
         """SIGHUP: read the certificates and keys again, in a helper (they
-        are files); new handshakes use them, open connections keep theirs.
-        A file that fails keeps the old ones, with one error line."""
-        pairs = pairs_from(self.config)
-
+        are files, and a plugin may list its own); new handshakes use them,
+        open connections keep theirs.  A file that fails keeps the old ones,
+        with one error line."""
         def done(certificates, error):
             if error is not None:
                 log.error("SIGHUP: TLS certificates not reloaded, still serving the old "
@@ -189,7 +188,7 @@ class Worker:
             self.app.certificates = certificates
             log.info("TLS certificates reloaded by worker %d (%d certificates)",
                      os.getpid(), len(certificates.contexts))
-        self.app.helpers.call(Certificates, (pairs,), done)
+        self.app.helpers.call(reload_certificates, (self.config,), done)
 
     def stop(self, sig=signal.SIGINT):
         """Begin a graceful stop within ``--grace`` (``sig``: the signal

@@ -65,8 +65,8 @@ class RunningServer:
 
 
 def start_server(docroot, *args, tmp_path, env=None, wait=True, cgi_user="root",
-                 preexec_fn=None):
-    port = free_port()
+                 preexec_fn=None, port=None):
+    port = port or free_port()
     log_path = os.path.join(str(tmp_path), f"server-{port}.log")
     cmd = [sys.executable, "-m", "flashplug", "serve", str(docroot),
            "--port", str(port), *map(str, args)]

@@ -134,7 +134,7 @@ def test_plugins_json_lists_every_source(hello, plugdir):
     assert rows["hello"] == {
         "name": "hello", "version": "1.0.0", "source": "entry point",
         "location": "flashplug_hello", "enabled": True,
-        "hooks": sorted(set(HOOKS) - {"flashplug_directory"}),
+        "hooks": sorted(set(HOOKS) - {"flashplug_directory", "flashplug_tls_certificates"}),
     }
     assert rows["local"]["source"] == "plugins dir"
     assert rows["local"]["hooks"] == ["flashplug_request_done"]
@@ -862,7 +862,9 @@ def test_every_hook_is_called(hello, site, plugdir):
 
     flashplug_addoption is called before a manager exists to watch (its
     effect is the parsed option), and the kernel reads flashplug_routes'
-    implementations directly (its effect is the /hello/ route); every other
+    implementations directly (its effect is the /hello/ route), and so it
+    reads flashplug_tls_certificates' (the acme plugin's, which
+    tests/integration/test_acme.py drives against a real CA); every other
     hook is seen going through the plugin manager.
     """
     plugdir("lister", LISTER)
@@ -885,5 +887,6 @@ def test_every_hook_is_called(hello, site, plugdir):
     assert results[3] == (200, b"b.txt\n")                  # directory
     assert results[4][0] == 404 and results[4][1].startswith(b"Yo! There is nothing")
     called = {name for name, impls in server.calls if impls}
-    assert called | {"flashplug_addoption", "flashplug_routes"} == set(HOOKS)
+    assert called | {"flashplug_addoption", "flashplug_routes",
+                     "flashplug_tls_certificates"} == set(HOOKS)
     assert {"flashplug_startup", "flashplug_shutdown"} <= called

@@ -73,10 +73,25 @@ def exchange(port, *requests_bytes):
             head, _, data = data.partition(b"\r\n\r\n")
             status = int(head.split(b" ")[1])
             length = 0
+            chunked = False
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
                 if name.lower() == b"content-length":
                     length = int(value)
+                chunked |= name.lower() == b"transfer-encoding"
+            if chunked:   # a CGI answer still running when its head went out
+                while b"\r\n0\r\n\r\n" not in b"\r\n" + data:
+                    data += sock.recv(65536)
+                body = b""
+                while True:
+                    size_line, _, data = data.partition(b"\r\n")
+                    size = int(size_line, 16)
+                    if not size:
+                        data = data[2:]
+                        break
+                    body, data = body + data[:size], data[size + 2:]
+                answers.append((status, body))
+                continue
             while len(data) < length:
                 data += sock.recv(65536)
             body, data = data[:length], data[length:]
