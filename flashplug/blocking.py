@@ -46,10 +46,11 @@ from flashplug.cycle import SESSION_SLOTS, RequestCycle, init_session
 from flashplug.helpers import run_sync
 from flashplug.http.h1 import LINGER_SECONDS, H1Protocol
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
+from flashplug import systemd
 from flashplug.app import App
 from flashplug.residency import READ_CHUNK
 from flashplug.stats import Stats
-from flashplug.supervisor import supervise
+from flashplug.supervisor import Generation
 from flashplug.transport import SocketTransport
 
 log = logging.getLogger("flashplug.blocking")
@@ -283,7 +284,7 @@ def _date_ticker(app, stop):
             app.access_log.flush()
 
 
-def run_mt(config, listener):
+def run_mt(config, listener, accepting):
     app = _build_app(config, LockedFileCache, LockedStats())
     stop = threading.Event()
     slots = threading.BoundedSemaphore(config.procs)
@@ -307,6 +308,8 @@ def run_mt(config, listener):
             threads.discard(threading.current_thread())
 
     def on_signal(signum, frame):
+        systemd.notify("STOPPING=1")
+        app.stopping = True        # each response from now on is its connection's last
         stop.set()
         listener.close()
 
@@ -314,6 +317,7 @@ def run_mt(config, listener):
     signal.signal(signal.SIGINT, on_signal)
     listener.setblocking(True)
     pause = AcceptPause()
+    accepting(True)
     while not stop.is_set():
         slots.acquire()
         try:
@@ -337,20 +341,24 @@ def run_mt(config, listener):
     return 0
 
 
-def _mp_child(config, listener):
+def _mp_child(config, listener, accepting):
     app = _build_app(config, FileCache, Stats())
     stopping = False
 
     def on_signal(signum, frame):
         nonlocal stopping
         stopping = True
+        app.stopping = True        # each response from now on is its connection's last
         listener.close()
+        accepting(False)
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGQUIT, on_signal)   # a reload's: the same, one connection at a time
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener.setblocking(True)
     last_tick = 0
     pause = AcceptPause()
+    accepting(True)
     while not stopping:
         try:
             sock, peer = _accept_one(listener)
@@ -371,8 +379,7 @@ def _mp_child(config, listener):
     return 0
 
 
-def run_blocking(config, listener):
-    """Serve with mt in this process, or with mp's supervised processes."""
-    if config.arch == "mt":
-        return run_mt(config, listener)
-    return supervise(config.procs, lambda: _mp_child(config, listener), what="process")
+def mp_generation(config, listener):
+    """mp's processes, for the supervisor (``flashplug.server``)."""
+    return Generation(config.procs, lambda accepting: _mp_child(config, listener, accepting),
+                      what="process")

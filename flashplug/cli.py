@@ -1,4 +1,4 @@
-"""The command line: ``flashplug serve`` and ``flashplug plugins``.
+"""The command line: ``flashplug serve``, ``check`` and ``plugins``.
 
 Every mistake a user can make here ends as one line on stderr and exit
 status 2, never a traceback.
@@ -155,6 +155,10 @@ def _add_serve_options(p):
     net.add_argument("-p", "--port", type=_port, default=8000, help="port (default: 8000)")
     net.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                      help="worker processes sharing the port (default: 1)")
+    net.add_argument("--master", action="store_true",
+                     help="run the workers under a master process even with --workers 1, "
+                          "so that SIGHUP reloads the configuration (implied by "
+                          "--workers 2 or more)")
     net.add_argument("--arch", choices=tuple(ARCHITECTURES), default="amped",
                      help="concurrency architecture (default: amped)")
     net.add_argument("--procs", type=_positive_int, default=64, metavar="N",
@@ -320,6 +324,7 @@ def build_serve(argv):
     config = Config(ns, pre.config)
     config.error_pages = compile_error_pages(file_data, pre.config)
     config.rules = compile_rules(file_data, pre.config)
+    config.argv = list(argv)   # a reload (SIGHUP) loads the same command line again
 
     selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
     if ns.cgi and "cgi" not in selected:
@@ -426,14 +431,31 @@ def cmd_plugins(argv):
     return 0
 
 
+def cmd_check(argv):
+    """``flashplug check [--config FILE] [serve's options]``: load the
+    configuration as ``serve`` would and print one line: OK, or the error."""
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: flashplug check [--config FILE] [the options of flashplug serve]\n\n"
+              "Load and check the configuration as `flashplug serve` would (the config "
+              "file, the plugins' settings, TLS files), without binding the port; print "
+              "one line; exit 0 when it is good, 2 (or 1) with FILE:LINE: KEY: the "
+              "problem otherwise.")
+        return 0
+    config = build_serve(argv)
+    from flashplug.server import check
+    print(check(config))
+    return 0
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _Parser(prog="flashplug",
                   description="A plugin-extensible AMPED web server.",
-                  epilog="Commands: serve [DOCROOT] ...; plugins [--json]. "
+                  epilog="Commands: serve [DOCROOT] ...; check [--config FILE]; "
+                         "plugins [--json]. "
                          "Run `flashplug serve --help` for the serve options.")
     top.add_argument("--version", action="version", version=f"flashplug {__version__}")
-    top.add_argument("command", choices=("serve", "plugins"))
+    top.add_argument("command", choices=("serve", "check", "plugins"))
     try:
         if not argv or argv[0] in ("-h", "--help", "--version"):
             top.parse_args(argv or ["--help"])
@@ -441,9 +463,11 @@ def main(argv=None):
         command, rest = argv[0], argv[1:]
         if command == "plugins":
             return cmd_plugins(rest)
+        if command == "check":
+            return cmd_check(rest)
         if command != "serve":
-            raise UsageError(f"unknown command {command!r}; use `flashplug serve` "
-                             f"or `flashplug plugins`")
+            raise UsageError(f"unknown command {command!r}; use `flashplug serve`, "
+                             f"`flashplug check` or `flashplug plugins`")
         config = build_serve(rest)
         from flashplug.server import run
         return run(config)

@@ -6,9 +6,15 @@ through the same type checks.  Top-level keys are kernel settings
 (``port = 8080``); a ``[plugins.NAME]`` table holds a plugin's settings with
 the ``NAME_`` prefix of its option names dropped (``[plugins.cgi]
 timeout = 30`` is ``--cgi-timeout 30``).
+
+A mistake in the file is one line that starts ``FILE:LINE:`` (``At``: the
+line of the key, found in the file's text only when a message needs it)
+and names the key, as compilers do, so editors can jump to it.
 """
 import argparse
+import difflib
 import os
+import re
 
 try:
     import tomllib
@@ -101,6 +107,11 @@ class Config:
     def as_dict(self):
         return dict(vars(self._ns))
 
+    def override(self, name, value):
+        """Set a setting after the fact (a reload keeps what cannot change)."""
+        setattr(self._ns, name, value)
+        self.__dict__[name] = value
+
 
 #: Tables of a site's policy (error pages, header and redirect rules): no
 #: flag sets them; ``errorpages`` and ``rules`` compile them from the file.
@@ -112,6 +123,59 @@ POLICY_KEYS = frozenset((errorpages.KEY, *rules.KEYS))
 FILE_PATH_KEYS = frozenset({"access_log", "error_log", "tls_cert", "tls_key"})
 
 
+class At:
+    """``FILE:LINE`` of a key of the TOML file at ``path`` (in the table
+    ``table``, a dotted name, or at the top), or ``FILE`` when the line
+    cannot be found; looked up when formatted, so only for a message."""
+
+    def __init__(self, path, key=None, table=None):
+        self.path, self.key, self.table = path, key, table
+
+    def __str__(self):
+        line = self.line()
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def line(self):
+        """The line number (from 1), or None."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeError):
+            return None
+        name = re.escape(self.key or "")
+        key_line = re.compile(rf"""\s*(?:{name}|"{name}"|'{name}')\s*=""")
+        current = None                          # the table of the lines below
+        for number, text in enumerate(lines, 1):
+            header = re.match(r"\s*\[\[?\s*([^\]]+?)\s*\]", text)
+            if header:
+                current = header.group(1).replace(" ", "")
+                if self.key is None and current == self.table:
+                    return number
+            elif self.key is not None and current == self.table and key_line.match(text):
+                return number
+        return None
+
+
+def locate(config, message):
+    """``message`` of an error about a setting (``--cgi-timeout: ...``,
+    from a plugin's checks) with ``FILE:LINE:`` in front when the setting
+    comes from the config file, so it reads like the file's other errors."""
+    flag = re.match(r"--([a-z0-9-]+)", message)
+    path = config.config_file
+    if flag is None or path is None:
+        return message
+    name = flag.group(1)
+    places = [At(path, name), At(path, name.replace("-", "_"))]
+    plugin, _, rest = name.partition("-")
+    if rest:
+        places += [At(path, rest, f"plugins.{plugin}"),
+                   At(path, rest.replace("-", "_"), f"plugins.{plugin}")]
+    for at in places:
+        if at.line() is not None:
+            return f"{at}: {message}"
+    return message
+
+
 def read_toml(path):
     try:
         with open(path, "rb") as f:
@@ -119,7 +183,9 @@ def read_toml(path):
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML: {e}") from None
+        line = re.search(r"at line (\d+)", str(e))
+        where = f"{path}:{line.group(1)}" if line else path
+        raise UsageError(f"{where}: not valid TOML: {e}") from None
     except OSError as e:
         raise UsageError(f"--config {path}: {e.strerror}") from None
 
@@ -139,7 +205,8 @@ def plugin_actions(parser):
 
 
 def _convert(path, key, value, action):
-    """Check a TOML value against the option it sets; return the value."""
+    """Check a TOML value against the option it sets; return the value.
+    ``path`` is where messages say the key is (an ``At``)."""
     flag = action.option_strings[-1]
     if isinstance(action, argparse.BooleanOptionalAction):
         if not isinstance(value, bool):
@@ -195,17 +262,19 @@ def toml_defaults(path, data, parser, plugin_names):
             continue
         if dest in ("docroot", "directory"):  # two names, as on the command line
             if not isinstance(value, str):
-                raise UsageError(f"{path}: {key} must be a string")
+                raise UsageError(f"{At(path, key)}: {key} must be a string")
             defaults["docroot"] = os.path.join(os.path.dirname(os.path.abspath(path)), value)
             continue
         if dest in FILE_PATH_KEYS:
             value = _relative_to(path, value)
         action = actions.get(dest)
         if action is None or dest not in kernel_keys:
-            raise UsageError(f"{path}: {key}: unknown setting; allowed: "
+            close = difflib.get_close_matches(dest, kernel_keys, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise UsageError(f"{At(path, key)}: {key}: unknown setting; {hint}allowed: "
                              f"docroot, {', '.join(kernel_keys)}, "
                              f"{', '.join(sorted(POLICY_KEYS))}, [plugins.NAME]")
-        defaults[dest] = _convert(path, key, value, action)
+        defaults[dest] = _convert(At(path, key), key, value, action)
     return defaults
 
 
@@ -221,12 +290,17 @@ def plugin_tables(path, where, value, actions, plugin_names, prefix=""):
     if not isinstance(value, dict):
         raise UsageError(f"{path}: {where}{prefix}plugins must be a list or a table")
     enable, options = None, {}
+
+    def at(key, table):
+        # The line of a top-level table's key; a site's is named by ``where``.
+        return path if where else At(path, key, table)
     for pname, table in value.items():
         if pname == "enable":
             enable = _enable_names(path, where, table, plugin_names)
             continue
         if pname not in plugin_names:
-            raise UsageError(f"{path}: {where}[{prefix}plugins.{pname}]: no such plugin; "
+            raise UsageError(f"{at(None, f'plugins.{pname}')}: {where}[{prefix}plugins.{pname}]: "
+                             f"no such plugin; "
                              f"installed: {', '.join(sorted(plugin_names)) or 'none'}")
         if not isinstance(table, dict):
             raise UsageError(f"{path}: {where}{prefix}plugins.{pname} must be a table")
@@ -237,10 +311,10 @@ def plugin_tables(path, where, value, actions, plugin_names, prefix=""):
                 allowed = sorted(d[len(pname) + 1:] for d in actions
                                  if d.startswith(pname + "_"))
                 raise UsageError(
-                    f"{path}: {where}[{prefix}plugins.{pname}] {pkey}: unknown setting; "
-                    f"allowed: {', '.join(allowed) or 'none'}")
-            options[dest] = _convert(path, f"{where}[{prefix}plugins.{pname}] {pkey}",
-                                     pvalue, action)
+                    f"{at(pkey, f'plugins.{pname}')}: {where}[{prefix}plugins.{pname}] {pkey}: "
+                    f"unknown setting; allowed: {', '.join(allowed) or 'none'}")
+            options[dest] = _convert(at(pkey, f"plugins.{pname}"),
+                                     f"{where}[{prefix}plugins.{pname}] {pkey}", pvalue, action)
     return enable, options
 
 

@@ -40,8 +40,9 @@ def status_line(status, phrase=None):
 
 def _connection_line(conn, version, keep):
     """The Connection line for a response (b"" for a persistent 1.1 one);
-    a response that closes marks the connection closing."""
-    if keep and not conn.closing:
+    a response that closes marks the connection closing, and so does a
+    graceful stop (every response is then the connection's last)."""
+    if keep and not conn.closing and not conn.app.stopping:
         return b"" if version == "1.1" else b"Connection: keep-alive\r\n"
     conn.closing = True
     return b"Connection: close\r\n"
@@ -110,7 +111,7 @@ async def send_response(conn, request, response, force_close=False):
     status = response.status
     method = request.method if request is not None else "GET"
     keep = (not force_close and not response.close and not conn.closing
-            and request is not None and request.keep_alive)
+            and not app.stopping and request is not None and request.keep_alive)
     # 1xx, 204, 205 and 304 carry no content whatever the handler says; the
     # framing fields it gave go too (flashplug.http.framing), and 205 is
     # framed as empty.

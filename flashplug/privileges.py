@@ -18,7 +18,7 @@ from flashplug.errors import UsageError
 from flashplug.log import setup_error_log
 
 
-def _lookup_user(name):
+def lookup_user(name):
     try:
         return pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
     except KeyError:
@@ -26,7 +26,7 @@ def _lookup_user(name):
                          f"(see /etc/passwd, or `id {name}`)") from None
 
 
-def _lookup_group(name):
+def lookup_group(name):
     try:
         return grp.getgrgid(int(name)).gr_gid if name.isdigit() else grp.getgrnam(name).gr_gid
     except KeyError:
@@ -51,8 +51,8 @@ def drop_privileges(config):
         if group:
             raise UsageError("--group needs --user (the user to run as)")
         return
-    entry = _lookup_user(str(user))
-    gid = _lookup_group(str(group)) if group else entry.pw_gid
+    entry = lookup_user(str(user))
+    gid = lookup_group(str(group)) if group else entry.pw_gid
     if os.geteuid() != 0:
         if (entry.pw_uid, gid) == (os.geteuid(), os.getegid()):
             return  # already that user: nothing to drop

@@ -5,8 +5,10 @@ a bad port fails at once with a clear message), checks everything that can
 be checked in the master, then serves with the architecture ``--arch``
 names (``flashplug.arches``): in this process, or in ``--workers`` (or mp's
 ``--procs``) processes that share the socket under the supervisor
-(``flashplug.supervisor``).  The App lives in ``flashplug.app``, a worker's
-loop in ``flashplug.worker``.
+(``flashplug.supervisor``), which reloads the configuration on SIGHUP
+(``_reloader``).  Under systemd it may serve on an inherited socket and
+reports its state (``flashplug.systemd``).  The App lives in
+``flashplug.app``, a worker's loop in ``flashplug.worker``.
 """
 import errno
 import logging
@@ -16,15 +18,17 @@ import socket
 import sys
 
 from flashplug.app import collect_routes
+from flashplug import systemd
 from flashplug.arches import BLOCKING
+from flashplug.compress import missing_codings
+from flashplug.config import locate
 from flashplug.errorpages import missing_pages
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
-from flashplug.privileges import check_logs, drop_privileges
-from flashplug.compress import missing_codings
+from flashplug.privileges import check_logs, drop_privileges, lookup_group, lookup_user
 from flashplug.sites import configure_plugins
 from flashplug.static import script_dir_warnings
-from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
+from flashplug.supervisor import Generation, handle_operator_signals, run_reporting, supervise
 from flashplug.tls import load_certificates, plugin_pairs, reload_certificates
 from flashplug.worker import Worker, import_uvloop
 
@@ -121,15 +125,21 @@ def raise_fd_limit():
             pass
 
 
-def run(config):
-    """Serve until SIGINT or SIGTERM; returns the exit status.
+#: Settings fixed at start: the sockets are bound and the user switched
+#: before any reload can happen.  A reload that changes one warns and
+#: keeps the running value (nginx does the same with ``user``).
+FIXED_ON_RELOAD = (("bind", "--bind"), ("port", "--port"), ("redirect_http", "--redirect-http"),
+                   ("user", "--user"), ("group", "--group"), ("arch", "--arch"))
 
-    Everything that can be checked is checked here, in the master, before
-    any worker is forked: the port (bound first, while we may still be
-    root), the user to run as, the log files, the plugins' settings.
-    """
-    setup_error_log(config.log_level)
-    raise_fd_limit()
+
+def supervised(config):
+    """Whether a master process runs the workers (and so can reload)."""
+    return config.arch == "mp" or (config.arch != "mt" and
+                                   (config.workers > 1 or bool(config.get("master"))))
+
+
+def _check(config):
+    """The checks of a configuration that need no socket and no user switch."""
     if config.arch in BLOCKING and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
@@ -137,24 +147,27 @@ def run(config):
         raise UsageError(f"{config.config_file}: [[site]] needs --arch amped or sped "
                          f"(--arch {config.arch} serves one document root)")
     _check_balancer(config)
+    if config.get("master") and config.arch == "mt":
+        raise UsageError("--master needs --arch amped, sped or mp (mt is one process "
+                         "by design)")
     _check_tls(config)
-    # Until a worker's loop takes the signals over: a SIGHUP this early
-    # re-reads the certificates at once (no loop to keep from blocking yet).
-    handle_operator_signals(reload=None if config.certificates is None
-                            else lambda: _reload_early(config))
-    listener = bind_listener(config.bind, config.port, listen=False)
-    redirect = None
-    if config.get("redirect_http") is not None:
-        redirect = bind_listener(config.bind, config.redirect_http, listen=False)
-    # Imported while we may still be root: --user may not be able to read
-    # the interpreter's files (a Python under /root), and a worker whose
-    # import failed would quietly run on asyncio's slower loop.
-    import_uvloop()
-    drop_privileges(config)
+
+
+def _prepare(config):
+    """Start-up work in the master, as the user we serve as: the log files,
+    the plugins' configure hooks (one line each, never a traceback), the
+    routes (a bad Route stops us here, before any worker starts)."""
     check_logs(config)
-    # Plugins' configure code runs as the dropped user: a mistake there (or
-    # a lazy import the user cannot read) is one line, never a traceback.
-    run_reporting(lambda: configure_plugins(config), config.plugin_manager)
+    _configure(config)
+
+
+def _configure(config):
+    """The plugins' configure hooks (a mistake in a setting from the config
+    file is named by its line there), then the routes."""
+    try:
+        run_reporting(lambda: configure_plugins(config), config.plugin_manager)
+    except UsageError as e:
+        raise UsageError(locate(config, str(e))) from None
     # Each worker collects its own; a bad Route (or a site's bad plugin
     # option) stops us here, before we listen.
     for view in [config] + [site.config for site in config.sites]:
@@ -164,6 +177,106 @@ def run(config):
     if config.compress:
         for line in missing_codings():
             log.warning(line)
+
+
+def check(config):
+    """``flashplug check``: everything a start checks that needs neither the
+    port nor the user switch nor the log files (those depend on the
+    machine and the user it starts as); returns the one-line summary.
+    Raises UsageError/StartupError as a start would."""
+    setup_error_log("warning")
+    for handler in logging.getLogger("flashplug").handlers:   # a command's lines, no times
+        handler.setFormatter(logging.Formatter("flashplug: %(levelname)s: %(message)s"))
+    _check(config)
+    if config.get("user"):
+        lookup_user(str(config.user))
+    if config.get("group"):
+        lookup_group(str(config.group))
+    _configure(config)
+    scheme = "https" if config.certificates is not None else "http"
+    host = f"[{config.bind}]" if ":" in config.bind else config.bind
+    processes = (f"{config.procs} processes" if config.arch == "mp" else
+                 "one process" if not supervised(config) else
+                 f"a master and {config.workers} worker{'s' if config.workers > 1 else ''}")
+    return (f"{config.config_file or 'the command line'}: OK: serving {config.docroot} on "
+            f"{scheme}://{host}:{config.port}/ with {processes}, --arch {config.arch} "
+            f"(plugins: {', '.join(config.plugins) or 'none'})")
+
+
+def _listeners(config):
+    """The listening sockets, bound but not listening yet: systemd's (socket
+    activation, ``flashplug.systemd``), else ``--bind``/``--port`` and
+    ``--redirect-http``'s."""
+    main, redirect = systemd.inherited_listeners()
+    if main is not None:
+        log.info("serving on the socket systemd passed (LISTEN_FDS); --bind and --port "
+                 "are not used")
+    else:
+        main = bind_listener(config.bind, config.port, listen=False)
+    if config.get("redirect_http") is not None and redirect is None:
+        redirect = bind_listener(config.bind, config.redirect_http, listen=False)
+    elif config.get("redirect_http") is None and redirect is not None:
+        raise UsageError("systemd passed a socket named 'redirect', but --redirect-http "
+                         "is not given")
+    return main, redirect
+
+
+def _generation(config, listener, redirect):
+    if config.arch == "mp":
+        from flashplug.blocking import mp_generation
+        return mp_generation(config, listener)
+    return Generation(config.workers, lambda accepting: Worker(config, listener, redirect,
+                                                               accepting).run(),
+                      pm=config.plugin_manager)
+
+
+def _reloader(config, listener, redirect):
+    """The master's SIGHUP: load the whole configuration again (the same
+    command line, the config file as it is now), check it as a start
+    would, and return the next Generation; UsageError/StartupError (one
+    line) keeps the running one."""
+    from flashplug.cli import build_serve
+    running = config
+
+    def reload():
+        nonlocal running
+        new = build_serve(running.argv)
+        for name, flag in FIXED_ON_RELOAD:
+            if new.get(name) != running.get(name):
+                log.warning("SIGHUP: %s cannot change without a restart; keeping %s "
+                            "(asked for %s)", flag, running.get(name), new.get(name))
+                new.override(name, running.get(name))
+        _check(new)
+        _prepare(new)
+        running = new
+        return _generation(new, listener, redirect)
+    return reload
+
+
+def run(config):
+    """Serve until SIGINT or SIGTERM; returns the exit status.
+
+    Everything that can be checked is checked here, in the master, before
+    any worker is forked: the port (bound first, while we may still be
+    root), the user to run as, the log files, the plugins' settings.
+    """
+    setup_error_log(config.log_level)
+    raise_fd_limit()
+    systemd.take_environment()
+    _check(config)
+    # Until a worker's loop takes the signals over: a SIGHUP this early
+    # re-reads the certificates at once (no loop to keep from blocking yet).
+    handle_operator_signals(reload=None if config.certificates is None
+                            else lambda: _reload_early(config))
+    listener, redirect = _listeners(config)
+    # Imported while we may still be root: --user may not be able to read
+    # the interpreter's files (a Python under /root), and a worker whose
+    # import failed would quietly run on asyncio's slower loop.
+    import_uvloop()
+    drop_privileges(config)
+    # Plugins' configure code runs as the dropped user: a mistake there (or
+    # a lazy import the user cannot read) is one line, never a traceback.
+    _prepare(config)
     listener.listen(LISTEN_BACKLOG)
     if redirect is not None:
         redirect.listen(LISTEN_BACKLOG)
@@ -173,15 +286,19 @@ def run(config):
     sites = f", {len(config.sites)} site(s) by host name" if config.sites else ""
     print(f"Serving {config.docroot} on {_url(listener, scheme)}{also} (plugins: {enabled}"
           f"{sites})", flush=True)
-    if config.arch in BLOCKING:
-        from flashplug.blocking import run_blocking
-        return run_blocking(config, listener)
-    pm = config.plugin_manager
-    if config.workers > 1:
-        return supervise(config.workers, lambda: Worker(config, listener, redirect).run(),
-                         pm=pm, reloads=config.certificates is not None)
+    if supervised(config):
+        return supervise(_generation(config, listener, redirect),
+                         reload=_reloader(config, listener, redirect))
+
+    def accepting(on):
+        if on:
+            systemd.ready(f"serving {_url(listener, scheme)} in one process")
+    if config.arch == "mt":
+        from flashplug.blocking import run_mt
+        return run_mt(config, listener, accepting)
     try:
-        code = run_reporting(lambda: Worker(config, listener, redirect).run(), pm)
+        code = run_reporting(lambda: Worker(config, listener, redirect, accepting).run(),
+                             config.plugin_manager)
     except StartupError as e:
         print(f"flashplug: error: {e}", file=sys.stderr)
         code = 1

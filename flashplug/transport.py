@@ -48,6 +48,16 @@ def unsent_bytes(fd):
         return 0
 
 
+def unread_bytes(fd):
+    """Bytes the kernel holds in the socket's receive queue (FIONREAD):
+    what the client sent that the loop has not read yet.  0 where the
+    query is not available."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError):
+        return 0
+
+
 class SocketTransport(socket.socket):
     """A plain stream socket: sendfile and MSG_MORE work on it.
 
@@ -84,6 +94,9 @@ class SocketTransport(socket.socket):
 
     def unsent(self):
         return unsent_bytes(self.fd)
+
+    def unread(self):
+        return unread_bytes(self.fd)
 
 
 # Ciphertext is received at most this much at a time, so what one
@@ -306,6 +319,9 @@ class TLSTransport:
 
     def unsent(self):
         return unsent_bytes(self.sock.fileno())
+
+    def unread(self):
+        return unread_bytes(self.sock.fileno())
 
     def close(self):
         self.on_backlog = None

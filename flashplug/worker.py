@@ -10,9 +10,11 @@ reloads its certificates: ``_reload_certificates``); with
 waits for its PROXY header (``flashplug.proxied``).  On SIGTERM/SIGINT
 the health endpoint starts failing; after SIGTERM it serves on for
 ``--shutdown-delay`` seconds; then it stops accepting, lets the
-connections in flight finish within ``--grace`` seconds, and runs the
-shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
-(``handle_operator_signals``).
+connections in flight finish within ``--grace`` seconds (``_drain``), and
+runs the shutdown hooks.  SIGQUIT (a reload's old worker) is the same stop
+with no delay and no deadline.  SIGUSR1 and SIGHUP are the supervisor's
+(``handle_operator_signals``).  The drain must lose no request, or a
+reload would: see ``_drain``.
 """
 import asyncio
 import logging
@@ -21,6 +23,7 @@ import signal
 import socket
 import time
 
+from flashplug import systemd
 from flashplug.app import App
 from flashplug.connection import Connection
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
@@ -35,6 +38,12 @@ log = logging.getLogger("flashplug.server")
 # Accept at most this many connections per readiness event, so a flood of
 # new connections cannot starve the ones already open.
 ACCEPT_BATCH = 64
+
+#: On a graceful stop, a keep-alive connection is closed once it has stayed
+#: idle this long (seconds).  One whose client is about to send its next
+#: request (a load generator, a page fetching its images) gets that request
+#: answered with ``Connection: close`` instead of a close under its feet.
+DRAIN_IDLE = 0.2
 
 
 def import_uvloop():
@@ -55,13 +64,19 @@ def new_loop():
 
 
 class Worker:
-    def __init__(self, config, listener, redirect=None):
+    def __init__(self, config, listener, redirect=None, accepting=None):
+        """``accepting(True)`` is called once the worker accepts connections
+        (the master's cue, or systemd's READY=1 without a master),
+        ``accepting(False)`` once a stop closed its listener."""
         self.config = config
+        self.accepting = accepting
         self.listener = listener
         self.redirect = redirect
         self.loop = new_loop()
         self.app = None
         self.stopped = None
+        self.drain_until = float("inf")   # --grace's deadline, once a stop asks for it
+        self.grace_asked = False          # stop() was called (retire() alone: no deadline)
         self.accept_pause = AcceptPause()
         self.proxy_protocol = bool(config.get("proxy_protocol"))
         self.proxy_waiting = set()   # sockets whose PROXY header has not come yet
@@ -81,6 +96,7 @@ class Worker:
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop, sig)
+            loop.add_signal_handler(signal.SIGQUIT, self.retire)
             handle_operator_signals(loop, reload=self._reload_certificates
                                     if app.certificates is not None else None)
         except (ValueError, RuntimeError):
@@ -93,6 +109,8 @@ class Worker:
             loop.add_reader(self.redirect.fileno(), self._accept_redirect, view)
         app.tick()
         app.static.revalidate_ahead()   # then every FileCache.period seconds
+        if self.accepting is not None:
+            self.accepting(True)
         await self._shutdown_delay(await self.stopped)
         await self._drain()
         await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app.facade)
@@ -173,12 +191,27 @@ class Worker:
         self.app.helpers.call(reload_certificates, (self.config,), done)
 
     def stop(self, sig=signal.SIGINT):
-        """Begin a graceful stop (``sig``: the signal that asked for it);
-        asked again during ``--shutdown-delay``, end the delay now."""
+        """Begin a graceful stop within ``--grace`` (``sig``: the signal
+        that asked for it); asked again during ``--shutdown-delay``, end the
+        delay now; during a reload's drain (``retire``), give it the
+        deadline."""
+        systemd.notify("STOPPING=1")   # without a master; a master's child says nothing
+        self.grace_asked = True
+        if self.app is not None and self.app.stopping:     # already draining
+            self.drain_until = min(self.drain_until, time.monotonic() + self.config.grace)
         if not self.stopped.done():
             self.stopped.set_result(sig)
         elif self.hurry is not None and not self.hurry.done():
             self.hurry.set_result(None)
+
+    def retire(self):
+        """SIGQUIT, from the master once a reload's workers accept: graceful
+        stop with no ``--shutdown-delay`` and no deadline, so a long
+        download is not cut; each connection still ends by its own timeouts
+        (``--send-timeout``, keep-alive, the handler's).  A SIGTERM after
+        it sets the deadline."""
+        if not self.stopped.done():
+            self.stopped.set_result(signal.SIGQUIT)
 
     async def _shutdown_delay(self, sig):
         """The health check fails from now on; on SIGTERM (a service
@@ -196,7 +229,16 @@ class Worker:
         await asyncio.wait([self.hurry], timeout=delay)
 
     async def _drain(self):
-        """Graceful stop: no new connections; finish what is in flight."""
+        """Graceful stop: no new connections; finish what is in flight.
+
+        The listening socket stays open in the master and in the next
+        generation, so connections not yet accepted wait there.  Every
+        response from now on says ``Connection: close`` (``app.stopping``);
+        a connection is closed once it has been idle for DRAIN_IDLE (its
+        deadline, reset by every response, unchanged that long) and the
+        kernel holds no byte of a next request for it, so a request
+        already on its way is answered, not reset.
+        """
         app = self.app
         app.stopping = True
         self.loop.remove_reader(self.listener.fileno())
@@ -204,16 +246,25 @@ class Worker:
         if self.redirect is not None:
             self.loop.remove_reader(self.redirect.fileno())
             self.redirect.close()
+        if self.accepting is not None:
+            self.accepting(False)
         for reader in list(self.proxy_waiting):
             reader.close()     # no request yet: nothing to finish
-        deadline = time.monotonic() + self.config.grace
-        while time.monotonic() < deadline:
+        if self.grace_asked:
+            self.drain_until = time.monotonic() + self.config.grace
+        idle_since = {}        # connection -> (its deadline, when first seen idle)
+        while time.monotonic() < self.drain_until:
+            now = time.monotonic()
             for conn in list(app.connections):
-                if conn.active is None and not conn.out and not conn.pending \
-                        and conn.unparsed is None:
-                    conn.close()       # idle: nothing to finish
-                else:
-                    conn.closing = True  # finish this response, then close
+                if conn.state == "idle" and conn.active is None and not conn.out \
+                        and not conn.pending and conn.unparsed is None:
+                    seen = idle_since.get(conn)
+                    if seen is None or seen[0] != conn.deadline:
+                        idle_since[conn] = (conn.deadline, now)
+                    elif now - seen[1] >= DRAIN_IDLE and not conn.transport.unread():
+                        # (A request already in the kernel's queue, not yet
+                        # read since timers run before I/O: served next.)
+                        conn.close()
             if not app.connections:
                 break
             await asyncio.sleep(0.05)

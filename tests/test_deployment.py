@@ -1,6 +1,8 @@
-"""docs/deployment.md works as written (issue 10, item 13).
+"""docs/deployment.md works as written (issue 10, item 13; issue 15, item 5).
 
-The systemd unit is taken from the page and checked by systemd-analyze;
+The config file, the systemd units and the logrotate snippet are taken
+from the page: the units are checked by systemd-analyze and run as systemd
+would run them (tests/fake_systemd.py), the snippet by logrotate;
 privileges are dropped for real (CI runs as root, so these tests can): the
 workers of `--user nobody` run as nobody, and CGI scripts of a root server
 run as nobody unless told otherwise.
@@ -10,6 +12,7 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +20,8 @@ import time
 
 import pytest
 import requests
+
+from tests.fake_systemd import Notifications, listening_socket, start
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "flashplug")
@@ -28,14 +33,45 @@ def _page():
         return f.read()
 
 
+def _blocks(lang):
+    """The ```LANG blocks of the systemd section, in order."""
+    section = _page().split("## systemd", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
+
+
 def unit_file():
-    """The ```ini block of the systemd section."""
-    section = _page().split("## systemd", 1)[1]
-    return re.search(r"```ini\n(.*?)```", section, re.S).group(1)
+    """The .service unit."""
+    return next(b for b in _blocks("ini") if "[Service]" in b)
+
+
+def socket_unit():
+    return next(b for b in _blocks("ini") if "[Socket]" in b)
+
+
+def config_file():
+    return _blocks("toml")[0]
+
+
+def notify_reload_lines():
+    """The lines the page says to use instead on systemd 253 or later."""
+    return next(b for b in _blocks("ini") if "notify-reload" in b and "[Service]" not in b)
+
+
+def logrotate_snippet():
+    section = _page().split("## Log rotation", 1)[1]
+    return re.search(r"```\n(.*?)```", section, re.S).group(1)
+
+
+def exec_lines(unit, key):
+    return [shlex.split(line) for line in re.findall(rf"^{key}=(.*)$", unit, re.M)]
 
 
 def exec_start(unit):
-    return shlex.split(re.search(r"^ExecStart=(.*)$", unit, re.M).group(1))
+    return exec_lines(unit, "ExecStart")[0]
+
+
+INSTALLED = "/opt/flashplug/.venv/bin/flashplug"
+CONFIG = "/etc/flashplug/flashplug.toml"
 
 
 @pytest.fixture
@@ -67,61 +103,166 @@ def wait_for(predicate, timeout=10):
     raise AssertionError("timed out")
 
 
-def test_unit_file_verifies(tmp_path):
+def _analyze_version(analyze):
+    out = subprocess.run([analyze, "--version"], capture_output=True, text=True).stdout
+    return int(re.search(r"systemd (\d+)", out).group(1))
+
+
+def _verify(analyze, folder, *names):
+    proc = subprocess.run([analyze, "verify", *[str(folder / n) for n in names]],
+                          capture_output=True, text=True, timeout=60)
+    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if "flashplug" in line]
+    assert proc.returncode == 0 and not problems, proc.stdout + proc.stderr
+
+
+def test_units_verify(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
     unit = unit_file()
     # The page installs into /opt/flashplug; this clone's environment
     # stands in for it.
-    assert "/opt/flashplug/.venv/bin/flashplug serve" in unit
-    rendered = tmp_path / "flashplug.service"
-    rendered.write_text(unit.replace("/opt/flashplug/.venv/bin/flashplug", SCRIPT))
-    proc = subprocess.run([analyze, "verify", str(rendered)], capture_output=True,
-                          text=True, timeout=60)
-    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
-                if "flashplug.service" in line]
-    assert proc.returncode == 0 and not problems, proc.stdout + proc.stderr
-    assert "ExecReload" not in unit   # SIGHUP reloads nothing yet: no false promise
+    assert f"{INSTALLED} serve --config {CONFIG}" in unit
+    (tmp_path / "flashplug.service").write_text(unit.replace(INSTALLED, SCRIPT))
+    (tmp_path / "flashplug.socket").write_text(socket_unit())
+    _verify(analyze, tmp_path, "flashplug.service", "flashplug.socket")
+    assert re.search(r"^Type=notify$", unit, re.M)
+    assert exec_lines(unit, "ExecReload") == [[INSTALLED, "check", "--config", CONFIG],
+                                              ["/bin/kill", "-HUP", "$MAINPID"]]
+    # The variant for systemd 253 and later, where systemd knows notify-reload.
+    variant = re.sub(r"^(Type|ExecReload)=.*\n", "", unit, flags=re.M).replace(
+        "[Service]\n", "[Service]\n" + notify_reload_lines())
+    assert "Type=notify-reload" in variant and "kill" not in variant
+    if _analyze_version(analyze) >= 253:
+        (tmp_path / "flashplug.service").write_text(variant.replace(INSTALLED, SCRIPT))
+        _verify(analyze, tmp_path, "flashplug.service")
 
 
-def test_exec_start_parses_as_written():
-    """Every flag of the documented command line is one flashplug knows."""
-    from flashplug.cli import _add_serve_options, _Parser
-    parser = _Parser(prog="flashplug serve")
-    _add_serve_options(parser)
-    args = exec_start(unit_file())
-    assert args[:2] == ["/opt/flashplug/.venv/bin/flashplug", "serve"]
-    ns = parser.parse_args(args[2:])
-    assert (ns.port, ns.user, ns.access_log) == (80, "www-data", "/var/log/flashplug/access.log")
-    assert ns.plugins == "none"       # a public site names its plugins
+def rendered_config(folder, site, logs, port=80, user=True):
+    """The page's config file with this test's site, logs and address."""
+    text = config_file().replace('"/srv/www"', f'"{site}"').replace(
+        "/var/log/flashplug", str(logs)).replace('"0.0.0.0"', '"127.0.0.1"').replace(
+        "port = 80", f"port = {port}").replace('workers = "auto"', "workers = 2")
+    if not user:
+        text = text.replace('user = "www-data"\n', "")
+    path = os.path.join(str(folder), "flashplug.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
 
 
-@root_only
-def test_documented_command_runs_as_www_data(open_dir, tmp_path, server_factory):
-    """The unit's command line, with the site, port, address and log folder
-    of this test in place of the page's."""
-    args = exec_start(unit_file())[2:]
+def test_config_file_loads_as_written(tmp_path):
+    """Every key of the documented config file is one flashplug knows."""
+    from flashplug.cli import build_serve
+    (tmp_path / "www").mkdir()
+    text = config_file().replace('"/srv/www"', f'"{tmp_path / "www"}"')
+    (tmp_path / "flashplug.toml").write_text(text)
+    config = build_serve(["--config", str(tmp_path / "flashplug.toml")])
+    assert (config.bind, config.port, config.user) == ("0.0.0.0", 80, "www-data")
+    assert config.access_log == "/var/log/flashplug/access.log"
+    assert config.master is True and config.workers == (os.cpu_count() or 1)
+    assert config.plugins == []          # a public site names its plugins
+    assert exec_start(unit_file()) == [INSTALLED, "serve", "--config", CONFIG]
+
+
+def _site(open_dir):
     logs = os.path.join(open_dir, "log")
     os.mkdir(logs)
     os.chown(logs, pwd.getpwnam("www-data").pw_uid, pwd.getpwnam("www-data").pw_gid)
     site = os.path.join(open_dir, "www")
     os.mkdir(site)
-    with open(os.path.join(site, "index.html"), "w") as f:
-        f.write("home\n")
-    os.chmod(os.path.join(site, "index.html"), 0o644)
-    # server_factory gives the docroot and a free port; loopback only.
-    port = args.index("--port")
-    args = args[:port] + args[port + 2:]
-    args.remove("/srv/www")
-    replaced = {"0.0.0.0": "127.0.0.1", "auto": "2"}
-    rendered = [replaced.get(a, a).replace("/var/log/flashplug", logs) for a in args]
-    server = server_factory(site, *rendered)
+    for name, text in (("index.html", "home\n"), ("other.html", "other\n")):
+        with open(os.path.join(site, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(site, name), 0o644)
+    return site, logs
+
+
+@root_only
+def test_documented_config_runs_as_www_data(open_dir, server_factory):
+    """The page's config file, with the site, port, address and log folder
+    of this test in place of the page's."""
+    site, logs = _site(open_dir)
+    server = server_factory(site, "--config", rendered_config(open_dir, site, logs))
     assert requests.get(server.url + "/").text == "home\n"
     kids, uids = wait_for(lambda: (lambda k, u: (k, u) if len(k) == 2 else None)(
         *worker_uids(server.proc.pid)))
     assert uids == {pwd.getpwnam("www-data").pw_uid}
     assert wait_for(lambda: "GET / " in open(os.path.join(logs, "access.log")).read())
+
+
+def test_units_run_as_systemd_would(open_dir, tmp_path):
+    """The .socket's ListenStream= made by a fake systemd and passed at
+    descriptor 3, the .service's ExecStart=, then its ExecReload= lines
+    after an edit of the config file, then KillSignal=."""
+    site, logs = _site(open_dir)
+    if os.geteuid() != 0:
+        os.chmod(logs, 0o777)
+    config = rendered_config(open_dir, site, logs, port=1, user=os.geteuid() == 0)
+    unit, sock_unit = unit_file(), socket_unit()
+    listen = re.search(r"^ListenStream=(.*):(\d+)$", sock_unit, re.M)
+    assert listen.groups() == ("0.0.0.0", "80")
+    backlog = int(re.search(r"^Backlog=(\d+)$", sock_unit, re.M).group(1))
+    sock = listening_socket("127.0.0.1", backlog)    # loopback here, not 0.0.0.0
+
+    def command(args):
+        return [SCRIPT if a == INSTALLED else config if a == CONFIG else a for a in args]
+    # Abstract, as tmp_path is root's alone and the master runs as www-data
+    # (systemd's own /run/systemd/notify is open to every user).
+    notify = Notifications(tmp_path, abstract=True)
+    out = open(tmp_path / "server.log", "wb")
+    proc = start(command(exec_start(unit)), [sock], notify=notify, stdout=out)
+    try:
+        assert notify.wait_for("READY=1")[0] == proc.pid
+        page = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+        assert requests.get(page).text == "home\n"
+        with open(config, "a") as f:
+            f.write('index = "other.html"\n')
+        for args in exec_lines(unit, "ExecReload"):
+            args = [str(proc.pid) if a == "$MAINPID" else a for a in command(args)]
+            done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert notify.wait_for("RELOADING=1")[0] == proc.pid
+        assert notify.wait_for("READY=1")[0] == proc.pid
+        assert requests.get(page).text == "other\n"
+        kill = re.search(r"^KillSignal=(\w+)$", unit, re.M).group(1)
+        proc.send_signal(getattr(signal, kill))
+        assert notify.wait_for("STOPPING=1")[0] == proc.pid
+        stop = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M).group(1))
+        assert proc.wait(stop) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out.close()
+        notify.close()
+
+
+@root_only
+def test_logrotate_snippet_rotates_without_losing_the_server(open_dir, server_factory,
+                                                             tmp_path):
+    logrotate = shutil.which("logrotate") or shutil.which("logrotate", path="/usr/sbin")
+    if logrotate is None:
+        pytest.skip("logrotate is not installed (apt-get install logrotate)")
+    site, logs = _site(open_dir)
+    server = server_factory(site, "--config", rendered_config(open_dir, site, logs))
+    access = os.path.join(logs, "access.log")
+    assert requests.get(server.url + "/?before").status_code == 200
+    wait_for(lambda: "?before" in open(access).read())
+    snippet = logrotate_snippet().replace("/var/log/flashplug", logs).replace(
+        "systemctl kill --signal=USR1 --kill-who=main flashplug.service",
+        f"kill -USR1 {server.proc.pid}")
+    conf = tmp_path / "flashplug.logrotate"
+    conf.write_text(snippet)
+    done = subprocess.run([logrotate, "--force", "--state", str(tmp_path / "state"),
+                           str(conf)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "?before" in open(access + ".1").read()
+    assert os.stat(access).st_uid == pwd.getpwnam("www-data").pw_uid
+    assert requests.get(server.url + "/?after").status_code == 200
+    wait_for(lambda: "?after" in open(access).read())
+    assert "?after" not in open(access + ".1").read()
 
 
 @root_only

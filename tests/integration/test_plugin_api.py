@@ -238,7 +238,7 @@ def test_config_file_error_from_a_plugin_table(hello, site, tmp_path):
     cfg.write_text('[plugins.hello]\ngreting = "Hi"\n')
     proc = flashplug("serve", site, "--port", "0", "--config", cfg, "--plugins", "hello")
     assert proc.returncode == 2
-    assert proc.stderr == (f"flashplug: error: {cfg}: [plugins.hello] greting: unknown "
+    assert proc.stderr == (f"flashplug: error: {cfg}:2: [plugins.hello] greting: unknown "
                            f"setting; allowed: chunk_delay, greeting\n")
 
 

@@ -278,18 +278,18 @@ def test_config_plugin_table(tmp_path, docroot, plugdir):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('port = "http"', r"flashplug.toml: port = 'http': not a port number: 'http' \(--port\)"),
-    ('port = 70000', r"flashplug.toml: port = 70000: port 70000 is outside 0-65535"),
-    ('arch = "fast"', r"flashplug.toml: arch = 'fast': allowed values are amped, sped, mt, mp"),
-    ('follow_symlinks = "yes"', r"flashplug.toml: follow_symlinks = 'yes': expected true or false"),
-    ('prot = 80', r"flashplug.toml: prot: unknown setting; allowed: docroot, .*port.*"),
-    ('port = [1, 2]', r"flashplug.toml: port: expected a single value"),
-    ('config = "other.toml"', r"flashplug.toml: config: unknown setting"),
-    ('[plugins.nope]\nx = 1', r"flashplug.toml: \[plugins.nope\]: no such plugin; installed: .*hdr"),
-    ('[plugins.hdr]\ncolour = 1', r"flashplug.toml: \[plugins.hdr\] colour: unknown setting; "
+    ('port = "http"', r"flashplug.toml:1: port = 'http': not a port number: 'http' \(--port\)"),
+    ('port = 70000', r"flashplug.toml:1: port = 70000: port 70000 is outside 0-65535"),
+    ('arch = "fast"', r"flashplug.toml:1: arch = 'fast': allowed values are amped, sped, mt, mp"),
+    ('follow_symlinks = "yes"', r"flashplug.toml:1: follow_symlinks = 'yes': expected true or false"),
+    ('prot = 80', r"flashplug.toml:1: prot: unknown setting; did you mean port\? allowed: docroot, .*port.*"),
+    ('port = [1, 2]', r"flashplug.toml:1: port: expected a single value"),
+    ('config = "other.toml"', r"flashplug.toml:1: config: unknown setting"),
+    ('[plugins.nope]\nx = 1', r"flashplug.toml:1: \[plugins.nope\]: no such plugin; installed: .*hdr"),
+    ('[plugins.hdr]\ncolour = 1', r"flashplug.toml:2: \[plugins.hdr\] colour: unknown setting; "
                                   r"allowed: count, loud, name"),
-    ('[plugins.hdr]\ncount = "many"', r"flashplug.toml: \[plugins.hdr\] count = 'many': .*'many' \(--hdr-count\)"),
-    ('port = ', r"flashplug.toml: not valid TOML"),
+    ('[plugins.hdr]\ncount = "many"', r"flashplug.toml:2: \[plugins.hdr\] count = 'many': .*'many' \(--hdr-count\)"),
+    ('port = ', r"flashplug.toml:1: not valid TOML"),
 ])
 def test_config_errors_name_file_key_and_allowed(tmp_path, docroot, plugdir, text, expected):
     plugdir("hdr", HEADER_PLUGIN)
