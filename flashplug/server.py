@@ -22,7 +22,7 @@ from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
-from flashplug.tls import Certificates, load_certificates, pairs_from
+from flashplug.tls import Certificates, alpn_for, load_certificates, pairs_from
 from flashplug.worker import Worker, import_uvloop
 
 log = logging.getLogger("flashplug.server")
@@ -85,12 +85,15 @@ def _check_tls(config):
     if config.get("redirect_http") is not None and config.redirect_http == config.port:
         raise UsageError(f"--redirect-http {config.redirect_http} is the HTTPS port; "
                          f"pick another (usually 80)")
+    if config.get("h2c") and config.arch in BLOCKING:
+        raise UsageError(f"--h2c needs --arch amped or sped (--arch {config.arch} "
+                         f"has no event loop to multiplex streams)")
     config.certificates = load_certificates(config)
 
 
 def _reload_early(config):
     try:
-        config.certificates = Certificates(pairs_from(config))
+        config.certificates = Certificates(pairs_from(config), alpn_for(config))
     except UsageError as e:
         log.error("SIGHUP: TLS certificates not reloaded, still serving the old ones: %s", e)
 

@@ -17,7 +17,10 @@ context they started with, so nothing is dropped.
 Security defaults (Mozilla's "intermediate" profile): TLS 1.2 and 1.3
 only; for TLS 1.2 only ECDHE key exchange with AES-GCM or ChaCha20-Poly1305
 (forward secrecy, AEAD); no TLS compression (CRIME); no renegotiation at
-all; ALPN offers ``http/1.1``; TLS 1.3 session tickets for resumption.
+all; ALPN offers ``h2`` then ``http/1.1`` (``http/1.1`` alone with
+``--no-http2``); TLS 1.3 session tickets for resumption.  RFC 9113 §9.2
+asks more of HTTP/2 over TLS 1.2 (no compression, no renegotiation, an
+ephemeral key exchange and an AEAD suite): these defaults are all that.
 """
 import logging
 import os
@@ -36,11 +39,17 @@ TLS12_CIPHERS = ":".join((
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ))
-ALPN = ["http/1.1"]
+ALPN = ["h2", "http/1.1"]
+ALPN_H1 = ["http/1.1"]
 _OID_SAN = "subjectAltName"
 
 
-def server_context(cert, key):
+def alpn_for(config):
+    """The ALPN protocols to offer: ``h2`` too unless ``--no-http2``."""
+    return ALPN if config.get("http2", True) else ALPN_H1
+
+
+def server_context(cert, key, alpn=ALPN):
     """An SSLContext for one certificate chain and key, with our defaults.
 
     Raises UsageError naming the file and the fix.
@@ -49,7 +58,7 @@ def server_context(cert, key):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     ctx.set_ciphers(TLS12_CIPHERS)
-    ctx.set_alpn_protocols(ALPN)
+    ctx.set_alpn_protocols(alpn)
     for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
         if not os.path.isfile(path):
             raise UsageError(f"{flag} {path}: no such file")
@@ -109,11 +118,11 @@ def pairs_from(config):
 class Certificates:
     """The certificates one worker serves, by server name."""
 
-    def __init__(self, pairs):
+    def __init__(self, pairs, alpn=ALPN):
         self.by_name = {}
         self.contexts = []
         for cert, key in pairs:
-            ctx = server_context(cert, key)
+            ctx = server_context(cert, key, alpn)
             self.contexts.append(ctx)
             for name in certificate_names(cert):
                 self.by_name.setdefault(name, ctx)
@@ -152,4 +161,4 @@ def load_certificates(config):
         warning = key_permission_warning(key)
         if warning:
             log.warning(warning)
-    return Certificates(pairs)
+    return Certificates(pairs, alpn_for(config))

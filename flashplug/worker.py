@@ -23,7 +23,7 @@ from flashplug.connection import Connection
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
 from flashplug.supervisor import handle_operator_signals
 from flashplug.redirect import PlainView, RedirectConnection
-from flashplug.tls import Certificates, pairs_from
+from flashplug.tls import Certificates, alpn_for, pairs_from
 from flashplug.transport import SocketTransport, TLSTransport
 
 log = logging.getLogger("flashplug.server")
@@ -146,7 +146,7 @@ class Worker:
             self.app.certificates = certificates
             log.info("TLS certificates reloaded by worker %d (%d certificates)",
                      os.getpid(), len(certificates.contexts))
-        self.app.helpers.call(Certificates, (pairs,), done)
+        self.app.helpers.call(Certificates, (pairs, alpn_for(self.config)), done)
 
     def stop(self):
         if not self.stopped.done():

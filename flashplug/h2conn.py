@@ -1,0 +1,753 @@
+"""The HTTP/2 driver: one connection's streams on the event loop.
+
+Theory of operation: ``H2Connection`` owns the transport (TLS after ALPN
+chose ``h2``, or a plain socket that began with the HTTP/2 preface under
+``--h2c``) and a sans-I/O ``h2.connection.H2Connection`` (python-hyper's
+``h2``), which frames, checks flow control and keeps the HPACK state.  Its
+events become requests on streams (``flashplug.h2stream.H2Stream``), each
+answered by the same request cycle, handlers and plugins as over HTTP/1.1.
+
+Output: streams with something to send wait in a ready queue; ``_flush``
+takes them in turn, at most ``QUANTUM`` bytes each per turn (round-robin,
+so one big download does not hold the small ones back), as far as each
+stream's and the connection's flow-control window allow.  A stream whose
+window is shut waits aside until the client opens it; nothing of it is
+read meanwhile.  Frames are made only once the socket took the previous
+ones (``ROUND_MAX`` at a time), so a client that does not read costs at
+most that much, and while the socket is full the connection stops reading
+too.  File bodies are read on the loop only from resident pages
+(``FileSender.read_resident``: ``preadv(RWF_NOWAIT)``, as the TLS copying
+path does); a cold window is read in by a helper (``read_in``) first.
+
+Input: DATA frames feed each request's ``BodyReader``; their window is
+given back as they arrive, unless the handler's buffer is full, then when
+it drains, so a slow handler slows its own stream only.
+
+Limits and defenses (each has a test in tests/integration/test_h2_attacks.py):
+``SETTINGS_MAX_CONCURRENT_STREAMS`` 100 (more is a connection error), a
+64 KiB header list (an HPACK bomb fails decoding), 16 KiB frames, at most
+64 CONTINUATION frames per header block (h2's own bound), at most
+``MAX_REQUESTS`` streams per connection (then GOAWAY, as nginx's
+``keepalive_requests``), and per second at most ``RESET_LIMIT`` streams
+reset by the client (Rapid Reset, CVE-2023-44487) and ``FLOOD_LIMIT``
+frames that carry no request (SETTINGS, PING, PRIORITY, empty DATA,
+unknown types); past one, the connection gets GOAWAY ENHANCE_YOUR_CALM.
+A response that makes no progress for ``--send-timeout`` (a zero window
+held open, a client that does not read) ends the connection; so does an
+idle one after ``--keepalive-timeout``.
+"""
+import collections
+import logging
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from flashplug.cycle import ErrorItem
+from flashplug.framing import STREAM_HIGH_WATER
+from flashplug.http.body import EMPTY_BODY, BodyReader
+from flashplug.http.h1_checks import ProtocolError, set_target, valid_host
+from flashplug.http.h2_checks import StreamError, request_parts
+from flashplug.http.message import Headers, Request
+from flashplug.h2stream import H2Stream
+from flashplug.residency import OFFLOAD, READ_CHUNK, WINDOW, FileRange, read_in
+
+log = logging.getLogger("flashplug.connection")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_CONCURRENT_STREAMS = 100
+MAX_HEADER_LIST_SIZE = 64 * 1024     # as the whole head over HTTP/1.1
+MAX_REQUESTS = 1000                  # streams per connection (nginx keepalive_requests)
+RESET_LIMIT = 100                    # streams the client may reset per second
+FLOOD_LIMIT = 1000                   # frames without a request per second
+QUANTUM = 64 * 1024                  # a stream's DATA bytes per turn
+ROUND_MAX = 256 * 1024               # frames made before the socket must take them
+LINGER_SECONDS = 2.0
+# The connection's receive window: every stream's window at once, so one
+# stream whose handler reads slowly never shuts the others out.
+CONNECTION_WINDOW = MAX_CONCURRENT_STREAMS * 65535
+_CONDITIONAL = frozenset(("if-match", "if-none-match", "if-modified-since",
+                          "if-unmodified-since", "range", "if-range"))
+_RECV_BUFFER = bytearray(256 * 1024)
+_RECV_VIEW = memoryview(_RECV_BUFFER)
+
+
+def h2_settings():
+    """Our SETTINGS (RFC 9113 §6.5.2)."""
+    return {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0}
+
+
+class H2Connection:
+    """One HTTP/2 connection on the event loop."""
+
+    __slots__ = ("app", "loop", "transport", "fd", "h2", "peer_addr", "peer_port",
+                 "local_addr", "local_port", "scheme", "now", "streams", "ready_q",
+                 "blocked", "pending_out", "closed", "_closing", "lingering", "reading",
+                 "writer_on", "receiving", "flush_soon", "deadline", "send_deadline",
+                 "requests", "window_start", "control", "resets", "goaway_sent", "shut",
+                 "__weakref__")
+
+    pending = ()        # what the worker's drain and the status page look at
+    unparsed = None
+
+    def __init__(self, app, transport, peer, local, data):
+        self.app = app
+        self.loop = app.loop
+        self.transport = transport
+        self.fd = transport.fileno()
+        self.peer_addr = peer[0] if isinstance(peer, tuple) else ""
+        self.peer_port = peer[1] if isinstance(peer, tuple) else 0
+        self.local_addr, self.local_port = (local[0], local[1]) if isinstance(local, tuple) \
+            else ("", 0)
+        self.scheme = transport.scheme
+        self.now = time.monotonic()
+        self.streams = {}
+        self.ready_q = collections.deque()
+        self.blocked = []            # streams waiting for the client to open a window
+        self.pending_out = b""       # frames the socket has not taken yet
+        self.closed = self._closing = self.lingering = False
+        self.reading = self.writer_on = self.receiving = self.flush_soon = False
+        self.deadline = self.now + app.config.header_timeout   # the preface must come
+        self.send_deadline = None
+        self.requests = 0
+        self.window_start = self.now
+        self.control = self.resets = 0
+        self.goaway_sent = False
+        self.shut = False            # our side of the socket is shut (lingering)
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None,
+            # request_parts checks requests (a malformed one is a stream
+            # error, not the connection's); our own fields are checked
+            # before they reach a stream (response_fields, validate.py).
+            validate_inbound_headers=False, normalize_inbound_headers=False,
+            validate_outbound_headers=False, normalize_outbound_headers=False)
+        conn = self.h2 = h2.connection.H2Connection(config)
+        conn.local_settings = h2.settings.Settings(client=False, initial_values=h2_settings())
+        conn.initiate_connection()
+        conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        if not transport.zero_copy:
+            transport.on_backlog = self._set_interest
+        app.connections.add(self)
+        self._set_interest()
+        if data:
+            self._received(data)
+        else:
+            self._flush()
+
+    # -- what the worker and the status page see -----------------------------------------
+
+    @property
+    def active(self):
+        return self.streams or None
+
+    @property
+    def out(self):
+        return self.pending_out
+
+    @property
+    def state(self):
+        return "busy" if self.streams else "idle"
+
+    @property
+    def closing(self):
+        return self._closing
+
+    @closing.setter
+    def closing(self, value):
+        if value:
+            self._go_away()   # the worker stops: finish, take no more
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _on_readable(self):
+        try:
+            n = self.transport.recv_into(_RECV_BUFFER)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not n:
+            self.close()
+            return
+        if self.lingering:
+            return
+        self._received(bytes(_RECV_VIEW[:n]))
+
+    def _received(self, data):
+        self.now = time.monotonic()
+        self.receiving = True
+        try:
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError as e:
+                self._fail(f"protocol error: {e}")      # h2 queued its GOAWAY
+                return
+            handlers = _HANDLERS
+            for event in events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+                if self.lingering or self.closed:
+                    break
+        except Exception as e:  # noqa: BLE001 - one connection fails, not the worker
+            log.error("HTTP/2 connection from %s failed: %r", self.peer_addr, e)
+            self._fail(None, ErrorCodes.INTERNAL_ERROR)
+        finally:
+            self.receiving = False
+        self._flush()
+
+    def _on_request(self, event):
+        sid = event.stream_id
+        self.requests += 1
+        if self._closing:
+            self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        stream = self.streams[sid] = H2Stream(self, sid)
+        self.deadline = None
+        if event.stream_ended is not None:
+            stream.remote_ended = True
+        try:
+            request = self._request(stream, event.headers)
+        except StreamError as e:
+            log.info("HTTP/2 stream %d from %s reset: malformed request: %s",
+                     sid, self.peer_addr, e)
+            self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
+            return
+        except ProtocolError as e:
+            stream._start(ErrorItem(e.status, e.message))
+        else:
+            stream.request = request
+            stream._start(request)
+        if self.requests >= MAX_REQUESTS:
+            self._go_away()
+
+    def _request(self, stream, fields):
+        """The Request a stream's field block asks for (RFC 9113 §8.3)."""
+        method, target, authority, regular = request_parts(fields)
+        hosts = [v for n, v in regular if n == b"host"]
+        if authority is not None:
+            if hosts and hosts != [authority]:
+                raise StreamError("Host differs from :authority")
+            if not hosts:
+                regular.insert(0, (b"host", authority))
+                hosts = [authority]
+        headers = Headers.__new__(Headers)
+        headers._items = items = [(n.decode("latin-1"), v.decode("latin-1"))
+                                  for n, v in regular]
+        request = Request(method, target, "", "", "", "2.0", headers)
+        if len(hosts) != 1:
+            raise ProtocolError(400, "Bad Request: exactly one Host header is required")
+        if not valid_host(hosts[0]):
+            raise ProtocolError(400, "Bad Request: invalid Host header")
+        set_target(request, target)
+        request.remote_addr = self.peer_addr
+        request.remote_port = self.peer_port
+        request.server_addr = self.local_addr
+        request.server_port = self.local_port
+        request.server = self.app.facade
+        request.scheme = self.scheme
+        request.start_time = self.now
+        request.conditional = any(n in _CONDITIONAL for n, _ in items)
+        lengths = headers.get_all("content-length")
+        if lengths:
+            values = {v.strip() for v in ",".join(lengths).split(",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise ProtocolError(400, "Bad Request: invalid Content-Length")
+            request.content_length = int(next(iter(values)))
+            if request.content_length > self.app.config.max_body_size:
+                raise ProtocolError(413, "Content Too Large")
+        if stream.remote_ended:
+            request.body = EMPTY_BODY
+            request.complete = True
+        else:
+            # A body in DATA frames: without a Content-Length, its length is
+            # known at its end, as with chunked over HTTP/1.1.
+            request.chunked = request.content_length is None
+            request.body = stream.body = BodyReader(stream)
+            expect = headers.get("expect")
+            if expect is not None:
+                if expect.lower() != "100-continue":
+                    raise ProtocolError(417, "Expectation Failed")
+                stream.continue_for = request
+        return request
+
+    def _on_data(self, event):
+        sid = event.stream_id
+        size = event.flow_controlled_length
+        stream = self.streams.get(sid)
+        if not event.data and event.stream_ended is None:
+            self._count_flood()
+        if stream is None or stream.body is None or stream.closed:
+            if size:
+                self.h2.acknowledge_received_data(size, sid)
+            return
+        body = stream.body
+        body.feed(event.data)
+        if body.received > self.app.config.max_body_size:
+            self._too_large(stream)
+            return
+        if stream.paused:
+            stream.held += size
+        elif size:
+            self.h2.acknowledge_received_data(size, sid)
+
+    def _too_large(self, stream):
+        """A body past --max-body-size: 413, as over HTTP/1.1, if the
+        response has not begun; else the stream is reset."""
+        if stream.head_sent or stream.ended:
+            self.reset(stream, ErrorCodes.CANCEL)
+            return
+        if stream.task is not None:
+            stream.task.cancel()
+        stream.body.fail(ConnectionError("request body too large"))
+        stream.body = None
+        stream.active = None
+        stream._start(ErrorItem(413, "Content Too Large"))
+
+    def acknowledge(self, stream):
+        """A paused body drained: give its held window back."""
+        held, stream.held = stream.held, 0
+        if held and not stream.closed and not self.closed:
+            self.h2.acknowledge_received_data(held, stream.id)
+            self._flush_soon()
+
+    def _on_stream_ended(self, event):
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        stream.remote_ended = True
+        request = stream.request
+        if stream.body is not None:
+            stream.body.finish()
+        if request is None:
+            if stream.ended:
+                self.finished(stream)
+            return
+        request.complete = True
+        if stream.active is request and stream.deferred:
+            stream.deferred = False
+            stream._start(request)
+        elif stream.active is request and stream._answered:
+            stream._finish_request()
+
+    def _on_reset(self, event):
+        stream = self.streams.get(event.stream_id)
+        self._count(resets=1)
+        if stream is not None:
+            stream.closed = True       # the client's reset: none is sent back
+            self._forget(stream)
+
+    def _on_window(self, event):
+        blocked = self.blocked
+        if blocked:
+            self.blocked = []
+            for stream in blocked:
+                self.ready(stream)
+
+    def _on_settings(self, event):
+        self._count_flood()
+        self._on_window(event)     # the initial window may have changed
+
+    def _on_goaway(self, event):
+        self._closing = True
+        self.goaway_sent = True    # the client is leaving: no GOAWAY of ours
+        if not self.streams:
+            self._close_when_flushed()
+
+    def _count_flood(self, event=None):
+        self._count(control=1)
+
+    def _count(self, control=0, resets=0):
+        now = self.now
+        if now - self.window_start >= 1.0:
+            self.window_start = now
+            self.control = self.resets = 0
+        self.control += control
+        self.resets += resets
+        if self.control > FLOOD_LIMIT:
+            self._fail("flood of control frames", ErrorCodes.ENHANCE_YOUR_CALM)
+        elif self.resets > RESET_LIMIT:
+            self._fail("too many streams reset (Rapid Reset)", ErrorCodes.ENHANCE_YOUR_CALM)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def ready(self, stream):
+        """``stream`` has something to send: take it in turn."""
+        if not stream.queued and not stream.closed:
+            stream.queued = True
+            self.ready_q.append(stream)
+        self._flush_soon()
+
+    def _flush_soon(self):
+        if not self.receiving and not self.flush_soon and not self.closed:
+            self.flush_soon = True
+            self.loop.call_soon(self._flush)
+
+    def send_informational(self, stream, fields):
+        """A 1xx response (``100 Continue``) goes out at once."""
+        self.h2.send_headers(stream.id, fields)
+        self._flush_soon()
+
+    def _flush(self):
+        """Send what the socket takes; make frames, stream by stream, while
+        it keeps taking them."""
+        self.flush_soon = False
+        if self.closed:
+            return
+        self.now = time.monotonic()
+        h2conn = self.h2
+        transport = self.transport
+        try:
+            while True:
+                if self.pending_out and not self._push():
+                    break
+                if transport.backlog and transport.flush():
+                    break
+                data = h2conn.data_to_send()
+                if not data and self.ready_q and not self.lingering:
+                    try:
+                        self._round()
+                    except h2.exceptions.H2Error as e:
+                        log.error("HTTP/2 connection from %s: %r", self.peer_addr, e)
+                        self._fail(None, ErrorCodes.INTERNAL_ERROR)
+                        return
+                    data = h2conn.data_to_send()
+                if not data:
+                    break
+                self.pending_out = data
+        except OSError:
+            self.close()
+            return
+        self._set_interest()
+        waiting = self.pending_out or transport.backlog or self.blocked
+        if not waiting:
+            self.send_deadline = None
+        elif self.send_deadline is None:
+            self.send_deadline = self.now + self.app.config.send_timeout
+        if self._closing and not self.streams and not waiting:
+            self._close_when_flushed()
+
+    def _push(self):
+        data = self.pending_out
+        try:
+            n = self.transport.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            self.pending_out = b""
+            return True
+        self.pending_out = memoryview(data)[n:]
+        return False
+
+    def _round(self):
+        """One turn of the ready streams, until ROUND_MAX bytes are framed."""
+        queue = self.ready_q
+        made = 0
+        for _ in range(len(queue)):
+            if made >= ROUND_MAX:
+                break
+            stream = queue.popleft()
+            stream.queued = False
+            if not stream.closed:
+                made += self._emit(stream)
+        if made:
+            self.send_deadline = None   # progress: the send clock starts again
+
+    def _emit(self, stream):
+        """Frame up to QUANTUM bytes of ``stream``'s response; the DATA
+        bytes framed."""
+        h2conn = self.h2
+        sid = stream.id
+        out = stream.out
+        if stream.fields is not None:
+            end = stream.ending and not out
+            h2conn.send_headers(sid, stream.fields, end_stream=end)
+            stream.fields = None
+            if end:
+                self._ended(stream)
+                return 0
+        elif stream.head is not None:
+            return 0      # the head is not all written yet
+        sent = 0
+        while out and sent < QUANTUM:
+            window = h2conn.local_flow_control_window(sid)
+            if window <= 0:
+                self.blocked.append(stream)
+                return sent
+            n = min(window, QUANTUM - sent, h2conn.max_outbound_frame_size)
+            item = out[0]
+            if type(item) is FileRange:
+                chunk = self._read_file(stream, item, n)
+                if chunk is None:
+                    return sent
+                item.offset += len(chunk)
+                item.left -= len(chunk)
+                if not item.left:
+                    out.popleft()
+                    item.entry.release()
+            else:
+                if len(item) <= n:
+                    chunk = item
+                    out.popleft()
+                else:
+                    chunk = memoryview(item)[:n]
+                    out[0] = memoryview(item)[n:]
+                stream.out_bytes -= len(chunk)
+            end = stream.ending and not out
+            h2conn.send_data(sid, chunk, end_stream=end)
+            sent += len(chunk)
+            if end:
+                self._ended(stream)
+                return sent
+        if stream.out_bytes <= STREAM_HIGH_WATER // 2:
+            stream.wake()
+        if out:
+            self.ready(stream)      # more than one turn's worth: back of the queue
+        elif stream.ending and not stream.ended:
+            h2conn.end_stream(sid)
+            self._ended(stream)
+        return sent
+
+    def _read_file(self, stream, item, count):
+        """Up to ``count`` bytes of a file range from resident pages, or
+        None while a helper reads the window in."""
+        sender = self.app.sender
+        buf = sender.scratch_view
+        count = min(count, item.left, READ_CHUNK)
+        try:
+            got = sender.read_resident(item.entry, item.offset, count, buf)
+        except OSError as e:
+            log.error("%s: read failed: %s", item.entry.fspath, e)
+            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            return None
+        if got is OFFLOAD:
+            self._read_in(stream, item)
+            return None
+        if got == 0:
+            log.warning("%s shrank while being sent; resetting the stream", item.entry.fspath)
+            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            return None
+        return bytes(buf[:got])
+
+    def _read_in(self, stream, item):
+        """A helper brings the next window into memory; the stream waits."""
+        stream.reading_in = True
+        self.app.stats.residency_offloads += 1
+
+        def done(got, error):
+            stream.reading_in = False
+            if stream.closed:
+                stream.release()     # kept open for the helper until now
+            elif error is not None or not got:
+                log.warning("%s: reading it in failed (%s); resetting the stream",
+                            item.entry.fspath, error or "the file shrank")
+                self.reset(stream, ErrorCodes.INTERNAL_ERROR)
+            else:
+                self.ready(stream)
+        self.app.helpers.call(read_in, (item.entry.fd, item.offset, min(item.left, WINDOW)),
+                              done)
+
+    def _ended(self, stream):
+        """END_STREAM is framed.  A request body still coming is not wanted
+        any more: RST_STREAM(NO_ERROR) tells the client (RFC 9113 §8.1)."""
+        stream.ended = True
+        if not stream.remote_ended:
+            stream.remote_ended = True
+            self.h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+            if stream.body is not None:
+                stream.body.finish()
+        self.finished(stream)
+
+    def finished(self, stream):
+        """The cycle is done with ``stream``; it goes once its END_STREAM is out."""
+        if stream.ended and stream.active is None:
+            self._forget(stream)
+
+    def reset(self, stream, code):
+        """Reset ``stream`` (RST_STREAM ``code``) and forget it."""
+        if stream.closed:
+            return
+        stream.closed = True
+        try:
+            self.h2.reset_stream(stream.id, code)
+        except h2.exceptions.H2Error:
+            pass      # already closed on h2's side
+        self._forget(stream)
+        self._flush_soon()
+
+    def _forget(self, stream):
+        if self.streams.get(stream.id) is stream:
+            del self.streams[stream.id]
+        stream.closed = True
+        if stream.task is not None and not stream.task.done():
+            stream.task.cancel()
+        if stream.body is not None and not stream.remote_ended:
+            stream.body.fail(ConnectionError("stream reset"))
+        if not stream.reading_in:
+            stream.release()
+        stream.wake()
+        if not self.streams:
+            if self._closing:
+                self._close_when_flushed()
+            else:
+                self.deadline = self.now + self.app.config.keepalive_timeout
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def _go_away(self):
+        """A graceful GOAWAY (NO_ERROR): streams after the last one opened
+        are refused, the open ones finish, then the connection closes.
+
+        The frame is built here, behind what h2 has queued: h2's own
+        ``close_connection`` would forbid the frames of the streams that
+        are still to finish."""
+        if self.closed or self._closing:
+            return
+        self._closing = True
+        if not self.goaway_sent:
+            self.goaway_sent = True
+            frame = GoAwayFrame(0, last_stream_id=self.h2.highest_inbound_stream_id,
+                                error_code=ErrorCodes.NO_ERROR)
+            self.pending_out = b"".join((self.pending_out, self.h2.data_to_send(),
+                                         frame.serialize()))
+        if not self.streams:
+            self._close_when_flushed()
+        self._flush_soon()
+
+    def _fail(self, why, code=None):
+        """A connection error: GOAWAY (``code``, unless h2 sent its own),
+        every stream stops, and the connection closes once that is sent."""
+        if self.lingering or self.closed:
+            return
+        if why is not None:
+            log.warning("HTTP/2: closing the connection from %s: %s", self.peer_addr, why)
+        if code is not None and not self.goaway_sent:
+            self.goaway_sent = True
+            try:
+                self.h2.close_connection(error_code=code,
+                                         last_stream_id=self.h2.highest_inbound_stream_id)
+            except h2.exceptions.H2Error:
+                pass
+        self.goaway_sent = self._closing = True
+        for stream in list(self.streams.values()):
+            self._forget(stream)
+        self.ready_q.clear()
+        self.blocked = []
+        self._close_when_flushed()
+
+    def _close_when_flushed(self):
+        """Close once our frames are out; meanwhile the client's input is
+        read and dropped for up to LINGER_SECONDS, so that it reads our
+        GOAWAY instead of a TCP reset (nginx's lingering close)."""
+        if self.closed or self.shut:
+            return
+        self._closing = True
+        data = self.h2.data_to_send()
+        if data:
+            self.pending_out = bytes(self.pending_out) + data
+        self.lingering = True
+        self.deadline = self.now + LINGER_SECONDS
+        if self.pending_out and not self._push_quietly():
+            self._set_interest()
+            return
+        if self.transport.backlog:
+            self._set_interest()
+            return
+        self.shut = True
+        try:
+            self.transport.shutdown_write()
+        except OSError:
+            self.close()
+            return
+        self._set_interest()
+
+    def _push_quietly(self):
+        try:
+            return self._push()
+        except OSError:
+            self.pending_out = b""
+            return True
+
+    def _set_interest(self):
+        if self.closed:
+            return
+        waiting = bool(self.pending_out) or self.transport.backlog > 0
+        read = not waiting or self.lingering
+        if read != self.reading:
+            if read:
+                self.loop.add_reader(self.fd, self._on_readable)
+            else:
+                self.loop.remove_reader(self.fd)
+            self.reading = read
+        if waiting != self.writer_on:
+            if waiting:
+                self.loop.add_writer(self.fd, self._on_writable)
+            else:
+                self.loop.remove_writer(self.fd)
+            self.writer_on = waiting
+
+    def _on_writable(self):
+        self.now = time.monotonic()
+        if self.lingering:
+            self._close_when_flushed()
+        else:
+            self._flush()
+
+    def on_timeout(self, now):
+        """The sweep's call once a deadline passed: a stalled send, a
+        lingering close over, an idle connection."""
+        self.now = now
+        if self.lingering:
+            self.close()
+        elif self.send_deadline is not None and now > self.send_deadline:
+            self._fail("no progress sending for --send-timeout (a window held shut?)",
+                       ErrorCodes.ENHANCE_YOUR_CALM)
+            self.deadline = now + LINGER_SECONDS
+        elif self.deadline is not None and now > self.deadline:
+            if self.streams:
+                self.deadline = None
+            else:
+                self._go_away()
+
+    def abort(self):
+        self.close()
+
+    def close(self):
+        if self.closed:
+            return
+        for stream in list(self.streams.values()):
+            self._forget(stream)
+        self.closed = True
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+        if self.writer_on:
+            self.loop.remove_writer(self.fd)
+            self.writer_on = False
+        self.app.connections.discard(self)
+        try:
+            self.transport.close()
+        except OSError:
+            pass
+
+
+_HANDLERS = {
+    h2.events.RequestReceived: H2Connection._on_request,
+    h2.events.DataReceived: H2Connection._on_data,
+    h2.events.StreamEnded: H2Connection._on_stream_ended,
+    h2.events.StreamReset: H2Connection._on_reset,
+    h2.events.WindowUpdated: H2Connection._on_window,
+    h2.events.RemoteSettingsChanged: H2Connection._on_settings,
+    h2.events.PingReceived: H2Connection._count_flood,
+    h2.events.PriorityUpdated: H2Connection._count_flood,
+    h2.events.UnknownFrameReceived: H2Connection._count_flood,
+    h2.events.ConnectionTerminated: H2Connection._on_goaway,
+}
