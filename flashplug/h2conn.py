@@ -46,7 +46,6 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
 
 from flashplug.cycle import ErrorItem
 from flashplug.framing import STREAM_HIGH_WATER
@@ -91,7 +90,7 @@ class H2Connection:
                  "local_addr", "local_port", "scheme", "now", "streams", "ready_q",
                  "blocked", "pending_out", "closed", "_closing", "lingering", "reading",
                  "writer_on", "receiving", "flush_soon", "deadline", "send_deadline",
-                 "requests", "window_start", "control", "resets", "goaway_sent", "shut",
+                 "requests", "window_start", "control", "resets", "goaway_sent", "shut", "last_stream",
                  "__weakref__")
 
     pending = ()        # what the worker's drain and the status page look at
@@ -120,6 +119,7 @@ class H2Connection:
         self.window_start = self.now
         self.control = self.resets = 0
         self.goaway_sent = False
+        self.last_stream = 0         # the last stream taken, for GOAWAY
         self.shut = False            # our side of the socket is shut (lingering)
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None,
@@ -211,6 +211,7 @@ class H2Connection:
             self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         stream = self.streams[sid] = H2Stream(self, sid)
+        self.last_stream = sid
         self.deadline = None
         if event.stream_ended is not None:
             stream.remote_ended = True
@@ -603,21 +604,13 @@ class H2Connection:
     # -- the end ----------------------------------------------------------------------------
 
     def _go_away(self):
-        """A graceful GOAWAY (NO_ERROR): streams after the last one opened
-        are refused, the open ones finish, then the connection closes.
-
-        The frame is built here, behind what h2 has queued: h2's own
-        ``close_connection`` would forbid the frames of the streams that
-        are still to finish."""
+        """Graceful close: new streams are refused (REFUSED_STREAM, which
+        clients retry elsewhere), the open ones finish, then GOAWAY
+        (NO_ERROR, naming the last stream served) and the close.  The
+        GOAWAY goes last because h2-based clients take no frame after it."""
         if self.closed or self._closing:
             return
         self._closing = True
-        if not self.goaway_sent:
-            self.goaway_sent = True
-            frame = GoAwayFrame(0, last_stream_id=self.h2.highest_inbound_stream_id,
-                                error_code=ErrorCodes.NO_ERROR)
-            self.pending_out = b"".join((self.pending_out, self.h2.data_to_send(),
-                                         frame.serialize()))
         if not self.streams:
             self._close_when_flushed()
         self._flush_soon()
@@ -632,8 +625,7 @@ class H2Connection:
         if code is not None and not self.goaway_sent:
             self.goaway_sent = True
             try:
-                self.h2.close_connection(error_code=code,
-                                         last_stream_id=self.h2.highest_inbound_stream_id)
+                self.h2.close_connection(error_code=code, last_stream_id=self.last_stream)
             except h2.exceptions.H2Error:
                 pass
         self.goaway_sent = self._closing = True
@@ -650,6 +642,10 @@ class H2Connection:
         if self.closed or self.shut:
             return
         self._closing = True
+        if not self.goaway_sent:
+            self.goaway_sent = True
+            self.h2.close_connection(error_code=ErrorCodes.NO_ERROR,
+                                     last_stream_id=self.last_stream)
         data = self.h2.data_to_send()
         if data:
             self.pending_out = bytes(self.pending_out) + data

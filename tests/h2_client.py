@@ -8,6 +8,7 @@ import ssl
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 
@@ -32,6 +33,7 @@ class H2Client:
         self.flush()
         self.events = []
         self.closed = False
+        self.received = bytearray()   # every byte from the server, for goaway()
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -66,6 +68,7 @@ class H2Client:
         if not data:
             self.closed = True
             return []
+        self.received += data
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError:
@@ -125,7 +128,20 @@ class H2Client:
         for event in self.events:
             if isinstance(event, h2.events.ConnectionTerminated):
                 found = (event.error_code, event.last_stream_id)
-        return found
+        return found or self._goaway_frame()
+
+    def _goaway_frame(self):
+        """The GOAWAY among the raw frames received, for when the h2
+        library gave up parsing first (frames on a stream it never opened)."""
+        data, at = self.received, 0
+        while at + 9 <= len(data):
+            length = int.from_bytes(data[at:at + 3], "big")
+            if data[at + 3] == 0x7 and at + 9 + 8 <= len(data):
+                payload = data[at + 9:at + 17]
+                return (h2.errors.ErrorCodes(int.from_bytes(payload[4:8], "big")),
+                        int.from_bytes(payload[:4], "big") & 0x7FFFFFFF)
+            at += 9 + length
+        return None
 
     def close(self):
         self.sock.close()
