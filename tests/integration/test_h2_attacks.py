@@ -32,7 +32,8 @@ def server(server_factory, tmp_path):
     root.mkdir()
     (root / "index.html").write_bytes(b"<h1>home</h1>\n")
     (root / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
-    return server_factory(root, "--h2c", "--send-timeout", "1", "--access-log", "off")
+    return server_factory(root, "--h2c", "--send-timeout", "1", "--keepalive-timeout", "30",
+                          "--access-log", "off")
 
 
 def assert_served(server):
