@@ -32,6 +32,11 @@ log = logging.getLogger("flashplug.connection")
 
 # A response head longer than this is refused (the stream is reset).
 MAX_RESPONSE_HEAD = 64 * 1024
+# Heads translated lately (bytes -> (status, fields)): a file asked for
+# again within the same second has the same head, Date line included, so
+# the translation is done once.  Emptied when full.
+_FIELDS_BY_HEAD = {}
+_FIELDS_BY_HEAD_MAX = 512
 
 
 class H2Stream(RequestCycle):
@@ -95,11 +100,19 @@ class H2Stream(RequestCycle):
                     if len(head) > MAX_RESPONSE_HEAD:
                         self._refuse("response head too long")
                     return
-                try:
-                    status, fields = response_fields(bytes(head[:end + 4]))
-                except ValueError as e:
-                    self._refuse(e)
-                    return
+                key = bytes(head[:end + 4])
+                known = _FIELDS_BY_HEAD.get(key)
+                if known is None:
+                    try:
+                        known = response_fields(key)
+                    except ValueError as e:
+                        self._refuse(e)
+                        return
+                    if len(_FIELDS_BY_HEAD) >= _FIELDS_BY_HEAD_MAX:
+                        _FIELDS_BY_HEAD.clear()
+                    _FIELDS_BY_HEAD[key] = known
+                status, fields = known
+                fields = fields.copy()
                 del head[:end + 4]
                 if status == 101:
                     self._refuse("101 Switching Protocols has no HTTP/2 form")

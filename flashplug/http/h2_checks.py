@@ -28,6 +28,13 @@ _NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+\Z")
 # A value holds no NUL, CR, LF or other control byte but HTAB, and does not
 # begin or end with whitespace (RFC 9113 §8.2.1, RFC 9110 §5.5).
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\A[ \t]|[ \t]\Z")
+# Names browsers and load generators send, known to be good lowercase tokens.
+_COMMON = frozenset((b"user-agent", b"accept", b"accept-encoding", b"accept-language",
+                     b"referer", b"cookie", b"cache-control", b"pragma", b"origin",
+                     b"priority", b"if-none-match", b"if-modified-since", b"range",
+                     b"content-type", b"content-length", b"sec-fetch-site", b"sec-fetch-mode",
+                     b"sec-fetch-dest", b"sec-fetch-user", b"sec-ch-ua", b"sec-ch-ua-mobile",
+                     b"sec-ch-ua-platform", b"upgrade-insecure-requests", b"dnt"))
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
@@ -56,7 +63,7 @@ def request_parts(fields):
                 raise StreamError(f"repeated pseudo-header field {name!r}")
             pseudo[name] = value
             continue
-        if not _NAME.match(name):
+        if name not in _COMMON and not _NAME.match(name):
             raise StreamError(f"field name {name!r} is not a lowercase token")
         if name in CONNECTION_SPECIFIC:
             raise StreamError(f"connection-specific field {name!r}")
