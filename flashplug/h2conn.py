@@ -45,6 +45,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 from h2.errors import ErrorCodes
 
 from flashplug.cycle import ErrorItem
@@ -74,6 +75,31 @@ _CONDITIONAL = frozenset(("if-match", "if-none-match", "if-modified-since",
                           "if-unmodified-since", "range", "if-range"))
 _RECV_BUFFER = bytearray(256 * 1024)
 _RECV_VIEW = memoryview(_RECV_BUFFER)
+
+
+class ResponseEncoder(hpack.Encoder):
+    """HPACK for our responses, without the dynamic table: every field is
+    sent never-indexed (or by its static-table index), so a header list
+    always encodes to the same bytes and the block is kept and reused, for
+    every connection (a file's head is the same all through its second).
+    The blocks are a little larger; encoding them was the costliest step
+    of an answer from the cache.  A table size change the client asks for
+    is still signalled first (RFC 7541 §4.2)."""
+
+    blocks = {}
+    BLOCKS_MAX = 1024
+
+    def encode(self, headers, huffman=True):
+        if self.header_table.resized:
+            return super().encode([(n, v, True) for n, v in headers], huffman)
+        key = tuple(headers)
+        block = self.blocks.get(key)
+        if block is None:
+            block = super().encode([(n, v, True) for n, v in headers], huffman)
+            if len(self.blocks) >= self.BLOCKS_MAX:
+                self.blocks.clear()
+            self.blocks[key] = block
+        return block
 
 
 def h2_settings():
@@ -130,6 +156,7 @@ class H2Connection:
             validate_outbound_headers=False, normalize_outbound_headers=False)
         conn = self.h2 = h2.connection.H2Connection(config)
         conn.local_settings = h2.settings.Settings(client=False, initial_values=h2_settings())
+        conn.encoder = ResponseEncoder()
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         if not transport.zero_copy:
