@@ -399,3 +399,25 @@ def test_cold_ranges_are_read_in_by_helpers(h2c_server, docroot):
         assert r.status_code == 206 and r.content == BIG[2000000:3000000]
         stats = c.get("/server-status?format=json").json()
     assert stats["residency_offloads"] >= 1
+
+
+def test_expect_continue_and_a_body_the_static_handler_ignores(h2c_server):
+    import h2.events
+    client = H2Client(h2c_server.port)
+    # A GET with a body: answered once the body is in (as over HTTP/1.1).
+    sid = client.request("/index.html", end=False)
+    client.h2.send_data(sid, b"x" * 1000, end_stream=True)
+    client.flush()
+    assert client.response(sid)[:3:2] == (200, b"<h1>home</h1>\n")
+    # Expect: 100-continue: an informational HEADERS once the script reads.
+    sid = client.request("/cgi-bin/upload.py", method="POST", end=False,
+                         headers=[("content-length", "7"), ("expect", "100-continue")])
+    while not any(isinstance(e, h2.events.InformationalResponseReceived)
+                  for e in client.events):
+        client.pump()
+        assert not client.closed
+    client.h2.send_data(sid, b"a=1&b=2", end_stream=True)
+    client.flush()
+    status, _, body = client.response(sid)
+    assert status == 200 and body.split()[:2] == [b"7", b"7"]
+    client.close()
