@@ -66,6 +66,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=16000, help="requests per point")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--hypercorn", metavar="PYTHON", default=None,
+                    help="also measure hypercorn (the best Python HTTP/2 server) run by "
+                         "this interpreter, which has hypercorn and uvloop installed")
     args = ap.parse_args()
     os.environ["PATH"] += ":/usr/sbin"
     for tool in ("nginx", "h2load", "openssl", "taskset"):
@@ -83,26 +86,34 @@ def main():
         cert, key = make_cert(tmp)
         points = {"1k": (["/1k.bin"], 16, 10), "page": (assets, 16, 50)}
         results = {}
+        servers = ("nginx", "flashplug") + (("hypercorn",) if args.hypercorn else ())
+        os.environ["DOCROOT"] = str(root)      # for hypercorn_static.py, found on
+        os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parent)   # this path
         for _ in range(args.rounds):
             for name, (urls, clients, streams) in points.items():
-                for server in ("nginx", "flashplug"):
+                for server in servers:
                     port = free_port()
-                    cmd = (nginx_command(tmp, root, port, cert, key, http2=True)
-                           if server == "nginx" else flashplug_command(root, port, cert, key))
+                    if server == "nginx":
+                        cmd = nginx_command(tmp, root, port, cert, key, http2=True)
+                    elif server == "flashplug":
+                        cmd = flashplug_command(root, port, cert, key)
+                    else:
+                        cmd = [args.hypercorn, "-m", "hypercorn", "-k", "uvloop", "--certfile",
+                               str(cert), "--keyfile", str(key), "-b", f"127.0.0.1:{port}",
+                               "--keep-alive", "300", "hypercorn_static:app"]
                     got = run_point(cmd, port, urls, clients, streams, args.requests)
                     print(f"{server} {name}: {got[0]:,.0f} req/s, {got[1]:.1f} us CPU/request, "
                           f"{got[2]} failed", file=sys.stderr)
                     results.setdefault((server, name), []).append(got)
-    print("| point | nginx req/s | flashplug req/s | req/s ratio | nginx CPU us/req "
-          "| flashplug CPU us/req | nginx CPU / flashplug CPU |")
-    print("|---|---|---|---|---|---|---|")
+    print("| point | server | req/s | CPU us/req | req/s vs nginx | CPU vs flashplug |")
+    print("|---|---|---|---|---|---|")
     for name in points:
-        a = statistics.median(r[0] for r in results[("nginx", name)])
-        b = statistics.median(r[0] for r in results[("flashplug", name)])
-        ca = statistics.median(r[1] for r in results[("nginx", name)])
-        cb = statistics.median(r[1] for r in results[("flashplug", name)])
-        print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a if a else 0:.2f}x | {ca:.1f} | {cb:.1f} "
-              f"| {ca / cb if cb else 0:.2f}x |")
+        rate = {s: statistics.median(r[0] for r in results[(s, name)]) for s in servers}
+        cpu = {s: statistics.median(r[1] for r in results[(s, name)]) for s in servers}
+        for server in servers:
+            print(f"| {name} | {server} | {rate[server]:,.0f} | {cpu[server]:.1f} "
+                  f"| {rate[server] / rate['nginx'] if rate['nginx'] else 0:.2f}x "
+                  f"| {cpu[server] / cpu['flashplug'] if cpu['flashplug'] else 0:.2f}x |")
 
 
 if __name__ == "__main__":

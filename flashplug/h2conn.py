@@ -239,15 +239,19 @@ class H2Connection:
             return
         stream = self.streams[sid] = H2Stream(self, sid)
         self.last_stream = sid
-        self.deadline = None
         if event.stream_ended is not None:
             stream.remote_ended = True
+            if self.deadline is not None and not self._body_awaited():
+                self.deadline = None
+        else:
+            self.deadline = self.now + self.app.config.header_timeout   # its body must come
         try:
             request = self._request(stream, event.headers)
         except StreamError as e:
             log.info("HTTP/2 stream %d from %s reset: malformed request: %s",
                      sid, self.peer_addr, e)
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
+            self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
             return
         except ProtocolError as e:
             stream._start(ErrorItem(e.status, e.message))
@@ -317,6 +321,7 @@ class H2Connection:
             if size:
                 self.h2.acknowledge_received_data(size, sid)
             return
+        self.deadline = self.now + self.app.config.header_timeout   # progress
         body = stream.body
         body.feed(event.data)
         if body.received > self.app.config.max_body_size:
@@ -326,6 +331,10 @@ class H2Connection:
             stream.held += size
         elif size:
             self.h2.acknowledge_received_data(size, sid)
+
+    def _body_awaited(self):
+        """Some stream still waits for its request body."""
+        return any(not s.remote_ended for s in self.streams.values())
 
     def _too_large(self, stream):
         """A body past --max-body-size: 413, as over HTTP/1.1, if the
@@ -735,9 +744,15 @@ class H2Connection:
                        ErrorCodes.ENHANCE_YOUR_CALM)
             self.deadline = now + LINGER_SECONDS
         elif self.deadline is not None and now > self.deadline:
-            if self.streams:
-                self.deadline = None
-            else:
+            # No request body progress for --header-timeout (as over
+            # HTTP/1.1): those streams are reset; or idle: GOAWAY.
+            self.deadline = None
+            waiting = [s for s in self.streams.values() if not s.remote_ended]
+            for stream in waiting:
+                log.info("HTTP/2 stream %d from %s reset: no request body for "
+                         "--header-timeout", stream.id, self.peer_addr)
+                self.reset(stream, ErrorCodes.CANCEL)
+            if not waiting and not self.streams:
                 self._go_away()
 
     def abort(self):

@@ -160,3 +160,19 @@ def test_streams_per_connection_are_bounded(server):
     assert client.goaway() == (NO_ERROR, sids[-1])
     assert client.closed
     assert_served(server)
+
+
+def test_a_request_body_that_never_comes(server_factory, tmp_path):
+    """Slowloris over HTTP/2: streams opened for a body never sent are
+    reset after --header-timeout, as the HTTP/1.1 body deadline; the
+    connection itself stays usable."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_bytes(b"<h1>home</h1>\n")
+    server = server_factory(root, "--h2c", "--header-timeout", "1", "--access-log", "off")
+    client = H2Client(server.port)
+    sids = [client.request("/index.html", method="POST", end=False) for _ in range(3)]
+    for sid in sids:
+        assert client.response(sid)[0] == ("reset", h2.errors.ErrorCodes.CANCEL)
+    assert client.get("/index.html")[0] == 200
+    client.close()
