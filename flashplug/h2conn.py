@@ -67,6 +67,8 @@ RESET_LIMIT = 100                    # streams the client may reset per second
 FLOOD_LIMIT = 1000                   # frames without a request per second
 QUANTUM = 64 * 1024                  # a stream's DATA bytes per turn
 ROUND_MAX = 256 * 1024               # frames made before the socket must take them
+FLUSH_MAX = 1024 * 1024              # DATA framed per turn of the loop, so that one fast
+                                     # download does not keep the loop from the others
 LINGER_SECONDS = 2.0
 # The connection's receive window: every stream's window at once, so one
 # stream whose handler reads slowly never shuts the others out.
@@ -114,7 +116,7 @@ class H2Connection:
 
     __slots__ = ("app", "loop", "transport", "fd", "h2", "peer_addr", "peer_port",
                  "local_addr", "local_port", "scheme", "now", "streams", "ready_q",
-                 "blocked", "pending_out", "closed", "_closing", "lingering", "reading",
+                 "blocked", "starved", "pending_out", "closed", "_closing", "lingering", "reading",
                  "writer_on", "receiving", "flush_soon", "deadline", "send_deadline",
                  "requests", "window_start", "control", "resets", "goaway_sent", "shut", "last_stream",
                  "__weakref__")
@@ -136,6 +138,7 @@ class H2Connection:
         self.streams = {}
         self.ready_q = collections.deque()
         self.blocked = []            # streams waiting for the client to open a window
+        self.starved = []            # of those, the ones that sent nothing last turn
         self.pending_out = b""       # frames the socket has not taken yet
         self.closed = self._closing = self.lingering = False
         self.reading = self.writer_on = self.receiving = self.flush_soon = False
@@ -383,10 +386,11 @@ class H2Connection:
             self._forget(stream)
 
     def _on_window(self, event):
-        blocked = self.blocked
-        if blocked:
+        waiting = self.starved + self.blocked
+        if waiting:
+            self.starved = []
             self.blocked = []
-            for stream in blocked:
+            for stream in waiting:
                 self.ready(stream)
 
     def _on_settings(self, event):
@@ -442,6 +446,7 @@ class H2Connection:
         self.now = time.monotonic()
         h2conn = self.h2
         transport = self.transport
+        made = 0
         try:
             while True:
                 if self.pending_out and not self._push():
@@ -450,8 +455,11 @@ class H2Connection:
                     break
                 data = h2conn.data_to_send()
                 if not data and self.ready_q and not self.lingering:
+                    if made >= FLUSH_MAX:
+                        self._flush_soon()     # the rest after the loop's other work
+                        break
                     try:
-                        self._round()
+                        made += self._round()
                     except h2.exceptions.H2Error as e:
                         log.error("HTTP/2 connection from %s: %r", self.peer_addr, e)
                         self._fail(None, ErrorCodes.INTERNAL_ERROR)
@@ -464,7 +472,7 @@ class H2Connection:
             self.close()
             return
         self._set_interest()
-        waiting = self.pending_out or transport.backlog or self.blocked
+        waiting = self.pending_out or transport.backlog or self.blocked or self.starved
         if not waiting:
             self.send_deadline = None
         elif self.send_deadline is None:
@@ -485,7 +493,8 @@ class H2Connection:
         return False
 
     def _round(self):
-        """One turn of the ready streams, until ROUND_MAX bytes are framed."""
+        """One turn of the ready streams, until ROUND_MAX bytes are framed;
+        the DATA bytes framed."""
         queue = self.ready_q
         made = 0
         for _ in range(len(queue)):
@@ -497,6 +506,7 @@ class H2Connection:
                 made += self._emit(stream)
         if made:
             self.send_deadline = None   # progress: the send clock starts again
+        return made
 
     def _emit(self, stream):
         """Frame up to QUANTUM bytes of ``stream``'s response; the DATA
@@ -517,7 +527,10 @@ class H2Connection:
         while out and sent < QUANTUM:
             window = h2conn.local_flow_control_window(sid)
             if window <= 0:
-                self.blocked.append(stream)
+                # A stream that got nothing this turn goes first when the
+                # window opens, so a download that keeps the connection's
+                # window full does not starve the others.
+                (self.starved if not sent else self.blocked).append(stream)
                 return sent
             n = min(window, QUANTUM - sent, h2conn.max_outbound_frame_size)
             item = out[0]
@@ -669,6 +682,7 @@ class H2Connection:
             self._forget(stream)
         self.ready_q.clear()
         self.blocked = []
+        self.starved = []
         self._close_when_flushed()
 
     def _close_when_flushed(self):

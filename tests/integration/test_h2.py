@@ -421,3 +421,39 @@ def test_expect_continue_and_a_body_the_static_handler_ignores(h2c_server):
     status, _, body = client.response(sid)
     assert status == 200 and body.split()[:2] == [b"7", b"7"]
     client.close()
+
+
+def test_streams_take_turns(h2c_server):
+    """A small response asked for after a 3 MiB one ends first: streams
+    are served round-robin, not one after the other."""
+    import h2.events
+    client = H2Client(h2c_server.port)
+    big, small = 1, 3
+    for sid, path in ((big, b"/big.bin"), (small, b"/small.txt")):
+        client.h2.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"http"),
+                                     (b":path", path), (b":authority", b"localhost")],
+                               end_stream=True)
+    client.flush()       # both requests in one write
+    order = []
+    while len(order) < 2:
+        for event in client.pump():
+            if isinstance(event, h2.events.StreamEnded):
+                order.append(event.stream_id)
+        assert not client.closed
+    assert order == [small, big]
+    client.close()
+
+
+def test_settings_are_advertised(h2c_server):
+    import h2.events
+    import h2.settings
+    client = H2Client(h2c_server.port)
+    while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in client.events):
+        client.pump()
+    changed = [e for e in client.events if isinstance(e, h2.events.RemoteSettingsChanged)][0]
+    values = {code: s.new_value for code, s in changed.changed_settings.items()}
+    codes = h2.settings.SettingCodes
+    assert values[codes.MAX_CONCURRENT_STREAMS] == 100
+    assert values[codes.MAX_HEADER_LIST_SIZE] == 65536
+    assert values[codes.ENABLE_PUSH] == 0
+    client.close()
