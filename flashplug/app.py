@@ -281,7 +281,6 @@ class App:
         self._update_date()
         if self.access_log is not None:
             self.access_log.flush()
-        self.static.revalidate_ahead()
         now = time.monotonic()
         for conn in list(self.connections):
             if (conn.deadline is not None and now > conn.deadline) or \

@@ -17,6 +17,7 @@ loop without locks: the loop is the only owner.  An entry is trusted for
 within that window.  The cache is bounded in entries and in content bytes,
 evicting the least recently used entry first.
 """
+import math
 import os
 import stat as stat_mod
 import time
@@ -162,9 +163,24 @@ def still_fresh(entry):
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) == entry.ident
 
 
-# How many once-a-second sweeps keep revalidating an entry after its last
-# hit (see FileCache.due_for_check).
-RECENT_SWEEPS = 1
+def sweep_period(valid):
+    """Seconds between two revalidation sweeps for a ``--cache-valid`` of
+    ``valid`` seconds: a third of the window, at most one second.
+
+    A sweep must refresh an entry before its trust runs out, and a sweep
+    takes a little while itself, so the period is well under the window
+    (a period equal to the window leaves every hot entry stale for the
+    length of each batch, and sends its requests to a helper one by one).
+    """
+    return min(1.0, valid / 3)
+
+
+# How long (seconds) sweeps keep revalidating an entry after its last hit.
+# A stat in a sweep's batch costs a helper a few microseconds; a stale entry
+# costs its next request a helper trip of its own (tens of microseconds of
+# loop time and a wait), so sweeping pays for an entry asked for at least
+# once in this long: the long tail of a Zipf workload is.
+RECENT_SECONDS = 5.0
 
 # Large files kept open at once: each holds a descriptor and a mapping, so
 # stay well under the descriptor limit that connections also draw on.
@@ -180,6 +196,9 @@ class FileCache:
         self.max_bytes = max_bytes
         self.max_open = max_open
         self.valid = valid
+        self.period = sweep_period(valid)
+        # Sweeps an entry stays in after its last hit (about RECENT_SECONDS).
+        self.recent_sweeps = max(1, math.ceil(RECENT_SECONDS / self.period)) if valid > 0 else 0
         self.stats = stats
         self.bytes = 0
         self.open_files = 0
@@ -222,22 +241,23 @@ class FileCache:
             self.stats.cache_evictions += 1
 
     def due_for_check(self, now):
-        """Entries served lately whose trust runs out within half a window.
+        """Entries served lately whose trust would run out before the next
+        sweep has surely finished (half a period after it starts).
 
-        "Lately" is since the previous sweep or the RECENT_SWEEPS before it
-        (about as many seconds), not only since the last one: a file asked
-        for about once a second would otherwise often go stale between two
-        requests and send them to a helper first.  Not much longer: each
-        swept entry costs the loop a GIL hand-over with the helper doing its
-        stat, and a stale entry behind a remembered request head costs only
-        one helper trip.
+        "Lately" is within about RECENT_SECONDS of the last hit, not only
+        since the previous sweep: a file asked for every few seconds would
+        otherwise go stale between two requests and send each of them to a
+        helper first.  Not much longer: each swept entry costs a stat on a
+        helper, and a stale entry costs its next request only one helper
+        trip.
         """
-        soon = now - self.valid / 2
+        soon = now + 1.5 * self.period - self.valid
+        recent = self.recent_sweeps
         due = []
         for key, entry in self._entries.items():
             if entry.used:
                 entry.used = False
-                entry.recent = RECENT_SWEEPS
+                entry.recent = recent
             elif entry.recent:
                 entry.recent -= 1
             else:

@@ -195,6 +195,12 @@ def _add_serve_options(p):
                         help="idle time before a keep-alive connection closes (default: 5)")
     limits.add_argument("--send-timeout", type=_seconds, default=60.0, metavar="S",
                         help="time a client may stall reading a response (default: 60)")
+    limits.add_argument("--min-rate", type=size, default="500", metavar="BYTES",
+                        help="after --min-rate-grace, the slowest average a client may "
+                             "read a response or send a body at, in bytes/s "
+                             "(default: 500; 0 turns it off)")
+    limits.add_argument("--min-rate-grace", type=_seconds, default=10.0, metavar="S",
+                        help="seconds a transfer may run before --min-rate applies (default: 10)")
     limits.add_argument("--grace", type=_seconds, default=10.0, metavar="S",
                         help="on SIGTERM, time to finish in-flight responses (default: 10)")
     plug = p.add_argument_group("plugins")

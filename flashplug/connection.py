@@ -30,6 +30,7 @@ import time
 
 from flashplug.cycle import SESSION_SLOTS, KnownHead, RequestCycle, init_session
 from flashplug.h2conn import H2Connection
+from flashplug.http.body import PAUSE_BODY
 from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, H1Protocol
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
 
@@ -48,7 +49,8 @@ class Connection(H1Protocol, RequestCycle):
     # keep-alive connection should cost as little memory as possible.
     __slots__ = SESSION_SLOTS + ("loop", "transport", "fd", "out", "writer_on", "reading",
                                  "pause_reasons", "drain_waiter", "offloading",
-                                 "send_deadline", "__weakref__")
+                                 "send_deadline", "rate_start", "rate_sent", "rate_queued",
+                                 "rate_taken", "rate_progress", "__weakref__")
 
     def __init__(self, app, transport, peer):
         local = app.listen_addr
@@ -65,6 +67,12 @@ class Connection(H1Protocol, RequestCycle):
         self.drain_waiter = None
         self.offloading = False      # a helper is sending file pages for us
         self.send_deadline = None
+        # While output waits on the client (see _send_deadline): since when,
+        # bytes we wrote since, bytes the kernel held then, bytes the client
+        # has taken by the last check and when it last took any.
+        self.rate_start = None
+        self.rate_sent = self.rate_queued = self.rate_taken = 0
+        self.rate_progress = 0.0
         self.scheme = transport.scheme
         if not transport.zero_copy:
             # A copying transport (TLS) may keep a backlog: it says when.
@@ -177,6 +185,8 @@ class Connection(H1Protocol, RequestCycle):
             self.deadline = self.deadline_for(self.now)
 
     def pause_reading(self, why):
+        if why == PAUSE_BODY:
+            self.m_rate_start = None   # the handler is slow, not the client: a new window
         self.pause_reasons |= why
         if self.reading:
             self._set_interest()
@@ -206,11 +216,45 @@ class Connection(H1Protocol, RequestCycle):
         if write != self.writer_on:
             if write:
                 self.loop.add_writer(self.fd, self._flush)
-                self.send_deadline = time.monotonic() + self.app.config.send_timeout
+                self.rate_start = self.rate_progress = now = time.monotonic()
+                self.rate_sent = self.rate_taken = 0
+                self.rate_queued = self.transport.unsent()
+                self.send_deadline = self._send_deadline(now)
             else:
                 self.loop.remove_writer(self.fd)
-                self.send_deadline = None
+                self.send_deadline = self.rate_start = None
             self.writer_on = write
+
+    def _sent(self, n):
+        """``n`` more bytes went into the socket while output waits."""
+        self.rate_sent += n
+        self.rate_progress = now = time.monotonic()
+        self.send_deadline = self._send_deadline(now)
+
+    def _send_deadline(self, now):
+        """When to look at a waiting client again: --send-timeout after its
+        last progress, or sooner when, past --min-rate-grace since output
+        began to wait, it has taken under --min-rate bytes/s on average
+        (Apache mod_reqtimeout's MinRate), so a client that reads a few
+        bytes now and then cannot hold a connection and its buffers."""
+        config = self.app.config
+        deadline = self.rate_progress + config.send_timeout
+        if config.min_rate:
+            deadline = min(deadline, self.rate_start + config.min_rate_grace
+                           + self.rate_taken / config.min_rate)
+        return deadline
+
+    def _too_slow(self, now):
+        """At the send deadline: has the client fallen behind for good?
+        What it took is what we wrote less what the kernel still holds (a
+        socket buffer of megabytes drains long before the socket reports
+        room again, so our own writes alone would undercount)."""
+        taken = self.rate_sent + self.rate_queued - self.transport.unsent()
+        if taken > self.rate_taken:
+            self.rate_taken = taken
+            self.rate_progress = now
+        self.send_deadline = self._send_deadline(now)
+        return now > self.send_deadline
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -297,7 +341,7 @@ class Connection(H1Protocol, RequestCycle):
                 left = item.left
                 outcome = self.app.sender.send(self.transport, item)
                 if item.left != left and self.writer_on:
-                    self.send_deadline = time.monotonic() + self.app.config.send_timeout
+                    self._sent(left - item.left)
                 if outcome is DONE:
                     del out[0]
                     self.out_bytes -= min(item.total, HIGH_WATER)
@@ -317,7 +361,8 @@ class Connection(H1Protocol, RequestCycle):
             except OSError:
                 self.abort()
                 return
-            self.send_deadline = time.monotonic() + self.app.config.send_timeout
+            if self.writer_on:
+                self._sent(n)
             self.out_bytes -= n
             if n < len(item):
                 out[0] = memoryview(item)[n:]
@@ -395,7 +440,9 @@ class Connection(H1Protocol, RequestCycle):
     def on_timeout(self, now):
         """Called by the server's sweep when a deadline has passed."""
         if self.send_deadline is not None and now > self.send_deadline:
-            self.abort()
+            if self._too_slow(now):
+                self.transport.reset_on_close()   # what the send buffer holds goes too
+                self.abort()
         elif self.eof and self.task is not None and not self.task.done():
             # A handler works for a half-closed client: did it reset?
             if self.transport.pending_error():

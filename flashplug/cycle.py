@@ -40,7 +40,8 @@ SESSION_SLOTS = (
     "keepalive_timeout", "target_path_ok", "deadline", "continue_for", "_answered",
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
-    "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open")
+    "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
+    "m_chunks", "m_overhead", "m_rate_start", "m_rate_base")
 
 
 def init_session(conn, app, peer, local, now):

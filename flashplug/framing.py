@@ -11,6 +11,7 @@ socket; where the bytes go is the driver's business.
 """
 import socket
 
+from flashplug.http.framing import FRAMING_FIELDS, must_be_empty
 from flashplug.http.status import reason
 from flashplug.static import FileBody
 
@@ -97,7 +98,11 @@ async def send_response(conn, request, response, force_close=False):
     method = request.method if request is not None else "GET"
     keep = (not force_close and not response.close and not conn.closing
             and request is not None and request.keep_alive)
-    head_only = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+    # 1xx, 204, 205 and 304 carry no content whatever the handler says; the
+    # framing fields it gave go too (flashplug.http.framing), and 205 is
+    # framed as empty.
+    empty = must_be_empty(status)
+    head_only = method == "HEAD" or empty
     body = response.body
     stream = response.stream
     lines = [status_line(status, response.reason), app.date_server_lines]
@@ -105,7 +110,7 @@ async def send_response(conn, request, response, force_close=False):
     has_type = False
     for name, value in response.headers:
         lname = name.lower()
-        if lname in _OURS:
+        if lname in _OURS or (empty and lname in FRAMING_FIELDS):
             continue
         if lname == "content-length":
             has_length = True
@@ -113,14 +118,16 @@ async def send_response(conn, request, response, force_close=False):
             has_type = True
         lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
     chunked = False
-    if stream is not None:
+    if status == 205:
+        lines.append(b"Content-Length: 0\r\n")
+    elif stream is not None:
         if not has_length and not head_only:
             if request is not None and request.version == "1.1":
                 chunked = True
                 lines.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 keep = False  # HTTP/1.0: the end of the body is the close
-    elif status not in (204, 304) and not (100 <= status < 200):
+    elif not empty:
         length = body.length if type(body) is FileBody else len(body)
         if not has_length:
             lines.append(b"Content-Length: %d\r\n" % length)

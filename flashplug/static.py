@@ -298,14 +298,18 @@ class StaticFiles:
     def revalidate_ahead(self):
         """Stat the hot entries in one helper call before their trust runs out.
 
-        Called once a second by the loop.  Entries served since their last
-        check are stat'ed together; the unchanged ones are trusted for
-        another window, the changed ones dropped (the next request reloads
-        them).  So a busy file is never revalidated on a request's path,
-        and an edit is still seen within ``--cache-valid`` (plus the batch's
-        own few milliseconds).
+        Runs on the loop every ``FileCache.period`` seconds (a third of
+        ``--cache-valid``, at most one), once started by the first call.
+        Entries served lately are stat'ed together; the unchanged ones are
+        trusted for another window, the changed ones dropped (the next
+        request reloads them).  So a busy file is never revalidated on a
+        request's path, and an edit is still seen within ``--cache-valid``
+        (plus the batch's own few milliseconds).
         """
-        if self.revalidating or not hasattr(self.app.helpers, "loop"):
+        if self.cache.period <= 0 or not hasattr(self.app.helpers, "loop"):
+            return   # no trust window, or a blocking driver (no loop to sweep on)
+        self.app.loop.call_later(self.cache.period, self.revalidate_ahead)
+        if self.revalidating:
             return
         started = time.monotonic()
         due = self.cache.due_for_check(started)
@@ -355,14 +359,19 @@ class StaticFiles:
         app = self.app
         entry = self.cache.get(path)
         if entry is not None:
+            entry.used = True   # the sweeps keep it fresh while it is asked for
             if self.cache.is_fresh(entry, time.monotonic()):
                 app.stats.cache_hits += 1
                 return entry
             app.stats.cache_revalidations += 1
-            if await app.helpers.run(still_fresh, entry):
+            fresh = await app.helpers.run(still_fresh, entry)
+            # The cache may have dropped the entry (and closed its file)
+            # while the helper ran: then it is loaded again, as a miss.
+            if fresh and not entry.dead:
                 entry.checked = time.monotonic()
                 return entry
-            self.cache.remove(path)
+            if self.cache.get(path) is entry:
+                self.cache.remove(path)
         app.stats.cache_misses += 1
         try:
             entry = await app.helpers.run(

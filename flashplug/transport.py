@@ -25,8 +25,27 @@ backlog, so the driver knows to watch.
 ``SocketTransport`` is the socket itself, so a send through it costs the
 same as a send on the socket and an idle connection carries nothing more.
 """
+import fcntl
 import socket
+import struct
 import ssl
+import termios
+
+
+# SO_LINGER on with a zero time: close() drops what the socket still holds
+# and sends a reset (nginx's reset_timedout_connection), so a client dropped
+# for reading too slowly cannot keep draining megabytes of our send buffer.
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def unsent_bytes(fd):
+    """Bytes the kernel still holds in the socket's send queue (Linux
+    SIOCOUTQ): what we wrote that the client has not taken yet.  0 where
+    the query is not available."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError):
+        return 0
 
 
 class SocketTransport(socket.socket):
@@ -59,6 +78,12 @@ class SocketTransport(socket.socket):
 
     def pending_error(self):
         return self.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def reset_on_close(self):
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+
+    def unsent(self):
+        return unsent_bytes(self.fd)
 
 
 # Ciphertext is received at most this much at a time, so what one
@@ -269,6 +294,12 @@ class TLSTransport:
 
     def pending_error(self):
         return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def reset_on_close(self):
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+
+    def unsent(self):
+        return unsent_bytes(self.sock.fileno())
 
     def close(self):
         self.on_backlog = None

@@ -85,6 +85,7 @@ class Worker:
             view = PlainView(app, self.config.port)
             loop.add_reader(self.redirect.fileno(), self._accept_redirect, view)
         app.tick()
+        app.static.revalidate_ahead()   # then every FileCache.period seconds
         await self.stopped
         await self._drain()
         await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app.facade)

@@ -31,6 +31,7 @@ class MemoryTransport:
         self.send_calls = 0
         self.shut_write = False
         self.closed = False
+        self.reset = False
 
     # -- the client's side --------------------------------------------------------
     def push(self, data):
@@ -98,6 +99,12 @@ class MemoryTransport:
         self.shut_write = True
 
     def pending_error(self):
+        return 0
+
+    def reset_on_close(self):
+        self.reset = True
+
+    def unsent(self):
         return 0
 
     def close(self):

@@ -51,6 +51,15 @@ from flashplug.http.message import Headers, Request
 MAX_FIELD_SIZE = 8190
 MAX_FIELDS = 100
 MAX_HEAD_BYTES = 64 * 1024
+# What a chunked body may spend on its framing (chunk-size lines with their
+# extensions, CRLFs, the trailer section): this many bytes, plus
+# CHUNK_LINE_ALLOWANCE per chunk.  RFC 9112 §7.1.1 asks servers to
+# limit chunk extensions; Apache stops a chunk line at 8 KiB, lighttpd at
+# 1 KiB, and Node.js and Go were open to a slow flood of extension bytes
+# (CVE-2024-22019, CVE-2023-39326) before they bounded them.
+MAX_CHUNK_OVERHEAD = 4096
+CHUNK_LINE_ALLOWANCE = 32
+CHUNK_SLICE = 4096
 # Requests parsed ahead of the one being answered before parsing stops.
 MAX_PIPELINE = 32
 # Parsing (and so reading) stops while this much output is queued, so a
@@ -205,8 +214,15 @@ class H1Protocol:
         # Pieces are cut after each head, so a piece that begins outside a
         # message begins the next one: an error in it is classified from it.
         fresh = not self.m_open
+        # A chunked body's framing bytes are counted per piece: what llhttp
+        # took that was neither body nor trailer fields.  (A piece that holds
+        # a head ends with it, so it never holds body bytes too.)
+        request = self.m_request
         try:
-            parser.feed_data(piece)
+            if request is not None and request.chunked and self.m_body is not None:
+                self._feed_chunked(parser, piece, request)
+            else:
+                parser.feed_data(piece)
         except httptools.HttpParserUpgrade:
             self.m_answer = None    # not a plain request: never remembered
             # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
@@ -298,13 +314,35 @@ class H1Protocol:
         self.on_message_complete()
         return True
 
+    def _feed_chunked(self, parser, piece, request):
+        """Feed a piece of ``request``'s chunked body in slices, and refuse
+        the request once its framing (chunk lines, extensions, trailers)
+        outgrows its budget.  Slices bound what one call can take
+        before the count is checked, also when the message ends in it."""
+        reader = self.m_body
+        for at in range(0, len(piece), CHUNK_SLICE):
+            part = piece[at:at + CHUNK_SLICE]
+            before = reader.received + self.m_head_bytes
+            parser.feed_data(part)
+            if self.m_request is not request:     # the message ended in this slice
+                rest = piece[at + CHUNK_SLICE:]
+                if rest:
+                    parser.feed_data(rest)
+                return
+            self.m_overhead += len(part) - (reader.received + self.m_head_bytes - before)
+            if self.m_overhead > MAX_CHUNK_OVERHEAD + CHUNK_LINE_ALLOWANCE * self.m_chunks:
+                raise httptools.HttpParserError("chunk framing too long") from \
+                    ProtocolError(400, "Bad Request: chunk extensions or trailers too long")
+
     # -- parser callbacks --------------------------------------------------------
 
     def _reset_message(self):
         """Forget the last message's parse state (per-message fields ``m_*``)."""
         self.m_url = b""
         self.m_headers = []
-        self.m_head_bytes = self.m_hosts = self.m_noted = 0
+        self.m_head_bytes = self.m_hosts = self.m_noted = self.m_chunks = self.m_overhead = 0
+        self.m_rate_start = None        # the body's MinRate window (see _body_deadline)
+        self.m_rate_base = 0
         self.m_request = self.m_body = self.m_connection = self.m_host = None
         self.m_answer = None
 
@@ -423,6 +461,9 @@ class H1Protocol:
         else:
             request.body = EMPTY_BODY
 
+    def on_chunk_header(self):
+        self.m_chunks += 1
+
     def on_body(self, body):
         reader = self.m_body
         if reader is not None:
@@ -430,7 +471,23 @@ class H1Protocol:
             if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
                 raise ProtocolError(413, "Content Too Large")
             reader.feed(body)
-            self.deadline = self.deadline_for(self.now)
+            self.deadline = self._body_deadline(reader.received, len(body))
+
+    def _body_deadline(self, received, n):
+        """The deadline once ``n`` more body bytes (``received`` in all)
+        came in: --header-timeout after this progress, or sooner when, past
+        --min-rate-grace, the body has come at under --min-rate bytes/s
+        since reading it began (or last resumed after the handler caught
+        up), as Apache's mod_reqtimeout body MinRate."""
+        now = self.now
+        deadline = now + self.header_timeout
+        config = self.app.config
+        if config.min_rate:
+            if self.m_rate_start is None:
+                self.m_rate_start, self.m_rate_base = now, received - n
+            deadline = min(deadline, self.m_rate_start + config.min_rate_grace
+                           + (received - self.m_rate_base) / config.min_rate)
+        return deadline
 
     def on_message_complete(self):
         if self.m_body is not None:

@@ -176,6 +176,82 @@ def test_hot_files_are_revalidated_ahead_and_edits_still_seen(tmp_path):
     assert seen_at is not None and seen_at < 2.5, "an edit shows within about --cache-valid"
 
 
+def test_a_hot_file_never_waits_for_a_stat_on_its_requests_path(tmp_path):
+    """With the sweeps ahead of the trust window, no request of a file
+    served all the time is sent to a helper for its stat: the sweep's batch
+    does every stat.  (When the sweep ran once a second with a one-second
+    window, a file first loaded late in a second went stale before every
+    sweep, and each of its requests after that paid a helper trip.)"""
+    from flashplug.cache import still_fresh
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "hot.txt").write_text("hot")
+
+    def client(port, app):
+        one_by_one = []
+        call = app.helpers.call
+
+        def spy(fn, args, callback):
+            if fn is still_fresh:
+                one_by_one.append(args)
+            return call(fn, args, callback)
+        app.helpers.call = spy
+        # First load late in a wall-clock second (the once-a-second tick's
+        # phase), then keep the file hot for three windows.
+        time.sleep((0.7 - time.time() % 1.0) % 1.0)
+        deadline = time.monotonic() + 3.2
+        while time.monotonic() < deadline:
+            assert get(port, b"/hot.txt")[1].endswith(b"hot")
+            time.sleep(0.01)
+        return one_by_one, app.stats.cache_revalidations
+
+    one_by_one, swept = serve_in_process(root, client, "--cache-valid", "1")
+    assert swept >= 3, "the sweeps stat the hot file"
+    assert one_by_one == [], "a hot file's request waited for a stat of its own"
+
+
+def test_an_entry_dropped_while_its_stat_runs_is_loaded_again(tmp_path):
+    """A stale entry goes to a helper for its stat; if the cache evicts it
+    (and closes its file) meanwhile, the request must not be answered from
+    the closed entry: it loads the file again.  (It used to send the head
+    and then cut the connection, found by the tiny-cache soak test.)"""
+    import hashlib
+    from flashplug.cache import still_fresh
+    root = tmp_path / "root"
+    root.mkdir()
+    big = os.urandom(300_000)                       # sent from its open fd
+    (root / "a.bin").write_bytes(big)
+    (root / "b.bin").write_bytes(os.urandom(300_000))
+    evicted = threading.Event()
+
+    def client(port, app):
+        run = app.helpers.run
+
+        def slow_stat(entry):
+            evicted.wait(5)                         # hold the stat until b evicted a
+            return still_fresh(entry)
+
+        def spy(fn, *args):
+            return run(slow_stat if fn is still_fresh else fn, *args)
+        assert get(port, b"/a.bin")[0] == 200       # cached, open
+        time.sleep(0.2)                             # past --cache-valid: stale
+        app.helpers.run = spy
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(a=get(port, b"/a.bin")))
+        t.start()
+        time.sleep(0.3)                             # a's stat is waiting on its helper
+        assert get(port, b"/b.bin")[0] == 200       # one entry only: a is dropped
+        evicted.set()
+        t.join(10)
+        return answer["a"]
+
+    status, raw = serve_in_process(root, client, "--cache-valid", "0.1", "--cache-entries", "1",
+                                   "--cache-size", "150k")
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert status == 200
+    assert hashlib.sha256(body).digest() == hashlib.sha256(big).digest()
+
+
 def test_a_full_content_budget_sends_bigger_files_by_sendfile(tmp_path):
     import hashlib
     root = tmp_path / "root"

@@ -36,10 +36,6 @@ def srv(tmp_path_factory):
     server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the kernel forwards a plugin's Content-Length on 204/205/304; "
-    "connection.py send_response should pass the headers through "
-    "flashplug.http.framing.strip_framing_for_status: connection layer"))
 @pytest.mark.parametrize("status", [204, 205, 304])
 def test_plugin_framing_is_dropped_on_no_content_statuses(srv, status):
     w = wire(srv)

@@ -170,6 +170,30 @@ def test_a_body_to_the_static_handler_is_read_and_dropped(docroot, driver):
     assert [r[0] for r in got] == [405, 405, 200]
 
 
+def chunked_post(body):
+    return b"POST /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("pieces", [1, 3, 500])
+@pytest.mark.parametrize("body, status", [
+    # Within the framing budget: many tiny chunks with short extensions, one
+    # 3 KiB extension, a few trailers.
+    (b"".join(b"1;n=%d\r\nx\r\n" % i for i in range(5000)) + b"0\r\n\r\n", 405),
+    (b"3;e=" + b"v" * 3000 + b"\r\nabc\r\n0\r\n\r\n", 405),
+    (b"3\r\nabc\r\n0\r\nX-A: 1\r\nX-B: " + b"b" * 1000 + b"\r\n\r\n", 405),
+    # Beyond it (issue #13 fault 3): one long extension, many extensions on
+    # one line, a long trailer section, however the bytes arrive.
+    (b"1;e=" + b"a" * 70000 + b"\r\nA\r\n0\r\n\r\n", 400),
+    (b"1" + b";a" * 5000 + b"\r\nA\r\n0\r\n\r\n", 400),
+    (b"3\r\nabc\r\n0\r\nX-T: " + b"t" * 9000 + b"\r\n\r\n", 400),
+])
+def test_a_chunked_bodys_framing_is_bounded(docroot, driver, pieces, body, status):
+    out, t = exchange(make_app(docroot), driver, chunked_post(body) + GET_A, pieces=pieces)
+    got = [r[0] for r in responses(out)]
+    assert got == ([405, 200] if status == 405 else [400])
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_a_half_closed_client_gets_every_answer(docroot, driver):
     out, t = exchange(make_app(docroot), driver,

@@ -45,21 +45,40 @@ def test_an_entry_in_use_closes_after_its_last_send(tmp_path):
 
 
 def test_entries_served_lately_are_swept_for_a_while(tmp_path):
-    from flashplug.cache import RECENT_SWEEPS
     cache = FileCache(max_entries=10, max_bytes=1000, valid=1.0, stats=Stats())
+    recent = cache.recent_sweeps
+    assert recent * cache.period >= 1.0 - 1e-9     # about a second of sweeps
     hot = load_entry(make(tmp_path, "hot", 10), small_max=100)
     cold = load_entry(make(tmp_path, "cold", 10), small_max=100)
     cache.put("/hot", hot)
     cache.put("/cold", cold)
     hot.used = True                      # one hit, then none
-    now = hot.checked + 0.6              # past half the window: due
+    now = hot.checked + 0.6              # its trust ends before the next sweep is done: due
     swept = []
-    for _ in range(RECENT_SWEEPS + 3):
+    for _ in range(recent + 3):
         swept.append([key for key, _ in cache.due_for_check(now)])
-    # Swept at the hit's sweep and the RECENT_SWEEPS after it, then left alone;
-    # the entry never served is never swept.
-    assert swept[:RECENT_SWEEPS] == [["/hot"]] * RECENT_SWEEPS
-    assert swept[RECENT_SWEEPS + 1:] == [[], []]
+    # Swept at the hit's sweep and the ones after it for about a second,
+    # then left alone; the entry never served is never swept.
+    assert swept[:recent] == [["/hot"]] * recent
+    assert swept[recent + 1:] == [[], []]
     # Not due while its last check is recent, even when just served.
     hot.used = True
     assert cache.due_for_check(hot.checked + 0.1) == []
+
+
+def test_a_sweep_refreshes_an_entry_before_its_trust_runs_out(tmp_path):
+    """Sweeping every period, an entry served all the time is always due at
+    some sweep that starts at least half a period before its trust ends."""
+    for valid in (0.3, 1.0, 2.0, 5.0):
+        cache = FileCache(max_entries=10, max_bytes=1000, valid=valid, stats=Stats())
+        entry = load_entry(make(tmp_path, "hot", 10), small_max=100)
+        cache.put("/hot", entry)
+        checked_at = entry.checked
+        sweep = checked_at + 0.37 * cache.period      # any phase
+        for _ in range(50):
+            entry.used = True
+            if cache.due_for_check(sweep):
+                assert sweep <= entry.checked + valid - cache.period / 2
+                entry.checked = sweep
+            assert entry.checked + valid > sweep + cache.period, "stale before the next sweep"
+            sweep += cache.period
