@@ -118,6 +118,12 @@ def _actions_by_dest(parser):
 def _convert(path, key, value, action):
     """Check a TOML value against the option it sets; return the value."""
     flag = action.option_strings[-1]
+    if isinstance(action, argparse.BooleanOptionalAction):
+        # --http2 / --no-http2: the key says which, as the positive flag does.
+        if not isinstance(value, bool):
+            raise UsageError(f"{path}: {key} = {value!r}: expected true or false "
+                             f"({action.option_strings[0]})")
+        return value
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
             raise UsageError(f"{path}: {key} = {value!r}: expected true or false ({flag})")
