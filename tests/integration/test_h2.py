@@ -10,7 +10,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest

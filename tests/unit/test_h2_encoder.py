@@ -1,9 +1,9 @@
-"""The response HPACK encoder (flashplug.h2conn.ResponseEncoder): what it
+"""The response HPACK encoder (flashplug.h2output.ResponseEncoder): what it
 encodes decodes to the same fields, the same list gives the same bytes on
 any connection, and a table size change is still signalled (RFC 7541 §4.2)."""
 import hpack
 
-from flashplug.h2conn import ResponseEncoder
+from flashplug.h2output import ResponseEncoder
 
 FIELDS = [(b":status", b"200"), (b"date", b"Mon, 30 Nov 2026 10:42:11 GMT"),
           (b"server", b"flashplug"), (b"content-type", b"text/html; charset=utf-8"),
