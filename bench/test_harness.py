@@ -363,3 +363,14 @@ def test_validators_come_from_the_server_or_the_run_stops(monkeypatch):
     answer = (200, {"last-modified": "Mon, 30 Nov 2026 07:00:00 GMT"}, b"")
     with pytest.raises(ValueError, match="nothing to revalidate against"):
         workloads.validators(1, "/1k.bin")
+
+
+def test_a_short_soak_checks_every_body_and_finds_nothing_wrong():
+    """CI's short version of bench/soak.py (the long one runs 10 minutes)."""
+    import soak
+    result = soak.soak(duration=6, clients=4, sample=1, warmup=2,
+                       exe=[sys.executable, "-m", "flashplug"], extra=[], log=lambda line: None)
+    assert result["requests"] > 50
+    assert result["wrong"] == 0 and result["errors"] == 0, result["problems"]
+    assert result["zombies_end"] == 0 and result["tracebacks"] == 0
+    assert result["fds_after_load"] <= result["fds_after_warmup"] + 8

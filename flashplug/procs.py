@@ -384,6 +384,9 @@ class Process:
             if not fut.done():
                 fut.set_result(self.returncode)
         self._exit_waiters.clear()
+        watched = self._watched.get(self._stdout)
+        if watched is not None:
+            _wake(watched[1])   # a reader waiting on stdout: see read()
         if self._done:
             self._reap()
 
@@ -452,9 +455,16 @@ class Process:
     # stdout
 
     async def read(self, timeout=None):
-        """Up to CHUNK bytes of stdout; ``b""`` at end of file (or once
-        ``finish`` closed it).  Raises ``TimeoutError`` when nothing arrives
-        within ``timeout`` seconds."""
+        """Up to CHUNK bytes of stdout; ``b""`` at end of file, once
+        ``finish`` closed it, or once the child has exited and what it
+        wrote is all read.  Raises ``TimeoutError`` when nothing arrives
+        within ``timeout`` seconds.
+
+        The child's exit ends its output even while the pipe stays open: a
+        background grandchild that inherited stdout (``sleep 60 &``) would
+        otherwise hold a finished script's response open until the
+        timeout.  What such strays write later is not the child's output;
+        ``finish`` kills them with the group."""
         while True:
             fd = self._stdout
             if fd is None:
@@ -462,7 +472,9 @@ class Process:
             try:
                 return os.read(fd, CHUNK)
             except BlockingIOError:
-                pass
+                if self.returncode is not None:
+                    return b""
+            self._watch_exit()
             await self._ready(self._loop.add_reader, self._loop.remove_reader,
                               fd, timeout)
 
