@@ -264,8 +264,6 @@ def test_access_log_says_http_2(h2c_server, tmp_path):
     pytest.fail("no HTTP/2.0 line in the access log")
 
 
-@pytest.mark.skipif(shutil.which("php-cgi") is None and not shutil.which("python3"),
-                    reason="no FastCGI backend")
 def test_fastcgi_over_h2(server_factory, docroot, tmp_path):
     pytest.importorskip("flup")
     from tests.fcgi_backends import start_flup, stop, write_flup_app
