@@ -1,10 +1,12 @@
 """The App: everything one worker needs to answer requests.
 
 Theory of operation: one ``App`` per worker process, built once at start:
-the mount table (``Router``), the static handler and its caches, the helper
-pool, the access log, the counters, and a caller for each hook an enabled
-plugin implements (``hooks_in_use``), so a hook nobody implements costs
-nothing on any request.  ``respond`` turns a Request into a Response (the
+the helper pool, the file cache, the access log, the counters, and a
+``Vhost`` per site (just one without ``[[site]]`` tables): its mount table
+(``Router``), its static handler, and a caller for each hook a plugin it
+enables implements (``hooks_in_use``), so a hook nobody implements costs
+nothing on any request, and a plugin a site does not enable is never
+called on its requests.  ``respond`` turns a Request into a Response (the
 route's handler, checked at the plugin boundary, else static files);
 ``error_response`` builds error pages.  The connection layer calls these;
 plugins see the App only through ``flashplug.facade.Server``.
@@ -15,10 +17,12 @@ import time
 import traceback
 
 from flashplug import plugins as plugin_mod
+from flashplug.cache import FileCache
 from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
+from flashplug.http.forwarded import trusted_networks
 from flashplug.http.message import Response
 from flashplug.http.status import reason
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
@@ -26,7 +30,8 @@ from flashplug.http.validate import (ResponseMistake, check_headers, check_respo
 from flashplug.log import AccessLog
 from flashplug.residency import FileSender
 from flashplug.routes import Route, RouteError
-from flashplug.static import StaticFiles
+from flashplug.sites import SiteTable
+from flashplug.static import ScriptDirs, StaticFiles
 from flashplug.stats import Stats
 
 log = logging.getLogger("flashplug.server")
@@ -96,21 +101,47 @@ class App:
         self.stats = Stats() if stats is None else stats
         self.connections = set()
         self.stopping = False
-        self.hooks_in_use = plugin_mod.hooks_in_use(self.pm)
         if config.arch == "amped":
             self.helpers = ThreadHelpers(loop, config.helpers or DEFAULT_HELPERS, self.stats)
         else:
             self.helpers = InlineHelpers(self.stats)
-        self.access_log = None if config.access_log == "off" else AccessLog(config.access_log)
-        self.response_headers_hook = self._checking_headers(
-            self.hook_if_used("flashplug_response_headers"))
-        self.request_done_hook = self.hook_if_used("flashplug_request_done")
-        self.error_page_hook = self.hook_if_used("flashplug_error_page")
-        self.router = Router(collect_routes(config), self.hook_if_used("flashplug_route_request"))
-        self.static = StaticFiles(self)
-        # The cached path may skip building a Response only when no hook
-        # wants to see one.
-        self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
+        self.access_log = None if config.access_log == "off" else AccessLog(
+            config.access_log, config.get("log_format", "combined"))
+        # A graceful stop has begun: the health endpoint fails from now on.
+        self.draining = False
+        # --trusted-proxies: the networks whose forwarded headers are believed.
+        self.trusted_proxies = trusted_networks(config.get("trusted_proxies"))
+        self.real_ip_header = config.get("real_ip_header") or "x-forwarded-for"
+        # One file cache for every site: with sites it is keyed by the file's
+        # path (root + URL path), so sites that share a root share entries.
+        cache = FileCache(config.cache_entries, config.cache_size, config.cache_valid,
+                          self.stats)
+        sites = getattr(config, "sites", None) or ()
+        views = [config] + [site.config for site in sites]
+        scripts = script_dirs_by_root(views)
+        top = Vhost(self, config, cache, scripts, keyed=bool(sites), table={})
+        self.sites = None
+        if sites:
+            parts = [(site, Vhost(self, site.config, cache, scripts, keyed=True,
+                                  table=site.table)) for site in sites]
+            self.sites = SiteTable(parts, next((v for s, v in parts if s.default), top))
+        # The site that answers unknown names, and requests that could not
+        # be parsed; its parts stand for the App's where no site is known
+        # (the architectures without a loop, the redirect port).
+        site = self.default_site = top if self.sites is None else self.sites.default
+        self.hooks_in_use = site.hooks_in_use
+        self.router = site.router
+        self.static = top.static     # also holds the remembered heads of every site
+        self.response_headers_hook = site.response_headers_hook
+        self.request_done_hook = site.request_done_hook
+        self.error_page_hook = site.error_page_hook
+        self.fast_path_ok = site.fast_path_ok
+        # Some site's plain GETs may skip building a Request.  Not when the
+        # client's address may come from a header: the quickest paths answer
+        # without a Request, so without that address.
+        self.target_path_ok = self.trusted_proxies is None and (
+            top.target_path_ok if self.sites is None else any(
+                v.target_path_ok for v in self.sites.all()))
         self.sender = FileSender(self, probe=config.arch == "amped")
         # TLS: the worker's certificates (flashplug.tls), replaced on SIGHUP.
         self.certificates = getattr(config, "certificates", None)
@@ -123,17 +154,25 @@ class App:
                           if hsts and self.certificates is not None else b"")
         self.date_server_lines = self.plain_date_server_lines = b""
         self._update_date()
-        # What plugins see of all this (hooks' ``app``, ``request.server``).
-        self.facade = Server(self)
-
-    def hook_if_used(self, name):
-        """The hook caller for ``name`` if an enabled plugin implements it."""
-        return getattr(self.pm.hook, name) if name in self.hooks_in_use else None
+        # What plugins see of all this (hooks' ``app``; ``request.server`` is
+        # its site's).
+        self.facade = site.facade
 
     def implementers(self, hook_name):
         """The plugins that implement ``hook_name``, for error messages."""
         names = [impl.plugin_name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()]
         return f"plugin {', '.join(map(repr, names))} ({hook_name})"
+
+    def site_for(self, request):
+        """The Vhost that answers ``request``: the one its facade names
+        (chosen when it was parsed, kept by a plugin's made-up request),
+        else the one its host chooses."""
+        server = request.server if request is not None else None
+        if server is not None:
+            return server._site
+        if self.sites is None or request is None:
+            return self.default_site
+        return self.sites.choose(request.host)
 
     def _checking_headers(self, hook):
         """The response-headers hook, followed by a check of what it left."""
@@ -160,6 +199,13 @@ class App:
 
     # -- answering -------------------------------------------------------------
 
+    async def _health(self, request):
+        """``--health-path``: 200 while serving, 503 once a graceful stop
+        has begun, so a load balancer stops sending us new requests first."""
+        status, body = (503, b"draining\n") if self.draining else (200, b"ok\n")
+        return Response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                 ("Cache-Control", "no-store")], body)
+
     async def respond(self, request, handler=_UNROUTED):
         """The Response for ``request``: its route's handler, else static files.
 
@@ -173,11 +219,12 @@ class App:
                 if request.method == "OPTIONS":
                     return Response(200, [("Allow", "GET, HEAD, OPTIONS")], b"")
                 raise HTTPError(400, "Bad Request")
+            site = self.site_for(request)
             if handler is _UNROUTED:
-                handler = self.router.match(request)
+                handler = site.router.match(request)
             if handler is not None:
                 return await self.run_handler(handler, request)
-            return await self.static.handle(request)
+            return await site.static.handle(request)
         except HTTPError as e:
             return self.error_response(request, e.status, e.message, e.headers, e.close)
 
@@ -248,9 +295,10 @@ class App:
 
     def error_response(self, request, status, message, headers=(), close=False):
         response = None
-        if self.error_page_hook is not None:
+        error_page_hook = self.site_for(request).error_page_hook
+        if error_page_hook is not None:
             try:
-                response = self.error_page_hook(request=request, status=status, message=message)
+                response = error_page_hook(request=request, status=status, message=message)
             except Exception as exc:  # noqa: BLE001
                 self.log_plugin_error(exc, request)
             if response is not None:
@@ -289,15 +337,84 @@ class App:
         self.loop.call_later(1.0 - time.time() % 1.0 + 0.001, self.tick)
 
 
+class Vhost:
+    """What answers one site's requests in a worker: the hooks its plugins
+    implement (``hooks_in_use``; a plugin not enabled for the site is never
+    called there), its mount table, its static files, and the facade its
+    requests carry as ``request.server``.
+
+    ``table`` is the site's raw ``[[site]]`` table ({} for the top-level
+    settings): a feature set per site (compiled rules, error pages,
+    compression) reads its key there, once, at start, and keeps what it
+    builds on this object.
+    """
+
+    def __init__(self, app, config, cache, scripts, keyed, table):
+        self.config = config
+        self.table = table
+        self.name = config.site or "-"     # what the access log shows
+        pm = config.plugin_manager
+        routes = collect_routes(config)    # first: a plugin may register a helper object
+        if config.get("health_path"):
+            # The kernel's own, first: no plugin's route can shadow it.
+            routes.insert(0, Route(app._health, path=config.health_path))
+        self.hooks = site_hooks(pm, config.plugins)
+        self.hooks_in_use = frozenset(self.hooks)
+        self.response_headers_hook = app._checking_headers(
+            self.hooks.get("flashplug_response_headers"))
+        self.request_done_hook = self.hooks.get("flashplug_request_done")
+        self.error_page_hook = self.hooks.get("flashplug_error_page")
+        self.router = Router(routes, self.hooks.get("flashplug_route_request"))
+        self.static = StaticFiles(app, config, cache, scripts[config.real_docroot],
+                                  self.hooks.get("flashplug_directory"), keyed)
+        # The cached path may skip building a Response only when no hook
+        # wants to see one; skip parsing the request too when no route hook
+        # may claim it.
+        self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
+        self.target_path_ok = self.fast_path_ok and self.router.route_hook is None
+        self.facade = Server(app, self)
+
+
+def site_hooks(pm, enabled):
+    """``{hook name: caller}`` for each hook that a plugin in ``enabled`` (a
+    site's plugin names) implements, the caller leaving out every plugin
+    the site does not enable."""
+    outside = [plugin for name, plugin in pm.list_name_plugin()
+               if plugin_mod.owner_of(pm, name, plugin) not in enabled]
+    found = {}
+    for name in plugin_mod.spec_names():
+        impls = getattr(pm.hook, name).get_hookimpls()
+        if any(plugin_mod.owner_of(pm, impl.plugin_name, impl.plugin) in enabled
+               for impl in impls):
+            found[name] = pm.subset_hook_caller(name, outside) if outside \
+                else getattr(pm.hook, name)
+    return found
+
+
+def script_dirs_by_root(views):
+    """The script folders and extensions each document root refuses: the
+    union of what every site with that root names, so sites sharing a
+    root (and so its cache entries) refuse the same files."""
+    dirs, exts = {}, {}
+    for view in views:
+        dirs.setdefault(view.real_docroot, {}).update(view.script_dirs)
+        exts.setdefault(view.real_docroot, {}).update(dict.fromkeys(view.script_exts))
+    return {root: ScriptDirs(dirs[root], tuple(exts[root])) for root in dirs}
+
+
 def collect_routes(config):
-    """Every Route the enabled plugins return, each tagged with its plugin.
+    """Every Route the plugins ``config`` enables return, each tagged with
+    its plugin; ``config`` is the top-level Config or a site's view.
 
     A plugin that returns something else, or builds a Route wrong (a plain
     ``def`` handler, a prefix without ``/``), is refused with a UsageError
     that names it.
     """
     routes = []
-    for impl in config.plugin_manager.hook.flashplug_routes.get_hookimpls():
+    pm = config.plugin_manager
+    for impl in pm.hook.flashplug_routes.get_hookimpls():
+        if plugin_mod.owner_of(pm, impl.plugin_name, impl.plugin) not in config.plugins:
+            continue
         try:
             result = impl.function(config=config) if "config" in impl.argnames \
                 else impl.function()

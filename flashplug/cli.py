@@ -11,9 +11,12 @@ import sys
 
 from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
-from flashplug.config import (Config, config_plugins_dirs, config_selection, read_toml,
-                              toml_defaults)
+from flashplug.config import (Config, actions_by_dest, config_plugins_dirs, config_selection,
+                              plugin_actions, plugin_tables, read_toml, toml_defaults)
 from flashplug.errors import StartupError, UsageError
+from flashplug.http.forwarded import HEADERS, parse_networks
+from flashplug.log import LOG_FORMATS
+from flashplug.sites import SiteConfig, read_sites
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -50,6 +53,25 @@ def _seconds(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return value
+
+
+def _delay(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0 to 3600 seconds, got {text}")
+    return value
+
+
+def _health_path(text):
+    if not text.startswith("/") or any(c in text for c in "?#%") or "//" in text \
+            or any(seg in (".", "..") for seg in text.split("/")) \
+            or not text.isascii() or not text.isprintable() or " " in text:
+        raise argparse.ArgumentTypeError(
+            f"expected a plain URL path such as /healthz, got {text!r}")
+    return text
 
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -154,10 +176,28 @@ def _add_serve_options(p):
     tls.add_argument("--hsts", type=_hsts, default=None, metavar="SECONDS",
                      help="with HTTPS: send Strict-Transport-Security with this "
                           "max-age (default: off)")
+    lb = p.add_argument_group("behind a load balancer (docs/deployment.md)")
+    lb.add_argument("--proxy-protocol", action="store_true",
+                    help="every connection starts with a PROXY protocol v1 or v2 header "
+                         "(HAProxy's send-proxy-v2) naming the client; one without is closed")
+    lb.add_argument("--trusted-proxies", action="append", type=parse_networks, default=[],
+                    metavar="CIDR,...",
+                    help="believe --real-ip-header from these peers only (default: nobody)")
+    lb.add_argument("--real-ip-header", choices=HEADERS, default="x-forwarded-for",
+                    help="the header the trusted proxies set (default: x-forwarded-for)")
+    lb.add_argument("--health-path", type=_health_path, default=None, metavar="PATH",
+                    help="answer 200 ok on PATH, 503 once a graceful stop begins "
+                         "(default: off)")
+    lb.add_argument("--shutdown-delay", type=_delay, default=0.0, metavar="S",
+                    help="on SIGTERM, keep serving this long with the health check "
+                         "failing before the --grace drain (default: 0)")
     logs = p.add_argument_group("logging")
     logs.add_argument("--access-log", default="-", metavar="PATH|-|off",
                       help="Combined Log Format access log: a file, - for stdout, "
                            "or off (default: -)")
+    logs.add_argument("--log-format", choices=LOG_FORMATS, default="combined",
+                      help="access log lines: combined, or vhost_combined (the site's "
+                           "name and the port first, as Apache's; default: combined)")
     logs.add_argument("--error-log", default="-", metavar="PATH|-",
                       help="error log: a file, or - for stderr (default: -)")
     logs.add_argument("--log-level", choices=LOG_LEVELS, default="info",
@@ -247,6 +287,7 @@ def build_serve(argv):
     parser = _Parser(prog="flashplug serve",
                      description="Serve DOCROOT over HTTP/1.1.")
     _add_serve_options(parser)
+    parser.kernel_dests = frozenset(actions_by_dest(parser))   # before any plugin's
     for name, info in list(installed.items()):
         try:
             plugin_mod.register(pm, info)
@@ -258,10 +299,14 @@ def build_serve(argv):
             del installed[name]
     pm.hook.flashplug_addoption.call_historic(kwargs={"parser": parser})
     file_docroot = None
+    sites = []
     if pre.config:
         defaults = toml_defaults(pre.config, file_data, parser, set(installed))
         file_docroot = defaults.pop("docroot", None)
         parser.set_defaults(**defaults)
+        actions = plugin_actions(parser)
+        sites = read_sites(pre.config, file_data, lambda where, value: plugin_tables(
+            pre.config, where, value, actions, set(installed), prefix="site."))
     ns = parser.parse_args(argv)
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."
@@ -273,13 +318,18 @@ def build_serve(argv):
     plugin_mod.check_selection(selected, installed)
     selected += [name for name in _enabled_by_option(parser, ns, installed)
                  if name not in selected]
+    # A plugin stays registered when the top level or some site enables it.
+    in_sites = {name for site in sites for name in site.plugins or ()}
     for name in list(installed):
-        if name not in selected:
+        if name not in selected and name not in in_sites:
             pm.unregister(name=name)
     plugin_mod.check_hooks(pm)
     config.plugins = selected
     config.plugin_manager = pm
     _check_docroot(config.docroot, ns.docroot)
+    for site in sites:
+        site.config = SiteConfig(config, site)
+    config.sites = sites
     return config
 
 

@@ -76,6 +76,11 @@ class Config:
         # anywhere in the document root, never documents.
         self.script_exts = cgi_ext_list(self.get("cgi_ext"))
         self.plugin_manager = None   # set by the CLI once plugins are loaded
+        self.sites = []              # the [[site]] tables (flashplug.sites.Site)
+
+    #: The site this Config is the view of (flashplug.sites.SiteConfig);
+    #: None for the top-level settings.
+    site = None
 
     def get(self, name, default=None):
         return getattr(self._ns, name, default)
@@ -110,9 +115,18 @@ def read_toml(path):
         raise UsageError(f"--config {path}: {e.strerror}") from None
 
 
-def _actions_by_dest(parser):
+def actions_by_dest(parser):
     return {a.dest: a for a in parser._actions
             if a.dest not in ("help", argparse.SUPPRESS) and a.option_strings}
+
+
+def plugin_actions(parser):
+    """The options plugins added (``{dest: action}``): every option but the
+    kernel's, which the CLI notes as ``parser.kernel_dests`` before any
+    plugin adds one.  A kernel option may share a plugin's prefix
+    (``--proxy-protocol`` beside the proxy plugin's ``--proxy-*``)."""
+    kernel = parser.kernel_dests
+    return {d: a for d, a in actions_by_dest(parser).items() if d not in kernel}
 
 
 def _convert(path, key, value, action):
@@ -152,31 +166,18 @@ def _convert_one(path, key, value, action, flag):
 
 def toml_defaults(path, data, parser, plugin_names):
     """Map a parsed config file onto ``{dest: value}`` for ``set_defaults``."""
-    actions = _actions_by_dest(parser)
-    kernel_keys = sorted(d for d in actions if not any(
-        d.startswith(p + "_") for p in plugin_names) and d not in ("config",))
+    actions = actions_by_dest(parser)
+    kernel_keys = sorted(d for d in actions if d in parser.kernel_dests and d != "config")
+    plugins_only = plugin_actions(parser)
     defaults = {}
     for key, value in data.items():
+        if key == "site":
+            continue    # [[site]] tables: flashplug.sites
         if key == "plugins" and isinstance(value, dict):
-            for pname, table in value.items():
-                if pname == "enable":
-                    defaults["plugins"] = _enable_list(path, table)
-                    continue
-                if pname not in plugin_names:
-                    raise UsageError(f"{path}: [plugins.{pname}]: no such plugin; "
-                                     f"installed: {', '.join(sorted(plugin_names)) or 'none'}")
-                if not isinstance(table, dict):
-                    raise UsageError(f"{path}: plugins.{pname} must be a table")
-                for pkey, pvalue in table.items():
-                    dest = f"{pname}_{pkey.replace('-', '_')}"
-                    action = actions.get(dest)
-                    if action is None:
-                        allowed = sorted(d[len(pname) + 1:] for d in actions
-                                         if d.startswith(pname + "_"))
-                        raise UsageError(
-                            f"{path}: [plugins.{pname}] {pkey}: unknown setting; "
-                            f"allowed: {', '.join(allowed) or 'none'}")
-                    defaults[dest] = _convert(path, f"[plugins.{pname}] {pkey}", pvalue, action)
+            enable, options = plugin_tables(path, "", value, plugins_only, plugin_names)
+            if enable is not None:
+                defaults["plugins"] = ",".join(enable)
+            defaults.update(options)
             continue
         dest = key.replace("-", "_")
         if dest == "plugins_dir":
@@ -195,6 +196,54 @@ def toml_defaults(path, data, parser, plugin_names):
                              f"docroot, {', '.join(kernel_keys)}, [plugins.NAME]")
         defaults[dest] = _convert(path, key, value, action)
     return defaults
+
+
+def plugin_tables(path, where, value, actions, plugin_names, prefix=""):
+    """A ``[plugins]`` table (top level, or a site's, named by ``where``)
+    as ``(enable, {dest: value})`` (``prefix``: "site." in a site, for
+    messages): the plugin names it enables (a list, or
+    None when it names none) and the options of its ``[plugins.NAME]``
+    tables, checked like their flags.  A site may give the list alone
+    (``plugins = ["cgi"]``)."""
+    if isinstance(value, (str, list)) and where:
+        return _enable_names(path, where, value, plugin_names), {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{path}: {where}{prefix}plugins must be a list or a table")
+    enable, options = None, {}
+    for pname, table in value.items():
+        if pname == "enable":
+            enable = _enable_names(path, where, table, plugin_names)
+            continue
+        if pname not in plugin_names:
+            raise UsageError(f"{path}: {where}[{prefix}plugins.{pname}]: no such plugin; "
+                             f"installed: {', '.join(sorted(plugin_names)) or 'none'}")
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: {where}{prefix}plugins.{pname} must be a table")
+        for pkey, pvalue in table.items():
+            dest = f"{pname}_{pkey.replace('-', '_')}"
+            action = actions.get(dest)
+            if action is None:
+                allowed = sorted(d[len(pname) + 1:] for d in actions
+                                 if d.startswith(pname + "_"))
+                raise UsageError(
+                    f"{path}: {where}[{prefix}plugins.{pname}] {pkey}: unknown setting; "
+                    f"allowed: {', '.join(allowed) or 'none'}")
+            options[dest] = _convert(path, f"{where}[{prefix}plugins.{pname}] {pkey}",
+                                     pvalue, action)
+    return enable, options
+
+
+def _enable_names(path, where, value, plugin_names):
+    """The names an ``enable`` list gives; at the top level an unknown one
+    is reported later, with the command line's, by the plugin manager."""
+    names = [n.strip() for n in _enable_list(path, value).split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in plugin_names]
+    if where and unknown:
+        raise UsageError(f"{path}: {where}plugins: unknown plugin {unknown[0]!r}; installed: "
+                         f"{', '.join(sorted(plugin_names)) or 'none'}")
+    return names
 
 
 def _relative_to(path, value):

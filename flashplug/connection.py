@@ -30,9 +30,10 @@ import time
 
 from flashplug.cycle import SESSION_SLOTS, KnownHead, RequestCycle, init_session
 from flashplug.h2conn import H2Connection
-from flashplug.http.body import PAUSE_BODY
-from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, H1Protocol
+from flashplug.http.body import PAUSE_BODY, BodyReader
+from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, PAUSE_UPGRADE, H1Protocol
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
+from flashplug.tunnel import Tunnel
 
 RECV_SIZE = 256 * 1024
 # Request heads up to this size that were answered from the cache are
@@ -119,6 +120,9 @@ class Connection(H1Protocol, RequestCycle):
             return
         if state == "lingering":
             return
+        if state == "tunnel":
+            self.m_body.feed(bytes(_RECV_VIEW[:n]))
+            return
         self.feed(_RECV_VIEW[:n], now)
 
     def _on_first_readable(self):
@@ -171,6 +175,9 @@ class Connection(H1Protocol, RequestCycle):
         self._set_interest()
         if self.state == "lingering":
             self.close()
+        elif self.state == "tunnel":
+            if self.m_body is not None:
+                self.m_body.finish()    # the plugin reads b"" and may still write
         elif self.m_open:
             self.abort()  # a request cut off half-way can never be answered
         elif self.active is None and not self.pending and self.unparsed is None:
@@ -412,6 +419,28 @@ class Connection(H1Protocol, RequestCycle):
                 self.drain_waiter = None
         if self.closed:
             raise ConnectionError("client went away")
+
+    async def tunnel(self, upgrade):
+        """After a 101: pipe this connection through the plugin's
+        ``upgrade(tunnel)`` (``flashplug.tunnel``) until it returns.
+        Returns the bytes it sent."""
+        self.state = "tunnel"
+        self.deadline = self.deadline_for(self.now)
+        incoming = self.m_body = BodyReader(self)
+        rest, self.upgrade_rest = self.upgrade_rest, b""
+        if rest:
+            incoming.feed(rest)
+        if self.eof:
+            incoming.finish()
+        self.resume_reading(PAUSE_UPGRADE)
+        tunnel = Tunnel(self, incoming)
+        try:
+            await upgrade(tunnel)
+        finally:
+            # Nothing more is read until the close ("tunnel closed").
+            self.m_body = None
+            self.pause_reading(PAUSE_UPGRADE)
+        return tunnel.sent
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ SESSION_SLOTS = (
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
-    "m_chunks", "m_overhead", "m_rate_start", "m_rate_base")
+    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest")
 
 
 def init_session(conn, app, peer, local, now):
@@ -61,7 +61,9 @@ def init_session(conn, app, peer, local, now):
     conn.eof = False             # the client will send no more (half-close)
     conn.header_timeout = app.config.header_timeout
     conn.keepalive_timeout = app.config.keepalive_timeout
-    conn.target_path_ok = app.fast_path_ok and app.router.route_hook is None
+    # The quickest paths answer without a Request, so without its client
+    # address: App.target_path_ok is off when that may come from a header.
+    conn.target_path_ok = app.target_path_ok
     conn.now = now
     conn.deadline = now + conn.header_timeout
     conn.continue_for = None     # request that may still need "100 Continue"
@@ -75,6 +77,8 @@ def init_session(conn, app, peer, local, now):
     conn.out_bytes = 0
     conn.scheme = "http"         # "https" over TLS (the driver sets it from its transport)
     conn.m_open = False
+    conn.m_site = None           # the site _target_entry chose, for _answer_by_target
+    conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
     conn._reset_message()
 
 
@@ -82,9 +86,9 @@ class KnownHead:
     """What a remembered request head asks for, and what its log line needs."""
 
     __slots__ = ("target", "key", "head_only", "version", "keep_alive", "referer", "agent",
-                 "method", "target_text")
+                 "method", "target_text", "site")
 
-    def __init__(self, target, head_only, version, keep_alive, referer, agent):
+    def __init__(self, target, head_only, version, keep_alive, referer, agent, site):
         self.target = target            # the raw request-target (bytes)
         self.key = target_key(target)   # its key in StaticFiles.by_target
         self.head_only = head_only      # HEAD rather than GET
@@ -94,6 +98,7 @@ class KnownHead:
         self.agent = agent
         self.method = "HEAD" if head_only else "GET"
         self.target_text = target.decode("latin-1")
+        self.site = site                # the Vhost that answered it
 
 
 class ErrorItem:
@@ -125,7 +130,7 @@ class RequestCycle:
         """Answer request bytes seen before (``_answer_by_target`` remembered
         them), without parsing them again.  False: the cache no longer has
         the entry, so the request takes the full path."""
-        static = self.app.static
+        static = known.site.static
         entry = static.by_target.get(known.key)
         if entry is None or entry.dead:
             return False
@@ -136,7 +141,7 @@ class RequestCycle:
         self.app.stats.cache_hits += 1
         size = write_entry(self, known.head_only, known.version, known.keep_alive, entry)
         self._account(200, size, known.method, known.target_text, known.version,
-                      known.referer, known.agent)
+                      known.referer, known.agent, known.site)
         if self.closing:
             self._close_when_flushed()
         else:
@@ -170,16 +175,25 @@ class RequestCycle:
     def _target_entry(self, parser, target, host):
         """The quickest path's test: the fresh cache entry a plain GET/HEAD
         of ``target`` (bytes) with Host ``host`` is answered from, or None
-        (then the request takes the full path)."""
+        (then the request takes the full path).  The site it belongs to is
+        left in ``m_site``: with sites, chosen by the raw Host value (one
+        dict lookup); an absolute-form target's own authority could name
+        another, but such a target is only remembered by the site that
+        authority chose, so a wrong site finds no entry for it."""
         method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
             return None
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             return None
-        entry = self.app.static.entry_for_target(target)
+        sites = self.app.sites
+        site = self.app.default_site if sites is None else sites.for_value(host)
+        if not site.target_path_ok:
+            return None
+        entry = site.static.entry_for_target(target)
         if entry is None or not _valid_host(host):
             return None
+        self.m_site = site
         return entry
 
     def _answer_by_target(self, entry, parser, referer, agent, validators=None):
@@ -205,33 +219,40 @@ class RequestCycle:
         else:
             if validators is None:
                 # What a KnownHead needs, should these bytes be remembered.
-                self.m_answer = (self.m_url, head_only, version, keep, referer, agent)
+                self.m_answer = (self.m_url, head_only, version, keep, referer, agent,
+                                 self.m_site)
             status, size = 200, write_entry(self, head_only, version, keep, entry)
-        self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent)
+        self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent,
+                      self.m_site)
         self.state = "busy"
         self.deadline = self.deadline_for(self.now)
 
-    def _account(self, status, size, method, target, version, referer, agent, user=None):
+    def _account(self, status, size, method, target, version, referer, agent, site,
+                 user=None, client=None):
         """Count one response and write its access-log line (the only place
-        either happens; ``method`` None: a request that could not be parsed)."""
+        either happens; ``method`` None: a request that could not be parsed;
+        ``site``: the Vhost that answered; ``client``: the request's client
+        address (``remote_addr``), else the connection's peer)."""
         app = self.app
         app.stats.count_response(status, size)
         if app.access_log is not None:
-            app.access_log.log(self.peer_addr, user, method, target, version, status, size,
-                               referer, agent)
+            app.access_log.log(client or self.peer_addr, user, method, target, version, status,
+                               size, referer, agent, site.name, self.local_port)
 
     def _log(self, request, status, size):
+        app = self.app
         if request is None:
-            self._account(status, size, None, None, None, None, None)
+            self._account(status, size, None, None, None, None, None, app.default_site)
             return
         headers = request.headers
+        site = request.server._site
         self._account(status, size, request.method, request.target, request.version,
-                      headers.get("referer"), headers.get("user-agent"), request.user)
-        app = self.app
-        if app.request_done_hook is not None:
+                      headers.get("referer"), headers.get("user-agent"), site, request.user,
+                      request.remote_addr)
+        if site.request_done_hook is not None:
             try:
-                app.request_done_hook(request=request, status=status, bytes_sent=size,
-                                      duration=self.clock() - request.start_time)
+                site.request_done_hook(request=request, status=status, bytes_sent=size,
+                                       duration=self.clock() - request.start_time)
             except Exception as exc:  # noqa: BLE001
                 app.log_plugin_error(exc, request)
 
@@ -252,7 +273,7 @@ class RequestCycle:
             self._answered = False
             self.head_sent = False
             try:
-                handler = app.router.match(request)
+                handler = request.server._site.router.match(request)
             except Exception as exc:  # noqa: BLE001 - a failing route hook fails this request
                 handler = _raising(exc)
             self.active_handler = handler
@@ -268,11 +289,12 @@ class RequestCycle:
             # instead (RFC 9110 §10.1.1); a body it sends anyway is discarded.
             self.continue_for = None
         if handler is None and request.path is not None and request.method in ("GET", "HEAD"):
-            entry = app.static.fast_entry(request)
+            site = request.server._site
+            entry = site.static.fast_entry(request)
             if entry is not None:
                 # A fresh cache entry needs no helper: answer now, no Task.
                 app.stats.cache_hits += 1
-                if app.fast_path_ok and not request.conditional:
+                if site.fast_path_ok and not request.conditional:
                     self._send_cached(request, entry)
                 else:
                     self._send_cached_response(request, entry)
@@ -284,7 +306,7 @@ class RequestCycle:
         hooks want to see each Response: built and sent without suspending."""
         app = self.app
         try:
-            response = app.static.respond_with(request, entry)
+            response = request.server._site.static.respond_with(request, entry)
         except HTTPError as e:
             response = app.error_response(request, e.status, e.message, e.headers, e.close)
         coro = send_response(self, request, response)
@@ -301,7 +323,7 @@ class RequestCycle:
             self._finish_request()
 
     def _send_cached(self, request, entry):
-        self.app.static.remember_target(request.target.encode("latin-1"), entry)
+        request.server._site.static.remember_target(request.target.encode("latin-1"), entry)
         size = write_entry(self, request.method == "HEAD", request.version,
                            request.keep_alive, entry)
         self._log(request, 200, size)

@@ -15,7 +15,8 @@ nothing here needs a lock.
 class Server:
     """The running worker, as plugins may use it.
 
-    - ``config``: the Config (``config.docroot``, ``config.get("cgi_timeout")``).
+    - ``config``: the Config (``config.docroot``, ``config.get("cgi_timeout")``);
+      on a request, its site's view (docs/configuration.md, "Virtual hosts").
     - ``loop``: the worker's event loop (None under ``--arch mt``/``mp``).
     - ``helpers``: the helper pool; ``await helpers.run(fn, *args)`` runs
       blocking work off the loop; ``helpers.size`` is its thread count
@@ -23,11 +24,12 @@ class Server:
     - ``stats``: the kernel's counters; ``stats.as_dict()``.
     """
 
-    __slots__ = ("_app", "config", "loop", "helpers", "stats")
+    __slots__ = ("_app", "_site", "config", "loop", "helpers", "stats")
 
-    def __init__(self, app):
+    def __init__(self, app, site):
         self._app = app
-        self.config = app.config
+        self._site = site            # the app.Vhost whose requests carry this object
+        self.config = site.config
         self.loop = app.loop
         self.helpers = app.helpers
         self.stats = app.stats

@@ -13,6 +13,7 @@ import socket
 
 from flashplug.http.framing import FRAMING_FIELDS, must_be_empty
 from flashplug.http.status import reason
+from flashplug.http.validate import ResponseMistake
 from flashplug.static import FileBody
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -83,13 +84,21 @@ async def send_response(conn, request, response, force_close=False):
     response-headers hook fails) and the number of body bytes sent.
     """
     app = conn.app
-    if request is not None and app.response_headers_hook is not None and not response.raw:
+    hook = None if request is None else request.server._site.response_headers_hook
+    if hook is not None and not response.raw:
         try:
-            app.response_headers_hook(request=request, response=response)
+            hook(request=request, response=response)
         except Exception as exc:  # noqa: BLE001 - a failing hook fails this response
             app.log_plugin_error(exc, request)
             await close_response(response)
             response = app.error_response(request, 500, "Internal Server Error")
+    if response.upgrade is not None:
+        if request is not None and request is conn.active \
+                and conn.upgrade_rest is not None and hasattr(conn, "tunnel"):
+            conn.head_sent = True
+            return response, await _switch_protocols(conn, response)
+        response = app.plugin_mistake(request, ResponseMistake(
+            "answered 101 to a request that asked for no Upgrade", "a plugin"))
     conn.head_sent = True
     if response.raw:
         conn.closing = True
@@ -167,6 +176,21 @@ async def send_response(conn, request, response, force_close=False):
         return response, body.length
     conn.write(head + body if body else head)
     return response, len(body)
+
+
+async def _switch_protocols(conn, response):
+    """Send the 101 (RFC 9110 §15.2.2), then let the plugin's ``upgrade``
+    pipe bytes until it returns; the connection closes after it.  Returns
+    the bytes the plugin sent."""
+    lines = [status_line(101, response.reason), conn.app.date_server_lines]
+    for name, value in response.headers:
+        lname = name.lower()
+        if lname not in _OURS and lname != "content-length":
+            lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+    lines.append(b"Connection: upgrade\r\n\r\n")
+    conn.closing = True
+    conn.write(b"".join(lines))
+    return await conn.tunnel(response.upgrade)
 
 
 async def _send_stream(conn, stream, chunked):

@@ -70,6 +70,11 @@ def flashplug_configure(config):
     the setting, what was given and what is allowed; the CLI prints it and
     exits with status 2.
 
+    With ``[[site]]`` tables it still runs once: with the top-level Config
+    when the top level enables the plugin, else with the view of the first
+    site that does.  Each site's own root and options come through
+    ``flashplug_routes(config)`` and ``request.server.config``.
+
     :param config: the :class:`flashplug.config.Config`.  ``config.get(name)``
         returns an option's value (command line over config file over
         default); ``config.docroot`` is the absolute document root.
@@ -82,15 +87,19 @@ def flashplug_routes(config):
     """Claim requests by exact path, URL prefix or file extension.
 
     Called once at start (in each worker, and once before the port is
-    bound, to check the routes).  The kernel builds its mount table from
-    every returned route; a request's decoded path is matched by an exact
+    bound, to check the routes), and with ``[[site]]`` tables once more for
+    each site that enables the plugin, with that site's ``config``: build
+    the routes from it (``config.docroot`` is the site's root,
+    ``config.get(...)`` its options) and each site gets its own.  The
+    kernel builds a mount table per site from the routes returned for it; a request's decoded path is matched by an exact
     ``Route(path=...)``, then by the longest ``Route(prefix=...)`` (whole
     path segments: ``"/hello"`` claims ``/hello``, ``/hello/`` and
     ``/hello/x``, never ``/helloworld``), then by ``Route(ext=...)``, before
     it reaches the static handler.  A Route whose handler is not an ``async
     def`` is refused: the server does not start, and says which plugin.
 
-    :param config: the :class:`flashplug.config.Config`.
+    :param config: the :class:`flashplug.config.Config`, or a site's view
+        of it (``config.site`` is then the site's name, else None).
     :return: a list of :class:`flashplug.Route` (or None).
     """
 

@@ -65,10 +65,17 @@ def reopen_logs():
                 "cannot reopen %s: %s; still writing to the old file", target.path, e.strerror)
 
 
-class AccessLog:
-    """Collects Combined Log Format lines and writes them in batches."""
+#: ``--log-format`` values: Combined Log Format, or Apache's
+#: ``vhost_combined``, the same line after the site's name and the local
+#: port (``example.org:443 ...``; ``-`` for the top-level settings' site).
+LOG_FORMATS = ("combined", "vhost_combined")
 
-    def __init__(self, target):
+
+class AccessLog:
+    """Collects access-log lines (``LOG_FORMATS``) and writes them in batches."""
+
+    def __init__(self, target, log_format="combined"):
+        self.vhost = log_format == "vhost_combined"
         self.path = target
         if target == "-":
             self._file = sys.stdout
@@ -82,14 +89,16 @@ class AccessLog:
         self._cached_stamp = ""
 
     def log(self, remote_addr, user, method, target, version, status, size,
-            referer, agent):
-        """Queue one line; ``method`` None stands for an unparsable request."""
+            referer, agent, site="-", port=0):
+        """Queue one line; ``method`` None stands for an unparsable request;
+        ``site`` (its name) and ``port`` (the local one) for vhost_combined."""
         now = int(time.time())
         if now != self._cached_second:
             self._cached_second = now
             self._cached_stamp = clf_time(now)
         line = f"{method} {target} HTTP/{version}" if method is not None else "-"
         self._lines.append(
+            (f"{site}:{port} " if self.vhost else "") +
             f'{remote_addr or "-"} - {_quote(user) if user else "-"} '
             f'{self._cached_stamp} "{_quote(line)}" {status} '
             f'{size if size else "-"} "{_quote(referer)}" "{_quote(agent)}"\n')

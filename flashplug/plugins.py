@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import types
 from dataclasses import dataclass, field
 
 import pluggy
@@ -158,6 +159,15 @@ def plugin_for_module(pm, modname):
         if pmod and (modname == pmod or modname.startswith(pmod + ".")):
             return name
     return None
+
+
+def owner_of(pm, name, plugin):
+    """The enabled plugin a registered object belongs to: its own name for a
+    plugin module, else the plugin whose module defined its class (an
+    object a plugin registered itself, such as fastcgi's fallback)."""
+    if isinstance(plugin, types.ModuleType):
+        return name
+    return plugin_for_module(pm, type(plugin).__module__) or name
 
 
 def plugin_for_code(pm, obj):

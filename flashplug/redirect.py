@@ -13,25 +13,22 @@ The cached fast paths are off on these connections, so a file never skips
 the redirect.
 """
 from flashplug.connection import Connection
+from flashplug.facade import Server
 from flashplug.http.message import Response
 
 ACME_PREFIX = "/.well-known/acme-challenge/"
 
 
-def https_location(host, default_host, https_port, target):
-    """The https URL for ``target`` on ``host`` (a valid Host header value,
-    maybe with a port; ``default_host`` when empty)."""
+def https_location(host, default_host, https_port, path):
+    """The https URL for ``path`` (the raw path and query) on ``host``
+    (``Request.host``: no port; ``default_host``, an address, when empty)."""
     host = host or default_host
-    if host.startswith("["):
-        host = host[:host.index("]") + 1]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    elif ":" in host:          # a bare IPv6 address (the local one)
-        host = f"[{host}]"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"     # a bare IPv6 address (the local one)
     port = "" if https_port == 443 else f":{https_port}"
-    if not target.startswith("/"):
-        target = "/"   # "*" or an absolute form: the site's root
-    return f"https://{host}{port}{target}"
+    if not path.startswith("/"):
+        path = "/"   # "*": the site's root
+    return f"https://{host}{port}{path}"
 
 
 class _RedirectRouter:
@@ -44,25 +41,56 @@ class _RedirectRouter:
 
     def match(self, request):
         if request.path is not None and request.path.startswith(ACME_PREFIX):
-            return None     # the static handler serves the token file
+            return None     # the site's static handler serves the token file
         return self.redirect
 
     async def redirect(self, request):
-        location = https_location(request.host, request.server_addr, self.https_port,
-                                  request.target)
+        path = request.raw_path + ("?" + request.query if request.query else "")
+        location = https_location(request.host, request.server_addr, self.https_port, path)
         return Response(308, [("Location", location), ("Content-Type", "text/plain")],
                         f"Moved to {location}\n".encode("latin-1", "replace"))
+
+
+class _PlainSite:
+    """A site (``flashplug.app.Vhost``) as the redirect port serves it: its
+    static files for ACME's tokens, the redirect for everything else."""
+
+    fast_path_ok = target_path_ok = False
+
+    def __init__(self, app, site, router):
+        self._site = site
+        self.router = router
+        self.facade = Server(app, self)
+
+    def __getattr__(self, name):
+        return getattr(self._site, name)
+
+
+class _PlainSites:
+    """The worker's SiteTable, giving each site's _PlainSite."""
+
+    def __init__(self, app, sites, router):
+        self.default = _PlainSite(app, sites.default, router)
+        self._plain = {id(site): _PlainSite(app, site, router) for site in sites.all()}
+        self._plain[id(sites.default)] = self.default
+        self._sites = sites
+
+    def choose(self, host):
+        return self._plain[id(self._sites.choose(host))]
 
 
 class PlainView:
     """The worker's App as the redirect port's connections see it."""
 
-    fast_path_ok = False
+    fast_path_ok = target_path_ok = False
     h2c = False      # plain HTTP/1.1 only: its answers are redirects
 
     def __init__(self, app, https_port):
         self._app = app
-        self.router = _RedirectRouter(https_port)
+        router = _RedirectRouter(https_port)
+        self.sites = None if app.sites is None else _PlainSites(self, app.sites, router)
+        self.default_site = self.sites.default if self.sites is not None \
+            else _PlainSite(self, app.default_site, router)
 
     @property
     def date_server_lines(self):

@@ -20,6 +20,7 @@ from flashplug.arches import BLOCKING
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
 from flashplug.privileges import check_logs, drop_privileges
+from flashplug.sites import configure_plugins
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import handle_operator_signals, run_reporting, supervise
 from flashplug.tls import Certificates, alpn_for, load_certificates, pairs_from
@@ -75,7 +76,8 @@ def _url(sock, scheme="http"):
 def _check_tls(config):
     """The HTTPS options' one-line errors; load the certificates (as the
     user we start as, before giving up root, as nginx reads its keys)."""
-    tls = bool(config.get("tls_cert") or config.get("tls_key"))
+    tls = bool(config.get("tls_cert") or config.get("tls_key")
+               or any(site.tls for site in config.sites))
     if tls and config.arch in BLOCKING:
         raise UsageError(f"--tls needs --arch amped or sped (--arch {config.arch} "
                          f"has no event loop to drive TLS)")
@@ -89,6 +91,17 @@ def _check_tls(config):
         raise UsageError(f"--h2c needs --arch amped or sped (--arch {config.arch} "
                          f"has no event loop to multiplex streams)")
     config.certificates = load_certificates(config)
+
+
+def _check_balancer(config):
+    """The load-balancer options' one-line errors."""
+    if config.arch in BLOCKING:
+        for flag, dest in (("--proxy-protocol", "proxy_protocol"),
+                           ("--health-path", "health_path"),
+                           ("--shutdown-delay", "shutdown_delay")):
+            if config.get(dest):
+                raise UsageError(f"{flag} needs --arch amped or sped (--arch {config.arch} "
+                                 f"has no event loop to drive it)")
 
 
 def _reload_early(config):
@@ -120,6 +133,10 @@ def run(config):
     if config.arch in BLOCKING and config.plugins:
         raise UsageError(f"--arch {config.arch} serves static files only; "
                          f"plugins need --arch amped or sped")
+    if config.arch in BLOCKING and config.sites:
+        raise UsageError(f"{config.config_file}: [[site]] needs --arch amped or sped "
+                         f"(--arch {config.arch} serves one document root)")
+    _check_balancer(config)
     _check_tls(config)
     # Until a worker's loop takes the signals over: a SIGHUP this early
     # re-reads the certificates at once (no loop to keep from blocking yet).
@@ -137,9 +154,11 @@ def run(config):
     check_logs(config)
     # Plugins' configure code runs as the dropped user: a mistake there (or
     # a lazy import the user cannot read) is one line, never a traceback.
-    run_reporting(lambda: config.plugin_manager.hook.flashplug_configure.call_historic(
-        kwargs={"config": config}), config.plugin_manager)
-    collect_routes(config)  # each worker collects its own; a bad Route stops us here, before we listen
+    run_reporting(lambda: configure_plugins(config), config.plugin_manager)
+    # Each worker collects its own; a bad Route (or a site's bad plugin
+    # option) stops us here, before we listen.
+    for view in [config] + [site.config for site in config.sites]:
+        collect_routes(view)
     for line in script_dir_warnings(config):
         log.warning(line)
     listener.listen(LISTEN_BACKLOG)
@@ -148,8 +167,9 @@ def run(config):
     enabled = ", ".join(config.plugins) or "none"
     scheme = "https" if config.certificates is not None else "http"
     also = f", redirecting {_url(redirect)}" if redirect is not None else ""
-    print(f"Serving {config.docroot} on {_url(listener, scheme)}{also} (plugins: {enabled})",
-          flush=True)
+    sites = f", {len(config.sites)} site(s) by host name" if config.sites else ""
+    print(f"Serving {config.docroot} on {_url(listener, scheme)}{also} (plugins: {enabled}"
+          f"{sites})", flush=True)
     if config.arch in BLOCKING:
         from flashplug.blocking import run_blocking
         return run_blocking(config, listener)

@@ -16,8 +16,7 @@ import os
 import time
 from urllib.parse import quote
 
-from flashplug.cache import (FileCache, FileEntry, NotRegular, load_entry, still_fresh,
-                             still_fresh_all)
+from flashplug.cache import FileEntry, NotRegular, load_entry, still_fresh, still_fresh_all
 from flashplug.errors import HTTPError
 from flashplug.http import conditionals, ranges
 from flashplug.http.message import Response
@@ -202,19 +201,22 @@ def script_dir_warnings(config):
 class StaticFiles:
     """Serves the document root through the FileCache and the helpers."""
 
-    def __init__(self, app):
-        config = app.config
+    def __init__(self, app, config, cache, scripts, directory_hook, keyed=False):
+        """``config``: the top-level Config or a site's; ``cache``: the
+        worker's FileCache; ``scripts``: the ScriptDirs of the root;
+        ``keyed``: cache entries are keyed by the file's path (root + URL
+        path, when sites share the cache), else by the URL path alone."""
         self.app = app
         self.docroot = config.docroot
         self.real_root = config.real_docroot
         self.index_names = [n.strip() for n in config.index.split(",") if n.strip()]
         self.follow_symlinks = config.follow_symlinks
         self.show_dotfiles = config.show_dotfiles
-        self.scripts = ScriptDirs(config.script_dirs, config.script_exts)
+        self.scripts = scripts
         self.small_max = min(config.cache_file_max, config.cache_size)
-        self.cache = FileCache(config.cache_entries, config.cache_size,
-                               config.cache_valid, app.stats)
-        self.directory_hook = app.hook_if_used("flashplug_directory")
+        self.cache = cache
+        self.key_prefix = self.docroot if keyed else ""
+        self.directory_hook = directory_hook
         self.by_target = {}
         self.known_heads = {}
         self.heads_seen = set()
@@ -229,7 +231,7 @@ class StaticFiles:
         "Plain" means no conditional or Range header: the connection's parser
         flags those, so this costs two dict lookups and a clock read.
         """
-        entry = self.cache.get(request.path)
+        entry = self.cache.get(self.key_prefix + request.path)
         if entry is None or not self.cache.is_fresh(entry, time.monotonic()):
             return None
         entry.used = True
@@ -357,7 +359,8 @@ class StaticFiles:
         to do with it.
         """
         app = self.app
-        entry = self.cache.get(path)
+        key = self.key_prefix + path
+        entry = self.cache.get(key)
         if entry is not None:
             entry.used = True   # the sweeps keep it fresh while it is asked for
             if self.cache.is_fresh(entry, time.monotonic()):
@@ -370,8 +373,8 @@ class StaticFiles:
             if fresh and not entry.dead:
                 entry.checked = time.monotonic()
                 return entry
-            if self.cache.get(path) is entry:
-                self.cache.remove(path)
+            if self.cache.get(key) is entry:
+                self.cache.remove(key)
         app.stats.cache_misses += 1
         try:
             entry = await app.helpers.run(
@@ -379,7 +382,7 @@ class StaticFiles:
                 self.follow_symlinks, self._admit_max(), self.scripts)
         except (Redirect, Directory) as e:
             return e
-        self.cache.put(path, entry)
+        self.cache.put(key, entry)
         return entry
 
     async def _not_a_file(self, request, found):

@@ -105,25 +105,36 @@ def key_permission_warning(key):
 
 
 def pairs_from(config):
-    """The (cert, key) pairs the configuration names; UsageError when they
-    do not pair up."""
+    """The certificates the configuration names, as ``(cert, key, names)``:
+    each ``--tls-cert``/``--tls-key`` pair (``names`` empty), then each
+    ``[[site]]``'s ``tls_cert``/``tls_key`` with the site's names.
+    UsageError when the flags do not pair up."""
     certs = config.get("tls_cert") or []
     keys = config.get("tls_key") or []
     if len(certs) != len(keys):
         raise UsageError(f"each --tls-cert needs its --tls-key: got {len(certs)} "
                          f"certificate(s) and {len(keys)} key(s)")
-    return list(zip(certs, keys))
+    return [(cert, key, ()) for cert, key in zip(certs, keys)] + [
+        (*site.tls, site.names) for site in getattr(config, "sites", ()) if site.tls]
 
 
 class Certificates:
-    """The certificates one worker serves, by server name."""
+    """The certificates one worker serves, by server name.
 
-    def __init__(self, pairs, alpn=ALPN):
+    A site's certificate answers the site's own names first (exact and
+    ``*.`` wildcards, as a site chooses requests), then the names in its
+    subjectAltName, like every other certificate.
+    """
+
+    def __init__(self, triples, alpn=ALPN):
         self.by_name = {}
         self.contexts = []
-        for cert, key in pairs:
+        for cert, key, names in triples:
             ctx = server_context(cert, key, alpn)
             self.contexts.append(ctx)
+            for name in names:
+                self.by_name[name] = ctx
+        for (cert, _, _), ctx in zip(triples, self.contexts):
             for name in certificate_names(cert):
                 self.by_name.setdefault(name, ctx)
         self.default = self.contexts[0]
@@ -157,7 +168,7 @@ def load_certificates(config):
     pairs = pairs_from(config)
     if not pairs:
         return None
-    for _, key in pairs:
+    for _, key, _ in pairs:
         warning = key_permission_warning(key)
         if warning:
             log.warning(warning)

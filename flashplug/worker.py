@@ -6,7 +6,10 @@ connections, each one a ``flashplug.connection.Connection`` over a
 ``SocketTransport``, or a ``TLSTransport`` when HTTPS is on (SIGHUP
 reloads its certificates: ``_reload_certificates``); with
 ``--redirect-http`` it accepts on that port too (``flashplug.redirect``).  Out of descriptors, it pauses accepting for a moment
-(``flashplug.listener``).  On SIGTERM/SIGINT it stops accepting, lets the
+(``flashplug.listener``).  With ``--proxy-protocol`` each socket first
+waits for its PROXY header (``flashplug.proxied``).  On SIGTERM/SIGINT
+the health endpoint starts failing; after SIGTERM it serves on for
+``--shutdown-delay`` seconds; then it stops accepting, lets the
 connections in flight finish within ``--grace`` seconds, and runs the
 shutdown hooks; SIGUSR1 and SIGHUP are the supervisor's
 (``handle_operator_signals``).
@@ -21,6 +24,7 @@ import time
 from flashplug.app import App
 from flashplug.connection import Connection
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
+from flashplug.proxied import ProxyHeaderReader
 from flashplug.supervisor import handle_operator_signals
 from flashplug.redirect import PlainView, RedirectConnection
 from flashplug.tls import Certificates, alpn_for, pairs_from
@@ -59,6 +63,9 @@ class Worker:
         self.app = None
         self.stopped = None
         self.accept_pause = AcceptPause()
+        self.proxy_protocol = bool(config.get("proxy_protocol"))
+        self.proxy_waiting = set()   # sockets whose PROXY header has not come yet
+        self.hurry = None            # set during --shutdown-delay: end it early
 
     def run(self):
         asyncio.set_event_loop(self.loop)
@@ -73,7 +80,7 @@ class Worker:
         self.stopped = loop.create_future()
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self.stop, sig)
             handle_operator_signals(loop, reload=self._reload_certificates
                                     if app.certificates is not None else None)
         except (ValueError, RuntimeError):
@@ -86,7 +93,7 @@ class Worker:
             loop.add_reader(self.redirect.fileno(), self._accept_redirect, view)
         app.tick()
         app.static.revalidate_ahead()   # then every FileCache.period seconds
-        await self.stopped
+        await self._shutdown_delay(await self.stopped)
         await self._drain()
         await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app.facade)
         app.helpers.close()
@@ -96,16 +103,36 @@ class Worker:
         return 0
 
     def _accept(self):
-        for transport, peer in self._accepted(self.listener, self.app.certificates):
-            Connection(self.app, transport, peer)
+        for sock, peer in self._accepted(self.listener):
+            self._open(sock, peer, self._connect)
 
     def _accept_redirect(self, view):
-        for transport, peer in self._accepted(self.redirect):
-            RedirectConnection(view, transport, peer)
+        for sock, peer in self._accepted(self.redirect):
+            self._open(sock, peer, lambda sock, peer: RedirectConnection(
+                view, _plain(sock), peer))
 
-    def _accepted(self, listener, certificates=None):
-        """Up to ACCEPT_BATCH new connections, each a transport set up for
-        the loop: the socket itself, or TLS over it with ``certificates``."""
+    def _open(self, sock, peer, connect):
+        """Serve a new socket: at once, or once its PROXY header says
+        whose it is (``--proxy-protocol``, before TLS and HTTP)."""
+        if self.proxy_protocol:
+            sock.setblocking(False)
+            ProxyHeaderReader(self.loop, sock, peer, self.config.header_timeout,
+                              self.proxy_waiting, connect)
+        else:
+            connect(sock, peer)
+
+    def _connect(self, sock, peer):
+        certificates = self.app.certificates
+        if certificates is None:
+            transport = _plain(sock)
+        else:
+            sock.setblocking(False)
+            transport = TLSTransport(sock, certificates)
+        Connection(self.app, transport, peer)
+
+    def _accepted(self, listener):
+        """Up to ACCEPT_BATCH new connections' sockets (still blocking: the
+        transport made for each sets it non-blocking, one call per socket)."""
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, peer = listener.accept()
@@ -116,13 +143,10 @@ class Worker:
                     self._pause_accepting(e)
                     return
                 continue  # the client gave up before we accepted (ECONNABORTED)
-            if certificates is None:
-                sock = SocketTransport(sock)
-            sock.setblocking(False)
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.app.stats.connections_total += 1
-            yield (sock if certificates is None else TLSTransport(sock, certificates)), peer
+            yield sock, peer
 
     def _pause_accepting(self, error):
         self.accept_pause.note(error)
@@ -149,9 +173,28 @@ class Worker:
                      os.getpid(), len(certificates.contexts))
         self.app.helpers.call(Certificates, (pairs, alpn_for(self.config)), done)
 
-    def stop(self):
+    def stop(self, sig=signal.SIGINT):
+        """Begin a graceful stop (``sig``: the signal that asked for it);
+        asked again during ``--shutdown-delay``, end the delay now."""
         if not self.stopped.done():
-            self.stopped.set_result(None)
+            self.stopped.set_result(sig)
+        elif self.hurry is not None and not self.hurry.done():
+            self.hurry.set_result(None)
+
+    async def _shutdown_delay(self, sig):
+        """The health check fails from now on; on SIGTERM (a service
+        manager's or an orchestrator's stop) go on serving, accepting too,
+        for ``--shutdown-delay`` seconds, so the balancer sees the failing
+        check and moves traffic away before anything closes (Caddy's
+        ``shutdown_delay``).  SIGINT, from a terminal, does not wait."""
+        self.app.draining = True
+        delay = self.config.get("shutdown_delay") or 0
+        if not delay or sig != signal.SIGTERM:
+            return
+        log.info("stopping: health checks fail from now on; serving on for %g s "
+                 "(--shutdown-delay) while the balancer drains this server", delay)
+        self.hurry = self.loop.create_future()
+        await asyncio.wait([self.hurry], timeout=delay)
 
     async def _drain(self):
         """Graceful stop: no new connections; finish what is in flight."""
@@ -162,6 +205,8 @@ class Worker:
         if self.redirect is not None:
             self.loop.remove_reader(self.redirect.fileno())
             self.redirect.close()
+        for reader in list(self.proxy_waiting):
+            reader.close()     # no request yet: nothing to finish
         deadline = time.monotonic() + self.config.grace
         while time.monotonic() < deadline:
             for conn in list(app.connections):
@@ -175,6 +220,13 @@ class Worker:
             await asyncio.sleep(0.05)
         for conn in list(app.connections):
             conn.abort()
+
+
+def _plain(sock):
+    """The transport of a plain-HTTP socket: the socket itself, taken over."""
+    transport = SocketTransport(sock)
+    transport.setblocking(False)
+    return transport
 
 
 async def _call_async_hooks(hook, **kwargs):

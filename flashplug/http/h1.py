@@ -42,6 +42,7 @@ import re
 import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
+from flashplug.http.forwarded import client_address
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, keep_alive,
                                       set_target, valid_host)
 from flashplug.http.message import Headers, Request
@@ -80,6 +81,7 @@ STATES = {
     "body": ("its body is arriving", "header"),
     "busy": ("the whole request is in; it is being answered", "handler"),
     "lingering": ("answered with an error; input is read and dropped", "linger"),
+    "tunnel": ("switched protocols (101): bytes piped both ways by a plugin", "handler"),
 }
 # How long to keep draining a client's input after an error response, so the
 # response is not destroyed by a TCP reset (nginx's lingering close).
@@ -103,6 +105,8 @@ TRANSITIONS = {
     ("head", "error"): "lingering",
     ("body", "error"): "lingering",
     ("busy", "error"): "lingering",
+    ("busy", "101 Switching Protocols sent"): "tunnel",
+    ("tunnel", "tunnel closed"): "lingering",
 }
 
 # Header fields the parser callbacks note as they pass, so that a plain
@@ -170,6 +174,9 @@ class H1Protocol:
                 cut = base.find(_HEAD_END, start, end)
                 cut = end if cut == -1 or cut + 4 >= end else cut + 4
                 if not self._parse(data if start == 0 and cut == end else data[start:cut]):
+                    if self.upgrade_rest is not None:
+                        # After an Upgrade head: the new protocol's bytes.
+                        self.upgrade_rest += bytes(data[cut:end])
                     return
                 start = cut
         finally:
@@ -223,11 +230,14 @@ class H1Protocol:
                 self._feed_chunked(parser, piece, request)
             else:
                 parser.feed_data(piece)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as e:
             self.m_answer = None    # not a plain request: never remembered
-            # CONNECT, or a request with "Upgrade:": we speak plain HTTP/1.1
-            # only, and the parser stops at such a message.  It was queued
-            # and is answered normally; then the connection closes.
+            # CONNECT, or a request with "Upgrade:": the parser stops at such
+            # a message.  It was queued and is answered normally, then the
+            # connection closes; unless a plugin answers 101 and takes the
+            # connection over (cycle's send_response, the driver's tunnel),
+            # and then the bytes after the head are the new protocol's.
+            self.upgrade_rest = bytes(piece[e.args[0]:]) if e.args else b""
             self.pause_reading(PAUSE_UPGRADE)
             self.closing = True
             if self.active is None:
@@ -410,12 +420,26 @@ class H1Protocol:
             self._check_framing(request)
         else:
             request.body = EMPTY_BODY
-        set_target(request, target)
-        request.remote_addr = self.peer_addr
-        request.remote_port = self.peer_port
+        authority = set_target(request, target)
+        if authority is not None:
+            # RFC 9112 §3.2.2: the target's authority wins over Host.  The
+            # field is replaced (as a proxy would), so that whoever reads
+            # the request (request.host, CGI's HTTP_HOST, a plugin) sees
+            # one host.
+            headers._items = [item for item in headers._items if item[0] != "host"]
+            headers._items.append(("host", authority))
+        trusted = self.app.trusted_proxies
+        if trusted is None:
+            request.remote_addr = self.peer_addr
+            request.remote_port = self.peer_port
+        else:
+            request.remote_addr, request.remote_port = client_address(
+                (self.peer_addr, self.peer_port), headers, trusted, self.app.real_ip_header)
         request.server_addr = self.local_addr
         request.server_port = self.local_port
-        request.server = self.app.facade
+        app = self.app
+        request.server = app.default_site.facade if app.sites is None \
+            else app.sites.choose(request.host).facade
         request.scheme = self.scheme
         now = request.start_time = self.now
         request.conditional = bool(self.m_noted & _CONDITIONAL)

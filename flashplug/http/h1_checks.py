@@ -17,7 +17,9 @@ from flashplug.http.paths import decode_path
 MAX_REQUEST_TARGET = 8190
 # RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
-_VALID_HOSTS = set()    # values already checked; bounded, cleared when full
+# Host values already read -> the request's host they give (None: invalid);
+# bounded, cleared when full.
+_HOST_NAMES = {}
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
 
 
@@ -47,20 +49,39 @@ def classify(error, message):
     return ProtocolError(400, "Bad Request")
 
 
-def valid_host(host):
-    """Is a Host value a URI host with an optional port (RFC 9112 §3.2)?
+def host_name(value):
+    """The request's host named by a Host field value or by the authority
+    of an absolute-form target (``bytes`` or ``str``): the URI host,
+    lowercased, without its port or a trailing dot (``"example.org"``,
+    ``"127.0.0.1"``, ``"[::1]"``); None when ``value`` is no URI host with
+    an optional port (RFC 9112 §3.2, RFC 3986 §3.2.2).
 
-    An empty one is not: our target URIs are "http" URIs, whose host must
-    not be empty (RFC 9110 §4.2.1).
+    The one definition of "the request's host": ``Request.host``, the CGI
+    ``SERVER_NAME``, redirects and the choice of a site all read it.  An
+    empty value is invalid: our target URIs are "http" URIs, whose host
+    must not be empty (RFC 9110 §4.2.1).
     """
-    if host is None or host in _VALID_HOSTS:
-        return True
-    if not host or _HOST_RE.fullmatch(host) is None:
-        return False
-    if len(_VALID_HOSTS) >= 1024:
-        _VALID_HOSTS.clear()
-    _VALID_HOSTS.add(host)
-    return True
+    name = _HOST_NAMES.get(value, False)
+    if name is not False:
+        return name
+    raw = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+    m = _HOST_RE.fullmatch(raw) if raw else None
+    name = None
+    if m is not None and m.group(1):
+        name = m.group(1).decode("ascii").lower()
+        if not name.startswith("["):
+            name = name.rstrip(".") or None
+    if len(_HOST_NAMES) >= 1024:
+        _HOST_NAMES.clear()
+    _HOST_NAMES[value] = name
+    return name
+
+
+def valid_host(host):
+    """Is a Host value (bytes, or None when absent) a URI host with an
+    optional port (RFC 9112 §3.2)?  Absent is valid here; whether one is
+    required is the caller's rule."""
+    return host is None or host_name(host) is not None
 
 
 def keep_alive(version, options):
@@ -78,7 +99,12 @@ def keep_alive(version, options):
 
 
 def set_target(request, target):
-    """The path and query of ``target`` (RFC 9112 §3.2), on ``request``."""
+    """The path and query of ``target`` (RFC 9112 §3.2), on ``request``.
+
+    Returns the authority (``host[:port]``, as sent) of an absolute-form
+    target, else None.
+    """
+    authority = None
     if target.startswith("/"):
         raw_path, _, query = target.partition("?")
         query = query.partition("#")[0]  # a fragment is the client's business
@@ -96,6 +122,11 @@ def set_target(request, target):
             raise ProtocolError(400, "Bad Request: userinfo in request target")
         raw_path = (url.path or b"/").decode("latin-1")
         query = (url.query or b"").decode("latin-1")
+        authority = target.partition("://")[2]
+        for stop in "/?#":
+            authority = authority.partition(stop)[0]
+        if host_name(authority) is None:
+            raise ProtocolError(400, "Bad Request: invalid host in request target")
     elif request.method == "CONNECT":
         raw_path, query = "*", ""
     else:
@@ -104,9 +135,10 @@ def set_target(request, target):
     request.raw_path = raw_path
     if raw_path == "*":
         request.path = "*"
-        return
+        return authority
     try:
         request.path = decode_path(raw_path)
     except HTTPError as e:
         request.path = None
         request.state["path_error"] = e
+    return authority

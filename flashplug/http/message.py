@@ -8,6 +8,7 @@ so a handler never needs to hold it whole.  A response body is either
 ``bytes`` or ``stream``, an async iterator of bytes that the connection
 drains as the client reads.
 """
+from flashplug.http.h1_checks import host_name
 
 
 class Headers:
@@ -77,7 +78,10 @@ class Request:
         chunked (bool): the body's length is known only at its end: chunked
             transfer coding, or over HTTP/2 DATA frames without a
             Content-Length.
-        remote_addr (str), remote_port (int): the client's address.
+        remote_addr (str), remote_port (int): the client's address: the
+            peer's, or the one its PROXY protocol header or a trusted proxy's
+            forwarded header names (``flashplug.http.forwarded``); port 0
+            when unknown (``X-Forwarded-For`` gives none).
         server_addr (str), server_port (int): the local address the request
             arrived on.
         server (flashplug.facade.Server): the running server: ``config``
@@ -89,7 +93,11 @@ class Request:
         start_time (float): ``time.monotonic()`` seconds when the request
             line arrived.
         keep_alive (bool): the client allows another request after this one.
-        host (str): the ``Host`` header, ``""`` when absent.
+        host (str): the request's host: the authority of an absolute-form
+            target, else the ``Host`` header (RFC 9112 §3.2.2), lowercased,
+            without its port (``"example.org"``, ``"[::1]"``); ``""`` when
+            there is neither.  With an absolute-form target the ``Host``
+            field itself is replaced by the target's authority.
     """
 
     __slots__ = ("method", "target", "raw_path", "path", "query", "version",
@@ -123,7 +131,8 @@ class Request:
 
     @property
     def host(self):
-        return self.headers.get("host", "")
+        value = self.headers.get("host")
+        return "" if value is None else host_name(value) or ""
 
     def __repr__(self):
         return f"<Request {self.method} {self.target}>"
@@ -158,12 +167,18 @@ class Response:
             headers, body) written as is, then the connection closes (CGI
             NPH scripts).
         reason (str | None): the reason phrase; None for the standard one.
+        upgrade: with status 101, to a request that asked for an
+            ``Upgrade`` (a WebSocket handshake): an ``async def
+            upgrade(tunnel)`` that the kernel awaits once the 101 is sent,
+            with a :class:`flashplug.tunnel.Tunnel` (the client's bytes in,
+            ours out).  The connection closes when it returns.  RFC 9110
+            §7.8, §15.2.2.
     """
 
-    __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close")
+    __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close", "upgrade")
 
     def __init__(self, status=200, headers=None, body=b"", *, stream=None,
-                 raw=False, reason=None):
+                 raw=False, reason=None, upgrade=None):
         self.status = status
         # A dict is kept as given, so that the check at the API boundary
         # (flashplug.http.validate) can refuse it by name.
@@ -173,6 +188,7 @@ class Response:
         self.raw = raw
         self.reason = reason
         self.close = False
+        self.upgrade = upgrade
 
     def get_header(self, name):
         name = name.lower()

@@ -12,7 +12,9 @@ The rules, with the RFC that sets them:
 
 ==================  ====================================================
 status              an ``int`` from 200 to 599: a handler gives the
-                    final response, and 1xx are interim (RFC 9110 §15)
+                    final response, and 1xx are interim (RFC 9110 §15);
+                    or 101 with ``upgrade``, an ``async def`` that
+                    takes the connection over (RFC 9110 §15.2.2)
 reason              ``None`` or ``str``: HTAB, SP, VCHAR, obs-text
                     (RFC 9112 §4)
 headers             a ``list`` of ``(name, value)`` pairs of ``str``; a
@@ -94,7 +96,11 @@ def check_response(response, owner=None):
     if not isinstance(response, Response):
         raise ResponseMistake(f"returned {_clip(repr(response))}, not a flashplug.Response")
     status = response.status
-    if type(status) is not int or not 200 <= status <= 599:
+    if response.upgrade is not None:
+        if status != 101 or not is_async_handler(response.upgrade):
+            raise ResponseMistake("upgrade needs status 101 and an async def taking the "
+                                  "tunnel")
+    elif type(status) is not int or not 200 <= status <= 599:
         raise ResponseMistake(f"status {status!r} is not an int from 200 to 599")
     reason = response.reason
     if reason is not None and (type(reason) is not str or _BAD_CHAR.search(reason)):

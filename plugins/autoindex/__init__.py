@@ -16,7 +16,10 @@ plugin is imported for ``--help``) does not cost jinja2's import time.
 """
 from flashplug import hookimpl
 
-_state = {}   # "settings" after configure, "autoindex" after startup
+# "settings": the Settings of each Config the plugin serves, by its id (the
+# top-level one, and each site's view); "autoindex" after startup: the
+# Autoindex of each.
+_state = {"settings": {}}
 
 
 @hookimpl
@@ -45,20 +48,35 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
+    _settings_for(config)
+
+
+@hookimpl
+def flashplug_routes(config):
+    # No routes (listings come through flashplug_directory): called once
+    # per site with its view, this takes in and checks the site's options.
+    _settings_for(config)
+    return []
+
+
+def _settings_for(config):
     from .handler import Settings
-    _state["settings"] = Settings.from_config(config)
+    settings = _state["settings"]
+    if id(config) not in settings:
+        settings[id(config)] = Settings.from_config(config)
+    return settings[id(config)]
 
 
 @hookimpl
 def flashplug_startup(app):
     from .handler import Autoindex
-    _state["autoindex"] = Autoindex(_state["settings"], app.helpers)
+    _state["autoindex"] = {key: Autoindex(settings, app.helpers)
+                           for key, settings in _state["settings"].items()}
 
 
 @hookimpl
 def flashplug_directory(request, fspath):
-    autoindex = _state.get("autoindex")
+    autoindex = _state.get("autoindex", {}).get(id(request.server.config))
     if autoindex is None:
         return None
     return autoindex.handle(request, fspath)
-

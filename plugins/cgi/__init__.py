@@ -3,7 +3,8 @@
 Theory of operation: at start-up the options become :class:`Settings`
 (``options.py``) and each CGI directory becomes a prefix route, each
 ``--cgi-ext`` extension an extension route; all lead to one
-:class:`~.handler.CGIHandler`.  In each worker, ``flashplug_startup`` gives
+:class:`~.handler.CGIHandler` (one per site, with the site's root and
+options, when ``[[site]]`` tables enable the plugin).  In each worker, ``flashplug_startup`` gives
 the handler a :class:`flashplug.procs.ProcessManager` on that worker's loop,
 and ``flashplug_shutdown`` kills whatever still runs.
 
@@ -26,6 +27,10 @@ from .handler import CGIHandler
 from .options import add_options, settings_from
 
 _handler = None
+# The handler of each Config the plugin serves, by its id: the one it was
+# configured with, and each site's view (its root, its [site.plugins.cgi]
+# options).  All share the worker's ProcessManager.
+_handlers = {}
 
 
 @hookimpl
@@ -39,35 +44,55 @@ def flashplug_configure(config):
     if not HAVE_CHDIR:
         raise UsageError("cgi: this C library lacks posix_spawn_file_actions_addchdir_np "
                          "(glibc >= 2.29, musl >= 1.1.24 or macOS >= 10.15 needed)")
-    settings = settings_from(config)
-    _handler = CGIHandler(settings, config.docroot, base_env(settings.pass_env),
-                          bool(config.get("show_dotfiles")),
-                          bool(config.get("follow_symlinks")),
-                          float(config.get("cache_valid") or 0))
-    for _, path in settings.dirs:
+    _handler = _new_handler(config)
+    _handlers[id(config)] = _handler
+    for _, path in _handler.settings.dirs:
         config.script_dirs[path] = "cgi"
+
+
+def _new_handler(config):
+    settings = settings_from(config)
+    return CGIHandler(settings, config.docroot, base_env(settings.pass_env),
+                      bool(config.get("show_dotfiles")),
+                      bool(config.get("follow_symlinks")),
+                      float(config.get("cache_valid") or 0))
+
+
+def _handler_for(config):
+    """The handler for the Config ``flashplug_routes`` gets: the one
+    configured, or a site's (docs/configuration.md, "Virtual hosts")."""
+    handler = _handlers.get(id(config))
+    if handler is None:
+        handler = _handlers[id(config)] = _new_handler(config)
+    return handler
 
 
 @hookimpl
 def flashplug_routes(config):
-    settings = _handler.settings
-    routes = [Route(prefix=prefix, handler=_handler.for_mount(prefix, path))
+    handler = _handler_for(config)
+    settings = handler.settings
+    routes = [Route(prefix=prefix, handler=handler.for_mount(prefix, path))
               for prefix, path in settings.dirs]
     if settings.exts:
-        by_ext = _handler.for_mount("/", config.docroot, settings.exts)
+        by_ext = handler.for_mount("/", config.docroot, settings.exts)
         routes += [Route(ext=ext, handler=by_ext) for ext in settings.exts]
     return routes
 
 
 @hookimpl
 def flashplug_startup(app):
-    _handler.manager = ProcessManager(app.loop, _handler.settings.max_procs,
-                                      _handler.settings.queue, _handler.settings.creds)
+    # One limit for the worker (--cgi-max-procs, --cgi-queue, --cgi-user are
+    # server-wide), shared by every site's handler.
+    manager = ProcessManager(app.loop, _handler.settings.max_procs,
+                             _handler.settings.queue, _handler.settings.creds)
+    for handler in _handlers.values():
+        handler.manager = manager
 
 
 @hookimpl
 def flashplug_shutdown(app):
-    manager, _handler.manager = _handler.manager, None
+    manager = _handler.manager
+    for handler in _handlers.values():
+        handler.manager = None
     if manager is not None:
         return manager.close()
-

@@ -45,11 +45,6 @@ NOT_PASSED = frozenset({
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9-]+\Z")
 
-# A Host header value we are willing to repeat as SERVER_NAME: a DNS name,
-# IPv4 address or bracketed IPv6 literal, with an optional port.
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]*)?\Z")
-
-
 def _wire(value):
     """An ISO-8859-1 header str -> the fs-encoding str of the same bytes."""
     if value.isascii():
@@ -72,11 +67,11 @@ def base_env(pass_env, environ=os.environ):
 
 
 def server_name(request):
-    """The host name the client addressed, else the local address."""
-    host = request.headers.get("host", "")
-    m = _HOST.match(host)
-    if m:
-        return m.group(1)
+    """The host name the client addressed (``request.host``: the target's
+    authority or Host, lowercased, port dropped), else the local address."""
+    host = request.host
+    if host:
+        return host
     addr = request.server_addr
     return f"[{addr}]" if ":" in addr else addr
 
@@ -119,6 +114,11 @@ def build_env(request, script, base, docroot, content_length,
         env["PATH_TRANSLATED"] = docroot + script.path_info
     if request.scheme == "https":
         env["HTTPS"] = "on"
+    if request.remote_port:
+        # Not in RFC 3875, but scripts expect it; behind a trusted proxy
+        # whose header gives no port it is unknown, and left out rather
+        # than made up (nginx's $remote_port is empty then).
+        env["REMOTE_PORT"] = str(request.remote_port)
 
     env.update({
         "GATEWAY_INTERFACE": "CGI/1.1",
@@ -138,7 +138,6 @@ def build_env(request, script, base, docroot, content_length,
         # No reverse DNS lookup on the request path: §4.1.9 allows the
         # address in place of the name.
         "REMOTE_HOST": request.remote_addr,
-        "REMOTE_PORT": str(request.remote_port),
         # PHP's php-cgi refuses to run without it (cgi.force_redirect).
         "REDIRECT_STATUS": "200",
     })

@@ -14,6 +14,7 @@ The work is split by kind: ``protocol.py`` is the FastCGI 1.0 record codec
 request, ``supervisor.py`` the spawned backends.  The environment and the
 response head are the cgi plugin's (``env.py``, ``response.py``).
 """
+import functools
 import os
 
 from flashplug import HTTPError, Route, hookimpl
@@ -24,7 +25,10 @@ from .handler import FastCGIHandler
 from .options import add_options, settings_from
 from .pool import Pool
 
-_state = {}   # "handler"; "supervisors" while running
+# "handlers": the FastCGIHandler of each Config the plugin serves, by its id
+# (the top-level one, and each site's view: its root, its backends);
+# "supervisors" while running.
+_state = {"handlers": {}}
 
 
 @hookimpl
@@ -34,20 +38,28 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
-    settings = settings_from(config)
-    handler = _state["handler"] = FastCGIHandler(settings, config.docroot, base_env(()),
-                                                 bool(config.get("show_dotfiles")),
-                                                 bool(config.get("follow_symlinks")),
-                                                 float(config.get("cache_valid") or 0))
-    if settings.fallback is not None:
-        # Registered only when asked for: an implemented route hook is
-        # called for every unrouted request, static files included.
-        config.plugin_manager.register(FrontController(handler), name="fastcgi-fallback")
+    _handler_for(config)
+
+
+def _handler_for(config):
+    handlers = _state["handlers"]
+    handler = handlers.get(id(config))
+    if handler is None:
+        handler = handlers[id(config)] = FastCGIHandler(
+            settings_from(config), config.docroot, base_env(()),
+            bool(config.get("show_dotfiles")), bool(config.get("follow_symlinks")),
+            float(config.get("cache_valid") or 0))
+    return handler
 
 
 @hookimpl
-def flashplug_routes():
-    handler = _state["handler"]
+def flashplug_routes(config):
+    handler = _handler_for(config)
+    pm = config.plugin_manager
+    if handler.settings.fallback is not None and not pm.has_plugin("fastcgi-fallback"):
+        # Registered only when asked for: an implemented route hook is
+        # called for every unrouted request, static files included.
+        pm.register(FrontController(), name="fastcgi-fallback")
     return [Route(prefix=m.prefix, handler=handler.for_mapping(m)) if m.prefix
             else Route(ext=m.ext, handler=handler.for_mapping(m))
             for m in handler.settings.mappings]
@@ -60,18 +72,18 @@ def flashplug_startup(app):
 
 async def _start(app):
     from .supervisor import Supervisor
-    handler = _state["handler"]
-    settings = handler.settings
     supervisors = _state["supervisors"] = []
-    for m in settings.mappings:
-        address = m.address
-        if m.command is not None:
-            sup = Supervisor(app.loop, m, settings.procs, settings.max_requests,
-                             handler.docroot)
-            supervisors.append(sup)
-            address = await sup.start()
-        handler.pools[m.name] = Pool(app.loop, address, f"fastcgi {m.name} ({m.text})",
-                                     settings.max_conns, settings.queue, settings.timeout)
+    for handler in _state["handlers"].values():
+        settings = handler.settings
+        for m in settings.mappings:
+            address = m.address
+            if m.command is not None:
+                sup = Supervisor(app.loop, m, settings.procs, settings.max_requests,
+                                 handler.docroot)
+                supervisors.append(sup)
+                address = await sup.start()
+            handler.pools[m.name] = Pool(app.loop, address, f"fastcgi {m.name} ({m.text})",
+                                         settings.max_conns, settings.queue, settings.timeout)
 
 
 @hookimpl
@@ -80,8 +92,7 @@ def flashplug_shutdown(app):
 
 
 async def _stop():
-    handler = _state.get("handler")
-    if handler is not None:
+    for handler in _state["handlers"].values():
         pools, handler.pools = handler.pools, {}
         for pool in pools.values():
             await pool.close()
@@ -91,8 +102,8 @@ async def _stop():
 
 @hookimpl
 def flashplug_directory(request, fspath):
-    handler = _state["handler"]
-    index = handler.settings.index
+    handler = _state["handlers"].get(id(request.server.config))
+    index = handler.settings.index if handler is not None else None
     if index is None:
         return None
     mapping = next(m for m in handler.settings.mappings if m.ext and index.endswith(m.ext))
@@ -110,12 +121,13 @@ async def _run_index(request, fspath, handler, mapping, index):
 @hookimpl
 def flashplug_status():
     """Each backend's pool and each supervised process, for the status page."""
-    handler = _state.get("handler")
-    if handler is None:
+    handlers = _state["handlers"].values()
+    if not handlers:
         return None
     pools = [{"backend": pool.name, "connections": len(pool.conns),
               "active": pool.slots.active, "waiting": pool.slots.waiting,
-              "requests": pool.requests} for pool in handler.pools.values()]
+              "requests": pool.requests}
+             for handler in handlers for pool in handler.pools.values()]
     processes = [row for sup in _state.get("supervisors", ()) for row in sup.rows()]
     values = {"fastcgi_backends": pools}
     if processes:
@@ -127,26 +139,26 @@ class FrontController:
     """``--fastcgi-fallback /index.php``: a request for a path that is no
     file or directory runs that script, with the original ``REQUEST_URI``
     (nginx: ``try_files $uri $uri/ /index.php?$args``).  One that exists
-    goes on to the static handler (and its ``--fastcgi-index``)."""
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.target = handler.settings.fallback
-        self.mapping = next(m for m in handler.settings.mappings
-                            if m.ext and self.target.endswith(m.ext))
+    goes on to the static handler (and its ``--fastcgi-index``).  Each site
+    has its own fallback, or none."""
 
     @hookimpl
     def flashplug_route_request(self, request):
         if request.state.get("fastcgi_fallback"):
             return None   # the file exists: static handler
-        return self.handle
+        handler = _state["handlers"].get(id(request.server.config))
+        if handler is None or handler.settings.fallback is None:
+            return None
+        return functools.partial(_fallback, handler)
 
-    async def handle(self, request):
-        docroot = self.handler.docroot
-        path = os.path.join(docroot, request.path.lstrip("/"))
-        if await request.server.helpers.run(os.path.lexists, path):
-            request.state["fastcgi_fallback"] = True
-            return await request.server.dispatch(request)
-        script = Script(docroot + self.target, self.target, "",
-                        os.path.dirname(docroot + self.target))
-        return await self.handler.handle(request, self.mapping, script)
+
+async def _fallback(handler, request):
+    docroot = handler.docroot
+    target = handler.settings.fallback
+    path = os.path.join(docroot, request.path.lstrip("/"))
+    if await request.server.helpers.run(os.path.lexists, path):
+        request.state["fastcgi_fallback"] = True
+        return await request.server.dispatch(request)
+    mapping = next(m for m in handler.settings.mappings if m.ext and target.endswith(m.ext))
+    script = Script(docroot + target, target, "", os.path.dirname(docroot + target))
+    return await handler.handle(request, mapping, script)

@@ -18,7 +18,10 @@ own counters.
 """
 from flashplug import Route, hookimpl
 
-_state = {}   # "settings" after configure, "page" after startup
+# "settings": the Settings of each Config the plugin serves, by its id (the
+# top-level one, and each site's view); "pages" after startup: the
+# StatusPage of each.
+_state = {"settings": {}}
 
 
 @hookimpl
@@ -33,23 +36,32 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
+    _settings_for(config)
+
+
+def _settings_for(config):
     from .handler import Settings
-    _state["settings"] = Settings.from_config(config)
+    settings = _state["settings"]
+    if id(config) not in settings:
+        settings[id(config)] = Settings.from_config(config)
+    return settings[id(config)]
 
 
 @hookimpl
-def flashplug_routes():
+def flashplug_routes(config):
     # A prefix claims whole path segments: "/server-status", its "/" form
     # and what lies below (the page answers 404 there, so nothing below it
-    # leaks to the static handler), never "/server-status.html".
-    return [Route(prefix=_state["settings"].path + "/", handler=_handle)]
+    # leaks to the static handler), never "/server-status.html".  Each
+    # site that enables the plugin gets its own path and allow-list.
+    key = id(config)
+
+    async def handle(request):
+        return await _state["pages"][key].handle(request)
+    return [Route(prefix=_settings_for(config).path + "/", handler=handle)]
 
 
 @hookimpl
 def flashplug_startup(app):
     from .handler import StatusPage
-    _state["page"] = StatusPage(_state["settings"], app)
-
-
-async def _handle(request):
-    return await _state["page"].handle(request)
+    _state["pages"] = {key: StatusPage(settings, app)
+                       for key, settings in _state["settings"].items()}

@@ -330,6 +330,44 @@ def test_php_fpm_front_controller_for_missing_paths(serve, fpm):
 
 
 @needs_php_fpm
+def test_php_fpm_per_site_roots_and_fallbacks(server_factory, fpm, docroot, tmp_path):
+    """Two [[site]] tables on one pool: each site's scripts run from its own
+    root, with its own fallback or none; the top level has no fastcgi."""
+    other = tmp_path / "other"
+    shutil.copytree(docroot, other)
+    (tmp_path / "top").mkdir()
+    conf = tmp_path / "sites.toml"
+    conf.write_text(textwrap.dedent(f"""\
+        [plugins]
+        enable = []
+        [[site]]
+        names = ["a.test"]
+        root = "www"
+        [site.plugins]
+        enable = ["fastcgi"]
+        [site.plugins.fastcgi]
+        backend = [".php=unix:{fpm}"]
+        fallback = "/index.php"
+        [[site]]
+        names = ["b.test"]
+        root = "other"
+        [site.plugins]
+        enable = ["fastcgi"]
+        [site.plugins.fastcgi]
+        backend = [".php=unix:{fpm}"]
+        """))
+    s = server_factory(tmp_path / "top", "--config", conf, "--access-log", "off")
+    for host, root in (("a.test", docroot), ("b.test", other)):
+        got = fields(requests.get(s.url + "/app.php", headers={"Host": host}).text)
+        assert got["document_root"] == str(root)
+        assert got["script_filename"] == str(root / "app.php")
+    assert requests.get(s.url + "/x/y", headers={"Host": "a.test"}).text == \
+        "front controller for /x/y\n"
+    assert requests.get(s.url + "/x/y", headers={"Host": "b.test"}).status_code == 404
+    assert requests.get(s.url + "/app.php", headers={"Host": "c.test"}).status_code == 404
+
+
+@needs_php_fpm
 def test_php_fpm_thousand_requests_leave_no_descriptor(serve, fpm):
     s = serve("--fastcgi", f".php=unix:{fpm}")
     pid = s.proc.pid

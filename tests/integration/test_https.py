@@ -430,3 +430,12 @@ def test_redirect_without_host_uses_the_local_address(server_factory, site):
             data += chunk
     assert data.startswith(b"HTTP/1.1 308 Permanent Redirect\r\n")
     assert f"\r\nLocation: https://127.0.0.1:{s.port}/x\r\n".encode() in data
+    # An absolute-form target: its authority is the request's host, and its
+    # path and query are kept (RFC 9112 §3.2.2), whatever Host says.
+    with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:
+        sock.sendall(b"GET http://Example.ORG:8080/a?b=1 HTTP/1.1\r\nHost: other.test\r\n"
+                     b"Connection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert f"\r\nLocation: https://example.org:{s.port}/a?b=1\r\n".encode() in data

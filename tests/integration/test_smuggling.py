@@ -339,9 +339,6 @@ def test_smuggling_case(srv, case_id, request_bytes, expected, nginx):
     assert not sentinel_ran(srv, case_id), "the pipelined request ran"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue #13 fault 2: with an absolute-form target the authority in it is the "
-    "request's host (RFC 9112 §3.2.2); today the Host field wins: connection layer"))
 def test_absolute_form_authority_wins_over_host_for_cgi(srv):
     (srv.docroot / "cgi-bin" / "host.sh").write_text(
         '#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n%s %s" "$SERVER_NAME" "$HTTP_HOST"\n')

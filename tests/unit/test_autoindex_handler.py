@@ -244,7 +244,9 @@ def test_hooks_end_to_end(root):
         helpers = InlineHelpers()
         config = cfg
     plugin.flashplug_startup(App())
-    r = run_sync(plugin.flashplug_directory(request("/dir/"), str(root / "dir")))
+    req = request("/dir/")
+    req.server = App()     # as the kernel sets it: the site's config is there
+    r = run_sync(plugin.flashplug_directory(req, str(root / "dir")))
     assert b"a.txt" in r.body and b"b.txt" not in r.body
 
 

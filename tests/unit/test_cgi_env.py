@@ -57,6 +57,14 @@ def test_common_extras():
     assert env["SERVER_ADDR"] == "127.0.0.1"
 
 
+def test_client_address_from_a_trusted_proxy():
+    # The request's remote_addr/remote_port are already the client's
+    # (flashplug.http.forwarded); a header with no port leaves it unknown.
+    env = env_for(make_request(remote_addr="203.0.113.7", remote_port=0))
+    assert env["REMOTE_ADDR"] == env["REMOTE_HOST"] == "203.0.113.7"
+    assert "REMOTE_PORT" not in env
+
+
 def test_query_string_verbatim_and_empty():
     assert env_for(make_request(target="/x?a=%20b&c")) ["QUERY_STRING"] == "a=%20b&c"
     assert env_for(make_request(target="/x"))["QUERY_STRING"] == ""

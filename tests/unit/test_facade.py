@@ -24,22 +24,26 @@ def fake_app(connections=()):
                            static=SimpleNamespace(cache=FakeCache()))
 
 
+def facade(app):
+    return Server(app, SimpleNamespace(config=app.config))
+
+
 def test_connection_counts_match_nginx():
-    assert Server(fake_app()).connection_counts() == (0, 0, 0, 0)
-    server = Server(fake_app([conn(active="r"), conn(state="head"), conn(),
+    assert facade(fake_app()).connection_counts() == (0, 0, 0, 0)
+    server = facade(fake_app([conn(active="r"), conn(state="head"), conn(),
                               conn(out=[b"x"]), conn(pending=["r"]), conn(state="body"),
                               conn(state="lingering")]))
     assert server.connection_counts() == (7, 2, 3, 2)
 
 
 def test_cache_info():
-    assert Server(fake_app()).cache_info() == {
+    assert facade(fake_app()).cache_info() == {
         "entries": 3, "max_entries": 100, "bytes": 4096, "max_bytes": 1 << 20,
         "open_files": 1, "max_open_files": 4096}
 
 
 def test_plain_parts_and_dispatch():
-    server = Server(fake_app())
+    server = facade(fake_app())
     assert (server.config, server.loop, server.helpers, server.stats) == \
         ("cfg", "loop", "helpers", "stats")
     assert asyncio.run(server.dispatch("req")) == ("answered", "req")
@@ -58,7 +62,7 @@ def test_plugin_status_merges_what_plugins_report():
 
     app = fake_app()
     app.config = SimpleNamespace(plugin_manager=SimpleNamespace(hook=Hook()))
-    server = Server(app)
+    server = facade(app)
     assert server.plugin_status() == {"fastcgi_restarts": 2, "rows": [{"a": 1}],
                                       "other_state": "ok"}
     assert seen == [server]

@@ -2,7 +2,7 @@
 import httptools
 import pytest
 
-from flashplug.http.h1_checks import ProtocolError, classify, keep_alive, valid_host
+from flashplug.http.h1_checks import ProtocolError, classify, host_name, keep_alive, valid_host
 
 
 def llhttp_error(data):
@@ -47,3 +47,13 @@ def test_keep_alive(version, options, keep):
 ])
 def test_valid_host(host, ok):
     assert valid_host(host) is ok
+
+
+@pytest.mark.parametrize("value, name", [
+    (b"Example.ORG", "example.org"), (b"example.org:8080", "example.org"),
+    ("WWW.Example.org.", "www.example.org"), (b"[::1]:80", "[::1]"),
+    (b"127.0.0.1:8000", "127.0.0.1"), (b":80", None), (b"", None), (b"a b", None),
+    (b"x/y", None), (".", None),
+])
+def test_host_name_is_the_one_definition_of_the_requests_host(value, name):
+    assert host_name(value) == name

@@ -23,7 +23,7 @@ def pki(tmp_path_factory):
     cert, key = folder / "cert.pem", folder / "key.pem"
     cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     leaf.private_key_pem.write_to_path(str(key))
-    return ca, Certificates([(str(cert), str(key))])
+    return ca, Certificates([(str(cert), str(key), ())])
 
 
 class Client:

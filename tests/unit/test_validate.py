@@ -200,3 +200,15 @@ def test_a_file_body_from_the_kernel_passes():
 
     body = FileBody(Entry(), [(0, 10)])
     assert check_response(Response(200, [], body)).body is body
+
+
+def test_status_101_needs_an_upgrade_function_and_the_reverse():
+    async def pipe(tunnel):
+        pass
+    assert check_response(Response(101, [("Upgrade", "websocket")], upgrade=pipe)).status == 101
+    with pytest.raises(ResponseMistake, match="status 101 is not an int from 200 to 599"):
+        check_response(Response(101, []))
+    with pytest.raises(ResponseMistake, match="upgrade needs status 101"):
+        check_response(Response(200, [], upgrade=pipe))
+    with pytest.raises(ResponseMistake, match="upgrade needs status 101"):
+        check_response(Response(101, [], upgrade=lambda tunnel: None))

@@ -1,0 +1,298 @@
+"""The proxy request handler: pick, send, parse, stream.
+
+Theory of operation, for one request:
+
+1. **Pick.**  The prefix's :class:`~.upstream.Group` picks a peer that is
+   not out; a parked keep-alive connection to it is reused, else one is
+   opened (``--proxy-connect-timeout``).  A peer that cannot be reached
+   counts a failure and the next peer is tried: nothing was sent yet.
+2. **Send.**  A new request head (``message.request_head``), then the body
+   as the kernel parsed it, with our framing, copied by a feeder task that
+   waits on the upstream (``drain``, ``--proxy-send-timeout``): a slow
+   upstream slows the client's upload down.
+3. **Head.**  The response is parsed as it arrives (``ResponseReader``),
+   each wait bounded by ``--proxy-read-timeout`` (504).  A broken
+   response is a 502.  A request without a body that meets a closed
+   keep-alive connection before any answer (the upstream closed it as we
+   sent) is sent once more on a new connection.
+4. **Answer.**  A response that arrived whole with its head goes out in
+   one write with its Content-Length; a longer one streams, read from the
+   upstream only as fast as the client takes it.  The kernel frames it
+   again (Content-Length, chunked, or the close for HTTP/1.0).
+5. **Upgrade.**  A WebSocket handshake answered ``101`` becomes a tunnel
+   (``tunnel.py``): the kernel switches the client connection over and the
+   two sockets are piped to each other.
+
+Every failure is logged with its cause, naming the upstream.  A client that
+goes away (the kernel cancels the handler or closes the body stream)
+closes the upstream connection, which ends the request there.
+"""
+import asyncio
+import logging
+from urllib.parse import quote
+
+from flashplug import HTTPError, Response
+
+from .message import ResponseReader, UpstreamError, chunk, connection_tokens, request_head
+from .tunnel import tunnel_response
+from .upstream import ConnectFailed
+
+log = logging.getLogger("flashplug.proxy")
+
+#: A response complete with its head, and no larger than this, goes out
+#: with a Content-Length in one write.
+SMALL_BODY = 64 * 1024
+
+
+class UpstreamFailed(Exception):
+    """The upstream broke its response after the head went out; the kernel
+    cuts the client connection so the client sees a cut response."""
+
+
+class ProxyHandler:
+    """Answers the requests of one ``--proxy`` prefix in one worker."""
+
+    def __init__(self, mapping, group, settings):
+        self.mapping = mapping
+        self.group = group
+        self.settings = settings
+
+    def target(self, request):
+        """The origin-form request-target to send upstream."""
+        rewrite = self.mapping.rewrite
+        if rewrite is None:
+            path = request.raw_path
+        else:
+            # nginx's proxy_pass with a URI: the matched prefix of the
+            # normalised path is replaced; the rest is sent re-encoded.
+            rest = request.path[len(self.mapping.prefix) - 1:].lstrip("/")
+            path = rewrite + quote(rest, safe="/!$&'()*+,;=:@~", errors="surrogateescape")
+        return path + "?" + request.query if request.query else path
+
+    async def __call__(self, request):
+        upgrade = _upgrade_asked(request)
+        head = request_head(request, self.target(request), upgrade,
+                            self.mapping.upstreams[0].authority)
+        has_body = bool(request.content_length) or request.chunked
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        tried = set()
+        fresh = False
+        while True:
+            peer = self.group.pick(loop.time(), tried)
+            if peer is None:
+                if not tried:
+                    log.error("%s: 502: no live upstream (all out after failures)",
+                              self.mapping.prefix)
+                raise HTTPError(502, "Bad Gateway")
+            try:
+                if fresh:
+                    peer.idle, parked = [], peer.idle
+                    for conn in parked:
+                        conn.close()
+                conn, reused = await peer.connection(loop, s.connect_timeout)
+            except ConnectFailed as e:
+                tried.add(peer)
+                self._failed(peer, loop, e, 504 if e.timeout else 502)
+                if len(tried) < len(self.group.peers):
+                    continue
+                raise HTTPError(504 if e.timeout else 502,
+                                "Gateway Timeout" if e.timeout else "Bad Gateway") from None
+            peer.active += 1
+            peer.requests += 1
+            try:
+                return await self._exchange(request, peer, conn, head, has_body, upgrade)
+            except _Stale:
+                if reused and not fresh:
+                    log.info("%s: a kept-alive connection was closed; trying a new one",
+                             peer.name)
+                    fresh = True
+                    continue
+                self._failed(peer, loop, "closed the connection without a response")
+                raise HTTPError(502, "Bad Gateway") from None
+
+    def _failed(self, peer, loop, cause, status=502):
+        out = self.group.failed(peer, loop.time())
+        log.error("%s: %d: %s%s", peer.name, status, cause,
+                  f"; out for {self.group.fail_timeout:g}s" if out else "")
+
+    async def _exchange(self, request, peer, conn, head, has_body, upgrade):
+        """Send the request on ``conn`` and return the Response.  The peer's
+        ``active`` count is taken back when the exchange ends, whichever way."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        exchange = _Exchange(peer, conn)
+        conn.write(head)
+        if has_body:
+            exchange.feeder = loop.create_task(
+                _feed(conn, request.body, request.chunked, s.send_timeout))
+        reader = ResponseReader(request.method == "HEAD", upgrade is not None)
+        try:
+            while True:
+                try:
+                    data = await conn.read(s.read_timeout)
+                except asyncio.TimeoutError:
+                    self._failed(peer, loop, f"no response within {s.read_timeout:g}s", 504)
+                    raise HTTPError(504, "Gateway Timeout") from None
+                if not data and reader.headers is None and not reader.started and not has_body:
+                    exchange.end(reusable=False)
+                    raise _Stale
+                try:
+                    if reader.feed(data):
+                        break
+                except UpstreamError as e:
+                    status, cause = exchange.feeder_error() or (502, str(e))
+                    self._failed(peer, loop, cause, status)
+                    raise HTTPError(status, "Bad Gateway" if status == 502
+                                    else "Gateway Timeout") from None
+            peer.succeeded()
+            if reader.status == 101:
+                return tunnel_response(reader, exchange, self.settings)
+            body = b"".join(reader.body)
+            reader.body.clear()
+            if reader.done and len(body) <= SMALL_BODY:
+                exchange.end(reader.reusable and exchange.body_sent())
+                if request.method == "HEAD" and reader.content_length is None:
+                    # No length to state: the kernel frames an empty
+                    # stream without a Content-Length of 0 the GET lacks.
+                    return Response(reader.status, reader.headers, stream=_Body.empty(),
+                                    reason=reader.reason)
+                return Response(reader.status, reader.headers, body, reason=reader.reason)
+            stream = _Body(exchange, reader, body, self, loop)
+            return Response(reader.status, reader.headers, stream=stream,
+                            reason=reader.reason)
+        except BaseException:
+            exchange.end(reusable=False)
+            raise
+
+
+class _Stale(Exception):
+    """A reused connection was closed under a request without a body."""
+
+
+class _Exchange:
+    """One request on one upstream connection, until it is given back."""
+
+    def __init__(self, peer, conn):
+        self.peer = peer
+        self.conn = conn
+        self.feeder = None
+        self.over = False
+
+    def body_sent(self):
+        """The whole request body went out (so the connection is in step)."""
+        f = self.feeder
+        return f is None or (f.done() and not f.cancelled() and f.result() is None)
+
+    def feeder_error(self):
+        """``(status, cause)`` when sending the body failed, else None."""
+        f = self.feeder
+        if f is not None and f.done() and not f.cancelled():
+            return f.result()
+        return None
+
+    def end(self, reusable):
+        if self.over:
+            return
+        self.over = True
+        if self.feeder is not None and not self.feeder.done():
+            self.feeder.cancel()
+            reusable = False
+        self.peer.active -= 1
+        self.peer.release(self.conn, reusable)
+
+
+class _Body:
+    """The rest of an upstream response as the client's body stream.
+
+    A class, not an async generator: the kernel may ``aclose()`` it before
+    the first ``__anext__`` (client gone), and an unstarted generator would
+    skip its ``finally``.
+    """
+
+    def __init__(self, exchange, reader, first, handler, loop):
+        self._exchange = exchange
+        self._reader = reader
+        self._first = first
+        self._handler = handler
+        self._loop = loop
+
+    @classmethod
+    def empty(cls):
+        return cls(None, None, b"", None, None)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._exchange is None:
+            raise StopAsyncIteration
+        if self._first:
+            data, self._first = self._first, b""
+            return data
+        reader = self._reader
+        exchange = self._exchange
+        timeout = self._handler.settings.read_timeout
+        while not reader.body:
+            if reader.done:
+                exchange.end(reader.reusable and exchange.body_sent())
+                raise StopAsyncIteration
+            if exchange.over:
+                raise StopAsyncIteration
+            try:
+                data = await exchange.conn.read(timeout)
+                reader.feed(data)
+            except asyncio.TimeoutError:
+                exchange.end(reusable=False)
+                self._handler._failed(exchange.peer, self._loop,
+                                      f"silent for {timeout:g}s inside its response; "
+                                      f"response cut short", 504)
+                raise UpstreamFailed("upstream timed out") from None
+            except UpstreamError as e:
+                exchange.end(reusable=False)
+                self._handler._failed(exchange.peer, self._loop,
+                                      f"{e}; response cut short")
+                raise UpstreamFailed(str(e)) from None
+        data = b"".join(reader.body)
+        reader.body.clear()
+        return data
+
+    async def aclose(self):
+        # Read to its end: the connection goes back to the pool (done in
+        # __anext__); otherwise the client went away: close it.
+        if self._exchange is not None:
+            self._exchange.end(reusable=False)
+
+
+def _upgrade_asked(request):
+    """The ``Upgrade`` value to pass on for a WebSocket handshake (a GET
+    without a body that lists ``upgrade`` in Connection), else None."""
+    value = request.headers.get("upgrade")
+    if value is None or request.method != "GET" or request.content_length \
+            or request.chunked:
+        return None
+    if "upgrade" not in connection_tokens(request.headers.get_all("connection")):
+        return None
+    return value
+
+
+async def _feed(conn, body, chunked, timeout):
+    """Copy the request body upstream, framed our way.  Returns None, or
+    ``(status, cause)`` when it failed; then the connection is closed, so
+    the response reader stops waiting and reports the cause."""
+    try:
+        async for data in body:
+            if not data:
+                continue
+            conn.write(chunk(data) if chunked else data)
+            await conn.drain(timeout)
+        if chunked:
+            conn.write(chunk(b""))
+        await conn.drain(timeout)
+        return None
+    except asyncio.TimeoutError:
+        failure = (504, f"took no request body for {timeout:g}s")
+    except ConnectionError as e:
+        failure = (502, f"sending the request body failed: {e}")
+    conn.close()
+    return failure

@@ -1,0 +1,154 @@
+"""The proxy's messages to and from an upstream (plugins/proxy/message.py),
+sans I/O: exact request heads, and the checks on a response."""
+import pytest
+
+from flashplug.http.message import Headers, Request
+from flashplug_plugins.proxy.message import ResponseReader, UpstreamError, chunk, request_head
+from flashplug_plugins.proxy.options import parse_upstream
+
+
+def request(method="GET", headers=(("host", "example.test"),), length=None, chunked=False,
+            addr="192.0.2.7", scheme="http"):
+    r = Request(method, "/", "/", "/", "", "1.1", Headers(headers))
+    r.content_length = length
+    r.chunked = chunked
+    r.remote_addr = addr
+    r.scheme = scheme
+    return r
+
+
+def test_request_head_exact_bytes():
+    r = request("POST", (("host", "example.test"), ("content-type", "text/plain"),
+                         ("content-length", "5"), ("connection", "keep-alive, x-hop"),
+                         ("x-hop", "1"), ("keep-alive", "300"), ("te", "trailers"),
+                         ("trailer", "x"), ("transfer-encoding", "chunked"),
+                         ("upgrade", "h2c"), ("proxy-authorization", "Basic x"),
+                         ("proxy-connection", "keep-alive"), ("expect", "100-continue"),
+                         ("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"),
+                         ("x_forwarded_for", "6.6.6.6"), ("cookie", "a=1")),
+                length=5)
+    assert request_head(r, "/app/x?y=1", None, "up") == (
+        b"POST /app/x?y=1 HTTP/1.1\r\n"
+        b"Host: example.test\r\n"
+        b"content-type: text/plain\r\n"
+        b"cookie: a=1\r\n"
+        b"X-Forwarded-For: 192.0.2.7\r\n"
+        b"X-Forwarded-Proto: http\r\n"
+        b"X-Forwarded-Host: example.test\r\n"
+        b'Forwarded: for=192.0.2.7;proto=http;host="example.test"\r\n'
+        b"Content-Length: 5\r\n\r\n")
+
+
+def test_request_head_chunked_ipv6_https_upgrade():
+    r = request(addr="::1", scheme="https", chunked=True)
+    head = request_head(r, "/", None, "up")
+    assert b"Transfer-Encoding: chunked\r\n" in head and b"Content-Length" not in head
+    assert b'Forwarded: for="[::1]";proto=https;host="example.test"\r\n' in head
+    head = request_head(request(), "/", "websocket", "up")
+    assert head.endswith(b"Connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+
+
+def test_http10_request_without_host_gets_the_upstreams():
+    head = request_head(request(headers=()), "/", None, "127.0.0.1:9000")
+    assert head.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n")
+    assert b"X-Forwarded-Host" not in head
+    assert b"Forwarded: for=192.0.2.7;proto=http\r\n" in head
+
+
+def test_chunk():
+    assert chunk(b"hello") == b"5\r\nhello\r\n" and chunk(b"") == b"0\r\n\r\n"
+
+
+def read(data, head_only=False, upgrading=False, pieces=1):
+    r = ResponseReader(head_only, upgrading)
+    step = max(1, len(data) // pieces)
+    for i in range(0, len(data), step):
+        r.feed(data[i:i + step])
+    return r
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 1000])
+def test_content_length_response_in_any_pieces(pieces):
+    r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: x-a\r\nX-A: 1\r\n"
+             b"Keep-Alive: 5\r\nX-B: 2\r\n\r\nhello", pieces=pieces)
+    assert (r.status, r.reason, b"".join(r.body), r.done, r.reusable) == \
+        (200, "OK", b"hello", True, True)
+    assert r.headers == [("Content-Length", "5"), ("X-B", "2")]
+
+
+def test_chunked_response_loses_its_transfer_encoding():
+    r = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X\r\n\r\n"
+             b"5\r\nhello\r\n0\r\nX: 1\r\n\r\n", pieces=7)
+    assert b"".join(r.body) == b"hello" and r.done and r.reusable and r.headers == []
+
+
+def test_body_until_close_is_never_reused():
+    r = read(b"HTTP/1.1 200 OK\r\n\r\nsome")
+    assert r.until_close and not r.done
+    r.feed(b"")
+    assert r.done and not r.reusable and b"".join(r.body) == b"some"
+
+
+def test_bytes_after_the_response_stop_reuse():
+    r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n")
+    assert r.done and not r.reusable and b"".join(r.body) == b"ok"
+
+
+def test_interim_responses_are_skipped_and_bodiless_ones_end_at_the_head():
+    r = read(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+             b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n")
+    assert (r.status, r.done, r.reusable, r.headers) == (204, True, True, [])
+    r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", head_only=True)
+    assert r.done and r.content_length == 9 and r.headers == [("Content-Length", "9")]
+
+
+def test_connection_close_is_not_reused():
+    r = read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    assert r.done and not r.reusable
+    r = read(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert r.done and not r.reusable
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"\x16\x03\x01garbage\r\n\r\n", "invalid response head"),
+    (b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", "invalid response head"),
+    (b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", "invalid response head"),
+    (b"HTTP/1.1 200 OK\r\nX: a\x1bb\r\n\r\n", "invalid response head"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", "invalid"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", "invalid"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "only chunked"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid body"),
+    (b"HTTP/1.1 099 Odd\r\n\r\n", "status"),
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", "unasked"),
+    (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n", "over 65536 bytes"),
+])
+def test_broken_responses(data, match):
+    with pytest.raises(UpstreamError, match=match):
+        read(data)
+
+
+def test_closed_mid_body_or_before_a_head():
+    r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")
+    with pytest.raises(UpstreamError, match="middle of the body"):
+        r.feed(b"")
+    with pytest.raises(UpstreamError, match="without a response"):
+        ResponseReader(False, False).feed(b"")
+
+
+def test_101_keeps_the_bytes_after_it():
+    r = read(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             b"Connection: Upgrade\r\n\r\nframe", upgrading=True)
+    assert (r.status, r.upgrade, r.rest, r.headers) == (101, "websocket", b"frame", [])
+
+
+@pytest.mark.parametrize("text,host,port,path,rewrite", [
+    ("http://127.0.0.1:9000", "127.0.0.1", 9000, None, None),
+    ("http://127.0.0.1:9000/", "127.0.0.1", 9000, None, "/"),
+    ("http://[::1]:8080/app", "::1", 8080, None, "/app"),
+    ("http://localhost", "localhost", 80, None, None),
+    ("unix:/run/app.sock", None, None, "/run/app.sock", None),
+])
+def test_upstream_addresses(text, host, port, path, rewrite):
+    upstream, got_rewrite = parse_upstream(text, "usage")
+    assert (upstream.host, upstream.port, upstream.path, got_rewrite) == \
+        (host, port, path, rewrite)
