@@ -56,7 +56,7 @@ def make_cert(tmp):
     return cert, key
 
 
-def nginx_command(tmp, root, port, cert, key):
+def nginx_command(tmp, root, port, cert, key, http2=False):
     conf = tmp / "nginx.conf"
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(f"""{user}daemon off;
@@ -77,7 +77,7 @@ http {{
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets on;
     server {{
-        listen 127.0.0.1:{port} ssl backlog=4096;
+        listen 127.0.0.1:{port} ssl{" http2" if http2 else ""} backlog=4096;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         root {root};

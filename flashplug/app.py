@@ -179,6 +179,10 @@ class App:
         self.sender = FileSender(self, probe=config.arch == "amped")
         # TLS: the worker's certificates (flashplug.tls), replaced on SIGHUP.
         self.certificates = getattr(config, "certificates", None)
+        # HTTP/2 (flashplug.h2conn): offered by ALPN over TLS, and by prior
+        # knowledge on a plain port with --h2c.
+        self.h2_tls = self.certificates is not None and config.get("http2", True)
+        self.h2c = bool(config.get("h2c"))
         hsts = config.get("hsts")
         self.hsts_line = (f"Strict-Transport-Security: max-age={hsts}\r\n".encode("ascii")
                           if hsts and self.certificates is not None else b"")

@@ -159,6 +159,9 @@ def _add_serve_options(p):
                      help="run the workers under a master process even with --workers 1, "
                           "so that SIGHUP reloads the configuration (implied by "
                           "--workers 2 or more)")
+    net.add_argument("--h2c", action="store_true",
+                     help="also speak HTTP/2 in cleartext to clients that start with its "
+                          "preface (prior knowledge; default: off; docs/http2.md)")
     net.add_argument("--arch", choices=tuple(ARCHITECTURES), default="amped",
                      help="concurrency architecture (default: amped)")
     net.add_argument("--procs", type=_positive_int, default=64, metavar="N",
@@ -174,6 +177,8 @@ def _add_serve_options(p):
     tls.add_argument("--redirect-http", type=_port, default=None, metavar="PORT",
                      help="with HTTPS: also listen on PORT in plain HTTP and answer "
                           "308 to the https URL (ACME challenges are still served)")
+    tls.add_argument("--http2", action=argparse.BooleanOptionalAction, default=True,
+                     help="with HTTPS: offer HTTP/2 by ALPN (default: on; docs/http2.md)")
     tls.add_argument("--hsts", type=_hsts, default=None, metavar="SECONDS",
                      help="with HTTPS: send Strict-Transport-Security with this "
                           "max-age (default: off)")

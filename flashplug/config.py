@@ -209,6 +209,8 @@ def _convert(path, key, value, action):
     ``path`` is where messages say the key is (an ``At``)."""
     flag = action.option_strings[-1]
     if isinstance(action, argparse.BooleanOptionalAction):
+        # --http2 / --no-http2, --precompressed / --no-precompressed: the key
+        # says which, as the positive flag does.
         if not isinstance(value, bool):
             raise UsageError(f"{path}: {key} = {value!r}: expected true or false "
                              f"({action.option_strings[0]})")

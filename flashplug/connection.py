@@ -29,6 +29,7 @@ once-a-second sweep notices, and the handler is stopped.
 import time
 
 from flashplug.cycle import SESSION_SLOTS, KnownHead, RequestCycle, init_session
+from flashplug.h2conn import H2Connection
 from flashplug.http.body import PAUSE_BODY, BodyReader
 from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, PAUSE_UPGRADE, H1Protocol
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
@@ -79,7 +80,10 @@ class Connection(H1Protocol, RequestCycle):
             # (Not set on a plain socket: the cycle would outlive close.)
             transport.on_backlog = self._set_interest
         app.connections.add(self)
-        self.loop.add_reader(self.fd, self._on_readable)
+        # HTTP/2 is chosen by the first bytes: ALPN over TLS, the preface
+        # under --h2c.  Once known, the plain reader takes over.
+        h2 = app.h2_tls if transport.scheme == "https" else app.h2c
+        self.loop.add_reader(self.fd, self._on_first_readable if h2 else self._on_readable)
 
     clock = staticmethod(time.monotonic)
 
@@ -120,6 +124,42 @@ class Connection(H1Protocol, RequestCycle):
             self.m_body.feed(bytes(_RECV_VIEW[:n]))
             return
         self.feed(_RECV_VIEW[:n], now)
+
+    def _on_first_readable(self):
+        """Before the protocol is known: read the TLS handshake (its ALPN
+        answer) or the first bytes (the HTTP/2 preface, with ``--h2c``);
+        then hand the connection to HTTP/2, or go on as HTTP/1.1."""
+        transport = self.transport
+        try:
+            n = transport.recv_into(_RECV_BUFFER)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        if transport.zero_copy:
+            h2 = _RECV_BUFFER.startswith(b"PRI", 0, n)
+        else:
+            h2 = transport.tls.selected_alpn_protocol() == "h2"
+        if h2:
+            self._hand_over(bytes(_RECV_VIEW[:n]))
+            return
+        self.loop.add_reader(self.fd, self._on_readable)
+        if not n:
+            self._on_eof()
+        else:
+            self.now = time.monotonic()
+            self.feed(_RECV_VIEW[:n], self.now)
+
+    def _hand_over(self, data):
+        """The connection speaks HTTP/2: the transport goes to an
+        ``H2Connection``; this object is done, without closing it."""
+        self.loop.remove_reader(self.fd)
+        self.reading = False
+        self.closed = True
+        self.app.connections.discard(self)
+        H2Connection(self.app, self.transport, (self.peer_addr, self.peer_port),
+                     (self.local_addr, self.local_port), data)
 
     def _remember_head(self, data):
         answer = self.m_answer

@@ -87,6 +87,7 @@ class PlainView:
     """The worker's App as the redirect port's connections see it."""
 
     fast_path_ok = target_path_ok = False
+    h2c = False      # plain HTTP/1.1 only: its answers are redirects
 
     def __init__(self, app, https_port):
         self._app = app

@@ -355,7 +355,7 @@ class FileSender:
                 return WOULD_BLOCK
             count = min(item.left, READ_CHUNK)
             try:
-                got = self._read_resident(entry, item.offset, count, buf)
+                got = self.read_resident(entry, item.offset, count, buf)
             except OSError:
                 return FAILED
             if got is OFFLOAD:
@@ -374,7 +374,7 @@ class FileSender:
             item.left -= sent
         return DONE
 
-    def _read_resident(self, entry, offset, count, buf):
+    def read_resident(self, entry, offset, count, buf):
         """Bytes of ``entry`` at ``offset`` copied into ``buf`` from memory;
         OFFLOAD when the first page is not resident; 0 at end of file."""
         if not self.probe_enabled:
@@ -390,7 +390,7 @@ class FileSender:
                     raise
                 log.info("RWF_NOWAIT unsupported here (%s); probing residency first", e)
                 self.nowait = False
-                return self._read_resident(entry, offset, count, buf)
+                return self.read_resident(entry, offset, count, buf)
             self.zero_read = got == 0
             if got == 0:
                 return OFFLOAD   # end of file, or tokio#3803: a helper tells which

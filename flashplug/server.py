@@ -94,6 +94,9 @@ def _check_tls(config):
     if config.get("redirect_http") is not None and config.redirect_http == config.port:
         raise UsageError(f"--redirect-http {config.redirect_http} is the HTTPS port; "
                          f"pick another (usually 80)")
+    if config.get("h2c") and config.arch in BLOCKING:
+        raise UsageError(f"--h2c needs --arch amped or sped (--arch {config.arch} "
+                         f"has no event loop to multiplex streams)")
     config.certificates = load_certificates(config)
 
 

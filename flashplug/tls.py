@@ -29,7 +29,10 @@ context they started with, so nothing is dropped.
 Security defaults (Mozilla's "intermediate" profile): TLS 1.2 and 1.3
 only; for TLS 1.2 only ECDHE key exchange with AES-GCM or ChaCha20-Poly1305
 (forward secrecy, AEAD); no TLS compression (CRIME); no renegotiation at
-all; ALPN offers ``http/1.1``; TLS 1.3 session tickets for resumption.
+all; ALPN offers ``h2`` then ``http/1.1`` (``http/1.1`` alone with
+``--no-http2``); TLS 1.3 session tickets for resumption.  RFC 9113 §9.2
+asks more of HTTP/2 over TLS 1.2 (no compression, no renegotiation, an
+ephemeral key exchange and an AEAD suite): these defaults are all that.
 """
 import logging
 import os
@@ -48,14 +51,20 @@ TLS12_CIPHERS = ":".join((
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ))
-ALPN = ["http/1.1"]
+ALPN = ["h2", "http/1.1"]
+ALPN_H1 = ["http/1.1"]
 _OID_SAN = "subjectAltName"
 
 
-def server_context(cert, key, alpn=None):
+def alpn_for(config):
+    """The ALPN protocols to offer: ``h2`` too unless ``--no-http2``."""
+    return ALPN if config.get("http2", True) else ALPN_H1
+
+
+def server_context(cert, key, alpn=ALPN):
     """An SSLContext for one certificate chain and key, with our defaults;
-    ``alpn``: the one ALPN protocol it speaks (else ``ALPN``).  Without
-    ``cert`` it has no certificate (handshakes on it fail).
+    ``alpn``: the ALPN protocols it offers, in order.  Without ``cert`` it
+    has no certificate (handshakes on it fail).
 
     Raises UsageError naming the file and the fix.
     """
@@ -63,7 +72,7 @@ def server_context(cert, key, alpn=None):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     ctx.set_ciphers(TLS12_CIPHERS)
-    ctx.set_alpn_protocols(ALPN if alpn is None else [alpn])
+    ctx.set_alpn_protocols(alpn)
     if cert is None:
         return ctx
     for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
@@ -214,17 +223,18 @@ class Certificates:
     subjectAltName, like every other certificate.
     """
 
-    def __init__(self, entries):
+    def __init__(self, entries, alpn=ALPN):
         self.by_name = {}
         self.contexts = []
         self.alpn_only = {}       # server name -> (ALPN protocol, context)
         served = []
-        for cert, key, names, *alpn in entries:
-            ctx = server_context(cert, key, *alpn)
-            if alpn:
+        for cert, key, names, *reserved in entries:
+            if reserved:
+                ctx = server_context(cert, key, reserved)
                 for name in certificate_names(cert):
-                    self.alpn_only[name] = (alpn[0], ctx)
+                    self.alpn_only[name] = (reserved[0], ctx)
                 continue
+            ctx = server_context(cert, key, alpn)
             served.append(cert)
             self.contexts.append(ctx)
             for name in names:
@@ -280,10 +290,10 @@ def load_certificates(config):
         warning = key_permission_warning(key)
         if warning:
             log.warning(warning)
-    return Certificates(pairs)
+    return Certificates(pairs, alpn_for(config))
 
 
 def reload_certificates(config):
     """Certificates read afresh (SIGHUP, in a helper thread); UsageError
     when a file fails."""
-    return Certificates(configured_pairs(config) or [])
+    return Certificates(configured_pairs(config) or [], alpn_for(config))

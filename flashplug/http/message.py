@@ -66,7 +66,8 @@ class Request:
         query (str): the query string without ``?``, verbatim and still
             percent-encoded; ``""`` when absent.  Parse it with
             ``urllib.parse.parse_qs(request.query)`` (a dict of lists).
-        version (str): ``"1.0"`` or ``"1.1"``.
+        version (str): ``"1.0"``, ``"1.1"``, or ``"2.0"`` over HTTP/2
+            (docs/http2.md).
         headers (Headers): the header fields; ``get(name)`` is
             case-insensitive and joins repeated fields with ``", "``.
         body: the request content as an async iterator of ``bytes`` chunks
@@ -74,7 +75,9 @@ class Request:
             request.body.read()`` for all of it; empty when there is none.
         content_length (int | None): the declared length, or None (chunked
             or no body).
-        chunked (bool): the body arrives with chunked transfer coding.
+        chunked (bool): the body's length is known only at its end: chunked
+            transfer coding, or over HTTP/2 DATA frames without a
+            Content-Length.
         remote_addr (str), remote_port (int): the client's address: the
             peer's, or the one its PROXY protocol header or a trusted proxy's
             forwarded header names (``flashplug.http.forwarded``); port 0

@@ -76,8 +76,11 @@ def test_curl_alpn_and_tls13(server_factory, site, tmp_path):
     root, cert, key, ca_path = site
     s = server_factory(root, "--tls-cert", cert, "--tls-key", key)
     out = tmp_path / "big.out"
-    proc = subprocess.run(["curl", "-sS", "-v", "--cacert", str(ca_path), "-o", str(out),
-                           https(s) + "/big.bin"], capture_output=True, text=True, timeout=30)
+    # --http1.1: ALPN then offers http/1.1 alone (tests/integration/test_h2.py
+    # has curl's default, h2).
+    proc = subprocess.run(["curl", "-sS", "-v", "--http1.1", "--cacert", str(ca_path), "-o",
+                           str(out), https(s) + "/big.bin"],
+                          capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes() == PAYLOAD
     assert "ALPN: server accepted http/1.1" in proc.stderr or \

@@ -282,6 +282,7 @@ def test_config_plugin_table(tmp_path, docroot, plugdir):
     ('port = 70000', r"flashplug.toml:1: port = 70000: port 70000 is outside 0-65535"),
     ('arch = "fast"', r"flashplug.toml:1: arch = 'fast': allowed values are amped, sped, mt, mp"),
     ('follow_symlinks = "yes"', r"flashplug.toml:1: follow_symlinks = 'yes': expected true or false"),
+    ('http2 = "no"', r"flashplug.toml:1: http2 = 'no': expected true or false \(--http2\)"),
     ('prot = 80', r"flashplug.toml:1: prot: unknown setting; did you mean port\? allowed: docroot, .*port.*"),
     ('port = [1, 2]', r"flashplug.toml:1: port: expected a single value"),
     ('config = "other.toml"', r"flashplug.toml:1: config: unknown setting"),
@@ -297,6 +298,14 @@ def test_config_errors_name_file_key_and_allowed(tmp_path, docroot, plugdir, tex
     with pytest.raises(UsageError, match=expected) as e:
         build_serve([str(docroot), "--config", str(cfg), "--plugins-dir", str(plugdir.path)])
     assert "\n" not in str(e.value)
+
+
+def test_http2_and_h2c_from_the_file(tmp_path, docroot):
+    cfg = write_config(tmp_path, "http2 = false\nh2c = true\n")
+    config = build_serve([str(docroot), "--config", str(cfg)])
+    assert (config.http2, config.h2c) == (False, True)
+    assert build_serve([str(docroot), "--config", str(cfg), "--http2"]).http2 is True
+    assert build_serve([str(docroot)]).http2 is True
 
 
 def test_missing_config_file(tmp_path, docroot):
