@@ -11,6 +11,11 @@ route's handler, checked at the plugin boundary, else static files);
 ``error_answer`` builds error answers (the site's own pages,
 flashplug.errorpages).  The connection layer calls these; plugins see the
 App only through ``flashplug.facade.Server``.
+
+Size: about 500 lines because App and Vhost are built together (a
+site's parts need the worker's shared ones) and the error answers
+(``error_answer``, plugin mistakes) need both; routing is
+``flashplug.routes``, the plugin view ``flashplug.facade``.
 """
 import inspect
 import logging

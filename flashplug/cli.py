@@ -2,6 +2,10 @@
 
 Every mistake a user can make here ends as one line on stderr and exit
 status 2, never a traceback.
+
+Size: over ~400 lines because it holds every kernel option with its
+help text and type check, in the order ``--help`` shows them; the config
+file's reading is ``flashplug.config``, the sites' ``flashplug.sites``.
 """
 import argparse
 import difflib

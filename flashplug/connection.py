@@ -25,6 +25,11 @@ dropped.  While a handler works for such a client, an HTTP/1.1 client gets
 a ``100 Continue`` (any 1.1 client must accept one, RFC 9110 §15.2): if it
 has in fact closed for good its kernel answers with a reset, which the
 once-a-second sweep notices, and the handler is stopped.
+
+Size: over ~400 lines because reading, the output queue, file sends
+with their offload, deadlines, the Upgrade tunnel hand-off and closing
+share the socket's interest (``_set_interest``), which must be worked out
+in one place.
 """
 import time
 

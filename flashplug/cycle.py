@@ -16,6 +16,11 @@ handler, error) ends there.
 What the cycle needs from its driver: ``write``, ``write_pair``,
 ``write_file``, ``drain``, ``spawn``, ``pause_reading``/``resume_reading``,
 ``_close_when_flushed``, ``abort`` and the ``closed``/``out_bytes`` fields.
+
+Size: over ~400 lines because the request cycle is one state machine
+(the remembered-head, cached-target and full paths, ``_account`` and the
+handoff to the next pipelined request) whose steps call each other; split,
+the order of a response's life would be spread across files.
 """
 import logging
 

@@ -27,6 +27,11 @@ unknown types); past one, the connection gets GOAWAY ENHANCE_YOUR_CALM.
 A response that makes no progress for ``--send-timeout`` (a zero window
 held open, a client that does not read) ends the connection; so does an
 idle one after ``--keepalive-timeout``.
+
+Size: over ~400 lines because the h2 state machine's events, the
+flood and reset counters that judge them and the connection's closing
+read and write the same state; output is ``flashplug.h2output``, a
+stream ``flashplug.h2stream``.
 """
 import collections
 import logging

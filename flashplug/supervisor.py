@@ -33,6 +33,11 @@ Signals (nginx's vocabulary):
 
 systemd hears of each step through ``flashplug.systemd``: READY=1,
 RELOADING=1, STOPPING=1 and STATUS= lines.
+
+Size: over ~400 lines because the master's whole life is here: worker
+generations, reload, signals and their forwarding, the quick-death exit.
+Each reacts to the others' state; the pieces that stand alone (privileges,
+the guard, sd_notify) are modules of their own.
 """
 import logging
 import os
