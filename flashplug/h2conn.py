@@ -48,6 +48,7 @@ from flashplug.cycle import ErrorItem
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.h1_checks import ProtocolError, set_target, valid_host
 from flashplug.http.h2_checks import StreamError, request_parts
+from flashplug.http.forwarded import client_address
 from flashplug.http.message import Headers, Request
 from flashplug.h2output import H2Output, ResponseEncoder
 from flashplug.h2stream import H2Stream
@@ -248,11 +249,18 @@ class H2Connection(H2Output):
         if not valid_host(hosts[0]):
             raise ProtocolError(400, "Bad Request: invalid Host header")
         set_target(request, target)
-        request.remote_addr = self.peer_addr
-        request.remote_port = self.peer_port
+        app = self.app
+        if app.trusted_proxies is None:
+            request.remote_addr, request.remote_port = self.peer_addr, self.peer_port
+        else:   # as over HTTP/1.1 (flashplug.http.forwarded)
+            request.remote_addr, request.remote_port = client_address(
+                (self.peer_addr, self.peer_port), headers, app.trusted_proxies,
+                app.real_ip_header)
         request.server_addr = self.local_addr
         request.server_port = self.local_port
-        request.server = self.app.facade
+        # The site by the request's host (:authority, else Host), as over HTTP/1.1.
+        request.server = app.default_site.facade if app.sites is None \
+            else app.sites.choose(request.host).facade
         request.scheme = self.scheme
         request.start_time = self.now
         request.conditional = any(n in _CONDITIONAL for n, _ in items)

@@ -42,7 +42,8 @@ _FIELDS_BY_HEAD_MAX = 512
 class H2Stream(RequestCycle):
     """A stream: its request's cycle fields and its queued response."""
 
-    __slots__ = ("driver", "id", "app", "loop", "peer_addr", "now", "closed", "closing",
+    __slots__ = ("driver", "id", "app", "loop", "peer_addr", "local_port", "now", "closed",
+                 "closing",
                  "active", "task", "_answered", "deferred", "active_handler", "head_sent",
                  "continue_for", "pending", "dispatching", "request", "body", "head",
                  "fields", "out", "out_bytes", "ending", "ended", "remote_ended", "queued",
@@ -56,6 +57,7 @@ class H2Stream(RequestCycle):
         self.app = driver.app
         self.loop = driver.loop
         self.peer_addr = driver.peer_addr
+        self.local_port = driver.local_port   # the access log's site:port (vhost_combined)
         self.now = driver.now
         self.closed = False          # reset, or the connection went away
         self.closing = False         # (framing's flag; a stream ends anyway)
@@ -165,9 +167,10 @@ class H2Stream(RequestCycle):
 
     # -- the cycle's calls back ---------------------------------------------------------
 
-    def _account(self, status, size, method, target, version, referer, agent, user=None):
+    def _account(self, status, size, method, target, version, referer, agent, site,
+                 user=None, client=None):
         RequestCycle._account(self, status, size, method, target, version, referer, agent,
-                              user)
+                              site, user, client)
         self.ending = True    # everything of the response is queued
         self.driver.ready(self)
 
