@@ -141,8 +141,9 @@ def test_entry_lines_and_expires_refresh(tmp_path):
     """A cache entry bakes the fields into its 200 and 304 heads; ``trust``
     moves its Expires on."""
     (tmp_path / "a.css").write_bytes(b"hello")
-    entry = FileEntry(str(tmp_path / "a.css"), (tmp_path / "a.css").stat(), "text/css",
-                      b"hello", None)
+    st = (tmp_path / "a.css").stat()
+    entry = FileEntry(str(tmp_path / "a.css"), (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns),
+                      "text/css", b"hello", None)
     plain = entry.head_tail
     r = rules('[[header]]\nmatch = "*.css"\nexpires = 60\n')
     entry.set_rule_fields(*r.entry_headers("/a.css"))
