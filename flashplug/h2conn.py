@@ -46,9 +46,9 @@ from h2.errors import ErrorCodes
 
 from flashplug.cycle import ErrorItem
 from flashplug.http.body import EMPTY_BODY, BodyReader
-from flashplug.http.h1_checks import ProtocolError, set_target, valid_host
+from flashplug.http.h1_checks import ProtocolError, content_length, set_target, valid_host
 from flashplug.http.h2_checks import StreamError, request_parts
-from flashplug.http.forwarded import client_address
+from flashplug.http.forwarded import request_client
 from flashplug.http.message import Headers, Request
 from flashplug.h2output import H2Output, ResponseEncoder
 from flashplug.h2stream import H2Stream
@@ -250,12 +250,8 @@ class H2Connection(H2Output):
             raise ProtocolError(400, "Bad Request: invalid Host header")
         set_target(request, target)
         app = self.app
-        if app.trusted_proxies is None:
-            request.remote_addr, request.remote_port = self.peer_addr, self.peer_port
-        else:   # as over HTTP/1.1 (flashplug.http.forwarded)
-            request.remote_addr, request.remote_port = client_address(
-                (self.peer_addr, self.peer_port), headers, app.trusted_proxies,
-                app.real_ip_header)
+        request.remote_addr, request.remote_port = request_client(
+            app, (self.peer_addr, self.peer_port), headers)
         request.server_addr = self.local_addr
         request.server_port = self.local_port
         # The site by the request's host (:authority, else Host), as over HTTP/1.1.
@@ -264,14 +260,7 @@ class H2Connection(H2Output):
         request.scheme = self.scheme
         request.start_time = self.now
         request.conditional = any(n in _CONDITIONAL for n, _ in items)
-        lengths = headers.get_all("content-length")
-        if lengths:
-            values = {v.strip() for v in ",".join(lengths).split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
-                raise ProtocolError(400, "Bad Request: invalid Content-Length")
-            request.content_length = int(next(iter(values)))
-            if request.content_length > self.app.config.max_body_size:
-                raise ProtocolError(413, "Content Too Large")
+        request.content_length = content_length(headers, self.app.config.max_body_size)
         if stream.remote_ended:
             request.body = EMPTY_BODY
             request.complete = True

@@ -74,6 +74,15 @@ def is_trusted(address, trusted):
     return ip is not None and any(ip in net for net in trusted)
 
 
+def request_client(app, peer, headers):
+    """``(address, port)`` of the client of a request from ``peer`` (the
+    connection's ``(address, port)``): the peer itself, unless the App
+    trusts it as a proxy (``--trusted-proxies``), then ``client_address``."""
+    if app.trusted_proxies is None:
+        return peer
+    return client_address(peer, headers, app.trusted_proxies, app.real_ip_header)
+
+
 def client_address(peer, headers, trusted, header="x-forwarded-for"):
     """``(address, port)`` of the client, from ``peer`` (the connection's
     ``(address, port)``) and the request ``headers``."""

@@ -42,9 +42,9 @@ import re
 import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
-from flashplug.http.forwarded import client_address
-from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, keep_alive,
-                                      set_target, valid_host)
+from flashplug.http.forwarded import request_client
+from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, content_length,
+                                      keep_alive, set_target, valid_host)
 from flashplug.http.message import Headers, Request
 
 # Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
@@ -444,13 +444,8 @@ class H1Protocol:
             # one host.
             headers._items = [item for item in headers._items if item[0] != "host"]
             headers._items.append(("host", authority))
-        trusted = self.app.trusted_proxies
-        if trusted is None:
-            request.remote_addr = self.peer_addr
-            request.remote_port = self.peer_port
-        else:
-            request.remote_addr, request.remote_port = client_address(
-                (self.peer_addr, self.peer_port), headers, trusted, self.app.real_ip_header)
+        request.remote_addr, request.remote_port = request_client(
+            self.app, (self.peer_addr, self.peer_port), headers)
         request.server_addr = self.local_addr
         request.server_port = self.local_port
         app = self.app
@@ -482,14 +477,7 @@ class H1Protocol:
                 # RFC 9112 §6.1: a 1.0 message with Transfer-Encoding has
                 # faulty framing; answer it, then close.
                 request.keep_alive = False
-        lengths = headers.get_all("content-length")
-        if lengths:
-            values = {v.strip() for v in ",".join(lengths).split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
-                raise ProtocolError(400, "Bad Request: invalid Content-Length")
-            request.content_length = int(next(iter(values)))
-            if request.content_length > self.app.config.max_body_size:
-                raise ProtocolError(413, "Content Too Large")
+        request.content_length = content_length(headers, self.app.config.max_body_size)
         if request.content_length or request.chunked:
             request.body = self.m_body = BodyReader(self)
             expect = headers.get("expect")

@@ -84,6 +84,23 @@ def valid_host(host):
     return host is None or host_name(host) is not None
 
 
+def content_length(headers, limit):
+    """The request's declared body length (int), or None without one: the
+    Content-Length fields must agree on one number (RFC 9110 §8.6, a list
+    of equal values counts as one).  ProtocolError 400 when they do not,
+    413 past ``limit`` bytes."""
+    lengths = headers.get_all("content-length")
+    if not lengths:
+        return None
+    values = {v.strip() for v in ",".join(lengths).split(",")}
+    if len(values) != 1 or not next(iter(values)).isdigit():
+        raise ProtocolError(400, "Bad Request: invalid Content-Length")
+    length = int(next(iter(values)))
+    if length > limit:
+        raise ProtocolError(413, "Content Too Large")
+    return length
+
+
 def keep_alive(version, options):
     """May the connection carry another request after this one?
 
