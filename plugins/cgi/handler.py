@@ -36,9 +36,10 @@ from flashplug.http.paths import decode_path
 from flashplug.procs import PIPE, Busy
 
 from .env import build_env, search_argv
-from .response import (CLIENT_REDIRECT, LOCAL_REDIRECT, MAX_HEADER_BLOCK,
-                       CGIError, find_header_end, parse_header_block)
-from .script import NOT_EXECUTABLE, Forbidden, NotFound, locate
+from .output import NoHead, OutputBody, read_head
+from .response import (CLIENT_REDIRECT, LOCAL_REDIRECT, MAX_HEADER_BLOCK, CGIError,
+                       parse_header_block)
+from .script import NOT_EXECUTABLE, Forbidden, Found, NotFound, locate
 
 log = logging.getLogger("flashplug.cgi")
 
@@ -54,20 +55,12 @@ MAX_REDIRECTS = 10
 #: larger than this, goes out with a Content-Length in one write.
 SMALL_BODY = 64 * 1024
 
-#: Script lookups kept (each for the kernel's --cache-valid seconds).
-FOUND_CACHE_ENTRIES = 1024
-
 #: Seconds a client told "busy" should wait before retrying.
 RETRY_AFTER = "1"
 
 # Request headers that describe the original body, which a re-dispatched
 # GET does not have.
 _BODY_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding"})
-
-
-class ScriptFailed(Exception):
-    """The script broke its response after the headers went out; the kernel
-    aborts the connection so the client sees a truncated response."""
 
 
 class CGIHandler:
@@ -81,11 +74,7 @@ class CGIHandler:
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.manager = None
-        # (prefix, path) -> (Script, expiry): a hit skips the helper round
-        # trip; entries expire like the static file caches', so a script
-        # removed or made non-executable stops running within cache_valid.
-        self._found = {}
-        self._cache_valid = cache_valid
+        self._found = Found(cache_valid)   # by (prefix, path)
 
     def for_mount(self, prefix, root, exts=None):
         """The route handler for one CGI directory (or the extension mode)."""
@@ -96,9 +85,9 @@ class CGIHandler:
     async def _locate(self, request, prefix, root, exts):
         key = (prefix, request.path)
         now = request.server.loop.time()
-        hit = self._found.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        script = self._found.get(key, now)
+        if script is not None:
+            return script
         try:
             script = await request.server.helpers.run(
                 locate, request.path, prefix, root, exts,
@@ -107,10 +96,7 @@ class CGIHandler:
             raise HTTPError(404, "Not Found") from None
         except Forbidden as e:
             raise _forbidden(request, e) from None
-        if self._cache_valid > 0:
-            if len(self._found) >= FOUND_CACHE_ENTRIES:
-                self._found.clear()
-            self._found[key] = (script, now + self._cache_valid)
+        self._found.put(key, script, now)
         return script
 
     async def handle(self, request, prefix, root, exts):
@@ -154,25 +140,18 @@ class CGIHandler:
 
     async def _read_head(self, proc, name):
         """Read stdout up to the end of the header block: (block, rest)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.timeout
-        buf = b""
-        while True:
-            try:
-                data = await proc.read(max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                log.error("%s: 504: no response header within %gs; killed",
-                          name, self.settings.timeout)
-                raise HTTPError(504, "Gateway Timeout") from None
-            if not data:
-                await _fail(proc, name, _why_no_head(buf), linger=0.5)
-            searched = len(buf)
-            buf += data
-            end = find_header_end(buf, searched)
-            if end is not None:
-                return buf[:end[0]], buf[end[1]:]
-            if len(buf) > MAX_HEADER_BLOCK:
-                await _fail(proc, name, "sent a header block over %d bytes" % MAX_HEADER_BLOCK)
+        try:
+            return await read_head(proc.read, self.settings.timeout)
+        except TimeoutError:
+            log.error("%s: 504: no response header within %gs; killed",
+                      name, self.settings.timeout)
+            raise HTTPError(504, "Gateway Timeout") from None
+        except NoHead as e:
+            if e.too_large:
+                why, linger = "sent a header block over %d bytes" % MAX_HEADER_BLOCK, 0.0
+            else:
+                why, linger = _why_no_head(e.partial), 0.5
+        await _fail(proc, name, why, linger)
 
     async def _respond(self, request, proc, name, feeder):
         block, rest = await self._read_head(proc, name)
@@ -284,66 +263,22 @@ async def take_body(request, helpers, limit):
         raise
 
 
-class _Body:
-    """The rest of stdout as the response body (an async iterator).
+class _Body(OutputBody):
+    """The rest of stdout as the response body; a hard stop kills the
+    process group (a HEAD's script may end when it next writes)."""
 
-    A class rather than an async generator: the kernel may ``aclose()`` it
-    before the first ``__anext__`` (HEAD, client gone), and an unstarted
-    generator would skip its ``finally`` and leak the process.
-    """
+    hard_stop = "killed"
 
     def __init__(self, proc, feeder, first, name, timeout, content_length, head):
+        super().__init__(first, log, name, timeout, content_length, head)
         self._proc = proc
         self._feeder = feeder
-        self._first = first
-        self._name = name
-        self._timeout = timeout
-        self._left = content_length  # bytes the script promised, if it did
-        self._head = head
-        self._done = False
 
-    def __aiter__(self):
-        return self
+    def _read(self):
+        return self._proc.read(self._timeout)
 
-    async def __anext__(self):
-        if self._first:
-            data, self._first = self._first, b""
-            return self._limit(data)
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            data = await self._proc.read(self._timeout)
-        except TimeoutError:
-            self._end(kill=True)
-            log.error("%s: silent for %gs after sending headers; killed, "
-                      "response cut short", self._name, self._timeout)
-            raise ScriptFailed("script timed out") from None
-        if data:
-            return self._limit(data)
-        self._end(kill=False)
-        if self._left:
-            log.error("%s: ended %d bytes short of its Content-Length; "
-                      "response cut short", self._name, self._left)
-            raise ScriptFailed("short body")
-        raise StopAsyncIteration
-
-    def _limit(self, data):
-        if self._left is None:
-            return data
-        if len(data) >= self._left:
-            data = data[:self._left]
-            self._end(kill=False)  # extra bytes past Content-Length are dropped
-        self._left -= len(data)
-        return data
-
-    def _end(self, kill):
-        if not self._done:
-            self._done = True
-            _stop(self._proc, self._feeder, kill=kill, grace=self._timeout)
-
-    async def aclose(self):
-        # HEAD: the script may finish; anything else: the client is gone.
-        self._end(kill=not self._head)
+    def _stop(self, hard):
+        _stop(self._proc, self._feeder, kill=hard, grace=self._timeout)
 
 
 def _stop(proc, feeder, kill=False, grace=None):

@@ -107,3 +107,27 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
         return Script(fs, script_name, path_info, os.path.dirname(fs))
     # The CGI directory itself or a folder in it: no listing, ever.
     raise Forbidden(path, "is a folder: CGI folders are never listed")
+
+
+class Found:
+    """Scripts found, each kept ``valid`` seconds (the kernel's
+    --cache-valid; 0 keeps none): a hit skips the helper's round trip, and
+    a script removed or made non-executable is looked up again within
+    ``valid`` seconds, as the static file caches' entries are.  Past
+    ``entries`` scripts the cache starts again empty."""
+
+    def __init__(self, valid, entries=1024):
+        self._valid = valid
+        self._entries = entries
+        self._found = {}
+
+    def get(self, key, now):
+        """The Script kept for ``key`` at time ``now``, or None."""
+        hit = self._found.get(key)
+        return hit[0] if hit is not None and hit[1] > now else None
+
+    def put(self, key, script, now):
+        if self._valid > 0:
+            if len(self._found) >= self._entries:
+                self._found.clear()
+            self._found[key] = (script, now + self._valid)

@@ -35,9 +35,9 @@ from flashplug import HTTPError, Response
 from flashplug.procs import Busy
 from flashplug_plugins.cgi.env import build_env
 from flashplug_plugins.cgi.handler import take_body
-from flashplug_plugins.cgi.response import (MAX_HEADER_BLOCK, CGIError,
-                                            find_header_end, parse_header_block)
-from flashplug_plugins.cgi.script import Forbidden, NotFound, Script, locate
+from flashplug_plugins.cgi.output import NoHead, OutputBody, OutputFailed, read_head
+from flashplug_plugins.cgi.response import MAX_HEADER_BLOCK, CGIError, parse_header_block
+from flashplug_plugins.cgi.script import Forbidden, Found, NotFound, Script, locate
 
 from .pool import BackendError, BackendTimeout
 
@@ -50,13 +50,6 @@ SMALL_BODY = 64 * 1024
 SPOOL_READ = 64 * 1024
 #: Seconds a client told "busy" should wait before retrying.
 RETRY_AFTER = "1"
-#: Script lookups kept (each for the kernel's --cache-valid seconds).
-FOUND_CACHE_ENTRIES = 1024
-
-
-class BackendFailed(Exception):
-    """The backend broke its response after the head went out; the kernel
-    aborts the client connection so the client sees a cut response."""
 
 
 class FastCGIHandler:
@@ -70,11 +63,7 @@ class FastCGIHandler:
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.pools = {}   # Mapping.name -> Pool
-        # (ext, path) -> (Script, expiry): a hit skips the helper round
-        # trip, as in the cgi plugin; a removed script stops running within
-        # cache_valid seconds, like the static file caches' entries.
-        self._found = {}
-        self._cache_valid = cache_valid
+        self._found = Found(cache_valid)   # by (ext, path), as in the cgi plugin
 
     def for_mapping(self, mapping):
         """The route handler for one ``--fastcgi`` mapping."""
@@ -87,9 +76,9 @@ class FastCGIHandler:
         if mapping.prefix is None:
             key = (mapping.ext, request.path)
             now = request.server.loop.time()
-            hit = self._found.get(key)
-            if hit is not None and hit[1] > now:
-                return hit[0]
+            script = self._found.get(key, now)
+            if script is not None:
+                return script
             try:
                 script = await request.server.helpers.run(functools.partial(
                     locate, request.path, "/", self.docroot, (mapping.ext,),
@@ -99,10 +88,7 @@ class FastCGIHandler:
                 raise HTTPError(404, "Not Found") from None
             except Forbidden:
                 raise HTTPError(403, "Forbidden") from None
-            if self._cache_valid > 0:
-                if len(self._found) >= FOUND_CACHE_ENTRIES:
-                    self._found.clear()
-                self._found[key] = (script, now + self._cache_valid)
+            self._found.put(key, script, now)
             return script
         script_name = mapping.prefix[:-1]
         path_info = request.path[len(script_name):]
@@ -178,30 +164,22 @@ class FastCGIHandler:
 
     async def _read_head(self, exchange, name):
         """STDOUT up to the end of the header block: ``(block, rest)``."""
-        loop = asyncio.get_running_loop()
         timeout = self.settings.timeout
-        deadline = loop.time() + timeout
-        buf = b""
-        while True:
-            try:
-                data = await exchange.read(max(0.0, deadline - loop.time()))
-            except BackendTimeout:
+        try:
+            return await read_head(exchange.read, timeout)
+        except BackendTimeout:
+            exchange.abort()
+            log.error("%s: 504: no response header within %gs; request aborted",
+                      name, timeout)
+            raise HTTPError(504, "Gateway Timeout") from None
+        except NoHead as e:
+            if e.too_large:
                 exchange.abort()
-                log.error("%s: 504: no response header within %gs; request aborted",
-                          name, timeout)
-                raise HTTPError(504, "Gateway Timeout") from None
-            if not data:
-                cause = ("ended the request without output" if not buf
-                         else "ended the request inside its header block")
-                raise BackendError(f"{cause} (app status {exchange.app_status})")
-            searched = len(buf)
-            buf += data
-            end = find_header_end(buf, searched)
-            if end is not None:
-                return buf[:end[0]], buf[end[1]:]
-            if len(buf) > MAX_HEADER_BLOCK:
-                exchange.abort()
-                raise BackendError(f"sent a header block over {MAX_HEADER_BLOCK} bytes")
+                raise BackendError(f"sent a header block over {MAX_HEADER_BLOCK} bytes") \
+                    from None
+            cause = ("ended the request without output" if not e.partial
+                     else "ended the request inside its header block")
+            raise BackendError(f"{cause} (app status {exchange.app_status})") from None
 
     async def _respond(self, request, exchange, feeder, name, head, rest):
         try:
@@ -233,70 +211,30 @@ class FastCGIHandler:
         return Response(cgi.status, cgi.headers, stream=stream, reason=cgi.reason)
 
 
-class _Body:
-    """The rest of STDOUT as the response body (an async iterator).
+class _Body(OutputBody):
+    """The rest of STDOUT as the response body; a hard stop aborts the
+    request at the backend (a HEAD's request runs on, its output dropped)."""
 
-    A class, not an async generator: the kernel may ``aclose()`` it before
-    the first ``__anext__`` (HEAD, client gone), and an unstarted generator
-    would skip its ``finally``.
-    """
+    hard_stop = "request aborted"
 
     def __init__(self, exchange, feeder, first, name, timeout, content_length, head):
+        super().__init__(first, log, name, timeout, content_length, head)
         self._exchange = exchange
         self._feeder = feeder
-        self._first = first
-        self._name = name
-        self._timeout = timeout
-        self._left = content_length
-        self._head = head
-        self._done = False
 
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        if self._first:
-            data, self._first = self._first, b""
-            return self._limit(data)
-        if self._done:
-            raise StopAsyncIteration
+    async def _read(self):
         try:
-            data = await self._exchange.read(self._timeout)
+            return await self._exchange.read(self._timeout)
         except BackendTimeout:
-            self._end(abort=True)
-            log.error("%s: silent for %gs after sending headers; request aborted, "
-                      "response cut short", self._name, self._timeout)
-            raise BackendFailed("backend timed out") from None
+            raise TimeoutError from None
         except BackendError as e:
-            self._end(abort=False)
-            log.error("%s: %s; response cut short", self._name, e)
-            raise BackendFailed(str(e)) from None
-        if data:
-            return self._limit(data)
-        self._end(abort=False)
-        if self._left:
-            log.error("%s: ended %d bytes short of its Content-Length; response cut short",
-                      self._name, self._left)
-            raise BackendFailed("short body")
-        raise StopAsyncIteration
+            raise OutputFailed(str(e)) from None
 
-    def _limit(self, data):
-        if self._left is None:
-            return data
-        if len(data) >= self._left:
-            data = data[:self._left]
-            self._end(abort=False)   # bytes past Content-Length are dropped
-        self._left -= len(data)
-        return data
+    def _stop(self, hard):
+        _stop(self._exchange, self._feeder, abort=hard)
 
-    def _end(self, abort):
-        if not self._done:
-            self._done = True
-            _stop(self._exchange, self._feeder, abort)
-
-    async def aclose(self):
-        # HEAD: let the request finish; anything else: the client is gone.
-        self._end(abort=not self._head and not self._exchange.stdout_done)
+    def _finished(self):
+        return self._exchange.stdout_done
 
 
 class _Nothing:
