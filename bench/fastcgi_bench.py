@@ -2,21 +2,32 @@
 
 Theory of operation: each point starts one front server on CPU 0 (taskset)
 with its backend, warms it up, then runs wrk on CPU 1 for ``--duration``
-seconds with ``--connections`` keep-alive connections, and prints one
-table row of requests per second.  Two comparisons:
+seconds with ``--connections`` keep-alive connections, and stops it again,
+so only one front server is alive at a time.  Each front keeps the median
+of ``--rounds`` interleaved rounds (the machine is shared: its load moves
+from one point to the next).  Two comparisons:
 
 * **Python hello world**: a WSGI app over FastCGI (flup, spawned by
   flashplug: ``--fastcgi /py=spawn:...``) against the same text from a
   classic CGI script (``cgi-bin/hello.py``, one process per request).
+  Both backends are children of flashplug, so both share CPU 0 with it.
 * **PHP hello**: the same php-fpm pool (static, ``--php-children``
-  children, on a Unix socket) behind flashplug ``--fastcgi``, nginx
-  ``fastcgi_pass`` (upstream keep-alive) and lighttpd ``mod_fastcgi``.
+  children, on a Unix socket, unpinned) behind flashplug ``--fastcgi``,
+  nginx ``fastcgi_pass`` (upstream keep-alive) and lighttpd
+  ``mod_fastcgi``.  The pool has a child for every client connection
+  (``--php-children`` defaults to ``--connections``), and flashplug may
+  keep a connection to each (``--fastcgi-max-conns``): a php-fpm child
+  serves one kept-alive connection until it is closed, so a front that
+  kept more connections than there are children would have requests
+  waiting on connections no child reads (nginx opens one per request in
+  flight).
 
-Backends (flup, php-fpm) are not pinned; they get the same CPUs under
-every front server.  The machine is shared; repeat a run before reading much into a
-few percent.
+``--baseline EXE`` adds the flashplug of another checkout (its venv's
+``flashplug``) as "flashplug before", measured in the same rounds: the
+before and after of a change in one run.
 
     python bench/fastcgi_bench.py --duration 5
+    python bench/fastcgi_bench.py --baseline ../main/.venv/bin/flashplug --only php
 """
 from __future__ import annotations
 
@@ -100,9 +111,30 @@ def measure(port, path, args, lua):
     return result["rps"], sum(result["errors"].values())
 
 
-def flashplug(root, port, *args):
-    return [sys.executable, "-m", "flashplug", "serve", str(root), "--port", str(port),
-            "--access-log", "off", *args]
+def flashplug(root, port, *args, exe=None):
+    """argv for a flashplug on ``port`` (this checkout's, or ``exe``)."""
+    command = [exe] if exe else [sys.executable, "-m", "flashplug"]
+    return [*command, "serve", str(root), "--port", str(port), "--access-log", "off", *args]
+
+
+def interleaved(fronts, path, expect, args, lua, tmp):
+    """``[(name, median req/s, errors)]`` for ``fronts`` (``(name, argv for
+    a port)``), each started, measured and stopped in turn, ``--rounds``
+    times over."""
+    runs = {name: [] for name, _ in fronts}
+    for _ in range(args.rounds):
+        for name, cmd in fronts:
+            port = free_port()
+            proc = start(cmd(port), port, path, expect, tmp / f"{name.split()[0]}.log")
+            try:
+                runs[name].append(measure(port, path, args, lua))
+            finally:
+                halt(proc)
+    rows = []
+    for name, got in runs.items():
+        rates = sorted(rate for rate, _ in got)
+        rows.append((name, rates[len(rates) // 2], sum(e for _, e in got)))
+    return rows
 
 
 def nginx_conf(tmp, root, port, sock):
@@ -154,8 +186,14 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--php-children", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--php-children", type=int, default=None,
+                   help="php-fpm children (default: --connections)")
+    p.add_argument("--only", choices=("python", "php"), default=None)
+    p.add_argument("--baseline", metavar="EXE", help="another checkout's flashplug, "
+                   "measured as 'flashplug before' in the same rounds")
     args = p.parse_args(argv)
+    children = args.php_children or args.connections
 
     tmp = Path(tempfile.mkdtemp(prefix="fastcgi-bench-"))
     tmp.chmod(0o755)    # run as root, CGI scripts run as nobody
@@ -166,51 +204,62 @@ def main(argv=None):
     app = tmp / "hello_wsgi.py"
     app.write_text(HELLO_WSGI)
     lua = wrk.script(tmp, "fastcgi")
+    exes = [("", None)] + ([(" before", args.baseline)] if args.baseline else [])
     rows = []
     try:
-        port = free_port()
-        proc = start(flashplug(root, port, "--plugins", "cgi"), port, "/cgi-bin/hello.py",
-                     b"Hello", tmp / "cgi.log")
-        rows.append(("Python hello", "flashplug, classic CGI (hello.py)",
-                     *measure(port, "/cgi-bin/hello.py", args, lua)))
-        halt(proc)
-        port = free_port()
-        proc = start(flashplug(root, port, "--fastcgi", f"/py=spawn:{sys.executable} {app}",
-                               "--fastcgi-procs", "1"), port, "/py", b"Hello", tmp / "flup.log")
-        rows.append(("Python hello", "flashplug, FastCGI (flup, 1 process)",
-                     *measure(port, "/py", args, lua)))
-        halt(proc)
-
-        if php_fpm_binary() is None:
+        if args.only != "php":
+            fronts = [("flashplug, classic CGI (hello.py)", lambda port: flashplug(
+                root, port, "--plugins", "cgi"))]
+            fronts += [(f"flashplug{label}, FastCGI (flup, 1 process)",
+                        lambda port, exe=exe: flashplug(
+                            root, port, "--fastcgi", f"/py=spawn:{sys.executable} {app}",
+                            "--fastcgi-procs", "1", exe=exe))
+                       for label, exe in exes]
+            cgi, *flup = fronts
+            rows += [("Python hello", *row)
+                     for row in interleaved([cgi], "/cgi-bin/hello.py", b"Hello", args, lua, tmp)
+                     + interleaved(flup, "/py", b"Hello", args, lua, tmp)]
+        if args.only == "python":
+            pass
+        elif php_fpm_binary() is None:
             print("php-fpm is not installed: PHP rows skipped", file=sys.stderr)
         else:
-            fpm, sock = start_php_fpm(tmp, children=args.php_children)
+            fpm, sock = start_php_fpm(tmp, children=children)
             try:
-                fronts = [("flashplug --fastcgi", lambda port: flashplug(
-                              root, port, "--fastcgi", f".php=unix:{sock}"))]
+                fronts = [(f"flashplug{label} --fastcgi", lambda port, exe=exe: flashplug(
+                              root, port, "--fastcgi", f".php=unix:{sock}",
+                              "--fastcgi-max-conns", str(children), exe=exe))
+                          for label, exe in exes]
                 if shutil.which("nginx"):
                     fronts.append(("nginx fastcgi_pass", lambda port: nginx_conf(
                         tmp, root, port, sock)))
                 if shutil.which("lighttpd"):
                     fronts.append(("lighttpd mod_fastcgi", lambda port: lighttpd_conf(
                         tmp, root, port, sock)))
-                for name, cmd in fronts:
-                    port = free_port()
-                    proc = start(cmd(port), port, "/hello.php", b"Hello from PHP",
-                                 tmp / f"{name.split()[0]}.log")
-                    rows.append(("PHP hello (php-fpm)", name, *measure(port, "/hello.php", args, lua)))
-                    halt(proc)
+                rows += [("PHP hello (php-fpm)", *row) for row in interleaved(
+                    fronts, "/hello.php", b"Hello from PHP", args, lua, tmp)]
             finally:
                 stop(fpm)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\n{args.connections} connections, {args.duration:g} s per point, server on CPU "
-          f"{SERVER_CPU}, wrk on CPU {CLIENT_CPU}, backends unpinned\n")
+    print(f"\n{args.connections} connections, {args.duration:g} s per point, median of "
+          f"{args.rounds} interleaved rounds, server on CPU {SERVER_CPU}, wrk on CPU "
+          f"{CLIENT_CPU}; php-fpm: {children} children, unpinned\n")
     print("| workload | server | req/s | errors |")
     print("|---|---|---:|---:|")
     for workload, server, rate, errors in rows:
         print(f"| {workload} | {server} | {rate:,.0f} | {errors} |")
+    rates = {server: rate for _, server, rate, _ in rows}
+    for label, _ in exes:
+        ours = rates.get(f"flashplug{label} --fastcgi")
+        for other in ("nginx fastcgi_pass", "lighttpd mod_fastcgi"):
+            if ours and rates.get(other):
+                print(f"flashplug{label} / {other}: {ours / rates[other]:.2f}x")
+        flup = rates.get(f"flashplug{label}, FastCGI (flup, 1 process)")
+        cgi = rates.get("flashplug, classic CGI (hello.py)")
+        if flup and cgi:
+            print(f"flashplug{label} flup / classic CGI: {flup / cgi:.0f}x")
 
 
 if __name__ == "__main__":

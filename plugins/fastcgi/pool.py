@@ -9,8 +9,8 @@ admitted request on a connection with room for it, opening one when none
 has room:
 
 * Before the first request the pool asks the backend for its limits with
-  ``FCGI_GET_VALUES``, on a connection of its own (php-fpm closes the
-  connection after answering).  ``FCGI_MAX_CONNS`` caps the connections,
+  ``FCGI_GET_VALUES``, on a connection of its own, closed once answered (a
+  php-fpm child serves one connection until it closes, even this one).  ``FCGI_MAX_CONNS`` caps the connections,
   ``FCGI_MPXS_CONNS=1`` lets several requests share one connection, up to
   ``FCGI_MAX_REQS`` in all.  A backend that does not answer (in time) is
   taken to allow one request per connection, as php-fpm does.
@@ -57,6 +57,15 @@ PROBE_TIMEOUT = 2.0
 #: Request ids per multiplexed connection, whatever the backend says (one
 #: record header's id field allows 65535).
 MAX_IDS = 1024
+
+
+class _Expired(Exception):
+    """A read's own timer went off."""
+
+
+def _expire(waiter):
+    if not waiter.done():
+        waiter.set_exception(_Expired())
 
 
 class BackendError(Exception):
@@ -219,12 +228,16 @@ class Exchange:
                 raise self.error
             if self.stdout_done:
                 return b""
-            self._waiter = self.conn.loop.create_future()
+            waiter = self._waiter = self.conn.loop.create_future()
+            # A timer of our own: asyncio.wait_for costs a few times more,
+            # and this runs for every response.
+            timer = self.conn.loop.call_later(timeout, _expire, waiter)
             try:
-                await asyncio.wait_for(self._waiter, timeout)
-            except asyncio.TimeoutError:
+                await waiter
+            except _Expired:
                 raise BackendTimeout(f"nothing from the backend for {timeout:g}s") from None
             finally:
+                timer.cancel()
                 self._waiter = None
         data = self.chunks.popleft()
         self.buffered -= len(data)
@@ -465,6 +478,13 @@ class Pool:
         log.info("%s: %d connection(s), %d request(s) each (backend said %s)",
                  self.name, conns, self.per_conn,
                  ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "nothing")
+        if processes == 1 and fcgi.MAX_CONNS not in values and conns > 1:
+            # php-fpm never says: its children each serve one kept-alive
+            # connection until it closes, and a connection beyond them
+            # waits in its listen queue, its request unanswered (504).
+            log.info("%s: the backend gave no FCGI_MAX_CONNS: keep --fastcgi-max-conns "
+                     "(times --workers) at most its process count (php-fpm: "
+                     "pm.max_children)", self.name)
 
     async def connection(self, fresh=False):
         """A connection with room for one more request (a new one when

@@ -151,6 +151,8 @@ def test_php_fpm_concurrent_first_requests_share_one_probe(serve, fpm):
                               range(8)))
     assert codes == [200] * 8
     assert s.log().count("request(s) each") == 1
+    # php-fpm states no FCGI_MAX_CONNS: the log says how to size the pool.
+    assert "the backend gave no FCGI_MAX_CONNS" in s.log()
 
 
 @needs_php_fpm
@@ -458,6 +460,7 @@ def test_backend_max_conns_is_honoured(serve, tmp_path):
         assert codes == [200] * 4
         assert backend.most_at_once == 1
         assert "1 connection(s), 1 request(s) each" in s.log()
+        assert "gave no FCGI_MAX_CONNS" not in s.log()
     finally:
         backend.close()
 
