@@ -10,8 +10,11 @@ upstream connections: flashplug ``--proxy /=http://...`` against nginx
 after a warm-up, and each front prints one table row of requests per
 second, the median of ``--rounds`` interleaved rounds.  The machine is
 shared; repeat a run before reading much into a few percent.
+``--baseline EXE`` adds the flashplug of another checkout (its venv's
+``flashplug``) as "flashplug before", in the same rounds.
 
     python bench/proxy_bench.py --duration 5
+    python bench/proxy_bench.py --baseline ../main/.venv/bin/flashplug
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--baseline", metavar="EXE", help="another checkout's flashplug, "
+                   "measured as 'flashplug before' in the same rounds")
     args = p.parse_args(argv)
     if not shutil.which("nginx"):
         sys.exit("nginx is not installed (apt-get install nginx-light)")
@@ -82,9 +87,11 @@ def main(argv=None):
         procs.append(start(["taskset", "-c", every_cpu,
                             *nginx(tmp, "upstream", up_port, up_port, f"root {root};")],
                            up_port, "/1k.bin", b"\x00\x01", tmp / "upstream.log"))
+        exes = [("", None)] + ([(" before", args.baseline)] if args.baseline else [])
         fronts = [
-            ("flashplug --proxy", lambda port: flashplug(
-                root, port, "--plugins", "none", "--proxy", f"/=http://127.0.0.1:{up_port}")),
+            *((f"flashplug{label} --proxy", lambda port, exe=exe: flashplug(
+                root, port, "--plugins", "none", "--proxy", f"/=http://127.0.0.1:{up_port}",
+                exe=exe)) for label, exe in exes),
             ("nginx proxy_pass (keepalive 32)", lambda port: nginx(
                 tmp, "front", port, up_port, textwrap.dedent("""\
                     location / {
@@ -119,8 +126,10 @@ def main(argv=None):
     print("|---|---:|---:|")
     for name, rate, errors in rows:
         print(f"| {name} | {rate:,.0f} | {errors} |")
-    if len(rows) == 2 and rows[1][1]:
-        print(f"\nflashplug / nginx: {rows[0][1] / rows[1][1]:.2f}x")
+    nginx_rate = rows[-1][1]
+    for name, rate, _ in rows[:-1]:
+        if nginx_rate:
+            print(f"{name.split(' --')[0]} / nginx: {rate / nginx_rate:.2f}x")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ from flashplug_plugins.cgi.options import parse_int, parse_seconds, parse_size
 from .pool import Address
 
 #: Connections per backend per worker (more if the backend multiplexes).
-DEFAULT_MAX_CONNS = 8
+#: Debian's php-fpm pool has pm.max_children = 5 and states no
+#: FCGI_MAX_CONNS; each child serves one kept-alive connection until it
+#: closes, so a sixth connection would wait unserved (and its request
+#: time out).  Past five, say so: --fastcgi-max-conns.
+DEFAULT_MAX_CONNS = 5
 #: Requests that may wait for a connection before 503s start.
 DEFAULT_QUEUE = 128
 #: Seconds to connect, to send the response head, and of silence after it.
@@ -83,7 +87,8 @@ def add_options(parser):
                                        "nginx's try_files $uri $uri/ /index.php)")
     g.add_argument("--fastcgi-max-conns", dest="fastcgi_max_conns", default=None,
                    metavar="N", help="connections to each backend, per worker; lowered "
-                                     "to the backend's FCGI_MAX_CONNS "
+                                     "to the backend's FCGI_MAX_CONNS; for php-fpm at most "
+                                     "pm.max_children / --workers "
                                      f"(default: {DEFAULT_MAX_CONNS})")
     g.add_argument("--fastcgi-queue", dest="fastcgi_queue", default=None, metavar="N",
                    help=f"requests waiting for a backend before 503 (default: {DEFAULT_QUEUE})")

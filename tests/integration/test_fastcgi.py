@@ -156,6 +156,27 @@ def test_php_fpm_concurrent_first_requests_share_one_probe(serve, fpm):
 
 
 @needs_php_fpm
+def test_php_fpm_default_pool_is_never_given_a_connection_no_child_reads(serve, tmp_path,
+                                                                        docroot):
+    """Debian's pool has 5 children (pm.max_children), and php-fpm states no
+    FCGI_MAX_CONNS.  A child serves one kept-alive connection until it is
+    closed, so a sixth connection would wait in php-fpm's listen queue,
+    its request unanswered until the timeout; with the default pool size
+    the requests past five wait in flashplug's queue instead."""
+    proc, sock = start_php_fpm(tmp_path, children=5)
+    try:
+        (docroot / "nap.php").write_text('<?php usleep(300000); echo "rested\\n";')
+        s = serve("--fastcgi", f".php=unix:{sock}", "--fastcgi-timeout", "4")
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            codes = list(pool.map(lambda i: requests.get(s.url + "/nap.php").status_code,
+                                  range(10)))
+        assert codes == [200] * 10
+        assert "5 connection(s), 1 request(s) each" in s.log()
+    finally:
+        stop(proc)
+
+
+@needs_php_fpm
 def test_php_fpm_children_recycled_under_kept_alive_connections(serve, tmp_path):
     """pm.max_requests: a php-fpm child exits after its quota and its kept-
     alive connection closes, maybe just as the next request goes out on

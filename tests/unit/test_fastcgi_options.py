@@ -25,7 +25,7 @@ def test_extension_prefix_and_spawn_mappings():
     assert py.command == ("/usr/bin/env", "python3", "-u", "app.py") and py.address is None
     assert (v6.address.host, v6.address.port) == ("::1", 9001)
     assert (s.max_conns, s.queue, s.timeout, s.procs, s.max_requests, s.max_body) == (
-        8, 128, 60.0, 2, 0, 1 << 20)
+        5, 128, 60.0, 2, 0, 1 << 20)
 
 
 def test_options_from_the_config_file_types():
