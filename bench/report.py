@@ -446,6 +446,12 @@ def render(results: dict, images: list[str]) -> str:
         "  every request, so each one is a new TCP connection and a full handshake (no resumption: wrk",
         "  keeps no sessions). `python bench/https_bench.py` measures the same three points on its own,",
         "  with each server's CPU time per request.",
+        "- Dynamic content (issue 16) is measured by `bench/fastcgi_bench.py` and `bench/proxy_bench.py`, not",
+        "  here: their tables, and what limits flashplug there (CPU per request, not system calls or stalls),",
+        "  are in docs/fastcgi.md and docs/proxy.md, \"Speed\". A php-fpm child serves one kept-alive",
+        "  connection until it is closed, so the FastCGI bench gives the pool a child per client connection:",
+        "  with fewer, nginx's requests waited on connections no child read, and its rate swung from 0 to",
+        "  8,000 req/s between runs.",
         "- A server that does not start is listed with the last line of its stderr; the run goes on.",
         "",
     ]
