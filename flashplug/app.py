@@ -359,8 +359,8 @@ class App:
                 return response
             if missing not in self._missing_pages:
                 self._missing_pages.add(missing)
-                log.warning("error page %s of %s for status %d cannot be served (%s); "
-                            "sending the default page", path, site.static.docroot, status,
+                log.warning("error page %s for status %d cannot be served from %s (%s); "
+                            "sending the default page", path, status, site.static.docroot,
                             problem)
         return self.error_response(request, status, message, headers, close)
 

@@ -402,7 +402,7 @@ def expected_answer(host, path, gzip_ok):
                             "c": (302, "/top-new")}[site]
         fields["location"] = location
         return status, f"Moved to {location}\n".encode(), fields
-    if path in ("/missing", "/users/42") and not (site == "a" and path == "/users/42"):
+    if path in ("/missing.txt", "/users/42") and not (site == "a" and path == "/users/42"):
         fields["x-top"] = None
         return 404, f"page {pages[site][404]}\n".encode(), fields
     if path == "/cgi-bin/x.sh":
@@ -458,7 +458,7 @@ def test_two_sites_on_one_root_keep_their_own_policy(server_factory, tmp_path):
     pages, compression, and the top level's for the site that sets none."""
     top, conf = policy_tree(tmp_path)
     s = server_factory(top, "--config", conf, "--h2c", "--plugins", "none")
-    paths = ["/index.html", "/page.html", "/missing", "/old", "/cgi-bin/x.sh", "/users/42"]
+    paths = ["/index.html", "/page.html", "/missing.txt", "/old", "/cgi-bin/x.sh", "/users/42"]
     plan = [(host, path, gzip_ok) for host in ("a.test", "b.test", "c.test")
             for path in paths for gzip_ok in (False, True)] * 4
     random.Random(15).shuffle(plan)
