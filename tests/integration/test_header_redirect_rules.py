@@ -392,3 +392,35 @@ def test_rule_fields_go_out_with_compressed_variants_too(server_factory, site, t
             if coding == "gzip":
                 assert gzip.decompress(body).startswith(b"<p>hello")
             time.sleep(0.05)
+
+
+def test_www_to_apex_and_spa_fallback_per_site(server_factory, site, tmp_path):
+    """``www_to_apex`` and ``spa_fallback`` set in one site only: its www
+    name redirects and its unknown paths load the app; the other site,
+    on the same root, serves both names and 404s, however the requests
+    interleave on one connection (the quickest cached paths included)."""
+    conf = config(tmp_path, """
+        [[site]]
+        names = ["x.test", "www.x.test"]
+        root = "site"
+        www_to_apex = true
+        spa_fallback = "/app/index.html"
+        [[site]]
+        names = ["y.test", "www.y.test"]
+        root = "site"
+        """)
+    srv = server_factory(site, "--config", conf)
+    answers = {("www.x.test", "/index.html"): (308, "http://x.test/index.html"),
+               ("x.test", "/index.html"): (200, b"home\n"),
+               ("www.y.test", "/index.html"): (200, b"home\n"),
+               ("x.test", "/users/7"): (200, b"<div id=app></div>\n"),
+               ("y.test", "/users/7"): (404, None)}
+    with requests.Session() as s:
+        for _ in range(4):
+            for (host, path), (status, want) in answers.items():
+                r = s.get(srv.url + path, headers={"Host": host}, allow_redirects=False)
+                assert r.status_code == status, (host, path)
+                if status == 308:
+                    assert r.headers["Location"] == want
+                elif want is not None:
+                    assert r.content == want, (host, path)
