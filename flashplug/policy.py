@@ -23,6 +23,7 @@ import json
 from flashplug import errorpages, rules
 from flashplug.config import At
 from flashplug.errors import UsageError
+from flashplug.sites import site_at
 
 #: The keys of a site's policy, at the top level or in a ``[[site]]`` table.
 KEYS = (errorpages.KEY, *rules.KEYS, "compress")
@@ -75,7 +76,7 @@ def apply_policies(config, data):
         for key, value in own.items():
             _check_key(key, value, f"{path}: {label}",
                        lambda k, n, number=site.number, label=label:
-                       f"{At(path, k, site=number, index=n or 1)}: {label}")
+                       f"{site_at(path, number, k, n or 1)}: {label}")
         compile_view(site.config, {**top, **own})
         if "compress" in own:
             site.config.override("compress", own["compress"])

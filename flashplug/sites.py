@@ -123,10 +123,11 @@ def _relative(path, value):
     return os.path.join(os.path.dirname(os.path.abspath(path)), value)
 
 
-def site_at(path, number, key=None):
-    """``FILE:LINE`` of ``key`` in the ``number``-th ``[[site]]`` table, or
-    of the table's header when the key is not written there (missing)."""
-    at = At(path, key, site=number)
+def site_at(path, number, key=None, index=1):
+    """``FILE:LINE`` of ``key`` (of its ``index``-th table, for an array of
+    tables) in the ``number``-th ``[[site]]`` table, or of the table's
+    header when the key is not written there (missing, or spelt with "-")."""
+    at = At(path, key, site=number, index=index)
     return at if key is None or at.line() is not None else At(path, site=number)
 
 
