@@ -162,3 +162,29 @@ def test_each_site_has_its_policy_and_equal_policies_share_a_cache_tag(tmp_path)
     finally:
         app.helpers.close()
         loop.close()
+
+
+def test_a_site_turns_an_inherited_key_off_by_setting_it_empty(tmp_path):
+    (tmp_path / "top").mkdir()
+    conf = tmp_path / "sites.toml"
+    conf.write_text(textwrap.dedent("""\
+        security_headers = true
+        error_pages = { 404 = "/404.html" }
+        compress = true
+        [[header]]
+        match = "/*"
+        cache_control = "no-cache"
+        [[site]]
+        names = ["off.test"]
+        root = "top"
+        security_headers = false
+        error_pages = {}
+        header = []
+        compress = false
+        """))
+    config = build_serve([str(tmp_path / "top"), "--config", str(conf), "--arch", "sped",
+                          "--access-log", "off", "--plugins", "none"])
+    (site,) = config.sites
+    assert config.rules is not None and config.error_pages is not None and config.compress
+    assert site.config.rules is None and site.config.error_pages is None
+    assert not site.config.compress
