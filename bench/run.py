@@ -38,11 +38,11 @@ import deps  # noqa: E402
 
 REPO = HERE.parent
 RESULTS = HERE / "last-run.json"
-# (r), (a) and (b) compare servers within a few percent of each other, less
-# than the machine's noise between two runs (one build's Zipf runs spread from
-# 42k to 59k req/s here): their servers take turns for several rounds, and
-# each keeps its median run.
-ROUNDED = ("r", "a", "b")
+# (r), (a), (b) and (h) compare servers within a few percent of each other,
+# less than the machine's noise between two runs (one build's Zipf runs spread
+# from 42k to 59k req/s here): their servers take turns for several rounds,
+# and each keeps its median run.
+ROUNDED = ("r", "a", "b", "h")
 GROUPS = {"r": "r", "real": "r", "a": "a", "filesize": "a", "b": "b", "zipf": "b", "c": "c", "disk": "c",
           "d": "d", "idle": "d", "e": "e", "cgi": "e", "h": "h", "https": "h"}
 
@@ -61,7 +61,7 @@ def parse_args(argv=None):
                    help="before each run, wait up to S seconds for both CPUs to be under 10%% busy")
     p.add_argument("--baseline", metavar="EXE",
                    help="also measure this flashplug executable (another checkout's venv) as flashplug-before, "
-                        "in (r), (a), (b) and (d): the before/after of a change in one run")
+                        "in (r), (a), (b), (d) and (h): the before/after of a change in one run")
     p.add_argument("--no-install", action="store_true", help="do not apt-get / pip install")
     p.add_argument("--keep", action="store_true", help="keep the temporary document root")
     p.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="the Markdown report")
@@ -127,7 +127,8 @@ def plan(args) -> list[dict]:
                 connections=16, probe="/cgi-bin/hello.sh", expect=b"hello from sh")
     if "h" in args.groups:
         # Issue 14, item 6: one worker each, the same ECDSA certificate, TLS 1.3.
-        https = [S.NGINX_TLS, S.flashplug_tls()]
+        https = [S.NGINX_TLS, *([S.flashplug_baseline(args.baseline, tls=True)] if args.baseline else []),
+                 S.flashplug_tls()]
         add("h-1k", "(h) HTTPS: one cached file of 1 KiB, keep-alive, 64 connections", "h", https,
             path="/1k.bin", connections=64)
         add("h-new-conn", "(h) HTTPS: a new connection and full TLS handshake per request (1 KiB), "

@@ -59,10 +59,11 @@ def flashplug_tls() -> Spec:
     return Spec("flashplug-amped", "flashplug", ("arch", "amped", "tls"))
 
 
-def flashplug_baseline(exe: str) -> Spec:
+def flashplug_baseline(exe: str, tls: bool = False) -> Spec:
     """flashplug amped from another install (`--baseline`): the "before" of a
-    before/after comparison, measured in the same run as today's tree."""
-    return Spec("flashplug-before", "flashplug", ("arch", "amped", "exe", exe))
+    before/after comparison, measured in the same run as today's tree
+    (over HTTPS with ``tls``, for (h))."""
+    return Spec("flashplug-before", "flashplug", ("arch", "amped", "exe", exe, *(("tls",) if tls else ())))
 
 
 def free_port() -> int:

@@ -103,6 +103,8 @@ class SocketTransport(socket.socket):
 # ``recv_into`` decrypts always fits the driver's buffer (plaintext is
 # never longer than its records).
 _TLS_RECV = 64 * 1024
+_CIPHERTEXT = bytearray(_TLS_RECV)
+_CIPHERTEXT_VIEW = memoryview(_CIPHERTEXT)
 # The first byte of a TLS record that starts a handshake (RFC 8446 §5.1).
 _HANDSHAKE = 0x16
 _PLAIN_HTTP_BODY = (b"<html><head><title>400 The plain HTTP request was sent to HTTPS port"
@@ -164,25 +166,31 @@ class TLSTransport:
         """Decrypted bytes into ``buf``: their count, 0 at the end of the
         stream, BlockingIOError while there are none yet (a handshake in
         progress, half a record)."""
-        data = self.sock.recv(_TLS_RECV)
-        if not data:
+        # Ciphertext lands in one buffer shared by every connection (the
+        # loop is one thread, and the BIO copies it at once): a read
+        # allocates nothing.
+        n = self.sock.recv_into(_CIPHERTEXT)
+        if not n:
             return 0
         if not self.handshaken:
-            self._handshake(data)
+            self._handshake(bytes(_CIPHERTEXT_VIEW[:n]))
         else:
-            self.incoming.write(data)
-        got = 0
-        view = memoryview(buf)
+            self.incoming.write(_CIPHERTEXT_VIEW[:n])
         tls = self.tls
         incoming = self.incoming
+        size = len(buf)
+        got = 0
         try:
-            while got < len(view):
-                n = tls.read(len(view) - got, view[got:])
-                if not n:
-                    break
+            # Read while there is ciphertext left: stopping when all is read
+            # skips the SSLWantReadError a last call would raise.  A read
+            # returns one record's plaintext, so one that filled less than
+            # it was offered left nothing decrypted behind (no SSL_pending).
+            while True:
+                want = size - got
+                n = tls.read(want, memoryview(buf)[got:] if got else buf)
                 got += n
-                if not incoming.pending and not tls.pending():
-                    break     # all read: skip the SSLWantReadError a last call raises
+                if not n or n == want or not incoming.pending:
+                    break
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:    # the client's close_notify
@@ -234,10 +242,18 @@ class TLSTransport:
         BlockingIOError while earlier records still wait for the socket."""
         if self.backlog and self.flush():
             raise BlockingIOError
-        n = min(len(data), self.SEND_MAX)
+        n = len(data)
+        if n > self.SEND_MAX:
+            n = self.SEND_MAX
+            data = data[:n]
         if n:
-            self._encrypt(data[:n] if n < len(data) else data)
-            self._after_write()
+            # _encrypt and _after_write, inline: this is every response's path.
+            try:
+                self.tls.write(data)
+            except ssl.SSLError as e:
+                raise TLSError(f"TLS: {e.reason or e}") from None
+            if self.flush() and self.on_backlog is not None:
+                self.on_backlog()
         return n
 
     def sendmsg(self, buffers):

@@ -209,3 +209,20 @@ def test_copy_path_offloads_pages_that_are_not_resident(tmp_path):
         assert Sink.got == b"y" * 300_000 and item.left == 0
     finally:
         os.close(fd)
+
+
+def test_several_records_in_one_read_and_a_record_split_across_reads(pki):
+    transport, client = connected(pki)
+    client.tls.write(b"first ")
+    client.tls.write(b"second")
+    client.pump_out()                                  # two records, one segment
+    buf = bytearray(65536)
+    n = transport.recv_into(buf)
+    assert bytes(buf[:n]) == b"first second"
+    client.tls.write(b"x" * 5000)
+    record = client.outgoing.read()
+    client.sock.sendall(record[:100])                  # half a record: nothing yet
+    with pytest.raises(BlockingIOError):
+        transport.recv_into(buf)
+    client.sock.sendall(record[100:])
+    assert transport.recv_into(buf) == 5000
