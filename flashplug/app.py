@@ -35,6 +35,7 @@ from flashplug.http.message import Response
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
                                      is_async_handler)
 from flashplug.log import AccessLog
+from flashplug.policy import cache_tag
 from flashplug.residency import FileSender
 from flashplug.routes import Route, RouteError
 from flashplug.rules import host_redirect_location
@@ -144,13 +145,10 @@ class App:
         # --trusted-proxies: the networks whose forwarded headers are believed.
         self.trusted_proxies = trusted_networks(config.get("trusted_proxies"))
         self.real_ip_header = config.get("real_ip_header") or "x-forwarded-for"
-        # The config file's error pages and header/redirect rules
-        # (flashplug.errorpages, flashplug.rules): server-wide, for every site.
-        self.error_pages = config.error_pages
-        self.rules = config.rules
-        self._missing_pages = set()   # error pages whose failure is logged already
+        self._missing_pages = set()   # (root, error page) whose failure is logged already
         # One file cache for every site: with sites it is keyed by the file's
-        # path (root + URL path), so sites that share a root share entries.
+        # path (root + URL path) after the site's policy tag (flashplug.policy
+        # .cache_tag), so sites that share a root and a policy share entries.
         cache = FileCache(config.cache_entries, config.cache_size, config.cache_valid,
                           self.stats)
         # Compressed copies of files (--compress), shared the same way.
@@ -158,11 +156,12 @@ class App:
         sites = getattr(config, "sites", None) or ()
         views = [config] + [site.config for site in sites]
         scripts = script_dirs_by_root(views)
-        top = Vhost(self, config, cache, scripts, keyed=bool(sites), table={})
+        tags = {}
+        top = Vhost(self, config, cache, scripts, bool(sites), {}, cache_tag(config, tags))
         self.sites = None
         if sites:
-            parts = [(site, Vhost(self, site.config, cache, scripts, keyed=True,
-                                  table=site.table)) for site in sites]
+            parts = [(site, Vhost(self, site.config, cache, scripts, True, site.table,
+                                  cache_tag(site.config, tags))) for site in sites]
             self.sites = SiteTable(parts, next((v for s, v in parts if s.default), top))
         # The site that answers unknown names, and requests that could not
         # be parsed; its parts stand for the App's where no site is known
@@ -340,26 +339,29 @@ class App:
         ``status`` and no validators; else ``error_response``'s.  A page that
         cannot be served is logged once and the default page sent: the
         lookup routes nothing, so an error page never loops."""
-        path = self.error_pages.page_for(status) if self.error_pages is not None else None
+        site = self.site_for(request)
+        path = site.error_pages.page_for(status) if site.error_pages is not None else None
         if path is not None:
             try:
-                entry = await self.site_for(request).static.page_entry(path)
+                entry = await site.static.page_entry(path)
                 problem = None if isinstance(entry, FileEntry) else "not a file"
             except HTTPError as e:
                 problem = f"{e.status} {e.message}"
             except Exception as exc:  # noqa: BLE001 - a broken page is not a broken server
                 problem = f"{type(exc).__name__}: {exc}"
+            missing = (site.static.docroot, path)
             if problem is None:
-                self._missing_pages.discard(path)
+                self._missing_pages.discard(missing)
                 response = Response(status, [("Content-Type", entry.content_type)],
                                     FileBody(entry, [(0, entry.size)]))
                 response.headers.extend(headers)
                 response.close = close
                 return response
-            if path not in self._missing_pages:
-                self._missing_pages.add(path)
-                log.warning("error page %s for status %d cannot be served (%s); "
-                            "sending the default page", path, status, problem)
+            if missing not in self._missing_pages:
+                self._missing_pages.add(missing)
+                log.warning("error page %s for status %d cannot be served from %s (%s); "
+                            "sending the default page", path, status, site.static.docroot,
+                            problem)
         return self.error_response(request, status, message, headers, close)
 
     def error_response(self, request, status, message, headers=(), close=False):
@@ -410,20 +412,23 @@ class Vhost:
     requests carry as ``request.server``.
 
     ``table`` is the site's raw ``[[site]]`` table ({} for the top-level
-    settings): a feature set per site (compiled rules, error pages,
-    compression) reads its key there, once, at start, and keeps what it
-    builds on this object.
+    settings).  Its policy (flashplug.policy) is compiled on its view of
+    the config: ``error_pages``, ``rules`` (None: none) and ``compress``;
+    ``tag`` starts its file-cache keys, so entries built under another
+    policy (other rule fields baked in, other codings) are never its own.
     """
 
-    def __init__(self, app, config, cache, scripts, keyed, table):
+    def __init__(self, app, config, cache, scripts, keyed, table, tag):
         self.config = config
         self.table = table
         self.name = config.site or "-"     # what the access log shows
+        self.error_pages = config.error_pages
+        self.rules = rules = config.rules
         pm = config.plugin_manager
         routes = collect_routes(config)    # first: a plugin may register a helper object
-        if app.rules is not None:
+        if rules is not None:
             # The owner's redirects come first: their word beats a plugin's.
-            routes = app.rules.routes() + routes
+            routes = rules.routes() + routes
         if config.get("health_path"):
             # The kernel's own, first: no plugin's route can shadow it.
             routes.insert(0, Route(app._health, path=config.health_path))
@@ -433,11 +438,10 @@ class Vhost:
             self.hooks.get("flashplug_response_headers"))
         self.request_done_hook = self.hooks.get("flashplug_request_done")
         self.error_page_hook = self.hooks.get("flashplug_error_page")
-        router = HostRedirectRouter if app.rules is not None and app.rules.www_to_apex \
-            else Router
+        router = HostRedirectRouter if rules is not None and rules.www_to_apex else Router
         self.router = router(routes, self.hooks.get("flashplug_route_request"))
         self.static = StaticFiles(app, config, cache, scripts[config.real_docroot],
-                                  self.hooks.get("flashplug_directory"), keyed)
+                                  self.hooks.get("flashplug_directory"), keyed, tag)
         # The cached path may skip building a Response only when no hook
         # wants to see one; skip parsing the request too when no route hook
         # may claim it.

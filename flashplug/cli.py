@@ -17,11 +17,10 @@ from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
 from flashplug.config import (Config, actions_by_dest, config_plugins_dirs, config_selection,
                               plugin_actions, plugin_tables, read_toml, toml_defaults)
-from flashplug.errorpages import compile_error_pages
 from flashplug.errors import StartupError, UsageError
 from flashplug.http.forwarded import HEADERS, parse_networks
 from flashplug.log import LOG_FORMATS
-from flashplug.rules import compile_rules
+from flashplug.policy import apply_policies
 from flashplug.sites import SiteConfig, read_sites
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -325,14 +324,12 @@ def build_serve(argv):
         file_docroot = defaults.pop("docroot", None)
         parser.set_defaults(**defaults)
         actions = plugin_actions(parser)
-        sites = read_sites(pre.config, file_data, lambda where, value: plugin_tables(
-            pre.config, where, value, actions, set(installed), prefix="site."))
+        sites = read_sites(pre.config, file_data, lambda at, where, value: plugin_tables(
+            at, where, value, actions, set(installed), prefix="site."))
     ns = parser.parse_args(argv)
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."
     config = Config(ns, pre.config)
-    config.error_pages = compile_error_pages(file_data, pre.config)
-    config.rules = compile_rules(file_data, pre.config)
     config.argv = list(argv)   # a reload (SIGHUP) loads the same command line again
 
     selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
@@ -353,6 +350,7 @@ def build_serve(argv):
     for site in sites:
         site.config = SiteConfig(config, site)
     config.sites = sites
+    apply_policies(config, file_data)
     return config
 
 

@@ -18,8 +18,9 @@ Accept-Encoding and with which codings:
   installed.  Compressing is CPU work, so it runs in a helper (zlib, brotli
   and zstandard release the GIL), once per file version and coding: the
   result is kept in a bounded LRU keyed by the file's identity (inode,
-  device, size, mtime) and the coding, so an edited file is never served
-  from an old result, and two URLs (or sites) naming one file share it.
+  device, size, mtime), the coding and the site policy's tag, so an
+  edited file is never served from an old result, and two URLs (or sites
+  of one policy) naming one file share it.
 
 On each request ``pick`` negotiates (``flashplug.http.encoding``) and
 returns the variant to send, or the coding still to be made (``make``).
@@ -208,14 +209,18 @@ class Compression:
             the static handler would not serve (outside the document root,
             a script): such a sidecar is ignored.
         stats (flashplug.stats.Stats | None): counts ``compressions``.
+        tag (str): the site policy's (``flashplug.policy.cache_tag``):
+            compressed copies are kept per policy, as the header-rule
+            fields in their prebuilt lines are the policy's.
     """
 
-    def __init__(self, on_the_fly, precompressed, cache, refused, stats=None):
+    def __init__(self, on_the_fly, precompressed, cache, refused, stats=None, tag=""):
         self.codings = tuple(c for c in PREFERENCE if c in COMPRESSORS) if on_the_fly else ()
         self.precompressed = precompressed
         self.refused = refused
         self.stats = stats
         self.cache = cache
+        self.tag = tag
         self.making = {}        # key -> the helper's future, while it compresses
         self.choices = {}       # (Accept-Encoding, offered codings) -> choose()
 
@@ -292,7 +297,7 @@ class Compression:
             return entry if coding is not None else None
         variant = variants[coding]
         if variant is None:
-            variant = self.cache.get(entry.ident + (coding,))
+            variant = self.cache.get(entry.ident + (coding, self.tag))
             if variant is None:
                 return coding
             if variant is NOT_SMALLER:
@@ -308,7 +313,7 @@ class Compression:
         """The variant of ``entry`` in ``coding``, compressed by a helper
         (once, however many requests wait for it) and kept in the cache;
         ``entry`` itself when compressing does not pay or the file changed."""
-        key = entry.ident + (coding,)
+        key = entry.ident + (coding, self.tag)
         job = self.making.get(key)
         if job is None:
             job = helpers.run(compress_entry, entry, coding)

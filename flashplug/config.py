@@ -84,8 +84,8 @@ class Config:
         self.script_exts = cgi_ext_list(self.get("cgi_ext"))
         self.plugin_manager = None   # set by the CLI once plugins are loaded
         self.sites = []              # the [[site]] tables (flashplug.sites.Site)
-        # The config file's error pages and rules (flashplug.errorpages,
-        # flashplug.rules), compiled by the CLI; None: none configured.
+        # The error pages and rules of this view (flashplug.errorpages,
+        # flashplug.rules), compiled by flashplug.policy; None: none.
         self.error_pages = None
         self.rules = None
 
@@ -114,7 +114,8 @@ class Config:
 
 
 #: Tables of a site's policy (error pages, header and redirect rules): no
-#: flag sets them; ``errorpages`` and ``rules`` compile them from the file.
+#: flag sets them; ``flashplug.policy`` compiles them from the file, at the
+#: top level and in each ``[[site]]``.
 POLICY_KEYS = frozenset((errorpages.KEY, *rules.KEYS))
 
 #: Settings that name a file: a relative value in the config file is
@@ -126,10 +127,18 @@ FILE_PATH_KEYS = frozenset({"access_log", "error_log", "tls_cert", "tls_key"})
 class At:
     """``FILE:LINE`` of a key of the TOML file at ``path`` (in the table
     ``table``, a dotted name, or at the top), or ``FILE`` when the line
-    cannot be found; looked up when formatted, so only for a message."""
+    cannot be found; looked up when formatted, so only for a message.
 
-    def __init__(self, path, key=None, table=None):
-        self.path, self.key, self.table = path, key, table
+    ``site``: the key is in the ``site``-th ``[[site]]`` table (from 1),
+    and ``table`` names a table inside it (``"plugins.cgi"`` for
+    ``[site.plugins.cgi]``).  A key written as a table of its own
+    (``[error_pages]``, ``[[site.header]]``) is found at that header; of
+    an array of tables, ``index`` (from 1) says which (``[[header]] #2``).
+    """
+
+    def __init__(self, path, key=None, table=None, site=None, index=1):
+        self.path, self.key, self.table, self.site = path, key, table, site
+        self.index = index
 
     def __str__(self):
         line = self.line()
@@ -142,16 +151,34 @@ class At:
                 lines = f.read().splitlines()
         except (OSError, UnicodeError):
             return None
+        table = self.table
+        if self.site is not None:
+            table = "site" if table is None else f"site.{table}"
+        # The header a key written as a table has: [error_pages], [[site.header]].
+        as_table = None if self.key is None else (f"{table}." if table else "") + self.key
         name = re.escape(self.key or "")
         key_line = re.compile(rf"""\s*(?:{name}|"{name}"|'{name}')\s*=""")
         current = None                          # the table of the lines below
+        sites = 0                               # [[site]] headers so far
+        seen = 0                                # headers of the key's own tables so far
         for number, text in enumerate(lines, 1):
-            header = re.match(r"\s*\[\[?\s*([^\]]+?)\s*\]", text)
+            header = re.match(r"\s*(\[\[?)\s*([^\]]+?)\s*\]", text)
+            inside = self.site is None or sites == self.site
             if header:
-                current = header.group(1).replace(" ", "")
-                if self.key is None and current == self.table:
+                current = header.group(2).replace(" ", "")
+                if current == "site" and header.group(1) == "[[":
+                    sites += 1
+                inside = self.site is None or sites == self.site
+                if inside and self.key is None and current == table:
                     return number
-            elif self.key is not None and current == self.table and key_line.match(text):
+                if inside and as_table is not None and current == as_table:
+                    seen += 1
+                    if seen == self.index:
+                        return number
+                elif inside and as_table is not None and current.startswith(as_table + ".") \
+                        and not seen:
+                    return number               # [site.plugins.cgi] for "plugins"
+            elif inside and self.key is not None and current == table and key_line.match(text):
                 return number
         return None
 
@@ -286,7 +313,8 @@ def plugin_tables(path, where, value, actions, plugin_names, prefix=""):
     messages): the plugin names it enables (a list, or
     None when it names none) and the options of its ``[plugins.NAME]``
     tables, checked like their flags.  A site may give the list alone
-    (``plugins = ["cgi"]``)."""
+    (``plugins = ["cgi"]``).  ``path`` is the file, or for a site where
+    its ``plugins`` key is (an ``At``): messages start with it."""
     if isinstance(value, (str, list)) and where:
         return _enable_names(path, where, value, plugin_names), {}
     if not isinstance(value, dict):

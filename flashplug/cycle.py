@@ -330,10 +330,11 @@ class RequestCycle:
         without suspending.  False (nothing done) when its compressed variant
         is still to be made: then the request takes the full path."""
         app = self.app
+        site = request.server._site
         try:
-            response = request.server._site.static.respond_with(request, entry)
+            response = site.static.respond_with(request, entry)
         except HTTPError as e:
-            if app.error_pages is not None and app.error_pages.page_for(e.status):
+            if site.error_pages is not None and site.error_pages.page_for(e.status):
                 # Its page is a file to look up (flashplug.errorpages): a task.
                 self.task = self.spawn(self._serve(request, _raising(e)))
                 return

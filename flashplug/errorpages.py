@@ -1,8 +1,8 @@
 """Error pages: the kernel's default page and the site's own, per status.
 
 Theory of operation: ``compile_error_pages`` turns the ``error_pages`` key
-of one TOML table (the top level of the config file today, a ``[[site]]``
-table once sites exist) into an immutable :class:`ErrorPages`, checked
+of one TOML table (the top level of the config file, or a site's
+effective table: ``flashplug.policy``) into an immutable :class:`ErrorPages`, checked
 once at start.  At run time the App asks it for the URL path of a status's
 page and reads that file through the static handler's cache and helpers,
 like any other file (``App.error_answer``), so a page costs the loop no

@@ -85,9 +85,13 @@ async def send_response(conn, request, response, force_close=False):
     response-headers hook fails) and the number of body bytes sent.
     """
     app = conn.app
-    if app.rules is not None and not response.raw:
-        app.rules.apply(request.path if request is not None else None, response)
-    hook = None if request is None else request.server._site.response_headers_hook
+    # The rules of the site that answers (a request that could not be
+    # parsed is the default site's).
+    site = app.default_site if request is None else request.server._site
+    rules = site.rules
+    if rules is not None and not response.raw:
+        rules.apply(request.path if request is not None else None, response)
+    hook = site.response_headers_hook if request is not None else None
     if hook is not None and not response.raw:
         try:
             hook(request=request, response=response)
@@ -95,8 +99,8 @@ async def send_response(conn, request, response, force_close=False):
             app.log_plugin_error(exc, request)
             await close_response(response)
             response = await app.error_answer(request, 500, "Internal Server Error")
-            if app.rules is not None:
-                app.rules.apply(request.path, response)
+            if rules is not None:
+                rules.apply(request.path, response)
     if response.upgrade is not None:
         if request is not None and request is conn.active \
                 and conn.upgrade_rest is not None and hasattr(conn, "tunnel"):

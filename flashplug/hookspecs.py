@@ -233,9 +233,10 @@ def flashplug_error_page(request, status, message):
     """Render the body of an error response.
 
     Called when the kernel answers with an error status (4xx, 5xx) it
-    generated itself, or a handler raised as an HTTPError, and the config
-    file's ``error_pages`` names no page for that status (a page the site's
-    owner named comes first).  Stops at the first non-None result; without
+    generated itself, or a handler raised as an HTTPError, and the
+    ``error_pages`` of the request's site (its own, else the top level's)
+    names no page for that status (a page the site's owner named comes
+    first).  Stops at the first non-None result; without
     one the kernel sends its own short HTML page.
 
     :param request: the :class:`flashplug.Request`, or None when the request

@@ -1,8 +1,8 @@
 """Header and redirect rules from the config file, compiled once at start.
 
 Theory of operation: ``compile_rules`` turns the rule keys of one TOML table
-(the top level of the config file today, a ``[[site]]`` table once sites
-exist) into an immutable :class:`Rules`, every value checked at start, or
+(the top level of the config file, or a site's effective table:
+``flashplug.policy``) into an immutable :class:`Rules`, every value checked at start, or
 None when the table has none, so a server without rules runs no rule code
 at all.  The parts:
 
@@ -47,7 +47,8 @@ from flashplug.http.dates import format_http_date
 from flashplug.http.message import Response
 from flashplug.routes import Route
 
-#: The config keys this module reads, in the top-level table or a site's.
+#: The config keys this module reads, in the top-level table or a site's
+#: (a site's own value of a key replaces the top level's: flashplug.policy).
 KEYS = ("security_headers", "header", "redirect", "spa_fallback", "www_to_apex")
 
 #: The preset (OWASP's secure-headers list; the values Mozilla's
@@ -228,32 +229,40 @@ def host_redirect_location(request):
 # -- compiling -----------------------------------------------------------------------
 
 
-def compile_rules(table, source):
+def compile_rules(table, source, at=None):
     """The :class:`Rules` that ``table``'s rule keys (``KEYS``) describe, or
-    None when it has none.  ``source`` names the table in messages.
+    None when it has none.  ``source`` names the table in messages;
+    ``at(key, number)``, if given, names where a key (the ``number``-th
+    table of ``header`` or ``redirect``, else None) is written instead
+    (``FILE:LINE``, looked up in the file: for a message of a mistake).
 
     :raises UsageError: one line naming ``source``, the key and the fix.
     """
     if not any(key in table for key in KEYS):
         return None
-    security = _security(table.get("security_headers", False), source)
-    header_rules = tuple(_header_rule(item, f"{source}: [[header]] #{i}")
-                         for i, item in enumerate(_array(table, "header", source), 1))
-    redirects = tuple(_redirect_rule(item, f"{source}: [[redirect]] #{i}")
-                      for i, item in enumerate(_array(table, "redirect", source), 1))
+
+    def where(key, number=None):
+        return source if at is None else at(key, number)
+    security = _security(table.get("security_headers", False), where("security_headers"))
+    header_rules = tuple(_header_rule(item, f"{where('header', i)}: [[header]] #{i}")
+                         for i, item in enumerate(_array(table, "header", where("header")), 1))
+    redirects = tuple(_redirect_rule(item, f"{where('redirect', i)}: [[redirect]] #{i}")
+                      for i, item in enumerate(_array(table, "redirect", where("redirect")), 1))
     seen = {}
-    for rule in redirects:
+    for i, rule in enumerate(redirects, 1):
         key = (rule.source, rule.prefix)
         if key in seen:
-            raise UsageError(f"{source}: [[redirect]] from = {rule.source!r} is given twice")
+            raise UsageError(f"{where('redirect', i)}: [[redirect]] #{i}: from = "
+                             f"{rule.source!r} is given twice")
         seen[key] = rule
     spa = table.get("spa_fallback")
     if spa is not None and not (isinstance(spa, str) and _is_file_path(spa)):
-        raise UsageError(f'{source}: spa_fallback = {spa!r}: expected the URL path of a file '
-                         f'in the document root, like "/index.html"')
+        raise UsageError(f'{where("spa_fallback")}: spa_fallback = {spa!r}: expected the URL '
+                         f'path of a file in the document root, like "/index.html"')
     www = table.get("www_to_apex", False)
     if not isinstance(www, bool):
-        raise UsageError(f"{source}: www_to_apex = {www!r}: expected true or false")
+        raise UsageError(f"{where('www_to_apex')}: www_to_apex = {www!r}: expected true or "
+                         f"false")
     if not (security or header_rules or redirects or spa or www):
         return None
     return Rules(security, header_rules, redirects, spa, www)

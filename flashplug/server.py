@@ -175,9 +175,12 @@ def _configure(config):
     # option) stops us here, before we listen.
     for view in [config] + [site.config for site in config.sites]:
         collect_routes(view)
-    for line in script_dir_warnings(config) + missing_pages(config.docroot, _named_pages(config)):
+    lines = script_dir_warnings(config)
+    for view in [config] + [site.config for site in config.sites]:
+        lines += missing_pages(view.docroot, _named_pages(view))
+    for line in dict.fromkeys(lines):     # sites sharing a root and a page: once
         log.warning(line)
-    if config.compress:
+    if any(view.compress for view in [config] + [site.config for site in config.sites]):
         for line in missing_codings():
             log.warning(line)
 
@@ -339,12 +342,14 @@ def run(config):
     os._exit(code)
 
 
-def _named_pages(config):
-    """(config key, URL path) of each page the config file names."""
+def _named_pages(view):
+    """(config key, URL path) of each page the config file names for the
+    top level or a site (``view``: its Config)."""
+    where = "" if view.site is None else f"[[site]] {view.site}: "
     named = []
-    if config.error_pages is not None:
-        named += [(f"error_pages.{status}", path)
-                  for status, path in config.error_pages.pages.items()]
-    if config.rules is not None and config.rules.spa_fallback is not None:
-        named.append(("spa_fallback", config.rules.spa_fallback))
+    if view.error_pages is not None:
+        named += [(f"{where}error_pages.{status}", path)
+                  for status, path in view.error_pages.pages.items()]
+    if view.rules is not None and view.rules.spa_fallback is not None:
+        named.append((f"{where}spa_fallback", view.rules.spa_fallback))
     return named

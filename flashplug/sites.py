@@ -3,10 +3,13 @@ choice of a site by the request's host.
 
 Theory of operation: ``read_sites`` turns the config file's ``[[site]]``
 tables into ``Site`` objects at start (every mistake is a one-line
-UsageError naming the file, the site and the key).  Each Site keeps its raw
-table (``Site.table``), so per-site settings of other features read it from
-one place, and gets a ``SiteConfig``: the server-wide Config with the
-site's root and its ``[site.plugins.NAME]`` options laid over it.  That
+UsageError naming the file and line, the site and the key).  Each Site
+keeps its raw table (``Site.table``), so per-site settings of other
+features read it from one place, and gets a ``SiteConfig``: the
+server-wide Config with the site's root and its ``[site.plugins.NAME]``
+options laid over it, and its policy (error pages, header and redirect
+rules, ``compress``: ``flashplug.policy``, the top level's unless the
+site sets a key itself).  That
 view is what a plugin's ``flashplug_routes(config)`` is called with for
 the site, and what ``request.server.config`` is on its requests.
 
@@ -25,7 +28,7 @@ all, and nothing is chosen.
 import os
 import re
 
-from flashplug.config import Config
+from flashplug.config import At, Config
 from flashplug.errors import UsageError
 from flashplug.http.h1_checks import host_name
 from flashplug.plugins import owner_of
@@ -39,6 +42,14 @@ SITE_KEYS = {
     "plugins": "its plugins: a list, or a table with enable and [site.plugins.NAME] options",
     "tls_cert": "its PEM certificate chain, chosen by SNI",
     "tls_key": "the private key of its tls_cert",
+    # Its policy (flashplug.policy): the top level's unless it sets them.
+    "error_pages": "its pages per error status",
+    "security_headers": "its security-header preset",
+    "header": "its [[site.header]] rules",
+    "redirect": "its [[site.redirect]] rules",
+    "spa_fallback": "its single-page app's page",
+    "www_to_apex": "true: www.NAME redirects to NAME",
+    "compress": "true or false: on-the-fly compression there",
 }
 # Raw Host values remembered by SiteTable.for_value; a bound, so clients
 # inventing names cannot grow it.
@@ -49,7 +60,8 @@ _LABELS = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\Z")
 class Site:
     """One ``[[site]]`` table, checked."""
 
-    def __init__(self, names, root, default, plugins, options, tls, table):
+    def __init__(self, names, root, default, plugins, options, tls, table, number):
+        self.number = number        # its place among the file's [[site]] tables, from 1
         self.names = names          # tuple of lowercase names and "*.suffix" wildcards
         self.name = names[0]        # what the access log shows
         self.root = root            # absolute document root
@@ -111,11 +123,20 @@ def _relative(path, value):
     return os.path.join(os.path.dirname(os.path.abspath(path)), value)
 
 
+def site_at(path, number, key=None, index=1):
+    """``FILE:LINE`` of ``key`` (of its ``index``-th table, for an array of
+    tables) in the ``number``-th ``[[site]]`` table, or of the table's
+    header when the key is not written there (missing, or spelt with "-")."""
+    at = At(path, key, site=number, index=index)
+    return at if key is None or at.line() is not None else At(path, site=number)
+
+
 def read_sites(path, data, plugin_options):
     """The config file's ``[[site]]`` tables as Site objects.
 
-    ``plugin_options(where, value)`` reads a site's ``plugins`` (config.py's
-    ``plugin_tables``): it returns ``(enable, {dest: value})``.
+    ``plugin_options(at, where, value)`` reads a site's ``plugins``
+    (config.py's ``plugin_tables``; ``at``: where the key is, for
+    messages): it returns ``(enable, {dest: value})``.
     """
     tables = data.get("site", [])
     if isinstance(tables, dict):
@@ -127,54 +148,59 @@ def read_sites(path, data, plugin_options):
         # "-" and "_" are one in keys, as at the top level.
         table = {key.replace("-", "_"): value for key, value in table.items()}
         label = _label(number, table)
-        where = f"{path}: [[site]] {label}"
+
+        def where(key=None, number=number, label=label):
+            return f"{site_at(path, number, key)}: [[site]] {label}"
         unknown = sorted(set(table) - set(SITE_KEYS))
         if unknown:
-            raise UsageError(f"{where}: {unknown[0]}: unknown key; allowed: "
+            raise UsageError(f"{where(unknown[0])}: {unknown[0]}: unknown key; allowed: "
                              f"{', '.join(SITE_KEYS)}")
         names = table.get("names")
         if isinstance(names, str):
             names = [names]
         if not isinstance(names, list) or not names:
-            raise UsageError(f"{where}: names: missing; give the host names it answers, "
+            raise UsageError(f"{where('names')}: names: missing; give the host names it answers, "
                              f"e.g. names = [\"example.org\", \"*.example.org\"]")
         checked = []
         for name in names:
             try:
                 name = check_name(name)
             except ValueError as e:
-                raise UsageError(f"{where}: names: {e}") from None
+                raise UsageError(f"{where('names')}: names: {e}") from None
             if name in owner:
-                raise UsageError(f"{where}: names: {name!r} is also a name of "
+                raise UsageError(f"{where('names')}: names: {name!r} is also a name of "
                                  f"[[site]] {owner[name]}; each name belongs to one site")
             owner[name] = names[0]
             checked.append(name)
         root = table.get("root")
         if not isinstance(root, str) or not root:
-            raise UsageError(f"{where}: root: missing; give its document root, "
+            raise UsageError(f"{where('root')}: root: missing; give its document root, "
                              f"e.g. root = \"sites/example\"")
         root = os.path.abspath(_relative(path, root))
         if not os.path.isdir(root):
-            raise UsageError(f"{where}: root = {table['root']!r}: {root} is not a directory")
+            raise UsageError(f"{where('root')}: root = {table['root']!r}: {root} is not a "
+                             f"directory")
         default = table.get("default", False)
         if not isinstance(default, bool):
-            raise UsageError(f"{where}: default = {default!r}: expected true or false")
+            raise UsageError(f"{where('default')}: default = {default!r}: expected true or false")
         plugins, options = None, {}
         if "plugins" in table:
-            plugins, options = plugin_options(f"[[site]] {label}: ", table["plugins"])
+            plugins, options = plugin_options(site_at(path, number, "plugins"),
+                                              f"[[site]] {label}: ", table["plugins"])
         tls = None
         cert, key = table.get("tls_cert"), table.get("tls_key")
         if cert is not None or key is not None:
             for k, v in (("tls_cert", cert), ("tls_key", key)):
                 if not isinstance(v, str) or not v:
-                    raise UsageError(f"{where}: {k}: missing or not a file name; a site's "
+                    raise UsageError(f"{where(k)}: {k}: missing or not a file name; a site's "
                                      f"tls_cert needs its tls_key")
             tls = (_relative(path, cert), _relative(path, key))
-        sites.append(Site(tuple(checked), root, default, plugins, options, tls, table))
+        sites.append(Site(tuple(checked), root, default, plugins, options, tls, table, number))
     defaults = [s for s in sites if s.default]
     if len(defaults) > 1:
-        raise UsageError(f"{path}: [[site]] {defaults[1].name}: default: only one site may "
-                         f"be the default ([[site]] {defaults[0].name} is)")
+        raise UsageError(f"{site_at(path, defaults[1].number, 'default')}: [[site]] "
+                         f"{defaults[1].name}: default: only one site may be the default "
+                         f"([[site]] {defaults[0].name} is)")
     return sites
 
 

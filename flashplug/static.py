@@ -206,11 +206,13 @@ def script_dir_warnings(config):
 class StaticFiles:
     """Serves the document root through the FileCache and the helpers."""
 
-    def __init__(self, app, config, cache, scripts, directory_hook, keyed=False):
-        """``config``: the top-level Config or a site's; ``cache``: the
-        worker's FileCache; ``scripts``: the ScriptDirs of the root;
-        ``keyed``: cache entries are keyed by the file's path (root + URL
-        path, when sites share the cache), else by the URL path alone."""
+    def __init__(self, app, config, cache, scripts, directory_hook, keyed=False, tag=""):
+        """``config``: the top-level Config or a site's (its ``rules`` and
+        ``compress`` are this handler's policy); ``cache``: the worker's
+        FileCache; ``scripts``: the ScriptDirs of the root; ``keyed``:
+        cache entries are keyed by the file's path (root + URL path, when
+        sites share the cache), else by the URL path alone; ``tag``: the
+        policy's (``flashplug.policy.cache_tag``), before either."""
         self.app = app
         self.docroot = config.docroot
         self.real_root = config.real_docroot
@@ -220,17 +222,16 @@ class StaticFiles:
         self.scripts = scripts
         self.small_max = min(config.cache_file_max, config.cache_size)
         self.cache = cache
-        self.key_prefix = self.docroot if keyed else ""
+        # Entries carry the policy's choices (rule fields, codings), so the
+        # policy's tag is part of their key; the compressed copies shared
+        # in app.compressed are keyed by it likewise.
+        self.key_prefix = tag + (self.docroot if keyed else "")
         self.directory_hook = directory_hook
-        self.rules = app.rules          # server-wide (flashplug.rules), or None
-        # One policy per worker (from the top-level settings), as the file
-        # cache whose entries carry its choices is shared by every site;
-        # the compressed copies are shared likewise (app.compressed).
-        top = app.config
+        self.rules = config.rules       # flashplug.rules, or None
         compression = Compression(
-            top.compress, top.precompressed, app.compressed,
+            config.compress, config.precompressed, app.compressed,
             lambda path: _refusal(path, self.real_root, self.follow_symlinks,
-                                  self.scripts) is not None, app.stats)
+                                  self.scripts) is not None, app.stats, tag)
         # None when neither sidecars nor --compress are wanted: a load then
         # looks for no sidecar at all.
         self.compression = compression if compression.active else None
@@ -403,6 +404,7 @@ class StaticFiles:
         to do with it.
         """
         app = self.app
+        page = key is not None
         key = self.key_prefix + (path if key is None else key)
         entry = self.cache.get(key)
         if entry is not None:
@@ -426,7 +428,7 @@ class StaticFiles:
                 self.follow_symlinks, self._admit_max(), self.scripts, self.compression)
         except (Redirect, Directory) as e:
             return e
-        if self.rules is not None and key == path:   # a page is served as a page
+        if self.rules is not None and not page:   # a page is served as a page
             entry.set_rule_fields(*self.rules.entry_headers(path))
         self.cache.put(key, entry)
         return entry

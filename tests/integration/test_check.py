@@ -88,12 +88,47 @@ def test_help():
     ('"port" = 1\n', "port", None, 1),
     ('[ plugins.cgi ]\n', None, "plugins.cgi", 1),
     ('[[site]]\nroot = "x"\n', "root", "site", 2),
+    ('[error_pages]\n404 = "/x"\n', "error_pages", None, 1),     # a key written as a table
 ])
 def test_at_finds_the_line_of_a_key(tmp_path, text, key, table, line):
     (tmp_path / "c.toml").write_text(text)
     at = At(tmp_path / "c.toml", key, table)
     assert at.line() == line
     assert str(at) == f"{tmp_path / 'c.toml'}" + (f":{line}" if line else "")
+
+
+SITES = """compress = true
+[[site]]
+root = "a"
+compress = true
+[[site.header]]
+match = "/*"
+[[site]]
+names = ["b"]
+[site.plugins.cgi]
+timeout = 3
+compress = false
+[[site.header]]
+match = "/b"
+[site.security_headers]
+"""
+
+
+@pytest.mark.parametrize("key, table, site, line", [
+    ("compress", None, None, 1),        # the top level's, not a site's
+    ("compress", None, 1, 4),
+    ("header", None, 1, 5),             # [[site.header]] of the first site
+    ("header", None, 2, 12),
+    ("security_headers", None, 2, 14),
+    ("names", None, 2, 8),
+    ("timeout", "plugins.cgi", 2, 10),
+    ("compress", None, 2, None),        # below [site.plugins.cgi]: not the site's key
+    ("names", None, 1, None),           # not written in the first site
+    (None, None, 2, 7),                 # the site's own header
+])
+def test_at_finds_a_key_of_the_nth_site(tmp_path, key, table, site, line):
+    (tmp_path / "c.toml").write_text(SITES)
+    assert At(tmp_path / "c.toml", key, table, site=site).line() == line
 
 
 def test_master_with_mt_is_refused(site):

@@ -311,3 +311,29 @@ def test_a_head_in_pieces_is_negotiated_too(srv):
         finally:
             w.close()
         assert status == 200 and field(headers, "Content-Encoding") == coding, accept
+
+
+def test_compress_per_site(root, tmp_path, server_factory):
+    """``compress`` in a [[site]] table: on for one site, off for another
+    that shares its root, while --compress is on at the top level (a site
+    that sets nothing has it). Sidecars serve everywhere. Each site's
+    answers stay its own however the requests interleave (cache entries
+    and compressed copies are kept per policy)."""
+    conf = tmp_path / "sites.toml"
+    conf.write_text(f'[[site]]\nnames = ["on.test"]\nroot = "{root}"\ncompress = true\n'
+                    f'[[site]]\nnames = ["off.test"]\nroot = "{root}"\ncompress = false\n'
+                    f'[[site]]\nnames = ["top.test"]\nroot = "{root}"\n')
+    s = server_factory(root, "--config", conf, "--access-log", "off", "--compress")
+    for _ in range(3):                # the miss, then the cached paths
+        for host, compressed in (("on.test", True), ("off.test", False), ("top.test", True)):
+            accept = b"Accept-Encoding: gzip\r\n"
+            status, headers, body = one(s, req("/page.html", extra=accept, host=host.encode()))
+            assert status == 200
+            if compressed:
+                assert field(headers, "Content-Encoding") == "gzip", host
+                assert gzip.decompress(body) == TEXT and field(headers, "Vary") == "Accept-Encoding"
+            else:
+                assert field(headers, "Content-Encoding") is None and body == TEXT, host
+                assert field(headers, "Vary") is None
+            _, headers, body = one(s, req("/pre.html", extra=accept, host=host.encode()))
+            assert gzip.decompress(body) == SIDECAR_TEXT, host     # the owner's sidecar

@@ -13,6 +13,8 @@ import time
 import pytest
 import requests
 
+from tests.h2_client import H2Client
+
 PAGE_404 = b"<!doctype html><title>Lost</title><h1>Nothing here</h1>\n"
 PAGE_5XX = b"<!doctype html><title>Oops</title><h1>Our fault</h1>\n"
 
@@ -241,3 +243,54 @@ def test_a_page_in_a_dot_folder_is_not_requestable_itself(site, tmp_path, server
     for path in ("/missing", "/.errors/404.html"):
         r = requests.get(server.url + path)
         assert (r.status_code, r.content) == (404, PAGE_404), path
+
+
+def test_error_pages_per_site_for_plugin_errors_too(site, tmp_path, server_factory):
+    """A site's own ``error_pages`` replaces the top level's (no merge: a
+    status it does not name gets the built-in page); a site without the
+    key has the top level's, read from its own root.  Errors a plugin
+    raises (HTTPError, a crash) use the pages of the site the request
+    chose, over HTTP/1.1 and HTTP/2 alike."""
+    own = tmp_path / "own"
+    (own / "mine").mkdir(parents=True)
+    (own / "errors").mkdir()
+    (own / "mine" / "403.html").write_bytes(b"own 403\n")
+    (own / "errors" / "404.html").write_bytes(b"own root's 404\n")
+    (own / "errors" / "5xx.html").write_bytes(b"own root's 5xx\n")
+    conf = config(tmp_path, """
+        error_pages = { 404 = "/errors/404.html", 403 = "/errors/404.html", 500 = "/errors/5xx.html" }
+        [[site]]
+        names = ["own.test"]
+        root = "own"
+        error_pages = { 403 = "/mine/403.html" }
+        [[site]]
+        names = ["inherit.test"]
+        root = "own"
+        """)
+    s = server_factory(site, "--config", conf, "--plugins", "teapot", "--h2c",
+                       "--plugins-dir", tmp_path / "plugs")
+    expected = {
+        ("own.test", "/refuse"): (403, b"own 403\n"),
+        ("own.test", "/crash"): (500, None),
+        ("own.test", "/missing"): (404, None),
+        ("inherit.test", "/refuse"): (403, b"own root's 404\n"),
+        ("inherit.test", "/crash"): (500, b"own root's 5xx\n"),
+        ("inherit.test", "/missing"): (404, b"own root's 404\n"),
+        ("top.test", "/refuse"): (403, PAGE_404),
+        ("top.test", "/crash"): (500, PAGE_5XX),
+        ("top.test", "/missing"): (404, PAGE_404),
+    }
+    client = H2Client(s.port)
+    try:
+        for _ in range(2):
+            for (host, path), (status, page) in expected.items():
+                r = requests.get(s.url + path, headers={"Host": host})
+                h2_status, _, h2_body = client.get(path, authority=host)
+                for got_status, body in ((r.status_code, r.content), (h2_status, h2_body)):
+                    assert got_status == status, (host, path)
+                    if page is None:     # the built-in page
+                        assert f"<h1>{status} ".encode() in body, (host, path, body)
+                    else:
+                        assert body == page, (host, path)
+    finally:
+        client.sock.close()

@@ -261,6 +261,17 @@ def test_bad_rules_are_one_line_errors(site, tmp_path, body, words):
     assert words in proc.stderr and str(conf) in proc.stderr, proc.stderr
 
 
+def test_a_bad_rule_names_its_own_line(site, tmp_path):
+    """The line is the failing table's own: the second [[header]], not the first."""
+    conf = config(tmp_path, '[[header]]\nmatch = "/*"\ncache_control = "no-cache"\n'
+                            '[[header]]\nmatch = "/*"\nexpires = "soon"\n')
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "check", "--config", conf],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"flashplug: error: {conf}:5: [[header]] #2: expires = "
+                                  f"'soon': expected seconds"), proc.stderr
+
+
 def test_cached_and_full_paths_give_the_same_fields(server):
     """The fields baked into a cache entry are those ``Rules.apply`` adds to
     a Response built on the full path (a conditional GET that is a 200)."""
@@ -275,10 +286,11 @@ def test_cached_and_full_paths_give_the_same_fields(server):
     assert "Expires" in cached and "X-Robots-Tag" in cached and "Referrer-Policy" in cached
 
 
-def test_rules_and_error_pages_apply_to_every_site(server_factory, site, tmp_path):
-    """With [[site]] tables the rules and error pages are server-wide: a
-    site's requests get them, each page read from that site's root; a rule
-    key inside a site table is refused in one line (not per site yet)."""
+def test_a_site_inherits_the_top_level_rules_it_does_not_set(server_factory, site, tmp_path):
+    """A site without rule keys has the top level's rules and error pages,
+    each page read from that site's root; a site that sets a key has its
+    own value of that key instead (replaced, not merged) and the top
+    level's for the keys it does not set."""
     other = tmp_path / "other"
     other.mkdir()
     (other / "index.html").write_bytes(b"other home\n")
@@ -286,6 +298,7 @@ def test_rules_and_error_pages_apply_to_every_site(server_factory, site, tmp_pat
     (site / "404.html").write_bytes(b"site's missing page\n")
     conf = config(tmp_path, """
         error_pages = { 404 = "/404.html" }
+        security_headers = true
         [[redirect]]
         from = "/old"
         to = "/"
@@ -297,25 +310,55 @@ def test_rules_and_error_pages_apply_to_every_site(server_factory, site, tmp_pat
         [[site]]
         names = ["other.test"]
         root = "other"
+
+        [[site]]
+        names = ["own.test"]
+        root = "other"
+        [[site.header]]
+        match = "/index.html"
+        set = { "X-Own" = "yes" }
         """)
     srv = server_factory(site, "--config", conf)
-    for host, page in (("other.test", b"other's missing page\n"), ("top.test", b"site's missing page\n")):
+    for host, page in (("other.test", b"other's missing page\n"),
+                       ("top.test", b"site's missing page\n"),
+                       ("own.test", b"other's missing page\n")):
         r = requests.get(srv.url + "/old", headers={"Host": host}, allow_redirects=False)
         assert r.status_code == 301 and r.headers["Location"] == "/"
-        r = requests.get(srv.url + "/", headers={"Host": host})
-        assert r.headers["X-Robots-Tag"] == "noindex"
+        for _ in range(3):    # the miss, then the cached paths
+            r = requests.get(srv.url + "/index.html", headers={"Host": host})
+            assert r.headers.get("X-Robots-Tag") == (None if host == "own.test" else "noindex")
+            assert r.headers.get("X-Own") == ("yes" if host == "own.test" else None)
+            assert r.headers["X-Frame-Options"] == "SAMEORIGIN"
         r = requests.get(srv.url + "/missing", headers={"Host": host})
         assert (r.status_code, r.content) == (404, page)
-    bad = config(tmp_path, """
-        [[site]]
-        names = ["other.test"]
-        root = "other"
-        error_pages = { 404 = "/404.html" }
-        """)
-    done = subprocess.run([sys.executable, "-m", "flashplug", "serve", "--config", str(bad)],
+
+
+@pytest.mark.parametrize("body,line,words", [
+    ('security_headers = "yes"\n', 4, "[[site]] b.test: security_headers = 'yes': expected"),
+    ('[[site.header]]\nmatch = "/*"\nset = { "Date" = "x" }\n', 4,
+     "[[site]] b.test: [[header]] #1: set: Date cannot be set"),
+    ('[[site.redirect]]\nfrom = "/a"\nto = "/b"\nstatus = 303\n', 4,
+     "[[site]] b.test: [[redirect]] #1: status = 303"),
+    ('www_to_apex = 1\n', 4, "[[site]] b.test: www_to_apex = 1"),
+    ('error_pages = { 200 = "/x.html" }\n', 4, "[[site]] b.test: error_pages.200: expected"),
+    ('compress = "on"\n', 4, "[[site]] b.test: compress = 'on': expected true or false"),
+])
+def test_bad_rules_in_a_site_are_one_line_with_file_and_line(tmp_path, body, line, words):
+    """``flashplug check`` names the file, the line of the key in its
+    [[site]] table (the second site here: the first has the same key
+    right), the site and the key."""
+    (tmp_path / "b").mkdir(parents=True)
+    conf = tmp_path / "sites.toml"
+    good = body.replace('"yes"', "true").replace('"Date"', '"X-A"').replace("303", "301") \
+        .replace("= 1", "= true").replace("200 =", "404 =").replace('"on"', "true")
+    conf.write_text('[[site]]\nnames = ["a.test"]\nroot = "b"\n' + good
+                    + '[[site]]\nnames = ["b.test"]\nroot = "b"\n' + body)
+    first = 3 + good.count("\n")
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "check", "--config", str(conf)],
                           capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0 and "error_pages" in done.stderr
-    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"flashplug: error: {conf}:{first + line}: {words}"), \
+        proc.stderr
 
 
 def test_rule_fields_go_out_with_compressed_variants_too(server_factory, site, tmp_path):
@@ -349,3 +392,35 @@ def test_rule_fields_go_out_with_compressed_variants_too(server_factory, site, t
             if coding == "gzip":
                 assert gzip.decompress(body).startswith(b"<p>hello")
             time.sleep(0.05)
+
+
+def test_www_to_apex_and_spa_fallback_per_site(server_factory, site, tmp_path):
+    """``www_to_apex`` and ``spa_fallback`` set in one site only: its www
+    name redirects and its unknown paths load the app; the other site,
+    on the same root, serves both names and 404s, however the requests
+    interleave on one connection (the quickest cached paths included)."""
+    conf = config(tmp_path, """
+        [[site]]
+        names = ["x.test", "www.x.test"]
+        root = "site"
+        www_to_apex = true
+        spa_fallback = "/app/index.html"
+        [[site]]
+        names = ["y.test", "www.y.test"]
+        root = "site"
+        """)
+    srv = server_factory(site, "--config", conf)
+    answers = {("www.x.test", "/index.html"): (308, "http://x.test/index.html"),
+               ("x.test", "/index.html"): (200, b"home\n"),
+               ("www.y.test", "/index.html"): (200, b"home\n"),
+               ("x.test", "/users/7"): (200, b"<div id=app></div>\n"),
+               ("y.test", "/users/7"): (404, None)}
+    with requests.Session() as s:
+        for _ in range(4):
+            for (host, path), (status, want) in answers.items():
+                r = s.get(srv.url + path, headers={"Host": host}, allow_redirects=False)
+                assert r.status_code == status, (host, path)
+                if status == 308:
+                    assert r.headers["Location"] == want
+                elif want is not None:
+                    assert r.content == want, (host, path)

@@ -3,7 +3,10 @@ Host or by an absolute-form target's authority, wildcards, the default site,
 plugins on and off per site with their own options, the cached paths kept
 apart per site, the vhost_combined log, a certificate per site by SNI, and
 bad site tables refused in one line."""
+import gzip
 import os
+import random
+import re
 import socket
 import ssl
 import subprocess
@@ -12,7 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import requests
 
+from tests.h2_client import H2Client
 from tests.tls_certs import ca, write_pair  # noqa: F401 - fixture
 
 SCRIPT = """#!/bin/sh
@@ -224,8 +229,9 @@ def test_bad_site_tables_are_one_line(tmp_path, site, message):
     proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(top), "--port", "0",
                            "--config", str(conf)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith(f"flashplug: error: {conf}: ") and message in proc.stderr, \
-        proc.stderr
+    # FILE:LINE of the key (of the [[site]] header when it is missing).
+    assert re.match(rf"flashplug: error: {re.escape(str(conf))}:\d+: ", proc.stderr) \
+        and message in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1
 
 
@@ -311,3 +317,223 @@ def test_proxy_mappings_per_site(server_factory, tmp_path):
     assert get(s.port, "b.test", "/other/index.html") == (200, b"upstream\n")
     assert get(s.port, "b.test", "/up/index.html")[0] == 404
     assert get(s.port, "top.test", "/up/index.html")[0] == 404
+
+
+# -- a policy per site: error pages, header and redirect rules, compress ---------------
+
+POLICY_CONFIG = """
+error_pages = { 404 = "/top404.html", 403 = "/top403.html" }
+[[header]]
+match = "/*"
+set = { "X-Top" = "1" }
+[[redirect]]
+from = "/old"
+to = "/top-new"
+
+[[site]]
+names = ["a.test"]
+root = "shared"
+security_headers = true
+compress = true
+spa_fallback = "/index.html"
+error_pages = { 404 = "/a404.html" }
+[[site.header]]
+match = "*.html"
+cache_control = "max-age=60"
+[[site.redirect]]
+from = "/old"
+to = "/a-new"
+status = 301
+
+[[site]]
+names = ["b.test"]
+root = "shared"
+compress = true
+error_pages = { 404 = "/b404.html" }
+[site.security_headers]
+frame_options = "DENY"
+[[site.header]]
+match = "*.html"
+cache_control = "no-store"
+[[site.redirect]]
+from = "/old"
+to = "/b-new"
+status = 308
+
+[[site]]
+names = ["c.test"]
+root = "shared"
+"""
+PAGE = b"".join(b"<p>line %d of a page that compresses well</p>\n" % i for i in range(300))
+SECURITY_A = {"x-content-type-options": "nosniff", "x-frame-options": "SAMEORIGIN",
+              "referrer-policy": "strict-origin-when-cross-origin"}
+SECURITY_B = dict(SECURITY_A, **{"x-frame-options": "DENY"})
+# The fields a policy decides, compared on every answer (absent: None).
+WATCHED = ("cache-control", "content-encoding", "vary", "location", "x-top",
+           *SECURITY_A)
+
+
+def policy_tree(tmp_path):
+    shared = tmp_path / "shared"
+    (shared / "cgi-bin").mkdir(parents=True)
+    (shared / "cgi-bin" / "x.sh").write_text("#!/bin/sh\n")   # a script folder: 403
+    (shared / "index.html").write_bytes(b"home\n")
+    (shared / "page.html").write_bytes(PAGE)
+    for name in ("a404", "b404", "top404", "top403"):
+        (shared / f"{name}.html").write_bytes(f"page {name}\n".encode())
+    (tmp_path / "top").mkdir()
+    conf = tmp_path / "policy.toml"
+    conf.write_text(POLICY_CONFIG)
+    return tmp_path / "top", conf
+
+
+def expected_answer(host, path, gzip_ok):
+    """(status, body, {watched field: value or None}) that ``host`` must
+    answer a GET of ``path`` with: a's own policy, b's own, c the top
+    level's (it sets nothing), each key replaced whole, never merged."""
+    site = host[0]
+    fields = dict.fromkeys(WATCHED)
+    security = {"a": SECURITY_A, "b": SECURITY_B}.get(site, {})
+    fields.update(security)
+    if site == "c":
+        fields["x-top"] = "1"          # the top level's [[header]] (2xx/3xx only)
+    pages = {"a": {404: "a404"}, "b": {404: "b404"}, "c": {404: "top404", 403: "top403"}}
+    if path == "/old":
+        status, location = {"a": (301, "/a-new"), "b": (308, "/b-new"),
+                            "c": (302, "/top-new")}[site]
+        fields["location"] = location
+        return status, f"Moved to {location}\n".encode(), fields
+    if path in ("/missing.txt", "/users/42") and not (site == "a" and path == "/users/42"):
+        fields["x-top"] = None
+        return 404, f"page {pages[site][404]}\n".encode(), fields
+    if path == "/cgi-bin/x.sh":
+        fields["x-top"] = None
+        page = pages[site].get(403)
+        return 403, (f"page {page}\n".encode() if page else None), fields
+    if path.endswith(".html"):
+        fields["cache-control"] = {"a": "max-age=60", "b": "no-store"}.get(site)
+    if path == "/page.html":
+        if site in ("a", "b"):      # each its own compressed copy, its own fields
+            fields["vary"] = "Accept-Encoding"
+            fields["content-encoding"] = "gzip" if gzip_ok else None
+        return 200, PAGE, fields
+    return 200, b"home\n", fields     # "/index.html", and a's SPA fallback
+
+
+def read_answer(sock, buffered):
+    """One response from ``sock`` (Content-Length framed): (status,
+    {lowercase name: value}, body, the bytes read past it)."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, data = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.lower()] = value.strip()
+    length = int(fields.get("content-length", 0))
+    while len(data) < length:
+        data += sock.recv(65536)
+    return int(lines[0].split()[1]), fields, data[:length], data[length:]
+
+
+def check_answer(host, path, gzip_ok, status, fields, body):
+    want_status, want_body, want_fields = expected_answer(host, path, gzip_ok)
+    got = {name: fields.get(name) for name in WATCHED}
+    if fields.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    assert (status, got) == (want_status, want_fields), (host, path, gzip_ok)
+    if want_body is not None:
+        assert body == want_body, (host, path)
+    else:   # no page for the status: the built-in one
+        assert b"<h1>403 Forbidden</h1>" in body, (host, path)
+
+
+def test_two_sites_on_one_root_keep_their_own_policy(server_factory, tmp_path):
+    """a, b and c share one document root (so one file cache) but not a
+    policy: many interleaved requests, on one connection and on several,
+    on HTTP/1.1 and HTTP/2, cached paths (remembered heads and targets,
+    prebuilt lines, a compressed variant) and full ones, each answer
+    exactly its site's: Cache-Control, security fields, redirects, error
+    pages, compression, and the top level's for the site that sets none."""
+    top, conf = policy_tree(tmp_path)
+    s = server_factory(top, "--config", conf, "--h2c", "--plugins", "none")
+    paths = ["/index.html", "/page.html", "/missing.txt", "/old", "/cgi-bin/x.sh", "/users/42"]
+    plan = [(host, path, gzip_ok) for host in ("a.test", "b.test", "c.test")
+            for path in paths for gzip_ok in (False, True)] * 4
+    random.Random(15).shuffle(plan)
+    buffered = b""
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        for host, path, gzip_ok in plan:
+            accept = b"Accept-Encoding: gzip\r\n" if gzip_ok else b""
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                         % (path.encode(), host.encode(), accept))
+            status, fields, body, buffered = read_answer(sock, buffered)
+            check_answer(host, path, gzip_ok, status, fields, body)
+    for host, path, gzip_ok in plan[:40]:    # a connection each: no remembered state
+        accept = b"Accept-Encoding: gzip\r\n" if gzip_ok else b""
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                         % (path.encode(), host.encode(), accept))
+            status, fields, body, _ = read_answer(sock, b"")
+        check_answer(host, path, gzip_ok, status, fields, body)
+    client = H2Client(s.port)
+    try:
+        for host, path, gzip_ok in plan:
+            headers = [("accept-encoding", "gzip")] if gzip_ok else []
+            status, raw, body = client.get(path, authority=host, headers=headers)
+            fields = {n.decode().lower(): v.decode() for n, v in raw.items()}
+            check_answer(host, path, gzip_ok, status, fields, body)
+    finally:
+        client.sock.close()
+
+
+def docs_example(page, heading):
+    text = (Path(__file__).parents[2] / "docs" / page).read_text()
+    return text.split(heading, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_per_site_policy_example_in_the_docs_runs(server_factory, tmp_path):
+    (tmp_path / "policy.toml").write_text(docs_example("configuration.md", "### Per site"))
+    for name in ("public", "shop/assets", "docs"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "shop" / "assets" / "app.css").write_bytes(b"body{color:red}\n" * 200)
+    (tmp_path / "shop" / "not-found.html").write_bytes(b"shop: not found\n")
+    (tmp_path / "docs" / "404.html").write_bytes(b"docs: not found\n")
+    (tmp_path / "docs" / "a.css").write_bytes(b"a{}\n")
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "check", "--config",
+                           str(tmp_path / "policy.toml")], capture_output=True, text=True,
+                          timeout=30, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    s = server_factory(tmp_path / "public", "--config", tmp_path / "policy.toml")
+    url = f"http://127.0.0.1:{s.port}"
+    for _ in range(2):
+        shop = requests.get(url + "/assets/app.css", headers={"Host": "shop.example.org"})
+        assert shop.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert shop.headers["Content-Encoding"] in ("br", "zstd", "gzip")
+        assert shop.headers["Content-Security-Policy"] == "default-src 'self'"
+        staff = requests.get(url + "/assets/app.css", headers={"Host": "staff.example.org"})
+        assert staff.headers["Cache-Control"] == "no-store"
+        assert "Content-Encoding" not in staff.headers
+        assert staff.headers["X-Content-Type-Options"] == "nosniff"     # inherited
+        assert shop.content == staff.content
+        docs = requests.get(url + "/a.css", headers={"Host": "docs.example.org"})
+        assert docs.headers["Cache-Control"] == "public, max-age=86400"
+    r = requests.get(url + "/cart.php", headers={"Host": "shop.example.org"},
+                     allow_redirects=False)
+    assert (r.status_code, r.headers["Location"]) == (301, "/cart/")
+    r = requests.get(url + "/nope.txt", headers={"Host": "shop.example.org"})
+    assert (r.status_code, r.content) == (404, b"shop: not found\n")
+    r = requests.get(url + "/nope.txt", headers={"Host": "docs.example.org"})
+    assert (r.status_code, r.content) == (404, b"docs: not found\n")
+
+
+def test_the_per_site_compress_example_in_the_docs_checks(tmp_path):
+    (tmp_path / "sites.toml").write_text(docs_example("compression.md", "per [`[[site]]`]"))
+    for name in ("default", "example"):
+        (tmp_path / name).mkdir()
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "check", "--config",
+                           str(tmp_path / "sites.toml")], capture_output=True, text=True,
+                          timeout=30, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr

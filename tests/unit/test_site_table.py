@@ -97,3 +97,94 @@ def test_sites_sharing_a_root_share_cache_entries_and_refusals(tmp_path):
     finally:
         app.helpers.close()
         loop.close()
+
+
+def test_each_site_has_its_policy_and_equal_policies_share_a_cache_tag(tmp_path):
+    """A site inherits each policy key it does not set (c: all of them),
+    replaces the ones it sets (a: its own [[header]] list, the top level's
+    redirects kept), and sites whose rules and compress are the same share
+    one compiled Rules and one cache-key tag (d: its own table, equal to
+    the top level's); the top level's tag is "" (keys as without sites)."""
+    for name in ("top", "shared"):
+        (tmp_path / name).mkdir()
+    conf = tmp_path / "sites.toml"
+    conf.write_text(textwrap.dedent("""\
+        error_pages = { 404 = "/404.html", 500 = "/500.html" }
+        [[header]]
+        match = "/*"
+        cache_control = "no-cache"
+        [[redirect]]
+        from = "/old"
+        to = "/new"
+        [[site]]
+        names = ["a.test"]
+        root = "shared"
+        compress = true
+        error_pages = { 404 = "/a404.html" }
+        [[site.header]]
+        match = "*.css"
+        cache_control = "max-age=60"
+        [[site]]
+        names = ["c.test"]
+        root = "shared"
+        [[site]]
+        names = ["d.test"]
+        root = "shared"
+        [[site.header]]
+        match = "/*"
+        cache_control = "no-cache"
+        [[site]]
+        names = ["e.test"]
+        root = "shared"
+        compress = true
+        """))
+    config = build_serve([str(tmp_path / "top"), "--config", str(conf), "--arch", "sped",
+                          "--access-log", "off", "--plugins", "none"])
+    loop = asyncio.new_event_loop()
+    try:
+        app = App(config, loop)
+        top = app.default_site
+        a, c, d, e = (app.sites.choose(f"{n}.test") for n in "acde")
+        assert dict(a.error_pages.pages) == {404: "/a404.html"}          # replaced, not merged
+        assert dict(c.error_pages.pages) == dict(top.error_pages.pages) == {
+            404: "/404.html", 500: "/500.html"}
+        assert [r.source for r in a.rules.redirects] == ["/old"]        # inherited
+        assert a.rules.entry_headers("/x.css")[0] == [("Cache-Control", "max-age=60")]
+        assert a.rules.entry_headers("/x.html")[0] == []                 # not the top's
+        assert c.rules is d.rules is top.rules
+        assert a.config.compress and e.config.compress and not c.config.compress
+        assert c.static.key_prefix == d.static.key_prefix == str(tmp_path / "shared")
+        assert top.static.key_prefix == str(tmp_path / "top")
+        assert a.static.key_prefix.endswith(str(tmp_path / "shared"))
+        prefixes = {v.static.key_prefix for v in (a, c, e)}
+        assert len(prefixes) == 3                                        # three policies
+        assert a.static.compression.tag != e.static.compression.tag
+    finally:
+        app.helpers.close()
+        loop.close()
+
+
+def test_a_site_turns_an_inherited_key_off_by_setting_it_empty(tmp_path):
+    (tmp_path / "top").mkdir()
+    conf = tmp_path / "sites.toml"
+    conf.write_text(textwrap.dedent("""\
+        security_headers = true
+        error_pages = { 404 = "/404.html" }
+        compress = true
+        [[header]]
+        match = "/*"
+        cache_control = "no-cache"
+        [[site]]
+        names = ["off.test"]
+        root = "top"
+        security_headers = false
+        error_pages = {}
+        header = []
+        compress = false
+        """))
+    config = build_serve([str(tmp_path / "top"), "--config", str(conf), "--arch", "sped",
+                          "--access-log", "off", "--plugins", "none"])
+    (site,) = config.sites
+    assert config.rules is not None and config.error_pages is not None and config.compress
+    assert site.config.rules is None and site.config.error_pages is None
+    assert not site.config.compress
