@@ -179,15 +179,25 @@ def locate(config, message):
 def read_toml(path):
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"--config {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # A TOML file is UTF-8 (TOML 1.0 "Spec"); an editor's Latin-1 save
+        # must say where, not end in a traceback (or, on SIGHUP, a master).
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UsageError(f"{path}:{line}: not valid TOML: byte 0x{data[e.start]:02x} is not "
+                         f"UTF-8; save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         line = re.search(r"at line (\d+)", str(e))
         where = f"{path}:{line.group(1)}" if line else path
         raise UsageError(f"{where}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise UsageError(f"--config {path}: {e.strerror}") from None
 
 
 def actions_by_dest(parser):

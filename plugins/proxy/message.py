@@ -37,8 +37,11 @@ MAX_HEAD = 64 * 1024
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-connection", "proxy-authenticate",
                         "proxy-authorization"))
+# HTTP2-Settings only ever goes with an h2c upgrade, which is not passed on
+# (handler._upgrade_asked); RFC 9113 §3.1 deprecates both.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
-                              "x-forwarded-proto", "x-forwarded-host", "forwarded"}
+                              "x-forwarded-proto", "x-forwarded-host", "forwarded",
+                              "http2-settings"}
 _RESPONSE_DROP = HOP_BY_HOP
 
 

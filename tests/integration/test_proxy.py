@@ -551,3 +551,24 @@ def test_upgrade_refused_upstream_is_a_plain_answer(shared):
             data += more
     assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"index\n")
     assert b"Connection: close" in data
+
+
+@pytest.mark.parametrize("upgrade", [b"h2c", b"H2C", b"h2c, websocket"])
+def test_an_h2c_upgrade_is_not_passed_upstream(shared, upgrade):
+    """h2c smuggling (Bishop Fox 2020; Go's ReverseProxy, golang/go#80416;
+    Traefik #13797): an upstream that took "Upgrade: h2c" would switch the
+    tunnel to HTTP/2, and every request inside it would pass the proxy
+    unseen (any path, not just the prefix).  The request goes on as a plain
+    one; a websocket named beside h2c is still passed."""
+    s, upstream = shared, shared.upstream
+    with s.connect() as c:
+        c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: " + upgrade + b"\r\n"
+                  b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade\r\n\r\n")
+        data = b""
+        while more := c.recv(65536):
+            data += more
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"index\n")
+    seen = upstream.requests[-1]
+    assert seen.header("http2-settings") is None
+    passed = seen.header("upgrade")
+    assert passed == ("websocket" if b"websocket" in upgrade else None), passed
