@@ -75,6 +75,9 @@ FORBIDDEN_FIELDS = frozenset((
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Visible ASCII, space and tab, and obs-text (RFC 9110 §5.5): no CR, LF, NUL.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# What www_to_apex leaves after "www.": labels with a dot between
+# ("example.org"), not "." or "example..org".
+_APEX = re.compile(r"[^.]+(\.[^.]+)+")
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)", re.ASCII)
 # The longest ``expires``: a cache takes a longer max-age as 2^31 seconds
 # (RFC 9111 §1.2.2), and a longer one would carry the Expires date past the
@@ -226,7 +229,8 @@ def host_redirect_location(request):
     # The Host field as sent, port and all (request.host is the bare name);
     # an absolute-form target's authority is already in it.
     host = request.headers.get("host") or ""
-    if host[:4].lower() != "www." or "." not in host[4:].partition(":")[0]:
+    name = request.host     # lowercase, no port, no trailing dot
+    if not name.startswith("www.") or not _APEX.fullmatch(name[4:]):
         return None
     # The raw path and query, whichever form the target came in (an
     # absolute-form target's own path, RFC 9112 §3.2.2).

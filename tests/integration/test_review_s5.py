@@ -68,6 +68,18 @@ def test_www_to_apex_keeps_the_path_of_an_absolute_form_target(site, tmp_path, s
         assert fields["location"] == "http://example.org/docs/page.html?q=1", target
 
 
+@pytest.mark.parametrize("host", [b"www..", b"www..:80", b"www.", b"www.localhost",
+                                  b"www.example..org"])
+def test_www_to_apex_leaves_hosts_without_an_apex_name_alone(site, tmp_path, server_factory,
+                                                             host):
+    """``www..`` is no www name of anything: before, it was sent to
+    ``http://./``."""
+    server = server_factory(site, "--config", config(tmp_path, "www_to_apex = true\n"))
+    status, fields = head_fields(raw(server.port, b"GET / HTTP/1.1\r\nHost: " + host +
+                                     b"\r\nConnection: close\r\n\r\n"))
+    assert status == 200, fields
+
+
 # -- rules checked at start ------------------------------------------------------------
 
 
