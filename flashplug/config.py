@@ -260,7 +260,10 @@ def toml_defaults(path, data, parser, plugin_names):
     for key, value in data.items():
         if key == "site":
             continue    # [[site]] tables: flashplug.sites
-        if key == "plugins" and isinstance(value, dict):
+        if key == "plugins" and not isinstance(value, dict):
+            defaults["plugins"] = config_selection(path, data)
+            continue
+        if key == "plugins":
             enable, options = plugin_tables(path, "", value, plugins_only, plugin_names)
             if enable is not None:
                 defaults["plugins"] = ",".join(enable)
@@ -374,10 +377,16 @@ def config_plugins_dirs(path, data):
 
 
 def config_selection(path, data):
-    """The plugins a config file enables, as a ``--plugins`` string, or None."""
+    """The plugins a config file enables, as a ``--plugins`` string, or None:
+    ``plugins = "cgi,autoindex"``, a list (as a site writes it), or the
+    ``enable`` of a ``[plugins]`` table."""
     value = data.get("plugins")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "enable" in value:
-        return _enable_list(path, value["enable"])
-    return None
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return _enable_list(path, value["enable"]) if "enable" in value else None
+    if isinstance(value, str) or (isinstance(value, list)
+                                  and all(isinstance(v, str) for v in value)):
+        return _enable_list(path, value)
+    raise UsageError(f"{At(path, 'plugins')}: plugins = {value!r}: expected plugin names "
+                     f"(\"cgi,autoindex\" or [\"cgi\", \"autoindex\"]) or a [plugins] table")

@@ -182,3 +182,19 @@ def test_a_reload_of_a_config_file_that_is_not_utf8_keeps_serving(site, tmp_path
     status, _ = head_fields(raw(server.port, b"GET /docs/page.html HTTP/1.1\r\nHost: t\r\n"
                                              b"Connection: close\r\n\r\n"))
     assert status == 200 and server.proc.poll() is None
+
+
+@pytest.mark.parametrize("value", ["5", "1.5", "true", '["cgi", 2]', "[[1]]"])
+def test_a_plugins_key_of_the_wrong_type_is_a_one_line_error(site, tmp_path, value):
+    status, err = one_line_error(config(tmp_path, f"plugins = {value}\n"))
+    assert status == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "plugins = " in err, err
+
+
+def test_the_top_level_plugins_may_be_a_list_as_a_sites_are(site, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "check", "--config",
+                           str(config(tmp_path, 'plugins = ["cgi", "autoindex"]\n'))],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "(plugins: cgi, autoindex)" in proc.stdout or \
+        "(plugins: autoindex, cgi)" in proc.stdout, proc.stdout
