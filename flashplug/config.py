@@ -245,6 +245,8 @@ def _convert_one(path, key, value, action, flag):
             value = action.type(str(value))
         except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
             raise UsageError(f"{path}: {key} = {value!r}: {e} ({flag})") from None
+    elif action.choices is None:
+        value = str(value)      # as the command line gives it (bind = 5 is "5")
     if action.choices is not None and value not in action.choices:
         allowed = ", ".join(map(str, action.choices))
         raise UsageError(f"{path}: {key} = {value!r}: allowed values are {allowed}")

@@ -198,3 +198,17 @@ def test_the_top_level_plugins_may_be_a_list_as_a_sites_are(site, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "(plugins: cgi, autoindex)" in proc.stdout or \
         "(plugins: autoindex, cgi)" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("body", ['user = "a\\u0000b"', "group = 99999999999999999999",
+                                  "user = 99999999999999999999"])
+def test_odd_values_of_plain_keys_are_one_line_errors(site, tmp_path, body):
+    status, err = one_line_error(config(tmp_path, body + "\n"))
+    assert status in (1, 2) and "Traceback" not in err, err
+    assert err.count("\n") == 1, err
+
+
+def test_a_number_for_a_text_key_reads_as_the_command_line_would(site, tmp_path):
+    """``bind = 5`` was a TypeError traceback; it is ``--bind 5`` now."""
+    status, err = one_line_error(config(tmp_path, "bind = 5\n"))
+    assert status == 0 and "Traceback" not in err, err
