@@ -50,6 +50,12 @@ def _positive_int(text):
     return value
 
 
+# The longest timeout a flag takes: "inf" or 1e300 would overflow a
+# socket's timeout (--arch mt/mp reset every connection) and disable the
+# limit the flag is for without saying so.
+MAX_SECONDS = 365 * 86400
+
+
 def _seconds(text):
     try:
         value = float(text)
@@ -57,6 +63,9 @@ def _seconds(text):
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    if not value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS} seconds (a year), "
+                                         f"got {text}")
     return value
 
 
@@ -88,7 +97,7 @@ def size(text):
     unit = t[-1:] if t[-1:] in _SIZE_UNITS and t[-1:] else ""
     try:
         value = int(float(t[:len(t) - len(unit)]) * _SIZE_UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):     # OverflowError: "1e400" is infinite
         raise argparse.ArgumentTypeError(
             f"not a size: {text!r} (use bytes or a k/m/g suffix, e.g. 64m)") from None
     if value < 0:

@@ -206,15 +206,25 @@ def locate(config, message):
 def read_toml(path):
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"--config {path}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # A TOML file is UTF-8 (TOML 1.0 "Spec"); an editor's Latin-1 save
+        # must say where, not end in a traceback (or, on SIGHUP, a master).
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UsageError(f"{path}:{line}: not valid TOML: byte 0x{data[e.start]:02x} is not "
+                         f"UTF-8; save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         line = re.search(r"at line (\d+)", str(e))
         where = f"{path}:{line.group(1)}" if line else path
         raise UsageError(f"{where}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise UsageError(f"--config {path}: {e.strerror}") from None
 
 
 def actions_by_dest(parser):
@@ -262,6 +272,8 @@ def _convert_one(path, key, value, action, flag):
             value = action.type(str(value))
         except (argparse.ArgumentTypeError, ValueError, TypeError) as e:
             raise UsageError(f"{path}: {key} = {value!r}: {e} ({flag})") from None
+    elif action.choices is None:
+        value = str(value)      # as the command line gives it (bind = 5 is "5")
     if action.choices is not None and value not in action.choices:
         allowed = ", ".join(map(str, action.choices))
         raise UsageError(f"{path}: {key} = {value!r}: allowed values are {allowed}")
@@ -277,7 +289,10 @@ def toml_defaults(path, data, parser, plugin_names):
     for key, value in data.items():
         if key == "site":
             continue    # [[site]] tables: flashplug.sites
-        if key == "plugins" and isinstance(value, dict):
+        if key == "plugins" and not isinstance(value, dict):
+            defaults["plugins"] = config_selection(path, data)
+            continue
+        if key == "plugins":
             enable, options = plugin_tables(path, "", value, plugins_only, plugin_names)
             if enable is not None:
                 defaults["plugins"] = ",".join(enable)
@@ -392,10 +407,16 @@ def config_plugins_dirs(path, data):
 
 
 def config_selection(path, data):
-    """The plugins a config file enables, as a ``--plugins`` string, or None."""
+    """The plugins a config file enables, as a ``--plugins`` string, or None:
+    ``plugins = "cgi,autoindex"``, a list (as a site writes it), or the
+    ``enable`` of a ``[plugins]`` table."""
     value = data.get("plugins")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "enable" in value:
-        return _enable_list(path, value["enable"])
-    return None
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return _enable_list(path, value["enable"]) if "enable" in value else None
+    if isinstance(value, str) or (isinstance(value, list)
+                                  and all(isinstance(v, str) for v in value)):
+        return _enable_list(path, value)
+    raise UsageError(f"{At(path, 'plugins')}: plugins = {value!r}: expected plugin names "
+                     f"(\"cgi,autoindex\" or [\"cgi\", \"autoindex\"]) or a [plugins] table")

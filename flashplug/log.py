@@ -30,15 +30,25 @@ def clf_time(ts):
 
 
 def _quote(value):
-    """Escape a field for the log: no raw quotes, backslashes or controls."""
+    """Escape a field for the log: no raw quotes, backslashes, controls or
+    bytes past ASCII.  Request fields are str holding one character per
+    byte as received (ISO-8859-1), so ``\\xNN`` is that byte, as nginx and
+    Apache write it; written raw, a UTF-8 agent would come out re-encoded
+    (``cafÃ©``) and a C1 control could reach the terminal that shows the log."""
     if value is None:
         return "-"
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
     out = []
     for ch in value:
         if ch == '"' or ch == "\\":
             out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x20 or ord(ch) >= 0x7F:
+            # A str that is no byte string (a user name decoded as UTF-8)
+            # is escaped by its UTF-8 bytes.
+            data = ch.encode("latin-1") if ord(ch) <= 0xFF else \
+                ch.encode("utf-8", "surrogateescape")
+            out.extend(f"\\x{b:02x}" for b in data)
         else:
             out.append(ch)
     return "".join(out)

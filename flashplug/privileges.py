@@ -21,7 +21,7 @@ from flashplug.log import setup_error_log
 def lookup_user(name):
     try:
         return pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError, OverflowError):   # a NUL, a uid past the range
         raise UsageError(f"--user {name}: no such user on this machine "
                          f"(see /etc/passwd, or `id {name}`)") from None
 
@@ -29,7 +29,7 @@ def lookup_user(name):
 def lookup_group(name):
     try:
         return grp.getgrgid(int(name)).gr_gid if name.isdigit() else grp.getgrnam(name).gr_gid
-    except KeyError:
+    except (KeyError, ValueError, OverflowError):   # a NUL, a gid past the range
         raise UsageError(f"--group {name}: no such group on this machine "
                          f"(see /etc/group)") from None
 

@@ -76,7 +76,14 @@ FORBIDDEN_FIELDS = frozenset((
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Visible ASCII, space and tab, and obs-text (RFC 9110 §5.5): no CR, LF, NUL.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
-_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+# What www_to_apex leaves after "www.": labels with a dot between
+# ("example.org"), not "." or "example..org".
+_APEX = re.compile(r"[^.]+(\.[^.]+)+")
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)", re.ASCII)
+# The longest ``expires``: a cache takes a longer max-age as 2^31 seconds
+# (RFC 9111 §1.2.2), and a longer one would carry the Expires date past the
+# four-digit years an HTTP-date has (RFC 9110 §5.6.7).
+MAX_EXPIRES = 2 ** 31
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # Paths whose rule headers are remembered; cleared when full, so clients
 # inventing paths cannot grow it without limit.
@@ -154,7 +161,10 @@ class Rules:
             if expires is not None:
                 fields = fields + (("Expires", format_http_date(time.time() + expires)),)
             if fields:
-                names = {name.lower() for name, _ in fields}
+                # Vary is added to, never replaced: a cache must still see
+                # what the response varies on (Accept-Encoding for a
+                # negotiated file), as the cached path's prebuilt lines do.
+                names = {name.lower() for name, _ in fields} - {"vary"}
                 headers[:] = [h for h in headers if h[0].lower() not in names]
                 headers.extend(fields)
         if self.security:
@@ -220,9 +230,12 @@ def host_redirect_location(request):
     # The Host field as sent, port and all (request.host is the bare name);
     # an absolute-form target's authority is already in it.
     host = request.headers.get("host") or ""
-    if host[:4].lower() != "www." or "." not in host[4:].partition(":")[0]:
+    name = request.host     # lowercase, no port, no trailing dot
+    if not name.startswith("www.") or not _APEX.fullmatch(name[4:]):
         return None
-    target = request.target if request.target.startswith("/") else "/"
+    # The raw path and query, whichever form the target came in (an
+    # absolute-form target's own path, RFC 9112 §3.2.2).
+    target = request.raw_path + ("?" + request.query if request.query else "")
     return f"{request.scheme}://{host[4:]}{target}"
 
 
@@ -355,6 +368,11 @@ def _redirect_rule(item, where):
     if "*" in target[:-1] or (target.endswith("*") and not source.endswith("/*")):
         raise UsageError(f"{where}: to = {target!r}: a '*' may only end 'to', and only "
                          f"when 'from' ends in /*")
+    if target.endswith("*") and re.fullmatch(r"https?://[^/?#]*\*", target):
+        # The rest of the path would join the host: "/old/@evil.example"
+        # would send the browser to evil.example.
+        raise UsageError(f"{where}: to = {target!r}: the '*' must follow the URL's path, "
+                         f"as in \"{target[:-1]}/*\"")
     status = item.get("status", DEFAULT_REDIRECT_STATUS)
     if isinstance(status, bool) or status not in REDIRECT_STATUSES:
         raise UsageError(f"{where}: status = {status!r}: allowed values are "
@@ -390,14 +408,21 @@ def _glob_regex(pattern, where):
 
 
 def _duration(value, where):
-    """Seconds from ``3600`` or ``"30d"``/``"12h"``/``"15m"``/``"90s"``."""
+    """Seconds from ``3600`` or ``"30d"``/``"12h"``/``"15m"``/``"90s"``, at
+    most MAX_EXPIRES."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    m = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
-    if m is None:
-        raise UsageError(f'{where} = {value!r}: expected seconds or a duration like '
-                         f'"30d", "12h", "15m"')
-    return int(m.group(1)) * _UNITS[m.group(2)]
+        seconds = value
+    else:
+        m = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+        if m is None:
+            raise UsageError(f'{where} = {value!r}: expected seconds or a duration like '
+                             f'"30d", "12h", "15m"')
+        seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_EXPIRES:
+        raise UsageError(f"{where} = {value!r}: at most {MAX_EXPIRES} seconds (68 years, "
+                         f"the most a cache counts, RFC 9111 §1.2.2); nginx's "
+                         f"'expires max' is 3650d")
+    return seconds
 
 
 def _check_value(value, where):

@@ -235,8 +235,10 @@ class SiteTable:
             return found
         if self.wildcards:
             # One label, as a wildcard certificate covers (RFC 6125 §6.4.3),
-            # so the site that answers is the one whose certificate shows.
-            found = self.wildcards.get(host.partition(".")[2])
+            # so the site that answers is the one whose certificate shows;
+            # an empty one (".example.org") is none.
+            label, _, parent = host.partition(".")
+            found = self.wildcards.get(parent) if label else None
             if found is not None:
                 return found
         return self.default

@@ -14,6 +14,7 @@ the upstream, byte for byte.  The path picks the behaviour:
                    answer when the next request on it comes (an
                    idle connection closed just as it is reused)
 ``/badheader``     a response field with a bare CR in its value
+``/badreason``     a reason phrase with a control character
 ``/crash``         promises 1 MB, sends 100 kB, closes
 ``/hold``          never answers; ``closed`` gets set when the
                    proxy closes the connection
@@ -154,6 +155,9 @@ class RecordingUpstream:
             return False
         elif path.endswith("/badheader"):
             conn.sendall(b"HTTP/1.1 200 OK\r\nX-Bad: a\rb\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        elif path.endswith("/badreason"):
+            conn.sendall(b"HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok")
             return True
         elif path.endswith("/hop"):
             conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: 1\r\n"

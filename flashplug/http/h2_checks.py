@@ -90,6 +90,10 @@ def request_parts(fields):
         raise StreamError("missing :scheme or :path")
     if _BAD_VALUE.search(path) or b" " in path or (authority and _BAD_VALUE.search(authority)):
         raise StreamError("invalid :path or :authority")
+    if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+        # §8.3.1: the path and query (origin form), or "*" for OPTIONS; an
+        # absolute form would name a host beside :authority.
+        raise StreamError(":path is not a path")
     return method.decode("ascii"), path.decode("latin-1"), authority, regular
 
 

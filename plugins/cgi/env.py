@@ -129,7 +129,10 @@ def build_env(request, script, base, docroot, content_length,
         "SERVER_PORT": str(request.server_port),
         "REQUEST_METHOD": request.method,
         "REQUEST_SCHEME": request.scheme,
-        "REQUEST_URI": _wire(request.target),
+        # The path and query as sent (nginx's $request_uri), also for an
+        # absolute-form target, whose scheme and host are not the path.
+        "REQUEST_URI": _wire(request.target if request.target.startswith("/") else
+                             request.raw_path + ("?" + request.query if request.query else "")),
         "QUERY_STRING": _wire(request.query),
         "SCRIPT_NAME": script.script_name,
         "SCRIPT_FILENAME": script.filename,

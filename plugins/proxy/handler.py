@@ -266,14 +266,24 @@ class _Body:
 
 def _upgrade_asked(request):
     """The ``Upgrade`` value to pass on for a WebSocket handshake (a GET
-    without a body that lists ``upgrade`` in Connection), else None."""
+    without a body that lists ``upgrade`` in Connection), else None.
+
+    HTTP/2 is never asked for: an upstream that switched to h2c would take
+    requests inside the tunnel that the proxy never sees (h2c smuggling),
+    and RFC 9113 §3.1 has deprecated that upgrade anyway."""
     value = request.headers.get("upgrade")
     if value is None or request.method != "GET" or request.content_length \
             or request.chunked:
         return None
     if "upgrade" not in connection_tokens(request.headers.get_all("connection")):
         return None
-    return value
+    protocols = [p.strip() for p in value.split(",")
+                 if p.strip() and p.strip().partition("/")[0].lower() not in _HTTP2]
+    return ", ".join(protocols) or None
+
+
+# The protocol names of HTTP/2 in an Upgrade field (RFC 9113 §3.1).
+_HTTP2 = ("h2c", "h2")
 
 
 async def _feed(conn, body, chunked, timeout):

@@ -10,9 +10,9 @@ mean two things upstream.  Hop-by-hop fields (RFC 9110 §7.6.1) are dropped
 both ways: ``Connection`` and every field it names, ``Keep-Alive``,
 ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade`` and ``Proxy-*``.
 
-A client's own ``X-Forwarded-*`` and ``Forwarded`` fields are dropped and
-ours sent instead (Caddy does the same): an upstream can trust them to
-name the peer flashplug saw.  Field names with ``_`` are dropped too, as
+A client's own ``X-Forwarded-*``, ``X-Real-IP`` and ``Forwarded`` fields
+are dropped and ours sent instead (Caddy does the same): an upstream can
+trust them to name the peer flashplug saw.  ``Proxy`` (httpoxy) is dropped.  Field names with ``_`` are dropped too, as
 nginx does (``underscores_in_headers off``): a WSGI or CGI application
 would read ``X_Forwarded_For`` as ``X-Forwarded-For``.
 
@@ -25,6 +25,8 @@ the end of the connection.  Anything else is
 an :class:`UpstreamError` (the handler answers 502).  Interim 1xx
 responses are skipped; 101 ends the message when an upgrade was asked for.
 """
+import re
+
 import httptools
 
 from flashplug.http.framing import strip_framing_for_status
@@ -37,8 +39,15 @@ MAX_HEAD = 64 * 1024
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-encoding",
                         "upgrade", "proxy-connection", "proxy-authenticate",
                         "proxy-authorization"))
+# HTTP2-Settings only ever goes with an h2c upgrade, which is not passed on
+# (handler._upgrade_asked); RFC 9113 §3.1 deprecates both.  "Proxy" is no
+# field of HTTP, only httpoxy's (CVE-2016-5385: HTTP_PROXY to a CGI app).
+# X-Real-IP is ours, like X-Forwarded-For.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
-                              "x-forwarded-proto", "x-forwarded-host", "forwarded"}
+                              "x-forwarded-proto", "x-forwarded-host", "forwarded",
+                              "x-real-ip", "http2-settings", "proxy"}
+# What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
+_BAD_REASON = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 _RESPONSE_DROP = HOP_BY_HOP
 
 
@@ -78,7 +87,8 @@ def request_head(request, target, upgrade, default_host):
             continue
         lines.append(f"{name}: {value}\r\n")
     addr = request.remote_addr
-    lines.append(f"X-Forwarded-For: {addr}\r\nX-Forwarded-Proto: {request.scheme}\r\n")
+    lines.append(f"X-Forwarded-For: {addr}\r\nX-Real-IP: {addr}\r\n"
+                 f"X-Forwarded-Proto: {request.scheme}\r\n")
     node = f'"[{addr}]"' if ":" in addr else addr or "unknown"
     if host:
         lines.append(f"X-Forwarded-Host: {host}\r\n")
@@ -206,6 +216,8 @@ class ResponseReader:
         status = self._parser.get_status_code()
         if not 100 <= status <= 599:
             raise UpstreamError(f"sent status {status}")
+        if _BAD_REASON.search(self.reason):
+            raise UpstreamError("sent a reason phrase with a control character")
         if 100 <= status < 200 and status != 101:
             return       # interim (100 Continue, 103 Early Hints): skipped
         fields = self._fields

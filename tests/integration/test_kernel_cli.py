@@ -102,6 +102,10 @@ def test_bind_address_not_available(root):
     ["--port", "abc"], ["--port", "70000"], ["--port", "-1"], ["--header-timeout", "-1"],
     ["--keepalive-timeout", "zero"], ["--max-body-size", "lots"], ["--arch", "nope"],
     ["--workers", "0"], ["--log-level", "loud"], ["--no-such-flag"], ["--bind", "not an address"],
+    # Infinite or overflowing: a traceback before, or every connection of
+    # --arch mt reset (socket.settimeout(inf) overflows).
+    ["--cache-size", "1e400"], ["--max-body-size", "1e999m"], ["--header-timeout", "inf"],
+    ["--keepalive-timeout", "1e300"],
 ])
 def test_bad_flag_value(root, args):
     r = run("serve", root, *args)

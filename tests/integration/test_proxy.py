@@ -159,6 +159,25 @@ def test_hop_by_hop_fields_are_dropped_on_the_way_down(shared):
         assert name not in r.headers, name
 
 
+def test_a_reason_phrase_with_a_control_character_is_a_502(shared):
+    """llhttp takes any byte in a reason phrase; the upstream broke HTTP
+    (RFC 9112 §4), so the client gets 502, not the 500 of a plugin bug."""
+    r = requests.get(shared.url + "/badreason")
+    assert r.status_code == 502
+
+
+def test_proxy_and_x_real_ip_from_the_client_are_not_passed(shared):
+    """``Proxy`` is httpoxy (CVE-2016-5385: a CGI upstream would read it as
+    HTTP_PROXY); ``X-Real-IP`` would let a client name its own address to
+    an app that trusts nginx's usual header: ours replaces it."""
+    upstream = shared.upstream
+    requests.get(shared.url + "/x", headers={"Proxy": "http://evil.example:8080",
+                                             "X-Real-IP": "6.6.6.6"})
+    seen = upstream.requests[-1]
+    assert seen.header("proxy") is None
+    assert seen.header("x-real-ip") == "127.0.0.1"
+
+
 def test_underscore_fields_are_not_passed(shared):
     s, upstream = shared, shared.upstream
     requests.get(s.url + "/x", headers={"X_Forwarded_For": "6.6.6.6", "X-Ok": "1"})
@@ -551,3 +570,24 @@ def test_upgrade_refused_upstream_is_a_plain_answer(shared):
             data += more
     assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"index\n")
     assert b"Connection: close" in data
+
+
+@pytest.mark.parametrize("upgrade", [b"h2c", b"H2C", b"h2c, websocket"])
+def test_an_h2c_upgrade_is_not_passed_upstream(shared, upgrade):
+    """h2c smuggling (Bishop Fox 2020; Go's ReverseProxy, golang/go#80416;
+    Traefik #13797): an upstream that took "Upgrade: h2c" would switch the
+    tunnel to HTTP/2, and every request inside it would pass the proxy
+    unseen (any path, not just the prefix).  The request goes on as a plain
+    one; a websocket named beside h2c is still passed."""
+    s, upstream = shared, shared.upstream
+    with s.connect() as c:
+        c.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: " + upgrade + b"\r\n"
+                  b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade\r\n\r\n")
+        data = b""
+        while more := c.recv(65536):
+            data += more
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"index\n")
+    seen = upstream.requests[-1]
+    assert seen.header("http2-settings") is None
+    passed = seen.header("upgrade")
+    assert passed == ("websocket" if b"websocket" in upgrade else None), passed

@@ -57,6 +57,18 @@ def test_common_extras():
     assert env["SERVER_ADDR"] == "127.0.0.1"
 
 
+def test_request_uri_of_an_absolute_form_target_is_its_path_and_query():
+    """RFC 9112 §3.2.2: a server accepts ``GET http://host/path``; the
+    application routes on REQUEST_URI, which is the path and query, as
+    nginx's $request_uri is (PHP front controllers split it at "?")."""
+    req = Request("GET", "http://example.org:8080/cgi-bin/app.py/a/b?x=%41",
+                  "/cgi-bin/app.py/a/b", "/cgi-bin/app.py/a/b", "x=%41", "1.1",
+                  Headers([("Host", "example.org:8080")]))
+    req.remote_addr, req.remote_port = "192.0.2.7", 51000
+    req.server_addr, req.server_port = "127.0.0.1", 8080
+    assert env_for(req)["REQUEST_URI"] == "/cgi-bin/app.py/a/b?x=%41"
+
+
 def test_client_address_from_a_trusted_proxy():
     # The request's remote_addr/remote_port are already the client's
     # (flashplug.http.forwarded); a header with no port leaves it unknown.

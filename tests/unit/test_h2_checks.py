@@ -45,12 +45,22 @@ def test_cookies_are_joined():
     ([BASE[0], BASE[1], BASE[3]], ":path"),
     ([BASE[0], BASE[1], (b":path", b""), BASE[3]], ":path"),
     ([BASE[0], BASE[1], (b":path", b"/a b"), BASE[3]], ":path"),
+    # §8.3.1: the path and query of the target (or "*" for OPTIONS), never
+    # the absolute form, whose authority could contradict :authority.
+    ([BASE[0], BASE[1], (b":path", b"http://other.example/a"), BASE[3]], ":path"),
+    ([BASE[0], BASE[1], (b":path", b"a/b"), BASE[3]], ":path"),
+    ([BASE[0], BASE[1], (b":path", b"*"), BASE[3]], ":path"),
     ([(b":method", b"G T")] + BASE[1:], ":method"),
     ([(b":method", b"CONNECT"), (b":authority", b"a:443"), (b":path", b"/")], "CONNECT"),
 ])
 def test_malformed_requests_are_stream_errors(fields, why):
     with pytest.raises(StreamError):
         request_parts(fields)
+
+
+def test_options_asterisk_is_allowed():
+    fields = [(b":method", b"OPTIONS"), BASE[1], (b":path", b"*"), BASE[3]]
+    assert request_parts(fields)[1] == "*"
 
 
 def test_te_trailers_is_allowed():

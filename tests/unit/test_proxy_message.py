@@ -25,7 +25,9 @@ def test_request_head_exact_bytes():
                          ("upgrade", "h2c"), ("proxy-authorization", "Basic x"),
                          ("proxy-connection", "keep-alive"), ("expect", "100-continue"),
                          ("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6"),
-                         ("x_forwarded_for", "6.6.6.6"), ("cookie", "a=1")),
+                         ("x_forwarded_for", "6.6.6.6"), ("x-real-ip", "6.6.6.6"),
+                         ("proxy", "http://evil.example"), ("http2-settings", "AAMA"),
+                         ("cookie", "a=1")),
                 length=5)
     assert request_head(r, "/app/x?y=1", None, "up") == (
         b"POST /app/x?y=1 HTTP/1.1\r\n"
@@ -33,6 +35,7 @@ def test_request_head_exact_bytes():
         b"content-type: text/plain\r\n"
         b"cookie: a=1\r\n"
         b"X-Forwarded-For: 192.0.2.7\r\n"
+        b"X-Real-IP: 192.0.2.7\r\n"
         b"X-Forwarded-Proto: http\r\n"
         b"X-Forwarded-Host: example.test\r\n"
         b'Forwarded: for=192.0.2.7;proto=http;host="example.test"\r\n'

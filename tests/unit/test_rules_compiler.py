@@ -23,7 +23,7 @@ def rules(text):
 
 def request(path, query="", method="GET", host="example.org", target=None):
     from flashplug.http.message import Headers
-    return types.SimpleNamespace(path=path, query=query, method=method,
+    return types.SimpleNamespace(path=path, raw_path=path, query=query, method=method,
                                  host=host.partition(":")[0].lower(),
                                  headers=Headers([("host", host)]), scheme="http",
                                  target=target or (path + ("?" + query if query else "")))

@@ -40,6 +40,7 @@ def test_exact_then_one_label_wildcard_then_default():
     assert table.choose("shop.example.org") == "apex"
     assert table.choose("x.dev.example.org") == "dev"
     assert table.choose("a.b.example.org") == "default"      # one label only
+    assert table.choose(".example.org") == "default"         # an empty label is none
     assert table.choose("example.net") == "default"
     assert table.choose("") == "default"
     assert sorted(table.all()) == ["apex", "default", "dev", "www"]
