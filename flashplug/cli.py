@@ -115,14 +115,28 @@ def _hsts(text):
     return value
 
 
+# Workers per CPU past which --workers is refused.  Each worker is a whole
+# process with its own caches (tens of MB); past one per CPU they only take
+# turns on the same cores, and a slip such as 100000 forked until the host
+# ran out of memory.
+WORKERS_PER_CPU_MAX = 16
+
+
 def _workers(text):
     if text == "auto":
         return os.cpu_count() or 1
     try:
-        return _positive_int(text)
+        value = _positive_int(text)
     except argparse.ArgumentTypeError as e:
         raise argparse.ArgumentTypeError(f"{e}; give a number of processes, or auto "
                                          f"for one per CPU") from None
+    cpus = os.cpu_count() or 1
+    if value > WORKERS_PER_CPU_MAX * cpus:
+        raise argparse.ArgumentTypeError(
+            f"{value} worker processes on {cpus} CPU(s) is more than "
+            f"{WORKERS_PER_CPU_MAX * cpus} ({WORKERS_PER_CPU_MAX} per CPU); one per CPU "
+            f"(auto) is usually best")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):

@@ -381,6 +381,15 @@ def test_workers_error_mentions_auto(root):
     assert_one_line_error(run("serve", root, "--workers", "many"), "not a whole number", "auto")
 
 
+def test_a_worker_count_that_would_fork_the_host_to_death_is_refused(root, tmp_path):
+    """--workers 100000 used to fork until the machine ran out of memory."""
+    assert_one_line_error(run("serve", root, "--workers", "100000"), "100000", "16 per CPU",
+                          "auto")
+    config = tmp_path / "w.toml"
+    config.write_text("workers = 100000\n")
+    assert_one_line_error(run("check", "--config", config), "w.toml:1", "16 per CPU")
+
+
 @pytest.mark.parametrize("flag, fix", [("--plugin", "--plugins"), ("--plugins-d", "--plugins-dir"),
                                        ("--prot", "--port")])
 def test_abbreviated_or_misspelt_option_is_one_line(root, flag, fix):
