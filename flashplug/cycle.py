@@ -179,9 +179,10 @@ class RequestCycle:
             self.feed(data, self.now)
         self.app.helpers.call(still_fresh, (entry,), done)
 
-    def _target_entry(self, parser, target, host):
+    def _target_entry(self, method, version, target, host):
         """The quickest path's test: the fresh cache entry a plain GET/HEAD
-        of ``target`` (bytes) with Host ``host`` is answered from, or None
+        (``method`` bytes, ``version`` str, as llhttp read them) of
+        ``target`` (bytes) with Host ``host`` is answered from, or None
         (then the request takes the full path).  The site it belongs to is
         left in ``m_site``: with sites, chosen by the raw Host value (one
         dict lookup); an absolute-form target's own authority could name
@@ -189,10 +190,8 @@ class RequestCycle:
         authority chose, so a wrong site finds no entry for it.  A file
         negotiated on Accept-Encoding (``entry.variants``) is sent as
         ``_target_variant`` says."""
-        method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
             return None
-        version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             return None
         sites = self.app.sites
@@ -212,8 +211,9 @@ class RequestCycle:
         return self.m_site.static.ready_variant(
             None if accept is None else accept.decode("latin-1"), entry)
 
-    def _answer_by_target(self, entry, parser, referer, agent, validators=None):
+    def _answer_by_target(self, entry, method, version, referer, agent, validators=None):
         """Answer from ``entry`` (``_target_entry``'s) with no Request object;
+        ``method`` (bytes) and ``version`` (str) as llhttp read them;
         ``referer`` and ``agent`` (bytes or None) are for the log.
 
         ``validators``: a dict of If-None-Match and If-Modified-Since (str,
@@ -221,8 +221,7 @@ class RequestCycle:
         would: 304 from the entry's prebuilt lines, else the 200.  Only a
         plain request's head is remembered (``m_answer``).
         """
-        version = parser.get_http_version()
-        head_only = parser.get_method() == b"HEAD"
+        head_only = method == b"HEAD"
         method = "HEAD" if head_only else "GET"
         referer = referer.decode("latin-1") if referer is not None else None
         agent = agent.decode("latin-1") if agent is not None else None
