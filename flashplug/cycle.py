@@ -33,7 +33,6 @@ from flashplug.http.conditionals import evaluate
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
-from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
 
@@ -88,21 +87,18 @@ def init_session(conn, app, peer, local, now):
 
 
 class KnownHead:
-    """What a remembered request head asks for, and what its log line needs."""
+    """What a remembered shape of request head (``known_key``) asks for,
+    but the target, and what its log line needs."""
 
-    __slots__ = ("target", "key", "head_only", "version", "keep_alive", "referer", "agent",
-                 "method", "target_text", "site")
+    __slots__ = ("head_only", "version", "keep_alive", "referer", "agent", "method", "site")
 
-    def __init__(self, target, head_only, version, keep_alive, referer, agent, site):
-        self.target = target            # the raw request-target (bytes)
-        self.key = target_key(target)   # its key in StaticFiles.by_target
+    def __init__(self, head_only, version, keep_alive, referer, agent, site):
         self.head_only = head_only      # HEAD rather than GET
         self.version = version          # "1.1" or "1.0"
         self.keep_alive = keep_alive    # the request allows another after it
         self.referer = referer
         self.agent = agent
         self.method = "HEAD" if head_only else "GET"
-        self.target_text = target.decode("latin-1")
         self.site = site                # the Vhost that answered it
 
 
@@ -131,23 +127,25 @@ class RequestCycle:
 
     # -- the remembered-head and cached paths -------------------------------------
 
-    def _answer_known(self, known, data):
-        """Answer request bytes seen before (``_answer_by_target`` remembered
-        them), without parsing them again.  False: the cache no longer has
-        the entry, so the request takes the full path."""
+    def _answer_known(self, known, path, target, data):
+        """Answer request bytes ``data`` of a shape seen before
+        (``_answer_by_target`` remembered it), for the request-target
+        ``target`` whose path is ``path`` (bytes, see ``known_key``),
+        without parsing them.  False: the cache has no entry for the path,
+        so the request takes the full path."""
         static = known.site.static
-        entry = static.by_target.get(known.key)
+        entry = static.by_target.get(path)
         if entry is None or entry.dead or entry.vary:
             # (A negotiated file's head is never remembered, but the file
             # may have become one since: its answer needs the parse.)
             return False
         if not static.cache.is_fresh(entry, self.now):
-            self._revalidate_known(known, entry, data)
+            self._revalidate_known(known, path, target, entry, data)
             return True
         entry.used = True
         self.app.stats.cache_hits += 1
         size = write_entry(self, known.head_only, known.version, known.keep_alive, entry)
-        self._account(200, size, known.method, known.target_text, known.version,
+        self._account(200, size, known.method, target.decode("latin-1"), known.version,
                       known.referer, known.agent, known.site)
         if self.closing:
             self._close_when_flushed()
@@ -155,7 +153,7 @@ class RequestCycle:
             self.deadline = self.now + self.keepalive_timeout   # deadline_for("idle")
         return True
 
-    def _revalidate_known(self, known, entry, data):
+    def _revalidate_known(self, known, path, target, entry, data):
         """The file behind a known head is due for its stat (--cache-valid):
         one helper trip, then the answer.  If the file changed, the bytes are
         parsed after all, and the full path reloads it."""
@@ -173,7 +171,7 @@ class RequestCycle:
             self.resume_reading(PAUSE_REVALIDATE)
             if fresh and not entry.dead:
                 entry.trust(started)
-                if self._answer_known(known, data):
+                if self._answer_known(known, path, target, data):
                     return
             self.m_answer = None
             self.feed(data, self.now)
@@ -235,8 +233,7 @@ class RequestCycle:
             if validators is None and not entry.vary:
                 # What a KnownHead needs, should these bytes be remembered
                 # (never for a negotiated file: KnownHead has no variant).
-                self.m_answer = (self.m_url, head_only, version, keep, referer, agent,
-                                 self.m_site)
+                self.m_answer = (head_only, version, keep, referer, agent, self.m_site)
             status, size = 200, write_entry(self, head_only, version, keep, entry)
         self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent,
                       self.m_site)

@@ -132,6 +132,52 @@ _SCANNED = re.compile(rb"\r\n(host|connection|referer|user-agent|content-length|
                       rb"[ \t]*([^\r]*)")
 
 
+# The holes of a remembered head (``known_key``): bytes that may differ from
+# one request to the next while the answer is still the one remembered for
+# the rest.  An origin-form target of the characters RFC 3986 allows
+# unescaped in a path and a query, and a Cookie value of printable ASCII and
+# HTAB: llhttp (strict) accepts all of them there.  Anything else takes the
+# parser, which decides.
+_PATH_CHARS = rb"[-A-Za-z0-9._~!$&'()*+,;=:@/%]"
+_REQUEST_LINE = re.compile(rb"[^ ]+ ((/" + _PATH_CHARS + rb"*)(?:\?[-A-Za-z0-9._~!$&'()*+,;=:@/%?]*)?) ")
+_COOKIE_HOLE = re.compile(rb"\r\nCookie:([\t\x20-\x7e]*)\r\n")
+
+
+def known_key(head):
+    """The shape of a whole request head (bytes), its key among remembered
+    heads (``StaticFiles.known_heads``), with the path of its target (its
+    key in ``by_target``, see ``flashplug.static.target_key``) and the
+    target itself: ``(shape, path, target)``.  The shape is the head with
+    the target and the value of a ``Cookie`` field each cut out and a NUL
+    in its place.  None when the head has no such shape (a NUL in it, or a
+    target of other characters): then it is parsed.
+
+    A browser sends the same head for many targets, and again and again
+    but for its cookies; a cache-busting query changes the target too.  No
+    cookie changes the answer of the cached path (no hook runs there, the
+    access log does not show them), and the target is looked up in
+    ``by_target`` on every answer.  A head of a remembered shape is the
+    remembered head with another target and Cookie value, each of bytes
+    llhttp accepts there: llhttp parses it field for field as it did the
+    remembered one, so the answer is the one the parser leads to.  No valid
+    head holds a NUL (llhttp refuses one anywhere), so the NULs mark the
+    cuts exactly: two heads share a shape only if they differ in those two
+    places alone.
+    """
+    if b"\0" in head:
+        return None
+    line = _REQUEST_LINE.match(head)
+    if line is None:
+        return None
+    start, end = line.span(1)
+    path, target = head[start:line.end(2)], head[start:end]
+    cookie = _COOKIE_HOLE.search(head, end)
+    if cookie is None:
+        return head[:start] + b"\0" + head[end:], path, target
+    cut, rest = cookie.span(1)
+    return b"".join((head[:start], b"\0", head[end:cut], b"\0", head[rest:])), path, target
+
+
 def _joined(value, more):
     """A repeated field's values as the log shows them (``Headers.get``)."""
     return more if value is None else value + b", " + more
