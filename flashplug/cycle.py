@@ -90,9 +90,10 @@ class KnownHead:
     """What a remembered shape of request head (``known_key``) asks for,
     but the target, and what its log line needs."""
 
-    __slots__ = ("head_only", "version", "keep_alive", "referer", "agent", "method", "site")
+    __slots__ = ("head_only", "version", "keep_alive", "referer", "agent", "method", "site",
+                 "validators")
 
-    def __init__(self, head_only, version, keep_alive, referer, agent, site):
+    def __init__(self, head_only, version, keep_alive, referer, agent, site, validators):
         self.head_only = head_only      # HEAD rather than GET
         self.version = version          # "1.1" or "1.0"
         self.keep_alive = keep_alive    # the request allows another after it
@@ -100,6 +101,9 @@ class KnownHead:
         self.agent = agent
         self.method = "HEAD" if head_only else "GET"
         self.site = site                # the Vhost that answered it
+        # If-None-Match / If-Modified-Since (a dict, as _answer_by_target
+        # takes it), or None: weighed against the target's entry each time.
+        self.validators = validators
 
 
 class ErrorItem:
@@ -144,8 +148,15 @@ class RequestCycle:
             return True
         entry.used = True
         self.app.stats.cache_hits += 1
-        size = write_entry(self, known.head_only, known.version, known.keep_alive, entry)
-        self._account(200, size, known.method, target.decode("latin-1"), known.version,
+        validators = known.validators
+        if validators is not None and \
+                evaluate(known.method, validators.get, entry.etag, entry.mtime) == 304:
+            write_not_modified(self, known.version, known.keep_alive, entry)
+            status, size = 304, 0
+        else:
+            status = 200
+            size = write_entry(self, known.head_only, known.version, known.keep_alive, entry)
+        self._account(status, size, known.method, target.decode("latin-1"), known.version,
                       known.referer, known.agent, known.site)
         if self.closing:
             self._close_when_flushed()
@@ -216,8 +227,10 @@ class RequestCycle:
 
         ``validators``: a dict of If-None-Match and If-Modified-Since (str,
         the only preconditions present), evaluated as ``respond_with``
-        would: 304 from the entry's prebuilt lines, else the 200.  Only a
-        plain request's head is remembered (``m_answer``).
+        would: 304 from the entry's prebuilt lines, else the 200.  What a
+        ``KnownHead`` needs is left in ``m_answer``, should the head's shape
+        be remembered (never for a negotiated file: a KnownHead has no
+        variant).
         """
         head_only = method == b"HEAD"
         method = "HEAD" if head_only else "GET"
@@ -230,11 +243,9 @@ class RequestCycle:
             write_not_modified(self, version, keep, entry)
             status, size = 304, 0
         else:
-            if validators is None and not entry.vary:
-                # What a KnownHead needs, should these bytes be remembered
-                # (never for a negotiated file: KnownHead has no variant).
-                self.m_answer = (head_only, version, keep, referer, agent, self.m_site)
             status, size = 200, write_entry(self, head_only, version, keep, entry)
+        if not entry.vary:
+            self.m_answer = (head_only, version, keep, referer, agent, self.m_site, validators)
         self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent,
                       self.m_site)
         self.state = "busy"

@@ -193,3 +193,26 @@ def test_one_shape_with_other_targets_and_cookies(server_factory, root):
     srv.stop()
     logged = [ln.split('"')[1].split(" ")[1] for ln in srv.log().splitlines() if '"GET ' in ln]
     assert [t.decode() for t in sent] == [t for t in logged if "\\x01" not in t]
+
+
+def test_remembered_revalidation_sees_an_edit(server_factory, root):
+    # A browser revalidating with a changing cookie: 304s from its remembered
+    # shape, then the edited file (200), then 304s for its new validators.
+    srv = server_factory(root, "--cache-valid", "0.05", "--access-log", "off")
+    w = wire(srv)
+    w.send(req("/a.txt"))
+    status, headers, _ = w.response()
+    etag = headers["etag"][0].encode()
+    shape = b"GET /a.txt HTTP/1.1\r\nHost: t\r\nCookie: n=%d\r\nIf-None-Match: %s\r\n\r\n"
+    for i in range(4):
+        w.send(shape % (i, etag))
+        assert w.response()[0] == 304
+    (root / "a.txt").write_bytes(b"edited, and longer\n")
+    time.sleep(0.2)
+    w.send(shape % (9, etag))
+    status, headers, body = w.response()
+    assert (status, body) == (200, b"edited, and longer\n")
+    for i in range(4):
+        w.send(shape % (i, headers["etag"][0].encode()))
+        assert w.response()[0] == 304
+    w.close()

@@ -381,3 +381,26 @@ def test_heads_of_a_remembered_shape_answer_as_the_full_path(docroot, monkeypatc
     assert fast.stats.bytes_sent == full.stats.bytes_sent
     assert sum(known) > 150, "remembered shapes were hardly used"
     assert {s for s in fast.stats.status_counts} >= {200, 206, 301, 304, 400, 404}
+
+
+def test_a_remembered_revalidation_sees_an_edit(docroot):
+    """A revalidation answered 304 from a remembered head gets the new file
+    (200) once the file changed, and 304 again for the new validators."""
+    app = make_app(docroot, "--cache-valid", "3600")
+    etag, modified = validators(app, "loop")
+    validators(app, "loop")             # from the cache: by_target knows /a.txt
+    head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\nIf-None-Match: " + etag + b"\r\n\r\n"
+    for i in range(3):
+        out, _ = exchange(app, "loop", head % i)
+        assert out.startswith(b"HTTP/1.1 304 ")
+    assert any(k.validators for k in app.static.known_heads.values())
+    (docroot / "a.txt").write_text("edited, and longer\n")
+    app.static.cache.valid = 0          # --cache-valid has run out
+    out, _ = exchange(app, "loop", head % 9)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"edited, and longer\n")
+    app.static.cache.valid = 3600
+    new_etag, _ = validators(app, "loop")
+    assert new_etag != etag
+    for i in range(3):
+        out, _ = exchange(app, "loop", head.replace(etag, new_etag) % i)
+        assert out.startswith(b"HTTP/1.1 304 ")
