@@ -42,10 +42,11 @@ from flashplug.tunnel import Tunnel
 
 RECV_SIZE = 256 * 1024
 # Request heads up to this size that were answered from the cache are
-# remembered by their shape (StaticFiles.known_heads, flashplug.http.h1's
+# remembered by their shape (StaticFiles.known_shapes, flashplug.http.h1's
 # known_key: all but the target and a Cookie value), so a head of that shape
-# skips the parser.  A browser's or a load generator's heads are a few
-# hundred bytes.
+# skips the parser; a head of a known shape that comes again byte for byte
+# is remembered whole too (StaticFiles.known_heads).  A browser's or a load
+# generator's heads are a few hundred bytes.
 KNOWN_HEAD_MAX = 2048
 _RECV_BUFFER = bytearray(RECV_SIZE)
 _RECV_VIEW = memoryview(_RECV_BUFFER)
@@ -116,15 +117,26 @@ class Connection(H1Protocol, RequestCycle):
         state = self.state
         if state == "idle" and n <= KNOWN_HEAD_MAX \
                 and _RECV_BUFFER.endswith(b"\r\n\r\n", 0, n):
-            # Between requests, a short complete head: maybe one we know.
+            # Between requests, a short complete head: maybe one we know,
+            # byte for byte or by its shape.
             data = bytes(_RECV_VIEW[:n])
-            shape = known_key(data)
-            known = None if shape is None else self.app.static.known_heads.get(shape[0])
-            if known is None or not self._answer_known(known, shape[1], shape[2], data):
-                self.m_answer = None
-                self.feed(data, now)
-                if self.m_answer is not None and shape is not None:
-                    self._remember_head(shape[0], data)
+            static = self.app.static
+            found = static.known_heads.get(data)
+            shape = None
+            if found is not None:
+                if self._answer_known(*found, data):
+                    return
+            else:
+                shape = known_key(data)
+                known = None if shape is None else static.known_shapes.get(shape[0])
+                if known is not None and self._answer_known(known, shape[1], shape[2], data):
+                    if static.seen_before(data):
+                        static.remember_head(data, (known, shape[1], shape[2]))
+                    return
+            self.m_answer = None
+            self.feed(data, now)
+            if self.m_answer is not None and shape is not None:
+                self._remember_shape(shape[0], data)
             return
         if state == "lingering":
             return
@@ -169,14 +181,14 @@ class Connection(H1Protocol, RequestCycle):
         H2Connection(self.app, self.transport, (self.peer_addr, self.peer_port),
                      (self.local_addr, self.local_port), data)
 
-    def _remember_head(self, key, data):
+    def _remember_shape(self, shape, data):
         answer = self.m_answer
         self.m_answer = None
         static = self.app.static
         # One message exactly: a plain GET/HEAD has no body, so its head's
         # blank line is the end of the message, and there is only one.
-        if static.seen_before(key) and data.count(b"\r\n\r\n") == 1:
-            static.remember_head(key, KnownHead(*answer))
+        if static.seen_before(shape) and data.count(b"\r\n\r\n") == 1:
+            static.remember_shape(shape, KnownHead(*answer))
 
     def _on_eof(self):
         self.eof = True

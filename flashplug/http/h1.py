@@ -145,7 +145,7 @@ _COOKIE_HOLE = re.compile(rb"\r\nCookie:([\t\x20-\x7e]*)\r\n")
 
 def known_key(head):
     """The shape of a whole request head (bytes), its key among remembered
-    heads (``StaticFiles.known_heads``), with the path of its target (its
+    heads (``StaticFiles.known_shapes``), with the path of its target (its
     key in ``by_target``, see ``flashplug.static.target_key``) and the
     target itself: ``(shape, path, target)``.  The shape is the head with
     the target and the value of a ``Cookie`` field each cut out and a NUL

@@ -1,4 +1,4 @@
-"""Remembered request heads (``StaticFiles.known_heads``) on a real server.
+"""Remembered request heads (``StaticFiles.known_shapes``, ``known_heads``) on a real server.
 
 A plain cached GET/HEAD whose exact bytes arrive again on an idle
 connection is answered without running the parser.  These tests send the

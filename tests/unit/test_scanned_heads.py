@@ -180,40 +180,41 @@ def test_queries_do_not_fill_the_target_table(docroot):
 
 
 def test_heads_a_client_invents_stay_bounded(docroot):
-    """Remembered heads (``known_heads``, keyed by their shape) are bounded
-    however many distinct heads a client invents; a shape is kept on its
-    second sight only, and only an answer from the cache is remembered:
-    errors, misses and ranges never are.  Heads that differ only in their
-    target and cookie take one entry."""
+    """Remembered shapes (``known_shapes``) and exact heads (``known_heads``)
+    are bounded however many distinct heads a client invents; each is kept
+    on its second sight only, and only an answer from the cache is
+    remembered: errors, misses and ranges never are.  Heads that differ
+    only in their target and cookie take one shape."""
     app = make_app(docroot, "--cache-entries", "10", "--cache-valid", "3600")
     static = app.static
     limit = static.target_memory
     for i in range(limit + 300):
         exchange(app, "loop", b"GET /a.txt?q=%d HTTP/1.1\r\nHost: x\r\nX-N: %d\r\n\r\n" % (i, i))
         assert len(static.heads_seen) <= limit
-    assert not static.known_heads       # each shape came once: none is kept
+    assert not static.known_shapes      # each shape came once: none is kept
     assert len(static.by_target) == 1
-    for i in range(limit + 300):        # each twice: kept, up to the bound
+    for i in range(limit + 300):        # each four times: kept, up to the bound
         head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: n=%d\r\n\r\n" % i
-        exchange(app, "loop", head)
-        exchange(app, "loop", head)
-        assert len(static.known_heads) <= limit
-    assert static.known_heads
+        for _ in range(4):     # the shape from the second, the bytes from the fourth
+            exchange(app, "loop", head)
+        assert len(static.known_shapes) <= limit and len(static.known_heads) <= limit
+    assert static.known_shapes and static.known_heads
+    static.known_shapes.clear()
     static.known_heads.clear()
     for i in range(limit + 300):        # a new query and cookie each time: one shape
         exchange(app, "loop", b"GET /a.txt?v=%d HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n"
                  % (i, i))
-    assert len(static.known_heads) == 1
-    static.known_heads.clear()
+    assert len(static.known_shapes) == 1 and not static.known_heads
+    static.known_shapes.clear()
     for junk in (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
                  b"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-Match: *\r\n\r\n",
                  b"GET /a.txt HTTP/1.1\r\nHost: bad host\r\n\r\n",
                  b"GET /a.txt HTTP/1.1\r\n\r\n",
                  b"POST /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
                  b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n"):
-        for _ in range(2):
+        for _ in range(3):
             exchange(app, "loop", junk)
-    assert not static.known_heads
+    assert not static.known_shapes and not static.known_heads
 
 
 # -- any head (hypothesis) -------------------------------------------------------
@@ -369,7 +370,7 @@ def test_heads_of_a_remembered_shape_answer_as_the_full_path(docroot, monkeypatc
     for head in heads:                  # each shape twice: remembered
         for cookie in (b"n=1", b"n=2"):
             same_answers(fast, full, "loop", fill(head, b"/a.txt", cookie))
-    assert fast.static.known_heads
+    assert fast.static.known_shapes
     rng = random.Random(5)
     for i in range(800):
         target = rng.choice(SHAPE_TARGETS)
@@ -393,7 +394,7 @@ def test_a_remembered_revalidation_sees_an_edit(docroot):
     for i in range(3):
         out, _ = exchange(app, "loop", head % i)
         assert out.startswith(b"HTTP/1.1 304 ")
-    assert any(k.validators for k in app.static.known_heads.values())
+    assert any(k.validators for k in app.static.known_shapes.values())
     (docroot / "a.txt").write_text("edited, and longer\n")
     app.static.cache.valid = 0          # --cache-valid has run out
     out, _ = exchange(app, "loop", head % 9)
