@@ -53,7 +53,13 @@ def rss_kib(pid: int) -> int:
 
 
 def attack(mode: str, port: int, sockets: int, seconds: int, target: str, log) -> subprocess.Popen:
-    cmd = ["taskset", "-c", servers.CLIENT_CPU, "slowhttptest", *MODES[mode], "-c", str(sockets),
+    # The attacker shares CPU 1 with wrk.  slowhttptest polls its sockets in a
+    # busy loop (70% of a core); at normal priority it takes that CPU from
+    # wrk, and the active client's figure then measures the load generator,
+    # not the server (nginx "kept" 0.41-0.46 that way).  At nice 19 it gets
+    # what wrk leaves; its sockets stay open and slow all the same, which
+    # is the attack (`attacker_open_at_end` shows it held).
+    cmd = ["nice", "-n", "19", "taskset", "-c", servers.CLIENT_CPU, "slowhttptest", *MODES[mode], "-c", str(sockets),
            "-r", str(max(200, sockets // 5)), "-l", str(seconds), "-g", "-o", "/tmp/slowhttptest-flashplug",
            "-u", f"http://127.0.0.1:{port}{target}", "-p", "5"]
     if mode == "slowbody":

@@ -2,14 +2,23 @@
 
 Theory of operation: a document root is generated with files of every size
 class (empty to 4 MiB), a listing folder, and CGI scripts (an echo of a
-POST body, a hello).  A server is started (``flashplug serve``, one worker
-unless told otherwise) and ``--clients`` threads send a random mix for
-``--duration`` seconds: whole files, single and multiple ranges,
-revalidation with If-None-Match and If-Modified-Since (304 expected),
-CGI POST echoes of random bodies, listings.  Each response's status and
-the sha256 of its body are checked against what the files say.  Every
-``--sample`` seconds the server's RSS, open descriptors and zombie
-children are read from /proc.
+POST body, a hello).  Two servers are started on it (``flashplug serve``,
+one worker each unless told otherwise):
+
+* the front, over HTTPS (a certificate from ``trustme``, verified by the
+  clients), with the cgi and autoindex plugins, a FastCGI WSGI app that
+  flashplug spawns and supervises (``flup``, ``/app``), and the proxy
+  plugin passing ``/up/`` to
+* the upstream, a plain-HTTP flashplug on the same root.
+
+``--clients`` threads send a random mix to the front for ``--duration``
+seconds: whole files, single and multiple ranges, revalidation with
+If-None-Match and If-Modified-Since (304 expected), CGI POST echoes of
+random bodies, listings, FastCGI POST echoes, and whole files, ranges and
+POSTs through the proxy.  Each response's status and the sha256 of its body
+are checked against what the files say.  Every ``--sample`` seconds each
+server's RSS, open descriptors and zombie children (the front's figures
+count its FastCGI processes' children too) are read from /proc.
 
 Figures printed (JSON, one line) and what issue #13 asks of them: wrong
 bodies 0, errors 0, RSS drift after warm-up under 10%, descriptors flat,
@@ -43,6 +52,25 @@ exec cat
 """
 HELLO = """#!/bin/sh
 printf 'Content-Type: text/plain\\n\\nhello from sh\\n'
+"""
+# The FastCGI backend: flup's WSGIServer on descriptor 0, as a web server
+# that spawns it arranges (FCGI_LISTENSOCK_FILENO).  POST echoes the body;
+# GET answers N deterministic bytes for ?n=N.
+FCGI_APP = """import hashlib
+from flup.server.fcgi import WSGIServer
+
+
+def app(environ, start_response):
+    if environ["REQUEST_METHOD"] == "POST":
+        body = environ["wsgi.input"].read()
+    else:
+        n = int(environ.get("QUERY_STRING", "n=0").partition("=")[2] or 0)
+        body = (hashlib.sha256(b"%d" % n).hexdigest().encode() * (n // 64 + 1))[:n]
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [body]
+
+
+WSGIServer(app, multithreaded=True).run()
 """
 
 
@@ -90,18 +118,23 @@ def proc_figures(pid: int) -> dict:
 class Checker:
     """One client thread's mix; counts what went right and wrong."""
 
-    def __init__(self, url: str, files: dict[str, bytes], seed: int):
+    def __init__(self, url: str, files: dict[str, bytes], seed: int, ca_file: str):
         self.url = url
         self.files = files
         self.rnd = random.Random(seed)
         self.session = requests.Session()
+        self.session.verify = ca_file
+        # Else REQUESTS_CA_BUNDLE (or a proxy) from the environment wins over
+        # the session's settings.
+        self.session.trust_env = False
         self.etags: dict[str, str] = {}
         self.counts = {"requests": 0, "bytes": 0, "wrong": 0, "errors": 0}
         self.problems: list[str] = []
 
     def one(self) -> None:
-        kind = self.rnd.choices(["file", "range", "ranges", "reval", "echo", "hello", "list"],
-                                [40, 15, 5, 15, 10, 5, 10])[0]
+        kind = self.rnd.choices(["file", "range", "ranges", "reval", "echo", "hello", "list",
+                                 "fcgi_get", "fcgi_post", "up_file", "up_range", "up_post"],
+                                [30, 10, 5, 10, 8, 4, 8, 6, 6, 6, 4, 3])[0]
         try:
             getattr(self, "_" + kind)()
         except requests.RequestException as e:
@@ -162,27 +195,92 @@ class Checker:
         r = self.session.get(self.url + "/list/", timeout=30)
         self._check("listing", r.status_code == 200 and r.content.count(b"entry-") >= 50, r)
 
+    def _fcgi_get(self) -> None:
+        n = self.rnd.choice([0, 10, 5000, 100_000, 1_000_000])
+        want = (hashlib.sha256(b"%d" % n).hexdigest().encode() * (n // 64 + 1))[:n]
+        r = self.session.get(f"{self.url}/app/get?n={n}", timeout=30)
+        self._check(f"fastcgi get {n}", r.status_code == 200 and r.content == want, r)
+
+    def _fcgi_post(self) -> None:
+        body = self.rnd.randbytes(self.rnd.choice([0, 10, 5000, 200_000]))
+        r = self.session.post(self.url + "/app/echo", data=body, timeout=30)
+        self._check("fastcgi echo", r.status_code == 200 and r.content == body, r)
+
+    def _up_file(self) -> None:
+        path, data = self.rnd.choice(list(self.files.items()))
+        r = self.session.get(self.url + "/up" + path, timeout=30)
+        self._check("proxied " + path, r.status_code == 200 and r.content == data, r)
+
+    def _up_range(self) -> None:
+        path, data = self.rnd.choice([(p, d) for p, d in self.files.items() if d])
+        a = self.rnd.randrange(len(data))
+        r = self.session.get(self.url + "/up" + path, headers={"Range": f"bytes={a}-"}, timeout=30)
+        self._check(f"proxied {path} {a}-", r.status_code == 206 and r.content == data[a:], r)
+
+    def _up_post(self) -> None:
+        # The upstream has no CGI, so a POST to a file is answered 405 by it:
+        # what is checked is that the body streamed through and the answer came
+        # back whole, with the connection pool still usable afterwards.
+        body = self.rnd.randbytes(self.rnd.choice([0, 10, 5000, 200_000]))
+        r = self.session.post(self.url + "/up/f3.bin", data=body, timeout=30)
+        self._check("proxied post", r.status_code == 405, r)
+
+
+def wait_listening(port: int, proc: subprocess.Popen) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server on port {port} exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def stop_server(proc: subprocess.Popen) -> str:
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err.decode(errors="replace")
+
 
 def soak(duration: float, clients: int, sample: float, warmup: float, exe: list[str],
          extra: list[str], log=print) -> dict:
+    import trustme
     with tempfile.TemporaryDirectory(prefix="flashplug-soak-") as tmp:
         files = make_root(Path(tmp))
-        port = free_port()
-        cmd = [*exe, "serve", str(Path(tmp) / "root"), "--port", str(port), "--plugins",
-               "cgi,autoindex", "--access-log", "off", *extra]
+        root = str(Path(tmp) / "root")
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert_file, key_file, ca_file = (str(Path(tmp) / n) for n in ("cert.pem", "key.pem", "ca.pem"))
+        Path(cert_file).write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+        cert.private_key_pem.write_to_path(key_file)
+        os.chmod(key_file, 0o600)
+        ca.cert_pem.write_to_path(ca_file)
+        app = Path(tmp) / "fcgi_app.py"
+        app.write_text(FCGI_APP)
+        up_port, port = free_port(), free_port()
+        common = ["--access-log", "off", *extra]
+        upstream = subprocess.Popen([*exe, "serve", root, "--port", str(up_port), *common],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cmd = [*exe, "serve", root, "--port", str(port), "--plugins", "cgi,autoindex",
+               "--tls-cert", cert_file, "--tls-key", key_file,
+               "--fastcgi", f"/app=spawn:{sys.executable} {app}",
+               "--proxy", f"/up=http://127.0.0.1:{up_port}/", *common]
         if os.geteuid() == 0:
             cmd += ["--cgi-user", "root"]   # the scripts live in a folder only root may enter
         server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err = ""
         try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_listening(up_port, upstream)
+            wait_listening(port, server)
+            url = f"https://127.0.0.1:{port}"
             stop = time.monotonic() + duration
-            checkers = [Checker(url, files, seed) for seed in range(clients)]
+            checkers = [Checker(url, files, seed, ca_file) for seed in range(clients)]
 
             def run(c: Checker) -> None:
                 while time.monotonic() < stop:
@@ -196,19 +294,16 @@ def soak(duration: float, clients: int, sample: float, warmup: float, exe: list[
                 time.sleep(min(sample, max(0.0, stop - time.monotonic())))
                 fig = proc_figures(server.pid)
                 fig["t"] = round(time.monotonic() - started, 1)
+                fig["upstream"] = proc_figures(upstream.pid)
                 samples.append(fig)
                 log(json.dumps(fig))
             for t in threads:
                 t.join(60)
             time.sleep(1)                       # load over: what is left is left for good
             final = proc_figures(server.pid)
+            final_up = proc_figures(upstream.pid)
         finally:
-            server.terminate()
-            try:
-                _, err = server.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                _, err = server.communicate()
+            err = stop_server(server) + stop_server(upstream)
     totals = {k: sum(c.counts[k] for c in checkers) for k in checkers[0].counts}
     after = [s for s in samples if s["t"] >= warmup] or samples
     base = after[0]
@@ -219,16 +314,20 @@ def soak(duration: float, clients: int, sample: float, warmup: float, exe: list[
         "rss_kib_after_warmup": base["rss_kib"],
         "rss_kib_end": samples[-1]["rss_kib"],
         "rss_drift_pct": round(100 * (samples[-1]["rss_kib"] - base["rss_kib"]) / base["rss_kib"], 1),
+        "upstream_rss_drift_pct": round(100 * (samples[-1]["upstream"]["rss_kib"] - base["upstream"]["rss_kib"])
+                                        / base["upstream"]["rss_kib"], 1),
         "fds_after_warmup": base["fds"],
         "fds_end": samples[-1]["fds"],
         "fds_max": max(s["fds"] for s in after),
+        "upstream_fds_after_warmup": base["upstream"]["fds"],
+        "upstream_fds_after_load": final_up["fds"],
         # A script is a zombie between its exit and its reap (procs keeps its
         # pid for a safe killpg), so samples under load may see a few.
         "zombies_seen_max": max(s["zombies"] for s in samples),
         "zombies_end": final["zombies"],
         "fds_after_load": final["fds"],
         "problems": [p for c in checkers for p in c.problems][:10],
-        "tracebacks": err.decode(errors="replace").count("Traceback"),
+        "tracebacks": err.count("Traceback"),
     }
 
 

@@ -113,3 +113,35 @@ def test_a_slow_body_is_dropped_after_the_grace(server_factory, root):
     # 100 bytes/s, each step well inside --header-timeout: only the rate
     # can end it.
     assert slow_body(srv.port, 1_000_000, 10, 0.1, seconds=10)
+
+
+def server_send_queue(server_port, client_port):
+    """Bytes the server's socket of this connection holds unacknowledged
+    (/proc/net/tcp's tx_queue), or None when the socket is not found."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == server_port and \
+                    int(remote.split(":")[1], 16) == client_port:
+                return int(fields[4].split(":")[0], 16)
+    return None
+
+
+@pytest.mark.parametrize("arch", ["amped", "mt"])
+def test_a_reader_that_stops_reading_holds_a_bounded_send_queue(server_factory, root, arch):
+    """Thousands of stalled readers must not hold megabytes of kernel memory
+    each: that put the host's TCP into memory pressure under slowhttptest -X
+    and slowed every client.  TCP_NOTSENT_LOWAT bounds what is queued beyond
+    what the peer accepts (2.8 MB per socket without it)."""
+    srv = server_factory(root, "--arch", arch)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    try:
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(1.0)
+        queued = server_send_queue(srv.port, s.getsockname()[1])
+        assert queued is not None and 0 < queued <= 512 * 1024, queued
+    finally:
+        s.close()
