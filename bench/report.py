@@ -189,7 +189,8 @@ def table(wl: dict) -> list[str]:
         lines.append(f"\nRatios in parentheses are to {whom}.")
     if real:
         lines.append(f"\nRequest heads wrk had already sent earlier in flashplug-amped's run, byte for byte: "
-                     f"{repeated(_counted(wl['rows']))} (the most flashplug's known-heads shortcut could answer).")
+                     f"{repeated(_counted(wl['rows']))} (flashplug's known-heads shortcut answers heads of a known "
+                     "shape, which need not repeat: see Method).")
     before, after = wl["rows"].get("flashplug-before"), wl["rows"].get("flashplug-amped")
     if ok(before) and ok(after):
         fig = "rss_per_conn" if idle else "rps"
@@ -412,10 +413,12 @@ def render(results: dict, images: list[str]) -> str:
         "  wrk's `response` callback counts every status: a run with any answer other than 200, or, in",
         "  `r-reval`, whose 304s are not 75% (within 2 points) of its answers, is marked as giving wrong",
         "  answers and its throughput is not counted.",
-        "- Known heads: flashplug answers a request head it has answered before, byte for byte, without",
-        "  parsing it again. It keeps no count of those hits (the status page's `cache_hits` counts every",
-        "  answer from the file cache, by either path), so the (r) tables give instead the share of heads",
-        "  wrk had already sent in flashplug's run: the most the shortcut could answer. (a)'s heads all repeat.",
+        "- Known heads: flashplug answers a request head without parsing it when it has answered one of",
+        "  the same shape from the cache before: the same bytes but for the request-target and the value of",
+        "  the first Cookie field (docs/architecture.md). The (r) tables give the share of heads wrk had",
+        "  already sent byte for byte in flashplug's run; the shape shortcut answers more than that: in",
+        "  r-browser and r-reval, whose heads never repeat, every head after the second of its shape",
+        "  (4 shapes in r-browser, 16 in r-reval). (a)'s heads all repeat.",
         "- Figures: req/s and MB/s (10^6 bytes, headers included) from wrk's own counters; p99 latency",
         "  from `--latency`; peak RSS is the largest sum of VmRSS over the server's whole process tree",
         "  (master, workers, helpers, CGI children) sampled ten times a second during the measured run.",

@@ -36,14 +36,17 @@ import time
 from flashplug.cycle import SESSION_SLOTS, KnownHead, RequestCycle, init_session
 from flashplug.h2conn import H2Connection
 from flashplug.http.body import PAUSE_BODY, BodyReader
-from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, PAUSE_UPGRADE, H1Protocol
+from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, PAUSE_UPGRADE, H1Protocol, known_key
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
 from flashplug.tunnel import Tunnel
 
 RECV_SIZE = 256 * 1024
 # Request heads up to this size that were answered from the cache are
-# remembered whole (StaticFiles.known_heads), so the same bytes again skip
-# the parser.  A browser's or a load generator's heads are a few hundred bytes.
+# remembered by their shape (StaticFiles.known_shapes, flashplug.http.h1's
+# known_key: all but the target and a Cookie value), so a head of that shape
+# skips the parser; a head of a known shape that comes again byte for byte
+# is remembered whole too (StaticFiles.known_heads).  A browser's or a load
+# generator's heads are a few hundred bytes.
 KNOWN_HEAD_MAX = 2048
 _RECV_BUFFER = bytearray(RECV_SIZE)
 _RECV_VIEW = memoryview(_RECV_BUFFER)
@@ -114,14 +117,26 @@ class Connection(H1Protocol, RequestCycle):
         state = self.state
         if state == "idle" and n <= KNOWN_HEAD_MAX \
                 and _RECV_BUFFER.endswith(b"\r\n\r\n", 0, n):
-            # Between requests, a short complete head: maybe one we know.
+            # Between requests, a short complete head: maybe one we know,
+            # byte for byte or by its shape.
             data = bytes(_RECV_VIEW[:n])
-            known = self.app.static.known_heads.get(data)
-            if known is None or not self._answer_known(known, data):
-                self.m_answer = None
-                self.feed(data, now)
-                if self.m_answer is not None:
-                    self._remember_head(data)
+            static = self.app.static
+            found = static.known_heads.get(data)
+            shape = None
+            if found is not None:
+                if self._answer_known(*found, data):
+                    return
+            else:
+                shape = known_key(data)
+                known = None if shape is None else static.known_shapes.get(shape[0])
+                if known is not None and self._answer_known(known, shape[1], shape[2], data):
+                    if static.seen_before(data):
+                        static.remember_head(data, (known, shape[1], shape[2]))
+                    return
+            self.m_answer = None
+            self.feed(data, now)
+            if self.m_answer is not None and shape is not None:
+                self._remember_shape(shape[0], data)
             return
         if state == "lingering":
             return
@@ -166,14 +181,14 @@ class Connection(H1Protocol, RequestCycle):
         H2Connection(self.app, self.transport, (self.peer_addr, self.peer_port),
                      (self.local_addr, self.local_port), data)
 
-    def _remember_head(self, data):
+    def _remember_shape(self, shape, data):
         answer = self.m_answer
         self.m_answer = None
         static = self.app.static
         # One message exactly: a plain GET/HEAD has no body, so its head's
         # blank line is the end of the message, and there is only one.
-        if static.seen_before(data) and data.count(b"\r\n\r\n") == 1:
-            static.remember_head(data, KnownHead(*answer))
+        if static.seen_before(shape) and data.count(b"\r\n\r\n") == 1:
+            static.remember_shape(shape, KnownHead(*answer))
 
     def _on_eof(self):
         self.eof = True

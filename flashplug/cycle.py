@@ -33,7 +33,6 @@ from flashplug.http.conditionals import evaluate
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
-from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
 
@@ -88,22 +87,23 @@ def init_session(conn, app, peer, local, now):
 
 
 class KnownHead:
-    """What a remembered request head asks for, and what its log line needs."""
+    """What a remembered shape of request head (``known_key``) asks for,
+    but the target, and what its log line needs."""
 
-    __slots__ = ("target", "key", "head_only", "version", "keep_alive", "referer", "agent",
-                 "method", "target_text", "site")
+    __slots__ = ("head_only", "version", "keep_alive", "referer", "agent", "method", "site",
+                 "validators")
 
-    def __init__(self, target, head_only, version, keep_alive, referer, agent, site):
-        self.target = target            # the raw request-target (bytes)
-        self.key = target_key(target)   # its key in StaticFiles.by_target
+    def __init__(self, head_only, version, keep_alive, referer, agent, site, validators):
         self.head_only = head_only      # HEAD rather than GET
         self.version = version          # "1.1" or "1.0"
         self.keep_alive = keep_alive    # the request allows another after it
         self.referer = referer
         self.agent = agent
         self.method = "HEAD" if head_only else "GET"
-        self.target_text = target.decode("latin-1")
         self.site = site                # the Vhost that answered it
+        # If-None-Match / If-Modified-Since (a dict, as _answer_by_target
+        # takes it), or None: weighed against the target's entry each time.
+        self.validators = validators
 
 
 class ErrorItem:
@@ -131,23 +131,32 @@ class RequestCycle:
 
     # -- the remembered-head and cached paths -------------------------------------
 
-    def _answer_known(self, known, data):
-        """Answer request bytes seen before (``_answer_by_target`` remembered
-        them), without parsing them again.  False: the cache no longer has
-        the entry, so the request takes the full path."""
+    def _answer_known(self, known, path, target, data):
+        """Answer request bytes ``data`` of a shape seen before
+        (``_answer_by_target`` remembered it), for the request-target
+        ``target`` whose path is ``path`` (bytes, see ``known_key``),
+        without parsing them.  False: the cache has no entry for the path,
+        so the request takes the full path."""
         static = known.site.static
-        entry = static.by_target.get(known.key)
+        entry = static.by_target.get(path)
         if entry is None or entry.dead or entry.vary:
             # (A negotiated file's head is never remembered, but the file
             # may have become one since: its answer needs the parse.)
             return False
         if not static.cache.is_fresh(entry, self.now):
-            self._revalidate_known(known, entry, data)
+            self._revalidate_known(known, path, target, entry, data)
             return True
         entry.used = True
         self.app.stats.cache_hits += 1
-        size = write_entry(self, known.head_only, known.version, known.keep_alive, entry)
-        self._account(200, size, known.method, known.target_text, known.version,
+        validators = known.validators
+        if validators is not None and \
+                evaluate(known.method, validators.get, entry.etag, entry.mtime) == 304:
+            write_not_modified(self, known.version, known.keep_alive, entry)
+            status, size = 304, 0
+        else:
+            status = 200
+            size = write_entry(self, known.head_only, known.version, known.keep_alive, entry)
+        self._account(status, size, known.method, target.decode("latin-1"), known.version,
                       known.referer, known.agent, known.site)
         if self.closing:
             self._close_when_flushed()
@@ -155,7 +164,7 @@ class RequestCycle:
             self.deadline = self.now + self.keepalive_timeout   # deadline_for("idle")
         return True
 
-    def _revalidate_known(self, known, entry, data):
+    def _revalidate_known(self, known, path, target, entry, data):
         """The file behind a known head is due for its stat (--cache-valid):
         one helper trip, then the answer.  If the file changed, the bytes are
         parsed after all, and the full path reloads it."""
@@ -173,15 +182,16 @@ class RequestCycle:
             self.resume_reading(PAUSE_REVALIDATE)
             if fresh and not entry.dead:
                 entry.trust(started)
-                if self._answer_known(known, data):
+                if self._answer_known(known, path, target, data):
                     return
             self.m_answer = None
             self.feed(data, self.now)
         self.app.helpers.call(still_fresh, (entry,), done)
 
-    def _target_entry(self, parser, target, host):
+    def _target_entry(self, method, version, target, host):
         """The quickest path's test: the fresh cache entry a plain GET/HEAD
-        of ``target`` (bytes) with Host ``host`` is answered from, or None
+        (``method`` bytes, ``version`` str, as llhttp read them) of
+        ``target`` (bytes) with Host ``host`` is answered from, or None
         (then the request takes the full path).  The site it belongs to is
         left in ``m_site``: with sites, chosen by the raw Host value (one
         dict lookup); an absolute-form target's own authority could name
@@ -189,10 +199,8 @@ class RequestCycle:
         authority chose, so a wrong site finds no entry for it.  A file
         negotiated on Accept-Encoding (``entry.variants``) is sent as
         ``_target_variant`` says."""
-        method = parser.get_method()
         if method != b"GET" and method != b"HEAD":
             return None
-        version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             return None
         sites = self.app.sites
@@ -212,17 +220,19 @@ class RequestCycle:
         return self.m_site.static.ready_variant(
             None if accept is None else accept.decode("latin-1"), entry)
 
-    def _answer_by_target(self, entry, parser, referer, agent, validators=None):
+    def _answer_by_target(self, entry, method, version, referer, agent, validators=None):
         """Answer from ``entry`` (``_target_entry``'s) with no Request object;
+        ``method`` (bytes) and ``version`` (str) as llhttp read them;
         ``referer`` and ``agent`` (bytes or None) are for the log.
 
         ``validators``: a dict of If-None-Match and If-Modified-Since (str,
         the only preconditions present), evaluated as ``respond_with``
-        would: 304 from the entry's prebuilt lines, else the 200.  Only a
-        plain request's head is remembered (``m_answer``).
+        would: 304 from the entry's prebuilt lines, else the 200.  What a
+        ``KnownHead`` needs is left in ``m_answer``, should the head's shape
+        be remembered (never for a negotiated file: a KnownHead has no
+        variant).
         """
-        version = parser.get_http_version()
-        head_only = parser.get_method() == b"HEAD"
+        head_only = method == b"HEAD"
         method = "HEAD" if head_only else "GET"
         referer = referer.decode("latin-1") if referer is not None else None
         agent = agent.decode("latin-1") if agent is not None else None
@@ -233,12 +243,9 @@ class RequestCycle:
             write_not_modified(self, version, keep, entry)
             status, size = 304, 0
         else:
-            if validators is None and not entry.vary:
-                # What a KnownHead needs, should these bytes be remembered
-                # (never for a negotiated file: KnownHead has no variant).
-                self.m_answer = (self.m_url, head_only, version, keep, referer, agent,
-                                 self.m_site)
             status, size = 200, write_entry(self, head_only, version, keep, entry)
+        if not entry.vary:
+            self.m_answer = (head_only, version, keep, referer, agent, self.m_site, validators)
         self._account(status, size, method, self.m_url.decode("latin-1"), version, referer, agent,
                       self.m_site)
         self.state = "busy"

@@ -236,7 +236,8 @@ class StaticFiles:
         # looks for no sidecar at all.
         self.compression = compression if compression.active else None
         self.by_target = {}
-        self.known_heads = {}
+        self.known_heads = {}       # exact request bytes -> (KnownHead, path, target)
+        self.known_shapes = {}      # a head's shape (h1.known_key) -> KnownHead
         self.heads_seen = set()
         self.revalidating = False   # a revalidate_ahead batch is in a helper
         self.target_memory = max(TARGET_MEMORY, 2 * config.cache_entries)
@@ -280,12 +281,13 @@ class StaticFiles:
         self.by_target[target_key(target)] = entry
 
     def seen_before(self, head):
-        """Were the request bytes ``head`` answered from the cache before?
+        """Were the request bytes or the shape ``head`` answered from the
+        cache before?
 
-        Heads are remembered on their second sight: a browser's changing
-        cookie makes most heads unique, and remembering each would cost
-        more than it saves.  Only hashes are kept here (bounded like
-        ``by_target``); a collision merely remembers a head one sight early.
+        Heads and shapes are remembered on their second sight: a browser's
+        changing cookie makes most heads unique, and remembering each would
+        cost more than it saves.  Only hashes are kept here (bounded like
+        ``by_target``); a collision merely remembers one a sight early.
         """
         seen = self.heads_seen
         key = hash(head)     # cached in the bytes object: known_heads hashed it
@@ -296,17 +298,26 @@ class StaticFiles:
         seen.add(key)
         return False
 
-    def remember_head(self, head, answer):
-        """Note that the request bytes ``head`` (one whole message) were
-        answered from the cache by ``answer``, a ``KnownHead``.
+    def remember_shape(self, shape, answer):
+        """Note that heads of the shape ``shape`` (``h1.known_key``, one
+        whole message) are answered from the cache by ``answer``, a
+        ``KnownHead``, so the next one skips the parser.  Bounded like
+        ``by_target``; heads are short.
+        """
+        if len(self.known_shapes) >= self.target_memory:
+            self.known_shapes.clear()
+        self.known_shapes[shape] = answer
 
-        Parsing is deterministic: the same bytes on an idle connection parse
-        to the same request, so the next time they arrive the parser can be
-        skipped.  Bounded like ``by_target``; heads are short.
+    def remember_head(self, head, found):
+        """Note the exact request bytes ``head`` of a known shape with what
+        ``known_key`` found in them, ``(KnownHead, path, target)``: a client
+        that repeats its head byte for byte (a load generator, a browser
+        between cookie changes) then skips ``known_key`` too.  Bounded like
+        ``by_target``.
         """
         if len(self.known_heads) >= self.target_memory:
             self.known_heads.clear()
-        self.known_heads[head] = answer
+        self.known_heads[head] = found
 
     def entry_for_target(self, target):
         entry = self.by_target.get(target_key(target))

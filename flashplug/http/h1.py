@@ -38,6 +38,7 @@ needs) sits beside the full parse it falls back to; apart, the two halves of
 one decision would live in two files.
 """
 import re
+import threading
 
 import httptools
 
@@ -131,21 +132,98 @@ _SCANNED = re.compile(rb"\r\n(host|connection|referer|user-agent|content-length|
                       rb"[ \t]*([^\r]*)")
 
 
+# The holes of a remembered head (``known_key``): bytes that may differ from
+# one request to the next while the answer is still the one remembered for
+# the rest.  An origin-form target of the characters RFC 3986 allows
+# unescaped in a path and a query, and a Cookie value of printable ASCII and
+# HTAB: llhttp (strict) accepts all of them there.  Anything else takes the
+# parser, which decides.
+_PATH_CHARS = rb"[-A-Za-z0-9._~!$&'()*+,;=:@/%]"
+_REQUEST_LINE = re.compile(rb"[^ ]+ ((/" + _PATH_CHARS + rb"*)(?:\?[-A-Za-z0-9._~!$&'()*+,;=:@/%?]*)?) ")
+_COOKIE_HOLE = re.compile(rb"\r\nCookie:([\t\x20-\x7e]*)\r\n")
+
+
+def known_key(head):
+    """The shape of a whole request head (bytes), its key among remembered
+    heads (``StaticFiles.known_shapes``), with the path of its target (its
+    key in ``by_target``, see ``flashplug.static.target_key``) and the
+    target itself: ``(shape, path, target)``.  The shape is the head with
+    the target and the value of a ``Cookie`` field each cut out and a NUL
+    in its place.  None when the head has no such shape (a NUL in it, or a
+    target of other characters): then it is parsed.
+
+    A browser sends the same head for many targets, and again and again
+    but for its cookies; a cache-busting query changes the target too.  No
+    cookie changes the answer of the cached path (no hook runs there, the
+    access log does not show them), and the target is looked up in
+    ``by_target`` on every answer.  A head of a remembered shape is the
+    remembered head with another target and Cookie value, each of bytes
+    llhttp accepts there: llhttp parses it field for field as it did the
+    remembered one, so the answer is the one the parser leads to.  No valid
+    head holds a NUL (llhttp refuses one anywhere), so the NULs mark the
+    cuts exactly: two heads share a shape only if they differ in those two
+    places alone.
+    """
+    if b"\0" in head:
+        return None
+    line = _REQUEST_LINE.match(head)
+    if line is None:
+        return None
+    start, end = line.span(1)
+    path, target = head[start:line.end(2)], head[start:end]
+    cookie = _COOKIE_HOLE.search(head, end)
+    if cookie is None:
+        return head[:start] + b"\0" + head[end:], path, target
+    cut, rest = cookie.span(1)
+    return b"".join((head[:start], b"\0", head[end:cut], b"\0", head[rest:])), path, target
+
+
 def _joined(value, more):
     """A repeated field's values as the log shows them (``Headers.get``)."""
     return more if value is None else value + b", " + more
 
 
-class _Target:
-    """The one llhttp callback of a scanned head: its request-target."""
+class _Scanner:
+    """llhttp with one callback, the request-target's, for whole heads.
 
-    __slots__ = ("url",)
+    One per thread (``_scanners``), reused from head to head: a parser costs
+    about as much to make as a head costs to check.  It is kept only while
+    each head it took ended a message on a connection llhttp would keep
+    open, so the next head finds it in the state a fresh one has; after
+    anything else (an error, a body to come, a close) it is replaced.
+    """
+
+    __slots__ = ("url", "complete", "parser")
 
     def __init__(self):
         self.url = b""
+        self.complete = False
+        self.parser = httptools.HttpRequestParser(self)
 
     def on_url(self, url):
         self.url += url
+
+    def on_message_complete(self):
+        self.complete = True
+
+    def check(self, head):
+        """Feed one whole head; its (method, version) as llhttp read them,
+        or None when llhttp refused it or met an Upgrade."""
+        self.url = b""
+        self.complete = False
+        parser = self.parser
+        try:
+            parser.feed_data(head)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self.parser = httptools.HttpRequestParser(self)
+            return None
+        found = parser.get_method(), parser.get_http_version()
+        if not self.complete or not parser.should_keep_alive():
+            self.parser = httptools.HttpRequestParser(self)
+        return found
+
+
+_scanners = threading.local()
 
 
 class H1Protocol:
@@ -278,12 +356,14 @@ class H1Protocol:
         fields found are those ``on_header`` would see: the answer is the one
         the full parse leads to (``tests/unit/test_scanned_heads.py``).
         """
-        target = _Target()
-        parser = httptools.HttpRequestParser(target)
         try:
-            parser.feed_data(head)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            scanner = _scanners.scanner
+        except AttributeError:
+            scanner = _scanners.scanner = _Scanner()
+        found = scanner.check(head)
+        if found is None:
             return False        # the full parse finds the same error, or the Upgrade
+        method, version = found
         if head.count(b"\n") > MAX_FIELDS + 2:     # llhttp let no LF but a CRLF's in
             return False
         host = connection = referer = agent = validators = accept = None
@@ -317,15 +397,16 @@ class H1Protocol:
                 return False    # framing, Upgrade, If-Match, Range...: the full path
         if hosts != 1:
             return False
-        entry = self._target_entry(parser, target.url, host)
+        url = scanner.url
+        entry = self._target_entry(method, version, url, host)
         if entry is not None and entry.variants is not None:
             entry = self._target_variant(entry, accept)
         if entry is None:
             return False
         self.on_message_begin()
-        self.m_url = target.url
+        self.m_url = url
         self.m_connection = connection
-        self._answer_by_target(entry, parser, referer, agent, validators)
+        self._answer_by_target(entry, method, version, referer, agent, validators)
         self.on_message_complete()
         return True
 
@@ -404,7 +485,8 @@ class H1Protocol:
         parser = self.parser
         if self.m_noted == _HOST and self.m_hosts == 1 and self.active is None \
                 and self.target_path_ok:
-            entry = self._target_entry(parser, self.m_url, self.m_host)
+            method, version = parser.get_method(), parser.get_http_version()
+            entry = self._target_entry(method, version, self.m_url, self.m_host)
             if entry is not None and entry.variants is not None:
                 entry = self._target_variant(entry, self._accept_field())
             if entry is not None:
@@ -414,7 +496,7 @@ class H1Protocol:
                         referer = _joined(referer, value)
                     elif name == b"user-agent":
                         agent = _joined(agent, value)
-                self._answer_by_target(entry, parser, referer, agent)
+                self._answer_by_target(entry, method, version, referer, agent)
                 return
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):

@@ -1,4 +1,4 @@
-"""Remembered request heads (``StaticFiles.known_heads``) on a real server.
+"""Remembered request heads (``StaticFiles.known_shapes``, ``known_heads``) on a real server.
 
 A plain cached GET/HEAD whose exact bytes arrive again on an idle
 connection is answered without running the parser.  These tests send the
@@ -159,4 +159,60 @@ def test_a_due_entry_is_checked_then_answered_in_order(server_factory, root):
         w.send(req("/b.txt"))
         assert w.response()[2] == BODY
         assert w.response()[2] == b"second\n"
+    w.close()
+
+
+def test_one_shape_with_other_targets_and_cookies(server_factory, root):
+    # A browser's head again, with another target and another cookie each
+    # time: remembered by its shape, each answer is still its own target's,
+    # and the log shows the target as sent.
+    (root / "b.txt").write_bytes(b"bee\n")
+    (root / "d").mkdir()
+    srv = server_factory(root, "--access-log", "-")
+    shape = (b"GET %s HTTP/1.1\r\nHost: t\r\nUser-Agent: probe/2\r\n"
+             b"Cookie: sid=%d; seen=%d\r\nAccept: */*\r\n\r\n")
+    want = {b"/a.txt": (200, BODY), b"/b.txt": (200, b"bee\n"), b"/a.txt?v=%d": (200, BODY),
+            b"/missing": (404, None), b"/d": (301, None), b"/a.txt\x01": (400, None)}
+    w = wire(srv)
+    sent = []
+    for i in range(40):
+        target = list(want)[i % len(want)]
+        target = target % i if b"%d" in target else target
+        w.send(shape % (target, i, i * 7))
+        status, _, body = w.response()
+        expected = want[list(want)[i % len(want)]]
+        assert status == expected[0], (target, status)
+        if expected[1] is not None:
+            assert body == expected[1]
+        if status == 400:
+            w.close()
+            w = wire(srv)
+        else:
+            sent.append(target)
+    w.close()
+    srv.stop()
+    logged = [ln.split('"')[1].split(" ")[1] for ln in srv.log().splitlines() if '"GET ' in ln]
+    assert [t.decode() for t in sent] == [t for t in logged if "\\x01" not in t]
+
+
+def test_remembered_revalidation_sees_an_edit(server_factory, root):
+    # A browser revalidating with a changing cookie: 304s from its remembered
+    # shape, then the edited file (200), then 304s for its new validators.
+    srv = server_factory(root, "--cache-valid", "0.05", "--access-log", "off")
+    w = wire(srv)
+    w.send(req("/a.txt"))
+    status, headers, _ = w.response()
+    etag = headers["etag"][0].encode()
+    shape = b"GET /a.txt HTTP/1.1\r\nHost: t\r\nCookie: n=%d\r\nIf-None-Match: %s\r\n\r\n"
+    for i in range(4):
+        w.send(shape % (i, etag))
+        assert w.response()[0] == 304
+    (root / "a.txt").write_bytes(b"edited, and longer\n")
+    time.sleep(0.2)
+    w.send(shape % (9, etag))
+    status, headers, body = w.response()
+    assert (status, body) == (200, b"edited, and longer\n")
+    for i in range(4):
+        w.send(shape % (i, headers["etag"][0].encode()))
+        assert w.response()[0] == 304
     w.close()

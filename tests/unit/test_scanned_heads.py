@@ -14,10 +14,12 @@ access-log lines and the counts must be the same.
 import gzip
 import random
 
+import httptools
 import pytest
 from hypothesis import given, strategies as st
 
-from flashplug.http.h1 import H1Protocol
+from flashplug.connection import Connection
+from flashplug.http.h1 import H1Protocol, known_key
 from tests.unit.test_drivers import DRIVERS, exchange, make_app, no_date
 
 TARGETS = [b"/a.txt", b"/a.txt?v=1", b"/a.txt?v=2#f", b"/a.txt#frag", b"/big.bin",
@@ -178,35 +180,41 @@ def test_queries_do_not_fill_the_target_table(docroot):
 
 
 def test_heads_a_client_invents_stay_bounded(docroot):
-    """Remembered heads (``known_heads``, keyed by request bytes) are bounded
-    however many distinct heads a client invents; a head is kept on its
-    second sight only, and only a plain 200 from the cache is remembered:
-    errors, misses and revalidations never are."""
+    """Remembered shapes (``known_shapes``) and exact heads (``known_heads``)
+    are bounded however many distinct heads a client invents; each is kept
+    on its second sight only, and only an answer from the cache is
+    remembered: errors, misses and ranges never are.  Heads that differ
+    only in their target and cookie take one shape."""
     app = make_app(docroot, "--cache-entries", "10", "--cache-valid", "3600")
     static = app.static
     limit = static.target_memory
     for i in range(limit + 300):
-        exchange(app, "loop", b"GET /a.txt?q=%d HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n" % (i, i))
+        exchange(app, "loop", b"GET /a.txt?q=%d HTTP/1.1\r\nHost: x\r\nX-N: %d\r\n\r\n" % (i, i))
         assert len(static.heads_seen) <= limit
-    assert not static.known_heads       # each head came once: none is kept
+    assert not static.known_shapes      # each shape came once: none is kept
     assert len(static.by_target) == 1
-    for i in range(limit + 300):        # each twice: kept, up to the bound
-        head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n" % i
-        exchange(app, "loop", head)
-        exchange(app, "loop", head)
-        assert len(static.known_heads) <= limit
-    assert static.known_heads
-    etag, _ = validators(app, "loop")
+    for i in range(limit + 300):        # each four times: kept, up to the bound
+        head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: n=%d\r\n\r\n" % i
+        for _ in range(4):     # the shape from the second, the bytes from the fourth
+            exchange(app, "loop", head)
+        assert len(static.known_shapes) <= limit and len(static.known_heads) <= limit
+    assert static.known_shapes and static.known_heads
+    static.known_shapes.clear()
     static.known_heads.clear()
+    for i in range(limit + 300):        # a new query and cookie each time: one shape
+        exchange(app, "loop", b"GET /a.txt?v=%d HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\n\r\n"
+                 % (i, i))
+    assert len(static.known_shapes) == 1 and not static.known_heads
+    static.known_shapes.clear()
     for junk in (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
-                 b"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + b"\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: x\r\nIf-Match: *\r\n\r\n",
                  b"GET /a.txt HTTP/1.1\r\nHost: bad host\r\n\r\n",
                  b"GET /a.txt HTTP/1.1\r\n\r\n",
                  b"POST /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
                  b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n"):
-        for _ in range(2):
+        for _ in range(3):
             exchange(app, "loop", junk)
-    assert not static.known_heads
+    assert not static.known_shapes and not static.known_heads
 
 
 # -- any head (hypothesis) -------------------------------------------------------
@@ -252,3 +260,148 @@ def test_any_head_is_answered_as_the_full_path(apps, method, target, version, fi
     same_answers(fast, full, "loop", head)
     assert fast.access_log.lines[logged[0]:] == full.access_log.lines[logged[1]:]
     assert fast.stats.status_counts == full.stats.status_counts
+
+
+# -- remembered heads that differ in a cookie -----------------------------------
+
+def test_known_key_cuts_the_target_and_a_cookie_value():
+    base = b"GET %s HTTP/1.1\r\nHost: x\r\nCookie: %s\r\nUser-Agent: u\r\n\r\n"
+    key, path, target = known_key(base % (b"/a.txt", b"a=1"))
+    assert key == b"GET \0 HTTP/1.1\r\nHost: x\r\nCookie:\0\r\nUser-Agent: u\r\n\r\n"
+    assert path == target == b"/a.txt"
+    for other in ((b"/a.txt?v=2", b"b=2; c=\t3"), (b"/", b""), (b"/%61/b;c?x=/?&y", b" a ")):
+        assert known_key(base % other) == (key, other[0].partition(b"?")[0], other[0])
+    # A Cookie value with any byte outside printable ASCII and HTAB stays.
+    for odd in (b"a\x7f", b"\x80", b"a\rb", b"a\nb", b"\x01", b"\xff"):
+        assert known_key(base % (b"/a.txt", odd))[0] == \
+            b"GET \0 HTTP/1.1\r\nHost: x\r\nCookie: " + odd + b"\r\nUser-Agent: u\r\n\r\n"
+    # No shape: a NUL anywhere, a target that is not a plain origin-form one.
+    assert known_key(base % (b"/a.txt", b"a\0")) is None
+    for target in (b"*", b"http://x/a.txt", b"/a#f", b"/a\x80", b"/a\"b", b"/a<", b"/a\\",
+                   b"/a{", b"/a^", b"/a`", b"/a|", b"a.txt", b""):
+        assert known_key(base % (target, b"a=1")) is None, target
+    assert known_key(b"GET /a.txt\r\n\r\n") is None
+    plain = b"GET /a.txt HTTP/1.1\r\nHost: x\r\ncookie: a=1\r\n\r\n"
+    assert known_key(plain)[0] == plain.replace(b"/a.txt", b"\0")   # only "Cookie:"
+    two = b"GET / HTTP/1.1\r\nCookie: a\r\nCookie: b\r\n\r\n"
+    assert known_key(two)[0] == b"GET \0 HTTP/1.1\r\nCookie:\0\r\nCookie: b\r\n\r\n"
+    odd = b"GET / HTTP/1.1\r\nCookie: \x01\r\nCookie: b\r\n\r\n"   # the first printable one
+    assert known_key(odd)[0] == b"GET \0 HTTP/1.1\r\nCookie: \x01\r\nCookie:\0\r\n\r\n"
+    # Elsewhere the bytes must be the same: another field, method or order.
+    assert known_key(base.replace(b"u\r", b"v\r") % (b"/a.txt", b"a=1"))[0] != key
+    assert known_key(b"HEAD" + (base % (b"/a.txt", b"a=1"))[3:])[0] != key
+
+
+def test_the_holes_admit_only_bytes_llhttp_takes_there():
+    """Every byte that leaves a head in a valid head's shape, anywhere in
+    the path, the query or the Cookie value, is one llhttp (strict)
+    accepts there, and the target llhttp reads is the hole's: a head of a
+    remembered shape parses as the remembered one did."""
+    base = b"GET %s HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n\r\n"
+    shape = known_key(base % (b"/a", b"c"))[0]
+    taken = 0
+    for byte in range(256):
+        for target, cookie in ((b"/a%cb" % byte, b"c"), (b"/a?q%cb" % byte, b"c"),
+                               (b"/a", b"c%cd" % byte), (b"/a", b"%c" % byte)):
+            head = base % (target, cookie)
+            found = known_key(head)
+            if found is None or found[0] != shape:
+                continue
+            urls = []
+
+            class Target:
+                def on_url(self, url):
+                    urls.append(url)
+            httptools.HttpRequestParser(Target()).feed_data(head)
+            assert urls == [target] == [found[2]], head
+            taken += 1
+    assert taken > 4 * 70
+
+
+COOKIES = [b"a=1", b"", b" a=2 ", b"sid=\t9", b"x" * 1500, b"a=\x7f", b"a=\x80\xff",
+           b"a=\x01", b"a\rb", b"a\nb", b"a\x00b", b"a\r\n b", b"a\r\nX-Other: y",
+           b"a=1\r\nCookie: b=2", b"a=1\r\nContent-Length: 3", b"a=1\r\nHost: other"]
+SHAPE_TARGETS = [b"/a.txt", b"/a.txt?v=%d", b"/mid.bin", b"/big.bin", b"/page.html", b"/missing",
+                 b"/dir", b"/dir/", b"/%61.txt", b"/a.txt#f", b"//a.txt", b"/.hidden", b"/a.txt/",
+                 b"http://x/a.txt", b"/a.txt?q=\"", b"/a.txt?x=/?&y=%zz", b"/a.txt?\x7f",
+                 b"/a.txt\x00", b"/a b", b"/A.txt", b"/a.txt;p"]
+
+
+def shaped_heads(etag, modified):
+    """Heads as browsers send them, {target} and {cookie} where those go."""
+    agent = b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    out = []
+    for line, extra in ((b"GET {target} HTTP/1.1", b""),
+                        (b"HEAD {target} HTTP/1.1", b"Referer: http://r/\r\n"),
+                        (b"GET {target} HTTP/1.0", b"Connection: keep-alive\r\n"),
+                        (b"GET {target} HTTP/1.1", b"Connection: close\r\n"),
+                        (b"GET {target} HTTP/1.1", b"If-None-Match: " + etag + b"\r\n"),
+                        (b"GET {target} HTTP/1.1", b"If-Modified-Since: " + modified + b"\r\n"),
+                        (b"GET {target} HTTP/1.1", b"Range: bytes=0-1\r\n")):
+        out.append(line + b"\r\nHost: x\r\n" + agent + b"\r\nCookie: {cookie}\r\n"
+                   + extra + b"Accept-Encoding: gzip\r\n\r\n")
+        out.append(line + b"\r\nHost: x\r\n" + extra + agent + b"\r\nCookie: {cookie}\r\n\r\n")
+    return out
+
+
+def fill(head, target, cookie):
+    return head.replace(b"{target}", target).replace(b"{cookie}", cookie)
+
+
+def test_heads_of_a_remembered_shape_answer_as_the_full_path(docroot, monkeypatch):
+    """Heads remembered by their shape (``known_key``) and sent again with
+    other targets and Cookie values, good and bad, get the full path's
+    answers, log lines and counts, and most good ones skip the parser."""
+    fast, full = pair(docroot)
+    etag, modified = validators(fast, "loop")
+    assert validators(full, "loop") == (etag, modified)
+    for target in TARGETS:
+        for app in (fast, full):
+            exchange(app, "loop", b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    known = []
+    answer_known = Connection._answer_known
+
+    def counting(self, *args):
+        done = answer_known(self, *args)
+        known.append(done)
+        return done
+    monkeypatch.setattr(Connection, "_answer_known", counting)
+    heads = shaped_heads(etag, modified)
+    for head in heads:                  # each shape twice: remembered
+        for cookie in (b"n=1", b"n=2"):
+            same_answers(fast, full, "loop", fill(head, b"/a.txt", cookie))
+    assert fast.static.known_shapes
+    rng = random.Random(5)
+    for i in range(800):
+        target = rng.choice(SHAPE_TARGETS)
+        target = target % i if b"%d" in target else target
+        cookie = rng.choice(COOKIES + [b"n=%d" % i] * 8)
+        same_answers(fast, full, "loop", fill(rng.choice(heads), target, cookie))
+    assert fast.access_log.lines == full.access_log.lines
+    assert fast.stats.status_counts == full.stats.status_counts
+    assert fast.stats.bytes_sent == full.stats.bytes_sent
+    assert sum(known) > 150, "remembered shapes were hardly used"
+    assert {s for s in fast.stats.status_counts} >= {200, 206, 301, 304, 400, 404}
+
+
+def test_a_remembered_revalidation_sees_an_edit(docroot):
+    """A revalidation answered 304 from a remembered head gets the new file
+    (200) once the file changed, and 304 again for the new validators."""
+    app = make_app(docroot, "--cache-valid", "3600")
+    etag, modified = validators(app, "loop")
+    validators(app, "loop")             # from the cache: by_target knows /a.txt
+    head = b"GET /a.txt HTTP/1.1\r\nHost: x\r\nCookie: n=%d\r\nIf-None-Match: " + etag + b"\r\n\r\n"
+    for i in range(3):
+        out, _ = exchange(app, "loop", head % i)
+        assert out.startswith(b"HTTP/1.1 304 ")
+    assert any(k.validators for k in app.static.known_shapes.values())
+    (docroot / "a.txt").write_text("edited, and longer\n")
+    app.static.cache.valid = 0          # --cache-valid has run out
+    out, _ = exchange(app, "loop", head % 9)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"edited, and longer\n")
+    app.static.cache.valid = 3600
+    new_etag, _ = validators(app, "loop")
+    assert new_etag != etag
+    for i in range(3):
+        out, _ = exchange(app, "loop", head.replace(etag, new_etag) % i)
+        assert out.startswith(b"HTTP/1.1 304 ")
