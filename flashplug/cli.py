@@ -352,6 +352,8 @@ def build_serve(argv):
     ns = parser.parse_args(argv)
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."
+    if "\0" in ns.docroot:   # only a config file can give one; no path has it
+        raise UsageError(f"document root {ns.docroot!r} contains a NUL byte")
     config = Config(ns, pre.config)
     config.argv = list(argv)   # a reload (SIGHUP) loads the same command line again
 

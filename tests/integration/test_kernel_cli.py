@@ -381,6 +381,12 @@ def test_workers_error_mentions_auto(root):
     assert_one_line_error(run("serve", root, "--workers", "many"), "not a whole number", "auto")
 
 
+def test_a_document_root_with_a_nul_byte_in_the_config_is_one_line(tmp_path):
+    config = tmp_path / "nul.toml"
+    config.write_text('directory = "\\u0000"\n')
+    assert_one_line_error(run("check", "--config", config), "NUL")
+
+
 def test_a_worker_count_that_would_fork_the_host_to_death_is_refused(root, tmp_path):
     """--workers 100000 used to fork until the machine ran out of memory."""
     assert_one_line_error(run("serve", root, "--workers", "100000"), "100000", "16 per CPU",
