@@ -534,8 +534,12 @@ def test_config_file_table_enables_the_plugin(server_factory, docroot, fpm, tmp_
 ])
 def test_bad_mappings_are_one_line_errors(docroot, flag, message):
     import subprocess
+    from conftest import free_port
+    # A port of its own: the default 8000 may be taken on the machine, and
+    # that error would come first.
     r = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(docroot),
-                        "--fastcgi", flag], capture_output=True, text=True, timeout=30)
+                        "--port", str(free_port()), "--fastcgi", flag],
+                       capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
