@@ -105,10 +105,48 @@ def halt(proc):
         proc.wait()
 
 
-def measure(port, path, args, lua):
+def cpu_seconds(pid, exclude=()):
+    """User + system CPU seconds of process ``pid`` and its descendants,
+    leaving out any whose command line holds a string of ``exclude`` (a
+    backend the front spawned: its CPU is not the front's)."""
+    parents, stats = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        stats[int(entry)] = (int(fields[11]) + int(fields[12]), cmdline)
+    tree, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    ticks = sum(stats[p][0] for p in tree
+                if p in stats and not any(x in stats[p][1] for x in exclude))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(port, path, args, lua, pid=None, exclude=()):
+    """``(req/s, errors, CPU µs per request)``: the last is the front
+    server's own CPU time (``pid``'s process tree, less ``exclude``d
+    backends) over the measured run, divided by the requests wrk counted;
+    None without ``pid``.  On a shared machine it moves much less than
+    req/s: it does not count time the server spent waiting for a CPU."""
     wrk.run(port, path, lua, args.warmup, args.connections)
+    before = cpu_seconds(pid, exclude) if pid else None
     result = wrk.run(port, path, lua, args.duration, args.connections)
-    return result["rps"], sum(result["errors"].values())
+    cpu = None
+    if pid and result["requests"]:
+        cpu = (cpu_seconds(pid, exclude) - before) * 1e6 / result["requests"]
+    return result["rps"], sum(result["errors"].values()), cpu
 
 
 def flashplug(root, port, *args, exe=None):
@@ -117,24 +155,32 @@ def flashplug(root, port, *args, exe=None):
     return [*command, "serve", str(root), "--port", str(port), "--access-log", "off", *args]
 
 
-def interleaved(fronts, path, expect, args, lua, tmp):
-    """``[(name, median req/s, errors)]`` for ``fronts`` (``(name, argv for
-    a port)``), each started, measured and stopped in turn, ``--rounds``
-    times over."""
+def interleaved(fronts, path, expect, args, lua, tmp, exclude=()):
+    """``[(name, median req/s, errors, median CPU µs/request)]`` for
+    ``fronts`` (``(name, argv for a port)``), each started, measured and
+    stopped in turn, ``--rounds`` times over."""
     runs = {name: [] for name, _ in fronts}
     for _ in range(args.rounds):
         for name, cmd in fronts:
             port = free_port()
             proc = start(cmd(port), port, path, expect, tmp / f"{name.split()[0]}.log")
             try:
-                runs[name].append(measure(port, path, args, lua))
+                runs[name].append(measure(port, path, args, lua, proc.pid, exclude))
             finally:
                 halt(proc)
-    rows = []
-    for name, got in runs.items():
-        rates = sorted(rate for rate, _ in got)
-        rows.append((name, rates[len(rates) // 2], sum(e for _, e in got)))
-    return rows
+    return [(name, *medians(got)) for name, got in runs.items()]
+
+
+def medians(got):
+    """``(median req/s, errors, median CPU µs/request)`` of ``measure`` results."""
+    rates = sorted(rate for rate, _, _ in got)
+    cpus = sorted(cpu for _, _, cpu in got if cpu is not None)
+    return (rates[len(rates) // 2], sum(e for _, e, _ in got),
+            cpus[len(cpus) // 2] if cpus else None)
+
+
+def cpu_text(cpu):
+    return "-" if cpu is None else f"{cpu:.0f}"
 
 
 def nginx_conf(tmp, root, port, sock):
@@ -218,7 +264,8 @@ def main(argv=None):
             cgi, *flup = fronts
             rows += [("Python hello", *row)
                      for row in interleaved([cgi], "/cgi-bin/hello.py", b"Hello", args, lua, tmp)
-                     + interleaved(flup, "/py", b"Hello", args, lua, tmp)]
+                     + interleaved(flup, "/py", b"Hello", args, lua, tmp,
+                                   exclude=(str(app),))]
         if args.only == "python":
             pass
         elif php_fpm_binary() is None:
@@ -246,11 +293,11 @@ def main(argv=None):
     print(f"\n{args.connections} connections, {args.duration:g} s per point, median of "
           f"{args.rounds} interleaved rounds, server on CPU {SERVER_CPU}, wrk on CPU "
           f"{CLIENT_CPU}; php-fpm: {children} children, unpinned\n")
-    print("| workload | server | req/s | errors |")
-    print("|---|---|---:|---:|")
-    for workload, server, rate, errors in rows:
-        print(f"| {workload} | {server} | {rate:,.0f} | {errors} |")
-    rates = {server: rate for _, server, rate, _ in rows}
+    print("| workload | server | req/s | CPU µs/request | errors |")
+    print("|---|---|---:|---:|---:|")
+    for workload, server, rate, errors, cpu in rows:
+        print(f"| {workload} | {server} | {rate:,.0f} | {cpu_text(cpu)} | {errors} |")
+    rates = {server: rate for _, server, rate, _, _ in rows}
     for label, _ in exes:
         ours = rates.get(f"flashplug{label} --fastcgi")
         for other in ("nginx fastcgi_pass", "lighttpd mod_fastcgi"):

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import wrk  # noqa: E402
-from fastcgi_bench import flashplug, halt, measure, start  # noqa: E402
+from fastcgi_bench import cpu_text, flashplug, halt, measure, medians, start  # noqa: E402
 from servers import CLIENT_CPU, SERVER_CPU, free_port  # noqa: E402
 
 
@@ -100,20 +100,20 @@ def main(argv=None):
                         proxy_set_header Connection "";
                     }"""))),
         ]
-        ports = []
+        ports, pids = [], []
         for name, cmd in fronts:
             port = free_port()
             procs.append(start(cmd(port), port, "/1k.bin", b"\x00\x01", tmp / "front.log"))
             ports.append(port)
+            pids.append(procs[-1].pid)
         # Interleaved rounds, median kept: on a shared machine the load
         # changes from one point to the next.
         runs = [[] for _ in fronts]
         for _ in range(args.rounds):
             for i, port in enumerate(ports):
-                runs[i].append(measure(port, "/1k.bin", args, lua))
+                runs[i].append(measure(port, "/1k.bin", args, lua, pids[i]))
         for (name, _), got in zip(fronts, runs):
-            rates = sorted(rate for rate, _ in got)
-            rows.append((name, rates[len(rates) // 2], sum(e for _, e in got)))
+            rows.append((name, *medians(got)))
     finally:
         for proc in procs:
             halt(proc)
@@ -122,12 +122,12 @@ def main(argv=None):
     print(f"\n1 KiB from an nginx upstream; {args.connections} connections, "
           f"{args.duration:g} s per point, median of {args.rounds} interleaved rounds, "
           f"front on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, upstream unpinned\n")
-    print("| front server | req/s | errors |")
-    print("|---|---:|---:|")
-    for name, rate, errors in rows:
-        print(f"| {name} | {rate:,.0f} | {errors} |")
+    print("| front server | req/s | CPU µs/request | errors |")
+    print("|---|---:|---:|---:|")
+    for name, rate, errors, cpu in rows:
+        print(f"| {name} | {rate:,.0f} | {cpu_text(cpu)} | {errors} |")
     nginx_rate = rows[-1][1]
-    for name, rate, _ in rows[:-1]:
+    for name, rate, _, _ in rows[:-1]:
         if nginx_rate:
             print(f"{name.split(' --')[0]} / nginx: {rate / nginx_rate:.2f}x")
 
