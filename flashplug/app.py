@@ -21,6 +21,7 @@ import inspect
 import logging
 import time
 import traceback
+import types
 
 from flashplug import plugins as plugin_mod
 from flashplug.cache import FileCache, FileEntry
@@ -47,6 +48,7 @@ log = logging.getLogger("flashplug.server")
 
 SERVER_NAME = "flashplug"
 
+_COROUTINE = types.CoroutineType
 _UNROUTED = object()   # respond(): the handler has not been looked up yet
 
 
@@ -69,6 +71,8 @@ class Router:
         self.exts = [r for r in routes if r.ext is not None]
         self.route_hook = route_hook
         self.empty = not routes and route_hook is None
+        # A prefix route of "/" takes every path: the static handler gets none.
+        self.claims_all = any(base == "" for base, _, _ in self.prefixes)
 
     def match(self, request):
         """The handler for ``request``, or None for the static handler."""
@@ -146,6 +150,10 @@ class App:
         self.trusted_proxies = trusted_networks(config.get("trusted_proxies"))
         self.real_ip_header = config.get("real_ip_header") or "x-forwarded-for"
         self._missing_pages = set()   # (root, error page) whose failure is logged already
+        # id(handler) -> (handler, owner) for every route's handler: checked
+        # once here (Route refuses one that is no async def), so a request
+        # to it skips the check and the search for its plugin.
+        self.route_handlers = {}
         # One file cache for every site: with sites it is keyed by the file's
         # path (root + URL path) after the site's policy tag (flashplug.policy
         # .cache_tag), so sites that share a root and a policy share entries.
@@ -270,19 +278,27 @@ class App:
         """A plugin handler's Response, checked at the API boundary; a
         handler that is no ``async def`` or a response that cannot be sent
         is a logged 500."""
-        owner = plugin_mod.plugin_for_code(self.pm, handler)
-        owner = f"plugin {owner!r}" if owner else "a plugin"
+        known = self.route_handlers.get(id(handler))
+        if known is not None and known[0] is handler:
+            return await self.checked(request, handler(request), known[1])
+        owner = self.owner_text(handler)
         if not is_async_handler(handler):
             return await self.mistake_answer(request, ResponseMistake(
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
                 f"function; define it with 'async def'", owner))
         return await self.checked(request, handler(request), owner)
 
+    def owner_text(self, handler):
+        """``"plugin 'NAME'"`` for the plugin that defined ``handler``, for
+        the error log; ``"a plugin"`` when none is known."""
+        owner = plugin_mod.plugin_for_code(self.pm, handler)
+        return f"plugin {owner!r}" if owner else "a plugin"
+
     async def checked(self, request, answer, owner):
         """Await ``answer`` (a plugin's awaitable Response) and check it."""
         response = None
         try:
-            if not inspect.isawaitable(answer):
+            if type(answer) is not _COROUTINE and not inspect.isawaitable(answer):
                 raise ResponseMistake(f"gave a {type(answer).__name__} where an awaitable "
                                       f"was due (the coroutine of an async def)", owner)
             response = await answer
@@ -447,10 +463,14 @@ class Vhost:
         # may claim it.
         self.fast_path_ok = self.response_headers_hook is None and self.request_done_hook is None
         # ... and skip routing when no route hook, nor the Host (www_to_apex),
-        # may send a path elsewhere.
+        # may send a path elsewhere; and not at all when a route claims every
+        # path (``--proxy /=...``): no file is ever answered from the cache
+        # then, and looking for one would cost each request its time.
         self.target_path_ok = self.fast_path_ok and self.router.route_hook is None \
-            and not self.router.by_host
+            and not self.router.by_host and not self.router.claims_all
         self.facade = Server(app, self)
+        for route in routes:
+            app.route_handlers[id(route.handler)] = (route.handler, app.owner_text(route.handler))
 
 
 def site_hooks(pm, enabled):

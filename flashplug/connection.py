@@ -115,7 +115,7 @@ class Connection(H1Protocol, RequestCycle):
             return
         now = self.now = time.monotonic()
         state = self.state
-        if state == "idle" and n <= KNOWN_HEAD_MAX \
+        if state == "idle" and n <= KNOWN_HEAD_MAX and self.target_path_ok \
                 and _RECV_BUFFER.endswith(b"\r\n\r\n", 0, n):
             # Between requests, a short complete head: maybe one we know,
             # byte for byte or by its shape.
@@ -126,6 +126,10 @@ class Connection(H1Protocol, RequestCycle):
             if found is not None:
                 if self._answer_known(*found, data):
                     return
+            elif self._not_cached(data):
+                self.uncached = data    # (the parser need not ask again)
+                self.feed(data, now)
+                return
             else:
                 shape = known_key(data)
                 known = None if shape is None else static.known_shapes.get(shape[0])

@@ -33,6 +33,7 @@ from flashplug.http.conditionals import evaluate
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
+from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
 
@@ -45,7 +46,8 @@ SESSION_SLOTS = (
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
-    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest")
+    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest",
+    "uncached")
 
 
 def init_session(conn, app, peer, local, now):
@@ -83,6 +85,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_open = False
     conn.m_site = None           # the site _target_entry chose, for _answer_by_target
     conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
+    conn.uncached = None         # the head being parsed, when _not_cached said so
     conn._reset_message()
 
 
@@ -188,6 +191,20 @@ class RequestCycle:
             self.feed(data, self.now)
         self.app.helpers.call(still_fresh, (entry,), done)
 
+    def _not_cached(self, head):
+        """True when the target in the request line of ``head`` (bytes, a
+        whole head) has no entry in the cache: then neither a remembered
+        head nor the scanned path can answer it (a routed path, a file not
+        read yet), and the request goes straight to the parser.  False
+        when it may have one, or with sites (each has its own entries)."""
+        app = self.app
+        if app.sites is not None:
+            return False
+        start = head.find(b" ") + 1
+        end = head.find(b" ", start)
+        return start > 0 and end > 0 and \
+            target_key(head[start:end]) not in app.default_site.static.by_target
+
     def _target_entry(self, method, version, target, host):
         """The quickest path's test: the fresh cache entry a plain GET/HEAD
         (``method`` bytes, ``version`` str, as llhttp read them) of
@@ -270,8 +287,10 @@ class RequestCycle:
             return
         headers = request.headers
         site = request.server._site
+        logged = app.access_log is not None   # else the fields would be looked up for nothing
         self._account(status, size, request.method, request.target, request.version,
-                      headers.get("referer"), headers.get("user-agent"), site, request.user,
+                      headers.get("referer") if logged else None,
+                      headers.get("user-agent") if logged else None, site, request.user,
                       request.remote_addr)
         if site.request_done_hook is not None:
             try:

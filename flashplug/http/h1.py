@@ -290,10 +290,15 @@ class H1Protocol:
 
     def _parse(self, piece):
         """Feed one piece to llhttp; False once parsing must stop."""
+        uncached = None
         if not self.m_open and self.active is None and self.target_path_ok \
-                and len(piece) <= MAX_FIELD_SIZE and piece[-4:] == _HEAD_END \
-                and self._answer_scanned(bytes(piece)):
-            return True
+                and len(piece) <= MAX_FIELD_SIZE and piece[-4:] == _HEAD_END:
+            head = bytes(piece)
+            if head is self.uncached or self._not_cached(head):
+                uncached = head     # on_headers_complete need not look either
+            elif self._answer_scanned(head):
+                return True
+        self.uncached = uncached
         parser = self.parser
         if parser is None:
             parser = self.parser = httptools.HttpRequestParser(self)
@@ -484,7 +489,7 @@ class H1Protocol:
     def on_headers_complete(self):
         parser = self.parser
         if self.m_noted == _HOST and self.m_hosts == 1 and self.active is None \
-                and self.target_path_ok:
+                and self.target_path_ok and self.uncached is None:
             method, version = parser.get_method(), parser.get_http_version()
             entry = self._target_entry(method, version, self.m_url, self.m_host)
             if entry is not None and entry.variants is not None:
@@ -606,7 +611,7 @@ class H1Protocol:
         self.m_request = None
         self.m_body = None
         self.m_headers = None   # an idle connection keeps nothing of its last request
-        self.m_url = self.m_connection = self.m_host = None
+        self.m_url = self.m_connection = self.m_host = self.uncached = None
         self.m_open = False
         if request is None and self.state == "busy" and self.active is None:
             # answered by _answer_by_target
