@@ -149,7 +149,12 @@ class ScriptedBackend:
         the request is aborted or the connection closes;
       * ``"hello"``: answers each request after 0.2 s with a short body,
         on the same connection (keep-alive), one after the other even when
-        several are multiplexed on it.
+        several are multiplexed on it;
+      * ``"cut"``: once the request is in, sends a header block and half
+        of a STDOUT record, then closes the connection;
+      * ``"deaf"``: reads the request's first 64 KiB, then nothing more
+        (nor answers) until the connection closes: a backend that takes
+        no request body.
 
     ``values`` is its GET_VALUES answer.  ``seen`` lists the type of every
     record received, in order; ``most_at_once`` the most requests that were
@@ -176,6 +181,7 @@ class ScriptedBackend:
 
     def close(self):
         self._stop = True
+        self.closed.set()
         self._listener.close()
 
     def _accept(self):
@@ -219,6 +225,16 @@ class ScriptedBackend:
         if self.mode == "hello":
             self._hello(conn, reader)
             return
+        if self.mode == "deaf":
+            for rec in reader.feed(conn.recv(65536)):
+                if rec.type == fcgi.GET_VALUES:
+                    conn.sendall(fcgi.encode_record(fcgi.GET_VALUES_RESULT, 0,
+                                                    fcgi.encode_pairs(self.values)))
+                    conn.close()
+                    return
+            self.closed.wait(60)   # set by close(), when the test is over
+            conn.close()
+            return
         threading.Thread(target=read, daemon=True).start()
         try:
             started.wait(10)
@@ -227,6 +243,12 @@ class ScriptedBackend:
                 return
             if self.mode == "garbage":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+                return
+            if self.mode == "cut":
+                conn.sendall(fcgi.encode_stream(fcgi.STDOUT, rid,
+                                                b"Content-Type: text/plain\r\n\r\nstart")
+                             + fcgi.encode_stream(fcgi.STDOUT, rid, b"z" * 1000)[:500])
+                conn.shutdown(socket.SHUT_RDWR)   # the reading thread holds it open
                 return
             conn.sendall(fcgi.encode_stream(fcgi.STDOUT, rid,
                                             b"Content-Type: text/plain\r\n\r\n"))

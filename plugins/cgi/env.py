@@ -78,27 +78,63 @@ def server_name(request):
 
 def build_env(request, script, base, docroot, content_length,
               pass_authorization=False):
-    """The environment for running ``script`` for ``request``.
+    """The environment for running ``script`` for ``request``: the
+    :func:`fixed_env` and the :func:`request_env` (whose names never meet:
+    the second wins where a ``--cgi-pass-env`` name is one of its own).
 
     :param script: a :class:`~flashplug_plugins.cgi.script.Script`.
     :param base: the result of :func:`base_env`.
     :param content_length: the length of the body the script will read, or
         None when the request has no body.
     """
+    env = fixed_env(base, docroot)
+    env.update(request_env(request, script, docroot, content_length, pass_authorization))
+    return env
+
+
+def fixed_env(base, docroot):
+    """The part of the environment that is the same for every request of
+    one handler: ``base`` and the constant CGI variables.  The fastcgi
+    plugin encodes it once, not per request."""
     env = dict(base)
-    merged = {}
+    env["GATEWAY_INTERFACE"] = "CGI/1.1"
+    env["SERVER_SOFTWARE"] = SERVER_SOFTWARE
+    env["DOCUMENT_ROOT"] = docroot
+    # PHP's php-cgi refuses to run without it (cgi.force_redirect).
+    env["REDIRECT_STATUS"] = "200"
+    return env
+
+
+# Header name -> its HTTP_* variable, or None when it is not passed
+# (NOT_PASSED, or a name with "_"): a handful of names recur on every
+# request, so each is worked out once (up to _KEYS_MAX of them).
+_KEYS = {}
+_KEYS_MAX = 512
+
+
+def _key(name):
+    key = _KEYS.get(name, _KEYS)
+    if key is _KEYS:
+        key = None if name in NOT_PASSED or not _SAFE_NAME.match(name) \
+            else "HTTP_" + name.upper().replace("-", "_")
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[name] = key
+    return key
+
+
+def request_env(request, script, docroot, content_length, pass_authorization=False):
+    """The variables that come from ``request`` and ``script`` (see
+    :func:`build_env`), in a new dict."""
+    env = {}
     for name, value in request.headers:
-        if name in NOT_PASSED or not _SAFE_NAME.match(name):
+        key = _key(name)
+        if key is None or (name == "authorization" and not pass_authorization):
             continue
-        if name == "authorization" and not pass_authorization:
-            continue
-        key = "HTTP_" + name.upper().replace("-", "_")
-        if key in merged:
+        if key in env:
             sep = "; " if name == "cookie" else ", "
-            merged[key] += sep + _wire(value)
+            env[key] += sep + _wire(value)
         else:
-            merged[key] = _wire(value)
-    env.update(merged)
+            env[key] = _wire(value)
 
     if content_length is not None:
         env["CONTENT_LENGTH"] = str(content_length)
@@ -119,31 +155,26 @@ def build_env(request, script, base, docroot, content_length,
         # whose header gives no port it is unknown, and left out rather
         # than made up (nginx's $remote_port is empty then).
         env["REMOTE_PORT"] = str(request.remote_port)
-
-    env.update({
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        "SERVER_PROTOCOL": "HTTP/" + request.version,
-        "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        "SERVER_NAME": server_name(request),
-        "SERVER_ADDR": request.server_addr,
-        "SERVER_PORT": str(request.server_port),
-        "REQUEST_METHOD": request.method,
-        "REQUEST_SCHEME": request.scheme,
-        # The path and query as sent (nginx's $request_uri), also for an
-        # absolute-form target, whose scheme and host are not the path.
-        "REQUEST_URI": _wire(request.target if request.target.startswith("/") else
-                             request.raw_path + ("?" + request.query if request.query else "")),
-        "QUERY_STRING": _wire(request.query),
-        "SCRIPT_NAME": script.script_name,
-        "SCRIPT_FILENAME": script.filename,
-        "DOCUMENT_ROOT": docroot,
-        "REMOTE_ADDR": request.remote_addr,
-        # No reverse DNS lookup on the request path: §4.1.9 allows the
-        # address in place of the name.
-        "REMOTE_HOST": request.remote_addr,
-        # PHP's php-cgi refuses to run without it (cgi.force_redirect).
-        "REDIRECT_STATUS": "200",
-    })
+    target = request.target
+    query = request.query
+    remote_addr = request.remote_addr
+    env["SERVER_PROTOCOL"] = "HTTP/" + request.version
+    env["SERVER_NAME"] = server_name(request)
+    env["SERVER_ADDR"] = request.server_addr
+    env["SERVER_PORT"] = str(request.server_port)
+    env["REQUEST_METHOD"] = request.method
+    env["REQUEST_SCHEME"] = request.scheme
+    # The path and query as sent (nginx's $request_uri), also for an
+    # absolute-form target, whose scheme and host are not the path.
+    env["REQUEST_URI"] = _wire(target if target.startswith("/") else
+                               request.raw_path + ("?" + query if query else ""))
+    env["QUERY_STRING"] = _wire(query)
+    env["SCRIPT_NAME"] = script.script_name
+    env["SCRIPT_FILENAME"] = script.filename
+    env["REMOTE_ADDR"] = remote_addr
+    # No reverse DNS lookup on the request path: §4.1.9 allows the
+    # address in place of the name.
+    env["REMOTE_HOST"] = remote_addr
     return env
 
 

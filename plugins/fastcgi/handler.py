@@ -8,10 +8,12 @@ Theory of operation, for one request:
    the rest of the path is ``PATH_INFO``.  By prefix (``/app``): the prefix
    is ``SCRIPT_NAME`` and the rest of the path ``PATH_INFO``, as a WSGI
    mount point; nothing is looked up on disk.
-2. **Environment.**  The cgi plugin's ``build_env`` (httpoxy-safe), with
-   ``SCRIPT_FILENAME`` and ``DOCUMENT_ROOT`` as php-fpm needs them.  Unlike
-   CGI, ``Authorization`` is passed: a FastCGI backend is the operator's
-   own application (nginx passes it too).
+2. **Environment.**  The cgi plugin's (httpoxy-safe), with
+   ``SCRIPT_FILENAME`` and ``DOCUMENT_ROOT`` as php-fpm needs them: its
+   ``fixed_env`` part is encoded as PARAMS once per handler, only its
+   ``request_env`` part per request.  Unlike CGI, ``Authorization`` is
+   passed: a FastCGI backend is the operator's own application (nginx
+   passes it too).
 3. **Send.**  The pool admits the request (503 when its queue is full),
    picks a connection and writes ``BEGIN_REQUEST`` and ``PARAMS``; the body
    streams as ``STDIN`` records while the response is read.  A chunked body
@@ -33,13 +35,14 @@ import logging
 
 from flashplug import HTTPError, Response
 from flashplug.procs import Busy
-from flashplug_plugins.cgi.env import build_env
+from flashplug_plugins.cgi.env import fixed_env, request_env
 from flashplug_plugins.cgi.handler import take_body
 from flashplug_plugins.cgi.output import NoHead, OutputBody, OutputFailed, read_head
 from flashplug_plugins.cgi.response import MAX_HEADER_BLOCK, CGIError, parse_header_block
 from flashplug_plugins.cgi.script import Forbidden, Found, NotFound, Script, locate
 
 from .pool import BackendError, BackendTimeout
+from .protocol import encode_pairs
 
 log = logging.getLogger("flashplug.fastcgi")
 
@@ -59,7 +62,8 @@ class FastCGIHandler:
                  cache_valid):
         self.settings = settings
         self.docroot = docroot
-        self.base_env = base_env
+        # The PARAMS every request of this handler shares, encoded once.
+        self.fixed_params = encode_pairs(fixed_env(base_env, docroot).items())
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.pools = {}   # Mapping.name -> Pool
@@ -102,12 +106,12 @@ class FastCGIHandler:
                                               self.settings.max_body)
         if spool is not None:
             body = _spooled(spool, request.server.helpers)
-        env = build_env(request, script, self.base_env, self.docroot, length,
-                        pass_authorization=True)
+        params = self.fixed_params + encode_pairs(request_env(
+            request, script, self.docroot, length, pass_authorization=True).items())
         timeout = self.settings.timeout
         retried = False
         while True:
-            exchange = await self._begin(pool, name, env, body is not None, fresh=retried)
+            exchange = await self._begin(pool, name, params, body is not None, fresh=retried)
             feeder = None
             if body is not None:
                 feeder = asyncio.ensure_future(_feed(exchange, body, timeout))
@@ -133,10 +137,11 @@ class FastCGIHandler:
             _stop(exchange, feeder, abort=True)
             raise
 
-    async def _begin(self, pool, name, env, has_body, fresh):
+    async def _begin(self, pool, name, params, has_body, fresh):
         timeout = self.settings.timeout
         try:
-            await pool.learn()
+            if pool.learned is None:
+                await pool.learn()
             await pool.slots.acquire(timeout)
         except Busy as e:
             log.warning("%s: 503: %s", name, e)
@@ -149,7 +154,9 @@ class FastCGIHandler:
             log.error("%s: 504: %s", name, e)
             raise HTTPError(504, "Gateway Timeout") from None
         try:
-            conn = await pool.connection(fresh)
+            conn = None if fresh else pool.spare_connection()
+            if conn is None:
+                conn = await pool.connection(fresh)
         except BaseException as e:
             pool.slots.release()
             if isinstance(e, BackendError):
@@ -160,7 +167,7 @@ class FastCGIHandler:
                 raise HTTPError(504, "Gateway Timeout") from None
             raise
         pool.requests += 1
-        return conn.start(env, has_body)
+        return conn.start(params, has_body)
 
     async def _read_head(self, exchange, name):
         """STDOUT up to the end of the header block: ``(block, rest)``."""
@@ -265,9 +272,9 @@ async def _feed(exchange, body, timeout):
     """Copy the request body into STDIN records, then close the stream."""
     try:
         async for chunk in body:
-            await asyncio.wait_for(exchange.send_stdin(chunk), timeout)
-        await exchange.send_stdin(b"")
-    except (BackendError, asyncio.TimeoutError):
+            await exchange.send_stdin(chunk, timeout)
+        await exchange.send_stdin(b"", timeout)
+    except (BackendError, BackendTimeout):
         pass  # the reader reports what went wrong with the backend
     except ConnectionError:
         pass  # the client went away; the handler is being cancelled

@@ -18,15 +18,20 @@ has room:
   pool at the request's ``END_REQUEST`` and is closed after
   ``IDLE_TIMEOUT`` unused (a single-process backend such as ``php-cgi -b``
   accepts no other connection while we hold one).
-* One reader task per connection turns bytes into events
-  (``protocol.ClientConnection``) and hands each to its :class:`Exchange`.
-  When an exchange holds more than ``HIGH_WATER`` bytes that its client has
-  not taken, the reader stops reading: the socket buffer fills and the
-  backend blocks in ``write``, which is backpressure from a slow client to
-  the backend (on a multiplexed connection the other requests wait too, as
-  with any FastCGI multiplexer).
-* Request bodies go out as ``STDIN`` records through the stream writer,
-  awaiting ``drain()``: backpressure from a slow backend to the client.
+* Each connection is an ``asyncio.Protocol``: ``data_received`` turns
+  bytes into events (``protocol.ClientConnection``) and hands each to its
+  :class:`Exchange` at once, with no reader task to wake in between.
+  When an exchange holds more than ``HIGH_WATER`` bytes that its client
+  has not taken, the connection pauses reading its socket until it has
+  taken half: the socket buffer fills and the backend blocks in
+  ``write``, which is backpressure from a slow client to the backend (on
+  a multiplexed connection the other requests wait too, as with any
+  FastCGI multiplexer).
+* Request bodies go out as ``STDIN`` records; while the transport's write
+  buffer is over its limit (``pause_writing``) the sender waits, up to the
+  timeout: backpressure from a slow backend to the client.
+* Free connections are found in ``spare``, most recently used first (no
+  scan of every connection per request).
 * ``abort()`` (the client went away) sends ``FCGI_ABORT_REQUEST``.  On a
   connection that carries only this request the pool then closes it as
   well: php-fpm reads nothing while a script runs, and notices a gone
@@ -45,10 +50,8 @@ from . import protocol as fcgi
 
 log = logging.getLogger("flashplug.fastcgi")
 
-#: Bytes read from a backend socket at a time (and the stream's buffer).
-CHUNK = 65536
-#: Response bytes an exchange may hold for a slow client before the reader
-#: stops reading that connection.
+#: Response bytes an exchange may hold for a slow client before its
+#: connection stops reading its socket.
 HIGH_WATER = 256 * 1024
 #: Seconds an unused keep-alive connection stays open.
 IDLE_TIMEOUT = 5.0
@@ -108,27 +111,26 @@ class Address:
     #: How many backend processes stand behind the address (see supervisor).
     processes = 1
 
-    async def connect(self, timeout):
-        """``(reader, writer, origin)``: streams, and None for the process
-        (a :class:`~.supervisor.Supervisor` names one).
+    async def connect(self, timeout, factory):
+        """``(protocol, origin)``: a connection made by ``factory`` (an
+        ``asyncio.Protocol``), and None for the process (a
+        :class:`~.supervisor.Supervisor` names one).
 
         :raises BackendError: refused or unreachable.
         :raises BackendTimeout: no connection within ``timeout`` seconds.
         """
+        loop = asyncio.get_running_loop()
         try:
             if self.path is not None:
-                opening = asyncio.open_unix_connection(self.path, limit=CHUNK)
+                opening = loop.create_unix_connection(factory, self.path)
             else:
-                opening = asyncio.open_connection(self.host, self.port, limit=CHUNK)
-            reader, writer = await asyncio.wait_for(opening, timeout)
+                opening = loop.create_connection(factory, self.host, self.port)
+            _, protocol = await asyncio.wait_for(opening, timeout)
         except asyncio.TimeoutError:
             raise BackendTimeout(f"no connection to {self} within {timeout:g}s") from None
         except OSError as e:
             raise BackendError(f"cannot connect to {self}: {e.strerror or e}") from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None and self.path is None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return reader, writer, None
+        return protocol, None
 
 
 class Exchange:
@@ -139,6 +141,10 @@ class Exchange:
     client went away.  Each exchange holds one pool slot until its
     ``END_REQUEST`` (or the connection's end), then gives it back.
     """
+
+    __slots__ = ("conn", "request_id", "chunks", "buffered", "received", "stdout_done",
+                 "ended", "error", "discarding", "stdin_done", "app_status", "_waiter",
+                 "_errbuf")
 
     def __init__(self, conn, request_id):
         self.conn = conn
@@ -153,12 +159,11 @@ class Exchange:
         self.stdin_done = False      # the empty STDIN record went out
         self.app_status = None
         self._waiter = None          # the handler waits for data
-        self._space = None           # the reader waits for the handler
         self._errbuf = b""
 
-    # -- the reader's side
+    # -- the connection's side (called from data_received)
 
-    async def on_stdout(self, data):
+    def on_stdout(self, data):
         if not data:
             self.stdout_done = True
             self._wake()
@@ -170,11 +175,7 @@ class Exchange:
         self.buffered += len(data)
         self._wake()
         if self.buffered > HIGH_WATER:
-            self._space = self.conn.loop.create_future()
-            try:
-                await self._space
-            finally:
-                self._space = None
+            self.conn.hold(self)
 
     def on_stderr(self, data):
         self._errbuf += data
@@ -202,8 +203,10 @@ class Exchange:
         self.stdout_done = True
         self._wake()
         self._make_room()
-        self.conn.pool.slots.release()
-        self.conn.pool.notify()
+        pool = self.conn.pool
+        pool.slots.release()
+        if pool._room:
+            pool.notify()
 
     def _wake(self):
         w = self._waiter
@@ -211,9 +214,8 @@ class Exchange:
             w.set_result(None)
 
     def _make_room(self):
-        s = self._space
-        if s is not None and not s.done():
-            s.set_result(None)
+        if self.conn.holding is self:
+            self.conn.release_hold()
 
     # -- the handler's side
 
@@ -228,10 +230,11 @@ class Exchange:
                 raise self.error
             if self.stdout_done:
                 return b""
-            waiter = self._waiter = self.conn.loop.create_future()
+            loop = self.conn.loop
+            waiter = self._waiter = loop.create_future()
             # A timer of our own: asyncio.wait_for costs a few times more,
             # and this runs for every response.
-            timer = self.conn.loop.call_later(timeout, _expire, waiter)
+            timer = loop.call_later(timeout, _expire, waiter)
             try:
                 await waiter
             except _Expired:
@@ -247,8 +250,9 @@ class Exchange:
 
     def read_nowait(self):
         """Whatever has arrived, joined (without waiting)."""
-        data = b"".join(self.chunks)
-        self.chunks.clear()
+        chunks = self.chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
         self.buffered = 0
         self._make_room()
         return data
@@ -258,14 +262,16 @@ class Exchange:
         """The whole response has arrived, cleanly."""
         return self.ended and self.error is None and not self.chunks
 
-    async def send_stdin(self, data):
-        """STDIN records for ``data``; ``b""`` ends the body.
+    async def send_stdin(self, data, timeout):
+        """STDIN records for ``data``; ``b""`` ends the body.  Waits while
+        the connection's write buffer is full (a slow backend).
 
         :raises BackendError: the connection is gone.
+        :raises BackendTimeout: the backend took nothing for ``timeout`` seconds.
         """
         if self.ended:
             raise BackendError("the request already ended")
-        await self.conn.send(fcgi.encode_stdin(self.request_id, data))
+        await self.conn.send(fcgi.encode_stdin(self.request_id, data), timeout)
         if not data:
             self.stdin_done = True
 
@@ -284,55 +290,153 @@ class Exchange:
             self.conn.abort(self)
 
 
-class Connection:
-    """One socket to the backend and the exchanges on it."""
+class Connection(asyncio.Protocol):
+    """One socket to the backend and the exchanges on it.
 
-    def __init__(self, pool, reader, writer, origin=None):
+    An ``asyncio.Protocol``, not a stream pair: bytes are decoded and
+    handed to their exchange in ``data_received``, with no reader task to
+    wake in between (one task step less per response).
+    """
+
+    def __init__(self, pool):
         self.pool = pool
-        self.origin = origin         # the supervised process, if any
+        self.origin = None           # the supervised process, if any
         self.loop = pool.loop
-        self.reader = reader
-        self.writer = writer
+        self.transport = None
         self.proto = fcgi.ClientConnection()
         self.exchanges = {}
         self.closed = False
         self.retiring = False        # takes no new request; closes when empty
         self.served = 0
+        self.holding = None          # the exchange reading is paused for
+        self.spare = False           # in pool.spare
+        self._write_paused = False   # the transport's buffer is over its limit
+        self._drain_waiters = []
+        # One timer for the connection's life, not one per request: it
+        # looks at last_end (when the last request ended) each time it
+        # fires, and closes the connection IDLE_TIMEOUT after it.
+        self.last_end = 0.0
         self._idle_timer = None
-        self.task = self.loop.create_task(self._read_loop())
 
     @property
     def load(self):
         return len(self.exchanges)
 
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport):
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.last_end = self.loop.time()
+        self._idle_timer = self.loop.call_later(IDLE_TIMEOUT, self._idle_check)
+
+    def data_received(self, data):
+        if self.closed:
+            return
+        try:
+            events = self.proto.receive(data)
+        except fcgi.ProtocolError as e:
+            self.close(f"protocol error: {e}")
+            return
+        exchanges = self.exchanges
+        for event in events:
+            kind = type(event)
+            if kind is fcgi.Stdout:
+                exchanges[event.request_id].on_stdout(event.data)
+            elif kind is fcgi.EndRequest:
+                self._end(event)
+            elif kind is fcgi.Stderr:
+                exchanges[event.request_id].on_stderr(event.data)
+            else:
+                self.close(f"protocol error: unexpected {kind.__name__} on a request "
+                           "connection")
+                return
+            if self.closed:
+                return
+
+    def eof_received(self):
+        try:
+            self.proto.receive(b"")
+        except fcgi.ProtocolError as e:
+            self.close(f"protocol error: {e}")
+        else:
+            self.close("the backend closed the connection")
+        return False
+
+    def connection_lost(self, exc):
+        self.close(f"read failed: {exc}" if exc is not None
+                   else "the backend closed the connection")
+        self._wake_writers()
+
+    def pause_writing(self):
+        self._write_paused = True
+
+    def resume_writing(self):
+        self._write_paused = False
+        self._wake_writers()
+
+    def _wake_writers(self):
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    # -- backpressure from a slow client (see the module notes)
+
+    def hold(self, exchange):
+        """``exchange`` holds too much its client has not taken: stop
+        reading this connection until it has."""
+        if self.holding is None and not self.closed:
+            self.transport.pause_reading()
+        self.holding = exchange
+
+    def release_hold(self):
+        self.holding = None
+        if not self.closed:
+            self.transport.resume_reading()
+
+    # -- requests
+
     def start(self, params, body):
         """Begin a request; with ``body`` False its STDIN ends at once."""
-        self._cancel_idle()
-        rid = next(i for i in range(1, MAX_IDS + 1) if i not in self.exchanges)
-        exchange = self.exchanges[rid] = Exchange(self, rid)
+        exchanges = self.exchanges
+        rid = 1 if not exchanges else next(
+            i for i in range(1, MAX_IDS + 1) if i not in exchanges)
+        exchange = exchanges[rid] = Exchange(self, rid)
         self.served += 1
         if self.origin is not None:
             self.origin.served()
-        data = self.proto.begin(rid, params, keep_conn=True)
+        data = self.proto.begin(rid, params, keep_conn=True, end_stdin=not body)
         if not body:
-            data += fcgi.encode_stdin(rid, b"")
             exchange.stdin_done = True
-        self.writer.write(data)
+        self.transport.write(data)
         return exchange
 
-    async def send(self, data):
+    async def send(self, data, timeout):
         if self.closed:
             raise BackendError("the backend closed the connection")
-        self.writer.write(data)
+        self.transport.write(data)
+        if not self._write_paused:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        timer = self.loop.call_later(timeout, _expire, waiter)
         try:
-            await self.writer.drain()
-        except (ConnectionError, OSError) as e:
-            raise BackendError(f"write to {self.pool.address} failed: {e}") from None
+            await waiter
+        except _Expired:
+            raise BackendTimeout(f"the backend took no request body for {timeout:g}s") \
+                from None
+        finally:
+            timer.cancel()
+        if self.closed:
+            raise BackendError(f"write to {self.pool.address} failed: the connection closed")
 
     def abort(self, exchange):
         if self.closed:
             return
-        self.writer.write(self.proto.abort(exchange.request_id))
+        self.transport.write(self.proto.abort(exchange.request_id))
         if self.load == 1:
             self.close("the client went away")
         else:
@@ -343,46 +447,32 @@ class Connection:
         if not exchange.ended and not self.closed:
             self.close("no END_REQUEST after FCGI_ABORT_REQUEST")
 
-    async def _read_loop(self):
-        cause = "the backend closed the connection"
-        try:
-            while True:
-                data = await self.reader.read(CHUNK)
-                for event in self.proto.receive(data):
-                    await self._deliver(event)
-                if not data:
-                    break
-        except fcgi.ProtocolError as e:
-            cause = f"protocol error: {e}"
-        except (ConnectionError, OSError) as e:
-            cause = f"read failed: {e}"
-        except asyncio.CancelledError:
-            cause = "the server is stopping"
-        self.close(cause)
+    def _end(self, event):
+        exchange = self.exchanges.pop(event.request_id)
+        exchange.on_end(event.app_status, event.protocol_status)
+        if not exchange.stdin_done:
+            # Part of its body may still be on the way: the next
+            # request would follow stray STDIN records.
+            self.retiring = True
+        if not self.exchanges:
+            if self.retiring or (self.origin is not None
+                                 and self.origin.state != "running"):
+                self.close("retired")
+            else:
+                self.last_end = self.loop.time()
+        if not self.spare and not self.closed:
+            self.spare = True
+            self.pool.spare.append(self)
 
-    async def _deliver(self, event):
-        kind = type(event)
-        if kind is fcgi.Stdout:
-            await self.exchanges[event.request_id].on_stdout(event.data)
-        elif kind is fcgi.Stderr:
-            self.exchanges[event.request_id].on_stderr(event.data)
-        elif kind is fcgi.EndRequest:
-            exchange = self.exchanges.pop(event.request_id)
-            exchange.on_end(event.app_status, event.protocol_status)
-            if not exchange.stdin_done:
-                # Part of its body may still be on the way: the next
-                # request would follow stray STDIN records.
-                self.retiring = True
-            if not self.exchanges:
-                if self.retiring or (self.origin is not None
-                                     and self.origin.state != "running"):
-                    self.close("retired")
-                else:
-                    self._idle_timer = self.loop.call_later(IDLE_TIMEOUT, self.close,
-                                                            "idle")
-        else:
-            raise fcgi.ProtocolError(f"unexpected {type(event).__name__} on a request "
-                                     "connection")
+    def _idle_check(self):
+        delay = IDLE_TIMEOUT
+        if not self.exchanges:
+            delay -= self.loop.time() - self.last_end
+            if delay <= 0:
+                self._idle_timer = None
+                self.close("idle")
+                return
+        self._idle_timer = self.loop.call_later(delay, self._idle_check)
 
     def _cancel_idle(self):
         if self._idle_timer is not None:
@@ -395,15 +485,57 @@ class Connection:
         self.closed = True
         self._cancel_idle()
         self.pool.conns.discard(self)
+        if self.spare:
+            self.spare = False
+            self.pool.spare.remove(self)
         self.pool.notify()
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
         if self.origin is not None:
             self.origin.released()
         for exchange in list(self.exchanges.values()):
             exchange.on_end(None, None, cause)
         self.exchanges.clear()
-        if self.task is not asyncio.current_task() and not self.task.done():
-            self.task.cancel()
+        self._wake_writers()
+
+
+class _Probe(asyncio.Protocol):
+    """The connection that asks a backend for its limits (GET_VALUES):
+    ``answer`` is the values, ``{}`` when the backend said it did not
+    understand, None when it closed first."""
+
+    def __init__(self, loop):
+        self.answer = loop.create_future()
+        self.proto = fcgi.ClientConnection()
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        try:
+            events = self.proto.receive(data)
+        except fcgi.ProtocolError as e:
+            self._done(exc=e)
+            return
+        for event in events:
+            if isinstance(event, fcgi.Values):
+                self._done(event.values)
+            elif isinstance(event, fcgi.UnknownType):
+                self._done({})
+
+    def eof_received(self):
+        self._done(None)
+
+    def connection_lost(self, exc):
+        self._done(None)
+
+    def _done(self, values=None, exc=None):
+        if not self.answer.done():
+            if exc is not None:
+                self.answer.set_exception(exc)
+            else:
+                self.answer.set_result(values)
 
 
 class Pool:
@@ -421,6 +553,7 @@ class Pool:
         self.slots = Slots(max_conns, queue)
         self.conn_limit = max_conns  # connections at once, once learned
         self.conns = set()
+        self.spare = []              # connections that may have room (spare_connection)
         self.requests = 0
         self._opening = 0            # connections being opened
         self._room = []              # futures of requests waiting for a connection
@@ -440,28 +573,18 @@ class Pool:
                 self._learning = None
 
     async def _probe(self):
-        reader, writer, origin = await self.address.connect(self.timeout)
-        values, answered = {}, False
+        probe, origin = await self.address.connect(self.timeout,
+                                                   lambda: _Probe(self.loop))
+        values = {}
         try:
-            writer.write(fcgi.encode_get_values())
-            conn = fcgi.ClientConnection()
-            deadline = self.loop.time() + min(self.timeout, PROBE_TIMEOUT)
-            while not answered:
-                data = await asyncio.wait_for(reader.read(CHUNK),
-                                              max(0.0, deadline - self.loop.time()))
-                events = conn.receive(data)
-                if not data:
-                    break
-                for event in events:
-                    if isinstance(event, fcgi.Values):
-                        values, answered = event.values, True
-                    elif isinstance(event, fcgi.UnknownType):
-                        answered = True
-        except (asyncio.TimeoutError, fcgi.ProtocolError, ConnectionError, OSError) as e:
+            probe.transport.write(fcgi.encode_get_values())
+            values = await asyncio.wait_for(asyncio.shield(probe.answer),
+                                            min(self.timeout, PROBE_TIMEOUT)) or {}
+        except (asyncio.TimeoutError, fcgi.ProtocolError) as e:
             log.info("%s: no FCGI_GET_VALUES answer (%s); one request per connection",
                      self.name, e or type(e).__name__)
         finally:
-            writer.close()
+            probe.transport.close()
             if origin is not None:
                 origin.released()
         # The backend's limits are per process; a supervised process that
@@ -493,10 +616,9 @@ class Pool:
         more than ``conn_limit`` connections exist at once."""
         while True:
             if not fresh:
-                for conn in self.conns:
-                    if (conn.load < self.per_conn and not conn.closed and not conn.retiring
-                            and (conn.origin is None or conn.origin.state == "running")):
-                        return conn
+                conn = self.spare_connection()
+                if conn is not None:
+                    return conn
             if len(self.conns) + self._opening < self.conn_limit:
                 break
             waiter = self.loop.create_future()
@@ -508,18 +630,36 @@ class Pool:
                     self._room.remove(waiter)
         self._opening += 1
         try:
-            reader, writer, origin = await self.address.connect(self.timeout)
+            conn, origin = await self.address.connect(self.timeout,
+                                                      lambda: Connection(self))
         except BaseException:
             self._opening -= 1
             self.notify()
             raise
         self._opening -= 1
-        conn = Connection(self, reader, writer, origin)
+        conn.origin = origin
         self.conns.add(conn)
+        conn.spare = True
+        self.spare.append(conn)
         # Waiters run after our caller has begun its request on it (no
         # await in between), so they see its true load.
         self.notify()
         return conn
+
+    def spare_connection(self):
+        """The most recently used connection with room for a request, or
+        None.  ``spare`` holds each connection that may have room, once;
+        one found full or out of service leaves it (``Connection._end``
+        puts it back when a request ends)."""
+        spare = self.spare
+        while spare:
+            conn = spare[-1]
+            if (conn.load < self.per_conn and not conn.retiring
+                    and (conn.origin is None or conn.origin.state == "running")):
+                return conn
+            spare.pop()
+            conn.spare = False
+        return None
 
     def notify(self):
         """A connection opened, closed or finished a request: requests
@@ -530,9 +670,5 @@ class Pool:
                 waiter.set_result(None)
 
     async def close(self):
-        conns = list(self.conns)
-        for conn in conns:
+        for conn in list(self.conns):
             conn.close("the server is stopping")
-        tasks = [c.task for c in conns]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)

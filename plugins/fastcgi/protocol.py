@@ -113,6 +113,8 @@ _END_BODY = struct.Struct(">IB3x")
 _UNKNOWN_BODY = struct.Struct(">B7x")
 _LONG_LENGTH = struct.Struct(">I")
 _PADS = [b"\0" * n for n in range(8)]
+_BEGIN_KEEP = _BEGIN_BODY.pack(RESPONDER, KEEP_CONN)
+_BEGIN_CLOSE = _BEGIN_BODY.pack(RESPONDER, 0)
 
 # The types an application sends to a web server, and which of them are
 # management records (request id 0).
@@ -200,24 +202,34 @@ def encode_pairs(pairs):
     bytes with the top bit set.  ``str`` is encoded as UTF-8 with
     surrogate escapes (the CGI environment's own bytes survive).
 
-    Inlined, not a call per length: a request's PARAMS are some 30 pairs,
-    and this runs for every request.
+    This runs for every request (some 25 pairs), so the usual pair, ASCII
+    text under 128 characters, takes one f-string: its lengths are then
+    characters below 128, which encode to the same single bytes.
     """
-    out = bytearray()
+    text = []
+    out = []
     for name, value in pairs:
+        if type(name) is str and type(value) is str and name.isascii() and value.isascii():
+            n, v = len(name), len(value)
+            if n < 0x80 and v < 0x80:
+                text.append(f"{_CHARS[n]}{_CHARS[v]}{name}{value}")
+                continue
+        if text:
+            out.append("".join(text).encode("ascii"))
+            text = []
         if type(name) is not bytes:
             name = name.encode("utf-8", "surrogateescape")
         if type(value) is not bytes:
             value = value.encode("utf-8", "surrogateescape")
-        n, v = len(name), len(value)
-        if n < 0x80 and v < 0x80:
-            out += bytes((n, v))
-        else:
-            out += _length(n)
-            out += _length(v)
-        out += name
-        out += value
-    return bytes(out)
+        out += (_length(len(name)), _length(len(value)), name, value)
+    if not out:
+        return "".join(text).encode("ascii")
+    if text:
+        out.append("".join(text).encode("ascii"))
+    return b"".join(out)
+
+
+_CHARS = [chr(n) for n in range(0x80)]
 
 
 def _length(n):
@@ -366,15 +378,31 @@ class ClientConnection:
     def is_open(self, request_id):
         return request_id in self._open
 
-    def begin(self, request_id, params, keep_conn=True):
-        """BEGIN_REQUEST and the PARAMS stream.
+    def begin(self, request_id, params, keep_conn=True, end_stdin=False):
+        """BEGIN_REQUEST and the PARAMS stream, and with ``end_stdin`` the
+        empty STDIN record (a request without a body), in one buffer.
+        ``params``: pairs, a mapping, or pairs already encoded
+        (:func:`encode_pairs`; bytes).
 
         :raises ValueError: the id is 0 (management) or already open.
         """
         if not 1 <= request_id <= 0xFFFF or request_id in self._open:
             raise ValueError(f"request id {request_id} is not free")
         self._open[request_id] = _Open()
-        return encode_begin_request(request_id, keep_conn) + encode_params(request_id, params)
+        if type(params) is not bytes:
+            params = encode_pairs(params.items() if hasattr(params, "items") else params)
+        n = len(params)
+        parts = [_HEADER.pack(VERSION, BEGIN_REQUEST, request_id, _BEGIN_BODY.size, 0),
+                 _BEGIN_KEEP if keep_conn else _BEGIN_CLOSE]
+        if n <= MAX_CONTENT:
+            pad = -n & 7
+            parts += (_HEADER.pack(VERSION, PARAMS, request_id, n, pad), params, _PADS[pad])
+        else:
+            parts.append(encode_stream(PARAMS, request_id, params))
+        parts.append(_HEADER.pack(VERSION, PARAMS, request_id, 0, 0))
+        if end_stdin:
+            parts.append(_HEADER.pack(VERSION, STDIN, request_id, 0, 0))
+        return b"".join(parts)
 
     def stdin(self, request_id, data):
         """STDIN records; ``b""`` closes the stream."""

@@ -224,9 +224,9 @@ class Supervisor:
                      self.name, proc.pid, STOP_GRACE)
             proc.kill()
 
-    async def connect(self, timeout):
-        """A connection to the running process with the fewest connections
-        (the pool's ``Address.connect``)."""
+    async def connect(self, timeout, factory):
+        """A connection made by ``factory`` to the running process with the
+        fewest connections, and that process (the pool's ``Address.connect``)."""
         deadline = self.loop.time() + timeout
         while True:
             running = [b for b in self.backends if b.state == "running"]
@@ -245,8 +245,8 @@ class Supervisor:
                 pass
         backend = min(running, key=lambda b: b.connections)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(backend.path, limit=65536), timeout)
+            _, protocol = await asyncio.wait_for(
+                self.loop.create_unix_connection(factory, backend.path), timeout)
         except asyncio.TimeoutError:
             raise BackendError(f"process {backend.proc.pid} accepted no connection "
                                f"within {timeout:g}s") from None
@@ -254,7 +254,7 @@ class Supervisor:
             raise BackendError(f"cannot connect to process {backend.proc.pid}: "
                                f"{e.strerror or e}") from None
         backend.connections += 1
-        return reader, writer, backend
+        return protocol, backend
 
     def _wake_connectors(self):
         waiters, self._connectors = self._connectors, []

@@ -516,6 +516,49 @@ def test_client_disconnect_sends_abort_request(serve, tmp_path):
         backend.close()
 
 
+def test_backend_closing_inside_a_record_cuts_the_response(serve, tmp_path):
+    backend = ScriptedBackend(str(tmp_path / "cut.sock"), "cut")
+    try:
+        s = serve("--fastcgi", f"/app=unix:{backend.path}")
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            r = requests.get(s.url + "/app/x", stream=True)
+            assert r.status_code == 200
+            b"".join(r.iter_content(65536))
+        assert "protocol error: connection closed" in s.log()
+        assert "response cut short" in s.log()
+    finally:
+        backend.close()
+
+
+def test_backend_taking_no_body_is_a_504_without_holding_the_upload(serve, tmp_path):
+    # Backpressure from the backend: the body waits in socket buffers, not
+    # in the server, and the send times out with the response head.
+    backend = ScriptedBackend(str(tmp_path / "deaf.sock"), "deaf")
+    try:
+        s = serve("--fastcgi", f"/app=unix:{backend.path}", "--fastcgi-timeout", "2")
+        pid = s.proc.pid
+        assert requests.get(s.url + "/server-status").status_code in (200, 404)
+        before = peak_rss(pid)
+        with s.connect(timeout=30) as c:
+            c.sendall(b"POST /app/up HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: %d\r\n\r\n" % (40 * MB))
+
+            def upload():
+                try:
+                    for _ in range(40):
+                        c.sendall(b"u" * MB)
+                except OSError:
+                    pass
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(upload)
+                assert c.recv(65536).startswith(b"HTTP/1.1 504")
+                c.shutdown(socket.SHUT_RDWR)
+        assert "504: no response header within 2s" in s.log()
+        assert peak_rss(pid) - before < 20 * MB
+    finally:
+        backend.close()
+
+
 # -- the one flag, the config file, bad options ------------------------------------
 
 @needs_php_fpm

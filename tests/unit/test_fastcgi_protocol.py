@@ -74,6 +74,28 @@ def test_pairs_round_trip_with_undecodable_bytes():
                                    (b"BIG", b"z" * 70000)]
 
 
+def _pairs_one_by_one(pairs):
+    # The format written out plainly (§3.4), to check the batched encoder.
+    out = b""
+    for name, value in pairs:
+        name = name if type(name) is bytes else name.encode("utf-8", "surrogateescape")
+        value = value if type(value) is bytes else value.encode("utf-8", "surrogateescape")
+        for n in (len(name), len(value)):
+            out += bytes((n,)) if n < 128 else (n | 0x80000000).to_bytes(4, "big")
+        out += name + value
+    return out
+
+
+@pytest.mark.parametrize("pairs", [
+    [],
+    [("A", "b")] * 3,
+    [("SHORT", "v"), ("LONG", "l" * 300), ("AFTER", "x"), ("CAFÉ", "é"), ("NUL", "a\0b")],
+    [(b"RAW", b"\xff\x00"), ("S", "\udcff"), ("X" * 127, "y" * 127), ("X" * 128, "")],
+])
+def test_pairs_batched_encoding_matches_the_format(pairs):
+    assert p.encode_pairs(pairs) == _pairs_one_by_one(pairs)
+
+
 def test_params_stream_closed_by_empty_record():
     out = p.encode_params(1, {"A": "b"})
     assert out == (b"\x01\x04\x00\x01\x00\x04\x04\x00" + b"\x01\x01Ab" + b"\0" * 4
@@ -137,6 +159,14 @@ def test_begin_emits_begin_and_params():
         conn.begin(1, {})
     with pytest.raises(ValueError):
         conn.begin(0, {})
+
+
+def test_begin_in_one_buffer_with_encoded_params_and_the_end_of_stdin():
+    big = [("V", "v" * 70000)]     # PARAMS over one record's 65,535 bytes
+    for params in ([("A", "b")], big):
+        out = ClientConnection().begin(3, p.encode_pairs(params), end_stdin=True)
+        assert out == (p.encode_begin_request(3) + p.encode_params(3, params)
+                       + p.encode_stdin(3, b""))
 
 
 def test_full_response_events():
