@@ -66,6 +66,7 @@ class Connection(asyncio.Protocol):
         self._waiter = None
         self._drain_waiter = None
         self._idle_timer = None
+        self.parked_at = 0.0
 
     # -- asyncio.Protocol
 
@@ -177,14 +178,28 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def park(self):
-        """Back to the pool, quiet, for the next request."""
+        """Back to the pool, quiet, for the next request.
+
+        One timer serves the connection's life, not one per request: it
+        closes the connection once it has been parked IDLE_TIMEOUT seconds
+        on end, looking at when it was parked each time it fires."""
         self.idle = True
-        self._idle_timer = self.loop.call_later(IDLE_TIMEOUT, self.close)
+        self.parked_at = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(IDLE_TIMEOUT, self._idle_check)
+
+    def _idle_check(self):
+        delay = IDLE_TIMEOUT
+        if self.idle:
+            delay -= self.loop.time() - self.parked_at
+            if delay <= 0:
+                self._idle_timer = None
+                self.close()
+                return
+        self._idle_timer = self.loop.call_later(delay, self._idle_check)
 
     def unpark(self):
         self.idle = False
-        self._idle_timer.cancel()
-        self._idle_timer = None
 
 
 class Peer:
