@@ -121,6 +121,11 @@ _BEGIN_CLOSE = _BEGIN_BODY.pack(RESPONDER, 0)
 _FROM_APP = frozenset({STDOUT, STDERR, END_REQUEST, GET_VALUES_RESULT, UNKNOWN_TYPE})
 _MANAGEMENT = frozenset({GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE})
 
+# Builds a NamedTuple without its Python-level __new__: records and events
+# are made for every response.
+_new_tuple = tuple.__new__
+
+
 class ProtocolError(Exception):
     """The peer broke FastCGI 1.0; the message is the cause, one line.
 
@@ -291,21 +296,31 @@ class RecordReader:
     def feed(self, data):
         """:raises ProtocolError: a record with a version other than 1."""
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            src = buf
+        else:
+            # The usual case: nothing held back, so the records are cut
+            # from ``data`` itself (one copy each, none for the buffer).
+            src = data
         records = []
         pos = 0
-        n = len(buf)
+        n = len(src)
+        unpack = _HEADER.unpack_from
         while n - pos >= HEADER_LEN:
-            version, rtype, rid, clen, plen = _HEADER.unpack_from(buf, pos)
+            version, rtype, rid, clen, plen = unpack(src, pos)
             if version != VERSION:
                 raise ProtocolError("record version %d, not 1 (not FastCGI, or garbage: %r)"
-                                    % (version, bytes(buf[pos:pos + HEADER_LEN])))
+                                    % (version, bytes(src[pos:pos + HEADER_LEN])))
             end = pos + HEADER_LEN + clen
             if end + plen > n:
                 break
-            records.append(Record(rtype, rid, bytes(buf[pos + HEADER_LEN:end])))
+            records.append(_new_tuple(Record, (rtype, rid, bytes(src[pos + HEADER_LEN:end]))))
             pos = end + plen
-        del buf[:pos]
+        if src is buf:
+            del buf[:pos]
+        elif pos < n:
+            buf += memoryview(data)[pos:]
         return records
 
     def eof(self):
@@ -426,6 +441,24 @@ class ClientConnection:
 
     def _event(self, record):
         rtype, rid, content = record
+        if rtype == STDOUT or rtype == STDERR:     # the usual record first
+            state = self._open.get(rid)
+            if state is None:
+                raise ProtocolError("%s for request id %d, which is not open"
+                                    % (TYPE_NAMES[rtype], rid))
+            if rtype == STDOUT:
+                if state.stdout_done:
+                    raise ProtocolError("STDOUT data for request id %d after its stream "
+                                        "ended" % rid)
+                if not content:
+                    state.stdout_done = True
+                return _new_tuple(Stdout, (rid, content))
+            if state.stderr_done:
+                raise ProtocolError("STDERR data for request id %d after its stream ended"
+                                    % rid)
+            if not content:
+                state.stderr_done = True
+            return _new_tuple(Stderr, (rid, content))
         if rtype not in _FROM_APP:
             raise ProtocolError("record type %s (%d) may not come from an application"
                                 % (TYPE_NAMES.get(rtype, "unknown"), rtype))
@@ -443,23 +476,14 @@ class ClientConnection:
             if len(content) != _UNKNOWN_BODY.size:
                 raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
             return UnknownType(content[0])
-        state = self._open.get(rid)
-        if state is None:
-            raise ProtocolError("%s for request id %d, which is not open"
-                                % (TYPE_NAMES[rtype], rid))
-        if rtype == END_REQUEST:
-            if len(content) != _END_BODY.size:
-                raise ProtocolError("END_REQUEST body of %d bytes, not 8" % len(content))
-            del self._open[rid]
-            app_status, protocol_status = _END_BODY.unpack(content)
-            return EndRequest(rid, app_status, protocol_status)
-        attr = "stdout_done" if rtype == STDOUT else "stderr_done"
-        if getattr(state, attr):
-            raise ProtocolError("%s data for request id %d after its stream ended"
-                                % (TYPE_NAMES[rtype], rid))
-        if not content:
-            setattr(state, attr, True)
-        return (Stdout if rtype == STDOUT else Stderr)(rid, content)
+        # END_REQUEST
+        if rid not in self._open:
+            raise ProtocolError("END_REQUEST for request id %d, which is not open" % rid)
+        if len(content) != _END_BODY.size:
+            raise ProtocolError("END_REQUEST body of %d bytes, not 8" % len(content))
+        del self._open[rid]
+        app_status, protocol_status = _END_BODY.unpack(content)
+        return _new_tuple(EndRequest, (rid, app_status, protocol_status))
 
 
 def limits(values, default_conns, default_reqs):
