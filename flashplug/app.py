@@ -89,7 +89,10 @@ class Router:
             if path == base or path.startswith(below):
                 return handler
         for route in self.exts:
-            if route.ext in path:
+            ext = route.ext
+            if path.endswith(ext) and path[-len(ext) - 1] != "/":
+                return route.handler   # the last segment (the usual case: /x.php)
+            if ext in path:
                 for segment in path.split("/"):
                     if segment.endswith(route.ext) and len(segment) > len(route.ext):
                         return route.handler

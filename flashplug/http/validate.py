@@ -50,6 +50,10 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 #: What a field value or reason phrase must not contain: controls other
 #: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
 _BAD_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+# Field names already found to be tokens: the same few come in every
+# response, so each is matched against _TOKEN once (up to _TOKENS_MAX).
+_TOKENS = set()
+_TOKENS_MAX = 1024
 _NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
 
 BODY_TYPES = (bytes, bytearray, memoryview)
@@ -75,9 +79,12 @@ def field_error(name, value):
     if type(name) is not str or type(value) is not str:
         return (f"header ({_clip(repr(name))}, {_clip(repr(value))}): name and value must be str, "
                 f"not {type(name).__name__} and {type(value).__name__}")
-    if not _TOKEN.match(name):
-        return (f"header name {_clip(name)!r} is not a token (RFC 9110 §5.1: letters, "
-                f"digits and !#$%&'*+-.^_`|~ only)")
+    if name not in _TOKENS:
+        if not _TOKEN.match(name):
+            return (f"header name {_clip(name)!r} is not a token (RFC 9110 §5.1: letters, "
+                    f"digits and !#$%&'*+-.^_`|~ only)")
+        if len(_TOKENS) < _TOKENS_MAX:
+            _TOKENS.add(name)
     if not (value.isascii() and value.isprintable()):  # else plainly fine, and quick
         bad = _BAD_CHAR.search(value)
         if bad is not None:

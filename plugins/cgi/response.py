@@ -98,12 +98,12 @@ def parse_header_block(block, local_redirects=True):
         line = raw[:-1] if raw.endswith(b"\r") else raw
         name, colon, value = line.partition(b":")
         value = value.strip(b" \t")
-        problem = field_error(name.decode("latin-1"), value.decode("latin-1")) if colon \
-            else "no colon"
+        name_text, text = name.decode("latin-1"), value.decode("latin-1")
+        problem = field_error(name_text, text) if colon else "no colon"
         if problem is not None:
             raise CGIError("malformed header line %r: %s" % (_clip(line), problem))
-        lname = name.lower()
-        if lname == b"status":
+        lname = name_text.lower()
+        if lname == "status":
             if status is not None:
                 raise CGIError("more than one Status header")
             m = _STATUS.match(value)
@@ -112,24 +112,23 @@ def parse_header_block(block, local_redirects=True):
             status = int(m.group(1))
             reason = m.group(2).decode("latin-1") if m.group(2) else None
             continue
-        text = value.decode("latin-1")
-        if lname == b"location":
+        if lname == "location":
             if location is not None:
                 raise CGIError("more than one Location header")
             if not text:
                 raise CGIError("empty Location header")
             location = text
-        elif lname == b"content-type":
+        elif lname == "content-type":
             if content_type is not None:
                 raise CGIError("more than one Content-Type header")
             content_type = text
-        elif lname == b"content-length":
+        elif lname == "content-length":
             if content_length is not None or not value.isdigit():
                 raise CGIError("bad Content-Length %r" % _clip(value))
             content_length = int(value)
-        elif lname.decode("ascii") in HOP_BY_HOP:
+        elif lname in HOP_BY_HOP:
             continue
-        headers.append((name.decode("ascii"), text))
+        headers.append((name_text, text))
 
     if (local_redirects and location is not None and _is_local(location)
             and status in (None, 200)):

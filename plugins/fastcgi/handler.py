@@ -71,41 +71,52 @@ class FastCGIHandler:
 
     def for_mapping(self, mapping):
         """The route handler for one ``--fastcgi`` mapping."""
-        async def handler(request):
-            script = await self._locate(request, mapping)
-            return await self.handle(request, mapping, script)
-        return handler
+        if mapping.prefix is not None:
+            # A WSGI-style mount point: nothing to look up on disk.
+            script_name = mapping.prefix[:-1]
+            filename = self.docroot + script_name
 
-    async def _locate(self, request, mapping):
-        if mapping.prefix is None:
+            async def by_prefix(request):
+                script = Script(filename, script_name, request.path[len(script_name):],
+                                self.docroot)
+                return await self.handle(request, mapping, script)
+            return by_prefix
+
+        async def by_ext(request):
+            # A script found lately is taken from the cache without a
+            # helper's round trip (or a coroutine's).
             key = (mapping.ext, request.path)
-            now = request.server.loop.time()
-            script = self._found.get(key, now)
-            if script is not None:
-                return script
-            try:
-                script = await request.server.helpers.run(functools.partial(
-                    locate, request.path, "/", self.docroot, (mapping.ext,),
-                    show_dotfiles=self.show_dotfiles, follow_symlinks=self.follow_symlinks,
-                    executable=False))
-            except NotFound:
-                raise HTTPError(404, "Not Found") from None
-            except Forbidden:
-                raise HTTPError(403, "Forbidden") from None
-            self._found.put(key, script, now)
-            return script
-        script_name = mapping.prefix[:-1]
-        path_info = request.path[len(script_name):]
-        return Script(self.docroot + script_name, script_name, path_info, self.docroot)
+            script = self._found.get(key, request.server.loop.time())
+            if script is None:
+                script = await self._locate(request, mapping, key)
+            return await self.handle(request, mapping, script)
+        return by_ext
+
+    async def _locate(self, request, mapping, key):
+        now = request.server.loop.time()
+        try:
+            script = await request.server.helpers.run(functools.partial(
+                locate, request.path, "/", self.docroot, (mapping.ext,),
+                show_dotfiles=self.show_dotfiles, follow_symlinks=self.follow_symlinks,
+                executable=False))
+        except NotFound:
+            raise HTTPError(404, "Not Found") from None
+        except Forbidden:
+            raise HTTPError(403, "Forbidden") from None
+        self._found.put(key, script, now)
+        return script
 
     async def handle(self, request, mapping, script):
         """Answer ``request`` through ``mapping``'s backend, for ``script``."""
         pool = self.pools[mapping.name]
         name = pool.name
-        body, length, spool = await take_body(request, request.server.helpers,
-                                              self.settings.max_body)
-        if spool is not None:
-            body = _spooled(spool, request.server.helpers)
+        if request.content_length is None and not request.chunked:
+            body = length = None        # (take_body's answer, without its coroutine)
+        else:
+            body, length, spool = await take_body(request, request.server.helpers,
+                                                  self.settings.max_body)
+            if spool is not None:
+                body = _spooled(spool, request.server.helpers)
         params = self.fixed_params + encode_pairs(request_env(
             request, script, self.docroot, length, pass_authorization=True).items())
         timeout = self.settings.timeout

@@ -49,6 +49,8 @@ _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-f
 # What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
 _BAD_REASON = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 _RESPONSE_DROP = HOP_BY_HOP
+# The response fields that frame it or name hop-by-hop ones.
+_FRAMING_NAMES = frozenset(("transfer-encoding", "content-length", "connection", "upgrade"))
 
 
 class UpstreamError(Exception):
@@ -221,9 +223,11 @@ class ResponseReader:
         if 100 <= status < 200 and status != 101:
             return       # interim (100 Continue, 103 Early Hints): skipped
         fields = self._fields
+        lnames = [name.lower() for name, _ in fields]
         codings, length, named, upgrade = [], None, set(), None
-        for name, value in fields:
-            lname = name.lower()
+        for (name, value), lname in zip(fields, lnames):
+            if lname not in _FRAMING_NAMES:
+                continue    # (most fields: one set lookup)
             if lname == "transfer-encoding":
                 codings += [c.strip().lower() for c in value.split(",") if c.strip()]
             elif lname == "content-length":
@@ -249,8 +253,8 @@ class ResponseReader:
         if codings:
             drop = drop | {"content-length"}
         self.headers = strip_framing_for_status(status, [
-            (n, v) for n, v in fields
-            if n.lower() not in drop and not n[:6].lower() == "proxy-"])
+            field for field, lname in zip(fields, lnames)
+            if lname not in drop and not lname.startswith("proxy-")])
         if status == 101 or self.head_only or status in (204, 304) or self._complete:
             # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True
