@@ -98,6 +98,15 @@ def repeated(row: dict | None) -> str:
     return f"{100 * row['repeats'] / row['sent']:.1f}%"
 
 
+def shortcut(row: dict | None) -> str:
+    """The share of flashplug's requests answered without a parse: from a
+    head remembered byte for byte, plus from a remembered shape."""
+    if not row or "heads_known_share" not in row:
+        return "—"
+    known, shaped = row["heads_known_share"], row["heads_shaped_share"]
+    return f"{100 * (known + shaped):.1f}% ({100 * known:.1f} + {100 * shaped:.1f})"
+
+
 def _ratio(value, base) -> str:
     if value is None or not base:
         return ""
@@ -120,6 +129,8 @@ def one_line(name: str, row: dict) -> str:
         s += f", {row['held']} idle held, {row['rss_per_conn'] / 1024:.2f} KiB/conn"
     if row.get("codes"):
         s += f", answers {answers(row)}, heads sent before {repeated(row)}"
+    if "heads_known_share" in row:
+        s += f", answered without a parse {shortcut(row)}"
     s += f", errors {row['errors']}" if row.get("errors") else ""
     return s + (f"; ERROR: {row['error']}" if row.get("error") else "")
 
@@ -191,6 +202,10 @@ def table(wl: dict) -> list[str]:
         lines.append(f"\nRequest heads wrk had already sent earlier in flashplug-amped's run, byte for byte: "
                      f"{repeated(_counted(wl['rows']))} (flashplug's known-heads shortcut answers heads of a known "
                      "shape, which need not repeat: see Method).")
+    flash = wl["rows"].get("flashplug-amped")
+    if flash and "heads_known_share" in flash:
+        lines.append(f"\nflashplug-amped's requests answered without a parse, from heads remembered byte "
+                     f"for byte + by shape (its status counters over the measured run): {shortcut(flash)}.")
     before, after = wl["rows"].get("flashplug-before"), wl["rows"].get("flashplug-amped")
     if ok(before) and ok(after):
         fig = "rss_per_conn" if idle else "rps"
@@ -248,14 +263,16 @@ def real_traffic(results: dict) -> list[str]:
         return ["Not measured in this run (`python bench/run.py --only real`)."]
     names = [n for n in ("nginx", "lighttpd", "flashplug-before", "flashplug-amped")
              if any(n in wl["rows"] for _, wl in wls)]
-    lines = ["| workload | " + " | ".join(names) + " | flashplug / best | heads sent before |",
-             "|---|" + "---|" * (len(names) + 2)]
+    lines = ["| workload | " + " | ".join(names) + " | flashplug / best | heads sent before "
+             "| flashplug's answers without a parse (exact + shape) |",
+             "|---|" + "---|" * (len(names) + 3)]
     for key, wl in wls:
         rows = wl["rows"]
         cells = [_rps(rows.get(n)) for n in names]
         top, flash = best(rows, BEST_OF), rows.get("flashplug-amped")
         ratio = f"**{flash['rps'] / rows[top]['rps']:.2f}x** ({top})" if top and ok(flash) else "—"
-        lines.append(f"| {key} | " + " | ".join(cells) + f" | {ratio} | {repeated(_counted(rows))} |")
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {ratio} | {repeated(_counted(rows))} "
+                     f"| {shortcut(flash)} |")
     return lines
 
 
@@ -394,7 +411,7 @@ def render(results: dict, images: list[str]) -> str:
         "  `nginx-aio` adds `aio threads`), lighttpd (one process, sendfile), `http.server` (its",
         "  ThreadingHTTPServer and SimpleHTTPRequestHandler, as `python -m http.server` runs them, with the",
         "  per-request log line silenced), aiohttp (`bench/aiohttp_static.py`, `web.static`), and",
-        "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1 --keepalive-timeout 300 --plugins none`. Access",
+        "  `flashplug serve ROOT --access-log off --arch ARCH --workers 1 --keepalive-timeout 300 --plugins status`. Access",
         "  logs are off everywhere; keep-alive timeouts are long everywhere, and request limits per",
         "  connection high on nginx and lighttpd.",
         "- (r), real traffic: wrk's Lua script (written by `bench/wrk.py` from the header sets in",
@@ -418,7 +435,11 @@ def render(results: dict, images: list[str]) -> str:
         "  the first Cookie field (docs/architecture.md). The (r) tables give the share of heads wrk had",
         "  already sent byte for byte in flashplug's run; the shape shortcut answers more than that: in",
         "  r-browser and r-reval, whose heads never repeat, every head after the second of its shape",
-        "  (4 shapes in r-browser, 16 in r-reval). (a)'s heads all repeat.",
+        "  (4 shapes in r-browser, 16 in r-reval). (a)'s heads all repeat. The last column of the (r)",
+        "  table is the shortcut's real hit rate: the status plugin's `heads_known` and `heads_shaped`",
+        "  counters, read just before and just after the measured run (so the warm-up is not in it);",
+        "  that plugin is on in every flashplug run for this, and adds one prefix route, which a",
+        "  remembered head never consults.",
         "- Figures: req/s and MB/s (10^6 bytes, headers included) from wrk's own counters; p99 latency",
         "  from `--latency`; peak RSS is the largest sum of VmRSS over the server's whole process tree",
         "  (master, workers, helpers, CGI children) sampled ten times a second during the measured run.",

@@ -12,6 +12,7 @@ each keeps access logs off, keep-alive long, and one process serving.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -186,7 +187,10 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
         # --baseline from before the default set would take for a name).
         if "tls" in spec.options:
             cmd += ["--tls-cert", str(tls_pair(tmp)[0]), "--tls-key", str(tls_pair(tmp)[1])]
-        return cmd + ["--plugins", "cgi" if "cgi" in spec.options else ""]
+        # status: its counters say how often the known-heads shortcut
+        # answered (workloads.shortcut_share); it adds one prefix route,
+        # which a remembered head never consults.
+        return cmd + ["--plugins", "cgi" if "cgi" in spec.options else "status"]
     raise ValueError(spec.kind)
 
 
@@ -210,6 +214,16 @@ def fetch(port: int, path: str, timeout: float = 2.0, tls: bool = False) -> tupl
         name, _, value = line.partition(":")
         fields[name.strip().lower()] = value.strip()
     return status, fields, body
+
+
+def status_counters(run: "Running") -> dict | None:
+    """flashplug's status counters (``--plugins status``, JSON), or None
+    when the server has none (another server, or a build without them)."""
+    try:
+        status, _, body = fetch(run.port, "/server-status?format=json", tls=run.scheme == "https")
+        return json.loads(body) if status == 200 else None
+    except (OSError, ValueError):
+        return None
 
 
 def http_get(port: int, path: str, timeout: float = 2.0, tls: bool = False) -> tuple[int, bytes]:

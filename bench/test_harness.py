@@ -19,6 +19,7 @@ import docroot  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
 import servers  # noqa: E402
+import workloads  # noqa: E402
 import wrk  # noqa: E402
 
 WRK_OUT = """Running 2s test @ http://127.0.0.1:1/1k.bin
@@ -79,7 +80,7 @@ def test_flashplug_command_line(tmp_path):
     argv = servers.command(servers.flashplug("mt"), tmp_path, tmp_path, 8001)
     tail = argv[argv.index("serve"):]
     assert tail == ["serve", str(tmp_path), "--port", "8001", "--access-log", "off", "--arch", "mt", "--workers", "1",
-                    "--keepalive-timeout", "300", "--plugins", ""]
+                    "--keepalive-timeout", "300", "--plugins", "status"]
     cgi = servers.command(servers.flashplug("amped", cgi=True), tmp_path, tmp_path, 8002)
     assert cgi[-2:] == ["--plugins", "cgi"]
 
@@ -320,16 +321,18 @@ def _real_row(rps, codes=None, **kw):
 def test_real_traffic_table_compares_with_the_faster_reference():
     res = _results({
         "r-clients": _wl("r", {"nginx": _real_row(100.0), "lighttpd": _real_row(200.0, repeats=80),
-                               "flashplug-amped": _real_row(100.0, repeats=90)}),
+                               "flashplug-amped": _real_row(100.0, repeats=90, heads_known_share=0.9,
+                                                            heads_shaped_share=0.05)}),
         "r-reval": _wl("r", {"nginx": _real_row(300.0, {"200": 25, "304": 75}),
                              "lighttpd": _real_row(100.0, {"200": 25, "304": 75}),
                              "flashplug-amped": _real_row(900.0, {"200": 100}, error="answered 200 x100")}),
         "a-1k": _wl("a", {"nginx": _row(1.0)}),
     })
     lines = report.real_traffic(res)
-    assert lines[0] == "| workload | nginx | lighttpd | flashplug-amped | flashplug / best | heads sent before |"
-    assert "| r-clients | 100 | 200 | 100 | **0.50x** (lighttpd) | 90.0% |" in lines
-    assert "| r-reval | 300 | 100 | **wrong answers** | — | 0.0% |" in lines   # the count is the client's
+    assert lines[0] == ("| workload | nginx | lighttpd | flashplug-amped | flashplug / best | heads sent before "
+                        "| flashplug's answers without a parse (exact + shape) |")
+    assert "| r-clients | 100 | 200 | 100 | **0.50x** (lighttpd) | 90.0% | 95.0% (90.0 + 5.0) |" in lines
+    assert "| r-reval | 300 | 100 | **wrong answers** | — | 0.0% | — |" in lines   # the count is the client's
     assert len(lines) == 4   # (a) is not real traffic
     table = "\n".join(report.table(res["workloads"]["r-reval"]))
     assert "| answers |" in table and "200 25%, 304 75%" in table and "answered 200 x100" in table
@@ -391,3 +394,12 @@ def test_a_short_soak_checks_every_body_and_finds_nothing_wrong():
     assert result["wrong"] == 0 and result["errors"] == 0, result["problems"]
     assert result["zombies_end"] == 0 and result["tracebacks"] == 0
     assert result["fds_after_load"] <= result["fds_after_warmup"] + 8
+
+
+def test_shortcut_share_is_the_measured_runs_alone():
+    before = {"requests": 1000, "heads_known": 100, "heads_shaped": 50}
+    after = {"requests": 3000, "heads_known": 1100, "heads_shaped": 850}
+    assert workloads.shortcut_share(before, after) == {"heads_known_share": 0.5, "heads_shaped_share": 0.4}
+    # A --baseline build without the counters, or no status page: nothing claimed.
+    assert workloads.shortcut_share({"requests": 1}, {"requests": 2}) == {}
+    assert workloads.shortcut_share(before, None) == {}
