@@ -49,7 +49,7 @@ TARGETS = [
 
 ORDER = ["r-browser", "r-clients", "r-reval", "r-zipf", "a-1k", "a-100k", "a-1m", "b-zipf",
          "c-evict-100", "c-evict-0", "c-evict-50", "c-evict-90", "d-idle", "e-cgi-sh", "e-cgi-py",
-         "h-1k", "h-new-conn", "h-1m"]
+         "h-1k", "h-new-conn", "h-1m", "m-1k", "m-browser", "m-zipf"]
 
 
 def ordered(wls: dict) -> list:
@@ -172,10 +172,12 @@ def table(wl: dict) -> list[str]:
     bname = baseline(wl)
     base = wl["rows"].get(bname) if bname else None
     idle, real = wl["group"] == "d", wl["group"] == "r"
+    # (r), and (m)'s browser heads: each run's answers by status.
+    counted = any("codes" in row for row in wl["rows"].values())
     head = ["server", "req/s", "MB/s", "p99 ms", "peak RSS MiB", "server CPU"]
     if idle:
         head += ["idle held", "still open", "RSS/idle conn KiB"]
-    if real:
+    if counted:
         head += ["answers"]
     lines = ["| " + " | ".join(head + ["notes"]) + " |", "|" + "---|" * (len(head) + 1)]
     for name in servers_of(wl["rows"]):
@@ -190,7 +192,7 @@ def table(wl: dict) -> list[str]:
         if idle:
             cells += [f"{row['held']:,}", "—" if row.get("alive") is None else f"{row['alive']:,}",
                       _cell(row, base, "rss_per_conn", "{:.2f}", 1024)]
-        if real:
+        if counted:
             cells.append(answers(row))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_notes(row)} |")
     if bname:
@@ -470,6 +472,12 @@ def render(results: dict, images: list[str]) -> str:
         "  every request, so each one is a new TCP connection and a full handshake (no resumption: wrk",
         "  keeps no sessions). `python bench/https_bench.py` measures the same three points on its own,",
         "  with each server's CPU time per request.",
+        "- (m), two workers on a 2-core machine (issue 12, point 5): nginx with `worker_processes 2` and",
+        "  `flashplug --workers 2`, each under `taskset -c 0,1`, and wrk with two threads (`-t2`) under",
+        "  `taskset -c 0,1` too: the load generator has no core of its own here, so it takes CPU from the",
+        "  server it measures, and the figures are of the pair; server CPU is the whole process tree's, out",
+        "  of 200%. The browser heads are r-browser's, with each wrk thread numbering its own requests.",
+        "  A comparison, not a target.",
         "- Dynamic content (issue 16) is measured by `bench/fastcgi_bench.py` and `bench/proxy_bench.py`, not",
         "  here: their tables, and what limits flashplug there (CPU per request, not system calls or stalls),",
         "  are in docs/fastcgi.md and docs/proxy.md, \"Speed\". A php-fpm child serves one kept-alive",

@@ -260,7 +260,7 @@ def test_real_script_for_changing_heads(tmp_path):
     lua = wrk.real_script(tmp_path, "b", made, seed=5, start=1000,
                           conditions=traffic.conditions('"e"', "Mon, 30 Nov 2026 07:00:00 GMT")).read_text()
     assert "math.randomseed(5)" in lua and "local n = 1000" in lua
-    assert "h[1] .. paths[math.random(np)] .. h[2] .. n .. h[3] .. conds[n % 4 + 1]" in lua
+    assert "h[1] .. paths[math.random(np)] .. h[2] .. k .. h[3] .. conds[k % 4 + 1]" in lua
     assert 'local paths, ids = {"/1k.bin"}, {0}' in lua
     assert wrk.lua_string(made[0].before) in lua and wrk.lua_string(made[3].rest) in lua
     assert '"\\r\\n", "If-None-Match: \\"e\\"\\r\\n\\r\\n"' in lua   # none, then If-None-Match

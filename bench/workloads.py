@@ -55,15 +55,21 @@ class Setup:
 
 def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int,
              warm_lua: Path | None = None) -> dict:
+    # One wrk thread on its own core; for several workers (m), as many
+    # threads on both cores, beside the server.
+    client = dict(scheme=run.scheme, threads=run.spec.workers,
+                  cpus=servers.CLIENT_CPU if run.spec.workers == 1 else servers.BOTH_CPUS)
     if setup.warmup:
         # Steady state, as every server reaches it: caches filled, files
         # opened.  The same for all servers, and not part of the figures.
-        wrk.run(run.port, path, warm_lua or lua, setup.warmup, connections, scheme=run.scheme)
-    counted = servers.status_counters(run) if run.spec.kind == "flashplug" else None
+        wrk.run(run.port, path, warm_lua or lua, setup.warmup, connections, **client)
+    # Each worker counts on its own, and a status request reaches any one of
+    # them: the shortcut's share is read for one worker only.
+    counted = servers.status_counters(run) if run.spec.kind == "flashplug" and run.spec.workers == 1 else None
     sampler = PeakSampler(run.pid)
     sampler.start()
     try:
-        row = wrk.run(run.port, path, lua, setup.duration, connections, scheme=run.scheme)
+        row = wrk.run(run.port, path, lua, setup.duration, connections, **client)
     finally:
         row_peak = sampler.stop()
         sampler.measure_core(int(servers.SERVER_CPU))
@@ -73,9 +79,10 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
         row.update(shortcut_share(counted, servers.status_counters(run)))
     row["peak_rss"] = row_peak
     row["server_cpu"] = sampler.cpu_share
-    row["client_core_busy"] = client_busy
-    # What ran on the server's core besides the server: someone else's load.
-    row["other_on_core"] = max(0.0, sampler.core_busy - sampler.cpu_share)
+    if run.spec.workers == 1:
+        row["client_core_busy"] = client_busy
+        # What ran on the server's core besides the server: someone else's load.
+        row["other_on_core"] = max(0.0, sampler.core_busy - sampler.cpu_share)
     row["busy_before"] = setup.busy
     if run.proc.poll() is not None:
         row["note"] = f"server exited during the run (status {run.proc.returncode})"
