@@ -382,6 +382,7 @@ def render(results: dict, images: list[str]) -> str:
         "    python bench/run.py            # every workload and server, about 20 minutes",
         "    python bench/run.py --quick    # 2 s points, fewer servers and points, about 3 minutes",
         "    python bench/run.py --only real   # real traffic (r) alone, about 5 minutes",
+        "    python bench/run.py --only m      # two workers on both cores, beside nginx's two",
         "    python bench/run.py --only a,d --duration 3 --arch amped,sped --servers nginx,flashplug-amped",
         "",
         "It installs what is missing (`apt-get install -y nginx-light lighttpd wrk`; `pip install aiohttp",

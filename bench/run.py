@@ -14,6 +14,7 @@ in one invocation.
     python bench/run.py --only real      # real traffic (r): browser-like heads
     python bench/run.py --only a,d --duration 3 --arch amped,sped
     python bench/run.py --only https     # HTTPS (h) beside nginx, same certificate
+    python bench/run.py --only multicore # two workers each on both cores (m), beside nginx
 """
 
 from __future__ import annotations
