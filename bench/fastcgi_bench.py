@@ -107,8 +107,9 @@ def halt(proc):
 
 def cpu_seconds(pid, exclude=()):
     """User + system CPU seconds of process ``pid`` and its descendants,
-    leaving out any whose command line holds a string of ``exclude`` (a
-    backend the front spawned: its CPU is not the front's)."""
+    leaving out any descendant whose command line holds a string of
+    ``exclude`` (a backend the front spawned: its CPU is not the front's).
+    Processes that ended are not counted (a CGI child's time is not)."""
     parents, stats = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -130,7 +131,7 @@ def cpu_seconds(pid, exclude=()):
                 tree.add(child)
                 grew = True
     ticks = sum(stats[p][0] for p in tree
-                if p in stats and not any(x in stats[p][1] for x in exclude))
+                if p in stats and (p == pid or not any(x in stats[p][1] for x in exclude)))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
