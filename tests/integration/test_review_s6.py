@@ -1,0 +1,77 @@
+"""Faults a hostile review found in the sixth session by writing requests
+from the RFCs (9110, 9112, 3875) and from other servers' bug reports, each
+against a real ``flashplug serve``.  Each test failed before its fix."""
+import os
+import socket
+import stat
+
+import pytest
+
+from conftest import start_server
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("review_s6") / "root"
+    (root / "cgi-bin").mkdir(parents=True)
+    (root / "t.txt").write_bytes(b"0123456789" * 30)
+    env = root / "cgi-bin" / "env.py"
+    env.write_text("#!/usr/bin/env python3\nimport os\nprint('Content-Type: text/plain')\n"
+                   "print()\nfor k in sorted(os.environ):\n    print(f'{k}={os.environ[k]!r}')\n")
+    env.chmod(env.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return root
+
+
+@pytest.fixture(scope="module")
+def srv(root):
+    server = start_server(root, "--plugins", "cgi", "--access-log", "off",
+                          tmp_path=root.parent)
+    yield server
+    server.stop()
+
+
+def raw(port, data, timeout=10):
+    """Send ``data`` on a fresh connection; everything the server sends back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def status_of(response):
+    return int(response.split(b" ", 2)[1])
+
+
+# -- RFC 9110 §5.5: the whitespace that ends a field line is not in its value -------------
+
+
+@pytest.mark.parametrize("host", [b"t ", b"t\t", b"t  \t "])
+def test_trailing_whitespace_of_host_is_not_part_of_it(srv, host):
+    """nginx, Apache and h11 take ``Host: t `` as host ``t``; it was a 400."""
+    for _ in range(2):      # the full parse, then the scanned-head path
+        out = raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: " + host +
+                  b"\r\nConnection: close\r\n\r\n")
+        assert status_of(out) == 200, out[:200]
+
+
+def test_trailing_whitespace_of_expect_still_asks_for_100(srv):
+    """``Expect: 100-continue `` was answered 417."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /cgi-bin/env.py HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n"
+                  b"Expect: 100-continue \r\nConnection: close\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        s.sendall(b"x")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert b"200 OK" in out, out[:300]
+
+
+def test_trailing_whitespace_does_not_reach_cgi_variables(srv):
+    out = raw(srv.port, b"POST /cgi-bin/env.py HTTP/1.1\r\nHost: t\r\n"
+                        b"Content-Type: text/plain \r\nX-Y: v\t\r\nContent-Length: 1\r\n"
+                        b"Connection: close\r\n\r\nx")
+    assert b"CONTENT_TYPE='text/plain'\n" in out, out
+    assert b"HTTP_X_Y='v'\n" in out, out
