@@ -566,14 +566,18 @@ class H1Protocol:
                 # faulty framing; answer it, then close.
                 request.keep_alive = False
         request.content_length = content_length(headers, self.app.config.max_body_size)
+        expect = headers.get("expect")
+        if expect is not None:
+            # RFC 9110 §10.1.1: 100-continue is the one expectation there
+            # is; any other gets 417 (as Apache and Go's net/http, Caddy's
+            # server, answer it), with a body or without.
+            members = {m.strip(" \t").lower() for m in expect.split(",")} - {""}
+            if members - {"100-continue"}:
+                raise ProtocolError(417, "Expectation Failed")
         if request.content_length or request.chunked:
             request.body = self.m_body = BodyReader(self)
-            expect = headers.get("expect")
-            if expect is not None:
-                if expect.lower() != "100-continue":
-                    raise ProtocolError(417, "Expectation Failed")
-                if request.version == "1.1":
-                    self.continue_for = request
+            if expect is not None and request.version == "1.1":
+                self.continue_for = request
         else:
             request.body = EMPTY_BODY
 

@@ -75,3 +75,35 @@ def test_trailing_whitespace_does_not_reach_cgi_variables(srv):
                         b"Connection: close\r\n\r\nx")
     assert b"CONTENT_TYPE='text/plain'\n" in out, out
     assert b"HTTP_X_Y='v'\n" in out, out
+
+
+# -- RFC 9110 §10.1.1: Expect ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fields", [b"", b"Content-Length: 0\r\n"])
+def test_an_unknown_expectation_is_417_with_or_without_a_body(srv, fields):
+    """It was 417 only beside a body; without one the expectation was
+    silently dropped.  Apache and Go's net/http (Caddy) answer 417 both
+    ways; so do we now."""
+    out = raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: t\r\nExpect: fancy\r\n" + fields +
+              b"Connection: close\r\n\r\n")
+    assert status_of(out) == 417, out[:200]
+
+
+@pytest.mark.parametrize("expect", [b"100-Continue", b"100-continue, 100-continue"])
+def test_100_continue_is_read_as_a_list_member_without_regard_to_case(srv, expect):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /cgi-bin/env.py HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n"
+                  b"Expect: " + expect + b"\r\nConnection: close\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        s.sendall(b"x")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert b"200 OK" in out, out[:300]
+
+
+def test_an_empty_expect_is_no_expectation(srv):
+    out = raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: t\r\nExpect:\r\n"
+                        b"Connection: close\r\n\r\n")
+    assert status_of(out) == 200, out[:200]
