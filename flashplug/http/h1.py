@@ -45,7 +45,7 @@ import httptools
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.forwarded import request_client
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, content_length,
-                                      keep_alive, set_target, valid_host)
+                                      expects_continue, keep_alive, set_target, valid_host)
 from flashplug.http.message import Headers, Request
 
 # Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
@@ -566,17 +566,10 @@ class H1Protocol:
                 # faulty framing; answer it, then close.
                 request.keep_alive = False
         request.content_length = content_length(headers, self.app.config.max_body_size)
-        expect = headers.get("expect")
-        if expect is not None:
-            # RFC 9110 §10.1.1: 100-continue is the one expectation there
-            # is; any other gets 417 (as Apache and Go's net/http, Caddy's
-            # server, answer it), with a body or without.
-            members = {m.strip(" \t").lower() for m in expect.split(",")} - {""}
-            if members - {"100-continue"}:
-                raise ProtocolError(417, "Expectation Failed")
+        expect = expects_continue(headers.get("expect"))
         if request.content_length or request.chunked:
             request.body = self.m_body = BodyReader(self)
-            if expect is not None and request.version == "1.1":
+            if expect and request.version == "1.1":
                 self.continue_for = request
         else:
             request.body = EMPTY_BODY

@@ -101,6 +101,21 @@ def content_length(headers, limit):
     return length
 
 
+def expects_continue(value):
+    """Does an Expect field value (str, or None when absent) ask for
+    ``100 Continue``?  RFC 9110 §10.1.1: 100-continue, matched without
+    regard to case, is the one expectation there is; a value naming any
+    other is a ProtocolError 417 (as Apache and Go's net/http, so Caddy,
+    answer it), whether or not the request has a body.  An empty value
+    asks for nothing."""
+    if value is None:
+        return False
+    members = {m.strip(" \t").lower() for m in value.split(",")} - {""}
+    if members - {"100-continue"}:
+        raise ProtocolError(417, "Expectation Failed")
+    return bool(members)
+
+
 def keep_alive(version, options):
     """May the connection carry another request after this one?
 
