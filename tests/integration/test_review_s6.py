@@ -1,6 +1,7 @@
 """Faults a hostile review found in the sixth session by writing requests
 from the RFCs (9110, 9112, 3875) and from other servers' bug reports, each
 against a real ``flashplug serve``.  Each test failed before its fix."""
+import email.utils
 import os
 import socket
 import stat
@@ -107,3 +108,26 @@ def test_an_empty_expect_is_no_expectation(srv):
     out = raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: t\r\nExpect:\r\n"
                         b"Connection: close\r\n\r\n")
     assert status_of(out) == 200, out[:200]
+
+
+# -- RFC 9110 §8.8.2.1: no Last-Modified later than the Date ---------------------------------
+
+
+def test_a_listing_of_a_folder_dated_in_the_future_is_last_modified_now(tmp_path,
+                                                                         server_factory):
+    """The static handler clamped a file's future mtime; the autoindex
+    listing sent its folder's (here 2040) as it was."""
+    root = tmp_path / "root"
+    (root / "future").mkdir(parents=True)
+    (root / "future" / "f.txt").write_bytes(b"x")
+    later = 2_208_988_800       # 2040-01-01
+    os.utime(root / "future" / "f.txt", (later, later))
+    os.utime(root / "future", (later, later))
+    server = server_factory(root, "--plugins", "autoindex")
+    out = raw(server.port, b"GET /future/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head = out.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in head[1:])
+    assert status_of(out) == 200
+    modified = email.utils.parsedate_to_datetime(fields["Last-Modified"]).timestamp()
+    # The Date line is renewed once a second, so "now" may run a second ahead of it.
+    assert modified <= email.utils.parsedate_to_datetime(fields["Date"]).timestamp() + 1, fields
