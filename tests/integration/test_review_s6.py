@@ -131,3 +131,21 @@ def test_a_listing_of_a_folder_dated_in_the_future_is_last_modified_now(tmp_path
     modified = email.utils.parsedate_to_datetime(fields["Last-Modified"]).timestamp()
     # The Date line is renewed once a second, so "now" may run a second ahead of it.
     assert modified <= email.utils.parsedate_to_datetime(fields["Date"]).timestamp() + 1, fields
+
+
+# -- as python -m http.server does ----------------------------------------------------------
+
+
+def test_index_htm_is_an_index_file_as_for_http_server(tmp_path, server_factory):
+    """http.server, which flashplug replaces, serves index.htm for a folder
+    without index.html; we listed the folder instead."""
+    root = tmp_path / "root"
+    (root / "old").mkdir(parents=True)
+    (root / "old" / "index.htm").write_bytes(b"<p>old site</p>")
+    (root / "both").mkdir()
+    (root / "both" / "index.htm").write_bytes(b"second")
+    (root / "both" / "index.html").write_bytes(b"first")
+    server = server_factory(root, "--plugins", "autoindex")
+    for path, body in ((b"/old/", b"<p>old site</p>"), (b"/both/", b"first")):
+        out = raw(server.port, b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert status_of(out) == 200 and out.endswith(b"\r\n\r\n" + body), out[-300:]
