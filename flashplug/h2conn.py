@@ -46,8 +46,8 @@ from h2.errors import ErrorCodes
 
 from flashplug.cycle import ErrorItem
 from flashplug.http.body import EMPTY_BODY, BodyReader
-from flashplug.http.h1_checks import (ProtocolError, content_length, expects_continue, set_target,
-                                      valid_host)
+from flashplug.http.h1_checks import (ProtocolError, content_length, expects_continue,
+                                      same_authority, set_target, valid_host)
 from flashplug.http.h2_checks import StreamError, request_parts
 from flashplug.http.forwarded import request_client
 from flashplug.http.message import Headers, Request
@@ -236,7 +236,8 @@ class H2Connection(H2Output):
         method, target, authority, regular = request_parts(fields)
         hosts = [v for n, v in regular if n == b"host"]
         if authority is not None:
-            if hosts and hosts != [authority]:
+            if hosts and hosts != [authority] and not (
+                    len(hosts) == 1 and same_authority(hosts[0], authority, self.scheme)):
                 raise StreamError("Host differs from :authority")
             if not hosts:
                 regular.insert(0, (b"host", authority))

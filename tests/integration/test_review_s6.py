@@ -149,3 +149,21 @@ def test_index_htm_is_an_index_file_as_for_http_server(tmp_path, server_factory)
     for path, body in ((b"/old/", b"<p>old site</p>"), (b"/both/", b"first")):
         out = raw(server.port, b"GET " + path + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert status_of(out) == 200 and out.endswith(b"\r\n\r\n" + body), out[-300:]
+
+
+# -- RFC 9113 §8.3.1: Host and :authority compared once normalised ----------------------------
+
+
+def test_h2_host_that_names_the_authority_in_other_case_or_port_is_not_malformed(
+        root, server_factory):
+    """§8.3.1 asks to normalise both (RFC 3986 §6.2) before comparing; a
+    byte comparison reset the stream of ``Host: LOCALHOST:80`` beside
+    ``:authority: localhost``.  A Host naming another host still resets it."""
+    from h2_client import H2Client
+    server = server_factory(root, "--h2c", "--plugins", "none")
+    client = H2Client(server.port)
+    for host in ("LOCALHOST", "localhost:80", "Localhost.:"):
+        status, _, body = client.get("/t.txt", headers=[("host", host)])
+        assert status == 200 and body == b"0123456789" * 30, host
+    status, _, _ = client.get("/t.txt", headers=[("host", "other.example")])
+    assert status == ("reset", 1)
