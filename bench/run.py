@@ -14,6 +14,7 @@ in one invocation.
     python bench/run.py --only real      # real traffic (r): browser-like heads
     python bench/run.py --only a,d --duration 3 --arch amped,sped
     python bench/run.py --only https     # HTTPS (h) beside nginx, same certificate
+    python bench/run.py --only multicore # two workers each on both cores (m), beside nginx
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ def plan(args) -> list[dict]:
             add(f"a-{size}", f"(a) one cached file of {label}, the same request head each time, 64 connections", "a",
                 [S.NGINX, S.LIGHTTPD, *slow, *before, *(flash[:1] if quick else flash)],
                 path=f"/{size}.bin", connections=64, size=size)
+        # Issue 12: 1 MiB over 16 connections too, where its rounds once swung most.
+        add("a-1m-16", "(a) one cached file of 1 MiB, the same request head each time, 16 connections", "a",
+            [S.NGINX, S.LIGHTTPD, *before, *flash[:1]], path="/1m.bin", connections=16)
     if "b" in args.groups:
         add("b-zipf", "(b) 10,000 files, Zipf-distributed requests, cached, 64 connections", "b",
             [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *before, *(flash[:1] if quick else flash)],

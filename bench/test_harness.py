@@ -403,3 +403,12 @@ def test_shortcut_share_is_the_measured_runs_alone():
     # A --baseline build without the counters, or no status page: nothing claimed.
     assert workloads.shortcut_share({"requests": 1}, {"requests": 2}) == {}
     assert workloads.shortcut_share(before, None) == {}
+
+
+def test_every_round_target_takes_the_lowest_round_by_round_ratio():
+    res = _results({"a-1m-16": _wl("a", {
+        "lighttpd": _row(100.0, rounds_rps=[100.0, 50.0, 100.0]),
+        "flashplug-amped": _row(120.0, rounds_rps=[120.0, 130.0, 90.0])})})
+    line = next(t for t in report.targets(res) if t.startswith("| 1 MiB, 16 connections"))
+    # The medians (120 vs 100) would pass; the third round does not.
+    assert "lowest round 0.90x (rounds 1.20x, 2.60x, 0.90x)" in line and line.endswith("| no |")
