@@ -1,5 +1,5 @@
 """Faults a hostile review found in the sixth session by writing requests
-from the RFCs (9110, 9112, 3875) and from other servers' bug reports, each
+from the RFCs (9110, 9112, 9113, 3875) and from other servers' bug reports, each
 against a real ``flashplug serve``.  Each test failed before its fix."""
 import email.utils
 import os
