@@ -106,10 +106,11 @@ def halt(proc):
 
 
 def cpu_seconds(pid, exclude=()):
-    """User + system CPU seconds of process ``pid`` and its descendants,
-    leaving out any descendant whose command line holds a string of
-    ``exclude`` (a backend the front spawned: its CPU is not the front's).
-    Processes that ended are not counted (a CGI child's time is not)."""
+    """``(user, system)`` CPU seconds of process ``pid`` and its
+    descendants, leaving out any descendant whose command line holds a
+    string of ``exclude`` (a backend the front spawned: its CPU is not the
+    front's).  Processes that ended are not counted (a CGI child's time is
+    not)."""
     parents, stats = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -122,7 +123,7 @@ def cpu_seconds(pid, exclude=()):
         except OSError:
             continue
         parents[int(entry)] = int(fields[1])
-        stats[int(entry)] = (int(fields[11]) + int(fields[12]), cmdline)
+        stats[int(entry)] = ((int(fields[11]), int(fields[12])), cmdline)
     tree, grew = {pid}, True
     while grew:
         grew = False
@@ -130,23 +131,27 @@ def cpu_seconds(pid, exclude=()):
             if parent in tree and child not in tree:
                 tree.add(child)
                 grew = True
-    ticks = sum(stats[p][0] for p in tree
-                if p in stats and (p == pid or not any(x in stats[p][1] for x in exclude)))
-    return ticks / os.sysconf("SC_CLK_TCK")
+    counted = [stats[p][0] for p in tree
+               if p in stats and (p == pid or not any(x in stats[p][1] for x in exclude))]
+    hz = os.sysconf("SC_CLK_TCK")
+    return sum(u for u, _ in counted) / hz, sum(t for _, t in counted) / hz
 
 
 def measure(port, path, args, lua, pid=None, exclude=()):
     """``(req/s, errors, CPU µs per request)``: the last is the front
     server's own CPU time (``pid``'s process tree, less ``exclude``d
-    backends) over the measured run, divided by the requests wrk counted;
-    None without ``pid``.  On a shared machine it moves much less than
-    req/s: it does not count time the server spent waiting for a CPU."""
+    backends) over the measured run, divided by the requests wrk counted,
+    as ``(user + system, user, system)``; None without ``pid``.  On a
+    shared machine it moves much less than req/s: it does not count time
+    the server spent waiting for a CPU."""
     wrk.run(port, path, lua, args.warmup, args.connections)
     before = cpu_seconds(pid, exclude) if pid else None
     result = wrk.run(port, path, lua, args.duration, args.connections)
     cpu = None
     if pid and result["requests"]:
-        cpu = (cpu_seconds(pid, exclude) - before) * 1e6 / result["requests"]
+        after = cpu_seconds(pid, exclude)
+        user, system = ((a - b) * 1e6 / result["requests"] for a, b in zip(after, before))
+        cpu = (user + system, user, system)
     return result["rps"], sum(result["errors"].values()), cpu
 
 
@@ -181,7 +186,8 @@ def medians(got):
 
 
 def cpu_text(cpu):
-    return "-" if cpu is None else f"{cpu:.0f}"
+    """``"117 (103 + 14)"``: all, user and system µs per request."""
+    return "-" if cpu is None else "%.0f (%.0f + %.0f)" % cpu
 
 
 def nginx_conf(tmp, root, port, sock):
@@ -294,7 +300,7 @@ def main(argv=None):
     print(f"\n{args.connections} connections, {args.duration:g} s per point, median of "
           f"{args.rounds} interleaved rounds, server on CPU {SERVER_CPU}, wrk on CPU "
           f"{CLIENT_CPU}; php-fpm: {children} children, unpinned\n")
-    print("| workload | server | req/s | CPU µs/request | errors |")
+    print("| workload | server | req/s | CPU µs/request (user + system) | errors |")
     print("|---|---|---:|---:|---:|")
     for workload, server, rate, errors, cpu in rows:
         print(f"| {workload} | {server} | {rate:,.0f} | {cpu_text(cpu)} | {errors} |")

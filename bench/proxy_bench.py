@@ -122,7 +122,7 @@ def main(argv=None):
     print(f"\n1 KiB from an nginx upstream; {args.connections} connections, "
           f"{args.duration:g} s per point, median of {args.rounds} interleaved rounds, "
           f"front on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, upstream unpinned\n")
-    print("| front server | req/s | CPU µs/request | errors |")
+    print("| front server | req/s | CPU µs/request (user + system) | errors |")
     print("|---|---:|---:|---:|")
     for name, rate, errors, cpu in rows:
         print(f"| {name} | {rate:,.0f} | {cpu_text(cpu)} | {errors} |")
