@@ -30,6 +30,7 @@ from flashplug.framing import close_response as _close_stream
 from flashplug.framing import send_response, write_entry, write_not_modified
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
+from flashplug.http.dates import depends_on_year
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
@@ -91,7 +92,7 @@ class KnownHead:
     but the target, and what its log line needs."""
 
     __slots__ = ("head_only", "version", "keep_alive", "referer", "agent", "method", "site",
-                 "validators")
+                 "validators", "steady", "judged_etag", "judged_mtime", "not_modified")
 
     def __init__(self, head_only, version, keep_alive, referer, agent, site, validators):
         self.head_only = head_only      # HEAD rather than GET
@@ -102,8 +103,18 @@ class KnownHead:
         self.method = "HEAD" if head_only else "GET"
         self.site = site                # the Vhost that answered it
         # If-None-Match / If-Modified-Since (a dict, as _answer_by_target
-        # takes it), or None: weighed against the target's entry each time.
+        # takes it), or None: weighed against the target's entry.
         self.validators = validators
+        # The ETag (the object) and modification time they were last
+        # weighed against, and whether that gave a 304: ``evaluate``
+        # depends on nothing else, unless a date's century depends on the
+        # current year (RFC 850); then the validators are not ``steady``
+        # and are weighed each time.  (Not the entry itself: that would
+        # keep an evicted file's bytes alive.)
+        ims = None if validators is None else validators.get("if-modified-since")
+        self.steady = ims is None or not depends_on_year(ims)
+        self.judged_etag = self.judged_mtime = None
+        self.not_modified = False
 
 
 class ErrorItem:
@@ -149,8 +160,16 @@ class RequestCycle:
         entry.used = True
         self.app.stats.cache_hits += 1
         validators = known.validators
-        if validators is not None and \
-                evaluate(known.method, validators.get, entry.etag, entry.mtime) == 304:
+        if validators is None:
+            not_modified = False
+        elif known.judged_etag is entry.etag and known.judged_mtime == entry.mtime:
+            not_modified = known.not_modified
+        else:
+            not_modified = evaluate(known.method, validators.get, entry.etag, entry.mtime) == 304
+            if known.steady:
+                known.judged_etag, known.judged_mtime = entry.etag, entry.mtime
+                known.not_modified = not_modified
+        if not_modified:
             write_not_modified(self, known.version, known.keep_alive, entry)
             status, size = 304, 0
         else:

@@ -337,6 +337,13 @@ def shaped_heads(etag, modified):
                         (b"GET {target} HTTP/1.1", b"Connection: close\r\n"),
                         (b"GET {target} HTTP/1.1", b"If-None-Match: " + etag + b"\r\n"),
                         (b"GET {target} HTTP/1.1", b"If-Modified-Since: " + modified + b"\r\n"),
+                        # RFC 850 and asctime dates: the first is read against
+                        # the current year, so its verdict is never kept
+                        (b"GET {target} HTTP/1.1",
+                         b"If-Modified-Since: Sunday, 06-Nov-94 08:49:37 GMT\r\n"),
+                        (b"GET {target} HTTP/1.1", b"If-Modified-Since: Sun Nov  6 08:49:37 2094\r\n"),
+                        (b"GET {target} HTTP/1.1",
+                         b"If-None-Match: " + etag + b"\r\nIf-Modified-Since: " + modified + b"\r\n"),
                         (b"GET {target} HTTP/1.1", b"Range: bytes=0-1\r\n")):
         out.append(line + b"\r\nHost: x\r\n" + agent + b"\r\nCookie: {cookie}\r\n"
                    + extra + b"Accept-Encoding: gzip\r\n\r\n")
@@ -381,6 +388,11 @@ def test_heads_of_a_remembered_shape_answer_as_the_full_path(docroot, monkeypatc
     assert fast.stats.status_counts == full.stats.status_counts
     assert fast.stats.bytes_sent == full.stats.bytes_sent
     assert sum(known) > 150, "remembered shapes were hardly used"
+    # Revalidations kept their verdicts (KnownHead.judged_etag) across
+    # targets and cookies, but for the RFC 850 date's, weighed every time.
+    weighed = [k for k in fast.static.known_shapes.values() if k.validators]
+    assert any(k.judged_etag is not None for k in weighed)
+    assert any(not k.steady and k.judged_etag is None for k in weighed)
     assert {s for s in fast.stats.status_counts} >= {200, 206, 301, 304, 400, 404}
 
 
