@@ -28,7 +28,6 @@ from flashplug.compress import VariantCache
 from flashplug.errorpages import default_page
 from flashplug.errors import HTTPError, UsageError
 from flashplug.facade import Server
-from flashplug.freshness import StatProcess
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
@@ -139,9 +138,6 @@ class App:
             self.helpers = ThreadHelpers(loop, config.helpers or DEFAULT_HELPERS, self.stats)
         else:
             self.helpers = InlineHelpers(self.stats)
-        # The revalidation sweeps' stats (flashplug.freshness): only amped
-        # sweeps, from its loop.
-        self.stat_process = StatProcess() if config.arch == "amped" else None
         self.access_log = None if config.access_log == "off" else AccessLog(
             config.access_log, config.get("log_format", "combined"))
         # A graceful stop has begun: the health endpoint fails from now on.

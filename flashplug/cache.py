@@ -13,8 +13,8 @@ caches in one object:
 Entries are built by a helper (``load_entry`` is blocking) and used by the
 loop without locks: the loop is the only owner.  An entry is trusted for
 ``valid`` seconds; after that the loop asks a helper to stat the file again
-(``still_fresh``, or a sweep's batch: ``flashplug.freshness``), so an
-edited, deleted or renamed file is served fresh within that window.  The cache is bounded in entries and in content bytes,
+(``still_fresh``), so an edited, deleted or renamed file is served fresh
+within that window.  The cache is bounded in entries and in content bytes,
 evicting the least recently used entry first.
 """
 import math
@@ -23,7 +23,6 @@ import stat as stat_mod
 import time
 from collections import OrderedDict
 
-from flashplug.freshness import ident_of, unchanged
 from flashplug.http.conditionals import make_etag
 from flashplug.http.dates import format_http_date
 from flashplug.http.mime import content_type_for
@@ -178,6 +177,11 @@ def open_regular(fspath):
     return fd, st
 
 
+def ident_of(st):
+    """The (st_ino, st_dev, st_size, st_mtime_ns) that says a file is unchanged."""
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
 def load_entry(fspath, small_max, compression=None, content_type=None, coding=None):
     """Blocking: build a FileEntry, reading the whole file if it is small.
 
@@ -236,10 +240,28 @@ def _load(fspath, fd, st, ctype, small_max, coding, vary):
     return entry
 
 
+def still_fresh_all(entries):
+    """Blocking: ``still_fresh`` for many entries, in one helper call."""
+    return [still_fresh(entry) for entry in entries]
+
+
 def still_fresh(entry):
     """Blocking: does the file on disk still match the entry, and each of
     its sidecars (present, absent, or changed) what it was when loaded?"""
-    return unchanged(entry.fspath, entry.ident, entry.sidecars)
+    try:
+        st = os.stat(entry.fspath)
+    except OSError:
+        return False
+    if ident_of(st) != entry.ident:
+        return False
+    for path, ident in entry.sidecars:
+        try:
+            now = ident_of(os.stat(path))
+        except OSError:
+            now = None
+        if now != ident:
+            return False
+    return True
 
 
 def sweep_period(valid):

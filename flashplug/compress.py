@@ -39,8 +39,7 @@ import stat as stat_mod
 import threading
 from collections import OrderedDict
 
-from flashplug.cache import FileEntry, NotRegular, load_entry, open_regular
-from flashplug.freshness import ident_of
+from flashplug.cache import FileEntry, NotRegular, ident_of, load_entry, open_regular
 from flashplug.http.encoding import IDENTITY, choose
 from flashplug.http.mime import is_textual
 

@@ -16,7 +16,7 @@ import os
 import time
 from urllib.parse import quote
 
-from flashplug.cache import FileEntry, NotRegular, load_entry, still_fresh
+from flashplug.cache import FileEntry, NotRegular, load_entry, still_fresh, still_fresh_all
 from flashplug.compress import Compression
 from flashplug.errors import HTTPError
 from flashplug.http import conditionals, ranges
@@ -348,10 +348,7 @@ class StaticFiles:
             return
         self.revalidating = True
         self.app.stats.cache_revalidations += len(due)
-        # In a process of its own (flashplug.freshness): a helper thread's
-        # stats would trade the GIL with the loop once per file.
-        future = self.app.helpers.run(self.app.stat_process.unchanged_all,
-                                      [entry for _, entry in due])
+        future = self.app.helpers.run(still_fresh_all, [entry for _, entry in due])
 
         def done(f):
             self.revalidating = False

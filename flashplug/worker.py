@@ -115,8 +115,6 @@ class Worker:
         await self._drain()
         await _call_async_hooks(app.pm.hook.flashplug_shutdown, app=app.facade)
         app.helpers.close()
-        if app.stat_process is not None:
-            app.stat_process.close()
         if app.access_log is not None:
             app.access_log.close()
         app.static.cache.clear()

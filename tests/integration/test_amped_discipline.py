@@ -161,7 +161,6 @@ def test_hot_files_are_revalidated_ahead_and_edits_still_seen(tmp_path):
             assert get(port, b"/hot.txt")[1].endswith(b"old")
             time.sleep(0.02)
         batched = app.stats.cache_revalidations
-        child = app.stat_process._proc
         (root / "hot.txt").write_text("new!")
         seen_at = None
         start = time.monotonic()
@@ -170,14 +169,10 @@ def test_hot_files_are_revalidated_ahead_and_edits_still_seen(tmp_path):
                 seen_at = time.monotonic() - start
                 break
             time.sleep(0.02)
-        return batched, seen_at, child, app.stat_process._proc
+        return batched, seen_at
 
-    batched, seen_at, child, still = serve_in_process(root, client, "--cache-valid", "1")
+    batched, seen_at = serve_in_process(root, client, "--cache-valid", "1")
     assert batched >= 1, "a hot entry is stat'ed ahead by the once-a-second batch"
-    # The batches went to the sweep's stat process (flashplug.freshness),
-    # the same one throughout, and it ended with the server.
-    assert child is not None and still is child
-    assert child.poll() is not None
     assert seen_at is not None and seen_at < 2.5, "an edit shows within about --cache-valid"
 
 
