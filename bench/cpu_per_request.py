@@ -6,10 +6,10 @@ moves much less: other tasks take the server's core away, they do not make
 its work per request larger.  So this starts each install (one worker,
 ``--arch amped``, on CPU 0 as ``bench/run.py`` does, wrk on CPU 1), loads
 it for ``--warmup`` seconds with other heads (as run.py's warm-up), then
-reads the tree's utime + stime from /proc before and after a measured wrk
-run, and divides by the requests wrk counted.  Installs take turns within
-each round, so all of them share the machine's moods; the median of the
-rounds is printed.
+reads the tree's utime + stime (and its threads' context switches) from
+/proc before and after a measured wrk run, and divides by the requests wrk
+counted.  Installs take turns within each round, so all of them share the
+machine's moods; the median of the rounds is printed.
 
     python bench/cpu_per_request.py --exe HEAD=.venv/bin/flashplug \\
         --exe before=/work/wt/base6/.venv/bin/flashplug --only b-zipf,r-zipf
@@ -38,7 +38,7 @@ import servers  # noqa: E402
 import traffic  # noqa: E402
 import workloads  # noqa: E402
 import wrk  # noqa: E402
-from proctree import cpu_seconds  # noqa: E402
+from proctree import cpu_seconds, tree  # noqa: E402
 
 WORKLOADS = ("a-1k", "b-zipf", "r-browser", "r-clients", "r-reval", "r-zipf")
 
@@ -62,6 +62,23 @@ def scripts(tmp: Path, root: docroot.Docroot, key: str, port: int):
     return w.path, lua, warm, w.connections, (traffic.REVALIDATED_SHARE if w.revalidate else 0.0)
 
 
+def switches(root: int) -> int:
+    """Context switches (voluntary and not) of every thread of the tree so far."""
+    total = 0
+    for pid in tree(root):
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+            except (OSError, ValueError):
+                pass
+    return total
+
+
 def one(tmp: Path, root: docroot.Docroot, exe: str, key: str, duration: float, warmup: float):
     spec = servers.Spec("flashplug", "flashplug", ("arch", "amped", "exe", exe))
     run = servers.start(spec, tmp, root.root)
@@ -69,16 +86,17 @@ def one(tmp: Path, root: docroot.Docroot, exe: str, key: str, duration: float, w
         path, lua, warm, conns, share = scripts(tmp, root, key, run.port)
         if warmup:
             wrk.run(run.port, path, warm, warmup, conns)
-        before = cpu_seconds(run.pid)
+        before, cs = cpu_seconds(run.pid), switches(run.pid)
         row = wrk.run(run.port, path, lua, duration, conns)
         used = cpu_seconds(run.pid) - before
+        cs = switches(run.pid) - cs
         if share is not None:
             problem = wrk.status_problem(row["codes"], share)
             if problem:
                 return {"error": problem}
         if row["errors"] or not row["requests"]:
             return {"error": f"wrk errors {row['errors']}"}
-        return {"us": used * 1e6 / row["requests"], "rps": row["rps"]}
+        return {"us": used * 1e6 / row["requests"], "rps": row["rps"], "cs": cs / row["requests"]}
     finally:
         run.stop()
 
@@ -109,19 +127,21 @@ def main(argv=None) -> int:
                 for name, exe in exes:
                     row = one(tmp, root, exe, k, args.duration, args.warmup)
                     got[k, name].append(row)
-                    shown = row.get("error") or f"{row['us']:.1f} us/req  {row['rps']:,.0f} req/s"
+                    shown = row.get("error") or (f"{row['us']:.1f} us/req  {row['cs']:.3f} switches/req  "
+                                                 f"{row['rps']:,.0f} req/s")
                     print(f"round {r + 1} {k:10} {name:10} {shown}", flush=True)
-        print("\nmedian CPU us per request (req/s of that run's median, busy machine)")
-        print(f"{'workload':10} " + " ".join(f"{name:>22}" for name, _ in exes))
+        print("\nmedian CPU us per request (range of the rounds), median context switches per request")
+        print(f"{'workload':10} " + " ".join(f"{name:>29}" for name, _ in exes))
         for k in keys:
             cells = []
             for name, _ in exes:
                 good = sorted((row for row in got[k, name] if "us" in row), key=lambda row: row["us"])
                 if not good:
-                    cells.append(f"{'failed':>22}")
+                    cells.append(f"{'failed':>29}")
                     continue
                 spread = f"{good[0]['us']:.1f}-{good[-1]['us']:.1f}"
-                cells.append(f"{statistics.median(g['us'] for g in good):6.1f} ({spread:>11})")
+                cells.append(f"{statistics.median(g['us'] for g in good):6.1f} ({spread:>11}) "
+                             f"{statistics.median(g['cs'] for g in good):5.2f}cs")
             print(f"{k:10} " + " ".join(cells))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
