@@ -382,6 +382,24 @@ class RequestCycle:
             self._finish_request()
         return True
 
+    def _remember_loaded(self, request):
+        """After the static handler answered ``request`` (its file was
+        loaded, or stat'ed again): remember its target exactly as ``_start``
+        would on the next such request, which then finds the file with a
+        fresh entry and sends it by ``_send_cached``.  So that next request
+        takes the quickest paths at once, instead of the full path first."""
+        if request.method not in ("GET", "HEAD") or request.path is None \
+                or request.conditional:
+            return
+        site = request.server._site
+        if not site.fast_path_ok:
+            return
+        static = site.static
+        entry = static.fast_entry(request)
+        if entry is not None and (entry.variants is None or static.ready_variant(
+                request.headers.get("accept-encoding"), entry) is not None):
+            static.remember_target(request.target.encode("latin-1"), entry)
+
     def _send_cached(self, request, entry, sent):
         """Send ``sent``: ``entry`` itself, or the variant negotiation chose."""
         request.server._site.static.remember_target(request.target.encode("latin-1"), entry)
@@ -417,6 +435,8 @@ class RequestCycle:
             self.abort()
             return
         self._log(request, response.status, sent)
+        if handler is None and response.status == 200:
+            self._remember_loaded(request)
         self.task = None
         self._answered = True
         if request.complete:

@@ -179,6 +179,36 @@ def test_queries_do_not_fill_the_target_table(docroot):
     assert list(fast.static.by_target) == [b"/a.txt"]
 
 
+def test_a_file_just_loaded_is_remembered_by_its_target(docroot):
+    """The request that loads a file (a miss, through the handler) leaves
+    its target in by_target as the next plain request would, so that next
+    one takes the quickest path at once; a 404, a conditional request or a
+    Range request leaves nothing, as before."""
+    fast, full = pair(docroot)
+    for data in (b"GET /nope.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"GET /a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n"):
+        same_answers(fast, full, "loop", data)
+    assert not fast.static.by_target
+    fast.static.cache.clear()
+    same_answers(fast, full, "loop", b"GET /a.txt?v=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert list(fast.static.by_target) == [b"/a.txt"]
+    scanned = []
+    answer = H1Protocol._answer_scanned
+
+    def spy(self, head):
+        done = answer(self, head)
+        if self.app is fast:
+            scanned.append(done)
+        return done
+    H1Protocol._answer_scanned = spy
+    try:
+        same_answers(fast, full, "loop", b"GET /a.txt HTTP/1.1\r\nHost: x\r\nCookie: c=2\r\n\r\n")
+    finally:
+        H1Protocol._answer_scanned = answer
+    assert scanned == [True], "the second request took the full path"
+    assert fast.access_log.lines == full.access_log.lines
+
+
 def test_heads_a_client_invents_stay_bounded(docroot):
     """Remembered shapes (``known_shapes``) and exact heads (``known_heads``)
     are bounded however many distinct heads a client invents; each is kept
