@@ -112,6 +112,14 @@ def shortcut(row: dict | None) -> str:
     return f"{100 * (known + shaped):.1f}% ({100 * known:.1f} + {100 * shaped:.1f})"
 
 
+def cpu_per_request(row: dict) -> str:
+    """The server tree's CPU time per request, in µs: steadier than req/s
+    when something else shares the machine."""
+    if not row.get("server_cpu") or not row.get("rps"):
+        return "—"
+    return f"{1e6 * row['server_cpu'] / row['rps']:.1f}"
+
+
 def _ratio(value, base) -> str:
     if value is None or not base:
         return ""
@@ -179,7 +187,7 @@ def table(wl: dict) -> list[str]:
     idle, real = wl["group"] == "d", wl["group"] == "r"
     # (r), and (m)'s browser heads: each run's answers by status.
     counted = any("codes" in row for row in wl["rows"].values())
-    head = ["server", "req/s", "MB/s", "p99 ms", "peak RSS MiB", "server CPU"]
+    head = ["server", "req/s", "MB/s", "p99 ms", "peak RSS MiB", "server CPU", "CPU µs/req"]
     if idle:
         head += ["idle held", "still open", "RSS/idle conn KiB"]
     if counted:
@@ -193,7 +201,7 @@ def table(wl: dict) -> list[str]:
             continue
         cells = [_cell(row, base, "rps", "{:,.0f}"), _cell(row, base, "mbps", "{:,.1f}"),
                  _cell(row, base, "p99_ms", "{:.2f}"), _cell(row, base, "peak_rss", "{:.1f}", MIB),
-                 f"{100 * row['server_cpu']:.0f}%" if "server_cpu" in row else "—"]
+                 f"{100 * row['server_cpu']:.0f}%" if "server_cpu" in row else "—", cpu_per_request(row)]
         if idle:
             cells += [f"{row['held']:,}", "—" if row.get("alive") is None else f"{row['alive']:,}",
                       _cell(row, base, "rss_per_conn", "{:.2f}", 1024)]
@@ -460,6 +468,8 @@ def render(results: dict, images: list[str]) -> str:
         "  (master, workers, helpers, CGI children) sampled ten times a second during the measured run.",
         "  \"server CPU\" is the tree's CPU time over the run's wall time: near 100% means the server",
         "  saturated its core; much less means the client or the disk was the limit, or something else ran.",
+        "  \"CPU µs/req\" is that CPU time per request: the cost of one request, which another job on the",
+        "  machine changes less than it changes req/s.",
         "  Each server is started fresh for each point, after checking how busy both CPUs were; a run is",
         "  flagged when other tasks used more than 10% of a CPU just before it, or of CPU 0 during it.",
         f"- (b): 10,000 files ({sets.get('set_mib', '?')} MiB) with SPECweb96's size classes; a sample of",
