@@ -156,7 +156,8 @@ def start(cmd, port):
 def measure(servers, duration, rounds):
     """Every point on every server, the servers taking turns for ``rounds``
     rounds (a busy machine's load shifts between runs: each server sees
-    the same shifts); each keeps its median run, by CPU time per request."""
+    the same shifts); each keeps the median of its requests/s and, apart,
+    of its CPU time per request."""
     runs = {name: {point: [] for point, *_ in POINTS} for name in servers}
     for point, path, conns, extra in POINTS:
         for _ in range(rounds):
@@ -166,7 +167,11 @@ def measure(servers, duration, rounds):
                 runs[name][point].append(result)
                 print(f"{name} {point}: {result[0]:,.0f} req/s, {result[1]:.1f} us CPU/request "
                       f"{result[2]}", file=sys.stderr)
-    return {name: {point: sorted(rs, key=lambda r: r[1])[len(rs) // 2] for point, rs in points.items()}
+    def median(values):
+        return sorted(values)[len(values) // 2]
+    return {name: {point: (median([r[0] for r in rs]), median([r[1] for r in rs]),
+                           " ".join(r[2] for r in rs if r[2]))
+                   for point, rs in points.items()}
             for name, points in runs.items()}
 
 

@@ -126,7 +126,11 @@ class TLSTransport:
 
     The handshake happens inside ``recv_into``: until it is done a read
     returns nothing to the driver (BlockingIOError) and the handshake's
-    own records go out as backlog.  Plaintext is taken by ``send`` only
+    own records go out as backlog.  TLS 1.3's session tickets, written as
+    the handshake ends, go out with the response to the request that came
+    with the client's Finished (one send, not two), or at once when no
+    request came with it; ciphertext held so is not backlog (the next
+    ``send`` or ``shutdown_write`` takes it along).  Plaintext is taken by ``send`` only
     when the previous ciphertext has all reached the socket, so one
     connection holds at most one send's worth of ciphertext, however slow
     its client.
