@@ -14,6 +14,7 @@ in one invocation.
     python bench/run.py --only real      # real traffic (r): browser-like heads
     python bench/run.py --only a,d --duration 3 --arch amped,sped
     python bench/run.py --only https     # HTTPS (h) beside nginx, same certificate
+    python bench/run.py --only multicore # two workers each on both cores (m), beside nginx
 """
 
 from __future__ import annotations
@@ -42,15 +43,16 @@ RESULTS = HERE / "last-run.json"
 # less than the machine's noise between two runs (one build's Zipf runs spread
 # from 42k to 59k req/s here): their servers take turns for several rounds,
 # and each keeps its median run.
-ROUNDED = ("r", "a", "b", "h")
+ROUNDED = ("r", "a", "b", "h", "m")
 GROUPS = {"r": "r", "real": "r", "a": "a", "filesize": "a", "b": "b", "zipf": "b", "c": "c", "disk": "c",
-          "d": "d", "idle": "d", "e": "e", "cgi": "e", "h": "h", "https": "h"}
+          "d": "d", "idle": "d", "e": "e", "cgi": "e", "h": "h", "https": "h",
+          "m": "m", "multicore": "m"}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="flashplug side-by-side benchmark (issue 6)")
     p.add_argument("--quick", action="store_true", help="2 s per point, fewer servers and points")
-    p.add_argument("--only", default="", help="comma list of workloads: r|real, a|filesize, b|zipf, c|disk, d|idle, e|cgi, h|https")
+    p.add_argument("--only", default="", help="comma list of workloads: r|real, a|filesize, b|zipf, c|disk, d|idle, e|cgi, h|https, m|multicore")
     p.add_argument("--duration", type=float, help="seconds per measured point (default 5, quick 2)")
     p.add_argument("--rounds", type=int, help="interleaved rounds per (r) and (a) point, median kept (default 3, quick 1)")
     p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each point (default 2, quick 1)")
@@ -68,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--results", default=str(RESULTS), help="raw results (JSON), merged into by --only")
     args = p.parse_args(argv)
     try:
-        args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("rabcdeh")
+        args.groups = sorted({GROUPS[w.strip()] for w in args.only.split(",") if w.strip()}) or list("rabcdehm")
     except KeyError as e:
         p.error(f"unknown workload {e}")
     args.duration = args.duration or (2.0 if args.quick else 5.0)
@@ -106,6 +108,9 @@ def plan(args) -> list[dict]:
             add(f"a-{size}", f"(a) one cached file of {label}, the same request head each time, 64 connections", "a",
                 [S.NGINX, S.LIGHTTPD, *slow, *before, *(flash[:1] if quick else flash)],
                 path=f"/{size}.bin", connections=64, size=size)
+        # Issue 12: 1 MiB over 16 connections too, where its rounds once swung most.
+        add("a-1m-16", "(a) one cached file of 1 MiB, the same request head each time, 16 connections", "a",
+            [S.NGINX, S.LIGHTTPD, *before, *flash[:1]], path="/1m.bin", connections=16)
     if "b" in args.groups:
         add("b-zipf", "(b) 10,000 files, Zipf-distributed requests, cached, 64 connections", "b",
             [S.NGINX, S.LIGHTTPD, *([] if quick else [S.HTTP_SERVER, S.AIOHTTP]), *before, *(flash[:1] if quick else flash)],
@@ -125,6 +130,17 @@ def plan(args) -> list[dict]:
             add(f"e-cgi-{script}", f"(e) CGI hello.{script}, 16 connections", "e",
                 [S.LIGHTTPD_CGI, S.flashplug("amped", cgi=True)], path=f"/cgi-bin/hello.{script}",
                 connections=16, probe="/cgi-bin/hello.sh", expect=b"hello from sh")
+    if "m" in args.groups:
+        # Issue 12, item 5: both cores, two workers each; wrk (two threads)
+        # shares the cores with the server, so the figures are the pair's.
+        two = [S.NGINX_2, S.FLASHPLUG_2]
+        add("m-1k", "(m) two workers on both cores, wrk -t2 beside them: one cached file of 1 KiB, "
+            "the same request head each time, 64 connections", "m", two, path="/1k.bin", connections=64, size="1k")
+        browser = next(w for w in T.WORKLOADS if w.key == "r-browser")
+        add("m-browser", "(m) two workers on both cores, wrk -t2 beside them: " + browser.title.split(") ", 1)[-1],
+            "m", two, connections=browser.connections, workload=browser)
+        add("m-zipf", "(m) two workers on both cores, wrk -t2 beside them: 10,000 files, Zipf-distributed "
+            "requests, 64 connections", "m", two, connections=64, zipf=True)
     if "h" in args.groups:
         # Issue 14, item 6: one worker each, the same ECDSA certificate, TLS 1.3.
         https = [S.NGINX_TLS, *([S.flashplug_baseline(args.baseline, tls=True)] if args.baseline else []),
@@ -218,9 +234,11 @@ def main(argv=None) -> int:
             rounds = args.rounds if pt["group"] in ROUNDED else 1
             runs: dict[str, list] = {spec.name: [] for spec in pt["specs"]}
             for spec in [s for _ in range(rounds) for s in pt["specs"]]:
-                if pt["group"] == "r":
+                if pt.get("workload"):
                     row = workloads.real(setup, spec, pt["workload"], root.zipf_list)
-                elif pt["group"] in ("a", "e", "h"):
+                elif pt.get("zipf"):
+                    row = workloads.throughput(setup, spec, "/", zipf_lua, pt["connections"])
+                elif pt["group"] in ("a", "e", "h", "m"):
                     lua = close_lua if pt.get("close") else plain_lua
                     row = workloads.throughput(setup, spec, pt["path"], lua, pt["connections"],
                                                probe=pt.get("probe", "/1k.bin"), expect=pt.get("expect", b""))

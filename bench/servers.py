@@ -12,6 +12,7 @@ each keeps access logs off, keep-alive long, and one process serving.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -26,6 +27,9 @@ from proctree import kill_tree
 
 FLASHPLUG_ARCHS = ("amped", "sped", "mt", "mp")
 SERVER_CPU, CLIENT_CPU = "0", "1"
+# Multi-core (m): two workers each, and wrk with two threads, all on both
+# cores: on a 2-core machine the load generator cannot have a core of its own.
+BOTH_CPUS = "0,1"
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,23 @@ class Spec:
     options: tuple = ()  # kind-specific: ("aio",), ("cgi",), ("arch", "amped")
 
     @property
+    def workers(self) -> int:
+        return int(self.options[self.options.index("workers") + 1]) if "workers" in self.options else 1
+
+    @property
+    def cpus(self) -> str:
+        """The CPUs it runs on: its own, or both for more than one worker."""
+        return BOTH_CPUS if self.workers > 1 else SERVER_CPU
+
+    @property
     def label(self) -> str:
         return {"nginx-aio": "nginx (aio threads)"}.get(self.name, self.name)
 
 
 NGINX = Spec("nginx", "nginx")
+# (m): nginx with ``worker_processes 2`` against ``flashplug --workers 2``.
+NGINX_2 = Spec("nginx", "nginx", ("workers", "2"))
+FLASHPLUG_2 = Spec("flashplug-amped", "flashplug", ("arch", "amped", "workers", "2"))
 # HTTPS (h): the same two servers with one certificate (``tls_pair``).
 NGINX_TLS = Spec("nginx", "nginx", ("tls",))
 NGINX_AIO = Spec("nginx-aio", "nginx", ("aio",))
@@ -90,13 +106,13 @@ def _nginx_tls(tmp: Path) -> tuple[str, str]:
                     f"        ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;")
 
 
-def _nginx_conf(tmp: Path, root: Path, port: int, aio: bool, tls: bool = False) -> list[str]:
+def _nginx_conf(tmp: Path, root: Path, port: int, aio: bool, tls: bool = False, workers: int = 1) -> list[str]:
     conf = tmp / f"nginx-{port}.conf"
     ssl, ssl_lines = _nginx_tls(tmp) if tls else ("", "")
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf.write_text(f"""{user}daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile 20000;
 pid {tmp}/nginx-{port}.pid;
 error_log stderr warn;
@@ -167,7 +183,7 @@ def flashplug_command() -> list[str]:
 
 def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
     if spec.kind == "nginx":
-        return _nginx_conf(tmp, root, port, "aio" in spec.options, "tls" in spec.options)
+        return _nginx_conf(tmp, root, port, "aio" in spec.options, "tls" in spec.options, spec.workers)
     if spec.kind == "lighttpd":
         return _lighttpd_conf(tmp, root, port, "cgi" in spec.options)
     if spec.kind == "http.server":
@@ -180,13 +196,16 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
         # idle connections stay open for the whole measurement.
         exe = [spec.options[spec.options.index("exe") + 1]] if "exe" in spec.options else flashplug_command()
         cmd = exe + ["serve", str(root), "--port", str(port), "--access-log", "off",
-                                     "--arch", arch, "--workers", "1", "--keepalive-timeout", "300"]
+                                     "--arch", arch, "--workers", str(spec.workers), "--keepalive-timeout", "300"]
         # Named, not left to the default set: the static rows measure the
         # kernel alone, as they always have ("" rather than "none", which a
         # --baseline from before the default set would take for a name).
         if "tls" in spec.options:
             cmd += ["--tls-cert", str(tls_pair(tmp)[0]), "--tls-key", str(tls_pair(tmp)[1])]
-        return cmd + ["--plugins", "cgi" if "cgi" in spec.options else ""]
+        # status: its counters say how often the known-heads shortcut
+        # answered (workloads.shortcut_share); it adds one prefix route,
+        # which a remembered head never consults.
+        return cmd + ["--plugins", "cgi" if "cgi" in spec.options else "status"]
     raise ValueError(spec.kind)
 
 
@@ -210,6 +229,16 @@ def fetch(port: int, path: str, timeout: float = 2.0, tls: bool = False) -> tupl
         name, _, value = line.partition(":")
         fields[name.strip().lower()] = value.strip()
     return status, fields, body
+
+
+def status_counters(run: "Running") -> dict | None:
+    """flashplug's status counters (``--plugins status``, JSON), or None
+    when the server has none (another server, or a build without them)."""
+    try:
+        status, _, body = fetch(run.port, "/server-status?format=json", tls=run.scheme == "https")
+        return json.loads(body) if status == 200 else None
+    except (OSError, ValueError):
+        return None
 
 
 def http_get(port: int, path: str, timeout: float = 2.0, tls: bool = False) -> tuple[int, bytes]:
@@ -258,7 +287,7 @@ def start(spec: Spec, tmp: Path, root: Path, probe: str = "/1k.bin", expect: byt
     argv = command(spec, tmp, root, port)
     err = tmp / f"{spec.name}-{port}.stderr"
     with open(err, "wb") as errf:
-        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], cwd=root, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(["taskset", "-c", spec.cpus, *argv], cwd=root, stdin=subprocess.DEVNULL,
                                 stdout=errf, stderr=errf, start_new_session=True)
     run = Running(spec, port, proc, err)
     deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ import docroot  # noqa: E402
 import report  # noqa: E402
 import run  # noqa: E402
 import servers  # noqa: E402
+import workloads  # noqa: E402
 import wrk  # noqa: E402
 
 WRK_OUT = """Running 2s test @ http://127.0.0.1:1/1k.bin
@@ -79,7 +80,7 @@ def test_flashplug_command_line(tmp_path):
     argv = servers.command(servers.flashplug("mt"), tmp_path, tmp_path, 8001)
     tail = argv[argv.index("serve"):]
     assert tail == ["serve", str(tmp_path), "--port", "8001", "--access-log", "off", "--arch", "mt", "--workers", "1",
-                    "--keepalive-timeout", "300", "--plugins", ""]
+                    "--keepalive-timeout", "300", "--plugins", "status"]
     cgi = servers.command(servers.flashplug("amped", cgi=True), tmp_path, tmp_path, 8002)
     assert cgi[-2:] == ["--plugins", "cgi"]
 
@@ -259,7 +260,7 @@ def test_real_script_for_changing_heads(tmp_path):
     lua = wrk.real_script(tmp_path, "b", made, seed=5, start=1000,
                           conditions=traffic.conditions('"e"', "Mon, 30 Nov 2026 07:00:00 GMT")).read_text()
     assert "math.randomseed(5)" in lua and "local n = 1000" in lua
-    assert "h[1] .. paths[math.random(np)] .. h[2] .. n .. h[3] .. conds[n % 4 + 1]" in lua
+    assert "h[1] .. paths[math.random(np)] .. h[2] .. k .. h[3] .. conds[k % 4 + 1]" in lua
     assert 'local paths, ids = {"/1k.bin"}, {0}' in lua
     assert wrk.lua_string(made[0].before) in lua and wrk.lua_string(made[3].rest) in lua
     assert '"\\r\\n", "If-None-Match: \\"e\\"\\r\\n\\r\\n"' in lua   # none, then If-None-Match
@@ -320,16 +321,18 @@ def _real_row(rps, codes=None, **kw):
 def test_real_traffic_table_compares_with_the_faster_reference():
     res = _results({
         "r-clients": _wl("r", {"nginx": _real_row(100.0), "lighttpd": _real_row(200.0, repeats=80),
-                               "flashplug-amped": _real_row(100.0, repeats=90)}),
+                               "flashplug-amped": _real_row(100.0, repeats=90, heads_known_share=0.9,
+                                                            heads_shaped_share=0.05)}),
         "r-reval": _wl("r", {"nginx": _real_row(300.0, {"200": 25, "304": 75}),
                              "lighttpd": _real_row(100.0, {"200": 25, "304": 75}),
                              "flashplug-amped": _real_row(900.0, {"200": 100}, error="answered 200 x100")}),
         "a-1k": _wl("a", {"nginx": _row(1.0)}),
     })
     lines = report.real_traffic(res)
-    assert lines[0] == "| workload | nginx | lighttpd | flashplug-amped | flashplug / best | heads sent before |"
-    assert "| r-clients | 100 | 200 | 100 | **0.50x** (lighttpd) | 90.0% |" in lines
-    assert "| r-reval | 300 | 100 | **wrong answers** | — | 0.0% |" in lines   # the count is the client's
+    assert lines[0] == ("| workload | nginx | lighttpd | flashplug-amped | flashplug / best | heads sent before "
+                        "| flashplug's answers without a parse (exact + shape) |")
+    assert "| r-clients | 100 | 200 | 100 | **0.50x** (lighttpd) | 90.0% | 95.0% (90.0 + 5.0) |" in lines
+    assert "| r-reval | 300 | 100 | **wrong answers** | — | 0.0% | — |" in lines   # the count is the client's
     assert len(lines) == 4   # (a) is not real traffic
     table = "\n".join(report.table(res["workloads"]["r-reval"]))
     assert "| answers |" in table and "200 25%, 304 75%" in table and "answered 200 x100" in table
@@ -391,3 +394,21 @@ def test_a_short_soak_checks_every_body_and_finds_nothing_wrong():
     assert result["wrong"] == 0 and result["errors"] == 0, result["problems"]
     assert result["zombies_end"] == 0 and result["tracebacks"] == 0
     assert result["fds_after_load"] <= result["fds_after_warmup"] + 8
+
+
+def test_shortcut_share_is_the_measured_runs_alone():
+    before = {"requests": 1000, "heads_known": 100, "heads_shaped": 50}
+    after = {"requests": 3000, "heads_known": 1100, "heads_shaped": 850}
+    assert workloads.shortcut_share(before, after) == {"heads_known_share": 0.5, "heads_shaped_share": 0.4}
+    # A --baseline build without the counters, or no status page: nothing claimed.
+    assert workloads.shortcut_share({"requests": 1}, {"requests": 2}) == {}
+    assert workloads.shortcut_share(before, None) == {}
+
+
+def test_every_round_target_takes_the_lowest_round_by_round_ratio():
+    res = _results({"a-1m-16": _wl("a", {
+        "lighttpd": _row(100.0, rounds_rps=[100.0, 50.0, 100.0]),
+        "flashplug-amped": _row(120.0, rounds_rps=[120.0, 130.0, 90.0])})})
+    line = next(t for t in report.targets(res) if t.startswith("| 1 MiB, 16 connections"))
+    # The medians (120 vs 100) would pass; the third round does not.
+    assert "lowest round 0.90x (rounds 1.20x, 2.60x, 0.90x)" in line and line.endswith("| no |")

@@ -55,24 +55,34 @@ class Setup:
 
 def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connections: int,
              warm_lua: Path | None = None) -> dict:
+    # One wrk thread on its own core; for several workers (m), as many
+    # threads on both cores, beside the server.
+    client = dict(scheme=run.scheme, threads=run.spec.workers,
+                  cpus=servers.CLIENT_CPU if run.spec.workers == 1 else servers.BOTH_CPUS)
     if setup.warmup:
         # Steady state, as every server reaches it: caches filled, files
         # opened.  The same for all servers, and not part of the figures.
-        wrk.run(run.port, path, warm_lua or lua, setup.warmup, connections, scheme=run.scheme)
+        wrk.run(run.port, path, warm_lua or lua, setup.warmup, connections, **client)
+    # Each worker counts on its own, and a status request reaches any one of
+    # them: the shortcut's share is read for one worker only.
+    counted = servers.status_counters(run) if run.spec.kind == "flashplug" and run.spec.workers == 1 else None
     sampler = PeakSampler(run.pid)
     sampler.start()
     try:
-        row = wrk.run(run.port, path, lua, setup.duration, connections, scheme=run.scheme)
+        row = wrk.run(run.port, path, lua, setup.duration, connections, **client)
     finally:
         row_peak = sampler.stop()
         sampler.measure_core(int(servers.SERVER_CPU))
         # wrk's own core: when it is saturated, the client set the pace.
         client_busy = sampler.busy_share(int(servers.CLIENT_CPU))
+    if counted:
+        row.update(shortcut_share(counted, servers.status_counters(run)))
     row["peak_rss"] = row_peak
     row["server_cpu"] = sampler.cpu_share
-    row["client_core_busy"] = client_busy
-    # What ran on the server's core besides the server: someone else's load.
-    row["other_on_core"] = max(0.0, sampler.core_busy - sampler.cpu_share)
+    if run.spec.workers == 1:
+        row["client_core_busy"] = client_busy
+        # What ran on the server's core besides the server: someone else's load.
+        row["other_on_core"] = max(0.0, sampler.core_busy - sampler.cpu_share)
     row["busy_before"] = setup.busy
     if run.proc.poll() is not None:
         row["note"] = f"server exited during the run (status {run.proc.returncode})"
@@ -80,6 +90,21 @@ def _measure(setup: Setup, run: servers.Running, path: str, lua: Path, connectio
         # Something went wrong: the server's own last word usually says what.
         row["note"] = "; ".join(filter(None, [row.get("note"), "stderr: " + servers.last_line(run.stderr_path)]))
     return row
+
+
+def shortcut_share(before: dict, after: dict | None) -> dict:
+    """The share of the measured run's requests that flashplug answered
+    without parsing their heads: from remembered bytes (``heads_known``)
+    and from a remembered shape (``heads_shaped``).  Empty for a build
+    that does not count them."""
+    names = ("requests", "heads_known", "heads_shaped")
+    if not after or any(n not in before or n not in after for n in names):
+        return {}
+    done = {n: after[n] - before[n] for n in names}
+    if done["requests"] <= 0:
+        return {}
+    return {"heads_known_share": done["heads_known"] / done["requests"],
+            "heads_shaped_share": done["heads_shaped"] / done["requests"]}
 
 
 def _start(setup: Setup, spec: servers.Spec, probe: str, expect: bytes = b""):

@@ -66,7 +66,10 @@ def script(tmp: Path, name: str, paths_file: Path | None = None, close: bool = F
 # and collects them through the thread objects `setup` kept.
 _REAL = r'''
 local threads = {}
-setup = function(thread) threads[#threads + 1] = thread end
+setup = function(thread)
+  threads[#threads + 1] = thread
+  thread:set("tid", #threads - 1)
+end
 codes, sent, repeats = {}, 0, 0
 response = function(status, headers, body)
   codes[status] = (codes[status] or 0) + 1
@@ -84,6 +87,9 @@ done = function(summary, latency, requests)
                                          table.concat(parts, ","), n_sent, n_repeats))
 end
 math.randomseed(%(seed)d)
+-- With more than one wrk thread (-t), each has its own picks and numbers:
+-- setup() has given it ``tid`` by the time init() runs.
+init = function(args) math.randomseed(%(seed)d + tid) end
 local heads = {
 %(heads)s
 }
@@ -113,7 +119,8 @@ request = function()
   n = n + 1
   sent = sent + 1
   local h = heads[math.random(nh)]
-  return h[1] .. paths[math.random(np)] .. h[2] .. n .. h[3] .. conds[n %% 4 + 1]
+  local k = tid * 100000000 + n
+  return h[1] .. paths[math.random(np)] .. h[2] .. k .. h[3] .. conds[k %% 4 + 1]
 end
 '''
 
@@ -205,8 +212,8 @@ def parse(stdout: str) -> dict:
 
 
 def run(port: int, path: str, lua: Path, duration: float, connections: int, timeout_s: int = 10,
-        scheme: str = "http") -> dict:
-    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        scheme: str = "http", cpus: str = CLIENT_CPU, threads: int = 1) -> dict:
+    cmd = ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
            "--latency", f"--timeout={timeout_s}s", "-s", str(lua), f"{scheme}://127.0.0.1:{port}{path}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout_s + 30)
     if done.returncode != 0:

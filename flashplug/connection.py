@@ -127,11 +127,13 @@ class Connection(H1Protocol, RequestCycle):
             shape = None
             if found is not None:
                 if self._answer_known(*found, data):
+                    self.app.stats.heads_known += 1
                     return
             else:
                 shape = known_key(data)
                 known = None if shape is None else static.known_shapes.get(shape[0])
                 if known is not None and self._answer_known(known, shape[1], shape[2], data):
+                    self.app.stats.heads_shaped += 1
                     if static.seen_before(data):
                         static.remember_head(data, (known, shape[1], shape[2]))
                     return

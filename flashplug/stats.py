@@ -12,7 +12,8 @@ class Stats:
                  "cache_evictions",
                  "helper_calls", "inline_calls",
                  "residency_probes", "residency_hits", "residency_offloads",
-                 "sendfile_calls", "compressions")
+                 "sendfile_calls", "compressions",
+                 "heads_known", "heads_shaped")
 
     def __init__(self):
         for name in Stats.__slots__:

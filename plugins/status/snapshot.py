@@ -54,6 +54,9 @@ FIELDS = (
     Field("requests", "counter", "responses sent (the one being read is not counted yet)"),
     Field("bytes_sent", "counter", "response body bytes sent"),
     Field("status_counts", "status", "responses sent, by status code"),
+    Field("heads_known", "counter", "requests answered from a request head remembered byte for byte (no parse)"),
+    Field("heads_shaped", "counter", "requests answered from a remembered head shape: same fields, other "
+          "request-target or cookie (no parse)"),
     Field("cache_hits", "counter", "requests answered from the file cache"),
     Field("cache_misses", "counter", "requests that had to look a file up on disk"),
     Field("cache_revalidations", "counter", "cached files checked on disk again (`--cache-valid`)"),

@@ -216,3 +216,35 @@ def test_remembered_revalidation_sees_an_edit(server_factory, root):
         w.send(shape % (i, headers["etag"][0].encode()))
         assert w.response()[0] == 304
     w.close()
+
+
+def test_status_counts_heads_answered_without_a_parse(server_factory, root):
+    # heads_known / heads_shaped say how often the shortcuts answered: what
+    # bench/ reports as the known-heads hit rate.
+    import json
+    srv = server_factory(root, "--plugins", "status", "--access-log", "off")
+
+    def counters():
+        w = wire(srv)
+        w.send(req("/server-status?format=json", extra=b"Connection: close\r\n"))
+        values = json.loads(w.response()[2])
+        w.close()
+        return values["requests"], values["heads_known"], values["heads_shaped"]
+
+    w = wire(srv)
+    same = req("/a.txt", extra=b"User-Agent: probe/3\r\n")
+    for _ in range(12):
+        w.send(same)
+        assert w.response()[2] == BODY
+    requests, known, shaped = counters()
+    # Parsed until its shape is remembered, then answered by shape until
+    # the bytes themselves are (each table keeps a head on its second sight).
+    assert requests == 12 and known >= 4 and 8 <= known + shaped <= 10, (known, shaped)
+    shaped_before = shaped
+    shape = b"GET /a.txt HTTP/1.1\r\nHost: t\r\nUser-Agent: probe/3\r\nCookie: n=%d\r\n\r\n"
+    for i in range(10):
+        w.send(shape % i)
+        assert w.response()[2] == BODY
+    _, known_after, shaped = counters()
+    assert known_after == known         # (a status request is never a known head)
+    assert shaped - shaped_before >= 8, shaped
