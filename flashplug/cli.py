@@ -245,8 +245,10 @@ def _add_serve_options(p):
                        help="serve symlinks that point outside the document root")
     files.add_argument("--show-dotfiles", action="store_true",
                        help="serve files and folders whose names start with '.'")
-    files.add_argument("--index", default="index.html", metavar="NAMES",
-                       help="comma-separated index file names (default: index.html)")
+    # index.htm too: python -m http.server, which flashplug replaces, tries both.
+    files.add_argument("--index", default="index.html,index.htm", metavar="NAMES",
+                       help="comma-separated index file names, tried in order "
+                            "(default: index.html,index.htm)")
     coding = p.add_argument_group("compression (docs/compression.md)")
     coding.add_argument("--compress", action="store_true",
                         help="compress text, JSON, JS, SVG... static files of 1 KiB or more "

@@ -46,7 +46,8 @@ from h2.errors import ErrorCodes
 
 from flashplug.cycle import ErrorItem
 from flashplug.http.body import EMPTY_BODY, BodyReader
-from flashplug.http.h1_checks import ProtocolError, content_length, set_target, valid_host
+from flashplug.http.h1_checks import (ProtocolError, content_length, expects_continue,
+                                      same_authority, set_target, valid_host)
 from flashplug.http.h2_checks import StreamError, request_parts
 from flashplug.http.forwarded import request_client
 from flashplug.http.message import Headers, Request
@@ -235,7 +236,8 @@ class H2Connection(H2Output):
         method, target, authority, regular = request_parts(fields)
         hosts = [v for n, v in regular if n == b"host"]
         if authority is not None:
-            if hosts and hosts != [authority]:
+            if hosts and hosts != [authority] and not (
+                    len(hosts) == 1 and same_authority(hosts[0], authority, self.scheme)):
                 raise StreamError("Host differs from :authority")
             if not hosts:
                 regular.insert(0, (b"host", authority))
@@ -261,6 +263,7 @@ class H2Connection(H2Output):
         request.start_time = self.now
         request.conditional = any(n in _CONDITIONAL for n, _ in items)
         request.content_length = content_length(headers, self.app.config.max_body_size)
+        expect = expects_continue(headers.get("expect"))
         if stream.remote_ended:
             request.body = EMPTY_BODY
             request.complete = True
@@ -269,10 +272,7 @@ class H2Connection(H2Output):
             # known at its end, as with chunked over HTTP/1.1.
             request.chunked = request.content_length is None
             request.body = stream.body = BodyReader(stream)
-            expect = headers.get("expect")
-            if expect is not None:
-                if expect.lower() != "100-continue":
-                    raise ProtocolError(417, "Expectation Failed")
+            if expect:
                 stream.continue_for = request
         return request
 

@@ -45,7 +45,7 @@ import httptools
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.forwarded import request_client
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, content_length,
-                                      keep_alive, set_target, valid_host)
+                                      expects_continue, keep_alive, set_target, valid_host)
 from flashplug.http.message import Headers, Request
 
 # Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
@@ -122,14 +122,15 @@ _HEAD_END = b"\r\n\r\n"
 # The fields a whole head is scanned for when llhttp checks it without a
 # callback per field (H1Protocol._answer_scanned).  llhttp (strict) has then
 # accepted it: every line ends in CRLF, no obs-fold, no space before the
-# colon, so each field line starts right after a CRLF, with its name; llhttp
-# drops a value's leading spaces and tabs and keeps its trailing ones, and so
-# does this pattern.  It runs on the lowercased head (a case-insensitive
-# pattern costs half as much again).
+# colon, so each field line starts right after a CRLF, with its name.  The
+# value is group 2 without the spaces and tabs around it (RFC 9110 §5.5: they
+# are not part of it), as ``on_header`` takes it: llhttp drops the leading
+# ones, the trailing ones cost a backtrack over just themselves.  It runs on
+# the lowercased head (a case-insensitive pattern costs half as much again).
 _SCANNED = re.compile(rb"\r\n(host|connection|referer|user-agent|content-length|"
                       rb"transfer-encoding|expect|upgrade|range|if-match|if-none-match|"
                       rb"if-modified-since|if-unmodified-since|if-range|accept-encoding):"
-                      rb"[ \t]*([^\r]*)")
+                      rb"[ \t]*((?:[^\r]*[^\r \t])?)")
 
 
 # The holes of a remembered head (``known_key``): bytes that may differ from
@@ -469,6 +470,11 @@ class H1Protocol:
         if size > MAX_FIELD_SIZE or len(self.m_headers) >= MAX_FIELDS \
                 or self.m_head_bytes > MAX_HEAD_BYTES:
             raise ProtocolError(431, "Request Header Fields Too Large")
+        # llhttp keeps the spaces and tabs that end a field line, which are
+        # not part of the value (RFC 9110 §5.5, a MUST): "Host: t " must
+        # name host t, "Expect: 100-continue " ask for a 100.  (Counted
+        # above with them: they were sent, and the limits are on bytes.)
+        value = value.rstrip(b" \t")
         name = name.lower()
         noted = _NOTED_FIELDS.get(name)
         if noted is not None:
@@ -560,14 +566,11 @@ class H1Protocol:
                 # faulty framing; answer it, then close.
                 request.keep_alive = False
         request.content_length = content_length(headers, self.app.config.max_body_size)
+        expect = expects_continue(headers.get("expect"))
         if request.content_length or request.chunked:
             request.body = self.m_body = BodyReader(self)
-            expect = headers.get("expect")
-            if expect is not None:
-                if expect.lower() != "100-continue":
-                    raise ProtocolError(417, "Expectation Failed")
-                if request.version == "1.1":
-                    self.continue_for = request
+            if expect and request.version == "1.1":
+                self.continue_for = request
         else:
             request.body = EMPTY_BODY
 

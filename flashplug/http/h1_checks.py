@@ -77,6 +77,25 @@ def host_name(value):
     return name
 
 
+def same_authority(one, other, scheme):
+    """Do two authorities (``host[:port]``, bytes or str) name the same
+    host and port once normalised as RFC 3986 §6.2.2-6.2.3 asks: the host
+    without regard to case or a trailing dot, an empty or absent port as
+    the scheme's default (80 for "http", 443 for "https")?  False when
+    either is no valid authority.  RFC 9113 §8.3.1 compares Host with
+    :authority this way."""
+    default = b"443" if scheme == "https" else b"80"
+    keys = []
+    for value in (one, other):
+        raw = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+        m = _HOST_RE.fullmatch(raw)
+        name = host_name(m.group(1)) if m is not None and m.group(1) else None
+        if name is None:
+            return False
+        keys.append((name, (m.group(2) or b":")[1:].lstrip(b"0") or default.lstrip(b"0")))
+    return keys[0] == keys[1]
+
+
 def valid_host(host):
     """Is a Host value (bytes, or None when absent) a URI host with an
     optional port (RFC 9112 §3.2)?  Absent is valid here; whether one is
@@ -99,6 +118,21 @@ def content_length(headers, limit):
     if length > limit:
         raise ProtocolError(413, "Content Too Large")
     return length
+
+
+def expects_continue(value):
+    """Does an Expect field value (str, or None when absent) ask for
+    ``100 Continue``?  RFC 9110 §10.1.1: 100-continue, matched without
+    regard to case, is the one expectation there is; a value naming any
+    other is a ProtocolError 417 (as Apache and Go's net/http, so Caddy,
+    answer it), whether or not the request has a body.  An empty value
+    asks for nothing."""
+    if value is None:
+        return False
+    members = {m.strip(" \t").lower() for m in value.split(",")} - {""}
+    if members - {"100-continue"}:
+        raise ProtocolError(417, "Expectation Failed")
+    return bool(members)
 
 
 def keep_alive(version, options):

@@ -151,17 +151,21 @@ class Autoindex:
 
         listing = await self.listing(fspath)
         etag = self.etag(listing, request.path, view)
+        # RFC 9110 §8.8.2.1: a modification time in the future (a clock
+        # set wrong, an archive unpacked with its dates) is sent as "now",
+        # as the static handler sends a file's.
+        last_modified = min(listing.last_modified, int(time.time()))
         headers = [
             ("Content-Type", render.CONTENT_TYPES[view.format]),
             ("ETag", etag),
-            ("Last-Modified", format_http_date(listing.last_modified)),
+            ("Last-Modified", format_http_date(last_modified)),
             # The same URL answers in three formats, and a listing changes
             # often: caches must ask every time (cheap: a 304).
             ("Vary", "Accept"),
             ("Cache-Control", "no-cache"),
             ("X-Content-Type-Options", "nosniff"),
         ]
-        status = evaluate(request.method, request.headers.get, etag, listing.last_modified)
+        status = evaluate(request.method, request.headers.get, etag, last_modified)
         if status is not None:
             if status == 304:
                 return Response(304, [h for h in headers if h[0] != "Content-Type"])

@@ -2,7 +2,8 @@
 import httptools
 import pytest
 
-from flashplug.http.h1_checks import ProtocolError, classify, host_name, keep_alive, valid_host
+from flashplug.http.h1_checks import (ProtocolError, classify, expects_continue, host_name,
+                                      keep_alive, same_authority, valid_host)
 
 
 def llhttp_error(data):
@@ -57,3 +58,34 @@ def test_valid_host(host, ok):
 ])
 def test_host_name_is_the_one_definition_of_the_requests_host(value, name):
     assert host_name(value) == name
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, False), ("", False), (" , ", False), ("100-continue", True),
+    ("100-Continue", True), ("100-continue, 100-continue", True), (" 100-continue\t", True)])
+def test_expects_continue(value, expected):
+    assert expects_continue(value) is expected
+
+
+@pytest.mark.parametrize("value", ["fancy", "100-continue, fancy", "100-continue=1", "100"])
+def test_any_other_expectation_is_417(value):
+    with pytest.raises(ProtocolError) as caught:
+        expects_continue(value)
+    assert caught.value.status == 417
+
+
+@pytest.mark.parametrize("one, other, scheme", [
+    (b"example.org", b"Example.ORG", "http"), (b"example.org:80", b"example.org", "http"),
+    (b"example.org:", b"example.org", "http"), (b"example.org:443", b"example.org", "https"),
+    (b"example.org.", b"example.org", "http"), (b"[::1]:8080", b"[::1]:08080", "http"),
+    ("localhost", b"LOCALHOST", "https")])
+def test_same_authority_normalises_as_rfc3986(one, other, scheme):
+    assert same_authority(one, other, scheme) and same_authority(other, one, scheme)
+
+
+@pytest.mark.parametrize("one, other, scheme", [
+    (b"example.org", b"example.net", "http"), (b"example.org:8080", b"example.org", "http"),
+    (b"example.org:443", b"example.org", "http"), (b"bad host", b"bad host", "http"),
+    (b"", b"", "http")])
+def test_different_authorities(one, other, scheme):
+    assert not same_authority(one, other, scheme)
