@@ -46,7 +46,8 @@ SESSION_SLOTS = (
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
-    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest")
+    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest",
+    "last_asked")
 
 
 def init_session(conn, app, peer, local, now):
@@ -60,6 +61,7 @@ def init_session(conn, app, peer, local, now):
     conn.state = "idle"
     conn.closed = False
     conn.closing = False         # close once the output queue drains
+    conn.last_asked = False      # the client said its request was its last (RFC 9112 §9.6)
     conn.pending = []           # parsed requests behind the active one (at most MAX_PIPELINE)
     conn.active = None           # the request being answered
     conn.task = None
