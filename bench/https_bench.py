@@ -1,17 +1,23 @@
 """HTTPS beside nginx: the three points of issue 14, item 6.
 
-    python bench/https_bench.py [--duration 5]
+    python bench/https_bench.py [--duration 5] [--rounds 3] [--baseline OTHER/.venv/bin/flashplug]
 
 One nginx worker and one flashplug worker (``--plugins none``), the same
 ECDSA P-256 certificate (made here with the openssl command, thrown away
 after), each server under ``taskset -c 0`` and wrk under ``taskset -c 1``:
 
 * ``1k``: a 1 KiB file over keep-alive connections (64 of them);
-* ``new-conn``: the same file, ``Connection: close``, so every request is a
-  new TCP connection and a full TLS handshake (16 connections);
+* ``new-conn``: the same file on a new TCP connection and a full TLS
+  handshake per request: ``openssl s_time -new`` (8 of them at once, each
+  one connection at a time, HTTP/1.0), since wrk resumes;
+* ``resumed``: the same file, ``Connection: close`` in wrk (16
+  connections): a new TCP connection per request, but wrk keeps its TLS
+  session across reconnects (``SSL_clear``), so every handshake after the
+  first resumes it (a PSK and a fresh X25519 exchange, no certificate);
 * ``1m``: a 1 MiB file over keep-alive connections (8 of them).
 
-wrk negotiates TLS 1.3 with both.  Prints a Markdown table of requests/s,
+Both clients negotiate TLS 1.3, X25519 and TLS_AES_256_GCM_SHA384 with
+both servers, and both servers send two session tickets per handshake.  Prints a Markdown table of requests/s,
 the server's CPU time per request (its whole process tree, user plus
 system: steadier than requests/s on a machine shared with other work) and
 flashplug's ratios to nginx.  Needs nginx, wrk, openssl and taskset.
@@ -33,9 +39,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proctree import cpu_seconds  # noqa: E402 - bench/ is not a package
 
-POINTS = (  # name, path, connections, extra wrk arguments
+POINTS = (  # name, path, connections, extra wrk arguments (None: openssl s_time -new)
     ("1k", "/1k.bin", 64, []),
-    ("new-conn", "/1k.bin", 16, ["-H", "Connection: close"]),
+    ("new-conn", "/1k.bin", 8, None),
+    ("resumed", "/1k.bin", 16, ["-H", "Connection: close"]),
     ("1m", "/1m.bin", 8, []),
 )
 
@@ -106,8 +113,27 @@ def wait_ready(port, proc):
     raise RuntimeError("server did not start")
 
 
+def s_time(port, path, clients, duration, pid):
+    """Full handshakes: ``clients`` openssl s_time -new at once.  (new
+    connections/s, server CPU microseconds per connection, "")."""
+    cpu = cpu_seconds(pid)
+    runs = [subprocess.Popen(["taskset", "-c", "1", "openssl", "s_time", "-connect",
+                              f"127.0.0.1:{port}", "-new", "-www", path, "-time", str(duration)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for _ in range(clients)]
+    done = 0
+    for run in runs:
+        m = re.search(r"(\d+) connections in [\d.]+s", run.communicate(timeout=duration + 60)[0])
+        done += int(m.group(1)) if m else 0
+    cpu = cpu_seconds(pid) - cpu
+    return done / duration, 1e6 * cpu / done if done else 0.0, ""
+
+
 def wrk(port, path, connections, extra, duration, pid):
-    """(requests/s, server CPU microseconds per request, errors or "")."""
+    """(requests/s, server CPU microseconds per request, errors or "");
+    ``extra`` None: full handshakes by openssl s_time instead."""
+    if extra is None:
+        return s_time(port, path, connections, duration, pid)
     cpu = cpu_seconds(pid)
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}",
                           f"-d{duration}s", *extra, f"https://127.0.0.1:{port}{path}"],
@@ -120,35 +146,48 @@ def wrk(port, path, connections, extra, duration, pid):
     return float(m.group(1)) if m else 0.0, per_request, errors.group(0) if errors else ""
 
 
-def measure(name, cmd, port, duration):
+def start(cmd, port):
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(port, proc)
-        results = {}
-        for point, path, conns, extra in POINTS:
-            wrk(port, path, conns, extra, min(2, duration), proc.pid)   # warm-up
-            results[point] = wrk(port, path, conns, extra, duration, proc.pid)
-            print(f"{name} {point}: {results[point][0]:,.0f} req/s, "
-                  f"{results[point][1]:.1f} us CPU/request {results[point][2]}",
-                  file=sys.stderr)
-        return results
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    wait_ready(port, proc)
+    return proc
+
+
+def measure(servers, duration, rounds):
+    """Every point on every server, the servers taking turns for ``rounds``
+    rounds (a busy machine's load shifts between runs: each server sees
+    the same shifts); each keeps the median of its requests/s and, apart,
+    of its CPU time per request."""
+    runs = {name: {point: [] for point, *_ in POINTS} for name in servers}
+    for point, path, conns, extra in POINTS:
+        for _ in range(rounds):
+            for name, (proc, port) in servers.items():
+                wrk(port, path, conns, extra, min(2, duration), proc.pid)   # warm-up
+                result = wrk(port, path, conns, extra, duration, proc.pid)
+                runs[name][point].append(result)
+                print(f"{name} {point}: {result[0]:,.0f} req/s, {result[1]:.1f} us CPU/request "
+                      f"{result[2]}", file=sys.stderr)
+    def median(values):
+        return sorted(values)[len(values) // 2]
+    return {name: {point: (median([r[0] for r in rs]), median([r[1] for r in rs]),
+                           " ".join(r[2] for r in rs if r[2]))
+                   for point, rs in points.items()}
+            for name, points in runs.items()}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=5, help="seconds per point (default 5)")
+    ap.add_argument("--rounds", type=int, default=1, help="turns per point, median kept (default 1)")
+    ap.add_argument("--baseline", metavar="EXE",
+                    help="also measure this flashplug executable (another checkout's venv) as "
+                         "flashplug-before, in the same interleaved run")
     args = ap.parse_args()
     for tool in ("nginx", "wrk", "openssl", "taskset"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"{tool} is not installed")
     os.environ["PATH"] += ":/usr/sbin"
+    servers = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         root = tmp / "root"
@@ -156,18 +195,33 @@ def main():
         (root / "1k.bin").write_bytes(os.urandom(1024))
         (root / "1m.bin").write_bytes(os.urandom(1024 * 1024))
         cert, key = make_cert(tmp)
-        port = free_port()
-        nginx = measure("nginx", nginx_command(tmp, root, port, cert, key), port, args.duration)
-        port = free_port()
-        ours = measure("flashplug", flashplug_command(root, port, cert, key), port,
-                       args.duration)
-    print("| point | nginx req/s | flashplug req/s | req/s ratio | nginx CPU us/req "
-          "| flashplug CPU us/req | nginx CPU / flashplug CPU |")
-    print("|---|---|---|---|---|---|---|")
+        ports = {name: free_port() for name in ("nginx", "flashplug-before", "flashplug")}
+        commands = {"nginx": nginx_command(tmp, root, ports["nginx"], cert, key)}
+        if args.baseline:   # its own executable, the same arguments
+            commands["flashplug-before"] = [args.baseline] + flashplug_command(
+                root, ports["flashplug-before"], cert, key)[3:]
+        commands["flashplug"] = flashplug_command(root, ports["flashplug"], cert, key)
+        try:
+            for name, cmd in commands.items():
+                servers[name] = (start(cmd, ports[name]), ports[name])
+            results = measure(servers, args.duration, args.rounds)
+        finally:
+            for proc, _ in servers.values():
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    ours = [name for name in servers if name != "nginx"]
+    print("| point | server | req/s | req/s ratio to nginx | CPU us/req | nginx CPU / its CPU |")
+    print("|---|---|---|---|---|---|")
     for point, *_ in POINTS:
-        (a, ca, _), (b, cb, _) = nginx[point], ours[point]
-        print(f"| {point} | {a:,.0f} | {b:,.0f} | {b / a if a else 0:.2f}x | {ca:.1f} "
-              f"| {cb:.1f} | {ca / cb if cb else 0:.2f}x |")
+        a, ca, _ = results["nginx"][point]
+        print(f"| {point} | nginx | {a:,.0f} | | {ca:.1f} | |")
+        for name in ours:
+            b, cb, _ = results[name][point]
+            print(f"| {point} | {name} | {b:,.0f} | {b / a if a else 0:.2f}x | {cb:.1f} "
+                  f"| {ca / cb if cb else 0:.2f}x |")
 
 
 if __name__ == "__main__":

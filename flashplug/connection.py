@@ -100,16 +100,18 @@ class Connection(H1Protocol, RequestCycle):
 
     # -- reading -----------------------------------------------------------------
 
-    def _on_readable(self):
+    def _on_readable(self, n=None):
         # One receive buffer per loop, shared by all connections: the parser
         # copies out what it keeps, so nothing is allocated per read.
-        try:
-            n = self.transport.recv_into(_RECV_BUFFER)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.abort()
-            return
+        # ``n``: bytes _on_first_readable already read into it.
+        if n is None:
+            try:
+                n = self.transport.recv_into(_RECV_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.abort()
+                return
         if not n:
             self._on_eof()
             return
@@ -171,11 +173,9 @@ class Connection(H1Protocol, RequestCycle):
             self._hand_over(bytes(_RECV_VIEW[:n]))
             return
         self.loop.add_reader(self.fd, self._on_readable)
-        if not n:
-            self._on_eof()
-        else:
-            self.now = time.monotonic()
-            self.feed(_RECV_VIEW[:n], self.now)
+        # The first request too may be one whose head is known (a new
+        # connection per request: load generators, HTTP/1.0 clients).
+        self._on_readable(n)
 
     def _hand_over(self, data):
         """The connection speaks HTTP/2: the transport goes to an
@@ -484,6 +484,12 @@ class Connection(H1Protocol, RequestCycle):
         try:
             self.transport.shutdown_write()
         except OSError:
+            self.close()
+            return
+        if self.last_asked and self.unparsed is None and not self.transport.unread():
+            # Unless the client said its request was its last and sent
+            # nothing after it: it sends no more requests (RFC 9112 §9.6),
+            # so close now, as nginx does; no read of its own close.
             self.close()
             return
         self.state = "lingering"

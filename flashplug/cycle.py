@@ -30,6 +30,7 @@ from flashplug.framing import close_response as _close_stream
 from flashplug.framing import send_response, write_entry, write_not_modified
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
+from flashplug.http.dates import depends_on_year
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
@@ -47,7 +48,7 @@ SESSION_SLOTS = (
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
     "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest",
-    "uncached")
+    "uncached", "last_asked")
 
 
 def init_session(conn, app, peer, local, now):
@@ -61,6 +62,7 @@ def init_session(conn, app, peer, local, now):
     conn.state = "idle"
     conn.closed = False
     conn.closing = False         # close once the output queue drains
+    conn.last_asked = False      # the client said its request was its last (RFC 9112 §9.6)
     conn.pending = []           # parsed requests behind the active one (at most MAX_PIPELINE)
     conn.active = None           # the request being answered
     conn.task = None
@@ -94,7 +96,7 @@ class KnownHead:
     but the target, and what its log line needs."""
 
     __slots__ = ("head_only", "version", "keep_alive", "referer", "agent", "method", "site",
-                 "validators")
+                 "validators", "steady", "judged_etag", "judged_mtime", "not_modified")
 
     def __init__(self, head_only, version, keep_alive, referer, agent, site, validators):
         self.head_only = head_only      # HEAD rather than GET
@@ -105,8 +107,18 @@ class KnownHead:
         self.method = "HEAD" if head_only else "GET"
         self.site = site                # the Vhost that answered it
         # If-None-Match / If-Modified-Since (a dict, as _answer_by_target
-        # takes it), or None: weighed against the target's entry each time.
+        # takes it), or None: weighed against the target's entry.
         self.validators = validators
+        # The ETag (the object) and modification time they were last
+        # weighed against, and whether that gave a 304: ``evaluate``
+        # depends on nothing else, unless a date's century depends on the
+        # current year (RFC 850); then the validators are not ``steady``
+        # and are weighed each time.  (Not the entry itself: that would
+        # keep an evicted file's bytes alive.)
+        ims = None if validators is None else validators.get("if-modified-since")
+        self.steady = ims is None or not depends_on_year(ims)
+        self.judged_etag = self.judged_mtime = None
+        self.not_modified = False
 
 
 class ErrorItem:
@@ -152,8 +164,16 @@ class RequestCycle:
         entry.used = True
         self.app.stats.cache_hits += 1
         validators = known.validators
-        if validators is not None and \
-                evaluate(known.method, validators.get, entry.etag, entry.mtime) == 304:
+        if validators is None:
+            not_modified = False
+        elif known.judged_etag is entry.etag and known.judged_mtime == entry.mtime:
+            not_modified = known.not_modified
+        else:
+            not_modified = evaluate(known.method, validators.get, entry.etag, entry.mtime) == 304
+            if known.steady:
+                known.judged_etag, known.judged_mtime = entry.etag, entry.mtime
+                known.not_modified = not_modified
+        if not_modified:
             write_not_modified(self, known.version, known.keep_alive, entry)
             status, size = 304, 0
         else:
@@ -382,6 +402,24 @@ class RequestCycle:
             self._finish_request()
         return True
 
+    def _remember_loaded(self, request):
+        """After the static handler answered ``request`` (its file was
+        loaded, or stat'ed again): remember its target exactly as ``_start``
+        would on the next such request, which then finds the file with a
+        fresh entry and sends it by ``_send_cached``.  So that next request
+        takes the quickest paths at once, instead of the full path first."""
+        if request.method not in ("GET", "HEAD") or request.path is None \
+                or request.conditional:
+            return
+        site = request.server._site
+        if not site.fast_path_ok:
+            return
+        static = site.static
+        entry = static.fast_entry(request)
+        if entry is not None and (entry.variants is None or static.ready_variant(
+                request.headers.get("accept-encoding"), entry) is not None):
+            static.remember_target(request.target.encode("latin-1"), entry)
+
     def _send_cached(self, request, entry, sent):
         """Send ``sent``: ``entry`` itself, or the variant negotiation chose."""
         request.server._site.static.remember_target(request.target.encode("latin-1"), entry)
@@ -417,6 +455,8 @@ class RequestCycle:
             self.abort()
             return
         self._log(request, response.status, sent)
+        if handler is None and response.status == 200:
+            self._remember_loaded(request)
         self.task = None
         self._answered = True
         if request.complete:

@@ -45,6 +45,7 @@ def _connection_line(conn, version, keep):
     if keep and not conn.closing and not conn.app.stopping:
         return b"" if version == "1.1" else b"Connection: keep-alive\r\n"
     conn.closing = True
+    conn.last_asked = not keep
     return b"Connection: close\r\n"
 
 
@@ -157,6 +158,7 @@ async def send_response(conn, request, response, force_close=False):
     else:
         lines.append(b"Connection: close\r\n")
         conn.closing = True
+        conn.last_asked = request is not None and not request.keep_alive
     lines.append(b"\r\n")
     head = b"".join(lines)
     if head_only:

@@ -43,7 +43,7 @@ class H2Stream(RequestCycle):
     """A stream: its request's cycle fields and its queued response."""
 
     __slots__ = ("driver", "id", "app", "loop", "peer_addr", "local_port", "now", "closed",
-                 "closing",
+                 "closing", "last_asked",
                  "active", "task", "_answered", "deferred", "active_handler", "head_sent",
                  "continue_for", "pending", "dispatching", "request", "body", "head",
                  "fields", "out", "out_bytes", "ending", "ended", "remote_ended", "queued",
@@ -60,7 +60,8 @@ class H2Stream(RequestCycle):
         self.local_port = driver.local_port   # the access log's site:port (vhost_combined)
         self.now = driver.now
         self.closed = False          # reset, or the connection went away
-        self.closing = False         # (framing's flag; a stream ends anyway)
+        self.closing = False         # (framing's flags; a stream ends anyway)
+        self.last_asked = False
         self.active = None           # the request being answered (the cycle's)
         self.task = None
         self._answered = False

@@ -22,6 +22,7 @@ inline helpers can also be driven to completion without an event loop
 """
 import collections
 import logging
+import os
 import queue
 import threading
 
@@ -72,6 +73,15 @@ class ThreadHelpers:
             t.start()
 
     def _work(self):
+        # SCHED_BATCH: a helper woken by a job does not preempt the loop on
+        # its core (CFS and EEVDF skip wake-up preemption for batch tasks);
+        # it runs when the loop waits, or at the end of the loop's slice.
+        # As SCHED_OTHER, each job's wake-up switched to the helper at once,
+        # which then waited for the GIL the loop held, and back.
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except (AttributeError, OSError):
+            pass    # not Linux: ordinary threads
         get = self._jobs.get
         finished = self._finished
         while True:

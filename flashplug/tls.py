@@ -245,7 +245,10 @@ class Certificates:
         # No certificate yet (a plugin's first one is on its way): a context
         # without one, so a handshake fails with an alert, never a crash.
         self.default = self.contexts[0] if self.contexts else server_context(None, None)
-        self.default.sni_callback = self._choose
+        if len(self.contexts) > 1:
+            # With one certificate every name gets it: no Python call into
+            # each handshake to say so.
+            self.default.sni_callback = self._choose
 
     def context_for(self, name):
         """The context for a server name: exact, then one wildcard label."""

@@ -126,7 +126,11 @@ class TLSTransport:
 
     The handshake happens inside ``recv_into``: until it is done a read
     returns nothing to the driver (BlockingIOError) and the handshake's
-    own records go out as backlog.  Plaintext is taken by ``send`` only
+    own records go out as backlog.  TLS 1.3's session tickets, written as
+    the handshake ends, go out with the response to the request that came
+    with the client's Finished (one send, not two), or at once when no
+    request came with it; ciphertext held so is not backlog (the next
+    ``send`` or ``shutdown_write`` takes it along).  Plaintext is taken by ``send`` only
     when the previous ciphertext has all reached the socket, so one
     connection holds at most one send's worth of ciphertext, however slow
     its client.
@@ -197,10 +201,15 @@ class TLSTransport:
             return got
         except ssl.SSLError as e:
             raise TLSError(f"TLS: {e.reason or e}") from None
-        if self.outgoing.pending:
-            self._after_write()   # what reading made TLS answer (a KeyUpdate)
         if got:
+            # What TLS wrote while reading (TLS 1.3's session tickets after
+            # the handshake, a KeyUpdate's answer) waits in ``outgoing`` for
+            # the response to this plaintext: one send for both.  Neither
+            # is urgent (RFC 8446 §4.6.1, §4.6.3), and a read that returns
+            # nothing sends it at once.
             return got
+        if self.outgoing.pending:
+            self._after_write()
         raise BlockingIOError
 
     def recv(self, size):
@@ -233,7 +242,11 @@ class TLSTransport:
             self.flush()   # the alert, if any, so the client learns why
             raise TLSError(f"TLS handshake: {e.reason or e}") from None
         self.handshaken = True
-        self._after_write()   # the last flight and the session tickets
+        if self.tls.version() != "TLSv1.3":
+            # TLS 1.2's last flight (the server's Finished) ends the
+            # handshake: it goes now.  TLS 1.3 has only session tickets
+            # left, which recv_into sends with the first response.
+            self._after_write()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -337,7 +350,7 @@ class TLSTransport:
         return unsent_bytes(self.sock.fileno())
 
     def unread(self):
-        return unread_bytes(self.sock.fileno())
+        return self.incoming.pending + unread_bytes(self.fd)
 
     def close(self):
         self.on_backlog = None

@@ -107,6 +107,9 @@ class MemoryTransport:
     def unsent(self):
         return 0
 
+    def unread(self):
+        return sum(map(len, self.inbound))
+
     def close(self):
         self.closed = True
 

@@ -54,6 +54,13 @@ def rfc850_year(yy, this_year):
     return limit - (limit - yy) % 100
 
 
+def depends_on_year(value):
+    """Does the meaning of the HTTP-date ``value`` depend on the year it is
+    read in?  Only an RFC 850 date's does (its two-digit year, see
+    ``rfc850_year``); any other value parses the same whenever."""
+    return _RFC850.fullmatch(value.strip(" \t")) is not None
+
+
 def parse_http_date(value):
     """Seconds since the epoch for an HTTP-date, or None when it is invalid."""
     value = value.strip(" \t")

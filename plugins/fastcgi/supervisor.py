@@ -57,6 +57,9 @@ HEALTHY_AFTER = 30.0
 STOP_GRACE = 1.0
 #: Listen backlog of each process's socket.
 BACKLOG = 128
+# The longest socket path Linux binds: sockaddr_un's sun_path is 108 bytes,
+# its NUL included.
+SUN_PATH_MAX = 107
 
 
 class Backend:
@@ -85,6 +88,22 @@ class Backend:
         self.connections -= 1
         if self.state == "draining" and self.connections == 0:
             self.supervisor.retire(self)
+
+
+def socket_dir():
+    """A new private folder (mode 0700) for the backends' sockets: under
+    ``TMPDIR``, or under /tmp when a socket path there would pass
+    ``SUN_PATH_MAX`` (a long ``TMPDIR`` made every start fail, and the
+    restarts with it, with "AF_UNIX path too long").
+
+    :raises OSError: no such folder can be made.
+    """
+    for parent in (None, "/tmp"):
+        path = tempfile.mkdtemp(prefix="flashplug-fastcgi-", dir=parent)
+        if len(os.fsencode(os.path.join(path, "backend-9999999.sock"))) <= SUN_PATH_MAX:
+            return path
+        os.rmdir(path)
+    raise OSError(f"no folder for sockets: {path!r} is too long for a socket path")
 
 
 class Supervisor:
@@ -118,7 +137,7 @@ class Supervisor:
 
     async def start(self):
         """Start every process; return self (the pool's address)."""
-        self.dir = tempfile.mkdtemp(prefix="flashplug-fastcgi-")
+        self.dir = socket_dir()
         # Room for replacements beside draining processes; past it a
         # replacement waits for one of those to be reaped.
         self.manager = ProcessManager(self.loop, 4 * self.procs, 4 * self.procs)

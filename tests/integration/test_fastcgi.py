@@ -11,8 +11,10 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -672,20 +674,36 @@ def test_spawned_backend_killed_under_load_is_restarted(serve):
     assert zombies_of(s.proc.pid) == []
 
 
-def test_spawned_flup_app_and_graceful_shutdown(serve, tmp_path):
+def test_spawned_flup_app_and_graceful_shutdown(serve, tmp_path, request):
     app = write_flup_app(tmp_path)
+    # A temporary directory of its own, short (a socket path holds 107
+    # bytes): other servers' socket folders in the shared /tmp come and go
+    # meanwhile.
+    tmp = Path(tempfile.mkdtemp(prefix="fp-t-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
     s = serve("--fastcgi", f"/app=spawn:{sys.executable} {app}", "--fastcgi-procs", "2",
-              "--plugins", "status")
+              "--plugins", "status", env={**os.environ, "TMPDIR": str(tmp)})
     r = requests.get(s.url + "/app/x?y=1")
     assert r.text.startswith("script_name=/app path_info=/x query=y=1 method=GET")
     pids = [int(r["pid"]) for r in processes(s)]
     assert len(pids) == 2
-    sockets = [d for d in os.listdir("/tmp") if d.startswith("flashplug-fastcgi-")]
+    assert [d.name.startswith("flashplug-fastcgi-") for d in tmp.iterdir()] == [True]
     assert s.stop() == 0
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}"), f"backend {pid} outlived the server"
-    left = [d for d in os.listdir("/tmp") if d.startswith("flashplug-fastcgi-")]
-    assert not set(left) - set(sockets) and len(left) <= len(sockets)
+    assert list(tmp.iterdir()) == [], "the sockets' folder outlived the server"
+
+
+def test_spawned_backends_start_under_a_long_tmpdir(serve, tmp_path):
+    # Sockets go under TMPDIR; one too long for a socket path (107 bytes)
+    # made every start and restart fail: /tmp serves instead.
+    app = write_flup_app(tmp_path)
+    long = tmp_path / ("d" * 100)
+    long.mkdir()
+    s = serve("--fastcgi", f"/app=spawn:{sys.executable} {app}", env={**os.environ, "TMPDIR": str(long)})
+    assert requests.get(s.url + "/app/x", timeout=10).text.startswith("script_name=/app path_info=/x")
+    assert s.stop() == 0
+    assert "too long" not in s.log()
 
 
 @needs_php_cgi

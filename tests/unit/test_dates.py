@@ -3,7 +3,7 @@ import email.utils
 
 import pytest
 
-from flashplug.http.dates import format_http_date, parse_http_date, rfc850_year
+from flashplug.http.dates import depends_on_year, format_http_date, parse_http_date, rfc850_year
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110 §5.6.7
 
@@ -87,3 +87,12 @@ def test_rfc850_two_digit_year_window():
 def test_rfc850_parse_uses_current_century():
     assert parse_http_date("Thursday, 01-Jan-70 00:00:00 GMT") in (0, 3155760000)
     assert parse_http_date("Friday, 01-Jan-10 00:00:00 GMT") == 1262304000
+
+
+def test_only_an_rfc850_date_depends_on_the_year():
+    """What a remembered revalidation may keep its verdict for
+    (``cycle.KnownHead.steady``): a date read the same in any year."""
+    assert depends_on_year("Sunday, 06-Nov-94 08:49:37 GMT")
+    assert depends_on_year(" Sunday, 06-Nov-94 08:49:37 GMT\t")
+    for value in ("Sun, 06 Nov 1994 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "garbage", ""):
+        assert not depends_on_year(value)

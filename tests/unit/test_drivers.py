@@ -221,7 +221,7 @@ def test_loop_driver_head_timeout_is_408(docroot):
     app.loop.run(t)
     [(status, headers, _)] = responses(bytes(t.sent))
     assert status == 408 and headers["connection"] == "close"
-    assert t.shut_write                     # lingering close
+    assert t.shut_write and not t.closed    # lingering close: the server chose to close
 
 
 def test_blocking_driver_head_timeout_is_408(docroot):
@@ -345,3 +345,52 @@ def test_blocking_driver_sends_from_an_entry_another_thread_closed(docroot):
     last = BlockingConnection(app, MemoryTransport(), PEER)
     last.write_file(entry, 0, 1000)
     assert last.transport.sent == b"" and last.closed
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /a.txt HTTP/1.0\r\n\r\n",
+    b"GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+])
+def test_a_last_request_closes_at_once(docroot, request_bytes):
+    """The client said its request was its last (RFC 9112 §9.6) and sent
+    nothing more: no lingering read, as nginx (on the cached path and the
+    full one alike, a head remembered or not)."""
+    app = make_app(docroot)
+    for _ in range(3):
+        out, t = exchange(app, "loop", request_bytes, eof=False)
+        assert responses(out)[0][1]["connection"] == "close"
+        assert t.shut_write and t.closed
+
+
+def test_a_last_request_with_bytes_behind_it_lingers(docroot):
+    """Bytes that came after the client's last request are still read
+    and dropped before the close, so a reset cannot take the response."""
+    app = make_app(docroot)
+    t = MemoryTransport()
+    t.push(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    conn = Connection(app, t, PEER)
+    t.unread = lambda: 7                  # the kernel holds more of the client's bytes
+    app.loop.run(t)
+    assert responses(bytes(t.sent))[0][0] == 200
+    assert t.shut_write and not t.closed and conn.state == "lingering"
+
+
+def test_the_first_request_of_a_connection_may_be_a_known_head(docroot, monkeypatch):
+    """Before the protocol is known (ALPN over TLS, the preface with
+    --h2c) the first read goes through _on_first_readable; its request
+    takes the known-head path too, so a client that opens a connection
+    per request skips the parser once its head is known."""
+    app = make_app(docroot, "--h2c")
+    parsed = []
+    feed = Connection.feed
+    monkeypatch.setattr(Connection, "feed", lambda self, data, now: (parsed.append(1),
+                                                                      feed(self, data, now)))
+    for _ in range(6):
+        t = MemoryTransport()
+        t.zero_copy = True                  # a plain socket: --h2c looks for the preface
+        t.push(GET_A)
+        Connection(app, t, PEER)
+        app.loop.run(t)
+        assert responses(bytes(t.sent))[0][0] == 200
+    assert len(parsed) < 6

@@ -144,6 +144,48 @@ def test_sni_picks_the_context_and_falls_back_to_the_default(pki):
     assert certs.context_for("LOCALHOST.") is certs.default
     assert certs.context_for(None) is certs.default
     assert certs.context_for("nobody.test") is certs.default
+    # One certificate answers every name: no Python call per handshake.
+    assert certs.default.sni_callback is None
+
+
+def test_tls13_tickets_wait_for_the_response_or_go_at_once(pki):
+    ca, certs = pki
+    for with_request in (True, False):
+        server_sock, client_sock = socket.socketpair()
+        server_sock.setblocking(False)
+        client_sock.setblocking(False)
+        transport = TLSTransport(server_sock, certs)
+        client = Client(ca, client_sock)
+        buf = bytearray(65536)
+        client.handshake()                             # ClientHello
+        with pytest.raises(BlockingIOError):
+            transport.recv_into(buf)                   # the server's flight
+        client.pump_in()
+        client.tls.do_handshake()                      # done: Finished waits in outgoing
+        if with_request:
+            client.tls.write(b"GET / HTTP/1.1\r\n\r\n")
+        client.pump_out()                              # Finished (+ the request): one send
+        if with_request:
+            assert transport.recv_into(buf) == 18
+            with pytest.raises(BlockingIOError):
+                client_sock.recv(65536)                # no tickets alone on the wire
+            assert transport.send(b"HTTP/1.1 200 OK\r\n\r\n") == 19
+            data = client_sock.recv(65536)             # tickets and response, one send
+        else:
+            with pytest.raises(BlockingIOError):
+                transport.recv_into(buf)
+            data = client_sock.recv(65536)             # the tickets, at once
+        client.incoming.write(data)
+        got = b""
+        try:
+            while True:
+                got += client.tls.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+        assert got == (b"HTTP/1.1 200 OK\r\n\r\n" if with_request else b"")
+        assert client.tls.session is not None and client.tls.session.has_ticket
+        client_sock.close()
+        server_sock.close()
 
 
 class _Full:
