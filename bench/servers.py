@@ -204,8 +204,10 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
             cmd += ["--tls-cert", str(tls_pair(tmp)[0]), "--tls-key", str(tls_pair(tmp)[1])]
         # status: its counters say how often the known-heads shortcut
         # answered (workloads.shortcut_share); it adds one prefix route,
-        # which a remembered head never consults.
-        return cmd + ["--plugins", "cgi" if "cgi" in spec.options else "status"]
+        # which a remembered head never consults.  --arch mt and mp serve
+        # static files only and refuse any plugin.
+        plugins = "cgi" if "cgi" in spec.options else "status" if arch in ("amped", "sped") else ""
+        return cmd + ["--plugins", plugins]
     raise ValueError(spec.kind)
 
 

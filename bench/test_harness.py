@@ -80,7 +80,9 @@ def test_flashplug_command_line(tmp_path):
     argv = servers.command(servers.flashplug("mt"), tmp_path, tmp_path, 8001)
     tail = argv[argv.index("serve"):]
     assert tail == ["serve", str(tmp_path), "--port", "8001", "--access-log", "off", "--arch", "mt", "--workers", "1",
-                    "--keepalive-timeout", "300", "--plugins", "status"]
+                    "--keepalive-timeout", "300", "--plugins", ""]   # mt and mp refuse plugins
+    amped = servers.command(servers.flashplug("amped"), tmp_path, tmp_path, 8003)
+    assert amped[-2:] == ["--plugins", "status"]     # its counters give the shortcut's hit rate
     cgi = servers.command(servers.flashplug("amped", cgi=True), tmp_path, tmp_path, 8002)
     assert cgi[-2:] == ["--plugins", "cgi"]
 
