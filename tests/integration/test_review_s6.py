@@ -8,6 +8,8 @@ import stat
 
 import pytest
 
+from test_review_s5 import raw
+
 from conftest import start_server
 
 
@@ -29,16 +31,6 @@ def srv(root):
                           tmp_path=root.parent)
     yield server
     server.stop()
-
-
-def raw(port, data, timeout=10):
-    """Send ``data`` on a fresh connection; everything the server sends back."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
 
 
 def status_of(response):
