@@ -59,13 +59,18 @@ class Client:
             self.pump_out()
 
 
-def connected(pki):
+def unconnected(pki):
+    """A server transport and a test client over a socket pair, before
+    the handshake."""
     ca, certs = pki
     server_sock, client_sock = socket.socketpair()
     server_sock.setblocking(False)
     client_sock.setblocking(False)
-    transport = TLSTransport(server_sock, certs)
-    client = Client(ca, client_sock)
+    return TLSTransport(server_sock, certs), Client(ca, client_sock)
+
+
+def connected(pki):
+    transport, client = unconnected(pki)
     buf = bytearray(65536)
     for _ in range(10):
         done = client.handshake()
@@ -149,13 +154,8 @@ def test_sni_picks_the_context_and_falls_back_to_the_default(pki):
 
 
 def test_tls13_tickets_wait_for_the_response_or_go_at_once(pki):
-    ca, certs = pki
     for with_request in (True, False):
-        server_sock, client_sock = socket.socketpair()
-        server_sock.setblocking(False)
-        client_sock.setblocking(False)
-        transport = TLSTransport(server_sock, certs)
-        client = Client(ca, client_sock)
+        transport, client = unconnected(pki)
         buf = bytearray(65536)
         client.handshake()                             # ClientHello
         with pytest.raises(BlockingIOError):
@@ -168,13 +168,13 @@ def test_tls13_tickets_wait_for_the_response_or_go_at_once(pki):
         if with_request:
             assert transport.recv_into(buf) == 18
             with pytest.raises(BlockingIOError):
-                client_sock.recv(65536)                # no tickets alone on the wire
+                client.sock.recv(65536)                # no tickets alone on the wire
             assert transport.send(b"HTTP/1.1 200 OK\r\n\r\n") == 19
-            data = client_sock.recv(65536)             # tickets and response, one send
+            data = client.sock.recv(65536)             # tickets and response, one send
         else:
             with pytest.raises(BlockingIOError):
                 transport.recv_into(buf)
-            data = client_sock.recv(65536)             # the tickets, at once
+            data = client.sock.recv(65536)             # the tickets, at once
         client.incoming.write(data)
         got = b""
         try:
@@ -184,8 +184,8 @@ def test_tls13_tickets_wait_for_the_response_or_go_at_once(pki):
             pass
         assert got == (b"HTTP/1.1 200 OK\r\n\r\n" if with_request else b"")
         assert client.tls.session is not None and client.tls.session.has_ticket
-        client_sock.close()
-        server_sock.close()
+        client.sock.close()
+        transport.sock.close()
 
 
 class _Full:
