@@ -48,10 +48,11 @@ from flashplug.cycle import ErrorItem
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.h1_checks import (ProtocolError, content_length, expects_continue,
                                       same_authority, set_target, valid_host)
-from flashplug.http.h2_checks import StreamError, request_parts
+from flashplug.http.h2_checks import StreamError, check_trailers, request_parts
 from flashplug.http.forwarded import request_client
 from flashplug.http.message import Headers, Request
 from flashplug.h2output import H2Output, ResponseEncoder
+from flashplug.h2proto import BodyLengthMismatch, ServerConnection
 from flashplug.h2stream import H2Stream
 
 log = logging.getLogger("flashplug.connection")
@@ -124,7 +125,7 @@ class H2Connection(H2Output):
             # before they reach a stream (response_fields, validate.py).
             validate_inbound_headers=False, normalize_inbound_headers=False,
             validate_outbound_headers=False, normalize_outbound_headers=False)
-        conn = self.h2 = h2.connection.H2Connection(config)
+        conn = self.h2 = ServerConnection(config)
         conn.local_settings = h2.settings.Settings(client=False, initial_values=h2_settings())
         conn.encoder = ResponseEncoder()
         conn.initiate_connection()
@@ -265,6 +266,9 @@ class H2Connection(H2Output):
         request.content_length = content_length(headers, self.app.config.max_body_size)
         expect = expects_continue(headers.get("expect"))
         if stream.remote_ended:
+            if request.content_length:
+                # No DATA can follow: the content-length is wrong (§8.1.1).
+                raise StreamError(f"content-length {request.content_length} with no DATA")
             request.body = EMPTY_BODY
             request.complete = True
         else:
@@ -296,6 +300,34 @@ class H2Connection(H2Output):
             stream.held += size
         elif size:
             self.h2.acknowledge_received_data(size, sid)
+
+    def _on_bad_length(self, event):
+        """DATA past or short of the stream's content-length: the request
+        is malformed, a stream error (RFC 9113 §8.1.1), as nginx has it."""
+        self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        stream = self.streams.get(event.stream_id)
+        log.info("HTTP/2 stream %d from %s reset: %d bytes of DATA for a content-length "
+                 "of %d", event.stream_id, self.peer_addr, event.actual, event.expected)
+        if stream is not None:
+            self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
+        else:
+            try:
+                self.h2.reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            except h2.exceptions.H2Error:
+                pass      # already closed on h2's side
+        self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
+
+    def _on_trailers(self, event):
+        """Trailers are read and dropped, but a malformed section makes
+        the request malformed: the stream is reset (RFC 9113 §8.1)."""
+        stream = self.streams.get(event.stream_id)
+        try:
+            check_trailers(event.headers)
+        except StreamError as e:
+            if stream is not None:
+                log.info("HTTP/2 stream %d from %s reset: malformed request: %s",
+                         event.stream_id, self.peer_addr, e)
+                self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
 
     def _body_awaited(self):
         """Some stream still waits for its request body."""
@@ -560,6 +592,8 @@ class H2Connection(H2Output):
 _HANDLERS = {
     h2.events.RequestReceived: H2Connection._on_request,
     h2.events.DataReceived: H2Connection._on_data,
+    BodyLengthMismatch: H2Connection._on_bad_length,
+    h2.events.TrailersReceived: H2Connection._on_trailers,
     h2.events.StreamEnded: H2Connection._on_stream_ended,
     h2.events.StreamReset: H2Connection._on_reset,
     h2.events.WindowUpdated: H2Connection._on_window,

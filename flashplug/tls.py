@@ -36,6 +36,7 @@ ephemeral key exchange and an AEAD suite): these defaults are all that.
 """
 import logging
 import os
+import re
 import ssl
 import stat
 
@@ -76,6 +77,8 @@ def server_context(cert, key, alpn=ALPN):
     if cert is None:
         return ctx
     for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
+        if os.path.isdir(path):
+            raise UsageError(f"{flag} {path} is a folder; give the PEM file in it")
         if not os.path.isfile(path):
             raise UsageError(f"{flag} {path}: no such file")
     def encrypted():
@@ -89,12 +92,48 @@ def server_context(cert, key, alpn=ALPN):
         raise UsageError(f"--tls-key {key}: permission denied; the server must be able "
                          f"to read it") from None
     except ssl.SSLError as e:
-        reason = e.reason or str(e)
-        if "KEY_VALUES_MISMATCH" in reason.upper():
-            raise UsageError(f"--tls-key {key} is not the key of --tls-cert {cert}") from None
-        raise UsageError(f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate "
-                         f"chain and private key ({reason})") from None
+        raise UsageError(_load_error(cert, key, e.reason or str(e))) from None
     return ctx
+
+
+#: OpenSSL's reasons for a key that is not the certificate's: the same
+#: algorithm with another key, or another algorithm (an RSA key with an
+#: ECDSA certificate fills a slot that has no certificate).
+_MISMATCH = ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED")
+
+
+def _load_error(cert, key, reason):
+    """The one-line cause and fix for a pair OpenSSL refused: a key that
+    belongs to another certificate, the two files swapped, or a file that
+    holds no PEM block of its kind ("[SSL] PEM lib" alone names neither)."""
+    if reason.upper() in _MISMATCH:
+        return (f"--tls-key {key} is not the key of --tls-cert {cert}; give the key made "
+                f"with this certificate (compare `openssl x509 -in {cert} -noout -pubkey` "
+                f"with `openssl pkey -in {key} -pubout`)")
+    cert_pem, key_pem = _pem_labels(cert), _pem_labels(key)
+    if "CERTIFICATE" not in cert_pem and "CERTIFICATE" in key_pem:
+        return (f"--tls-cert {cert} and --tls-key {key} are swapped: the certificate "
+                f"chain goes to --tls-cert, the private key to --tls-key")
+    if "CERTIFICATE" not in cert_pem:
+        return (f"--tls-cert {cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
+                f"give the certificate chain, such as certbot's fullchain.pem")
+    if not any(label.endswith("PRIVATE KEY") for label in key_pem):
+        return (f"--tls-key {key} holds no PEM private key (-----BEGIN PRIVATE KEY-----); "
+                f"give the key, such as certbot's privkey.pem")
+    return (f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate chain and "
+            f"private key ({reason})")
+
+
+def _pem_labels(path):
+    """The labels of the PEM blocks in a file (``{"CERTIFICATE"}``); empty
+    when it cannot be read.  Called at start and in reload helpers only."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError:
+        return set()
+    return {m.decode("ascii", "replace")
+            for m in re.findall(rb"^-----BEGIN ([A-Z0-9 ]+)-----", data, re.M)}
 
 
 def certificate_names(cert):
@@ -289,11 +328,13 @@ def load_certificates(config):
     pairs = configured_pairs(config)
     if pairs is None:
         return None
+    certificates = Certificates(pairs, alpn_for(config))
+    # After loading: a pair that fails gets its one-line error alone.
     for _, key, _ in pairs_from(config):
         warning = key_permission_warning(key)
         if warning:
             log.warning(warning)
-    return Certificates(pairs, alpn_for(config))
+    return certificates
 
 
 def reload_certificates(config):

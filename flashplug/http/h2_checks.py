@@ -97,6 +97,21 @@ def request_parts(fields):
     return method.decode("ascii"), path.decode("latin-1"), authority, regular
 
 
+def check_trailers(fields):
+    """Check a request's trailer section (RFC 9113 §8.1): no pseudo-header
+    field, and each field well formed as in the header section (§8.2).
+    Raises StreamError; the fields themselves are not used."""
+    for name, value in fields:
+        if name[:1] == b":":
+            raise StreamError(f"pseudo-header field {name!r} in trailers")
+        if not _NAME.match(name):
+            raise StreamError(f"trailer field name {name!r} is not a lowercase token")
+        if name in CONNECTION_SPECIFIC:
+            raise StreamError(f"connection-specific field {name!r} in trailers")
+        if value and _BAD_VALUE.search(value):
+            raise StreamError(f"invalid value of trailer {name!r}")
+
+
 def response_fields(head):
     """``(status, fields)`` of an HTTP/1.x response head (bytes up to and
     including the blank line): fields are lowercase ``(name, value)``

@@ -1,0 +1,148 @@
+"""Faults found in the seventh session by using flashplug as a new user and
+as an attacker would: CGI (RFC 3875), HTTP/2 (RFC 9113, h2spec's cases),
+HTTPS set-up mistakes.  Each test failed before its fix, against a real
+``flashplug serve``."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+h2 = pytest.importorskip("h2")
+import h2.errors  # noqa: E402
+from hyperframe.frame import HeadersFrame  # noqa: E402
+
+from tests.h2_client import H2Client  # noqa: E402
+from tests.tls_certs import ca, site, write_pair  # noqa: E402,F401
+
+PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+COMPRESSION_ERROR = h2.errors.ErrorCodes.COMPRESSION_ERROR
+
+
+@pytest.fixture(scope="module")
+def h2c(tmp_path_factory):
+    from conftest import start_server
+    root = tmp_path_factory.mktemp("break_s7") / "root"
+    (root / "cgi-bin").mkdir(parents=True)
+    (root / "index.html").write_bytes(b"<h1>home</h1>\n")
+    echo = root / "cgi-bin" / "echo.sh"
+    echo.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n"\n'
+                    'echo "CONTENT_LENGTH=${CONTENT_LENGTH-unset}"\ncat\n')
+    echo.chmod(0o755)
+    server = start_server(root, "--h2c", "--plugins", "cgi", tmp_path=root.parent)
+    yield server
+    server.stop()
+
+
+def post(client, length, body, end=True):
+    """A POST to the echo script announcing ``content-length: length``."""
+    sid = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(sid, [(b":method", b"POST"), (b":scheme", b"http"),
+                                 (b":path", b"/cgi-bin/echo.sh"),
+                                 (b":authority", b"localhost"),
+                                 (b"content-length", str(length).encode())],
+                           end_stream=not body and end)
+    if body:
+        client.h2.send_data(sid, body, end_stream=end)
+    client.flush()
+    return sid
+
+
+def assert_still_serves(client):
+    status, _, body = client.get("/index.html")
+    assert (status, body) == (200, b"<h1>home</h1>\n")
+
+
+# -- RFC 9113 §8.1.1: a content-length the DATA frames do not match is a malformed
+#    request, a stream error; h2 made it a connection error, which ended every other
+#    request on the connection (nginx resets the stream only) --------------------------
+
+@pytest.mark.parametrize("length, body", [(1, b"xyz"), (5, b"xyz")])
+def test_content_length_mismatch_resets_only_its_stream(h2c, length, body):
+    client = H2Client(h2c.port)
+    assert client.response(post(client, length, body))[0] == ("reset", PROTOCOL_ERROR)
+    assert_still_serves(client)
+    status, _, got = client.response(post(client, 3, b"xyz"))
+    assert (status, got) == (200, b"CONTENT_LENGTH=3\nxyz")
+    client.close()
+    assert "Traceback" not in h2c.log()
+
+
+def test_content_length_with_no_data_is_malformed(h2c):
+    # END_STREAM on the HEADERS frame: the script would have been told
+    # CONTENT_LENGTH=3 and given nothing on its standard input.
+    client = H2Client(h2c.port)
+    assert client.response(post(client, 3, b""))[0] == ("reset", PROTOCOL_ERROR)
+    assert_still_serves(client)
+    client.close()
+
+
+# -- RFC 9113 §8.1: trailers must not hold pseudo-header fields (h2spec 8.1.2.1) -----
+
+def test_pseudo_header_in_trailers_resets_the_stream(h2c):
+    client = H2Client(h2c.port)
+    sid = post(client, 1, b"x", end=False)
+    client.h2.send_headers(sid, [(b":path", b"/")], end_stream=True)
+    client.flush()
+    assert client.response(sid)[0] == ("reset", PROTOCOL_ERROR)
+    assert_still_serves(client)
+    client.close()
+
+
+# -- RFC 9113 §4.3: a field block that does not decode is COMPRESSION_ERROR
+#    (h2spec 4.3, hpack 2.3.3, 4.2, 6.3); h2 said PROTOCOL_ERROR -----------------------
+
+@pytest.mark.parametrize("block", [
+    b"\xbf\x7f",                  # an index past the dynamic table
+    b"\xff\xff\xff\xff\xff",      # an integer that never ends
+    b"\x3f\xe1\xff\x03",          # a table size update over SETTINGS_HEADER_TABLE_SIZE
+    b"\x82\x20",                  # a table size update after a field
+])
+def test_undecodable_field_block_is_a_compression_error(h2c, block):
+    client = H2Client(h2c.port)
+    frame = HeadersFrame(1, block, flags=["END_HEADERS", "END_STREAM"])
+    client.send_raw(frame.serialize())
+    found = client.goaway()
+    client.close()
+    assert found is not None and found[0] == COMPRESSION_ERROR, found
+    assert "Traceback" not in h2c.log()
+
+
+# -- HTTPS set-up mistakes: one line that names the file and the fix ----------------
+
+def _serve_error(root, cert, key):
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(root), "--port",
+                           "0", "--tls-cert", str(cert), "--tls-key", str(key)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("flashplug: error: ") and proc.stderr.count("\n") == 1, \
+        proc.stderr
+    return proc.stderr
+
+
+def test_a_key_of_another_algorithm_is_named_as_the_wrong_key(site, tmp_path):
+    # trustme's certificate is ECDSA; an RSA key made OpenSSL say only
+    # "NO_CERTIFICATE_ASSIGNED", not that the key was not the certificate's.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    root, cert, _, _ = site
+    rsa_key = tmp_path / "rsa.key"
+    rsa_key.write_bytes(rsa.generate_private_key(65537, 2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    os.chmod(rsa_key, 0o600)
+    error = _serve_error(root, cert, rsa_key)
+    assert f"--tls-key {rsa_key} is not the key of --tls-cert {cert}" in error
+    assert "openssl x509" in error
+
+
+def test_swapped_and_wrong_files_are_named(site, tmp_path):
+    root, cert, key, _ = site
+    assert "are swapped" in _serve_error(root, key, cert)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    assert f"--tls-cert {junk} holds no PEM certificate" in _serve_error(root, junk, key)
+    error = _serve_error(root, cert, cert)
+    assert f"--tls-key {cert} holds no PEM private key" in error
+    assert "permissions" not in error        # the warning does not come before the error
+    assert "is a folder" in _serve_error(root, cert.parent, key)
