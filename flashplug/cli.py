@@ -367,6 +367,10 @@ def build_serve(argv):
                  if name not in selected]
     # A plugin stays registered when the top level or some site enables it.
     in_sites = {name for site in sites for name in site.plugins or ()}
+    for flag, name in _idle_plugin_options(parser, argv, installed, set(selected) | in_sites):
+        print(f"flashplug: warning: {flag} is an option of the {name} plugin, which is "
+              f"off, so it does nothing; enable it: --plugins "
+              f"{','.join(selected + [name])}", file=sys.stderr)
     for name in list(installed):
         if name not in selected and name not in in_sites:
             pm.unregister(name=name)
@@ -388,6 +392,23 @@ def _enabled_by_option(parser, ns, installed):
         for flag in action.option_strings:
             if flag[2:] in installed and getattr(ns, action.dest, None) not in (None, False):
                 yield flag[2:]
+
+
+def _idle_plugin_options(parser, argv, installed, enabled):
+    """``(flag, plugin)`` for each option on the command line that belongs
+    to an installed plugin that is not enabled (``--cgi-dir`` without
+    ``--plugins cgi``): such an option would otherwise do nothing, silently.
+    A plugin's options are named ``--NAME-...`` (the kernel's convention)."""
+    actions = parser._option_string_actions
+    for word in argv:
+        flag = word.partition("=")[0]
+        action = actions.get(flag)
+        if action is None or action.dest in parser.kernel_dests:
+            continue
+        bare = flag[2:].removeprefix("no-")
+        for name in installed:
+            if name not in enabled and (bare == name or bare.startswith(name + "-")):
+                yield flag, name
 
 
 def _docroot_argument(ns, plugin_names):

@@ -106,7 +106,8 @@ def parse_selection(text, arch="amped"):
     """
     if text is None:
         text = DEFAULT_SELECTION if arch in ("amped", "sped") else ""
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    # A name given twice is enabled once (and listed once at start-up).
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     return [] if names == [NO_PLUGINS] else names
 
 

@@ -146,3 +146,19 @@ def test_swapped_and_wrong_files_are_named(site, tmp_path):
     assert f"--tls-key {cert} holds no PEM private key" in error
     assert "permissions" not in error        # the warning does not come before the error
     assert "is a folder" in _serve_error(root, cert.parent, key)
+
+
+# -- CLI: a plugin's option while that plugin is off did nothing, silently --------------
+
+def test_option_of_a_plugin_that_is_off_is_a_warning_with_the_fix(server_factory, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    s = server_factory(root, "--plugins", "autoindex,autoindex", "--cgi-timeout", "5")
+    out = s.log()
+    assert ("flashplug: warning: --cgi-timeout is an option of the cgi plugin, which is off, "
+            "so it does nothing; enable it: --plugins autoindex,cgi") in out
+    assert "(plugins: autoindex)" in out          # named twice, enabled once
+    s.stop()
+    # The kernel's --proxy-protocol is not the proxy plugin's option.
+    s = server_factory(root, "--plugins", "cgi", "--proxy-protocol")
+    assert "warning" not in s.log()
