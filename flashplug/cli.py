@@ -15,8 +15,9 @@ import sys
 
 from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
-from flashplug.config import (Config, actions_by_dest, config_plugins_dirs, config_selection,
-                              plugin_actions, plugin_tables, read_toml, toml_defaults)
+from flashplug.config import (KERNEL_READ, Config, actions_by_dest, config_plugins_dirs,
+                              config_selection, plugin_actions, plugin_tables, read_toml,
+                              toml_defaults)
 from flashplug.errors import StartupError, UsageError
 from flashplug.http.forwarded import HEADERS, parse_networks
 from flashplug.log import LOG_FORMATS
@@ -398,12 +399,14 @@ def _idle_plugin_options(parser, argv, installed, enabled):
     """``(flag, plugin)`` for each option on the command line that belongs
     to an installed plugin that is not enabled (``--cgi-dir`` without
     ``--plugins cgi``): such an option would otherwise do nothing, silently.
+    Not the options the kernel reads itself (``KERNEL_READ``), which have
+    their own start-up warnings (``static.script_dir_warnings``).
     A plugin's options are named ``--NAME-...`` (the kernel's convention)."""
     actions = parser._option_string_actions
     for word in argv:
         flag = word.partition("=")[0]
         action = actions.get(flag)
-        if action is None or action.dest in parser.kernel_dests:
+        if action is None or action.dest in parser.kernel_dests or action.dest in KERNEL_READ:
             continue
         bare = flag[2:].removeprefix("no-")
         for name in installed:

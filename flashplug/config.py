@@ -29,6 +29,11 @@ from flashplug.errors import UsageError
 DEFAULT_SCRIPT_DIRS = ("cgi-bin", "htbin")
 
 
+#: Plugin options the kernel reads itself, even while their plugin is off:
+#: --cgi-dir folders and --cgi-ext files are never served as documents.
+KERNEL_READ = frozenset({"cgi_dir", "cgi_ext"})
+
+
 def cgi_ext_list(value):
     """The extensions a ``--cgi-ext`` value names (a str, or a list of them,
     each comma-separated): ``(".cgi", ".py")``, as given.  Checked here,

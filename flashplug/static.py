@@ -102,7 +102,11 @@ class ScriptDirs:
     the folder had at start-up; the caller checks the requested path and
     its real path, so a symlink elsewhere in the document root that points
     into a script folder is refused too.  A file whose name ends in one of
-    ``exts`` (``--cgi-ext``) is a script wherever it lies, by the same rules.
+    ``exts`` (``--cgi-ext``) is a script wherever it lies, by the same rules,
+    and so is an editor's or an operator's copy of one (``app.py~``,
+    ``#app.py#``, ``app.py.bak``: ``BACKUP_SUFFIXES``), whose text is the
+    script's source all the same (lighttpd's default configuration denies
+    names ending in ``~`` everywhere).
     """
 
     def __init__(self, dirs, exts=()):
@@ -118,7 +122,21 @@ class ScriptDirs:
         a script by its extension?"""
         folded = fspath.casefold()
         return (bool(self.prefixes) and (folded + os.sep).startswith(self.prefixes)
-                or bool(self.exts) and folded.endswith(self.exts))
+                or bool(self.exts) and (folded.endswith(self.exts)
+                                        or _without_backup_suffix(folded).endswith(self.exts)))
+
+
+#: What editors and operators append to a copy of a file: Emacs and most
+#: editors' ``~`` (and Emacs's auto-save ``#name#``), ``cp x x.bak`` and the
+#: like, vim's swap file (its name starts with a dot too).
+BACKUP_SUFFIXES = ("~", "#", ".bak", ".orig", ".old", ".save", ".swp")
+
+
+def _without_backup_suffix(name):
+    for suffix in BACKUP_SUFFIXES:
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
 
 
 def _refusal(fspath, real_root, follow_symlinks, scripts):

@@ -159,6 +159,34 @@ def test_option_of_a_plugin_that_is_off_is_a_warning_with_the_fix(server_factory
             "so it does nothing; enable it: --plugins autoindex,cgi") in out
     assert "(plugins: autoindex)" in out          # named twice, enabled once
     s.stop()
+    # --cgi-ext does something while cgi is off (its files are refused),
+    # and says so in its own warning.
+    s = server_factory(root, "--cgi-ext", ".py", cgi_user=None)
+    assert "is an option of the cgi plugin" not in s.log()
+    assert "--cgi-ext .py is given but the cgi plugin is off" in s.log()
+    s.stop()
     # The kernel's --proxy-protocol is not the proxy plugin's option.
     s = server_factory(root, "--plugins", "cgi", "--proxy-protocol")
     assert "warning" not in s.log()
+
+
+# -- --cgi-ext: an editor's copy of a script is its source (lighttpd's default
+#    url.access-deny = ("~", ".inc")); it was served as a document -------------------
+
+def test_backup_copies_of_extension_scripts_are_refused(server_factory, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    script = b'#!/bin/sh\nprintf "Content-Type: text/plain\\n\\nran\\n"\n'
+    for name in ("app.py", "app.py~", "#app.py#", "app.py.bak", "app.py.orig", "notes.txt~"):
+        (root / name).write_bytes(script)
+        (root / name).chmod(0o755)
+    s = server_factory(root, "--plugins", "cgi", "--cgi-ext", ".py")
+    for path, want in (("/app.py", b"200"), ("/app.py~", b"403"), ("/%23app.py%23", b"403"),
+                       ("/app.py.bak", b"403"), ("/app.py.orig", b"403"),
+                       ("/app.py%7E", b"403"), ("/notes.txt~", b"200")):
+        with s.connect() as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                         .encode())
+            response = b"".join(iter(lambda: sock.recv(65536), b""))
+        assert response.split(b" ")[1] == want, (path, response)
+        assert (b"#!/bin/sh" in response) == (path == "/notes.txt~"), (path, response)
