@@ -25,6 +25,7 @@ seen on the cached path are remembered (bounded), so choosing costs one
 dict lookup there.  Without ``[[site]]`` tables there is no SiteTable at
 all, and nothing is chosen.
 """
+import ipaddress
 import os
 import re
 
@@ -115,8 +116,19 @@ def check_name(name):
     lowered = lowered.rstrip(".")
     if lowered.startswith("[") and host_name(lowered) == lowered or _LABELS.match(lowered):
         return lowered
+    if _is_ipv6(lowered):
+        # As in a URL and a Host header (RFC 3986 §3.2.2).
+        raise ValueError(f"{name!r}: write an IPv6 address in brackets, [{lowered}]")
     raise ValueError(f"{name!r}: expected a host name or address without a port, such "
                      f"as example.org")
+
+
+def _is_ipv6(text):
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _relative(path, value):

@@ -31,6 +31,13 @@ def test_bad_names_are_refused(name):
         check_name(name)
 
 
+def test_a_bare_ipv6_name_is_refused_with_the_bracketed_form():
+    with pytest.raises(ValueError, match=r"in brackets, \[2001:db8::1\]"):
+        check_name("2001:DB8::1")
+    with pytest.raises(ValueError, match="without a port"):
+        check_name("a:b")
+
+
 def test_exact_then_one_label_wildcard_then_default():
     table = SiteTable([(Named("example.org", "*.example.org"), "apex"),
                        (Named("www.example.org"), "www"),
