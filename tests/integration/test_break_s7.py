@@ -190,3 +190,27 @@ def test_backup_copies_of_extension_scripts_are_refused(server_factory, tmp_path
             response = b"".join(iter(lambda: sock.recv(65536), b""))
         assert response.split(b" ")[1] == want, (path, response)
         assert (b"#!/bin/sh" in response) == (path == "/notes.txt~"), (path, response)
+
+
+# -- docs/plugins.md "A plugin from nothing": the response shown is the one you get
+#    (it said Content-Length: 11 for the 12 bytes of "Hello, you!\n") -----------------
+
+def test_the_hello_plugin_of_the_guide_answers_as_shown(server_factory, tmp_path):
+    import re
+    import requests
+    guide = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "plugins.md"),
+                 encoding="utf-8").read()
+    module = re.search(r"### 3\. The module\n\n```python\n(.*?)```", guide, re.S).group(1)
+    shown = re.search(r"### 4\. Try it\n.*?```\n(HTTP/1\.1.*?)```", guide, re.S).group(1)
+    head, _, body = shown.partition("\n\n")
+    (tmp_path / "myplugins").mkdir()
+    (tmp_path / "myplugins" / "hello.py").write_text(module)
+    root = tmp_path / "root"
+    root.mkdir()
+    s = server_factory(root, "--plugins-dir", tmp_path / "myplugins", "--plugins", "hello")
+    r = requests.get(f"http://127.0.0.1:{s.port}/hello/you")
+    assert head.splitlines()[0] == f"HTTP/1.1 {r.status_code} {r.reason}"
+    for line in head.splitlines()[1:]:
+        name, _, value = line.partition(": ")
+        assert value == "..." or r.headers[name] == value, line
+    assert r.content.decode() == body
