@@ -172,6 +172,11 @@ class H2Stream(RequestCycle):
                  user=None, client=None):
         RequestCycle._account(self, status, size, method, target, version, referer, agent,
                               site, user, client)
+        if self.head is not None:
+            # A raw response (an NPH script's) ended before its blank line:
+            # there are no HEADERS to send, and waiting would hang the stream.
+            self._refuse("the response ended inside its head")
+            return
         self.ending = True    # everything of the response is queued
         self.driver.ready(self)
 

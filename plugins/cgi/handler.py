@@ -38,7 +38,7 @@ from flashplug.procs import PIPE, Busy
 from .env import build_env, search_argv
 from .output import NoHead, OutputBody, read_head
 from .response import (CLIENT_REDIRECT, LOCAL_REDIRECT, MAX_HEADER_BLOCK, CGIError,
-                       parse_header_block)
+                       parse_header_block, parse_nph_head)
 from .script import NOT_EXECUTABLE, Forbidden, Found, NotFound, locate
 
 log = logging.getLogger("flashplug.cgi")
@@ -132,7 +132,7 @@ class CGIHandler:
             feeder = asyncio.ensure_future(_feed(proc, body, timeout))
         try:
             if script.nph:
-                return await self._nph(proc, name, feeder)
+                return await self._nph(request, proc, name, feeder)
             return await self._respond(request, proc, name, feeder)
         except BaseException:
             _stop(proc, feeder, kill=True)
@@ -187,13 +187,32 @@ class CGIHandler:
                      head=request.method == "HEAD")
         return Response(cgi.status, cgi.headers, stream=body, reason=cgi.reason)
 
-    async def _nph(self, proc, name, feeder):
+    async def _nph(self, request, proc, name, feeder):
         timeout = self.settings.timeout
+        if request.version == "2.0":
+            return await self._nph_translated(request, proc, name, feeder)
         first = await _read_or_fail(proc, name, timeout)
         if not first:
             await _fail(proc, name, "produced no output", linger=0.5)
         body = _Body(proc, feeder, first, name, timeout, None, head=False)
         return Response(200, stream=body, raw=True)
+
+    async def _nph_translated(self, request, proc, name, feeder):
+        """An NPH script's response to an HTTP/2 request: its HTTP/1.x head
+        has no place on an HTTP/2 stream, so it is parsed (and checked) like
+        a CGI header block, and the body relayed up to its Content-Length."""
+        block, rest = await self._read_head(proc, name)
+        try:
+            cgi = parse_nph_head(block)
+        except CGIError as e:
+            await _fail(proc, name, f"NPH head: {e}")
+        timeout = self.settings.timeout
+        if must_be_empty(cgi.status):
+            _stop(proc, feeder, grace=timeout)
+            return Response(cgi.status, cgi.headers, b"", reason=cgi.reason)
+        body = _Body(proc, feeder, rest, name, timeout, cgi.content_length,
+                     head=request.method == "HEAD")
+        return Response(cgi.status, cgi.headers, stream=body, reason=cgi.reason)
 
     async def _local_redirect(self, request, location, name):
         hops = request.state.get("cgi_redirects", 0) + 1

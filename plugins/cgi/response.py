@@ -144,6 +144,54 @@ def parse_header_block(block, local_redirects=True):
                        content_length)
 
 
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
+
+
+def parse_nph_head(block):
+    """An NPH script's own head (its status line and fields, without the
+    blank line; lines may end in LF or CRLF) as a :class:`CGIResponse` of
+    kind DOCUMENT, for a client the bytes cannot go to untouched (HTTP/2).
+
+    The fields are checked as a CGI header block's are; hop-by-hop ones are
+    dropped.  A chunked body is refused (:class:`CGIError`): its framing
+    would reach the client as content.  RFC 3875 §5: the output of an NPH
+    script is an HTTP response.
+    """
+    first, _, fields = block.partition(b"\n")
+    m = _STATUS_LINE.match(first.rstrip(b"\r"))
+    if m is None:
+        raise CGIError("not an HTTP/1.x status line: %r" % _clip(first))
+    status = int(m.group(1))
+    if status < 200:
+        raise CGIError("an interim status (%d) cannot end an NPH head" % status)
+    reason = m.group(2).decode("latin-1") if m.group(2) else None
+    headers, content_type, content_length = [], None, None
+    for raw in fields.split(b"\n") if fields else ():
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        name, colon, value = line.partition(b":")
+        value = value.strip(b" \t")
+        name_text, text = name.decode("latin-1"), value.decode("latin-1")
+        problem = field_error(name_text, text) if colon else "no colon"
+        if problem is not None:
+            raise CGIError("malformed header line %r: %s" % (_clip(line), problem))
+        lname = name_text.lower()
+        if lname == "transfer-encoding":
+            raise CGIError("a chunked NPH body cannot be relayed over HTTP/2")
+        if lname in HOP_BY_HOP:
+            continue
+        if lname == "content-length":
+            if content_length is not None or not value.isdigit():
+                raise CGIError("bad Content-Length %r" % _clip(value))
+            content_length = int(value)
+        elif lname == "content-type":
+            content_type = text
+        headers.append((name_text, text))
+    if must_be_empty(status):
+        headers = strip_framing_for_status(status, headers)
+        content_length = None
+    return CGIResponse(DOCUMENT, status, reason, headers, None, content_type, content_length)
+
+
 def _is_local(location):
     """An abs-path (``/x``), not a network-path reference (``//host/x``)."""
     return location.startswith("/") and not location.startswith("//")

@@ -19,6 +19,32 @@ PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
 COMPRESSION_ERROR = h2.errors.ErrorCodes.COMPRESSION_ERROR
 
 
+# NPH scripts (printf formats), for HTTP/2 clients.
+NPH = {
+    "nph-lf.sh": r"HTTP/1.0 201 Made\nContent-Type: text/plain\nX-A: b\n\nlf only\n",
+    "nph-two.sh": r"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                  r"HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\n\r\n",
+    "nph-bad.sh": r"garbage\n",
+    "nph-chunked.sh": r"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      r"5\r\nhello\r\n0\r\n\r\n",
+}
+
+# A plugin whose raw response (as an NPH script's) ends inside its head.
+RAW_PLUGIN = """
+from flashplug import Response, Route, hookimpl
+
+async def stream():
+    yield b"HTTP/1.1 200 OK\\r\\nX-A: b\\r\\n"
+
+async def handler(request):
+    return Response(200, stream=stream(), raw=True)
+
+@hookimpl
+def flashplug_routes(config):
+    return [Route(prefix="/raw/", handler=handler)]
+"""
+
+
 @pytest.fixture(scope="module")
 def h2c(tmp_path_factory):
     from conftest import start_server
@@ -29,7 +55,15 @@ def h2c(tmp_path_factory):
     echo.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n"\n'
                     'echo "CONTENT_LENGTH=${CONTENT_LENGTH-unset}"\ncat\n')
     echo.chmod(0o755)
-    server = start_server(root, "--h2c", "--plugins", "cgi", tmp_path=root.parent)
+    for name, out in NPH.items():
+        script = root / "cgi-bin" / name
+        script.write_text("#!/bin/sh\nprintf '%s'\n" % out)
+        script.chmod(0o755)
+    plugins = root.parent / "plugins"
+    plugins.mkdir()
+    (plugins / "rawhead.py").write_text(RAW_PLUGIN)
+    server = start_server(root, "--h2c", "--plugins", "cgi,rawhead", "--plugins-dir", plugins,
+                          tmp_path=root.parent)
     yield server
     server.stop()
 
@@ -73,6 +107,30 @@ def test_content_length_with_no_data_is_malformed(h2c):
     # CONTENT_LENGTH=3 and given nothing on its standard input.
     client = H2Client(h2c.port)
     assert client.response(post(client, 3, b""))[0] == ("reset", PROTOCOL_ERROR)
+    assert_still_serves(client)
+    client.close()
+
+
+# -- NPH scripts over HTTP/2: their HTTP/1.x head was translated by looking for
+#    CRLF CRLF (an LF-only head, or none, hung the stream until the client gave up),
+#    and the body was relayed as is (past its Content-Length, or still chunked) -------
+
+def test_nph_heads_are_parsed_for_http2(h2c):
+    client = H2Client(h2c.port)
+    status, headers, body = client.get("/cgi-bin/nph-lf.sh")
+    assert (status, headers[b"x-a"], body) == (201, b"b", b"lf only\n")
+    status, headers, body = client.get("/cgi-bin/nph-two.sh")
+    assert (status, headers[b"content-length"], body) == (200, b"2", b"ok")
+    for bad in ("/cgi-bin/nph-bad.sh", "/cgi-bin/nph-chunked.sh"):
+        assert client.get(bad)[0] == 502, bad
+    assert_still_serves(client)
+    client.close()
+    assert "a chunked NPH body cannot be relayed over HTTP/2" in h2c.log()
+
+
+def test_a_raw_response_that_ends_inside_its_head_resets_its_stream(h2c):
+    client = H2Client(h2c.port)
+    assert client.get("/raw/")[0] == ("reset", h2.errors.ErrorCodes.INTERNAL_ERROR)
     assert_still_serves(client)
     client.close()
 

@@ -138,3 +138,17 @@ def test_no_content_statuses_drop_content_length(status, length):
 def test_content_length_kept_where_content_is_allowed():
     r, _ = parse(b"Status: 200\nContent-Length: 5\nContent-Type: a/b\n\nhello")
     assert r.content_length == 5 and ("Content-Length", "5") in r.headers
+
+
+def test_nph_head_for_http2():
+    from flashplug_plugins.cgi.response import parse_nph_head
+    r = parse_nph_head(b"HTTP/1.1 404 Gone away\r\nContent-Type: text/plain\r\n"
+                       b"Content-Length: 2\r\nConnection: close")
+    assert (r.status, r.reason, r.content_length) == (404, "Gone away", 2)
+    assert r.headers == [("Content-Type", "text/plain"), ("Content-Length", "2")]
+    assert parse_nph_head(b"HTTP/1.0 204 No Content\nContent-Length: 5").headers == []
+    for bad in (b"garbage", b"HTTP/2 200", b"HTTP/1.1 100 Continue",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+                b"HTTP/1.1 200 OK\r\nX-A: b\rSet-Cookie: c"):
+        with pytest.raises(CGIError):
+            parse_nph_head(bad)
