@@ -1,0 +1,52 @@
+"""flashplug.h2proto without a network: python-hyper h2's server connection
+with our two departures (RFC 9113 §4.3 COMPRESSION_ERROR, §8.1.1 a
+content-length mismatch as one stream's error), fed frames in memory."""
+import h2.config
+import h2.connection
+import h2.exceptions
+import pytest
+from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame, HeadersFrame
+
+from flashplug.h2proto import BodyLengthMismatch, ServerConnection
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def server():
+    conn = ServerConnection(h2.config.H2Configuration(
+        client_side=False, header_encoding=None, validate_inbound_headers=False))
+    conn.initiate_connection()
+    conn.receive_data(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty SETTINGS
+    conn.data_to_send()
+    return conn
+
+
+def client_frames(length, body):
+    client = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.data_to_send()
+    client.send_headers(1, [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/"),
+                            (b":authority", b"x"), (b"content-length", b"%d" % length)])
+    block = client.data_to_send()
+    return block + DataFrame(1, body, flags=["END_STREAM"]).serialize()
+
+
+@pytest.mark.parametrize("length, body", [(1, b"xyz"), (5, b"xyz")])
+def test_a_content_length_mismatch_is_an_event_not_a_connection_error(length, body):
+    conn = server()
+    events = conn.receive_data(client_frames(length, body))
+    bad = [e for e in events if isinstance(e, BodyLengthMismatch)]
+    assert len(bad) == 1 and (bad[0].stream_id, bad[0].expected) == (1, length)
+    assert bad[0].flow_controlled_length == len(body)
+    # No GOAWAY: the connection goes on.
+    assert conn.state_machine.state != h2.connection.ConnectionState.CLOSED
+
+
+def test_a_field_block_that_does_not_decode_is_a_compression_error():
+    conn = server()
+    frame = HeadersFrame(1, b"\xbf\x7f", flags=["END_HEADERS", "END_STREAM"])
+    with pytest.raises(h2.exceptions.ProtocolError) as caught:
+        conn.receive_data(frame.serialize())
+    assert caught.value.error_code == ErrorCodes.COMPRESSION_ERROR
