@@ -140,6 +140,18 @@ def _workers(text):
     return value
 
 
+#: Flags of ``python -m http.server`` that flashplug has no use for, with
+#: what to do instead (a close match such as --proxy-protocol for
+#: --protocol would mislead someone moving over).
+HTTP_SERVER_FLAGS = {
+    "--protocol": "flashplug always speaks HTTP/1.1 with keep-alive (and HTTP/2 over "
+                  "HTTPS): leave it out",
+    "--tls-password-file": "flashplug asks for no pass phrase: decrypt the key "
+                           "(`openssl pkey -in KEY -out KEY.plain`) and give that to "
+                           "--tls-key",
+}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line, exit status 2.
 
@@ -159,6 +171,8 @@ class _Parser(argparse.ArgumentParser):
         unknown = [a for a in extra if a.startswith("-")]
         if unknown:
             name = unknown[0].partition("=")[0]
+            if name in HTTP_SERVER_FLAGS:
+                raise UsageError(f"{name} is python -m http.server's; {HTTP_SERVER_FLAGS[name]}")
             known = [o for a in self._actions for o in a.option_strings]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; see `{self.prog} --help`"

@@ -272,3 +272,19 @@ def test_the_hello_plugin_of_the_guide_answers_as_shown(server_factory, tmp_path
         name, _, value = line.partition(": ")
         assert value == "..." or r.headers[name] == value, line
     assert r.content.decode() == body
+
+
+# -- http.server's own flags: `--protocol HTTP/1.1` was answered "did you mean
+#    --proxy-protocol?", a different and harmful setting for a direct server ---------
+
+@pytest.mark.parametrize("flag, advice", [
+    ("--protocol", "always speaks HTTP/1.1"),
+    ("--tls-password-file", "openssl pkey"),
+])
+def test_http_server_flags_get_advice_not_a_close_match(tmp_path, flag, advice):
+    proc = subprocess.run([sys.executable, "-m", "flashplug", "serve", str(tmp_path), flag,
+                           "x"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"flashplug: error: {flag} is python -m http.server's; ")
+    assert advice in proc.stderr and "did you mean" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
