@@ -87,7 +87,7 @@ class H2Connection(H2Output):
                  "blocked", "starved", "pending_out", "closed", "_closing", "lingering", "reading",
                  "writer_on", "receiving", "flush_soon", "deadline", "send_deadline",
                  "requests", "window_start", "control", "resets", "goaway_sent", "shut", "last_stream",
-                 "__weakref__")
+                 "draining", "__weakref__")
 
     pending = ()        # what the worker's drain and the status page look at
     unparsed = None
@@ -117,6 +117,7 @@ class H2Connection(H2Output):
         self.control = self.resets = 0
         self.goaway_sent = False
         self.last_stream = 0         # the last stream taken, for GOAWAY
+        self.draining = {}           # answered stream id -> request body bytes still to drop
         self.shut = False            # our side of the socket is shut (lingering)
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None,
@@ -289,6 +290,8 @@ class H2Connection(H2Output):
         if stream is None or stream.body is None or stream.closed:
             if size:
                 self.h2.acknowledge_received_data(size, sid)
+            if sid in self.draining:
+                self._drain(sid, len(event.data))
             return
         self.deadline = self.now + self.app.config.header_timeout   # progress
         body = stream.body
@@ -305,6 +308,7 @@ class H2Connection(H2Output):
         """DATA past or short of the stream's content-length: the request
         is malformed, a stream error (RFC 9113 §8.1.1), as nginx has it."""
         self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        self.draining.pop(event.stream_id, None)
         stream = self.streams.get(event.stream_id)
         log.info("HTTP/2 stream %d from %s reset: %d bytes of DATA for a content-length "
                  "of %d", event.stream_id, self.peer_addr, event.actual, event.expected)
@@ -328,6 +332,20 @@ class H2Connection(H2Output):
                 log.info("HTTP/2 stream %d from %s reset: malformed request: %s",
                          event.stream_id, self.peer_addr, e)
                 self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
+
+    def _drain(self, sid, size):
+        """``size`` bytes of an answered stream's body were dropped: past
+        its allowance (--max-body-size in all) the stream is reset."""
+        left = self.draining[sid] - size
+        if left >= 0:
+            self.draining[sid] = left
+            self.deadline = self.now + self.app.config.header_timeout   # progress
+            return
+        del self.draining[sid]
+        try:
+            self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
+        except h2.exceptions.H2Error:
+            pass      # already closed on h2's side
 
     def _body_awaited(self):
         """Some stream still waits for its request body."""
@@ -356,6 +374,7 @@ class H2Connection(H2Output):
     def _on_stream_ended(self, event):
         stream = self.streams.get(event.stream_id)
         if stream is None:
+            self.draining.pop(event.stream_id, None)
             return
         stream.remote_ended = True
         request = stream.request
@@ -374,6 +393,7 @@ class H2Connection(H2Output):
 
     def _on_reset(self, event):
         stream = self.streams.get(event.stream_id)
+        self.draining.pop(event.stream_id, None)
         self._count(resets=1)
         if stream is not None:
             stream.closed = True       # the client's reset: none is sent back

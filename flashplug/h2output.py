@@ -29,6 +29,7 @@ import hpack
 from h2.errors import ErrorCodes
 
 from flashplug.framing import STREAM_HIGH_WATER
+from flashplug.http.h1_checks import expects_continue
 from flashplug.residency import OFFLOAD, READ_CHUNK, WINDOW, FileRange, read_in
 
 log = logging.getLogger("flashplug.connection")
@@ -256,11 +257,30 @@ class H2Output:
 
     def _ended(self, stream):
         """END_STREAM is framed.  A request body still coming is not wanted
-        any more: RST_STREAM(NO_ERROR) tells the client (RFC 9113 §8.1)."""
+        any more.  It is read and dropped up to --max-body-size in all
+        (``draining``), as nginx and we over HTTP/1.1 discard an unread
+        body: clients such as curl and httpx take RST_STREAM while they are
+        still sending for a failed request, even after a whole response.
+        RST_STREAM(NO_ERROR) (RFC 9113 §8.1) goes at once when nothing can
+        be drained: the body was refused (413, a bad request) or never
+        started (a client waiting for "100 Continue" sends none)."""
         stream.ended = True
         if not stream.remote_ended:
             stream.remote_ended = True
-            self.h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+            left = self._drain_allowance(stream)
+            if left > 0:
+                self.draining[stream.id] = left
+            else:
+                self.h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)
             if stream.body is not None:
                 stream.body.finish()
         self.finished(stream)
+
+    def _drain_allowance(self, stream):
+        """Bytes of the request body still to read and drop, 0 for none."""
+        body, request = stream.body, stream.request
+        if body is None or request is None:
+            return 0
+        if body.received == 0 and expects_continue(request.headers.get("expect")):
+            return 0
+        return self.app.config.max_body_size - body.received

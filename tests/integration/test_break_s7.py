@@ -55,6 +55,9 @@ def h2c(tmp_path_factory):
     echo.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n"\n'
                     'echo "CONTENT_LENGTH=${CONTENT_LENGTH-unset}"\ncat\n')
     echo.chmod(0o755)
+    deaf = root / "cgi-bin" / "deaf.sh"
+    deaf.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\nnot read\\n"\n')
+    deaf.chmod(0o755)
     for name, out in NPH.items():
         script = root / "cgi-bin" / name
         script.write_text("#!/bin/sh\nprintf '%s'\n" % out)
@@ -107,6 +110,61 @@ def test_content_length_with_no_data_is_malformed(h2c):
     # CONTENT_LENGTH=3 and given nothing on its standard input.
     client = H2Client(h2c.port)
     assert client.response(post(client, 3, b""))[0] == ("reset", PROTOCOL_ERROR)
+    assert_still_serves(client)
+    client.close()
+
+
+# -- A script that answers without reading a large POST, over HTTP/2: the
+#    rest of the body was refused with RST_STREAM(NO_ERROR) at once, which curl
+#    and httpx report as a failed request although the response was whole ---------
+
+def upload(client, path, size, headers=()):
+    """POST ``size`` bytes as flow control allows; every event on the way."""
+    import h2.events
+    sid = client.request(path, method="POST", end=False,
+                         headers=[("content-length", str(size)), *headers])
+    sent, events = 0, []
+    while sent < size and not client.closed:
+        window = min(client.h2.local_flow_control_window(sid), 16384, size - sent)
+        if window > 0:
+            client.h2.send_data(sid, b"x" * window, end_stream=sent + window == size)
+            client.flush()
+            sent += window
+            continue
+        events += client.pump()
+        if any(isinstance(e, h2.events.StreamReset) for e in events):
+            break
+    while not any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))
+                  and e.stream_id == sid for e in events) and not client.closed:
+        events += client.pump()
+    return sid, sent, events
+
+
+def test_an_unread_request_body_is_drained_not_reset(h2c):
+    import h2.events
+    client = H2Client(h2c.port)
+    sid, sent, events = upload(client, "/cgi-bin/deaf.sh", 1_000_000)
+    assert sent == 1_000_000
+    assert not [e for e in events if isinstance(e, h2.events.StreamReset)]
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert body == b"not read\n"
+    client.events = []
+    assert_still_serves(client)
+    client.close()
+
+
+def test_a_body_never_sent_for_100_continue_is_still_reset(h2c):
+    # The static handler answers 405 at once; the client, waiting for
+    # "100 Continue", is told not to send (RST_STREAM NO_ERROR).
+    client = H2Client(h2c.port)
+    sid = client.request("/index.html", method="POST", end=False,
+                         headers=[("content-length", "5"), ("expect", "100-continue")])
+    status, _, _ = client.response(sid)
+    assert status == 405
+    while not any(getattr(e, "stream_id", None) == sid and
+                  getattr(e, "error_code", None) == 0 for e in client.events):
+        client.pump()
+        assert not client.closed
     assert_still_serves(client)
     client.close()
 
