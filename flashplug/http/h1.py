@@ -341,7 +341,7 @@ class H1Protocol:
             self.pause_reading(PAUSE_ERROR)
             if self.m_body is not None:
                 self.m_body.fail(ConnectionError("malformed request body"))
-            self._queue_error(error.status, error.message)
+            self._queue_error(error.status, error.message, self._line_read(parser))
             return False
         if self.state == "idle":
             # Between requests the parser holds nothing: drop it, so an
@@ -349,6 +349,22 @@ class H1Protocol:
             # costs well under a microsecond).
             self.parser = None
         return True
+
+    def _line_read(self, parser):
+        """What the access log shows of a message that failed (``ErrorItem``'s
+        ``line``): its request line once read whole (llhttp has its version
+        then), with Referer and User-Agent as far as read; else None."""
+        version = parser.get_http_version()
+        if not self.m_url or version == "0.0":
+            return None
+        referer = agent = None
+        for name, value in self.m_headers:
+            if name == b"referer":
+                referer = _joined(referer, value)
+            elif name == b"user-agent":
+                agent = _joined(agent, value)
+        return (parser.get_method().decode("latin-1"), self.m_url.decode("latin-1"), version,
+                referer and referer.decode("latin-1"), agent and agent.decode("latin-1"))
 
     def _answer_scanned(self, head):
         """Answer ``head``, one whole request head, from the cache if it is a

@@ -153,13 +153,23 @@ def set_target(request, target):
     """The path and query of ``target`` (RFC 9112 §3.2), on ``request``.
 
     Returns the authority (``host[:port]``, as sent) of an absolute-form
-    target, else None.
+    target, else None.  Raises ProtocolError: 400 for a target of no form
+    its method takes, 501 for an authority-form CONNECT.
     """
     authority = None
     if target.startswith("/"):
         raw_path, _, query = target.partition("?")
         query = query.partition("#")[0]  # a fragment is the client's business
         raw_path = raw_path.partition("#")[0]
+    elif request.method == "CONNECT":
+        # RFC 9112 §3.2.3: CONNECT names a host and port, nothing else (an
+        # h2 CONNECT with a :path is malformed too).  We are no proxy, and a
+        # method not implemented is 501 (RFC 9110 §9.1, §15.6.2), as over h2.
+        # (An origin-form CONNECT, above, is the static handler's 405, as
+        # nginx answers it.)
+        if host_name(target) is None or ":" not in target.rpartition("]")[2]:
+            raise ProtocolError(400, "Bad Request: CONNECT takes host:port")
+        raise ProtocolError(501, "Not Implemented: CONNECT")
     elif target == "*" and request.method == "OPTIONS":
         raw_path, query = "*", ""
     elif "://" in target:
@@ -178,8 +188,6 @@ def set_target(request, target):
             authority = authority.partition(stop)[0]
         if host_name(authority) is None:
             raise ProtocolError(400, "Bad Request: invalid host in request target")
-    elif request.method == "CONNECT":
-        raw_path, query = "*", ""
     else:
         raise ProtocolError(400, "Bad Request: invalid request target")
     request.query = query

@@ -1,0 +1,129 @@
+"""Faults a hostile review found in the seventh session by writing requests
+from the RFCs (9110, 9112, 3875, 3986) and comparing the answers with nginx's
+and lighttpd's, each against a real ``flashplug serve``.  Each test failed
+before its fix."""
+import stat
+import time
+
+import pytest
+
+from test_review_s5 import head_fields, raw
+
+from conftest import start_server
+from tests.h2_client import H2Client
+
+
+def script(path, text):
+    path.write_text("#!/usr/bin/env python3\n" + text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("review_s7") / "root"
+    (root / "cgi-bin").mkdir(parents=True)
+    (root / "t.txt").write_bytes(b"0123456789" * 30)
+    (root / "empty.txt").write_bytes(b"")
+    script(root / "cgi-bin" / "away.py",
+           "print('Status: 200 OK')\nprint('Location: https://example.org/x')\nprint()\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def srv(root):
+    log = root.parent / "access.log"
+    server = start_server(root, "--plugins", "cgi,status", "--h2c", "--access-log", log,
+                          tmp_path=root.parent)
+    server.access_log = log
+    yield server
+    server.stop()
+
+
+def status_of(response):
+    return int(response.split(b" ", 2)[1])
+
+
+def logged(server, marker):
+    """The access-log line that holds ``marker`` (str), waiting for it to
+    be written (the log is flushed once a second)."""
+    for _ in range(200):
+        lines = [line for line in server.access_log.read_text("latin-1").splitlines()
+                 if marker in line]
+        if lines:
+            return lines[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"{marker!r} not in the access log")
+
+
+# -- RFC 9110 §9.3.6, §9.1: CONNECT ----------------------------------------------------------
+
+
+def test_connect_is_501_over_http1_as_over_h2(srv):
+    """We are no proxy: a CONNECT (authority-form, RFC 9112 §3.2.3) is a
+    method not implemented, 501, over HTTP/1.1 as over HTTP/2 (it was 400
+    over HTTP/1.1, 501 over h2)."""
+    out = raw(srv.port, b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")
+    assert status_of(out) == 501, out[:200]
+    c = H2Client(srv.port)
+    sid = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(sid, [(b":method", b"CONNECT"), (b":authority", b"example.org:443")],
+                      end_stream=True)
+    c.flush()
+    assert c.response(sid)[0] == 501
+
+
+@pytest.mark.parametrize("target", [b"example.org", b"*", b"http://example.org/"])
+def test_connect_to_no_host_and_port_is_400(srv, target):
+    """RFC 9112 §3.2.3: CONNECT takes host:port and nothing else."""
+    out = raw(srv.port, b"CONNECT " + target + b" HTTP/1.1\r\nHost: example.org\r\n\r\n")
+    assert status_of(out) == 400, out[:200]
+
+
+# -- the access log of a refused head -----------------------------------------------------
+
+
+def test_head_refused_after_its_request_line_is_logged_with_it(srv):
+    """Two Host fields: 400; the log shows the request line, Referer and
+    User-Agent read (as nginx logs them), not "-"."""
+    out = raw(srv.port, b"GET /t.txt?two-hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n"
+                        b"Referer: http://r/\r\nUser-Agent: ua-s7\r\n\r\n")
+    assert status_of(out) == 400
+    line = logged(srv, "two-hosts")
+    assert '"GET /t.txt?two-hosts HTTP/1.1" 400 ' in line, line
+    assert line.endswith('"http://r/" "ua-s7"'), line
+
+
+def test_head_refused_in_a_field_line_is_logged_with_its_request_line(srv):
+    out = raw(srv.port, b"GET /t.txt?bad-field HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n")
+    assert status_of(out) == 400
+    assert '"GET /t.txt?bad-field HTTP/1.1" 400 ' in logged(srv, "bad-field")
+
+
+# -- RFC 9110 §9.3.7: OPTIONS * ---------------------------------------------------------------
+
+
+def test_options_asterisk_allows_post_when_scripts_are_served(srv, root, tmp_path):
+    """With the cgi plugin a script takes POST: ``OPTIONS *`` says so
+    (lighttpd with mod_cgi: ``OPTIONS, GET, HEAD, POST``); without it, a
+    static server allows GET and HEAD."""
+    status, fields = head_fields(raw(srv.port, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n"
+                                               b"Connection: close\r\n\r\n"))
+    assert (status, fields["allow"]) == (200, "GET, HEAD, POST, OPTIONS")
+    plain = start_server(root, "--plugins", "status", tmp_path=tmp_path)
+    try:
+        status, fields = head_fields(raw(plain.port, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n"
+                                                     b"Connection: close\r\n\r\n"))
+        assert (status, fields["allow"]) == (200, "GET, HEAD, OPTIONS")
+    finally:
+        plain.stop()
+
+
+# -- RFC 3875 §6.2.4: a client redirect's status ------------------------------------------------
+
+
+def test_cgi_status_200_with_absolute_location_is_302(srv):
+    """Apache's mod_cgi answers 302 too; a 200 with a Location is no redirect
+    a browser follows."""
+    status, fields = head_fields(raw(srv.port, b"GET /cgi-bin/away.py HTTP/1.1\r\nHost: a\r\n"
+                                               b"Connection: close\r\n\r\n"))
+    assert (status, fields["location"]) == (302, "https://example.org/x")
