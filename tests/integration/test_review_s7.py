@@ -127,3 +127,22 @@ def test_cgi_status_200_with_absolute_location_is_302(srv):
     status, fields = head_fields(raw(srv.port, b"GET /cgi-bin/away.py HTTP/1.1\r\nHost: a\r\n"
                                                b"Connection: close\r\n\r\n"))
     assert (status, fields["location"]) == (302, "https://example.org/x")
+
+
+# -- RFC 9110 §14.2: an invalid bytes range ----------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [b"bytes=5-2", b"bytes=abc", b"bytes=-",
+                                   b"bytes=99999999999999999999999-"])
+def test_invalid_bytes_range_is_416_as_nginx_answers(srv, value):
+    """They were ignored (200 with the whole file)."""
+    status, fields = head_fields(raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: a\r\nRange: " +
+                                     value + b"\r\nConnection: close\r\n\r\n"))
+    assert (status, fields["content-range"]) == (416, "bytes */300")
+
+
+def test_range_of_another_unit_spelling_is_ignored(srv):
+    """``bytes =`` is no ``bytes`` unit: 200, as nginx and lighttpd answer."""
+    out = raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: a\r\nRange: bytes = 0-1\r\n"
+                        b"Connection: close\r\n\r\n")
+    assert status_of(out) == 200
