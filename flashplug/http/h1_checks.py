@@ -21,6 +21,7 @@ _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9
 # bounded, cleared when full.
 _HOST_NAMES = {}
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
+_TOKEN_RE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")    # RFC 9110 §5.6.2
 
 
 class ProtocolError(Exception):
@@ -38,9 +39,12 @@ def classify(error, message):
     line = bytes(message[:MAX_REQUEST_TARGET + 64]).lstrip(b"\r\n").partition(b"\r\n")[0]
     method, _, rest = line.partition(b" ")
     if isinstance(error, httptools.HttpParserInvalidMethodError):
-        # An unknown but well-formed method ("FOO / HTTP/1.1") is 501;
-        # bytes that are not HTTP at all (a TLS ClientHello) are 400.
-        if method and method.isalpha() and method.isupper() and rest.startswith(b"/"):
+        # An unknown but well-formed method ("FOO / HTTP/1.1") is 501, in
+        # any case: methods are case-sensitive tokens (RFC 9110 §9.1), so
+        # "get" is another method, not a malformed GET (Apache and lighttpd
+        # answer it 501 too); bytes that are not HTTP at all (a TLS
+        # ClientHello, a number where the method goes) are 400.
+        if _TOKEN_RE.fullmatch(method) and not method.isdigit() and rest.startswith(b"/"):
             return ProtocolError(501, "Not Implemented")
         return ProtocolError(400, "Bad Request")
     version = rest.rpartition(b" ")[2]

@@ -146,3 +146,14 @@ def test_range_of_another_unit_spelling_is_ignored(srv):
     out = raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: a\r\nRange: bytes = 0-1\r\n"
                         b"Connection: close\r\n\r\n")
     assert status_of(out) == 200
+
+
+# -- RFC 9110 §9.1: methods are case-sensitive tokens ---------------------------------------------
+
+
+@pytest.mark.parametrize("method", [b"get", b"Get", b"BREW"])
+def test_unknown_method_in_any_case_is_501(srv, method):
+    """``get`` is not GET but another, unknown method: 501, as Apache and
+    lighttpd answer (it was 400, as if malformed)."""
+    out = raw(srv.port, method + b" /t.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert status_of(out) == 501, out[:100]
