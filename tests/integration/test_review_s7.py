@@ -66,10 +66,13 @@ def test_connect_is_501_over_http1_as_over_h2(srv):
     assert status_of(out) == 501, out[:200]
     c = H2Client(srv.port)
     sid = c.h2.get_next_available_stream_id()
-    c.h2.send_headers(sid, [(b":method", b"CONNECT"), (b":authority", b"example.org:443")],
-                      end_stream=True)
+    c.h2.send_headers(sid, [(b":method", b"CONNECT"), (b":authority", b"h2.example.org:443"),
+                            (b"user-agent", b"ua-h2")], end_stream=True)
     c.flush()
     assert c.response(sid)[0] == 501
+    # logged as read, as over HTTP/1.1 (it was "-")
+    line = logged(srv, "h2.example.org")
+    assert '"CONNECT h2.example.org:443 HTTP/2.0" 501 ' in line and line.endswith('"ua-h2"'), line
 
 
 @pytest.mark.parametrize("target", [b"example.org", b"*", b"http://example.org/"])
