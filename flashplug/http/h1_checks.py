@@ -22,6 +22,8 @@ _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9
 _HOST_NAMES = {}
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _TOKEN_RE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")    # RFC 9110 §5.6.2
+# scheme "://" authority path-abempty ["?" query] ["#" fragment] (RFC 3986 §3)
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#.*)?", re.S)
 
 
 class ProtocolError(Exception):
@@ -177,19 +179,16 @@ def set_target(request, target):
     elif target == "*" and request.method == "OPTIONS":
         raw_path, query = "*", ""
     elif "://" in target:
-        # absolute-form (RFC 9112 §3.2.2): the path comes from the URI.
-        try:
-            url = httptools.parse_url(target.encode("latin-1"))
-        except httptools.HttpParserInvalidURLError:
-            raise ProtocolError(400, "Bad Request: invalid request target") from None
-        if url.userinfo:
+        # absolute-form (RFC 9112 §3.2.2): the path comes from the URI, whose
+        # authority is read as a Host value is (an empty or large port
+        # included), so the two forms agree on what is a valid host.
+        m = _ABSOLUTE.fullmatch(target)
+        if m is None:
+            raise ProtocolError(400, "Bad Request: invalid request target")
+        authority, raw_path, query = m.group(1), m.group(2) or "/", m.group(3) or ""
+        if "@" in authority:
             # RFC 9110 §4.2.4: userinfo in an http URI is an error.
             raise ProtocolError(400, "Bad Request: userinfo in request target")
-        raw_path = (url.path or b"/").decode("latin-1")
-        query = (url.query or b"").decode("latin-1")
-        authority = target.partition("://")[2]
-        for stop in "/?#":
-            authority = authority.partition(stop)[0]
         if host_name(authority) is None:
             raise ProtocolError(400, "Bad Request: invalid host in request target")
     else:

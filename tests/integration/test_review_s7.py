@@ -24,6 +24,7 @@ def root(tmp_path_factory):
     (root / "cgi-bin").mkdir(parents=True)
     (root / "t.txt").write_bytes(b"0123456789" * 30)
     (root / "empty.txt").write_bytes(b"")
+    (root / "index.html").write_bytes(b"<p>home</p>\n")
     script(root / "cgi-bin" / "away.py",
            "print('Status: 200 OK')\nprint('Location: https://example.org/x')\nprint()\n")
     return root
@@ -160,3 +161,24 @@ def test_unknown_method_in_any_case_is_501(srv, method):
     lighttpd answer (it was 400, as if malformed)."""
     out = raw(srv.port, method + b" /t.txt HTTP/1.1\r\nHost: a\r\n\r\n")
     assert status_of(out) == 501, out[:100]
+
+
+# -- RFC 9112 §3.2.2, RFC 3986 §3.2.3: absolute-form reads its host as Host does -------------------
+
+
+@pytest.mark.parametrize("authority", [b"a:", b"a:99999", b"[::1]", b"A.example"])
+def test_absolute_form_takes_every_host_a_host_field_takes(srv, authority):
+    """``Host: a:`` was 200 and ``GET http://a:/t.txt`` 400 (port = *DIGIT)."""
+    for target in (b"/t.txt", b"http://" + authority + b"/t.txt"):
+        out = raw(srv.port, b"GET " + target + b" HTTP/1.1\r\nHost: " + authority +
+                  b"\r\nConnection: close\r\n\r\n")
+        assert status_of(out) == 200, (target, out[:100])
+
+
+@pytest.mark.parametrize("target, status", [
+    (b"http://u@a/t.txt", 400), (b"http://a:x/t.txt", 400), (b"http:///t.txt", 400),
+    (b"http://a", 200), (b"http://a?x", 200), (b"HTTP://A/t.txt?q#f", 200),
+])
+def test_absolute_form_edges(srv, target, status):
+    out = raw(srv.port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert status_of(out) == status, out[:100]
