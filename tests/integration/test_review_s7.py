@@ -2,6 +2,7 @@
 from the RFCs (9110, 9112, 3875, 3986) and comparing the answers with nginx's
 and lighttpd's, each against a real ``flashplug serve``.  Each test failed
 before its fix."""
+import socket
 import stat
 import time
 
@@ -182,3 +183,22 @@ def test_absolute_form_takes_every_host_a_host_field_takes(srv, authority):
 def test_absolute_form_edges(srv, target, status):
     out = raw(srv.port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert status_of(out) == status, out[:100]
+
+
+def test_head_refused_in_its_version_is_logged_as_unread(srv):
+    """A second message's broken version is not logged with the first's."""
+    out = raw(srv.port, b"GET /t.txt HTTP/1.1\r\nHost: a\r\n\r\n"
+                        b"GET /t.txt?bad-version HTX/1.1\r\nHost: a\r\n\r\n")
+    assert out.count(b"HTTP/1.1 200 OK") == 1 and b"HTTP/1.1 400" in out
+    logged(srv, '"-" 400 ')      # waits for the flush
+    assert "bad-version" not in srv.access_log.read_text("latin-1")
+
+
+def test_request_whose_body_breaks_is_logged_with_its_line(srv):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /cgi-bin/away.py?bad-chunk HTTP/1.1\r\nHost: a\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        time.sleep(0.3)                # so the body comes in a piece of its own
+        s.sendall(b"zz\r\n")           # not a chunk size
+        assert b" 400 " in s.recv(65536)
+    assert '"POST /cgi-bin/away.py?bad-chunk HTTP/1.1" 400 ' in logged(srv, "bad-chunk")
