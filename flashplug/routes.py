@@ -7,10 +7,14 @@ A request's decoded path is matched against exact paths, then prefixes
 ``flashplug_route_request`` if some plugin implements it, and finally falls
 to the static handler.
 """
+import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional, Tuple
 
 from flashplug.http.validate import is_async_handler
+
+
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # a token (RFC 9110 §9.1)
 
 
 class RouteError(ValueError):
@@ -65,6 +69,12 @@ class Route:
                 raise RouteError(f"Route {key} must be a str that starts with '/': {value!r}")
         if self.ext is not None and not (isinstance(self.ext, str) and self.ext.startswith(".")):
             raise RouteError(f"Route ext must be a str that starts with '.': {self.ext!r}")
+        if self.methods is not None and (
+                isinstance(self.methods, str)
+                or not all(isinstance(m, str) and _METHOD.fullmatch(m) for m in self.methods)):
+            raise RouteError(f"Route methods must be a tuple of method names such as "
+                             f"('GET', 'HEAD'): {self.methods!r}")
+        self.methods = None if self.methods is None else tuple(self.methods)
         if not is_async_handler(self.handler):
             raise RouteError(f"Route handler {_name(self.handler)} is not an async function; "
                              f"define it with 'async def'")

@@ -117,3 +117,9 @@ def test_options_asterisk_allow_is_static_methods_plus_each_routes():
                                                                    "OPTIONS"))],
                         None) == "GET, HEAD, PUT, DELETE, PROPFIND, OPTIONS"
 
+
+
+@pytest.mark.parametrize("methods", ["GET", ("GET", 1), ("GET HEAD",)])
+def test_route_methods_must_be_method_names(methods):
+    with pytest.raises(RouteError, match="Route methods"):
+        Route(prefix="/x", handler=hello, methods=methods)
