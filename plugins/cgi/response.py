@@ -12,10 +12,11 @@ response follows from the CGI fields (§6.2):
 ``Location: /path``         *local redirect*: the server answers as if the
 (no Status, or 200)         client had asked for /path (other fields and
                             the body are dropped)
-``Location: other``         *client redirect*: Status (default 302; a 200
-                            is made 302, §6.2.4) and Location go to the
-                            client, with the document if the script sent
-                            a Content-Type
+``Location: other``         *client redirect*: Status (default 302) and
+                            Location go to the client, with the document
+                            if the script sent a Content-Type; a Status
+                            200 is no redirect status (§6.2.4): 302
+                            without the document, as Apache answers
 no ``Location``             *document*: Status (default 200); Content-Type
                             is required unless the body turns out empty,
                             which only the handler can see
@@ -136,11 +137,17 @@ def parse_header_block(block, local_redirects=True):
         return CGIResponse(LOCAL_REDIRECT, 200, location=location)
     if location is not None:
         kind = CLIENT_REDIRECT
-        if status is None or (status == 200 and local_redirects):
-            # RFC 3875 §6.2.4: a client redirect's Status is 302 or another
-            # that means redirection; a script's 200 with an absolute
-            # Location is made 302, as Apache's mod_cgi does.  (nginx
-            # keeps a FastCGI application's 200: local_redirects False.)
+        if status == 200 and local_redirects:
+            # RFC 3875 §6.2.4: a client redirect with a document has a
+            # Status that means redirection; a 200 with an absolute Location
+            # is the plain client redirect of §6.2.3, which has none.  So
+            # Apache's mod_cgi answers it: 302, the script's body dropped.
+            # (nginx keeps a FastCGI application's 200: local_redirects off.)
+            status = None
+            headers = [h for h in headers if h[0].lower() not in ("content-type",
+                                                                  "content-length")]
+            content_type = content_length = None
+        if status is None:
             status, reason = 302, None
     else:
         kind, status = DOCUMENT, status or 200

@@ -70,6 +70,10 @@ def test_client_redirect_with_status_200_is_302():
     Apache's mod_cgi makes a script's 200 with an absolute Location 302."""
     r, _ = parse(b"Status: 200 OK\nLocation: https://example.org/\n\n")
     assert (r.kind, r.status, r.reason) == (CLIENT_REDIRECT, 302, None)
+    r, _ = parse(b"Status: 200\nLocation: https://example.org/\nContent-Type: text/html\n"
+                 b"Content-Length: 3\nX-A: b\n\n<a>")
+    assert (r.status, r.content_type, r.content_length) == (302, None, None)
+    assert r.headers == [("Location", "https://example.org/"), ("X-A", "b")]
     r, _ = parse(b"Status: 201 Created\nLocation: https://example.org/n\n\n")
     assert r.status == 201      # a status of its own is kept
 
