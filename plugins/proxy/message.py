@@ -49,9 +49,11 @@ _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-f
 # What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
 _BAD_REASON = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
 # Response fields looked at while the head is filtered (bytes, lowercase):
-# the hop-by-hop ones, dropped, and Content-Length, kept.
+# the hop-by-hop ones and Date and Server, dropped (the kernel writes its
+# own Date and Server, as nginx's proxy_hide_header does by default), and
+# Content-Length, kept.
 _HOP_BY_HOP_B = frozenset(name.encode() for name in HOP_BY_HOP)
-_SPECIAL_B = _HOP_BY_HOP_B | {b"content-length"}
+_SPECIAL_B = _HOP_BY_HOP_B | {b"content-length", b"date", b"server"}
 
 
 class UpstreamError(Exception):
