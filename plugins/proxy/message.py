@@ -29,7 +29,7 @@ import re
 
 import httptools
 
-from flashplug.http.framing import strip_framing_for_status
+from flashplug.http.framing import must_be_empty, strip_framing_for_status
 
 #: Largest response head accepted from an upstream (nginx's
 #: proxy_buffer_size is 4-8 KiB; apps send big cookies).
@@ -46,6 +46,12 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-e
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
                               "x-forwarded-proto", "x-forwarded-host", "forwarded",
                               "x-real-ip", "http2-settings", "proxy"}
+#: Response heads remembered with their parse, per worker (``_KNOWN``): an
+#: upstream serving the same resource sends the same head again, byte for
+#: byte, until its Date moves on a second; then the checks and the field
+#: filter (most of a small response's cost here) need not run again.
+KNOWN_HEADS = 256
+_KNOWN = {}
 # What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
 _BAD_REASON = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
 # Response fields looked at while the head is filtered (bytes, lowercase):
@@ -173,6 +179,7 @@ class ResponseReader:
         self._stray = False
         self._head_done = False
         self._keep = False
+        self._left = None                   # body bytes to count (a known head's)
 
     # -- llhttp callbacks (raw bytes: decoded once, for the fields kept)
 
@@ -219,7 +226,11 @@ class ResponseReader:
                         raise UpstreamError(f"sent a response head over {MAX_HEAD} bytes")
                     self._head = head
                     return False
-                self._parse_head(head[:end + 4])
+                known = None if self.head_only else _KNOWN.get(head[:end + 4])
+                if known is None:
+                    self._parse_head(head[:end + 4])
+                else:
+                    self._known(known)
                 head = head[end + 4:]
             self._head = b""
             if self.done:
@@ -293,6 +304,11 @@ class ResponseReader:
         if drop:
             headers = [field for field in headers if field[0].lower() not in drop]
         self.headers = strip_framing_for_status(status, headers)
+        if length is not None and not codings and not self.head_only \
+                and not must_be_empty(status):
+            if len(_KNOWN) >= KNOWN_HEADS:
+                _KNOWN.clear()
+            _KNOWN[head] = (status, self.reason, headers, self.content_length, self._keep)
         if status == 101 or self.head_only or status in (204, 304) or self._complete:
             # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True
@@ -300,7 +316,36 @@ class ResponseReader:
         elif not codings and length is None:
             self.until_close = True
 
+    def _known(self, known):
+        """A head byte for byte like one parsed lately: its parse again.
+
+        llhttp does not see this message: its Content-Length body is
+        counted here (``_left``), and the parser stays where the last
+        message ended, ready for the next one."""
+        self.status, self.reason, headers, length, self._keep = known
+        self.headers = list(headers)
+        self.content_length = length
+        self._left = length
+        self._count(b"")
+
+    def _count(self, data):
+        """Body bytes of a known head's response, counted to its length."""
+        left = self._left
+        if len(data) > left:
+            self._stray = True        # bytes after the body: no reuse
+            data = data[:left]
+        if data:
+            self.body.append(data)
+            self.pending += len(data)
+        self._left = left = left - len(data)
+        if not left:
+            self.done = self._complete = True
+            self.reusable = self._keep and not self._stray
+
     def _feed_body(self, data):
+        if self._left is not None and data and not self.done:
+            self._count(data)
+            return
         if not data:
             if self.until_close and not self.done:
                 self.done = True      # the end of the connection ends the body
