@@ -197,3 +197,11 @@ def test_bodiless_and_head_responses_are_not_remembered():
     read(head, head_only=True)
     r = read(head + b"123456789")
     assert r._parser is not None and r.done and b"".join(r.body) == b"123456789"
+
+
+def test_the_standard_reason_phrase_is_left_to_the_kernel():
+    r = read(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert (r.reason, r.phrase) == ("Not Found", None)
+    for _ in range(2):      # parsed, then remembered
+        r = read(b"HTTP/1.1 200 Fine\r\nContent-Length: 0\r\nX-Test-Known: phrase\r\n\r\n")
+        assert (r.reason, r.phrase) == ("Fine", "Fine")
