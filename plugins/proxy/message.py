@@ -51,7 +51,9 @@ _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-f
 #: upstream serving the same resource sends the same head again, byte for
 #: byte, until its Date moves on a second; then the checks and the field
 #: filter (most of a small response's cost here) need not run again.
+#: At most KNOWN_HEADS heads of at most KNOWN_HEAD_SIZE bytes each.
 KNOWN_HEADS = 256
+KNOWN_HEAD_SIZE = 4096
 _KNOWN = {}
 # What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
 _BAD_REASON = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
@@ -310,7 +312,7 @@ class ResponseReader:
             headers = [field for field in headers if field[0].lower() not in drop]
         self.headers = strip_framing_for_status(status, headers)
         if length is not None and not codings and not self.head_only \
-                and not must_be_empty(status):
+                and not must_be_empty(status) and len(head) <= KNOWN_HEAD_SIZE:
             if len(_KNOWN) >= KNOWN_HEADS:
                 _KNOWN.clear()
             _KNOWN[head] = (status, self.reason, self.phrase, headers, self.content_length,

@@ -197,6 +197,11 @@ def test_bodiless_and_head_responses_are_not_remembered():
     read(head, head_only=True)
     r = read(head + b"123456789")
     assert r._parser is not None and r.done and b"".join(r.body) == b"123456789"
+    # Nor are big heads (the memory is bounded).
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: " + b"b" * 4096 + b"\r\n\r\n"
+    for _ in range(2):
+        r = read(head + b"ok")
+        assert r._parser is not None and r.done and r.reusable
 
 
 def test_the_standard_reason_phrase_is_left_to_the_kernel():
