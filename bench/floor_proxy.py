@@ -49,6 +49,10 @@ class Upstream(asyncio.Protocol):
     def data_received(self, data):
         self.parser.feed_data(data)
 
+    def connection_lost(self, exc):
+        if self in self.pool:
+            self.pool.remove(self)
+
     def on_message_begin(self):
         self.fields = []
         self.body = []
@@ -113,6 +117,8 @@ class Client(asyncio.Protocol):
         up.transport.write(head)
 
     def answer(self, response):
+        if self.transport.is_closing():
+            return      # the client went away while its request was upstream
         self.transport.write(response)
         if not self.keep_alive:
             self.transport.close()
