@@ -162,11 +162,11 @@ class ProxyHandler:
                     # No length to state: the kernel frames an empty
                     # stream without a Content-Length of 0 the GET lacks.
                     return Response(reader.status, reader.headers, stream=_Body.empty(),
-                                    reason=reader.phrase)
-                return Response(reader.status, reader.headers, body, reason=reader.phrase)
+                                    reason=reader.reason)
+                return Response(reader.status, reader.headers, body, reason=reader.reason)
             stream = _Body(exchange, reader, conn.take_body(), self)
             return Response(reader.status, reader.headers, stream=stream,
-                            reason=reader.phrase)
+                            reason=reader.reason)
         except BaseException:
             exchange.end(reusable=False)
             raise

@@ -30,7 +30,6 @@ import re
 import httptools
 
 from flashplug.http.framing import must_be_empty, strip_framing_for_status
-from flashplug.http.status import reason as standard_reason
 
 #: Largest response head accepted from an upstream (nginx's
 #: proxy_buffer_size is 4-8 KiB; apps send big cookies).
@@ -166,7 +165,6 @@ class ResponseReader:
         self.upgrading = upgrading          # a 101 may come
         self.status = None
         self.reason = ""
-        self.phrase = None                  # the reason to send: None for the standard one
         self.headers = None                 # [(name, value)] end-to-end fields
         self.content_length = None
         self.body = []
@@ -297,9 +295,6 @@ class ResponseReader:
                                 f"only chunked is understood")
         self.status = status
         self.reason = self._reason.decode("latin-1")
-        # The standard phrase is left to the kernel (its status lines are
-        # made once).
-        self.phrase = None if self.reason == standard_reason(status) else self.reason
         if length is not None:
             self.content_length = int(length)
         self._keep = parser.should_keep_alive() and b"close" not in named
@@ -315,8 +310,7 @@ class ResponseReader:
                 and not must_be_empty(status) and len(head) <= KNOWN_HEAD_SIZE:
             if len(_KNOWN) >= KNOWN_HEADS:
                 _KNOWN.clear()
-            _KNOWN[head] = (status, self.reason, self.phrase, headers, self.content_length,
-                            self._keep)
+            _KNOWN[head] = (status, self.reason, headers, self.content_length, self._keep)
         if status == 101 or self.head_only or status in (204, 304) or self._complete:
             # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True
@@ -330,7 +324,7 @@ class ResponseReader:
         llhttp does not see this message: its Content-Length body is
         counted here (``_left``), and the parser stays where the last
         message ended, ready for the next one."""
-        self.status, self.reason, self.phrase, headers, length, self._keep = known
+        self.status, self.reason, headers, length, self._keep = known
         self.headers = list(headers)
         self.content_length = length
         self._left = length

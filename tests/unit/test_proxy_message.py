@@ -202,11 +202,3 @@ def test_bodiless_and_head_responses_are_not_remembered():
     for _ in range(2):
         r = read(head + b"ok")
         assert r._parser is not None and r.done and r.reusable
-
-
-def test_the_standard_reason_phrase_is_left_to_the_kernel():
-    r = read(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-    assert (r.reason, r.phrase) == ("Not Found", None)
-    for _ in range(2):      # parsed, then remembered
-        r = read(b"HTTP/1.1 200 Fine\r\nContent-Length: 0\r\nX-Test-Known: phrase\r\n\r\n")
-        assert (r.reason, r.phrase) == ("Fine", "Fine")
