@@ -122,7 +122,10 @@ class FastCGIHandler:
         timeout = self.settings.timeout
         retried = False
         while True:
-            exchange = await self._begin(pool, name, params, body is not None, fresh=retried)
+            exchange = None if retried else pool.begin_now(params, body is not None)
+            if exchange is None:
+                exchange = await self._begin(pool, name, params, body is not None,
+                                             fresh=retried)
             feeder = None
             if body is not None:
                 feeder = asyncio.ensure_future(_feed(exchange, body, timeout))
