@@ -18,9 +18,10 @@ has room:
   pool at the request's ``END_REQUEST`` and is closed after
   ``IDLE_TIMEOUT`` unused (a single-process backend such as ``php-cgi -b``
   accepts no other connection while we hold one).
-* Each connection is an ``asyncio.Protocol``: ``data_received`` turns
-  bytes into events (``protocol.ClientConnection``) and hands each to its
-  :class:`Exchange` at once, with no reader task to wake in between.
+* Each connection is an ``asyncio.Protocol``: ``data_received`` decodes
+  bytes (``protocol.ClientConnection.receive_into``, the connection being
+  the sink of its events) and hands each to its :class:`Exchange` at
+  once, with no reader task to wake in between and no event objects.
   When an exchange holds more than ``HIGH_WATER`` bytes that its client
   has not taken, the connection pauses reading its socket until it has
   taken half: the socket buffer fills and the backend blocks in
@@ -72,6 +73,10 @@ class _Expired(Exception):
 def _expire(waiter):
     if not waiter.done():
         waiter.set_exception(_Expired())
+
+
+class _Closed(Exception):
+    """The connection closed while its bytes were being decoded: stop."""
 
 
 class BackendError(Exception):
@@ -343,25 +348,34 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         try:
-            events = self.proto.receive(data)
+            self.proto.receive_into(data, self)
         except fcgi.ProtocolError as e:
             self.close(f"protocol error: {e}")
-            return
-        exchanges = self.exchanges
-        for event in events:
-            kind = type(event)
-            if kind is fcgi.Stdout:
-                exchanges[event.request_id].on_stdout(event.data)
-            elif kind is fcgi.EndRequest:
-                self._end(event)
-            elif kind is fcgi.Stderr:
-                exchanges[event.request_id].on_stderr(event.data)
-            else:
-                self.close(f"protocol error: unexpected {kind.__name__} on a request "
-                           "connection")
-                return
-            if self.closed:
-                return
+        except _Closed:
+            pass
+
+    # -- the events of data_received (protocol.ClientConnection.receive_into)
+
+    def stdout(self, request_id, data):
+        self.exchanges[request_id].on_stdout(data)
+
+    def stderr(self, request_id, data):
+        self.exchanges[request_id].on_stderr(data)
+
+    def end(self, request_id, app_status, protocol_status):
+        self._end(request_id, app_status, protocol_status)
+        if self.closed:
+            raise _Closed   # retired: the rest of the bytes are not ours to read
+
+    def values(self, values):
+        self._unexpected("Values")
+
+    def unknown_type(self, rtype):
+        self._unexpected("UnknownType")
+
+    def _unexpected(self, kind):
+        self.close(f"protocol error: unexpected {kind} on a request connection")
+        raise _Closed
 
     def eof_received(self):
         try:
@@ -454,9 +468,9 @@ class Connection(asyncio.Protocol):
         if not exchange.ended and not self.closed:
             self.close("no END_REQUEST after FCGI_ABORT_REQUEST")
 
-    def _end(self, event):
-        exchange = self.exchanges.pop(event.request_id)
-        exchange.on_end(event.app_status, event.protocol_status)
+    def _end(self, request_id, app_status, protocol_status):
+        exchange = self.exchanges.pop(request_id)
+        exchange.on_end(app_status, protocol_status)
         if not exchange.stdin_done:
             # Part of its body may still be on the way: the next
             # request would follow stray STDIN records.
