@@ -407,17 +407,17 @@ class ClientConnection:
         if type(params) is not bytes:
             params = encode_pairs(params.items() if hasattr(params, "items") else params)
         n = len(params)
-        parts = [_HEADER.pack(VERSION, BEGIN_REQUEST, request_id, _BEGIN_BODY.size, 0),
-                 _BEGIN_KEEP if keep_conn else _BEGIN_CLOSE]
+        # The records around the PARAMS content depend only on the id and
+        # the flags: made once for each (an id is usually 1, and reused).
+        key = (request_id, keep_conn, end_stdin)
+        frame = _FRAMES.get(key)
+        if frame is None:
+            frame = _FRAMES[key] = _frame(*key)
         if n <= MAX_CONTENT:
             pad = -n & 7
-            parts += (_HEADER.pack(VERSION, PARAMS, request_id, n, pad), params, _PADS[pad])
-        else:
-            parts.append(encode_stream(PARAMS, request_id, params))
-        parts.append(_HEADER.pack(VERSION, PARAMS, request_id, 0, 0))
-        if end_stdin:
-            parts.append(_HEADER.pack(VERSION, STDIN, request_id, 0, 0))
-        return b"".join(parts)
+            return b"".join((frame[0], _HEADER.pack(VERSION, PARAMS, request_id, n, pad),
+                             params, _PADS[pad], frame[1]))
+        return b"".join((frame[0], encode_stream(PARAMS, request_id, params), frame[1]))
 
     def stdin(self, request_id, data):
         """STDIN records; ``b""`` closes the stream."""
@@ -501,6 +501,21 @@ class ClientConnection:
             del opened[rid]
             app_status, protocol_status = _END_BODY.unpack(content)
             sink.end(rid, app_status, protocol_status)
+
+
+#: (request id, keep_conn, end_stdin) -> _frame's answer, for begin().
+_FRAMES = {}
+
+
+def _frame(request_id, keep_conn, end_stdin):
+    """``(before, after)``: the BEGIN_REQUEST record, and the empty PARAMS
+    record with (``end_stdin``) the empty STDIN one."""
+    before = (_HEADER.pack(VERSION, BEGIN_REQUEST, request_id, _BEGIN_BODY.size, 0)
+              + (_BEGIN_KEEP if keep_conn else _BEGIN_CLOSE))
+    after = _HEADER.pack(VERSION, PARAMS, request_id, 0, 0)
+    if end_stdin:
+        after += _HEADER.pack(VERSION, STDIN, request_id, 0, 0)
+    return before, after
 
 
 class _Collect:
