@@ -16,6 +16,10 @@ after), each server under ``taskset -c 0`` and wrk under ``taskset -c 1``:
   first resumes it (a PSK and a fresh X25519 exchange, no certificate);
 * ``1m``: a 1 MiB file over keep-alive connections (8 of them).
 
+``--floor`` adds ``bench/floor_https.py`` (uvloop's TLS transport and a
+prebuilt 1 KiB answer, no HTTP work) to the first three points: what a
+Python server can reach with the TLS tools Python has.
+
 Both clients negotiate TLS 1.3, X25519 and TLS_AES_256_GCM_SHA384 with
 both servers, and both servers send two session tickets per handshake.  Prints a Markdown table of requests/s,
 the server's CPU time per request (its whole process tree, user plus
@@ -162,13 +166,15 @@ def measure(servers, duration, rounds):
     for point, path, conns, extra in POINTS:
         for _ in range(rounds):
             for name, (proc, port) in servers.items():
+                if name == "floor" and point == "1m":
+                    continue   # its one answer is the 1 KiB file
                 wrk(port, path, conns, extra, min(2, duration), proc.pid)   # warm-up
                 result = wrk(port, path, conns, extra, duration, proc.pid)
                 runs[name][point].append(result)
                 print(f"{name} {point}: {result[0]:,.0f} req/s, {result[1]:.1f} us CPU/request "
                       f"{result[2]}", file=sys.stderr)
     def median(values):
-        return sorted(values)[len(values) // 2]
+        return sorted(values)[len(values) // 2] if values else 0.0
     return {name: {point: (median([r[0] for r in rs]), median([r[1] for r in rs]),
                            " ".join(r[2] for r in rs if r[2]))
                    for point, rs in points.items()}
@@ -179,6 +185,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=5, help="seconds per point (default 5)")
     ap.add_argument("--rounds", type=int, default=1, help="turns per point, median kept (default 1)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure bench/floor_https.py (uvloop's TLS transport and a "
+                         "prebuilt answer, no HTTP work): what a Python server can reach")
     ap.add_argument("--baseline", metavar="EXE",
                     help="also measure this flashplug executable (another checkout's venv) as "
                          "flashplug-before, in the same interleaved run")
@@ -195,8 +204,11 @@ def main():
         (root / "1k.bin").write_bytes(os.urandom(1024))
         (root / "1m.bin").write_bytes(os.urandom(1024 * 1024))
         cert, key = make_cert(tmp)
-        ports = {name: free_port() for name in ("nginx", "flashplug-before", "flashplug")}
+        ports = {name: free_port() for name in ("nginx", "flashplug-before", "flashplug", "floor")}
         commands = {"nginx": nginx_command(tmp, root, ports["nginx"], cert, key)}
+        if args.floor:   # the 1 KiB answer; its 1m point sends 1 KiB too, so it is left out
+            commands["floor"] = [sys.executable, str(Path(__file__).with_name("floor_https.py")),
+                                 str(ports["floor"]), str(cert), str(key), str(root / "1k.bin")]
         if args.baseline:   # its own executable, the same arguments
             commands["flashplug-before"] = [args.baseline] + flashplug_command(
                 root, ports["flashplug-before"], cert, key)[3:]
@@ -219,6 +231,8 @@ def main():
         a, ca, _ = results["nginx"][point]
         print(f"| {point} | nginx | {a:,.0f} | | {ca:.1f} | |")
         for name in ours:
+            if name == "floor" and point == "1m":
+                continue
             b, cb, _ = results[name][point]
             print(f"| {point} | {name} | {b:,.0f} | {b / a if a else 0:.2f}x | {cb:.1f} "
                   f"| {ca / cb if cb else 0:.2f}x |")
