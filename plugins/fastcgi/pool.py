@@ -31,6 +31,10 @@ has room:
 * Request bodies go out as ``STDIN`` records; while the transport's write
   buffer is over its limit (``pause_writing``) the sender waits, up to the
   timeout: backpressure from a slow backend to the client.
+* A handler waiting for output sets a deadline (``Exchange.ready``): one
+  timer per pool (``_sweep``), every tenth of the timeout, fails the waits
+  past theirs, so no request sets and cancels a timer of its own; a
+  timeout fires up to a tenth of itself (at most 1 s) late.
 * Free connections are found in ``spare``, most recently used first (no
   scan of every connection per request).
 * ``abort()`` (the client went away) sends ``FCGI_ABORT_REQUEST``.  On a
