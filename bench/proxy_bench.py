@@ -8,7 +8,10 @@ upstream connections: flashplug ``--proxy /=http://...`` against nginx
 ``Connection ""``), one worker each.  wrk runs on CPU 1 for
 ``--duration`` seconds with ``--connections`` keep-alive connections,
 after a warm-up, and each front prints one table row of requests per
-second, the median of ``--rounds`` interleaved rounds.  The machine is
+second, the median of ``--rounds`` interleaved rounds.  A reference row,
+``floor_proxy.py``, is the least a uvloop + httptools proxy does per
+request with none of the checks, timeouts and flow control of a real one:
+where a proxy written in Python tops out.  The machine is
 shared; repeat a run before reading much into a few percent.
 ``--baseline EXE`` adds the flashplug of another checkout (its venv's
 ``flashplug``) as "flashplug before", in the same rounds.
@@ -92,6 +95,9 @@ def main(argv=None):
             *((f"flashplug{label} --proxy", lambda port, exe=exe: flashplug(
                 root, port, "--plugins", "none", "--proxy", f"/=http://127.0.0.1:{up_port}",
                 exe=exe)) for label, exe in exes),
+            ("bare Python proxy (no checks)", lambda port: [
+                sys.executable, str(HERE / "floor_proxy.py"), "--port", str(port),
+                "--upstream", f"127.0.0.1:{up_port}"]),
             ("nginx proxy_pass (keepalive 32)", lambda port: nginx(
                 tmp, "front", port, up_port, textwrap.dedent("""\
                     location / {

@@ -38,7 +38,7 @@ from flashplug.http.validate import (ResponseMistake, check_headers, check_respo
 from flashplug.log import AccessLog
 from flashplug.policy import cache_tag
 from flashplug.residency import FileSender
-from flashplug.routes import Route, RouteError
+from flashplug.routes import Route, RouteError, server_allow
 from flashplug.rules import host_redirect_location
 from flashplug.sites import SiteTable
 from flashplug.static import FileBody, ScriptDirs, StaticFiles
@@ -266,7 +266,7 @@ class App:
                 raise request.state["path_error"]
             if request.path == "*":
                 if request.method == "OPTIONS":
-                    return Response(200, [("Allow", "GET, HEAD, OPTIONS")], b"")
+                    return Response(200, [("Allow", self.site_for(request).allow)], b"")
                 raise HTTPError(400, "Bad Request")
             site = self.site_for(request)
             if handler is _UNROUTED:
@@ -450,7 +450,7 @@ class Vhost:
             routes = rules.routes() + routes
         if config.get("health_path"):
             # The kernel's own, first: no plugin's route can shadow it.
-            routes.insert(0, Route(app._health, path=config.health_path))
+            routes.insert(0, Route(app._health, path=config.health_path, methods=()))
         self.hooks = site_hooks(pm, config.plugins)
         self.hooks_in_use = frozenset(self.hooks)
         self.response_headers_hook = app._checking_headers(
@@ -459,6 +459,7 @@ class Vhost:
         self.error_page_hook = self.hooks.get("flashplug_error_page")
         router = HostRedirectRouter if rules is not None and rules.www_to_apex else Router
         self.router = router(routes, self.hooks.get("flashplug_route_request"))
+        self.allow = server_allow(routes, self.router.route_hook)   # OPTIONS *
         self.static = StaticFiles(app, config, cache, scripts[config.real_docroot],
                                   self.hooks.get("flashplug_directory"), keyed, tag)
         # The cached path may skip building a Response only when no hook

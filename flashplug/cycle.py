@@ -122,13 +122,19 @@ class KnownHead:
 
 
 class ErrorItem:
-    """Stands in the request queue for a message that failed to parse."""
+    """Stands in the request queue for a message that failed to parse.
 
-    __slots__ = ("status", "message")
+    ``line``: what was read of it for the access log, ``(method, target,
+    version, referer, agent)`` (str or None), or None when not even its
+    request line was (logged ``"-"``); nginx too logs what it could read.
+    """
 
-    def __init__(self, status, message):
+    __slots__ = ("status", "message", "line")
+
+    def __init__(self, status, message, line=None):
         self.status = status
         self.message = message
+        self.line = line
 
 
 def _raising(exc):
@@ -326,7 +332,8 @@ class RequestCycle:
         app = self.app
         if type(request) is ErrorItem:
             self.active = request
-            self.task = self.spawn(self._send_error(None, request.status, request.message))
+            self.task = self.spawn(self._send_error(None, request.status, request.message,
+                                                    request.line))
             return
         if self.deferred:
             self.deferred = False        # its body is now read: the route is known
@@ -500,10 +507,11 @@ class RequestCycle:
                 and not self.closed:
             self._close_when_flushed()   # a half-closed client has had all its answers
 
-    def _queue_error(self, status, message):
+    def _queue_error(self, status, message, line=None):
         """Answer, in turn, a request that could not be parsed; then close.
 
-        Requests parsed before it are still answered first, in order.
+        Requests parsed before it are still answered first, in order;
+        ``line`` is what the access log shows of it (see ErrorItem).
         """
         request = self.m_request
         self.unparsed = None
@@ -516,13 +524,13 @@ class RequestCycle:
                     self.task.cancel()
                 self.active = None
                 self.deferred = False
-        item = ErrorItem(status, message)
+        item = ErrorItem(status, message, line)
         if self.active is None:
             self._start(item)
         else:
             self.pending.append(item)
 
-    async def _send_error(self, request, status, message):
+    async def _send_error(self, request, status, message, line=None):
         self.closing = True
         response = await self.app.error_answer(request, status, message)
         try:
@@ -530,7 +538,10 @@ class RequestCycle:
         except (ConnectionError, OSError):
             self.abort()
             return
-        self._log(request, status, sent)
+        if line is not None:
+            self._account(status, sent, *line, self.app.default_site)
+        else:
+            self._log(request, status, sent)
         self.active = None
         self.pending.clear()
         self._close_when_flushed()

@@ -224,7 +224,7 @@ class H2Connection(H2Output):
             self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
             return
         except ProtocolError as e:
-            stream._start(ErrorItem(e.status, e.message))
+            stream._start(ErrorItem(e.status, e.message, _line_read(event.headers)))
         else:
             stream.request = request
             stream._start(request)
@@ -569,3 +569,21 @@ _HANDLERS = {
     h2.events.UnknownFrameReceived: H2Connection._count_flood,
     h2.events.ConnectionTerminated: H2Connection._on_goaway,
 }
+
+
+_LOGGED = (b":method", b":path", b":authority", b"referer", b"user-agent")
+
+
+def _line_read(fields):
+    """What the access log shows of a stream refused with a ProtocolError
+    (``ErrorItem``'s ``line``), as over HTTP/1.1: its method and path (a
+    CONNECT's authority), Referer and User-Agent; None without a method."""
+    got = {}
+    for name, value in fields:
+        if name in _LOGGED:
+            got.setdefault(name, value.decode("latin-1"))
+    method = got.get(b":method")
+    if method is None:
+        return None
+    target = got.get(b":path") or got.get(b":authority") or "-"
+    return method, target, "2.0", got.get(b"referer"), got.get(b"user-agent")

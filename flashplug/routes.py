@@ -7,10 +7,14 @@ A request's decoded path is matched against exact paths, then prefixes
 ``flashplug_route_request`` if some plugin implements it, and finally falls
 to the static handler.
 """
+import re
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Optional, Tuple
 
 from flashplug.http.validate import is_async_handler
+
+
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # a token (RFC 9110 §9.1)
 
 
 class RouteError(ValueError):
@@ -36,6 +40,11 @@ class Route:
         the decoded path ends with it (``/app.cgi/extra/path`` matches), so
         the handler can split script name from path info.
 
+    ``methods``: the request methods the handler serves, as ``OPTIONS *``
+    tells them for the whole server (``Allow``, RFC 9110 §9.3.7), a tuple
+    of str; None (the default) is what a script (CGI, FastCGI) or an
+    upstream takes as a form's action: GET, HEAD and POST.
+
     ``handler`` is ``async def handler(request) -> Response``; a plain
     ``def`` is refused here (:class:`RouteError`), so the server refuses
     to start instead of failing each request.  ``plugin`` is filled in by
@@ -47,6 +56,7 @@ class Route:
     prefix: Optional[str] = None
     ext: Optional[str] = None
     path: Optional[str] = None
+    methods: Optional[Tuple[str, ...]] = None
     plugin: str = field(default="?", compare=False)
 
     def __post_init__(self):
@@ -59,9 +69,37 @@ class Route:
                 raise RouteError(f"Route {key} must be a str that starts with '/': {value!r}")
         if self.ext is not None and not (isinstance(self.ext, str) and self.ext.startswith(".")):
             raise RouteError(f"Route ext must be a str that starts with '.': {self.ext!r}")
+        if self.methods is not None and (
+                isinstance(self.methods, str)
+                or not all(isinstance(m, str) and _METHOD.fullmatch(m) for m in self.methods)):
+            raise RouteError(f"Route methods must be a tuple of method names such as "
+                             f"('GET', 'HEAD'): {self.methods!r}")
+        self.methods = None if self.methods is None else tuple(self.methods)
         if not is_async_handler(self.handler):
             raise RouteError(f"Route handler {_name(self.handler)} is not an async function; "
                              f"define it with 'async def'")
+
+
+# A route that names no methods: a script's or an upstream's, which a form
+# posts to (lighttpd, whose mod_cgi is such a route, answers OPTIONS * so).
+SCRIPT_METHODS = ("GET", "HEAD", "POST")
+# The order Allow lists methods in (the rest sorted after them): RFC 9110's.
+_ALLOW_ORDER = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")
+
+
+def server_allow(routes, route_hook):
+    """The ``Allow`` value of ``OPTIONS *`` (RFC 9110 §9.3.7): what static
+    files take (GET, HEAD), with the ``methods`` of each route, and
+    SCRIPT_METHODS when a ``route_hook`` may send a request anywhere; and
+    OPTIONS, last."""
+    methods = {"GET", "HEAD"}
+    for route in routes:
+        methods.update(SCRIPT_METHODS if route.methods is None else route.methods)
+    if route_hook is not None:
+        methods.update(SCRIPT_METHODS)
+    methods.discard("OPTIONS")
+    listed = [m for m in _ALLOW_ORDER if m in methods] + sorted(methods - set(_ALLOW_ORDER))
+    return ", ".join(listed + ["OPTIONS"])
 
 
 def _name(handler):

@@ -219,8 +219,8 @@ class RedirectRule:
                                           ("Content-Type", "text/plain; charset=utf-8")],
                             f"Moved to {location}\n".encode("utf-8"))
         if self.prefix:
-            return Route(redirect, prefix=self.source or "/")
-        return Route(redirect, path=self.source)
+            return Route(redirect, prefix=self.source or "/", methods=())
+        return Route(redirect, path=self.source, methods=())
 
 
 def host_redirect_location(request):

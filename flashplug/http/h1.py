@@ -341,7 +341,7 @@ class H1Protocol:
             self.pause_reading(PAUSE_ERROR)
             if self.m_body is not None:
                 self.m_body.fail(ConnectionError("malformed request body"))
-            self._queue_error(error.status, error.message)
+            self._queue_error(error.status, error.message, self._line_read(parser, piece))
             return False
         if self.state == "idle":
             # Between requests the parser holds nothing: drop it, so an
@@ -349,6 +349,29 @@ class H1Protocol:
             # costs well under a microsecond).
             self.parser = None
         return True
+
+    def _line_read(self, parser, piece):
+        """What the access log shows of a message that failed in ``piece``
+        (``ErrorItem``'s ``line``): its request line once read whole, with
+        Referer and User-Agent as far as read; else None.
+
+        llhttp keeps a message's version until the next one's is read, so
+        the line counts as read when it stands in the piece with it, or
+        when its head made a Request (its body failed).
+        """
+        version = parser.get_http_version()
+        if self.m_request is None and (
+                not self.m_url or version == "0.0"
+                or self.m_url + b" HTTP/" + version.encode() not in bytes(piece)):
+            return None
+        referer = agent = None
+        for name, value in self.m_headers:
+            if name == b"referer":
+                referer = _joined(referer, value)
+            elif name == b"user-agent":
+                agent = _joined(agent, value)
+        return (parser.get_method().decode("latin-1"), self.m_url.decode("latin-1"), version,
+                referer and referer.decode("latin-1"), agent and agent.decode("latin-1"))
 
     def _answer_scanned(self, head):
         """Answer ``head``, one whole request head, from the cache if it is a

@@ -21,6 +21,9 @@ _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9
 # bounded, cleared when full.
 _HOST_NAMES = {}
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
+_TOKEN_RE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")    # RFC 9110 §5.6.2
+# scheme "://" authority path-abempty ["?" query] ["#" fragment] (RFC 3986 §3)
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#.*)?", re.S)
 
 
 class ProtocolError(Exception):
@@ -38,9 +41,12 @@ def classify(error, message):
     line = bytes(message[:MAX_REQUEST_TARGET + 64]).lstrip(b"\r\n").partition(b"\r\n")[0]
     method, _, rest = line.partition(b" ")
     if isinstance(error, httptools.HttpParserInvalidMethodError):
-        # An unknown but well-formed method ("FOO / HTTP/1.1") is 501;
-        # bytes that are not HTTP at all (a TLS ClientHello) are 400.
-        if method and method.isalpha() and method.isupper() and rest.startswith(b"/"):
+        # An unknown but well-formed method ("FOO / HTTP/1.1") is 501, in
+        # any case: methods are case-sensitive tokens (RFC 9110 §9.1), so
+        # "get" is another method, not a malformed GET (Apache and lighttpd
+        # answer it 501 too); bytes that are not HTTP at all (a TLS
+        # ClientHello, a number where the method goes) are 400.
+        if _TOKEN_RE.fullmatch(method) and not method.isdigit() and rest.startswith(b"/"):
             return ProtocolError(501, "Not Implemented")
         return ProtocolError(400, "Bad Request")
     version = rest.rpartition(b" ")[2]
@@ -153,33 +159,38 @@ def set_target(request, target):
     """The path and query of ``target`` (RFC 9112 §3.2), on ``request``.
 
     Returns the authority (``host[:port]``, as sent) of an absolute-form
-    target, else None.
+    target, else None.  Raises ProtocolError: 400 for a target of no form
+    its method takes, 501 for an authority-form CONNECT.
     """
     authority = None
     if target.startswith("/"):
         raw_path, _, query = target.partition("?")
         query = query.partition("#")[0]  # a fragment is the client's business
         raw_path = raw_path.partition("#")[0]
+    elif request.method == "CONNECT":
+        # RFC 9112 §3.2.3: CONNECT names a host and port, nothing else (an
+        # h2 CONNECT with a :path is malformed too).  We are no proxy, and a
+        # method not implemented is 501 (RFC 9110 §9.1, §15.6.2), as over h2.
+        # (An origin-form CONNECT, above, is the static handler's 405, as
+        # nginx answers it.)
+        if host_name(target) is None or ":" not in target.rpartition("]")[2]:
+            raise ProtocolError(400, "Bad Request: CONNECT takes host:port")
+        raise ProtocolError(501, "Not Implemented: CONNECT")
     elif target == "*" and request.method == "OPTIONS":
         raw_path, query = "*", ""
     elif "://" in target:
-        # absolute-form (RFC 9112 §3.2.2): the path comes from the URI.
-        try:
-            url = httptools.parse_url(target.encode("latin-1"))
-        except httptools.HttpParserInvalidURLError:
-            raise ProtocolError(400, "Bad Request: invalid request target") from None
-        if url.userinfo:
+        # absolute-form (RFC 9112 §3.2.2): the path comes from the URI, whose
+        # authority is read as a Host value is (an empty or large port
+        # included), so the two forms agree on what is a valid host.
+        m = _ABSOLUTE.fullmatch(target)
+        if m is None:
+            raise ProtocolError(400, "Bad Request: invalid request target")
+        authority, raw_path, query = m.group(1), m.group(2) or "/", m.group(3) or ""
+        if "@" in authority:
             # RFC 9110 §4.2.4: userinfo in an http URI is an error.
             raise ProtocolError(400, "Bad Request: userinfo in request target")
-        raw_path = (url.path or b"/").decode("latin-1")
-        query = (url.query or b"").decode("latin-1")
-        authority = target.partition("://")[2]
-        for stop in "/?#":
-            authority = authority.partition(stop)[0]
         if host_name(authority) is None:
             raise ProtocolError(400, "Bad Request: invalid host in request target")
-    elif request.method == "CONNECT":
-        raw_path, query = "*", ""
     else:
         raise ProtocolError(400, "Bad Request: invalid request target")
     request.query = query

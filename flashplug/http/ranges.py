@@ -2,7 +2,8 @@
 
 Theory of operation: ``parse_range`` turns a Range value and the file size
 into one of three answers: None (ignore the header, send 200 with the
-whole body), ``UNSATISFIABLE`` (send 416) or a list of inclusive
+whole body), ``UNSATISFIABLE`` (send 416: no range selects a byte, or the
+bytes ranges do not parse) or a list of inclusive
 ``(start, end)`` pairs with overlapping and adjacent ranges coalesced.  The
 list keeps the order in which the client asked (RFC 9110 §15.3.7.2: parts
 SHOULD follow the order of the range-specs); a coalesced range stands where
@@ -32,7 +33,7 @@ import secrets
 MAX_RANGES = 100
 
 # Offsets of at most 18 digits fit any real file (< 1 EB) and keep the
-# integers small; longer ones are treated as a syntax error.  re.ASCII:
+# integers small; longer ones are a syntax error (416, as nginx answers).  re.ASCII:
 # \d must not match other scripts' digits, which int() would accept.
 _RANGE_SPEC = re.compile(r"(\d{1,18})?-(\d{1,18})?", re.ASCII)
 
@@ -49,28 +50,40 @@ UNSATISFIABLE = _Unsatisfiable()
 
 
 def parse_range(value, size, max_ranges=MAX_RANGES):
-    """Interpret a Range header value for a representation of ``size`` bytes."""
+    """Interpret a Range header value for a representation of ``size`` bytes.
+
+    A unit other than ``bytes`` (a token, exactly: ``bytes =`` is none) is
+    ignored, as are more than ``max_ranges`` ranges.  A ``bytes`` value
+    that does not parse (``bytes=abc``, a bare ``-``, an offset of more
+    than 18 digits) is UNSATISFIABLE: RFC 9110 §14.2 says a ranges-specifier
+    that is "invalid or unsatisfiable" SHOULD get 416, and nginx, lighttpd
+    and Go's net/http answer so.  An int-range whose last-pos is below its
+    first-pos (§14.1.1: invalid) selects nothing, like one past the end,
+    while the others stand (nginx, lighttpd).
+    """
     unit, eq, range_set = value.partition("=")
-    if not eq or unit.strip(" \t").lower() != "bytes":
+    if not eq or unit.lower() != "bytes":
         return None
     specs = [s.strip(" \t") for s in range_set.split(",")]
-    specs = [s for s in specs if s]
-    if not specs or len(specs) > max_ranges:
+    specs = [s for s in specs if s]     # empty list elements: RFC 9110 §5.6.1
+    if len(specs) > max_ranges:
         return None
+    if not specs:
+        return UNSATISFIABLE
 
     ranges = []             # (start, end, position in the header)
     empty_suffix = False    # a satisfiable suffix of an empty file
     for spec in specs:
         m = _RANGE_SPEC.fullmatch(spec)
         if m is None:
-            return None
+            return UNSATISFIABLE
         first, last = m.groups()
         if first is not None:
             start = int(first)
             if last is not None:
                 end = int(last)
                 if end < start:
-                    return None  # an invalid int-range voids the header
+                    continue     # invalid: selects nothing, as nginx takes it
             else:
                 end = size - 1
             if start >= size:
@@ -85,7 +98,7 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
                 continue
             ranges.append((max(size - suffix, 0), size - 1, len(ranges)))
         else:
-            return None  # a bare "-"
+            return UNSATISFIABLE  # a bare "-"
     if not ranges:
         return None if empty_suffix else UNSATISFIABLE
     return _in_request_order(_coalesce(ranges), len(ranges))

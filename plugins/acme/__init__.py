@@ -81,7 +81,7 @@ def flashplug_configure(config):
 
 @hookimpl
 def flashplug_routes():
-    return [Route(prefix=ACME_PREFIX, handler=_token)]
+    return [Route(prefix=ACME_PREFIX, handler=_token, methods=("GET", "HEAD"))]
 
 
 @hookimpl

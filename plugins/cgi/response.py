@@ -14,7 +14,9 @@ response follows from the CGI fields (§6.2):
                             the body are dropped)
 ``Location: other``         *client redirect*: Status (default 302) and
                             Location go to the client, with the document
-                            if the script sent a Content-Type
+                            if the script sent a Content-Type; a Status
+                            200 is no redirect status (§6.2.4): 302
+                            without the document, as Apache answers
 no ``Location``             *document*: Status (default 200); Content-Type
                             is required unless the body turns out empty,
                             which only the handler can see
@@ -143,7 +145,19 @@ def parse_header_block(block, local_redirects=True):
             and status in (None, 200)):
         return CGIResponse(LOCAL_REDIRECT, 200, location=location)
     if location is not None:
-        kind, status = CLIENT_REDIRECT, status or 302
+        kind = CLIENT_REDIRECT
+        if status == 200 and local_redirects:
+            # RFC 3875 §6.2.4: a client redirect with a document has a
+            # Status that means redirection; a 200 with an absolute Location
+            # is the plain client redirect of §6.2.3, which has none.  So
+            # Apache's mod_cgi answers it: 302, the script's body dropped.
+            # (nginx keeps a FastCGI application's 200: local_redirects off.)
+            status = None
+            headers = [h for h in headers if h[0].lower() not in ("content-type",
+                                                                  "content-length")]
+            content_type = content_length = None
+        if status is None:
+            status, reason = 302, None
     else:
         kind, status = DOCUMENT, status or 200
     if must_be_empty(status):

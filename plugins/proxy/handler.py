@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from flashplug import HTTPError, Response
 
-from .message import ResponseReader, UpstreamError, chunk, connection_tokens, request_head
+from .message import chunk, connection_tokens, request_head
 from .tunnel import tunnel_response
 from .upstream import ConnectFailed
 
@@ -56,6 +56,7 @@ class ProxyHandler:
         self.mapping = mapping
         self.group = group
         self.settings = settings
+        self._authority = mapping.upstreams[0].authority
 
     def target(self, request):
         """The origin-form request-target to send upstream."""
@@ -71,12 +72,13 @@ class ProxyHandler:
 
     async def __call__(self, request):
         upgrade = _upgrade_asked(request)
-        head = request_head(request, self.target(request), upgrade,
-                            self.mapping.upstreams[0].authority)
+        head = request_head(request, self.target(request), upgrade, self._authority)
         has_body = bool(request.content_length) or request.chunked
-        loop = asyncio.get_running_loop()
+        # The worker's loop as the kernel gives it: asyncio.get_running_loop()
+        # costs a getpid() system call on Python before 3.12.
+        loop = request.server.loop
         s = self.settings
-        tried = set()
+        tried = ()
         fresh = False
         while True:
             peer = self.group.pick(loop.time(), tried)
@@ -90,9 +92,12 @@ class ProxyHandler:
                     peer.idle, parked = [], peer.idle
                     for conn in parked:
                         conn.close()
-                conn, reused = await peer.connection(loop, s.connect_timeout)
+                conn = peer.parked()
+                reused = conn is not None
+                if conn is None:
+                    conn = await peer.connect(loop, s.connect_timeout)
             except ConnectFailed as e:
-                tried.add(peer)
+                tried = (*tried, peer)
                 self._failed(peer, loop, e, 504 if e.timeout else 502)
                 if len(tried) < len(self.group.peers):
                     continue
@@ -120,37 +125,38 @@ class ProxyHandler:
         """Send the request on ``conn`` and return the Response.  The peer's
         ``active`` count is taken back when the exchange ends, whichever way."""
         s = self.settings
-        loop = asyncio.get_running_loop()
         exchange = _Exchange(peer, conn)
+        conn.begin(request.method == "HEAD", upgrade is not None)
         conn.write(head)
         if has_body:
-            exchange.feeder = loop.create_task(
+            exchange.feeder = conn.loop.create_task(
                 _feed(conn, request.body, request.chunked, s.send_timeout))
-        reader = ResponseReader(request.method == "HEAD", upgrade is not None)
+        reader = conn.reader
         try:
+            # The connection parses the response as it arrives; this waits
+            # until its head is in (usually with all of it: one wait).
             while True:
-                try:
-                    data = await conn.read(s.read_timeout)
-                except asyncio.TimeoutError:
-                    self._failed(peer, loop, f"no response within {s.read_timeout:g}s", 504)
-                    raise HTTPError(504, "Gateway Timeout") from None
-                if not data and reader.headers is None and not reader.started and not has_body:
+                if conn.eof and not reader.started and not has_body:
                     exchange.end(reusable=False)
                     raise _Stale
-                try:
-                    if reader.feed(data):
-                        break
-                except UpstreamError as e:
-                    status, cause = exchange.feeder_error() or (502, str(e))
-                    self._failed(peer, loop, cause, status)
+                if conn.error is not None:
+                    status, cause = exchange.feeder_error() or (502, str(conn.error))
+                    self._failed(peer, conn.loop, cause, status)
                     raise HTTPError(status, "Bad Gateway" if status == 502
                                     else "Gateway Timeout") from None
+                if reader.headers is not None:
+                    break
+                try:
+                    await conn.wait(s.read_timeout)
+                except asyncio.TimeoutError:
+                    self._failed(peer, conn.loop, f"no response within {s.read_timeout:g}s",
+                                 504)
+                    raise HTTPError(504, "Gateway Timeout") from None
             peer.succeeded()
             if reader.status == 101:
                 return tunnel_response(reader, exchange, self.settings)
-            body = b"".join(reader.body)
-            reader.body.clear()
-            if reader.done and len(body) <= SMALL_BODY:
+            if reader.done and reader.pending <= SMALL_BODY:
+                body = conn.take_body()
                 exchange.end(reader.reusable and exchange.body_sent())
                 if request.method == "HEAD" and reader.content_length is None:
                     # No length to state: the kernel frames an empty
@@ -158,7 +164,7 @@ class ProxyHandler:
                     return Response(reader.status, reader.headers, stream=_Body.empty(),
                                     reason=reader.reason)
                 return Response(reader.status, reader.headers, body, reason=reader.reason)
-            stream = _Body(exchange, reader, body, self, loop)
+            stream = _Body(exchange, reader, conn.take_body(), self)
             return Response(reader.status, reader.headers, stream=stream,
                             reason=reader.reason)
         except BaseException:
@@ -210,16 +216,15 @@ class _Body:
     skip its ``finally``.
     """
 
-    def __init__(self, exchange, reader, first, handler, loop):
+    def __init__(self, exchange, reader, first, handler):
         self._exchange = exchange
         self._reader = reader
         self._first = first
         self._handler = handler
-        self._loop = loop
 
     @classmethod
     def empty(cls):
-        return cls(None, None, b"", None, None)
+        return cls(None, None, b"", None)
 
     def __aiter__(self):
         return self
@@ -232,30 +237,28 @@ class _Body:
             return data
         reader = self._reader
         exchange = self._exchange
+        conn = exchange.conn
         timeout = self._handler.settings.read_timeout
         while not reader.body:
+            if conn.error is not None:
+                exchange.end(reusable=False)
+                self._handler._failed(exchange.peer, conn.loop,
+                                      f"{conn.error}; response cut short")
+                raise UpstreamFailed(str(conn.error))
             if reader.done:
                 exchange.end(reader.reusable and exchange.body_sent())
                 raise StopAsyncIteration
             if exchange.over:
                 raise StopAsyncIteration
             try:
-                data = await exchange.conn.read(timeout)
-                reader.feed(data)
+                await conn.wait(timeout)
             except asyncio.TimeoutError:
                 exchange.end(reusable=False)
-                self._handler._failed(exchange.peer, self._loop,
+                self._handler._failed(exchange.peer, conn.loop,
                                       f"silent for {timeout:g}s inside its response; "
                                       f"response cut short", 504)
                 raise UpstreamFailed("upstream timed out") from None
-            except UpstreamError as e:
-                exchange.end(reusable=False)
-                self._handler._failed(exchange.peer, self._loop,
-                                      f"{e}; response cut short")
-                raise UpstreamFailed(str(e)) from None
-        data = b"".join(reader.body)
-        reader.body.clear()
-        return data
+        return conn.take_body()
 
     async def aclose(self):
         # Read to its end: the connection goes back to the pool (done in

@@ -29,7 +29,7 @@ import re
 
 import httptools
 
-from flashplug.http.framing import strip_framing_for_status
+from flashplug.http.framing import must_be_empty, strip_framing_for_status
 
 #: Largest response head accepted from an upstream (nginx's
 #: proxy_buffer_size is 4-8 KiB; apps send big cookies).
@@ -46,11 +46,22 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-e
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
                               "x-forwarded-proto", "x-forwarded-host", "forwarded",
                               "x-real-ip", "http2-settings", "proxy"}
+#: Response heads remembered with their parse, per worker (``_KNOWN``): an
+#: upstream serving the same resource sends the same head again, byte for
+#: byte, until its Date moves on a second; then the checks and the field
+#: filter (most of a small response's cost here) need not run again.
+#: At most KNOWN_HEADS heads of at most KNOWN_HEAD_SIZE bytes each.
+KNOWN_HEADS = 256
+KNOWN_HEAD_SIZE = 4096
+_KNOWN = {}
 # What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
-_BAD_REASON = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
-_RESPONSE_DROP = HOP_BY_HOP
-# The response fields that frame it or name hop-by-hop ones.
-_FRAMING_NAMES = frozenset(("transfer-encoding", "content-length", "connection", "upgrade"))
+_BAD_REASON = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
+# Response fields looked at while the head is filtered (bytes, lowercase):
+# the hop-by-hop ones and Date and Server, dropped (the kernel writes its
+# own Date and Server, as nginx's proxy_hide_header does by default), and
+# Content-Length, kept.
+_HOP_BY_HOP_B = frozenset(name.encode() for name in HOP_BY_HOP)
+_SPECIAL_B = _HOP_BY_HOP_B | {b"content-length", b"date", b"server"}
 
 
 class UpstreamError(Exception):
@@ -76,34 +87,46 @@ def request_head(request, target, upgrade, default_host):
     The body, if any, follows as ``Content-Length`` bytes, or chunked
     (``chunk``) when the client sent it chunked.
     """
-    headers = request.headers
-    named = connection_tokens(headers.get_all("connection"))
-    # The Host field as the client sent it, port and all (request.host is
-    # the bare name the kernel picks a site by); with an absolute-form
-    # target the kernel has already put the target's authority there.
-    host = headers.get("host") or ""
-    lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n"]
-    for name, value in headers:
-        if name in _REQUEST_DROP or name in named or name.startswith("proxy-") \
-                or "_" in name:
+    # One pass over the fields (the kernel lowercased their names): the
+    # ones we drop or write ourselves are set aside on one set lookup.
+    # The Host field is kept as the client sent it, port and all
+    # (request.host is the bare name the kernel picks a site by); with an
+    # absolute-form target the kernel has already put the target's
+    # authority there.  The kernel lets one Host field through, at most.
+    host = ""
+    named = None
+    kept = []
+    for field in request.headers:
+        name = field[0]
+        if name in _REQUEST_DROP or "_" in name or name[:6] == "proxy-":
+            if name == "host":
+                host = field[1]
+            elif name == "connection":
+                named = connection_tokens((field[1],)) | (named or set())
             continue
-        lines.append(f"{name}: {value}\r\n")
+        kept.append(field)
+    if named and not named <= HOP_BY_HOP:
+        kept = [field for field in kept if field[0] not in named]
     addr = request.remote_addr
-    lines.append(f"X-Forwarded-For: {addr}\r\nX-Real-IP: {addr}\r\n"
-                 f"X-Forwarded-Proto: {request.scheme}\r\n")
+    scheme = request.scheme
     node = f'"[{addr}]"' if ":" in addr else addr or "unknown"
+    lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n",
+             *[f"{name}: {value}\r\n" for name, value in kept],
+             f"X-Forwarded-For: {addr}\r\nX-Real-IP: {addr}\r\n"
+             f"X-Forwarded-Proto: {scheme}\r\n"]
     if host:
-        lines.append(f"X-Forwarded-Host: {host}\r\n")
-        lines.append(f'Forwarded: for={node};proto={request.scheme};host="{host}"\r\n')
+        lines.append(f"X-Forwarded-Host: {host}\r\n"
+                     f'Forwarded: for={node};proto={scheme};host="{host}"\r\n')
     else:
-        lines.append(f"Forwarded: for={node};proto={request.scheme}\r\n")
+        lines.append(f"Forwarded: for={node};proto={scheme}\r\n")
     if upgrade is not None:
         lines.append(f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n")
     if request.chunked:
-        lines.append("Transfer-Encoding: chunked\r\n")
+        lines.append("Transfer-Encoding: chunked\r\n\r\n")
     elif request.content_length is not None:
-        lines.append(f"Content-Length: {request.content_length}\r\n")
-    lines.append("\r\n")
+        lines.append(f"Content-Length: {request.content_length}\r\n\r\n")
+    else:
+        lines.append("\r\n")
     return "".join(lines).encode("latin-1")
 
 
@@ -119,14 +142,25 @@ class ResponseReader:
 
     ``feed(data)`` returns ``True`` once the head is complete (``status``,
     ``reason``, ``headers`` are set); body bytes then collect in ``body``
-    (a list the caller empties) until ``done``.  ``feed(b"")`` is the end
-    of the connection: it ends a body delimited by it and is an error
-    anywhere else.  ``reusable``: the connection may carry another request.
+    (a list the caller empties, ``pending`` bytes in all) until ``done``.
+    ``feed(b"")`` is the end of the connection: it ends a body delimited by
+    it and is an error anywhere else.  ``reusable``: the connection may
+    carry another request.  ``reset`` readies the reader for the next
+    response on the same connection, keeping llhttp's parser when the last
+    message ended cleanly (a new parser costs as much as parsing a head).
 
     :raises UpstreamError: the upstream broke HTTP/1.1.
     """
 
-    def __init__(self, head_only, upgrading):
+    def __init__(self, head_only=False, upgrading=False):
+        self._parser = None
+        self._complete = False
+        self._stray = False
+        self.reset(head_only, upgrading)
+
+    def reset(self, head_only, upgrading):
+        if not self._complete or self._stray:
+            self._parser = None       # mid-message or broken: a new one
         self.head_only = head_only          # a HEAD request: no body follows
         self.upgrading = upgrading          # a 101 may come
         self.status = None
@@ -134,29 +168,31 @@ class ResponseReader:
         self.headers = None                 # [(name, value)] end-to-end fields
         self.content_length = None
         self.body = []
+        self.pending = 0                    # bytes in body
         self.done = False
         self.until_close = False            # the body ends with the connection
         self.reusable = False
         self.rest = b""                     # bytes after a 101's head (the tunnel's)
         self.upgrade = None                 # a 101's Upgrade value
         self._head = b""
-        self._parser = None
+        self._reason = b""
         self._fields = []
         self._complete = False
         self._stray = False
         self._head_done = False
         self._keep = False
+        self._left = None                   # body bytes to count (a known head's)
 
-    # -- llhttp callbacks
+    # -- llhttp callbacks (raw bytes: decoded once, for the fields kept)
 
     def on_status(self, reason):
-        self.reason += reason.decode("latin-1")
+        self._reason += reason
 
     def on_headers_complete(self):
         self._head_done = True
 
     def on_header(self, name, value):
-        self._fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        self._fields.append((name, value))
 
     def on_message_begin(self):
         if self._complete:
@@ -166,6 +202,7 @@ class ResponseReader:
 
     def on_body(self, data):
         self.body.append(data)
+        self.pending += len(data)
 
     def on_message_complete(self):
         self._complete = True
@@ -183,78 +220,97 @@ class ResponseReader:
                 raise UpstreamError("closed the connection before a whole response head"
                                     if self._head else "closed the connection without "
                                     "a response")
-            self._head += data
+            head = self._head + data if self._head else data
             while self.headers is None:
-                end = self._head.find(b"\r\n\r\n", 0, MAX_HEAD)
+                end = head.find(b"\r\n\r\n", 0, MAX_HEAD)
                 if end < 0:
-                    if len(self._head) >= MAX_HEAD:
+                    if len(head) >= MAX_HEAD:
                         raise UpstreamError(f"sent a response head over {MAX_HEAD} bytes")
+                    self._head = head
                     return False
-                head, self._head = self._head[:end + 4], self._head[end + 4:]
-                self._parse_head(head)
-            data, self._head = self._head, b""
+                known = None if self.head_only else _KNOWN.get(head[:end + 4])
+                if known is None:
+                    self._parse_head(head[:end + 4])
+                else:
+                    self._known(known)
+                head = head[end + 4:]
+            self._head = b""
             if self.done:
-                self._after_end(data)
-            elif data:
-                self._feed_body(data)
+                self._after_end(head)
+            elif head:
+                self._feed_body(head)
             return True
         self._feed_body(data)
         return True
 
     def _parse_head(self, head):
-        self._parser = httptools.HttpResponseParser(self)
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = httptools.HttpResponseParser(self)
         self._fields = []
-        self.reason = ""
+        self._reason = b""
         self._complete = self._head_done = False
         try:
-            self._parser.feed_data(head)
+            parser.feed_data(head)
         except httptools.HttpParserUpgrade:
             pass
         except httptools.HttpParserError as e:
+            self._stray = True      # the parser is spent
             # llhttp stops after a 101's head, with HttpParserUpgrade or,
             # when no "Connection: upgrade" came with it, an error.
-            if not (self._head_done and self._parser.get_status_code() == 101):
+            if not (self._head_done and parser.get_status_code() == 101):
                 raise UpstreamError(f"sent an invalid response head ({e})") from None
-        status = self._parser.get_status_code()
+        status = parser.get_status_code()
         if not 100 <= status <= 599:
             raise UpstreamError(f"sent status {status}")
-        if _BAD_REASON.search(self.reason):
+        if self._reason and _BAD_REASON.search(self._reason):
             raise UpstreamError("sent a reason phrase with a control character")
         if 100 <= status < 200 and status != 101:
             return       # interim (100 Continue, 103 Early Hints): skipped
-        fields = self._fields
-        lnames = [name.lower() for name, _ in fields]
+        # One pass: most fields cost one set lookup and their decoding.
+        headers = []
         codings, length, named, upgrade = [], None, set(), None
-        for (name, value), lname in zip(fields, lnames):
-            if lname not in _FRAMING_NAMES:
-                continue    # (most fields: one set lookup)
-            if lname == "transfer-encoding":
-                codings += [c.strip().lower() for c in value.split(",") if c.strip()]
-            elif lname == "content-length":
-                length = value    # llhttp checked: one number, at most once
-            elif lname == "connection":
-                named |= connection_tokens((value,))
-            elif lname == "upgrade":
-                upgrade = value
+        for name, value in self._fields:
+            lname = name.lower()
+            if lname in _SPECIAL_B or lname[:6] == b"proxy-":
+                if lname == b"content-length":
+                    length = value    # llhttp checked: one number, at most once
+                    headers.append((name.decode("latin-1"), value.decode("latin-1")))
+                elif lname == b"transfer-encoding":
+                    codings += [c.strip() for c in value.lower().split(b",") if c.strip()]
+                elif lname == b"connection":
+                    named |= {t.strip() for t in value.lower().split(b",")}
+                elif lname == b"upgrade":
+                    upgrade = value.decode("latin-1")
+                continue
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if status == 101:
             if not self.upgrading:
                 raise UpstreamError("switched protocols (101) unasked")
             if not upgrade:
                 raise UpstreamError("switched protocols (101) without naming one")
             self.upgrade = upgrade
-        if codings and codings != ["chunked"]:
-            raise UpstreamError(f"sent Transfer-Encoding {', '.join(codings)}: "
+        if codings and codings != [b"chunked"]:
+            raise UpstreamError(f"sent Transfer-Encoding {b', '.join(codings).decode('latin-1')}: "
                                 f"only chunked is understood")
         self.status = status
+        self.reason = self._reason.decode("latin-1")
         if length is not None:
             self.content_length = int(length)
-        self._keep = self._parser.should_keep_alive() and "close" not in named
-        drop = _RESPONSE_DROP | named if named else _RESPONSE_DROP
+        self._keep = parser.should_keep_alive() and b"close" not in named
+        # Fields the Connection field names are hop-by-hop too (rare but
+        # for the standard ones, already gone).
+        drop = {t.decode("latin-1") for t in named - _HOP_BY_HOP_B if t}
         if codings:
-            drop = drop | {"content-length"}
-        self.headers = strip_framing_for_status(status, [
-            field for field, lname in zip(fields, lnames)
-            if lname not in drop and not lname.startswith("proxy-")])
+            drop.add("content-length")
+        if drop:
+            headers = [field for field in headers if field[0].lower() not in drop]
+        self.headers = strip_framing_for_status(status, headers)
+        if length is not None and not codings and not self.head_only \
+                and not must_be_empty(status) and len(head) <= KNOWN_HEAD_SIZE:
+            if len(_KNOWN) >= KNOWN_HEADS:
+                _KNOWN.clear()
+            _KNOWN[head] = (status, self.reason, headers, self.content_length, self._keep)
         if status == 101 or self.head_only or status in (204, 304) or self._complete:
             # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True
@@ -262,7 +318,36 @@ class ResponseReader:
         elif not codings and length is None:
             self.until_close = True
 
+    def _known(self, known):
+        """A head byte for byte like one parsed lately: its parse again.
+
+        llhttp does not see this message: its Content-Length body is
+        counted here (``_left``), and the parser stays where the last
+        message ended, ready for the next one."""
+        self.status, self.reason, headers, length, self._keep = known
+        self.headers = list(headers)
+        self.content_length = length
+        self._left = length
+        self._count(b"")
+
+    def _count(self, data):
+        """Body bytes of a known head's response, counted to its length."""
+        left = self._left
+        if len(data) > left:
+            self._stray = True        # bytes after the body: no reuse
+            data = data[:left]
+        if data:
+            self.body.append(data)
+            self.pending += len(data)
+        self._left = left = left - len(data)
+        if not left:
+            self.done = self._complete = True
+            self.reusable = self._keep and not self._stray
+
     def _feed_body(self, data):
+        if self._left is not None and data and not self.done:
+            self._count(data)
+            return
         if not data:
             if self.until_close and not self.done:
                 self.done = True      # the end of the connection ends the body
@@ -277,6 +362,7 @@ class ResponseReader:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
             if not self._stray:
+                self._stray = True
                 raise UpstreamError(f"sent an invalid body ({e})") from None
         if self._complete:
             self.done = True
@@ -287,3 +373,4 @@ class ResponseReader:
             self.rest += data
         elif data:
             self.reusable = False
+            self._stray = True

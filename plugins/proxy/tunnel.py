@@ -24,6 +24,7 @@ log = logging.getLogger("flashplug.proxy")
 def tunnel_response(reader, exchange, settings):
     """The 101 Response for the client, which pipes the two connections."""
     conn = exchange.conn
+    conn.raw = True     # what follows the 101's head (reader.rest) is the tunnel's
     loop = asyncio.get_running_loop()
     # Should the 101 never go out (the client left first), the upstream
     # connection is closed all the same.

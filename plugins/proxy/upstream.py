@@ -28,6 +28,8 @@ import asyncio
 import collections
 import socket
 
+from .message import ResponseReader, UpstreamError
+
 #: Unread response bytes held for a slow client before reading pauses.
 HIGH_WATER = 256 * 1024
 #: Seconds an idle keep-alive connection is kept (nginx's upstream
@@ -50,12 +52,27 @@ class ConnectFailed(Exception):
 
 
 class Connection(asyncio.Protocol):
-    """One connection to an upstream."""
+    """One connection to an upstream.
+
+    Its response is parsed as bytes arrive (``data_received`` feeds the
+    connection's :class:`~.message.ResponseReader`, kept from one request
+    to the next), and the handler waits on it (``wait``) only until
+    something it acts on has come: the head, the whole response, more body,
+    the end, an error.  So a small response costs the handler one wait.
+    After a 101 the connection carries raw bytes (``raw``, ``read``).
+
+    One timer serves the connection's whole life, not one per wait: it is
+    due at the earliest of the handler's deadline (``wait``) and the end
+    of the idle keep-alive time (``park``), and looks again when it fires.
+    """
 
     def __init__(self, peer, loop):
         self.peer = peer
         self.loop = loop
         self.transport = None
+        self.reader = ResponseReader()
+        self.error = None              # the UpstreamError the response broke with
+        self.raw = False               # a tunnel: bytes go to chunks, unparsed
         self.chunks = collections.deque()
         self.buffered = 0
         self.eof = False
@@ -65,7 +82,9 @@ class Connection(asyncio.Protocol):
         self._write_paused = False     # the transport asked us to wait
         self._waiter = None
         self._drain_waiter = None
-        self._idle_timer = None
+        self._timer = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
         self.parked_at = 0.0
 
     # -- asyncio.Protocol
@@ -80,22 +99,31 @@ class Connection(asyncio.Protocol):
         if self.idle:
             self.close()     # an idle connection that speaks is not reused
             return
-        self.chunks.append(data)
-        self.buffered += len(data)
+        if self.raw:
+            self.chunks.append(data)
+            self.buffered += len(data)
+        elif self.error is None:
+            reader = self.reader
+            try:
+                reader.feed(data)
+            except UpstreamError as e:
+                self.error = e
+            self.buffered = reader.pending
         if self.buffered > HIGH_WATER and not self._paused:
             self._paused = True
             self.transport.pause_reading()
         self._wake()
 
     def eof_received(self):
-        self.eof = True
+        self._ended()
         if self.idle:
             self.close()
         self._wake()
         return False
 
     def connection_lost(self, exc):
-        self.closed = self.eof = True
+        self.closed = True
+        self._ended()
         self.peer.forget(self)
         self._wake()
         w = self._drain_waiter
@@ -111,6 +139,17 @@ class Connection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
+    def _ended(self):
+        """The end of the connection, which may end a response (or break it)."""
+        if self.eof:
+            return
+        self.eof = True
+        if not self.raw and self.error is None:
+            try:
+                self.reader.feed(b"")
+            except UpstreamError as e:
+                self.error = e
+
     def _wake(self):
         w = self._waiter
         if w is not None and not w.done():
@@ -118,23 +157,46 @@ class Connection(asyncio.Protocol):
 
     # -- the handler's side
 
+    def begin(self, head_only, upgrading):
+        """Ready for the response to the request about to be written."""
+        self.reader.reset(head_only, upgrading)
+        self.error = None
+
+    async def wait(self, timeout):
+        """Until bytes arrive, the connection ends or the response breaks.
+
+        :raises asyncio.TimeoutError: none of those within ``timeout`` seconds.
+        """
+        waiter = self._waiter = self.loop.create_future()
+        deadline = self._deadline = self.loop.time() + timeout
+        if self._timer is None or self._timer_at > deadline:
+            self._arm(deadline)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def take_body(self):
+        """The response body bytes parsed so far (reading resumes if paused)."""
+        reader = self.reader
+        data = b"".join(reader.body)
+        reader.body.clear()
+        reader.pending = self.buffered = 0
+        if self._paused and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
     async def read(self, timeout):
-        """The next bytes from the upstream; ``b""`` at its end.
+        """The next raw bytes from the upstream (after ``raw`` is set);
+        ``b""`` at its end.
 
         :raises asyncio.TimeoutError: nothing within ``timeout`` seconds.
         """
         while not self.chunks:
             if self.eof:
                 return b""
-            waiter = self._waiter = self.loop.create_future()
-            # A timer of our own: asyncio.wait_for costs a few times more,
-            # and this runs for every response.
-            timer = self.loop.call_later(timeout, _expire, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
+            await self.wait(timeout)
         data = self.chunks.popleft()
         self.buffered -= len(data)
         if self._paused and self.buffered <= HIGH_WATER // 2 and not self.closed:
@@ -164,11 +226,11 @@ class Connection(asyncio.Protocol):
             raise ConnectionError("the upstream closed the connection")
 
     def close(self):
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.idle = False
-        self.eof = True
+        self._ended()
         if not self.closed:
             self.closed = True
             self.peer.forget(self)
@@ -178,28 +240,38 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def park(self):
-        """Back to the pool, quiet, for the next request.
-
-        One timer serves the connection's life, not one per request: it
-        closes the connection once it has been parked IDLE_TIMEOUT seconds
-        on end, looking at when it was parked each time it fires."""
+        """Back to the pool, quiet, for the next request; closed once it
+        has been parked IDLE_TIMEOUT seconds on end."""
         self.idle = True
-        self.parked_at = self.loop.time()
-        if self._idle_timer is None:
-            self._idle_timer = self.loop.call_later(IDLE_TIMEOUT, self._idle_check)
-
-    def _idle_check(self):
-        delay = IDLE_TIMEOUT
-        if self.idle:
-            delay -= self.loop.time() - self.parked_at
-            if delay <= 0:
-                self._idle_timer = None
-                self.close()
-                return
-        self._idle_timer = self.loop.call_later(delay, self._idle_check)
+        self.parked_at = now = self.loop.time()
+        if self._timer is None or self._timer_at > now + IDLE_TIMEOUT:
+            self._arm(now + IDLE_TIMEOUT)
 
     def unpark(self):
         self.idle = False
+
+    def _arm(self, when):
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._watch)
+        self._timer_at = when
+
+    def _watch(self):
+        """The timer fired: time out the handler's wait, or close an idle
+        connection, if due; else look again when one is."""
+        self._timer = None
+        now = self.loop.time()
+        w = self._waiter
+        if w is not None and not w.done():
+            if now >= self._deadline:
+                w.set_exception(asyncio.TimeoutError())
+            else:
+                self._arm(self._deadline)
+        elif self.idle:
+            if now >= self.parked_at + IDLE_TIMEOUT:
+                self.close()
+            else:
+                self._arm(self.parked_at + IDLE_TIMEOUT)
 
 
 class Peer:
@@ -217,17 +289,21 @@ class Peer:
         self.window_end = 0.0
         self.down_until = 0.0
 
-    async def connection(self, loop, timeout):
-        """``(connection, reused)``: a parked one if any, else a new one.
-
-        :raises ConnectFailed: refused, unreachable, or not in ``timeout`` s.
-        """
+    def parked(self):
+        """A parked connection, quiet since, taken from the pool; or None."""
         while self.idle:
             conn = self.idle.pop()
             if not conn.closed and not conn.eof:
                 conn.unpark()
-                return conn, True
+                return conn
             conn.close()
+        return None
+
+    async def connect(self, loop, timeout):
+        """A new connection.
+
+        :raises ConnectFailed: refused, unreachable, or not in ``timeout`` s.
+        """
         u = self.upstream
         try:
             if u.path is not None:
@@ -240,7 +316,7 @@ class Peer:
                                 timeout=True) from None
         except OSError as e:
             raise ConnectFailed(f"cannot connect to {u.text}: {e.strerror or e}") from None
-        return conn, False
+        return conn
 
     def release(self, conn, reusable):
         """A request on ``conn`` is over: park it, or close it."""
@@ -296,9 +372,12 @@ class Group:
 
     def pick(self, now, tried):
         """The peer for the next attempt, or None when every one is out
-        or already ``tried``."""
+        or already ``tried`` (a collection)."""
         peers = self.peers
         n = len(peers)
+        if n == 1:
+            peer = peers[0]
+            return peer if peer not in tried and peer.available(now) else None
         start = self._next
         best = None
         for i in range(n):

@@ -57,7 +57,7 @@ def flashplug_routes(config):
 
     async def handle(request):
         return await _state["pages"][key].handle(request)
-    return [Route(prefix=_settings_for(config).path + "/", handler=handle)]
+    return [Route(prefix=_settings_for(config).path + "/", handler=handle, methods=("GET", "HEAD"))]
 
 
 @hookimpl

@@ -99,6 +99,21 @@ def fpm(tmp_path):
 
 
 @pytest.fixture
+def scripted(tmp_path):
+    """Make a ScriptedBackend: ``scripted(mode, values=...)``; each is closed
+    when the test ends."""
+    made = []
+
+    def make(mode, **kw):
+        backend = ScriptedBackend(str(tmp_path / f"{mode}-{len(made)}.sock"), mode, **kw)
+        made.append(backend)
+        return backend
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
 def serve(server_factory, docroot):
     def start(*args, **kw):
         return server_factory(docroot, "--access-log", "off", *args, **kw)
@@ -452,40 +467,32 @@ def test_flup_wsgi_app_by_prefix(serve, tmp_path):
         stop(proc)
 
 
-def test_multiplexing_backend_gets_requests_on_one_connection(serve, tmp_path):
-    backend = ScriptedBackend(str(tmp_path / "mpx.sock"), "hello",
-                              values=[("FCGI_MAX_CONNS", "1"), ("FCGI_MAX_REQS", "4"),
-                                      ("FCGI_MPXS_CONNS", "1")])
-    try:
-        s = serve("--fastcgi", f"/app=unix:{backend.path}", "--plugins", "status")
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            codes = list(pool.map(lambda i: requests.get(s.url + "/app/").status_code,
-                                  range(4)))
-        assert codes == [200] * 4
-        assert "1 connection(s), 4 request(s) each" in s.log()
-        assert backend.connections == 2             # the GET_VALUES probe, then one
-        assert len(backend.request_ids) > 1         # several requests on it at once
-        [row] = requests.get(s.url + "/server-status?format=json").json()["fastcgi_backends"]
-        assert row["connections"] == 1 and row["requests"] == 4
-    finally:
-        backend.close()
+def test_multiplexing_backend_gets_requests_on_one_connection(serve, scripted):
+    backend = scripted("hello", values=[("FCGI_MAX_CONNS", "1"), ("FCGI_MAX_REQS", "4"),
+                                        ("FCGI_MPXS_CONNS", "1")])
+    s = serve("--fastcgi", f"/app=unix:{backend.path}", "--plugins", "status")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda i: requests.get(s.url + "/app/").status_code,
+                              range(4)))
+    assert codes == [200] * 4
+    assert "1 connection(s), 4 request(s) each" in s.log()
+    assert backend.connections == 2             # the GET_VALUES probe, then one
+    assert len(backend.request_ids) > 1         # several requests on it at once
+    [row] = requests.get(s.url + "/server-status?format=json").json()["fastcgi_backends"]
+    assert row["connections"] == 1 and row["requests"] == 4
 
 
-def test_backend_max_conns_is_honoured(serve, tmp_path):
-    backend = ScriptedBackend(str(tmp_path / "one.sock"), "hello",
-                              values=[("FCGI_MAX_CONNS", "1"), ("FCGI_MAX_REQS", "1"),
-                                      ("FCGI_MPXS_CONNS", "0")])
-    try:
-        s = serve("--fastcgi", f"/app=unix:{backend.path}")
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            codes = list(pool.map(lambda i: requests.get(s.url + "/app/").status_code,
-                                  range(4)))
-        assert codes == [200] * 4
-        assert backend.most_at_once == 1
-        assert "1 connection(s), 1 request(s) each" in s.log()
-        assert "gave no FCGI_MAX_CONNS" not in s.log()
-    finally:
-        backend.close()
+def test_backend_max_conns_is_honoured(serve, scripted):
+    backend = scripted("hello", values=[("FCGI_MAX_CONNS", "1"), ("FCGI_MAX_REQS", "1"),
+                                        ("FCGI_MPXS_CONNS", "0")])
+    s = serve("--fastcgi", f"/app=unix:{backend.path}")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda i: requests.get(s.url + "/app/").status_code,
+                              range(4)))
+    assert codes == [200] * 4
+    assert backend.most_at_once == 1
+    assert "1 connection(s), 1 request(s) each" in s.log()
+    assert "gave no FCGI_MAX_CONNS" not in s.log()
 
 
 # -- failures, with a backend that misbehaves on purpose ------------------------------
@@ -496,69 +503,57 @@ def test_refused_connection_is_a_502(serve, tmp_path):
     assert "cannot connect to unix:" in s.log()
 
 
-def test_garbage_from_the_backend_is_a_502(serve, tmp_path):
-    backend = ScriptedBackend(str(tmp_path / "garbage.sock"), "garbage")
-    try:
-        s = serve("--fastcgi", f"/app=unix:{backend.path}")
-        assert requests.get(s.url + "/app/x").status_code == 502
-        assert "protocol error: record version 72" in s.log()
-    finally:
-        backend.close()
+def test_garbage_from_the_backend_is_a_502(serve, scripted):
+    backend = scripted("garbage")
+    s = serve("--fastcgi", f"/app=unix:{backend.path}")
+    assert requests.get(s.url + "/app/x").status_code == 502
+    assert "protocol error: record version 72" in s.log()
 
 
-def test_client_disconnect_sends_abort_request(serve, tmp_path):
-    backend = ScriptedBackend(str(tmp_path / "stream.sock"), "stream")
-    try:
-        s = serve("--fastcgi", f"/app=unix:{backend.path}")
-        with s.connect() as c:
-            c.sendall(b"GET /app/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert c.recv(65536).startswith(b"HTTP/1.1 200")
-        assert backend.aborted.wait(10), f"records seen: {backend.seen}"
-    finally:
-        backend.close()
+def test_client_disconnect_sends_abort_request(serve, scripted):
+    backend = scripted("stream")
+    s = serve("--fastcgi", f"/app=unix:{backend.path}")
+    with s.connect() as c:
+        c.sendall(b"GET /app/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.recv(65536).startswith(b"HTTP/1.1 200")
+    assert backend.aborted.wait(10), f"records seen: {backend.seen}"
 
 
-def test_backend_closing_inside_a_record_cuts_the_response(serve, tmp_path):
-    backend = ScriptedBackend(str(tmp_path / "cut.sock"), "cut")
-    try:
-        s = serve("--fastcgi", f"/app=unix:{backend.path}")
-        with pytest.raises(requests.exceptions.ChunkedEncodingError):
-            r = requests.get(s.url + "/app/x", stream=True)
-            assert r.status_code == 200
-            b"".join(r.iter_content(65536))
-        assert "protocol error: connection closed" in s.log()
-        assert "response cut short" in s.log()
-    finally:
-        backend.close()
+def test_backend_closing_inside_a_record_cuts_the_response(serve, scripted):
+    backend = scripted("cut")
+    s = serve("--fastcgi", f"/app=unix:{backend.path}")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        r = requests.get(s.url + "/app/x", stream=True)
+        assert r.status_code == 200
+        b"".join(r.iter_content(65536))
+    assert "protocol error: connection closed" in s.log()
+    assert "response cut short" in s.log()
 
 
-def test_backend_taking_no_body_is_a_504_without_holding_the_upload(serve, tmp_path):
+def test_backend_taking_no_body_is_a_504_without_holding_the_upload(serve, scripted):
     # Backpressure from the backend: the body waits in socket buffers, not
     # in the server, and the send times out with the response head.
-    backend = ScriptedBackend(str(tmp_path / "deaf.sock"), "deaf")
-    try:
-        s = serve("--fastcgi", f"/app=unix:{backend.path}", "--fastcgi-timeout", "2")
-        pid = s.proc.pid
-        assert requests.get(s.url + "/server-status").status_code in (200, 404)
-        before = peak_rss(pid)
-        with s.connect(timeout=30) as c:
-            c.sendall(b"POST /app/up HTTP/1.1\r\nHost: x\r\n"
-                      b"Content-Length: %d\r\n\r\n" % (40 * MB))
+    backend = scripted("deaf")
+    s = serve("--fastcgi", f"/app=unix:{backend.path}", "--fastcgi-timeout", "2")
+    pid = s.proc.pid
+    assert requests.get(s.url + "/server-status").status_code in (200, 404)
+    before = peak_rss(pid)
+    with s.connect(timeout=30) as c:
+        c.sendall(b"POST /app/up HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (40 * MB))
 
-            def upload():
-                try:
-                    for _ in range(40):
-                        c.sendall(b"u" * MB)
-                except OSError:
-                    pass
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                pool.submit(upload)
-                assert c.recv(65536).startswith(b"HTTP/1.1 504")
-                c.shutdown(socket.SHUT_RDWR)
-        assert "504: no response header within 2s" in s.log()
-        assert peak_rss(pid) - before < 20 * MB
-    finally:
-        backend.close()
+        def upload():
+            try:
+                for _ in range(40):
+                    c.sendall(b"u" * MB)
+            except OSError:
+                pass
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(upload)
+            assert c.recv(65536).startswith(b"HTTP/1.1 504")
+            c.shutdown(socket.SHUT_RDWR)
+    assert "504: no response header within 2s" in s.log()
+    assert peak_rss(pid) - before < 20 * MB
 
 
 # -- the one flag, the config file, bad options ------------------------------------

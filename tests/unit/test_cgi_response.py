@@ -65,6 +65,25 @@ def test_client_redirect_defaults_to_302():
     assert ("Location", "https://example.org/") in r.headers
 
 
+def test_client_redirect_with_status_200_is_302():
+    """RFC 3875 §6.2.4: a client redirect's Status means redirection;
+    Apache's mod_cgi makes a script's 200 with an absolute Location 302."""
+    r, _ = parse(b"Status: 200 OK\nLocation: https://example.org/\n\n")
+    assert (r.kind, r.status, r.reason) == (CLIENT_REDIRECT, 302, None)
+    r, _ = parse(b"Status: 200\nLocation: https://example.org/\nContent-Type: text/html\n"
+                 b"Content-Length: 3\nX-A: b\n\n<a>")
+    assert (r.status, r.content_type, r.content_length) == (302, None, None)
+    assert r.headers == [("Location", "https://example.org/"), ("X-A", "b")]
+    r, _ = parse(b"Status: 201 Created\nLocation: https://example.org/n\n\n")
+    assert r.status == 201      # a status of its own is kept
+
+
+def test_fastcgi_keeps_status_200_with_location():
+    """As nginx passes a FastCGI application's answer (local_redirects off)."""
+    r = parse_header_block(b"Status: 200\nLocation: https://example.org/", local_redirects=False)
+    assert r.status == 200
+
+
 def test_client_redirect_with_document():
     r, body = parse(b"Status: 301 Moved\nLocation: http://a/\nContent-Type: text/html\n\n<a>")
     assert (r.kind, r.status, r.reason, r.content_type) == \

@@ -18,6 +18,8 @@ def llhttp_error(data):
 
 @pytest.mark.parametrize("message, status", [
     (b"FOO / HTTP/1.1\r\n\r\n", 501),                 # unknown but well-formed method
+    (b"get / HTTP/1.1\r\n\r\n", 501),                 # methods are case-sensitive: another
+    (b"M-SEARCH2 / HTTP/1.1\r\n\r\n", 501),           # any token
     (b"8000 / HTTP/1.1\r\nHost: x\r\n\r\n", 400),      # not a method at all
     (b"\x16\x03\x01\x02\x00", 400),                    # a TLS ClientHello
     (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),

@@ -48,20 +48,16 @@ def test_parse_range_never_raises_on_any_text(value, size):
        st.sampled_from([",", ", ", " ,\t"]))
 def test_satisfiable_ranges_are_inside_disjoint_and_cover_what_was_asked(specs, size, sep):
     got = parse_range("bytes=" + sep.join(specs), size)
-    wanted, valid = set(), True
+    wanted = set()
     for spec in specs:  # the bytes each spec selects, the naive way
         first, _, last = spec.partition("-")
         if first and last:
-            if int(last) < int(first):
-                valid = False
+            # last < first: an invalid int-range, which selects nothing
             wanted |= set(range(int(first), min(int(last), size - 1) + 1))
         elif first:
             wanted |= set(range(int(first), size))
         elif int(last):
             wanted |= set(range(max(size - int(last), 0), size))
-    if not valid:
-        assert got is None  # an invalid int-range voids the header
-        return
     if got is None:
         assert size == 0 and not wanted  # an empty file: only suffixes, ignored
         return

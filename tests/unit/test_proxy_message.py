@@ -155,3 +155,50 @@ def test_upstream_addresses(text, host, port, path, rewrite):
     upstream, got_rewrite = parse_upstream(text, "usage")
     assert (upstream.host, upstream.port, upstream.path, got_rewrite) == \
         (host, port, path, rewrite)
+
+
+KNOWN = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test-Known: %d\r\n\r\n"
+
+
+@pytest.mark.parametrize("pieces", [1, 4, 100])
+def test_a_head_seen_before_is_not_parsed_again(pieces):
+    head = KNOWN % pieces
+    first = read(head + b"hello")
+    again = read(head + b"hello", pieces=pieces)
+    assert again._parser is None     # llhttp never saw it: the parse was remembered
+    for r in (first, again):
+        assert (r.status, r.reason, b"".join(r.body), r.done, r.reusable) == \
+            (200, "OK", b"hello", True, True)
+        assert r.headers == [("Content-Length", "5"), ("X-Test-Known", str(pieces))]
+
+
+def test_a_known_head_keeps_the_body_checks():
+    head = KNOWN % 1000
+    read(head + b"hello")
+    r = read(head + b"helloHTTP/1.1 200 OK\r\n\r\n")
+    assert r.done and not r.reusable and b"".join(r.body) == b"hello"
+    r = read(head + b"hel")
+    assert not r.done
+    with pytest.raises(UpstreamError, match="middle of the body"):
+        r.feed(b"")
+    # The parser a connection keeps carries on after a known head's response.
+    r = read(head + b"hello")
+    r.reset(False, False)
+    r.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    assert r.done and r.reusable and b"".join(r.body) == b"ok"
+
+
+def test_bodiless_and_head_responses_are_not_remembered():
+    head = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\nX-Test-Known: 304\r\n\r\n"
+    for _ in range(2):
+        r = read(head)
+        assert r.done and r.reusable and r.headers == [("X-Test-Known", "304")]
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nX-Test-Known: head\r\n\r\n"
+    read(head, head_only=True)
+    r = read(head + b"123456789")
+    assert r._parser is not None and r.done and b"".join(r.body) == b"123456789"
+    # Nor are big heads (the memory is bounded).
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: " + b"b" * 4096 + b"\r\n\r\n"
+    for _ in range(2):
+        r = read(head + b"ok")
+        assert r._parser is not None and r.done and r.reusable

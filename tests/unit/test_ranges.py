@@ -67,18 +67,26 @@ def test_empty_file_suffix_range_is_ignored(value):
 @pytest.mark.parametrize("value", [
     "",
     "bytes",
-    "bytes=",
-    "bytes=,",
     "items=0-1",
     "bytes 0-1",
+    "bytes =0-1",                     # no token "bytes": not our unit (nginx: 200)
+])
+def test_parse_ignored(value):
+    assert parse_range(value, 1000) is None
+
+
+@pytest.mark.parametrize("value", [
+    "bytes=",
+    "bytes=,",
     "bytes=-",
     "bytes=abc",
-    "bytes=1-0",                      # last < first voids the header
-    "bytes=0-1,5-4",
+    "bytes=1-0",                      # last < first: invalid, selects nothing
+    "bytes=0-1,abc",
     "bytes=0--1",
     "bytes=--1",
     "bytes=+1-2",
     "bytes=1-2-3",
+    "bytes=1-2;",
     "bytes=0x10-20",
     "bytes=1 - 2",
     "bytes=\u0661-\u0662",            # Arabic-Indic digits are not DIGIT
@@ -86,8 +94,14 @@ def test_empty_file_suffix_range_is_ignored(value):
     "bytes=1234567890123456789-",
     "bytes=-1234567890123456789",
 ])
-def test_parse_ignored(value):
-    assert parse_range(value, 1000) is None
+def test_invalid_bytes_ranges_are_416(value):
+    """RFC 9110 §14.2: an invalid ranges-specifier SHOULD be 416, as nginx,
+    lighttpd and Go answer it (they were ignored: 200)."""
+    assert parse_range(value, 1000) is UNSATISFIABLE
+
+
+def test_invalid_int_range_beside_good_ones_selects_nothing():
+    assert parse_range("bytes=0-1,5-4", 1000) == [(0, 1)]
 
 
 def test_too_many_ranges_is_ignored():

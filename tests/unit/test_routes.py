@@ -2,7 +2,7 @@
 import pytest
 
 from flashplug import Route
-from flashplug.routes import RouteError
+from flashplug.routes import RouteError, server_allow
 from flashplug.app import Router
 
 
@@ -104,3 +104,22 @@ def test_plain_def_handler_is_refused():
     with pytest.raises(RouteError, match="plain is not an async function; define it "
                                          "with 'async def'"):
         Route(prefix="/p", handler=plain)
+
+
+def test_options_asterisk_allow_is_static_methods_plus_each_routes():
+    """RFC 9110 §9.3.7: what the server as a whole takes."""
+    assert server_allow([], None) == "GET, HEAD, OPTIONS"
+    assert server_allow([Route(prefix="/s", handler=status, methods=("GET", "HEAD"))],
+                        None) == "GET, HEAD, OPTIONS"
+    assert server_allow([Route(ext=".cgi", handler=cgi)], None) == "GET, HEAD, POST, OPTIONS"
+    assert server_allow([], lambda request: None) == "GET, HEAD, POST, OPTIONS"
+    assert server_allow([Route(path="/d", handler=hello, methods=("DELETE", "PROPFIND", "PUT",
+                                                                   "OPTIONS"))],
+                        None) == "GET, HEAD, PUT, DELETE, PROPFIND, OPTIONS"
+
+
+
+@pytest.mark.parametrize("methods", ["GET", ("GET", 1), ("GET HEAD",)])
+def test_route_methods_must_be_method_names(methods):
+    with pytest.raises(RouteError, match="Route methods"):
+        Route(prefix="/x", handler=hello, methods=methods)
