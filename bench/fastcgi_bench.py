@@ -20,7 +20,9 @@ from one point to the next).  Two comparisons:
   serves one kept-alive connection until it is closed, so a front that
   kept more connections than there are children would have requests
   waiting on connections no child reads (nginx opens one per request in
-  flight).
+  flight).  Beside them runs ``floor_fastcgi.py``, the least a Python
+  (uvloop + httptools) front can do with no checks at all: where the
+  language tops out.
 
 ``--baseline EXE`` adds the flashplug of another checkout (its venv's
 ``flashplug``) as "flashplug before", measured in the same rounds: the
@@ -64,6 +66,10 @@ def app(environ, start_response):
 if __name__ == "__main__":
     WSGIServer(app, multithreaded=False).run()
 '''
+
+
+#: The reference row: a bare Python front with no checks (floor_fastcgi.py).
+FLOOR = "Python floor (uvloop + httptools, no checks)"
 
 
 def wait_http(port, path, expect, proc, timeout=15.0):
@@ -290,6 +296,9 @@ def main(argv=None):
                 if shutil.which("lighttpd"):
                     fronts.append(("lighttpd mod_fastcgi", lambda port: lighttpd_conf(
                         tmp, root, port, sock)))
+                fronts.append((FLOOR, lambda port: [
+                    sys.executable, str(HERE / "floor_fastcgi.py"), str(port), str(root),
+                    f"unix:{sock}"]))
                 rows += [("PHP hello (php-fpm)", *row) for row in interleaved(
                     fronts, "/hello.php", b"Hello from PHP", args, lua, tmp)]
             finally:
@@ -307,7 +316,7 @@ def main(argv=None):
     rates = {server: rate for _, server, rate, _, _ in rows}
     for label, _ in exes:
         ours = rates.get(f"flashplug{label} --fastcgi")
-        for other in ("nginx fastcgi_pass", "lighttpd mod_fastcgi"):
+        for other in ("nginx fastcgi_pass", "lighttpd mod_fastcgi", FLOOR):
             if ours and rates.get(other):
                 print(f"flashplug{label} / {other}: {ours / rates[other]:.2f}x")
         flup = rates.get(f"flashplug{label}, FastCGI (flup, 1 process)")

@@ -94,9 +94,15 @@ class Slots:
     def waiting(self):
         return len(self._waiters)
 
-    async def acquire(self, timeout):
+    def try_acquire(self):
+        """Take a slot if one is free and nobody waits: True, else False."""
         if self.active < self.limit and not self._waiters:
             self.active += 1
+            return True
+        return False
+
+    async def acquire(self, timeout):
+        if self.try_acquire():
             return
         if len(self._waiters) >= self.queue:
             raise Busy("all %d process slots busy and the queue of %d is full"

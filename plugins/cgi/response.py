@@ -50,7 +50,9 @@ HOP_BY_HOP = frozenset({
     "transfer-encoding", "upgrade",
 })
 
-_STATUS = re.compile(rb"([2-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
+_STATUS = re.compile(r"([2-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
+#: The fields parse_header_block looks at; any other passes as it is.
+_SPECIAL = frozenset({"status", "location", "content-type", "content-length"}) | HOP_BY_HOP
 _END = re.compile(rb"\n\r?\n")
 
 
@@ -96,41 +98,48 @@ def parse_header_block(block, local_redirects=True):
         raise CGIError("empty header block")
     status = reason = location = content_type = content_length = None
     headers = []
-    for raw in block.split(b"\n"):
-        line = raw[:-1] if raw.endswith(b"\r") else raw
-        name, colon, value = line.partition(b":")
-        value = value.strip(b" \t")
-        name_text, text = name.decode("latin-1"), value.decode("latin-1")
-        problem = field_error(name_text, text) if colon else "no colon"
+    # Decoded once, whole (each octet one character: ISO-8859-1), then
+    # cut into lines; a line's bytes are made again only for an error.
+    for line in block.decode("latin-1").split("\n"):
+        if line[-1:] == "\r":
+            line = line[:-1]
+        name, colon, value = line.partition(":")
+        value = value.strip(" \t")
+        problem = field_error(name, value) if colon else "no colon"
         if problem is not None:
-            raise CGIError("malformed header line %r: %s" % (_clip(line), problem))
-        lname = name_text.lower()
+            raise CGIError("malformed header line %r: %s"
+                           % (_clip(line.encode("latin-1")), problem))
+        lname = name.lower()
+        if lname not in _SPECIAL:
+            headers.append((name, value))
+            continue
         if lname == "status":
             if status is not None:
                 raise CGIError("more than one Status header")
             m = _STATUS.match(value)
             if m is None:
-                raise CGIError("malformed Status %r" % _clip(value))
+                raise CGIError("malformed Status %r" % _clip(value.encode("latin-1")))
             status = int(m.group(1))
-            reason = m.group(2).decode("latin-1") if m.group(2) else None
+            reason = m.group(2) or None
             continue
         if lname == "location":
             if location is not None:
                 raise CGIError("more than one Location header")
-            if not text:
+            if not value:
                 raise CGIError("empty Location header")
-            location = text
+            location = value
         elif lname == "content-type":
             if content_type is not None:
                 raise CGIError("more than one Content-Type header")
-            content_type = text
+            content_type = value
         elif lname == "content-length":
-            if content_length is not None or not value.isdigit():
-                raise CGIError("bad Content-Length %r" % _clip(value))
+            # (str.isdigit takes "²" and other digits; only ASCII ones count)
+            if content_length is not None or not (value.isascii() and value.isdigit()):
+                raise CGIError("bad Content-Length %r" % _clip(value.encode("latin-1")))
             content_length = int(value)
-        elif lname in HOP_BY_HOP:
+        else:   # hop-by-hop
             continue
-        headers.append((name_text, text))
+        headers.append((name, value))
 
     if (local_redirects and location is not None and _is_local(location)
             and status in (None, 200)):

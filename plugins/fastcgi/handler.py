@@ -37,8 +37,9 @@ from flashplug import HTTPError, Response
 from flashplug.procs import Busy
 from flashplug_plugins.cgi.env import fixed_env, request_env
 from flashplug_plugins.cgi.handler import take_body
-from flashplug_plugins.cgi.output import NoHead, OutputBody, OutputFailed, read_head
-from flashplug_plugins.cgi.response import MAX_HEADER_BLOCK, CGIError, parse_header_block
+from flashplug_plugins.cgi.output import OutputBody, OutputFailed
+from flashplug_plugins.cgi.response import (MAX_HEADER_BLOCK, CGIError, find_header_end,
+                                            parse_header_block)
 from flashplug_plugins.cgi.script import Forbidden, Found, NotFound, Script, locate
 
 from .pool import BackendError, BackendTimeout
@@ -122,7 +123,10 @@ class FastCGIHandler:
         timeout = self.settings.timeout
         retried = False
         while True:
-            exchange = await self._begin(pool, name, params, body is not None, fresh=retried)
+            exchange = None if retried else pool.begin_now(params, body is not None)
+            if exchange is None:
+                exchange = await self._begin(pool, name, params, body is not None,
+                                             fresh=retried)
             feeder = None
             if body is not None:
                 feeder = asyncio.ensure_future(_feed(exchange, body, timeout))
@@ -143,7 +147,7 @@ class FastCGIHandler:
                 _stop(exchange, feeder, abort=True)
                 raise
         try:
-            return await self._respond(request, exchange, feeder, name, head, rest)
+            return self._respond(request, exchange, feeder, name, head, rest)
         except BaseException:
             _stop(exchange, feeder, abort=True)
             raise
@@ -181,25 +185,44 @@ class FastCGIHandler:
         return conn.start(params, has_body)
 
     async def _read_head(self, exchange, name):
-        """STDOUT up to the end of the header block: ``(block, rest)``."""
-        timeout = self.settings.timeout
-        try:
-            return await read_head(exchange.read, timeout)
-        except BackendTimeout:
-            exchange.abort()
-            log.error("%s: 504: no response header within %gs; request aborted",
-                      name, timeout)
-            raise HTTPError(504, "Gateway Timeout") from None
-        except NoHead as e:
-            if e.too_large:
-                exchange.abort()
-                raise BackendError(f"sent a header block over {MAX_HEADER_BLOCK} bytes") \
-                    from None
-            cause = ("ended the request without output" if not e.partial
-                     else "ended the request inside its header block")
-            raise BackendError(f"{cause} (app status {exchange.app_status})") from None
+        """STDOUT up to the end of the header block: ``(block, rest)``,
+        ``rest`` being all that has arrived after it.
 
-    async def _respond(self, request, exchange, feeder, name, head, rest):
+        The cgi plugin's ``read_head`` reads a callable a chunk at a time;
+        here what the exchange holds is taken whole, and each wait is one
+        future (``Exchange.ready``), not a coroutine chain and a timer:
+        the usual reply is in by the first look.
+        """
+        deadline = None
+        buf = b""
+        while True:
+            if exchange.chunks:
+                searched = len(buf)
+                buf += exchange.read_nowait()
+                end = find_header_end(buf, searched)
+                if end is not None:
+                    return buf[:end[0]], buf[end[1]:]
+                if len(buf) > MAX_HEADER_BLOCK:
+                    exchange.abort()
+                    raise BackendError(f"sent a header block over {MAX_HEADER_BLOCK} bytes")
+            elif exchange.error is not None:
+                raise exchange.error
+            elif exchange.stdout_done:
+                cause = ("ended the request inside its header block" if buf
+                         else "ended the request without output")
+                raise BackendError(f"{cause} (app status {exchange.app_status})")
+            else:
+                if deadline is None:
+                    deadline = exchange.conn.loop.time() + self.settings.timeout
+                try:
+                    await exchange.ready(deadline)
+                except BackendTimeout:
+                    exchange.abort()
+                    log.error("%s: 504: no response header within %gs; request aborted",
+                              name, self.settings.timeout)
+                    raise HTTPError(504, "Gateway Timeout") from None
+
+    def _respond(self, request, exchange, feeder, name, head, rest):
         try:
             cgi = parse_header_block(head, local_redirects=False)
         except CGIError as e:

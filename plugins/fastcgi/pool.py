@@ -18,9 +18,10 @@ has room:
   pool at the request's ``END_REQUEST`` and is closed after
   ``IDLE_TIMEOUT`` unused (a single-process backend such as ``php-cgi -b``
   accepts no other connection while we hold one).
-* Each connection is an ``asyncio.Protocol``: ``data_received`` turns
-  bytes into events (``protocol.ClientConnection``) and hands each to its
-  :class:`Exchange` at once, with no reader task to wake in between.
+* Each connection is an ``asyncio.Protocol``: ``data_received`` decodes
+  bytes (``protocol.ClientConnection.receive_into``, the connection being
+  the sink of its events) and hands each to its :class:`Exchange` at
+  once, with no reader task to wake in between and no event objects.
   When an exchange holds more than ``HIGH_WATER`` bytes that its client
   has not taken, the connection pauses reading its socket until it has
   taken half: the socket buffer fills and the backend blocks in
@@ -30,6 +31,10 @@ has room:
 * Request bodies go out as ``STDIN`` records; while the transport's write
   buffer is over its limit (``pause_writing``) the sender waits, up to the
   timeout: backpressure from a slow backend to the client.
+* A handler waiting for output sets a deadline (``Exchange.ready``): one
+  timer per pool (``_sweep``), every tenth of the timeout, fails the waits
+  past theirs, so no request sets and cancels a timer of its own; a
+  timeout fires up to a tenth of itself (at most 1 s) late.
 * Free connections are found in ``spare``, most recently used first (no
   scan of every connection per request).
 * ``abort()`` (the client went away) sends ``FCGI_ABORT_REQUEST``.  On a
@@ -57,18 +62,25 @@ HIGH_WATER = 256 * 1024
 IDLE_TIMEOUT = 5.0
 #: Seconds to wait for a GET_VALUES answer before assuming defaults.
 PROBE_TIMEOUT = 2.0
+#: Bounds (seconds) of the interval at which waits meet their deadlines.
+SWEEP_MIN = 0.05
+SWEEP_MAX = 1.0
 #: Request ids per multiplexed connection, whatever the backend says (one
 #: record header's id field allows 65535).
 MAX_IDS = 1024
 
 
 class _Expired(Exception):
-    """A read's own timer went off."""
+    """A send's own timer went off."""
 
 
 def _expire(waiter):
     if not waiter.done():
         waiter.set_exception(_Expired())
+
+
+class _Closed(Exception):
+    """The connection closed while its bytes were being decoded: stop."""
 
 
 class BackendError(Exception):
@@ -143,8 +155,8 @@ class Exchange:
     """
 
     __slots__ = ("conn", "request_id", "chunks", "buffered", "received", "stdout_done",
-                 "ended", "error", "discarding", "stdin_done", "app_status", "_waiter",
-                 "_errbuf")
+                 "ended", "error", "discarding", "stdin_done", "app_status", "deadline",
+                 "_waiter", "_errbuf")
 
     def __init__(self, conn, request_id):
         self.conn = conn
@@ -158,6 +170,7 @@ class Exchange:
         self.discarding = False
         self.stdin_done = False      # the empty STDIN record went out
         self.app_status = None
+        self.deadline = 0.0          # loop time the handler's wait ends (see Pool._sweep)
         self._waiter = None          # the handler waits for data
         self._errbuf = b""
 
@@ -219,29 +232,32 @@ class Exchange:
 
     # -- the handler's side
 
+    def ready(self, deadline):
+        """A future done when output or the end arrives, or failed with
+        :class:`BackendTimeout` once the loop's clock passes ``deadline``.
+        No timer of its own: the pool's sweep looks at every waiting
+        exchange's deadline (see ``Pool._sweep``)."""
+        waiter = self._waiter = self.conn.loop.create_future()
+        self.deadline = deadline
+        pool = self.conn.pool
+        if pool._sweeper is None:
+            pool.sweep_soon()
+        return waiter
+
     async def read(self, timeout):
         """The next STDOUT bytes; ``b""`` at the end of the stream.
 
         :raises BackendError: the backend broke the connection or refused.
         :raises BackendTimeout: nothing arrived within ``timeout`` seconds.
         """
-        while not self.chunks:
-            if self.error is not None:
-                raise self.error
-            if self.stdout_done:
-                return b""
-            loop = self.conn.loop
-            waiter = self._waiter = loop.create_future()
-            # A timer of our own: asyncio.wait_for costs a few times more,
-            # and this runs for every response.
-            timer = loop.call_later(timeout, _expire, waiter)
-            try:
-                await waiter
-            except _Expired:
-                raise BackendTimeout(f"nothing from the backend for {timeout:g}s") from None
-            finally:
-                timer.cancel()
-                self._waiter = None
+        if not self.chunks:
+            deadline = self.conn.loop.time() + timeout
+            while not self.chunks:
+                if self.error is not None:
+                    raise self.error
+                if self.stdout_done:
+                    return b""
+                await self.ready(deadline)
         data = self.chunks.popleft()
         self.buffered -= len(data)
         if self.buffered <= HIGH_WATER // 2:
@@ -336,25 +352,34 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         try:
-            events = self.proto.receive(data)
+            self.proto.receive_into(data, self)
         except fcgi.ProtocolError as e:
             self.close(f"protocol error: {e}")
-            return
-        exchanges = self.exchanges
-        for event in events:
-            kind = type(event)
-            if kind is fcgi.Stdout:
-                exchanges[event.request_id].on_stdout(event.data)
-            elif kind is fcgi.EndRequest:
-                self._end(event)
-            elif kind is fcgi.Stderr:
-                exchanges[event.request_id].on_stderr(event.data)
-            else:
-                self.close(f"protocol error: unexpected {kind.__name__} on a request "
-                           "connection")
-                return
-            if self.closed:
-                return
+        except _Closed:
+            pass
+
+    # -- the events of data_received (protocol.ClientConnection.receive_into)
+
+    def stdout(self, request_id, data):
+        self.exchanges[request_id].on_stdout(data)
+
+    def stderr(self, request_id, data):
+        self.exchanges[request_id].on_stderr(data)
+
+    def end(self, request_id, app_status, protocol_status):
+        self._end(request_id, app_status, protocol_status)
+        if self.closed:
+            raise _Closed   # retired: the rest of the bytes are not ours to read
+
+    def values(self, values):
+        self._unexpected("Values")
+
+    def unknown_type(self, rtype):
+        self._unexpected("UnknownType")
+
+    def _unexpected(self, kind):
+        self.close(f"protocol error: unexpected {kind} on a request connection")
+        raise _Closed
 
     def eof_received(self):
         try:
@@ -447,9 +472,9 @@ class Connection(asyncio.Protocol):
         if not exchange.ended and not self.closed:
             self.close("no END_REQUEST after FCGI_ABORT_REQUEST")
 
-    def _end(self, event):
-        exchange = self.exchanges.pop(event.request_id)
-        exchange.on_end(event.app_status, event.protocol_status)
+    def _end(self, request_id, app_status, protocol_status):
+        exchange = self.exchanges.pop(request_id)
+        exchange.on_end(app_status, protocol_status)
         if not exchange.stdin_done:
             # Part of its body may still be on the way: the next
             # request would follow stray STDIN records.
@@ -547,6 +572,10 @@ class Pool:
         self.name = name
         self.max_conns = max_conns
         self.timeout = timeout
+        # How often waits are checked against their deadlines: a timeout
+        # fires up to a tenth of itself late (at most a second).
+        self.sweep_every = max(SWEEP_MIN, min(SWEEP_MAX, timeout / 10))
+        self._sweeper = None         # the sweep's timer, while anything waits
         self.per_conn = 1
         self.learned = None          # the backend's GET_VALUES answer, once known
         self._learning = None
@@ -557,6 +586,40 @@ class Pool:
         self.requests = 0
         self._opening = 0            # connections being opened
         self._room = []              # futures of requests waiting for a connection
+
+    def begin_now(self, params, has_body):
+        """Begin a request without waiting: an :class:`Exchange` on a spare
+        connection when the backend's limits are known, a slot is free
+        with nobody queued, and a connection has room; else None (the
+        caller takes the waiting way)."""
+        if self.learned is None:
+            return None
+        conn = self.spare_connection()
+        if conn is None or not self.slots.try_acquire():
+            return None
+        self.requests += 1
+        return conn.start(params, has_body)
+
+    def sweep_soon(self):
+        self._sweeper = self.loop.call_later(self.sweep_every, self._sweep)
+
+    def _sweep(self):
+        """Fail each wait whose deadline has passed; look again later while
+        any exchange waits.  One timer per pool, not one per wait."""
+        self._sweeper = None
+        now = self.loop.time()
+        waiting = False
+        for conn in self.conns:
+            for exchange in conn.exchanges.values():
+                waiter = exchange._waiter
+                if waiter is None or waiter.done():
+                    continue
+                if now >= exchange.deadline:
+                    waiter.set_exception(BackendTimeout("the backend was silent too long"))
+                else:
+                    waiting = True
+        if waiting:
+            self.sweep_soon()
 
     async def learn(self):
         """Ask the backend for its limits, once (see the module notes)."""
@@ -670,5 +733,8 @@ class Pool:
                 waiter.set_result(None)
 
     async def close(self):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self.conns):
             conn.close("the server is stopping")

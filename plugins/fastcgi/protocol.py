@@ -407,17 +407,17 @@ class ClientConnection:
         if type(params) is not bytes:
             params = encode_pairs(params.items() if hasattr(params, "items") else params)
         n = len(params)
-        parts = [_HEADER.pack(VERSION, BEGIN_REQUEST, request_id, _BEGIN_BODY.size, 0),
-                 _BEGIN_KEEP if keep_conn else _BEGIN_CLOSE]
+        # The records around the PARAMS content depend only on the id and
+        # the flags: made once for each (an id is usually 1, and reused).
+        key = (request_id, keep_conn, end_stdin)
+        frame = _FRAMES.get(key)
+        if frame is None:
+            frame = _FRAMES[key] = _frame(*key)
         if n <= MAX_CONTENT:
             pad = -n & 7
-            parts += (_HEADER.pack(VERSION, PARAMS, request_id, n, pad), params, _PADS[pad])
-        else:
-            parts.append(encode_stream(PARAMS, request_id, params))
-        parts.append(_HEADER.pack(VERSION, PARAMS, request_id, 0, 0))
-        if end_stdin:
-            parts.append(_HEADER.pack(VERSION, STDIN, request_id, 0, 0))
-        return b"".join(parts)
+            return b"".join((frame[0], _HEADER.pack(VERSION, PARAMS, request_id, n, pad),
+                             params, _PADS[pad], frame[1]))
+        return b"".join((frame[0], encode_stream(PARAMS, request_id, params), frame[1]))
 
     def stdin(self, request_id, data):
         """STDIN records; ``b""`` closes the stream."""
@@ -434,56 +434,112 @@ class ClientConnection:
 
         :raises ProtocolError: see the module comment for each check.
         """
+        events = []
+        self.receive_into(data, _Collect(events))
+        return events
+
+    def receive_into(self, data, sink):
+        """Hand each event in ``data`` to ``sink`` as it is decoded, without
+        building event objects (the web server's path: a reply is a few
+        records, and this runs for each): ``sink.stdout(request_id, data)``,
+        ``sink.stderr(request_id, data)``, ``sink.end(request_id,
+        app_status, protocol_status)``, ``sink.values(values)`` and
+        ``sink.unknown_type(type)``.  An empty ``data`` is end of file.
+
+        :raises ProtocolError: see the module comment for each check.
+        """
         if not data:
             self._reader.eof()
-            return []
-        return [self._event(r) for r in self._reader.feed(data)]
-
-    def _event(self, record):
-        rtype, rid, content = record
-        if rtype == STDOUT or rtype == STDERR:     # the usual record first
-            state = self._open.get(rid)
-            if state is None:
-                raise ProtocolError("%s for request id %d, which is not open"
-                                    % (TYPE_NAMES[rtype], rid))
-            if rtype == STDOUT:
-                if state.stdout_done:
-                    raise ProtocolError("STDOUT data for request id %d after its stream "
+            return
+        opened = self._open
+        for rtype, rid, content in self._reader.feed(data):
+            if rtype == STDOUT or rtype == STDERR:     # the usual record first
+                state = opened.get(rid)
+                if state is None:
+                    raise ProtocolError("%s for request id %d, which is not open"
+                                        % (TYPE_NAMES[rtype], rid))
+                if rtype == STDOUT:
+                    if state.stdout_done:
+                        raise ProtocolError("STDOUT data for request id %d after its "
+                                            "stream ended" % rid)
+                    if not content:
+                        state.stdout_done = True
+                    sink.stdout(rid, content)
+                    continue
+                if state.stderr_done:
+                    raise ProtocolError("STDERR data for request id %d after its stream "
                                         "ended" % rid)
                 if not content:
-                    state.stdout_done = True
-                return _new_tuple(Stdout, (rid, content))
-            if state.stderr_done:
-                raise ProtocolError("STDERR data for request id %d after its stream ended"
-                                    % rid)
-            if not content:
-                state.stderr_done = True
-            return _new_tuple(Stderr, (rid, content))
-        if rtype not in _FROM_APP:
-            raise ProtocolError("record type %s (%d) may not come from an application"
-                                % (TYPE_NAMES.get(rtype, "unknown"), rtype))
-        if rtype in _MANAGEMENT:
-            if rid != 0:
-                raise ProtocolError("%s for request id %d, not 0" % (TYPE_NAMES[rtype], rid))
-            if rtype == GET_VALUES_RESULT:
-                try:
-                    values = {n.decode("ascii"): v.decode("ascii")
-                              for n, v in decode_pairs(content)}
-                except UnicodeDecodeError:
-                    raise ProtocolError("GET_VALUES_RESULT with non-ASCII names or values") \
-                        from None
-                return Values(values)
-            if len(content) != _UNKNOWN_BODY.size:
-                raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
-            return UnknownType(content[0])
-        # END_REQUEST
-        if rid not in self._open:
-            raise ProtocolError("END_REQUEST for request id %d, which is not open" % rid)
-        if len(content) != _END_BODY.size:
-            raise ProtocolError("END_REQUEST body of %d bytes, not 8" % len(content))
-        del self._open[rid]
-        app_status, protocol_status = _END_BODY.unpack(content)
-        return _new_tuple(EndRequest, (rid, app_status, protocol_status))
+                    state.stderr_done = True
+                sink.stderr(rid, content)
+                continue
+            if rtype not in _FROM_APP:
+                raise ProtocolError("record type %s (%d) may not come from an application"
+                                    % (TYPE_NAMES.get(rtype, "unknown"), rtype))
+            if rtype in _MANAGEMENT:
+                if rid != 0:
+                    raise ProtocolError("%s for request id %d, not 0"
+                                        % (TYPE_NAMES[rtype], rid))
+                if rtype == GET_VALUES_RESULT:
+                    try:
+                        values = {n.decode("ascii"): v.decode("ascii")
+                                  for n, v in decode_pairs(content)}
+                    except UnicodeDecodeError:
+                        raise ProtocolError("GET_VALUES_RESULT with non-ASCII names or "
+                                            "values") from None
+                    sink.values(values)
+                    continue
+                if len(content) != _UNKNOWN_BODY.size:
+                    raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
+                sink.unknown_type(content[0])
+                continue
+            # END_REQUEST
+            if rid not in opened:
+                raise ProtocolError("END_REQUEST for request id %d, which is not open" % rid)
+            if len(content) != _END_BODY.size:
+                raise ProtocolError("END_REQUEST body of %d bytes, not 8" % len(content))
+            del opened[rid]
+            app_status, protocol_status = _END_BODY.unpack(content)
+            sink.end(rid, app_status, protocol_status)
+
+
+#: (request id, keep_conn, end_stdin) -> _frame's answer, for begin().
+_FRAMES = {}
+
+
+def _frame(request_id, keep_conn, end_stdin):
+    """``(before, after)``: the BEGIN_REQUEST record, and the empty PARAMS
+    record with (``end_stdin``) the empty STDIN one."""
+    before = (_HEADER.pack(VERSION, BEGIN_REQUEST, request_id, _BEGIN_BODY.size, 0)
+              + (_BEGIN_KEEP if keep_conn else _BEGIN_CLOSE))
+    after = _HEADER.pack(VERSION, PARAMS, request_id, 0, 0)
+    if end_stdin:
+        after += _HEADER.pack(VERSION, STDIN, request_id, 0, 0)
+    return before, after
+
+
+class _Collect:
+    """The sink of :meth:`ClientConnection.receive`: events into a list."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events):
+        self.events = events
+
+    def stdout(self, rid, data):
+        self.events.append(_new_tuple(Stdout, (rid, data)))
+
+    def stderr(self, rid, data):
+        self.events.append(_new_tuple(Stderr, (rid, data)))
+
+    def end(self, rid, app_status, protocol_status):
+        self.events.append(_new_tuple(EndRequest, (rid, app_status, protocol_status)))
+
+    def values(self, values):
+        self.events.append(Values(values))
+
+    def unknown_type(self, rtype):
+        self.events.append(UnknownType(rtype))
 
 
 def limits(values, default_conns, default_reqs):

@@ -171,3 +171,17 @@ def test_nph_head_for_http2():
                 b"HTTP/1.1 200 OK\r\nX-A: b\rSet-Cookie: c"):
         with pytest.raises(CGIError):
             parse_nph_head(bad)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b9", "\u00b3"])
+def test_content_length_takes_ascii_digits_only(value):
+    # The block is parsed as ISO-8859-1 text, where str.isdigit() is true
+    # for superscript digits: they are no Content-Length.
+    with pytest.raises(CGIError, match="bad Content-Length"):
+        parse_header_block(b"Content-Type: text/plain\nContent-Length: "
+                           + value.encode("latin-1"))
+
+
+def test_reason_phrase_keeps_its_latin_1_octets():
+    r = parse_header_block(b"Status: 404 Nicht gefunden \xe4\nContent-Type: text/plain")
+    assert (r.status, r.reason) == (404, "Nicht gefunden \u00e4")

@@ -234,3 +234,49 @@ def test_aborted_request_stays_open_until_end():
     assert conn.receive(p.encode_record(p.STDOUT, 1, b"late")) == [Stdout(1, b"late")]
     conn.receive(p.encode_end_request(1))
     assert conn.open_requests == 0
+
+
+class Sink:
+    """Records receive_into's calls, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, kind):
+        return lambda *args: self.calls.append((kind, *args))
+
+
+def test_receive_into_hands_each_event_to_the_sink():
+    conn = opened(1)
+    sink = Sink()
+    conn.receive_into(p.encode_record(p.STDOUT, 1, b"Status: 200\r\n\r\nhi")
+                      + p.encode_record(p.STDERR, 1, b"note\n")
+                      + p.encode_record(p.STDOUT, 1) + p.encode_end_request(1, 3), sink)
+    conn.receive_into(p.encode_record(p.GET_VALUES_RESULT, 0, p.encode_pairs(
+        [("FCGI_MPXS_CONNS", "1")])) + p.encode_record(p.UNKNOWN_TYPE, 0, b"\x09" + b"\0" * 7),
+        sink)
+    assert sink.calls == [("stdout", 1, b"Status: 200\r\n\r\nhi"), ("stderr", 1, b"note\n"),
+                          ("stdout", 1, b""), ("end", 1, 3, p.REQUEST_COMPLETE),
+                          ("values", {"FCGI_MPXS_CONNS": "1"}), ("unknown_type", 9)]
+    assert not conn.is_open(1)
+
+
+def test_receive_into_refuses_what_receive_refuses():
+    conn = opened(1)
+    with pytest.raises(ProtocolError, match="request id 2, which is not open"):
+        conn.receive_into(p.encode_record(p.STDOUT, 2, b"x"), Sink())
+
+
+def test_begin_frames_depend_on_id_and_flags():
+    # begin() keeps the records around PARAMS per (id, keep_conn, end_stdin):
+    # each combination must still give its own bytes.
+    params = p.encode_pairs([("A", "b")])
+    for rid in (1, 2, 1):
+        for keep in (True, False):
+            for end in (True, False):
+                out = ClientConnection().begin(rid, params, keep_conn=keep, end_stdin=end)
+                expected = (p.encode_begin_request(rid, keep_conn=keep)
+                            + p.encode_stream(p.PARAMS, rid, params)
+                            + p.encode_record(p.PARAMS, rid)
+                            + (p.encode_record(p.STDIN, rid) if end else b""))
+                assert out == expected
