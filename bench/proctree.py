@@ -61,15 +61,22 @@ def _status_kib(pid: int, field: bytes) -> int:
 def cpu_seconds(root: int) -> float:
     """User + system CPU time of the tree's live processes (all their threads),
     plus that of the children they have reaped (CGI processes live briefly)."""
-    ticks = 0
+    return sum(cpu_split(root))
+
+
+def cpu_split(root: int) -> tuple[float, float]:
+    """``cpu_seconds`` as (user, system) seconds."""
+    user = system = 0
     for pid in tree(root):
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            ticks += sum(int(v) for v in fields[11:15])   # utime, stime, cutime, cstime
+            user += int(fields[11]) + int(fields[13])     # utime, cutime
+            system += int(fields[12]) + int(fields[14])   # stime, cstime
         except (OSError, IndexError, ValueError):
             pass
-    return ticks / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
 
 
 def cpu_times() -> dict[int, tuple[int, int]]:

@@ -207,6 +207,10 @@ def command(spec: Spec, tmp: Path, root: Path, port: int) -> list[str]:
         # which a remembered head never consults.  --arch mt and mp serve
         # static files only and refuse any plugin.
         plugins = "cgi" if "cgi" in spec.options else "status" if arch in ("amped", "sped") else ""
+        if "trivial" in spec.options:
+            # bench/plugins/trivial.py: a route answering 1 KiB from memory.
+            return cmd + ["--plugins-dir", str(Path(__file__).with_name("plugins")),
+                          "--plugins", "trivial"]
         return cmd + ["--plugins", plugins]
     raise ValueError(spec.kind)
 
