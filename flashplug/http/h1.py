@@ -179,6 +179,18 @@ def known_key(head):
     return b"".join((head[:start], b"\0", head[end:cut], b"\0", head[rest:])), path, target
 
 
+def _log_fields(fields):
+    """The Referer and User-Agent values (bytes, or None) of parsed
+    ``fields`` (lowercased name, value pairs), for the access log."""
+    referer = agent = None
+    for name, value in fields:
+        if name == b"referer":
+            referer = _joined(referer, value)
+        elif name == b"user-agent":
+            agent = _joined(agent, value)
+    return referer, agent
+
+
 def _joined(value, more):
     """A repeated field's values as the log shows them (``Headers.get``)."""
     return more if value is None else value + b", " + more
@@ -364,12 +376,7 @@ class H1Protocol:
                 not self.m_url or version == "0.0"
                 or self.m_url + b" HTTP/" + version.encode() not in bytes(piece)):
             return None
-        referer = agent = None
-        for name, value in self.m_headers:
-            if name == b"referer":
-                referer = _joined(referer, value)
-            elif name == b"user-agent":
-                agent = _joined(agent, value)
+        referer, agent = _log_fields(self.m_headers)
         return (parser.get_method().decode("latin-1"), self.m_url.decode("latin-1"), version,
                 referer and referer.decode("latin-1"), agent and agent.decode("latin-1"))
 
@@ -524,12 +531,7 @@ class H1Protocol:
             if entry is not None and entry.variants is not None:
                 entry = self._target_variant(entry, self._accept_field())
             if entry is not None:
-                referer = agent = None
-                for name, value in self.m_headers:
-                    if name == b"referer":
-                        referer = _joined(referer, value)
-                    elif name == b"user-agent":
-                        agent = _joined(agent, value)
+                referer, agent = _log_fields(self.m_headers)
                 self._answer_by_target(entry, method, version, referer, agent)
                 return
         version = parser.get_http_version()
