@@ -460,6 +460,8 @@ class Vhost:
         router = HostRedirectRouter if rules is not None and rules.www_to_apex else Router
         self.router = router(routes, self.hooks.get("flashplug_route_request"))
         self.allow = server_allow(routes, self.router.route_hook)   # OPTIONS *
+        # A copy of a file an extension route runs (index.php~) is its source.
+        scripts[config.real_docroot].refuse_copies(r.ext for r in routes if r.ext)
         self.static = StaticFiles(app, config, cache, scripts[config.real_docroot],
                                   self.hooks.get("flashplug_directory"), keyed, tag)
         # The cached path may skip building a Response only when no hook

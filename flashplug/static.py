@@ -107,6 +107,10 @@ class ScriptDirs:
     ``#app.py#``, ``app.py.bak``: ``BACKUP_SUFFIXES``), whose text is the
     script's source all the same (lighttpd's default configuration denies
     names ending in ``~`` everywhere).
+
+    ``copied``: the extensions of plugins' routes (``Route(ext=".php")``,
+    FastCGI's): the route answers such a file, never this handler, but a
+    copy of one (``index.php~``) would reach it, and is refused too.
     """
 
     def __init__(self, dirs, exts=()):
@@ -116,14 +120,24 @@ class ScriptDirs:
             names.add(os.path.realpath(d))
         self.prefixes = tuple(sorted(n.casefold().rstrip(os.sep) + os.sep for n in names))
         self.exts = tuple(e.casefold() for e in exts)
+        self.copied = ()
+
+    def refuse_copies(self, exts):
+        """Refuse editors' and operators' copies of files ending in one of
+        ``exts`` (route extensions) from now on."""
+        self.copied = tuple(dict.fromkeys(self.copied + tuple(e.casefold() for e in exts)))
 
     def holds(self, fspath):
-        """Is the absolute path ``fspath`` a script folder or inside one, or
-        a script by its extension?"""
+        """Is the absolute path ``fspath`` a script folder or inside one, a
+        script by its extension, or a copy of one a route answers?"""
         folded = fspath.casefold()
-        return (bool(self.prefixes) and (folded + os.sep).startswith(self.prefixes)
-                or bool(self.exts) and (folded.endswith(self.exts)
-                                        or _without_backup_suffix(folded).endswith(self.exts)))
+        if self.prefixes and (folded + os.sep).startswith(self.prefixes):
+            return True
+        if not self.exts and not self.copied:
+            return False
+        original = _without_backup_suffix(folded)
+        return bool(self.exts) and (folded.endswith(self.exts) or original.endswith(self.exts)) \
+            or bool(self.copied) and original is not folded and original.endswith(self.copied)
 
 
 #: What editors and operators append to a copy of a file: Emacs and most
@@ -141,9 +155,10 @@ def _without_backup_suffix(name):
 
 def _refusal(fspath, real_root, follow_symlinks, scripts):
     """404 for a path whose real location leaves the document root (unless
-    symlinks are followed), 403 for one in a script folder or named like a
-    --cgi-ext script (as requested or as its symlinks resolve), else None."""
-    if follow_symlinks and not scripts.prefixes and not scripts.exts:
+    symlinks are followed), 403 for one in a script folder, named like a
+    --cgi-ext script or a copy of a route's script (as requested or as its
+    symlinks resolve), else None."""
+    if follow_symlinks and not scripts.prefixes and not scripts.exts and not scripts.copied:
         return None
     real = os.path.realpath(fspath)
     if not follow_symlinks and not _inside(real, real_root):

@@ -308,6 +308,25 @@ def test_backup_copies_of_extension_scripts_are_refused(server_factory, tmp_path
         assert (b"#!/bin/sh" in response) == (path == "/notes.txt~"), (path, response)
 
 
+def test_backup_copies_of_fastcgi_scripts_are_refused(server_factory, tmp_path):
+    # --fastcgi .php: the route runs index.php, but index.php~ reached the
+    # static handler and went out as the PHP source (nginx does the same).
+    root = tmp_path / "root"
+    root.mkdir()
+    source = b"<?php echo 'secret'; ?>\n"
+    for name in ("index.php~", "index.php.bak", "#index.php#", "INDEX.PHP.SWP", "notes.txt~"):
+        (root / name).write_bytes(source)
+    s = server_factory(root, "--fastcgi", ".php=127.0.0.1:9", "--plugins", "none")
+    for path, want in (("/index.php~", b"403"), ("/index.php.bak", b"403"),
+                       ("/%23index.php%23", b"403"), ("/INDEX.PHP.SWP", b"403"),
+                       ("/notes.txt~", b"200")):
+        with s.connect() as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                         .encode())
+            response = b"".join(iter(lambda: sock.recv(65536), b""))
+        assert response.split(b" ")[1] == want, (path, response)
+        assert (b"<?php" in response) == (path == "/notes.txt~"), (path, response)
+
 # -- docs/plugins.md "A plugin from nothing": the response shown is the one you get
 #    (it said Content-Length: 11 for the 12 bytes of "Hello, you!\n") -----------------
 
