@@ -60,7 +60,8 @@ def host_name(value):
     of an absolute-form target (``bytes`` or ``str``): the URI host,
     lowercased, without its port or a trailing dot (``"example.org"``,
     ``"127.0.0.1"``, ``"[::1]"``); None when ``value`` is no URI host with
-    an optional port (RFC 9112 §3.2, RFC 3986 §3.2.2).
+    an optional port (RFC 9112 §3.2, RFC 3986 §3.2.2), or a name with an
+    empty label (``"a..b"``, ``"a.."``).
 
     The one definition of "the request's host": ``Request.host``, the CGI
     ``SERVER_NAME``, redirects and the choice of a site all read it.  An
@@ -76,7 +77,9 @@ def host_name(value):
     if m is not None and m.group(1):
         name = m.group(1).decode("ascii").lower()
         if not name.startswith("["):
-            name = name.rstrip(".") or None
+            # One trailing dot is the root label (RFC 1034 §3.1); two dots in
+            # a row are an empty label, which no name has (nginx: 400).
+            name = None if ".." in name else (name[:-1] if name.endswith(".") else name) or None
     if len(_HOST_NAMES) >= 1024:
         _HOST_NAMES.clear()
     _HOST_NAMES[value] = name

@@ -56,7 +56,8 @@ def test_valid_host(host, ok):
     (b"Example.ORG", "example.org"), (b"example.org:8080", "example.org"),
     ("WWW.Example.org.", "www.example.org"), (b"[::1]:80", "[::1]"),
     (b"127.0.0.1:8000", "127.0.0.1"), (b":80", None), (b"", None), (b"a b", None),
-    (b"x/y", None), (".", None),
+    (b"x/y", None), (".", None), (b"example.org..", None), (b"a..b:80", None),
+    (b"..", None), (b"example.org.:80", "example.org"),
 ])
 def test_host_name_is_the_one_definition_of_the_requests_host(value, name):
     assert host_name(value) == name
