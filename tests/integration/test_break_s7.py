@@ -300,12 +300,16 @@ def test_backup_copies_of_extension_scripts_are_refused(server_factory, tmp_path
     for path, want in (("/app.py", b"200"), ("/app.py~", b"403"), ("/%23app.py%23", b"403"),
                        ("/app.py.bak", b"403"), ("/app.py.orig", b"403"),
                        ("/app.py%7E", b"403"), ("/notes.txt~", b"200")):
-        with s.connect() as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                         .encode())
-            response = b"".join(iter(lambda: sock.recv(65536), b""))
+        response = _closing_get(s, path)
         assert response.split(b" ")[1] == want, (path, response)
         assert (b"#!/bin/sh" in response) == (path == "/notes.txt~"), (path, response)
+
+
+def _closing_get(server, path):
+    """The whole response to a GET of ``path`` that closes the connection."""
+    with server.connect() as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return b"".join(iter(lambda: sock.recv(65536), b""))
 
 
 def test_backup_copies_of_fastcgi_scripts_are_refused(server_factory, tmp_path):
@@ -320,10 +324,7 @@ def test_backup_copies_of_fastcgi_scripts_are_refused(server_factory, tmp_path):
     for path, want in (("/index.php~", b"403"), ("/index.php.bak", b"403"),
                        ("/%23index.php%23", b"403"), ("/INDEX.PHP.SWP", b"403"),
                        ("/notes.txt~", b"200")):
-        with s.connect() as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                         .encode())
-            response = b"".join(iter(lambda: sock.recv(65536), b""))
+        response = _closing_get(s, path)
         assert response.split(b" ")[1] == want, (path, response)
         assert (b"<?php" in response) == (path == "/notes.txt~"), (path, response)
 
