@@ -7,14 +7,12 @@ A request's decoded path is matched against exact paths, then prefixes
 ``flashplug_route_request`` if some plugin implements it, and finally falls
 to the static handler.
 """
-import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional, Tuple
 
+from flashplug.http.h1_checks import TOKEN
 from flashplug.http.validate import is_async_handler
 
-
-_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # a token (RFC 9110 §9.1)
 
 
 class RouteError(ValueError):
@@ -71,7 +69,7 @@ class Route:
             raise RouteError(f"Route ext must be a str that starts with '.': {self.ext!r}")
         if self.methods is not None and (
                 isinstance(self.methods, str)
-                or not all(isinstance(m, str) and _METHOD.fullmatch(m) for m in self.methods)):
+                or not all(isinstance(m, str) and TOKEN.match(m) for m in self.methods)):
             raise RouteError(f"Route methods must be a tuple of method names such as "
                              f"('GET', 'HEAD'): {self.methods!r}")
         self.methods = None if self.methods is None else tuple(self.methods)

@@ -44,6 +44,7 @@ from urllib.parse import quote
 
 from flashplug.errors import UsageError
 from flashplug.http.dates import format_http_date
+from flashplug.http.h1_checks import TOKEN
 from flashplug.http.message import Response
 from flashplug.routes import Route
 
@@ -73,7 +74,6 @@ FORBIDDEN_FIELDS = frozenset((
     "connection", "content-length", "content-range", "content-type", "date", "etag",
     "keep-alive", "last-modified", "location", "server", "te", "trailer",
     "transfer-encoding", "upgrade", "proxy-connection", "accept-ranges"))
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Visible ASCII, space and tab, and obs-text (RFC 9110 §5.5): no CR, LF, NUL.
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 # What www_to_apex leaves after "www.": labels with a dot between
@@ -336,7 +336,7 @@ def _header_rule(item, where):
         raise UsageError(f'{where}: set: expected a table of fields, like '
                          f'set = {{ "X-Robots-Tag" = "noindex" }}')
     for name, value in extra.items():
-        if not _TOKEN.fullmatch(name):
+        if not TOKEN.match(name):
             raise UsageError(f"{where}: set: {name!r} is not a valid field name")
         if name.lower() in FORBIDDEN_FIELDS or name.lower() in ("cache-control", "expires"):
             fix = ("use cache_control / expires" if name.lower() in ("cache-control", "expires")

@@ -21,7 +21,10 @@ _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9
 # bounded, cleared when full.
 _HOST_NAMES = {}
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
-_TOKEN_RE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")    # RFC 9110 §5.6.2
+#: RFC 9110 §5.6.2 token (a method, a field name), as str and as bytes: the
+#: one definition, which the other checks import.
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+TOKEN_BYTES = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 # scheme "://" authority path-abempty ["?" query] ["#" fragment] (RFC 3986 §3)
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#.*)?", re.S)
 
@@ -46,7 +49,7 @@ def classify(error, message):
         # "get" is another method, not a malformed GET (Apache and lighttpd
         # answer it 501 too); bytes that are not HTTP at all (a TLS
         # ClientHello, a number where the method goes) are 400.
-        if _TOKEN_RE.fullmatch(method) and not method.isdigit() and rest.startswith(b"/"):
+        if TOKEN_BYTES.match(method) and not method.isdigit() and rest.startswith(b"/"):
             return ProtocolError(501, "Not Implemented")
         return ProtocolError(400, "Bad Request")
     version = rest.rpartition(b" ")[2]

@@ -15,7 +15,7 @@ every response one way, whichever protocol carries it.
 """
 import re
 
-from flashplug.http.h1_checks import ProtocolError
+from flashplug.http.h1_checks import TOKEN_BYTES, ProtocolError
 
 # RFC 9113 §8.3.1: the request pseudo-header fields (":protocol" belongs to
 # extended CONNECT, RFC 8441, which we do not offer).
@@ -35,7 +35,6 @@ _COMMON = frozenset((b"user-agent", b"accept", b"accept-encoding", b"accept-lang
                      b"content-type", b"content-length", b"sec-fetch-site", b"sec-fetch-mode",
                      b"sec-fetch-dest", b"sec-fetch-user", b"sec-ch-ua", b"sec-ch-ua-mobile",
                      b"sec-ch-ua-platform", b"upgrade-insecure-requests", b"dnt"))
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 class StreamError(Exception):
@@ -78,7 +77,7 @@ def request_parts(fields):
     if cookies:
         regular.append((b"cookie", b"; ".join(cookies)))
     method = pseudo.get(b":method")
-    if not method or not _TOKEN.match(method):
+    if not method or not TOKEN_BYTES.match(method):
         raise StreamError("missing or invalid :method")
     authority = pseudo.get(b":authority")
     if method == b"CONNECT":

@@ -43,15 +43,14 @@ header lines with the same :func:`field_error`.
 import inspect
 import re
 
+from flashplug.http.h1_checks import TOKEN
 from flashplug.http.message import Response
 
-#: RFC 9110 §5.6.2 token: what a field name must be.
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 #: What a field value or reason phrase must not contain: controls other
 #: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
 _BAD_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 # Field names already found to be tokens: the same few come in every
-# response, so each is matched against _TOKEN once (up to _TOKENS_MAX).
+# response, so each is matched against TOKEN (a field name must be one) once (up to _TOKENS_MAX).
 _TOKENS = set()
 _TOKENS_MAX = 1024
 _NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
@@ -80,7 +79,7 @@ def field_error(name, value):
         return (f"header ({_clip(repr(name))}, {_clip(repr(value))}): name and value must be str, "
                 f"not {type(name).__name__} and {type(value).__name__}")
     if name not in _TOKENS:
-        if not _TOKEN.match(name):
+        if not TOKEN.match(name):
             return (f"header name {_clip(name)!r} is not a token (RFC 9110 §5.1: letters, "
                     f"digits and !#$%&'*+-.^_`|~ only)")
         if len(_TOKENS) < _TOKENS_MAX:
