@@ -315,10 +315,7 @@ class H2Connection(H2Output):
         if stream is not None:
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
         else:
-            try:
-                self.h2.reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
-            except h2.exceptions.H2Error:
-                pass      # already closed on h2's side
+            self._reset_id(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
         self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
 
     def _on_trailers(self, event):
@@ -342,10 +339,7 @@ class H2Connection(H2Output):
             self.deadline = self.now + self.app.config.header_timeout   # progress
             return
         del self.draining[sid]
-        try:
-            self.h2.reset_stream(sid, ErrorCodes.NO_ERROR)
-        except h2.exceptions.H2Error:
-            pass      # already closed on h2's side
+        self._reset_id(sid, ErrorCodes.NO_ERROR)
 
     def _body_awaited(self):
         """Some stream still waits for its request body."""
@@ -444,12 +438,17 @@ class H2Connection(H2Output):
         if stream.closed:
             return
         stream.closed = True
-        try:
-            self.h2.reset_stream(stream.id, code)
-        except h2.exceptions.H2Error:
-            pass      # already closed on h2's side
+        self._reset_id(stream.id, code)
         self._forget(stream)
         self._flush_soon()
+
+    def _reset_id(self, sid, code):
+        """Frame RST_STREAM ``code`` for stream ``sid``, unless h2 has
+        closed it already."""
+        try:
+            self.h2.reset_stream(sid, code)
+        except h2.exceptions.H2Error:
+            pass
 
     def _forget(self, stream):
         if self.streams.get(stream.id) is stream:
