@@ -51,16 +51,15 @@ def h2c(tmp_path_factory):
     root = tmp_path_factory.mktemp("break_s7") / "root"
     (root / "cgi-bin").mkdir(parents=True)
     (root / "index.html").write_bytes(b"<h1>home</h1>\n")
-    echo = root / "cgi-bin" / "echo.sh"
-    echo.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n"\n'
-                    'echo "CONTENT_LENGTH=${CONTENT_LENGTH-unset}"\ncat\n')
-    echo.chmod(0o755)
-    deaf = root / "cgi-bin" / "deaf.sh"
-    deaf.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\nnot read\\n"\n')
-    deaf.chmod(0o755)
-    for name, out in NPH.items():
+    scripts = {
+        "echo.sh": '#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n"\n'
+                   'echo "CONTENT_LENGTH=${CONTENT_LENGTH-unset}"\ncat\n',
+        "deaf.sh": '#!/bin/sh\nprintf "Content-Type: text/plain\\n\\nnot read\\n"\n',
+        **{name: "#!/bin/sh\nprintf '%s'\n" % out for name, out in NPH.items()},
+    }
+    for name, text in scripts.items():
         script = root / "cgi-bin" / name
-        script.write_text("#!/bin/sh\nprintf '%s'\n" % out)
+        script.write_text(text)
         script.chmod(0o755)
     plugins = root.parent / "plugins"
     plugins.mkdir()
