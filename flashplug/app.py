@@ -32,6 +32,7 @@ from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
+from flashplug.http.known_requests import KnownRequests
 from flashplug.http.message import Response
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
                                      is_async_handler)
@@ -157,6 +158,9 @@ class App:
         # once here (Route refuses one that is no async def), so a request
         # to it skips the check and the search for its plugin.
         self.route_handlers = {}
+        # Whole request heads parsed before, for a plugin's handler
+        # (flashplug.http.known_requests): not parsed again.
+        self.known_requests = KnownRequests()
         # One file cache for every site: with sites it is keyed by the file's
         # path (root + URL path) after the site's policy tag (flashplug.policy
         # .cache_tag), so sites that share a root and a policy share entries.

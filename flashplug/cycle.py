@@ -48,7 +48,7 @@ SESSION_SLOTS = (
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
     "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest",
-    "uncached", "last_asked")
+    "uncached", "last_asked", "m_whole", "m_known")
 
 
 def init_session(conn, app, peer, local, now):
@@ -88,6 +88,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_site = None           # the site _target_entry chose, for _answer_by_target
     conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
     conn.uncached = None         # the head being parsed, when _not_cached said so
+    conn.m_whole = None          # the head being parsed, when it came whole (known_requests)
     conn._reset_message()
 
 
