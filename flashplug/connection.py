@@ -129,9 +129,6 @@ class Connection(H1Protocol, RequestCycle):
                 if self._answer_known(*found, data):
                     self.app.stats.heads_known += 1
                     return
-            elif data in self.app.known_requests.heads:
-                self.feed(data, now)    # a plugin's request, parsed before
-                return
             elif self._not_cached(data):
                 self.uncached = data    # (the parser need not ask again)
                 self.feed(data, now)

@@ -27,7 +27,7 @@ import logging
 from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
 from flashplug.framing import close_response as _close_stream
-from flashplug.framing import send_response, write_entry, write_not_modified
+from flashplug.framing import send_now, send_response, write_entry, write_not_modified
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
 from flashplug.http.dates import depends_on_year
@@ -441,14 +441,20 @@ class RequestCycle:
     async def _serve(self, request, handler):
         app = self.app
         try:
-            response = await app.respond(request, handler)
+            # A route's handler (the router gives none for a path that did
+            # not decode, or "*"), else the static files; an HTTPError
+            # either raises is answered by failure_answer as respond would.
+            response = await (app.respond(request, None) if handler is None
+                              else app.run_handler(handler, request))
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
             response = await app.failure_answer(request, exc)
         if self.closed:
             await _close_stream(response)
             return
         try:
-            response, sent = await send_response(self, request, response)
+            sent = send_now(self, request, response)
+            if sent is None:
+                response, sent = await send_response(self, request, response)
         except ConnectionError:
             await _close_stream(response)
             self.abort()

@@ -594,8 +594,11 @@ class H1Protocol:
                 and app.known_requests.seen_before(whole):
             parsed = ParsedHead(request)    # before a route hook can touch it
         self._queue_request(request)
-        if parsed is not None and self.active is request and self.active_handler is not None:
-            self.m_known = parsed      # remembered if the message ends with the piece
+        if parsed is not None and self.active is request:
+            if self.active_handler is not None:
+                self.m_known = parsed      # remembered if the message ends with the piece
+            else:
+                app.known_requests.refuse(whole)    # the static files'
 
     def _queue_request(self, request):
         """Set the per-connection fields of a parsed ``request`` and answer

@@ -75,21 +75,28 @@ class KnownRequests:
 
     def __init__(self, limit=KNOWN_REQUESTS):
         self.heads = {}
-        self.seen = set()          # hashes of heads parsed once
+        self.seen = {}             # hash of a head parsed before -> seen_before
         self.limit = limit
         self.get = self.heads.get
 
     def seen_before(self, head):
-        """Was ``head`` (bytes) parsed before?  Notes it if not.  Only its
-        hash is kept: a collision merely remembers a head a sight early."""
+        """Was ``head`` (bytes) parsed before, and not found to be the
+        static files' (``refuse``)?  Notes it if not seen.  Only its hash
+        is kept: a collision merely remembers a head a sight early."""
         key = hash(head)
         seen = self.seen
-        if key in seen:
-            return True
+        mark = seen.get(key)
+        if mark is not None:
+            return mark
         if len(seen) >= self.limit * 4:
             seen.clear()
-        seen.add(key)
+        seen[key] = True
         return False
+
+    def refuse(self, head):
+        """``head`` went to no plugin's handler: it is never remembered, and
+        not looked at again."""
+        self.seen[hash(head)] = False
 
     def remember(self, head, parsed):
         """Note ``parsed``, a ``ParsedHead``, as what ``head`` makes."""

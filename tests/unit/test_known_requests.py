@@ -153,6 +153,8 @@ def test_heads_are_remembered_on_their_second_sight_and_bounded():
     known = KnownRequests(limit=2)
     assert not known.seen_before(b"a")
     assert known.seen_before(b"a")
+    known.refuse(b"s")
+    assert not known.seen_before(b"s") and not known.seen_before(b"s")
     for head in (b"a", b"b", b"c"):
         known.remember(head, head)
     assert list(known.heads) == [b"c"]      # full at two: forgotten at once
