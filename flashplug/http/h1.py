@@ -15,7 +15,10 @@ with a single callback (the target) and scanned once for the few fields the
 cached path needs (``_answer_scanned``); a plain GET/HEAD or a revalidation
 of a cached target is answered from there.  Anything else is parsed again,
 the same bytes, with a callback per field: the answer is always the one the
-full parse gives.
+full parse gives.  Before either, a whole head is looked up among the heads
+this worker parsed before for a plugin's handler
+(``flashplug.http.known_requests``): a known one is not parsed again, its
+Request is made from what its first parse left (``_replay``).
 
 Every protocol error is a ``ProtocolError`` that carries its HTTP status;
 an error llhttp finds itself is classified from the bytes of the message
@@ -676,7 +679,7 @@ class H1Protocol:
         self.m_request = None
         self.m_body = None
         self.m_headers = None   # an idle connection keeps nothing of its last request
-        self.m_url = self.m_connection = self.m_host = self.uncached = None
+        self.m_url = self.m_connection = self.m_host = self.uncached = self.m_whole = None
         self.m_open = False
         if request is None and self.state == "busy" and self.active is None:
             # answered by _answer_by_target
