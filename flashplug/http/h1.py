@@ -312,7 +312,7 @@ class H1Protocol:
             # One whole head (pieces are cut after each): parsed before?
             head = bytes(piece)
             known = self.app.known_requests.get(head)
-            if known is not None:
+            if known is not None and self._kept_alive():
                 self._replay(known)
                 return True
             if len(head) <= KNOWN_REQUEST_SIZE:
@@ -377,6 +377,12 @@ class H1Protocol:
             # costs well under a microsecond).
             self.parser = None
         return True
+
+    def _kept_alive(self):
+        """Did the last message parsed on this connection allow another?
+        (llhttp refuses bytes after one that did not: so must a replay.)"""
+        last = self.pending[-1] if self.pending else self.active
+        return last is None or type(last) is not Request or last.keep_alive
 
     def _replay(self, known):
         """Queue the request of a head parsed before (``known``, its

@@ -14,7 +14,9 @@ import pytest
 
 from flashplug.http.known_requests import KnownRequests, ParsedHead
 from flashplug.http.message import Headers, Request
-from tests.unit.test_drivers import DRIVERS, exchange, make_app, no_date
+from flashplug.connection import Connection
+from tests.memory_transport import MemoryTransport
+from tests.unit.test_drivers import DRIVERS, PEER, exchange, make_app, no_date
 
 ECHO = '''
 from flashplug import Response, Route, hookimpl
@@ -147,6 +149,48 @@ def test_pipelined_heads_in_one_read(docroot, tmp_path, driver):
         same_answers(fast, full, driver, data)
     assert set(fast.known_requests.heads) <= {b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n",
                                                b"GET /app/2 HTTP/1.1\r\nHost: x\r\n\r\n"}
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("last", [b"GET /app/0 HTTP/1.0\r\nHost: x\r\n\r\n",
+                                  b"GET /app/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+def test_no_head_is_replayed_after_a_connections_last_message(docroot, tmp_path, driver, last):
+    # llhttp refuses what comes after a message that closes the connection;
+    # a known head in the same read is refused too, not answered.
+    fast, full = apps(docroot, tmp_path, "/app")
+    known = b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _ in range(3):
+        same_answers(fast, full, driver, known)
+    assert known in fast.known_requests.heads
+    same_answers(fast, full, driver, last + known)
+
+
+def test_a_known_head_after_a_last_message_in_flight_is_refused(docroot, tmp_path):
+    # On the loop, the first request is still being answered (its task has
+    # not run) when the next head is parsed: llhttp refuses bytes after a
+    # message that closes the connection, and a known head is no exception.
+    fast, _ = apps(docroot, tmp_path, "/app")
+    known = b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _ in range(3):
+        exchange(fast, "loop", known)
+    assert known in fast.known_requests.heads
+    held = []
+    fast.loop.create_task = lambda coro: held.append(coro) or DoneTask()
+    t = MemoryTransport()
+    conn = Connection(fast, t, PEER)
+    conn.feed(b"GET /app/0 HTTP/1.0\r\nHost: x\r\n\r\n" + known, 0.0)
+    assert conn.active.target == "/app/0"
+    assert [type(item).__name__ for item in conn.pending] == ["ErrorItem"]
+    for coro in held:
+        coro.close()
+
+
+class DoneTask:
+    def done(self):
+        return True
+
+    def cancel(self):
+        pass
 
 
 def test_heads_are_remembered_on_their_second_sight_and_bounded():
