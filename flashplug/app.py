@@ -262,8 +262,10 @@ class App:
     async def respond(self, request, handler=_UNROUTED):
         """The Response for ``request``: its route's handler, else static files.
 
-        The connection passes the handler it already looked up; a plugin
-        re-dispatching a request (a CGI local redirect) lets it be looked up.
+        The connection passes the handler it already looked up (it calls
+        ``run_handler`` itself for a route's, so here it passes None); a
+        plugin re-dispatching a request (a CGI local redirect) lets it be
+        looked up.
         """
         try:
             if request.path is None:
