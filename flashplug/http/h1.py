@@ -366,8 +366,10 @@ class H1Protocol:
             # a message.  It was queued and is answered normally, then the
             # connection closes; unless a plugin answers 101 and takes the
             # connection over (cycle's send_response, the driver's tunnel),
-            # and then the bytes after the head are the new protocol's.
-            self.upgrade_rest = bytes(piece[e.args[0]:]) if e.args else b""
+            # and then the bytes after the head are the new protocol's.  An
+            # HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8: MUST).
+            if parser.get_http_version() != "1.0":
+                self.upgrade_rest = bytes(piece[e.args[0]:]) if e.args else b""
             self.pause_reading(PAUSE_UPGRADE)
             self.closing = True
             if self.active is None:

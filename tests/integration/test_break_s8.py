@@ -8,7 +8,9 @@ import textwrap
 import pytest
 
 from conftest import start_server
+from proxy_upstreams import RecordingUpstream
 from test_kernel_http import wire
+from test_upgrade import start as start_echoer
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +90,36 @@ def test_an_upgrade_body_is_framed_as_any_other(srv):
         assert w.closed_by_peer()
     finally:
         w.close()
+
+
+# -- RFC 9110 §7.8: "A server MUST ignore an Upgrade header field that is received
+#    in an HTTP/1.0 request" (and §15.2: no 1xx to an HTTP/1.0 client).  A plugin's
+#    101 switched an HTTP/1.0 connection, and the proxy passed the Upgrade on and
+#    relayed the upstream's 101 (nginx does too). ---------------------------------
+
+def test_a_plugin_cannot_switch_an_http10_connection(server_factory, tmp_path):
+    s = start_echoer(server_factory, tmp_path)
+    w = wire(s)
+    try:
+        w.send(b"GET /echo HTTP/1.0\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        assert w.response()[0] == 500
+        assert w.closed_by_peer()
+    finally:
+        w.close()
+    assert "answered 101 to a request that asked for no Upgrade" in s.log()
+
+
+def test_the_proxy_passes_no_upgrade_of_an_http10_request(server_factory, tmp_path):
+    upstream = RecordingUpstream()
+    try:
+        s = server_factory(tmp_path, "--access-log", "off", "--proxy", f"/={upstream.address}")
+        w = wire(s)
+        try:
+            w.send(b"GET /x HTTP/1.0\r\nHost: x\r\n" + UPGRADE_WS + b"\r\n")
+            status, _, body = w.response()
+        finally:
+            w.close()
+        assert (status, body) == (200, b"index\n")
+        assert upstream.requests[-1].header("upgrade") is None
+    finally:
+        upstream.stop()
