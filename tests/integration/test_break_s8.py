@@ -19,10 +19,16 @@ def srv(tmp_path_factory):
     root = tmp / "root"
     (root / "cgi-bin").mkdir(parents=True)
     (root / "index.html").write_bytes(b"index\n")
-    echo = root / "cgi-bin" / "echo.sh"
-    echo.write_text("#!/bin/sh\n" + textwrap.dedent(
-        'printf "Content-Type: text/plain\\n\\nlen=%s\\n" "$CONTENT_LENGTH"\ncat\n'))
-    os.chmod(echo, 0o755)
+    scripts = {
+        "echo.sh": 'printf "Content-Type: text/plain\\n\\nlen=%s\\n" "$CONTENT_LENGTH"\ncat\n',
+        # A script that tells its error log what a client sent it.
+        "complain.sh": 'printf "bad name: %s\\n" "$QUERY_STRING" | sed "s/%1b/\\x1b/g; s/%0d/\\r/g" >&2\n'
+                       'printf "Content-Type: text/plain\\n\\nok\\n"\n',
+    }
+    for name, text in scripts.items():
+        script = root / "cgi-bin" / name
+        script.write_text("#!/bin/sh\n" + textwrap.dedent(text))
+        os.chmod(script, 0o755)
     server = start_server(root, "--plugins", "cgi", "--access-log", "off", tmp_path=tmp)
     yield server
     server.stop()
@@ -123,3 +129,26 @@ def test_the_proxy_passes_no_upgrade_of_an_http10_request(server_factory, tmp_pa
         assert upstream.requests[-1].header("upgrade") is None
     finally:
         upstream.stop()
+
+
+# -- Terminal escapes in the error log (CVE-2009-4487 in nginx, CVE-2013-1862 in
+#    Apache): a script's stderr went to the error log raw, so a client whose input
+#    a script echoes there could send ESC sequences to the terminal that shows
+#    the log, or a CR that overwrites the line's prefix. -------------------------
+
+def test_a_scripts_stderr_reaches_the_error_log_escaped(srv):
+    w = wire(srv)
+    try:
+        w.send(b"GET /cgi-bin/complain.sh?%1b]0;owned%07%1b[2J%0d2026-01-01%20[ERROR]%20forged "
+               b"HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert w.response()[0] == 200
+    finally:
+        w.close()
+    import time
+    for _ in range(50):
+        if "bad name:" in srv.log():
+            break
+        time.sleep(0.1)
+    line = [ln for ln in srv.log().splitlines() if "bad name:" in ln][0]
+    assert "\x1b" not in line and "\r" not in line
+    assert line.endswith(r"bad name: \x1b]0;owned%07\x1b[2J\x0d2026-01-01%20[ERROR]%20forged")
