@@ -410,11 +410,12 @@ class H1Protocol:
         self.m_noted &= ~_SKIPPED_BODY
         self.closing = True
         request = self.m_request
+        # (Its "Connection: close" has llhttp refuse what follows the body,
+        # as after any message that closes the connection.)
         parser = self.parser = httptools.HttpRequestParser(_SkippedBody(self))
-        parser.feed_data(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         if request.chunked else
-                         b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
-                         % request.content_length)
+        parser.feed_data(b"POST / HTTP/1.1\r\nConnection: close\r\n"
+                         + (b"Transfer-Encoding: chunked\r\n\r\n" if request.chunked else
+                            b"Content-Length: %d\r\n\r\n" % request.content_length))
         return self._parse(rest) if rest else True
 
     def _line_read(self, parser, piece):

@@ -96,6 +96,7 @@ def test_an_upgrade_body_is_framed_as_any_other(srv):
         assert w.closed_by_peer()
     finally:
         w.close()
+    assert "error while parsing" not in srv.log()
 
 
 # -- RFC 9110 §7.8: "A server MUST ignore an Upgrade header field that is received
