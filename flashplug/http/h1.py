@@ -44,8 +44,9 @@ import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.forwarded import request_client
-from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, content_length,
-                                      expects_continue, keep_alive, set_target, valid_host)
+from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
+                                      content_length, expects_continue, keep_alive, set_target,
+                                      valid_host)
 from flashplug.http.message import Headers, Request
 
 # Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
@@ -353,6 +354,7 @@ class H1Protocol:
         # took that was neither body nor trailer fields.  (A piece that holds
         # a head ends with it, so it never holds body bytes too.)
         request = self.m_request
+        newer = None
         try:
             if request is not None and request.chunked and self.m_body is not None:
                 self._feed_chunked(parser, piece, request)
@@ -384,12 +386,21 @@ class H1Protocol:
                 self.log_internal_error(cause)
                 error = ProtocolError(500, "Internal Server Error")
             else:
+                newer = as_http11(piece) if fresh else None
                 error = classify(e, piece if fresh else b"")
-            self.pause_reading(PAUSE_ERROR)
-            if self.m_body is not None:
-                self.m_body.fail(ConnectionError("malformed request body"))
-            self._queue_error(error.status, error.message, self._line_read(parser, piece))
-            return False
+            if newer is None:
+                self.pause_reading(PAUSE_ERROR)
+                if self.m_body is not None:
+                    self.m_body.fail(ConnectionError("malformed request body"))
+                self._queue_error(error.status, error.message, self._line_read(parser, piece))
+                return False
+        if newer is not None:
+            # llhttp stopped at a later HTTP/1 minor version: the message
+            # begins again, read as HTTP/1.1 (outside the except clause, so
+            # that an error in it is not chained to this one).
+            self.parser = None
+            self.m_open = False
+            return self._parse(newer)
         if self.state == "idle":
             # Between requests the parser holds nothing: drop it, so an
             # idle keep-alive connection does not pay for one (a new parser

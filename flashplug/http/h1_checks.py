@@ -58,6 +58,27 @@ def classify(error, message):
     return ProtocolError(400, "Bad Request")
 
 
+def as_http11(message):
+    """``message`` (the bytes of a request from its first byte) with the
+    version of its request line read as ``HTTP/1.1`` when it is a later
+    HTTP/1 minor version (``HTTP/1.2`` to ``HTTP/1.9``), or None.
+
+    RFC 9110 §2.5: a recipient SHOULD process a message of a higher minor
+    version as if it were of the highest minor version it implements, and
+    answer with that version; nginx, Apache and Go do.  llhttp refuses any
+    version but 1.0 and 1.1, so the kernel feeds it the rewritten bytes.
+    """
+    head = bytes(message)
+    start = len(head) - len(head.lstrip(b"\r\n"))
+    end = head.find(b"\r\n", start)
+    if end < 10 or not _LATER_MINOR.fullmatch(head, end - 9, end):
+        return None
+    return head[:end - 1] + b"1" + head[end:]
+
+
+_LATER_MINOR = re.compile(rb" HTTP/1\.[2-9]")
+
+
 def host_name(value):
     """The request's host named by a Host field value or by the authority
     of an absolute-form target (``bytes`` or ``str``): the URI host,
