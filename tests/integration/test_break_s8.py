@@ -21,6 +21,9 @@ def srv(tmp_path_factory):
     (root / "index.html").write_bytes(b"index\n")
     scripts = {
         "echo.sh": 'printf "Content-Type: text/plain\\n\\nlen=%s\\n" "$CONTENT_LENGTH"\ncat\n',
+        # Its answer whole, then a look at its standard input.
+        "first.sh": 'printf "Content-Type: text/plain\\nContent-Length: 3\\n\\nabc"\n'
+                    'exec 1>&-\ncat >/dev/null\n',
         # A script that tells its error log what a client sent it.
         "complain.sh": 'printf "bad name: %s\\n" "$QUERY_STRING" | sed "s/%1b/\\x1b/g; s/%0d/\\r/g" >&2\n'
                        'printf "Content-Type: text/plain\\n\\nok\\n"\n',
@@ -153,3 +156,68 @@ def test_a_scripts_stderr_reaches_the_error_log_escaped(srv):
     line = [ln for ln in srv.log().splitlines() if "bad name:" in ln][0]
     assert "\x1b" not in line and "\r" not in line
     assert line.endswith(r"bad name: \x1b]0;owned%07\x1b[2J\x0d2026-01-01%20[ERROR]%20forged")
+
+
+# -- RFC 9110 §15.2, §10.1.1: a 1xx comes before the final response, never after.
+#    A script that answered before it read its body (its head already sent) and
+#    then read, made the kernel send "100 Continue" then: into the chunked body
+#    (which no longer parsed), after a Content-Length body (where the client took
+#    it for the next response's first bytes), or over HTTP/2 as DATA. -------------
+
+EXPECT_POST = (b"POST /cgi-bin/%s HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 5\r\n\r\n")
+
+
+def _read_for(w, seconds):
+    import socket
+    w.sock.settimeout(seconds)
+    data = b""
+    try:
+        while more := w.sock.recv(65536):
+            data += more
+    except socket.timeout:
+        pass
+    return data
+
+
+@pytest.mark.parametrize("script", ["echo.sh", "first.sh"])
+def test_no_100_continue_after_the_final_response_head(srv, script):
+    w = wire(srv)
+    try:
+        w.send(EXPECT_POST % script.encode())
+        data = _read_for(w, 1.5)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+        assert b"100 Continue" not in data, data
+        # The client sends its body after all (it waited long enough): the
+        # answer ends as it should, and the connection is still in step.
+        w.send(b"hello" + b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
+        rest = data + _read_for(w, 1.5)
+        assert b"100 Continue" not in rest
+        assert rest.endswith(b"\r\n\r\nindex\n"), rest
+    finally:
+        w.close()
+
+
+def test_no_100_continue_after_the_final_response_head_over_h2(server_factory, tmp_path):
+    pytest.importorskip("h2")
+    import h2.events
+    from tests.h2_client import H2Client
+    root = tmp_path / "root"
+    (root / "cgi-bin").mkdir(parents=True)
+    script = root / "cgi-bin" / "echo.sh"
+    script.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\nlen=%s\\n" '
+                      '"$CONTENT_LENGTH"\ncat\n')
+    script.chmod(0o755)
+    s = server_factory(root, "--h2c", "--plugins", "cgi")
+    client = H2Client(s.port)
+    sid = client.request("/cgi-bin/echo.sh", method="POST", end=False,
+                         headers=[("content-length", "5"), ("expect", "100-continue")])
+    while not any(isinstance(e, h2.events.DataReceived) for e in client.events):
+        client.pump()
+    import time
+    time.sleep(1.0)     # the script reads its standard input by now
+    client.h2.send_data(sid, b"hello", end_stream=True)
+    client.flush()
+    status, _, body = client.response(sid)
+    client.close()
+    assert (status, body) == (200, b"len=5\nhello"), body
