@@ -221,3 +221,35 @@ def test_no_100_continue_after_the_final_response_head_over_h2(server_factory, t
     status, _, body = client.response(sid)
     client.close()
     assert (status, body) == (200, b"len=5\nhello"), body
+
+
+# -- RFC 9110 §9.3.6, RFC 9112 §3.2.3: CONNECT takes host:port.  An origin-form
+#    CONNECT went to the plugin whose route its path named: the proxy passed it
+#    upstream and relayed a "200 OK" with a Content-Length (a 2xx to CONNECT makes
+#    the connection a tunnel, whose client must ignore that field), a CGI script
+#    answered it.  It is 400 now, before any route (Apache: 400; nginx and
+#    lighttpd: 405). --------------------------------------------------------------
+
+def test_an_origin_form_connect_reaches_no_script(srv):
+    w = wire(srv)
+    try:
+        w.send(b"CONNECT /cgi-bin/echo.sh HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert w.response()[0] == 400
+        assert w.closed_by_peer()
+    finally:
+        w.close()
+
+
+def test_an_origin_form_connect_is_not_proxied(server_factory, tmp_path):
+    upstream = RecordingUpstream()
+    try:
+        s = server_factory(tmp_path, "--access-log", "off", "--proxy", f"/={upstream.address}")
+        w = wire(s)
+        try:
+            w.send(b"CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert w.response()[0] == 400
+        finally:
+            w.close()
+        assert not upstream.requests
+    finally:
+        upstream.stop()
