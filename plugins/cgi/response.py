@@ -51,9 +51,9 @@ HOP_BY_HOP = frozenset({
 })
 
 _STATUS = re.compile(r"([2-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
-#: The fields parse_header_block looks at; any other passes as it is.
 #: Digits a Content-Length may have (less than 1 EB, as a Range offset).
 MAX_LENGTH_DIGITS = 18
+#: The fields parse_header_block looks at; any other passes as it is.
 _SPECIAL = frozenset({"status", "location", "content-type", "content-length"}) | HOP_BY_HOP
 _END = re.compile(rb"\n\r?\n")
 
