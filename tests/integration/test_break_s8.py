@@ -3,7 +3,9 @@ testers would: from the RFCs (9110, 9112, 9113, 3875, 6455) and from public
 bug reports of other servers.  Each test failed before its fix, against a
 real ``flashplug serve``."""
 import os
+import socket
 import textwrap
+import time
 
 import pytest
 
@@ -21,9 +23,9 @@ def srv(tmp_path_factory):
     (root / "index.html").write_bytes(b"index\n")
     scripts = {
         "echo.sh": 'printf "Content-Type: text/plain\\n\\nlen=%s\\n" "$CONTENT_LENGTH"\ncat\n',
-        # Its answer whole, then a look at its standard input.
-        "first.sh": 'printf "Content-Type: text/plain\\nContent-Length: 3\\n\\nabc"\n'
-                    'exec 1>&-\ncat >/dev/null\n',
+        # Its head first (the sleep lets it go out), then its body's echo.
+        "late.sh": 'printf "Content-Type: text/plain\\n\\nlen=%s\\n" "$CONTENT_LENGTH"\n'
+                   'sleep 0.3\ncat\n',
         # A script that tells its error log what a client sent it.
         "complain.sh": 'printf "bad name: %s\\n" "$QUERY_STRING" | sed "s/%1b/\\x1b/g; s/%0d/\\r/g" >&2\n'
                        'printf "Content-Type: text/plain\\n\\nok\\n"\n',
@@ -42,7 +44,8 @@ def srv(tmp_path_factory):
 #    a request that asks for one, so `curl --http2 -d hello http://...` (which
 #    offers h2c on its POST) reached the script with CONTENT_LENGTH=5 and an
 #    empty body; through the proxy, the upstream was promised 5 bytes that never
-#    came.  nginx and lighttpd read the body and answer the POST. ----------------
+#    came (uvicorn#2722 and httptools#124 are the same fault).  nginx, lighttpd
+#    and Apache read the body and answer the POST. ---------------------------------
 
 UPGRADE_H2C = (b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
                b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n")
@@ -63,7 +66,6 @@ def test_the_body_of_a_request_that_offers_an_upgrade_is_read(srv, upgrade, fram
     try:
         if split:
             w.send(head)
-            import time
             time.sleep(0.2)
             w.send(body)
         else:
@@ -148,7 +150,6 @@ def test_a_scripts_stderr_reaches_the_error_log_escaped(srv):
         assert w.response()[0] == 200
     finally:
         w.close()
-    import time
     for _ in range(50):
         if "bad name:" in srv.log():
             break
@@ -161,15 +162,14 @@ def test_a_scripts_stderr_reaches_the_error_log_escaped(srv):
 # -- RFC 9110 §15.2, §10.1.1: a 1xx comes before the final response, never after.
 #    A script that answered before it read its body (its head already sent) and
 #    then read, made the kernel send "100 Continue" then: into the chunked body
-#    (which no longer parsed), after a Content-Length body (where the client took
-#    it for the next response's first bytes), or over HTTP/2 as DATA. -------------
+#    (curl: "Illegal or missing hexadecimal sequence in chunked-encoding", with
+#    the Expect curl adds to uploads over 1 MiB), or over HTTP/2 as DATA. ---------
 
 EXPECT_POST = (b"POST /cgi-bin/%s HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
                b"Content-Length: 5\r\n\r\n")
 
 
 def _read_for(w, seconds):
-    import socket
     w.sock.settimeout(seconds)
     data = b""
     try:
@@ -180,18 +180,19 @@ def _read_for(w, seconds):
     return data
 
 
-@pytest.mark.parametrize("script", ["echo.sh", "first.sh"])
-def test_no_100_continue_after_the_final_response_head(srv, script):
+def test_no_100_continue_after_the_final_response_head(srv):
     w = wire(srv)
     try:
-        w.send(EXPECT_POST % script.encode())
+        w.send(EXPECT_POST % b"late.sh")
         data = _read_for(w, 1.5)
-        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
-        assert b"100 Continue" not in data, data
+        # (A 100 before the final head is right: the script may read first.)
+        final = data.partition(b"HTTP/1.1 200 OK\r\n")[2]
+        assert final, data
+        assert b"100 Continue" not in final, data
         # The client sends its body after all (it waited long enough): the
         # answer ends as it should, and the connection is still in step.
         w.send(b"hello" + b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
-        rest = data + _read_for(w, 1.5)
+        rest = final + _read_for(w, 1.5)
         assert b"100 Continue" not in rest
         assert rest.endswith(b"\r\n\r\nindex\n"), rest
     finally:
@@ -206,7 +207,7 @@ def test_no_100_continue_after_the_final_response_head_over_h2(server_factory, t
     (root / "cgi-bin").mkdir(parents=True)
     script = root / "cgi-bin" / "echo.sh"
     script.write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\n\\nlen=%s\\n" '
-                      '"$CONTENT_LENGTH"\ncat\n')
+                      '"$CONTENT_LENGTH"\nsleep 0.3\ncat\n')
     script.chmod(0o755)
     s = server_factory(root, "--h2c", "--plugins", "cgi")
     client = H2Client(s.port)
@@ -214,7 +215,6 @@ def test_no_100_continue_after_the_final_response_head_over_h2(server_factory, t
                          headers=[("content-length", "5"), ("expect", "100-continue")])
     while not any(isinstance(e, h2.events.DataReceived) for e in client.events):
         client.pump()
-    import time
     time.sleep(1.0)     # the script reads its standard input by now
     client.h2.send_data(sid, b"hello", end_stream=True)
     client.flush()
