@@ -80,6 +80,23 @@ def test_the_body_of_a_request_that_offers_an_upgrade_is_read(srv, upgrade, fram
     assert "Traceback" not in srv.log()
 
 
+def test_the_proxy_passes_the_body_of_a_post_that_offers_h2c(server_factory, tmp_path):
+    upstream = RecordingUpstream()
+    try:
+        s = server_factory(tmp_path, "--access-log", "off", "--proxy", f"/={upstream.address}")
+        w = wire(s)
+        try:
+            w.send(b"POST /x HTTP/1.1\r\nHost: x\r\n" + UPGRADE_H2C
+                   + b"Content-Length: 5\r\n\r\nhello")
+            assert w.response()[0] == 200
+        finally:
+            w.close()
+        seen = upstream.requests[-1]
+        assert (bytes(seen.body), seen.header("upgrade")) == (b"hello", None)
+    finally:
+        upstream.stop()
+
+
 def test_an_upgrade_body_is_framed_as_any_other(srv):
     # The made-up head of the second parser frames nothing of its own: a
     # trailer that tries framing is refused as in any chunked body, and a
