@@ -190,7 +190,7 @@ def set_target(request, target):
     its method takes, 501 for an authority-form CONNECT.
     """
     authority = None
-    if target.startswith("/"):
+    if target.startswith("/") and request.method != "CONNECT":
         raw_path, _, query = target.partition("?")
         query = query.partition("#")[0]  # a fragment is the client's business
         raw_path = raw_path.partition("#")[0]
@@ -198,8 +198,10 @@ def set_target(request, target):
         # RFC 9112 §3.2.3: CONNECT names a host and port, nothing else (an
         # h2 CONNECT with a :path is malformed too).  We are no proxy, and a
         # method not implemented is 501 (RFC 9110 §9.1, §15.6.2), as over h2.
-        # (An origin-form CONNECT, above, is the static handler's 405, as
-        # nginx answers it.)
+        # Any other form is 400, the origin form too (as Apache answers; nginx
+        # and lighttpd say 405): a plugin's route must never get a CONNECT,
+        # whose 2xx would turn the connection into a tunnel for the client
+        # and any proxy in front (§9.3.6), while we go on reading HTTP.
         if host_name(target) is None or ":" not in target.rpartition("]")[2]:
             raise ProtocolError(400, "Bad Request: CONNECT takes host:port")
         raise ProtocolError(501, "Not Implemented: CONNECT")
