@@ -435,6 +435,11 @@ def _docroot_argument(ns, plugin_names):
     ``--plugins cgi autoindex``, http.server's ``serve 8080``.
     """
     words = ns.docroot
+    for given in [*words, ns.directory]:
+        # http.server's port is positional: `-d site 8080` is its muscle memory.
+        if given is not None and given.isdigit() and not os.path.exists(given):
+            raise UsageError(f"document root {given!r} does not exist; "
+                             f"did you mean --port {given}?")
     if ns.directory is not None and words:
         raise UsageError(f"the document root is given twice ({words[0]!r} and "
                          f"--directory {ns.directory!r}); give one of them")
@@ -446,11 +451,7 @@ def _docroot_argument(ns, plugin_names):
     if len(words) > 1:
         raise UsageError(f"one document root expected, got {len(words)}: "
                          f"{' '.join(words)}")
-    given = ns.directory if ns.directory is not None else (words[0] if words else None)
-    if given is not None and given.isdigit() and not os.path.exists(given):
-        raise UsageError(f"document root {given!r} does not exist; "
-                         f"did you mean --port {given}?")
-    return given
+    return ns.directory if ns.directory is not None else (words[0] if words else None)
 
 
 def _check_docroot(path, given):
