@@ -17,12 +17,12 @@ from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
 from flashplug.config import (KERNEL_READ, Config, actions_by_dest, config_plugins_dirs,
                               config_selection, plugin_actions, plugin_tables, read_toml,
-                              toml_defaults)
+                              toml_defaults, top_level_keys)
 from flashplug.errors import StartupError, UsageError
 from flashplug.http.forwarded import HEADERS, parse_networks
 from flashplug.log import LOG_FORMATS
 from flashplug.policy import apply_policies
-from flashplug.sites import SiteConfig, read_sites
+from flashplug.sites import SITE_LEVEL, SiteConfig, read_sites
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -365,7 +365,9 @@ def build_serve(argv):
         parser.set_defaults(**defaults)
         actions = plugin_actions(parser)
         sites = read_sites(pre.config, file_data, lambda at, where, value: plugin_tables(
-            at, where, value, actions, set(installed), prefix="site."))
+            at, where, value, actions, set(installed), prefix="site.",
+            outer=SITE_LEVEL),
+            top_level_keys(parser))
     ns = parser.parse_args(argv)
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."

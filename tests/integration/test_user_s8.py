@@ -121,3 +121,27 @@ def test_the_pebble_walkthrough_gets_a_certificate(tmp_path):
     out = log.read_text()
     assert proc.returncode == 0, out
     assert "hello" in out.splitlines(), out
+
+
+# -- config files: TOML's usual slip ----------------------------------------------------
+
+@pytest.mark.parametrize("text, first", [
+    # A top-level key appended below a table: TOML makes it the table's.
+    ('docroot = "www"\n[plugins]\nenable = ["cgi"]\nport = 8080\n',
+     "site.toml:4: [plugins] port: not a plugin's table; port is a top-level setting"),
+    ('docroot = "www"\n[plugins.cgi]\ntimeout = 5\naccess_log = "a.log"\n',
+     "site.toml:4: [plugins.cgi] access_log: unknown setting;"),
+    ('docroot = "www"\n[[site]]\nnames = ["a.example"]\nroot = "www"\nworkers = 4\n',
+     "site.toml:5: [[site]] a.example: workers: unknown key;"),
+    ('docroot = "www"\n[[site]]\nnames = ["a.example"]\nroot = "www"\n'
+     '[site.plugins]\nenable = ["cgi"]\ncompress = true\n',
+     "[site.plugins] compress: not a plugin's table; compress is a [[site]] setting"),
+])
+def test_a_key_below_the_wrong_table_header_says_where_it_belongs(tmp_path, text, first):
+    # Was "[plugins.port]: no such plugin; installed: ..." without a line.
+    (tmp_path / "www").mkdir()
+    (tmp_path / "site.toml").write_text(text)
+    line = assert_one_line_error(check("--config", "site.toml", cwd=tmp_path))
+    assert first in line, line
+    assert "in TOML every key below a [table] header belongs to that table: write it above" \
+        in line
