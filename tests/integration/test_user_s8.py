@@ -145,3 +145,21 @@ def test_a_key_below_the_wrong_table_header_says_where_it_belongs(tmp_path, text
     assert first in line, line
     assert "in TOML every key below a [table] header belongs to that table: write it above" \
         in line
+
+
+# -- PHP: a socket path that is not there ----------------------------------------------
+
+def test_a_missing_php_fpm_socket_is_named_at_start(tmp_path, server_factory):
+    # docs/fastcgi.md's php8.2 socket on a host with another PHP (or php-fpm
+    # stopped): every .php got a 502, and start-up said nothing.
+    (tmp_path / "www").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "php8.4-fpm.sock").touch()
+    missing = tmp_path / "run" / "php8.2-fpm.sock"
+    warning = (f"fastcgi .php: {missing} does not exist (yet): its requests get 502 until a "
+               f"backend listens there (is php-fpm running?); sockets in {tmp_path / 'run'}: "
+               f"php8.4-fpm.sock")
+    result = check(tmp_path / "www", "--fastcgi", f".php=unix:{missing}")
+    assert result.returncode == 0 and warning in result.stderr, result
+    server = server_factory(tmp_path / "www", "--fastcgi", f".php=unix:{missing}")
+    assert warning in server.log()
