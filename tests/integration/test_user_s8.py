@@ -163,3 +163,53 @@ def test_a_missing_php_fpm_socket_is_named_at_start(tmp_path, server_factory):
     assert result.returncode == 0 and warning in result.stderr, result
     server = server_factory(tmp_path / "www", "--fastcgi", f".php=unix:{missing}")
     assert warning in server.log()
+
+
+# -- a Python app at / behind the proxy, its static files beside it ----------------------
+
+def test_proxy_files_first_serves_files_and_proxies_the_rest(tmp_path, server_factory):
+    # proxy.md's Django example served /srv/mysite/static-root with
+    # --proxy /=...: every path went to the app, /static/ too, so the
+    # document root served nothing.  nginx's answer is try_files $uri @app.
+    from proxy_upstreams import RecordingUpstream
+    upstream = RecordingUpstream()
+    try:
+        root = tmp_path / "public"
+        (root / "static" / "admin").mkdir(parents=True)
+        (root / "static" / "admin" / "base.css").write_text("body{}\n")
+        (root / "index.html").write_text("a landing page the app replaces\n")
+        server = server_factory(root, "--proxy", f"/={upstream.address}",
+                                "--proxy-files-first")
+        css = requests.get(server.url + "/static/admin/base.css")
+        assert (css.status_code, css.text) == (200, "body{}\n")
+        assert css.headers["Content-Type"] == "text/css; charset=utf-8"
+        for path in ("/", "/accounts/login/?next=/", "/static/missing.css", "/static/"):
+            r = requests.get(server.url + path)
+            assert (r.status_code, r.text) == (200, "index\n"), path
+        targets = [m.target.decode() for m in upstream.requests]
+        assert targets == ["/", "/accounts/login/?next=/", "/static/missing.css", "/static/"]
+        r = requests.post(server.url + "/form/", data={"a": "1"})
+        assert r.status_code == 200 and upstream.requests[-1].body == b"a=1"
+    finally:
+        upstream.stop()
+
+
+def test_proxy_files_first_keeps_other_prefixes_and_routes(tmp_path, server_factory):
+    from proxy_upstreams import RecordingUpstream
+    app, api = RecordingUpstream(), RecordingUpstream()
+    try:
+        root = tmp_path / "public"
+        (root / "api").mkdir(parents=True)
+        (root / "api" / "file.txt").write_text("on disk\n")
+        (root / "cgi-bin").mkdir()
+        server = server_factory(root, "--proxy", f"/={app.address}", "--proxy",
+                                f"/api={api.address}/", "--proxy-files-first",
+                                "--plugins", "proxy,cgi")
+        assert requests.get(server.url + "/api/file.txt").text == "on disk\n"
+        assert requests.get(server.url + "/api/v1/x").text == "index\n"
+        assert [m.target for m in api.requests] == [b"/v1/x"]     # the longest prefix
+        assert requests.get(server.url + "/cgi-bin/none").status_code == 404   # cgi's route
+        assert app.requests == []
+    finally:
+        app.stop()
+        api.stop()
