@@ -213,3 +213,26 @@ def test_proxy_files_first_keeps_other_prefixes_and_routes(tmp_path, server_fact
     finally:
         app.stop()
         api.stop()
+
+
+# -- CGI scripts brought over from http.server ------------------------------------------
+
+@pytest.mark.parametrize("source, hint", [
+    (b'print("Content-Type: text/plain")\nprint()\n',
+     "Exec format error (no #! line: start it with one, such as #!/usr/bin/env python3)"),
+    (b'#!/usr/bin/no-such-python\nprint("Content-Type: text/plain")\n',
+     "(the interpreter its #! line names does not exist, or the line ends in a Windows CR)"),
+    (b'#!/bin/sh\r\necho "Content-Type: text/plain"\r\n',
+     "(the interpreter its #! line names does not exist, or the line ends in a Windows CR)"),
+])
+def test_a_script_the_kernel_will_not_start_is_logged_with_the_fix(tmp_path, server_factory,
+                                                                  source, hint):
+    # http.server ran any .py with its own interpreter; here such a script
+    # is a 502 whose log line said only "Exec format error".
+    (tmp_path / "cgi-bin").mkdir()
+    (tmp_path / "cgi-bin" / "app.py").write_bytes(source)
+    (tmp_path / "cgi-bin" / "app.py").chmod(0o755)
+    server = server_factory(tmp_path, "--cgi")
+    assert requests.get(server.url + "/cgi-bin/app.py").status_code == 502
+    lines = [line for line in server.log().splitlines() if "cannot run" in line]
+    assert len(lines) == 1 and lines[0].endswith(hint), server.log()
