@@ -89,6 +89,21 @@ def _health_path(text):
     return text
 
 
+def _index(text):
+    """Comma-separated file names; nginx's space-separated list and a path
+    are refused with the fix rather than never matching."""
+    names = [n.strip() for n in text.split(",")]
+    for name in names:
+        if " " in name:
+            fix = ",".join(n for part in names for n in part.split())
+            raise argparse.ArgumentTypeError(f"separate the names with commas: --index {fix}")
+        if "/" in name or name in (".", "..") or "\0" in name:
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is no file name; --index names files in the requested "
+                f"folder, such as index.html")
+    return text
+
+
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
@@ -261,7 +276,7 @@ def _add_serve_options(p):
     files.add_argument("--show-dotfiles", action="store_true",
                        help="serve files and folders whose names start with '.'")
     # index.htm too: python -m http.server, which flashplug replaces, tries both.
-    files.add_argument("--index", default="index.html,index.htm", metavar="NAMES",
+    files.add_argument("--index", default="index.html,index.htm", metavar="NAMES", type=_index,
                        help="comma-separated index file names, tried in order "
                             "(default: index.html,index.htm)")
     coding = p.add_argument_group("compression (docs/compression.md)")

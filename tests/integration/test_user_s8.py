@@ -236,3 +236,20 @@ def test_a_script_the_kernel_will_not_start_is_logged_with_the_fix(tmp_path, ser
     assert requests.get(server.url + "/cgi-bin/app.py").status_code == 502
     lines = [line for line in server.log().splitlines() if "cannot run" in line]
     assert len(lines) == 1 and lines[0].endswith(hint), server.log()
+
+
+# -- --index as nginx users write it -----------------------------------------------------
+
+@pytest.mark.parametrize("value, message", [
+    ("index.php index.html", "separate the names with commas: --index index.php,index.html"),
+    ("../secret.txt", "'../secret.txt' is no file name"),
+    ("html/index.html", "'html/index.html' is no file name"),
+])
+def test_index_names_that_could_never_match_are_refused(tmp_path, value, message):
+    # nginx's `index index.php index.html;` list, or a path: the server
+    # started and never found an index file.
+    line = assert_one_line_error(run("serve", tmp_path, "--port", "0", "--index", value))
+    assert message in line
+    (tmp_path / "site.toml").write_text(f'index = "{value}"\n')
+    line = assert_one_line_error(check("--config", "site.toml", cwd=tmp_path))
+    assert line.startswith("flashplug: error: site.toml:1: index = ") and message in line
