@@ -108,6 +108,11 @@ class ScriptDirs:
     script's source all the same (lighttpd's default configuration denies
     names ending in ``~`` everywhere).
 
+    PHP's files (``PHP_EXTS``) are scripts in every root, with or without
+    a FastCGI backend: when one runs them, its route answers them before
+    this handler; when none does (``--fastcgi`` forgotten, or not given to
+    this site), a WordPress root must not give out ``wp-config.php``.
+
     ``copied``: the extensions of plugins' routes (``Route(ext=".php")``,
     FastCGI's): the route answers such a file, never this handler, but a
     copy of one (``index.php~``) would reach it, and is refused too.
@@ -119,7 +124,7 @@ class ScriptDirs:
             names.add(os.path.normpath(d))
             names.add(os.path.realpath(d))
         self.prefixes = tuple(sorted(n.casefold().rstrip(os.sep) + os.sep for n in names))
-        self.exts = tuple(e.casefold() for e in exts)
+        self.exts = tuple(dict.fromkeys(e.casefold() for e in (*exts, *PHP_EXTS)))
         self.copied = ()
 
     def refuse_copies(self, exts):
@@ -138,6 +143,11 @@ class ScriptDirs:
         original = _without_backup_suffix(folded)
         return bool(self.exts) and (folded.endswith(self.exts) or original.endswith(self.exts)) \
             or bool(self.copied) and original is not folded and original.endswith(self.copied)
+
+
+#: PHP's script extensions (Debian's php-fpm runs these: its
+#: security.limit_extensions); never sent as documents.
+PHP_EXTS = (".php", ".phtml", ".php3", ".php4", ".php5", ".php7", ".php8")
 
 
 #: What editors and operators append to a copy of a file: Emacs and most
@@ -214,15 +224,21 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
         raise
 
 
+def _shown(path):
+    """``path`` as start-up names it: ``./x`` under the working directory."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else os.path.join(os.curdir, rel)
+
+
 def script_dir_warnings(config):
     """Start-up warnings, one line each: script folders that exist but whose
-    scripts no plugin runs (their files are refused, see ScriptDirs)."""
+    scripts no plugin runs, and a PHP site's front page with no FastCGI
+    backend (their files are refused, see ScriptDirs)."""
     lines = []
     for path, runner in config.script_dirs.items():
         if runner is not None or not os.path.isdir(path):
             continue
-        rel = os.path.relpath(path)
-        shown = path if rel.startswith(os.pardir) else os.path.join(os.curdir, rel)
+        shown = _shown(path)
         if "cgi" in config.plugins:
             fix = f"Run its scripts with --cgi-dir /{os.path.basename(path)}/"
         else:
@@ -233,6 +249,11 @@ def script_dir_warnings(config):
         exts = ",".join(config.script_exts)
         lines.append(f"--cgi-ext {exts} is given but the cgi plugin is off; files ending in "
                      f"{exts.replace(',', ' or ')} are refused (403). Enable it with --plugins cgi.")
+    index_php = os.path.join(config.docroot, "index.php")
+    if "fastcgi" not in config.plugins and os.path.isfile(index_php):
+        lines.append(f"{_shown(index_php)} exists but the fastcgi plugin is off; PHP files are "
+                     f"refused (403). Run them with --fastcgi .php=unix:/run/php/php-fpm.sock "
+                     f"(docs/fastcgi.md).")
     return lines
 
 

@@ -253,3 +253,25 @@ def test_index_names_that_could_never_match_are_refused(tmp_path, value, message
     (tmp_path / "site.toml").write_text(f'index = "{value}"\n')
     line = assert_one_line_error(check("--config", "site.toml", cwd=tmp_path))
     assert line.startswith("flashplug: error: site.toml:1: index = ") and message in line
+
+
+# -- a WordPress root served without its PHP backend -------------------------------------
+
+def test_php_sources_are_never_sent_without_a_fastcgi_backend(tmp_path, server_factory):
+    # `flashplug serve /var/www/wordpress` with --fastcgi forgotten sent
+    # wp-config.php, database password and all, as a download.
+    (tmp_path / "wp-includes").mkdir()
+    secret = b"<?php define('DB_PASSWORD', 'hunter2');\n"
+    for name in ("index.php", "wp-config.php", "wp-includes/version.PHP", "old.phtml",
+                 "wp-config.php.bak"):
+        (tmp_path / name).write_bytes(secret)
+    (tmp_path / "style.css").write_text("body{}\n")
+    server = server_factory(tmp_path)
+    for path in ("/wp-config.php", "/index.php", "/wp-includes/version.PHP", "/old.phtml",
+                 "/wp-config.php.bak", "/WP-CONFIG.PHP"):
+        r = requests.get(server.url + path)
+        assert r.status_code == 403 and b"hunter2" not in r.content, (path, r.status_code)
+    assert b"hunter2" not in requests.get(server.url + "/").content     # the listing
+    assert requests.get(server.url + "/style.css").status_code == 200
+    assert ("index.php exists but the fastcgi plugin is off; PHP files are refused (403). "
+            "Run them with --fastcgi .php=unix:/run/php/php-fpm.sock") in server.log()
