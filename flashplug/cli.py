@@ -189,7 +189,11 @@ class _Parser(argparse.ArgumentParser):
             if name in HTTP_SERVER_FLAGS:
                 raise UsageError(f"{name} is python -m http.server's; {HTTP_SERVER_FLAGS[name]}")
             known = [o for a in self._actions for o in a.option_strings]
-            close = difflib.get_close_matches(name, known, n=1)
+            # An abbreviation http.server's argparse took (--dir): its one
+            # completion, rather than the nearest spelling (--cgi-dir).
+            close = [o for o in known if o.startswith(name) and name.startswith("--")]
+            if len(close) != 1:
+                close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; see `{self.prog} --help`"
             raise UsageError(f"unknown option {name}{hint}")
         if extra:

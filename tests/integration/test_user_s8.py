@@ -44,6 +44,15 @@ def test_a_missing_default_cgi_directory_is_404(tmp_path, server_factory):
     assert requests.get(server.url + "/cgi-bin/").status_code == 403   # it exists: never listed
 
 
+@pytest.mark.parametrize("args, flag", [(["--dir", "site"], "--directory"),
+                                        (["--bi", "0.0.0.0"], "--bind")])
+def test_an_abbreviation_http_server_took_names_its_flag(tmp_path, args, flag):
+    # http.server's argparse takes `--dir site`; flashplug takes full names
+    # only, and suggested the nearest spelling: "did you mean --cgi-dir?".
+    line = assert_one_line_error(run("serve", *args, cwd=tmp_path))
+    assert line == f"flashplug: error: unknown option {args[0]}; did you mean {flag}?"
+
+
 # -- operators: `flashplug check` before `systemctl reload` -------------------------------
 
 def check(*args, cwd=None):
