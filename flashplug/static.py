@@ -108,10 +108,11 @@ class ScriptDirs:
     script's source all the same (lighttpd's default configuration denies
     names ending in ``~`` everywhere).
 
-    PHP's files (``PHP_EXTS``) are scripts in every root, with or without
-    a FastCGI backend: when one runs them, its route answers them before
-    this handler; when none does (``--fastcgi`` forgotten, or not given to
-    this site), a WordPress root must not give out ``wp-config.php``.
+    PHP's files and their copies (``is_php``) are scripts in every root,
+    with or without a FastCGI backend: when one runs them, its route
+    answers them before this handler; when none does (``--fastcgi``
+    forgotten, or not given to this site), a WordPress root must not give
+    out ``wp-config.php``.
 
     ``copied``: the extensions of plugins' routes (``Route(ext=".php")``,
     FastCGI's): the route answers such a file, never this handler, but a
@@ -124,7 +125,7 @@ class ScriptDirs:
             names.add(os.path.normpath(d))
             names.add(os.path.realpath(d))
         self.prefixes = tuple(sorted(n.casefold().rstrip(os.sep) + os.sep for n in names))
-        self.exts = tuple(dict.fromkeys(e.casefold() for e in (*exts, *PHP_EXTS)))
+        self.exts = tuple(e.casefold() for e in exts)
         self.copied = ()
 
     def refuse_copies(self, exts):
@@ -143,6 +144,11 @@ class ScriptDirs:
         original = _without_backup_suffix(folded)
         return bool(self.exts) and (folded.endswith(self.exts) or original.endswith(self.exts)) \
             or bool(self.copied) and original is not folded and original.endswith(self.copied)
+
+    @staticmethod
+    def is_php(fspath):
+        """Is ``fspath`` named like a PHP script, or a copy of one?"""
+        return _without_backup_suffix(fspath.casefold()).endswith(PHP_EXTS)
 
 
 #: PHP's script extensions (Debian's php-fpm runs these: its
@@ -166,15 +172,15 @@ def _without_backup_suffix(name):
 def _refusal(fspath, real_root, follow_symlinks, scripts):
     """404 for a path whose real location leaves the document root (unless
     symlinks are followed), 403 for one in a script folder, named like a
-    --cgi-ext script or a copy of a route's script (as requested or as its
-    symlinks resolve), else None."""
-    if follow_symlinks and not scripts.prefixes and not scripts.exts and not scripts.copied:
-        return None
+    --cgi-ext script or a copy of a route's script, or a PHP file or copy
+    that exists (as requested or as its symlinks resolve), else None."""
     real = os.path.realpath(fspath)
     if not follow_symlinks and not _inside(real, real_root):
         return 404
     if scripts.holds(fspath) or scripts.holds(real):
         return 403
+    if (scripts.is_php(fspath) or scripts.is_php(real)) and os.path.lexists(fspath):
+        return 403      # one that is not there is a 404, as any missing file
     return None
 
 

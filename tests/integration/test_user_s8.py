@@ -280,10 +280,11 @@ def test_php_sources_are_never_sent_without_a_fastcgi_backend(tmp_path, server_f
     (tmp_path / "style.css").write_text("body{}\n")
     server = server_factory(tmp_path)
     for path in ("/wp-config.php", "/index.php", "/wp-includes/version.PHP", "/old.phtml",
-                 "/wp-config.php.bak", "/WP-CONFIG.PHP"):
+                 "/wp-config.php.bak"):
         r = requests.get(server.url + path)
         assert r.status_code == 403 and b"hunter2" not in r.content, (path, r.status_code)
     assert b"hunter2" not in requests.get(server.url + "/").content     # the listing
     assert requests.get(server.url + "/style.css").status_code == 200
+    assert requests.get(server.url + "/xmlrpc.php").status_code == 404     # not there
     assert ("index.php exists but the fastcgi plugin is off; PHP files are refused (403). "
             "Run them with --fastcgi .php=unix:/run/php/php-fpm.sock") in server.log()
