@@ -128,8 +128,12 @@ class CGIHandler:
             raise HTTPError(503, "Service Unavailable",
                             headers=[("Retry-After", RETRY_AFTER)]) from None
         except OSError as e:
-            log.error("%s: 502: cannot run %s: %s%s", name, script.filename, e.strerror,
-                      SPAWN_HINTS.get(e.errno, ""))
+            hint = SPAWN_HINTS.get(e.errno, "")
+            if e.errno == errno.EACCES and self.settings.creds is not None:
+                hint = (f" (scripts run as uid {self.settings.creds[0]}, not as the server: "
+                        f"it needs x on every folder above the script and r+x on it, "
+                        f"chmod o+rx; or --cgi-user names another user)")
+            log.error("%s: 502: cannot run %s: %s%s", name, script.filename, e.strerror, hint)
             raise HTTPError(502, "Bad Gateway") from None
         finally:
             if spool is not None:

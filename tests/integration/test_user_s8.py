@@ -5,6 +5,7 @@ migrating `python -m http.server` user, a small site's operator, a PHP or
 Python site behind it.  Each fails without its fix.
 """
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -248,6 +249,22 @@ def test_a_script_the_kernel_will_not_start_is_logged_with_the_fix(tmp_path, ser
     assert requests.get(server.url + "/cgi-bin/app.py").status_code == 502
     lines = [line for line in server.log().splitlines() if "cannot run" in line]
     assert len(lines) == 1 and lines[0].endswith(hint), server.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="scripts change user only under root")
+def test_a_script_nobody_may_run_is_logged_with_the_fix(tmp_path, server_factory):
+    # As root, scripts run as nobody (as http.server's did); under a folder
+    # only root may enter, the log said "Permission denied" and no more.
+    root = tmp_path / "site"                     # below pytest's 0700 folders
+    (root / "cgi-bin").mkdir(parents=True)
+    (root / "cgi-bin" / "h.sh").write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhi'\n")
+    (root / "cgi-bin" / "h.sh").chmod(0o755)
+    server = server_factory(root, "--cgi", cgi_user=None)
+    assert requests.get(server.url + "/cgi-bin/h.sh").status_code == 502
+    nobody = pwd.getpwnam("nobody").pw_uid
+    assert (f"cannot run {root / 'cgi-bin' / 'h.sh'}: Permission denied (scripts run as uid "
+            f"{nobody}, not as the server: it needs x on every folder above the script and "
+            f"r+x on it, chmod o+rx; or --cgi-user names another user)") in server.log()
 
 
 # -- --index as nginx users write it -----------------------------------------------------
