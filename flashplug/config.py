@@ -289,7 +289,8 @@ def _convert(path, key, value, action):
 
 def _convert_one(path, key, value, action, flag):
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UsageError(f"{path}: {key} = {value!r}: expected a string or number ({flag})")
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as TOML has it
+        raise UsageError(f"{path}: {key} = {shown}: expected a string or number ({flag})")
     if action.type is not None:
         try:
             value = action.type(str(value))

@@ -267,6 +267,14 @@ def test_a_script_nobody_may_run_is_logged_with_the_fix(tmp_path, server_factory
             f"r+x on it, chmod o+rx; or --cgi-user names another user)") in server.log()
 
 
+def test_a_toml_boolean_for_a_number_is_shown_as_written(tmp_path):
+    # The message said "port = True", Python's spelling, not the file's.
+    (tmp_path / "site.toml").write_text("port = true\n")
+    line = assert_one_line_error(check("--config", "site.toml", cwd=tmp_path))
+    assert line == ("flashplug: error: site.toml:1: port = true: expected a string or number "
+                    "(--port)")
+
+
 # -- --index as nginx users write it -----------------------------------------------------
 
 @pytest.mark.parametrize("value, message", [
