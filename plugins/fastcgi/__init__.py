@@ -38,6 +38,10 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
+    # Once per loaded configuration: a master that reloads starts afresh,
+    # else each reload would add its backends (and spawn: processes) to
+    # the last one's in every new worker.
+    _state["handlers"] = {}
     _handler_for(config)
 
 
