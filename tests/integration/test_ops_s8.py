@@ -79,3 +79,32 @@ def test_reloads_do_not_multiply_backends_and_upstreams(server_factory, tmp_path
         assert len(page["proxy_upstreams"]) == 1, page["proxy_upstreams"]
     php = [pid for w in workers for pid in children(w) if program(pid) == "php-cgi"]
     assert len(php) == 2, php
+
+
+def served_by(server):
+    """The pid of the worker that answered a new connection (the status
+    page is each worker's own)."""
+    return requests.get(server.url + "/server-status?format=json",
+                        headers={"Connection": "close"}).json()["pid"]
+
+
+def test_workers_killed_after_they_served_are_always_replaced(server_factory, tmp_path):
+    """Six workers SIGKILLed within 10 s, each after it had served (the OOM
+    killer, an operator): the master took them for start-up failures and
+    stopped the whole site ("workers keep dying at start-up ... giving
+    up").  nginx's master respawns a worker that dies however often; only
+    a worker that never accepts is a start-up failure."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("hello")
+    server = server_factory(root, "--workers", "2", "--plugins", "status")
+    for _ in range(6):
+        old = wait_for(lambda: (lambda now: now if len(now) == 2 else None)(
+            children(server.proc.pid)), what="two workers")
+        victim = served_by(server)
+        os.kill(victim, signal.SIGKILL)
+        # The replacement serves (it accepted) before the next kill.
+        wait_for(lambda: served_by(server) not in old, what="the replacement serving")
+    assert server.proc.poll() is None, server.log()
+    assert "giving up" not in server.log()
+    assert server.log().count("killed by SIGKILL); starting a new one") == 6
