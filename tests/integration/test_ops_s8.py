@@ -5,15 +5,18 @@ Each test here is a defect found by driving a real server the way an
 operator does (SIGHUP after editing the file, SIGUSR1 after logrotate,
 SIGKILL of a worker) and failed before its fix.
 """
-import json
+import datetime
 import os
 import shutil
 import signal
 import socket
+import ssl
 import time
 
 import pytest
 import requests
+
+trustme = pytest.importorskip("trustme", reason="pip install trustme (the test extra)")
 
 needs_php_cgi = pytest.mark.skipif(shutil.which("php-cgi") is None,
                                    reason="php-cgi is not installed (apt-get install php-cgi)")
@@ -108,3 +111,31 @@ def test_workers_killed_after_they_served_are_always_replaced(server_factory, tm
     assert server.proc.poll() is None, server.log()
     assert "giving up" not in server.log()
     assert server.log().count("killed by SIGKILL); starting a new one") == 6
+
+
+def test_an_expired_certificate_is_served_with_a_warning(server_factory, tmp_path):
+    """An expired certificate was served without a word: every browser
+    refused the site while the log said nothing.  Now one warning line at
+    start and at each reload (nginx says nothing; Caddy renews)."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", not_before=datetime.datetime(2020, 1, 1),
+                         not_after=datetime.datetime(2021, 1, 1))
+    cert, key = tmp_path / "old.pem", tmp_path / "old.key"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    os.chmod(key, 0o600)
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("hello")
+    server = server_factory(root, "--tls-cert", cert, "--tls-key", key)
+    line = f"--tls-cert {cert}: the certificate expired on Jan  1 00:00:00 2021 GMT"
+    assert line in server.log()
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        ctx = ssl.create_default_context()     # what a browser does with it aside
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert tls.recv(100).startswith(b"HTTP/1.1 200")
+    server.proc.send_signal(signal.SIGHUP)    # one process: the certificates reload
+    wait_for(lambda: server.log().count(line) == 2, what="the warning at reload")
