@@ -221,6 +221,7 @@ class _Master:
         # accepting writes its pid to the other, one that stops, -pid (each
         # write well under PIPE_BUF, so lines never interleave).
         self.cause_r, self.cause_w = os.pipe()
+        self.cause_read = ("", 0.0)     # (last line read, when): last_cause
         self.ready_r, self.ready_w = os.pipe()
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.cause_r, self.ready_r, self.wake_r, self.wake_w):
@@ -283,11 +284,20 @@ class _Master:
                     pass
 
     def last_cause(self):
+        """The last line a child wrote to the cause pipe; "" if none.
+
+        Two children that die together both write, and the first exit
+        reads both lines: with nothing new in the pipe, the line read in
+        the last QUICK_SECONDS stands for the second exit too."""
         try:
-            return os.read(self.cause_r, 4096).decode("utf-8", "replace") \
-                .strip().splitlines()[-1]
-        except (BlockingIOError, IndexError):
-            return ""
+            lines = os.read(self.cause_r, 4096).decode("utf-8", "replace").strip().splitlines()
+        except BlockingIOError:
+            lines = []
+        now = time.monotonic()
+        if lines:
+            self.cause_read = (lines[-1], now)
+        line, when = self.cause_read
+        return line if now - when < QUICK_SECONDS else ""
 
     # -- events -------------------------------------------------------------------
 
