@@ -50,6 +50,7 @@ import logging
 import socket
 
 from flashplug.procs import MAX_STDERR_LINE, Slots
+from flashplug_plugins.cgi.response import MAX_HEADER_BLOCK, find_header_end
 
 from . import protocol as fcgi
 
@@ -146,9 +147,13 @@ class Address:
 
 
 class Exchange:
-    """One request on one connection: the response stream as it arrives.
+    """One request on one connection: the response as it arrives.
 
-    The handler reads with ``read(timeout)`` until ``b""``; it calls
+    The header block is cut out of STDOUT as it arrives (``head``: the
+    block without its blank line, None until it is whole), so the handler
+    waits once for it, not once per chunk; what follows it is the body,
+    read with ``read(timeout)`` until ``b""``, or taken whole with
+    ``read_nowait()`` once the request has ended.  The handler calls
     ``finish()`` when it needs nothing more, and ``abort()`` when the
     client went away.  Each exchange holds one pool slot until its
     ``END_REQUEST`` (or the connection's end), then gives it back.
@@ -156,12 +161,12 @@ class Exchange:
 
     __slots__ = ("conn", "request_id", "chunks", "buffered", "received", "stdout_done",
                  "ended", "error", "discarding", "stdin_done", "app_status", "deadline",
-                 "_waiter", "_errbuf")
+                 "head", "_headbuf", "_waiter", "_errbuf")
 
     def __init__(self, conn, request_id):
         self.conn = conn
         self.request_id = request_id
-        self.chunks = collections.deque()
+        self.chunks = collections.deque()   # the body's bytes, after the head
         self.buffered = 0
         self.received = 0            # STDOUT bytes so far
         self.stdout_done = False
@@ -171,6 +176,8 @@ class Exchange:
         self.stdin_done = False      # the empty STDIN record went out
         self.app_status = None
         self.deadline = 0.0          # loop time the handler's wait ends (see Pool._sweep)
+        self.head = None             # the header block, once it has all arrived
+        self._headbuf = b""          # STDOUT so far, while the head has not
         self._waiter = None          # the handler waits for data
         self._errbuf = b""
 
@@ -184,6 +191,29 @@ class Exchange:
         self.received += len(data)
         if self.discarding:
             return
+        if self.head is None:
+            # The handler is woken once the whole head is here (or the
+            # stream ends), not for each piece of it.
+            searched = len(self._headbuf)
+            if searched:
+                data = self._headbuf + data
+            end = find_header_end(data, searched)
+            if end is None:
+                if len(data) > MAX_HEADER_BLOCK:
+                    self.discarding = True
+                    self.error = BackendError(
+                        f"sent a header block over {MAX_HEADER_BLOCK} bytes")
+                    self._headbuf = b""
+                    self._wake()
+                else:
+                    self._headbuf = data
+                return
+            self._headbuf = b""
+            self.head = data[:end[0]]
+            data = data[end[1]:]
+            if not data:
+                self._wake()
+                return
         self.chunks.append(data)
         self.buffered += len(data)
         self._wake()
@@ -214,9 +244,13 @@ class Exchange:
         if self._errbuf:
             self.on_stderr(b"")
         self.stdout_done = True
-        self._wake()
-        self._make_room()
-        pool = self.conn.pool
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        conn = self.conn
+        if conn.holding is self:
+            conn.release_hold()
+        pool = conn.pool
         pool.slots.release()
         if pool._room:
             pool.notify()
@@ -229,6 +263,13 @@ class Exchange:
     def _make_room(self):
         if self.conn.holding is self:
             self.conn.release_hold()
+
+    @property
+    def head_cause(self):
+        """Why no head came, for a request whose output ended without one."""
+        cause = ("ended the request inside its header block" if self._headbuf
+                 else "ended the request without output")
+        return f"{cause} (app status {self.app_status})"
 
     # -- the handler's side
 
@@ -272,11 +313,6 @@ class Exchange:
         self.buffered = 0
         self._make_room()
         return data
-
-    @property
-    def complete(self):
-        """The whole response has arrived, cleanly."""
-        return self.ended and self.error is None and not self.chunks
 
     async def send_stdin(self, data, timeout):
         """STDIN records for ``data``; ``b""`` ends the body.  Waits while

@@ -207,30 +207,28 @@ def encode_pairs(pairs):
     bytes with the top bit set.  ``str`` is encoded as UTF-8 with
     surrogate escapes (the CGI environment's own bytes survive).
 
-    This runs for every request (some 25 pairs), so the usual pair, ASCII
-    text under 128 characters, takes one f-string: its lengths are then
-    characters below 128, which encode to the same single bytes.
+    This runs for every request, so the usual case, every name and value
+    ASCII text under 128 characters, is one list of f-strings encoded once:
+    its lengths are then characters below 128, which encode to the same
+    single bytes.  Anything else (bytes, a long or non-ASCII value) leaves
+    a pair out or makes the encoding fail, and the pairs are encoded one by
+    one.
     """
-    text = []
+    pairs = list(pairs)
+    try:
+        text = [f"{_CHARS[len(n)]}{_CHARS[len(v)]}{n}{v}" for n, v in pairs
+                if type(n) is str is type(v)]
+        if len(text) == len(pairs):
+            return "".join(text).encode("ascii")
+    except (IndexError, UnicodeEncodeError):
+        pass
     out = []
     for name, value in pairs:
-        if type(name) is str and type(value) is str and name.isascii() and value.isascii():
-            n, v = len(name), len(value)
-            if n < 0x80 and v < 0x80:
-                text.append(f"{_CHARS[n]}{_CHARS[v]}{name}{value}")
-                continue
-        if text:
-            out.append("".join(text).encode("ascii"))
-            text = []
         if type(name) is not bytes:
             name = name.encode("utf-8", "surrogateescape")
         if type(value) is not bytes:
             value = value.encode("utf-8", "surrogateescape")
         out += (_length(len(name)), _length(len(value)), name, value)
-    if not out:
-        return "".join(text).encode("ascii")
-    if text:
-        out.append("".join(text).encode("ascii"))
     return b"".join(out)
 
 
@@ -396,17 +394,20 @@ class ClientConnection:
     def begin(self, request_id, params, keep_conn=True, end_stdin=False):
         """BEGIN_REQUEST and the PARAMS stream, and with ``end_stdin`` the
         empty STDIN record (a request without a body), in one buffer.
-        ``params``: pairs, a mapping, or pairs already encoded
-        (:func:`encode_pairs`; bytes).
+        ``params``: a mapping or a list of pairs, or pairs already encoded
+        (:func:`encode_pairs`): bytes, or a tuple of such parts, sent in
+        their order (so a part encoded once is not copied into another).
 
         :raises ValueError: the id is 0 (management) or already open.
         """
         if not 1 <= request_id <= 0xFFFF or request_id in self._open:
             raise ValueError(f"request id {request_id} is not free")
         self._open[request_id] = _Open()
-        if type(params) is not bytes:
-            params = encode_pairs(params.items() if hasattr(params, "items") else params)
-        n = len(params)
+        if type(params) is bytes:
+            params = (params,)
+        elif type(params) is not tuple:
+            params = (encode_pairs(params.items() if hasattr(params, "items") else params),)
+        n = sum(map(len, params))
         # The records around the PARAMS content depend only on the id and
         # the flags: made once for each (an id is usually 1, and reused).
         key = (request_id, keep_conn, end_stdin)
@@ -416,8 +417,9 @@ class ClientConnection:
         if n <= MAX_CONTENT:
             pad = -n & 7
             return b"".join((frame[0], _HEADER.pack(VERSION, PARAMS, request_id, n, pad),
-                             params, _PADS[pad], frame[1]))
-        return b"".join((frame[0], encode_stream(PARAMS, request_id, params), frame[1]))
+                             *params, _PADS[pad], frame[1]))
+        return b"".join((frame[0], encode_stream(PARAMS, request_id, b"".join(params)),
+                         frame[1]))
 
     def stdin(self, request_id, data):
         """STDIN records; ``b""`` closes the stream."""

@@ -91,6 +91,8 @@ def _pairs_one_by_one(pairs):
     [("A", "b")] * 3,
     [("SHORT", "v"), ("LONG", "l" * 300), ("AFTER", "x"), ("CAFÉ", "é"), ("NUL", "a\0b")],
     [(b"RAW", b"\xff\x00"), ("S", "\udcff"), ("X" * 127, "y" * 127), ("X" * 128, "")],
+    [(b"RAW", b"ascii"), ("S", "t")],      # bytes among ASCII text (not its repr)
+    [("S", "t"), ("N", b"")],
 ])
 def test_pairs_batched_encoding_matches_the_format(pairs):
     assert p.encode_pairs(pairs) == _pairs_one_by_one(pairs)
