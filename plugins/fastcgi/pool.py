@@ -403,9 +403,21 @@ class Connection(asyncio.Protocol):
         self.exchanges[request_id].on_stderr(data)
 
     def end(self, request_id, app_status, protocol_status):
-        self._end(request_id, app_status, protocol_status)
-        if self.closed:
-            raise _Closed   # retired: the rest of the bytes are not ours to read
+        exchange = self.exchanges.pop(request_id)
+        exchange.on_end(app_status, protocol_status)
+        if not exchange.stdin_done:
+            # Part of its body may still be on the way: the next
+            # request would follow stray STDIN records.
+            self.retiring = True
+        if not self.exchanges:
+            if self.retiring or (self.origin is not None
+                                 and self.origin.state != "running"):
+                self.close("retired")
+                raise _Closed   # the rest of the bytes are not ours to read
+            self.last_end = self.loop.time()
+        if not self.spare:
+            self.spare = True
+            self.pool.spare.append(self)
 
     def values(self, values):
         self._unexpected("Values")
@@ -507,23 +519,6 @@ class Connection(asyncio.Protocol):
     def _abort_overdue(self, exchange):
         if not exchange.ended and not self.closed:
             self.close("no END_REQUEST after FCGI_ABORT_REQUEST")
-
-    def _end(self, request_id, app_status, protocol_status):
-        exchange = self.exchanges.pop(request_id)
-        exchange.on_end(app_status, protocol_status)
-        if not exchange.stdin_done:
-            # Part of its body may still be on the way: the next
-            # request would follow stray STDIN records.
-            self.retiring = True
-        if not self.exchanges:
-            if self.retiring or (self.origin is not None
-                                 and self.origin.state != "running"):
-                self.close("retired")
-            else:
-                self.last_end = self.loop.time()
-        if not self.spare and not self.closed:
-            self.spare = True
-            self.pool.spare.append(self)
 
     def _idle_check(self):
         delay = IDLE_TIMEOUT

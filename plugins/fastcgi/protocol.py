@@ -116,10 +116,9 @@ _PADS = [b"\0" * n for n in range(8)]
 _BEGIN_KEEP = _BEGIN_BODY.pack(RESPONDER, KEEP_CONN)
 _BEGIN_CLOSE = _BEGIN_BODY.pack(RESPONDER, 0)
 
-# The types an application sends to a web server, and which of them are
-# management records (request id 0).
+# The types an application sends to a web server (the last two are
+# management records, with request id 0).
 _FROM_APP = frozenset({STDOUT, STDERR, END_REQUEST, GET_VALUES_RESULT, UNKNOWN_TYPE})
-_MANAGEMENT = frozenset({GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE})
 
 # Builds a NamedTuple without its Python-level __new__: records and events
 # are made for every response.
@@ -361,12 +360,9 @@ class UnknownType(NamedTuple):
 Event = Union[Stdout, Stderr, EndRequest, Values, UnknownType]
 
 
-class _Open:
-    __slots__ = ("stdout_done", "stderr_done")
-
-    def __init__(self):
-        self.stdout_done = False
-        self.stderr_done = False
+# The streams of an open request that have ended (ClientConnection._open).
+_STDOUT_DONE = 1
+_STDERR_DONE = 2
 
 
 class ClientConnection:
@@ -381,8 +377,8 @@ class ClientConnection:
     """
 
     def __init__(self):
-        self._reader = RecordReader()
-        self._open = {}   # request id -> _Open
+        self._held = b""  # the start of a record that has not all arrived
+        self._open = {}   # request id -> its ended streams (_STDOUT_DONE | _STDERR_DONE)
 
     @property
     def open_requests(self):
@@ -402,7 +398,7 @@ class ClientConnection:
         """
         if not 1 <= request_id <= 0xFFFF or request_id in self._open:
             raise ValueError(f"request id {request_id} is not free")
-        self._open[request_id] = _Open()
+        self._open[request_id] = 0
         if type(params) is bytes:
             params = (params,)
         elif type(params) is not tuple:
@@ -451,58 +447,81 @@ class ClientConnection:
         :raises ProtocolError: see the module comment for each check.
         """
         if not data:
-            self._reader.eof()
+            if self._held:
+                raise ProtocolError("connection closed %d bytes into a record"
+                                    % len(self._held))
             return
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        # Records are cut here, not by a RecordReader: no record objects,
+        # and each content is one slice of the bytes read.
         opened = self._open
-        for rtype, rid, content in self._reader.feed(data):
-            if rtype == STDOUT or rtype == STDERR:     # the usual record first
-                state = opened.get(rid)
-                if state is None:
-                    raise ProtocolError("%s for request id %d, which is not open"
-                                        % (TYPE_NAMES[rtype], rid))
-                if rtype == STDOUT:
-                    if state.stdout_done:
-                        raise ProtocolError("STDOUT data for request id %d after its "
-                                            "stream ended" % rid)
-                    if not content:
-                        state.stdout_done = True
-                    sink.stdout(rid, content)
-                    continue
-                if state.stderr_done:
+        unpack = _HEADER.unpack_from
+        pos = 0
+        n = len(data)
+        while n - pos >= HEADER_LEN:
+            version, rtype, rid, clen, plen = unpack(data, pos)
+            if version != VERSION:
+                raise ProtocolError("record version %d, not 1 (not FastCGI, or garbage: %r)"
+                                    % (version, data[pos:pos + HEADER_LEN]))
+            start = pos + HEADER_LEN
+            end = start + clen
+            if end + plen > n:
+                break
+            pos = end + plen
+            if rtype == STDOUT:     # the usual record first
+                done = opened.get(rid)
+                if done is None:
+                    raise ProtocolError("STDOUT for request id %d, which is not open" % rid)
+                if done & _STDOUT_DONE:
+                    raise ProtocolError("STDOUT data for request id %d after its "
+                                        "stream ended" % rid)
+                if not clen:
+                    opened[rid] = done | _STDOUT_DONE
+                sink.stdout(rid, data[start:end])
+                continue
+            if rtype == END_REQUEST:
+                if rid not in opened:
+                    raise ProtocolError("END_REQUEST for request id %d, which is not open"
+                                        % rid)
+                if clen != _END_BODY.size:
+                    raise ProtocolError("END_REQUEST body of %d bytes, not 8" % clen)
+                del opened[rid]
+                app_status, protocol_status = _END_BODY.unpack_from(data, start)
+                sink.end(rid, app_status, protocol_status)
+                continue
+            content = data[start:end]
+            if rtype == STDERR:
+                done = opened.get(rid)
+                if done is None:
+                    raise ProtocolError("STDERR for request id %d, which is not open" % rid)
+                if done & _STDERR_DONE:
                     raise ProtocolError("STDERR data for request id %d after its stream "
                                         "ended" % rid)
                 if not content:
-                    state.stderr_done = True
+                    opened[rid] = done | _STDERR_DONE
                 sink.stderr(rid, content)
                 continue
             if rtype not in _FROM_APP:
                 raise ProtocolError("record type %s (%d) may not come from an application"
                                     % (TYPE_NAMES.get(rtype, "unknown"), rtype))
-            if rtype in _MANAGEMENT:
-                if rid != 0:
-                    raise ProtocolError("%s for request id %d, not 0"
-                                        % (TYPE_NAMES[rtype], rid))
-                if rtype == GET_VALUES_RESULT:
-                    try:
-                        values = {n.decode("ascii"): v.decode("ascii")
-                                  for n, v in decode_pairs(content)}
-                    except UnicodeDecodeError:
-                        raise ProtocolError("GET_VALUES_RESULT with non-ASCII names or "
-                                            "values") from None
-                    sink.values(values)
-                    continue
-                if len(content) != _UNKNOWN_BODY.size:
-                    raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
-                sink.unknown_type(content[0])
+            # A management record.
+            if rid != 0:
+                raise ProtocolError("%s for request id %d, not 0" % (TYPE_NAMES[rtype], rid))
+            if rtype == GET_VALUES_RESULT:
+                try:
+                    values = {k.decode("ascii"): v.decode("ascii")
+                              for k, v in decode_pairs(content)}
+                except UnicodeDecodeError:
+                    raise ProtocolError("GET_VALUES_RESULT with non-ASCII names or "
+                                        "values") from None
+                sink.values(values)
                 continue
-            # END_REQUEST
-            if rid not in opened:
-                raise ProtocolError("END_REQUEST for request id %d, which is not open" % rid)
-            if len(content) != _END_BODY.size:
-                raise ProtocolError("END_REQUEST body of %d bytes, not 8" % len(content))
-            del opened[rid]
-            app_status, protocol_status = _END_BODY.unpack(content)
-            sink.end(rid, app_status, protocol_status)
+            if len(content) != _UNKNOWN_BODY.size:
+                raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
+            sink.unknown_type(content[0])
+        self._held = data[pos:] if pos < n else b""
 
 
 #: (request id, keep_conn, end_stdin) -> _frame's answer, for begin().
