@@ -77,29 +77,9 @@ class FastCGIHandler:
         self._found = Found(cache_valid)   # by (ext, path), as in the cgi plugin
 
     def for_mapping(self, mapping):
-        """The route handler for one ``--fastcgi`` mapping."""
-        docroot = self.docroot
-        if mapping.prefix is not None:
-            # A WSGI-style mount point: nothing to look up on disk.
-            script_name = mapping.prefix[:-1]
-            filename = docroot + script_name
-
-            async def by_prefix(request):
-                script = Script(filename, script_name, request.path[len(script_name):],
-                                docroot)
-                return await self._answer(request, self.pools[mapping.name],
-                                          encode_pairs(script_env(script, docroot).items()))
-            return by_prefix
-
-        async def by_ext(request):
-            # A script found lately is taken from the cache, with its
-            # variables encoded, without a helper's round trip.
-            key = (mapping.ext, request.path)
-            found = self._found.get(key, request.server.loop.time())
-            if found is None:
-                found = await self._locate(request, mapping, key)
-            return await self._answer(request, self.pools[mapping.name], found[1])
-        return by_ext
+        """The route handler for one ``--fastcgi`` mapping: :meth:`handle`
+        with the mapping bound (a partial, not a coroutine around it)."""
+        return functools.partial(self.handle, mapping=mapping)
 
     async def _locate(self, request, mapping, key):
         """``(script, its script_env as PARAMS)``, kept in ``_found``."""
@@ -117,14 +97,27 @@ class FastCGIHandler:
         self._found.put(key, found, now)
         return found
 
-    async def handle(self, request, mapping, script):
-        """Answer ``request`` through ``mapping``'s backend, for ``script``."""
-        return await self._answer(request, self.pools[mapping.name],
-                                  encode_pairs(script_env(script, self.docroot).items()))
-
-    async def _answer(self, request, pool, script_params):
-        """Answer ``request`` through ``pool``'s backend; ``script_params``
-        are the script's variables (``script_env``), encoded."""
+    async def handle(self, request, mapping, script=None):
+        """Answer ``request`` through ``mapping``'s backend, for ``script``
+        (by default the one the mapping locates: by extension, the first
+        segment of the path with it; by prefix, the prefix itself, as a
+        WSGI mount point, with nothing looked up on disk)."""
+        if script is not None:
+            script_params = encode_pairs(script_env(script, self.docroot).items())
+        elif mapping.prefix is None:
+            # A script found lately is taken from the cache, with its
+            # variables encoded, without a helper's round trip.
+            key = (mapping.ext, request.path)
+            found = self._found.get(key, request.server.loop.time())
+            if found is None:
+                found = await self._locate(request, mapping, key)
+            script_params = found[1]
+        else:
+            script_name = mapping.prefix[:-1]
+            script_params = encode_pairs(script_env(Script(
+                self.docroot + script_name, script_name, request.path[len(script_name):],
+                self.docroot), self.docroot).items())
+        pool = self.pools[mapping.name]
         name = pool.name
         if request.content_length is None and not request.chunked:
             body = length = None        # (take_body's answer, without its coroutine)
