@@ -217,9 +217,9 @@ def message_env(request, content_length, pass_authorization=False):
     env["REQUEST_METHOD"] = request.method
     # The path and query as sent (nginx's $request_uri), also for an
     # absolute-form target, whose scheme and host are not the path.
-    env["REQUEST_URI"] = _wire(target if target.startswith("/") else
-                               request.raw_path + ("?" + query if query else ""))
-    env["QUERY_STRING"] = _wire(query)
+    uri = target if target.startswith("/") else request.raw_path + ("?" + query if query else "")
+    env["REQUEST_URI"] = uri if uri.isascii() else _wire(uri)
+    env["QUERY_STRING"] = query if query.isascii() else _wire(query)
     return env
 
 

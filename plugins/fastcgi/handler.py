@@ -67,7 +67,7 @@ class FastCGIHandler:
         self.settings = settings
         self.docroot = docroot
         # The PARAMS every request of this handler shares, encoded once.
-        self.fixed_params = encode_pairs(fixed_env(base_env, docroot).items())
+        self.fixed_params = encode_pairs(fixed_env(base_env, docroot))
         # ... and those of each client connection (connection_env), encoded
         # at its first request.
         self._by_connection = {}
@@ -79,7 +79,7 @@ class FastCGIHandler:
     def for_mapping(self, mapping):
         """The route handler for one ``--fastcgi`` mapping: :meth:`handle`
         with the mapping bound (a partial, not a coroutine around it)."""
-        return functools.partial(self.handle, mapping=mapping)
+        return functools.partial(self.handle, mapping)
 
     async def _locate(self, request, mapping, key):
         """``(script, its script_env as PARAMS)``, kept in ``_found``."""
@@ -93,17 +93,17 @@ class FastCGIHandler:
             raise HTTPError(404, "Not Found") from None
         except Forbidden:
             raise HTTPError(403, "Forbidden") from None
-        found = (script, encode_pairs(script_env(script, self.docroot).items()))
+        found = (script, encode_pairs(script_env(script, self.docroot)))
         self._found.put(key, found, now)
         return found
 
-    async def handle(self, request, mapping, script=None):
+    async def handle(self, mapping, request, script=None):
         """Answer ``request`` through ``mapping``'s backend, for ``script``
         (by default the one the mapping locates: by extension, the first
         segment of the path with it; by prefix, the prefix itself, as a
         WSGI mount point, with nothing looked up on disk)."""
         if script is not None:
-            script_params = encode_pairs(script_env(script, self.docroot).items())
+            script_params = encode_pairs(script_env(script, self.docroot))
         elif mapping.prefix is None:
             # A script found lately is taken from the cache, with its
             # variables encoded, without a helper's round trip.
@@ -116,7 +116,7 @@ class FastCGIHandler:
             script_name = mapping.prefix[:-1]
             script_params = encode_pairs(script_env(Script(
                 self.docroot + script_name, script_name, request.path[len(script_name):],
-                self.docroot), self.docroot).items())
+                self.docroot), self.docroot))
         pool = self.pools[mapping.name]
         name = pool.name
         if request.content_length is None and not request.chunked:
@@ -128,7 +128,7 @@ class FastCGIHandler:
                 body = _spooled(spool, request.server.helpers)
         # The PARAMS in parts, each encoded once where it does not change.
         params = (self.fixed_params, self._connection_params(request), script_params,
-                  encode_pairs(message_env(request, length, pass_authorization=True).items()))
+                  encode_pairs(message_env(request, length, pass_authorization=True)))
         timeout = self.settings.timeout
         retried = False
         while True:
@@ -180,8 +180,7 @@ class FastCGIHandler:
         if params is None:
             if len(self._by_connection) >= CONNECTIONS_KEPT:
                 self._by_connection.clear()
-            params = self._by_connection[facts] = encode_pairs(
-                connection_env(facts).items())
+            params = self._by_connection[facts] = encode_pairs(connection_env(facts))
         return params
 
     async def _begin(self, pool, name, params, has_body, fresh):

@@ -211,12 +211,12 @@ class Exchange:
             self._headbuf = b""
             self.head = data[:end[0]]
             data = data[end[1]:]
-            if not data:
-                self._wake()
-                return
-        self.chunks.append(data)
-        self.buffered += len(data)
-        self._wake()
+        if data:
+            self.chunks.append(data)
+            self.buffered += len(data)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
         if self.buffered > HIGH_WATER:
             self.conn.hold(self)
 

@@ -202,7 +202,7 @@ def encode_get_values(names=(MAX_CONNS, MAX_REQS, MPXS_CONNS)):
 
 
 def encode_pairs(pairs):
-    """Name-value pairs (§3.4): each length in 1 byte below 128, else in 4
+    """Name-value pairs (§3.4), given as a dict or pairs: each length in 1 byte below 128, else in 4
     bytes with the top bit set.  ``str`` is encoded as UTF-8 with
     surrogate escapes (the CGI environment's own bytes survive).
 
@@ -213,7 +213,8 @@ def encode_pairs(pairs):
     a pair out or makes the encoding fail, and the pairs are encoded one by
     one.
     """
-    pairs = list(pairs)
+    # (A dict's items are read twice without a copy; other pairs once.)
+    pairs = pairs.items() if type(pairs) is dict else list(pairs)
     try:
         text = [f"{_CHARS[len(n)]}{_CHARS[len(v)]}{n}{v}" for n, v in pairs
                 if type(n) is str is type(v)]
