@@ -88,9 +88,7 @@ def _server_name(host, server_addr):
 def build_env(request, script, base, docroot, content_length,
               pass_authorization=False):
     """The environment for running ``script`` for ``request``: the
-    :func:`fixed_env` and the request's own variables, which come in three
-    parts of which no two share a name: :func:`connection_env`,
-    :func:`script_env` and :func:`message_env` (the request's part wins
+    :func:`fixed_env` and the :func:`request_env` (the request's part wins
     where a ``--cgi-pass-env`` name is one of its own).
 
     :param script: a :class:`~flashplug_plugins.cgi.script.Script`.
@@ -99,7 +97,17 @@ def build_env(request, script, base, docroot, content_length,
         None when the request has no body.
     """
     env = fixed_env(base, docroot)
-    env.update(connection_env(connection_facts(request)))
+    env.update(request_env(request, script, docroot, content_length, pass_authorization))
+    return env
+
+
+def request_env(request, script, docroot, content_length, pass_authorization=False):
+    """The variables that come from ``request`` and ``script``, in a new
+    dict: three parts, of which no two share a name, each of its own
+    function so that the fastcgi plugin can encode a part once for as long
+    as it does not change: :func:`connection_env`, :func:`script_env` and
+    :func:`message_env`."""
+    env = connection_env(connection_facts(request))
     env.update(script_env(script, docroot))
     env.update(message_env(request, content_length, pass_authorization))
     return env

@@ -9,20 +9,25 @@ Theory of operation, for one request:
    is ``SCRIPT_NAME`` and the rest of the path ``PATH_INFO``, as a WSGI
    mount point; nothing is looked up on disk.
 2. **Environment.**  The cgi plugin's (httpoxy-safe), with
-   ``SCRIPT_FILENAME`` and ``DOCUMENT_ROOT`` as php-fpm needs them: its
-   ``fixed_env`` part is encoded as PARAMS once per handler, only its
-   ``request_env`` part per request.  Unlike CGI, ``Authorization`` is
-   passed: a FastCGI backend is the operator's own application (nginx
-   passes it too).
+   ``SCRIPT_FILENAME`` and ``DOCUMENT_ROOT`` as php-fpm needs them, sent
+   as PARAMS in parts, each encoded only when it can change: its
+   ``fixed_env`` once per handler, its ``connection_env`` once per client
+   connection (addresses, scheme, version), its ``script_env`` once per
+   script found, and only its ``message_env`` (the request line and
+   fields) per request.  Unlike CGI, ``Authorization`` is passed: a
+   FastCGI backend is the operator's own application (nginx passes it
+   too).
 3. **Send.**  The pool admits the request (503 when its queue is full),
    picks a connection and writes ``BEGIN_REQUEST`` and ``PARAMS``; the body
    streams as ``STDIN`` records while the response is read.  A chunked body
    is spooled first (``take_body``): PHP needs ``CONTENT_LENGTH``.
-4. **Header block.**  Read ``STDOUT`` up to the blank line within the
-   timeout (504), and parse it with the cgi plugin's parser (502 on
+4. **Header block.**  The exchange cuts it out of ``STDOUT`` as it
+   arrives and wakes the handler once it is whole (one wait, up to the
+   timeout: 504), which parses it with the cgi plugin's parser (502 on
    garbage).  ``Location: /x`` is a client redirect here, as in nginx.
-5. **Answer.**  A response that arrived whole goes out with a
-   Content-Length in one write; a longer one streams as it arrives.
+5. **Answer.**  A reply that has all arrived with its head (the usual
+   PHP page: one read) goes out from memory with a Content-Length in one
+   write; a longer one streams as it arrives.
 
 A request that fails on a reused keep-alive connection before any output
 (the backend closed it as we sent) is retried once on a new connection if

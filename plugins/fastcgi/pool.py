@@ -22,6 +22,9 @@ has room:
   bytes (``protocol.ClientConnection.receive_into``, the connection being
   the sink of its events) and hands each to its :class:`Exchange` at
   once, with no reader task to wake in between and no event objects.
+  The exchange cuts the header block out of ``STDOUT`` itself and wakes
+  its handler once the block is whole (or the output ends): one wait per
+  request, whatever the pieces the head came in.
   When an exchange holds more than ``HIGH_WATER`` bytes that its client
   has not taken, the connection pauses reading its socket until it has
   taken half: the socket buffer fills and the backend blocks in

@@ -19,13 +19,15 @@ This module has two layers, both pure:
 
 * :class:`RecordReader` turns bytes into :class:`Record` objects (framing
   only: version, lengths, padding); the ``encode_*`` functions produce the
-  bytes of each record a web server sends.  A test backend uses the same
-  two, in the other direction.
+  bytes of each record a web server sends.  An application (a test
+  backend) reads with the first and answers with the second.
 * :class:`ClientConnection` is the web server's side of one connection: it
   knows which request ids are open and turns the application's records into
   events (:class:`Stdout`, :class:`Stderr`, :class:`EndRequest`,
   :class:`Values`, :class:`UnknownType`), refusing every record that breaks
-  the protocol.
+  the protocol.  It cuts the records itself, as the reader does, but hands
+  each one's content straight to a sink (``receive_into``): this runs for
+  every reply, and record objects would only be unpacked again.
 
 Every violation raises :class:`ProtocolError` with a one-line cause for the
 error log.  The checks (the reader's, then the connection's):

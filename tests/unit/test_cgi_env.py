@@ -274,8 +274,8 @@ def test_real_file_system(tmp_path):
 
 
 def test_the_parts_make_up_the_environment():
-    # build_env is fixed_env and the three parts of the request's own
-    # variables; no two parts name the same variable.
+    # build_env is fixed_env and request_env, which is three parts of
+    # which no two name the same variable.
     from flashplug_plugins.cgi.env import (connection_env, connection_facts, fixed_env,
                                            message_env, script_env)
     req = make_request(scheme="https", headers=[("Host", "h"), ("Accept", "*/*")])
