@@ -75,14 +75,13 @@ def find_header_end(buf, start=0):
 
     ``start`` lets a caller with a growing buffer skip what it searched.
     """
-    if buf.startswith(b"\n"):
+    first = buf[:2]
+    if first[:1] == b"\n":
         return 0, 1
-    if buf.startswith(b"\r\n"):
+    if first == b"\r\n":
         return 0, 2
-    m = _END.search(buf, max(0, start - 2))
-    if m is None:
-        return None
-    return m.start(), m.end()
+    m = _END.search(buf, start - 2 if start > 2 else 0)
+    return None if m is None else m.span()
 
 
 def parse_header_block(block, local_redirects=True):

@@ -133,7 +133,7 @@ class FastCGIHandler:
                 body = _spooled(spool, request.server.helpers)
         # The PARAMS in parts, each encoded once where it does not change.
         params = (self.fixed_params, self._connection_params(request), script_params,
-                  encode_pairs(message_env(request, length, pass_authorization=True)))
+                  encode_pairs(message_env(request, length, True)))   # (Authorization passes)
         timeout = self.settings.timeout
         retried = False
         while True:

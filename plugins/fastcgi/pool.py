@@ -484,7 +484,7 @@ class Connection(asyncio.Protocol):
         self.served += 1
         if self.origin is not None:
             self.origin.served()
-        data = self.proto.begin(rid, params, keep_conn=True, end_stdin=not body)
+        data = self.proto.begin(rid, params, True, not body)   # keep_conn, end_stdin
         if not body:
             exchange.stdin_done = True
         self.transport.write(data)
