@@ -547,8 +547,11 @@ class RequestCycle:
         self._close_when_flushed()
 
     def send_continue(self):
+        """Tell a client waiting to send the active request's body to go on;
+        never once its final response head is out (a 1xx after it would land
+        in its body: RFC 9110 §15.2)."""
         request = self.continue_for
-        if request is not None and request is self.active:
+        if request is not None and request is self.active and not self.head_sent:
             self.continue_for = None
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 

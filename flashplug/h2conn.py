@@ -52,7 +52,7 @@ from flashplug.http.h2_checks import StreamError, check_trailers, request_parts
 from flashplug.http.forwarded import request_client
 from flashplug.http.message import Headers, Request
 from flashplug.h2output import H2Output, ResponseEncoder
-from flashplug.h2proto import BodyLengthMismatch, ServerConnection
+from flashplug.h2proto import BodyLengthMismatch, MalformedFields, ServerConnection
 from flashplug.h2stream import H2Stream
 
 log = logging.getLogger("flashplug.connection")
@@ -316,6 +316,13 @@ class H2Connection(H2Output):
             self.reset(stream, ErrorCodes.PROTOCOL_ERROR)
         else:
             self._reset_id(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
+
+    def _on_malformed(self, event):
+        """A field block h2 refused once the stream was open; h2 has
+        reset the stream (RFC 9113 §8.1.1)."""
+        log.info("HTTP/2 stream %d from %s reset: malformed request: %s",
+                 event.stream_id, self.peer_addr, event.reason)
         self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
 
     def _on_trailers(self, event):
@@ -612,6 +619,7 @@ _HANDLERS = {
     h2.events.RequestReceived: H2Connection._on_request,
     h2.events.DataReceived: H2Connection._on_data,
     BodyLengthMismatch: H2Connection._on_bad_length,
+    MalformedFields: H2Connection._on_malformed,
     h2.events.TrailersReceived: H2Connection._on_trailers,
     h2.events.StreamEnded: H2Connection._on_stream_ended,
     h2.events.StreamReset: H2Connection._on_reset,

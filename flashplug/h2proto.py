@@ -15,12 +15,19 @@ the difference:
   and every other request on it.  :class:`ServerConnection` turns that one
   check into a :class:`BodyLengthMismatch` event instead, which the driver
   answers with ``RST_STREAM``; nginx resets the stream too.
+* A ``content-length`` that is no number, or two that differ, make the
+  request malformed as well (RFC 9113 §8.1.1, RFC 9110 §8.6), so a
+  stream error again; ``h2`` ends the connection.  :class:`ServerConnection`
+  resets that stream itself and reports a :class:`MalformedFields` event.
+  (Every other field check is ours, in ``flashplug.h2conn``: ``h2``'s
+  inbound validation is off.)
 """
 import h2.connection
 import h2.events
 import h2.exceptions
 import hpack
 from h2.errors import ErrorCodes
+from h2.stream import StreamState
 
 
 class CompressionError(h2.exceptions.ProtocolError):
@@ -56,6 +63,21 @@ class BodyLengthMismatch(h2.events.Event):
         self.actual = actual
 
 
+class MalformedFields(h2.events.Event):
+    """A request's field block that ``h2`` refused after opening its
+    stream (a ``content-length`` that is no number, or two that differ);
+    the stream is already reset with PROTOCOL_ERROR.  ``reason``: h2's
+    message, for the log."""
+
+    def __init__(self, stream_id, reason):
+        self.stream_id = stream_id
+        self.reason = reason
+
+
+# The states of a stream whose opening HEADERS h2 accepted as frames.
+_OPENED = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
+
+
 class ServerConnection(h2.connection.H2Connection):
     """``h2``'s connection with our HPACK decoder, and a content-length
     mismatch as an event for one stream rather than a connection error."""
@@ -73,3 +95,19 @@ class ServerConnection(h2.connection.H2Connection):
             # stream open; the driver resets it.
             return [], [BodyLengthMismatch(frame.stream_id, frame.flow_controlled_length,
                                            e.expected_length, e.actual_length)]
+
+    def _receive_headers_frame(self, frame):
+        opening = frame.stream_id not in self.streams
+        try:
+            return super()._receive_headers_frame(frame)
+        except h2.exceptions.ProtocolError as e:
+            # Only h2's plain ProtocolError raised after it opened a new
+            # stream is about the fields (its content-length parse); its
+            # subclasses, and errors on stream ids or states, stay
+            # connection errors.
+            stream = self.streams.get(frame.stream_id) if opening else None
+            if (type(e) is not h2.exceptions.ProtocolError or stream is None
+                    or stream.state_machine.state not in _OPENED):
+                raise
+            return stream.reset_stream(ErrorCodes.PROTOCOL_ERROR), [
+                MalformedFields(frame.stream_id, str(e))]

@@ -56,6 +56,7 @@ import ctypes
 import ctypes.util
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,22 @@ CHUNK = 65536
 #: An over-long stderr "line" is cut here, so a script that writes binary
 #: junk to stderr cannot make the server buffer without bound.
 MAX_STDERR_LINE = 8192
+
+# What a stderr line may not hold raw in the error log: C0 controls but the
+# tab, DEL and C1 controls.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def stderr_text(line):
+    """A line (bytes) a process wrote to its standard error, as text for the
+    error log: UTF-8 where it is, ``\\xNN`` for any other byte and for a
+    control character (a tab stays).  A script often echoes what a client
+    sent; raw, a CR would let it overwrite the log line's prefix on a
+    terminal and an ESC send escape sequences to the terminal that shows
+    the log (CVE-2009-4487 in nginx, CVE-2013-1862 in Apache)."""
+    text = line.decode("utf-8", "backslashreplace")
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
 
 #: Pass as ``stdin`` to get a pipe the caller writes with ``Process.write``.
 PIPE = "pipe"

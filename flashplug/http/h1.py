@@ -44,8 +44,9 @@ import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.forwarded import request_client
-from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, classify, content_length,
-                                      expects_continue, keep_alive, set_target, valid_host)
+from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
+                                      content_length, expects_continue, keep_alive, set_target,
+                                      valid_host)
 from flashplug.http.message import Headers, Request
 
 # Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
@@ -113,6 +114,9 @@ TRANSITIONS = {
 # Header fields the parser callbacks note as they pass, so that a plain
 # request skips the framing checks and takes the cached path.
 _HOST, _FRAMING, _CONDITIONAL, _UPGRADE = 1, 2, 4, 8
+# Not a field: an Upgrade request with a body, whose body llhttp skipped
+# (see _read_skipped_body).
+_SKIPPED_BODY = 16
 _NOTED_FIELDS = {b"host": _HOST, b"content-length": _FRAMING,
                  b"transfer-encoding": _FRAMING, b"expect": _FRAMING,
                  b"if-match": _CONDITIONAL, b"if-none-match": _CONDITIONAL,
@@ -239,6 +243,34 @@ class _Scanner:
 _scanners = threading.local()
 
 
+class _SkippedBody:
+    """The callbacks of the parser that reads an Upgrade request's body
+    (``H1Protocol._read_skipped_body``): its own head is made up, then the
+    body, chunk lines and trailer fields go to the connection's callbacks."""
+
+    __slots__ = ("conn", "in_body")
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.in_body = False
+
+    def on_headers_complete(self):
+        self.in_body = True
+
+    def on_header(self, name, value):
+        if self.in_body:
+            self.conn.on_header(name, value)      # a trailer field
+
+    def on_body(self, body):
+        self.conn.on_body(body)
+
+    def on_chunk_header(self):
+        self.conn.on_chunk_header()
+
+    def on_message_complete(self):
+        self.conn.on_message_complete()
+
+
 class H1Protocol:
     """The parse side of one HTTP/1.1 connection (a base of each driver's
     connection class, which supplies the fields and methods named above)."""
@@ -322,6 +354,7 @@ class H1Protocol:
         # took that was neither body nor trailer fields.  (A piece that holds
         # a head ends with it, so it never holds body bytes too.)
         request = self.m_request
+        newer = None
         try:
             if request is not None and request.chunked and self.m_body is not None:
                 self._feed_chunked(parser, piece, request)
@@ -329,12 +362,16 @@ class H1Protocol:
                 parser.feed_data(piece)
         except httptools.HttpParserUpgrade as e:
             self.m_answer = None    # not a plain request: never remembered
+            if self.m_noted & _SKIPPED_BODY:
+                return self._read_skipped_body(piece[e.args[0]:] if e.args else b"")
             # CONNECT, or a request with "Upgrade:": the parser stops at such
             # a message.  It was queued and is answered normally, then the
             # connection closes; unless a plugin answers 101 and takes the
             # connection over (cycle's send_response, the driver's tunnel),
-            # and then the bytes after the head are the new protocol's.
-            self.upgrade_rest = bytes(piece[e.args[0]:]) if e.args else b""
+            # and then the bytes after the head are the new protocol's.  An
+            # HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8: MUST).
+            if parser.get_http_version() != "1.0":
+                self.upgrade_rest = bytes(piece[e.args[0]:]) if e.args else b""
             self.pause_reading(PAUSE_UPGRADE)
             self.closing = True
             if self.active is None:
@@ -349,18 +386,48 @@ class H1Protocol:
                 self.log_internal_error(cause)
                 error = ProtocolError(500, "Internal Server Error")
             else:
+                newer = as_http11(piece) if fresh else None
                 error = classify(e, piece if fresh else b"")
-            self.pause_reading(PAUSE_ERROR)
-            if self.m_body is not None:
-                self.m_body.fail(ConnectionError("malformed request body"))
-            self._queue_error(error.status, error.message, self._line_read(parser, piece))
-            return False
+            if newer is None:
+                self.pause_reading(PAUSE_ERROR)
+                if self.m_body is not None:
+                    self.m_body.fail(ConnectionError("malformed request body"))
+                self._queue_error(error.status, error.message, self._line_read(parser, piece))
+                return False
+        if newer is not None:
+            # llhttp stopped at a later HTTP/1 minor version: the message
+            # begins again, read as HTTP/1.1 (outside the except clause, so
+            # that an error in it is not chained to this one).
+            self.parser = None
+            self.m_open = False
+            return self._parse(newer)
         if self.state == "idle":
             # Between requests the parser holds nothing: drop it, so an
             # idle keep-alive connection does not pay for one (a new parser
             # costs well under a microsecond).
             self.parser = None
         return True
+
+    def _read_skipped_body(self, rest):
+        """Read the body of an Upgrade request as HTTP/1.1, ``rest`` first.
+
+        httptools has llhttp skip the body of a request that asks for an
+        Upgrade, taking what follows the head for the new protocol.  But a
+        body is sent before any switch (RFC 9110 §7.8; RFC 7540 §3.2: "sent
+        in their entirety"), and we ignore an Upgrade that comes with one,
+        as nginx does (curl offers h2c on its POSTs): a second parser, told
+        the request's framing, reads the body into the request's reader.
+        The connection closes after the answer, as after any Upgrade."""
+        self.m_noted &= ~_SKIPPED_BODY
+        self.closing = True
+        request = self.m_request
+        # (Its "Connection: close" has llhttp refuse what follows the body,
+        # as after any message that closes the connection.)
+        parser = self.parser = httptools.HttpRequestParser(_SkippedBody(self))
+        parser.feed_data(b"POST / HTTP/1.1\r\nConnection: close\r\n"
+                         + (b"Transfer-Encoding: chunked\r\n\r\n" if request.chunked else
+                            b"Content-Length: %d\r\n\r\n" % request.content_length))
+        return self._parse(rest) if rest else True
 
     def _line_read(self, parser, piece):
         """What the access log shows of a message that failed in ``piece``
@@ -547,11 +614,14 @@ class H1Protocol:
         if self.m_noted & _HOST and not valid_host(self.m_host):
             raise ProtocolError(400, "Bad Request: invalid Host header")
         request.keep_alive = keep_alive(version, self.m_connection)
-        if (self.m_noted & _UPGRADE or method == "CONNECT") and parser.should_upgrade():
+        upgrade = (self.m_noted & _UPGRADE or method == "CONNECT") and parser.should_upgrade()
+        if upgrade:
             # The parser stops after this message (see _parse): say so.
             request.keep_alive = False
         if self.m_noted & _FRAMING:
             self._check_framing(request)
+            if upgrade and self.m_body is not None:
+                self.m_noted |= _SKIPPED_BODY
         else:
             request.body = EMPTY_BODY
         authority = set_target(request, target)
@@ -633,6 +703,8 @@ class H1Protocol:
         return deadline
 
     def on_message_complete(self):
+        if self.m_noted & _SKIPPED_BODY:
+            return      # llhttp skipped the body, which is still to come
         if self.m_body is not None:
             self.m_body.finish()
         request = self.m_request

@@ -58,6 +58,27 @@ def classify(error, message):
     return ProtocolError(400, "Bad Request")
 
 
+def as_http11(message):
+    """``message`` (the bytes of a request from its first byte) with the
+    version of its request line read as ``HTTP/1.1`` when it is a later
+    HTTP/1 minor version (``HTTP/1.2`` to ``HTTP/1.9``), or None.
+
+    RFC 9110 §2.5: a recipient SHOULD process a message of a higher minor
+    version as if it were of the highest minor version it implements, and
+    answer with that version; nginx, Apache and Go do.  llhttp refuses any
+    version but 1.0 and 1.1, so the kernel feeds it the rewritten bytes.
+    """
+    head = bytes(message)
+    start = len(head) - len(head.lstrip(b"\r\n"))
+    end = head.find(b"\r\n", start)
+    if end < 10 or not _LATER_MINOR.fullmatch(head, end - 9, end):
+        return None
+    return head[:end - 1] + b"1" + head[end:]
+
+
+_LATER_MINOR = re.compile(rb" HTTP/1\.[2-9]")
+
+
 def host_name(value):
     """The request's host named by a Host field value or by the authority
     of an absolute-form target (``bytes`` or ``str``): the URI host,
@@ -169,7 +190,7 @@ def set_target(request, target):
     its method takes, 501 for an authority-form CONNECT.
     """
     authority = None
-    if target.startswith("/"):
+    if target.startswith("/") and request.method != "CONNECT":
         raw_path, _, query = target.partition("?")
         query = query.partition("#")[0]  # a fragment is the client's business
         raw_path = raw_path.partition("#")[0]
@@ -177,8 +198,10 @@ def set_target(request, target):
         # RFC 9112 §3.2.3: CONNECT names a host and port, nothing else (an
         # h2 CONNECT with a :path is malformed too).  We are no proxy, and a
         # method not implemented is 501 (RFC 9110 §9.1, §15.6.2), as over h2.
-        # (An origin-form CONNECT, above, is the static handler's 405, as
-        # nginx answers it.)
+        # Any other form is 400, the origin form too (as Apache answers; nginx
+        # and lighttpd say 405): a plugin's route must never get a CONNECT,
+        # whose 2xx would turn the connection into a tunnel for the client
+        # and any proxy in front (§9.3.6), while we go on reading HTTP.
         if host_name(target) is None or ":" not in target.rpartition("]")[2]:
             raise ProtocolError(400, "Bad Request: CONNECT takes host:port")
         raise ProtocolError(501, "Not Implemented: CONNECT")

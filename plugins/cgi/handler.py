@@ -33,7 +33,7 @@ import tempfile
 from flashplug import HTTPError, Headers, Request, Response
 from flashplug.http.framing import must_be_empty
 from flashplug.http.paths import decode_path
-from flashplug.procs import PIPE, Busy
+from flashplug.procs import PIPE, Busy, stderr_text
 
 from .env import build_env, search_argv
 from .output import NoHead, OutputBody, read_head
@@ -113,8 +113,7 @@ class CGIHandler:
             proc = await self.manager.spawn(
                 script.filename, argv, env, script.dir,
                 stdin=spool.fileno() if spool else (PIPE if body else None),
-                on_stderr=lambda line: log.warning(
-                    "%s: %s", name, line.decode("utf-8", "replace")),
+                on_stderr=lambda line: log.warning("%s: %s", name, stderr_text(line)),
                 queue_timeout=timeout)
         except Busy as e:
             log.warning("%s: 503: %s", name, e)

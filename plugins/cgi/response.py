@@ -50,6 +50,8 @@ HOP_BY_HOP = frozenset({
 })
 
 _STATUS = re.compile(r"([2-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
+#: Digits a Content-Length may have (less than 1 EB, as a Range offset).
+MAX_LENGTH_DIGITS = 18
 #: The fields parse_header_block looks at; any other passes as it is.
 _SPECIAL = frozenset({"status", "location", "content-type", "content-length"}) | HOP_BY_HOP
 _END = re.compile(rb"\n\r?\n")
@@ -126,8 +128,11 @@ def parse_header_block(block, local_redirects=True):
                 raise CGIError("more than one Content-Type header")
             content_type = value
         elif lname == "content-length":
-            # (str.isdigit takes "²" and other digits; only ASCII ones count)
-            if content_length is not None or not (value.isascii() and value.isdigit()):
+            # (str.isdigit takes "²" and other digits; only ASCII ones count.
+            # Over 18 digits no client can count to it: RFC 9110 §8.6 warns of
+            # overflows, and nginx refuses such an upstream length too.)
+            if content_length is not None or not (value.isascii() and value.isdigit()) \
+                    or len(value) > MAX_LENGTH_DIGITS:
                 raise CGIError("bad Content-Length %r" % _clip(value.encode("latin-1")))
             content_length = int(value)
         else:   # hop-by-hop
@@ -229,7 +234,8 @@ def parse_nph_head(block):
         if lname in HOP_BY_HOP:
             continue
         if lname == "content-length":
-            if content_length is not None or not value.isdigit():
+            if content_length is not None or not value.isdigit() \
+                    or len(value) > MAX_LENGTH_DIGITS:
                 raise CGIError("bad Content-Length %r" % _clip(value))
             content_length = int(value)
         elif lname == "content-type":

@@ -16,6 +16,7 @@ handler does.
 In extension mode (``--cgi-ext``) the walk starts at the document root and
 the script is the first regular file whose name has one of the extensions.
 """
+import errno
 import os
 import stat as st
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(path) from None
         except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                raise NotFound(path) from None   # no file has such a name (as static: 404)
             raise Forbidden(path, f"cannot be read ({e.strerror})") from None
         mode = info.st_mode
         if st.S_ISDIR(mode):

@@ -52,7 +52,7 @@ import collections
 import logging
 import socket
 
-from flashplug.procs import MAX_STDERR_LINE, Slots
+from flashplug.procs import MAX_STDERR_LINE, Slots, stderr_text
 from flashplug_plugins.cgi.response import MAX_HEADER_BLOCK, find_header_end
 
 from . import protocol as fcgi
@@ -230,8 +230,7 @@ class Exchange:
             lines.append(self._errbuf)
             self._errbuf = b""
         for line in lines:
-            log.warning("%s: %s", self.conn.pool.name,
-                        line.rstrip(b"\r").decode("utf-8", "replace"))
+            log.warning("%s: %s", self.conn.pool.name, stderr_text(line.rstrip(b"\r")))
 
     def on_end(self, app_status, protocol_status, cause=None):
         if self.ended:

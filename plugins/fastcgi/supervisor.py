@@ -39,7 +39,7 @@ import signal
 import socket
 import tempfile
 
-from flashplug.procs import ProcessManager
+from flashplug.procs import ProcessManager, stderr_text
 
 from .pool import BackendError
 
@@ -160,8 +160,7 @@ class Supervisor:
             backend.proc = await self.manager.spawn(
                 self.command[0], list(self.command), self.env, self.cwd,
                 stdin=listener.fileno(),
-                on_stderr=lambda line: log.warning("%s: %s", self.name,
-                                                   line.decode("utf-8", "replace")),
+                on_stderr=lambda line: log.warning("%s: %s", self.name, stderr_text(line)),
                 queue_timeout=4 * STOP_GRACE)
         except Exception as e:  # noqa: BLE001 - any failure is a failed start
             log.error("%s: cannot start %s: %s", self.name, self.command[0], e)

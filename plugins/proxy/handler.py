@@ -268,16 +268,17 @@ class _Body:
 
 
 def _upgrade_asked(request):
-    """The ``Upgrade`` value to pass on for a WebSocket handshake (a GET
-    without a body that lists ``upgrade`` in Connection), else None.
+    """The ``Upgrade`` value to pass on for a WebSocket handshake (an
+    HTTP/1.1 GET without a body that lists ``upgrade`` in Connection), else
+    None.
 
     HTTP/2 is never asked for: an upstream that switched to h2c would take
     requests inside the tunnel that the proxy never sees (h2c smuggling),
     and RFC 9113 §3.1 has deprecated that upgrade anyway."""
     value = request.headers.get("upgrade")
     if value is None or request.method != "GET" or request.content_length \
-            or request.chunked:
-        return None
+            or request.chunked or request.version != "1.1":
+        return None     # (RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored)
     if "upgrade" not in connection_tokens(request.headers.get_all("connection")):
         return None
     protocols = [p.strip() for p in value.split(",")

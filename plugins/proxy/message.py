@@ -21,8 +21,9 @@ strict) and checks what the kernel will send on: a status from 100 to
 599, field lines llhttp accepts (no CR, LF, NUL or other control
 character: the kernel checks the fields again, as every plugin's, before
 they reach the wire), framing that is one of Content-Length, chunked or
-the end of the connection.  Anything else is
-an :class:`UpstreamError` (the handler answers 502).  Interim 1xx
+the end of the connection.  A head whose lines end in a bare LF is
+read as if they ended in CRLF (RFC 9112 §2.2 allows it; nginx and Go do
+it).  Anything else is an :class:`UpstreamError` (the handler answers 502).  Interim 1xx
 responses are skipped; 101 ends the message when an upgrade was asked for.
 """
 import re
@@ -54,6 +55,9 @@ _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-f
 KNOWN_HEADS = 256
 KNOWN_HEAD_SIZE = 4096
 _KNOWN = {}
+# The blank line that ends a head, and a line end that is a bare LF.
+_LF_HEAD_END = re.compile(rb"\n\r?\n")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 # What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
 _BAD_REASON = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
 # Response fields looked at while the head is filtered (bytes, lowercase):
@@ -223,17 +227,25 @@ class ResponseReader:
             head = self._head + data if self._head else data
             while self.headers is None:
                 end = head.find(b"\r\n\r\n", 0, MAX_HEAD)
-                if end < 0:
-                    if len(head) >= MAX_HEAD:
-                        raise UpstreamError(f"sent a response head over {MAX_HEAD} bytes")
-                    self._head = head
-                    return False
-                known = None if self.head_only else _KNOWN.get(head[:end + 4])
-                if known is None:
-                    self._parse_head(head[:end + 4])
+                if end >= 0 and head.find(b"\n\n", 0, end) < 0:
+                    end += 4
+                    known = None if self.head_only else _KNOWN.get(head[:end])
+                    if known is None:
+                        self._parse_head(head[:end])
+                    else:
+                        self._known(known)
                 else:
-                    self._known(known)
-                head = head[end + 4:]
+                    # Lines that end in LF alone (RFC 9112 §2.2: a recipient
+                    # MAY take them; nginx and Go do), or no blank line yet.
+                    blank = _LF_HEAD_END.search(head, 0, MAX_HEAD)
+                    if blank is None:
+                        if len(head) >= MAX_HEAD:
+                            raise UpstreamError(f"sent a response head over {MAX_HEAD} bytes")
+                        self._head = head
+                        return False
+                    end = blank.end()
+                    self._parse_head(_BARE_LF.sub(b"\r\n", head[:end]))   # llhttp wants CRLF
+                head = head[end:]
             self._head = b""
             if self.done:
                 self._after_end(head)

@@ -291,6 +291,8 @@ def test_malformed_requests_reset_their_stream_only(h2c_server):
         [("te", "gzip")],
         [("x-bad", " padded")],                   # leading whitespace
         [("host", "other.example")],              # Host differs from :authority
+        [("content-length", "abc")],              # no number (RFC 9110 §8.6)
+        [("content-length", "1"), ("content-length", "2")],
     ]
     for extra in malformed:
         status, _, _ = client.get("/index.html", headers=extra)

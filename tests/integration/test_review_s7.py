@@ -78,7 +78,7 @@ def test_connect_is_501_over_http1_as_over_h2(srv):
     assert '"CONNECT h2.example.org:443 HTTP/2.0" 501 ' in line and line.endswith('"ua-h2"'), line
 
 
-@pytest.mark.parametrize("target", [b"example.org", b"*", b"http://example.org/"])
+@pytest.mark.parametrize("target", [b"example.org", b"*", b"http://example.org/", b"/x:443"])
 def test_connect_to_no_host_and_port_is_400(srv, target):
     """RFC 9112 §3.2.3: CONNECT takes host:port and nothing else."""
     out = raw(srv.port, b"CONNECT " + target + b" HTTP/1.1\r\nHost: example.org\r\n\r\n")

@@ -241,6 +241,13 @@ def test_not_found(path):
         find(path)
 
 
+def test_a_name_too_long_for_the_file_system_is_not_found(tmp_path):
+    # ENAMETOOLONG: no such script can exist, so 404 as the static handler,
+    # nginx and lighttpd answer (it was 403 "cannot be read").
+    with pytest.raises(NotFound):
+        locate("/cgi-bin/" + "a" * 300, "/cgi-bin/", str(tmp_path))
+
+
 def test_dotfiles_when_shown():
     assert find("/cgi-bin/.hidden", show_dotfiles=True).filename == "/cgi/.hidden"
 

@@ -182,6 +182,20 @@ def test_content_length_takes_ascii_digits_only(value):
                            + value.encode("latin-1"))
 
 
+def test_a_content_length_past_18_digits_is_refused():
+    # It reached clients as sent, past what a 64-bit length holds (RFC 9110
+    # §8.6: recipients must expect overflows; nginx answers 502 to it).
+    from flashplug_plugins.cgi.response import parse_nph_head
+    assert parse_header_block(b"Content-Type: text/plain\nContent-Length: "
+                              + b"9" * 18).content_length == 10 ** 18 - 1
+    for head in (parse_header_block, parse_nph_head):
+        block = b"Content-Type: text/plain\nContent-Length: " + b"9" * 23
+        if head is parse_nph_head:
+            block = b"HTTP/1.1 200 OK\r\n" + block
+        with pytest.raises(CGIError, match="bad Content-Length"):
+            head(block)
+
+
 def test_reason_phrase_keeps_its_latin_1_octets():
     r = parse_header_block(b"Status: 404 Nicht gefunden \xe4\nContent-Type: text/plain")
     assert (r.status, r.reason) == (404, "Nicht gefunden \u00e4")

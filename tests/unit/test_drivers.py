@@ -145,8 +145,8 @@ def test_a_bad_request_behind_a_good_one_gets_400(docroot, driver):
 @pytest.mark.parametrize("request_bytes, status", [
     (b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n", 501),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
-    (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
     (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n\r\n", 400),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
@@ -159,6 +159,20 @@ def test_protocol_errors_carry_their_status(docroot, driver, request_bytes, stat
     [(got, headers, _)] = responses(out)
     assert got == status and headers["connection"] == "close"
     assert t.closed
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_later_http1_minor_version_is_read_as_http11(docroot, driver):
+    """RFC 9110 §2.5: HTTP/1.2 is answered as HTTP/1.1 would be (nginx,
+    Apache and Go do), kept alive, and a pipelined request behind it too."""
+    request = b"GET /a.txt HTTP/1.2\r\nHost: x\r\n\r\n" + GET_A
+    out, t = exchange(make_app(docroot), driver, request)
+    got = responses(out)
+    assert [r[0] for r in got] == [200, 200]
+    assert out.startswith(b"HTTP/1.1 200 ") and "connection" not in got[0][1]
+    # Still no Host: the 400 of HTTP/1.1.
+    out, t = exchange(make_app(docroot), driver, b"GET /a.txt HTTP/1.9\r\n\r\n")
+    assert [r[0] for r in responses(out)] == [400] and t.closed
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

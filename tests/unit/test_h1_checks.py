@@ -2,7 +2,7 @@
 import httptools
 import pytest
 
-from flashplug.http.h1_checks import (ProtocolError, classify, expects_continue, host_name,
+from flashplug.http.h1_checks import (ProtocolError, as_http11, classify, expects_continue, host_name,
                                       keep_alive, same_authority, valid_host)
 
 
@@ -28,6 +28,18 @@ def llhttp_error(data):
 def test_classify_reads_the_failing_message(message, status):
     error = classify(llhttp_error(message), message)
     assert isinstance(error, ProtocolError) and error.status == status
+
+
+@pytest.mark.parametrize("message, read", [
+    (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    (b"\r\nGET /x HTTP/1.9\r\n", b"\r\nGET /x HTTP/1.1\r\n"),
+    (b"GET / HTTP/1.10\r\n\r\n", None),    # not HTTP-version (RFC 9112 §2.3)
+    (b"GET / HTTP/2.0\r\n\r\n", None),     # another major version: 505
+    (b"GET / HTTP/1.2", None),               # the line is not whole yet
+    (b"GET / HTTP/1.1\r\n\r\n", None),
+])
+def test_as_http11(message, read):
+    assert as_http11(message) == read
 
 
 def test_classify_never_looks_at_the_error_text():

@@ -3,12 +3,14 @@ with our two departures (RFC 9113 §4.3 COMPRESSION_ERROR, §8.1.1 a
 content-length mismatch as one stream's error), fed frames in memory."""
 import h2.config
 import h2.connection
+import h2.events
 import h2.exceptions
+import hpack
 import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, HeadersFrame
 
-from flashplug.h2proto import BodyLengthMismatch, ServerConnection
+from flashplug.h2proto import BodyLengthMismatch, MalformedFields, ServerConnection
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -50,3 +52,31 @@ def test_a_field_block_that_does_not_decode_is_a_compression_error():
     with pytest.raises(h2.exceptions.ProtocolError) as caught:
         conn.receive_data(frame.serialize())
     assert caught.value.error_code == ErrorCodes.COMPRESSION_ERROR
+
+
+@pytest.mark.parametrize("lengths", [[b"abc"], [b"1", b"2"], [b"-1"], [b"1 2"]])
+def test_a_content_length_that_is_no_length_resets_only_its_stream(lengths):
+    """RFC 9113 §8.1.1 (and RFC 9110 §8.6): a malformed request is a
+    stream error; h2 alone would end the connection."""
+    conn = server()
+    fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/"),
+              (b":authority", b"x")] + [(b"content-length", v) for v in lengths]
+    encoder = hpack.Encoder()
+    frame = HeadersFrame(1, encoder.encode(fields), flags=["END_HEADERS"])
+    events = conn.receive_data(frame.serialize())
+    assert [(type(e), e.stream_id) for e in events] == [(MalformedFields, 1)]
+    sent = conn.data_to_send()
+    assert sent[3] == 0x3 and int.from_bytes(sent[9:13], "big") == ErrorCodes.PROTOCOL_ERROR
+    # The connection goes on: the next stream is a request.
+    good = HeadersFrame(3, encoder.encode(fields[:4]), flags=["END_HEADERS", "END_STREAM"])
+    events = conn.receive_data(good.serialize())
+    assert [type(e) for e in events][:1] == [h2.events.RequestReceived]
+
+
+def test_a_headers_frame_on_an_even_stream_stays_a_connection_error():
+    conn = server()
+    fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"),
+              (b":authority", b"x")]
+    frame = HeadersFrame(2, hpack.Encoder().encode(fields), flags=["END_HEADERS"])
+    with pytest.raises(h2.exceptions.ProtocolError):
+        conn.receive_data(frame.serialize())

@@ -412,3 +412,10 @@ def test_guard_kills_the_groups_still_listed_when_its_lifeline_breaks():
     assert os.waitpid(cleared, os.WNOHANG) == (0, 0)  # not listed: still running
     os.kill(cleared, signal.SIGKILL)
     os.waitpid(cleared, 0)
+
+
+def test_stderr_text_escapes_what_a_terminal_would_act_on():
+    from flashplug.procs import stderr_text
+    assert stderr_text(b"plain\ttext \xc3\xa9") == "plain\ttext \u00e9"
+    assert stderr_text(b"a\rb\x1b[31m\x00\x7f") == r"a\x0db\x1b[31m\x00\x7f"
+    assert stderr_text(b"\xc2\x9b2J \xff") == r"\x9b2J \xff"      # C1 CSI; not UTF-8

@@ -202,3 +202,27 @@ def test_bodiless_and_head_responses_are_not_remembered():
     for _ in range(2):
         r = read(head + b"ok")
         assert r._parser is not None and r.done and r.reusable
+
+
+# RFC 9112 §2.2: a head whose lines end in LF alone waited for a CRLF CRLF
+# that never came, until the upstream closed or --proxy-read-timeout (504);
+# nginx and Go's ReverseProxy take it.
+@pytest.mark.parametrize("data", [
+    b"HTTP/1.1 200 OK\nContent-Length: 5\nX-A: 1\n\nhello",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\nX-A: 1\n\r\nhello",
+])
+@pytest.mark.parametrize("pieces", [1, 1000])
+def test_a_head_with_bare_lf_line_ends_is_read(data, pieces):
+    r = read(data, pieces=pieces)
+    assert (r.status, r.headers, b"".join(r.body), r.done) == \
+        (200, [("Content-Length", "5"), ("X-A", "1")], b"hello", True)
+
+
+def test_bare_lf_before_a_crlf_crlf_in_the_body_ends_the_head():
+    r = read(b"HTTP/1.1 200 OK\nContent-Length: 8\n\nab\r\n\r\ncd")
+    assert (r.status, b"".join(r.body), r.done) == (200, b"ab\r\n\r\ncd", True)
+
+
+def test_a_bare_cr_is_still_refused_in_an_lf_head():
+    with pytest.raises(UpstreamError, match="invalid response head"):
+        read(b"HTTP/1.1 200 OK\nX: a\rb\n\n")
