@@ -34,7 +34,6 @@ import os
 import re
 
 from flashplug import __version__
-from flashplug.http.h1_checks import host_name
 
 SERVER_SOFTWARE = "flashplug/" + __version__
 
@@ -70,19 +69,11 @@ def base_env(pass_env, environ=os.environ):
 def server_name(request):
     """The host name the client addressed (``request.host``: the target's
     authority or Host, lowercased, port dropped), else the local address."""
-    return _server_name(request.headers.get("host"), request.server_addr)
-
-
-def _server_name(host, server_addr):
-    """:func:`server_name` from the Host value (repeats joined with ", ",
-    as ``Headers.get`` gives them) and the local address.  A host that is
-    not ASCII is no URI host (``host_name``'s answer to it, taken here
-    without encoding it)."""
-    if host and host.isascii():
-        name = host_name(host)
-        if name:
-            return name
-    return f"[{server_addr}]" if ":" in server_addr else server_addr
+    host = request.host
+    if host:
+        return host
+    addr = request.server_addr
+    return f"[{addr}]" if ":" in addr else addr
 
 
 def build_env(request, script, base, docroot, content_length,
@@ -189,7 +180,7 @@ def message_env(request, content_length, pass_authorization=False):
     """The variables that come from the request message itself (its
     line, its header fields, the user an authentication plugin named), in
     a new dict; see :func:`build_env`.  One pass over the fields, which also
-    finds Content-Type and the Host that names the server."""
+    finds Content-Type."""
     env = {}
     content_type = None
     for name, value in request.headers:
@@ -219,9 +210,7 @@ def message_env(request, content_length, pass_authorization=False):
         env["AUTH_TYPE"] = request.auth_type
     target = request.target
     query = request.query
-    # (HTTP_HOST holds the Host field as Headers.get joins it, made no
-    # different by _wire when it is ASCII, the only case _server_name reads.)
-    env["SERVER_NAME"] = _server_name(env.get("HTTP_HOST"), request.server_addr)
+    env["SERVER_NAME"] = server_name(request)
     env["REQUEST_METHOD"] = request.method
     # The path and query as sent (nginx's $request_uri), also for an
     # absolute-form target, whose scheme and host are not the path.

@@ -306,7 +306,7 @@ def test_connection_facts_decide_the_connection_part():
         assert connection_facts(make_request(**attrs)) != base
 
 
-def test_server_name_and_content_type_from_the_one_pass_over_fields():
+def test_server_name_and_a_repeated_content_type():
     env = env_for(make_request(method="POST", headers=[
         ("Host", "Example.ORG:80"), ("Content-Type", "a/b"), ("Content-Type", "c/d")]))
     assert env["SERVER_NAME"] == "example.org"
