@@ -17,12 +17,12 @@ from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
 from flashplug.config import (KERNEL_READ, Config, actions_by_dest, config_plugins_dirs,
                               config_selection, plugin_actions, plugin_tables, read_toml,
-                              toml_defaults)
+                              toml_defaults, top_level_keys)
 from flashplug.errors import StartupError, UsageError
 from flashplug.http.forwarded import HEADERS, parse_networks
 from flashplug.log import LOG_FORMATS
 from flashplug.policy import apply_policies
-from flashplug.sites import SiteConfig, read_sites
+from flashplug.sites import SITE_LEVEL, SiteConfig, read_sites
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -86,6 +86,21 @@ def _health_path(text):
             or not text.isascii() or not text.isprintable() or " " in text:
         raise argparse.ArgumentTypeError(
             f"expected a plain URL path such as /healthz, got {text!r}")
+    return text
+
+
+def _index(text):
+    """Comma-separated file names; nginx's space-separated list and a path
+    are refused with the fix rather than never matching."""
+    names = [n.strip() for n in text.split(",")]
+    for name in names:
+        if " " in name:
+            fix = ",".join(n for part in names for n in part.split())
+            raise argparse.ArgumentTypeError(f"separate the names with commas: --index {fix}")
+        if "/" in name or name in (".", "..") or "\0" in name:
+            raise argparse.ArgumentTypeError(
+                f"{name!r} is no file name; --index names files in the requested "
+                f"folder, such as index.html")
     return text
 
 
@@ -174,7 +189,11 @@ class _Parser(argparse.ArgumentParser):
             if name in HTTP_SERVER_FLAGS:
                 raise UsageError(f"{name} is python -m http.server's; {HTTP_SERVER_FLAGS[name]}")
             known = [o for a in self._actions for o in a.option_strings]
-            close = difflib.get_close_matches(name, known, n=1)
+            # An abbreviation http.server's argparse took (--dir): its one
+            # completion, rather than the nearest spelling (--cgi-dir).
+            close = [o for o in known if o.startswith(name) and name.startswith("--")]
+            if len(close) != 1:
+                close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; see `{self.prog} --help`"
             raise UsageError(f"unknown option {name}{hint}")
         if extra:
@@ -261,7 +280,7 @@ def _add_serve_options(p):
     files.add_argument("--show-dotfiles", action="store_true",
                        help="serve files and folders whose names start with '.'")
     # index.htm too: python -m http.server, which flashplug replaces, tries both.
-    files.add_argument("--index", default="index.html,index.htm", metavar="NAMES",
+    files.add_argument("--index", default="index.html,index.htm", metavar="NAMES", type=_index,
                        help="comma-separated index file names, tried in order "
                             "(default: index.html,index.htm)")
     coding = p.add_argument_group("compression (docs/compression.md)")
@@ -365,7 +384,9 @@ def build_serve(argv):
         parser.set_defaults(**defaults)
         actions = plugin_actions(parser)
         sites = read_sites(pre.config, file_data, lambda at, where, value: plugin_tables(
-            at, where, value, actions, set(installed), prefix="site."))
+            at, where, value, actions, set(installed), prefix="site.",
+            outer=SITE_LEVEL),
+            top_level_keys(parser))
     ns = parser.parse_args(argv)
     given = _docroot_argument(ns, set(installed))
     ns.docroot = given or file_docroot or "."
@@ -435,6 +456,11 @@ def _docroot_argument(ns, plugin_names):
     ``--plugins cgi autoindex``, http.server's ``serve 8080``.
     """
     words = ns.docroot
+    for given in [*words, ns.directory]:
+        # http.server's port is positional: `-d site 8080` is its muscle memory.
+        if given is not None and given.isdigit() and not os.path.exists(given):
+            raise UsageError(f"document root {given!r} does not exist; "
+                             f"did you mean --port {given}?")
     if ns.directory is not None and words:
         raise UsageError(f"the document root is given twice ({words[0]!r} and "
                          f"--directory {ns.directory!r}); give one of them")
@@ -446,11 +472,7 @@ def _docroot_argument(ns, plugin_names):
     if len(words) > 1:
         raise UsageError(f"one document root expected, got {len(words)}: "
                          f"{' '.join(words)}")
-    given = ns.directory if ns.directory is not None else (words[0] if words else None)
-    if given is not None and given.isdigit() and not os.path.exists(given):
-        raise UsageError(f"document root {given!r} does not exist; "
-                         f"did you mean --port {given}?")
-    return given
+    return ns.directory if ns.directory is not None else (words[0] if words else None)
 
 
 def _check_docroot(path, given):

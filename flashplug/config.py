@@ -246,6 +246,24 @@ def plugin_actions(parser):
     return {d: a for d, a in actions_by_dest(parser).items() if d not in kernel}
 
 
+def top_level_keys(parser):
+    """The keys the config file takes at its top level, as ``misplaced``'s
+    ``outer``: their names, what they are, where they are written."""
+    names = frozenset({d for d in parser.kernel_dests if d != "config"} | POLICY_KEYS
+                      | {"docroot", "directory", "plugins_dir"})
+    return names, "a top-level setting", "above the file's first [table] header"
+
+
+def misplaced(key, outer):
+    """The fix for TOML's usual slip, or "": a key of the level above
+    (``outer``: its keys, what they are, where they go) written below a
+    table's header, where TOML makes it the table's."""
+    if outer is None or key.replace("-", "_") not in outer[0]:
+        return ""
+    return (f"; {key} is {outer[1]}, and in TOML every key below a [table] header "
+            f"belongs to that table: write it {outer[2]}")
+
+
 def _convert(path, key, value, action):
     """Check a TOML value against the option it sets; return the value.
     ``path`` is where messages say the key is (an ``At``)."""
@@ -271,7 +289,8 @@ def _convert(path, key, value, action):
 
 def _convert_one(path, key, value, action, flag):
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UsageError(f"{path}: {key} = {value!r}: expected a string or number ({flag})")
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # as TOML has it
+        raise UsageError(f"{path}: {key} = {shown}: expected a string or number ({flag})")
     if action.type is not None:
         try:
             value = action.type(str(value))
@@ -298,7 +317,8 @@ def toml_defaults(path, data, parser, plugin_names):
             defaults["plugins"] = config_selection(path, data)
             continue
         if key == "plugins":
-            enable, options = plugin_tables(path, "", value, plugins_only, plugin_names)
+            enable, options = plugin_tables(path, "", value, plugins_only, plugin_names,
+                                            outer=top_level_keys(parser))
             if enable is not None:
                 defaults["plugins"] = ",".join(enable)
             defaults.update(options)
@@ -327,14 +347,16 @@ def toml_defaults(path, data, parser, plugin_names):
     return defaults
 
 
-def plugin_tables(path, where, value, actions, plugin_names, prefix=""):
+def plugin_tables(path, where, value, actions, plugin_names, prefix="", outer=None):
     """A ``[plugins]`` table (top level, or a site's, named by ``where``)
     as ``(enable, {dest: value})`` (``prefix``: "site." in a site, for
     messages): the plugin names it enables (a list, or
     None when it names none) and the options of its ``[plugins.NAME]``
     tables, checked like their flags.  A site may give the list alone
     (``plugins = ["cgi"]``).  ``path`` is the file, or for a site where
-    its ``plugins`` key is (an ``At``): messages start with it."""
+    its ``plugins`` key is (an ``At``): messages start with it.
+    ``outer``: the keys of the level the table is in, for the fix when
+    one of them is written inside it (``misplaced``)."""
     if isinstance(value, (str, list)) and where:
         return _enable_names(path, where, value, plugin_names), {}
     if not isinstance(value, dict):
@@ -349,6 +371,10 @@ def plugin_tables(path, where, value, actions, plugin_names, prefix=""):
             enable = _enable_names(path, where, table, plugin_names)
             continue
         if pname not in plugin_names:
+            hint = misplaced(pname, outer)
+            if hint and not isinstance(table, dict):
+                raise UsageError(f"{at(pname, 'plugins')}: {where}[{prefix}plugins] {pname}: "
+                                 f"not a plugin's table{hint}")
             raise UsageError(f"{at(None, f'plugins.{pname}')}: {where}[{prefix}plugins.{pname}]: "
                              f"no such plugin; "
                              f"installed: {', '.join(sorted(plugin_names)) or 'none'}")
@@ -362,7 +388,8 @@ def plugin_tables(path, where, value, actions, plugin_names, prefix=""):
                                  if d.startswith(pname + "_"))
                 raise UsageError(
                     f"{at(pkey, f'plugins.{pname}')}: {where}[{prefix}plugins.{pname}] {pkey}: "
-                    f"unknown setting; allowed: {', '.join(allowed) or 'none'}")
+                    f"unknown setting; allowed: {', '.join(allowed) or 'none'}"
+                    f"{misplaced(pkey, outer)}")
             options[dest] = _convert(at(pkey, f"plugins.{pname}"),
                                      f"{where}[{prefix}plugins.{pname}] {pkey}", pvalue, action)
     return enable, options

@@ -98,6 +98,18 @@ def _refuse_unread_fifo(flag, path):
         # Anything else is for the real open to report.
 
 
+def check_log_folders(config):
+    """``flashplug check``'s part of ``check_logs``: the log files' folders
+    exist (whether the files may be appended to depends on the user the
+    server starts as, so only a start can tell)."""
+    for flag, path in (("--error-log", config.get("error_log")),
+                       ("--access-log", config.get("access_log"))):
+        if path in (None, "-", "off"):
+            continue
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise _open_error(flag, path, None)
+
+
 def check_logs(config):
     """Open the error log and make sure every worker can open the access
     log, so a wrong path is one error now, not a worker that dies at start."""

@@ -357,13 +357,15 @@ def _redirect_rule(item, where):
     if not isinstance(source, str) or not source.startswith("/") or "?" in source \
             or "*" in source[:-2] or (source.endswith("*") and not source.endswith("/*")) \
             or not _is_clean(source):
-        raise UsageError(f'{where}: from = {source!r}: expected an exact URL path '
+        given = "from: missing" if source is None else f"from = {source!r}"
+        raise UsageError(f'{where}: {given}: expected an exact URL path '
                          f'("/old.html") or a prefix ending in /* ("/blog/*")')
     target = item.get("to")
     if not isinstance(target, str) or not target or not _is_clean(target) \
             or " " in target or not (target.startswith("/") or re.match(r"https?://", target)) \
             or target.startswith("//") or not target.isascii():
-        raise UsageError(f'{where}: to = {target!r}: expected a path ("/new/") or an '
+        given = "to: missing" if target is None else f"to = {target!r}"
+        raise UsageError(f'{where}: {given}: expected a path ("/new/") or an '
                          f'http(s) URL ("https://example.org/"), non-ASCII percent-encoded')
     if "*" in target[:-1] or (target.endswith("*") and not source.endswith("/*")):
         raise UsageError(f"{where}: to = {target!r}: a '*' may only end 'to', and only "

@@ -25,7 +25,8 @@ from flashplug.config import locate
 from flashplug.errorpages import missing_pages
 from flashplug.errors import StartupError, UsageError
 from flashplug.log import setup_error_log
-from flashplug.privileges import check_logs, drop_privileges, lookup_group, lookup_user
+from flashplug.privileges import (check_log_folders, check_logs, drop_privileges,
+                                  lookup_group, lookup_user)
 from flashplug.sites import configure_plugins
 from flashplug.static import script_dir_warnings
 from flashplug.supervisor import Generation, handle_operator_signals, run_reporting, supervise
@@ -186,14 +187,17 @@ def _configure(config):
 
 
 def check(config):
-    """``flashplug check``: everything a start checks that needs neither the
-    port nor the user switch nor the log files (those depend on the
-    machine and the user it starts as); returns the one-line summary.
-    Raises UsageError/StartupError as a start would."""
+    """``flashplug check``: everything a start checks short of taking the
+    port (the running server may hold it), switching user and opening the
+    log files (whether they open depends on the user it starts as); the
+    bind address and the log files' folders are checked.  Returns the
+    one-line summary.  Raises UsageError/StartupError as a start would."""
     setup_error_log("warning")
     for handler in logging.getLogger("flashplug").handlers:   # a command's lines, no times
         handler.setFormatter(logging.Formatter("flashplug: %(levelname)s: %(message)s"))
     _check(config)
+    bind_listener(config.bind, 0, listen=False).close()   # an address of this machine?
+    check_log_folders(config)
     if config.get("user"):
         lookup_user(str(config.user))
     if config.get("group"):

@@ -29,7 +29,7 @@ import ipaddress
 import os
 import re
 
-from flashplug.config import At, Config
+from flashplug.config import At, Config, misplaced
 from flashplug.errors import UsageError
 from flashplug.http.h1_checks import host_name
 from flashplug.plugins import owner_of
@@ -52,6 +52,9 @@ SITE_KEYS = {
     "www_to_apex": "true: www.NAME redirects to NAME",
     "compress": "true or false: on-the-fly compression there",
 }
+#: A site's keys, as ``config.misplaced``'s ``outer`` for a site's
+#: ``[site.plugins]`` tables: names, what they are, where they go.
+SITE_LEVEL = (frozenset(SITE_KEYS), "a [[site]] setting", "above the site's [site.plugins] headers")
 # Raw Host values remembered by SiteTable.for_value; a bound, so clients
 # inventing names cannot grow it.
 HOST_MEMORY = 1024
@@ -143,12 +146,14 @@ def site_at(path, number, key=None, index=1):
     return at if key is None or at.line() is not None else At(path, site=number)
 
 
-def read_sites(path, data, plugin_options):
+def read_sites(path, data, plugin_options, top_keys=None):
     """The config file's ``[[site]]`` tables as Site objects.
 
     ``plugin_options(at, where, value)`` reads a site's ``plugins``
     (config.py's ``plugin_tables``; ``at``: where the key is, for
-    messages): it returns ``(enable, {dest: value})``.
+    messages): it returns ``(enable, {dest: value})``.  ``top_keys``:
+    the file's top-level keys (``config.top_level_keys``), for the fix
+    when one is written below a ``[[site]]`` header (``misplaced``).
     """
     tables = data.get("site", [])
     if isinstance(tables, dict):
@@ -166,7 +171,8 @@ def read_sites(path, data, plugin_options):
         unknown = sorted(set(table) - set(SITE_KEYS))
         if unknown:
             raise UsageError(f"{where(unknown[0])}: {unknown[0]}: unknown key; allowed: "
-                             f"{', '.join(SITE_KEYS)}")
+                             f"{', '.join(SITE_KEYS)}"
+                             f"{misplaced(unknown[0], top_keys)}")
         names = table.get("names")
         if isinstance(names, str):
             names = [names]

@@ -108,6 +108,12 @@ class ScriptDirs:
     script's source all the same (lighttpd's default configuration denies
     names ending in ``~`` everywhere).
 
+    PHP's files and their copies (``is_php``) are scripts in every root,
+    with or without a FastCGI backend: when one runs them, its route
+    answers them before this handler; when none does (``--fastcgi``
+    forgotten, or not given to this site), a WordPress root must not give
+    out ``wp-config.php``.
+
     ``copied``: the extensions of plugins' routes (``Route(ext=".php")``,
     FastCGI's): the route answers such a file, never this handler, but a
     copy of one (``index.php~``) would reach it, and is refused too.
@@ -139,6 +145,16 @@ class ScriptDirs:
         return bool(self.exts) and (folded.endswith(self.exts) or original.endswith(self.exts)) \
             or bool(self.copied) and original is not folded and original.endswith(self.copied)
 
+    @staticmethod
+    def is_php(fspath):
+        """Is ``fspath`` named like a PHP script, or a copy of one?"""
+        return _without_backup_suffix(fspath.casefold()).endswith(PHP_EXTS)
+
+
+#: PHP's script extensions (Debian's php-fpm runs these: its
+#: security.limit_extensions); never sent as documents.
+PHP_EXTS = (".php", ".phtml", ".php3", ".php4", ".php5", ".php7", ".php8")
+
 
 #: What editors and operators append to a copy of a file: Emacs and most
 #: editors' ``~`` (and Emacs's auto-save ``#name#``), ``cp x x.bak`` and the
@@ -156,15 +172,15 @@ def _without_backup_suffix(name):
 def _refusal(fspath, real_root, follow_symlinks, scripts):
     """404 for a path whose real location leaves the document root (unless
     symlinks are followed), 403 for one in a script folder, named like a
-    --cgi-ext script or a copy of a route's script (as requested or as its
-    symlinks resolve), else None."""
-    if follow_symlinks and not scripts.prefixes and not scripts.exts and not scripts.copied:
-        return None
+    --cgi-ext script or a copy of a route's script, or a PHP file or copy
+    that exists (as requested or as its symlinks resolve), else None."""
     real = os.path.realpath(fspath)
     if not follow_symlinks and not _inside(real, real_root):
         return 404
     if scripts.holds(fspath) or scripts.holds(real):
         return 403
+    if (scripts.is_php(fspath) or scripts.is_php(real)) and os.path.lexists(fspath):
+        return 403      # one that is not there is a 404, as any missing file
     return None
 
 
@@ -214,15 +230,21 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
         raise
 
 
+def _shown(path):
+    """``path`` as start-up names it: ``./x`` under the working directory."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else os.path.join(os.curdir, rel)
+
+
 def script_dir_warnings(config):
     """Start-up warnings, one line each: script folders that exist but whose
-    scripts no plugin runs (their files are refused, see ScriptDirs)."""
+    scripts no plugin runs, and a PHP site's front page with no FastCGI
+    backend (their files are refused, see ScriptDirs)."""
     lines = []
     for path, runner in config.script_dirs.items():
         if runner is not None or not os.path.isdir(path):
             continue
-        rel = os.path.relpath(path)
-        shown = path if rel.startswith(os.pardir) else os.path.join(os.curdir, rel)
+        shown = _shown(path)
         if "cgi" in config.plugins:
             fix = f"Run its scripts with --cgi-dir /{os.path.basename(path)}/"
         else:
@@ -233,6 +255,11 @@ def script_dir_warnings(config):
         exts = ",".join(config.script_exts)
         lines.append(f"--cgi-ext {exts} is given but the cgi plugin is off; files ending in "
                      f"{exts.replace(',', ' or ')} are refused (403). Enable it with --plugins cgi.")
+    index_php = os.path.join(config.docroot, "index.php")
+    if "fastcgi" not in config.plugins and os.path.isfile(index_php):
+        lines.append(f"{_shown(index_php)} exists but the fastcgi plugin is off; PHP files are "
+                     f"refused (403). Run them with --fastcgi .php=unix:/run/php/php-fpm.sock "
+                     f"(docs/fastcgi.md).")
     return lines
 
 

@@ -29,6 +29,17 @@ _TYPES = {
     "py": "text/plain", "sh": "text/plain", "c": "text/plain",
     "h": "text/plain", "toml": "text/plain", "ini": "text/plain",
     "log": "text/plain", "yaml": "text/plain", "yml": "text/plain",
+    "diff": "text/plain", "patch": "text/plain", "rst": "text/plain",
+    # office documents and e-books a site offers for download (Python's
+    # built-in table has none of them; http.server found them in
+    # /etc/mime.types)
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "odt": "application/vnd.oasis.opendocument.text",
+    "ods": "application/vnd.oasis.opendocument.spreadsheet",
+    "odp": "application/vnd.oasis.opendocument.presentation",
+    "epub": "application/epub+zip",
     # images
     "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
     "gif": "image/gif", "webp": "image/webp", "avif": "image/avif",
@@ -49,6 +60,7 @@ _TYPES = {
     "tgz": "application/gzip", "tar": "application/x-tar",
     "bz2": "application/x-bzip2", "xz": "application/x-xz",
     "zst": "application/zstd", "7z": "application/x-7z-compressed",
+    "rar": "application/vnd.rar",
 }
 
 DEFAULT_TYPE = "application/octet-stream"

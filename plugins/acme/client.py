@@ -159,6 +159,13 @@ class NoChallenge(Exception):
     """The CA offers no challenge type we answer."""
 
 
+def unreached(exc):
+    """Did the order fail for want of a connection to the CA (refused,
+    unreachable, no DNS, reset), rather than by the CA's answer?"""
+    return (isinstance(exc, requests.exceptions.ConnectionError)
+            and not isinstance(exc, requests.exceptions.SSLError))
+
+
 def describe(exc):
     """One line for what made an order fail."""
     if isinstance(exc, errors.ValidationError):

@@ -30,7 +30,7 @@ import threading
 import time
 
 from .schedule import renewal_time, retry_delay, validity, when
-from .settings import MAX_RETRY
+from .settings import MAX_RETRY, UNREACHED_RETRY
 from .store import ACME_TLS_1, HTTP01, write_private
 
 log = logging.getLogger("flashplug.acme")
@@ -113,7 +113,7 @@ class Orderer(threading.Thread):
         return due
 
     def _attempt(self, name):
-        from .client import describe
+        from .client import describe, unreached
         renewing = self.store.read_cert(name) is not None
         try:
             key, chain = self._client().order(name, self._publish, self._withdraw)
@@ -122,7 +122,10 @@ class Orderer(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - every failure is retried (a full disk too)
             self.client = None    # next time: read the directory, find the account again
             self.failures[name] += 1
-            delay = retry_delay(self.failures[name], self.settings.retry, MAX_RETRY)
+            first = self.settings.retry
+            if unreached(exc):
+                first = min(first, UNREACHED_RETRY)
+            delay = retry_delay(self.failures[name], first, MAX_RETRY)
             self.due[name] = time.time() + delay
             log.error("ACME: %s: no certificate (%s failure in a row): %s; retrying in %s",
                       name, _nth(self.failures[name]), describe(exc), _seconds(delay))

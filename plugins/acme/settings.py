@@ -23,6 +23,11 @@ CHALLENGES = ("http-01", "tls-alpn-01")
 #: name and hour.
 DEFAULT_RETRY = 600.0
 MAX_RETRY = 86400.0
+#: Seconds before the first retry when the CA could not be reached at all
+#: (no connection: nothing was ordered, no limit counts it), if less than
+#: the retry: a server started before the network or the CA is up gets its
+#: first certificate seconds later, not ten minutes later.
+UNREACHED_RETRY = 5.0
 
 # A DNS name as CAs issue for it: LDH labels (RFC 5890 A-labels included).
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")

@@ -25,6 +25,7 @@ headers are sent, the timeout becomes an idle limit between two reads of
 stdout: a slow script that keeps talking is fine, a silent one is killed.
 """
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -57,6 +58,13 @@ SMALL_BODY = 64 * 1024
 
 #: Seconds a client told "busy" should wait before retrying.
 RETRY_AFTER = "1"
+#: The fix for a script the kernel would not start, by errno (execve(2)):
+#: http.server ran .py files with its own interpreter, #! line or not.
+SPAWN_HINTS = {
+    errno.ENOEXEC: " (no #! line: start it with one, such as #!/usr/bin/env python3)",
+    errno.ENOENT: " (the interpreter its #! line names does not exist, or the line "
+                  "ends in a Windows CR)",
+}
 
 # Request headers that describe the original body, which a re-dispatched
 # GET does not have.
@@ -120,7 +128,12 @@ class CGIHandler:
             raise HTTPError(503, "Service Unavailable",
                             headers=[("Retry-After", RETRY_AFTER)]) from None
         except OSError as e:
-            log.error("%s: 502: cannot run %s: %s", name, script.filename, e.strerror)
+            hint = SPAWN_HINTS.get(e.errno, "")
+            if e.errno == errno.EACCES and self.settings.creds is not None:
+                hint = (f" (scripts run as uid {self.settings.creds[0]}, not as the server: "
+                        f"it needs x on every folder above the script and r+x on it, "
+                        f"chmod o+rx; or --cgi-user names another user)")
+            log.error("%s: 502: cannot run %s: %s%s", name, script.filename, e.strerror, hint)
             raise HTTPError(502, "Bad Gateway") from None
         finally:
             if spool is not None:

@@ -108,6 +108,11 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
         if path.endswith("/"):
             path_info += "/"
         return Script(fs, script_name, path_info, os.path.dirname(fs))
+    if not segments:
+        try:
+            stat(root)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(path) from None  # a default CGI directory the site lacks
     # The CGI directory itself or a folder in it: no listing, ever.
     raise Forbidden(path, "is a folder: CGI folders are never listed")
 

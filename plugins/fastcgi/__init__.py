@@ -15,6 +15,7 @@ request, ``supervisor.py`` the spawned backends.  The environment and the
 response head are the cgi plugin's (``env.py``, ``response.py``).
 """
 import functools
+import logging
 import os
 
 from flashplug import HTTPError, Route, hookimpl
@@ -24,6 +25,8 @@ from flashplug_plugins.cgi.script import Script
 from .handler import FastCGIHandler
 from .options import add_options, settings_from
 from .pool import Pool
+
+log = logging.getLogger("flashplug.fastcgi")
 
 # "handlers": the FastCGIHandler of each Config the plugin serves, by its id
 # (the top-level one, and each site's view: its root, its backends);
@@ -38,7 +41,23 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
-    _handler_for(config)
+    for mapping in _handler_for(config).settings.mappings:
+        path = mapping.address.path if mapping.address is not None else None
+        if path is not None and not os.path.exists(path):
+            log.warning(_no_socket(mapping, path))
+
+
+def _no_socket(mapping, path):
+    """Start-up's word on a ``unix:`` backend whose socket is not there (yet):
+    php-fpm not running, or another PHP version's socket name."""
+    folder = os.path.dirname(path) or "."
+    try:
+        there = sorted(n for n in os.listdir(folder) if n.endswith(".sock"))
+    except OSError:
+        there = []
+    return (f"fastcgi {mapping.name}: {path} does not exist (yet): its requests get 502 "
+            f"until a backend listens there (is php-fpm running?)"
+            + (f"; sockets in {folder}: {', '.join(there)}" if there else ""))
 
 
 def _handler_for(config):

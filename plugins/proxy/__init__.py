@@ -13,6 +13,9 @@ The work is split by kind: ``message.py`` is HTTP to and from an upstream
 (pure), ``upstream.py`` connections, pooling, balancing and health on the
 loop, ``handler.py`` one request, ``tunnel.py`` a WebSocket after its 101.
 """
+import functools
+import os
+
 from flashplug import Route, hookimpl
 
 from .handler import ProxyHandler
@@ -39,16 +42,52 @@ def _handlers_for(config):
     handlers = _state["handlers"]
     if id(config) not in handlers:
         s = settings_from(config)
-        handlers[id(config)] = [
+        handlers[id(config)] = [   # longest prefix first, for FilesFirst
             ProxyHandler(m, Group([Peer(u, s.keepalive) for u in m.upstreams], s.balance,
                                   s.max_fails, s.fail_timeout), s)
-            for m in s.mappings]
+            for m in sorted(s.mappings, key=lambda m: -len(m.prefix))]
     return handlers[id(config)]
 
 
 @hookimpl
 def flashplug_routes(config):
-    return [Route(prefix=h.mapping.prefix, handler=h) for h in _handlers_for(config)]
+    handlers = _handlers_for(config)
+    if handlers and handlers[0].settings.files_first:
+        pm = config.plugin_manager
+        if not pm.has_plugin("proxy-files-first"):
+            # Registered only when asked for: an implemented route hook is
+            # called for every unrouted request, static files included.
+            pm.register(FilesFirst(), name="proxy-files-first")
+        return []
+    return [Route(prefix=h.mapping.prefix, handler=h) for h in handlers]
+
+
+class FilesFirst:
+    """``--proxy-files-first``: the prefixes are no routes; a request no
+    route claims goes to the longest prefix's upstreams unless its path
+    names a file under the document root, which the static handler then
+    serves (nginx: ``try_files $uri @app``).  A folder is no file: ``/``
+    goes to the app."""
+
+    @hookimpl
+    def flashplug_route_request(self, request):
+        if request.state.get("proxy_file"):
+            return None     # a file: the static handler
+        path = request.path
+        for handler in _state["handlers"].get(id(request.server.config), ()):
+            prefix = handler.mapping.prefix
+            if handler.settings.files_first and (
+                    path.startswith(prefix) or path == prefix[:-1] or prefix == "/"):
+                return functools.partial(_files_first, handler)
+        return None
+
+
+async def _files_first(handler, request):
+    fspath = os.path.join(request.server.config.docroot, request.path.lstrip("/"))
+    if await request.server.helpers.run(os.path.isfile, fspath):
+        request.state["proxy_file"] = True
+        return await request.server.dispatch(request)
+    return await handler(request)
 
 
 def _all_handlers():

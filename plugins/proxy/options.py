@@ -80,6 +80,7 @@ class Settings:
     max_fails: int
     fail_timeout: float
     keepalive: int
+    files_first: bool
 
 
 def add_options(parser):
@@ -112,6 +113,11 @@ def add_options(parser):
     g.add_argument("--proxy-keepalive", dest="proxy_keepalive", default=None, metavar="N",
                    help="idle connections kept open to each upstream, per worker; 0: "
                         f"a new connection per request (default: {DEFAULT_KEEPALIVE})")
+    g.add_argument("--proxy-files-first", dest="proxy_files_first", action="store_true",
+                   default=None,
+                   help="serve a path that names a file under the document root from "
+                        "disk, and proxy only the others (nginx's try_files $uri @app): "
+                        "an app at / with its static files beside it")
 
 
 def settings_from(config):
@@ -142,6 +148,7 @@ def settings_from(config):
                                    DEFAULT_FAIL_TIMEOUT),
         keepalive=parse_int("--proxy-keepalive", config.get("proxy_keepalive"),
                             DEFAULT_KEEPALIVE, 0),
+        files_first=bool(config.get("proxy_files_first")),
     )
 
 

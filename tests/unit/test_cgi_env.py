@@ -200,6 +200,7 @@ def fake_fs(tree):
 
 
 FS = fake_fs({
+    "/cgi": "dir", "/www": "dir",
     "/cgi/app.py": "exe", "/cgi/sub": "dir", "/cgi/sub/x.py": "exe",
     "/cgi/readme.txt": "file", "/cgi/pipe": "fifo", "/cgi/link": "link",
     "/cgi/nph-raw": "exe", "/cgi/.hidden": "exe",
@@ -239,6 +240,13 @@ def test_forbidden(path):
 def test_not_found(path):
     with pytest.raises(NotFound):
         find(path)
+
+
+@pytest.mark.parametrize("path", ["/htbin/", "/htbin"])
+def test_a_missing_cgi_directory_is_not_found(path):
+    # /htbin/ is a default directory a site may not have: 404, not "a folder".
+    with pytest.raises(NotFound):
+        find(path, prefix="/htbin/", root="/htbin-missing")
 
 
 def test_a_name_too_long_for_the_file_system_is_not_found(tmp_path):

@@ -41,6 +41,19 @@ from flashplug.http.mime import DEFAULT_TYPE, content_type_for
     ("app.js.map", "application/json; charset=utf-8"),
     ("script.py", "text/plain; charset=utf-8"),
     ("run.sh", "text/plain; charset=utf-8"),
+    # What python -m http.server found in /etc/mime.types (session 8: these
+    # were application/octet-stream here).
+    ("fix.diff", "text/plain; charset=utf-8"),
+    ("fix.patch", "text/plain; charset=utf-8"),
+    ("README.rst", "text/plain; charset=utf-8"),
+    ("cv.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("t.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ("s.pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+    ("cv.odt", "application/vnd.oasis.opendocument.text"),
+    ("t.ods", "application/vnd.oasis.opendocument.spreadsheet"),
+    ("s.odp", "application/vnd.oasis.opendocument.presentation"),
+    ("book.epub", "application/epub+zip"),
+    ("a.rar", "application/vnd.rar"),
 ])
 def test_table(name, expected):
     assert content_type_for(name) == expected
