@@ -27,7 +27,7 @@ import logging
 from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
 from flashplug.framing import close_response as _close_stream
-from flashplug.framing import send_response, write_entry, write_not_modified
+from flashplug.framing import send_now, send_response, write_entry, write_not_modified
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
 from flashplug.http.dates import depends_on_year
@@ -48,7 +48,7 @@ SESSION_SLOTS = (
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
     "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest",
-    "uncached", "last_asked")
+    "uncached", "last_asked", "m_whole", "m_known")
 
 
 def init_session(conn, app, peer, local, now):
@@ -88,6 +88,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_site = None           # the site _target_entry chose, for _answer_by_target
     conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
     conn.uncached = None         # the head being parsed, when _not_cached said so
+    conn.m_whole = None          # the head being parsed, when it came whole (known_requests)
     conn._reset_message()
 
 
@@ -440,14 +441,20 @@ class RequestCycle:
     async def _serve(self, request, handler):
         app = self.app
         try:
-            response = await app.respond(request, handler)
+            # A route's handler (the router gives none for a path that did
+            # not decode, or "*"), else the static files; an HTTPError
+            # either raises is answered by failure_answer as respond would.
+            response = await (app.respond(request, None) if handler is None
+                              else app.run_handler(handler, request))
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
             response = await app.failure_answer(request, exc)
         if self.closed:
             await _close_stream(response)
             return
         try:
-            response, sent = await send_response(self, request, response)
+            sent = send_now(self, request, response)
+            if sent is None:
+                response, sent = await send_response(self, request, response)
         except ConnectionError:
             await _close_stream(response)
             self.abort()

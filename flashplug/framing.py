@@ -30,7 +30,10 @@ _OURS = frozenset(("connection", "transfer-encoding", "date", "server", "keep-al
 
 
 def status_line(status, phrase=None):
-    if phrase is None:
+    """The status line (bytes) for ``status``, with ``phrase`` or else the
+    standard reason; the standard lines are made once."""
+    if phrase is None or phrase == reason(status):
+        # (A proxy passes its upstream's phrase on: mostly the standard one.)
         line = _STATUS_LINES.get(status)
         if line is None:
             line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason(status)}\r\n".encode()
@@ -113,6 +116,45 @@ async def send_response(conn, request, response, force_close=False):
     if response.raw:
         conn.closing = True
         return response, await _send_stream(conn, response.stream, chunked=False)
+    head, head_only, chunked = _head(conn, request, response, force_close)
+    stream = response.stream
+    if head_only:
+        conn.write(head)
+        await close_response(response)
+        return response, 0
+    if stream is not None:
+        conn.write(head)
+        return response, await _send_stream(conn, stream, chunked)
+    return response, _write_whole(conn, head, response.body)
+
+
+def send_now(conn, request, response):
+    """``send_response`` for a handler's usual answer, without a coroutine:
+    a whole body (or none), no Upgrade, no raw stream, and no
+    response-headers hook on the request's site (a hook's failure is
+    answered with an error page, a file to look up).  Returns the body
+    bytes sent, or None (nothing done) when the response needs
+    ``send_response``."""
+    site = request.server._site
+    if response.stream is not None or response.upgrade is not None or response.raw \
+            or site.response_headers_hook is not None:
+        return None
+    if site.rules is not None:
+        site.rules.apply(request.path, response)
+    conn.head_sent = True
+    head, head_only, _ = _head(conn, request, response, False)
+    if head_only:
+        conn.write(head)
+        return 0
+    return _write_whole(conn, head, response.body)
+
+
+def _head(conn, request, response, force_close):
+    """The response head (bytes) of ``response`` on ``conn``, whether it
+    goes without a body (a HEAD, or a status that carries none) and
+    whether the body is sent chunked.  Marks the connection closing when
+    the response is its last."""
+    app = conn.app
     status = response.status
     method = request.method if request is not None else "GET"
     keep = (not force_close and not response.close and not conn.closing
@@ -124,7 +166,7 @@ async def send_response(conn, request, response, force_close=False):
     head_only = method == "HEAD" or empty
     body = response.body
     stream = response.stream
-    lines = [status_line(status, response.reason), app.date_server_lines]
+    fields = []
     has_length = False
     has_type = False
     for name, value in response.headers:
@@ -135,7 +177,11 @@ async def send_response(conn, request, response, force_close=False):
             has_length = True
         elif lname == "content-type":
             has_type = True
-        lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+        fields.append(f"{name}: {value}\r\n")
+    # The handler's fields encoded at once (their values were checked to
+    # be ISO-8859-1; "replace" is for the kernel's own responses).
+    lines = [status_line(status, response.reason), app.date_server_lines,
+             "".join(fields).encode("latin-1", "replace")]
     chunked = False
     if status == 205:
         lines.append(b"Content-Length: 0\r\n")
@@ -160,21 +206,19 @@ async def send_response(conn, request, response, force_close=False):
         conn.closing = True
         conn.last_asked = request is not None and not request.keep_alive
     lines.append(b"\r\n")
-    head = b"".join(lines)
-    if head_only:
-        conn.write(head)
-        await close_response(response)
-        return response, 0
-    if stream is not None:
-        conn.write(head)
-        return response, await _send_stream(conn, stream, chunked)
+    return b"".join(lines), head_only, chunked
+
+
+def _write_whole(conn, head, body):
+    """Write ``head`` and a whole ``body`` (bytes, or a FileBody's ranges);
+    the body bytes sent."""
     if type(body) is FileBody:
         entry = body.entry
         parts = body.parts
         if len(parts) == 1 and entry.data is not None and body.length < JOIN_MAX:
             offset, count = parts[0]  # small, in memory: one write for all
             conn.write(head + entry.data[offset:offset + count])
-            return response, count
+            return count
         conn.write(head, MSG_MORE if entry.data is None else 0)
         for part in body.parts:
             if type(part) is bytes:
@@ -184,9 +228,9 @@ async def send_response(conn, request, response, force_close=False):
                 conn.write(entry.data[offset:offset + count])
             else:
                 conn.write_file(entry, part[0], part[1])
-        return response, body.length
+        return body.length
     conn.write(head + body if body else head)
-    return response, len(body)
+    return len(body)
 
 
 async def _switch_protocols(conn, response):

@@ -6,7 +6,8 @@ that raises reports the cause as one line, both in its own error log and
 through a pipe to the master.  A mistake that no check before forking could
 catch (a plugin's ``flashplug_startup`` that raises, a log file that vanished)
 makes every new child die at once; after ``QUICK_DEATHS`` deaths of children
-younger than ``QUICK_SECONDS`` within that many seconds, the master stops the
+younger than ``QUICK_SECONDS`` that never accepted a connection, within that
+many seconds, the master stops the
 others and raises :class:`~flashplug.errors.StartupError` with the last cause,
 so the process exits non-zero and a service manager sees the failure instead
 of a master that restarts children forever.
@@ -51,8 +52,8 @@ from flashplug.errors import StartupError, UsageError
 
 log = logging.getLogger("flashplug.supervisor")
 
-#: A child that dies younger than this many seconds died "quickly" (during
-#: or just after start-up, before it served anything worth restarting for).
+#: A child that dies younger than this many seconds, before it accepted a
+#: connection, died "quickly" (during start-up).
 QUICK_SECONDS = 10.0
 #: This many quick deaths within QUICK_SECONDS: the mistake will not go away
 #: by itself; give up instead of restarting children ~80 times a second.
@@ -388,6 +389,10 @@ class _Master:
             return
         started, gen = entry
         gen.pids.discard(pid)
+        # Only a child that never accepted died at start-up: one that served
+        # and was then killed (the OOM killer, an operator's SIGKILL) is
+        # replaced however often, as nginx does, never a reason to stop.
+        at_start = pid in gen.waiting
         gen.waiting.discard(pid)
         self.not_accepting(pid)
         if self.stopping or gen.retired:
@@ -397,7 +402,7 @@ class _Master:
             self.abandon(f"a {gen.what} of the new configuration exited ({cause})")
             return
         now = time.monotonic()
-        if now - started < QUICK_SECONDS:
+        if at_start and now - started < QUICK_SECONDS:
             self.quick_deaths[:] = [t for t in self.quick_deaths
                                     if now - t < QUICK_SECONDS] + [now]
         if len(self.quick_deaths) >= QUICK_DEATHS:

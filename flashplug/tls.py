@@ -39,6 +39,7 @@ import os
 import re
 import ssl
 import stat
+import time
 
 from flashplug.errors import UsageError
 
@@ -156,6 +157,26 @@ def key_permission_warning(key):
     if stat.S_IMODE(mode) & 0o077:
         return (f"--tls-key {key}: permissions {stat.S_IMODE(mode):04o} let group or "
                 f"others read the private key; chmod 600 it")
+    return None
+
+
+def expiry_warning(cert, now=None):
+    """A warning line when a PEM certificate's leaf is outside its validity
+    (RFC 5280 §4.1.2.5: browsers refuse it), else None.  Served anyway, as
+    nginx does: the operator may be about to replace it."""
+    try:
+        decoded = ssl._ssl._test_decode_cert(cert)
+        not_before = ssl.cert_time_to_seconds(decoded["notBefore"])
+        not_after = ssl.cert_time_to_seconds(decoded["notAfter"])
+    except (ssl.SSLError, OSError, AttributeError, KeyError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    if now > not_after:
+        return (f"--tls-cert {cert}: the certificate expired on {decoded['notAfter']}; "
+                f"browsers refuse it: renew it (certbot renew) and reload (SIGHUP)")
+    if now < not_before:
+        return (f"--tls-cert {cert}: the certificate is not valid before "
+                f"{decoded['notBefore']}; browsers refuse it until then: is the clock right?")
     return None
 
 
@@ -324,20 +345,27 @@ class Certificates:
 def load_certificates(config):
     """The configured Certificates, or None when TLS is off.  Warns about
     key files others can read (the ``--tls-key`` ones: a plugin keeps its
-    own keys private)."""
+    own keys private) and certificates out of their validity."""
     pairs = configured_pairs(config)
     if pairs is None:
         return None
     certificates = Certificates(pairs, alpn_for(config))
-    # After loading: a pair that fails gets its one-line error alone.
-    for _, key, _ in pairs_from(config):
-        warning = key_permission_warning(key)
-        if warning:
-            log.warning(warning)
+    _warn(config)     # after loading: a pair that fails gets its one-line error alone
     return certificates
 
 
 def reload_certificates(config):
     """Certificates read afresh (SIGHUP, in a helper thread); UsageError
     when a file fails."""
-    return Certificates(configured_pairs(config) or [], alpn_for(config))
+    certificates = Certificates(configured_pairs(config) or [], alpn_for(config))
+    _warn(config)
+    return certificates
+
+
+def _warn(config):
+    """The warnings about the configured pairs: a key others can read, a
+    certificate out of its validity."""
+    for cert, key, _ in pairs_from(config):
+        for warning in (key_permission_warning(key), expiry_warning(cert)):
+            if warning:
+                log.warning(warning)

@@ -15,7 +15,10 @@ with a single callback (the target) and scanned once for the few fields the
 cached path needs (``_answer_scanned``); a plain GET/HEAD or a revalidation
 of a cached target is answered from there.  Anything else is parsed again,
 the same bytes, with a callback per field: the answer is always the one the
-full parse gives.
+full parse gives.  Before either, a whole head is looked up among the heads
+this worker parsed before for a plugin's handler
+(``flashplug.http.known_requests``): a known one is not parsed again, its
+Request is made from what its first parse left (``_replay``).
 
 Every protocol error is a ``ProtocolError`` that carries its HTTP status;
 an error llhttp finds itself is classified from the bytes of the message
@@ -47,6 +50,7 @@ from flashplug.http.forwarded import request_client
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
                                       content_length, expects_continue, keep_alive, set_target,
                                       valid_host)
+from flashplug.http.known_requests import KNOWN_REQUEST_SIZE, ParsedHead
 from flashplug.http.message import Headers, Request
 
 # Limits in the spirit of Apache's LimitRequestLine / LimitRequestFieldSize /
@@ -335,15 +339,24 @@ class H1Protocol:
 
     def _parse(self, piece):
         """Feed one piece to llhttp; False once parsing must stop."""
-        uncached = None
-        if not self.m_open and self.active is None and self.target_path_ok \
-                and len(piece) <= MAX_FIELD_SIZE and piece[-4:] == _HEAD_END:
+        uncached = whole = None
+        if not self.m_open and len(piece) <= MAX_FIELD_SIZE and piece[-4:] == _HEAD_END:
+            # One whole head (pieces are cut after each): parsed before?
             head = bytes(piece)
-            if head is self.uncached or self._not_cached(head):
-                uncached = head     # on_headers_complete need not look either
-            elif self._answer_scanned(head):
+            known = self.app.known_requests.get(head)
+            if known is not None and self._kept_alive():
+                self._replay(known)
                 return True
+            if len(head) <= KNOWN_REQUEST_SIZE:
+                whole = head
+            if self.active is None and self.target_path_ok:
+                if head is self.uncached or self._not_cached(head):
+                    uncached = head     # on_headers_complete need not look either
+                elif self._answer_scanned(head):
+                    return True
         self.uncached = uncached
+        self.m_whole = whole
+        self.m_known = None
         parser = self.parser
         if parser is None:
             parser = self.parser = httptools.HttpRequestParser(self)
@@ -401,12 +414,29 @@ class H1Protocol:
             self.parser = None
             self.m_open = False
             return self._parse(newer)
+        if self.m_known is not None and not self.m_open:
+            # The head was one whole message, answered by a handler.
+            self.app.known_requests.remember(whole, self.m_known)
         if self.state == "idle":
             # Between requests the parser holds nothing: drop it, so an
             # idle keep-alive connection does not pay for one (a new parser
             # costs well under a microsecond).
             self.parser = None
         return True
+
+    def _kept_alive(self):
+        """Did the last message parsed on this connection allow another?
+        (llhttp refuses bytes after one that did not: so must a replay.)"""
+        last = self.pending[-1] if self.pending else self.active
+        return last is None or type(last) is not Request or last.keep_alive
+
+    def _replay(self, known):
+        """Queue the request of a head parsed before (``known``, its
+        ``ParsedHead``), through the parser's callbacks but those of its
+        fields: the same states, deadlines and queue as its parse."""
+        self.on_message_begin()
+        self._queue_request(known.request())
+        self.on_message_complete()
 
     def _read_skipped_body(self, rest):
         """Read the body of an Upgrade request as HTTP/1.1, ``rest`` first.
@@ -552,7 +582,7 @@ class H1Protocol:
         self.m_rate_start = None        # the body's MinRate window (see _body_deadline)
         self.m_rate_base = 0
         self.m_request = self.m_body = self.m_connection = self.m_host = None
-        self.m_answer = None
+        self.m_answer = self.m_known = None
 
     def on_message_begin(self):
         self._reset_message()
@@ -632,16 +662,32 @@ class H1Protocol:
             # one host.
             headers._items = [item for item in headers._items if item[0] != "host"]
             headers._items.append(("host", authority))
-        request.remote_addr, request.remote_port = request_client(
-            self.app, (self.peer_addr, self.peer_port), headers)
-        request.server_addr = self.local_addr
-        request.server_port = self.local_port
         app = self.app
         request.server = app.default_site.facade if app.sites is None \
             else app.sites.choose(request.host).facade
+        request.conditional = bool(self.m_noted & _CONDITIONAL)
+        whole = self.m_whole
+        parsed = None
+        if whole is not None and request.keep_alive and request.path is not None \
+                and not self.m_noted & (_FRAMING | _UPGRADE) and method != "CONNECT" \
+                and app.known_requests.seen_before(whole):
+            parsed = ParsedHead(request)    # before a route hook can touch it
+        self._queue_request(request)
+        if parsed is not None and self.active is request:
+            if self.active_handler is not None:
+                self.m_known = parsed      # remembered if the message ends with the piece
+            else:
+                app.known_requests.refuse(whole)    # the static files'
+
+    def _queue_request(self, request):
+        """Set the per-connection fields of a parsed ``request`` and answer
+        it now, or queue it behind the one being answered."""
+        request.remote_addr, request.remote_port = request_client(
+            self.app, (self.peer_addr, self.peer_port), request.headers)
+        request.server_addr = self.local_addr
+        request.server_port = self.local_port
         request.scheme = self.scheme
         now = request.start_time = self.now
-        request.conditional = bool(self.m_noted & _CONDITIONAL)
         self.m_request = request
         self.state = "body"
         self.deadline = self.deadline_for(now)
@@ -711,7 +757,7 @@ class H1Protocol:
         self.m_request = None
         self.m_body = None
         self.m_headers = None   # an idle connection keeps nothing of its last request
-        self.m_url = self.m_connection = self.m_host = self.uncached = None
+        self.m_url = self.m_connection = self.m_host = self.uncached = self.m_whole = None
         self.m_open = False
         if request is None and self.state == "busy" and self.active is None:
             # answered by _answer_by_target

@@ -49,9 +49,10 @@ from flashplug.http.message import Response
 #: What a field value or reason phrase must not contain: controls other
 #: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
 _BAD_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
-# Field names already found to be tokens: the same few come in every
-# response, so each is matched against TOKEN (a field name must be one) once (up to _TOKENS_MAX).
-_TOKENS = set()
+# Field names already found to be tokens, each with its lowercase form:
+# the same few come in every response, so each is matched against TOKEN
+# (a field name must be one) and lowercased once (up to _TOKENS_MAX).
+_TOKENS = {}
 _TOKENS_MAX = 1024
 _NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
 
@@ -83,7 +84,7 @@ def field_error(name, value):
             return (f"header name {_clip(name)!r} is not a token (RFC 9110 §5.1: letters, "
                     f"digits and !#$%&'*+-.^_`|~ only)")
         if len(_TOKENS) < _TOKENS_MAX:
-            _TOKENS.add(name)
+            _TOKENS[name] = name.lower()
     if not (value.isascii() and value.isprintable()):  # else plainly fine, and quick
         bad = _BAD_CHAR.search(value)
         if bad is not None:
@@ -109,9 +110,10 @@ def check_response(response, owner=None):
     elif type(status) is not int or not 200 <= status <= 599:
         raise ResponseMistake(f"status {status!r} is not an int from 200 to 599")
     reason = response.reason
-    if reason is not None and (type(reason) is not str or _BAD_CHAR.search(reason)):
+    if reason is not None and (type(reason) is not str or not (
+            reason.isascii() and reason.isprintable()) and _BAD_CHAR.search(reason)):
         raise ResponseMistake(f"reason {_clip(repr(reason))} is not a one-line str")
-    check_headers(response.headers)
+    lengths = check_headers(response.headers)
     body, stream = response.body, response.stream
     if stream is not None:
         if not hasattr(stream, "__aiter__"):
@@ -127,14 +129,13 @@ def check_response(response, owner=None):
         raise ResponseMistake(f"body is a {type(body).__name__}, not bytes{hint}")
     elif type(body) is memoryview:
         response.body = body = body.tobytes()
-    _check_length(response.headers, None if stream is not None else body)
+    if lengths is not None:
+        _check_length(lengths, None if stream is not None else body)
     return response
 
 
-def _check_length(headers, body):
-    lengths = [v for k, v in headers if k.lower() == "content-length"]
-    if not lengths:
-        return
+def _check_length(lengths, body):
+    """Check the Content-Length values ``lengths`` (str) against ``body``."""
     if len(lengths) > 1:
         raise ResponseMistake(f"{len(lengths)} Content-Length headers; give one")
     declared = lengths[0].strip()
@@ -147,17 +148,31 @@ def _check_length(headers, body):
 
 
 def check_headers(headers):
-    """Raise :class:`ResponseMistake` unless ``headers`` is a list of valid fields."""
+    """Raise :class:`ResponseMistake` unless ``headers`` is a list of valid
+    fields.  Returns the values of its Content-Length fields (a list of
+    str), or None when it has none: counted on the way, not in a second
+    pass."""
     if type(headers) is not list:
         hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
         raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
                               f"(name, value) pairs{hint}")
+    lengths = None
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise ResponseMistake(f"header {_clip(repr(item))} is not a (name, value) tuple")
-        problem = field_error(*item)
-        if problem is not None:
-            raise ResponseMistake(problem)
+        name, value = item
+        # A name known to be a token with a value of printable ASCII (the
+        # usual field) is fine: two string scans and a lookup, no call.
+        lower = _TOKENS.get(name) if type(name) is str else None
+        if lower is None or type(value) is not str or not (
+                value.isascii() and value.isprintable()):
+            problem = field_error(name, value)
+            if problem is not None:
+                raise ResponseMistake(problem)
+            lower = name.lower()
+        if lower == "content-length":
+            lengths = [value] if lengths is None else lengths + [value]
+    return lengths
 
 
 def is_async_handler(handler):

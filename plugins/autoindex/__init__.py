@@ -48,6 +48,9 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
+    # Once per loaded configuration: a master that reloads starts afresh
+    # (a reused id() would otherwise find the last one's settings).
+    _state["settings"] = {}
     _settings_for(config)
 
 

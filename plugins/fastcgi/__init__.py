@@ -41,6 +41,10 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
+    # Once per loaded configuration: a master that reloads starts afresh,
+    # else each reload would add its backends (and spawn: processes) to
+    # the last one's in every new worker.
+    _state["handlers"] = {}
     for mapping in _handler_for(config).settings.mappings:
         path = mapping.address.path if mapping.address is not None else None
         if path is not None and not os.path.exists(path):

@@ -35,6 +35,9 @@ def flashplug_addoption(parser):
 
 @hookimpl
 def flashplug_configure(config):
+    # Once per loaded configuration: a master that reloads starts afresh,
+    # else each reload would add its upstreams to the last one's.
+    _state["handlers"] = {}
     _handlers_for(config)
 
 
