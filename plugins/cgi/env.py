@@ -79,8 +79,8 @@ def server_name(request):
 def build_env(request, script, base, docroot, content_length,
               pass_authorization=False):
     """The environment for running ``script`` for ``request``: the
-    :func:`fixed_env` and the :func:`request_env` (whose names never meet:
-    the second wins where a ``--cgi-pass-env`` name is one of its own).
+    :func:`fixed_env` and the :func:`request_env` (the request's part wins
+    where a ``--cgi-pass-env`` name is one of its own).
 
     :param script: a :class:`~flashplug_plugins.cgi.script.Script`.
     :param base: the result of :func:`base_env`.
@@ -89,6 +89,18 @@ def build_env(request, script, base, docroot, content_length,
     """
     env = fixed_env(base, docroot)
     env.update(request_env(request, script, docroot, content_length, pass_authorization))
+    return env
+
+
+def request_env(request, script, docroot, content_length, pass_authorization=False):
+    """The variables that come from ``request`` and ``script``, in a new
+    dict: three parts, of which no two share a name, each of its own
+    function so that the fastcgi plugin can encode a part once for as long
+    as it does not change: :func:`connection_env`, :func:`script_env` and
+    :func:`message_env`."""
+    env = connection_env(connection_facts(request))
+    env.update(script_env(script, docroot))
+    env.update(message_env(request, content_length, pass_authorization))
     return env
 
 
@@ -102,6 +114,48 @@ def fixed_env(base, docroot):
     env["DOCUMENT_ROOT"] = docroot
     # PHP's php-cgi refuses to run without it (cgi.force_redirect).
     env["REDIRECT_STATUS"] = "200"
+    return env
+
+
+def connection_facts(request):
+    """What :func:`connection_env` is made of, as a hashable tuple: the
+    addresses, the scheme and the HTTP version, which are the same for every
+    request on one client connection (a trusted proxy's forwarded address
+    aside), so the fastcgi plugin encodes that part once per tuple."""
+    return (request.remote_addr, request.remote_port, request.server_addr,
+            request.server_port, request.scheme, request.version)
+
+
+def connection_env(facts):
+    """The variables of a :func:`connection_facts` tuple, in a new dict."""
+    remote_addr, remote_port, server_addr, server_port, scheme, version = facts
+    env = {
+        "SERVER_PROTOCOL": "HTTP/" + version,
+        "SERVER_ADDR": server_addr,
+        "SERVER_PORT": str(server_port),
+        "REQUEST_SCHEME": scheme,
+        "REMOTE_ADDR": remote_addr,
+        # No reverse DNS lookup on the request path: §4.1.9 allows the
+        # address in place of the name.
+        "REMOTE_HOST": remote_addr,
+    }
+    if scheme == "https":
+        env["HTTPS"] = "on"
+    if remote_port:
+        # Not in RFC 3875, but scripts expect it; behind a trusted proxy
+        # whose header gives no port it is unknown, and left out rather
+        # than made up (nginx's $remote_port is empty then).
+        env["REMOTE_PORT"] = str(remote_port)
+    return env
+
+
+def script_env(script, docroot):
+    """The variables that name the script and the path after it, in a new
+    dict (the fastcgi plugin encodes them once per script found)."""
+    env = {"SCRIPT_NAME": script.script_name, "SCRIPT_FILENAME": script.filename}
+    if script.path_info:
+        env["PATH_INFO"] = script.path_info
+        env["PATH_TRANSLATED"] = docroot + script.path_info
     return env
 
 
@@ -122,59 +176,47 @@ def _key(name):
     return key
 
 
-def request_env(request, script, docroot, content_length, pass_authorization=False):
-    """The variables that come from ``request`` and ``script`` (see
-    :func:`build_env`), in a new dict."""
+def message_env(request, content_length, pass_authorization=False):
+    """The variables that come from the request message itself (its
+    line, its header fields, the user an authentication plugin named), in
+    a new dict; see :func:`build_env`.  One pass over the fields, which also
+    finds Content-Type."""
     env = {}
+    content_type = None
     for name, value in request.headers:
-        key = _key(name)
-        if key is None or (name == "authorization" and not pass_authorization):
+        key = _KEYS.get(name, _KEYS)
+        if key is _KEYS:
+            key = _key(name)
+        if key is None:
+            if name == "content-type":
+                content_type = value if content_type is None else content_type + ", " + value
             continue
+        if name == "authorization" and not pass_authorization:
+            continue
+        if not value.isascii():
+            value = _wire(value)
         if key in env:
-            sep = "; " if name == "cookie" else ", "
-            env[key] += sep + _wire(value)
+            env[key] += ("; " if name == "cookie" else ", ") + value
         else:
-            env[key] = _wire(value)
+            env[key] = value
 
     if content_length is not None:
         env["CONTENT_LENGTH"] = str(content_length)
-    content_type = request.headers.get("content-type")
     if content_type is not None:
         env["CONTENT_TYPE"] = _wire(content_type)
     if request.user is not None:
         env["REMOTE_USER"] = _wire(request.user)
     if request.auth_type is not None:
         env["AUTH_TYPE"] = request.auth_type
-    if script.path_info:
-        env["PATH_INFO"] = script.path_info
-        env["PATH_TRANSLATED"] = docroot + script.path_info
-    if request.scheme == "https":
-        env["HTTPS"] = "on"
-    if request.remote_port:
-        # Not in RFC 3875, but scripts expect it; behind a trusted proxy
-        # whose header gives no port it is unknown, and left out rather
-        # than made up (nginx's $remote_port is empty then).
-        env["REMOTE_PORT"] = str(request.remote_port)
     target = request.target
     query = request.query
-    remote_addr = request.remote_addr
-    env["SERVER_PROTOCOL"] = "HTTP/" + request.version
     env["SERVER_NAME"] = server_name(request)
-    env["SERVER_ADDR"] = request.server_addr
-    env["SERVER_PORT"] = str(request.server_port)
     env["REQUEST_METHOD"] = request.method
-    env["REQUEST_SCHEME"] = request.scheme
     # The path and query as sent (nginx's $request_uri), also for an
     # absolute-form target, whose scheme and host are not the path.
-    env["REQUEST_URI"] = _wire(target if target.startswith("/") else
-                               request.raw_path + ("?" + query if query else ""))
-    env["QUERY_STRING"] = _wire(query)
-    env["SCRIPT_NAME"] = script.script_name
-    env["SCRIPT_FILENAME"] = script.filename
-    env["REMOTE_ADDR"] = remote_addr
-    # No reverse DNS lookup on the request path: §4.1.9 allows the
-    # address in place of the name.
-    env["REMOTE_HOST"] = remote_addr
+    uri = target if target.startswith("/") else request.raw_path + ("?" + query if query else "")
+    env["REQUEST_URI"] = uri if uri.isascii() else _wire(uri)
+    env["QUERY_STRING"] = query if query.isascii() else _wire(query)
     return env
 
 

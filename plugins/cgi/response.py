@@ -32,8 +32,7 @@ content (204, 205, 304: ``flashplug.http.framing``): their Content-Length is
 dropped too, and the handler discards their body.
 """
 import re
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from flashplug.http.framing import must_be_empty, strip_framing_for_status
 from flashplug.http.validate import field_error
@@ -62,12 +61,11 @@ class CGIError(Exception):
     """The script's output is not a valid CGI response (the cause)."""
 
 
-@dataclass
-class CGIResponse:
+class CGIResponse(NamedTuple):
     kind: str
     status: int
     reason: Optional[str] = None
-    headers: List[Tuple[str, str]] = field(default_factory=list)
+    headers: List[Tuple[str, str]] = ()   # (a list once parsed; a Response copies it)
     location: Optional[str] = None
     content_type: Optional[str] = None
     content_length: Optional[int] = None
@@ -79,14 +77,13 @@ def find_header_end(buf, start=0):
 
     ``start`` lets a caller with a growing buffer skip what it searched.
     """
-    if buf.startswith(b"\n"):
+    first = buf[:2]
+    if first[:1] == b"\n":
         return 0, 1
-    if buf.startswith(b"\r\n"):
+    if first == b"\r\n":
         return 0, 2
-    m = _END.search(buf, max(0, start - 2))
-    if m is None:
-        return None
-    return m.start(), m.end()
+    m = _END.search(buf, start - 2 if start > 2 else 0)
+    return None if m is None else m.span()
 
 
 def parse_header_block(block, local_redirects=True):
@@ -101,20 +98,16 @@ def parse_header_block(block, local_redirects=True):
     status = reason = location = content_type = content_length = None
     headers = []
     # Decoded once, whole (each octet one character: ISO-8859-1), then
-    # cut into lines; a line's bytes are made again only for an error.
+    # cut into lines; a line seen before is not cut and checked again.
     for line in block.decode("latin-1").split("\n"):
-        if line[-1:] == "\r":
-            line = line[:-1]
-        name, colon, value = line.partition(":")
-        value = value.strip(" \t")
-        problem = field_error(name, value) if colon else "no colon"
-        if problem is not None:
-            raise CGIError("malformed header line %r: %s"
-                           % (_clip(line.encode("latin-1")), problem))
-        lname = name.lower()
+        known = _LINES.get(line)
+        if known is None:
+            known = _check_line(line)
+        field, lname = known
         if lname not in _SPECIAL:
-            headers.append((name, value))
+            headers.append(field)
             continue
+        name, value = field
         if lname == "status":
             if status is not None:
                 raise CGIError("more than one Status header")
@@ -144,7 +137,7 @@ def parse_header_block(block, local_redirects=True):
             content_length = int(value)
         else:   # hop-by-hop
             continue
-        headers.append((name, value))
+        headers.append(field)
 
     if (local_redirects and location is not None and _is_local(location)
             and status in (None, 200)):
@@ -165,11 +158,44 @@ def parse_header_block(block, local_redirects=True):
             status, reason = 302, None
     else:
         kind, status = DOCUMENT, status or 200
-    if must_be_empty(status):
+    if status != 200 and must_be_empty(status):
         headers = strip_framing_for_status(status, headers)
         content_length = None
-    return CGIResponse(kind, status, reason, headers, location, content_type,
-                       content_length)
+    return _new_tuple(CGIResponse, (kind, status, reason, headers, location, content_type,
+                                    content_length))
+
+
+#: Header lines already checked -> ``((name, value), lowercase name)``: a
+#: backend sends the same few lines again and again.  Bounded (lines up
+#: to _LINE_KEPT characters, _LINES_MAX of them; cleared when full).
+_LINES = {}
+_LINES_MAX = 512
+_LINE_KEPT = 256
+# Builds a NamedTuple without its Python-level __new__.
+_new_tuple = tuple.__new__
+
+
+def _check_line(line):
+    """One header line (a ``str``, maybe ending in CR) cut into its field
+    and checked: ``((name, value), lowercase name)``.
+
+    :raises CGIError: no colon, or a field the kernel would refuse.
+    """
+    text = line[:-1] if line[-1:] == "\r" else line
+    name, colon, value = text.partition(":")
+    value = value.strip(" \t")
+    problem = field_error(name, value) if colon else "no colon"
+    if problem is not None:
+        raise CGIError("malformed header line %r: %s"
+                       % (_clip(text.encode("latin-1")), problem))
+    known = ((name, value), name.lower())
+    if len(line) <= _LINE_KEPT:
+        if len(_LINES) >= _LINES_MAX:
+            _LINES.clear()
+        _LINES[line] = known
+    return known
+
+
 
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")

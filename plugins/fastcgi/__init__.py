@@ -138,7 +138,7 @@ async def _run_index(request, fspath, handler, mapping, index):
     if not await request.server.helpers.run(os.path.isfile, filename):
         raise HTTPError(404, "Not Found")
     script = Script(filename, request.path + index, "", fspath)
-    return await handler.handle(request, mapping, script)
+    return await handler.handle(mapping, request, script)
 
 
 @hookimpl
@@ -184,4 +184,4 @@ async def _fallback(handler, request):
         return await request.server.dispatch(request)
     mapping = next(m for m in handler.settings.mappings if m.ext and target.endswith(m.ext))
     script = Script(docroot + target, target, "", os.path.dirname(docroot + target))
-    return await handler.handle(request, mapping, script)
+    return await handler.handle(mapping, request, script)

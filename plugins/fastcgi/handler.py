@@ -9,20 +9,25 @@ Theory of operation, for one request:
    is ``SCRIPT_NAME`` and the rest of the path ``PATH_INFO``, as a WSGI
    mount point; nothing is looked up on disk.
 2. **Environment.**  The cgi plugin's (httpoxy-safe), with
-   ``SCRIPT_FILENAME`` and ``DOCUMENT_ROOT`` as php-fpm needs them: its
-   ``fixed_env`` part is encoded as PARAMS once per handler, only its
-   ``request_env`` part per request.  Unlike CGI, ``Authorization`` is
-   passed: a FastCGI backend is the operator's own application (nginx
-   passes it too).
+   ``SCRIPT_FILENAME`` and ``DOCUMENT_ROOT`` as php-fpm needs them, sent
+   as PARAMS in parts, each encoded only when it can change: its
+   ``fixed_env`` once per handler, its ``connection_env`` once per client
+   connection (addresses, scheme, version), its ``script_env`` once per
+   script found, and only its ``message_env`` (the request line and
+   fields) per request.  Unlike CGI, ``Authorization`` is passed: a
+   FastCGI backend is the operator's own application (nginx passes it
+   too).
 3. **Send.**  The pool admits the request (503 when its queue is full),
    picks a connection and writes ``BEGIN_REQUEST`` and ``PARAMS``; the body
    streams as ``STDIN`` records while the response is read.  A chunked body
    is spooled first (``take_body``): PHP needs ``CONTENT_LENGTH``.
-4. **Header block.**  Read ``STDOUT`` up to the blank line within the
-   timeout (504), and parse it with the cgi plugin's parser (502 on
+4. **Header block.**  The exchange cuts it out of ``STDOUT`` as it
+   arrives and wakes the handler once it is whole (one wait, up to the
+   timeout: 504), which parses it with the cgi plugin's parser (502 on
    garbage).  ``Location: /x`` is a client redirect here, as in nginx.
-5. **Answer.**  A response that arrived whole goes out with a
-   Content-Length in one write; a longer one streams as it arrives.
+5. **Answer.**  A reply that has all arrived with its head (the usual
+   PHP page: one read) goes out from memory with a Content-Length in one
+   write; a longer one streams as it arrives.
 
 A request that fails on a reused keep-alive connection before any output
 (the backend closed it as we sent) is retried once on a new connection if
@@ -35,11 +40,11 @@ import logging
 
 from flashplug import HTTPError, Response
 from flashplug.procs import Busy
-from flashplug_plugins.cgi.env import fixed_env, request_env
+from flashplug_plugins.cgi.env import (connection_env, connection_facts, fixed_env, message_env,
+                                       script_env)
 from flashplug_plugins.cgi.handler import take_body
 from flashplug_plugins.cgi.output import OutputBody, OutputFailed
-from flashplug_plugins.cgi.response import (MAX_HEADER_BLOCK, CGIError, find_header_end,
-                                            parse_header_block)
+from flashplug_plugins.cgi.response import CGIError, parse_header_block
 from flashplug_plugins.cgi.script import Forbidden, Found, NotFound, Script, locate
 
 from .pool import BackendError, BackendTimeout
@@ -52,6 +57,9 @@ log = logging.getLogger("flashplug.fastcgi")
 SMALL_BODY = 64 * 1024
 #: Bytes read at a time from a spooled (chunked) request body.
 SPOOL_READ = 64 * 1024
+#: Client connections whose PARAMS are kept encoded; past that the
+#: memory starts again empty.
+CONNECTIONS_KEPT = 1024
 #: Seconds a client told "busy" should wait before retrying.
 RETRY_AFTER = "1"
 
@@ -64,36 +72,22 @@ class FastCGIHandler:
         self.settings = settings
         self.docroot = docroot
         # The PARAMS every request of this handler shares, encoded once.
-        self.fixed_params = encode_pairs(fixed_env(base_env, docroot).items())
+        self.fixed_params = encode_pairs(fixed_env(base_env, docroot))
+        # ... and those of each client connection (connection_env), encoded
+        # at its first request.
+        self._by_connection = {}
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.pools = {}   # Mapping.name -> Pool
         self._found = Found(cache_valid)   # by (ext, path), as in the cgi plugin
 
     def for_mapping(self, mapping):
-        """The route handler for one ``--fastcgi`` mapping."""
-        if mapping.prefix is not None:
-            # A WSGI-style mount point: nothing to look up on disk.
-            script_name = mapping.prefix[:-1]
-            filename = self.docroot + script_name
-
-            async def by_prefix(request):
-                script = Script(filename, script_name, request.path[len(script_name):],
-                                self.docroot)
-                return await self.handle(request, mapping, script)
-            return by_prefix
-
-        async def by_ext(request):
-            # A script found lately is taken from the cache without a
-            # helper's round trip (or a coroutine's).
-            key = (mapping.ext, request.path)
-            script = self._found.get(key, request.server.loop.time())
-            if script is None:
-                script = await self._locate(request, mapping, key)
-            return await self.handle(request, mapping, script)
-        return by_ext
+        """The route handler for one ``--fastcgi`` mapping: :meth:`handle`
+        with the mapping bound (a partial, not a coroutine around it)."""
+        return functools.partial(self.handle, mapping)
 
     async def _locate(self, request, mapping, key):
+        """``(script, its script_env as PARAMS)``, kept in ``_found``."""
         now = request.server.loop.time()
         try:
             script = await request.server.helpers.run(functools.partial(
@@ -104,11 +98,30 @@ class FastCGIHandler:
             raise HTTPError(404, "Not Found") from None
         except Forbidden:
             raise HTTPError(403, "Forbidden") from None
-        self._found.put(key, script, now)
-        return script
+        found = (script, encode_pairs(script_env(script, self.docroot)))
+        self._found.put(key, found, now)
+        return found
 
-    async def handle(self, request, mapping, script):
-        """Answer ``request`` through ``mapping``'s backend, for ``script``."""
+    async def handle(self, mapping, request, script=None):
+        """Answer ``request`` through ``mapping``'s backend, for ``script``
+        (by default the one the mapping locates: by extension, the first
+        segment of the path with it; by prefix, the prefix itself, as a
+        WSGI mount point, with nothing looked up on disk)."""
+        if script is not None:
+            script_params = encode_pairs(script_env(script, self.docroot))
+        elif mapping.prefix is None:
+            # A script found lately is taken from the cache, with its
+            # variables encoded, without a helper's round trip.
+            key = (mapping.ext, request.path)
+            found = self._found.get(key, request.server.loop.time())
+            if found is None:
+                found = await self._locate(request, mapping, key)
+            script_params = found[1]
+        else:
+            script_name = mapping.prefix[:-1]
+            script_params = encode_pairs(script_env(Script(
+                self.docroot + script_name, script_name, request.path[len(script_name):],
+                self.docroot), self.docroot))
         pool = self.pools[mapping.name]
         name = pool.name
         if request.content_length is None and not request.chunked:
@@ -118,8 +131,9 @@ class FastCGIHandler:
                                                   self.settings.max_body)
             if spool is not None:
                 body = _spooled(spool, request.server.helpers)
-        params = self.fixed_params + encode_pairs(request_env(
-            request, script, self.docroot, length, pass_authorization=True).items())
+        # The PARAMS in parts, each encoded once where it does not change.
+        params = (self.fixed_params, self._connection_params(request), script_params,
+                  encode_pairs(message_env(request, length, True)))   # (Authorization passes)
         timeout = self.settings.timeout
         retried = False
         while True:
@@ -131,7 +145,18 @@ class FastCGIHandler:
             if body is not None:
                 feeder = asyncio.ensure_future(_feed(exchange, body, timeout))
             try:
-                head, rest = await self._read_head(exchange, name)
+                # The exchange wakes us once its header block is whole (or
+                # the output ends, or fails): one wait, one future.
+                if exchange.head is None and exchange.error is None \
+                        and not exchange.stdout_done:
+                    try:
+                        await exchange.ready(exchange.conn.loop.time() + timeout)
+                    except BackendTimeout:
+                        log.error("%s: 504: no response header within %gs; request aborted",
+                                  name, timeout)
+                        raise HTTPError(504, "Gateway Timeout") from None
+                if exchange.head is None:
+                    raise exchange.error or BackendError(exchange.head_cause)
                 break
             except BackendError as e:
                 _stop(exchange, feeder, abort=True)
@@ -147,10 +172,21 @@ class FastCGIHandler:
                 _stop(exchange, feeder, abort=True)
                 raise
         try:
-            return self._respond(request, exchange, feeder, name, head, rest)
+            return self._respond(request, exchange, feeder, name)
         except BaseException:
             _stop(exchange, feeder, abort=True)
             raise
+
+    def _connection_params(self, request):
+        """The request's :func:`connection_env` as PARAMS, encoded once for
+        each client connection's facts (its addresses, scheme, version)."""
+        facts = connection_facts(request)
+        params = self._by_connection.get(facts)
+        if params is None:
+            if len(self._by_connection) >= CONNECTIONS_KEPT:
+                self._by_connection.clear()
+            params = self._by_connection[facts] = encode_pairs(connection_env(facts))
+        return params
 
     async def _begin(self, pool, name, params, has_body, fresh):
         timeout = self.settings.timeout
@@ -184,71 +220,33 @@ class FastCGIHandler:
         pool.requests += 1
         return conn.start(params, has_body)
 
-    async def _read_head(self, exchange, name):
-        """STDOUT up to the end of the header block: ``(block, rest)``,
-        ``rest`` being all that has arrived after it.
-
-        The cgi plugin's ``read_head`` reads a callable a chunk at a time;
-        here what the exchange holds is taken whole, and each wait is one
-        future (``Exchange.ready``), not a coroutine chain and a timer:
-        the usual reply is in by the first look.
-        """
-        deadline = None
-        buf = b""
-        while True:
-            if exchange.chunks:
-                searched = len(buf)
-                buf += exchange.read_nowait()
-                end = find_header_end(buf, searched)
-                if end is not None:
-                    return buf[:end[0]], buf[end[1]:]
-                if len(buf) > MAX_HEADER_BLOCK:
-                    exchange.abort()
-                    raise BackendError(f"sent a header block over {MAX_HEADER_BLOCK} bytes")
-            elif exchange.error is not None:
-                raise exchange.error
-            elif exchange.stdout_done:
-                cause = ("ended the request inside its header block" if buf
-                         else "ended the request without output")
-                raise BackendError(f"{cause} (app status {exchange.app_status})")
-            else:
-                if deadline is None:
-                    deadline = exchange.conn.loop.time() + self.settings.timeout
-                try:
-                    await exchange.ready(deadline)
-                except BackendTimeout:
-                    exchange.abort()
-                    log.error("%s: 504: no response header within %gs; request aborted",
-                              name, self.settings.timeout)
-                    raise HTTPError(504, "Gateway Timeout") from None
-
-    def _respond(self, request, exchange, feeder, name, head, rest):
+    def _respond(self, request, exchange, feeder, name):
         try:
-            cgi = parse_header_block(head, local_redirects=False)
+            cgi = parse_header_block(exchange.head, local_redirects=False)
         except CGIError as e:
-            exchange.abort()
             log.error("%s: 502: %s", name, e)
             raise HTTPError(502, "Bad Gateway") from None
-        timeout = self.settings.timeout
-        if exchange.ended or len(rest) <= SMALL_BODY:
-            rest += exchange.read_nowait()
-        if exchange.complete and len(rest) <= SMALL_BODY:
+        if exchange.ended and exchange.error is None and exchange.buffered <= SMALL_BODY:
+            # The usual reply: all of it came with the head.  One response
+            # from memory, nothing to stream and nothing left to stop.
+            body = exchange.read_nowait() if exchange.chunks else b""
             if cgi.content_length is not None:
-                if len(rest) < cgi.content_length:
+                if len(body) < cgi.content_length:
                     log.error("%s: 502: response %d bytes short of its Content-Length",
-                              name, cgi.content_length - len(rest))
+                              name, cgi.content_length - len(body))
                     raise HTTPError(502, "Bad Gateway")
-                rest = rest[:cgi.content_length]
-            _stop(exchange, feeder)
+                body = body[:cgi.content_length]
+            if feeder is not None:
+                feeder.cancel()
             if request.method == "HEAD" and cgi.content_length is None:
                 # PHP sends no body for HEAD: a Content-Length of 0 would
                 # misstate the GET's; the kernel frames an empty stream
                 # without one.
                 return Response(cgi.status, cgi.headers, stream=_Nothing(),
                                 reason=cgi.reason)
-            return Response(cgi.status, cgi.headers, rest, reason=cgi.reason)
-        stream = _Body(exchange, feeder, rest, name, timeout, cgi.content_length,
-                       head=request.method == "HEAD")
+            return Response(cgi.status, cgi.headers, body, reason=cgi.reason)
+        stream = _Body(exchange, feeder, b"", name, self.settings.timeout,
+                       cgi.content_length, head=request.method == "HEAD")
         return Response(cgi.status, cgi.headers, stream=stream, reason=cgi.reason)
 
 

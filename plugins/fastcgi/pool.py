@@ -22,6 +22,9 @@ has room:
   bytes (``protocol.ClientConnection.receive_into``, the connection being
   the sink of its events) and hands each to its :class:`Exchange` at
   once, with no reader task to wake in between and no event objects.
+  The exchange cuts the header block out of ``STDOUT`` itself and wakes
+  its handler once the block is whole (or the output ends): one wait per
+  request, whatever the pieces the head came in.
   When an exchange holds more than ``HIGH_WATER`` bytes that its client
   has not taken, the connection pauses reading its socket until it has
   taken half: the socket buffer fills and the backend blocks in
@@ -50,6 +53,7 @@ import logging
 import socket
 
 from flashplug.procs import MAX_STDERR_LINE, Slots, stderr_text
+from flashplug_plugins.cgi.response import MAX_HEADER_BLOCK, find_header_end
 
 from . import protocol as fcgi
 
@@ -146,9 +150,13 @@ class Address:
 
 
 class Exchange:
-    """One request on one connection: the response stream as it arrives.
+    """One request on one connection: the response as it arrives.
 
-    The handler reads with ``read(timeout)`` until ``b""``; it calls
+    The header block is cut out of STDOUT as it arrives (``head``: the
+    block without its blank line, None until it is whole), so the handler
+    waits once for it, not once per chunk; what follows it is the body,
+    read with ``read(timeout)`` until ``b""``, or taken whole with
+    ``read_nowait()`` once the request has ended.  The handler calls
     ``finish()`` when it needs nothing more, and ``abort()`` when the
     client went away.  Each exchange holds one pool slot until its
     ``END_REQUEST`` (or the connection's end), then gives it back.
@@ -156,12 +164,12 @@ class Exchange:
 
     __slots__ = ("conn", "request_id", "chunks", "buffered", "received", "stdout_done",
                  "ended", "error", "discarding", "stdin_done", "app_status", "deadline",
-                 "_waiter", "_errbuf")
+                 "head", "_headbuf", "_waiter", "_errbuf")
 
     def __init__(self, conn, request_id):
         self.conn = conn
         self.request_id = request_id
-        self.chunks = collections.deque()
+        self.chunks = collections.deque()   # the body's bytes, after the head
         self.buffered = 0
         self.received = 0            # STDOUT bytes so far
         self.stdout_done = False
@@ -171,6 +179,8 @@ class Exchange:
         self.stdin_done = False      # the empty STDIN record went out
         self.app_status = None
         self.deadline = 0.0          # loop time the handler's wait ends (see Pool._sweep)
+        self.head = None             # the header block, once it has all arrived
+        self._headbuf = b""          # STDOUT so far, while the head has not
         self._waiter = None          # the handler waits for data
         self._errbuf = b""
 
@@ -184,9 +194,32 @@ class Exchange:
         self.received += len(data)
         if self.discarding:
             return
-        self.chunks.append(data)
-        self.buffered += len(data)
-        self._wake()
+        if self.head is None:
+            # The handler is woken once the whole head is here (or the
+            # stream ends), not for each piece of it.
+            searched = len(self._headbuf)
+            if searched:
+                data = self._headbuf + data
+            end = find_header_end(data, searched)
+            if end is None:
+                if len(data) > MAX_HEADER_BLOCK:
+                    self.discarding = True
+                    self.error = BackendError(
+                        f"sent a header block over {MAX_HEADER_BLOCK} bytes")
+                    self._headbuf = b""
+                    self._wake()
+                else:
+                    self._headbuf = data
+                return
+            self._headbuf = b""
+            self.head = data[:end[0]]
+            data = data[end[1]:]
+        if data:
+            self.chunks.append(data)
+            self.buffered += len(data)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
         if self.buffered > HIGH_WATER:
             self.conn.hold(self)
 
@@ -213,9 +246,13 @@ class Exchange:
         if self._errbuf:
             self.on_stderr(b"")
         self.stdout_done = True
-        self._wake()
-        self._make_room()
-        pool = self.conn.pool
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        conn = self.conn
+        if conn.holding is self:
+            conn.release_hold()
+        pool = conn.pool
         pool.slots.release()
         if pool._room:
             pool.notify()
@@ -228,6 +265,13 @@ class Exchange:
     def _make_room(self):
         if self.conn.holding is self:
             self.conn.release_hold()
+
+    @property
+    def head_cause(self):
+        """Why no head came, for a request whose output ended without one."""
+        cause = ("ended the request inside its header block" if self._headbuf
+                 else "ended the request without output")
+        return f"{cause} (app status {self.app_status})"
 
     # -- the handler's side
 
@@ -271,11 +315,6 @@ class Exchange:
         self.buffered = 0
         self._make_room()
         return data
-
-    @property
-    def complete(self):
-        """The whole response has arrived, cleanly."""
-        return self.ended and self.error is None and not self.chunks
 
     async def send_stdin(self, data, timeout):
         """STDIN records for ``data``; ``b""`` ends the body.  Waits while
@@ -366,9 +405,21 @@ class Connection(asyncio.Protocol):
         self.exchanges[request_id].on_stderr(data)
 
     def end(self, request_id, app_status, protocol_status):
-        self._end(request_id, app_status, protocol_status)
-        if self.closed:
-            raise _Closed   # retired: the rest of the bytes are not ours to read
+        exchange = self.exchanges.pop(request_id)
+        exchange.on_end(app_status, protocol_status)
+        if not exchange.stdin_done:
+            # Part of its body may still be on the way: the next
+            # request would follow stray STDIN records.
+            self.retiring = True
+        if not self.exchanges:
+            if self.retiring or (self.origin is not None
+                                 and self.origin.state != "running"):
+                self.close("retired")
+                raise _Closed   # the rest of the bytes are not ours to read
+            self.last_end = self.loop.time()
+        if not self.spare:
+            self.spare = True
+            self.pool.spare.append(self)
 
     def values(self, values):
         self._unexpected("Values")
@@ -432,7 +483,7 @@ class Connection(asyncio.Protocol):
         self.served += 1
         if self.origin is not None:
             self.origin.served()
-        data = self.proto.begin(rid, params, keep_conn=True, end_stdin=not body)
+        data = self.proto.begin(rid, params, True, not body)   # keep_conn, end_stdin
         if not body:
             exchange.stdin_done = True
         self.transport.write(data)
@@ -470,23 +521,6 @@ class Connection(asyncio.Protocol):
     def _abort_overdue(self, exchange):
         if not exchange.ended and not self.closed:
             self.close("no END_REQUEST after FCGI_ABORT_REQUEST")
-
-    def _end(self, request_id, app_status, protocol_status):
-        exchange = self.exchanges.pop(request_id)
-        exchange.on_end(app_status, protocol_status)
-        if not exchange.stdin_done:
-            # Part of its body may still be on the way: the next
-            # request would follow stray STDIN records.
-            self.retiring = True
-        if not self.exchanges:
-            if self.retiring or (self.origin is not None
-                                 and self.origin.state != "running"):
-                self.close("retired")
-            else:
-                self.last_end = self.loop.time()
-        if not self.spare and not self.closed:
-            self.spare = True
-            self.pool.spare.append(self)
 
     def _idle_check(self):
         delay = IDLE_TIMEOUT

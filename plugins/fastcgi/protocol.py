@@ -19,13 +19,15 @@ This module has two layers, both pure:
 
 * :class:`RecordReader` turns bytes into :class:`Record` objects (framing
   only: version, lengths, padding); the ``encode_*`` functions produce the
-  bytes of each record a web server sends.  A test backend uses the same
-  two, in the other direction.
+  bytes of each record a web server sends.  An application (a test
+  backend) reads with the first and answers with the second.
 * :class:`ClientConnection` is the web server's side of one connection: it
   knows which request ids are open and turns the application's records into
   events (:class:`Stdout`, :class:`Stderr`, :class:`EndRequest`,
   :class:`Values`, :class:`UnknownType`), refusing every record that breaks
-  the protocol.
+  the protocol.  It cuts the records itself, as the reader does, but hands
+  each one's content straight to a sink (``receive_into``): this runs for
+  every reply, and record objects would only be unpacked again.
 
 Every violation raises :class:`ProtocolError` with a one-line cause for the
 error log.  The checks (the reader's, then the connection's):
@@ -116,10 +118,9 @@ _PADS = [b"\0" * n for n in range(8)]
 _BEGIN_KEEP = _BEGIN_BODY.pack(RESPONDER, KEEP_CONN)
 _BEGIN_CLOSE = _BEGIN_BODY.pack(RESPONDER, 0)
 
-# The types an application sends to a web server, and which of them are
-# management records (request id 0).
+# The types an application sends to a web server (the last two are
+# management records, with request id 0).
 _FROM_APP = frozenset({STDOUT, STDERR, END_REQUEST, GET_VALUES_RESULT, UNKNOWN_TYPE})
-_MANAGEMENT = frozenset({GET_VALUES, GET_VALUES_RESULT, UNKNOWN_TYPE})
 
 # Builds a NamedTuple without its Python-level __new__: records and events
 # are made for every response.
@@ -203,34 +204,33 @@ def encode_get_values(names=(MAX_CONNS, MAX_REQS, MPXS_CONNS)):
 
 
 def encode_pairs(pairs):
-    """Name-value pairs (§3.4): each length in 1 byte below 128, else in 4
+    """Name-value pairs (§3.4), given as a dict or pairs: each length in 1 byte below 128, else in 4
     bytes with the top bit set.  ``str`` is encoded as UTF-8 with
     surrogate escapes (the CGI environment's own bytes survive).
 
-    This runs for every request (some 25 pairs), so the usual pair, ASCII
-    text under 128 characters, takes one f-string: its lengths are then
-    characters below 128, which encode to the same single bytes.
+    This runs for every request, so the usual case, every name and value
+    ASCII text under 128 characters, is one list of f-strings encoded once:
+    its lengths are then characters below 128, which encode to the same
+    single bytes.  Anything else (bytes, a long or non-ASCII value) leaves
+    a pair out or makes the encoding fail, and the pairs are encoded one by
+    one.
     """
-    text = []
+    # (A dict's items are read twice without a copy; other pairs once.)
+    pairs = pairs.items() if type(pairs) is dict else list(pairs)
+    try:
+        text = [f"{_CHARS[len(n)]}{_CHARS[len(v)]}{n}{v}" for n, v in pairs
+                if type(n) is str is type(v)]
+        if len(text) == len(pairs):
+            return "".join(text).encode("ascii")
+    except (IndexError, UnicodeEncodeError):
+        pass
     out = []
     for name, value in pairs:
-        if type(name) is str and type(value) is str and name.isascii() and value.isascii():
-            n, v = len(name), len(value)
-            if n < 0x80 and v < 0x80:
-                text.append(f"{_CHARS[n]}{_CHARS[v]}{name}{value}")
-                continue
-        if text:
-            out.append("".join(text).encode("ascii"))
-            text = []
         if type(name) is not bytes:
             name = name.encode("utf-8", "surrogateescape")
         if type(value) is not bytes:
             value = value.encode("utf-8", "surrogateescape")
         out += (_length(len(name)), _length(len(value)), name, value)
-    if not out:
-        return "".join(text).encode("ascii")
-    if text:
-        out.append("".join(text).encode("ascii"))
     return b"".join(out)
 
 
@@ -363,12 +363,9 @@ class UnknownType(NamedTuple):
 Event = Union[Stdout, Stderr, EndRequest, Values, UnknownType]
 
 
-class _Open:
-    __slots__ = ("stdout_done", "stderr_done")
-
-    def __init__(self):
-        self.stdout_done = False
-        self.stderr_done = False
+# The streams of an open request that have ended (ClientConnection._open).
+_STDOUT_DONE = 1
+_STDERR_DONE = 2
 
 
 class ClientConnection:
@@ -383,8 +380,8 @@ class ClientConnection:
     """
 
     def __init__(self):
-        self._reader = RecordReader()
-        self._open = {}   # request id -> _Open
+        self._held = b""  # the start of a record that has not all arrived
+        self._open = {}   # request id -> its ended streams (_STDOUT_DONE | _STDERR_DONE)
 
     @property
     def open_requests(self):
@@ -396,17 +393,20 @@ class ClientConnection:
     def begin(self, request_id, params, keep_conn=True, end_stdin=False):
         """BEGIN_REQUEST and the PARAMS stream, and with ``end_stdin`` the
         empty STDIN record (a request without a body), in one buffer.
-        ``params``: pairs, a mapping, or pairs already encoded
-        (:func:`encode_pairs`; bytes).
+        ``params``: a mapping or a list of pairs, or pairs already encoded
+        (:func:`encode_pairs`): bytes, or a tuple of such parts, sent in
+        their order (so a part encoded once is not copied into another).
 
         :raises ValueError: the id is 0 (management) or already open.
         """
         if not 1 <= request_id <= 0xFFFF or request_id in self._open:
             raise ValueError(f"request id {request_id} is not free")
-        self._open[request_id] = _Open()
-        if type(params) is not bytes:
-            params = encode_pairs(params.items() if hasattr(params, "items") else params)
-        n = len(params)
+        self._open[request_id] = 0
+        if type(params) is bytes:
+            params = (params,)
+        elif type(params) is not tuple:
+            params = (encode_pairs(params.items() if hasattr(params, "items") else params),)
+        n = sum(map(len, params))
         # The records around the PARAMS content depend only on the id and
         # the flags: made once for each (an id is usually 1, and reused).
         key = (request_id, keep_conn, end_stdin)
@@ -416,8 +416,9 @@ class ClientConnection:
         if n <= MAX_CONTENT:
             pad = -n & 7
             return b"".join((frame[0], _HEADER.pack(VERSION, PARAMS, request_id, n, pad),
-                             params, _PADS[pad], frame[1]))
-        return b"".join((frame[0], encode_stream(PARAMS, request_id, params), frame[1]))
+                             *params, _PADS[pad], frame[1]))
+        return b"".join((frame[0], encode_stream(PARAMS, request_id, b"".join(params)),
+                         frame[1]))
 
     def stdin(self, request_id, data):
         """STDIN records; ``b""`` closes the stream."""
@@ -449,58 +450,81 @@ class ClientConnection:
         :raises ProtocolError: see the module comment for each check.
         """
         if not data:
-            self._reader.eof()
+            if self._held:
+                raise ProtocolError("connection closed %d bytes into a record"
+                                    % len(self._held))
             return
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        # Records are cut here, not by a RecordReader: no record objects,
+        # and each content is one slice of the bytes read.
         opened = self._open
-        for rtype, rid, content in self._reader.feed(data):
-            if rtype == STDOUT or rtype == STDERR:     # the usual record first
-                state = opened.get(rid)
-                if state is None:
-                    raise ProtocolError("%s for request id %d, which is not open"
-                                        % (TYPE_NAMES[rtype], rid))
-                if rtype == STDOUT:
-                    if state.stdout_done:
-                        raise ProtocolError("STDOUT data for request id %d after its "
-                                            "stream ended" % rid)
-                    if not content:
-                        state.stdout_done = True
-                    sink.stdout(rid, content)
-                    continue
-                if state.stderr_done:
+        unpack = _HEADER.unpack_from
+        pos = 0
+        n = len(data)
+        while n - pos >= HEADER_LEN:
+            version, rtype, rid, clen, plen = unpack(data, pos)
+            if version != VERSION:
+                raise ProtocolError("record version %d, not 1 (not FastCGI, or garbage: %r)"
+                                    % (version, data[pos:pos + HEADER_LEN]))
+            start = pos + HEADER_LEN
+            end = start + clen
+            if end + plen > n:
+                break
+            pos = end + plen
+            if rtype == STDOUT:     # the usual record first
+                done = opened.get(rid)
+                if done is None:
+                    raise ProtocolError("STDOUT for request id %d, which is not open" % rid)
+                if done & _STDOUT_DONE:
+                    raise ProtocolError("STDOUT data for request id %d after its "
+                                        "stream ended" % rid)
+                if not clen:
+                    opened[rid] = done | _STDOUT_DONE
+                sink.stdout(rid, data[start:end])
+                continue
+            if rtype == END_REQUEST:
+                if rid not in opened:
+                    raise ProtocolError("END_REQUEST for request id %d, which is not open"
+                                        % rid)
+                if clen != _END_BODY.size:
+                    raise ProtocolError("END_REQUEST body of %d bytes, not 8" % clen)
+                del opened[rid]
+                app_status, protocol_status = _END_BODY.unpack_from(data, start)
+                sink.end(rid, app_status, protocol_status)
+                continue
+            content = data[start:end]
+            if rtype == STDERR:
+                done = opened.get(rid)
+                if done is None:
+                    raise ProtocolError("STDERR for request id %d, which is not open" % rid)
+                if done & _STDERR_DONE:
                     raise ProtocolError("STDERR data for request id %d after its stream "
                                         "ended" % rid)
                 if not content:
-                    state.stderr_done = True
+                    opened[rid] = done | _STDERR_DONE
                 sink.stderr(rid, content)
                 continue
             if rtype not in _FROM_APP:
                 raise ProtocolError("record type %s (%d) may not come from an application"
                                     % (TYPE_NAMES.get(rtype, "unknown"), rtype))
-            if rtype in _MANAGEMENT:
-                if rid != 0:
-                    raise ProtocolError("%s for request id %d, not 0"
-                                        % (TYPE_NAMES[rtype], rid))
-                if rtype == GET_VALUES_RESULT:
-                    try:
-                        values = {n.decode("ascii"): v.decode("ascii")
-                                  for n, v in decode_pairs(content)}
-                    except UnicodeDecodeError:
-                        raise ProtocolError("GET_VALUES_RESULT with non-ASCII names or "
-                                            "values") from None
-                    sink.values(values)
-                    continue
-                if len(content) != _UNKNOWN_BODY.size:
-                    raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
-                sink.unknown_type(content[0])
+            # A management record.
+            if rid != 0:
+                raise ProtocolError("%s for request id %d, not 0" % (TYPE_NAMES[rtype], rid))
+            if rtype == GET_VALUES_RESULT:
+                try:
+                    values = {k.decode("ascii"): v.decode("ascii")
+                              for k, v in decode_pairs(content)}
+                except UnicodeDecodeError:
+                    raise ProtocolError("GET_VALUES_RESULT with non-ASCII names or "
+                                        "values") from None
+                sink.values(values)
                 continue
-            # END_REQUEST
-            if rid not in opened:
-                raise ProtocolError("END_REQUEST for request id %d, which is not open" % rid)
-            if len(content) != _END_BODY.size:
-                raise ProtocolError("END_REQUEST body of %d bytes, not 8" % len(content))
-            del opened[rid]
-            app_status, protocol_status = _END_BODY.unpack(content)
-            sink.end(rid, app_status, protocol_status)
+            if len(content) != _UNKNOWN_BODY.size:
+                raise ProtocolError("UNKNOWN_TYPE body of %d bytes, not 8" % len(content))
+            sink.unknown_type(content[0])
+        self._held = data[pos:] if pos < n else b""
 
 
 #: (request id, keep_conn, end_stdin) -> _frame's answer, for begin().

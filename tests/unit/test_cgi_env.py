@@ -286,3 +286,40 @@ def test_real_file_system(tmp_path):
     with pytest.raises(Forbidden):
         locate("/c/ln.sh", "/c/", root)
     assert locate("/c/ln.sh", "/c/", root, follow_symlinks=True).script_name == "/c/ln.sh"
+
+
+def test_the_parts_make_up_the_environment():
+    # build_env is fixed_env and request_env, which is three parts of
+    # which no two name the same variable.
+    from flashplug_plugins.cgi.env import (connection_env, connection_facts, fixed_env,
+                                           message_env, script_env)
+    req = make_request(scheme="https", headers=[("Host", "h"), ("Accept", "*/*")])
+    parts = [connection_env(connection_facts(req)), script_env(SCRIPT, DOCROOT),
+             message_env(req, 3)]
+    whole = fixed_env({"PATH": "/usr/bin:/bin"}, DOCROOT)
+    for part in parts:
+        assert not whole.keys() & part.keys()
+        whole.update(part)
+    assert whole == env_for(req, length=3)
+    assert parts[0]["HTTPS"] == "on" and parts[2]["CONTENT_LENGTH"] == "3"
+
+
+def test_connection_facts_decide_the_connection_part():
+    # The fastcgi plugin encodes connection_env once per facts tuple: the
+    # tuple must change with every input the part reads.
+    from flashplug_plugins.cgi.env import connection_facts
+    base = connection_facts(make_request())
+    for attrs in ({"remote_addr": "192.0.2.8"}, {"remote_port": 1}, {"server_addr": "::1"},
+                  {"server_port": 1}, {"scheme": "https"}, {"version": "1.0"}):
+        assert connection_facts(make_request(**attrs)) != base
+
+
+def test_server_name_and_a_repeated_content_type():
+    env = env_for(make_request(method="POST", headers=[
+        ("Host", "Example.ORG:80"), ("Content-Type", "a/b"), ("Content-Type", "c/d")]))
+    assert env["SERVER_NAME"] == "example.org"
+    assert env["CONTENT_TYPE"] == "a/b, c/d"    # as Headers.get joins them
+    # A Host that is no URI host (here not even ASCII) names no server.
+    env = env_for(make_request(headers=[("Host", "caf\xe9.example")]))
+    assert env["SERVER_NAME"] == "127.0.0.1"
+    assert env["SERVER_NAME"] == server_name(make_request(headers=[("Host", "caf\xe9.example")]))

@@ -199,3 +199,23 @@ def test_a_content_length_past_18_digits_is_refused():
 def test_reason_phrase_keeps_its_latin_1_octets():
     r = parse_header_block(b"Status: 404 Nicht gefunden \xe4\nContent-Type: text/plain")
     assert (r.status, r.reason) == (404, "Nicht gefunden \u00e4")
+
+
+def test_a_line_seen_before_parses_the_same():
+    # Lines are checked once and remembered: the second parse of the same
+    # block gives the same answer, and a bad line is refused every time.
+    block = b"Content-Type: text/plain\r\nX-Seen: twice\r\nStatus: 404 Gone"
+    assert parse_header_block(block) == parse_header_block(block)
+    for _ in range(2):
+        with pytest.raises(CGIError, match="malformed header line"):
+            parse_header_block(b"X-Seen: twice\r\nBad\x01: x")
+
+
+def test_the_memory_of_lines_is_bounded():
+    from flashplug_plugins.cgi import response
+    long_line = "X-Long: " + "v" * response._LINE_KEPT
+    parse_header_block(long_line.encode())
+    assert long_line not in response._LINES
+    for i in range(response._LINES_MAX + 10):
+        parse_header_block(b"X-N: %d" % i)
+    assert len(response._LINES) <= response._LINES_MAX

@@ -83,3 +83,41 @@ def test_slots_try_acquire(limit, active, expected):
     slots.active = active
     assert slots.try_acquire() is expected
     assert slots.active == active + expected
+
+
+def test_the_head_is_cut_out_as_it_arrives_and_wakes_the_handler_once():
+    async def main():
+        loop = asyncio.get_running_loop()
+        pool, conn = pool_with_one_connection(loop, timeout=5)
+        ex = pool.begin_now(b"", has_body=False)
+        rid = ex.request_id
+        waiter = ex.ready(loop.time() + 5)
+        for piece in (b"Content-Type: a/b\r", b"\nX: y\r\n", b"\r", b"\nbody"):
+            assert not waiter.done()          # no wake-up for part of a head
+            conn.data_received(p.encode_record(p.STDOUT, rid, piece))
+        assert waiter.done() and ex.head == b"Content-Type: a/b\r\nX: y\r"   # (its CR: a line end)
+        conn.data_received(p.encode_record(p.STDOUT, rid, b" more")
+                           + p.encode_end_request(rid))
+        assert ex.ended and ex.error is None and ex.read_nowait() == b"body more"
+        assert pool.slots.active == 0
+        await pool.close()
+    asyncio.run(main())
+
+
+def test_a_head_over_the_limit_or_missing_is_an_error():
+    from flashplug_plugins.cgi.response import MAX_HEADER_BLOCK
+    async def main():
+        loop = asyncio.get_running_loop()
+        pool, conn = pool_with_one_connection(loop, timeout=5)
+        big, empty, cut = (pool.begin_now(b"", has_body=False) for _ in range(3))
+        conn.data_received(p.encode_record(p.STDOUT, big.request_id, b"X: y\r\n")
+                           + p.encode_stream(p.STDOUT, big.request_id,
+                                             b"x" * MAX_HEADER_BLOCK))
+        assert big.head is None and "header block over" in str(big.error)
+        conn.data_received(p.encode_end_request(empty.request_id))
+        assert empty.head is None and "without output" in empty.head_cause
+        conn.data_received(p.encode_record(p.STDOUT, cut.request_id, b"X: y\r\n")
+                           + p.encode_end_request(cut.request_id))
+        assert cut.head is None and "inside its header block" in cut.head_cause
+        await pool.close()
+    asyncio.run(main())

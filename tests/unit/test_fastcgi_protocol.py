@@ -91,6 +91,8 @@ def _pairs_one_by_one(pairs):
     [("A", "b")] * 3,
     [("SHORT", "v"), ("LONG", "l" * 300), ("AFTER", "x"), ("CAFÉ", "é"), ("NUL", "a\0b")],
     [(b"RAW", b"\xff\x00"), ("S", "\udcff"), ("X" * 127, "y" * 127), ("X" * 128, "")],
+    [(b"RAW", b"ascii"), ("S", "t")],      # bytes among ASCII text (not its repr)
+    [("S", "t"), ("N", b"")],
 ])
 def test_pairs_batched_encoding_matches_the_format(pairs):
     assert p.encode_pairs(pairs) == _pairs_one_by_one(pairs)
@@ -280,3 +282,32 @@ def test_begin_frames_depend_on_id_and_flags():
                             + p.encode_record(p.PARAMS, rid)
                             + (p.encode_record(p.STDIN, rid) if end else b""))
                 assert out == expected
+
+
+def test_begin_takes_params_in_encoded_parts():
+    parts = (p.encode_pairs([("A", "b")]), p.encode_pairs([("C", "d" * 200)]), b"")
+    out = ClientConnection().begin(1, parts, end_stdin=True)
+    assert out == ClientConnection().begin(1, b"".join(parts), end_stdin=True)
+    big = (p.encode_pairs([("V", "v" * 40000)]), p.encode_pairs([("W", "w" * 40000)]))
+    out = ClientConnection().begin(1, big)
+    assert out == ClientConnection().begin(1, b"".join(big))
+
+
+def test_receive_into_byte_by_byte():
+    # A record cut anywhere is held until its end arrives, whatever the cut.
+    conn = opened(1)
+    sink = Sink()
+    wire = (p.encode_record(p.STDOUT, 1, b"X: y\r\n\r\nhello") + p.encode_record(p.STDERR, 1)
+            + p.encode_end_request(1, 7))
+    for i in range(len(wire)):
+        conn.receive_into(wire[i:i + 1], sink)
+    assert sink.calls == [("stdout", 1, b"X: y\r\n\r\nhello"), ("stderr", 1, b""),
+                          ("end", 1, 7, p.REQUEST_COMPLETE)]
+    conn.receive_into(b"", sink)    # a clean end of file
+
+
+def test_receive_into_eof_inside_a_record():
+    conn = opened(1)
+    conn.receive_into(b"\x01\x06\x00\x01\x00\x10\x00\x00abc", Sink())
+    with pytest.raises(ProtocolError, match="11 bytes into a record"):
+        conn.receive_into(b"", Sink())
