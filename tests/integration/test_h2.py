@@ -166,7 +166,7 @@ def test_h2c_needs_an_event_loop(tmp_path, docroot):
 def test_httpx_over_tls(server_factory, site):
     root, cert, key, ca_path = site
     s = server_factory(root, "--tls-cert", cert, "--tls-key", key)
-    with httpx.Client(http2=True, verify=str(ca_path)) as c:
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(ca_path))) as c:
         r = c.get(f"https://localhost:{s.port}/big.bin")
         assert r.http_version == "HTTP/2" and r.content == (root / "big.bin").read_bytes()
         r = c.get(f"https://localhost:{s.port}/big.bin", headers={"Range": "bytes=10-19"})
