@@ -16,12 +16,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 import requests
 
 from tests.fake_systemd import Notifications, listening_socket, start
+from tests.waiting import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "flashplug")
@@ -91,16 +91,6 @@ def worker_uids(master):
         with open(f"/proc/{pid}/status") as f:
             uids.add(int(re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)))
     return kids, uids
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def _analyze_version(analyze):

@@ -11,25 +11,15 @@ import shutil
 import signal
 import socket
 import ssl
-import time
 
 import pytest
 import requests
+from tests.waiting import wait_for
 
 trustme = pytest.importorskip("trustme", reason="pip install trustme (the test extra)")
 
 needs_php_cgi = pytest.mark.skipif(shutil.which("php-cgi") is None,
                                    reason="php-cgi is not installed (apt-get install php-cgi)")
-
-
-def wait_for(predicate, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def children(pid):

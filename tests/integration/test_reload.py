@@ -17,18 +17,9 @@ import time
 
 import pytest
 import requests
+from tests.waiting import wait_for
 
 RELOADS = 20
-
-
-def wait_for(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture

@@ -1,24 +1,14 @@
 """--workers: a master with worker processes sharing the port."""
 import os
 import signal
-import time
 
 import requests
+from tests.waiting import wait_for
 
 
 def children(pid):
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return {int(p) for p in f.read().split()}
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_workers_share_the_port_and_a_dead_worker_is_replaced(server_factory, tmp_path):
