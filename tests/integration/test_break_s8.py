@@ -11,7 +11,7 @@ import pytest
 
 from conftest import start_server
 from proxy_upstreams import RecordingUpstream
-from test_kernel_http import wire
+from test_kernel_http import error_then_closed, wire
 from test_upgrade import start as start_echoer
 
 
@@ -101,23 +101,13 @@ def test_an_upgrade_body_is_framed_as_any_other(srv):
     # The made-up head of the second parser frames nothing of its own: a
     # trailer that tries framing is refused as in any chunked body, and a
     # request behind the body is never answered (the connection closes).
-    w = wire(srv)
-    try:
-        w.send(b"POST /cgi-bin/echo.sh HTTP/1.1\r\nHost: t\r\n" + UPGRADE_WS
-               + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nContent-Length: 9\r\n\r\n"
-               + b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert w.response()[0] == 400
-        assert w.closed_by_peer()
-    finally:
-        w.close()
-    w = wire(srv)
-    try:
-        w.send(b"POST /index.html HTTP/1.1\r\nHost: t\r\n" + UPGRADE_WS
-               + b"Content-Length: 5\r\n\r\nhelloGET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert w.response()[0] == 405
-        assert w.closed_by_peer()
-    finally:
-        w.close()
+    error_then_closed(srv, b"POST /cgi-bin/echo.sh HTTP/1.1\r\nHost: t\r\n" + UPGRADE_WS
+                      + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+                      + b"Content-Length: 9\r\n\r\nGET /index.html HTTP/1.1\r\nHost: t\r\n\r\n",
+                      400)
+    error_then_closed(srv, b"POST /index.html HTTP/1.1\r\nHost: t\r\n" + UPGRADE_WS
+                      + b"Content-Length: 5\r\n\r\nhelloGET /index.html HTTP/1.1\r\nHost: t\r\n\r\n",
+                      405)
     assert "error while parsing" not in srv.log()
 
 
@@ -128,13 +118,8 @@ def test_an_upgrade_body_is_framed_as_any_other(srv):
 
 def test_a_plugin_cannot_switch_an_http10_connection(server_factory, tmp_path):
     s = start_echoer(server_factory, tmp_path)
-    w = wire(s)
-    try:
-        w.send(b"GET /echo HTTP/1.0\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
-        assert w.response()[0] == 500
-        assert w.closed_by_peer()
-    finally:
-        w.close()
+    error_then_closed(
+        s, b"GET /echo HTTP/1.0\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n", 500)
     assert "answered 101 to a request that asked for no Upgrade" in s.log()
 
 
@@ -248,13 +233,7 @@ def test_no_100_continue_after_the_final_response_head_over_h2(server_factory, t
 #    lighttpd: 405). --------------------------------------------------------------
 
 def test_an_origin_form_connect_reaches_no_script(srv):
-    w = wire(srv)
-    try:
-        w.send(b"CONNECT /cgi-bin/echo.sh HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert w.response()[0] == 400
-        assert w.closed_by_peer()
-    finally:
-        w.close()
+    error_then_closed(srv, b"CONNECT /cgi-bin/echo.sh HTTP/1.1\r\nHost: t\r\n\r\n", 400)
 
 
 def test_an_origin_form_connect_is_not_proxied(server_factory, tmp_path):
