@@ -473,16 +473,18 @@ class ClientConnection:
             if end + plen > n:
                 break
             pos = end + plen
-            if rtype == STDOUT:     # the usual record first
+            if rtype == STDOUT or rtype == STDERR:      # the usual records first
+                flag = _STDOUT_DONE if rtype == STDOUT else _STDERR_DONE
                 done = opened.get(rid)
                 if done is None:
-                    raise ProtocolError("STDOUT for request id %d, which is not open" % rid)
-                if done & _STDOUT_DONE:
-                    raise ProtocolError("STDOUT data for request id %d after its "
-                                        "stream ended" % rid)
+                    raise ProtocolError("%s for request id %d, which is not open"
+                                        % (TYPE_NAMES[rtype], rid))
+                if done & flag:
+                    raise ProtocolError("%s data for request id %d after its stream ended"
+                                        % (TYPE_NAMES[rtype], rid))
                 if not clen:
-                    opened[rid] = done | _STDOUT_DONE
-                sink.stdout(rid, data[start:end])
+                    opened[rid] = done | flag
+                (sink.stdout if rtype == STDOUT else sink.stderr)(rid, data[start:end])
                 continue
             if rtype == END_REQUEST:
                 if rid not in opened:
@@ -495,17 +497,6 @@ class ClientConnection:
                 sink.end(rid, app_status, protocol_status)
                 continue
             content = data[start:end]
-            if rtype == STDERR:
-                done = opened.get(rid)
-                if done is None:
-                    raise ProtocolError("STDERR for request id %d, which is not open" % rid)
-                if done & _STDERR_DONE:
-                    raise ProtocolError("STDERR data for request id %d after its stream "
-                                        "ended" % rid)
-                if not content:
-                    opened[rid] = done | _STDERR_DONE
-                sink.stderr(rid, content)
-                continue
             if rtype not in _FROM_APP:
                 raise ProtocolError("record type %s (%d) may not come from an application"
                                     % (TYPE_NAMES.get(rtype, "unknown"), rtype))
