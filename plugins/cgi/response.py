@@ -196,8 +196,6 @@ def _check_line(line):
     return known
 
 
-
-
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?\Z")
 
 
@@ -220,27 +218,21 @@ def parse_nph_head(block):
         raise CGIError("an interim status (%d) cannot end an NPH head" % status)
     reason = m.group(2).decode("latin-1") if m.group(2) else None
     headers, content_type, content_length = [], None, None
-    for raw in fields.split(b"\n") if fields else ():
-        line = raw[:-1] if raw.endswith(b"\r") else raw
-        name, colon, value = line.partition(b":")
-        value = value.strip(b" \t")
-        name_text, text = name.decode("latin-1"), value.decode("latin-1")
-        problem = field_error(name_text, text) if colon else "no colon"
-        if problem is not None:
-            raise CGIError("malformed header line %r: %s" % (_clip(line), problem))
-        lname = name_text.lower()
+    for line in fields.decode("latin-1").split("\n") if fields else ():
+        field, lname = _check_line(line)
         if lname == "transfer-encoding":
             raise CGIError("a chunked NPH body cannot be relayed over HTTP/2")
         if lname in HOP_BY_HOP:
             continue
+        value = field[1]
         if lname == "content-length":
-            if content_length is not None or not value.isdigit() \
+            if content_length is not None or not (value.isascii() and value.isdigit()) \
                     or len(value) > MAX_LENGTH_DIGITS:
-                raise CGIError("bad Content-Length %r" % _clip(value))
+                raise CGIError("bad Content-Length %r" % _clip(value.encode("latin-1")))
             content_length = int(value)
         elif lname == "content-type":
-            content_type = text
-        headers.append((name_text, text))
+            content_type = value
+        headers.append(field)
     if must_be_empty(status):
         headers = strip_framing_for_status(status, headers)
         content_length = None
