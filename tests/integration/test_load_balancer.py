@@ -57,11 +57,11 @@ def exchange(port, data, source="127.0.0.1", timeout=10):
 
 
 def access_lines(path, want, timeout=5):
-    """The access log's lines once it has ``want`` of them (it is flushed
-    once a second)."""
+    """The access log's whole lines once it has ``want`` of them (it is
+    flushed once a second; a line still without its newline is mid-write)."""
     deadline = time.monotonic() + timeout
     while True:
-        lines = path.read_text().splitlines() if path.exists() else []
+        lines = path.read_text().split("\n")[:-1] if path.exists() else []
         if len(lines) >= want or time.monotonic() > deadline:
             return lines
         time.sleep(0.1)
