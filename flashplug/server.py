@@ -186,6 +186,15 @@ def _configure(config):
             log.warning(line)
 
 
+class _CommandFormatter(logging.Formatter):
+    """``flashplug: warning: ...``: a log record as the command line writes
+    its own notes (argparse's style, lower case), so ``check`` and ``serve``
+    word a warning the same way."""
+
+    def format(self, record):
+        return f"flashplug: {record.levelname.lower()}: {record.getMessage()}"
+
+
 def check(config):
     """``flashplug check``: everything a start checks short of taking the
     port (the running server may hold it), switching user and opening the
@@ -194,7 +203,7 @@ def check(config):
     one-line summary.  Raises UsageError/StartupError as a start would."""
     setup_error_log("warning")
     for handler in logging.getLogger("flashplug").handlers:   # a command's lines, no times
-        handler.setFormatter(logging.Formatter("flashplug: %(levelname)s: %(message)s"))
+        handler.setFormatter(_CommandFormatter())
     _check(config)
     bind_listener(config.bind, 0, listen=False).close()   # an address of this machine?
     check_log_folders(config)

@@ -65,7 +65,9 @@ def test_a_bad_file_is_one_line_with_file_line_and_key(site, text, error):
 def test_warnings_are_plain_lines(site):
     result = check(site / "www", "--plugins", "none")
     assert result.returncode == 0
-    assert result.stderr == (f"flashplug: WARNING: {site / 'www'}/cgi-bin/ exists but the cgi "
+    # Worded as serve words its own warnings ("flashplug: warning: ..."),
+    # not in the error log's upper case.
+    assert result.stderr == (f"flashplug: warning: {site / 'www'}/cgi-bin/ exists but the cgi "
                              f"plugin is off; its files are refused (403). Enable it with "
                              f"--plugins cgi.\n")
 
