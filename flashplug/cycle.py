@@ -539,6 +539,12 @@ class RequestCycle:
 
     async def _send_error(self, request, status, message, line=None):
         self.closing = True
+        if status == 413:
+            # The client gets a page; the operator a line naming the limit
+            # (nginx: "client intended to send too large body").
+            log.error("client %s intended to send too large body, over --max-body-size %d: "
+                      "\"%s %s\"", self.peer_addr, self.app.config.max_body_size,
+                      *(line[:2] if line is not None else ("-", "-")))
         response = await self.app.error_answer(request, status, message)
         try:
             response, sent = await send_response(self, request, response, force_close=True)

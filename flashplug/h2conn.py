@@ -363,7 +363,11 @@ class H2Connection(H2Output):
         stream.body.fail(ConnectionError("request body too large"))
         stream.body = None
         stream.active = None
-        stream._start(ErrorItem(413, "Content Too Large"))
+        request = stream.request
+        headers = request.headers
+        stream._start(ErrorItem(413, "Content Too Large", (
+            request.method, request.target, "2.0", headers.get("referer"),
+            headers.get("user-agent"))))
 
     def acknowledge(self, stream):
         """A paused body drained: give its held window back."""

@@ -111,7 +111,8 @@ class CGIHandler:
         helpers = request.server.helpers
         script = await self._locate(request, prefix, root, exts)
 
-        body, length, spool = await take_body(request, helpers, self.settings.max_body)
+        body, length, spool = await take_body(request, helpers, self.settings.max_body,
+                                              "--cgi-max-body")
         timeout = self.settings.timeout
         env = build_env(request, script, self.base_env, self.docroot, length,
                         self.settings.pass_authorization)
@@ -251,17 +252,27 @@ class CGIHandler:
         return await request.server.dispatch(new)
 
 
-async def take_body(request, helpers, limit):
+def _too_large(request, size, limit, option):
+    """The 413 for a body over the plugin's own limit, with its one
+    error-log line naming the option (as nginx's "client intended to send
+    too large body"); ``size``: the declared length, or what came so far."""
+    log.error("client %s intended to send too large body: %d bytes, over %s %d: \"%s %s\"",
+              request.remote_addr, size, option, limit, request.method, request.target)
+    return HTTPError(413, "Content Too Large", close=True)
+
+
+async def take_body(request, helpers, limit, option):
     """``(chunks, length, spool_file)`` for the request body.
 
     ``chunks`` is an async iterable to pipe (or None), ``length`` the
     value for CONTENT_LENGTH (None without a body), ``spool_file`` an
     open file to use as stdin instead of a pipe.  A body over ``limit``
-    bytes is a 413.  The fastcgi plugin uses it too.
+    bytes is a 413, logged with ``option``, the flag that set the limit.
+    The fastcgi plugin uses it too.
     """
     if request.content_length is not None:
         if request.content_length > limit:
-            raise HTTPError(413, "Content Too Large", close=True)
+            raise _too_large(request, request.content_length, limit, option)
         return (request.body if request.content_length else None,
                 request.content_length, None)
     if not request.chunked:
@@ -271,7 +282,7 @@ async def take_body(request, helpers, limit):
         async for chunk in request.body:
             size += len(chunk)
             if size > limit:
-                raise HTTPError(413, "Content Too Large", close=True)
+                raise _too_large(request, size, limit, option)
             held.append(chunk)
             pending += len(chunk)
             if pending >= SPOOL_MEMORY:

@@ -128,7 +128,7 @@ class FastCGIHandler:
             body = length = None        # (take_body's answer, without its coroutine)
         else:
             body, length, spool = await take_body(request, request.server.helpers,
-                                                  self.settings.max_body)
+                                                  self.settings.max_body, "--fastcgi-max-body")
             if spool is not None:
                 body = _spooled(spool, request.server.helpers)
         # The PARAMS in parts, each encoded once where it does not change.
