@@ -288,6 +288,8 @@ class App:
         boundary; a handler that is no ``async def`` or a response that
         cannot be sent is a logged 500.  (A plain function giving the
         coroutine that does it: one coroutine less per request.)"""
+        if request.method == "TRACE":
+            return self._refuse_trace(request)
         known = self.route_handlers.get(id(handler))
         if known is not None and known[0] is handler:
             return self.checked(request, handler(request), known[1])
@@ -297,6 +299,16 @@ class App:
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
                 f"function; define it with 'async def'", owner))
         return self.checked(request, handler(request), owner)
+
+    async def _refuse_trace(self, request):
+        """TRACE is answered 405 on every route, as nginx answers it
+        whatever the location: its echo would reflect the request's Cookie
+        and Authorization to a script that can read the answer (cross-site
+        tracing), and RFC 9110 §9.3.8 asks an origin not to send such
+        fields back.  So a script, a FastCGI backend or an upstream never
+        sees one (a proxy must not forward what it cannot filter).  Static
+        files refuse it themselves (flashplug.static)."""
+        raise HTTPError(405, "Method Not Allowed", [("Allow", self.site_for(request).allow)])
 
     def owner_text(self, handler):
         """``"plugin 'NAME'"`` for the plugin that defined ``handler``, for

@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 import requests
+from proxy_upstreams import RecordingUpstream
 from test_kernel_http import error_then_closed, req, wire
 from tests.waiting import wait_for
 
@@ -55,3 +56,42 @@ def test_a_413_of_the_cgi_limit_names_its_own_option(server_factory, tmp_path):
     wait_for(lambda: lines_of(srv, "too large body"), what="the 413 line")
     [line] = lines_of(srv, "too large body")
     assert "2000 bytes, over --cgi-max-body 1024" in line
+
+
+# -- TRACE is refused on every route, as nginx refuses it -------------------------------
+
+TRACE = b"TRACE /x HTTP/1.1\r\nHost: t\r\nCookie: session=secret\r\n\r\n"
+
+
+def test_the_proxy_answers_trace_itself_and_never_forwards_it(server_factory, tmp_path):
+    """An upstream that echoes TRACE would hand the client's Cookie and
+    Authorization back to a page's script (cross-site tracing); nginx
+    answers 405 on every location, proxy_pass included."""
+    upstream = RecordingUpstream()
+    try:
+        srv = server_factory(tmp_path, "--access-log", "off", "--proxy",
+                             f"/={upstream.address}")
+        w = wire(srv)
+        w.send(TRACE)
+        status, headers, body = w.response()
+        w.close()
+        assert status == 405 and "GET" in headers["allow"][0] and b"secret" not in body
+        assert upstream.requests == [] and upstream.connections == 0
+        assert requests.get(srv.url + "/y").status_code == 200   # the route still works
+    finally:
+        upstream.stop()
+
+
+def test_cgi_scripts_never_see_trace(server_factory, tmp_path):
+    root = tmp_path / "www"
+    (root / "cgi-bin").mkdir(parents=True)
+    script = root / "cgi-bin" / "echo.sh"
+    script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s %s' "
+                      "\"$REQUEST_METHOD\" \"$HTTP_COOKIE\"\n")
+    script.chmod(0o755)
+    srv = server_factory(root, "--plugins", "cgi")
+    r = requests.request("TRACE", srv.url + "/cgi-bin/echo.sh", cookies={"session": "secret"})
+    assert r.status_code == 405 and "secret" not in r.text
+    assert requests.get(srv.url + "/cgi-bin/echo.sh").text == "GET "
+    # Static files refused it already.
+    assert requests.request("TRACE", srv.url + "/").status_code == 405
