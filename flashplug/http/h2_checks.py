@@ -47,7 +47,9 @@ def request_parts(fields):
     Returns ``(method, target, authority, regular)``: str, str, bytes or
     None, and the regular fields as ``(name, value)`` bytes with repeated
     ``cookie`` fields joined by ``"; "`` (§8.2.3).  Raises StreamError for
-    a malformed block, ProtocolError(501) for CONNECT (we are no proxy).
+    a malformed block, ProtocolError(501) for CONNECT (we are no proxy)
+    and ProtocolError(400) for a ``:path`` that is no URI (a raw byte
+    above 0x7F), as HTTP/1.1 answers such a request-target.
     """
     pseudo = {}
     regular = []
@@ -93,6 +95,12 @@ def request_parts(fields):
         # §8.3.1: the path and query (origin form), or "*" for OPTIONS; an
         # absolute form would name a host beside :authority.
         raise StreamError(":path is not a path")
+    if not path.isascii():
+        # A URI is ASCII (RFC 3986 §2: anything else is percent-encoded);
+        # over HTTP/1.1 llhttp refuses such a target with 400, so it is
+        # refused the same way here, not reset: the field block is well
+        # formed (§8.2.1 allows obs-text), the target is not a URI.
+        raise ProtocolError(400, "Bad Request: a byte above 0x7F in the request-target")
     return method.decode("ascii"), path.decode("latin-1"), authority, regular
 
 

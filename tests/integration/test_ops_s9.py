@@ -13,6 +13,7 @@ import pytest
 import requests
 from proxy_upstreams import RecordingUpstream
 from test_kernel_http import error_then_closed, req, wire
+from tests.h2_client import H2Client
 from tests.waiting import wait_for
 
 
@@ -95,3 +96,19 @@ def test_cgi_scripts_never_see_trace(server_factory, tmp_path):
     assert requests.get(srv.url + "/cgi-bin/echo.sh").text == "GET "
     # Static files refused it already.
     assert requests.request("TRACE", srv.url + "/").status_code == 405
+
+
+# -- a raw byte above 0x7F in the target: 400 over both protocols ---------------------------
+
+def test_a_raw_non_ascii_path_is_400_over_http2_as_over_http11(server_factory, tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "caf\u00e9").write_text("file")
+    srv = server_factory(root, "--h2c")
+    error_then_closed(srv, req("/caf\u00e9".encode().decode("latin-1")), 400)
+    client = H2Client(srv.port)
+    try:
+        assert client.response(client.request("/caf\u00e9"))[0] == 400
+        assert client.response(client.request("/caf%C3%A9"))[0] == 200
+    finally:
+        client.close()

@@ -73,6 +73,20 @@ def test_connect_is_not_implemented():
     assert e.value.status == 501
 
 
+@pytest.mark.parametrize("path", [b"/caf\xc3\xa9", b"/a?q=\xff"])
+def test_a_path_byte_above_0x7f_is_a_400_as_over_http11(path):
+    """RFC 3986 §2: a URI is ASCII.  llhttp answers such an HTTP/1.1
+    request-target 400; HTTP/2 let it through to the handlers."""
+    with pytest.raises(ProtocolError) as e:
+        request_parts([BASE[0], BASE[1], (b":path", path), BASE[3]])
+    assert e.value.status == 400
+
+
+def test_a_percent_encoded_path_is_fine():
+    assert request_parts([BASE[0], BASE[1], (b":path", b"/caf%C3%A9"), BASE[3]])[1] == \
+        "/caf%C3%A9"
+
+
 def test_no_authority_is_left_to_the_host_check():
     assert request_parts(BASE[:3])[2] is None
 
