@@ -38,6 +38,7 @@ from flashplug.h2conn import H2Connection
 from flashplug.http.body import PAUSE_BODY, BodyReader
 from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, PAUSE_UPGRADE, H1Protocol, known_key
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
+from flashplug.transport import PlainHTTP
 from flashplug.tunnel import Tunnel
 
 RECV_SIZE = 256 * 1024
@@ -109,6 +110,9 @@ class Connection(H1Protocol, RequestCycle):
                 n = self.transport.recv_into(_RECV_BUFFER)
             except (BlockingIOError, InterruptedError):
                 return
+            except PlainHTTP as e:
+                self._plain_http(e)
+                return
             except OSError:
                 self.abort()
                 return
@@ -162,6 +166,9 @@ class Connection(H1Protocol, RequestCycle):
             n = transport.recv_into(_RECV_BUFFER)
         except (BlockingIOError, InterruptedError):
             return
+        except PlainHTTP as e:
+            self._plain_http(e)
+            return
         except OSError:
             self.abort()
             return
@@ -176,6 +183,14 @@ class Connection(H1Protocol, RequestCycle):
         # The first request too may be one whose head is known (a new
         # connection per request: load generators, HTTP/1.0 clients).
         self._on_readable(n)
+
+    def _plain_http(self, refusal):
+        """Plain HTTP came to the TLS port: the transport answered nginx's
+        400; it gets its access-log line (with its request line, as nginx
+        logs it), then the connection closes."""
+        line = refusal.log_fields() or (None, None, None, None, None)
+        self._account(400, refusal.answered, *line, self.app.default_site)
+        self.abort()
 
     def _hand_over(self, data):
         """The connection speaks HTTP/2: the transport goes to an

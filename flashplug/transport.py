@@ -120,6 +120,35 @@ class TLSError(ConnectionError):
     HTTP); the driver closes the connection as for any socket error."""
 
 
+class PlainHTTP(TLSError):
+    """Plain HTTP came to the TLS port and got nginx's 400
+    (``PLAIN_HTTP_ANSWER``, ``answered`` its body bytes sent, 0 when the
+    send failed); ``head``: the bytes that came, for the access log."""
+
+    def __init__(self, head, answered):
+        super().__init__("plain HTTP sent to the HTTPS port")
+        self.head = head
+        self.answered = answered
+
+    def log_fields(self):
+        """``(method, target, version, referer, agent)`` (str or None) as
+        far as the head shows them, the access-log fields of a request
+        that failed to parse (``flashplug.cycle.ErrorItem``'s ``line``);
+        None when its first line is no request line."""
+        lines = self.head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/") or len(lines) < 2:
+            return None
+        fields = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if colon:
+                fields.setdefault(name.strip().lower(), value.strip().decode("latin-1"))
+        method, target, version = (p.decode("latin-1") for p in parts)
+        return (method, target, version[5:], fields.get(b"referer"),
+                fields.get(b"user-agent"))
+
+
 class TLSTransport:
     """TLS over a non-blocking socket, sans-I/O: an ``ssl.SSLObject`` over
     two memory BIOs, pumped by the driver's own reads and writes.
@@ -221,10 +250,11 @@ class TLSTransport:
             if data[:1].isupper():
                 # nginx's answer to plain HTTP on an HTTPS port.
                 try:
-                    self.sock.send(PLAIN_HTTP_ANSWER)
+                    sent = self.sock.send(PLAIN_HTTP_ANSWER)
                 except OSError:
-                    pass
-                raise TLSError("plain HTTP sent to the HTTPS port")
+                    sent = 0
+                raise PlainHTTP(data, max(0, sent - (len(PLAIN_HTTP_ANSWER)
+                                                     - len(_PLAIN_HTTP_BODY))))
             raise TLSError("not a TLS handshake")
         if not self.started and self.certificates.alpn_only:
             # A challenge certificate is out (RFC 8737): is this the CA?

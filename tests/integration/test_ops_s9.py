@@ -14,6 +14,7 @@ import requests
 from proxy_upstreams import RecordingUpstream
 from test_kernel_http import error_then_closed, req, wire
 from tests.h2_client import H2Client
+from tests.tls_certs import ca, site  # noqa: F401 - fixtures
 from tests.waiting import wait_for
 
 
@@ -112,3 +113,38 @@ def test_a_raw_non_ascii_path_is_400_over_http2_as_over_http11(server_factory, t
         assert client.response(client.request("/caf%C3%A9"))[0] == 200
     finally:
         client.close()
+
+
+# -- plain HTTP to the TLS port: nginx's 400, and its access-log line ------------------------
+
+def _read_all(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@pytest.mark.parametrize("h2", [False, True])
+def test_plain_http_to_the_tls_port_is_logged(server_factory, site, h2):
+    """nginx answers "400 The plain HTTP request was sent to HTTPS port"
+    and logs the request; here the answer went out but the access log
+    had no line, so a misconfigured balancer or client went unseen."""
+    root, cert, key, ca_path = site
+    srv = server_factory(root, "--tls-cert", cert, "--tls-key", key,
+                         *([] if h2 else ["--no-http2"]))
+    with srv.connect() as sock:
+        sock.sendall(b"GET /plain?x=1 HTTP/1.1\r\nHost: localhost\r\n"
+                     b"User-Agent: probe/1.0\r\n\r\n")
+        data = _read_all(sock)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    body = len(data.partition(b"\r\n\r\n")[2])
+    [line] = wait_for(lambda: lines_of(srv, '"GET /plain?x=1 HTTP/1.1"'), what="its log line")
+    assert line.endswith(f'"GET /plain?x=1 HTTP/1.1" 400 {body} "-" "probe/1.0"')
+    with srv.connect() as sock:           # not even a request line: "-"
+        sock.sendall(b"HELLO\r\n")
+        _read_all(sock)
+    wait_for(lambda: lines_of(srv, '"-" 400 '), what="the unparsed line")
+    assert "Traceback" not in srv.log()
+    assert requests.get(f"https://localhost:{srv.port}/", verify=str(ca_path)).status_code == 200
