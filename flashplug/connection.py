@@ -60,7 +60,9 @@ class Connection(H1Protocol, RequestCycle):
     __slots__ = SESSION_SLOTS + ("loop", "transport", "fd", "out", "writer_on", "reading",
                                  "pause_reasons", "drain_waiter", "offloading",
                                  "send_deadline", "rate_start", "rate_sent", "rate_queued",
-                                 "rate_taken", "rate_progress", "__weakref__")
+                                 "rate_taken", "rate_progress", "queued", "held", "lost",
+                                 "__weakref__")
+    holds_lines = True
 
     def __init__(self, app, transport, peer):
         local = app.listen_addr
@@ -83,6 +85,12 @@ class Connection(H1Protocol, RequestCycle):
         self.rate_start = None
         self.rate_sent = self.rate_queued = self.rate_taken = 0
         self.rate_progress = 0.0
+        # Bytes ever put in ``out``; the access-log lines of responses
+        # still in it, each with the ``queued`` count at its end; bytes of
+        # a response not logged yet that the connection dropped unsent.
+        self.queued = 0
+        self.held = None
+        self.lost = 0
         self.scheme = transport.scheme
         if not transport.zero_copy:
             # A copying transport (TLS) may keep a backlog: it says when.
@@ -328,6 +336,7 @@ class Connection(H1Protocol, RequestCycle):
             data = memoryview(data)[n:]
         self.out.append(data)
         self.out_bytes += len(data)
+        self.queued += len(data)
         self._set_interest()
 
     def write_pair(self, head, body):
@@ -348,12 +357,14 @@ class Connection(H1Protocol, RequestCycle):
         if n < len(head):
             self.out.append(memoryview(head)[n:])
             self.out_bytes += len(head) - n
+            self.queued += len(head) - n
             n = 0
         else:
             n -= len(head)
         if n < len(body):
             self.out.append(memoryview(body)[n:])
             self.out_bytes += len(body) - n
+            self.queued += len(body) - n
         if self.out:
             self._set_interest()
 
@@ -371,6 +382,7 @@ class Connection(H1Protocol, RequestCycle):
         entry.retain()
         self.out.append(FileRange(entry, offset, count))
         self.out_bytes += min(count, HIGH_WATER)
+        self.queued += count
         if not self.offloading:
             self._flush()
 
@@ -423,6 +435,8 @@ class Connection(H1Protocol, RequestCycle):
             if self.unparsed is not None and self.out_bytes <= HIGH_WATER // 2:
                 self.resume_parsing()
             return
+        if self.held is not None:
+            self._log_held(0)
         if self.state == "idle":
             # The keep-alive wait begins once the response is all sent.
             self.deadline = self.deadline_for(time.monotonic())
@@ -433,6 +447,30 @@ class Connection(H1Protocol, RequestCycle):
             self._close_when_flushed()
         elif self.unparsed is not None:
             self.resume_parsing()
+
+    def _hold_line(self, *line):
+        """Keep a response's access-log line (``RequestCycle._account``'s
+        fields) until its bytes have left the queue."""
+        if self.held is None:
+            self.held = []
+        self.held.append((self.queued, line))
+
+    def _log_held(self, unsent):
+        """Write the held lines, ``unsent`` bytes of the queue's end never
+        having gone: each line's body bytes less those of its own that are
+        among them.  What is left of them belongs to the response being
+        written, which is logged after (``lost``)."""
+        held, self.held = self.held, None
+        app = self.app
+        sent_to = self.queued - unsent     # the queue position the socket took up to
+        for end, (status, size, method, target, version, referer, agent, site, user,
+                  client) in held:
+            if end > sent_to:
+                size = max(0, size - (end - sent_to))
+                sent_to = end              # the next response's bytes begin here
+            app.access_log.log(client or self.peer_addr, user, method, target, version,
+                               status, size, referer, agent, site, self.local_port)
+        self.lost = min(unsent, self.queued - held[-1][0])
 
     def _offload(self, item):
         """The next window is not in memory: a helper sends it.  Until it is
@@ -564,6 +602,15 @@ class Connection(H1Protocol, RequestCycle):
         self.unparsed = None
         self.pending.clear()
         self.app.connections.discard(self)
+        if self.out:
+            # Dropped with output queued: the responses it belonged to are
+            # logged with the bytes that went (nginx's $body_bytes_sent).
+            unsent = sum(item.left if type(item) is FileRange else len(item)
+                         for item in self.out)
+            if self.held is not None:
+                self._log_held(unsent)
+            else:
+                self.lost = unsent
         if not self.offloading:
             self.release()
         # else a helper is sending from our socket and file right now: the

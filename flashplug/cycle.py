@@ -22,6 +22,7 @@ Size: over ~400 lines because the request cycle is one state machine
 handoff to the next pipelined request) whose steps call each other; split,
 the order of a response's life would be spread across files.
 """
+import asyncio
 import logging
 
 from flashplug.cache import still_fresh
@@ -150,6 +151,12 @@ class RequestCycle:
     connection class)."""
 
     __slots__ = ()
+    # A driver with an output queue of its own that ``_hold_line``s the
+    # log line of a response still in it (flashplug.connection); the
+    # blocking driver has sent all by then, an HTTP/2 stream logs at once.
+    holds_lines = False
+    out = ()
+    lost = 0
 
     # -- the remembered-head and cached paths -------------------------------------
 
@@ -300,10 +307,24 @@ class RequestCycle:
         """Count one response and write its access-log line (the only place
         either happens; ``method`` None: a request that could not be parsed;
         ``site``: the Vhost that answered; ``client``: the request's client
-        address (``remote_addr``), else the connection's peer)."""
+        address (``remote_addr``), else the connection's peer).
+
+        ``size`` is the body bytes handed to the driver.  While the
+        driver's queue (``out``) still holds some, the line waits
+        (``_hold_line``) until they are sent or the connection drops, and
+        then logs the body bytes that went (nginx's ``$body_bytes_sent``);
+        the stats count the response now."""
         app = self.app
         app.stats.count_response(status, size)
         if app.access_log is not None:
+            if self.out and self.holds_lines and not self.closed:
+                self._hold_line(status, size, method, target, version, referer, agent,
+                                site.name, user, client)
+                return
+            if self.lost:
+                # Cut off: its last bytes were queued when the connection
+                # dropped (flashplug.connection's close).
+                size, self.lost = max(0, size - self.lost), 0
             app.access_log.log(client or self.peer_addr, user, method, target, version, status,
                                size, referer, agent, site.name, self.local_port)
 
@@ -455,10 +476,20 @@ class RequestCycle:
             sent = send_now(self, request, response)
             if sent is None:
                 response, sent = await send_response(self, request, response)
-        except ConnectionError:
+        except ConnectionError as exc:
+            # The client went away, or the backend's connection broke,
+            # mid-body: logged with what went, as nginx logs it.
             await _close_stream(response)
+            if self.head_sent:
+                self._log(request, response.status, getattr(exc, "bytes_sent", 0))
             self.abort()
             return
+        except asyncio.CancelledError as exc:
+            # The connection dropped (a failed send, --send-timeout) while
+            # a streamed body was going out.
+            if self.closed and self.head_sent:
+                self._log(request, response.status, getattr(exc, "bytes_sent", 0))
+            raise
         except Exception as exc:  # noqa: BLE001
             log.error("error while sending the response to %s %s: %r",
                       request.method, request.target, exc)

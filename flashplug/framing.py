@@ -265,7 +265,7 @@ async def _send_stream(conn, stream, chunked):
                 await conn.drain()
         if chunked:
             conn.write(b"0\r\n\r\n")
-    except Exception as exc:
+    except BaseException as exc:   # (a cancel too: the connection dropped)
         exc.bytes_sent = sent   # for the access-log line of a cut-off response
         raise
     finally:

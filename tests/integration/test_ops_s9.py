@@ -18,6 +18,15 @@ from tests.tls_certs import ca, site  # noqa: F401 - fixtures
 from tests.waiting import wait_for
 
 
+def log_lines(path, needle):
+    """The whole lines of the access log file ``path`` that contain ``needle``."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.split("\n")[:-1] if needle in line]
+
+
 def lines_of(server, needle):
     """The whole lines of the server's output that contain ``needle``."""
     return [line for line in server.log().split("\n")[:-1] if needle in line]
@@ -148,3 +157,65 @@ def test_plain_http_to_the_tls_port_is_logged(server_factory, site, h2):
     wait_for(lambda: lines_of(srv, '"-" 400 '), what="the unparsed line")
     assert "Traceback" not in srv.log()
     assert requests.get(f"https://localhost:{srv.port}/", verify=str(ca_path)).status_code == 200
+
+
+# -- a response cut off is logged with the body bytes that went ------------------------------
+
+BIG = 48 << 20
+
+
+def _leave_early(srv, path, keep=64 * 1024):
+    """GET ``path``, read ``keep`` bytes of the answer, then reset."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    got = 0
+    while got < keep:
+        got += len(sock.recv(65536))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
+def _logged_size(line):
+    return int(line.split('" ')[1].split()[1])
+
+
+@pytest.mark.parametrize("arch", ["amped", "sped"])
+def test_a_download_cut_off_is_logged_with_the_bytes_sent(server_factory, tmp_path, arch):
+    """A 48 MB file whose client left after 64 KiB was logged as
+    50,331,648 bytes (all of it was queued); nginx's $body_bytes_sent is
+    what went to the socket."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(BIG)
+    (root / "small.txt").write_text("x" * 100)
+    log = tmp_path / "access.log"
+    srv = server_factory(root, "--access-log", log, "--arch", arch)
+    _leave_early(srv, "/big.bin")
+    [line] = wait_for(lambda: log_lines(log, "/big.bin"), what="the cut-off line")
+    assert 64 * 1024 <= _logged_size(line) < BIG // 4, line
+    # A whole response is logged whole, then and after.
+    assert requests.get(srv.url + "/big.bin").content == bytes(BIG)
+    assert requests.get(srv.url + "/small.txt").status_code == 200
+    wait_for(lambda: len(log_lines(log, "/big.bin")) == 2 and log_lines(log, "/small.txt"),
+             what="the whole lines")
+    assert _logged_size(log_lines(log, "/big.bin")[1]) == BIG
+    assert _logged_size(log_lines(log, "/small.txt")[0]) == 100
+
+
+def test_a_streamed_body_cut_off_is_logged(server_factory, tmp_path):
+    """A CGI script streaming a long body to a client that leaves: the
+    line was missing altogether (the handler's task was cancelled)."""
+    root = tmp_path / "www"
+    (root / "cgi-bin").mkdir(parents=True)
+    script = root / "cgi-bin" / "stream.sh"
+    script.write_text("#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\n"
+                      "exec head -c 50000000 /dev/zero\n")
+    script.chmod(0o755)
+    log = tmp_path / "access.log"
+    srv = server_factory(root, "--plugins", "cgi", "--access-log", log)
+    _leave_early(srv, "/cgi-bin/stream.sh")
+    [line] = wait_for(lambda: log_lines(log, "/cgi-bin/stream.sh"), what="the cut-off line")
+    assert '" 200 ' in line and 64 * 1024 <= _logged_size(line) < 50000000 // 4, line
