@@ -30,16 +30,22 @@ log = logging.getLogger("flashplug.acme")
 
 ACME_PREFIX = "/.well-known/acme-challenge/"
 
-_state = {}   # "settings", "store" after the first look at the config; "orderer" per worker
+# "settings", "store" and the "loaded" plugin manager they were read for;
+# "orderer" per worker.
+_state = {}
 
 
 def _setup(config):
-    """The settings and store, made once (the TLS hook runs before
-    ``flashplug_configure``)."""
-    if "settings" not in _state:
+    """The settings and store, read once per load of the configuration:
+    the TLS hook runs before ``flashplug_configure``, and both see the same
+    load.  Each load (the start, a master's SIGHUP) has its own plugin
+    manager (site views share it), so a reload reads the changed settings
+    instead of keeping the first ones."""
+    if _state.get("loaded") is not config.plugin_manager:
         settings = Settings.from_config(config)
         _state["settings"] = settings
         _state["store"] = Store(settings.state, settings.directory)
+        _state["loaded"] = config.plugin_manager
     return _state["settings"], _state["store"]
 
 

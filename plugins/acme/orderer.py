@@ -35,8 +35,10 @@ from .store import ACME_TLS_1, HTTP01, write_private
 
 log = logging.getLogger("flashplug.acme")
 
-#: Seconds between tries for the lock while another process orders.
-LOCK_RETRY = 60.0
+#: Seconds between tries for the lock while another process orders: after
+#: a reload, a new worker takes over within this of the old one's exit (a
+#: try is one flock call).
+LOCK_RETRY = 5.0
 #: Seconds to wait for our own workers to show a TLS-ALPN-01 certificate.
 ALPN_SHOWN_WITHIN = 10.0
 #: The longest sleep: the wall clock may jump (a suspended machine), so

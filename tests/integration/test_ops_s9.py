@@ -4,10 +4,8 @@ server as an operator does turned up.
 
 Each test failed before its fix.
 """
-import os
-import shutil
+import signal
 import socket
-import textwrap
 
 import pytest
 import requests
@@ -219,3 +217,29 @@ def test_a_streamed_body_cut_off_is_logged(server_factory, tmp_path):
     _leave_early(srv, "/cgi-bin/stream.sh")
     [line] = wait_for(lambda: log_lines(log, "/cgi-bin/stream.sh"), what="the cut-off line")
     assert '" 200 ' in line and 64 * 1024 <= _logged_size(line) < 50000000 // 4, line
+
+
+# -- SIGHUP reloads the acme plugin's settings --------------------------------------------
+
+def test_a_reload_takes_changed_acme_names(server_factory, tmp_path):
+    """The acme plugin read its settings once per process, so a name
+    added to the file and reloaded was never ordered until a restart.
+    (The CA here is a closed port: the orderer's own line, before any
+    order, says which names it orders for.)"""
+    pytest.importorskip("acme", reason="pip install 'flashplug[acme]'")
+    root = tmp_path / "www"
+    root.mkdir()
+    state = tmp_path / "state"
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("")
+    conf = tmp_path / "site.toml"
+    table = (f'master = true\n[plugins.acme]\ndirectory = "https://127.0.0.1:9/dir"\n'
+             f'state = "{state}"\nca_bundle = "{bundle}"\n')
+    conf.write_text(table + 'domains = ["a.test"]\n')
+    srv = server_factory(root, "--config", conf, "--access-log", "off")
+    wait_for(lambda: lines_of(srv, "orders certificates for a.test from"), what="the orderer")
+    conf.write_text(table + 'domains = ["a.test", "b.test"]\n')
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: lines_of(srv, "orders certificates for a.test, b.test from"),
+             what="the reloaded orderer")
+    assert "Traceback" not in srv.log()
