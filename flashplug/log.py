@@ -9,7 +9,10 @@ Log rotation works as with nginx: logrotate renames the files, then sends
 SIGUSR1, and ``reopen_logs()`` opens new files at the configured paths
 (every open log file of the process is registered for that).
 """
+import errno
+import fcntl
 import logging
+import os
 import sys
 import time
 import weakref
@@ -54,6 +57,17 @@ def _quote(value):
     return "".join(out)
 
 
+def _open_append(path, mode, buffering):
+    """``open(path, mode, buffering=buffering)`` for appending that never
+    waits: a FIFO no process reads is an OSError (ENXIO, open(2)) instead
+    of an open that parks the event loop until a reader comes."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC,
+                 0o666)
+    # Writes block as before (a FIFO's reader sets the pace).
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return open(fd, mode, buffering=buffering)
+
+
 # Every log file this process has open, for reopen_logs().
 _open_logs = weakref.WeakSet()
 
@@ -71,8 +85,9 @@ def reopen_logs():
         try:
             target.reopen()
         except OSError as e:
+            why = "a FIFO that no process reads" if e.errno == errno.ENXIO else e.strerror
             logging.getLogger("flashplug.log").error(
-                "cannot reopen %s: %s; still writing to the old file", target.path, e.strerror)
+                "cannot reopen %s: %s; still writing to the old file", target.path, why)
 
 
 #: ``--log-format`` values: Combined Log Format, or Apache's
@@ -81,22 +96,37 @@ def reopen_logs():
 LOG_FORMATS = ("combined", "vhost_combined")
 
 
+# Seconds between error-log lines while the access log cannot be written
+# (a full disk): the first failure is said at once, then one line a minute,
+# so a failing disk does not also flood the error log.
+WRITE_ERROR_EVERY = 60.0
+
+
 class AccessLog:
-    """Collects access-log lines (``LOG_FORMATS``) and writes them in batches."""
+    """Collects access-log lines (``LOG_FORMATS``) and writes them in batches.
+
+    A file is written unbuffered, a batch in one ``write``: the batch is
+    our buffer, so a write that fails (a full disk, a FIFO whose reader
+    left) loses that batch and nothing stays behind to fail again at the
+    next flush or at exit.  The error log says so, and how many lines were
+    lost once writing works again; the server serves on.
+    """
 
     def __init__(self, target, log_format="combined"):
         self.vhost = log_format == "vhost_combined"
         self.path = target
         if target == "-":
-            self._file = sys.stdout
+            self._file = sys.stdout    # text: in order with what else is printed there
             self._owned = False
         else:
-            self._file = open(target, "a", buffering=1 << 16)
+            self._file = _open_append(target, "ab", 0)
             self._owned = True
             _open_logs.add(self)
         self._lines = []
         self._cached_second = None
         self._cached_stamp = ""
+        self._lost = 0             # lines lost since writing last failed
+        self._said_at = None       # when the error log last said so
 
     def log(self, remote_addr, user, method, target, version, status, size,
             referer, agent, site="-", port=0):
@@ -116,16 +146,40 @@ class AccessLog:
             self.flush()
 
     def flush(self):
-        if self._lines:
-            try:
-                self._file.write("".join(self._lines))
+        if not self._lines:
+            return
+        data = "".join(self._lines)
+        if self._owned:
+            data = data.encode("utf-8", "backslashreplace")
+        count = len(self._lines)
+        self._lines.clear()
+        try:
+            self._file.write(data)
+            if not self._owned:
                 self._file.flush()
-            except (OSError, ValueError):
-                pass  # a full disk or closed stdout must not take the server down
-            self._lines.clear()
+        except (OSError, ValueError) as e:
+            # A full disk or a closed stdout must not take the server down.
+            self._lost += count
+            self._failed(e)
+            return
+        if self._lost:
+            logging.getLogger("flashplug.log").warning(
+                "access log %s: writing again; %d lines were lost", self.path, self._lost)
+            self._lost = 0
+            self._said_at = None
+
+    def _failed(self, error):
+        now = time.monotonic()
+        if self._said_at is not None and now - self._said_at < WRITE_ERROR_EVERY:
+            return
+        self._said_at = now
+        why = getattr(error, "strerror", None) or str(error)
+        logging.getLogger("flashplug.log").error(
+            "access log %s: cannot write: %s; its lines are lost until it can (%d so far)",
+            self.path, why, self._lost)
 
     def reopen(self):
-        new = open(self.path, "a", buffering=1 << 16)
+        new = _open_append(self.path, "ab", 0)
         self.flush()
         old, self._file = self._file, new
         old.close()
@@ -137,26 +191,55 @@ class AccessLog:
             self._file.close()
 
 
-class _ErrorLogFile(logging.StreamHandler):
-    """The error log in a file, reopened at its path by reopen_logs()."""
+class _ErrorLog(logging.StreamHandler):
+    """The error log on stderr: a record that cannot be written (stderr
+    closed, a full disk under it) is dropped, not answered with the
+    ``logging`` module's "--- Logging error ---" traceback on the same
+    stream."""
+
+    def handleError(self, record):
+        pass
+
+
+class _ErrorLogFile(_ErrorLog):
+    """The error log in a file, reopened at its path by reopen_logs().  A
+    record that cannot be written is said on stderr instead, in one line
+    (once a minute at most, as the access log's write errors)."""
 
     def __init__(self, path):
-        super().__init__(open(path, "a", buffering=1))
+        super().__init__(_open_append(path, "a", 1))
         self.path = path
+        self._said_at = None
         _open_logs.add(self)
 
+    def handleError(self, record):
+        error = sys.exc_info()[1]
+        now = time.monotonic()
+        if self._said_at is not None and now - self._said_at < WRITE_ERROR_EVERY:
+            return
+        self._said_at = now
+        try:
+            print(f"flashplug: cannot write the error log {self.path}: "
+                  f"{getattr(error, 'strerror', None) or error}; dropped: {record.getMessage()}",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+
     def reopen(self):
-        new = open(self.path, "a", buffering=1)
+        new = _open_append(self.path, "a", 1)
         old = self.setStream(new)
         if old is not None:
-            old.close()
+            try:
+                old.close()
+            except OSError:
+                pass    # its last lines could not be written: the new file goes on
 
 
 def setup_error_log(level, path="-"):
     """One line per record: time, level, logger, message; on stderr for
     ``path`` "-", else appended to the file ``path`` (OSError if it cannot
     be opened)."""
-    handler = logging.StreamHandler(sys.stderr) if path == "-" else _ErrorLogFile(path)
+    handler = _ErrorLog(sys.stderr) if path == "-" else _ErrorLogFile(path)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
     root = logging.getLogger("flashplug")

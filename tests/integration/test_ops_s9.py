@@ -4,6 +4,7 @@ server as an operator does turned up.
 
 Each test failed before its fix.
 """
+import os
 import signal
 import socket
 
@@ -243,3 +244,62 @@ def test_a_reload_takes_changed_acme_names(server_factory, tmp_path):
     wait_for(lambda: lines_of(srv, "orders certificates for a.test, b.test from"),
              what="the reloaded orderer")
     assert "Traceback" not in srv.log()
+
+
+# -- log files that cannot be written: the server serves on, and says so -----------------
+
+def test_a_full_disk_under_the_access_log_is_said_not_raised(server_factory, tmp_path):
+    """/dev/full stands for a full disk: the lines were dropped in
+    silence, and the exit then failed with "flashplug: error: OSError:
+    [Errno 28]" (the file's buffer still held them)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    srv = server_factory(root, "--access-log", "/dev/full")
+    assert requests.get(srv.url + "/a.txt").status_code == 200
+    [line] = wait_for(lambda: lines_of(srv, "access log /dev/full: cannot write"),
+                      what="the write error")
+    assert "No space left on device" in line
+    assert requests.get(srv.url + "/a.txt").status_code == 200
+    assert srv.stop() == 0
+    assert "Errno" not in srv.log() and "Traceback" not in srv.log()
+
+
+def test_a_full_disk_under_the_error_log_is_no_traceback(server_factory, tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    srv = server_factory(root, "--access-log", "/dev/full", "--error-log", "/dev/full")
+    assert requests.get(srv.url + "/nothing").status_code == 404
+    wait_for(lambda: lines_of(srv, "cannot write the error log /dev/full"), what="the line")
+    assert srv.stop() == 0
+    assert "Traceback" not in srv.log() and "Logging error" not in srv.log()
+
+
+def test_sigusr1_with_a_fifo_nobody_reads_keeps_serving(server_factory, tmp_path):
+    """logrotate-style SIGUSR1 while the access log's FIFO reader was
+    down: the reopen waited for a reader on the event loop, and the
+    worker answered nothing from then on."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        srv = server_factory(root, "--access-log", fifo)
+        assert requests.get(srv.url + "/a.txt").status_code == 200
+        wait_for(lambda: b"/a.txt" in _read_fifo(reader), what="the line in the FIFO")
+    finally:
+        os.close(reader)                   # the reader goes away
+    srv.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: lines_of(srv, "a FIFO that no process reads; still writing"),
+             what="the reopen's error")
+    assert requests.get(srv.url + "/a.txt", timeout=5).status_code == 200
+    assert "Traceback" not in srv.log()
+
+
+def _read_fifo(fd):
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
