@@ -356,9 +356,10 @@ class _Master:
         self.closing |= old.pids
         self.retire(old.pids)
         self.quick_deaths.clear()
-        self.reloaded = (f"configuration reloaded: {self.current.count} new "
-                         f"{self.current.what}s accept connections; the old ones finish "
-                         f"their requests and stop")
+        count = self.current.count
+        self.reloaded = (f"configuration reloaded: {count} new {self.current.what}"
+                         f"{'s accept' if count != 1 else ' accepts'} connections; the old "
+                         f"ones finish their requests and stop")
         self.not_accepting(None)
 
     def retire(self, pids):

@@ -243,6 +243,8 @@ def test_a_reload_takes_changed_acme_names(server_factory, tmp_path):
     srv.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: lines_of(srv, "orders certificates for a.test, b.test from"),
              what="the reloaded orderer")
+    # (One worker is one: the line said "1 new workers accept".)
+    assert lines_of(srv, "configuration reloaded: 1 new worker accepts connections")
     assert "Traceback" not in srv.log()
 
 
