@@ -229,7 +229,12 @@ def read_toml(path):
     except tomllib.TOMLDecodeError as e:
         line = re.search(r"at line (\d+)", str(e))
         where = f"{path}:{line.group(1)}" if line else path
-        raise UsageError(f"{where}: not valid TOML: {e}") from None
+        hint = ""
+        if "('plugins', " in str(e):
+            # A top-level ``plugins = [...]`` beside a [plugins.NAME] table.
+            hint = ("; a top-level plugins = [...] and a [plugins.NAME] table clash in TOML: "
+                    "write the list as enable = [...] in a [plugins] table")
+        raise UsageError(f"{where}: not valid TOML: {e}{hint}") from None
 
 
 def actions_by_dest(parser):

@@ -108,6 +108,10 @@ def check_log_folders(config):
             continue
         if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise _open_error(flag, path, None)
+        if os.path.isdir(path):     # (a start says so too: no user can append to one)
+            example = os.path.join(path, flag[2:].replace("-", ".", 1))
+            raise UsageError(f"{flag} {path}: is a directory; give a file in it, "
+                             f"such as {example}")
 
 
 def check_logs(config):

@@ -11,6 +11,7 @@ import socket
 import pytest
 import requests
 from proxy_upstreams import RecordingUpstream
+from test_check import check
 from test_kernel_http import error_then_closed, req, wire
 from tests.h2_client import H2Client
 from tests.tls_certs import ca, site  # noqa: F401 - fixtures
@@ -305,3 +306,28 @@ def _read_fifo(fd):
         return os.read(fd, 65536)
     except BlockingIOError:
         return b""
+
+
+# -- `check` and bad files ------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["access_log", "error_log"])
+def test_check_refuses_a_log_path_that_is_a_directory(tmp_path, key):
+    """`check` said OK, then `serve` refused to start ("Is a directory")."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "site.toml").write_text(f'docroot = "www"\n{key} = "{tmp_path}"\n')
+    result = check("--config", tmp_path / "site.toml")
+    assert result.returncode == 2 and result.stdout == ""
+    flag = "--" + key.replace("_", "-")
+    assert result.stderr == (f"flashplug: error: {flag} {tmp_path}: is a directory; give a "
+                             f"file in it, such as {tmp_path}/{key.replace('_', '.')}\n")
+
+
+def test_a_plugins_list_beside_a_plugin_table_names_the_fix(tmp_path):
+    """TOML's own words ("Cannot declare ('plugins', 'cgi') twice") did
+    not say that the list belongs in [plugins] as enable = [...]."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "site.toml").write_text('docroot = "www"\nplugins = ["cgi"]\n'
+                                        '[plugins.cgi]\ntimeout = 5\n')
+    result = check("--config", tmp_path / "site.toml")
+    assert result.returncode == 2
+    assert "write the list as enable = [...] in a [plugins] table" in result.stderr
