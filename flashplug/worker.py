@@ -268,7 +268,16 @@ class Worker:
             if not app.connections:
                 break
             await asyncio.sleep(0.05)
-        for conn in list(app.connections):
+        left = list(app.connections)
+        if left:
+            # The operator learns why these clients got no (whole) answer.
+            busy = [f"{c.active.method} {c.active.target}" for c in left
+                    if getattr(c.active, "method", None)]
+            log.warning("stopping: --grace %g s is over; closing %d connection%s still "
+                        "busy%s", self.config.grace, len(left), "s" if len(left) > 1 else "",
+                        f" ({', '.join(busy[:5])}{', ...' if len(busy) > 5 else ''})"
+                        if busy else "")
+        for conn in left:
             conn.abort()
 
 

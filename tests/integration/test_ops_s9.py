@@ -331,3 +331,43 @@ def test_a_plugins_list_beside_a_plugin_table_names_the_fix(tmp_path):
     result = check("--config", tmp_path / "site.toml")
     assert result.returncode == 2
     assert "write the list as enable = [...] in a [plugins] table" in result.stderr
+
+
+# -- SIGTERM: what --grace cut short is said ------------------------------------------------
+
+def test_a_stop_that_cuts_requests_says_which(server_factory, tmp_path):
+    """A script still running when --grace ran out: its client's
+    connection closed with no answer, and no log said anything."""
+    root = tmp_path / "www"
+    (root / "cgi-bin").mkdir(parents=True)
+    script = root / "cgi-bin" / "slow.sh"
+    script.write_text("#!/bin/sh\nsleep 30\n")
+    script.chmod(0o755)
+    srv = server_factory(root, "--plugins", "cgi", "--grace", "1")
+    sock = srv.connect()
+    sock.sendall(b"GET /cgi-bin/slow.sh HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_for(lambda: srv.proc.pid in _parents_of_sleepers(), what="the script")
+    assert srv.stop() == 0
+    sock.close()
+    [line] = lines_of(srv, "--grace 1 s is over")
+    assert line.endswith("closing 1 connection still busy (GET /cgi-bin/slow.sh)")
+
+
+def _parents_of_sleepers():
+    """The grandparents of running ``sleep 30`` processes (the worker runs
+    the script's shell, which runs sleep)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read() != b"sleep\x0030\x00":
+                    continue
+            found.add(_ppid(_ppid(int(pid))))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _ppid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
