@@ -541,8 +541,29 @@ def cmd_check(argv):
     return 0
 
 
+def _open_standard_streams():
+    """Put /dev/null on descriptors 0-2 where they are closed (a daemon
+    started with ``>&-``), as nginx and other daemons do: else the first
+    socket or log file opened lands on one, and what is printed to
+    standard output goes into it; and Python leaves ``sys.stdout`` None,
+    which the access log's ``-`` and the exit's flush would trip over."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)   # the lowest free number: fd itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    _open_standard_streams()
     top = _Parser(prog="flashplug",
                   description="A plugin-extensible AMPED web server.",
                   epilog="Commands: serve [DOCROOT] ...; check [--config FILE]; "

@@ -7,6 +7,7 @@ Each test failed before its fix.
 import os
 import signal
 import socket
+import time
 
 import pytest
 import requests
@@ -371,3 +372,20 @@ def _parents_of_sleepers():
 def _ppid(pid):
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rpartition(")")[2].split()[1])
+
+
+# -- started as a daemon with standard output closed ----------------------------------------
+
+def test_a_closed_standard_output_is_no_crash(server_factory, tmp_path):
+    """`flashplug serve >&-`: Python left sys.stdout None, so the access
+    log's once-a-second flush raised in the tick (a traceback each time,
+    and the timer sweep stopped), and the exit ended in another."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    srv = server_factory(root, preexec_fn=lambda: os.close(1))
+    assert requests.get(srv.url + "/a.txt").status_code == 200
+    time.sleep(1.5)                   # a tick or two, with a line to flush
+    assert requests.get(srv.url + "/a.txt").status_code == 200
+    assert srv.stop() == 0
+    assert "Traceback" not in srv.log() and "Error" not in srv.log(), srv.log()
