@@ -56,6 +56,24 @@ def test_a_413_has_one_error_log_line_naming_the_limit(server_factory, tmp_path)
     assert '"POST /chunked"' in chunked
 
 
+def test_an_http2_413_has_its_line_too(server_factory, tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    srv = server_factory(root, "--h2c", "--max-body-size", "1000", "--access-log", "off")
+    client = H2Client(srv.port)
+    try:
+        declared = client.request("/declared", method="POST", headers=[("content-length", "2000")],
+                                  body=b"x" * 2000)
+        assert client.response(declared)[0] == 413
+        streamed = client.request("/streamed", method="POST", body=b"x" * 2000)
+        assert client.response(streamed)[0] == 413
+    finally:
+        client.close()
+    wait_for(lambda: len(lines_of(srv, "too large body")) == 2, what="two 413 lines")
+    assert [line.endswith(f'"POST /{name}"') for name, line in
+            zip(("declared", "streamed"), lines_of(srv, "too large body"))] == [True, True]
+
+
 def test_a_413_of_the_cgi_limit_names_its_own_option(server_factory, tmp_path):
     root = tmp_path / "www"
     (root / "cgi-bin").mkdir(parents=True)
