@@ -461,15 +461,12 @@ class Connection(H1Protocol, RequestCycle):
         among them.  What is left of them belongs to the response being
         written, which is logged after (``lost``)."""
         held, self.held = self.held, None
-        app = self.app
         sent_to = self.queued - unsent     # the queue position the socket took up to
-        for end, (status, size, method, target, version, referer, agent, site, user,
-                  client) in held:
+        for end, (status, size, *rest) in held:
             if end > sent_to:
                 size = max(0, size - (end - sent_to))
                 sent_to = end              # the next response's bytes begin here
-            app.access_log.log(client or self.peer_addr, user, method, target, version,
-                               status, size, referer, agent, site, self.local_port)
+            self._write_line(status, size, *rest)
         self.lost = min(unsent, self.queued - held[-1][0])
 
     def _offload(self, item):

@@ -152,8 +152,8 @@ class RequestCycle:
 
     __slots__ = ()
     # A driver with an output queue of its own that ``_hold_line``s the
-    # log line of a response still in it (flashplug.connection); the
-    # blocking driver has sent all by then, an HTTP/2 stream logs at once.
+    # log line of a response still in it (flashplug.connection, an HTTP/2
+    # stream); the blocking driver has sent all by then.
     holds_lines = False
     out = ()
     lost = 0
@@ -325,8 +325,15 @@ class RequestCycle:
                 # Cut off: its last bytes were queued when the connection
                 # dropped (flashplug.connection's close).
                 size, self.lost = max(0, size - self.lost), 0
-            app.access_log.log(client or self.peer_addr, user, method, target, version, status,
-                               size, referer, agent, site.name, self.local_port)
+            self._write_line(status, size, method, target, version, referer, agent,
+                             site.name, user, client)
+
+    def _write_line(self, status, size, method, target, version, referer, agent, site_name,
+                    user, client):
+        """The access-log line of a response (``_account``'s fields, the
+        site by its name), now."""
+        self.app.access_log.log(client or self.peer_addr, user, method, target, version,
+                                status, size, referer, agent, site_name, self.local_port)
 
     def _log(self, request, status, size):
         app = self.app

@@ -469,6 +469,8 @@ class H2Connection(H2Output):
             stream.task.cancel()
         if stream.body is not None and not stream.remote_ended:
             stream.body.fail(ConnectionError("stream reset"))
+        if stream.line is not None:
+            stream.log_held()
         if not stream.reading_in:
             stream.release()
         stream.wake()

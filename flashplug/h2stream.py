@@ -47,7 +47,8 @@ class H2Stream(RequestCycle):
                  "active", "task", "_answered", "deferred", "active_handler", "head_sent",
                  "continue_for", "pending", "dispatching", "request", "body", "head",
                  "fields", "out", "out_bytes", "ending", "ended", "remote_ended", "queued",
-                 "paused", "held", "waiter", "reading_in")
+                 "paused", "held", "waiter", "reading_in", "line")
+    holds_lines = True
 
     clock = staticmethod(time.monotonic)
 
@@ -85,6 +86,7 @@ class H2Stream(RequestCycle):
         self.held = 0                # flow-controlled bytes not yet acknowledged
         self.waiter = None
         self.reading_in = False      # a helper reads file pages for us
+        self.line = None             # the access-log line, held while DATA is queued
 
     def spawn(self, coro):
         return self.loop.create_task(coro)
@@ -198,6 +200,17 @@ class H2Stream(RequestCycle):
         if self.paused:
             self.paused = False
             self.driver.acknowledge(self)
+
+    def _hold_line(self, *line):
+        self.line = line
+
+    def log_held(self):
+        """The stream is gone (its END_STREAM framed, or reset): its held
+        access-log line, less the body bytes never framed as DATA."""
+        status, size, *rest = self.line
+        self.line = None
+        unsent = sum(item.left if type(item) is FileRange else len(item) for item in self.out)
+        self._write_line(status, max(0, size - unsent), *rest)
 
     def log_internal_error(self, exc):
         log.error("error on HTTP/2 stream %d from %s: %r", self.id, self.peer_addr, exc)

@@ -224,6 +224,25 @@ def test_a_download_cut_off_is_logged_with_the_bytes_sent(server_factory, tmp_pa
     assert _logged_size(log_lines(log, "/small.txt")[0]) == 100
 
 
+def test_an_http2_download_cut_off_is_logged_with_the_bytes_sent(server_factory, tmp_path):
+    """Over HTTP/2 the line was written when the response was queued on
+    its stream, whole, whatever went out as DATA."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(BIG)
+    log = tmp_path / "access.log"
+    srv = server_factory(root, "--h2c", "--access-log", log)
+    client = H2Client(srv.port)
+    client.request("/big.bin")
+    got = 0
+    while got < 32 * 1024:             # unacknowledged: the window stays shut at 64 KiB
+        got += sum(len(e.data) for e in client.pump(ack=False) if hasattr(e, "data"))
+    client.sock.close()
+    [line] = wait_for(lambda: log_lines(log, "/big.bin"), what="the cut-off line")
+    assert '" 200 ' in line and 32 * 1024 <= _logged_size(line) <= 1 << 20, line
+
+
 def test_a_streamed_body_cut_off_is_logged(server_factory, tmp_path):
     """A CGI script streaming a long body to a client that leaves: the
     line was missing altogether (the handler's task was cancelled)."""
