@@ -152,17 +152,32 @@ class ServerConnection(h2.connection.H2Connection):
                                            e.expected_length, e.actual_length)]
 
     def _handle_data_on_closed_stream(self, events, exc, frame):
+        # §5.1 "closed" (module docstring): only a stream that both sides
+        # ended makes this the connection's error.
         if self._stream_is_closed_by_end(frame.stream_id):
             raise h2.exceptions.StreamClosedError(frame.stream_id)
         return super()._handle_data_on_closed_stream(events, exc, frame)
 
     def _receive_headers_frame(self, frame):
-        opening = frame.stream_id not in self.streams
-        over = opening and (self.open_inbound_streams
-                            >= self.local_settings.max_concurrent_streams)
-        self._refusing = over
         try:
-            frames, events = super()._receive_headers_frame(frame)
+            return self._headers_checked(frame)
+        except h2.exceptions.TooManyStreamsError:
+            pass      # h2's first step: nothing changed yet, so admit it now
+        self._refusing = True
+        try:
+            frames, events = self._headers_checked(frame)
+        finally:
+            self._refusing = False
+        stream = self.streams.get(frame.stream_id)
+        if stream is None or stream.state_machine.state not in _OPENED:
+            return frames, events    # malformed as well: reset already
+        return frames + stream.reset_stream(ErrorCodes.REFUSED_STREAM), [Refused(frame.stream_id)]
+
+    def _headers_checked(self, frame):
+        """h2's HEADERS, with a malformed request one stream's error."""
+        opening = frame.stream_id not in self.streams
+        try:
+            return super()._receive_headers_frame(frame)
         except h2.exceptions.ProtocolError as e:
             # Only h2's plain ProtocolError raised after the stream opened
             # (its content-length parse) or took trailers (without
@@ -175,10 +190,3 @@ class ServerConnection(h2.connection.H2Connection):
                 raise
             return stream.reset_stream(ErrorCodes.PROTOCOL_ERROR), [
                 MalformedFields(frame.stream_id, str(e))]
-        finally:
-            self._refusing = False
-        if over:
-            stream = self.streams[frame.stream_id]
-            return frames + stream.reset_stream(ErrorCodes.REFUSED_STREAM), [
-                Refused(frame.stream_id)]
-        return frames, events
