@@ -11,6 +11,7 @@ import argparse
 import difflib
 import json
 import os
+import signal
 import sys
 
 from flashplug import __version__, plugins as plugin_mod
@@ -561,6 +562,22 @@ def _open_standard_streams():
         sys.stderr = open(2, "w", buffering=1, closefd=False)
 
 
+def _ignore_early_signals():
+    """SIGHUP and SIGUSR1 while the configuration is still being read
+    (plugins imported, files loaded: a second or more on a busy host) are
+    let go, not the default action, which ends the process: a logrotate
+    or a reload that lands during a start must not stop the server.  There
+    is nothing to reload or reopen yet; ``server.run`` puts the real
+    handlers in place before it opens anything.  (A Python handler, not
+    SIG_IGN, so the processes a worker starts later do not inherit it.)"""
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(sig, _early_signal)
+
+
+def _early_signal(signum, frame):
+    pass
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     _open_standard_streams()
@@ -583,6 +600,7 @@ def main(argv=None):
         if command != "serve":
             raise UsageError(f"unknown command {command!r}; use `flashplug serve`, "
                              f"`flashplug check` or `flashplug plugins`")
+        _ignore_early_signals()
         config = build_serve(rest)
         from flashplug.server import run
         return run(config)

@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 from proxy_upstreams import RecordingUpstream
+from conftest import start_server
 from test_check import check
 from test_kernel_http import error_then_closed, req, wire
 from tests.h2_client import H2Client
@@ -426,3 +427,36 @@ def test_a_closed_standard_output_is_no_crash(server_factory, tmp_path):
     assert requests.get(srv.url + "/a.txt").status_code == 200
     assert srv.stop() == 0
     assert "Traceback" not in srv.log() and "Error" not in srv.log(), srv.log()
+
+
+# -- a signal while the server is still starting --------------------------------------------
+
+def test_sighup_and_sigusr1_during_start_do_not_end_it(tmp_path):
+    """A reload or a logrotate landing while the configuration was being
+    read killed the server (their default action).  The config file is a
+    FIFO here, so the start waits inside its read, deterministically."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    conf = tmp_path / "site.toml"
+    os.mkfifo(conf)
+    srv = start_server(root, "--config", conf, tmp_path=tmp_path, wait=False)
+    try:
+        # Opening the write end succeeds once the server is in its open().
+        writer = wait_for(lambda: _open_writer(conf), what="the server reading its config")
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.proc.send_signal(signal.SIGUSR1)
+        with os.fdopen(writer, "w") as f:
+            f.write('access_log = "off"\n')
+        wait_for(lambda: lines_of(srv, "Serving "), what="the start")
+        assert requests.get(srv.url + "/a.txt").status_code == 200
+        assert srv.proc.poll() is None
+    finally:
+        srv.stop()
+
+
+def _open_writer(path):
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
