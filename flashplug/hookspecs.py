@@ -253,12 +253,15 @@ def flashplug_error_page(request, status, message):
 def flashplug_request_done(request, status, bytes_sent, duration):
     """Observe a finished request (logging, statistics).
 
-    Called after the last byte of the response was handed to the socket, or
-    the connection failed.  Runs on the event loop: do no blocking work.
+    Called once the whole response has been handed to the connection (a
+    large body may still be on its way to the client then), or the
+    connection failed.  Runs on the event loop: do no blocking work.
 
     :param request: the :class:`flashplug.Request`.
     :param status: the status code sent.
-    :param bytes_sent: body bytes sent.
-    :param duration: seconds from the request line to the end of the response.
+    :param bytes_sent: body bytes handed to the connection; for a response
+        cut off after that, the access log's size (the bytes that reached
+        the socket) can be smaller.
+    :param duration: seconds from the request line to that moment.
     :return: ignored.
     """
