@@ -128,14 +128,17 @@ class ErrorItem:
     ``line``: what was read of it for the access log, ``(method, target,
     version, referer, agent)`` (str or None), or None when not even its
     request line was (logged ``"-"``); nginx too logs what it could read.
+    ``method``: its method (str) as far as read, or None; the answer to a
+    HEAD has no content (RFC 9110 §9.3.2), an error's neither.
     """
 
-    __slots__ = ("status", "message", "line")
+    __slots__ = ("status", "message", "line", "method")
 
-    def __init__(self, status, message, line=None):
+    def __init__(self, status, message, line=None, method=None):
         self.status = status
         self.message = message
         self.line = line
+        self.method = method if method is not None or line is None else line[0]
 
 
 def _raising(exc):
@@ -334,7 +337,7 @@ class RequestCycle:
         if type(request) is ErrorItem:
             self.active = request
             self.task = self.spawn(self._send_error(None, request.status, request.message,
-                                                    request.line))
+                                                    request.line, request.method))
             return
         if self.deferred:
             self.deferred = False        # its body is now read: the route is known
@@ -514,11 +517,12 @@ class RequestCycle:
                 and not self.closed:
             self._close_when_flushed()   # a half-closed client has had all its answers
 
-    def _queue_error(self, status, message, line=None):
+    def _queue_error(self, status, message, line=None, method=None):
         """Answer, in turn, a request that could not be parsed; then close.
 
         Requests parsed before it are still answered first, in order;
-        ``line`` is what the access log shows of it (see ErrorItem).
+        ``line`` is what the access log shows of it and ``method`` its
+        method as far as read (see ErrorItem).
         """
         request = self.m_request
         self.unparsed = None
@@ -531,17 +535,18 @@ class RequestCycle:
                     self.task.cancel()
                 self.active = None
                 self.deferred = False
-        item = ErrorItem(status, message, line)
+        item = ErrorItem(status, message, line, method)
         if self.active is None:
             self._start(item)
         else:
             self.pending.append(item)
 
-    async def _send_error(self, request, status, message, line=None):
+    async def _send_error(self, request, status, message, line=None, method=None):
         self.closing = True
         response = await self.app.error_answer(request, status, message)
         try:
-            response, sent = await send_response(self, request, response, force_close=True)
+            response, sent = await send_response(self, request, response, force_close=True,
+                                                 method=method)
         except (ConnectionError, OSError):
             self.abort()
             return

@@ -82,8 +82,9 @@ def write_entry(conn, head_only, version, keep, entry):
     return entry.size
 
 
-async def send_response(conn, request, response, force_close=False):
-    """Frame and write ``response`` on ``conn``.
+async def send_response(conn, request, response, force_close=False, method=None):
+    """Frame and write ``response`` on ``conn``; ``method`` is that of a
+    message that could not be parsed (``request`` None), as far as read.
 
     Returns the response actually sent (a 500 replaces it when a
     response-headers hook fails) and the number of body bytes sent.
@@ -116,7 +117,7 @@ async def send_response(conn, request, response, force_close=False):
     if response.raw:
         conn.closing = True
         return response, await _send_stream(conn, response.stream, chunked=False)
-    head, head_only, chunked = _head(conn, request, response, force_close)
+    head, head_only, chunked = _head(conn, request, response, force_close, method)
     stream = response.stream
     if head_only:
         conn.write(head)
@@ -149,14 +150,15 @@ def send_now(conn, request, response):
     return _write_whole(conn, head, response.body)
 
 
-def _head(conn, request, response, force_close):
+def _head(conn, request, response, force_close, method=None):
     """The response head (bytes) of ``response`` on ``conn``, whether it
     goes without a body (a HEAD, or a status that carries none) and
     whether the body is sent chunked.  Marks the connection closing when
-    the response is its last."""
+    the response is its last.  ``method``: see ``send_response``."""
     app = conn.app
     status = response.status
-    method = request.method if request is not None else "GET"
+    if request is not None:
+        method = request.method
     keep = (not force_close and not response.close and not conn.closing
             and not app.stopping and request is not None and request.keep_alive)
     # 1xx, 204, 205 and 304 carry no content whatever the handler says; the

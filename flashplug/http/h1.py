@@ -405,7 +405,12 @@ class H1Protocol:
                 self.pause_reading(PAUSE_ERROR)
                 if self.m_body is not None:
                     self.m_body.fail(ConnectionError("malformed request body"))
-                self._queue_error(error.status, error.message, self._line_read(parser, piece))
+                line = self._line_read(parser, piece)
+                # A HEAD whose request line was cut short (a 414) is still
+                # a HEAD: its answer has no content (RFC 9110 §9.3.2).
+                head = line is None and fresh and \
+                    bytes(piece[:64]).lstrip(b"\r\n").startswith(b"HEAD ")
+                self._queue_error(error.status, error.message, line, "HEAD" if head else None)
                 return False
         if newer is not None:
             # llhttp stopped at a later HTTP/1 minor version: the message
