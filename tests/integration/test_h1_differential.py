@@ -10,6 +10,7 @@ import pytest
 
 from conftest import start_server
 from test_kernel_http import Closed, wire
+from tests.h2_client import H2Client
 
 H = b"Host: t\r\n"
 
@@ -20,7 +21,7 @@ def srv(tmp_path_factory):
     root = tmp / "root"
     root.mkdir()
     (root / "index.html").write_bytes(b"<p>index</p>\n")
-    server = start_server(root, "--access-log", "off", tmp_path=tmp)
+    server = start_server(root, "--access-log", "off", "--h2c", tmp_path=tmp)
     yield server
     server.stop()
 
@@ -65,3 +66,18 @@ def test_an_error_answered_to_a_head_has_no_content(srv, raw, status):
     assert rest == b"", f"content after the head of a HEAD's {status}: {rest[:60]!r}"
     # The head is the one a GET would get: its Content-Length included.
     assert b"\r\ncontent-length: " in head.lower()
+
+
+def test_an_error_answered_to_a_head_over_h2_has_no_data(srv):
+    # The same error path answers HTTP/2 streams: no DATA after the HEADERS.
+    client = H2Client(srv.port, timeout=5)
+    try:
+        sid = client.request("/", method="HEAD", headers=[("expect", "fancy")])
+        ended = []
+        while not ended and not client.closed:
+            ended = [e for e in client.pump() if type(e).__name__ == "StreamEnded"]
+        status, headers, body = client.response(sid)
+    finally:
+        client.close()
+    assert (status, body) == (417, b"")
+    assert headers[b"content-length"] != b"0"
