@@ -201,6 +201,12 @@ def _cases():
                     ("comma", b"a,b"), ("sub-delims", b"a!$&'()*+;=b"), ("upper", b"T"), ("long-300", b"a" * 300),
                     ("two-ports", b"t:80:80"), ("dot-only", b"."), ("obs-text", b"\xe9")):
         add(g, name, req(fields=b"Host: " + v + b"\r\n"))
+    for name, v in (("ipv6-zone", b"[fe80::1%25eth0]"), ("ipvfuture", b"[v1.x]"),
+                    ("ipv4-5-parts", b"1.2.3.4.5"), ("port-sign", b"t:+80"),
+                    ("port-space", b"t: 80"), ("tab-inside", b"a\tb"), ("quote", b'"t"')):
+        add(g, name, req(fields=b"Host: " + v + b"\r\n"))
+    add(g, "dup-case", req(fields=b"Host: t\r\nhost: u\r\n"))
+    add(g, "dup-empty-second", req(fields=b"Host: t\r\nHost:\r\n"))
     add(g, "dup-10", req(version=b"HTTP/1.0", fields=b"Host: t\r\nHost: u\r\n"))
     add(g, "absolute-vs-host", req(b"http://a/index.html", fields=b"Host: b\r\n"))
     add(g, "absolute-no-host-11", req(b"http://a/index.html", fields=b""))
@@ -244,6 +250,18 @@ def _cases():
             ("chunk-data-short", TE, b"5\r\nhel\r\n0\r\n\r\n"),
             ("chunk-size-nul", TE, b"5\x00\r\nhello\r\n0\r\n\r\n")):
         add(g, "post-" + name, req(b"/index.html", post, fields=H + f, body=body) + NEXT)
+    add(g, "cl-and-empty-cl", req(b"/index.html", post, fields=H + b"Content-Length: 5\r\n"
+                                  b"Content-Length:\r\n", body=b"hello") + NEXT)
+    add(g, "cl-trailing-comma", req(b"/index.html", post, fields=H + b"Content-Length: 5,\r\n",
+                                    body=b"hello") + NEXT)
+    add(g, "head-cl-body", req(method=b"HEAD", fields=H + b"Content-Length: 5\r\n",
+                               body=b"hello") + NEXT.replace(b"GET", b"HEAD"), head=True)
+    add(g, "options-star-body", req(b"*", b"OPTIONS", fields=H + b"Content-Length: 5\r\n",
+                                    body=b"hello") + NEXT)
+    add(g, "get-chunked-trailer", req(fields=H + TE, body=b"0\r\nX-T: 1\r\n\r\n") + NEXT)
+    add(g, "te-cl-10-keepalive", req(b"/index.html", b"GET", b"HTTP/1.0",
+                                     H + b"Connection: keep-alive\r\nContent-Length: 5\r\n",
+                                     b"hello") + NEXT)
     add(g, "get-cl-body", req(fields=H + b"Content-Length: 5\r\n", body=b"hello") + NEXT)
     add(g, "get-chunked-body", req(fields=H + TE, body=HELLO) + NEXT)
     add(g, "get-cl-short", req(fields=H + b"Content-Length: 50\r\n", body=b"hello"))

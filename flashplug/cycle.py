@@ -360,8 +360,9 @@ class RequestCycle:
                 self.deferred = True
                 return
             # A client waiting for "100 Continue" gets the final answer now
-            # instead (RFC 9110 §10.1.1); a body it sends anyway is discarded.
-            self.continue_for = None
+            # instead (RFC 9110 §10.1.1), the connection's last
+            # (_after_answer).
+            request.keep_alive = False
         if handler is None and request.path is not None and request.method in ("GET", "HEAD"):
             site = request.server._site
             entry = site.static.fast_entry(request)
@@ -409,8 +410,7 @@ class RequestCycle:
             raise RuntimeError("a cached response waited")
         self._log(request, response.status, sent)
         self._answered = True
-        if request.complete:
-            self._finish_request()
+        self._after_answer(request)
         return True
 
     def _remember_loaded(self, request):
@@ -438,8 +438,7 @@ class RequestCycle:
                            request.keep_alive, sent)
         self._log(request, 200, size)
         self._answered = True
-        if request.complete:
-            self._finish_request()
+        self._after_answer(request)
 
     async def _serve(self, request, handler):
         app = self.app
@@ -476,12 +475,23 @@ class RequestCycle:
             self._remember_loaded(request)
         self.task = None
         self._answered = True
+        self._after_answer(request)
+
+    def _after_answer(self, request):
+        """``request`` is answered: go on, once its body is in.
+
+        Answered before its body ended, the rest is read and thrown away,
+        so the connection stays usable; unless the client waits for a
+        "100 Continue" it never got (RFC 9110 §10.1.1): it may never send
+        the body, or send its next request in its place, so the answer
+        said "Connection: close" (``framing._head``) and the connection
+        closes once it is sent (Node.js and Play do the same)."""
         if request.complete:
             self._finish_request()
-        else:
-            # The handler answered without reading the whole body: the rest
-            # will be read and thrown away, so the connection stays usable.
-            request.body.discard()
+            return
+        request.body.discard()
+        if self.continue_for is request:
+            self._close_when_flushed()
 
     def _finish_request(self):
         """The active request is answered and its body is in: go on."""

@@ -159,8 +159,11 @@ def _head(conn, request, response, force_close, method=None):
     status = response.status
     if request is not None:
         method = request.method
+    # A client still waiting for "100 Continue" gets no more answers on
+    # this connection (see RequestCycle._after_answer).
     keep = (not force_close and not response.close and not conn.closing
-            and not app.stopping and request is not None and request.keep_alive)
+            and not app.stopping and request is not None and request.keep_alive
+            and (conn.continue_for is not request or request.complete))
     # 1xx, 204, 205 and 304 carry no content whatever the handler says; the
     # framing fields it gave go too (flashplug.http.framing), and 205 is
     # framed as empty.

@@ -19,7 +19,8 @@ H = b"Host: t\r\n"
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("h1diff")
     root = tmp / "root"
-    root.mkdir()
+    (root / "dir").mkdir(parents=True)
+    (root / "dir" / "a.txt").write_bytes(b"a\n")
     (root / "index.html").write_bytes(b"<p>index</p>\n")
     server = start_server(root, "--access-log", "off", "--h2c", tmp_path=tmp)
     yield server
@@ -81,3 +82,31 @@ def test_an_error_answered_to_a_head_over_h2_has_no_data(srv):
         client.close()
     assert (status, body) == (417, b"")
     assert headers[b"content-length"] != b"0"
+
+
+# RFC 9110 §10.1.1: a server that answers before it read the content SHOULD
+# say whether it closes the connection or goes on reading.  A client that
+# waits for "100 Continue" and gets a final answer instead may never send
+# the body, or send its next request in its place (curl closes; Node.js's
+# client and many proxies reuse the connection): read as the body, that
+# request would vanish.  nginx kept such a connection open; flashplug now
+# says "Connection: close" and closes, as Node.js, Play and Go's proxies do.
+EXPECT = b"Expect: 100-continue\r\nContent-Length: 5\r\n"
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"POST /index.html HTTP/1.1\r\n" + H + EXPECT + b"\r\n", 405),    # static, not allowed
+    (b"GET /index.html HTTP/1.1\r\n" + H + EXPECT + b"\r\n", 200),     # static, cached path
+    (b"GET /dir/ HTTP/1.1\r\n" + H + EXPECT + b"\r\n", 200),           # a plugin's handler
+], ids=["405", "cached-file", "autoindex"])
+def test_an_answer_instead_of_100_continue_closes_the_connection(srv, raw, status):
+    w = wire(srv)
+    try:
+        w.send(raw)
+        got, headers, _ = w.response()
+        assert got == status
+        assert headers.get("connection") == ["close"]
+        assert w.closed_by_peer(), "the connection waits for a body the client holds back"
+    finally:
+        w.close()
+
