@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -85,6 +86,10 @@ def _cases():
     add(g, "http09-crlf2", b"GET /index.html\r\n\r\n")
     add(g, "no-target", b"GET HTTP/1.1\r\nHost: t\r\n\r\n")
     add(g, "empty-line-only", b"\r\n")
+    add(g, "space-in-target", req(b"/a b"))
+    add(g, "whitespace-only", b"   \r\n\r\n")
+    add(g, "long-method-100k", req(method=b"A" * 100000))
+    add(g, "binary-garbage", random.Random(42).randbytes(256))
     add(g, "long-target-8000", req(b"/" + b"a" * 8000))
     add(g, "long-target-9000", req(b"/" + b"a" * 9000))
     add(g, "long-target-70000", req(b"/" + b"a" * 70000))
@@ -180,6 +185,9 @@ def _cases():
             ("long-value-9000", b"X-A: " + b"a" * 9000 + b"\r\n"),
             ("long-value-70000", b"X-A: " + b"a" * 70000 + b"\r\n"),
             ("long-name-9000", b"X" * 9000 + b": a\r\n"),
+            ("long-value-100k", b"X-A: " + b"a" * 100000 + b"\r\n"),
+            ("fields-10000", b"".join(b"X-%d: a\r\n" % i for i in range(10000))),
+            ("bel-bs-value", b"X-A: a\x07\x08b\r\n"),
             ("fields-90", b"".join(b"X-%d: a\r\n" % i for i in range(90))),
             ("fields-101", b"".join(b"X-%d: a\r\n" % i for i in range(101))),
             ("fields-1000", b"".join(b"X-%d: a\r\n" % i for i in range(1000))),

@@ -637,6 +637,12 @@ class H1Protocol:
                 self._answer_by_target(entry, method, version, referer, agent)
                 return
         version = parser.get_http_version()
+        if version == "0.9":
+            # llhttp reads a request line without a version (HTTP/0.9's
+            # "GET /") as 0.9, like "HTTP/0.9" itself: no request-line of
+            # RFC 9112 §3 either way, so 400 (nginx and Apache: 400 to
+            # "HTTP/0.9", lighttpd to no version).
+            raise ProtocolError(400, "Bad Request: no HTTP/1 version")
         if version not in ("1.1", "1.0"):
             raise ProtocolError(505, "HTTP Version Not Supported")
         method = parser.get_method().decode("ascii")

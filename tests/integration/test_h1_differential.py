@@ -110,3 +110,13 @@ def test_an_answer_instead_of_100_continue_closes_the_connection(srv, raw, statu
     finally:
         w.close()
 
+
+
+# A request line without a version (HTTP/0.9's "GET /") is no request-line of
+# RFC 9112 §3, which SHOULD get 400; llhttp reads it as version 0.9, which
+# was answered 505.  lighttpd answers it 400, nginx and Apache 400 to an
+# explicit "HTTP/0.9" (and the HTTP/0.9 body to none).
+@pytest.mark.parametrize("line", [b"GET /index.html", b"GET /index.html HTTP/0.9"])
+def test_a_request_line_of_http09_is_400(srv, line):
+    data = everything(srv, line + b"\r\n" + H + b"\r\n")
+    assert data.startswith(b"HTTP/1.1 400 "), data[:60]
