@@ -361,7 +361,7 @@ class RequestCycle:
                 return
             # A client waiting for "100 Continue" gets the final answer now
             # instead (RFC 9110 §10.1.1), the connection's last
-            # (_after_answer).
+            # (_answered_early).
             request.keep_alive = False
         if handler is None and request.path is not None and request.method in ("GET", "HEAD"):
             site = request.server._site
@@ -410,7 +410,10 @@ class RequestCycle:
             raise RuntimeError("a cached response waited")
         self._log(request, response.status, sent)
         self._answered = True
-        self._after_answer(request)
+        if request.complete:
+            self._finish_request()
+        else:
+            self._answered_early(request)
         return True
 
     def _remember_loaded(self, request):
@@ -438,7 +441,10 @@ class RequestCycle:
                            request.keep_alive, sent)
         self._log(request, 200, size)
         self._answered = True
-        self._after_answer(request)
+        if request.complete:
+            self._finish_request()
+        else:
+            self._answered_early(request)
 
     async def _serve(self, request, handler):
         app = self.app
@@ -475,20 +481,19 @@ class RequestCycle:
             self._remember_loaded(request)
         self.task = None
         self._answered = True
-        self._after_answer(request)
-
-    def _after_answer(self, request):
-        """``request`` is answered: go on, once its body is in.
-
-        Answered before its body ended, the rest is read and thrown away,
-        so the connection stays usable; unless the client waits for a
-        "100 Continue" it never got (RFC 9110 §10.1.1): it may never send
-        the body, or send its next request in its place, so the answer
-        said "Connection: close" (``framing._head``) and the connection
-        closes once it is sent (Node.js and Play do the same)."""
         if request.complete:
             self._finish_request()
-            return
+        else:
+            self._answered_early(request)
+
+    def _answered_early(self, request):
+        """``request`` is answered before its body ended: the rest is read
+        and thrown away, so the connection stays usable; unless the client
+        waits for a "100 Continue" it never got (RFC 9110 §10.1.1): it may
+        never send the body, or send its next request in its place, so the
+        answer said "Connection: close" (``framing._head``) and the
+        connection closes once it is sent (Go's net/http and Node.js do
+        the same)."""
         request.body.discard()
         if self.continue_for is request:
             self._close_when_flushed()

@@ -160,7 +160,7 @@ def _head(conn, request, response, force_close, method=None):
     if request is not None:
         method = request.method
     # A client still waiting for "100 Continue" gets no more answers on
-    # this connection (see RequestCycle._after_answer).
+    # this connection (see RequestCycle._answered_early).
     keep = (not force_close and not response.close and not conn.closing
             and not app.stopping and request is not None and request.keep_alive
             and (conn.continue_for is not request or request.complete))
