@@ -302,6 +302,15 @@ def _cases():
         + NEXT)
     add(g, "http10-keepalive-upper", req(version=b"HTTP/1.0",
                                          fields=H + b"Connection: Keep-Alive\r\n") + NEXT)
+    ka10 = H + b"Connection: keep-alive\r\n"
+    add(g, "http10-keepalive-404", req(b"/nope", version=b"HTTP/1.0", fields=ka10) + NEXT)
+    add(g, "http10-keepalive-head", req(method=b"HEAD", version=b"HTTP/1.0", fields=ka10)
+        + NEXT.replace(b"GET", b"HEAD"), head=True)
+    add(g, "http10-keepalive-301", req(b"/dir", version=b"HTTP/1.0", fields=ka10) + NEXT)
+    add(g, "two-connection-fields", req(fields=H + b"Connection: keep-alive\r\n"
+                                        b"Connection: close\r\n") + NEXT)
+    add(g, "close-in-list", req(fields=H + b"Connection: foo, close\r\n") + NEXT)
+    add(g, "upper-host-name", req(fields=b"HOST: t\r\n") + NEXT)
     add(g, "keep-alive-11", req(fields=H + b"Connection: keep-alive\r\n") + NEXT)
     add(g, "upgrade-websocket", req(fields=H + b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
         + NEXT)
