@@ -496,6 +496,9 @@ class RequestCycle:
         the same)."""
         request.body.discard()
         if self.continue_for is request:
+            # Its body may be on its way even so: a lingering close, so
+            # that it does not reset the connection under our answer.
+            self.last_asked = False
             self._close_when_flushed()
 
     def _finish_request(self):
