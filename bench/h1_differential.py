@@ -17,7 +17,7 @@ statuses of the responses read, then the connection's end (``400 C``:
 one 400, then closed; ``200,200 O``: two 200s, connection still open;
 ``- O``: nothing answered yet, the server waits for more bytes).  This is a
 review tool, not a test: the differences it shows are read against RFC
-9110/9112 and decided by hand (docs/conformance.md lists the decisions).
+9110/9112 and decided by hand (docs/reliability.md lists the decisions).
 
 Run it from the project's venv (it needs nginx, apache2 and lighttpd
 installed; a server that is missing or fails to start is left out)::

@@ -1,5 +1,5 @@
 """Faults the HTTP/1.1 differential review found (bench/h1_differential.py,
-docs/conformance.md), each checked against a real `flashplug serve`.
+docs/reliability.md), each checked against a real `flashplug serve`.
 
 Theory of operation: the review sends the same raw requests to flashplug,
 nginx, Apache and lighttpd; where flashplug differed and the RFC sides with
