@@ -34,6 +34,7 @@ def test_request_head_exact_bytes():
         b"Host: example.test\r\n"
         b"content-type: text/plain\r\n"
         b"cookie: a=1\r\n"
+        b"Via: 1.1 flashplug\r\n"
         b"X-Forwarded-For: 192.0.2.7\r\n"
         b"X-Real-IP: 192.0.2.7\r\n"
         b"X-Forwarded-Proto: http\r\n"
@@ -62,7 +63,7 @@ def test_chunk():
     assert chunk(b"hello") == b"5\r\nhello\r\n" and chunk(b"") == b"0\r\n\r\n"
 
 
-def read(data, head_only=False, upgrading=False, pieces=1):
+def read(data, head_only=False, upgrading=None, pieces=1):
     r = ResponseReader(head_only, upgrading)
     step = max(1, len(data) // pieces)
     for i in range(0, len(data), step):
@@ -140,7 +141,7 @@ def test_closed_mid_body_or_before_a_head():
 
 def test_101_keeps_the_bytes_after_it():
     r = read(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-             b"Connection: Upgrade\r\n\r\nframe", upgrading=True)
+             b"Connection: Upgrade\r\n\r\nframe", upgrading="websocket")
     assert (r.status, r.upgrade, r.rest, r.headers) == (101, "websocket", b"frame", [])
 
 
