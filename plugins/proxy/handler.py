@@ -9,7 +9,9 @@ Theory of operation, for one request:
 2. **Send.**  A new request head (``message.request_head``), then the body
    as the kernel parsed it, with our framing, copied by a feeder task that
    waits on the upstream (``drain``, ``--proxy-send-timeout``): a slow
-   upstream slows the client's upload down.
+   upstream slows the client's upload down.  A chunked body is read ahead
+   first (``CHUNKED_AHEAD``), to go with a Content-Length if it ends.  An
+   OPTIONS or TRACE with ``Max-Forwards: 0`` is answered here instead.
 3. **Head.**  The response is parsed as it arrives (``ResponseReader``),
    each wait bounded by ``--proxy-read-timeout`` (504).  A broken
    response is a 502.  A request without a body that meets a closed

@@ -9,6 +9,8 @@ ambiguous request the kernel let through (it lets none) could still not
 mean two things upstream.  Hop-by-hop fields (RFC 9110 §7.6.1) are dropped
 both ways: ``Connection`` and every field it names, ``Keep-Alive``,
 ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade`` and ``Proxy-*``.
+``Via`` gets our entry (RFC 9110 §7.6.3), and an OPTIONS or TRACE
+request's ``Max-Forwards`` one less (§7.6.2; at 0 the handler answers).
 
 A client's own ``X-Forwarded-*``, ``X-Real-IP`` and ``Forwarded`` fields
 are dropped and ours sent instead (Caddy does the same): an upstream can
@@ -23,8 +25,10 @@ character: the kernel checks the fields again, as every plugin's, before
 they reach the wire), framing that is one of Content-Length, chunked or
 the end of the connection.  A head whose lines end in a bare LF is
 read as if they ended in CRLF (RFC 9112 §2.2 allows it; nginx and Go do
-it).  Anything else is an :class:`UpstreamError` (the handler answers 502).  Interim 1xx
-responses are skipped; 101 ends the message when an upgrade was asked for.
+it).  Anything else is an :class:`UpstreamError` (the handler answers 502), as
+is Transfer-Encoding in an HTTP/1.0 response (RFC 9112 §6.1).  Interim 1xx
+responses are skipped; 101 ends the message when an upgrade was asked for,
+to one of the protocols asked for (RFC 9110 §7.8).
 """
 import re
 

@@ -59,6 +59,11 @@ def test_http10_request_without_host_gets_the_upstreams():
     assert b"Forwarded: for=192.0.2.7;proto=http\r\n" in head
 
 
+def test_chunked_body_read_whole_goes_with_its_length():
+    head = request_head(request("POST", chunked=True), "/", None, "up", 42)
+    assert head.endswith(b"Content-Length: 42\r\n\r\n") and b"chunked" not in head
+
+
 def test_chunk():
     assert chunk(b"hello") == b"5\r\nhello\r\n" and chunk(b"") == b"0\r\n\r\n"
 
