@@ -48,10 +48,11 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-e
 # (handler._upgrade_asked); RFC 9113 §3.1 deprecates both.  "Proxy" is no
 # field of HTTP, only httpoxy's (CVE-2016-5385: HTTP_PROXY to a CGI app).
 # X-Real-IP is ours, like X-Forwarded-For.
-# Max-Forwards is looked at (and decremented for OPTIONS and TRACE).
+# Max-Forwards is looked at (and decremented for OPTIONS and TRACE); the
+# client's Via goes out in one line with ours.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
                               "x-forwarded-proto", "x-forwarded-host", "forwarded",
-                              "x-real-ip", "http2-settings", "proxy", "max-forwards"}
+                              "x-real-ip", "http2-settings", "proxy", "max-forwards", "via"}
 #: The ``Via`` entry flashplug adds upstream (RFC 9110 §7.6.3: a gateway
 #: MUST send one in each request it forwards), by the client's version:
 #: received-protocol and a pseudonym, not the host name.
@@ -117,7 +118,8 @@ def request_head(request, target, upgrade, default_host, length=None):
     the length of a chunked body read whole already (then it goes as
     ``Content-Length`` bytes: RFC 9112 §7 lets a client send chunked only
     to a server known to read HTTP/1.1).
-    A ``Via`` entry is appended to the client's (RFC 9110 §7.6.3), and an
+    A ``Via`` entry is appended to the client's, in one field line (RFC
+    9110 §7.6.3; an upstream reading a field's first line reads it all), and an
     OPTIONS or TRACE request's ``Max-Forwards`` is decremented (§7.6.2).
     """
     # One pass over the fields (the kernel lowercased their names): the
@@ -128,6 +130,7 @@ def request_head(request, target, upgrade, default_host, length=None):
     # authority there.  The kernel lets one Host field through, at most.
     host = ""
     named = None
+    via = ""
     kept = []
     for field in request.headers:
         name = field[0]
@@ -136,6 +139,8 @@ def request_head(request, target, upgrade, default_host, length=None):
                 host = field[1]
             elif name == "connection":
                 named = connection_tokens((field[1],)) | (named or set())
+            elif name == "via":
+                via += field[1] + ", "
             elif name == "max-forwards":
                 hops = max_forwards(request)
                 kept.append(field if hops is None else (name, str(hops - 1)))
@@ -143,12 +148,14 @@ def request_head(request, target, upgrade, default_host, length=None):
         kept.append(field)
     if named and not named <= HOP_BY_HOP:
         kept = [field for field in kept if field[0] not in named]
+        if "via" in named:
+            via = ""
     addr = request.remote_addr
     scheme = request.scheme
     node = f'"[{addr}]"' if ":" in addr else addr or "unknown"
     lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n",
              *[f"{name}: {value}\r\n" for name, value in kept],
-             f"Via: {VIA[request.version]}\r\n"
+             f"Via: {via}{VIA[request.version]}\r\n"
              f"X-Forwarded-For: {addr}\r\nX-Real-IP: {addr}\r\n"
              f"X-Forwarded-Proto: {scheme}\r\n"]
     if host:
