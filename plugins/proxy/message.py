@@ -12,8 +12,9 @@ both ways: ``Connection`` and every field it names, ``Keep-Alive``,
 ``Via`` gets our entry (RFC 9110 §7.6.3), and an OPTIONS or TRACE
 request's ``Max-Forwards`` one less (§7.6.2; at 0 the handler answers).
 
-A client's own ``X-Forwarded-*``, ``X-Real-IP`` and ``Forwarded`` fields
-are dropped and ours sent instead (Caddy does the same): an upstream can
+A client's own ``X-Forwarded-*`` (every one: -Port and -Prefix too),
+``X-Real-IP`` and ``Forwarded`` fields are dropped and ours sent instead
+(Caddy does the same for those it sets, Traefik for all): an upstream can
 trust them to name the peer flashplug saw.  ``Proxy`` (httpoxy) is dropped.  Field names with ``_`` are dropped too, as
 nginx does (``underscores_in_headers off``): a WSGI or CGI application
 would read ``X_Forwarded_For`` as ``X-Forwarded-For``.
@@ -53,6 +54,11 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-e
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
                               "x-forwarded-proto", "x-forwarded-host", "forwarded",
                               "x-real-ip", "http2-settings", "proxy", "max-forwards", "via"}
+# Any Proxy-* field is hop-by-hop; any X-Forwarded-* the client sent
+# (-Port, -Prefix, -Server, -Ssl...) is a claim about a proxy it is not:
+# apps behind a proxy trust them to build their URLs (Traefik drops them
+# all too).
+_DROP_PREFIXES = ("proxy-", "x-forwarded-")
 #: The ``Via`` entry flashplug adds upstream (RFC 9110 §7.6.3: a gateway
 #: MUST send one in each request it forwards), by the client's version:
 #: received-protocol and a pseudonym, not the host name.
@@ -134,7 +140,7 @@ def request_head(request, target, upgrade, default_host, length=None):
     kept = []
     for field in request.headers:
         name = field[0]
-        if name in _REQUEST_DROP or "_" in name or name[:6] == "proxy-":
+        if name in _REQUEST_DROP or "_" in name or name.startswith(_DROP_PREFIXES):
             if name == "host":
                 host = field[1]
             elif name == "connection":

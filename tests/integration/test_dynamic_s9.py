@@ -147,6 +147,19 @@ def test_via_names_the_clients_protocol_version(proxy):
     assert b"Via: 1.0 flashplug" in fields(head)
 
 
+# -- Forwarding fields: only ours
+
+def test_no_x_forwarded_field_of_the_client_is_passed(proxy):
+    """An app behind a proxy trusts X-Forwarded-Port and -Prefix (Werkzeug's
+    ProxyFix, Spring) to build URLs: a client's own would spoof them."""
+    _, head = forwarded(proxy, b"GET /c/a HTTP/1.1\r\nHost: h\r\nX-Forwarded-Port: 1\r\n"
+                               b"X-Forwarded-Prefix: /evil\r\nX-Forwarded-Server: e\r\n"
+                               b"X-Forwarded-Ssl: on\r\nConnection: close\r\n\r\n")
+    names = [line.split(b":")[0].lower() for line in fields(head) if line]
+    assert [n for n in names if n.startswith(b"x-forwarded-")] == \
+        [b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"]
+
+
 # -- Max-Forwards (RFC 9110 §7.6.2)
 
 def test_options_with_max_forwards_0_is_answered_by_the_proxy(proxy):
