@@ -212,6 +212,18 @@ def test_101_to_the_protocol_asked_for_is_a_tunnel(proxy):
     assert answer.startswith(b"HTTP/1.1 101 ") and answer.endswith(b"\r\n\r\nframe")
 
 
+# -- Fields from the upstream
+
+def test_a_response_without_content_type_gets_none_invented(proxy):
+    """RFC 9110 §8.3 leaves a missing type to the recipient (assume
+    octet-stream, or look at the data); no proxy (nginx, HAProxy, Caddy)
+    fills one in, and flashplug did only for short bodies over HTTP/1.1."""
+    proxy.canned.answers["untyped"] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    answer = exchange(proxy, b"GET /c/untyped HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nhello")
+    assert b"content-type" not in answer.lower()
+
+
 # -- Framing from the upstream (RFC 9112 §6.1)
 
 def test_http10_response_with_transfer_encoding_is_a_502(proxy):
