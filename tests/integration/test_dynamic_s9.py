@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from conftest import start_server
+from h2_client import H2Client
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
@@ -88,7 +89,7 @@ def proxy(tmp_path_factory):
     canned = CannedUpstream()
     old = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo10)
     threading.Thread(target=old.serve_forever, daemon=True).start()
-    server = start_server(tmp, "--access-log", "off", "--proxy-read-timeout", "3",
+    server = start_server(tmp, "--access-log", "off", "--proxy-read-timeout", "3", "--h2c",
                           "--proxy", f"/c={canned.address}",
                           "--proxy", f"/old=http://127.0.0.1:{old.server_address[1]}",
                           tmp_path=tmp)
@@ -272,3 +273,20 @@ def test_chunked_body_to_an_http10_upstream(proxy):
     answer = exchange(proxy, b"POST /old/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 200000\r\n"
                              b"Connection: close\r\n\r\n" + b"z" * 200_000)
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"z" * 200_000)
+
+
+def test_http2_body_without_length_goes_up_with_one(proxy):
+    """An HTTP/2 request body has no length unless a field gives one: it is
+    read ahead like a chunked one, and the HTTP/1.1 upstream gets its
+    Content-Length; Via names HTTP/2 ("2")."""
+    before = len(proxy.canned.got)
+    client = H2Client(proxy.port)
+    try:
+        sid = client.request("/c/h2post", method="POST", body=b"q" * 3000)
+        status, _, _ = client.response(sid)
+    finally:
+        client.close()
+    assert status == 200
+    head, body = proxy.canned.got[before]
+    assert b"Content-Length: 3000" in fields(head) and body == b"q" * 3000
+    assert b"Via: 2 flashplug" in fields(head)
