@@ -15,9 +15,10 @@ request's ``Max-Forwards`` one less (§7.6.2; at 0 the handler answers).
 A client's own ``X-Forwarded-*`` (every one: -Port and -Prefix too),
 ``X-Real-IP`` and ``Forwarded`` fields are dropped and ours sent instead
 (Caddy does the same for those it sets, Traefik for all): an upstream can
-trust them to name the peer flashplug saw.  ``Proxy`` (httpoxy) is dropped.  Field names with ``_`` are dropped too, as
-nginx does (``underscores_in_headers off``): a WSGI or CGI application
-would read ``X_Forwarded_For`` as ``X-Forwarded-For``.
+trust them to name the peer flashplug saw.  ``Proxy`` (httpoxy) is
+dropped.  Field names with ``_`` are dropped too, as nginx does
+(``underscores_in_headers off``): a WSGI or CGI application would read
+``X_Forwarded_For`` as ``X-Forwarded-For``.
 
 ``ResponseReader`` parses an upstream's response with httptools (llhttp,
 strict) and checks what the kernel will send on: a status from 100 to
@@ -145,7 +146,7 @@ def request_head(request, target, upgrade, default_host, length=None):
                 host = field[1]
             elif name == "connection":
                 named = connection_tokens((field[1],)) | (named or set())
-            elif name == "via":
+            elif name == "via" and field[1]:
                 via += field[1] + ", "
             elif name == "max-forwards":
                 hops = max_forwards(request)
@@ -199,8 +200,8 @@ class ResponseReader:
     it and is an error anywhere else.  ``upgrading``: the ``Upgrade`` value
     of the request, when it asks for one; a 101 may then switch to those
     protocols, and only those (RFC 9110 §7.8).  ``http10``: the response
-    said HTTP/1.0 (so the upstream may not read a chunked request).  ``reusable``: the connection may
-    carry another request.  ``reset`` readies the reader for the next
+    said HTTP/1.0 (so the upstream may not read a chunked request).
+    ``reusable``: the connection may carry another request.  ``reset`` readies the reader for the next
     response on the same connection, keeping llhttp's parser when the last
     message ended cleanly (a new parser costs as much as parsing a head).
 
