@@ -201,9 +201,10 @@ class ResponseReader:
     of the request, when it asks for one; a 101 may then switch to those
     protocols, and only those (RFC 9110 §7.8).  ``http10``: the response
     said HTTP/1.0 (so the upstream may not read a chunked request).
-    ``reusable``: the connection may carry another request.  ``reset`` readies the reader for the next
-    response on the same connection, keeping llhttp's parser when the last
-    message ended cleanly (a new parser costs as much as parsing a head).
+    ``reusable``: the connection may carry another request.  ``reset``
+    readies the reader for the next response on the same connection,
+    keeping llhttp's parser when the last message ended cleanly (a new
+    parser costs as much as parsing a head).
 
     :raises UpstreamError: the upstream broke HTTP/1.1.
     """
