@@ -173,15 +173,12 @@ def _head(conn, request, response, force_close, method=None):
     stream = response.stream
     fields = []
     has_length = False
-    has_type = False
     for name, value in response.headers:
         lname = name.lower()
         if lname in _OURS or (empty and lname in FRAMING_FIELDS):
             continue
         if lname == "content-length":
             has_length = True
-        elif lname == "content-type":
-            has_type = True
         fields.append(f"{name}: {value}\r\n")
     # The handler's fields encoded at once (their values were checked to
     # be ISO-8859-1; "replace" is for the kernel's own responses).
@@ -201,8 +198,6 @@ def _head(conn, request, response, force_close, method=None):
         length = body.length if type(body) is FileBody else len(body)
         if not has_length:
             lines.append(b"Content-Length: %d\r\n" % length)
-        if not has_type and length and type(body) is not FileBody:
-            lines.append(b"Content-Type: application/octet-stream\r\n")
     if keep:
         if request.version == "1.0":
             lines.append(b"Connection: keep-alive\r\n")
