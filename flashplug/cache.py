@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 
 from flashplug.http.conditionals import make_etag
-from flashplug.http.dates import format_http_date
+from flashplug.http.dates import format_http_date, nameable
 from flashplug.http.mime import content_type_for
 from flashplug.residency import MINCORE, PROBE_NEEDS_MAPPING, WINDOW, read_in
 
@@ -51,8 +51,9 @@ class FileEntry:
         self.fspath = fspath
         self.size = file_size if size is None else size
         # A modification time in the future is sent as "now": Last-Modified
-        # must not be later than the response's Date (RFC 9110 §8.8.2.1).
-        modified = min(mtime_ns / 1e9, time.time())
+        # must not be later than the response's Date (RFC 9110 §8.8.2.1);
+        # one before year 1 as the first date an HTTP-date can name.
+        modified = min(nameable(mtime_ns / 1e9), time.time())
         self.mtime = int(modified)
         self.ident = ident
         etag = make_etag(mtime_ns, file_size, ino)

@@ -41,6 +41,21 @@ _CYCLE_YEARS = 400
 _CYCLE_SECONDS = 146_097 * 86_400
 
 
+# The instants an HTTP-date can name: its year has four digits, 0001-9999
+# (0000 too when read, see parse_http_date; none of ours is that old).
+FIRST_DATE = -62135596800        # Mon, 01 Jan 0001 00:00:00 GMT
+LAST_DATE = 253402300799         # Fri, 31 Dec 9999 23:59:59 GMT
+
+
+def nameable(ts):
+    """``ts`` (seconds since the epoch) brought within the years an HTTP-date
+    can name.  A file system may hold any 64-bit time (tmpfs does, ``touch
+    -d @-70000000000`` works): formatted as it is, such a time makes a year
+    of five digits or a negative one, or ``time.gmtime`` refuses it
+    (EOVERFLOW)."""
+    return min(max(ts, FIRST_DATE), LAST_DATE)
+
+
 def format_http_date(ts):
     """``ts`` (seconds since the epoch) as an IMF-fixdate string."""
     t = time.gmtime(ts)

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from conftest import start_server
+from flashplug.http.dates import parse_http_date
 from test_review_s5 import head_fields, raw
 
 TEXT = bytes(range(48, 123)) * 4                 # 300 bytes
@@ -82,3 +83,96 @@ def test_a_huge_last_pos_or_suffix_is_the_rest_of_the_file(srv, value, content_r
 def test_a_huge_first_pos_is_still_unsatisfiable(srv):
     status, fields, _ = get(srv, "Range: bytes=99999999999999999999999-")
     assert (status, fields["content-range"]) == (416, "bytes */300")
+
+
+# -- a file past 4 GiB: lengths and offsets beyond 2**32 --------------------------------
+
+
+HUGE = (5 << 30) + 7                      # 5 GiB and a few bytes, sparse
+MARKS = {(1 << 32) - 2: b"AB", 1 << 32: b"CD", HUGE - 3: b"END"}
+
+
+@pytest.fixture(scope="module")
+def huge_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("static_s9_huge") / "root"
+    root.mkdir()
+    with open(root / "huge.bin", "wb") as f:
+        f.truncate(HUGE)                  # holes: no disk space, read as zeros
+        for offset, data in MARKS.items():
+            f.seek(offset)
+            f.write(data)
+    return root
+
+
+@pytest.mark.parametrize("arch", ["amped", "mt"])
+def test_lengths_and_ranges_past_4_gib(huge_root, arch):
+    """Content-Length, Content-Range and the bytes sent, at offsets that do
+    not fit 32 bits, by the event loop's sendfile and a thread's alike."""
+    server = start_server(huge_root, "--arch", arch, "--access-log", "off",
+                          tmp_path=huge_root.parent)
+    try:
+        status, fields, body = get(server, path="/huge.bin", method="HEAD")
+        assert (status, fields["content-length"], body) == (200, str(HUGE), b"")
+        etag = fields["etag"]
+        for value, content_range, data in [
+                ("bytes=4294967294-4294967297", f"bytes 4294967294-4294967297/{HUGE}", b"ABCD"),
+                ("bytes=-3", f"bytes {HUGE - 3}-{HUGE - 1}/{HUGE}", b"END"),
+                (f"bytes={HUGE - 3}-", f"bytes {HUGE - 3}-{HUGE - 1}/{HUGE}", b"END")]:
+            status, fields, body = get(server, f"Range: {value}", f"If-Range: {etag}",
+                                       path="/huge.bin")
+            assert (status, fields["content-range"], body) == (206, content_range, data)
+            assert fields["content-length"] == str(len(data))
+        status, fields, body = get(server, "Range: bytes=4294967296-4294967297,-3",
+                                   path="/huge.bin")
+        assert status == 206 and fields["content-type"].startswith("multipart/byteranges")
+        assert int(fields["content-length"]) == len(body)
+        assert f"Content-Range: bytes 4294967296-4294967297/{HUGE}\r\n\r\nCD\r\n".encode() in body
+        assert f"Content-Range: bytes {HUGE - 3}-{HUGE - 1}/{HUGE}\r\n\r\nEND\r\n".encode() in body
+        status, fields, _ = get(server, f"Range: bytes={HUGE}-", path="/huge.bin")
+        assert (status, fields["content-range"]) == (416, f"bytes */{HUGE}")
+    finally:
+        server.stop()
+
+
+# -- RFC 9110 §8.8.2.1: a file time no HTTP-date can name ---------------------------------
+
+
+@pytest.fixture
+def tmpfs_root():
+    """A folder on tmpfs, which keeps any 64-bit file time (ext4 clamps
+    them to 1901-2446)."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    root = os.path.join("/dev/shm", f"flashplug-static-s9-{os.getpid()}")
+    os.mkdir(root)
+    try:
+        yield root
+    finally:
+        for name in os.listdir(root):
+            os.unlink(os.path.join(root, name))
+        os.rmdir(root)
+
+
+def test_file_times_before_year_1_or_past_gmtime_are_served(server_factory, tmpfs_root):
+    """A time before year 1 was sent as "Fri, 15 Oct -249 ..." (no
+    HTTP-date); one past what ``time.gmtime`` converts made a 500, for the
+    file and for the listing of its folder."""
+    for name, seconds in (("bc.txt", -70_000_000_000), ("far.txt", -(10 ** 17)),
+                          ("late.txt", 10 ** 17)):
+        path = os.path.join(tmpfs_root, name)
+        with open(path, "wb") as f:
+            f.write(b"x")
+        os.utime(path, ns=(seconds * 10 ** 9, seconds * 10 ** 9))
+        if os.stat(path).st_mtime_ns != seconds * 10 ** 9:
+            pytest.skip("this tmpfs does not keep such times")
+    server = server_factory(tmpfs_root, "--plugins", "autoindex")
+    first = "Mon, 01 Jan 0001 00:00:00 GMT"
+    for name in ("bc.txt", "far.txt"):
+        status, fields, body = get(server, path="/" + name)
+        assert (status, fields["last-modified"], body) == (200, first, b"x")
+        assert get(server, f"If-Modified-Since: {first}", path="/" + name)[0] == 304
+    status, fields, _ = get(server, path="/late.txt")       # the future: now
+    modified, date = (parse_http_date(fields[n]) for n in ("last-modified", "date"))
+    assert status == 200 and date - 60 < modified <= date
+    for accept in ("text/html", "application/json"):
+        assert get(server, f"Accept: {accept}", path="/")[0] == 200
