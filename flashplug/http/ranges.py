@@ -12,10 +12,14 @@ and ``max_ranges``: one pass to parse, one sort, one pass to coalesce, one
 pass to restore the order, never a pairwise merge (a quadratic merge made
 Starlette's ranges a denial of service, CVE-2025-62727).
 
-An empty file has no byte to send, yet a suffix range ("bytes=-5") is
-satisfiable by definition (RFC 9110 §14.1.1: a non-zero suffix-length
-always is), so it cannot be answered 416 either: such a header is ignored
-and the empty body sent with 200, as nginx and lighttpd do.
+An empty file has no byte to send: a suffix range ("bytes=-5") is
+satisfiable by definition (RFC 9110 §14.1.2: a non-zero suffix-length
+always is) yet no 206 can describe it, and no int-range is satisfiable.
+§14.2 lets a server ignore a Range header field "when the selected
+representation has no content", and a well-formed one is ignored: the empty
+body goes with 200, as nginx, Apache and lighttpd send it (werkzeug gave
+416 until its issue 1937, whose report asked for exactly this).  A Range
+that does not parse is still 416, as for any file (and as nginx answers).
 
 One range is sent as a plain 206 with Content-Range; several as a
 multipart/byteranges body (§14.6), whose exact length ``multipart_plan``
@@ -92,7 +96,6 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
         return UNSATISFIABLE
 
     ranges = []             # (start, end, position in the header)
-    empty_suffix = False    # a satisfiable suffix of an empty file
     for spec in specs:
         m = _RANGE_SPEC.fullmatch(spec)
         if m is None:
@@ -111,16 +114,13 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
             ranges.append((start, min(end, size - 1), len(ranges)))
         elif last is not None:
             suffix = _offset(last)
-            if suffix == 0:
-                continue
-            if size == 0:
-                empty_suffix = True
+            if suffix == 0 or size == 0:
                 continue
             ranges.append((max(size - suffix, 0), size - 1, len(ranges)))
         else:
             return UNSATISFIABLE  # a bare "-"
     if not ranges:
-        return None if empty_suffix else UNSATISFIABLE
+        return None if size == 0 else UNSATISFIABLE   # see the module docstring
     return _in_request_order(_coalesce(ranges), len(ranges))
 
 

@@ -23,6 +23,7 @@ def root(tmp_path_factory):
     root.mkdir()
     (root / "t.txt").write_bytes(TEXT)
     os.utime(root / "t.txt", (MTIME, MTIME))
+    (root / "empty.txt").write_bytes(b"")
     return root
 
 
@@ -83,6 +84,25 @@ def test_a_huge_last_pos_or_suffix_is_the_rest_of_the_file(srv, value, content_r
 def test_a_huge_first_pos_is_still_unsatisfiable(srv):
     status, fields, _ = get(srv, "Range: bytes=99999999999999999999999-")
     assert (status, fields["content-range"]) == (416, "bytes */300")
+
+
+# -- RFC 9110 §14.2: Range on a representation with no content ----------------------------
+
+
+@pytest.mark.parametrize("value", ["bytes=0-", "bytes=0-0", "bytes=0-99,-1", "bytes=-0"])
+def test_a_range_of_an_empty_file_gets_the_empty_200(srv, value):
+    """§14.2: a server MAY ignore Range "when the selected representation
+    has no content"; nginx, Apache and lighttpd send the empty 200, and
+    werkzeug's 416 was a bug report (pallets/werkzeug#1937) fixed so.
+    They were 416 (a browser's media request is "bytes=0-")."""
+    status, fields, body = get(srv, f"Range: {value}", path="/empty.txt")
+    assert (status, fields["content-length"], body) == (200, "0", b"")
+    assert "content-range" not in fields
+
+
+def test_a_range_that_does_not_parse_is_416_for_an_empty_file_too(srv):
+    status, fields, _ = get(srv, "Range: bytes=abc", path="/empty.txt")
+    assert (status, fields["content-range"]) == (416, "bytes */0")
 
 
 # -- a file past 4 GiB: lengths and offsets beyond 2**32 --------------------------------
