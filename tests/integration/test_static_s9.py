@@ -196,3 +196,31 @@ def test_file_times_before_year_1_or_past_gmtime_are_served(server_factory, tmpf
     assert status == 200 and date - 60 < modified <= date
     for accept in ("text/html", "application/json"):
         assert get(server, f"Accept: {accept}", path="/")[0] == 200
+
+
+# -- decisions where the RFC allows what we answer (docs/static.md) ------------------------
+
+
+@pytest.mark.parametrize("method, fields, status", [
+    # §13.1.3: an If-Modified-Since of more than one member is ignored
+    # (Apache and lighttpd answer 304, nginx 400).
+    ("GET", [f"If-Modified-Since: {LAST_MODIFIED}", f"If-Modified-Since: {LAST_MODIFIED}"], 200),
+    ("GET", [f"If-Modified-Since: {LAST_MODIFIED}, {LAST_MODIFIED}"], 200),
+    # Day and month names are case-sensitive (%s"Sun" in §5.6.7): not a date.
+    ("GET", [f"If-Modified-Since: {LAST_MODIFIED.lower()}"], 200),
+    # Range is no list: two fields make an invalid ranges-specifier, 416
+    # (nginx and lighttpd take the first, Apache ignores both).
+    ("GET", ["Range: bytes=0-1", "Range: bytes=3-4"], 416),
+    # §14.2: HEAD has no range semantics (nginx and Apache answer 206).
+    ("HEAD", ["Range: bytes=0-1"], 200),
+])
+def test_decided_answers(srv, method, fields, status):
+    assert get(srv, *fields, method=method)[0] == status
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/t.txt", "/missing.txt"])
+def test_a_method_no_file_allows_is_405_with_allow_whether_or_not_it_exists(srv, method, path):
+    """As nginx and Apache answer (lighttpd: 404 for a missing file)."""
+    status, fields, _ = get(srv, "Content-Length: 0", path=path, method=method)
+    assert (status, fields["allow"]) == (405, "GET, HEAD, OPTIONS")
