@@ -50,15 +50,17 @@ class FileEntry:
         ino, _dev, file_size, mtime_ns = ident
         self.fspath = fspath
         self.size = file_size if size is None else size
-        # A modification time in the future is sent as "now": Last-Modified
-        # must not be later than the response's Date (RFC 9110 §8.8.2.1);
-        # one before year 1 as the first date an HTTP-date can name.
-        modified = min(nameable(mtime_ns / 1e9), time.time())
-        self.mtime = int(modified)
+        # Whole seconds, floored from the nanoseconds: a float would round
+        # 12:26:40.999999999 up to :41, and int() a time before 1970 up
+        # where its date shows it down (then no Last-Modified sent ever
+        # matched again).  A time in the future is sent as "now":
+        # Last-Modified must not be later than the response's Date (RFC 9110
+        # §8.8.2.1); one before year 1 as the first date an HTTP-date names.
+        self.mtime = min(nameable(mtime_ns // 1_000_000_000), int(time.time()))
         self.ident = ident
         etag = make_etag(mtime_ns, file_size, ino)
         self.etag = etag if coding is None else f'{etag[:-1]}-{coding}"'
-        self.last_modified = format_http_date(modified)
+        self.last_modified = format_http_date(self.mtime)
         self.content_type = content_type
         self.coding = coding
         self.vary = vary

@@ -15,6 +15,11 @@ TEXT = bytes(range(48, 123)) * 4                 # 300 bytes
 MTIME = 1_600_000_000                            # Sun, 13 Sep 2020 12:26:40 GMT
 LAST_MODIFIED = "Sun, 13 Sep 2020 12:26:40 GMT"
 YEAR_ZERO = "Sat, 01 Jan 0000 00:00:00 GMT"
+# File times at the edge of a second: (mtime in ns, its Last-Modified).
+EDGE_TIMES = {"late-in-a-second.txt": 1_600_000_000_999_999_999,    # a float rounds it up
+              "before-1970.txt": -1_500_000_000}                    # int() rounds it up
+EDGE_DATES = {"late-in-a-second.txt": LAST_MODIFIED,
+              "before-1970.txt": "Wed, 31 Dec 1969 23:59:58 GMT"}
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +29,9 @@ def root(tmp_path_factory):
     (root / "t.txt").write_bytes(TEXT)
     os.utime(root / "t.txt", (MTIME, MTIME))
     (root / "empty.txt").write_bytes(b"")
+    for name, mtime_ns in EDGE_TIMES.items():
+        (root / name).write_bytes(b"x")
+        os.utime(root / name, ns=(mtime_ns, mtime_ns))
     return root
 
 
@@ -58,6 +66,22 @@ def test_a_date_in_year_zero_is_a_date_not_a_500(srv, fields, status):
     revalidation path, too)."""
     for _ in range(3):      # the full path, then the remembered heads' paths
         assert get(srv, *fields)[0] == status
+
+
+# -- RFC 9110 §8.8.2: Last-Modified is the second the file was modified in ---------------
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_TIMES))
+def test_last_modified_is_the_files_second_and_revalidates(srv, name):
+    """12:26:40.999999999 was sent as 12:26:41 (seconds as a float), and a
+    time before 1970 was compared as one second later than the date sent,
+    so its own Last-Modified never gave a 304."""
+    path = "/" + name
+    status, fields, _ = get(srv, path=path)
+    assert (status, fields["last-modified"]) == (200, EDGE_DATES[name])
+    assert get(srv, f"If-Modified-Since: {EDGE_DATES[name]}", path=path)[0] == 304
+    assert get(srv, f"If-Unmodified-Since: {EDGE_DATES[name]}", path=path)[0] == 200
+    assert get(srv, f"If-Range: {EDGE_DATES[name]}", "Range: bytes=0-0", path=path)[0] == 206
 
 
 # -- RFC 9110 §14.1.1: a number in a range has no length limit ---------------------------
