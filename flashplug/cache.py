@@ -50,10 +50,10 @@ class FileEntry:
         ino, _dev, file_size, mtime_ns = ident
         self.fspath = fspath
         self.size = file_size if size is None else size
-        # Whole seconds, floored from the nanoseconds: a float would round
-        # 12:26:40.999999999 up to :41, and int() a time before 1970 up
-        # where its date shows it down (then no Last-Modified sent ever
-        # matched again).  A time in the future is sent as "now":
+        # Whole seconds, floored from the nanoseconds exactly: a float
+        # rounds 12:26:40.999999999 up to :41, and int() rounds -1.5 s up to
+        # -1 where the date sent shows -2 (so its own Last-Modified never
+        # gave a 304).  A time in the future is sent as "now":
         # Last-Modified must not be later than the response's Date (RFC 9110
         # §8.8.2.1); one before year 1 as the first date an HTTP-date names.
         self.mtime = min(nameable(mtime_ns // 1_000_000_000), int(time.time()))

@@ -78,8 +78,8 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
     (§14.1.1: invalid) selects nothing, like one past the end, while the
     others stand (nginx, lighttpd).
 
-    Numbers have no length limit in the grammar (``1*DIGIT``), and §14.1.1
-    gives huge ones a meaning: a last-pos past the end means "to the end",
+    Numbers have no length limit in the grammar (``1*DIGIT``, §14.1.1), and
+    §14.1.2 gives huge ones a meaning: a last-pos past the end means "to the end",
     a suffix-length longer than the file means all of it, and a first-pos
     past the end selects nothing.  So ``bytes=0-99999999999999999999`` is a
     206 of the whole file (nginx, lighttpd and Go answer 416, which the RFC

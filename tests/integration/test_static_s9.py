@@ -84,7 +84,7 @@ def test_last_modified_is_the_files_second_and_revalidates(srv, name):
     assert get(srv, f"If-Range: {EDGE_DATES[name]}", "Range: bytes=0-0", path=path)[0] == 206
 
 
-# -- RFC 9110 §14.1.1: a number in a range has no length limit ---------------------------
+# -- RFC 9110 §14.1.1-2: a number in a range has no length limit -------------------------
 
 
 @pytest.mark.parametrize("value, content_range", [

@@ -35,8 +35,8 @@ from flashplug.http.ranges import (
     ("bytes=-1,0-", [(0, 999)]),
     ("bytes=0-1,2000-3000", [(0, 1)]),             # unsatisfiable one dropped
     ("bytes=0-999999999999999999", [(0, 999)]),    # 18 digits: fine
-    # RFC 9110 §14.1.1 sets no length on a number: a huge last-pos still
-    # means "to the end", a huge suffix-length the whole file.
+    # RFC 9110 §14.1.1 sets no length on a number (1*DIGIT), and by §14.1.2
+    # a huge last-pos still means "to the end", a huge suffix the whole file.
     ("bytes=0-1234567890123456789", [(0, 999)]),
     ("bytes=-1234567890123456789", [(0, 999)]),
     ("bytes=0-18446744073709551616", [(0, 999)]),           # 2**64
