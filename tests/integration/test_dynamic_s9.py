@@ -177,9 +177,9 @@ def test_trace_with_max_forwards_0_is_not_forwarded(proxy):
     assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: " in answer
 
 
-@pytest.mark.parametrize("method", ["OPTIONS", "TRACE"])
-def test_max_forwards_is_decremented_for_options_and_trace(proxy, method):
-    _, head = forwarded(proxy, method.encode() + b" /c/a HTTP/1.1\r\nHost: h\r\n"
+def test_max_forwards_is_decremented_for_options(proxy):
+    # (TRACE, the other method it counts for, never goes upstream: 405.)
+    _, head = forwarded(proxy, b"OPTIONS /c/a HTTP/1.1\r\nHost: h\r\n"
                         b"Max-Forwards: 3\r\nConnection: close\r\n\r\n")
     assert b"max-forwards: 2" in [line.lower() for line in fields(head)]
 
