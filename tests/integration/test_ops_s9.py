@@ -281,8 +281,10 @@ def test_a_reload_takes_changed_acme_names(server_factory, tmp_path):
     wait_for(lambda: lines_of(srv, "orders certificates for a.test from"), what="the orderer")
     conf.write_text(table + 'domains = ["a.test", "b.test"]\n')
     srv.proc.send_signal(signal.SIGHUP)
+    # (The new worker's orderer waits for the old one's state lock, tried
+    # every 5 s: on a loaded machine that is a few tries.)
     wait_for(lambda: lines_of(srv, "orders certificates for a.test, b.test from"),
-             what="the reloaded orderer")
+             timeout=60, what="the reloaded orderer")
     # (One worker is one: the line said "1 new workers accept".)
     assert lines_of(srv, "configuration reloaded: 1 new worker accepts connections")
     assert "Traceback" not in srv.log()
