@@ -29,8 +29,10 @@ context they started with, so nothing is dropped.
 Security defaults (Mozilla's "intermediate" profile): TLS 1.2 and 1.3
 only; for TLS 1.2 only ECDHE key exchange with AES-GCM or ChaCha20-Poly1305
 (forward secrecy, AEAD); no TLS compression (CRIME); no renegotiation at
-all; ALPN offers ``h2`` then ``http/1.1`` (``http/1.1`` alone with
-``--no-http2``); TLS 1.3 session tickets for resumption.  RFC 9113 §9.2
+all; ALPN offers ``h2``, ``http/1.1`` and ``http/1.0`` (no ``h2`` with
+``--no-http2``), and a client that offers ALPN but none of these gets the
+``no_application_protocol`` alert (RFC 7301 §3.2; ``refuses_alpn``); TLS
+1.3 session tickets for resumption.  RFC 9113 §9.2
 asks more of HTTP/2 over TLS 1.2 (no compression, no renegotiation, an
 ephemeral key exchange and an AEAD suite): these defaults are all that.
 """
@@ -53,8 +55,10 @@ TLS12_CIPHERS = ":".join((
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ))
-ALPN = ["h2", "http/1.1"]
-ALPN_H1 = ["http/1.1"]
+# http/1.0 last, as nginx offers it: a client that speaks nothing newer
+# (curl --http1.0) gets it rather than the no_application_protocol alert.
+ALPN = ["h2", "http/1.1", "http/1.0"]
+ALPN_H1 = ["http/1.1", "http/1.0"]
 _OID_SAN = "subjectAltName"
 
 
@@ -284,6 +288,7 @@ class Certificates:
     """
 
     def __init__(self, entries, alpn=ALPN):
+        self.alpn = frozenset(alpn)
         self.by_name = {}
         self.contexts = []
         self.alpn_only = {}       # server name -> (ALPN protocol, context)
@@ -317,8 +322,9 @@ class Certificates:
         name = name.lower().rstrip(".")
         ctx = self.by_name.get(name)
         if ctx is None:
-            _, dot, parent = name.partition(".")
-            ctx = self.by_name.get("*." + parent) if dot else None
+            # One label, never an empty one (".example.org"), as SiteTable.
+            label, _, parent = name.partition(".")
+            ctx = self.by_name.get("*." + parent) if label and parent else None
         return ctx or self.default
 
     def _choose(self, sslobj, name, _ctx):
@@ -330,6 +336,15 @@ class Certificates:
     def new_session(self, incoming, outgoing):
         """A server-side SSLObject for one connection, over memory BIOs."""
         return self.default.wrap_bio(incoming, outgoing, server_side=True)
+
+    def refuses_alpn(self, hello):
+        """True when the ClientHello ``hello`` (bytes) offers ALPN protocols
+        and none is ours: RFC 7301 §3.2 then asks for a fatal
+        ``no_application_protocol`` alert, as nginx sends, where OpenSSL
+        through Python would go on with no protocol.  Asked only of a
+        handshake that chose no protocol, so a usual one pays nothing."""
+        protocols = client_hello(hello)[1]
+        return bool(protocols) and self.alpn.isdisjoint(protocols)
 
     def special_session(self, hello, incoming, outgoing):
         """A session on the certificate reserved for the server name and an

@@ -1,0 +1,144 @@
+"""HTTPS edge cases, probed as the RFCs and other servers' bug reports
+would: ALPN with nothing in common, SNI spellings, hellos split over many
+segments, handshakes that are not TLS at all, clients that vanish
+mid-response, the redirect port's Host handling.  Compared with nginx
+(what each answer mirrors is said in the test)."""
+import socket
+import ssl
+import time
+
+import pytest
+
+from flashplug.tls import Certificates
+from tests.tls_certs import ca, site, write_pair  # noqa: F401 - fixtures
+
+
+def hello_bytes(server_name, alpn=None):
+    """A real ClientHello (a Python client's, TLS 1.2 and 1.3) as bytes, and
+    the client that made it, to finish the handshake by hand."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read(), client, incoming, outgoing
+
+
+def read_all(sock):
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+NO_APPLICATION_PROTOCOL = b"\x15\x03\x03\x00\x02\x02\x78"
+
+
+@pytest.fixture
+def https_server(server_factory, site):
+    root, cert, key, ca_path = site
+    return server_factory(root, "--tls-cert", cert, "--tls-key", key), ca_path
+
+
+def test_alpn_with_no_common_protocol_gets_the_alert(https_server):
+    """RFC 7301 §3.2: a server that supports none of the client's protocols
+    SHALL answer with a fatal no_application_protocol alert (nginx does);
+    OpenSSL through Python would have gone on with no protocol."""
+    s, ca_path = https_server
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    ctx.set_alpn_protocols(["spdy/3", "foo"])
+    with pytest.raises(ssl.SSLError, match="(?i)no.application.protocol"):
+        ctx.wrap_socket(s.connect(), server_hostname="localhost")
+    # The same ClientHello in 7-byte segments: the alert still comes, in
+    # place of the ServerHello.
+    hello, *_ = hello_bytes("localhost", ["foo"])
+    with s.connect() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(hello), 7):
+            sock.sendall(hello[i:i + 7])
+            time.sleep(0.002)
+        assert read_all(sock) == NO_APPLICATION_PROTOCOL
+    assert "Traceback" not in s.log()
+
+
+@pytest.mark.parametrize("alpn, chosen", [
+    (None, None),                           # no ALPN at all: HTTP/1.1, as ever
+    (["http/1.0"], "http/1.0"),             # curl --http1.0; nginx offers it too
+    (["foo", "http/1.1"], "http/1.1"),      # one in common is enough
+    (["h2", "http/1.1"], "h2"),
+])
+def test_alpn_choices_that_work(https_server, alpn, chosen):
+    s, ca_path = https_server
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    with ctx.wrap_socket(s.connect(), server_hostname="localhost") as sock:
+        assert sock.selected_alpn_protocol() == chosen
+        if chosen != "h2":
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            assert read_all(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_hello_split_over_many_segments_and_not_tls_at_all(https_server):
+    """A ClientHello in 7-byte TCP segments finishes its handshake; an
+    SSLv2-style hello, random bytes and a broken record are closed without
+    a response or a traceback (nginx: the same, or an alert)."""
+    s, ca_path = https_server
+    hello, client, incoming, outgoing = hello_bytes("localhost", ["http/1.1"])
+    with s.connect() as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(hello), 7):
+            sock.sendall(hello[i:i + 7])
+            time.sleep(0.002)
+        while True:
+            incoming.write(sock.recv(65536))
+            try:
+                client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pass
+        assert client.selected_alpn_protocol() == "http/1.1"
+    sslv2 = bytes.fromhex("802e010301001500000010") + bytes.fromhex("0300800100800700c006004002"
+                                                                    "0080040080") + bytes(16)
+    for junk in (sslv2, bytes(range(1, 256)), b"\x16\x03\x01\x00\x20" + bytes(32)):
+        with s.connect() as sock:
+            sock.sendall(junk)
+            answer = read_all(sock)
+        assert answer == b"" or answer.startswith(b"\x15\x03"), answer   # nothing, or an alert
+    assert "Traceback" not in s.log()
+
+
+def test_sni_spellings_choose_the_certificate_as_nginx_does(server_factory, site, ca, tmp_path):
+    """Case and a trailing dot do not matter (RFC 6066 §3, DNS names); a
+    wildcard covers one label only (RFC 6125 §6.4.3), never an empty one;
+    an IP literal (not allowed in SNI) or an unknown name gets the default
+    certificate, as nginx's default server."""
+    root, cert, key, ca_path = site
+    b_cert, b_key = write_pair(ca, tmp_path / "certs", "b.test", stem="b")
+    w_cert, w_key = write_pair(ca, tmp_path / "certs", "*.w.test", stem="w")
+    certs = Certificates([(str(cert), str(key), ()), (str(b_cert), str(b_key), ()),
+                          (str(w_cert), str(w_key), ())])
+    default, b, w = certs.contexts
+    for name, expected in (("B.TEST", b), ("b.test.", b), ("X.w.test", w), ("x.w.test.", w),
+                           ("y.x.w.test", default), ("w.test", default), (".w.test", default),
+                           ("127.0.0.1", default), ("nope.test", default), (None, default)):
+        assert certs.context_for(name) is expected, name
+    # The same through a real handshake (what the client sees).
+    s = server_factory(root, "--tls-cert", cert, "--tls-key", key, "--tls-cert", b_cert,
+                       "--tls-key", b_key, "--tls-cert", w_cert, "--tls-key", w_key)
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    ctx.check_hostname = False
+
+    def names(server_name):
+        with ctx.wrap_socket(s.connect(), server_hostname=server_name) as sock:
+            return {v for _, v in sock.getpeercert()["subjectAltName"]}
+    assert names("B.Test") == names("b.test.") == {"b.test"}
+    assert names("a.w.test") == {"*.w.test"}
+    assert "localhost" in names("a.b.w.test") and "localhost" in names("unknown.test")
