@@ -304,9 +304,21 @@ class Certificates:
             self.contexts.append(ctx)
             for name in names:
                 self.by_name[name] = ctx
+        names_of = {ctx: set() for ctx in self.contexts}
+        for name, ctx in self.by_name.items():
+            names_of[ctx].add(name)
         for cert, ctx in zip(served, self.contexts):
             for name in certificate_names(cert):
                 self.by_name.setdefault(name, ctx)
+                names_of[ctx].add(name)
+        self.names_of = names_of
+        # The contexts whose connections may be asked for a name another
+        # certificate covers and theirs does not (misdirects): only theirs
+        # pay for a check per request.
+        self.checked = frozenset(
+            ctx for ctx in self.contexts
+            if any(other is not ctx and not _covers(names_of[ctx], name)
+                   for name, other in self.by_name.items()))
         # No certificate yet (a plugin's first one is on its way): a context
         # without one, so a handshake fails with an alert, never a crash.
         self.default = self.contexts[0] if self.contexts else server_context(None, None)
@@ -326,6 +338,25 @@ class Certificates:
             label, _, parent = name.partition(".")
             ctx = self.by_name.get("*." + parent) if label and parent else None
         return ctx or self.default
+
+    def misdirects(self, ctx, host):
+        """True when a request for ``host`` (``Request.host``: lowercase,
+        no port) came over a connection whose certificate (``ctx``) does
+        not cover it while another certificate does: RFC 9110 §7.4 has
+        such a request rejected, with 421 (§15.5.20), so that the client
+        opens a connection for the name (RFC 9113 §9.1.2).  A name no
+        certificate covers (an IP address, an unknown name) is served, as
+        nginx serves it with its default certificate; so is one the
+        connection's certificate covers too (HTTP/2's connection reuse,
+        RFC 9113 §9.1.1)."""
+        if not host:
+            return False
+        owner = self.by_name.get(host)
+        if owner is None:
+            label, _, parent = host.partition(".")
+            owner = self.by_name.get("*." + parent) if label and parent else None
+        return owner is not None and owner is not ctx \
+            and not _covers(self.names_of.get(ctx, ()), host)
 
     def _choose(self, sslobj, name, _ctx):
         ctx = self.context_for(name)
@@ -355,6 +386,16 @@ class Certificates:
         if reserved is None or reserved[0] not in protocols:
             return None
         return reserved[1].wrap_bio(incoming, outgoing, server_side=True)
+
+
+def _covers(names, host):
+    """Whether a certificate for ``names`` (lowercase, ``*.`` wildcards)
+    covers ``host``: exactly, or by a wildcard for one non-empty label
+    (RFC 6125 §6.4.3)."""
+    if host in names:
+        return True
+    label, _, parent = host.partition(".")
+    return bool(label and parent) and "*." + parent in names
 
 
 def load_certificates(config):

@@ -142,3 +142,79 @@ def test_sni_spellings_choose_the_certificate_as_nginx_does(server_factory, site
     assert names("B.Test") == names("b.test.") == {"b.test"}
     assert names("a.w.test") == {"*.w.test"}
     assert "localhost" in names("a.b.w.test") and "localhost" in names("unknown.test")
+
+
+@pytest.fixture
+def two_certificates(server_factory, site, ca, tmp_path):
+    """A server with the site's certificate (localhost, 127.0.0.1, the
+    default) and one for b.test and *.w.test."""
+    root, cert, key, ca_path = site
+    b_cert, b_key = write_pair(ca, tmp_path / "certs", "b.test", "*.w.test", stem="b")
+    s = server_factory(root, "--tls-cert", cert, "--tls-key", key,
+                       "--tls-cert", b_cert, "--tls-key", b_key)
+    return s, ca_path
+
+
+def status_over(s, ca_path, server_name, host, times=1):
+    """The statuses of ``times`` GETs with Host ``host``, one keep-alive
+    connection whose SNI is ``server_name`` (a 421 closes it)."""
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    statuses = []
+    with ctx.wrap_socket(s.connect(), server_hostname=server_name) as sock:
+        for _ in range(times):
+            sock.sendall(b"GET /index.html HTTP/1.1\r\nHost: %s\r\n\r\n" % host.encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return statuses
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += sock.recv(65536)
+            statuses.append(int(head.split(b" ")[1]))
+    return statuses
+
+
+def test_a_host_another_certificate_covers_gets_421(two_certificates):
+    """RFC 9110 §7.4: a request for an https origin must come over a
+    connection whose certificate is valid for it; else 421 (§15.5.20), so
+    that the client opens a connection for that name.  Asked again and
+    again (the cached paths remember heads), the answer stays 421; a name
+    the connection's certificate covers, or one no certificate covers (an
+    IP address, an unknown name, as nginx's default server), is served."""
+    s, ca_path = two_certificates
+    assert status_over(s, ca_path, "b.test", "b.test", times=4) == [200] * 4
+    assert status_over(s, ca_path, "b.test", "X.W.test.", times=2) == [200] * 2
+    for _ in range(3):
+        assert status_over(s, ca_path, "localhost", "b.test") == [421]
+        assert status_over(s, ca_path, "localhost", "a.w.test") == [421]
+    assert status_over(s, ca_path, "localhost", "localhost", times=3) == [200] * 3
+    for host in ("127.0.0.1", "unknown.test", "a.b.w.test"):
+        assert status_over(s, ca_path, "localhost", host, times=2) == [200] * 2
+    assert status_over(s, ca_path, "b.test", "localhost") == [421]
+
+
+def test_h2_connection_reuse_for_another_certificate_gets_421_on_the_stream(two_certificates):
+    """RFC 9113 §9.1.2: a client that reused an HTTP/2 connection for a
+    name its certificate does not cover gets 421 on that stream, and the
+    connection goes on for the names it does cover."""
+    from tests.h2_client import H2Client
+    s, ca_path = two_certificates
+    client = H2Client(s.port, tls_ca=ca_path)      # SNI localhost
+    try:
+        for _ in range(2):
+            status, _, body = client.get("/index.html", authority="b.test")
+            assert status == 421 and b"Misdirected" in body
+            assert client.get("/index.html", authority="localhost")[0] == 200
+            assert client.get("/index.html", authority="127.0.0.1")[0] == 200
+    finally:
+        client.close()
+
+
+def test_one_certificate_never_misdirects(https_server):
+    """With one certificate every name gets it: nothing to check, any Host
+    is served (a name no certificate covers), as before."""
+    s, ca_path = https_server
+    assert status_over(s, ca_path, "localhost", "b.test", times=3) == [200] * 3
