@@ -273,6 +273,7 @@ def client_hello(data):
 
 _HANDSHAKE, _CLIENT_HELLO = 0x16, 0x01
 _EXT_SERVER_NAME, _EXT_ALPN = 0, 16
+_ALPN_TYPE = _EXT_ALPN.to_bytes(2, "big")
 
 
 class Certificates:
@@ -374,6 +375,8 @@ class Certificates:
         ``no_application_protocol`` alert, as nginx sends, where OpenSSL
         through Python would go on with no protocol.  Asked only of a
         handshake that chose no protocol, so a usual one pays nothing."""
+        if _ALPN_TYPE not in hello:
+            return False    # no ALPN extension: skip the parse (most clients without one)
         protocols = client_hello(hello)[1]
         return bool(protocols) and self.alpn.isdisjoint(protocols)
 

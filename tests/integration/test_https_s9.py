@@ -3,8 +3,11 @@ would: ALPN with nothing in common, SNI spellings, hellos split over many
 segments, handshakes that are not TLS at all, clients that vanish
 mid-response, the redirect port's Host handling.  Compared with nginx
 (what each answer mirrors is said in the test)."""
+import shutil
 import socket
 import ssl
+import struct
+import subprocess
 import time
 
 import pytest
@@ -218,3 +221,122 @@ def test_one_certificate_never_misdirects(https_server):
     is served (a name no certificate covers), as before."""
     s, ca_path = https_server
     assert status_over(s, ca_path, "localhost", "b.test", times=3) == [200] * 3
+
+
+def test_renegotiation_refused_no_early_data_and_vanishing_clients(https_server, site):
+    """A TLS 1.2 renegotiation gets the no_renegotiation alert (nginx:
+    the same); session tickets allow no 0-RTT data (max_early_data 0, so
+    no replayable request, RFC 8446 §8); a client that goes away in the
+    middle of a big response, with no close_notify or with a reset, leaves
+    no traceback and the server serving."""
+    s, ca_path = https_server
+    if shutil.which("openssl"):
+        proc = subprocess.Popen(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{s.port}", "-tls1_2",
+             "-servername", "localhost", "-CAfile", str(ca_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = proc.communicate(b"R\n", timeout=10)     # "R": renegotiate
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        assert b"RENEGOTIATING" in out and b"no renegotiation" in out, out[-2000:]
+        proc = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{s.port}", "-servername",
+             "localhost", "-CAfile", str(ca_path), "-ign_eof"],
+            input=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            capture_output=True, timeout=10)
+        assert b"HTTP/1.1 200 OK" in proc.stdout
+        assert b"Max Early Data: 0" in proc.stdout and b"Max Early Data: 1" not in proc.stdout
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    for reset in (False, True):
+        raw = s.connect()
+        sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert sock.recv(65536)
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        socket.socket(fileno=sock.detach()).close()      # no close_notify
+    assert status_over(s, ca_path, "localhost", "localhost") == [200]
+    time.sleep(0.5)
+    assert "Traceback" not in s.log()
+
+
+def test_hsts_on_every_https_answer_never_on_plain_http(server_factory, site):
+    """--hsts is sent on HTTPS error responses too (nginx's
+    ``add_header ... always``), over HTTP/1.1 and HTTP/2, and never over
+    plain HTTP (RFC 6797 §7.2): not on the redirect port's 308s, 400s and
+    404s, nor on the 400 for plain HTTP sent to the HTTPS port."""
+    from tests.conftest import free_port
+    from tests.h2_client import H2Client
+    root, cert, key, ca_path = site
+    plain = free_port()
+    s = server_factory(root, "--tls-cert", cert, "--tls-key", key, "--redirect-http", plain,
+                       "--hsts", "600")
+    hsts = b"\r\nStrict-Transport-Security: max-age=600\r\n"
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    for request, status in ((b"GET /missing HTTP/1.1\r\nHost: localhost\r\n", b"404"),
+                            (b"GET / HTTP/1.1\r\n", b"400"),                 # no Host
+                            (b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n", b"200")):
+        with ctx.wrap_socket(s.connect(), server_hostname="localhost") as sock:
+            sock.sendall(request + b"Connection: close\r\n\r\n")
+            answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 " + status) and hsts in answer, answer[:300]
+    client = H2Client(s.port, tls_ca=ca_path)
+    try:
+        status, headers, _ = client.get("/missing")
+        assert status == 404 and headers[b"strict-transport-security"] == b"max-age=600"
+    finally:
+        client.close()
+    for port, request in ((plain, b"GET /x HTTP/1.1\r\nHost: localhost\r\n"),
+                          (plain, b"GET /x HTTP/1.1\r\n"),
+                          (plain, b"GET /.well-known/acme-challenge/none HTTP/1.1\r\n"
+                                  b"Host: localhost\r\n"),
+                          (s.port, b"GET /x HTTP/1.1\r\nHost: localhost\r\n")):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(request + b"Connection: close\r\n\r\n")
+            answer = read_all(sock)
+        assert answer.startswith(b"HTTP/1.1 "), answer
+        assert b"strict-transport-security" not in answer.lower()
+
+
+REDIRECTS = [
+    # Path and query kept, byte for byte; the Host's port replaced by the HTTPS port.
+    (b"GET /a%20b/c?x=1&y=%2F HTTP/1.1\r\nHost: Example.ORG:8080",
+     "https://example.org:{p}/a%20b/c?x=1&y=%2F"),
+    (b"GET /a HTTP/1.1\r\nHost: [::1]:8080", "https://[::1]:{p}/a"),
+    (b"GET /a HTTP/1.1\r\nHost: example.org.", "https://example.org:{p}/a"),
+    (b"GET /a HTTP/1.0", "https://127.0.0.1:{p}/a"),              # no Host: the address
+    (b"GET http://x.test:81/p?q HTTP/1.1\r\nHost: y.test", "https://x.test:{p}/p?q"),
+    (b"GET //evil.test/x HTTP/1.1\r\nHost: a.test", "https://a.test:{p}//evil.test/x"),
+    (b"HEAD /h HTTP/1.1\r\nHost: a.test", "https://a.test:{p}/h"),
+]
+BAD_HOSTS = [b"a.test\rLocation: https://evil.test/", b"a.test\r\n Location: https://evil.test/",
+             b"evil.test/x?", b"evil.test\\@a.test", b"user@evil.test", b"a b", b"a.test\x00"]
+
+
+def test_redirect_port_locations_and_bad_hosts(server_factory, site):
+    """308 to the same path and query on the HTTPS port, for each way a
+    request names its host (RFC 9110 §15.4.9, RFC 9112 §3.2); a HEAD's has
+    no body.  A Host with CR, LF, NUL or characters no host has gets 400
+    and no Location: nothing of it reaches a header (nginx: 400 too)."""
+    from tests.conftest import free_port
+    root, cert, key, ca_path = site
+    plain = free_port()
+    s = server_factory(root, "--tls-cert", cert, "--tls-key", key, "--redirect-http", plain)
+
+    def ask(head):
+        with socket.create_connection(("127.0.0.1", plain), timeout=5) as sock:
+            sock.sendall(head + b"\r\nConnection: close\r\n\r\n")
+            return read_all(sock)
+    for request_head, location in REDIRECTS:
+        head, _, body = ask(request_head).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 308 Permanent Redirect\r\n"), (request_head, head)
+        assert ("\r\nLocation: " + location.format(p=s.port) + "\r\n").encode() \
+            in head + b"\r\n", head
+        if request_head.startswith(b"HEAD"):
+            assert body == b""
+    for host in BAD_HOSTS:
+        answer = ask(b"GET /a HTTP/1.1\r\nHost: " + host)
+        assert answer.startswith(b"HTTP/1.1 400 "), (host, answer)
+        assert b"location" not in answer.lower() and b"evil" not in answer
