@@ -41,6 +41,7 @@ import os
 import re
 import ssl
 import stat
+import sys
 import time
 
 from flashplug.errors import UsageError
@@ -327,6 +328,9 @@ class Certificates:
             # With one certificate every name gets it: no Python call into
             # each handshake to say so.
             self.default.sni_callback = self._choose
+            if sys.unraisablehook is not _unraisable:
+                _unraisable.previous = sys.unraisablehook
+                sys.unraisablehook = _unraisable
 
     def context_for(self, name):
         """The context for a server name: exact, then one wildcard label."""
@@ -389,6 +393,22 @@ class Certificates:
         if reserved is None or reserved[0] not in protocols:
             return None
         return reserved[1].wrap_bio(incoming, outgoing, server_side=True)
+
+
+def _unraisable(unraisable):
+    """``sys.unraisablehook`` while an SNI callback is set: a server name
+    that is not ASCII (raw UTF-8, where RFC 6066 §3 wants A-labels) fails
+    CPython's decoding before the callback runs, and CPython would print
+    a traceback for each such handshake, one a client can repeat at will.
+    The handshake ends with an alert either way; it is logged at debug
+    level, like any other failed handshake.  Anything else goes to the
+    hook that was there before."""
+    error = unraisable.exc_value
+    if isinstance(error, UnicodeDecodeError) and error.object == unraisable.object:
+        log.debug("TLS handshake refused: a server name that is not ASCII: %r",
+                  bytes(error.object[:80]))
+        return
+    _unraisable.previous(unraisable)
 
 
 def _covers(names, host):

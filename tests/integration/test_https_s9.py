@@ -340,3 +340,22 @@ def test_redirect_port_locations_and_bad_hosts(server_factory, site):
         answer = ask(b"GET /a HTTP/1.1\r\nHost: " + host)
         assert answer.startswith(b"HTTP/1.1 400 "), (host, answer)
         assert b"location" not in answer.lower() and b"evil" not in answer
+
+
+def test_a_server_name_that_is_not_ascii_leaves_no_traceback(two_certificates):
+    """SNI must be ASCII (A-labels, RFC 6066 §3); raw UTF-8 fails CPython's
+    decoding before the certificate is chosen.  The handshake ends with an
+    alert and the log shows no traceback (a client could repeat it at
+    will); the server goes on."""
+    s, ca_path = two_certificates
+    hello, *_ = hello_bytes("xx.test")
+    assert hello.count(b"xx.test") == 1
+    for _ in range(3):
+        with s.connect() as sock:
+            sock.sendall(hello.replace(b"xx.test", "é.test".encode()))
+            answer = read_all(sock)
+        assert answer == b"" or answer.startswith(b"\x15\x03"), answer
+    assert status_over(s, ca_path, "b.test", "b.test") == [200]
+    time.sleep(0.3)
+    log = s.log()
+    assert "Traceback" not in log and "Exception ignored" not in log, log
