@@ -142,7 +142,7 @@ class TLSTransport:
 
     __slots__ = ("sock", "fd", "tls", "incoming", "outgoing", "tail", "backlog",
                  "started", "handshaken", "on_backlog", "settimeout", "certificates",
-                 "hello")
+                 "hello", "choosing")
 
     zero_copy = False
     scheme = "https"
@@ -160,6 +160,7 @@ class TLSTransport:
         self.backlog = 0
         self.started = False      # the client's first bytes have arrived
         self.hello = None         # the ClientHello's bytes until OpenSSL answers it
+        self.choosing = False     # held from OpenSSL until the ClientHello is whole
         self.handshaken = False
         self.on_backlog = None
         self.settimeout = sock.settimeout
@@ -233,16 +234,24 @@ class TLSTransport:
                 raise TLSError("plain HTTP sent to the HTTPS port")
             raise TLSError("not a TLS handshake")
         if not self.started:
+            self.started = True
             self.hello = data
-            if self.certificates.alpn_only:
-                # A challenge certificate is out (RFC 8737): is this the CA?
-                special = self.certificates.special_session(data, self.incoming,
-                                                            self.outgoing)
-                if special is not None:
-                    self.tls = special
+            self.choosing = bool(self.certificates.alpn_only)
         elif self.hello is not None:
             self.hello += data        # a ClientHello over several reads
-        self.started = True
+        if self.choosing:
+            # A challenge certificate is out (RFC 8737): is this the CA?  Its
+            # ClientHello may come in several segments (a post-quantum key
+            # share makes it longer than one): OpenSSL gets nothing until
+            # the first record is whole, within the header timeout.
+            hello = self.hello
+            if len(hello) < 5 + int.from_bytes(hello[3:5], "big"):
+                raise BlockingIOError
+            self.choosing = False
+            special = self.certificates.special_session(hello, self.incoming, self.outgoing)
+            if special is not None:
+                self.tls = special
+            data = hello
         self.incoming.write(data)
         try:
             self.tls.do_handshake()

@@ -359,3 +359,40 @@ def test_a_server_name_that_is_not_ascii_leaves_no_traceback(two_certificates):
     time.sleep(0.3)
     log = s.log()
     assert "Traceback" not in log and "Exception ignored" not in log, log
+
+
+def test_a_challenge_hello_in_two_segments_still_gets_the_challenge_certificate(site, ca,
+                                                                              tmp_path):
+    """TLS-ALPN-01 (RFC 8737): the CA's ClientHello names the server and
+    acme-tls/1.  A long one (a post-quantum key share: Go's, so the CA's
+    too, is over 1.2 KB) comes in two TCP segments; the certificate is
+    chosen once it is whole, not from the first segment alone."""
+    from flashplug.transport import TLSTransport
+    root, cert, key, ca_path = site
+    challenge, challenge_key = write_pair(ca, tmp_path / "certs", "a.test", stem="challenge")
+    certs = Certificates([(str(cert), str(key), ()),
+                          (str(challenge), str(challenge_key), (), "acme-tls/1")])
+    hello, client, incoming, outgoing = hello_bytes("a.test", ["acme-tls/1"])
+    server_sock, client_sock = socket.socketpair()
+    server_sock.setblocking(False)
+    transport = TLSTransport(server_sock, certs)
+    buf = bytearray(65536)
+    half = len(hello) // 2
+    for piece in (hello[:half], hello[half:]):
+        client_sock.sendall(piece)
+        with pytest.raises(BlockingIOError):
+            transport.recv_into(buf)
+    client_sock.settimeout(5)
+    while True:
+        incoming.write(client_sock.recv(65536))
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pass
+    assert client.selected_alpn_protocol() == "acme-tls/1"
+    assert client.getpeercert(binary_form=True) == ssl.PEM_cert_to_DER_cert(
+        challenge.read_text().split("-----END CERTIFICATE-----")[0]
+        + "-----END CERTIFICATE-----\n")
+    transport.close()
+    client_sock.close()
