@@ -170,10 +170,7 @@ class Connection(H1Protocol, RequestCycle):
             h2 = _RECV_BUFFER.startswith(b"PRI", 0, n)
         else:
             h2 = transport.tls.selected_alpn_protocol() == "h2"
-            app = checked_view(self.app, transport)
-            if app is not self.app:        # requests may need a 421 Misdirected Request
-                self.app = app
-                self.target_path_ok = False
+            self.app = checked_view(self.app, transport)   # (421 Misdirected Request)
         if h2:
             self._hand_over(bytes(_RECV_VIEW[:n]))
             return

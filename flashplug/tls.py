@@ -321,6 +321,7 @@ class Certificates:
             ctx for ctx in self.contexts
             if any(other is not ctx and not _covers(names_of[ctx], name)
                    for name, other in self.by_name.items()))
+        self.views = {}     # a checked context -> the App as its connections see it (misdirect)
         # No certificate yet (a plugin's first one is on its way): a context
         # without one, so a handshake fails with an alert, never a crash.
         self.default = self.contexts[0] if self.contexts else server_context(None, None)
