@@ -337,13 +337,17 @@ class Certificates:
         """The context for a server name: exact, then one wildcard label."""
         if name is None:
             return self.default
-        name = name.lower().rstrip(".")
+        return self._owner(name.lower().rstrip(".")) or self.default
+
+    def _owner(self, name):
+        """The context of the certificate for ``name`` (lowercase, no
+        trailing dot): exact, then a wildcard for its first label, never an
+        empty one (".example.org"), as SiteTable; None when none is."""
         ctx = self.by_name.get(name)
         if ctx is None:
-            # One label, never an empty one (".example.org"), as SiteTable.
             label, _, parent = name.partition(".")
             ctx = self.by_name.get("*." + parent) if label and parent else None
-        return ctx or self.default
+        return ctx
 
     def misdirects(self, ctx, host):
         """True when a request for ``host`` (``Request.host``: lowercase,
@@ -357,10 +361,7 @@ class Certificates:
         RFC 9113 §9.1.1)."""
         if not host:
             return False
-        owner = self.by_name.get(host)
-        if owner is None:
-            label, _, parent = host.partition(".")
-            owner = self.by_name.get("*." + parent) if label and parent else None
+        owner = self._owner(host)
         return owner is not None and owner is not ctx \
             and not _covers(self.names_of.get(ctx, ()), host)
 
