@@ -396,3 +396,33 @@ def test_a_challenge_hello_in_two_segments_still_gets_the_challenge_certificate(
         + "-----END CERTIFICATE-----\n")
     transport.close()
     client_sock.close()
+
+
+def test_acme_requests_refused_for_their_nonce_are_retried():
+    """RFC 8555 §6.5: a request the CA refuses with badNonce is retried
+    with a fresh nonce.  certbot's library tries twice; pebble refuses 5%
+    of good nonces, so a whole order failed now and then (a retry in 10
+    minutes).  Here the CA refuses three times, then answers."""
+    pytest.importorskip("acme", reason="pip install 'flashplug[acme]'")
+    from acme import messages
+    from flashplug_plugins.acme.client import Network
+
+    answers = []
+
+    def post_once(*args, **kwargs):
+        answers.append(args)
+        if len(answers) <= 3:
+            raise messages.Error(typ="urn:ietf:params:acme:error:badNonce")
+        return "answered"
+    net = Network.__new__(Network)
+    net._post_once = post_once
+    assert net.post("https://ca.test/finalize", b"{}") == "answered" and len(answers) == 4
+    answers.clear()
+
+    def refused(*args, **kwargs):
+        answers.append(args)
+        raise messages.Error(typ="urn:ietf:params:acme:error:rejectedIdentifier")
+    net._post_once = refused
+    with pytest.raises(messages.Error):
+        net.post("https://ca.test/new-order", b"{}")
+    assert len(answers) == 1       # other errors are not retried
