@@ -9,7 +9,9 @@ Theory of operation, for one request:
 2. **Send.**  A new request head (``message.request_head``), then the body
    as the kernel parsed it, with our framing, copied by a feeder task that
    waits on the upstream (``drain``, ``--proxy-send-timeout``): a slow
-   upstream slows the client's upload down.
+   upstream slows the client's upload down.  A chunked body is read ahead
+   first (``CHUNKED_AHEAD``), to go with a Content-Length if it ends.  An
+   OPTIONS or TRACE with ``Max-Forwards: 0`` is answered here instead.
 3. **Head.**  The response is parsed as it arrives (``ResponseReader``),
    each wait bounded by ``--proxy-read-timeout`` (504).  A broken
    response is a 502.  A request without a body that meets a closed
@@ -33,7 +35,7 @@ from urllib.parse import quote
 
 from flashplug import HTTPError, Response
 
-from .message import chunk, connection_tokens, request_head
+from .message import MAX_FORWARDS_METHODS, chunk, connection_tokens, max_forwards, request_head
 from .tunnel import tunnel_response
 from .upstream import ConnectFailed
 
@@ -42,6 +44,14 @@ log = logging.getLogger("flashplug.proxy")
 #: A response complete with its head, and no larger than this, goes out
 #: with a Content-Length in one write.
 SMALL_BODY = 64 * 1024
+#: A chunked request body is read this far before anything goes upstream:
+#: one that ends by then goes with a Content-Length (what every upstream
+#: reads; nginx buffers whole bodies by default), a longer one chunked.
+CHUNKED_AHEAD = 64 * 1024
+#: What flashplug answers OPTIONS with, as the final recipient (a
+#: Max-Forwards of 0): the methods it passes upstream, bar TRACE, which it
+#: does not reflect itself (nginx answers TRACE with 405 too).
+FINAL_ALLOW = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
 
 
 class UpstreamFailed(Exception):
@@ -71,8 +81,17 @@ class ProxyHandler:
         return path + "?" + request.query if request.query else path
 
     async def __call__(self, request):
+        if request.method in MAX_FORWARDS_METHODS and max_forwards(request) == 0:
+            # RFC 9110 §7.6.2: not forwarded; answered as the final recipient.
+            if request.method == "OPTIONS":
+                return Response(200, [("Allow", FINAL_ALLOW)], b"")
+            raise HTTPError(405, "Method Not Allowed", [("Allow", FINAL_ALLOW)])
         upgrade = _upgrade_asked(request)
-        head = request_head(request, self.target(request), upgrade, self._authority)
+        body = request.body
+        length = None
+        if request.chunked:
+            length, body = await self._chunked_body(request)
+        head = request_head(request, self.target(request), upgrade, self._authority, length)
         has_body = bool(request.content_length) or request.chunked
         # The worker's loop as the kernel gives it: asyncio.get_running_loop()
         # costs a getpid() system call on Python before 3.12.
@@ -106,7 +125,8 @@ class ProxyHandler:
             peer.active += 1
             peer.requests += 1
             try:
-                return await self._exchange(request, peer, conn, head, has_body, upgrade)
+                return await self._exchange(request, peer, conn, head, body, has_body,
+                                            upgrade, length is None)
             except _Stale:
                 if reused and not fresh:
                     log.info("%s: a kept-alive connection was closed; trying a new one",
@@ -116,21 +136,46 @@ class ProxyHandler:
                 self._failed(peer, loop, "closed the connection without a response")
                 raise HTTPError(502, "Bad Gateway") from None
 
+    async def _chunked_body(self, request):
+        """``(length, chunks)`` of a chunked request body, read ahead up to
+        CHUNKED_AHEAD bytes: its length if it ended by then (it goes with a
+        Content-Length), else None (it goes chunked), and the body to send.
+
+        RFC 9112 §7: a client may send chunked only to a server it knows
+        reads HTTP/1.1.  An upstream that answered HTTP/1.0 gets the long
+        body refused with 411, as nginx did before it buffered bodies.
+        """
+        body = request.body.__aiter__()
+        held, size = [], 0
+        while size <= CHUNKED_AHEAD:
+            try:
+                data = await body.__anext__()
+            except StopAsyncIteration:
+                return size, _replay(held, None)
+            held.append(data)
+            size += len(data)
+        if self.group.http10:
+            log.error("%s: 411: a chunked request body over %d bytes for an HTTP/1.0 "
+                      "upstream", self.mapping.prefix, CHUNKED_AHEAD)
+            raise HTTPError(411, "Length Required", close=True)
+        return None, _replay(held, body)
+
     def _failed(self, peer, loop, cause, status=502):
         out = self.group.failed(peer, loop.time())
         log.error("%s: %d: %s%s", peer.name, status, cause,
                   f"; out for {self.group.fail_timeout:g}s" if out else "")
 
-    async def _exchange(self, request, peer, conn, head, has_body, upgrade):
+    async def _exchange(self, request, peer, conn, head, body, has_body, upgrade, chunked):
         """Send the request on ``conn`` and return the Response.  The peer's
-        ``active`` count is taken back when the exchange ends, whichever way."""
+        ``active`` count is taken back when the exchange ends, whichever way.
+        ``body``: the request body's chunks; ``chunked``: sent chunked."""
         s = self.settings
         exchange = _Exchange(peer, conn)
-        conn.begin(request.method == "HEAD", upgrade is not None)
+        conn.begin(request.method == "HEAD", upgrade)
         conn.write(head)
         if has_body:
             exchange.feeder = conn.loop.create_task(
-                _feed(conn, request.body, request.chunked, s.send_timeout))
+                _feed(conn, body, request.chunked and chunked, s.send_timeout))
         reader = conn.reader
         try:
             # The connection parses the response as it arrives; this waits
@@ -153,6 +198,7 @@ class ProxyHandler:
                                  504)
                     raise HTTPError(504, "Gateway Timeout") from None
             peer.succeeded()
+            peer.http10 = reader.http10
             if reader.status == 101:
                 return tunnel_response(reader, exchange, self.settings)
             if reader.done and reader.pending <= SMALL_BODY:
@@ -288,6 +334,15 @@ def _upgrade_asked(request):
 
 # The protocol names of HTTP/2 in an Upgrade field (RFC 9113 §3.1).
 _HTTP2 = ("h2c", "h2")
+
+
+async def _replay(held, rest):
+    """The chunks read ahead (``held``), then those of ``rest`` if any."""
+    for data in held:
+        yield data
+    if rest is not None:
+        async for data in rest:
+            yield data
 
 
 async def _feed(conn, body, chunked, timeout):
