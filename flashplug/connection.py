@@ -37,6 +37,7 @@ from flashplug.cycle import SESSION_SLOTS, KnownHead, RequestCycle, init_session
 from flashplug.h2conn import H2Connection
 from flashplug.http.body import PAUSE_BODY, BodyReader
 from flashplug.http.h1 import HIGH_WATER, PAUSE_TIMEOUT, PAUSE_UPGRADE, H1Protocol, known_key
+from flashplug.misdirect import checked_view
 from flashplug.residency import DONE, FAILED, OFFLOAD, WINDOW, WOULD_BLOCK, FileRange
 from flashplug.transport import PlainHTTP
 from flashplug.tunnel import Tunnel
@@ -184,6 +185,7 @@ class Connection(H1Protocol, RequestCycle):
             h2 = _RECV_BUFFER.startswith(b"PRI", 0, n)
         else:
             h2 = transport.tls.selected_alpn_protocol() == "h2"
+            self.app = checked_view(self.app, transport)   # (421 Misdirected Request)
         if h2:
             self._hand_over(bytes(_RECV_VIEW[:n]))
             return

@@ -29,8 +29,10 @@ context they started with, so nothing is dropped.
 Security defaults (Mozilla's "intermediate" profile): TLS 1.2 and 1.3
 only; for TLS 1.2 only ECDHE key exchange with AES-GCM or ChaCha20-Poly1305
 (forward secrecy, AEAD); no TLS compression (CRIME); no renegotiation at
-all; ALPN offers ``h2`` then ``http/1.1`` (``http/1.1`` alone with
-``--no-http2``); TLS 1.3 session tickets for resumption.  RFC 9113 §9.2
+all; ALPN offers ``h2``, ``http/1.1`` and ``http/1.0`` (no ``h2`` with
+``--no-http2``), and a client that offers ALPN but none of these gets the
+``no_application_protocol`` alert (RFC 7301 §3.2; ``refuses_alpn``); TLS
+1.3 session tickets for resumption.  RFC 9113 §9.2
 asks more of HTTP/2 over TLS 1.2 (no compression, no renegotiation, an
 ephemeral key exchange and an AEAD suite): these defaults are all that.
 """
@@ -39,6 +41,7 @@ import os
 import re
 import ssl
 import stat
+import sys
 import time
 
 from flashplug.errors import UsageError
@@ -53,8 +56,10 @@ TLS12_CIPHERS = ":".join((
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ))
-ALPN = ["h2", "http/1.1"]
-ALPN_H1 = ["http/1.1"]
+# http/1.0 last, as nginx offers it: a client that speaks nothing newer
+# (curl --http1.0) gets it rather than the no_application_protocol alert.
+ALPN = ["h2", "http/1.1", "http/1.0"]
+ALPN_H1 = ["http/1.1", "http/1.0"]
 _OID_SAN = "subjectAltName"
 
 
@@ -269,6 +274,7 @@ def client_hello(data):
 
 _HANDSHAKE, _CLIENT_HELLO = 0x16, 0x01
 _EXT_SERVER_NAME, _EXT_ALPN = 0, 16
+_ALPN_TYPE = _EXT_ALPN.to_bytes(2, "big")
 
 
 class Certificates:
@@ -284,6 +290,7 @@ class Certificates:
     """
 
     def __init__(self, entries, alpn=ALPN):
+        self.alpn = frozenset(alpn)
         self.by_name = {}
         self.contexts = []
         self.alpn_only = {}       # server name -> (ALPN protocol, context)
@@ -299,9 +306,22 @@ class Certificates:
             self.contexts.append(ctx)
             for name in names:
                 self.by_name[name] = ctx
+        names_of = {ctx: set() for ctx in self.contexts}
+        for name, ctx in self.by_name.items():
+            names_of[ctx].add(name)
         for cert, ctx in zip(served, self.contexts):
             for name in certificate_names(cert):
                 self.by_name.setdefault(name, ctx)
+                names_of[ctx].add(name)
+        self.names_of = names_of
+        # The contexts whose connections may be asked for a name another
+        # certificate covers and theirs does not (misdirects): only theirs
+        # pay for a check per request.
+        self.checked = frozenset(
+            ctx for ctx in self.contexts
+            if any(other is not ctx and not _covers(names_of[ctx], name)
+                   for name, other in self.by_name.items()))
+        self.views = {}     # a checked context -> the App as its connections see it (misdirect)
         # No certificate yet (a plugin's first one is on its way): a context
         # without one, so a handshake fails with an alert, never a crash.
         self.default = self.contexts[0] if self.contexts else server_context(None, None)
@@ -309,17 +329,41 @@ class Certificates:
             # With one certificate every name gets it: no Python call into
             # each handshake to say so.
             self.default.sni_callback = self._choose
+            if sys.unraisablehook is not _unraisable:
+                _unraisable.previous = sys.unraisablehook
+                sys.unraisablehook = _unraisable
 
     def context_for(self, name):
         """The context for a server name: exact, then one wildcard label."""
         if name is None:
             return self.default
-        name = name.lower().rstrip(".")
+        return self._owner(name.lower().rstrip(".")) or self.default
+
+    def _owner(self, name):
+        """The context of the certificate for ``name`` (lowercase, no
+        trailing dot): exact, then a wildcard for its first label, never an
+        empty one (".example.org"), as SiteTable; None when none is."""
         ctx = self.by_name.get(name)
         if ctx is None:
-            _, dot, parent = name.partition(".")
-            ctx = self.by_name.get("*." + parent) if dot else None
-        return ctx or self.default
+            label, _, parent = name.partition(".")
+            ctx = self.by_name.get("*." + parent) if label and parent else None
+        return ctx
+
+    def misdirects(self, ctx, host):
+        """True when a request for ``host`` (``Request.host``: lowercase,
+        no port) came over a connection whose certificate (``ctx``) does
+        not cover it while another certificate does: RFC 9110 §7.4 has
+        such a request rejected, with 421 (§15.5.20), so that the client
+        opens a connection for the name (RFC 9113 §9.1.2).  A name no
+        certificate covers (an IP address, an unknown name) is served, as
+        nginx serves it with its default certificate; so is one the
+        connection's certificate covers too (HTTP/2's connection reuse,
+        RFC 9113 §9.1.1)."""
+        if not host:
+            return False
+        owner = self._owner(host)
+        return owner is not None and owner is not ctx \
+            and not _covers(self.names_of.get(ctx, ()), host)
 
     def _choose(self, sslobj, name, _ctx):
         ctx = self.context_for(name)
@@ -331,6 +375,17 @@ class Certificates:
         """A server-side SSLObject for one connection, over memory BIOs."""
         return self.default.wrap_bio(incoming, outgoing, server_side=True)
 
+    def refuses_alpn(self, hello):
+        """True when the ClientHello ``hello`` (bytes) offers ALPN protocols
+        and none is ours: RFC 7301 §3.2 then asks for a fatal
+        ``no_application_protocol`` alert, as nginx sends, where OpenSSL
+        through Python would go on with no protocol.  Asked only of a
+        handshake that chose no protocol, so a usual one pays nothing."""
+        if _ALPN_TYPE not in hello:
+            return False    # no ALPN extension: skip the parse (most clients without one)
+        protocols = client_hello(hello)[1]
+        return bool(protocols) and self.alpn.isdisjoint(protocols)
+
     def special_session(self, hello, incoming, outgoing):
         """A session on the certificate reserved for the server name and an
         ALPN protocol the ClientHello ``hello`` offers (RFC 8737's
@@ -340,6 +395,32 @@ class Certificates:
         if reserved is None or reserved[0] not in protocols:
             return None
         return reserved[1].wrap_bio(incoming, outgoing, server_side=True)
+
+
+def _unraisable(unraisable):
+    """``sys.unraisablehook`` while an SNI callback is set: a server name
+    that is not ASCII (raw UTF-8, where RFC 6066 §3 wants A-labels) fails
+    CPython's decoding before the callback runs, and CPython would print
+    a traceback for each such handshake, one a client can repeat at will.
+    The handshake ends with an alert either way; it is logged at debug
+    level, like any other failed handshake.  Anything else goes to the
+    hook that was there before."""
+    error = unraisable.exc_value
+    if isinstance(error, UnicodeDecodeError) and error.object == unraisable.object:
+        log.debug("TLS handshake refused: a server name that is not ASCII: %r",
+                  bytes(error.object[:80]))
+        return
+    _unraisable.previous(unraisable)
+
+
+def _covers(names, host):
+    """Whether a certificate for ``names`` (lowercase, ``*.`` wildcards)
+    covers ``host``: exactly, or by a wildcard for one non-empty label
+    (RFC 6125 §6.4.3)."""
+    if host in names:
+        return True
+    label, _, parent = host.partition(".")
+    return bool(label and parent) and "*." + parent in names
 
 
 def load_certificates(config):

@@ -107,6 +107,10 @@ _CIPHERTEXT = bytearray(_TLS_RECV)
 _CIPHERTEXT_VIEW = memoryview(_CIPHERTEXT)
 # The first byte of a TLS record that starts a handshake (RFC 8446 §5.1).
 _HANDSHAKE = 0x16
+# A fatal no_application_protocol alert (120) in a plaintext record: the
+# answer to a ClientHello whose ALPN protocols are none of ours (RFC 7301
+# §3.2), sent in place of the server's first flight.
+_NO_APPLICATION_PROTOCOL = b"\x15\x03\x03\x00\x02\x02\x78"
 _PLAIN_HTTP_BODY = (b"<html><head><title>400 The plain HTTP request was sent to HTTPS port"
                     b"</title></head><body><h1>400 Bad Request</h1><p>The plain HTTP request "
                     b"was sent to HTTPS port.</p></body></html>\n")
@@ -166,7 +170,8 @@ class TLSTransport:
     """
 
     __slots__ = ("sock", "fd", "tls", "incoming", "outgoing", "tail", "backlog",
-                 "started", "handshaken", "on_backlog", "settimeout", "certificates")
+                 "started", "handshaken", "on_backlog", "settimeout", "certificates",
+                 "hello", "choosing")
 
     zero_copy = False
     scheme = "https"
@@ -183,6 +188,8 @@ class TLSTransport:
         self.tail = b""           # ciphertext read from outgoing the socket did not take
         self.backlog = 0
         self.started = False      # the client's first bytes have arrived
+        self.hello = None         # the ClientHello's bytes until OpenSSL answers it
+        self.choosing = False     # held from OpenSSL until the ClientHello is whole
         self.handshaken = False
         self.on_backlog = None
         self.settimeout = sock.settimeout
@@ -256,16 +263,31 @@ class TLSTransport:
                 raise PlainHTTP(data, max(0, sent - (len(PLAIN_HTTP_ANSWER)
                                                      - len(_PLAIN_HTTP_BODY))))
             raise TLSError("not a TLS handshake")
-        if not self.started and self.certificates.alpn_only:
-            # A challenge certificate is out (RFC 8737): is this the CA?
-            special = self.certificates.special_session(data, self.incoming, self.outgoing)
+        if not self.started:
+            self.started = True
+            self.hello = data
+            self.choosing = bool(self.certificates.alpn_only)
+        elif self.hello is not None:
+            self.hello += data        # a ClientHello over several reads
+        if self.choosing:
+            # A challenge certificate is out (RFC 8737): is this the CA?  Its
+            # ClientHello may come in several segments (a post-quantum key
+            # share makes it longer than one): OpenSSL gets nothing until
+            # the first record is whole, within the header timeout.
+            hello = self.hello
+            if len(hello) < 5 + int.from_bytes(hello[3:5], "big"):
+                raise BlockingIOError
+            self.choosing = False
+            special = self.certificates.special_session(hello, self.incoming, self.outgoing)
             if special is not None:
                 self.tls = special
-        self.started = True
+            data = hello
         self.incoming.write(data)
         try:
             self.tls.do_handshake()
         except ssl.SSLWantReadError:
+            if self.hello is not None and self.outgoing.pending:
+                self._answered_hello()
             self._after_write()
             raise BlockingIOError from None
         except ssl.SSLError as e:
@@ -277,6 +299,22 @@ class TLSTransport:
             # handshake: it goes now.  TLS 1.3 has only session tickets
             # left, which recv_into sends with the first response.
             self._after_write()
+
+    def _answered_hello(self):
+        """OpenSSL has answered the ClientHello (its first flight waits in
+        ``outgoing``): refuse it instead when its ALPN protocols are none
+        of ours (``Certificates.refuses_alpn``).  A handshake that chose a
+        protocol, nearly all, costs one call here."""
+        hello, self.hello = self.hello, None
+        if self.tls.selected_alpn_protocol() is None and \
+                self.certificates.refuses_alpn(hello):
+            self.outgoing.read()      # the ServerHello flight: never sent
+            try:
+                self.sock.send(_NO_APPLICATION_PROTOCOL)
+            except OSError:
+                pass
+            raise TLSError("TLS handshake: no ALPN protocol in common "
+                           "(no_application_protocol)")
 
     # -- writing -------------------------------------------------------------------------
 
