@@ -483,7 +483,9 @@ class Vhost:
             and not self.router.by_host and not self.router.claims_all
         self.facade = Server(app, self)
         for route in routes:
-            app.route_handlers[id(route.handler)] = (route.handler, app.owner_text(route.handler))
+            app.route_handlers[id(route.handler)] = (
+                route.handler, app.owner_text(route.handler),
+                getattr(route.handler, "start_reply", None))   # flashplug.reply
 
 
 def site_hooks(pm, enabled):
