@@ -371,8 +371,8 @@ class RequestCycle:
                 if self._send_cached_response(request, entry):
                     return
         elif handler is not None:
-            known = app.route_handlers.get(id(handler))
-            if known is not None and known[2] is not None and known[0] is handler:
+            known = app.reply_starters.get(id(handler))
+            if known is not None and known[0] is handler:
                 # A gateway's handler that answers from a callback: no task.
                 reply = self.task = Reply(self, request, known[1])
                 try:
