@@ -370,7 +370,7 @@ class RequestCycle:
                         return
                 if self._send_cached_response(request, entry):
                     return
-        elif handler is not None:
+        elif handler is not None and app.reply_starters:
             known = app.reply_starters.get(id(handler))
             if known is not None and known[0] is handler:
                 # A gateway's handler that answers from a callback: no task.
