@@ -16,7 +16,7 @@ given back as they arrive, unless the handler's buffer is full, then when
 it drains, so a slow handler slows its own stream only.
 
 Limits and defenses (each has a test in tests/integration/test_h2_attacks.py):
-``SETTINGS_MAX_CONCURRENT_STREAMS`` 100 (more is a connection error), a
+``SETTINGS_MAX_CONCURRENT_STREAMS`` 100 (more are refused, REFUSED_STREAM), a
 64 KiB header list (an HPACK bomb fails decoding), 16 KiB frames, at most
 64 CONTINUATION frames per header block (h2's own bound), at most
 ``MAX_REQUESTS`` streams per connection (then GOAWAY, as nginx's
@@ -52,7 +52,7 @@ from flashplug.http.h2_checks import StreamError, check_trailers, request_parts
 from flashplug.http.forwarded import request_client
 from flashplug.http.message import Headers, Request
 from flashplug.h2output import H2Output, ResponseEncoder
-from flashplug.h2proto import BodyLengthMismatch, MalformedFields, ServerConnection
+from flashplug.h2proto import BodyLengthMismatch, MalformedFields, Refused, ServerConnection
 from flashplug.h2stream import H2Stream
 
 log = logging.getLogger("flashplug.connection")
@@ -323,6 +323,13 @@ class H2Connection(H2Output):
         reset the stream (RFC 9113 §8.1.1)."""
         log.info("HTTP/2 stream %d from %s reset: malformed request: %s",
                  event.stream_id, self.peer_addr, event.reason)
+        self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
+
+    def _on_refused(self, event):
+        """A stream past SETTINGS_MAX_CONCURRENT_STREAMS; h2 has reset it
+        (REFUSED_STREAM, RFC 9113 §5.1.2), so the client may retry it."""
+        log.info("HTTP/2 stream %d from %s refused: more than %d streams at once",
+                 event.stream_id, self.peer_addr, MAX_CONCURRENT_STREAMS)
         self._count(resets=1)      # a stream opened to be reset, like Rapid Reset
 
     def _on_trailers(self, event):
@@ -620,6 +627,7 @@ _HANDLERS = {
     h2.events.DataReceived: H2Connection._on_data,
     BodyLengthMismatch: H2Connection._on_bad_length,
     MalformedFields: H2Connection._on_malformed,
+    Refused: H2Connection._on_refused,
     h2.events.TrailersReceived: H2Connection._on_trailers,
     h2.events.StreamEnded: H2Connection._on_stream_ended,
     h2.events.StreamReset: H2Connection._on_reset,

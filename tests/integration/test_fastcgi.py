@@ -642,7 +642,11 @@ def test_spawned_php_cgi_recycles_after_max_requests(serve):
             r = session.get(s.url + f"/app.php?name=n{i}")
             assert r.status_code == 200 and fields(r.text)["name"] == f"n{i}"
     assert "served 5 requests; replacing it" in s.log()
-    wait_until(lambda: len(children_of(s.proc.pid)) == 2, what="draining processes to stop")
+    # The last replacement is listed as "starting" from before its spawn
+    # returns, when its process may already be a child.
+    wait_until(lambda: len(children_of(s.proc.pid)) == 2
+               and {r["state"] for r in processes(s)} == {"running"},
+               what="draining processes to stop and their replacements to run")
     rows = processes(s)
     # A keep-alive connection is reused, so the requests went to one process
     # slot, whose process was replaced every 5 requests.

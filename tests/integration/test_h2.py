@@ -390,7 +390,9 @@ def test_h2load_tls(server_factory, site):
 
 def test_cold_ranges_are_read_in_by_helpers(h2c_server, docroot):
     """Pages not in memory are read by a helper, never on the loop."""
-    path = docroot / "big.bin"
+    # A file of its own, which no other test has read (or is reading).
+    path = docroot / "cold.bin"
+    path.write_bytes(BIG)
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -398,7 +400,7 @@ def test_cold_ranges_are_read_in_by_helpers(h2c_server, docroot):
     finally:
         os.close(fd)
     with h2_client(h2c_server) as c:
-        r = c.get("/big.bin", headers={"Range": "bytes=2000000-2999999"})
+        r = c.get("/cold.bin", headers={"Range": "bytes=2000000-2999999"})
         assert r.status_code == 206 and r.content == BIG[2000000:3000000]
         stats = c.get("/server-status?format=json").json()
     assert stats["residency_offloads"] >= 1
