@@ -3,8 +3,10 @@
 Theory of operation: requests leave the protocol (``flashplug.http.h1``) in
 order; ``RequestCycle`` answers them one at a time.  ``_start`` routes the
 oldest one.  A fresh cached file is answered on the spot (no Task, no
-hook); anything else runs the handler as a task (``_serve``) through the
-driver's ``spawn``.  When a request is answered and its body is in,
+hook); a route handler with ``start_reply`` starts the request with no
+task and answers later through a ``Reply`` (``flashplug.reply``), which
+stands in ``task`` meanwhile; anything else runs the handler as a task
+(``_serve``) through the driver's ``spawn``.  When a request is answered and its body is in,
 ``_finish_request`` moves on.  Queued requests are taken by a loop
 (``_dispatch``), never by recursion, so a thousand pipelined cached
 requests cost a thousand turns of one loop, not a thousand stack frames.
