@@ -161,7 +161,7 @@ def check_headers(headers):
     fields.  Returns the values of its Content-Length fields (a list of
     str), or None when it has none: counted on the way, not in a second
     pass."""
-    if type(headers) is not list:
+    if type(headers) is not list and type(headers) is not CheckedFields:
         hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
         raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
                               f"(name, value) pairs{hint}")

@@ -233,21 +233,38 @@ def test_checked_fields_are_kept_and_not_checked_again():
     assert len(check_headers_calls) == 1         # the plain list only
 
 
-@pytest.mark.parametrize("add", [
-    lambda f: f.append(("X-B", "a\r\nSet-Cookie: x=1")),
-    lambda f: f.extend([("X-B", "a\nb")]),
-    lambda f: f.insert(0, ("X-B", "a\x00b")),
-    lambda f: f.__iadd__([("Bad Name", "1")]),
-    lambda f: f.__setitem__(0, ("X-B", "a\rb")),
-    lambda f: f.__setitem__(slice(0, 1), [("X-B", "a\rb")]),
+ADDS = [
+    lambda f, field: f.append(field),
+    lambda f, field: f.extend([field]),
+    lambda f, field: f.insert(0, field),
+    lambda f, field: f.__iadd__([field]),
+    lambda f, field: f.__setitem__(0, field),
+    lambda f, field: f.__setitem__(slice(0, 1), [field]),
+]
+
+
+@pytest.mark.parametrize("add", ADDS)
+@pytest.mark.parametrize("field,match", [
+    (("X-B", "a\r\nSet-Cookie: x=1"), r"control character \(CR"),
+    (("Bad Name", "1"), "is not a token"),
+    (("X-B", "a\x00b"), r"control character \(NUL"),
 ])
-def test_a_field_added_to_checked_fields_is_checked(add):
+def test_a_field_added_to_checked_fields_is_checked(add, field, match):
     from flashplug.http.validate import CheckedFields
     fields = CheckedFields([("X-A", "1")])
-    add(fields)
+    add(fields, field)
     assert not fields.checked
-    with pytest.raises(ResponseMistake):
+    with pytest.raises(ResponseMistake, match=match):
         check_response(Response(200, fields, b"ok"))
+
+
+@pytest.mark.parametrize("add", ADDS)
+def test_a_good_field_added_to_checked_fields_goes_out(add):
+    """A response-headers hook may add to the fields, as to any list."""
+    from flashplug.http.validate import CheckedFields
+    fields = CheckedFields([("X-A", "1")])
+    add(fields, ("X-Added", "yes"))
+    assert ("X-Added", "yes") in check_response(Response(200, fields, b"ok")).headers
 
 
 def test_checked_fields_content_length_is_still_weighed_against_the_body():
