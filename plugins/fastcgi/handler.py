@@ -108,14 +108,20 @@ class FastCGIHandler:
         exchange = pool.begin_now(self._params(request, script_params, None), False)
         if exchange is None:
             return False
+        if exchange.error is not None or exchange.stdout_done:
+            # It failed as it was sent (the connection broke): nothing will
+            # wake a wait, so answer now.
+            self._reply_ready(mapping, request, reply, exchange)
+            return True
         waiter = exchange.ready(exchange.conn.loop.time() + self.settings.timeout)
         reply.on_cancel = exchange.abort
         waiter.add_done_callback(
             functools.partial(self._reply_ready, mapping, request, reply, exchange))
         return True
 
-    def _reply_ready(self, mapping, request, reply, exchange, waiter):
-        """The exchange of :meth:`start_reply` woke: answer through ``reply``."""
+    def _reply_ready(self, mapping, request, reply, exchange, waiter=None):
+        """The exchange of :meth:`start_reply` woke (``waiter``, the wait
+        that ended), or failed at once: answer through ``reply``."""
         if reply.done():
             return    # the client went away (``on_cancel`` aborted the exchange)
         reply.on_cancel = None
@@ -124,7 +130,8 @@ class FastCGIHandler:
             if exchange.head is None:
                 _stop(exchange, None, abort=True)
                 try:
-                    self._head_failed(exchange, waiter.exception(), name, retry=True)
+                    self._head_failed(exchange, waiter and waiter.exception(), name,
+                                      retry=True)
                 except _Retry:
                     reply.follow(self.handle(mapping, request, fresh=True))
                     return
