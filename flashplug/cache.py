@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 
 from flashplug.http.conditionals import make_etag
-from flashplug.http.dates import format_http_date
+from flashplug.http.dates import format_http_date, nameable
 from flashplug.http.mime import content_type_for
 from flashplug.residency import MINCORE, PROBE_NEEDS_MAPPING, WINDOW, read_in
 
@@ -50,14 +50,17 @@ class FileEntry:
         ino, _dev, file_size, mtime_ns = ident
         self.fspath = fspath
         self.size = file_size if size is None else size
-        # A modification time in the future is sent as "now": Last-Modified
-        # must not be later than the response's Date (RFC 9110 §8.8.2.1).
-        modified = min(mtime_ns / 1e9, time.time())
-        self.mtime = int(modified)
+        # Whole seconds, floored from the nanoseconds exactly: a float
+        # rounds 12:26:40.999999999 up to :41, and int() rounds -1.5 s up to
+        # -1 where the date sent shows -2 (so its own Last-Modified never
+        # gave a 304).  A time in the future is sent as "now":
+        # Last-Modified must not be later than the response's Date (RFC 9110
+        # §8.8.2.1); one before year 1 as the first date an HTTP-date names.
+        self.mtime = min(nameable(mtime_ns // 1_000_000_000), int(time.time()))
         self.ident = ident
         etag = make_etag(mtime_ns, file_size, ino)
         self.etag = etag if coding is None else f'{etag[:-1]}-{coding}"'
-        self.last_modified = format_http_date(modified)
+        self.last_modified = format_http_date(self.mtime)
         self.content_type = content_type
         self.coding = coding
         self.vary = vary

@@ -131,14 +131,17 @@ class ErrorItem:
     ``line``: what was read of it for the access log, ``(method, target,
     version, referer, agent)`` (str or None), or None when not even its
     request line was (logged ``"-"``); nginx too logs what it could read.
+    ``method``: its method (str) as far as read, or None; the answer to a
+    HEAD has no content (RFC 9110 §9.3.2), an error's neither.
     """
 
-    __slots__ = ("status", "message", "line")
+    __slots__ = ("status", "message", "line", "method")
 
-    def __init__(self, status, message, line=None):
+    def __init__(self, status, message, line=None, method=None):
         self.status = status
         self.message = message
         self.line = line
+        self.method = method if method is not None or line is None else line[0]
 
 
 class RequestCycle:
@@ -330,7 +333,7 @@ class RequestCycle:
         if type(request) is ErrorItem:
             self.active = request
             self.task = self.spawn(self._send_error(None, request.status, request.message,
-                                                    request.line))
+                                                    request.line, request.method))
             return
         if self.deferred:
             self.deferred = False        # its body is now read: the route is known
@@ -353,8 +356,9 @@ class RequestCycle:
                 self.deferred = True
                 return
             # A client waiting for "100 Continue" gets the final answer now
-            # instead (RFC 9110 §10.1.1); a body it sends anyway is discarded.
-            self.continue_for = None
+            # instead (RFC 9110 §10.1.1), the connection's last
+            # (_answered_early).
+            request.keep_alive = False
         if handler is None and request.path is not None and request.method in ("GET", "HEAD"):
             site = request.server._site
             entry = site.static.fast_entry(request)
@@ -416,6 +420,8 @@ class RequestCycle:
         self._answered = True
         if request.complete:
             self._finish_request()
+        else:
+            self._answered_early(request)
         return True
 
     def _remember_loaded(self, request):
@@ -445,6 +451,8 @@ class RequestCycle:
         self._answered = True
         if request.complete:
             self._finish_request()
+        else:
+            self._answered_early(request)
 
     async def _serve(self, request, handler, answer=None):
         """Answer ``request`` with ``handler``'s Response, or with what
@@ -508,9 +516,22 @@ class RequestCycle:
         if request.complete:
             self._finish_request()
         else:
-            # The handler answered without reading the whole body: the rest
-            # will be read and thrown away, so the connection stays usable.
-            request.body.discard()
+            self._answered_early(request)
+
+    def _answered_early(self, request):
+        """``request`` is answered before its body ended: the rest is read
+        and thrown away, so the connection stays usable; unless the client
+        waits for a "100 Continue" it never got (RFC 9110 §10.1.1): it may
+        never send the body, or send its next request in its place, so the
+        answer said "Connection: close" (``framing._head``) and the
+        connection closes once it is sent (Go's net/http and Node.js do
+        the same)."""
+        request.body.discard()
+        if self.continue_for is request:
+            # Its body may be on its way even so: a lingering close, so
+            # that it does not reset the connection under our answer.
+            self.last_asked = False
+            self._close_when_flushed()
 
     def _finish_request(self):
         """The active request is answered and its body is in: go on."""
@@ -546,11 +567,12 @@ class RequestCycle:
                 and not self.closed:
             self._close_when_flushed()   # a half-closed client has had all its answers
 
-    def _queue_error(self, status, message, line=None):
+    def _queue_error(self, status, message, line=None, method=None):
         """Answer, in turn, a request that could not be parsed; then close.
 
         Requests parsed before it are still answered first, in order;
-        ``line`` is what the access log shows of it (see ErrorItem).
+        ``line`` is what the access log shows of it and ``method`` its
+        method as far as read (see ErrorItem).
         """
         request = self.m_request
         self.unparsed = None
@@ -563,17 +585,18 @@ class RequestCycle:
                     self.task.cancel()
                 self.active = None
                 self.deferred = False
-        item = ErrorItem(status, message, line)
+        item = ErrorItem(status, message, line, method)
         if self.active is None:
             self._start(item)
         else:
             self.pending.append(item)
 
-    async def _send_error(self, request, status, message, line=None):
+    async def _send_error(self, request, status, message, line=None, method=None):
         self.closing = True
         response = await self.app.error_answer(request, status, message)
         try:
-            response, sent = await send_response(self, request, response, force_close=True)
+            response, sent = await send_response(self, request, response, force_close=True,
+                                                 method=method)
         except (ConnectionError, OSError):
             self.abort()
             return

@@ -82,8 +82,9 @@ def write_entry(conn, head_only, version, keep, entry):
     return entry.size
 
 
-async def send_response(conn, request, response, force_close=False):
-    """Frame and write ``response`` on ``conn``.
+async def send_response(conn, request, response, force_close=False, method=None):
+    """Frame and write ``response`` on ``conn``; ``method`` is that of a
+    message that could not be parsed (``request`` None), as far as read.
 
     Returns the response actually sent (a 500 replaces it when a
     response-headers hook fails) and the number of body bytes sent.
@@ -116,7 +117,7 @@ async def send_response(conn, request, response, force_close=False):
     if response.raw:
         conn.closing = True
         return response, await _send_stream(conn, response.stream, chunked=False)
-    head, head_only, chunked = _head(conn, request, response, force_close)
+    head, head_only, chunked = _head(conn, request, response, force_close, method)
     stream = response.stream
     if head_only:
         conn.write(head)
@@ -149,16 +150,20 @@ def send_now(conn, request, response):
     return _write_whole(conn, head, response.body)
 
 
-def _head(conn, request, response, force_close):
+def _head(conn, request, response, force_close, method=None):
     """The response head (bytes) of ``response`` on ``conn``, whether it
     goes without a body (a HEAD, or a status that carries none) and
     whether the body is sent chunked.  Marks the connection closing when
-    the response is its last."""
+    the response is its last.  ``method``: see ``send_response``."""
     app = conn.app
     status = response.status
-    method = request.method if request is not None else "GET"
+    if request is not None:
+        method = request.method
+    # A client still waiting for "100 Continue" gets no more answers on
+    # this connection (see RequestCycle._answered_early).
     keep = (not force_close and not response.close and not conn.closing
-            and not app.stopping and request is not None and request.keep_alive)
+            and not app.stopping and request is not None and request.keep_alive
+            and (conn.continue_for is not request or request.complete))
     # 1xx, 204, 205 and 304 carry no content whatever the handler says; the
     # framing fields it gave go too (flashplug.http.framing), and 205 is
     # framed as empty.
@@ -168,15 +173,12 @@ def _head(conn, request, response, force_close):
     stream = response.stream
     fields = []
     has_length = False
-    has_type = False
     for name, value in response.headers:
         lname = name.lower()
         if lname in _OURS or (empty and lname in FRAMING_FIELDS):
             continue
         if lname == "content-length":
             has_length = True
-        elif lname == "content-type":
-            has_type = True
         fields.append(f"{name}: {value}\r\n")
     # The handler's fields encoded at once (their values were checked to
     # be ISO-8859-1; "replace" is for the kernel's own responses).
@@ -196,8 +198,6 @@ def _head(conn, request, response, force_close):
         length = body.length if type(body) is FileBody else len(body)
         if not has_length:
             lines.append(b"Content-Length: %d\r\n" % length)
-        if not has_type and length and type(body) is not FileBody:
-            lines.append(b"Content-Type: application/octet-stream\r\n")
     if keep:
         if request.version == "1.0":
             lines.append(b"Connection: keep-alive\r\n")

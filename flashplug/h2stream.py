@@ -188,6 +188,12 @@ class H2Stream(RequestCycle):
         self.active = None
         self.driver.finished(self)
 
+    def _answered_early(self, request):
+        # The stream's end drains the rest of the body, or resets the
+        # stream when none can come (h2output's _ended): the connection
+        # goes on either way.
+        request.body.discard()
+
     def abort(self):
         self.driver.reset(self, ErrorCodes.INTERNAL_ERROR)
 

@@ -34,6 +34,27 @@ _RFC850 = re.compile(_LONG_DAY + r", (\d\d)-" + _MONTH + r"-(\d\d) " + _TIME + "
 # Sun Nov  6 08:49:37 1994   (day of month padded with a space)
 _ASCTIME = re.compile(_DAY + " " + _MONTH + r" ([ \d]\d) " + _TIME + r" (\d{4})", re.ASCII)
 
+# The four-digit year may be 0000, which ``calendar`` (datetime.MINYEAR is
+# 1) refuses: such a date is read 400 years later, in the same leap-year
+# cycle, and moved back by the seconds of 400 Gregorian years.
+_CYCLE_YEARS = 400
+_CYCLE_SECONDS = 146_097 * 86_400
+
+
+# The instants an HTTP-date can name: its year has four digits, 0001-9999
+# (0000 too when read, see parse_http_date; none of ours is that old).
+FIRST_DATE = -62135596800        # Mon, 01 Jan 0001 00:00:00 GMT
+LAST_DATE = 253402300799         # Fri, 31 Dec 9999 23:59:59 GMT
+
+
+def nameable(ts):
+    """``ts`` (seconds since the epoch) brought within the years an HTTP-date
+    can name.  A file system may hold any 64-bit time (tmpfs does, ``touch
+    -d @-70000000000`` works): formatted as it is, such a time makes a year
+    of five digits or a negative one, or ``time.gmtime`` refuses it
+    (EOVERFLOW)."""
+    return min(max(ts, FIRST_DATE), LAST_DATE)
+
 
 def format_http_date(ts):
     """``ts`` (seconds since the epoch) as an IMF-fixdate string."""
@@ -81,8 +102,9 @@ def parse_http_date(value):
             year = int(year)
     month = _MONTH_NUMBER[month]
     day, hh, mm, ss = int(day), int(hh), int(mm), int(ss)
+    shift = _CYCLE_YEARS if year == 0 else 0
     # second 60 is a leap second, which the grammar allows.
-    if not (1 <= day <= calendar.monthrange(year, month)[1]
+    if not (1 <= day <= calendar.monthrange(year + shift, month)[1]
             and hh <= 23 and mm <= 59 and ss <= 60):
         return None
-    return calendar.timegm((year, month, day, hh, mm, ss))
+    return calendar.timegm((year + shift, month, day, hh, mm, ss)) - (shift and _CYCLE_SECONDS)

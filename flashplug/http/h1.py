@@ -405,7 +405,12 @@ class H1Protocol:
                 self.pause_reading(PAUSE_ERROR)
                 if self.m_body is not None:
                     self.m_body.fail(ConnectionError("malformed request body"))
-                self._queue_error(error.status, error.message, self._line_read(parser, piece))
+                line = self._line_read(parser, piece)
+                # A HEAD whose request line was cut short (a 414) is still
+                # a HEAD: its answer has no content (RFC 9110 §9.3.2).
+                head = line is None and fresh and \
+                    bytes(piece[:64]).lstrip(b"\r\n").startswith(b"HEAD ")
+                self._queue_error(error.status, error.message, line, "HEAD" if head else None)
                 return False
         if newer is not None:
             # llhttp stopped at a later HTTP/1 minor version: the message
@@ -632,6 +637,12 @@ class H1Protocol:
                 self._answer_by_target(entry, method, version, referer, agent)
                 return
         version = parser.get_http_version()
+        if version == "0.9":
+            # llhttp reads a request line without a version (HTTP/0.9's
+            # "GET /") as 0.9, like "HTTP/0.9" itself: no request-line of
+            # RFC 9112 §3 either way, so 400 (nginx and Apache: 400 to
+            # "HTTP/0.9", lighttpd to no version).
+            raise ProtocolError(400, "Bad Request: no HTTP/1 version")
         if version not in ("1.1", "1.0"):
             raise ProtocolError(505, "HTTP Version Not Supported")
         method = parser.get_method().decode("ascii")

@@ -194,7 +194,8 @@ class Response:
             NUL or other control character but HTAB (RFC 9110 §5.5), and
             only ISO-8859-1 characters.  The kernel adds ``Date``,
             ``Server``, ``Connection`` and the framing headers
-            (``Content-Length`` or ``Transfer-Encoding``) unless given.
+            (``Content-Length`` or ``Transfer-Encoding``) unless given,
+            and never a ``Content-Type`` (RFC 9110 §8.3).
         body (bytes | bytearray | memoryview): the whole body; not ``str``
             (encode it).
         stream: an async iterable of ``bytes`` chunks (an async generator),

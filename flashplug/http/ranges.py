@@ -12,10 +12,14 @@ and ``max_ranges``: one pass to parse, one sort, one pass to coalesce, one
 pass to restore the order, never a pairwise merge (a quadratic merge made
 Starlette's ranges a denial of service, CVE-2025-62727).
 
-An empty file has no byte to send, yet a suffix range ("bytes=-5") is
-satisfiable by definition (RFC 9110 §14.1.1: a non-zero suffix-length
-always is), so it cannot be answered 416 either: such a header is ignored
-and the empty body sent with 200, as nginx and lighttpd do.
+An empty file has no byte to send: a suffix range ("bytes=-5") is
+satisfiable by definition (RFC 9110 §14.1.2: a non-zero suffix-length
+always is) yet no 206 can describe it, and no int-range is satisfiable.
+§14.2 lets a server ignore a Range header field "when the selected
+representation has no content", and a well-formed one is ignored: the empty
+body goes with 200, as nginx, Apache and lighttpd send it (werkzeug gave
+416 until its issue 1937, whose report asked for exactly this).  A Range
+that does not parse is still 416, as for any file (and as nginx answers).
 
 One range is sent as a plain 206 with Content-Range; several as a
 multipart/byteranges body (§14.6), whose exact length ``multipart_plan``
@@ -32,10 +36,23 @@ import secrets
 # which every client must be able to handle.
 MAX_RANGES = 100
 
-# Offsets of at most 18 digits fit any real file (< 1 EB) and keep the
-# integers small; longer ones are a syntax error (416, as nginx answers).  re.ASCII:
-# \d must not match other scripts' digits, which int() would accept.
-_RANGE_SPEC = re.compile(r"(\d{1,18})?-(\d{1,18})?", re.ASCII)
+# re.ASCII: \d must not match other scripts' digits, which int() would accept.
+_RANGE_SPEC = re.compile(r"(\d+)?-(\d+)?", re.ASCII)
+
+# A number of more digits than this (leading zeros aside) is past the end of
+# any file (10**18 bytes is an exabyte).  It is not converted: int() of a
+# long digit string costs time quadratic in its length (and Python refuses
+# past 4300 digits), and the field may be as long as a request head.
+_HUGE_DIGITS = 18
+_HUGE = 10 ** _HUGE_DIGITS
+
+
+def _offset(digits):
+    """The value of a DIGIT string, or ``_HUGE`` when it is at least that."""
+    digits = digits.lstrip("0")
+    if len(digits) > _HUGE_DIGITS:
+        return _HUGE
+    return int(digits) if digits else 0
 
 
 class _Unsatisfiable:
@@ -54,12 +71,19 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
 
     A unit other than ``bytes`` (a token, exactly: ``bytes =`` is none) is
     ignored, as are more than ``max_ranges`` ranges.  A ``bytes`` value
-    that does not parse (``bytes=abc``, a bare ``-``, an offset of more
-    than 18 digits) is UNSATISFIABLE: RFC 9110 §14.2 says a ranges-specifier
-    that is "invalid or unsatisfiable" SHOULD get 416, and nginx, lighttpd
-    and Go's net/http answer so.  An int-range whose last-pos is below its
-    first-pos (§14.1.1: invalid) selects nothing, like one past the end,
-    while the others stand (nginx, lighttpd).
+    that does not parse (``bytes=abc``, a bare ``-``) is UNSATISFIABLE:
+    RFC 9110 §14.2 says a ranges-specifier that is "invalid or
+    unsatisfiable" SHOULD get 416, and nginx, lighttpd and Go's net/http
+    answer so.  An int-range whose last-pos is below its first-pos
+    (§14.1.1: invalid) selects nothing, like one past the end, while the
+    others stand (nginx, lighttpd).
+
+    Numbers have no length limit in the grammar (``1*DIGIT``, §14.1.1), and
+    §14.1.2 gives huge ones a meaning: a last-pos past the end means "to the end",
+    a suffix-length longer than the file means all of it, and a first-pos
+    past the end selects nothing.  So ``bytes=0-99999999999999999999`` is a
+    206 of the whole file (nginx, lighttpd and Go answer 416, which the RFC
+    keeps for invalid or unsatisfiable ranges; Apache ignores the field).
     """
     unit, eq, range_set = value.partition("=")
     if not eq or unit.lower() != "bytes":
@@ -72,16 +96,15 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
         return UNSATISFIABLE
 
     ranges = []             # (start, end, position in the header)
-    empty_suffix = False    # a satisfiable suffix of an empty file
     for spec in specs:
         m = _RANGE_SPEC.fullmatch(spec)
         if m is None:
             return UNSATISFIABLE
         first, last = m.groups()
         if first is not None:
-            start = int(first)
+            start = _offset(first)
             if last is not None:
-                end = int(last)
+                end = _offset(last)
                 if end < start:
                     continue     # invalid: selects nothing, as nginx takes it
             else:
@@ -90,17 +113,14 @@ def parse_range(value, size, max_ranges=MAX_RANGES):
                 continue  # unsatisfiable alone; others may still be fine
             ranges.append((start, min(end, size - 1), len(ranges)))
         elif last is not None:
-            suffix = int(last)
-            if suffix == 0:
-                continue
-            if size == 0:
-                empty_suffix = True
+            suffix = _offset(last)
+            if suffix == 0 or size == 0:
                 continue
             ranges.append((max(size - suffix, 0), size - 1, len(ranges)))
         else:
             return UNSATISFIABLE  # a bare "-"
     if not ranges:
-        return None if empty_suffix else UNSATISFIABLE
+        return None if size == 0 else UNSATISFIABLE   # see the module docstring
     return _in_request_order(_coalesce(ranges), len(ranges))
 
 

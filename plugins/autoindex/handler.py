@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import flashplug
 from flashplug import HTTPError, Response, UsageError
 from flashplug.http.conditionals import evaluate
-from flashplug.http.dates import format_http_date
+from flashplug.http.dates import format_http_date, nameable
 
 from . import listing as listing_mod
 from . import render
@@ -153,8 +153,9 @@ class Autoindex:
         etag = self.etag(listing, request.path, view)
         # RFC 9110 §8.8.2.1: a modification time in the future (a clock
         # set wrong, an archive unpacked with its dates) is sent as "now",
-        # as the static handler sends a file's.
-        last_modified = min(listing.last_modified, int(time.time()))
+        # as the static handler sends a file's (and one before year 1 as
+        # the first date an HTTP-date names).
+        last_modified = min(nameable(listing.last_modified), int(time.time()))
         headers = [
             ("Content-Type", render.CONTENT_TYPES[view.format]),
             ("ETag", etag),

@@ -33,6 +33,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from flashplug.http.accept import media_ranges, quality
+from flashplug.http.dates import nameable
 
 FORMATS = ("html", "json", "xml")
 CONTENT_TYPES = {
@@ -168,11 +169,6 @@ def human_size(n):
             return ("%.1f %s" if value < 9.95 else "%.0f %s") % (value, unit)
 
 
-def rfc3339(mtime_ns):
-    """UTC, whole seconds: what JSON and XML carry whatever the page shows."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime_ns // 1_000_000_000))
-
-
 def rows(listing, view, *, dirs_first=True, exact_size=False, localtime=False,
          hide=()):
     """The entries of ``listing`` sorted for ``view``, as :class:`Row` s.
@@ -196,7 +192,9 @@ def rows(listing, view, *, dirs_first=True, exact_size=False, localtime=False,
     times = {}   # files written together share a second: format it once
     out = []
     for e in entries:
-        seconds = e.mtime_ns // 1_000_000_000
+        # A time no HTTP-date names (tmpfs holds any) is shown at that
+        # range's end: time.gmtime refuses the farthest ones.
+        seconds = nameable(e.mtime_ns // 1_000_000_000)
         texts = times.get(seconds)
         if texts is None:
             texts = times[seconds] = (

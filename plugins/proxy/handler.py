@@ -9,7 +9,9 @@ Theory of operation, for one request:
 2. **Send.**  A new request head (``message.request_head``), then the body
    as the kernel parsed it, with our framing, copied by a feeder task that
    waits on the upstream (``drain``, ``--proxy-send-timeout``): a slow
-   upstream slows the client's upload down.
+   upstream slows the client's upload down.  A chunked body is read ahead
+   first (``CHUNKED_AHEAD``), to go with a Content-Length if it ends.  An
+   OPTIONS or TRACE with ``Max-Forwards: 0`` is answered here instead.
 3. **Head.**  The response is parsed as it arrives (``ResponseReader``),
    each wait bounded by ``--proxy-read-timeout`` (504).  A broken
    response is a 502.  A request without a body that meets a closed
@@ -34,7 +36,7 @@ from urllib.parse import quote
 
 from flashplug import HTTPError, Response
 
-from .message import chunk, connection_tokens, request_head
+from .message import MAX_FORWARDS_METHODS, chunk, connection_tokens, max_forwards, request_head
 from .tunnel import tunnel_response
 from .upstream import ConnectFailed
 
@@ -43,6 +45,14 @@ log = logging.getLogger("flashplug.proxy")
 #: A response complete with its head, and no larger than this, goes out
 #: with a Content-Length in one write.
 SMALL_BODY = 64 * 1024
+#: A chunked request body is read this far before anything goes upstream:
+#: one that ends by then goes with a Content-Length (what every upstream
+#: reads; nginx buffers whole bodies by default), a longer one chunked.
+CHUNKED_AHEAD = 64 * 1024
+#: What flashplug answers OPTIONS with, as the final recipient (a
+#: Max-Forwards of 0): the methods it passes upstream, bar TRACE, which it
+#: does not reflect itself (nginx answers TRACE with 405 too).
+FINAL_ALLOW = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
 
 
 class UpstreamFailed(Exception):
@@ -74,8 +84,17 @@ class ProxyHandler:
     async def __call__(self, request, fresh=False):
         """Answer ``request`` from an upstream; ``fresh``: on new
         connections only (a parked one was just found closed)."""
+        if request.method in MAX_FORWARDS_METHODS and max_forwards(request) == 0:
+            # RFC 9110 §7.6.2: not forwarded; answered as the final recipient.
+            if request.method == "OPTIONS":
+                return Response(200, [("Allow", FINAL_ALLOW)], b"")
+            raise HTTPError(405, "Method Not Allowed", [("Allow", FINAL_ALLOW)])
         upgrade = _upgrade_asked(request)
-        head = request_head(request, self.target(request), upgrade, self._authority)
+        body = request.body
+        length = None
+        if request.chunked:
+            length, body = await self._chunked_body(request)
+        head = request_head(request, self.target(request), upgrade, self._authority, length)
         has_body = bool(request.content_length) or request.chunked
         # The worker's loop as the kernel gives it: asyncio.get_running_loop()
         # costs a getpid() system call on Python before 3.12.
@@ -106,7 +125,8 @@ class ProxyHandler:
                 raise HTTPError(504 if e.timeout else 502,
                                 "Gateway Timeout" if e.timeout else "Bad Gateway") from None
             try:
-                return await self._exchange(request, peer, conn, head, has_body, upgrade)
+                return await self._exchange(request, peer, conn, head, body, has_body,
+                                            upgrade, length is None)
             except _Stale:
                 if reused and not fresh:
                     self._stale(peer)
@@ -117,20 +137,20 @@ class ProxyHandler:
 
     def start_reply(self, request, reply):
         """The usual request without a task (``flashplug.reply``): no body,
-        no Upgrade, one upstream with a parked connection.  It is sent
-        here and answered from the connection's wake-ups through
-        ``reply``.  False, with nothing done, for anything else: then the
-        coroutine answers."""
+        no Upgrade, no Max-Forwards method, one upstream with a parked
+        connection.  It is sent here and answered from the connection's
+        wake-ups through ``reply``.  False, with nothing done, for anything
+        else: then the coroutine answers."""
         if request.content_length or request.chunked or len(self.group.peers) != 1 \
+                or request.method in MAX_FORWARDS_METHODS \
                 or request.headers.get("upgrade") is not None:
             return False
         peer = self.group.pick(request.server.loop.time(), ())
         conn = None if peer is None else peer.parked()
         if conn is None:
             return False
-        exchange = self._send(request, peer, conn,
-                              request_head(request, self.target(request), None, self._authority),
-                              False, None)
+        head = request_head(request, self.target(request), None, self._authority, None)
+        exchange = self._send(request, peer, conn, head, None, False, None, True)
         reply.on_cancel = functools.partial(exchange.end, reusable=False)
         self._reply_when_ready(request, reply, exchange)
         return True
@@ -143,7 +163,7 @@ class ProxyHandler:
         try:
             if waiter is not None and waiter.exception() is not None:
                 self._timed_out(exchange)
-            response = self._response(request, exchange, False, None)
+            response = self._response(request, exchange, False)
         except _Stale:
             self._stale(exchange.peer)
             reply.follow(self(request, fresh=True))
@@ -161,34 +181,58 @@ class ProxyHandler:
     def _stale(self, peer):
         log.info("%s: a kept-alive connection was closed; trying a new one", peer.name)
 
+    async def _chunked_body(self, request):
+        """``(length, chunks)`` of a chunked request body, read ahead up to
+        CHUNKED_AHEAD bytes: its length if it ended by then (it goes with a
+        Content-Length), else None (it goes chunked), and the body to send.
+
+        RFC 9112 §7: a client may send chunked only to a server it knows
+        reads HTTP/1.1.  An upstream that answered HTTP/1.0 gets the long
+        body refused with 411, as nginx did before it buffered bodies.
+        """
+        body = request.body.__aiter__()
+        held, size = [], 0
+        while size <= CHUNKED_AHEAD:
+            try:
+                data = await body.__anext__()
+            except StopAsyncIteration:
+                return size, _replay(held, None)
+            held.append(data)
+            size += len(data)
+        if self.group.http10:
+            log.error("%s: 411: a chunked request body over %d bytes for an HTTP/1.0 "
+                      "upstream", self.mapping.prefix, CHUNKED_AHEAD)
+            raise HTTPError(411, "Length Required", close=True)
+        return None, _replay(held, body)
+
     def _failed(self, peer, loop, cause, status=502):
         out = self.group.failed(peer, loop.time())
         log.error("%s: %d: %s%s", peer.name, status, cause,
                   f"; out for {self.group.fail_timeout:g}s" if out else "")
 
-    def _send(self, request, peer, conn, head, has_body, upgrade):
-        """Send the request head on ``conn`` (and start its body's feeder):
-        the exchange.  The peer's ``active`` count is taken back when the
-        exchange ends, whichever way."""
+    def _send(self, request, peer, conn, head, body, has_body, upgrade, chunked):
+        """Send the request head on ``conn`` (and start the feeder of
+        ``body``, its chunks; ``chunked``: sent chunked): the exchange.
+        The peer's ``active`` count is taken back when the exchange ends,
+        whichever way."""
         peer.active += 1
         peer.requests += 1
         exchange = _Exchange(peer, conn)
-        conn.begin(request.method == "HEAD", upgrade is not None)
+        conn.begin(request.method == "HEAD", upgrade)
         conn.write(head)
         if has_body:
             exchange.feeder = conn.loop.create_task(
-                _feed(conn, request.body, request.chunked, self.settings.send_timeout))
+                _feed(conn, body, request.chunked and chunked, self.settings.send_timeout))
         return exchange
 
-    async def _exchange(self, request, peer, conn, head, has_body, upgrade):
+    async def _exchange(self, request, peer, conn, head, body, has_body, upgrade, chunked):
         """Send the request on ``conn`` and return the Response."""
-        exchange = self._send(request, peer, conn, head, has_body, upgrade)
-        conn = exchange.conn
+        exchange = self._send(request, peer, conn, head, body, has_body, upgrade, chunked)
         try:
             # The connection parses the response as it arrives; this waits
             # until its head is in (usually with all of it: one wait).
             while True:
-                response = self._response(request, exchange, has_body, upgrade)
+                response = self._response(request, exchange, has_body)
                 if response is not None:
                     return response
                 try:
@@ -205,7 +249,7 @@ class ProxyHandler:
         self._failed(exchange.peer, exchange.conn.loop, f"no response within {timeout:g}s", 504)
         raise HTTPError(504, "Gateway Timeout") from None
 
-    def _response(self, request, exchange, has_body, upgrade):
+    def _response(self, request, exchange, has_body):
         """The Response once the upstream's head is in, else None.
 
         :raises _Stale: a kept-alive connection closed before any answer.
@@ -226,6 +270,7 @@ class ProxyHandler:
         if reader.headers is None:
             return None
         peer.succeeded()
+        peer.http10 = reader.http10
         if reader.status == 101:
             return tunnel_response(reader, exchange, self.settings)
         if reader.done and reader.pending <= SMALL_BODY:
@@ -357,6 +402,15 @@ def _upgrade_asked(request):
 
 # The protocol names of HTTP/2 in an Upgrade field (RFC 9113 §3.1).
 _HTTP2 = ("h2c", "h2")
+
+
+async def _replay(held, rest):
+    """The chunks read ahead (``held``), then those of ``rest`` if any."""
+    for data in held:
+        yield data
+    if rest is not None:
+        async for data in rest:
+            yield data
 
 
 async def _feed(conn, body, chunked, timeout):

@@ -9,12 +9,16 @@ ambiguous request the kernel let through (it lets none) could still not
 mean two things upstream.  Hop-by-hop fields (RFC 9110 §7.6.1) are dropped
 both ways: ``Connection`` and every field it names, ``Keep-Alive``,
 ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade`` and ``Proxy-*``.
+``Via`` gets our entry (RFC 9110 §7.6.3), and an OPTIONS or TRACE
+request's ``Max-Forwards`` one less (§7.6.2; at 0 the handler answers).
 
-A client's own ``X-Forwarded-*``, ``X-Real-IP`` and ``Forwarded`` fields
-are dropped and ours sent instead (Caddy does the same): an upstream can
-trust them to name the peer flashplug saw.  ``Proxy`` (httpoxy) is dropped.  Field names with ``_`` are dropped too, as
-nginx does (``underscores_in_headers off``): a WSGI or CGI application
-would read ``X_Forwarded_For`` as ``X-Forwarded-For``.
+A client's own ``X-Forwarded-*`` (every one: -Port and -Prefix too),
+``X-Real-IP`` and ``Forwarded`` fields are dropped and ours sent instead
+(Caddy does the same for those it sets, Traefik for all): an upstream can
+trust them to name the peer flashplug saw.  ``Proxy`` (httpoxy) is
+dropped.  Field names with ``_`` are dropped too, as nginx does
+(``underscores_in_headers off``): a WSGI or CGI application would read
+``X_Forwarded_For`` as ``X-Forwarded-For``.
 
 ``ResponseReader`` parses an upstream's response with httptools (llhttp,
 strict) and checks what the kernel will send on: a status from 100 to
@@ -23,8 +27,10 @@ character: the kernel checks the fields again, as every plugin's, before
 they reach the wire), framing that is one of Content-Length, chunked or
 the end of the connection.  A head whose lines end in a bare LF is
 read as if they ended in CRLF (RFC 9112 §2.2 allows it; nginx and Go do
-it).  Anything else is an :class:`UpstreamError` (the handler answers 502).  Interim 1xx
-responses are skipped; 101 ends the message when an upgrade was asked for.
+it).  Anything else is an :class:`UpstreamError` (the handler answers 502), as
+is Transfer-Encoding in an HTTP/1.0 response (RFC 9112 §6.1).  Interim 1xx
+responses are skipped; 101 ends the message when an upgrade was asked for,
+to one of the protocols asked for (RFC 9110 §7.8).
 """
 import re
 
@@ -45,9 +51,22 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-e
 # (handler._upgrade_asked); RFC 9113 §3.1 deprecates both.  "Proxy" is no
 # field of HTTP, only httpoxy's (CVE-2016-5385: HTTP_PROXY to a CGI app).
 # X-Real-IP is ours, like X-Forwarded-For.
+# Max-Forwards is looked at (and decremented for OPTIONS and TRACE); the
+# client's Via goes out in one line with ours.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
                               "x-forwarded-proto", "x-forwarded-host", "forwarded",
-                              "x-real-ip", "http2-settings", "proxy"}
+                              "x-real-ip", "http2-settings", "proxy", "max-forwards", "via"}
+# Any Proxy-* field is hop-by-hop; any X-Forwarded-* the client sent
+# (-Port, -Prefix, -Server, -Ssl...) is a claim about a proxy it is not:
+# apps behind a proxy trust them to build their URLs (Traefik drops them
+# all too).
+_DROP_PREFIXES = ("proxy-", "x-forwarded-")
+#: The ``Via`` entry flashplug adds upstream (RFC 9110 §7.6.3: a gateway
+#: MUST send one in each request it forwards), by the client's version:
+#: received-protocol and a pseudonym, not the host name.
+VIA = {"1.0": "1.0 flashplug", "1.1": "1.1 flashplug", "2.0": "2 flashplug"}
+#: Methods whose Max-Forwards a proxy honours (RFC 9110 §7.6.2).
+MAX_FORWARDS_METHODS = ("OPTIONS", "TRACE")
 #: Response heads remembered with their parse, per worker (``_KNOWN``): an
 #: upstream serving the same resource sends the same head again, byte for
 #: byte, until its Date moves on a second; then the checks and the field
@@ -82,7 +101,20 @@ def connection_tokens(values):
     return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
 
 
-def request_head(request, target, upgrade, default_host):
+def max_forwards(request):
+    """The ``Max-Forwards`` of an OPTIONS or TRACE request (an int), or
+    None: another method, no field, or a value that is no number (passed
+    on as it is).  At 0 the proxy is the final recipient (RFC 9110
+    §7.6.2) and answers itself; ``request_head`` sends one less."""
+    if request.method not in MAX_FORWARDS_METHODS:
+        return None
+    value = request.headers.get("max-forwards")
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
+
+
+def request_head(request, target, upgrade, default_host, length=None):
     """The request head (bytes) to send upstream for ``request``.
 
     ``target``: the origin-form request-target to send.  ``upgrade``: the
@@ -90,7 +122,13 @@ def request_head(request, target, upgrade, default_host):
     ``default_host``: the ``Host`` for an HTTP/1.0 request that had none
     (HTTP/1.1 needs one, RFC 9112 §3.2).
     The body, if any, follows as ``Content-Length`` bytes, or chunked
-    (``chunk``) when the client sent it chunked.
+    (``chunk``) when the client sent it chunked, unless ``length`` gives
+    the length of a chunked body read whole already (then it goes as
+    ``Content-Length`` bytes: RFC 9112 §7 lets a client send chunked only
+    to a server known to read HTTP/1.1).
+    A ``Via`` entry is appended to the client's, in one field line (RFC
+    9110 §7.6.3; an upstream reading a field's first line reads it all), and an
+    OPTIONS or TRACE request's ``Max-Forwards`` is decremented (§7.6.2).
     """
     # One pass over the fields (the kernel lowercased their names): the
     # ones we drop or write ourselves are set aside on one set lookup.
@@ -100,23 +138,32 @@ def request_head(request, target, upgrade, default_host):
     # authority there.  The kernel lets one Host field through, at most.
     host = ""
     named = None
+    via = ""
     kept = []
     for field in request.headers:
         name = field[0]
-        if name in _REQUEST_DROP or "_" in name or name[:6] == "proxy-":
+        if name in _REQUEST_DROP or "_" in name or name.startswith(_DROP_PREFIXES):
             if name == "host":
                 host = field[1]
             elif name == "connection":
                 named = connection_tokens((field[1],)) | (named or set())
+            elif name == "via" and field[1]:
+                via += field[1] + ", "
+            elif name == "max-forwards":
+                hops = max_forwards(request)
+                kept.append(field if hops is None else (name, str(hops - 1)))
             continue
         kept.append(field)
     if named and not named <= HOP_BY_HOP:
         kept = [field for field in kept if field[0] not in named]
+        if "via" in named:
+            via = ""
     addr = request.remote_addr
     scheme = request.scheme
     node = f'"[{addr}]"' if ":" in addr else addr or "unknown"
     lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n",
              *[f"{name}: {value}\r\n" for name, value in kept],
+             f"Via: {via}{VIA[request.version]}\r\n"
              f"X-Forwarded-For: {addr}\r\nX-Real-IP: {addr}\r\n"
              f"X-Forwarded-Proto: {scheme}\r\n"]
     if host:
@@ -126,7 +173,9 @@ def request_head(request, target, upgrade, default_host):
         lines.append(f"Forwarded: for={node};proto={scheme}\r\n")
     if upgrade is not None:
         lines.append(f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n")
-    if request.chunked:
+    if length is not None:
+        lines.append(f"Content-Length: {length}\r\n\r\n")
+    elif request.chunked:
         lines.append("Transfer-Encoding: chunked\r\n\r\n")
     elif request.content_length is not None:
         lines.append(f"Content-Length: {request.content_length}\r\n\r\n")
@@ -149,15 +198,19 @@ class ResponseReader:
     ``reason``, ``headers`` are set); body bytes then collect in ``body``
     (a list the caller empties, ``pending`` bytes in all) until ``done``.
     ``feed(b"")`` is the end of the connection: it ends a body delimited by
-    it and is an error anywhere else.  ``reusable``: the connection may
-    carry another request.  ``reset`` readies the reader for the next
-    response on the same connection, keeping llhttp's parser when the last
-    message ended cleanly (a new parser costs as much as parsing a head).
+    it and is an error anywhere else.  ``upgrading``: the ``Upgrade`` value
+    of the request, when it asks for one; a 101 may then switch to those
+    protocols, and only those (RFC 9110 §7.8).  ``http10``: the response
+    said HTTP/1.0 (so the upstream may not read a chunked request).
+    ``reusable``: the connection may carry another request.  ``reset``
+    readies the reader for the next response on the same connection,
+    keeping llhttp's parser when the last message ended cleanly (a new
+    parser costs as much as parsing a head).
 
     :raises UpstreamError: the upstream broke HTTP/1.1.
     """
 
-    def __init__(self, head_only=False, upgrading=False):
+    def __init__(self, head_only=False, upgrading=None):
         self._parser = None
         self._complete = False
         self._stray = False
@@ -167,7 +220,8 @@ class ResponseReader:
         if not self._complete or self._stray:
             self._parser = None       # mid-message or broken: a new one
         self.head_only = head_only          # a HEAD request: no body follows
-        self.upgrading = upgrading          # a 101 may come
+        self.upgrading = upgrading          # the Upgrade asked for: a 101 may come
+        self.http10 = False                 # the response was HTTP/1.0
         self.status = None
         self.reason = ""
         self.headers = None                 # [(name, value)] end-to-end fields
@@ -302,10 +356,21 @@ class ResponseReader:
                 raise UpstreamError("switched protocols (101) unasked")
             if not upgrade:
                 raise UpstreamError("switched protocols (101) without naming one")
+            if not connection_tokens((upgrade,)) <= connection_tokens((self.upgrading,)):
+                # (Go's ReverseProxy refuses it too: a tunnel to a protocol
+                # the client never asked for, h2c say, is no WebSocket.)
+                raise UpstreamError(f"switched protocols (101) to {upgrade!r}, "
+                                    f"not to the {self.upgrading!r} asked for")
             self.upgrade = upgrade
+        self.http10 = http10 = parser.get_http_version() == "1.0"
         if codings and codings != [b"chunked"]:
             raise UpstreamError(f"sent Transfer-Encoding {b', '.join(codings).decode('latin-1')}: "
                                 f"only chunked is understood")
+        if codings and http10:
+            # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding
+            # has faulty framing (an HTTP/1.0 recipient would read the
+            # chunks as content): a 502, as a bad Content-Length is.
+            raise UpstreamError("sent Transfer-Encoding in an HTTP/1.0 response")
         self.status = status
         self.reason = self._reason.decode("latin-1")
         if length is not None:
@@ -331,7 +396,8 @@ class ResponseReader:
                 and not must_be_empty(status) and len(head) <= KNOWN_HEAD_SIZE:
             if len(_KNOWN) >= KNOWN_HEADS:
                 _KNOWN.clear()
-            _KNOWN[head] = (status, self.reason, headers, self.content_length, self._keep)
+            _KNOWN[head] = (status, self.reason, headers, self.content_length, self._keep,
+                            http10)
         if status == 101 or self.head_only or status in (204, 304) or self._complete:
             # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True
@@ -345,7 +411,7 @@ class ResponseReader:
         llhttp does not see this message: its Content-Length body is
         counted here (``_left``), and the parser stays where the last
         message ended, ready for the next one."""
-        self.status, self.reason, headers, length, self._keep = known
+        self.status, self.reason, headers, length, self._keep, self.http10 = known
         self.headers = CheckedFields(headers)
         self.content_length = length
         self._left = length

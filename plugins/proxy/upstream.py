@@ -158,7 +158,8 @@ class Connection(asyncio.Protocol):
     # -- the handler's side
 
     def begin(self, head_only, upgrading):
-        """Ready for the response to the request about to be written."""
+        """Ready for the response to the request about to be written
+        (``upgrading``: the Upgrade value asked for, or None)."""
         self.reader.reset(head_only, upgrading)
         self.error = None
 
@@ -294,6 +295,7 @@ class Peer:
         self.fails = 0                 # within the current window
         self.window_end = 0.0
         self.down_until = 0.0
+        self.http10 = False            # its last response said HTTP/1.0
 
     def parked(self):
         """A parked connection, quiet since, taken from the pool; or None."""
@@ -375,6 +377,12 @@ class Group:
         self.max_fails = max_fails if len(peers) > 1 else 0
         self.fail_timeout = fail_timeout
         self._next = 0
+
+    @property
+    def http10(self):
+        """A peer of the group answers HTTP/1.0: it may not read a chunked
+        request body (RFC 9112 §7)."""
+        return any(peer.http10 for peer in self.peers)
 
     def pick(self, now, tried):
         """The peer for the next attempt, or None when every one is out

@@ -393,11 +393,23 @@ def test_cold_ranges_are_read_in_by_helpers(h2c_server, docroot):
     # A file of its own, which no other test has read (or is reading).
     path = docroot / "cold.bin"
     path.write_bytes(BIG)
+    from flashplug.residency import MINCORE, PAGE
+    start = 2000000 // PAGE * PAGE
     fd = os.open(path, os.O_RDONLY)
+    addr = MINCORE.map_file(fd, len(BIG))
     try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        # Pages still being written back are not dropped at once: retry
+        # until mincore sees the range's first page gone.
+        for _ in range(100):
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            if MINCORE.resident_prefix(addr, start, PAGE) == 0:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.skip("the kernel would not drop this file's pages")
     finally:
+        MINCORE.unmap(addr, len(BIG))
         os.close(fd)
     with h2_client(h2c_server) as c:
         r = c.get("/cold.bin", headers={"Range": "bytes=2000000-2999999"})

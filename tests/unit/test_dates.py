@@ -75,6 +75,20 @@ def test_parse_invalid(value):
     assert parse_http_date(value) is None
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("Sat, 01 Jan 0000 00:00:00 GMT", -62167219200),
+    ("Sat Jan  1 00:00:00 0000", -62167219200),
+    ("Tue, 29 Feb 0000 12:00:00 GMT", -62162078400),     # year 0 is a leap year
+    ("Sun, 31 Dec 0000 23:59:59 GMT", -62135596801),     # a second before year 1
+    ("Mon, 01 Jan 0001 00:00:00 GMT", -62135596800),
+    ("Fri, 31 Dec 9999 23:59:59 GMT", 253402300799),
+])
+def test_every_four_digit_year_parses(value, expected):
+    """The grammar's year is any 4DIGIT, 0000 too, which ``calendar``
+    refuses (it raised, and the request got a 500)."""
+    assert parse_http_date(value) == expected
+
+
 def test_rfc850_two_digit_year_window():
     assert rfc850_year(94, 2025) == 1994
     assert rfc850_year(25, 2025) == 2025

@@ -34,6 +34,7 @@ def test_request_head_exact_bytes():
         b"Host: example.test\r\n"
         b"content-type: text/plain\r\n"
         b"cookie: a=1\r\n"
+        b"Via: 1.1 flashplug\r\n"
         b"X-Forwarded-For: 192.0.2.7\r\n"
         b"X-Real-IP: 192.0.2.7\r\n"
         b"X-Forwarded-Proto: http\r\n"
@@ -58,11 +59,16 @@ def test_http10_request_without_host_gets_the_upstreams():
     assert b"Forwarded: for=192.0.2.7;proto=http\r\n" in head
 
 
+def test_chunked_body_read_whole_goes_with_its_length():
+    head = request_head(request("POST", chunked=True), "/", None, "up", 42)
+    assert head.endswith(b"Content-Length: 42\r\n\r\n") and b"chunked" not in head
+
+
 def test_chunk():
     assert chunk(b"hello") == b"5\r\nhello\r\n" and chunk(b"") == b"0\r\n\r\n"
 
 
-def read(data, head_only=False, upgrading=False, pieces=1):
+def read(data, head_only=False, upgrading=None, pieces=1):
     r = ResponseReader(head_only, upgrading)
     step = max(1, len(data) // pieces)
     for i in range(0, len(data), step):
@@ -140,7 +146,7 @@ def test_closed_mid_body_or_before_a_head():
 
 def test_101_keeps_the_bytes_after_it():
     r = read(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-             b"Connection: Upgrade\r\n\r\nframe", upgrading=True)
+             b"Connection: Upgrade\r\n\r\nframe", upgrading="websocket")
     assert (r.status, r.upgrade, r.rest, r.headers) == (101, "websocket", b"frame", [])
 
 

@@ -17,7 +17,7 @@ class Conn:
     def __init__(self, app):
         self.app = app
         self.closing = self.last_asked = self.head_sent = False
-        self.active = None
+        self.active = self.continue_for = None
         self.upgrade_rest = None
         self.sent = []
 
