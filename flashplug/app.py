@@ -158,6 +158,7 @@ class App:
         # once here (Route refuses one that is no async def), so a request
         # to it skips the check and the search for its plugin.
         self.route_handlers = {}
+        self.reply_starters = {}     # id(handler) -> (handler, owner, its start_reply)
         # Whole request heads parsed before, for a plugin's handler
         # (flashplug.http.known_requests): not parsed again.
         self.known_requests = KnownRequests()
@@ -495,7 +496,11 @@ class Vhost:
             and not self.router.by_host and not self.router.claims_all
         self.facade = Server(app, self)
         for route in routes:
-            app.route_handlers[id(route.handler)] = (route.handler, app.owner_text(route.handler))
+            owner = app.owner_text(route.handler)
+            app.route_handlers[id(route.handler)] = (route.handler, owner)
+            start = getattr(route.handler, "start_reply", None)   # flashplug.reply
+            if start is not None:
+                app.reply_starters[id(route.handler)] = (route.handler, owner, start)
 
 
 def site_hooks(pm, enabled):

@@ -3,8 +3,10 @@
 Theory of operation: requests leave the protocol (``flashplug.http.h1``) in
 order; ``RequestCycle`` answers them one at a time.  ``_start`` routes the
 oldest one.  A fresh cached file is answered on the spot (no Task, no
-hook); anything else runs the handler as a task (``_serve``) through the
-driver's ``spawn``.  When a request is answered and its body is in,
+hook); a route handler with ``start_reply`` starts the request with no
+task and answers later through a ``Reply`` (``flashplug.reply``), which
+stands in ``task`` meanwhile; anything else runs the handler as a task
+(``_serve``) through the driver's ``spawn``.  When a request is answered and its body is in,
 ``_finish_request`` moves on.  Queued requests are taken by a loop
 (``_dispatch``), never by recursion, so a thousand pipelined cached
 requests cost a thousand turns of one loop, not a thousand stack frames.
@@ -35,6 +37,7 @@ from flashplug.http.dates import depends_on_year
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
+from flashplug.reply import Reply, given, raising
 from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
@@ -140,13 +143,6 @@ class ErrorItem:
         self.message = message
         self.line = line
         self.method = method if method is not None or line is None else line[0]
-
-
-def _raising(exc):
-    """A handler that fails with ``exc`` (raised by a route hook)."""
-    async def handler(request):
-        raise exc
-    return handler
 
 
 class RequestCycle:
@@ -377,7 +373,7 @@ class RequestCycle:
             try:
                 handler = request.server._site.router.match(request)
             except Exception as exc:  # noqa: BLE001 - a failing route hook fails this request
-                handler = _raising(exc)
+                handler = raising(exc)
             self.active_handler = handler
         if handler is None and request.body is not EMPTY_BODY and not request.complete:
             # The static handler ignores bodies; they are read and thrown away.
@@ -408,6 +404,18 @@ class RequestCycle:
                         return
                 if self._send_cached_response(request, entry):
                     return
+        elif handler is not None and app.reply_starters:
+            known = app.reply_starters.get(id(handler))
+            if known is not None and known[0] is handler:
+                # A gateway's handler that answers from a callback: no task.
+                reply = self.task = Reply(self, request, known[1])
+                try:
+                    if known[2](request, reply):
+                        return
+                except Exception as exc:  # noqa: BLE001 - as if its coroutine had raised
+                    reply.fail(exc)
+                    return
+                reply.cancel()   # declined, having done nothing: the coroutine answers
         self.task = self.spawn(self._serve(request, handler))
 
     def _send_cached_response(self, request, entry):
@@ -422,7 +430,7 @@ class RequestCycle:
         except HTTPError as e:
             if site.error_pages is not None and site.error_pages.page_for(e.status):
                 # Its page is a file to look up (flashplug.errorpages): a task.
-                self.task = self.spawn(self._serve(request, _raising(e)))
+                self.task = self.spawn(self._serve(request, raising(e)))
                 return
             response = app.error_response(request, e.status, e.message, e.headers, e.close)
         if response is None:
@@ -474,14 +482,19 @@ class RequestCycle:
         else:
             self._answered_early(request)
 
-    async def _serve(self, request, handler):
+    async def _serve(self, request, handler, answer=None):
+        """Answer ``request`` with ``handler``'s Response, or with what
+        ``answer`` gives (an awaitable of a Response, already checked: a
+        ``Reply``'s), and send it."""
         app = self.app
         try:
             # A route's handler (the router gives none for a path that did
             # not decode, or "*"), else the static files; an HTTPError
             # either raises is answered by failure_answer as respond would.
-            response = await (app.respond(request, None) if handler is None
-                              else app.run_handler(handler, request))
+            if answer is None:
+                answer = (app.respond(request, None) if handler is None
+                          else app.run_handler(handler, request))
+            response = await answer
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
             response = await app.failure_answer(request, exc)
         if self.closed:
@@ -491,14 +504,6 @@ class RequestCycle:
             sent = send_now(self, request, response)
             if sent is None:
                 response, sent = await send_response(self, request, response)
-        except ConnectionError as exc:
-            # The client went away, or the backend's connection broke,
-            # mid-body: logged with what went, as nginx logs it.
-            await _close_stream(response)
-            if self.head_sent:
-                self._log(request, response.status, getattr(exc, "bytes_sent", 0))
-            self.abort()
-            return
         except asyncio.CancelledError as exc:
             # The connection dropped (a failed send, --send-timeout) while
             # a streamed body was going out.
@@ -506,14 +511,42 @@ class RequestCycle:
                 self._log(request, response.status, getattr(exc, "bytes_sent", 0))
             raise
         except Exception as exc:  # noqa: BLE001
+            await _close_stream(response)
+            self._send_failed(request, response, exc)
+            return
+        self._after_send(request, response, sent, handler)
+
+    def _send_checked(self, request, response):
+        """Send a checked ``response`` (a ``Reply``'s) now when
+        ``send_now`` can; else in a task."""
+        try:
+            sent = send_now(self, request, response)
+        except Exception as exc:  # noqa: BLE001
+            self._send_failed(request, response, exc)
+            return
+        if sent is None:
+            self.task = self.spawn(self._serve(request, self.active_handler, given(response)))
+            return
+        self._after_send(request, response, sent, self.active_handler)
+
+    def _send_failed(self, request, response, exc):
+        """Sending ``response`` failed with ``exc``: the connection ends.
+        Cut off part-way, the response still gets its log line, with the
+        bytes that went out (as nginx logs it)."""
+        if isinstance(exc, ConnectionError):
+            # The client went away, or the backend's connection broke,
+            # mid-body.
+            if self.head_sent:
+                self._log(request, response.status, getattr(exc, "bytes_sent", 0))
+        else:
             log.error("error while sending the response to %s %s: %r",
                       request.method, request.target, exc)
-            await _close_stream(response)
-            # Cut off part-way, it still gets its log line, with the bytes
-            # that went out (as nginx logs it).
             self._log(request, response.status, getattr(exc, "bytes_sent", 0))
-            self.abort()
-            return
+        self.abort()
+
+    def _after_send(self, request, response, sent, handler):
+        """``response`` to ``request`` went out (``sent`` body bytes): log
+        it and go on."""
         self._log(request, response.status, sent)
         if handler is None and response.status == 200:
             self._remember_loaded(request)

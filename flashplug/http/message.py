@@ -138,6 +138,47 @@ class Request:
         return f"<Request {self.method} {self.target}>"
 
 
+class CheckedFields(list):
+    """Response header fields a gateway has checked already, each with
+    ``flashplug.http.validate.field_error`` as it read them (the cgi
+    plugin's header-block parser does): ``check_response`` does not check
+    them again, but for their Content-Length values, which it still weighs
+    against the body.  A :class:`Response` keeps one as given (not a copy:
+    give each Response its own).
+
+    Adding to it (``append``, ``extend``, ``insert``, ``+=``, assigning an
+    item or a slice) makes it unchecked again (``checked`` False), and the
+    kernel checks it whole, as any list: a response-headers hook may add
+    fields as it always could.
+    """
+
+    __slots__ = ("checked",)
+
+    def __init__(self, fields=()):
+        super().__init__(fields)
+        self.checked = True
+
+    def append(self, field):
+        self.checked = False
+        super().append(field)
+
+    def extend(self, fields):
+        self.checked = False
+        super().extend(fields)
+
+    def insert(self, index, field):
+        self.checked = False
+        super().insert(index, field)
+
+    def __iadd__(self, fields):
+        self.checked = False
+        return super().__iadd__(fields)
+
+    def __setitem__(self, index, field):
+        self.checked = False
+        super().__setitem__(index, field)
+
+
 class Response:
     """What a handler returns.
 
@@ -183,7 +224,8 @@ class Response:
         self.status = status
         # A dict is kept as given, so that the check at the API boundary
         # (flashplug.http.validate) can refuse it by name.
-        self.headers = headers if isinstance(headers, dict) else list(headers or ())
+        self.headers = headers if type(headers) is CheckedFields or isinstance(headers, dict) \
+            else list(headers or ())
         self.body = body
         self.stream = stream
         self.raw = raw

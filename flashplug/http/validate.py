@@ -19,7 +19,10 @@ reason              ``None`` or ``str``: HTAB, SP, VCHAR, obs-text
                     (RFC 9112 §4)
 headers             a ``list`` of ``(name, value)`` pairs of ``str``; a
                     ``dict`` is refused, as it cannot repeat a field
-                    (``Set-Cookie``) and hooks append to the list
+                    (``Set-Cookie``) and hooks append to the list; a
+                    ``CheckedFields`` (a list whose fields a gateway
+                    checked with ``field_error`` as it read them) is
+                    not checked again, but for Content-Length
 header name         a token (RFC 9110 §5.1)
 header value        no CR, LF, NUL or other control character but HTAB
                     (RFC 9110 §5.5), and only ISO-8859-1 characters,
@@ -44,7 +47,7 @@ import inspect
 import re
 
 from flashplug.http.h1_checks import TOKEN
-from flashplug.http.message import Response
+from flashplug.http.message import CheckedFields, Response
 
 #: What a field value or reason phrase must not contain: controls other
 #: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
@@ -113,7 +116,13 @@ def check_response(response, owner=None):
     if reason is not None and (type(reason) is not str or not (
             reason.isascii() and reason.isprintable()) and _BAD_CHAR.search(reason)):
         raise ResponseMistake(f"reason {_clip(repr(reason))} is not a one-line str")
-    lengths = check_headers(response.headers)
+    headers = response.headers
+    if type(headers) is CheckedFields and headers.checked:
+        # Each field passed field_error where it was read: only the
+        # Content-Length values are looked for, to weigh against the body.
+        lengths = [v for n, v in headers if n.lower() == "content-length"] or None
+    else:
+        lengths = check_headers(headers)
     body, stream = response.body, response.stream
     if stream is not None:
         if not hasattr(stream, "__aiter__"):
@@ -152,7 +161,7 @@ def check_headers(headers):
     fields.  Returns the values of its Content-Length fields (a list of
     str), or None when it has none: counted on the way, not in a second
     pass."""
-    if type(headers) is not list:
+    if type(headers) is not list and type(headers) is not CheckedFields:
         hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
         raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
                               f"(name, value) pairs{hint}")

@@ -35,7 +35,7 @@ import re
 from typing import List, NamedTuple, Optional, Tuple
 
 from flashplug.http.framing import must_be_empty, strip_framing_for_status
-from flashplug.http.validate import field_error
+from flashplug.http.validate import CheckedFields, field_error
 
 #: A header block larger than this is garbage, not a slow script (Apache
 #: and nginx cap a response header at 8-64 KiB).
@@ -161,8 +161,10 @@ def parse_header_block(block, local_redirects=True):
     if status != 200 and must_be_empty(status):
         headers = strip_framing_for_status(status, headers)
         content_length = None
-    return _new_tuple(CGIResponse, (kind, status, reason, headers, location, content_type,
-                                    content_length))
+    # Every field passed field_error (_check_line): the kernel need not
+    # check them again.
+    return _new_tuple(CGIResponse, (kind, status, reason, CheckedFields(headers), location,
+                                    content_type, content_length))
 
 
 #: Header lines already checked -> ``((name, value), lowercase name)``: a

@@ -83,8 +83,65 @@ class FastCGIHandler:
 
     def for_mapping(self, mapping):
         """The route handler for one ``--fastcgi`` mapping: :meth:`handle`
-        with the mapping bound (a partial, not a coroutine around it)."""
-        return functools.partial(self.handle, mapping)
+        with the mapping bound (a partial, not a coroutine around it), and
+        :meth:`start_reply` beside it (``flashplug.reply``)."""
+        handler = functools.partial(self.handle, mapping)
+        handler.start_reply = functools.partial(self.start_reply, mapping)
+        return handler
+
+    def start_reply(self, mapping, request, reply):
+        """The usual request without a task: no body, its script found
+        lately (or a prefix mapping's), a slot and a connection free.  It
+        is begun here, and answered from the exchange's wake-up through
+        ``reply``.  False, with nothing done, for anything else: then
+        :meth:`handle` answers."""
+        if request.content_length is not None or request.chunked:
+            return False
+        if mapping.prefix is None:
+            found = self._found.get((mapping.ext, request.path), request.server.loop.time())
+            if found is None:
+                return False
+            script_params = found[1]
+        else:
+            script_params = self._prefix_params(mapping, request)
+        pool = self.pools[mapping.name]
+        exchange = pool.begin_now(self._params(request, script_params, None), False)
+        if exchange is None:
+            return False
+        if exchange.error is not None or exchange.stdout_done:
+            # It failed as it was sent (the connection broke): nothing will
+            # wake a wait, so answer now.
+            self._reply_ready(mapping, request, reply, exchange)
+            return True
+        waiter = exchange.ready(exchange.conn.loop.time() + self.settings.timeout)
+        reply.on_cancel = exchange.abort
+        waiter.add_done_callback(
+            functools.partial(self._reply_ready, mapping, request, reply, exchange))
+        return True
+
+    def _reply_ready(self, mapping, request, reply, exchange, waiter=None):
+        """The exchange of :meth:`start_reply` woke (``waiter``, the wait
+        that ended), or failed at once: answer through ``reply``."""
+        if reply.done():
+            return    # the client went away (``on_cancel`` aborted the exchange)
+        reply.on_cancel = None
+        name = self.pools[mapping.name].name
+        try:
+            if exchange.head is None:
+                _stop(exchange, None, abort=True)
+                try:
+                    self._head_failed(exchange, waiter and waiter.exception(), name,
+                                      retry=True)
+                except _Retry:
+                    reply.follow(self.handle(mapping, request, fresh=True))
+                    return
+            response = self._respond(request, exchange, None, name)
+        except Exception as exc:  # noqa: BLE001 - answered as the coroutine's failure
+            if exchange.head is not None:
+                _stop(exchange, None, abort=True)
+            reply.fail(exc)
+            return
+        reply.send(response)
 
     async def _locate(self, request, mapping, key):
         """``(script, its script_env as PARAMS)``, kept in ``_found``."""
@@ -102,11 +159,12 @@ class FastCGIHandler:
         self._found.put(key, found, now)
         return found
 
-    async def handle(self, mapping, request, script=None):
+    async def handle(self, mapping, request, script=None, fresh=False):
         """Answer ``request`` through ``mapping``'s backend, for ``script``
         (by default the one the mapping locates: by extension, the first
         segment of the path with it; by prefix, the prefix itself, as a
-        WSGI mount point, with nothing looked up on disk)."""
+        WSGI mount point, with nothing looked up on disk).  ``fresh``: on
+        a new connection, with no retry (a kept-alive one just failed)."""
         if script is not None:
             script_params = encode_pairs(script_env(script, self.docroot))
         elif mapping.prefix is None:
@@ -118,10 +176,7 @@ class FastCGIHandler:
                 found = await self._locate(request, mapping, key)
             script_params = found[1]
         else:
-            script_name = mapping.prefix[:-1]
-            script_params = encode_pairs(script_env(Script(
-                self.docroot + script_name, script_name, request.path[len(script_name):],
-                self.docroot), self.docroot))
+            script_params = self._prefix_params(mapping, request)
         pool = self.pools[mapping.name]
         name = pool.name
         if request.content_length is None and not request.chunked:
@@ -131,11 +186,9 @@ class FastCGIHandler:
                                                   self.settings.max_body, "--fastcgi-max-body")
             if spool is not None:
                 body = _spooled(spool, request.server.helpers)
-        # The PARAMS in parts, each encoded once where it does not change.
-        params = (self.fixed_params, self._connection_params(request), script_params,
-                  encode_pairs(message_env(request, length, True)))   # (Authorization passes)
+        params = self._params(request, script_params, length)
         timeout = self.settings.timeout
-        retried = False
+        retried = fresh
         while True:
             exchange = None if retried else pool.begin_now(params, body is not None)
             if exchange is None:
@@ -144,38 +197,61 @@ class FastCGIHandler:
             feeder = None
             if body is not None:
                 feeder = asyncio.ensure_future(_feed(exchange, body, timeout))
+            error = None
             try:
                 # The exchange wakes us once its header block is whole (or
                 # the output ends, or fails): one wait, one future.
                 if exchange.head is None and exchange.error is None \
                         and not exchange.stdout_done:
-                    try:
-                        await exchange.ready(exchange.conn.loop.time() + timeout)
-                    except BackendTimeout:
-                        log.error("%s: 504: no response header within %gs; request aborted",
-                                  name, timeout)
-                        raise HTTPError(504, "Gateway Timeout") from None
-                if exchange.head is None:
-                    raise exchange.error or BackendError(exchange.head_cause)
-                break
-            except BackendError as e:
-                _stop(exchange, feeder, abort=True)
-                if (retried or body is not None or exchange.received
-                        or exchange.conn.served < 2):
-                    log.error("%s: %d: %s", name, e.status, e)
-                    raise HTTPError(e.status, "Bad Gateway" if e.status == 502
-                                    else "Service Unavailable") from None
-                log.info("%s: a kept-alive connection failed (%s); trying a new one",
-                         name, e)
-                retried = True
+                    await exchange.ready(exchange.conn.loop.time() + timeout)
+            except BackendTimeout as e:
+                error = e
             except BaseException:
                 _stop(exchange, feeder, abort=True)
                 raise
+            if exchange.head is not None:
+                break
+            _stop(exchange, feeder, abort=True)
+            try:
+                self._head_failed(exchange, error, name, retry=not retried and body is None)
+            except _Retry:
+                retried = True
         try:
             return self._respond(request, exchange, feeder, name)
         except BaseException:
             _stop(exchange, feeder, abort=True)
             raise
+
+    def _head_failed(self, exchange, error, name, retry):
+        """Raise what an exchange that gave no head (stopped already) is
+        answered with: ``error`` (a :class:`BackendTimeout`, or None) a
+        504, a broken or refused request a 502 or 503, or :class:`_Retry`
+        when ``retry`` is allowed and it failed on a reused connection
+        before any output (the backend closed it as we sent)."""
+        if error is not None:
+            log.error("%s: 504: no response header within %gs; request aborted",
+                      name, self.settings.timeout)
+            raise HTTPError(504, "Gateway Timeout")
+        e = exchange.error or BackendError(exchange.head_cause)
+        if retry and not exchange.received and exchange.conn.served >= 2:
+            log.info("%s: a kept-alive connection failed (%s); trying a new one", name, e)
+            raise _Retry
+        log.error("%s: %d: %s", name, e.status, e)
+        raise HTTPError(e.status, "Bad Gateway" if e.status == 502 else "Service Unavailable")
+
+    def _prefix_params(self, mapping, request):
+        """A prefix mapping's :func:`script_env` as PARAMS: the prefix is
+        ``SCRIPT_NAME``, the rest of the path ``PATH_INFO``."""
+        script_name = mapping.prefix[:-1]
+        return encode_pairs(script_env(Script(
+            self.docroot + script_name, script_name, request.path[len(script_name):],
+            self.docroot), self.docroot))
+
+    def _params(self, request, script_params, length):
+        """The request's PARAMS in parts, each encoded once where it does
+        not change (Authorization passes: see the module notes)."""
+        return (self.fixed_params, self._connection_params(request), script_params,
+                encode_pairs(message_env(request, length, True)))
 
     def _connection_params(self, request):
         """The request's :func:`connection_env` as PARAMS, encoded once for
@@ -248,6 +324,10 @@ class FastCGIHandler:
         stream = _Body(exchange, feeder, b"", name, self.settings.timeout,
                        cgi.content_length, head=request.method == "HEAD")
         return Response(cgi.status, cgi.headers, stream=stream, reason=cgi.reason)
+
+
+class _Retry(Exception):
+    """Send the request once more, on a new connection."""
 
 
 class _Body(OutputBody):

@@ -30,6 +30,7 @@ goes away (the kernel cancels the handler or closes the body stream)
 closes the upstream connection, which ends the request there.
 """
 import asyncio
+import functools
 import logging
 from urllib.parse import quote
 
@@ -80,7 +81,9 @@ class ProxyHandler:
             path = rewrite + quote(rest, safe="/!$&'()*+,;=:@~", errors="surrogateescape")
         return path + "?" + request.query if request.query else path
 
-    async def __call__(self, request):
+    async def __call__(self, request, fresh=False):
+        """Answer ``request`` from an upstream; ``fresh``: on new
+        connections only (a parked one was just found closed)."""
         if request.method in MAX_FORWARDS_METHODS and max_forwards(request) == 0:
             # RFC 9110 §7.6.2: not forwarded; answered as the final recipient.
             if request.method == "OPTIONS":
@@ -98,7 +101,6 @@ class ProxyHandler:
         loop = request.server.loop
         s = self.settings
         tried = ()
-        fresh = False
         while True:
             peer = self.group.pick(loop.time(), tried)
             if peer is None:
@@ -122,19 +124,62 @@ class ProxyHandler:
                     continue
                 raise HTTPError(504 if e.timeout else 502,
                                 "Gateway Timeout" if e.timeout else "Bad Gateway") from None
-            peer.active += 1
-            peer.requests += 1
             try:
                 return await self._exchange(request, peer, conn, head, body, has_body,
                                             upgrade, length is None)
             except _Stale:
                 if reused and not fresh:
-                    log.info("%s: a kept-alive connection was closed; trying a new one",
-                             peer.name)
+                    self._stale(peer)
                     fresh = True
                     continue
                 self._failed(peer, loop, "closed the connection without a response")
                 raise HTTPError(502, "Bad Gateway") from None
+
+    def start_reply(self, request, reply):
+        """The usual request without a task (``flashplug.reply``): no body,
+        no Upgrade, no Max-Forwards method, one upstream with a parked
+        connection.  It is sent here and answered from the connection's
+        wake-ups through ``reply``.  False, with nothing done, for anything
+        else: then the coroutine answers."""
+        if request.content_length or request.chunked or len(self.group.peers) != 1 \
+                or request.method in MAX_FORWARDS_METHODS \
+                or request.headers.get("upgrade") is not None:
+            return False
+        peer = self.group.pick(request.server.loop.time(), ())
+        conn = None if peer is None else peer.parked()
+        if conn is None:
+            return False
+        head = request_head(request, self.target(request), None, self._authority, None)
+        exchange = self._send(request, peer, conn, head, None, False, None, True)
+        reply.on_cancel = functools.partial(exchange.end, reusable=False)
+        self._reply_when_ready(request, reply, exchange)
+        return True
+
+    def _reply_when_ready(self, request, reply, exchange, waiter=None):
+        """Answer through ``reply`` once the response head is in; until
+        then, wait again (``waiter``: the wait that just ended)."""
+        if reply.done():
+            return    # the client went away (``on_cancel`` ended the exchange)
+        try:
+            if waiter is not None and waiter.exception() is not None:
+                self._timed_out(exchange)
+            response = self._response(request, exchange, False)
+        except _Stale:
+            self._stale(exchange.peer)
+            reply.follow(self(request, fresh=True))
+            return
+        except Exception as exc:  # noqa: BLE001 - answered as the coroutine's failure
+            exchange.end(reusable=False)
+            reply.fail(exc)
+            return
+        if response is None:
+            exchange.conn.waiter(self.settings.read_timeout).add_done_callback(
+                functools.partial(self._reply_when_ready, request, reply, exchange))
+            return
+        reply.send(response)
+
+    def _stale(self, peer):
+        log.info("%s: a kept-alive connection was closed; trying a new one", peer.name)
 
     async def _chunked_body(self, request):
         """``(length, chunks)`` of a chunked request body, read ahead up to
@@ -165,57 +210,80 @@ class ProxyHandler:
         log.error("%s: %d: %s%s", peer.name, status, cause,
                   f"; out for {self.group.fail_timeout:g}s" if out else "")
 
-    async def _exchange(self, request, peer, conn, head, body, has_body, upgrade, chunked):
-        """Send the request on ``conn`` and return the Response.  The peer's
-        ``active`` count is taken back when the exchange ends, whichever way.
-        ``body``: the request body's chunks; ``chunked``: sent chunked."""
-        s = self.settings
+    def _send(self, request, peer, conn, head, body, has_body, upgrade, chunked):
+        """Send the request head on ``conn`` (and start the feeder of
+        ``body``, its chunks; ``chunked``: sent chunked): the exchange.
+        The peer's ``active`` count is taken back when the exchange ends,
+        whichever way."""
+        peer.active += 1
+        peer.requests += 1
         exchange = _Exchange(peer, conn)
         conn.begin(request.method == "HEAD", upgrade)
         conn.write(head)
         if has_body:
             exchange.feeder = conn.loop.create_task(
-                _feed(conn, body, request.chunked and chunked, s.send_timeout))
-        reader = conn.reader
+                _feed(conn, body, request.chunked and chunked, self.settings.send_timeout))
+        return exchange
+
+    async def _exchange(self, request, peer, conn, head, body, has_body, upgrade, chunked):
+        """Send the request on ``conn`` and return the Response."""
+        exchange = self._send(request, peer, conn, head, body, has_body, upgrade, chunked)
         try:
             # The connection parses the response as it arrives; this waits
             # until its head is in (usually with all of it: one wait).
             while True:
-                if conn.eof and not reader.started and not has_body:
-                    exchange.end(reusable=False)
-                    raise _Stale
-                if conn.error is not None:
-                    status, cause = exchange.feeder_error() or (502, str(conn.error))
-                    self._failed(peer, conn.loop, cause, status)
-                    raise HTTPError(status, "Bad Gateway" if status == 502
-                                    else "Gateway Timeout") from None
-                if reader.headers is not None:
-                    break
+                response = self._response(request, exchange, has_body)
+                if response is not None:
+                    return response
                 try:
-                    await conn.wait(s.read_timeout)
+                    await conn.wait(self.settings.read_timeout)
                 except asyncio.TimeoutError:
-                    self._failed(peer, conn.loop, f"no response within {s.read_timeout:g}s",
-                                 504)
-                    raise HTTPError(504, "Gateway Timeout") from None
-            peer.succeeded()
-            peer.http10 = reader.http10
-            if reader.status == 101:
-                return tunnel_response(reader, exchange, self.settings)
-            if reader.done and reader.pending <= SMALL_BODY:
-                body = conn.take_body()
-                exchange.end(reader.reusable and exchange.body_sent())
-                if request.method == "HEAD" and reader.content_length is None:
-                    # No length to state: the kernel frames an empty
-                    # stream without a Content-Length of 0 the GET lacks.
-                    return Response(reader.status, reader.headers, stream=_Body.empty(),
-                                    reason=reader.reason)
-                return Response(reader.status, reader.headers, body, reason=reader.reason)
-            stream = _Body(exchange, reader, conn.take_body(), self)
-            return Response(reader.status, reader.headers, stream=stream,
-                            reason=reader.reason)
+                    self._timed_out(exchange)
         except BaseException:
             exchange.end(reusable=False)
             raise
+
+    def _timed_out(self, exchange):
+        """Raise the 504 of a response head that did not come in time."""
+        timeout = self.settings.read_timeout
+        self._failed(exchange.peer, exchange.conn.loop, f"no response within {timeout:g}s", 504)
+        raise HTTPError(504, "Gateway Timeout") from None
+
+    def _response(self, request, exchange, has_body):
+        """The Response once the upstream's head is in, else None.
+
+        :raises _Stale: a kept-alive connection closed before any answer.
+        :raises HTTPError: the response broke (502) or the body's sending
+            failed (502, 504).
+        """
+        conn = exchange.conn
+        reader = conn.reader
+        peer = exchange.peer
+        if conn.eof and not reader.started and not has_body:
+            exchange.end(reusable=False)
+            raise _Stale
+        if conn.error is not None:
+            status, cause = exchange.feeder_error() or (502, str(conn.error))
+            self._failed(peer, conn.loop, cause, status)
+            raise HTTPError(status, "Bad Gateway" if status == 502
+                            else "Gateway Timeout") from None
+        if reader.headers is None:
+            return None
+        peer.succeeded()
+        peer.http10 = reader.http10
+        if reader.status == 101:
+            return tunnel_response(reader, exchange, self.settings)
+        if reader.done and reader.pending <= SMALL_BODY:
+            body = conn.take_body()
+            exchange.end(reader.reusable and exchange.body_sent())
+            if request.method == "HEAD" and reader.content_length is None:
+                # No length to state: the kernel frames an empty
+                # stream without a Content-Length of 0 the GET lacks.
+                return Response(reader.status, reader.headers, stream=_Body.empty(),
+                                reason=reader.reason)
+            return Response(reader.status, reader.headers, body, reason=reader.reason)
+        stream = _Body(exchange, reader, conn.take_body(), self)
+        return Response(reader.status, reader.headers, stream=stream, reason=reader.reason)
 
 
 class _Stale(Exception):

@@ -37,6 +37,7 @@ import re
 import httptools
 
 from flashplug.http.framing import must_be_empty, strip_framing_for_status
+from flashplug.http.validate import CheckedFields, field_error
 
 #: Largest response head accepted from an upstream (nginx's
 #: proxy_buffer_size is 4-8 KiB; apps send big cookies).
@@ -382,7 +383,15 @@ class ResponseReader:
             drop.add("content-length")
         if drop:
             headers = [field for field in headers if field[0].lower() not in drop]
-        self.headers = strip_framing_for_status(status, headers)
+        headers = strip_framing_for_status(status, headers)
+        # Checked here, once per head (a remembered one is not checked
+        # again), so the kernel need not (CheckedFields); a field it could
+        # not send is the upstream's fault, a 502 (as nginx answers it).
+        for name, value in headers:
+            problem = field_error(name, value)
+            if problem is not None:
+                raise UpstreamError(f"sent a header field that cannot be passed on: {problem}")
+        self.headers = CheckedFields(headers)
         if length is not None and not codings and not self.head_only \
                 and not must_be_empty(status) and len(head) <= KNOWN_HEAD_SIZE:
             if len(_KNOWN) >= KNOWN_HEADS:
@@ -403,7 +412,7 @@ class ResponseReader:
         counted here (``_left``), and the parser stays where the last
         message ended, ready for the next one."""
         self.status, self.reason, headers, length, self._keep, self.http10 = known
-        self.headers = list(headers)
+        self.headers = CheckedFields(headers)
         self.content_length = length
         self._left = length
         self._count(b"")

@@ -168,14 +168,20 @@ class Connection(asyncio.Protocol):
 
         :raises asyncio.TimeoutError: none of those within ``timeout`` seconds.
         """
+        try:
+            await self.waiter(timeout)
+        finally:
+            self._waiter = None
+
+    def waiter(self, timeout):
+        """:meth:`wait` as a future, for a callback: done when bytes
+        arrive, the connection ends or the response breaks; failed with
+        ``asyncio.TimeoutError`` after ``timeout`` seconds of none."""
         waiter = self._waiter = self.loop.create_future()
         deadline = self._deadline = self.loop.time() + timeout
         if self._timer is None or self._timer_at > deadline:
             self._arm(deadline)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+        return waiter
 
     def take_body(self):
         """The response body bytes parsed so far (reading resumes if paused)."""

@@ -326,6 +326,17 @@ def test_php_fpm_slow_script_is_a_504(serve, fpm):
 
 
 @needs_php_fpm
+def test_php_fpm_slow_script_found_before_is_a_504_too(serve, fpm):
+    # A script found lately is begun without a task (flashplug.reply):
+    # its failures are answered and logged as the coroutine's are.
+    s = serve("--fastcgi", f".php=unix:{fpm}", "--fastcgi-timeout", "1")
+    with requests.Session() as session:
+        assert [session.get(s.url + "/slow.php").status_code for _ in range(2)] == [504, 504]
+        assert s.log().count("504: no response header within 1s") == 2
+        assert [session.get(s.url + "/app.php").status_code for _ in range(3)] == [200] * 3
+
+
+@needs_php_fpm
 def test_php_fpm_crash_mid_response_cuts_the_response(serve, fpm):
     s = serve("--fastcgi", f".php=unix:{fpm}")
     with pytest.raises(requests.exceptions.ChunkedEncodingError):

@@ -591,3 +591,16 @@ def test_an_h2c_upgrade_is_not_passed_upstream(shared, upgrade):
     assert seen.header("http2-settings") is None
     passed = seen.header("upgrade")
     assert passed == ("websocket" if b"websocket" in upgrade else None), passed
+
+
+def test_http2_requests_through_the_proxy_on_one_connection(serve, upstream):
+    """An HTTP/2 stream takes the handler's task-less way too
+    (flashplug.reply) once the upstream connection is parked: each answer
+    goes to its own stream, checked and framed the same."""
+    import httpx
+    s = serve("--h2c", "--proxy", f"/={upstream.address}")
+    with httpx.Client(base_url=s.url, http1=False, http2=True) as client:
+        got = [client.get(f"/n{i}") for i in range(6)]
+    assert [(r.http_version, r.status_code, r.text, r.headers["x-upstream"]) for r in got] \
+        == [("HTTP/2", 200, "index\n", "rec")] * 6
+    assert len(upstream.requests) == 6

@@ -219,3 +219,11 @@ def test_the_memory_of_lines_is_bounded():
     for i in range(response._LINES_MAX + 10):
         parse_header_block(b"X-N: %d" % i)
     assert len(response._LINES) <= response._LINES_MAX
+
+
+def test_parsed_fields_are_marked_checked():
+    """Every field passed field_error as it was read: the kernel need not
+    check them again (CheckedFields)."""
+    from flashplug.http.validate import CheckedFields
+    cgi = parse_header_block(b"Content-Type: text/plain\r\nX-A: 1")
+    assert type(cgi.headers) is CheckedFields and cgi.headers.checked

@@ -232,3 +232,19 @@ def test_bare_lf_before_a_crlf_crlf_in_the_body_ends_the_head():
 def test_a_bare_cr_is_still_refused_in_an_lf_head():
     with pytest.raises(UpstreamError, match="invalid response head"):
         read(b"HTTP/1.1 200 OK\nX: a\rb\n\n")
+
+
+def test_response_fields_are_checked_once_per_head():
+    """The fields are checked with field_error as the head is parsed, and
+    marked so (CheckedFields): the kernel does not check them again; a head
+    seen lately gives its own marked copy."""
+    from flashplug.http.validate import CheckedFields
+    head = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+    got = []
+    for _ in range(2):
+        r = ResponseReader()
+        r.feed(head)
+        assert type(r.headers) is CheckedFields and r.headers.checked
+        assert r.headers == [("X-A", "1"), ("Content-Length", "2")]
+        got.append(r.headers)
+    assert got[0] is not got[1]

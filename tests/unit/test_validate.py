@@ -212,3 +212,65 @@ def test_status_101_needs_an_upgrade_function_and_the_reverse():
         check_response(Response(200, [], upgrade=pipe))
     with pytest.raises(ResponseMistake, match="upgrade needs status 101"):
         check_response(Response(101, [], upgrade=lambda tunnel: None))
+
+
+# -- CheckedFields: fields a gateway checked as it read them -----------------------------
+
+def test_checked_fields_are_kept_and_not_checked_again():
+    from flashplug.http.validate import CheckedFields
+    fields = CheckedFields([("X-A", "1")])
+    response = Response(200, fields, b"ok")
+    assert response.headers is fields            # kept as given, still marked
+    check_headers_calls = []
+    import flashplug.http.validate as validate
+    real = validate.check_headers
+    validate.check_headers = lambda h: check_headers_calls.append(h) or real(h)
+    try:
+        check_response(response)
+        check_response(Response(200, [("X-A", "1")], b"ok"))
+    finally:
+        validate.check_headers = real
+    assert len(check_headers_calls) == 1         # the plain list only
+
+
+ADDS = [
+    lambda f, field: f.append(field),
+    lambda f, field: f.extend([field]),
+    lambda f, field: f.insert(0, field),
+    lambda f, field: f.__iadd__([field]),
+    lambda f, field: f.__setitem__(0, field),
+    lambda f, field: f.__setitem__(slice(0, 1), [field]),
+]
+
+
+@pytest.mark.parametrize("add", ADDS)
+@pytest.mark.parametrize("field,match", [
+    (("X-B", "a\r\nSet-Cookie: x=1"), r"control character \(CR"),
+    (("Bad Name", "1"), "is not a token"),
+    (("X-B", "a\x00b"), r"control character \(NUL"),
+])
+def test_a_field_added_to_checked_fields_is_checked(add, field, match):
+    from flashplug.http.validate import CheckedFields
+    fields = CheckedFields([("X-A", "1")])
+    add(fields, field)
+    assert not fields.checked
+    with pytest.raises(ResponseMistake, match=match):
+        check_response(Response(200, fields, b"ok"))
+
+
+@pytest.mark.parametrize("add", ADDS)
+def test_a_good_field_added_to_checked_fields_goes_out(add):
+    """A response-headers hook may add to the fields, as to any list."""
+    from flashplug.http.validate import CheckedFields
+    fields = CheckedFields([("X-A", "1")])
+    add(fields, ("X-Added", "yes"))
+    assert ("X-Added", "yes") in check_response(Response(200, fields, b"ok")).headers
+
+
+def test_checked_fields_content_length_is_still_weighed_against_the_body():
+    from flashplug.http.validate import CheckedFields
+    with pytest.raises(ResponseMistake, match="Content-Length 5 but the body has 2 bytes"):
+        check_response(Response(200, CheckedFields([("content-length", "5")]), b"ok"))
+    with pytest.raises(ResponseMistake, match="2 Content-Length headers"):
+        check_response(Response(200, CheckedFields([("Content-Length", "2")] * 2), b"ok"))
+    check_response(Response(200, CheckedFields([("Content-Length", "2")]), b"ok"))
