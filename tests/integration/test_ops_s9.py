@@ -20,6 +20,17 @@ from tests.tls_certs import ca, site  # noqa: F401 - fixtures
 from tests.waiting import wait_for
 
 
+def cgi_root(tmp_path, name, text):
+    """A document root whose cgi-bin holds one shell script ``name``
+    running ``text``."""
+    root = tmp_path / "www"
+    (root / "cgi-bin").mkdir(parents=True)
+    script = root / "cgi-bin" / name
+    script.write_text("#!/bin/sh\n" + text)
+    script.chmod(0o755)
+    return root
+
+
 def log_lines(path, needle):
     """The whole lines of the access log file ``path`` that contain ``needle``."""
     try:
@@ -76,11 +87,7 @@ def test_an_http2_413_has_its_line_too(server_factory, tmp_path):
 
 
 def test_a_413_of_the_cgi_limit_names_its_own_option(server_factory, tmp_path):
-    root = tmp_path / "www"
-    (root / "cgi-bin").mkdir(parents=True)
-    script = root / "cgi-bin" / "up.sh"
-    script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok'\n")
-    script.chmod(0o755)
+    root = cgi_root(tmp_path, "up.sh", "printf 'Content-Type: text/plain\\r\\n\\r\\nok'\n")
     srv = server_factory(root, "--plugins", "cgi", "--cgi-max-body", "1k")
     r = requests.post(srv.url + "/cgi-bin/up.sh", data=b"x" * 2000)
     assert r.status_code == 413
@@ -114,12 +121,9 @@ def test_the_proxy_answers_trace_itself_and_never_forwards_it(server_factory, tm
 
 
 def test_cgi_scripts_never_see_trace(server_factory, tmp_path):
-    root = tmp_path / "www"
-    (root / "cgi-bin").mkdir(parents=True)
-    script = root / "cgi-bin" / "echo.sh"
-    script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s %s' "
-                      "\"$REQUEST_METHOD\" \"$HTTP_COOKIE\"\n")
-    script.chmod(0o755)
+    root = cgi_root(tmp_path, "echo.sh",
+                    "printf 'Content-Type: text/plain\\r\\n\\r\\n%s %s' "
+                    "\"$REQUEST_METHOD\" \"$HTTP_COOKIE\"\n")
     srv = server_factory(root, "--plugins", "cgi")
     r = requests.request("TRACE", srv.url + "/cgi-bin/echo.sh", cookies={"session": "secret"})
     assert r.status_code == 405 and "secret" not in r.text
@@ -247,12 +251,9 @@ def test_an_http2_download_cut_off_is_logged_with_the_bytes_sent(server_factory,
 def test_a_streamed_body_cut_off_is_logged(server_factory, tmp_path):
     """A CGI script streaming a long body to a client that leaves: the
     line was missing altogether (the handler's task was cancelled)."""
-    root = tmp_path / "www"
-    (root / "cgi-bin").mkdir(parents=True)
-    script = root / "cgi-bin" / "stream.sh"
-    script.write_text("#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\n"
-                      "exec head -c 50000000 /dev/zero\n")
-    script.chmod(0o755)
+    root = cgi_root(tmp_path, "stream.sh",
+                    "printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\n"
+                    "exec head -c 50000000 /dev/zero\n")
     log = tmp_path / "access.log"
     srv = server_factory(root, "--plugins", "cgi", "--access-log", log)
     _leave_early(srv, "/cgi-bin/stream.sh")
@@ -379,11 +380,7 @@ def test_a_plugins_list_beside_a_plugin_table_names_the_fix(tmp_path):
 def test_a_stop_that_cuts_requests_says_which(server_factory, tmp_path):
     """A script still running when --grace ran out: its client's
     connection closed with no answer, and no log said anything."""
-    root = tmp_path / "www"
-    (root / "cgi-bin").mkdir(parents=True)
-    script = root / "cgi-bin" / "slow.sh"
-    script.write_text("#!/bin/sh\nsleep 30\n")
-    script.chmod(0o755)
+    root = cgi_root(tmp_path, "slow.sh", "sleep 30\n")
     srv = server_factory(root, "--plugins", "cgi", "--grace", "1")
     sock = srv.connect()
     sock.sendall(b"GET /cgi-bin/slow.sh HTTP/1.1\r\nHost: t\r\n\r\n")
