@@ -217,16 +217,16 @@ class RecordingUpstream:
         return True
 
 
-class WebSocketEcho:
-    """A WebSocket server on raw sockets: the handshake (RFC 6455 §4.2),
-    then every byte read is written back (frames echo as they are)."""
+class ThreadedUpstream:
+    """A loopback TCP listener serving each connection in a thread of its
+    own: subclasses give ``_serve(conn)``, and set their own state before
+    calling ``__init__`` (the first connection may come at once)."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.handshakes = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def stop(self):
@@ -239,6 +239,15 @@ class WebSocketEcho:
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+
+class WebSocketEcho(ThreadedUpstream):
+    """A WebSocket server on raw sockets: the handshake (RFC 6455 §4.2),
+    then every byte read is written back (frames echo as they are)."""
+
+    def __init__(self):
+        self.handshakes = []
+        super().__init__()
 
     def _serve(self, conn):
         import base64

@@ -14,30 +14,19 @@ import pytest
 
 from conftest import start_server
 from h2_client import H2Client
+from proxy_upstreams import ThreadedUpstream
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
 
-class CannedUpstream:
+class CannedUpstream(ThreadedUpstream):
     """Records each request's raw bytes; answers ``answers[last segment]``
     (default OK) and closes."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.answers = {}
         self.got = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn):
         data = b""
@@ -64,9 +53,6 @@ class CannedUpstream:
             pass
         finally:
             conn.close()
-
-    def stop(self):
-        self.sock.close()
 
 
 class Echo10(http.server.BaseHTTPRequestHandler):
