@@ -11,7 +11,7 @@ Theory of operation, for one request:
    waits on the upstream (``drain``, ``--proxy-send-timeout``): a slow
    upstream slows the client's upload down.  A chunked body is read ahead
    first (``CHUNKED_AHEAD``), to go with a Content-Length if it ends.  An
-   OPTIONS or TRACE with ``Max-Forwards: 0`` is answered here instead.
+   OPTIONS with ``Max-Forwards: 0`` is answered here instead.
 3. **Head.**  The response is parsed as it arrives (``ResponseReader``),
    each wait bounded by ``--proxy-read-timeout`` (504).  A broken
    response is a 502.  A request without a body that meets a closed
@@ -50,8 +50,8 @@ SMALL_BODY = 64 * 1024
 #: reads; nginx buffers whole bodies by default), a longer one chunked.
 CHUNKED_AHEAD = 64 * 1024
 #: What flashplug answers OPTIONS with, as the final recipient (a
-#: Max-Forwards of 0): the methods it passes upstream, bar TRACE, which it
-#: does not reflect itself (nginx answers TRACE with 405 too).
+#: Max-Forwards of 0): the methods it passes upstream (TRACE never reaches
+#: a route: the kernel answers it 405, as nginx does).
 FINAL_ALLOW = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
 
 
@@ -84,11 +84,9 @@ class ProxyHandler:
     async def __call__(self, request, fresh=False):
         """Answer ``request`` from an upstream; ``fresh``: on new
         connections only (a parked one was just found closed)."""
-        if request.method in MAX_FORWARDS_METHODS and max_forwards(request) == 0:
+        if max_forwards(request) == 0:
             # RFC 9110 §7.6.2: not forwarded; answered as the final recipient.
-            if request.method == "OPTIONS":
-                return Response(200, [("Allow", FINAL_ALLOW)], b"")
-            raise HTTPError(405, "Method Not Allowed", [("Allow", FINAL_ALLOW)])
+            return Response(200, [("Allow", FINAL_ALLOW)], b"")
         upgrade = _upgrade_asked(request)
         body = request.body
         length = None

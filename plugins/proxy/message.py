@@ -9,7 +9,7 @@ ambiguous request the kernel let through (it lets none) could still not
 mean two things upstream.  Hop-by-hop fields (RFC 9110 §7.6.1) are dropped
 both ways: ``Connection`` and every field it names, ``Keep-Alive``,
 ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade`` and ``Proxy-*``.
-``Via`` gets our entry (RFC 9110 §7.6.3), and an OPTIONS or TRACE
+``Via`` gets our entry (RFC 9110 §7.6.3), and an OPTIONS
 request's ``Max-Forwards`` one less (§7.6.2; at 0 the handler answers).
 
 A client's own ``X-Forwarded-*`` (every one: -Port and -Prefix too),
@@ -51,7 +51,7 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-e
 # (handler._upgrade_asked); RFC 9113 §3.1 deprecates both.  "Proxy" is no
 # field of HTTP, only httpoxy's (CVE-2016-5385: HTTP_PROXY to a CGI app).
 # X-Real-IP is ours, like X-Forwarded-For.
-# Max-Forwards is looked at (and decremented for OPTIONS and TRACE); the
+# Max-Forwards is looked at (and decremented for OPTIONS); the
 # client's Via goes out in one line with ours.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for",
                               "x-forwarded-proto", "x-forwarded-host", "forwarded",
@@ -65,8 +65,9 @@ _DROP_PREFIXES = ("proxy-", "x-forwarded-")
 #: MUST send one in each request it forwards), by the client's version:
 #: received-protocol and a pseudonym, not the host name.
 VIA = {"1.0": "1.0 flashplug", "1.1": "1.1 flashplug", "2.0": "2 flashplug"}
-#: Methods whose Max-Forwards a proxy honours (RFC 9110 §7.6.2).
-MAX_FORWARDS_METHODS = ("OPTIONS", "TRACE")
+#: Methods whose Max-Forwards a proxy honours (RFC 9110 §7.6.2): OPTIONS,
+#: and TRACE, which never reaches a route (the kernel answers it 405).
+MAX_FORWARDS_METHODS = ("OPTIONS",)
 #: Response heads remembered with their parse, per worker (``_KNOWN``): an
 #: upstream serving the same resource sends the same head again, byte for
 #: byte, until its Date moves on a second; then the checks and the field
@@ -102,7 +103,7 @@ def connection_tokens(values):
 
 
 def max_forwards(request):
-    """The ``Max-Forwards`` of an OPTIONS or TRACE request (an int), or
+    """The ``Max-Forwards`` of an OPTIONS request (an int), or
     None: another method, no field, or a value that is no number (passed
     on as it is).  At 0 the proxy is the final recipient (RFC 9110
     §7.6.2) and answers itself; ``request_head`` sends one less."""
@@ -128,7 +129,7 @@ def request_head(request, target, upgrade, default_host, length=None):
     to a server known to read HTTP/1.1).
     A ``Via`` entry is appended to the client's, in one field line (RFC
     9110 §7.6.3; an upstream reading a field's first line reads it all), and an
-    OPTIONS or TRACE request's ``Max-Forwards`` is decremented (§7.6.2).
+    OPTIONS request's ``Max-Forwards`` is decremented (§7.6.2).
     """
     # One pass over the fields (the kernel lowercased their names): the
     # ones we drop or write ourselves are set aside on one set lookup.
