@@ -395,6 +395,8 @@ def build_serve(argv):
         raise UsageError(f"document root {ns.docroot!r} contains a NUL byte")
     config = Config(ns, pre.config)
     config.argv = list(argv)   # a reload (SIGHUP) loads the same command line again
+    config.flag_dests = {flag: action.dest for action in parser._actions
+                         for flag in action.option_strings}
 
     selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
     if ns.cgi and "cgi" not in selected:
