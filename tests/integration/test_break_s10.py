@@ -1,10 +1,16 @@
 """Faults found in the tenth session by a fresh pair of eyes: a new user
 following the docs, then hostile input against a real ``flashplug serve``.
 Each test failed before its fix."""
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
+import requests
+
+from conftest import start_server
 
 
 def check(*args, cwd=None):
@@ -49,3 +55,29 @@ def test_bind_with_a_port_says_to_give_it_with_port(tmp_path, bind, port):
     assert result.returncode == 2
     assert result.stderr == (f"flashplug: error: argument -b/--bind: {bind!r} has a port: "
                              f"give the address alone and the port with --port {port}\n")
+
+
+# -- Started as root (to bind port 80), flashplug ran scripts as nobody but
+#    the php-cgi processes of --fastcgi .php=spawn:/usr/bin/php-cgi as root:
+#    every PHP file of the document root ran as root.  php-fpm refuses to
+#    run as root; lighttpd's bin-path processes run as its server.username.
+#    They now run as nobody, as CGI scripts do, unless --fastcgi-user. --------------
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("php-cgi"),
+                    reason="needs root and php-cgi")
+@pytest.mark.parametrize("extra, user", [((), "nobody"), (("--fastcgi-user", "root"), "root")])
+def test_spawned_fastcgi_backends_of_a_root_server_run_as_nobody(tmp_path, extra, user):
+    root = tempfile.mkdtemp()          # one nobody may enter, unlike tmp_path
+    try:
+        os.chmod(root, 0o755)
+        with open(os.path.join(root, "who.php"), "w") as f:
+            f.write('<?php echo exec("id -un"), "\\n";')
+        server = start_server(root, "--fastcgi", f".php=spawn:{shutil.which('php-cgi')}",
+                              "--fastcgi-procs", "1", *extra, tmp_path=tmp_path, cgi_user=None)
+        try:
+            r = requests.get(server.url + "/who.php", timeout=10)
+            assert (r.status_code, r.text) == (200, f"{user}\n"), server.log()
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root)
