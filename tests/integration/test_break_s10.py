@@ -1,6 +1,7 @@
 """Faults found in the tenth session by a fresh pair of eyes: a new user
 following the docs, then hostile input against a real ``flashplug serve``.
 Each test failed before its fix."""
+import gzip
 import os
 import shutil
 import subprocess
@@ -81,3 +82,31 @@ def test_spawned_fastcgi_backends_of_a_root_server_run_as_nobody(tmp_path, extra
             server.stop()
     finally:
         shutil.rmtree(root)
+
+
+# -- Precompressing a site for --precompressed (`gzip -k`, `brotli`, `zstd`
+#    over every file, as docs/compression.md suggests) leaves app.py.gz beside
+#    a --cgi-ext script and index.php.gz beside a PHP one: they went out as
+#    documents, the script's source compressed.  Editors' copies were refused
+#    already; these copies are refused the same way. ---------------------------------
+
+@pytest.mark.parametrize("script, args", [
+    ("app.py", ("--plugins", "cgi", "--cgi-ext", ".py")),
+    ("index.php", ("--fastcgi", ".php=127.0.0.1:9", "--plugins", "none")),
+])
+def test_compressed_copies_of_scripts_are_refused(server_factory, tmp_path, script, args):
+    root = tmp_path / "root"
+    root.mkdir()
+    source = b"#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nran\\n'  # <?php secret\n"
+    for name in (script, "page.html"):
+        (root / name).write_bytes(source)
+        (root / name).chmod(0o755)
+        for suffix in (".gz", ".br", ".zst"):
+            (root / (name + suffix)).write_bytes(gzip.compress(source))
+    s = server_factory(root, *args)
+    for suffix in (".gz", ".br", ".zst"):
+        r = requests.get(f"{s.url}/{script}{suffix}", headers={"Accept-Encoding": "identity"})
+        assert r.status_code == 403, (suffix, r.status_code)
+        assert gzip.compress(source) not in r.content
+        # A document's compressed copy is still a document.
+        assert requests.get(f"{s.url}/page.html{suffix}").status_code == 200
