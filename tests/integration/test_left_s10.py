@@ -1,0 +1,92 @@
+"""The faults session 9 left known, each against a real `flashplug serve`.
+
+* a variant compressed on the fly has a weak ETag (RFC 9110 §8.8.1), and the
+  preconditions compare it as §8.8.3 says; a sidecar's stays strong;
+"""
+import gzip
+import os
+
+import pytest
+
+from conftest import start_server
+from test_kernel_http import one, req, wire
+
+TEXT = b"".join(b"<p>line %d of a page that compresses well</p>\n" % i for i in range(500))
+MTIME = 1_600_000_000 * 10**9
+LAST_MODIFIED = b"Sun, 13 Sep 2020 12:26:40 GMT"     # MTIME as an HTTP-date
+
+
+def put(root, name, data, mtime=MTIME):
+    path = root / name
+    path.write_bytes(data)
+    os.utime(path, ns=(mtime, mtime))
+
+
+@pytest.fixture(scope="module")
+def compressing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("left-root")
+    put(root, "page.html", TEXT)
+    put(root, "pre.html", TEXT)
+    put(root, "pre.html.gz", gzip.compress(TEXT), MTIME + 10**9)
+    s = start_server(root, "--compress", "--access-log", "off",
+                     tmp_path=tmp_path_factory.mktemp("left-log"))
+    yield s
+    s.stop()
+
+
+def gzip_get(srv, path, extra=b""):
+    status, headers, body = one(srv, req(path, extra=b"Accept-Encoding: gzip\r\n" + extra))
+    return status, {k: v[0] for k, v in headers.items()}, body
+
+
+# -- 1. weak ETags for bytes compressed on the fly ---------------------------------------
+
+def test_on_the_fly_variant_has_a_weak_etag_and_a_304_still_works(compressing):
+    _, identity, _ = one(compressing, req("/page.html"))
+    status, headers, whole = gzip_get(compressing, "/page.html")
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    tag = headers["etag"]
+    assert tag == "W/" + identity["etag"][0][:-1] + '-gzip"'
+    # If-None-Match compares weakly: our tag, or its strong spelling, is a 304.
+    for sent in (tag, tag[2:], '"other", ' + tag):
+        status, headers, _ = gzip_get(compressing, "/page.html",
+                                      b"If-None-Match: " + sent.encode() + b"\r\n")
+        assert status == 304, sent
+        assert headers["etag"] == tag and headers["vary"] == "Accept-Encoding"
+
+
+def test_a_weak_etag_never_satisfies_if_match(compressing):
+    tag = gzip_get(compressing, "/page.html")[1]["etag"].encode()
+    for sent in (tag, tag[2:]):
+        assert gzip_get(compressing, "/page.html", b"If-Match: " + sent + b"\r\n")[0] == 412
+    assert gzip_get(compressing, "/page.html", b"If-Match: *\r\n")[0] == 200
+
+
+def test_if_range_never_holds_for_a_weak_variant(compressing):
+    _, headers, whole = gzip_get(compressing, "/page.html")
+    tag = headers["etag"].encode()
+    # A plain Range is still served from the bytes we have ...
+    status, _, body = gzip_get(compressing, "/page.html", b"Range: bytes=0-9\r\n")
+    assert status == 206 and body == whole[:10]
+    # ... but no If-Range validator can promise they are the bytes the
+    # client holds: the whole variant (§13.1.5).
+    for validator in (tag, tag[2:], LAST_MODIFIED):
+        status, _, body = gzip_get(compressing, "/page.html",
+                                   b"Range: bytes=0-9\r\nIf-Range: " + validator + b"\r\n")
+        assert status == 200 and body == whole, validator
+    # The identity representation keeps its strong validators.
+    for validator in (one(compressing, req("/page.html"))[1]["etag"][0].encode(), LAST_MODIFIED):
+        status, _, body = one(compressing, req(
+            "/page.html", extra=b"Range: bytes=0-9\r\nIf-Range: " + validator + b"\r\n"))
+        assert status == 206 and body == TEXT[:10], validator
+
+
+def test_a_sidecar_keeps_a_strong_etag(compressing):
+    status, headers, whole = gzip_get(compressing, "/pre.html")
+    assert headers["content-encoding"] == "gzip" and gzip.decompress(whole) == TEXT
+    tag = headers["etag"]
+    assert not tag.startswith("W/") and tag.endswith('-gzip"')
+    status, _, body = gzip_get(compressing, "/pre.html",
+                               b"Range: bytes=0-9\r\nIf-Range: " + tag.encode() + b"\r\n")
+    assert status == 206 and body == whole[:10]
+    assert gzip_get(compressing, "/pre.html", b"If-Match: " + tag.encode() + b"\r\n")[0] == 200
