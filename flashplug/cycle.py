@@ -51,8 +51,8 @@ SESSION_SLOTS = (
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
-    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest",
-    "uncached", "last_asked", "m_whole", "m_known")
+    "m_site", "m_chunks", "m_overhead", "m_sizes", "m_rate_start", "m_rate_base",
+    "upgrade_rest", "uncached", "last_asked", "m_whole", "m_known")
 
 
 def init_session(conn, app, peer, local, now):

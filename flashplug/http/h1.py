@@ -46,6 +46,7 @@ import threading
 import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
+from flashplug.http.chunks import ChunkSizes
 from flashplug.http.forwarded import request_client
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
                                       content_length, expects_continue, keep_alive, set_target,
@@ -559,13 +560,19 @@ class H1Protocol:
 
     def _feed_chunked(self, parser, piece, request):
         """Feed a piece of ``request``'s chunked body in slices, and refuse
-        the request once its framing (chunk lines, extensions, trailers)
-        outgrows its budget.  Slices bound what one call can take
+        the request once a chunk-size line declares more than
+        --max-body-size in all (``flashplug.http.chunks``), or its framing
+        (chunk lines, extensions, trailers) outgrows its budget.  Slices bound what one call can take
         before the count is checked, also when the message ends in it."""
         reader = self.m_body
+        sizes = self.m_sizes
         for at in range(0, len(piece), CHUNK_SLICE):
             part = piece[at:at + CHUNK_SLICE]
             before = reader.received + self.m_head_bytes
+            try:
+                sizes.feed(part)        # a chunk too large is refused before its data
+            except ProtocolError as e:
+                raise httptools.HttpParserError("chunk size refused") from e
             parser.feed_data(part)
             if self.m_request is not request:     # the message ended in this slice
                 rest = piece[at + CHUNK_SLICE:]
@@ -586,7 +593,7 @@ class H1Protocol:
         self.m_head_bytes = self.m_hosts = self.m_noted = self.m_chunks = self.m_overhead = 0
         self.m_rate_start = None        # the body's MinRate window (see _body_deadline)
         self.m_rate_base = 0
-        self.m_request = self.m_body = self.m_connection = self.m_host = None
+        self.m_request = self.m_body = self.m_connection = self.m_host = self.m_sizes = None
         self.m_answer = self.m_known = None
 
     def on_message_begin(self):
@@ -724,6 +731,8 @@ class H1Protocol:
                 request.keep_alive = False
         request.content_length = content_length(headers, self.app.config.max_body_size)
         expect = expects_continue(headers.get("expect"))
+        if request.chunked:
+            self.m_sizes = ChunkSizes(self.app.config.max_body_size)
         if request.content_length or request.chunked:
             request.body = self.m_body = BodyReader(self)
             if expect and request.version == "1.1":
@@ -737,9 +746,7 @@ class H1Protocol:
     def on_body(self, body):
         reader = self.m_body
         if reader is not None:
-            request = self.m_request
-            if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
-                raise ProtocolError(413, "Content Too Large")
+            # (A chunked body's size is checked on its chunk-size lines.)
             reader.feed(body)
             self.deadline = self._body_deadline(reader.received, len(body))
 

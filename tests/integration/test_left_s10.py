@@ -2,6 +2,8 @@
 
 * a variant compressed on the fly has a weak ETag (RFC 9110 §8.8.1), and the
   preconditions compare it as §8.8.3 says; a sidecar's stays strong;
+* a chunk-size line that declares more than --max-body-size is answered at
+  once (413; 400 past what llhttp can count), leading zeros still legal;
 """
 import gzip
 import os
@@ -14,6 +16,21 @@ from test_kernel_http import one, req, wire
 TEXT = b"".join(b"<p>line %d of a page that compresses well</p>\n" % i for i in range(500))
 MTIME = 1_600_000_000 * 10**9
 LAST_MODIFIED = b"Sun, 13 Sep 2020 12:26:40 GMT"     # MTIME as an HTTP-date
+
+
+@pytest.fixture(scope="module")
+def cgi(tmp_path_factory):
+    """A server whose /cgi-bin/count answers the body's length in bytes."""
+    root = tmp_path_factory.mktemp("left-cgi")
+    (root / "cgi-bin").mkdir()
+    script = root / "cgi-bin" / "count"
+    script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nwc -c\n")
+    script.chmod(0o755)
+    (root / "a.txt").write_bytes(b"a\n")
+    s = start_server(root, "--plugins", "cgi", "--max-body-size", "1000",
+                     tmp_path=tmp_path_factory.mktemp("left-cgi-log"))
+    yield s
+    s.stop()
 
 
 def put(root, name, data, mtime=MTIME):
@@ -90,3 +107,41 @@ def test_a_sidecar_keeps_a_strong_etag(compressing):
                                b"Range: bytes=0-9\r\nIf-Range: " + tag.encode() + b"\r\n")
     assert status == 206 and body == whole[:10]
     assert gzip_get(compressing, "/pre.html", b"If-Match: " + tag.encode() + b"\r\n")[0] == 200
+
+
+# -- 2. a chunk-size beyond the body limit, answered at once --------------------------------
+
+CHUNKED_POST = b"POST /cgi-bin/count HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("line, status", [
+    (b"ffffffffffffffff", 413),          # 16 hex digits: llhttp holds it, we must refuse it
+    (b"3e9", 413),                       # 1001 > --max-body-size 1000
+    (b"00000000000000000000003e9;x=y", 413),
+    (b"10000000000000000", 400),         # 2**64: more than a chunk size can be
+])
+def test_a_chunk_too_large_is_refused_before_its_data(cgi, line, status):
+    w = wire(cgi)
+    try:
+        # Only the chunk-size line: nothing of its data is ever sent.
+        w.send(CHUNKED_POST + b"100\r\n" + b"x" * 256 + b"\r\n" + line + b"\r\n")
+        got, _, _ = w.response()
+        assert got == status
+        assert w.closed_by_peer()
+    finally:
+        w.close()
+    if status == 413:
+        assert "intended to send too large body, over --max-body-size 1000" in cgi.log()
+
+
+def test_leading_zeros_are_a_size_as_llhttp_reads_them(cgi):
+    body = (b"0000000000000000000001\r\nx\r\n" + b"0" * 40 + b"3e7\r\n" + b"y" * 999
+            + b"\r\n0\r\n\r\n")
+    w = wire(cgi)
+    try:
+        w.send(CHUNKED_POST + body + b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, got = w.response()
+        assert status == 200 and got.strip() == b"1000"       # exactly the limit
+        assert w.response()[2] == b"a\n"                      # and the connection goes on
+    finally:
+        w.close()
