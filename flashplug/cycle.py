@@ -34,7 +34,7 @@ from flashplug.framing import send_now, send_response, write_entry, write_not_mo
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
 from flashplug.http.dates import depends_on_year
-from flashplug.http.h1 import PAUSE_REVALIDATE
+from flashplug.http.h1 import PAUSE_REVALIDATE, PAUSE_UPGRADE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
 from flashplug.reply import Reply, given, raising
@@ -601,6 +601,11 @@ class RequestCycle:
         if self.m_request is None and self.state != "idle" and self.state != "head":
             self.state = "idle"
             self.deadline = self.deadline_for(self.now)
+        if self.upgrade_rest is not None:
+            # An Upgrade no plugin took (a 101 closes the connection): the
+            # bytes after its head are the next requests (h1._after_upgrade).
+            self.unparsed, self.upgrade_rest = self.upgrade_rest, None
+            self.resume_reading(PAUSE_UPGRADE)
         self.resume_parsing()
         if self.eof and self.active is None and not self.pending and self.unparsed is None \
                 and not self.closed:

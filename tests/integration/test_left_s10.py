@@ -4,6 +4,8 @@
   preconditions compare it as §8.8.3 says; a sidecar's stays strong;
 * a chunk-size line that declares more than --max-body-size is answered at
   once (413; 400 past what llhttp can count), leading zeros still legal;
+* an Upgrade no plugin takes is ignored (RFC 9110 §7.8): the request is
+  served and the connection goes on, requests pipelined behind it too;
 """
 import gzip
 import os
@@ -143,5 +145,73 @@ def test_leading_zeros_are_a_size_as_llhttp_reads_them(cgi):
         status, _, got = w.response()
         assert status == 200 and got.strip() == b"1000"       # exactly the limit
         assert w.response()[2] == b"a\n"                      # and the connection goes on
+    finally:
+        w.close()
+
+
+# -- 3. an Upgrade no plugin takes: served, and the connection goes on ---------------------
+
+WEBSOCKET = b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+H2C = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+NEXT = b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@pytest.mark.parametrize("upgrade", [WEBSOCKET, H2C], ids=["websocket", "h2c"])
+@pytest.mark.parametrize("first, answer", [
+    # a static file (answered before the parser even stops) ...
+    (b"GET /a.txt HTTP/1.1\r\nHost: t\r\n%s\r\n", b"a\n"),
+    # ... a script (answered later, while the parser waits) ...
+    (b"GET /cgi-bin/count HTTP/1.1\r\nHost: t\r\n%s\r\n", b"0\n"),
+    # ... with a body of either framing (llhttp would skip it) ...
+    (b"POST /cgi-bin/count HTTP/1.1\r\nHost: t\r\n%sContent-Length: 5\r\n\r\nhello", b"5\n"),
+    (b"POST /cgi-bin/count HTTP/1.1\r\nHost: t\r\n%sTransfer-Encoding: chunked\r\n\r\n"
+     b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", b"5\n"),
+    # ... and HTTP/1.0, whose Upgrade is ignored anyway (§7.8: MUST).
+    # (A file: a script's answer to 1.0 has no length, so it ends with a close.)
+    (b"GET /a.txt HTTP/1.0\r\nHost: t\r\n%sConnection: keep-alive\r\n\r\n", b"a\n"),
+], ids=["static", "cgi", "content-length", "chunked", "http10"])
+def test_an_upgrade_no_plugin_takes_keeps_the_connection(cgi, upgrade, first, answer):
+    w = wire(cgi)
+    try:
+        # The next requests in the same write: nothing of them is lost.
+        w.send(first % upgrade + NEXT + NEXT)
+        status, headers, body = w.response()
+        assert status == 200 and body.strip() == answer.strip()
+        assert headers.get("connection", ["keep-alive"]) == ["keep-alive"]
+        assert "upgrade" not in headers
+        for _ in range(2):
+            assert w.response()[2] == b"a\n"
+        # And the connection stays open for more.
+        w.send(first % upgrade)
+        assert w.response()[2].strip() == answer.strip()
+        w.send(NEXT)
+        assert w.response()[2] == b"a\n"
+    finally:
+        w.close()
+
+
+def test_an_upgrade_that_asks_to_close_still_closes(cgi):
+    w = wire(cgi)
+    try:
+        w.send(b"GET /cgi-bin/count HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, close\r\n"
+               b"Upgrade: websocket\r\n\r\n" + NEXT)
+        status, headers, _ = w.response()
+        assert status == 200 and headers["connection"] == ["close"]
+        assert w.closed_by_peer()
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("arch", ["mt", "mp"])
+def test_an_ignored_upgrade_keeps_the_connection_in_the_blocking_architectures(
+        server_factory, tmp_path, arch):
+    (tmp_path / "a.txt").write_bytes(b"a\n")
+    s = server_factory(tmp_path, "--arch", arch, "--procs", "2", "--access-log", "off")
+    w = wire(s)
+    try:
+        w.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n" + WEBSOCKET + b"\r\n" + NEXT)
+        for _ in range(2):
+            status, headers, body = w.response()
+            assert (status, body) == (200, b"a\n") and "connection" not in headers
     finally:
         w.close()
