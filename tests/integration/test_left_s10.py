@@ -6,14 +6,19 @@
   once (413; 400 past what llhttp can count), leading zeros still legal;
 * an Upgrade no plugin takes is ignored (RFC 9110 §7.8): the request is
   served and the connection goes on, requests pipelined behind it too;
+* mt and mp log a response cut off mid-send with the body bytes that went;
 """
 import gzip
 import os
 
 import pytest
 
+import requests
+
 from conftest import start_server
 from test_kernel_http import one, req, wire
+from test_ops_s9 import BIG, _leave_early, _logged_size, log_lines
+from tests.waiting import wait_for
 
 TEXT = b"".join(b"<p>line %d of a page that compresses well</p>\n" % i for i in range(500))
 MTIME = 1_600_000_000 * 10**9
@@ -215,3 +220,23 @@ def test_an_ignored_upgrade_keeps_the_connection_in_the_blocking_architectures(
             assert (status, body) == (200, b"a\n") and "connection" not in headers
     finally:
         w.close()
+
+
+# -- 4. mt and mp log the bytes a cut-off response sent ------------------------------------
+
+@pytest.mark.parametrize("arch", ["mt", "mp"])
+def test_a_cut_off_download_is_logged_with_the_bytes_sent_by_mt_and_mp(
+        server_factory, tmp_path, arch):
+    root = tmp_path / "www"
+    root.mkdir()
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(BIG)
+    log = tmp_path / "access.log"
+    srv = server_factory(root, "--access-log", log, "--arch", arch, "--procs", "2")
+    _leave_early(srv, "/big.bin")
+    [line] = wait_for(lambda: log_lines(log, "/big.bin"), what="the cut-off line")
+    assert 64 * 1024 <= _logged_size(line) < BIG // 4, line
+    # A whole one is logged whole.
+    assert len(requests.get(srv.url + "/big.bin").content) == BIG
+    wait_for(lambda: len(log_lines(log, "/big.bin")) == 2, what="the whole line")
+    assert _logged_size(log_lines(log, "/big.bin")[1]) == BIG
