@@ -7,6 +7,8 @@
 * an Upgrade no plugin takes is ignored (RFC 9110 §7.8): the request is
   served and the connection goes on, requests pipelined behind it too;
 * mt and mp log a response cut off mid-send with the body bytes that went;
+* a server name that is not ASCII gets the unrecognized_name alert (RFC
+  6066 §3), not internal_error.
 """
 import gzip
 import os
@@ -17,7 +19,9 @@ import requests
 
 from conftest import start_server
 from test_kernel_http import one, req, wire
+from test_https_s9 import hello_bytes, read_all, status_over, two_certificates  # noqa: F401
 from test_ops_s9 import BIG, _leave_early, _logged_size, log_lines
+from tests.tls_certs import ca, site  # noqa: F401 - fixtures
 from tests.waiting import wait_for
 
 TEXT = b"".join(b"<p>line %d of a page that compresses well</p>\n" % i for i in range(500))
@@ -240,3 +244,20 @@ def test_a_cut_off_download_is_logged_with_the_bytes_sent_by_mt_and_mp(
     assert len(requests.get(srv.url + "/big.bin").content) == BIG
     wait_for(lambda: len(log_lines(log, "/big.bin")) == 2, what="the whole line")
     assert _logged_size(log_lines(log, "/big.bin")[1]) == BIG
+
+
+# -- 5. a server name that is not ASCII: unrecognized_name --------------------------------
+
+UNRECOGNIZED_NAME = b"\x15\x03\x03\x00\x02\x02\x70"     # a fatal alert, 112
+
+
+def test_a_server_name_that_is_not_ascii_gets_unrecognized_name(two_certificates):
+    s, ca_path = two_certificates
+    hello, *_ = hello_bytes("xx.test")
+    for name in ("é.test", "b.t\xe9st"):
+        with s.connect() as sock:
+            sock.sendall(hello.replace(b"xx.test", name.encode()[:7].ljust(7, b"x")))
+            assert read_all(sock) == UNRECOGNIZED_NAME
+    # The server goes on choosing certificates by name.
+    assert status_over(s, ca_path, "b.test", "b.test") == [200]
+    assert "Traceback" not in s.log()
