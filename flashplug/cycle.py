@@ -91,6 +91,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_open = False
     conn.m_site = None           # the site _target_entry chose, for _answer_by_target
     conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
+    conn.m_sizes = None          # a chunked body's ChunkSizes (flashplug.http.chunks)
     conn.uncached = None         # the head being parsed, when _not_cached said so
     conn.m_whole = None          # the head being parsed, when it came whole (known_requests)
     conn._reset_message()

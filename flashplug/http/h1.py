@@ -630,7 +630,7 @@ class H1Protocol:
         self.m_head_bytes = self.m_hosts = self.m_noted = self.m_chunks = self.m_overhead = 0
         self.m_rate_start = None        # the body's MinRate window (see _body_deadline)
         self.m_rate_base = 0
-        self.m_request = self.m_body = self.m_connection = self.m_host = self.m_sizes = None
+        self.m_request = self.m_body = self.m_connection = self.m_host = None
         self.m_answer = self.m_known = None
 
     def on_message_begin(self):
@@ -768,6 +768,8 @@ class H1Protocol:
         request.content_length = content_length(headers, self.app.config.max_body_size)
         expect = expects_continue(headers.get("expect"))
         if request.chunked:
+            # (Only _feed_chunked reads it, only for a chunked message: a
+            # stale one is never read, so _reset_message leaves it.)
             self.m_sizes = ChunkSizes(self.app.config.max_body_size)
         if request.content_length or request.chunked:
             request.body = self.m_body = BodyReader(self)
