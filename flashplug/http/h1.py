@@ -741,6 +741,7 @@ class H1Protocol:
         request.server_addr = self.local_addr
         request.server_port = self.local_port
         request.scheme = self.scheme
+        request._cycle = self       # for Request.send_interim
         now = request.start_time = self.now
         self.m_request = request
         self.state = "body"

@@ -8,10 +8,16 @@
   served and the connection goes on, requests pipelined behind it too;
 * mt and mp log a response cut off mid-send with the body bytes that went;
 * a server name that is not ASCII gets the unrecognized_name alert (RFC
-  6066 §3), not internal_error.
+  6066 §3), not internal_error;
+* the proxy passes an upstream's 103 Early Hints on (RFC 8297): its Link
+  fields that are well formed, to HTTP/1.1 and HTTP/2 clients, never to
+  HTTP/1.0 ones (RFC 9110 §15.2), through ``Request.send_interim``.
 """
 import gzip
 import os
+import time
+
+import h2.events
 
 import pytest
 
@@ -19,6 +25,8 @@ import requests
 
 from conftest import start_server
 from test_kernel_http import one, req, wire
+from h2_client import H2Client
+from proxy_upstreams import ThreadedUpstream
 from test_https_s9 import hello_bytes, read_all, status_over, two_certificates  # noqa: F401
 from test_ops_s9 import BIG, _leave_early, _logged_size, log_lines
 from tests.tls_certs import ca, site  # noqa: F401 - fixtures
@@ -261,3 +269,88 @@ def test_a_server_name_that_is_not_ascii_gets_unrecognized_name(two_certificates
     # The server goes on choosing certificates by name.
     assert status_over(s, ca_path, "b.test", "b.test") == [200]
     assert "Traceback" not in s.log()
+
+
+# -- 6. 103 Early Hints through the proxy -------------------------------------------------
+
+HINTS = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n"
+         b"Link: javascript:alert(1)\r\nSet-Cookie: a=b\r\n"
+         b"Link: </a.js>; rel=preload; as=script, </b.js>; rel=preload\r\n\r\n")
+FINAL = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+PASSED = ["</style.css>; rel=preload; as=style",
+          "</a.js>; rel=preload; as=script, </b.js>; rel=preload"]
+
+
+class HintingUpstream(ThreadedUpstream):
+    """Answers each request with a 103, then, a moment later (the app
+    still at work), its 200."""
+
+    def _serve(self, conn):
+        conn.settimeout(5)
+        try:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                more = conn.recv(65536)
+                if not more:
+                    return
+                data += more
+            conn.sendall(HINTS)
+            time.sleep(0.3)
+            conn.sendall(FINAL)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def hinting(tmp_path_factory):
+    upstream = HintingUpstream()
+    tmp = tmp_path_factory.mktemp("left-hints")
+    s = start_server(tmp, "--access-log", "off", "--h2c", "--proxy", f"/={upstream.address}",
+                     tmp_path=tmp)
+    yield s
+    s.stop()
+    upstream.stop()
+
+
+def test_the_proxy_passes_early_hints_on_to_an_http11_client(hinting):
+    w = wire(hinting)
+    try:
+        w.send(b"GET /page HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, _ = w.response(skip_1xx=False)
+        assert status == 103
+        assert headers == {"link": PASSED}         # only its well-formed Links
+        status, headers, body = w.response(skip_1xx=False)
+        assert (status, body) == (200, b"hello")
+        assert "link" not in headers and "set-cookie" not in headers
+    finally:
+        w.close()
+
+
+def test_an_http10_client_gets_no_early_hints(hinting):
+    w = wire(hinting)
+    try:
+        w.send(b"GET /page HTTP/1.0\r\nHost: t\r\n\r\n")
+        status, _, body = w.response(skip_1xx=False)
+        assert (status, body) == (200, b"hello")
+    finally:
+        w.close()
+
+
+def test_the_proxy_passes_early_hints_on_over_http2(hinting):
+    client = H2Client(hinting.port)
+    try:
+        sid = client.request("/page")
+        events = []
+        while not any(isinstance(e, h2.events.StreamEnded) for e in events):
+            events += client.pump()
+        kinds = [type(e) for e in events if getattr(e, "stream_id", None) == sid]
+        # A HEADERS without END_STREAM first, then the response.
+        assert kinds.index(h2.events.InformationalResponseReceived) \
+            < kinds.index(h2.events.ResponseReceived)
+        [hint] = [e for e in events if isinstance(e, h2.events.InformationalResponseReceived)]
+        fields = [(n.decode(), v.decode()) for n, v in hint.headers]
+        assert fields == [(":status", "103")] + [("link", v) for v in PASSED]
+    finally:
+        client.close()
