@@ -35,7 +35,7 @@ from flashplug.framing import (send_now, send_response, status_line, write_entry
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
 from flashplug.http.dates import depends_on_year
-from flashplug.http.h1 import PAUSE_REVALIDATE, PAUSE_UPGRADE
+from flashplug.http.h1 import PAUSE_PIPELINE, PAUSE_REVALIDATE, PAUSE_UPGRADE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
 from flashplug.http.validate import ResponseMistake, check_headers
@@ -611,7 +611,9 @@ class RequestCycle:
         if self.upgrade_rest is not None:
             # An Upgrade no plugin took (a 101 closes the connection): the
             # bytes after its head are the next requests (h1._after_upgrade).
+            # Kept as a pipeline's rest: reading resumes once it is parsed.
             self.unparsed, self.upgrade_rest = self.upgrade_rest, None
+            self.pause_reading(PAUSE_PIPELINE)
             self.resume_reading(PAUSE_UPGRADE)
         self.resume_parsing()
         if self.eof and self.active is None and not self.pending and self.unparsed is None \

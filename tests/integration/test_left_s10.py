@@ -46,6 +46,7 @@ def cgi(tmp_path_factory):
     script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nwc -c\n")
     script.chmod(0o755)
     (root / "a.txt").write_bytes(b"a\n")
+    (root / "b.txt").write_bytes(b"b\n")
     s = start_server(root, "--plugins", "cgi", "--max-body-size", "1000",
                      tmp_path=tmp_path_factory.mktemp("left-cgi-log"))
     yield s
@@ -203,6 +204,20 @@ def test_an_upgrade_no_plugin_takes_keeps_the_connection(cgi, upgrade, first, an
         assert w.response()[2].strip() == answer.strip()
         w.send(NEXT)
         assert w.response()[2] == b"a\n"
+    finally:
+        w.close()
+
+
+def test_more_requests_behind_an_ignored_upgrade_than_the_pipeline_holds(cgi):
+    # 40 > MAX_PIPELINE: what follows the Upgrade is parsed in turns, in order.
+    w = wire(cgi)
+    try:
+        w.send(b"GET /cgi-bin/count HTTP/1.1\r\nHost: t\r\n" + WEBSOCKET + b"\r\n"
+               + b"".join(b"GET /a.txt?%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(40)))
+        time.sleep(0.05)        # (the script still runs): one more, read later
+        w.send(b"GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert w.response()[2].strip() == b"0"
+        assert [w.response()[2] for _ in range(41)] == [b"a\n"] * 40 + [b"b\n"]
     finally:
         w.close()
 
