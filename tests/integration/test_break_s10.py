@@ -4,6 +4,7 @@ Each test failed before its fix."""
 import gzip
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -11,7 +12,8 @@ import tempfile
 import pytest
 import requests
 
-from conftest import start_server
+from conftest import free_port, start_server
+from waiting import wait_for
 
 
 def check(*args, cwd=None):
@@ -110,3 +112,41 @@ def test_compressed_copies_of_scripts_are_refused(server_factory, tmp_path, scri
         assert gzip.compress(source) not in r.content
         # A document's compressed copy is still a document.
         assert requests.get(f"{s.url}/page.html{suffix}").status_code == 200
+
+
+# -- docs/https.md told certbot users to reload with `kill -HUP $(pidof -s
+#    flashplug)`: pidof finds no process of that name (the program is python3
+#    running the flashplug script), so kill got no pid.  The process is named
+#    flashplug (the script's name), which pgrep and pkill -x match. --------------------
+
+def test_the_reload_command_of_the_https_page_finds_the_master(tmp_path):
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "https.md")) as f:
+        lines = [line.split("#")[0].split() for line in f if "-HUP" in line and "kill" in line]
+    assert lines, "docs/https.md shows no command that sends SIGHUP"
+    exe = os.path.join(os.path.dirname(sys.executable), "flashplug")
+    port = free_port()
+    server = subprocess.Popen([exe, "serve", str(tmp_path), "--port", str(port), "--master",
+                               "--access-log", "off"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _answers(port), what="the server")
+        for command in lines:
+            if command[0] == "pkill":
+                # pgrep selects as pkill does; -o (the oldest) is left out, as
+                # other servers may run on this machine.
+                selector = ["pgrep"] + [a for a in command[1:] if a not in ("-HUP", "-o")]
+            else:                                  # kill -HUP $(pidof ... NAME)
+                selector = [w.strip("$()") for w in command[2:]]
+            found = subprocess.run(selector, capture_output=True, text=True).stdout.split()
+            assert str(server.pid) in found, (command, found)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
