@@ -12,6 +12,7 @@ FastCGI) so the file stays cheap.
 """
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -304,6 +305,37 @@ def test_h2_a_cancelled_stream_stops_its_script(site):
             open(f"/proc/{pid}/stat").read().split()[2] != "Z":
         assert time.monotonic() < deadline, "the script outlived its cancelled stream"
         time.sleep(0.1)
+
+
+def test_h2_a_graceful_stop_refuses_new_streams_and_sends_goaway(server_factory, tmp_path):
+    """https://github.com/reactor/reactor-netty/issues/3828 (SIGTERM sent a
+    FIN where a GOAWAY was due), https://github.com/cloudflare/pingora/issues/388,
+    https://github.com/golang/go/issues/15386; RFC 9113 §6.8.  HTTP/2 has no
+    ``Connection: close``: on a graceful stop an h2 connection took new
+    streams and was then closed bare, so a client could not tell which of
+    its requests ran.  Now a new stream is refused (REFUSED_STREAM, safe to
+    retry), the open one finishes, and GOAWAY names it."""
+    root = tmp_path / "www"
+    (root / "cgi-bin").mkdir(parents=True)
+    (root / "t.txt").write_text("hello\n")
+    script = root / "cgi-bin" / "second.cgi"
+    script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nbegin\\n'\n"
+                      "sleep 1\necho end\n")
+    script.chmod(0o755)
+    s = server_factory(root, "--h2c", "--plugins", "cgi", "--access-log", "off")
+    busy, idle = H2Client(s.port), H2Client(s.port)
+    assert idle.get("/t.txt")[0] == 200
+    sid = busy.request("/cgi-bin/second.cgi")
+    while not any(getattr(e, "data", b"") for e in busy.events):
+        busy.pump()
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    late = busy.request("/t.txt")
+    assert busy.response(late)[0] == ("reset", h2.errors.ErrorCodes.REFUSED_STREAM)
+    assert busy.response(sid)[2] == b"begin\nend\n"
+    assert busy.goaway() == (h2.errors.ErrorCodes.NO_ERROR, sid)
+    assert idle.goaway() == (h2.errors.ErrorCodes.NO_ERROR, 1)
+    assert s.proc.wait(10) == 0
 
 
 # -- the proxy --------------------------------------------------------------------------------
