@@ -406,6 +406,36 @@ def test_connection_cannot_strip_the_forwarded_fields(proxied):
     assert got.header("x-custom") is None
 
 
+def test_an_h2c_upgrade_is_never_passed_upstream(proxied):
+    """h2c smuggling (https://github.com/dotnet/yarp/issues/877,
+    https://github.com/traefik/traefik/issues/9341, Bishop Fox's
+    h2csmuggler): a proxy that passes ``Upgrade: h2c`` on lets an h2c
+    upstream switch, and the tunnel then carries requests the proxy never
+    sees, past its routes and rules."""
+    raw(proxied.port, b"GET /h2c HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n"
+                      b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+                      b"Connection: Upgrade, HTTP2-Settings, close\r\n\r\n")
+    got = next(r for r in proxied.upstream.requests
+               if not isinstance(r, tuple) and r.target == b"/h2c")
+    assert got.header("upgrade") is None
+    assert got.header("http2-settings") is None
+
+
+def test_bytes_after_an_upgrade_that_was_refused_never_reach_the_upstream(proxied):
+    """Pingora's premature Upgrade passthrough (CVE-2026-2833, in
+    https://github.com/HackTricks-wiki/hacktricks/pull/2063): bytes sent
+    after a WebSocket handshake were piped to the upstream before it said
+    101, so a request hidden there skipped the proxy.  The upstream answers
+    200 here; what follows must not reach it raw."""
+    raw(proxied.port, b"GET /ws-refused HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n"
+                      b"GET /hidden HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    for sent in proxied.upstream.raw:
+        if b"/ws-refused" in sent:
+            assert b"/hidden HTTP/1.1\r\nHost: x\r\nConnection: close" not in bytes(sent)
+
+
 # -- FastCGI ----------------------------------------------------------------------------------
 
 class DropsSecondRequest:
