@@ -5,7 +5,9 @@ lighttpd, Caddy, CPython's http.server, gunicorn, h2o or another gateway,
 turns it into the request that showed the bug, and checks flashplug's
 answer against the RFC (and what the fixed server does).  The source is in
 each docstring.  Most are regression tests of what flashplug already did
-right; the two retry tests failed before the fix they came with.
+right; the retry tests (proxy and FastCGI: a POST sent twice) and the
+HTTP/2 graceful-stop test (no GOAWAY) failed before the fixes they came
+with.
 
 Servers are module-scoped (one static + CGI + h2c server, one proxy, one
 FastCGI) so the file stays cheap.
