@@ -265,6 +265,12 @@ class ProxyHandler:
             self._failed(peer, conn.loop, cause, status)
             raise HTTPError(status, "Bad Gateway" if status == 502
                             else "Gateway Timeout") from None
+        if reader.hints:
+            # 103 Early Hints (RFC 8297): passed on as they come, to a client
+            # that may have them (the kernel refuses them to HTTP/1.0).
+            for links in reader.hints:
+                request.send_interim(103, links)
+            reader.hints = ()
         if reader.headers is None:
             return None
         peer.succeeded()
