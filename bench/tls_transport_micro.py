@@ -4,8 +4,13 @@ time) or counted (run it under callgrind twice with two N, subtract).
 
 Modes: ``bio`` (flashplug's TLSTransport: SSLObject over memory BIOs),
 ``sock`` (an ssl.SSLSocket on the non-blocking socket: OpenSSL reads and
-writes the socket itself).  The client is a child process (blocking
-Python ssl), not measured::
+writes the socket itself), ``sockra`` (that, with OpenSSL's read-ahead
+turned on through ctypes, which Python's ``ssl`` does not offer: one
+``read`` per record instead of two, but records read ahead are invisible
+to ``poll`` and to ``pending()``, so a run can stall with a request in
+OpenSSL's buffer: run it under ``timeout``).  docs/https.md, "Session
+10", has the figures.  The client is a child process (blocking Python
+ssl), not measured::
 
     python bench/tls_transport_micro.py bio 20000
     valgrind --tool=callgrind python bench/tls_transport_micro.py sock 200
@@ -105,6 +110,8 @@ def main():
             libssl.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
             libssl.SSL_CTX_ctrl.restype = ctypes.c_long
             libssl.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+            # CPython's SSLContext object holds its SSL_CTX pointer right
+            # after the object header (16 bytes); the assert checks it.
             ptr = ctypes.c_void_p.from_address(id(certificates.default) + 16).value
             assert libssl.SSL_CTX_get_options(ptr) == certificates.default.options
             libssl.SSL_CTX_ctrl(ptr, 41, 1, None)   # SSL_CTRL_SET_READ_AHEAD
