@@ -10,6 +10,12 @@ drains as the client reads.
 """
 from flashplug.http.h1_checks import host_name
 
+#: RFC 9110 §9.2.2's idempotent methods: a gateway may send one of these
+#: again after a kept-alive connection to its backend closed under it,
+#: never another (the backend may have acted on it before closing; "A
+#: proxy MUST NOT automatically retry non-idempotent requests").
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+
 
 class Headers:
     """Header fields in arrival order; names compared case-insensitively.
