@@ -11,7 +11,9 @@ requests, the counters are dumped and their total divided by N.
 Workloads: ``trivial`` (``bench/plugins/trivial.py``, 1 KiB from memory:
 the kernel's path for a plugin handler), ``php`` (hello over php-fpm,
 4 children), ``proxy`` (1 KiB from an nginx upstream), ``a-1k`` (a cached
-1 KiB file)::
+1 KiB file), ``tls-1k`` (that file over HTTPS, keep-alive, TLS 1.3,
+an ECDSA certificate from ``trustme``), ``tls-new`` (a new connection
+with a full TLS 1.3 handshake per request, 50 at a time)::
 
     python bench/instructions.py --exe before=/path/to/old/.venv/bin/flashplug \\
         --exe after=.venv/bin/flashplug --only php,proxy
@@ -36,8 +38,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from fcgi_backends import start_php_fpm, stop  # noqa: E402
 
-WORKLOADS = ("trivial", "php", "proxy", "a-1k")
+WORKLOADS = ("trivial", "php", "proxy", "a-1k", "tls-1k", "tls-new")
 WARMUP = 300
+# tls-new opens this many connections at once, one request each.
+NEW_BATCH = 50
 
 
 def free_port():
@@ -73,6 +77,19 @@ http {{ access_log off; client_body_temp_path {tmp}/cb; proxy_temp_path {tmp}/pt
     return proc, port
 
 
+def tls_options(tmp):
+    """``--tls-cert``/``--tls-key`` options for an ECDSA P-256 certificate
+    made by ``trustme`` in ``tmp``."""
+    import trustme
+    leaf = trustme.CA(key_type=trustme.KeyType.ECDSA).issue_cert(
+        "localhost", key_type=trustme.KeyType.ECDSA)
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    key.chmod(0o600)
+    return ["--tls-cert", str(cert), "--tls-key", str(key)]
+
+
 def count(exe, workload, tmp, n, connections):
     """Instructions per request of ``exe`` on ``workload``."""
     root = tmp / "root"
@@ -89,6 +106,13 @@ def count(exe, workload, tmp, n, connections):
         nginx, up = nginx_upstream(tmp, root)
         stops.append(lambda: (nginx.terminate(), nginx.wait(10)))
         extra = ["--proxy", f"/=http://127.0.0.1:{up}"]
+    elif workload.startswith("tls-"):
+        extra = tls_options(tmp)
+    scheme = "https" if workload.startswith("tls-") else "http"
+    # tls-new: batches of NEW_BATCH connections, one request each.
+    batch = n
+    if workload == "tls-new":
+        batch = connections = NEW_BATCH
     port = free_port()
     out = tmp / f"callgrind.{workload}.out"
     server = subprocess.Popen(
@@ -98,14 +122,18 @@ def count(exe, workload, tmp, n, connections):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, 120)
-        url = f"http://127.0.0.1:{port}{path}"
+        url = f"{scheme}://127.0.0.1:{port}{path}"
         subprocess.run(["h2load", "--h1", "-n", str(WARMUP), "-c", str(connections), url],
                        capture_output=True, check=True)
         subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True,
                        check=True)
-        run = subprocess.run(["h2load", "--h1", "-n", str(n), "-c", str(connections), url],
-                             capture_output=True, text=True, check=True)
-        ok = int(re.search(r"(\d+) succeeded", run.stdout).group(1))
+        ok = 0
+        for done in range(0, n, batch):
+            size = min(batch, n - done)
+            run = subprocess.run(["h2load", "--h1", "-n", str(size), "-c",
+                                  str(min(connections, size)), url],
+                                 capture_output=True, text=True, check=True)
+            ok += int(re.search(r"(\d+) succeeded", run.stdout).group(1))
         if ok != n:
             raise SystemExit(f"{workload}: {n - ok} of {n} requests failed")
         subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True,

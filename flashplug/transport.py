@@ -339,13 +339,22 @@ class TLSTransport:
             n = self.SEND_MAX
             data = data[:n]
         if n:
-            # _encrypt and _after_write, inline: this is every response's path.
+            # _encrypt and flush's usual case, inline: this is every
+            # response's path.  With no backlog there is no tail, and
+            # ``read()`` empties ``outgoing`` (held session tickets too).
             try:
                 self.tls.write(data)
             except ssl.SSLError as e:
                 raise TLSError(f"TLS: {e.reason or e}") from None
-            if self.flush() and self.on_backlog is not None:
-                self.on_backlog()
+            records = self.outgoing.read()
+            try:
+                sent = self.sock.send(records)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent < len(records):
+                self.tail = memoryview(records)[sent:]
+                if self.flush() and self.on_backlog is not None:
+                    self.on_backlog()
         return n
 
     def sendmsg(self, buffers):
@@ -386,7 +395,7 @@ class TLSTransport:
                 n = sock.send(data)
             except (BlockingIOError, InterruptedError):
                 n = 0
-            if n == len(data) and not outgoing.pending:
+            if n == len(data):      # read() took all: nothing pending
                 self.backlog = 0
                 return 0
             tail = memoryview(data)[n:]
