@@ -272,7 +272,8 @@ def soak(duration: float, clients: int, sample: float, warmup: float, exe: list[
                "--fastcgi", f"/app=spawn:{sys.executable} {app}",
                "--proxy", f"/up=http://127.0.0.1:{up_port}/", *common]
         if os.geteuid() == 0:
-            cmd += ["--cgi-user", "root"]   # the scripts live in a folder only root may enter
+            # the scripts and the app live in a folder only root may enter
+            cmd += ["--cgi-user", "root", "--fastcgi-user", "root"]
         server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         err = ""
         try:

@@ -42,6 +42,20 @@ def _port(text):
     return value
 
 
+def _address(text):
+    """--bind: an address or host name.  An IPv6 address in brackets, as
+    URLs and nginx's ``listen [::1]:80`` write it, is taken without them;
+    an address with a port (``127.0.0.1:8080``, nginx's ``listen``) is
+    refused with the fix, since getaddrinfo would only call it unknown."""
+    if text.startswith("[") and text.endswith("]"):
+        return text[1:-1]
+    host, colon, port = text.rpartition(":")
+    if colon and port.isdigit() and (host.startswith("[") or ":" not in host):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has a port: give the address alone and the port with --port {port}")
+    return text
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -211,7 +225,7 @@ def _add_serve_options(p):
     p.add_argument("-d", "--directory", default=None, metavar="DIR",
                    help="the same as DOCROOT (as in python -m http.server)")
     net = p.add_argument_group("network")
-    net.add_argument("-b", "--bind", default="127.0.0.1", metavar="ADDR",
+    net.add_argument("-b", "--bind", type=_address, default="127.0.0.1", metavar="ADDR",
                      help="address to listen on (default: 127.0.0.1)")
     net.add_argument("-p", "--port", type=_port, default=8000, help="port (default: 8000)")
     net.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
@@ -395,6 +409,8 @@ def build_serve(argv):
         raise UsageError(f"document root {ns.docroot!r} contains a NUL byte")
     config = Config(ns, pre.config)
     config.argv = list(argv)   # a reload (SIGHUP) loads the same command line again
+    config.flag_dests = {flag: action.dest for action in parser._actions
+                         for flag in action.option_strings}
 
     selected = plugin_mod.parse_selection(ns.plugins, ns.arch)
     if ns.cgi and "cgi" not in selected:

@@ -98,6 +98,10 @@ class Config:
     #: None for the top-level settings.
     site = None
 
+    #: Every option's dest by its flag (``{"--fastcgi": "fastcgi_backend"}``),
+    #: set by the CLI, so ``locate`` finds the key of an aliased flag.
+    flag_dests = {}
+
     def get(self, name, default=None):
         return getattr(self._ns, name, default)
 
@@ -197,11 +201,14 @@ def locate(config, message):
     if flag is None or path is None:
         return message
     name = flag.group(1)
-    places = [At(path, name), At(path, name.replace("-", "_"))]
-    plugin, _, rest = name.partition("-")
+    # A plugin's own flag is an alias: --fastcgi is written backend in
+    # [plugins.fastcgi], as its dest (fastcgi_backend) says.
+    dest = config.flag_dests.get(flag.group(0), name.replace("-", "_"))
+    places = [At(path, name), At(path, dest)]
+    plugin, _, rest = dest.partition("_")
     if rest:
         places += [At(path, rest, f"plugins.{plugin}"),
-                   At(path, rest.replace("-", "_"), f"plugins.{plugin}")]
+                   At(path, rest.replace("_", "-"), f"plugins.{plugin}")]
     for at in places:
         if at.line() is not None:
             return f"{at}: {message}"

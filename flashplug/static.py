@@ -158,8 +158,10 @@ PHP_EXTS = (".php", ".phtml", ".php3", ".php4", ".php5", ".php7", ".php8")
 
 #: What editors and operators append to a copy of a file: Emacs and most
 #: editors' ``~`` (and Emacs's auto-save ``#name#``), ``cp x x.bak`` and the
-#: like, vim's swap file (its name starts with a dot too).
-BACKUP_SUFFIXES = ("~", "#", ".bak", ".orig", ".old", ".save", ".swp")
+#: like, vim's swap file (its name starts with a dot too); and the
+#: compressed copies that ``gzip -k``, ``brotli`` and ``zstd`` leave beside
+#: it, as a site precompressed for --precompressed has them: the source still.
+BACKUP_SUFFIXES = ("~", "#", ".bak", ".orig", ".old", ".save", ".swp", ".gz", ".br", ".zst")
 
 
 def _without_backup_suffix(name):

@@ -83,6 +83,9 @@ def start_server(docroot, *args, tmp_path, env=None, wait=True, cgi_user="root",
         # scripts tests write live under tmp_path, which only root may
         # enter.  A test of that default passes cgi_user=None.
         cmd += ["--cgi-user", cgi_user]
+    if os.geteuid() == 0 and cgi_user and any("=spawn:" in str(a) for a in args) and not any(
+            str(a).partition("=")[0] == "--fastcgi-user" for a in args):
+        cmd += ["--fastcgi-user", cgi_user]     # likewise for spawn: backends
     logf = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                             cwd=str(tmp_path), env=env or os.environ.copy(),

@@ -99,7 +99,7 @@ def settings_from(config):
         pass_env=tuple(_env_name(n) for n in _items(config.get("cgi_pass_env"))),
         pass_authorization=bool(config.get("cgi_pass_authorization")),
         max_body=kernel_max if max_body is None else parse_size("--cgi-max-body", max_body),
-        creds=_creds(config.get("cgi_user")),
+        creds=run_as(config.get("cgi_user"), "--cgi-user"),
     )
 
 
@@ -109,10 +109,11 @@ def settings_from(config):
 ROOT_DEFAULT_USER = "nobody"
 
 
-def _creds(user):
-    """(uid, gid, supplementary gids) for scripts, or None to run them as
-    the server itself runs.  Called after the server gave up root for
-    ``--user``, so "still root" means no ``--user`` was given."""
+def run_as(user, flag):
+    """(uid, gid, supplementary gids) for the processes ``flag``
+    (``--cgi-user``, ``--fastcgi-user``) names the user of, or None to run
+    them as the server itself runs.  Called after the server gave up root
+    for ``--user``, so "still root" means no ``--user`` was given."""
     if user is None:
         if os.geteuid() != 0:
             return None
@@ -121,12 +122,12 @@ def _creds(user):
     try:
         entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
     except KeyError:
-        raise UsageError(f"--cgi-user {user}: no such user on this machine") from None
+        raise UsageError(f"{flag} {user}: no such user on this machine") from None
     if entry.pw_uid == os.geteuid():
         return None
     if os.geteuid() != 0:
-        raise UsageError(f"--cgi-user {user}: running scripts as another user needs "
-                         f"the server to run as root; leave --cgi-user out")
+        raise UsageError(f"{flag} {user}: running processes as another user needs "
+                         f"the server to run as root; leave {flag} out")
     try:
         groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
     except OSError:

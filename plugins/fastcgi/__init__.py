@@ -102,7 +102,7 @@ async def _start(app):
             address = m.address
             if m.command is not None:
                 sup = Supervisor(app.loop, m, settings.procs, settings.max_requests,
-                                 handler.docroot)
+                                 handler.docroot, settings.creds)
                 supervisors.append(sup)
                 address = await sup.start()
             handler.pools[m.name] = Pool(app.loop, address, f"fastcgi {m.name} ({m.text})",

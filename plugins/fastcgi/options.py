@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from flashplug import UsageError
-from flashplug_plugins.cgi.options import parse_int, parse_seconds, parse_size
+from flashplug_plugins.cgi.options import parse_int, parse_seconds, parse_size, run_as
 
 from .pool import Address
 
@@ -67,6 +67,7 @@ class Settings:
     procs: int
     max_requests: int
     max_body: int
+    creds: Optional[Tuple[int, int, Tuple[int, ...]]]   # spawn: processes run as this
 
 
 def add_options(parser):
@@ -102,6 +103,10 @@ def add_options(parser):
     g.add_argument("--fastcgi-max-requests", dest="fastcgi_max_requests", default=None,
                    metavar="N", help="requests a spawned process serves before it is "
                                      "replaced (default: 0, never)")
+    g.add_argument("--fastcgi-user", dest="fastcgi_user", default=None, metavar="NAME|UID",
+                   help="run spawn: backends as this user, in its group (needs root; "
+                        "default: nobody when the server runs as root, else the "
+                        "server's own user)")
     g.add_argument("--fastcgi-max-body", dest="fastcgi_max_body", default=None,
                    metavar="BYTES", help="largest request body, with optional k/m/g "
                                          "(default: the server's --max-body-size)")
@@ -151,6 +156,10 @@ def settings_from(config):
         max_requests=parse_int("--fastcgi-max-requests", config.get("fastcgi_max_requests"),
                           DEFAULT_MAX_REQUESTS, 0),
         max_body=config.get("max_body_size") if max_body is None else parse_size("--fastcgi-max-body", max_body),
+        # As the cgi plugin's scripts: PHP run by a server started as root
+        # must not be root's (php-fpm refuses to run as root for the same reason).
+        creds=run_as(config.get("fastcgi_user"), "--fastcgi-user")
+        if any(m.command for m in mappings) else None,
     )
 
 

@@ -109,8 +109,9 @@ def socket_dir():
 class Supervisor:
     """The processes of one ``spawn:`` backend, in one worker."""
 
-    def __init__(self, loop, mapping, procs, max_requests, cwd):
+    def __init__(self, loop, mapping, procs, max_requests, cwd, creds=None):
         self.loop = loop
+        self.creds = creds          # (uid, gid, groups) of the processes, or None: ours
         self.name = f"fastcgi {mapping.name} (spawn:{' '.join(mapping.command)})"
         self.command = mapping.command
         self.procs = procs
@@ -140,7 +141,7 @@ class Supervisor:
         self.dir = socket_dir()
         # Room for replacements beside draining processes; past it a
         # replacement waits for one of those to be reaped.
-        self.manager = ProcessManager(self.loop, 4 * self.procs, 4 * self.procs)
+        self.manager = ProcessManager(self.loop, 4 * self.procs, 4 * self.procs, self.creds)
         for _ in range(self.procs):
             await self._launch()
         return self
