@@ -143,8 +143,10 @@ class Connection(H1Protocol, RequestCycle):
                     self.app.stats.heads_known += 1
                     return
             elif self._not_cached(data):
-                self.uncached = data    # (the parser need not ask again)
-                self.feed(data, now)
+                # A routed head, maybe one parsed before: then no feed.
+                if not self._replay_whole(data, now):
+                    self.uncached = data    # (the parser need not ask again)
+                    self.feed(data, now)
                 return
             else:
                 shape = known_key(data)

@@ -435,6 +435,20 @@ class H1Protocol:
         last = self.pending[-1] if self.pending else self.active
         return last is None or type(last) is not Request or last.keep_alive
 
+    def _replay_whole(self, head, now):
+        """``feed`` of ``head`` (bytes, all the input there is: one whole
+        head, as a key of ``known_requests`` is) when it is a head parsed
+        before and ``feed`` would parse it now: its request is queued
+        (``_replay``) and True returned; else False, nothing done."""
+        known = self.app.known_requests.get(head)
+        if known is None or self.m_open or self.closing or self.closed \
+                or len(self.pending) >= MAX_PIPELINE or self.out_bytes > HIGH_WATER \
+                or not self._kept_alive():
+            return False
+        self.now = now
+        self._replay(known)
+        return True
+
     def _replay(self, known):
         """Queue the request of a head parsed before (``known``, its
         ``ParsedHead``), through the parser's callbacks but those of its
