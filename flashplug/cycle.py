@@ -26,6 +26,7 @@ the order of a response's life would be spread across files.
 """
 import asyncio
 import logging
+import types
 
 from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
@@ -37,10 +38,12 @@ from flashplug.http.dates import depends_on_year
 from flashplug.http.h1 import PAUSE_REVALIDATE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
+from flashplug.http.validate import ResponseMistake, check_response
 from flashplug.reply import Reply, given, raising
 from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
+_COROUTINE = types.CoroutineType
 
 
 # The fields of the protocol and the request cycle, shared by both drivers.
@@ -487,14 +490,29 @@ class RequestCycle:
         ``answer`` gives (an awaitable of a Response, already checked: a
         ``Reply``'s), and send it."""
         app = self.app
+        owner = response = None
         try:
             # A route's handler (the router gives none for a path that did
             # not decode, or "*"), else the static files; an HTTPError
             # either raises is answered by failure_answer as respond would.
             if answer is None:
-                answer = (app.respond(request, None) if handler is None
-                          else app.run_handler(handler, request))
+                known = app.route_handlers.get(id(handler))
+                if known is not None and known[0] is handler and request.method != "TRACE":
+                    # A Route's handler: its coroutine awaited and its answer
+                    # checked here, as App.checked would (one coroutine less).
+                    answer = handler(request)
+                    if type(answer) is _COROUTINE:
+                        owner = known[1]
+                    else:
+                        answer = app.checked(request, answer, known[1])
+                else:
+                    answer = (app.respond(request, None) if handler is None
+                              else app.run_handler(handler, request))
             response = await answer
+            if owner is not None:
+                response = check_response(response, owner)
+        except ResponseMistake as mistake:
+            response = await app.mistaken(request, response, mistake, owner)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
             response = await app.failure_answer(request, exc)
         if self.closed:
