@@ -198,10 +198,9 @@ def _head(conn, request, response, force_close, method=None):
                 lines.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 keep = False  # HTTP/1.0: the end of the body is the close
-    elif not empty:
-        length = body.length if type(body) is FileBody else len(body)
-        if not has_length:
-            lines.append(b"Content-Length: %d\r\n" % length)
+    elif not empty and not has_length:
+        lines.append(b"Content-Length: %d\r\n"
+                     % (body.length if type(body) is FileBody else len(body)))
     if keep:
         if request.version == "1.0":
             lines.append(b"Connection: keep-alive\r\n")

@@ -452,8 +452,12 @@ class H1Protocol:
     def _replay(self, known):
         """Queue the request of a head parsed before (``known``, its
         ``ParsedHead``), through the parser's callbacks but those of its
-        fields: the same states, deadlines and queue as its parse."""
-        self.on_message_begin()
+        fields: the same states, deadlines and queue as its parse.  (Its
+        message begins as ``on_message_begin`` begins one, but for the
+        "head" state and its deadline, which ``_queue_request`` replaces
+        at once.)"""
+        self._reset_message()
+        self.m_open = True
         self._queue_request(known.request())
         self.on_message_complete()
 
