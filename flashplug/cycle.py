@@ -604,13 +604,14 @@ class RequestCycle:
         """Answer queued requests in order, by iteration: a request answered
         from the cache finishes inside ``_start``, and this loop takes the
         next one (``_finish_request`` sees ``dispatching`` and returns)."""
-        self.dispatching = True
-        try:
-            pending = self.pending
-            while pending and self.active is None and not self.closing and not self.closed:
-                self._start(pending.pop(0))
-        finally:
-            self.dispatching = False
+        pending = self.pending
+        if pending:
+            self.dispatching = True
+            try:
+                while pending and self.active is None and not self.closing and not self.closed:
+                    self._start(pending.pop(0))
+            finally:
+                self.dispatching = False
         if self.closed or self.active is not None:
             return
         if self.closing:
@@ -618,8 +619,9 @@ class RequestCycle:
             return
         if self.m_request is None and self.state != "idle" and self.state != "head":
             self.state = "idle"
-            self.deadline = self.deadline_for(self.now)
-        self.resume_parsing()
+            self.deadline = self.now + self.keepalive_timeout   # deadline_for("idle")
+        if self.unparsed is not None:
+            self.resume_parsing()
         if self.eof and self.active is None and not self.pending and self.unparsed is None \
                 and not self.closed:
             self._close_when_flushed()   # a half-closed client has had all its answers
