@@ -110,13 +110,16 @@ class FieldBlock:
     ``Name: value\\r\\n``, but the fields the server writes itself, as
     ``flashplug.framing`` would write them), and whether those hold a
     Content-Length (``has_length``; the other framing field,
-    Transfer-Encoding, is the server's)."""
+    Transfer-Encoding, is the server's).  ``verified``: ``check_headers``
+    found it valid, rather than a gateway's ``CheckedFields`` saying so
+    (a plain list equal to it is then still checked once)."""
 
-    __slots__ = ("lengths", "lines", "has_length")
+    __slots__ = ("lengths", "lines", "has_length", "verified")
 
-    def __init__(self, headers, lengths):
+    def __init__(self, headers, lengths, verified):
         self.lengths = lengths
         self.has_length = lengths is not None
+        self.verified = verified
         self.lines = "".join([f"{name}: {value}\r\n" for name, value in headers
                               if name.lower() not in SERVER_FIELDS]).encode("latin-1")
 
@@ -130,14 +133,17 @@ def known_block(headers):
         return None
 
 
-def _remember_block(headers, lengths):
-    """Note ``headers``, just found valid, with its Content-Length values
+def _remember_block(headers, lengths, verified):
+    """Note ``headers``, found valid, with its Content-Length values
     (unless its lines are long: a cookie or a token is seldom sent twice)."""
-    block = FieldBlock(headers, lengths)
-    if len(block.lines) <= _BLOCK_BYTES_MAX:
-        if len(_BLOCKS) >= _BLOCKS_MAX:
-            _BLOCKS.clear()
-        _BLOCKS[tuple(headers)] = block
+    try:
+        block = FieldBlock(headers, lengths, verified)
+        if len(block.lines) <= _BLOCK_BYTES_MAX:
+            if len(_BLOCKS) >= _BLOCKS_MAX:
+                _BLOCKS.clear()
+            _BLOCKS[tuple(headers)] = block
+    except (TypeError, UnicodeEncodeError):
+        pass    # a CheckedFields that breaks its promise: written field by field
 
 
 def check_response(response, owner=None):
@@ -170,7 +176,7 @@ def check_response(response, owner=None):
             lengths = block.lengths
         else:
             lengths = [v for n, v in headers if n.lower() == "content-length"] or None
-            _remember_block(headers, lengths)
+            _remember_block(headers, lengths, False)
     else:
         lengths = check_headers(headers)
     body, stream = response.body, response.stream
@@ -216,7 +222,7 @@ def check_headers(headers):
         raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
                               f"(name, value) pairs{hint}")
     block = known_block(headers)
-    if block is not None:
+    if block is not None and block.verified:
         return block.lengths
     lengths = None
     for item in headers:
@@ -234,7 +240,10 @@ def check_headers(headers):
             lower = name.lower()
         if lower == "content-length":
             lengths = [value] if lengths is None else lengths + [value]
-    _remember_block(headers, lengths)
+    if block is not None:
+        block.verified = True
+    else:
+        _remember_block(headers, lengths, True)
     return lengths
 
 

@@ -92,3 +92,24 @@ def test_the_memo_is_bounded():
     long = [("Set-Cookie", "a" * validate._BLOCK_BYTES_MAX)]
     check_headers(long)
     assert known_block(long) is None
+
+
+def test_what_a_checked_fields_says_does_not_pass_a_plain_list():
+    """A CheckedFields is taken at its word (its gateway checked each
+    field), but an equal plain list from another plugin is still checked."""
+    broken = [("X-A", "1\r\nX-Evil: 1")]          # a promise broken
+    check_response(Response(200, CheckedFields(broken), b""))
+    assert known_block(list(broken)) is not None
+    with pytest.raises(ResponseMistake, match="CR"):
+        check_headers(list(broken))
+    good = [("X-A", "1")]
+    check_response(Response(200, CheckedFields(good), b""))
+    assert not known_block(good).verified
+    check_headers(list(good))
+    assert known_block(good).verified
+
+
+def test_a_checked_fields_that_cannot_be_a_key_or_encoded_still_goes():
+    for fields in ([["X-A", "1"]], [("X-A", "caf\u20ac")]):
+        response = check_response(Response(200, CheckedFields(fields), b""))
+        assert response.headers == fields and known_block(fields) is None
