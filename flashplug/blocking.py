@@ -92,13 +92,18 @@ class LockedFileCache(FileCache):
 class BlockingConnection(H1Protocol, RequestCycle):
     """One connection served start to end by one thread (mt) or process (mp)."""
 
-    __slots__ = SESSION_SLOTS + ("transport",)
+    __slots__ = SESSION_SLOTS + ("transport", "lost")
 
     def __init__(self, app, transport, peer):
         transport.settimeout(app.config.header_timeout)
         local = app.listen_addr or transport.local_address()
         init_session(self, app, peer, local, time.monotonic())
         self.transport = transport
+        # Bytes of the response being written that never went: a send
+        # failed (the client left, --send-timeout), and the rest was
+        # skipped.  ``RequestCycle._account`` logs the body less them
+        # (nginx's $body_bytes_sent), as the loop's queue count does.
+        self.lost = 0
 
     clock = staticmethod(time.monotonic)
 
@@ -136,11 +141,21 @@ class BlockingConnection(H1Protocol, RequestCycle):
 
     def write(self, data, more=0):
         if self.closed:
+            self.lost += len(data)
             return
+        transport = self.transport
+        sent = 0
         try:
-            self.transport.settimeout(self.app.config.send_timeout)
-            self.transport.sendall(data)
+            transport.settimeout(self.app.config.send_timeout)
+            # send() rather than sendall(), which does not say how much
+            # went before it failed.
+            sent = transport.send(data)
+            if sent < len(data):
+                view = memoryview(data)
+                while sent < len(view):
+                    sent += transport.send(view[sent:])
         except OSError:
+            self.lost += len(data) - sent
             self.abort()
 
     def write_pair(self, head, body):
@@ -149,6 +164,7 @@ class BlockingConnection(H1Protocol, RequestCycle):
 
     def write_file(self, entry, offset, count):
         if self.closed or count <= 0:
+            self.lost += max(count, 0)
             return
         cache = self.app.static.cache
         if not cache.retain(entry):
@@ -173,10 +189,12 @@ class BlockingConnection(H1Protocol, RequestCycle):
         try:
             fd, st = open_regular(entry.fspath)
         except (OSError, NotRegular):
+            self.lost += count
             self.abort()
             return
         try:
             if (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns) != entry.ident:
+                self.lost += count
                 self.abort()
                 return
             self._send_from(fd, offset, count)
@@ -187,32 +205,36 @@ class BlockingConnection(H1Protocol, RequestCycle):
 
     def _send_from(self, fd, offset, count):
         """Send ``count`` bytes of the open file ``fd`` from ``offset``,
-        blocking; EOFError if the file ends first."""
-        if not self.transport.zero_copy:
-            while count > 0 and not self.closed:
-                data = os.pread(fd, min(count, READ_CHUNK), offset)
-                if not data:
+        blocking; EOFError if the file ends first.  What did not go when
+        it stops short counts as ``lost``."""
+        try:
+            if not self.transport.zero_copy:
+                while count > 0 and not self.closed:
+                    data = os.pread(fd, min(count, READ_CHUNK), offset)
+                    if not data:
+                        raise EOFError
+                    self.write(data)        # (counts its own bytes lost)
+                    offset += len(data)
+                    count -= len(data)
+                return
+            timeout = self.app.config.send_timeout
+            self.transport.settimeout(timeout)
+            sock_fd = self.transport.fd
+            while count > 0:
+                try:
+                    sent = os.sendfile(sock_fd, fd, offset, min(count, 1 << 20))
+                except (BlockingIOError, InterruptedError):
+                    # A socket with a timeout is non-blocking underneath:
+                    # wait for room, as sendall() does.
+                    if not select.select([], [sock_fd], [], timeout)[1]:
+                        raise TimeoutError("send timed out") from None
+                    continue
+                if sent == 0:
                     raise EOFError
-                self.write(data)
-                offset += len(data)
-                count -= len(data)
-            return
-        timeout = self.app.config.send_timeout
-        self.transport.settimeout(timeout)
-        sock_fd = self.transport.fd
-        while count > 0:
-            try:
-                sent = os.sendfile(sock_fd, fd, offset, min(count, 1 << 20))
-            except (BlockingIOError, InterruptedError):
-                # A socket with a timeout is non-blocking underneath:
-                # wait for room, as sendall() does.
-                if not select.select([], [sock_fd], [], timeout)[1]:
-                    raise TimeoutError("send timed out") from None
-                continue
-            if sent == 0:
-                raise EOFError
-            offset += sent
-            count -= sent
+                offset += sent
+                count -= sent
+        finally:
+            self.lost += count
 
     async def drain(self):
         pass   # every write has already waited for the kernel

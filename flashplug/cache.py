@@ -40,13 +40,16 @@ class FileEntry:
                  "variants", "sidecars", "nfds", "rule_fields", "expires")
 
     def __init__(self, fspath, ident, content_type, data, fd, size=None, coding=None,
-                 vary=False):
+                 vary=False, weak=False):
         """``ident``: the file's (st_ino, st_dev, st_size, st_mtime_ns), what
         ``still_fresh`` compares; ``size``: the bytes served when they are
         not the file's (a compressed variant); ``coding``: the content-coding
         of those bytes (RFC 9110 §8.4), which also ends the ETag, so each
         variant has validators of its own; ``vary``: the file is negotiated
-        on Accept-Encoding, so every answer says ``Vary: Accept-Encoding``."""
+        on Accept-Encoding, so every answer says ``Vary: Accept-Encoding``;
+        ``weak``: the bytes are not a stable function of the file (compressed
+        on the fly, so another library version may make others), so the
+        ETag is weak (RFC 9110 §8.8.1), as nginx's gzip filter makes it."""
         ino, _dev, file_size, mtime_ns = ident
         self.fspath = fspath
         self.size = file_size if size is None else size
@@ -59,7 +62,9 @@ class FileEntry:
         self.mtime = min(nameable(mtime_ns // 1_000_000_000), int(time.time()))
         self.ident = ident
         etag = make_etag(mtime_ns, file_size, ino)
-        self.etag = etag if coding is None else f'{etag[:-1]}-{coding}"'
+        if coding is not None:
+            etag = f'{etag[:-1]}-{coding}"'
+        self.etag = "W/" + etag if weak else etag
         self.last_modified = format_http_date(self.mtime)
         self.content_type = content_type
         self.coding = coding

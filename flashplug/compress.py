@@ -25,7 +25,13 @@ Accept-Encoding and with which codings:
 On each request ``pick`` negotiates (``flashplug.http.encoding``) and
 returns the variant to send, or the coding still to be made (``make``).
 A file that is negotiated answers with ``Vary: Accept-Encoding`` whatever
-coding it is sent in; each variant has its own ETag (the coding appended).
+coding it is sent in; each variant has its own ETag (the coding appended,
+Apache's way).  A sidecar's tag is strong, made from the sidecar's own
+stat: its bytes are on disk.  A tag of bytes compressed on the fly is weak
+(``W/``, nginx's way): the same file and coding may give other bytes
+once brotli, zlib or zstd is upgraded and the server restarted, so the tag
+cannot promise byte identity (RFC 9110 §8.8.1).  If-None-Match compares
+weakly and still gives a 304; If-Match and If-Range never match it.
 
 Only static files are compressed on the fly: a CGI or FastCGI response can
 reflect a secret beside attacker-chosen text, and compressing both leaks
@@ -153,7 +159,7 @@ def compress_entry(entry, coding):
     if len(out) >= len(data):
         return NOT_SMALLER
     return FileEntry(entry.fspath, entry.ident, entry.content_type, out, None,
-                     size=len(out), coding=coding, vary=True)
+                     size=len(out), coding=coding, vary=True, weak=True)
 
 
 class VariantCache:

@@ -31,14 +31,15 @@ import types
 from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
 from flashplug.framing import close_response as _close_stream
-from flashplug.framing import send_now, send_response, write_entry, write_not_modified
+from flashplug.framing import (send_now, send_response, status_line, write_entry,
+                               write_not_modified)
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
 from flashplug.http.dates import depends_on_year
-from flashplug.http.h1 import PAUSE_REVALIDATE
+from flashplug.http.h1 import PAUSE_PIPELINE, PAUSE_REVALIDATE, PAUSE_UPGRADE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
-from flashplug.http.validate import ResponseMistake, check_response
+from flashplug.http.validate import ResponseMistake, check_headers, check_response
 from flashplug.reply import Reply, given, raising
 from flashplug.static import target_key
 
@@ -54,8 +55,8 @@ SESSION_SLOTS = (
     "deferred", "active_handler", "head_sent", "now", "feeding", "unparsed",
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
-    "m_site", "m_chunks", "m_overhead", "m_rate_start", "m_rate_base", "upgrade_rest",
-    "uncached", "last_asked", "m_whole", "m_known")
+    "m_site", "m_chunks", "m_overhead", "m_sizes", "m_rate_start", "m_rate_base",
+    "upgrade_rest", "uncached", "last_asked", "m_whole", "m_known")
 
 
 def init_session(conn, app, peer, local, now):
@@ -94,6 +95,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_open = False
     conn.m_site = None           # the site _target_entry chose, for _answer_by_target
     conn.upgrade_rest = None     # bytes after an Upgrade request's head, once one came
+    conn.m_sizes = None          # a chunked body's ChunkSizes (flashplug.http.chunks)
     conn.uncached = None         # the head being parsed, when _not_cached said so
     conn.m_whole = None          # the head being parsed, when it came whole (known_requests)
     conn._reset_message()
@@ -146,6 +148,10 @@ class ErrorItem:
         self.message = message
         self.line = line
         self.method = method if method is not None or line is None else line[0]
+
+
+# Fields an interim response may not carry (Request.send_interim).
+_NOT_INTERIM = frozenset(("content-length", "transfer-encoding", "connection"))
 
 
 class RequestCycle:
@@ -620,6 +626,13 @@ class RequestCycle:
         if self.m_request is None and self.state != "idle" and self.state != "head":
             self.state = "idle"
             self.deadline = self.now + self.keepalive_timeout   # deadline_for("idle")
+        if self.upgrade_rest is not None:
+            # An Upgrade no plugin took (a 101 closes the connection): the
+            # bytes after its head are the next requests (h1._after_upgrade).
+            # Kept as a pipeline's rest: reading resumes once it is parsed.
+            self.unparsed, self.upgrade_rest = self.upgrade_rest, None
+            self.pause_reading(PAUSE_PIPELINE)
+            self.resume_reading(PAUSE_UPGRADE)
         if self.unparsed is not None:
             self.resume_parsing()
         if self.eof and self.active is None and not self.pending and self.unparsed is None \
@@ -681,6 +694,24 @@ class RequestCycle:
         if request is not None and request is self.active and not self.head_sent:
             self.continue_for = None
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def send_interim(self, request, status, headers):
+        """``Request.send_interim``: write a 1xx head for the active
+        ``request`` (an H2Stream makes it an informational HEADERS)."""
+        if type(status) is not int or not 102 <= status <= 199:
+            raise ResponseMistake(f"interim status {status!r}: 102 to 199 (100 is the "
+                                  f"kernel's, 101 an upgrade)")
+        check_headers(headers)
+        for name, _ in headers:
+            if name.lower() in _NOT_INTERIM:
+                raise ResponseMistake(f"{name} in a {status} response: a 1xx has no content")
+        if request is not self.active or self.head_sent or self.closed \
+                or request.version == "1.0":
+            return False
+        self.write(b"".join((status_line(status),
+                             *(f"{n}: {v}\r\n".encode("latin-1") for n, v in headers),
+                             b"\r\n")))
+        return True
 
     def log_internal_error(self, exc):
         log.error("error while parsing a request from %s: %r", self.peer_addr, exc)

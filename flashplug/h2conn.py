@@ -262,6 +262,7 @@ class H2Connection(H2Output):
         request.server = app.default_site.facade if app.sites is None \
             else app.sites.choose(request.host).facade
         request.scheme = self.scheme
+        request._cycle = stream     # for Request.send_interim
         request.start_time = self.now
         request.conditional = any(n in _CONDITIONAL for n, _ in items)
         request.content_length = content_length(headers, self.app.config.max_body_size)

@@ -371,6 +371,23 @@ class Certificates:
             sslobj.context = ctx
         return None
 
+    def unreadable_name(self, hello):
+        """Did the handshake of the ClientHello ``hello`` (bytes) fail
+        because its server name is not ASCII?  Asked only of a handshake
+        that failed.
+
+        With an SNI callback set, CPython decodes the name as ASCII before
+        it calls the callback; raw UTF-8 (RFC 6066 §3 wants A-labels)
+        fails that decoding, and ``_ssl.c`` then ends the handshake with
+        the ``internal_error`` alert itself: the callback never runs, so
+        it cannot return ``ALERT_DESCRIPTION_UNRECOGNIZED_NAME``.  The
+        transport sends that alert instead of OpenSSL's.  Without a
+        callback (one certificate) OpenSSL takes any name."""
+        if self.default.sni_callback is None:
+            return False
+        name = client_hello(hello)[0]
+        return name is not None and not name.isascii()
+
     def new_session(self, incoming, outgoing):
         """A server-side SSLObject for one connection, over memory BIOs."""
         return self.default.wrap_bio(incoming, outgoing, server_side=True)

@@ -111,6 +111,9 @@ _HANDSHAKE = 0x16
 # answer to a ClientHello whose ALPN protocols are none of ours (RFC 7301
 # §3.2), sent in place of the server's first flight.
 _NO_APPLICATION_PROTOCOL = b"\x15\x03\x03\x00\x02\x02\x78"
+# A fatal unrecognized_name alert (112): the answer to a server name that is
+# not ASCII (RFC 6066 §3), sent in place of the internal_error CPython sends.
+_UNRECOGNIZED_NAME = b"\x15\x03\x03\x00\x02\x02\x70"
 _PLAIN_HTTP_BODY = (b"<html><head><title>400 The plain HTTP request was sent to HTTPS port"
                     b"</title></head><body><h1>400 Bad Request</h1><p>The plain HTTP request "
                     b"was sent to HTTPS port.</p></body></html>\n")
@@ -291,6 +294,14 @@ class TLSTransport:
             self._after_write()
             raise BlockingIOError from None
         except ssl.SSLError as e:
+            if self.hello is not None and self.certificates.unreadable_name(self.hello):
+                self.outgoing.read()      # OpenSSL's internal_error alert: never sent
+                try:
+                    self.sock.send(_UNRECOGNIZED_NAME)
+                except OSError:
+                    pass
+                raise TLSError("TLS handshake: a server name that is not ASCII "
+                               "(unrecognized_name)") from None
             self.flush()   # the alert, if any, so the client learns why
             raise TLSError(f"TLS handshake: {e.reason or e}") from None
         self.handshaken = True

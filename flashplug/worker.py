@@ -26,6 +26,7 @@ import time
 from flashplug import systemd
 from flashplug.app import App
 from flashplug.connection import Connection
+from flashplug.h2conn import H2Connection
 from flashplug.listener import ACCEPT_PAUSE, OUT_OF_RESOURCES, AcceptPause
 from flashplug.proxied import ProxyHeaderReader
 from flashplug.supervisor import handle_operator_signals
@@ -233,14 +234,22 @@ class Worker:
 
         The listening socket stays open in the master and in the next
         generation, so connections not yet accepted wait there.  Every
-        response from now on says ``Connection: close`` (``app.stopping``);
-        a connection is closed once it has been idle for DRAIN_IDLE (its
+        response from now on says ``Connection: close`` (``app.stopping``),
+        and an HTTP/2 connection refuses new streams (REFUSED_STREAM, safe to
+        retry) and sends GOAWAY once its open ones are answered; an HTTP/1.1
+        connection is closed once it has been idle for DRAIN_IDLE (its
         deadline, reset by every response, unchanged that long) and the
         kernel holds no byte of a next request for it, so a request
         already on its way is answered, not reset.
         """
         app = self.app
         app.stopping = True
+        for conn in list(app.connections):
+            if isinstance(conn, H2Connection):
+                # HTTP/2 has no "Connection: close" to say it: without
+                # this it took new streams, then was closed bare (RFC 9113
+                # §6.8 asks for a GOAWAY).
+                conn.closing = True
         self.loop.remove_reader(self.listener.fileno())
         self.listener.close()
         if self.redirect is not None:

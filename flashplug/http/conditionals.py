@@ -2,7 +2,8 @@
 
 Theory of operation: the static handler knows two validators of a file, a
 strong entity-tag built from its stat result and its modification time in
-whole seconds.  ``evaluate`` checks the request's preconditions against
+whole seconds (a variant compressed on the fly has a weak tag instead, see
+``flashplug.compress``).  ``evaluate`` checks the request's preconditions against
 them in the order of RFC 9110 §13.2.2 and answers "go on", 304 or 412;
 ``if_range_allows`` is step 5 of that order, asked only when a Range header
 is present.
@@ -135,15 +136,17 @@ def if_range_allows(value, etag, last_modified):
     An entity-tag must match ours by strong comparison (so a weak tag never
     matches); an HTTP-date must equal our modification time exactly.
     Anything else, including garbage, means "send the whole representation".
+    When our own entity-tag is weak (bytes compressed on the fly), nothing
+    matches: such a tag says the bytes may differ under one modification
+    time, so that time is no strong validator either (§8.8.2.2).
     """
+    if etag is not None and etag.startswith("W/"):
+        return False
     value = value.strip(" \t")
     m = _ONE_ETAG.fullmatch(value)
     if m:
         weak, opaque = m.groups()
-        if weak or etag is None:
-            return False
-        our_weak, our_opaque = _split_etag(etag)
-        return not our_weak and opaque == our_opaque
+        return not weak and etag is not None and opaque == etag
     if last_modified is None:
         return False
     return parse_http_date(value) == last_modified

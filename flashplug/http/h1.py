@@ -46,6 +46,7 @@ import threading
 import httptools
 
 from flashplug.http.body import EMPTY_BODY, BodyReader
+from flashplug.http.chunks import ChunkSizes
 from flashplug.http.forwarded import request_client
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
                                       content_length, expects_continue, keep_alive, set_target,
@@ -245,25 +246,40 @@ class _Scanner:
 
 
 _scanners = threading.local()
+# What _SkippedBody's parser is reading.
+_MADE_UP_HEAD, _SKIPPED, _NEXT_MESSAGES = range(3)
 
 
 class _SkippedBody:
     """The callbacks of the parser that reads an Upgrade request's body
     (``H1Protocol._read_skipped_body``): its own head is made up, then the
-    body, chunk lines and trailer fields go to the connection's callbacks."""
+    body, chunk lines and trailer fields go to the connection's callbacks,
+    and so do all of the messages after it, which this parser reads as
+    the connection's own until it is dropped (when the connection idles)."""
 
-    __slots__ = ("conn", "in_body")
+    __slots__ = ("conn", "part")
 
     def __init__(self, conn):
         self.conn = conn
-        self.in_body = False
+        self.part = _MADE_UP_HEAD
 
-    def on_headers_complete(self):
-        self.in_body = True
+    def on_message_begin(self):
+        if self.part == _NEXT_MESSAGES:
+            self.conn.on_message_begin()
+
+    def on_url(self, url):
+        if self.part == _NEXT_MESSAGES:
+            self.conn.on_url(url)
 
     def on_header(self, name, value):
-        if self.in_body:
-            self.conn.on_header(name, value)      # a trailer field
+        if self.part != _MADE_UP_HEAD:
+            self.conn.on_header(name, value)      # a trailer field, or a next message's
+
+    def on_headers_complete(self):
+        if self.part == _NEXT_MESSAGES:
+            self.conn.on_headers_complete()
+        else:
+            self.part = _SKIPPED
 
     def on_body(self, body):
         self.conn.on_body(body)
@@ -272,6 +288,7 @@ class _SkippedBody:
         self.conn.on_chunk_header()
 
     def on_message_complete(self):
+        self.part = _NEXT_MESSAGES
         self.conn.on_message_complete()
 
 
@@ -313,7 +330,7 @@ class H1Protocol:
     def deadline_for(self, now):
         """When the deadline of the current state falls (STATES), or None.
         The one place that turns a state into a deadline; the remembered-
-        head path inlines its "idle" case."""
+        head path and ``_dispatch`` inline its "idle" case."""
         kind = STATES[self.state][1]
         if kind == "header":
             return now + self.header_timeout
@@ -375,21 +392,10 @@ class H1Protocol:
                 parser.feed_data(piece)
         except httptools.HttpParserUpgrade as e:
             self.m_answer = None    # not a plain request: never remembered
+            rest = piece[e.args[0]:] if e.args else b""
             if self.m_noted & _SKIPPED_BODY:
-                return self._read_skipped_body(piece[e.args[0]:] if e.args else b"")
-            # CONNECT, or a request with "Upgrade:": the parser stops at such
-            # a message.  It was queued and is answered normally, then the
-            # connection closes; unless a plugin answers 101 and takes the
-            # connection over (cycle's send_response, the driver's tunnel),
-            # and then the bytes after the head are the new protocol's.  An
-            # HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8: MUST).
-            if parser.get_http_version() != "1.0":
-                self.upgrade_rest = bytes(piece[e.args[0]:]) if e.args else b""
-            self.pause_reading(PAUSE_UPGRADE)
-            self.closing = True
-            if self.active is None:
-                self._close_when_flushed()
-            return False
+                return self._read_skipped_body(rest)
+            return self._after_upgrade(parser, bytes(rest))
         except httptools.HttpParserError as e:
             self.m_answer = None
             cause = e.__cause__ or e.__context__
@@ -461,6 +467,38 @@ class H1Protocol:
         self._queue_request(known.request())
         self.on_message_complete()
 
+    def _after_upgrade(self, parser, rest):
+        """llhttp stopped after a bodiless request with "Upgrade:" (or a
+        CONNECT); ``rest``: the bytes after its head.  False once parsing
+        waits for its answer.
+
+        The request was queued and is answered normally.  A plugin may
+        answer it with 101 and take the connection over (cycle's
+        send_response, the driver's tunnel): then what follows its head is
+        the new protocol's, kept in ``upgrade_rest`` and read no further
+        until the answer.  Any other answer ignores the Upgrade (RFC 9110
+        §7.8, as nginx and Apache do), and ``RequestCycle._dispatch`` parses
+        what follows as the next requests, on the same connection.  An
+        HTTP/1.0 request's Upgrade is ignored at once (§7.8: MUST), and so
+        is one answered already (from the cache; the blocking drivers,
+        which have no tunnel, always have).  A CONNECT still ends the
+        connection: a client may send its tunnel's bytes (a TLS hello)
+        before our refusal."""
+        self.parser = None      # llhttp reads nothing after it: a new one for the next
+        if parser.get_method() == b"CONNECT":
+            if parser.get_http_version() != "1.0":
+                self.upgrade_rest = rest
+            self.pause_reading(PAUSE_UPGRADE)
+            self.closing = True
+            if self.active is None:
+                self._close_when_flushed()
+            return False
+        if parser.get_http_version() == "1.0" or (self.active is None and not self.pending):
+            return self._parse(rest) if rest and not self.closing else True
+        self.upgrade_rest = rest
+        self.pause_reading(PAUSE_UPGRADE)
+        return False
+
     def _read_skipped_body(self, rest):
         """Read the body of an Upgrade request as HTTP/1.1, ``rest`` first.
 
@@ -469,15 +507,15 @@ class H1Protocol:
         body is sent before any switch (RFC 9110 §7.8; RFC 7540 §3.2: "sent
         in their entirety"), and we ignore an Upgrade that comes with one,
         as nginx does (curl offers h2c on its POSTs): a second parser, told
-        the request's framing, reads the body into the request's reader.
-        The connection closes after the answer, as after any Upgrade."""
+        the request's framing, reads the body into the request's reader,
+        then goes on with the requests after it."""
         self.m_noted &= ~_SKIPPED_BODY
-        self.closing = True
         request = self.m_request
-        # (Its "Connection: close" has llhttp refuse what follows the body,
-        # as after any message that closes the connection.)
+        # (A "Connection: close" has llhttp refuse what follows the body, as
+        # after any message that closes the connection.)
         parser = self.parser = httptools.HttpRequestParser(_SkippedBody(self))
-        parser.feed_data(b"POST / HTTP/1.1\r\nConnection: close\r\n"
+        parser.feed_data(b"POST / HTTP/1.1\r\n"
+                         + (b"" if request.keep_alive else b"Connection: close\r\n")
                          + (b"Transfer-Encoding: chunked\r\n\r\n" if request.chunked else
                             b"Content-Length: %d\r\n\r\n" % request.content_length))
         return self._parse(rest) if rest else True
@@ -577,13 +615,19 @@ class H1Protocol:
 
     def _feed_chunked(self, parser, piece, request):
         """Feed a piece of ``request``'s chunked body in slices, and refuse
-        the request once its framing (chunk lines, extensions, trailers)
-        outgrows its budget.  Slices bound what one call can take
+        the request once a chunk-size line declares more than
+        --max-body-size in all (``flashplug.http.chunks``), or its framing
+        (chunk lines, extensions, trailers) outgrows its budget.  Slices bound what one call can take
         before the count is checked, also when the message ends in it."""
         reader = self.m_body
+        sizes = self.m_sizes
         for at in range(0, len(piece), CHUNK_SLICE):
             part = piece[at:at + CHUNK_SLICE]
             before = reader.received + self.m_head_bytes
+            try:
+                sizes.feed(part)        # a chunk too large is refused before its data
+            except ProtocolError as e:
+                raise httptools.HttpParserError("chunk size refused") from e
             parser.feed_data(part)
             if self.m_request is not request:     # the message ended in this slice
                 rest = piece[at + CHUNK_SLICE:]
@@ -674,9 +718,8 @@ class H1Protocol:
             raise ProtocolError(400, "Bad Request: invalid Host header")
         request.keep_alive = keep_alive(version, self.m_connection)
         upgrade = (self.m_noted & _UPGRADE or method == "CONNECT") and parser.should_upgrade()
-        if upgrade:
-            # The parser stops after this message (see _parse): say so.
-            request.keep_alive = False
+        if method == "CONNECT":
+            request.keep_alive = False      # see _after_upgrade
         if self.m_noted & _FRAMING:
             self._check_framing(request)
             if upgrade and self.m_body is not None:
@@ -716,6 +759,7 @@ class H1Protocol:
         request.server_addr = self.local_addr
         request.server_port = self.local_port
         request.scheme = self.scheme
+        request._cycle = self       # for Request.send_interim
         now = request.start_time = self.now
         self.m_request = request
         self.state = "body"
@@ -742,6 +786,10 @@ class H1Protocol:
                 request.keep_alive = False
         request.content_length = content_length(headers, self.app.config.max_body_size)
         expect = expects_continue(headers.get("expect"))
+        if request.chunked:
+            # (Only _feed_chunked reads it, only for a chunked message: a
+            # stale one is never read, so _reset_message leaves it.)
+            self.m_sizes = ChunkSizes(self.app.config.max_body_size)
         if request.content_length or request.chunked:
             request.body = self.m_body = BodyReader(self)
             if expect and request.version == "1.1":
@@ -755,9 +803,7 @@ class H1Protocol:
     def on_body(self, body):
         reader = self.m_body
         if reader is not None:
-            request = self.m_request
-            if request.chunked and reader.received + len(body) > self.app.config.max_body_size:
-                raise ProtocolError(413, "Content Too Large")
+            # (A chunked body's size is checked on its chunk-size lines.)
             reader.feed(body)
             self.deadline = self._body_deadline(reader.received, len(body))
 

@@ -10,6 +10,12 @@ drains as the client reads.
 """
 from flashplug.http.h1_checks import host_name
 
+#: RFC 9110 §9.2.2's idempotent methods: a gateway may send one of these
+#: again after a kept-alive connection to its backend closed under it,
+#: never another (the backend may have acted on it before closing; "A
+#: proxy MUST NOT automatically retry non-idempotent requests").
+IDEMPOTENT_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+
 
 class Headers:
     """Header fields in arrival order; names compared case-insensitively.
@@ -104,7 +110,7 @@ class Request:
                  "headers", "body", "content_length", "chunked",
                  "remote_addr", "remote_port", "server_addr", "server_port",
                  "server", "user", "auth_type", "state", "scheme", "start_time",
-                 "keep_alive", "conditional", "complete")
+                 "keep_alive", "conditional", "complete", "_cycle")
 
     def __init__(self, method, target, raw_path, path, query, version, headers):
         self.method = method
@@ -128,6 +134,31 @@ class Request:
         self.conditional = True     # it may carry conditional or Range headers
                                     # (the parser clears it when it saw none)
         self.complete = False       # its whole message (body included) has arrived
+
+    def send_interim(self, status, headers):
+        """Send an interim (1xx) response now, ahead of the final one: a
+        ``103 Early Hints`` (RFC 8297) with ``Link`` fields, say, so that
+        the client preloads while the answer is made.  Over HTTP/1.1 it is
+        a head of its own; over HTTP/2 a HEADERS frame without END_STREAM.
+
+        Args:
+            status (int): 102 to 199 (not 100, which the kernel sends for
+                ``Expect: 100-continue``, nor 101, an upgrade).
+            headers (list of (str, str)): its fields, checked as a
+                response's are (no CR, LF or NUL); no framing field
+                (``Content-Length``, ``Transfer-Encoding``) nor
+                ``Connection``: a 1xx has no content.
+
+        Returns:
+            bool: True when sent; False when it cannot be: the client
+            speaks HTTP/1.0 (RFC 9110 §15.2: a server MUST NOT send it a
+            1xx), the final response has begun, or the connection is gone.
+
+        Raises:
+            flashplug.http.validate.ResponseMistake: a bad status or field.
+        """
+        cycle = getattr(self, "_cycle", None)     # set by the connection that parsed it
+        return cycle is not None and cycle.send_interim(self, status, headers)
 
     @property
     def host(self):

@@ -31,14 +31,17 @@ Theory of operation, for one request:
 
 A request that fails on a reused keep-alive connection before any output
 (the backend closed it as we sent) is retried once on a new connection if
-it has no body.  A client that goes away (the kernel cancels the handler,
-or closes the body stream) aborts the request at the backend.
+it has no body and an idempotent method (RFC 9110 §9.2.2: the backend may
+have run a POST before it closed).  A client that goes away (the kernel
+cancels the handler, or closes the body stream) aborts the request at the
+backend.
 """
 import asyncio
 import functools
 import logging
 
 from flashplug import HTTPError, Response
+from flashplug.http.message import IDEMPOTENT_METHODS
 from flashplug.procs import Busy
 from flashplug_plugins.cgi.env import (connection_env, connection_facts, fixed_env, message_env,
                                        script_env)
@@ -137,7 +140,7 @@ class FastCGIHandler:
                 _stop(exchange, None, abort=True)
                 try:
                     self._head_failed(exchange, waiter and waiter.exception(), name,
-                                      retry=True)
+                                      retry=request.method in IDEMPOTENT_METHODS)
                 except _Retry:
                     reply.follow(self.handle(mapping, request, fresh=True))
                     return
@@ -219,7 +222,8 @@ class FastCGIHandler:
                 break
             _stop(exchange, feeder, abort=True)
             try:
-                self._head_failed(exchange, error, name, retry=not retried and body is None)
+                self._head_failed(exchange, error, name, retry=not retried and body is None
+                                  and request.method in IDEMPOTENT_METHODS)
             except _Retry:
                 retried = True
         try:

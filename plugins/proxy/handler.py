@@ -14,9 +14,11 @@ Theory of operation, for one request:
    OPTIONS with ``Max-Forwards: 0`` is answered here instead.
 3. **Head.**  The response is parsed as it arrives (``ResponseReader``),
    each wait bounded by ``--proxy-read-timeout`` (504).  A broken
-   response is a 502.  A request without a body that meets a closed
-   keep-alive connection before any answer (the upstream closed it as we
-   sent) is sent once more on a new connection.
+   response is a 502.  A request of an idempotent method without a body
+   that meets a closed keep-alive connection before any answer (the
+   upstream closed it as we sent) is sent once more on a new connection;
+   any other is a 502, since the upstream may have acted on it (RFC 9110
+   §9.2.2: a proxy MUST NOT retry a non-idempotent request).
 4. **Answer.**  A response that arrived whole with its head goes out in
    one write with its Content-Length; a longer one streams, read from the
    upstream only as fast as the client takes it.  The kernel frames it
@@ -35,6 +37,7 @@ import logging
 from urllib.parse import quote
 
 from flashplug import HTTPError, Response
+from flashplug.http.message import IDEMPOTENT_METHODS
 
 from .message import MAX_FORWARDS_METHODS, chunk, connection_tokens, max_forwards, request_head
 from .tunnel import tunnel_response
@@ -257,7 +260,11 @@ class ProxyHandler:
         conn = exchange.conn
         reader = conn.reader
         peer = exchange.peer
-        if conn.eof and not reader.started and not has_body:
+        if conn.eof and not reader.started and not has_body \
+                and request.method in IDEMPOTENT_METHODS:
+            # Only these: a closed connection cannot tell "closed while
+            # idle" from "acted on the request, then died" (nginx's
+            # proxy_next_upstream without non_idempotent).
             exchange.end(reusable=False)
             raise _Stale
         if conn.error is not None:
@@ -265,6 +272,12 @@ class ProxyHandler:
             self._failed(peer, conn.loop, cause, status)
             raise HTTPError(status, "Bad Gateway" if status == 502
                             else "Gateway Timeout") from None
+        if reader.hints:
+            # 103 Early Hints (RFC 8297): passed on as they come, to a client
+            # that may have them (the kernel refuses them to HTTP/1.0).
+            for links in reader.hints:
+                request.send_interim(103, links)
+            reader.hints = ()
         if reader.headers is None:
             return None
         peer.succeeded()
@@ -285,7 +298,7 @@ class ProxyHandler:
 
 
 class _Stale(Exception):
-    """A reused connection was closed under a request without a body."""
+    """A reused connection was closed under a bodiless idempotent request."""
 
 
 class _Exchange:

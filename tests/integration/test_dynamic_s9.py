@@ -184,7 +184,7 @@ def test_101_to_a_protocol_not_asked_for_is_a_502(proxy):
     ReverseProxy refuses it: "backend tried to switch protocol")."""
     proxy.canned.answers["h2c"] = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
                                    b"Connection: Upgrade\r\n\r\n")
-    answer = exchange(proxy, b"GET /c/h2c HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
+    answer = exchange(proxy, b"GET /c/h2c HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, close\r\n"
                              b"Upgrade: websocket\r\nSec-WebSocket-Key: x\r\n"
                              b"Sec-WebSocket-Version: 13\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 502 ")

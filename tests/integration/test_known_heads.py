@@ -120,8 +120,17 @@ def test_two_known_heads_in_one_packet_get_two_answers(server_factory, root):
 
 
 def test_upgrade_head_is_never_remembered(server_factory, root):
+    # (Remembered, it would skip the Upgrade's pause, in which a plugin may
+    # take the connection.)  Ignored, it is served and the connection goes
+    # on, each time alike.
     srv = server_factory(root, "--access-log", "off")
-    answered_then_closed(srv, req("/a.txt", extra=b"Connection: Upgrade\r\nUpgrade: h2c\r\n"))
+    for _ in range(3):
+        w = wire(srv)
+        w.send(req("/a.txt", extra=b"Connection: Upgrade\r\nUpgrade: h2c\r\n") + req("/a.txt"))
+        for _ in range(2):
+            status, headers, body = w.response()
+            assert (status, body) == (200, BODY) and "connection" not in headers
+        w.close()
 
 
 def test_garbage_after_a_known_head_is_still_an_error(server_factory, root):
