@@ -327,14 +327,19 @@ class App:
             response = await answer
             return check_response(response, owner)
         except ResponseMistake as mistake:
-            mistake.owner = mistake.owner or owner
-            stream = getattr(response, "stream", None)
-            if hasattr(stream, "aclose"):
-                try:
-                    await stream.aclose()   # its finally: blocks run, as when a client leaves
-                except Exception:  # noqa: BLE001 - the mistake is what gets logged
-                    pass
-            return await self.mistake_answer(request, mistake)
+            return await self.mistaken(request, response, mistake, owner)
+
+    async def mistaken(self, request, response, mistake, owner):
+        """The answer to ``request`` when ``owner``'s ``response`` (None if
+        it gave none) is a ``mistake``: its stream closed, a logged 500."""
+        mistake.owner = mistake.owner or owner
+        stream = getattr(response, "stream", None)
+        if hasattr(stream, "aclose"):
+            try:
+                await stream.aclose()   # its finally: blocks run, as when a client leaves
+            except Exception:  # noqa: BLE001 - the mistake is what gets logged
+                pass
+        return await self.mistake_answer(request, mistake)
 
     async def mistake_answer(self, request, mistake):
         """A 500 for a plugin's response that cannot be sent (a coroutine,

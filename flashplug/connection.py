@@ -130,11 +130,17 @@ class Connection(H1Protocol, RequestCycle):
             return
         now = self.now = time.monotonic()
         state = self.state
-        if state == "idle" and n <= KNOWN_HEAD_MAX and self.target_path_ok \
-                and _RECV_BUFFER.endswith(b"\r\n\r\n", 0, n):
+        if state == "idle" and n <= KNOWN_HEAD_MAX and _RECV_BUFFER.endswith(b"\r\n\r\n", 0, n):
             # Between requests, a short complete head: maybe one we know,
             # byte for byte or by its shape.
             data = bytes(_RECV_VIEW[:n])
+            if not self.target_path_ok:
+                # No quickest path here (a route takes every path, a hook
+                # sees each request, or forwarded addresses are believed):
+                # a head parsed before for a handler is still not parsed.
+                if not self._replay_whole(data, now):
+                    self.feed(data, now)
+                return
             static = self.app.static
             found = static.known_heads.get(data)
             shape = None
@@ -143,8 +149,10 @@ class Connection(H1Protocol, RequestCycle):
                     self.app.stats.heads_known += 1
                     return
             elif self._not_cached(data):
-                self.uncached = data    # (the parser need not ask again)
-                self.feed(data, now)
+                # A routed head, maybe one parsed before: then no feed.
+                if not self._replay_whole(data, now):
+                    self.uncached = data    # (the parser need not ask again)
+                    self.feed(data, now)
                 return
             else:
                 shape = known_key(data)

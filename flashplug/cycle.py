@@ -26,6 +26,7 @@ the order of a response's life would be spread across files.
 """
 import asyncio
 import logging
+import types
 
 from flashplug.cache import still_fresh
 from flashplug.errors import HTTPError
@@ -38,11 +39,12 @@ from flashplug.http.dates import depends_on_year
 from flashplug.http.h1 import PAUSE_PIPELINE, PAUSE_REVALIDATE, PAUSE_UPGRADE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
-from flashplug.http.validate import ResponseMistake, check_headers
+from flashplug.http.validate import ResponseMistake, check_headers, check_response
 from flashplug.reply import Reply, given, raising
 from flashplug.static import target_key
 
 log = logging.getLogger("flashplug.connection")
+_COROUTINE = types.CoroutineType
 
 
 # The fields of the protocol and the request cycle, shared by both drivers.
@@ -494,14 +496,29 @@ class RequestCycle:
         ``answer`` gives (an awaitable of a Response, already checked: a
         ``Reply``'s), and send it."""
         app = self.app
+        owner = response = None
         try:
             # A route's handler (the router gives none for a path that did
             # not decode, or "*"), else the static files; an HTTPError
             # either raises is answered by failure_answer as respond would.
             if answer is None:
-                answer = (app.respond(request, None) if handler is None
-                          else app.run_handler(handler, request))
+                known = app.route_handlers.get(id(handler))
+                if known is not None and known[0] is handler and request.method != "TRACE":
+                    # A Route's handler: its coroutine awaited and its answer
+                    # checked here, as App.checked would (one coroutine less).
+                    answer = handler(request)
+                    if type(answer) is _COROUTINE:
+                        owner = known[1]
+                    else:
+                        answer = app.checked(request, answer, known[1])
+                else:
+                    answer = (app.respond(request, None) if handler is None
+                              else app.run_handler(handler, request))
             response = await answer
+            if owner is not None:
+                response = check_response(response, owner)
+        except ResponseMistake as mistake:
+            response = await app.mistaken(request, response, mistake, owner)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
             response = await app.failure_answer(request, exc)
         if self.closed:
@@ -593,13 +610,14 @@ class RequestCycle:
         """Answer queued requests in order, by iteration: a request answered
         from the cache finishes inside ``_start``, and this loop takes the
         next one (``_finish_request`` sees ``dispatching`` and returns)."""
-        self.dispatching = True
-        try:
-            pending = self.pending
-            while pending and self.active is None and not self.closing and not self.closed:
-                self._start(pending.pop(0))
-        finally:
-            self.dispatching = False
+        pending = self.pending
+        if pending:
+            self.dispatching = True
+            try:
+                while pending and self.active is None and not self.closing and not self.closed:
+                    self._start(pending.pop(0))
+            finally:
+                self.dispatching = False
         if self.closed or self.active is not None:
             return
         if self.closing:
@@ -607,7 +625,7 @@ class RequestCycle:
             return
         if self.m_request is None and self.state != "idle" and self.state != "head":
             self.state = "idle"
-            self.deadline = self.deadline_for(self.now)
+            self.deadline = self.now + self.keepalive_timeout   # deadline_for("idle")
         if self.upgrade_rest is not None:
             # An Upgrade no plugin took (a 101 closes the connection): the
             # bytes after its head are the next requests (h1._after_upgrade).
@@ -615,7 +633,8 @@ class RequestCycle:
             self.unparsed, self.upgrade_rest = self.upgrade_rest, None
             self.pause_reading(PAUSE_PIPELINE)
             self.resume_reading(PAUSE_UPGRADE)
-        self.resume_parsing()
+        if self.unparsed is not None:
+            self.resume_parsing()
         if self.eof and self.active is None and not self.pending and self.unparsed is None \
                 and not self.closed:
             self._close_when_flushed()   # a half-closed client has had all its answers

@@ -11,9 +11,9 @@ socket; where the bytes go is the driver's business.
 """
 import socket
 
-from flashplug.http.framing import FRAMING_FIELDS, must_be_empty
+from flashplug.http.framing import FRAMING_FIELDS, SERVER_FIELDS, must_be_empty
 from flashplug.http.status import reason
-from flashplug.http.validate import ResponseMistake
+from flashplug.http.validate import ResponseMistake, known_block
 from flashplug.static import FileBody
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -25,8 +25,6 @@ JOIN_MAX = 16 * 1024
 # client holds at most about this much of a response in our memory.
 STREAM_HIGH_WATER = 256 * 1024
 _STATUS_LINES = {}
-# Fields the server frames itself: a handler's own are dropped.
-_OURS = frozenset(("connection", "transfer-encoding", "date", "server", "keep-alive"))
 
 
 def status_line(status, phrase=None):
@@ -171,19 +169,25 @@ def _head(conn, request, response, force_close, method=None):
     head_only = method == "HEAD" or empty
     body = response.body
     stream = response.stream
-    fields = []
-    has_length = False
-    for name, value in response.headers:
-        lname = name.lower()
-        if lname in _OURS or (empty and lname in FRAMING_FIELDS):
-            continue
-        if lname == "content-length":
-            has_length = True
-        fields.append(f"{name}: {value}\r\n")
-    # The handler's fields encoded at once (their values were checked to
-    # be ISO-8859-1; "replace" is for the kernel's own responses).
-    lines = [status_line(status, response.reason), app.date_server_lines,
-             "".join(fields).encode("latin-1", "replace")]
+    # A list of fields checked before (a handler's usual answer) comes
+    # with its lines written already; else they are written here.
+    block = known_block(response.headers)
+    if block is not None and not (empty and block.has_length):
+        encoded, has_length = block.lines, block.has_length
+    else:
+        fields = []
+        has_length = False
+        for name, value in response.headers:
+            lname = name.lower()
+            if lname in SERVER_FIELDS or (empty and lname in FRAMING_FIELDS):
+                continue
+            if lname == "content-length":
+                has_length = True
+            fields.append(f"{name}: {value}\r\n")
+        # The fields encoded at once (a plugin's values were checked to be
+        # ISO-8859-1; "replace" is for the kernel's own responses).
+        encoded = "".join(fields).encode("latin-1", "replace")
+    lines = [status_line(status, response.reason), app.date_server_lines, encoded]
     chunked = False
     if status == 205:
         lines.append(b"Content-Length: 0\r\n")
@@ -194,10 +198,9 @@ def _head(conn, request, response, force_close, method=None):
                 lines.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 keep = False  # HTTP/1.0: the end of the body is the close
-    elif not empty:
-        length = body.length if type(body) is FileBody else len(body)
-        if not has_length:
-            lines.append(b"Content-Length: %d\r\n" % length)
+    elif not empty and not has_length:
+        lines.append(b"Content-Length: %d\r\n"
+                     % (body.length if type(body) is FileBody else len(body)))
     if keep:
         if request.version == "1.0":
             lines.append(b"Connection: keep-alive\r\n")
@@ -240,7 +243,7 @@ async def _switch_protocols(conn, response):
     lines = [status_line(101, response.reason), conn.app.date_server_lines]
     for name, value in response.headers:
         lname = name.lower()
-        if lname not in _OURS and lname != "content-length":
+        if lname not in SERVER_FIELDS and lname != "content-length":
             lines.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
     lines.append(b"Connection: upgrade\r\n\r\n")
     conn.closing = True

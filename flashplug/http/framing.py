@@ -24,6 +24,9 @@ this table's.
 
 #: Header fields that frame a message body (lowercase).
 FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding"})
+#: Fields the server writes itself in an HTTP/1.1 response (lowercase): a
+#: handler's own are dropped.
+SERVER_FIELDS = frozenset(("connection", "transfer-encoding", "date", "server", "keep-alive"))
 
 
 def is_bodiless(status):

@@ -330,7 +330,7 @@ class H1Protocol:
     def deadline_for(self, now):
         """When the deadline of the current state falls (STATES), or None.
         The one place that turns a state into a deadline; the remembered-
-        head path inlines its "idle" case."""
+        head path and ``_dispatch`` inline its "idle" case."""
         kind = STATES[self.state][1]
         if kind == "header":
             return now + self.header_timeout
@@ -441,11 +441,29 @@ class H1Protocol:
         last = self.pending[-1] if self.pending else self.active
         return last is None or type(last) is not Request or last.keep_alive
 
+    def _replay_whole(self, head, now):
+        """``feed`` of ``head`` (bytes, all the input there is: one whole
+        head, as a key of ``known_requests`` is) when it is a head parsed
+        before and ``feed`` would parse it now: its request is queued
+        (``_replay``) and True returned; else False, nothing done."""
+        known = self.app.known_requests.get(head)
+        if known is None or self.m_open or self.closing or self.closed \
+                or len(self.pending) >= MAX_PIPELINE or self.out_bytes > HIGH_WATER \
+                or not self._kept_alive():
+            return False
+        self.now = now
+        self._replay(known)
+        return True
+
     def _replay(self, known):
         """Queue the request of a head parsed before (``known``, its
         ``ParsedHead``), through the parser's callbacks but those of its
-        fields: the same states, deadlines and queue as its parse."""
-        self.on_message_begin()
+        fields: the same states, deadlines and queue as its parse.  (Its
+        message begins as ``on_message_begin`` begins one, but for the
+        "head" state and its deadline, which ``_queue_request`` replaces
+        at once.)"""
+        self._reset_message()
+        self.m_open = True
         self._queue_request(known.request())
         self.on_message_complete()
 

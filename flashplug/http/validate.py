@@ -46,6 +46,7 @@ header lines with the same :func:`field_error`.
 import inspect
 import re
 
+from flashplug.http.framing import SERVER_FIELDS
 from flashplug.http.h1_checks import TOKEN
 from flashplug.http.message import CheckedFields, Response
 
@@ -58,6 +59,12 @@ _BAD_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 _TOKENS = {}
 _TOKENS_MAX = 1024
 _NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
+# Lists of fields found valid, as a tuple of their (name, value) pairs ->
+# FieldBlock: a handler or a backend sends the same few lists again and
+# again (up to _BLOCKS_MAX, forgotten at once when full).
+_BLOCKS = {}
+_BLOCKS_MAX = 512
+_BLOCK_BYTES_MAX = 2048
 
 BODY_TYPES = (bytes, bytearray, memoryview)
 
@@ -95,6 +102,50 @@ def field_error(name, value):
     return None
 
 
+class FieldBlock:
+    """A list of response fields found valid, kept for the next list equal
+    to it (the same names and values, so the same characters): its
+    Content-Length values (``lengths``, a list of str, or None; not to be
+    changed), and the HTTP/1.1 lines of its fields (``lines``, bytes, each
+    ``Name: value\\r\\n``, but the fields the server writes itself, as
+    ``flashplug.framing`` would write them), and whether those hold a
+    Content-Length (``has_length``; the other framing field,
+    Transfer-Encoding, is the server's).  ``verified``: ``check_headers``
+    found it valid, rather than a gateway's ``CheckedFields`` saying so
+    (a plain list equal to it is then still checked once)."""
+
+    __slots__ = ("lengths", "lines", "has_length", "verified")
+
+    def __init__(self, headers, lengths, verified):
+        self.lengths = lengths
+        self.has_length = lengths is not None
+        self.verified = verified
+        self.lines = "".join([f"{name}: {value}\r\n" for name, value in headers
+                              if name.lower() not in SERVER_FIELDS]).encode("latin-1")
+
+
+def known_block(headers):
+    """The FieldBlock of a list of fields equal to ``headers`` (a list of
+    ``(name, value)``) found valid before, or None."""
+    try:
+        return _BLOCKS.get(tuple(headers))
+    except TypeError:    # an item that cannot be a key: no such list was valid
+        return None
+
+
+def _remember_block(headers, lengths, verified):
+    """Note ``headers``, found valid, with its Content-Length values
+    (unless its lines are long: a cookie or a token is seldom sent twice)."""
+    try:
+        block = FieldBlock(headers, lengths, verified)
+        if len(block.lines) <= _BLOCK_BYTES_MAX:
+            if len(_BLOCKS) >= _BLOCKS_MAX:
+                _BLOCKS.clear()
+            _BLOCKS[tuple(headers)] = block
+    except (TypeError, UnicodeEncodeError):
+        pass    # a CheckedFields that breaks its promise: written field by field
+
+
 def check_response(response, owner=None):
     """Check a plugin's ``response``; raise :class:`ResponseMistake` if wrong.
 
@@ -120,7 +171,12 @@ def check_response(response, owner=None):
     if type(headers) is CheckedFields and headers.checked:
         # Each field passed field_error where it was read: only the
         # Content-Length values are looked for, to weigh against the body.
-        lengths = [v for n, v in headers if n.lower() == "content-length"] or None
+        block = known_block(headers)
+        if block is not None:
+            lengths = block.lengths
+        else:
+            lengths = [v for n, v in headers if n.lower() == "content-length"] or None
+            _remember_block(headers, lengths, False)
     else:
         lengths = check_headers(headers)
     body, stream = response.body, response.stream
@@ -165,6 +221,9 @@ def check_headers(headers):
         hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
         raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
                               f"(name, value) pairs{hint}")
+    block = known_block(headers)
+    if block is not None and block.verified:
+        return block.lengths
     lengths = None
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
@@ -181,6 +240,10 @@ def check_headers(headers):
             lower = name.lower()
         if lower == "content-length":
             lengths = [value] if lengths is None else lengths + [value]
+    if block is not None:
+        block.verified = True
+    else:
+        _remember_block(headers, lengths, True)
     return lengths
 
 

@@ -92,7 +92,30 @@ def parse_header_block(block, local_redirects=True):
     With ``local_redirects`` False, a ``Location: /path`` is a client
     redirect too (302 unless a Status says otherwise) and keeps its other
     fields, as nginx treats a FastCGI application's answer.
+
+    A block parsed lately is not parsed again (``_BLOCKS``): its
+    CGIResponse is made anew, with a list of its own.
     """
+    kept = _BLOCKS[local_redirects]
+    known = kept.get(block)
+    if known is not None:
+        response, fields = known
+        if fields is None:
+            return response     # (a local redirect's: no list)
+        kind, status, reason, _, location, content_type, content_length = response
+        return _new_tuple(CGIResponse, (kind, status, reason, CheckedFields(fields), location,
+                                        content_type, content_length))
+    response = _parse_block(block, local_redirects)
+    if len(block) <= _BLOCK_KEPT:
+        if len(kept) >= _BLOCKS_MAX:
+            kept.clear()
+        headers = response.headers
+        kept[block] = (response, tuple(headers) if type(headers) is CheckedFields else None)
+    return response
+
+
+def _parse_block(block, local_redirects):
+    """``parse_header_block`` of a block not kept."""
     if not block.strip():
         raise CGIError("empty header block")
     status = reason = location = content_type = content_length = None
@@ -175,6 +198,14 @@ _LINES_MAX = 512
 _LINE_KEPT = 256
 # Builds a NamedTuple without its Python-level __new__.
 _new_tuple = tuple.__new__
+#: Whole header blocks parsed lately, by ``local_redirects``: block ->
+#: its CGIResponse and its fields as a tuple (None: no list).  A script or a
+#: backend answers the same page with the same block, byte for byte
+#: (PHP's X-Powered-By and Content-Type).  Blocks up to _BLOCK_KEPT bytes,
+#: _BLOCKS_MAX of each kind; cleared when full.
+_BLOCKS = {True: {}, False: {}}
+_BLOCKS_MAX = 256
+_BLOCK_KEPT = 1024
 
 
 def _check_line(line):

@@ -13,8 +13,8 @@ Theory of operation, for one request:
    as PARAMS in parts, each encoded only when it can change: its
    ``fixed_env`` once per handler, its ``connection_env`` once per client
    connection (addresses, scheme, version), its ``script_env`` once per
-   script found, and only its ``message_env`` (the request line and
-   fields) per request.  Unlike CGI, ``Authorization`` is passed: a
+   script found, and its ``message_env`` (the request line and fields)
+   once per message sent again without a body.  Unlike CGI, ``Authorization`` is passed: a
    FastCGI backend is the operator's own application (nginx passes it
    too).
 3. **Send.**  The pool admits the request (503 when its queue is full),
@@ -63,6 +63,10 @@ SPOOL_READ = 64 * 1024
 #: Client connections whose PARAMS are kept encoded; past that the
 #: memory starts again empty.
 CONNECTIONS_KEPT = 1024
+#: Request messages (line and fields) whose PARAMS, of up to MESSAGE_SIZE
+#: bytes, are kept encoded, the same way.
+MESSAGES_KEPT = 256
+MESSAGE_SIZE = 4096
 #: Seconds a client told "busy" should wait before retrying.
 RETRY_AFTER = "1"
 
@@ -79,6 +83,8 @@ class FastCGIHandler:
         # ... and those of each client connection (connection_env), encoded
         # at its first request.
         self._by_connection = {}
+        # ... and those of each request message (message_env) sent again.
+        self._by_message = {}
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.pools = {}   # Mapping.name -> Pool
@@ -255,7 +261,7 @@ class FastCGIHandler:
         """The request's PARAMS in parts, each encoded once where it does
         not change (Authorization passes: see the module notes)."""
         return (self.fixed_params, self._connection_params(request), script_params,
-                encode_pairs(message_env(request, length, True)))
+                self._message_params(request, length))
 
     def _connection_params(self, request):
         """The request's :func:`connection_env` as PARAMS, encoded once for
@@ -266,6 +272,23 @@ class FastCGIHandler:
             if len(self._by_connection) >= CONNECTIONS_KEPT:
                 self._by_connection.clear()
             params = self._by_connection[facts] = encode_pairs(connection_env(facts))
+        return params
+
+    def _message_params(self, request, length):
+        """The request's :func:`message_env` as PARAMS, encoded once for
+        each message without a body or a user (a client sends the same
+        line and fields again and again): it depends on nothing else."""
+        if length is not None or request.user is not None or request.auth_type is not None:
+            return encode_pairs(message_env(request, length, True))
+        key = (request.method, request.target, request.raw_path, request.query,
+               request.server_addr, tuple(request.headers))
+        params = self._by_message.get(key)
+        if params is None:
+            params = encode_pairs(message_env(request, None, True))
+            if len(params) <= MESSAGE_SIZE:
+                if len(self._by_message) >= MESSAGES_KEPT:
+                    self._by_message.clear()
+                self._by_message[key] = params
         return params
 
     async def _begin(self, pool, name, params, has_body, fresh):

@@ -78,6 +78,13 @@ MAX_FORWARDS_METHODS = ("OPTIONS",)
 KNOWN_HEADS = 256
 KNOWN_HEAD_SIZE = 4096
 _KNOWN = {}
+#: What ``_filter`` made of a request's method and fields, for the next
+#: request with the same (a client sends the same fields again and
+#: again), up to FILTERED_KEPT of up to FILTERED_SIZE characters of
+#: lines, forgotten at once when full.
+FILTERED_KEPT = 256
+FILTERED_SIZE = 4096
+_FILTERED = {}
 # The blank line that ends a head, and a line end that is a bare LF.
 _LF_HEAD_END = re.compile(rb"\n\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -136,6 +143,47 @@ def request_head(request, target, upgrade, default_host, length=None):
     9110 §7.6.3; an upstream reading a field's first line reads it all), and an
     OPTIONS request's ``Max-Forwards`` is decremented (§7.6.2).
     """
+    # What is sent of the client's fields depends on them and the method
+    # alone: worked out once for each (``_filter``).
+    key = (request.method, tuple(request.headers))
+    filtered = _FILTERED.get(key)
+    if filtered is None:
+        filtered = _filter(request)
+        if len(filtered[2]) <= FILTERED_SIZE:
+            if len(_FILTERED) >= FILTERED_KEPT:
+                _FILTERED.clear()
+            _FILTERED[key] = filtered
+    host, via, kept = filtered
+    addr = request.remote_addr
+    scheme = request.scheme
+    node = f'"[{addr}]"' if ":" in addr else addr or "unknown"
+    lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n", kept,
+             f"Via: {via}{VIA[request.version]}\r\n"
+             f"X-Forwarded-For: {addr}\r\nX-Real-IP: {addr}\r\n"
+             f"X-Forwarded-Proto: {scheme}\r\n"]
+    if host:
+        lines.append(f"X-Forwarded-Host: {host}\r\n"
+                     f'Forwarded: for={node};proto={scheme};host="{host}"\r\n')
+    else:
+        lines.append(f"Forwarded: for={node};proto={scheme}\r\n")
+    if upgrade is not None:
+        lines.append(f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n")
+    if length is not None:
+        lines.append(f"Content-Length: {length}\r\n\r\n")
+    elif request.chunked:
+        lines.append("Transfer-Encoding: chunked\r\n\r\n")
+    elif request.content_length is not None:
+        lines.append(f"Content-Length: {request.content_length}\r\n\r\n")
+    else:
+        lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def _filter(request):
+    """``(host, via, kept)``: the client's Host and Via values (Via with a
+    trailing ", ", or "") and the field lines (str) of the end-to-end
+    fields ``request_head`` passes on, Max-Forwards decremented.  They
+    depend on the method and the fields alone (``_FILTERED``)."""
     # One pass over the fields (the kernel lowercased their names): the
     # ones we drop or write ourselves are set aside on one set lookup.
     # The Host field is kept as the client sent it, port and all
@@ -164,30 +212,7 @@ def request_head(request, target, upgrade, default_host, length=None):
         kept = [field for field in kept if field[0] not in named]
         if "via" in named:
             via = ""
-    addr = request.remote_addr
-    scheme = request.scheme
-    node = f'"[{addr}]"' if ":" in addr else addr or "unknown"
-    lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {host or default_host}\r\n",
-             *[f"{name}: {value}\r\n" for name, value in kept],
-             f"Via: {via}{VIA[request.version]}\r\n"
-             f"X-Forwarded-For: {addr}\r\nX-Real-IP: {addr}\r\n"
-             f"X-Forwarded-Proto: {scheme}\r\n"]
-    if host:
-        lines.append(f"X-Forwarded-Host: {host}\r\n"
-                     f'Forwarded: for={node};proto={scheme};host="{host}"\r\n')
-    else:
-        lines.append(f"Forwarded: for={node};proto={scheme}\r\n")
-    if upgrade is not None:
-        lines.append(f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n")
-    if length is not None:
-        lines.append(f"Content-Length: {length}\r\n\r\n")
-    elif request.chunked:
-        lines.append("Transfer-Encoding: chunked\r\n\r\n")
-    elif request.content_length is not None:
-        lines.append(f"Content-Length: {request.content_length}\r\n\r\n")
-    else:
-        lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+    return host, via, "".join([f"{name}: {value}\r\n" for name, value in kept])
 
 
 def chunk(data):

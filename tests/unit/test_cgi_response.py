@@ -227,3 +227,44 @@ def test_parsed_fields_are_marked_checked():
     from flashplug.http.validate import CheckedFields
     cgi = parse_header_block(b"Content-Type: text/plain\r\nX-A: 1")
     assert type(cgi.headers) is CheckedFields and cgi.headers.checked
+
+
+BLOCKS = [b"X-Powered-By: PHP/8.2\r\nContent-type: text/html; charset=UTF-8",
+          b"Status: 404 Gone\nContent-Type: text/plain\nContent-Length: 3",
+          b"Location: /else", b"Location: http://x/\r\nStatus: 200", b"Status: 204\nContent-Length: 5",
+          b"Location: /l\nContent-Type: text/plain\nConnection: close\nX-A: 1"]
+
+
+def test_a_block_seen_before_parses_the_same_with_a_list_of_its_own():
+    from flashplug.http.validate import CheckedFields
+    from flashplug_plugins.cgi import response
+    for local in (True, False):
+        for block in BLOCKS:
+            response._BLOCKS[local].clear()
+            fresh = parse_header_block(block, local)
+            again = parse_header_block(block, local)
+            assert block in response._BLOCKS[local]
+            assert again == fresh
+            if fresh.kind == LOCAL_REDIRECT:
+                assert again.headers == ()     # (no list to share)
+                continue
+            assert again.headers is not fresh.headers
+            assert type(again.headers) is CheckedFields and again.headers.checked
+            again.headers.append(("X-Hook", "1"))     # a hook's: not in the next one
+            assert parse_header_block(block, local) == fresh
+    # The flag is part of what a block means.
+    assert parse_header_block(b"Location: /else", True).kind == LOCAL_REDIRECT
+    assert parse_header_block(b"Location: /else", False).kind == CLIENT_REDIRECT
+
+
+def test_a_bad_block_is_refused_each_time_and_the_memory_is_bounded():
+    from flashplug_plugins.cgi import response
+    for _ in range(2):
+        with pytest.raises(CGIError):
+            parse_header_block(b"Content-Type: text/plain\r\nBad\x01: x")
+    for i in range(response._BLOCKS_MAX + 10):
+        parse_header_block(b"Content-Type: text/plain\r\nX-N: %d" % i)
+    assert len(response._BLOCKS[True]) <= response._BLOCKS_MAX
+    long_block = b"Content-Type: text/plain\r\nX-L: " + b"v" * response._BLOCK_KEPT
+    parse_header_block(long_block)
+    assert long_block not in response._BLOCKS[True]

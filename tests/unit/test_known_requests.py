@@ -217,3 +217,22 @@ def test_a_parsed_head_makes_a_new_request_each_time():
     assert two.state == {} and two.user is None and not two.complete
     assert (two.method, two.target, two.path, two.query, two.conditional) == \
         ("GET", "/p?q", "/p", "q", False)
+
+
+@pytest.mark.parametrize("prefix", ["/app", "/"])
+def test_a_known_head_read_whole_between_requests_skips_the_parser(docroot, tmp_path, prefix,
+                                                                   monkeypatch):
+    """On the loop, a whole head read on its own is replayed from the read
+    (``_replay_whole``), with or without a quickest path for static files
+    ("/" claims every path); the answer is the parse's."""
+    fast, full = apps(docroot, tmp_path, prefix)
+    known = b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _ in range(2):
+        same_answers(fast, full, "loop", known)
+    assert known in fast.known_requests.heads
+    fed = []
+    real = Connection.feed
+    monkeypatch.setattr(Connection, "feed", lambda self, data, now: fed.append(self.app) or
+                        real(self, data, now))
+    same_answers(fast, full, "loop", known)
+    assert full in fed and fast not in fed

@@ -248,3 +248,32 @@ def test_response_fields_are_checked_once_per_head():
         assert r.headers == [("X-A", "1"), ("Content-Length", "2")]
         got.append(r.headers)
     assert got[0] is not got[1]
+
+
+def test_the_fields_part_is_worked_out_once_per_method_and_fields():
+    """A request with the method and fields of one before reuses what was
+    made of them (``_FILTERED``); everything else is written anew."""
+    from flashplug_plugins.proxy import message
+    message._FILTERED.clear()
+    fields = (("host", "example.test"), ("via", "1.0 fred"), ("cookie", "a=1"),
+              ("connection", "x-hop"), ("x-hop", "1"), ("max-forwards", "5"))
+    variants = [request("OPTIONS", fields), request("GET", fields), request("OPTIONS", fields,
+                addr="::1", scheme="https"), request("GET", fields[1:], length=3),
+                request("GET", fields, chunked=True)]
+    fresh = []
+    for r in variants:
+        message._FILTERED.clear()
+        fresh.append(request_head(r, "/x", None, "up"))
+    for _ in range(2):
+        assert [request_head(r, "/x", None, "up") for r in variants] == fresh
+    assert len(message._FILTERED) == 3    # OPTIONS, GET, GET without Host
+    assert b"Max-Forwards" not in fresh[0] and b"max-forwards: 4\r\n" in fresh[0]
+    assert b"max-forwards: 5\r\n" in fresh[1] and b"x-hop" not in fresh[1]
+    assert b"Via: 1.0 fred, 1.1 flashplug\r\n" in fresh[1]
+    for n in range(message.FILTERED_KEPT + 5):
+        request_head(request("GET", (("host", f"h{n}"),)), "/", None, "up")
+    assert len(message._FILTERED) <= message.FILTERED_KEPT
+    big = request("GET", (("host", "t"), ("cookie", "a" * message.FILTERED_SIZE)))
+    message._FILTERED.clear()
+    request_head(big, "/", None, "up")
+    assert not message._FILTERED
