@@ -218,15 +218,21 @@ class RecordingUpstream:
 
 
 class ThreadedUpstream:
-    """A loopback TCP listener serving each connection in a thread of its
-    own: subclasses give ``_serve(conn)``, and set their own state before
-    calling ``__init__`` (the first connection may come at once)."""
+    """A loopback TCP listener (or one on the Unix socket ``unix_path``)
+    serving each connection in a thread of its own: subclasses give
+    ``_serve(conn)``, and set their own state before calling ``__init__``
+    (the first connection may come at once)."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, unix_path=None):
+        if unix_path is None:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        else:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.bind(unix_path)
+            self.address = f"unix:{unix_path}"
         self.sock.listen(16)
-        self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def stop(self):

@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import h2.errors
@@ -27,7 +26,7 @@ import requests
 from conftest import start_server
 from flashplug_plugins.fastcgi import protocol as fcgi
 from h2_client import H2Client
-from proxy_upstreams import RecordingUpstream
+from proxy_upstreams import RecordingUpstream, ThreadedUpstream
 from test_review_s5 import head_fields, raw
 
 CGI_ENV = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nenv\n"
@@ -440,25 +439,14 @@ def test_bytes_after_an_upgrade_that_was_refused_never_reach_the_upstream(proxie
 
 # -- FastCGI ----------------------------------------------------------------------------------
 
-class DropsSecondRequest:
+class DropsSecondRequest(ThreadedUpstream):
     """A FastCGI backend that answers the first request on each connection
     and closes the connection, unanswered, once it has read the second:
     ``seen`` lists (REQUEST_METHOD, REQUEST_URI) of every request read."""
 
     def __init__(self, path):
         self.seen = []
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.bind(path)
-        self.sock.listen(8)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(unix_path=path)
 
     def _serve(self, conn):
         reader, params, served = fcgi.RecordReader(), b"", 0
