@@ -36,6 +36,7 @@ from flashplug.framing import (send_now, send_response, status_line, write_entry
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
 from flashplug.http.dates import depends_on_year
+from flashplug.http.framing import FRAMING_FIELDS
 from flashplug.http.h1 import PAUSE_PIPELINE, PAUSE_REVALIDATE, PAUSE_UPGRADE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
@@ -150,8 +151,9 @@ class ErrorItem:
         self.method = method if method is not None or line is None else line[0]
 
 
-# Fields an interim response may not carry (Request.send_interim).
-_NOT_INTERIM = frozenset(("content-length", "transfer-encoding", "connection"))
+# Fields an interim response may not carry (Request.send_interim): a 1xx
+# has no content to frame, and ends no connection.
+_NOT_INTERIM = FRAMING_FIELDS | {"connection"}
 
 
 class RequestCycle:
