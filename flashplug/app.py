@@ -34,7 +34,7 @@ from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
 from flashplug.http.known_requests import KnownRequests
 from flashplug.http.message import Response
-from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
+from flashplug.http.validate import (ResponseMistake, check_fields, check_response,
                                      is_async_handler)
 from flashplug.log import AccessLog
 from flashplug.policy import cache_tag
@@ -237,7 +237,7 @@ class App:
         def run(request, response):
             hook(request=request, response=response)
             try:
-                check_headers(response.headers)
+                response._block = check_fields(response.headers)[1]
             except ResponseMistake as mistake:
                 mistake.owner = owner
                 raise
@@ -430,7 +430,9 @@ class App:
             content_type, body = default_page(status, message)
             response = Response(status, [("Content-Type", content_type)], body)
         response.status = status
-        response.headers.extend(headers)
+        if headers:
+            response.headers.extend(headers)
+            response._block = None      # the check's lines are not these
         response.close = close or response.close
         return response
 

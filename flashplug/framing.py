@@ -13,7 +13,7 @@ import socket
 
 from flashplug.http.framing import FRAMING_FIELDS, SERVER_FIELDS, must_be_empty
 from flashplug.http.status import reason
-from flashplug.http.validate import ResponseMistake, known_block
+from flashplug.http.validate import ResponseMistake
 from flashplug.static import FileBody
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -170,8 +170,9 @@ def _head(conn, request, response, force_close, method=None):
     body = response.body
     stream = response.stream
     # A list of fields checked before (a handler's usual answer) comes
-    # with its lines written already; else they are written here.
-    block = known_block(response.headers)
+    # with its lines written already (found by the check:
+    # Response._block); else they are written here.
+    block = response._block
     if block is not None and not (empty and block.has_length):
         encoded, has_length = block.lines, block.has_length
     else:

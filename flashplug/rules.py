@@ -167,9 +167,13 @@ class Rules:
                 names = {name.lower() for name, _ in fields} - {"vary"}
                 headers[:] = [h for h in headers if h[0].lower() not in names]
                 headers.extend(fields)
+                response._block = None      # the check's lines are not these
         if self.security:
             present = {name.lower() for name, _ in headers}
-            headers.extend(f for f in self.security if f[0].lower() not in present)
+            missing = [f for f in self.security if f[0].lower() not in present]
+            if missing:
+                headers.extend(missing)
+                response._block = None
 
     # -- redirects and fallbacks ------------------------------------------------------
 

@@ -135,15 +135,18 @@ def known_block(headers):
 
 def _remember_block(headers, lengths, verified):
     """Note ``headers``, found valid, with its Content-Length values
-    (unless its lines are long: a cookie or a token is seldom sent twice)."""
+    (unless its lines are long: a cookie or a token is seldom sent twice).
+    Returns its FieldBlock when kept, else None."""
     try:
         block = FieldBlock(headers, lengths, verified)
         if len(block.lines) <= _BLOCK_BYTES_MAX:
             if len(_BLOCKS) >= _BLOCKS_MAX:
                 _BLOCKS.clear()
             _BLOCKS[tuple(headers)] = block
+            return block
     except (TypeError, UnicodeEncodeError):
         pass    # a CheckedFields that breaks its promise: written field by field
+    return None
 
 
 def check_response(response, owner=None):
@@ -176,9 +179,12 @@ def check_response(response, owner=None):
             lengths = block.lengths
         else:
             lengths = [v for n, v in headers if n.lower() == "content-length"] or None
-            _remember_block(headers, lengths, False)
+            block = _remember_block(headers, lengths, False)
     else:
-        lengths = check_headers(headers)
+        lengths, block = check_fields(headers)
+    # Looked up once: the framing writes the block's lines (unless the
+    # fields change before, which sets it back to None).
+    response._block = block
     body, stream = response.body, response.stream
     if stream is not None:
         if not hasattr(stream, "__aiter__"):
@@ -217,13 +223,19 @@ def check_headers(headers):
     fields.  Returns the values of its Content-Length fields (a list of
     str), or None when it has none: counted on the way, not in a second
     pass."""
+    return check_fields(headers)[0]
+
+
+def check_fields(headers):
+    """``check_headers``, returning its Content-Length values and the
+    FieldBlock of ``headers`` (None when it is not kept)."""
     if type(headers) is not list and type(headers) is not CheckedFields:
         hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
         raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
                               f"(name, value) pairs{hint}")
     block = known_block(headers)
     if block is not None and block.verified:
-        return block.lengths
+        return block.lengths, block
     lengths = None
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
@@ -243,8 +255,8 @@ def check_headers(headers):
     if block is not None:
         block.verified = True
     else:
-        _remember_block(headers, lengths, True)
-    return lengths
+        block = _remember_block(headers, lengths, True)
+    return lengths, block
 
 
 def is_async_handler(handler):
