@@ -177,7 +177,7 @@ class RequestCycle:
         without parsing them.  False: the cache has no entry for the path,
         so the request takes the full path."""
         static = known.site.static
-        entry = static.by_target.get(path)
+        entry = static.by_target.data.get(path)
         if entry is None or entry.dead or entry.vary:
             # (A negotiated file's head is never remembered, but the file
             # may have become one since: its answer needs the parse.)
@@ -247,7 +247,7 @@ class RequestCycle:
         start = head.find(b" ") + 1
         end = head.find(b" ", start)
         return start > 0 and end > 0 and \
-            target_key(head[start:end]) not in app.default_site.static.by_target
+            target_key(head[start:end]) not in app.default_site.static.by_target.data
 
     def _target_entry(self, method, version, target, host):
         """The quickest path's test: the fresh cache entry a plain GET/HEAD

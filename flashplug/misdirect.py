@@ -21,6 +21,7 @@ with heads answered after its check; and no request head is replayed
 as before, with nothing added per request.
 """
 from flashplug.http.h1_checks import ProtocolError, host_name
+from flashplug.memo import Memo
 
 def checked_view(app, transport):
     """The App as ``transport``'s connection must see it: ``app`` itself,
@@ -105,18 +106,8 @@ class _CheckedStatic:
 
     def __init__(self, static):
         self._static = static
-        self.known_heads = {}
-        self.known_shapes = {}
-
-    def remember_shape(self, shape, answer):
-        if len(self.known_shapes) >= self._static.target_memory:
-            self.known_shapes.clear()
-        self.known_shapes[shape] = answer
-
-    def remember_head(self, head, found):
-        if len(self.known_heads) >= self._static.target_memory:
-            self.known_heads.clear()
-        self.known_heads[head] = found
+        self.known_heads = Memo(static.target_memory)
+        self.known_shapes = Memo(static.target_memory)
 
     def __getattr__(self, name):
         return getattr(self._static, name)

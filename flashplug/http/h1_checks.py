@@ -12,14 +12,14 @@ import httptools
 
 from flashplug.errors import HTTPError
 from flashplug.http.paths import decode_path
+from flashplug.memo import Memo
 
 # Longest request target accepted (Apache's LimitRequestLine is 8190).
 MAX_REQUEST_TARGET = 8190
 # RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
-# Host values already read -> the request's host they give (None: invalid);
-# bounded, cleared when full.
-_HOST_NAMES = {}
+# Host values already read -> the request's host they give (None: invalid).
+_HOST_NAMES = Memo(1024)
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
 #: RFC 9110 §5.6.2 token (a method, a field name), as str and as bytes: the
 #: one definition, which the other checks import.
@@ -92,7 +92,7 @@ def host_name(value):
     empty value is invalid: our target URIs are "http" URIs, whose host
     must not be empty (RFC 9110 §4.2.1).
     """
-    name = _HOST_NAMES.get(value, False)
+    name = _HOST_NAMES.data.get(value, False)
     if name is not False:
         return name
     raw = value.encode("latin-1") if isinstance(value, str) else bytes(value)
@@ -104,10 +104,7 @@ def host_name(value):
             # One trailing dot is the root label (RFC 1034 §3.1); two dots in
             # a row are an empty label, which no name has (nginx: 400).
             name = None if ".." in name else (name[:-1] if name.endswith(".") else name) or None
-    if len(_HOST_NAMES) >= 1024:
-        _HOST_NAMES.clear()
-    _HOST_NAMES[value] = name
-    return name
+    return _HOST_NAMES.put(value, name)
 
 
 def same_authority(one, other, scheme):

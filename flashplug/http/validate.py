@@ -49,6 +49,7 @@ import re
 from flashplug.http.framing import SERVER_FIELDS
 from flashplug.http.h1_checks import TOKEN
 from flashplug.http.message import CheckedFields, Response
+from flashplug.memo import Memo
 
 #: What a field value or reason phrase must not contain: controls other
 #: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
@@ -62,8 +63,8 @@ _NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
 # Lists of fields found valid, as a tuple of their (name, value) pairs ->
 # FieldBlock: a handler or a backend sends the same few lists again and
 # again (up to _BLOCKS_MAX, forgotten at once when full).
-_BLOCKS = {}
 _BLOCKS_MAX = 512
+_BLOCKS = Memo(_BLOCKS_MAX)
 _BLOCK_BYTES_MAX = 2048
 
 BODY_TYPES = (bytes, bytearray, memoryview)
@@ -128,7 +129,7 @@ def known_block(headers):
     """The FieldBlock of a list of fields equal to ``headers`` (a list of
     ``(name, value)``) found valid before, or None."""
     try:
-        return _BLOCKS.get(tuple(headers))
+        return _BLOCKS.data.get(tuple(headers))
     except TypeError:    # an item that cannot be a key: no such list was valid
         return None
 
@@ -140,10 +141,7 @@ def _remember_block(headers, lengths, verified):
     try:
         block = FieldBlock(headers, lengths, verified)
         if len(block.lines) <= _BLOCK_BYTES_MAX:
-            if len(_BLOCKS) >= _BLOCKS_MAX:
-                _BLOCKS.clear()
-            _BLOCKS[tuple(headers)] = block
-            return block
+            return _BLOCKS.put(tuple(headers), block)
     except (TypeError, UnicodeEncodeError):
         pass    # a CheckedFields that breaks its promise: written field by field
     return None

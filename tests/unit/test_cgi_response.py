@@ -215,7 +215,7 @@ def test_the_memory_of_lines_is_bounded():
     from flashplug_plugins.cgi import response
     long_line = "X-Long: " + "v" * response._LINE_KEPT
     parse_header_block(long_line.encode())
-    assert long_line not in response._LINES
+    assert long_line not in response._LINES.data
     for i in range(response._LINES_MAX + 10):
         parse_header_block(b"X-N: %d" % i)
     assert len(response._LINES) <= response._LINES_MAX
@@ -243,7 +243,7 @@ def test_a_block_seen_before_parses_the_same_with_a_list_of_its_own():
             response._BLOCKS[local].clear()
             fresh = parse_header_block(block, local)
             again = parse_header_block(block, local)
-            assert block in response._BLOCKS[local]
+            assert block in response._BLOCKS[local].data
             assert again == fresh
             if fresh.kind == LOCAL_REDIRECT:
                 assert again.headers == ()     # (no list to share)
@@ -267,4 +267,4 @@ def test_a_bad_block_is_refused_each_time_and_the_memory_is_bounded():
     assert len(response._BLOCKS[True]) <= response._BLOCKS_MAX
     long_block = b"Content-Type: text/plain\r\nX-L: " + b"v" * response._BLOCK_KEPT
     parse_header_block(long_block)
-    assert long_block not in response._BLOCKS[True]
+    assert long_block not in response._BLOCKS[True].data

@@ -122,7 +122,7 @@ def test_a_checked_fields_that_cannot_be_a_key_or_encoded_still_goes():
 
 
 class CountingBlocks(dict):
-    """``validate._BLOCKS`` that counts its lookups."""
+    """``validate._BLOCKS``' dict, counting its lookups."""
 
     lookups = 0
 
@@ -135,7 +135,7 @@ def test_a_response_looks_its_fields_up_once(app, monkeypatch):
     """The check finds a list's FieldBlock; the framing writes the lines
     the check found, without a lookup of its own."""
     blocks = CountingBlocks()
-    monkeypatch.setattr(validate, "_BLOCKS", blocks)
+    monkeypatch.setattr(validate._BLOCKS, "data", blocks)
     fields = [("Content-Type", "text/plain"), ("X-A", "1")]
     for n in range(3):
         conn = Conn(app)
