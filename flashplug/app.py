@@ -199,6 +199,11 @@ class App:
         self.sender = FileSender(self, probe=config.arch == "amped")
         # TLS: the worker's certificates (flashplug.tls), replaced on SIGHUP.
         self.certificates = getattr(config, "certificates", None)
+        # The 421 check of a request's host (flashplug.misdirect), made by
+        # the drivers once per request before its site is chosen: None, as
+        # nothing is checked but on a connection whose certificate may be
+        # asked for a name another one covers (its view of the App has one).
+        self.misdirect = None
         # HTTP/2 (flashplug.h2conn): offered by ALPN over TLS, and by prior
         # knowledge on a plain port with --h2c.
         self.h2_tls = self.certificates is not None and config.get("http2", True)

@@ -735,6 +735,8 @@ class H1Protocol:
             headers._items = [item for item in headers._items if item[0] != "host"]
             headers._items.append(("host", authority))
         app = self.app
+        if app.misdirect is not None:
+            app.misdirect(request.host)     # 421 Misdirected Request
         request.server = app.default_site.facade if app.sites is None \
             else app.sites.choose(request.host).facade
         request.conditional = bool(self.m_noted & _CONDITIONAL)
