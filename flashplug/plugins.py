@@ -177,3 +177,16 @@ def plugin_for_code(pm, obj):
     while isinstance(obj, functools.partial):
         obj = obj.func
     return plugin_for_module(pm, getattr(obj, "__module__", None) or "")
+
+
+def per_config(made, config, make):
+    """``make(config)``, made once for each Config a plugin's hooks are
+    handed (the top-level one, and each ``[[site]]``'s view, with its own
+    options): kept in ``made``, the plugin's dict by ``id(config)``, which
+    its ``flashplug_configure`` empties once per loaded configuration, so
+    that a reused id never finds the last configuration's."""
+    key = id(config)
+    found = made.get(key)
+    if found is None:
+        found = made[key] = make(config)
+    return found

@@ -20,6 +20,7 @@ path-info), ``env.py`` (the environment), ``response.py`` (the header
 block); ``handler.py`` ties them to the loop.
 """
 from flashplug import Route, UsageError, hookimpl
+from flashplug.plugins import per_config
 from flashplug.procs import HAVE_CHDIR, ProcessManager
 
 from .env import base_env
@@ -61,10 +62,7 @@ def _new_handler(config):
 def _handler_for(config):
     """The handler for the Config ``flashplug_routes`` gets: the one
     configured, or a site's (docs/configuration.md, "Virtual hosts")."""
-    handler = _handlers.get(id(config))
-    if handler is None:
-        handler = _handlers[id(config)] = _new_handler(config)
-    return handler
+    return per_config(_handlers, config, _new_handler)
 
 
 @hookimpl
