@@ -29,19 +29,6 @@ HEADER_PLUGIN = """
 
 
 @pytest.fixture
-def plugdir(tmp_path):
-    folder = tmp_path / "plugs"
-    folder.mkdir()
-
-    def add(name, source):
-        (folder / f"{name}.py").write_text(textwrap.dedent(source))
-        return folder
-
-    add.path = folder
-    return add
-
-
-@pytest.fixture
 def docroot(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
