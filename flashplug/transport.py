@@ -169,11 +169,12 @@ class TLSTransport:
     ``send`` or ``shutdown_write`` takes it along).  Plaintext is taken by ``send`` only
     when the previous ciphertext has all reached the socket, so one
     connection holds at most one send's worth of ciphertext, however slow
-    its client.
+    its client.  ``alpn``: the ALPN protocol chosen, once the handshake is
+    done (None when none was).
     """
 
     __slots__ = ("sock", "fd", "tls", "io", "incoming", "outgoing", "tail", "backlog",
-                 "started", "handshaken", "on_backlog", "settimeout", "certificates",
+                 "started", "handshaken", "alpn", "on_backlog", "settimeout", "certificates",
                  "hello", "choosing")
 
     zero_copy = False
@@ -194,6 +195,7 @@ class TLSTransport:
         self.hello = None         # the ClientHello's bytes until OpenSSL answers it
         self.choosing = False     # held from OpenSSL until the ClientHello is whole
         self.handshaken = False
+        self.alpn = None          # the ALPN protocol chosen, once handshaken
         self.on_backlog = None
         self.settimeout = sock.settimeout
 
@@ -329,7 +331,8 @@ class TLSTransport:
             self.flush()   # the alert, if any, so the client learns why
             raise TLSError(f"TLS handshake: {e.reason or e}") from None
         self.handshaken = True
-        if self.tls.version() != "TLSv1.3":
+        self.alpn = self.io.selected_alpn_protocol()
+        if self.io.version() != "TLSv1.3":
             # TLS 1.2's last flight (the server's Finished) ends the
             # handshake: it goes now.  TLS 1.3 has only session tickets
             # left, which recv_into sends with the first response.
@@ -341,7 +344,7 @@ class TLSTransport:
         of ours (``Certificates.refuses_alpn``).  A handshake that chose a
         protocol, nearly all, costs one call here."""
         hello, self.hello = self.hello, None
-        if self.tls.selected_alpn_protocol() is None and \
+        if self.io.selected_alpn_protocol() is None and \
                 self.certificates.refuses_alpn(hello):
             self.outgoing.read()      # the ServerHello flight: never sent
             try:
