@@ -1,7 +1,12 @@
 """HTTPS: the end of a client's TLS stream (session 11)."""
+import re
+import shutil
 import socket
 import ssl
+import subprocess
 import time
+
+import pytest
 
 from tests.tls_certs import ca, site  # noqa: F401 - fixtures
 
@@ -66,3 +71,27 @@ def test_close_notify_ends_the_connection_without_waiting_for_the_fin(server_fac
                                  "after the client's close_notify") from None
         assert time.monotonic() - start < 2
     assert "Traceback" not in s.log()
+
+
+def negotiated(port, *options):
+    """The cipher suite ``openssl s_client`` (with ``options``) gets."""
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *options],
+                         input="", capture_output=True, text=True, timeout=30).stdout
+    return re.search(r"Cipher is (\S+)", out).group(1)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_the_client_order_of_cipher_suites_is_honoured(server_factory, site):
+    """Mozilla's "intermediate" profile, as nginx by default
+    (``ssl_prefer_server_ciphers off``): every suite on offer is strong,
+    so the client's first choice is taken, in TLS 1.3 and in TLS 1.2.
+    (Python's server contexts prefer their own order unless told.)"""
+    root, cert, key, _ = site
+    s = server_factory(root, "--tls-cert", cert, "--tls-key", key)
+    assert negotiated(s.port, "-tls1_3", "-ciphersuites",
+                      "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384") == "TLS_AES_128_GCM_SHA256"
+    assert negotiated(s.port, "-tls1_3", "-ciphersuites",
+                      "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256") == "TLS_AES_256_GCM_SHA384"
+    first_256 = ("ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                 "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+    assert negotiated(s.port, "-tls1_2", "-cipher", first_256).endswith("AES256-GCM-SHA384")
