@@ -125,7 +125,7 @@ def by_object(dump):
     """Instructions of a callgrind dump (self cost, the calls' inclusive
     lines skipped) summed by object label, and by function (``(object
     label, function)``)."""
-    names = {}
+    names, events = {}, []
     objects, functions = collections.Counter(), collections.Counter()
     obj = fn = None
     skip = False
@@ -141,8 +141,16 @@ def by_object(dump):
                     objects[obj] += cost
                     functions[obj, fn] += cost
                 continue
+            if line.startswith("events:"):
+                events = line.split()[1:]
+                continue
             if line.startswith("summary:"):
                 objects["all"] = int(line.split()[1])
+                # With --cache-sim, the simulated cache misses too
+                # (I1mr: first-level instruction misses, DLmr: last-level
+                # data read misses...).
+                for event, value in list(zip(events, line.split()[1:]))[1:]:
+                    objects[event] = int(value)
                 continue
             key, eq, value = line.rstrip("\n").partition("=")
             if not eq:
@@ -167,14 +175,16 @@ def by_object(dump):
     return objects, functions
 
 
-def callgrind(cmd, tmp, port, workload, n, keep=None):
+def callgrind(cmd, tmp, port, workload, n, keep=None, cache_sim=False):
     """Instructions per request by object.  For ``1k`` the counters are
     taken over n/4 requests, then over n, and the difference divided by
     3n/4: what a request costs without the handshakes of h2load's
     connections (four per run)."""
     out = tmp / "callgrind.out"
-    server = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sim = ["--cache-sim=yes"] if cache_sim else []
+    server = subprocess.Popen(["valgrind", "--tool=callgrind", *sim,
+                               f"--callgrind-out-file={out}", *cmd],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def counted(requests):
         subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True,
@@ -201,7 +211,7 @@ def callgrind(cmd, tmp, port, workload, n, keep=None):
         server.wait(30)
 
 
-def strace(cmd, tmp, port, workload, n, keep=None):
+def strace(cmd, tmp, port, workload, n):
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, 30)
@@ -225,6 +235,59 @@ def strace(cmd, tmp, port, workload, n, keep=None):
         server.wait(30)
 
 
+def _user_system(pid):
+    """The process's user and system CPU seconds so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu(commands, workload, rounds, seconds=3):
+    """Times, not counts, for a quiet machine or for ratios within one run:
+    each server pinned to CPU 0 and its clients to CPU 1 (wrk, 64
+    keep-alive connections, for ``1k``; six ``openssl s_time -new`` for
+    ``new``), the servers taking turns for ``rounds`` rounds; the median
+    user and system microseconds per request of each."""
+    def run(port, duration):
+        if workload == "new":
+            clients = [subprocess.Popen(
+                ["taskset", "-c", "1", "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
+                 "-new", "-www", "/1k.bin", "-time", str(duration)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                for _ in range(6)]
+            return sum(int(m.group(1)) for c in clients
+                       for m in [re.search(r"(\d+) connections in", c.communicate()[0])] if m)
+        out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{duration}s",
+                              f"https://127.0.0.1:{port}/1k.bin"],
+                             capture_output=True, text=True).stdout
+        return int(re.search(r"(\d+) requests in", out).group(1))
+    servers = {}
+    try:
+        for name, (cmd, port) in commands.items():
+            servers[name] = (subprocess.Popen(["taskset", "-c", "0", *cmd],
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL), port)
+        for _, port in servers.values():
+            wait_port(port, 30)
+        runs = {name: [] for name in servers}
+        for _ in range(rounds):
+            for name, (proc, port) in servers.items():
+                run(port, 1)
+                user, system = _user_system(proc.pid)
+                done = run(port, seconds)
+                user2, system2 = _user_system(proc.pid)
+                runs[name].append((1e6 * (user2 - user) / done, 1e6 * (system2 - system) / done))
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(30)
+    median = lambda values: sorted(values)[len(values) // 2]   # noqa: E731
+    return {name: {"user us": median([r[0] for r in rs]), "system us": median([r[1] for r in rs]),
+                   "total us": median([r[0] + r[1] for r in rs])}
+            for name, rs in runs.items()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--servers", default="nginx,flashplug,floor")
@@ -232,8 +295,12 @@ def main():
                    help="a flashplug executable to count as server NAME (repeat); "
                         "'flashplug' is this checkout's")
     p.add_argument("--only", default="1k,new")
-    p.add_argument("--mode", default="callgrind,strace")
+    p.add_argument("--mode", default="callgrind,strace",
+                   help="callgrind, strace, and cpu (times: see ``cpu``)")
     p.add_argument("-n", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=3, help="turns of the servers (--mode cpu)")
+    p.add_argument("--cache-sim", action="store_true",
+                   help="callgrind simulates the caches too: misses per request")
     p.add_argument("--keep", metavar="DIR", help="keep each callgrind dump in DIR "
                    "(as callgrind.SERVER.WORKLOAD) for callgrind_annotate")
     args = p.parse_args()
@@ -250,20 +317,33 @@ def main():
         for workload in args.only.split(","):
             for mode in args.mode.split(","):
                 rows = {}
-                for name in names:
+                if mode == "cpu":
+                    commands = {}
+                    for name in names:
+                        kind = name if name in ("nginx", "floor", "floor-uvloop") else "flashplug"
+                        port = free_port()
+                        commands[name] = (server_command(kind, exes.get(name), tmp, port, cert,
+                                                         key), port)
+                    rows = cpu(commands, workload, args.rounds)
+                for name in names if mode != "cpu" else ():
                     kind = name if name in ("nginx", "floor", "floor-uvloop") else "flashplug"
                     port = free_port()
                     cmd = server_command(kind, exes.get(name), tmp, port, cert, key)
-                    measure = callgrind if mode == "callgrind" else strace
                     keep = args.keep and f"{args.keep}/callgrind.{name}.{workload}"
-                    rows[name] = measure(cmd, tmp, port, workload, args.n, keep)
+                    if mode == "callgrind":
+                        rows[name] = callgrind(cmd, tmp, port, workload, args.n, keep,
+                                               args.cache_sim)
+                    else:
+                        rows[name] = strace(cmd, tmp, port, workload, args.n)
                 keys = sorted({k for r in rows.values() for k in r},
                               key=lambda k: -max(r.get(k, 0) for r in rows.values()))
-                print(f"\n{workload}, {mode}, per request (n={args.n})")
+                size = f"rounds={args.rounds}" if mode == "cpu" else f"n={args.n}"
+                print(f"\n{workload}, {mode}, per request ({size})")
                 print(f"| {'':14} | " + " | ".join(f"{n:>12}" for n in names) + " |")
                 print("|" + "---|" * (len(names) + 1))
                 for k in keys:
-                    cells = " | ".join(f"{rows[n].get(k, 0):>12,.{2 if mode == 'strace' else 0}f}"
+                    digits = {"strace": 2, "cpu": 1}.get(mode, 0)
+                    cells = " | ".join(f"{rows[n].get(k, 0):>12,.{digits}f}"
                                        for n in names)
                     print(f"| {k:14} | {cells} |")
                 sys.stdout.flush()
