@@ -192,7 +192,7 @@ class Connection(H1Protocol, RequestCycle):
         if transport.zero_copy:
             h2 = _RECV_BUFFER.startswith(b"PRI", 0, n)
         else:
-            h2 = transport.tls.selected_alpn_protocol() == "h2"
+            h2 = transport.alpn == "h2"
             self.app = checked_view(self.app, transport)   # (421 Misdirected Request)
         if h2:
             self._hand_over(bytes(_RECV_VIEW[:n]))
