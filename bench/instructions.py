@@ -35,6 +35,7 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,6 +53,8 @@ import heads_client  # noqa: E402
 WORKLOADS = ("trivial", "php", "proxy", "a-1k", "tls-1k", "tls-new", "zipf", "miss")
 ZIPF_WORKLOADS = ("zipf", "miss")
 ZIPF_CONNECTIONS = 64
+# A folder to keep each zipf/miss dump in (--keep), for callgrind_annotate.
+KEEP = None
 WARMUP = 300
 # tls-new opens this many connections at once, one request each.
 NEW_BATCH = 50
@@ -137,6 +140,8 @@ def count_heads(exe, workload, tmp, zipf_base, n):
                        check=True)
         time.sleep(1)
         dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
+        if KEEP:
+            shutil.copy(dump, Path(KEEP) / f"callgrind.{workload}.{Path(exe).parts[-4]}")
         with open(dump) as f:
             total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
         return total / n
@@ -212,7 +217,11 @@ def main():
     p.add_argument("--only", default=",".join(WORKLOADS))
     p.add_argument("-n", type=int, default=2000, help="measured requests")
     p.add_argument("-c", type=int, default=4, help="connections")
+    p.add_argument("--keep", metavar="DIR", help="keep the zipf and miss workloads' dumps "
+                   "in DIR (callgrind.WORKLOAD.CHECKOUT)")
     args = p.parse_args()
+    global KEEP
+    KEEP = args.keep
     exes = [e.split("=", 1) for e in args.exe or
             [f"HEAD={Path(sys.executable).parent / 'flashplug'}"]]
     print(f"{'workload':10} " + " ".join(f"{name:>12}" for name, _ in exes))

@@ -416,11 +416,12 @@ class StaticFiles:
             self.revalidating = False
             if f.cancelled() or f.exception() is not None:
                 return
-            for (key, entry), fresh in zip(due, f.result()):
+            for (key, entry), (fresh, vouch) in zip(due, f.result()):
                 if entry.dead:
                     continue
                 if fresh:
                     entry.trust(started)
+                    entry.absent_in = vouch
                 elif self.cache.get(key) is entry:
                     self.cache.remove(key)
         future.add_done_callback(done)
