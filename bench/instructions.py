@@ -141,7 +141,7 @@ def count_heads(exe, workload, tmp, zipf_base, n):
         time.sleep(1)
         dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
         if KEEP:
-            shutil.copy(dump, Path(KEEP) / f"callgrind.{workload}.{Path(exe).parts[-4]}")
+            shutil.copy(dump, Path(KEEP) / f"callgrind.{workload}.{Path(os.path.abspath(exe)).parts[-4]}")
         with open(dump) as f:
             total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
         return total / n
