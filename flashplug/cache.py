@@ -162,6 +162,10 @@ class NotRegular(Exception):
     """The path names something other than a regular file (FIFO, device...)."""
 
 
+class IsDirectory(NotRegular):
+    """The path names a directory (the static handler redirects or lists)."""
+
+
 def open_regular(fspath):
     """Open ``fspath`` for reading and check it is a regular file, without races.
 
@@ -173,6 +177,7 @@ def open_regular(fspath):
     NotRegular.  O_NONBLOCK is cleared again, as ``sendfile`` from a file
     opened with it may report EAGAIN on some file systems.
 
+    :raises IsDirectory: the path names a directory.
     :raises NotRegular: the path names a FIFO, socket or device.
     :raises OSError: as ``os.open`` (ENXIO for a Unix socket).
     """
@@ -180,7 +185,7 @@ def open_regular(fspath):
     try:
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
-            raise NotRegular(fspath)
+            raise (IsDirectory if stat_mod.S_ISDIR(st.st_mode) else NotRegular)(fspath)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
