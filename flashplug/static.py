@@ -16,7 +16,7 @@ import os
 import time
 from urllib.parse import quote
 
-from flashplug.cache import FileEntry, NotRegular, load_entry, still_fresh, still_fresh_all
+from flashplug.cache import FileEntry, IsDirectory, NotRegular, load_entry, still_fresh, still_fresh_all
 from flashplug.compress import Compression
 from flashplug.errors import HTTPError
 from flashplug.http import conditionals, ranges
@@ -202,18 +202,27 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
         refused = _refusal(fspath, real_root, follow_symlinks, scripts)
         if refused is not None:
             raise HTTPError(refused, "Forbidden" if refused == 403 else "Not Found")
+        if not path.endswith("/"):
+            # A file, most likely: opened straight away, and a directory is
+            # told by the open descriptor's fstat (one stat less per miss
+            # than asking isdir first).  One that cannot be opened (no read
+            # permission, only search) is still a directory to redirect.
+            try:
+                return load_entry(fspath, small_max, compression)
+            except IsDirectory:
+                raise Redirect() from None
+            except PermissionError:
+                if os.path.isdir(fspath):
+                    raise Redirect() from None
+                raise
         if os.path.isdir(fspath):
-            if not path.endswith("/"):
-                raise Redirect()
             for name in index_names:
                 candidate = os.path.join(fspath, name)
                 if os.path.isfile(candidate) and _refusal(
                         candidate, real_root, follow_symlinks, scripts) is None:
                     return load_entry(candidate, small_max, compression)
             raise Directory(fspath)
-        if path.endswith("/"):
-            raise HTTPError(404, "Not Found")  # a file named like a directory
-        return load_entry(fspath, small_max, compression)
+        raise HTTPError(404, "Not Found")  # a file named like a directory, or nothing
     except (FileNotFoundError, NotADirectoryError):
         raise HTTPError(404, "Not Found") from None
     except PermissionError:
@@ -397,11 +406,12 @@ class StaticFiles:
             self.revalidating = False
             if f.cancelled() or f.exception() is not None:
                 return
-            for (key, entry), fresh in zip(due, f.result()):
+            for (key, entry), (fresh, vouch) in zip(due, f.result()):
                 if entry.dead:
                     continue
                 if fresh:
                     entry.trust(started)
+                    entry.absent_in = vouch
                 elif self.cache.get(key) is entry:
                     self.cache.remove(key)
         future.add_done_callback(done)
