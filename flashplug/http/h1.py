@@ -48,9 +48,9 @@ import httptools
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.chunks import ChunkSizes
 from flashplug.http.forwarded import request_client
-from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
-                                      content_length, expects_continue, keep_alive, set_target,
-                                      valid_host)
+from flashplug.http.h1_checks import (MAX_METHOD, MAX_REQUEST_TARGET, ProtocolError, as_http11,
+                                      classify, content_length, expects_continue, keep_alive,
+                                      method_unended, set_target, valid_host)
 from flashplug.http.known_requests import KNOWN_REQUEST_SIZE, ParsedHead
 from flashplug.http.message import Headers, Request
 
@@ -374,6 +374,20 @@ class H1Protocol:
         self.uncached = uncached
         self.m_whole = whole
         self.m_known = None
+        if not self.m_open and (self.m_held is not None or len(piece) <= MAX_METHOD):
+            # A request's first bytes that end inside its method are held
+            # until it ends: llhttp refuses a method it does not know at its
+            # first unknown byte, and what follows the method tells 501 from
+            # 400 (h1_checks.classify): the answer must not hang on how TCP
+            # cut the line.  The header deadline runs from the first byte.
+            if self.m_held is not None:
+                piece, self.m_held = self.m_held + bytes(piece), None
+            if method_unended(piece):
+                self.m_held = bytes(piece)
+                if self.state == "idle":
+                    self.state = "head"
+                    self.deadline = self.deadline_for(self.now)
+                return True
         parser = self.parser
         if parser is None:
             parser = self.parser = httptools.HttpRequestParser(self)

@@ -15,6 +15,10 @@ from flashplug.http.paths import decode_path
 
 # Longest request target accepted (Apache's LimitRequestLine is 8190).
 MAX_REQUEST_TARGET = 8190
+# Longest method waited for: a method llhttp does not know is refused at its
+# first unknown byte, which may come before the rest of the line does; a
+# token longer than any method is 501 without the rest (RFC 9112 §3).
+MAX_METHOD = 64
 # RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
 # Host values already read -> the request's host they give (None: invalid);
@@ -48,14 +52,28 @@ def classify(error, message):
         # any case: methods are case-sensitive tokens (RFC 9110 §9.1), so
         # "get" is another method, not a malformed GET (Apache and lighttpd
         # answer it 501 too); bytes that are not HTTP at all (a TLS
-        # ClientHello, a number where the method goes) are 400.
-        if TOKEN_BYTES.match(method) and not method.isdigit() and rest.startswith(b"/"):
+        # ClientHello, a number where the method goes) are 400.  A token
+        # longer than any method is 501 whatever follows it (RFC 9112 §3).
+        if TOKEN_BYTES.match(method) and not method.isdigit() and (
+                len(method) > MAX_METHOD or rest.startswith(b"/")
+                or rest[:8].lower().startswith((b"http://", b"https://"))):
             return ProtocolError(501, "Not Implemented")
         return ProtocolError(400, "Bad Request")
     version = rest.rpartition(b" ")[2]
     if _VERSION_RE.fullmatch(version) and version not in (b"HTTP/1.1", b"HTTP/1.0"):
         return ProtocolError(505, "HTTP Version Not Supported")
     return ProtocolError(400, "Bad Request")
+
+
+def method_unended(message):
+    """Is ``message`` (a request's bytes from its first byte, where llhttp
+    refused the method) a method that has not ended yet: a token of at
+    most MAX_METHOD bytes, nothing after it?  Then the answer waits for
+    the rest of the line, so that it does not hang on how TCP cut the
+    bytes: "FOO" then " / HTTP/1.1" is 501 as "FOO / HTTP/1.1" is, where
+    answering at once could only be 400."""
+    method = bytes(message[:MAX_METHOD + 8]).lstrip(b"\r\n")
+    return len(method) <= MAX_METHOD and TOKEN_BYTES.match(method) is not None
 
 
 def as_http11(message):
