@@ -98,7 +98,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_sizes = None          # a chunked body's ChunkSizes (flashplug.http.chunks)
     conn.uncached = None         # the head being parsed, when _not_cached said so
     conn.m_whole = None          # the head being parsed, when it came whole (known_requests)
-    conn.m_held = None           # a request's first bytes, a method not ended yet (h1._parse)
+    conn.m_held = None           # a request line's first bytes, until it ends (h1._line_whole)
     conn._reset_message()
 
 

@@ -48,9 +48,9 @@ import httptools
 from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.chunks import ChunkSizes
 from flashplug.http.forwarded import request_client
-from flashplug.http.h1_checks import (MAX_METHOD, MAX_REQUEST_TARGET, ProtocolError, as_http11,
-                                      classify, content_length, expects_continue, keep_alive,
-                                      method_unended, set_target, valid_host)
+from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
+                                      content_length, expects_continue, keep_alive,
+                                      request_line_unended, set_target, valid_host)
 from flashplug.http.known_requests import KNOWN_REQUEST_SIZE, ParsedHead
 from flashplug.http.message import Headers, Request
 
@@ -356,6 +356,10 @@ class H1Protocol:
 
     def _parse(self, piece):
         """Feed one piece to llhttp; False once parsing must stop."""
+        if not self.m_open and (self.m_held is not None or piece[-4:] != _HEAD_END):
+            piece = self._line_whole(piece)
+            if piece is None:
+                return True
         uncached = whole = None
         if not self.m_open and len(piece) <= MAX_FIELD_SIZE and piece[-4:] == _HEAD_END:
             # One whole head (pieces are cut after each): parsed before?
@@ -374,20 +378,6 @@ class H1Protocol:
         self.uncached = uncached
         self.m_whole = whole
         self.m_known = None
-        if not self.m_open and (self.m_held is not None or len(piece) <= MAX_METHOD):
-            # A request's first bytes that end inside its method are held
-            # until it ends: llhttp refuses a method it does not know at its
-            # first unknown byte, and what follows the method tells 501 from
-            # 400 (h1_checks.classify): the answer must not hang on how TCP
-            # cut the line.  The header deadline runs from the first byte.
-            if self.m_held is not None:
-                piece, self.m_held = self.m_held + bytes(piece), None
-            if method_unended(piece):
-                self.m_held = bytes(piece)
-                if self.state == "idle":
-                    self.state = "head"
-                    self.deadline = self.deadline_for(self.now)
-                return True
         parser = self.parser
         if parser is None:
             parser = self.parser = httptools.HttpRequestParser(self)
@@ -448,6 +438,32 @@ class H1Protocol:
             # costs well under a microsecond).
             self.parser = None
         return True
+
+    def _line_whole(self, piece):
+        """``piece``, the first bytes of a message, after those held before
+        it, once its request line has ended; None while it has not (they
+        are held).
+
+        What follows the method tells 501 from 400, and the version 505
+        from 400 (``h1_checks.classify``), and a later HTTP/1 minor version
+        is read as 1.1 (``as_http11``): all from the line's bytes at hand
+        when llhttp refuses one.  So that the answer does not hang on how
+        TCP cut the line, llhttp gets it whole.  The header deadline runs
+        from the first byte held; a line past MAX_REQUEST_LINE is fed as
+        it is (414, or 501 for a method longer than any)."""
+        held = self.m_held
+        if held is not None:
+            held += piece
+            piece = held
+        if not request_line_unended(piece):
+            self.m_held = None
+            return piece if held is None else bytes(held)
+        if held is None:
+            self.m_held = bytearray(piece)
+            if self.state == "idle":
+                self.state = "head"
+                self.deadline = self.deadline_for(self.now)
+        return None
 
     def _kept_alive(self):
         """Did the last message parsed on this connection allow another?

@@ -15,10 +15,12 @@ from flashplug.http.paths import decode_path
 
 # Longest request target accepted (Apache's LimitRequestLine is 8190).
 MAX_REQUEST_TARGET = 8190
-# Longest method waited for: a method llhttp does not know is refused at its
-# first unknown byte, which may come before the rest of the line does; a
-# token longer than any method is 501 without the rest (RFC 9112 §3).
+# A token longer than this where the method goes is 501 whatever follows
+# it: longer than any method (RFC 9112 §3).
 MAX_METHOD = 64
+# Longest request line waited for whole before it is parsed (h1._line_whole):
+# a method, the longest target and the version, with their spaces and CR.
+MAX_REQUEST_LINE = MAX_METHOD + MAX_REQUEST_TARGET + len("  HTTP/1.1\r")
 # RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
 # Host values already read -> the request's host they give (None: invalid);
@@ -65,15 +67,23 @@ def classify(error, message):
     return ProtocolError(400, "Bad Request")
 
 
-def method_unended(message):
-    """Is ``message`` (a request's bytes from its first byte, where llhttp
-    refused the method) a method that has not ended yet: a token of at
-    most MAX_METHOD bytes, nothing after it?  Then the answer waits for
-    the rest of the line, so that it does not hang on how TCP cut the
-    bytes: "FOO" then " / HTTP/1.1" is 501 as "FOO / HTTP/1.1" is, where
-    answering at once could only be 400."""
-    method = bytes(message[:MAX_METHOD + 8]).lstrip(b"\r\n")
-    return len(method) <= MAX_METHOD and TOKEN_BYTES.match(method) is not None
+def request_line_unended(message):
+    """Are ``message`` (a request's bytes from its first byte) the start
+    of a request line that has not ended (no LF yet) and may still be
+    one we read (at most MAX_REQUEST_LINE bytes, nothing but visible ASCII
+    and spaces)?"""
+    if len(message) > MAX_REQUEST_LINE:
+        return False
+    # Empty lines before it are no part of it (RFC 9112 §2.2): llhttp
+    # skips them, and with nothing after them no message has begun.
+    line = (message.tobytes() if type(message) is memoryview else message).lstrip(b"\r\n")
+    return _LINE_START.fullmatch(line) is not None
+
+
+# What a request line may begin with: visible ASCII and spaces, a CR last.
+# A byte outside (a TLS ClientHello's first) is an error at once, and a 400
+# whatever follows it.
+_LINE_START = re.compile(rb"[\x21-\x7e][\x20-\x7e]*\r?")
 
 
 def as_http11(message):

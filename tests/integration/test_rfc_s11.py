@@ -88,6 +88,22 @@ def test_a_cut_method_after_a_kept_alive_request(srv):
         w.close()
 
 
+# The version, likewise: llhttp refuses any but 1.0 and 1.1, and the
+# kernel reads a later 1.x as 1.1 (RFC 9110 §2.5) and answers another major
+# version 505, from the line's bytes at hand: "HTTP/1." then "2" was 400,
+# "HTTP/1.2" then CRLF 505, "GET /" then " HTTP/3.0" 400.
+@pytest.mark.parametrize("pieces, status", [
+    ([b"GET /a.txt HTTP/1.", b"2\r\n" + H + b"\r\n"], 200),
+    ([b"GET /a.txt HTTP/1.2", b"\r\n" + H + b"\r\n"], 200),
+    ([b"GET /a.txt HTTP/1.2\r", b"\n" + H + b"\r\n"], 200),
+    ([b"GET /a.txt", b" HTTP/3.0\r\n" + H + b"\r\n"], 505),
+    ([b"GET /a.txt HTTP/2", b".0\r\n" + H + b"\r\n"], 505),
+    ([b"GET /" + b"a" * 5000, b"a" * 5000 + b" HTTP/1.1\r\n" + H + b"\r\n"], 414),
+], ids=["1.2-cut-in-version", "1.2-before-crlf", "1.2-between-cr-lf", "3.0", "2.0", "414"])
+def test_the_version_is_read_however_tcp_cuts_the_line(srv, pieces, status):
+    assert status_of(srv, pieces) == status
+
+
 # RFC 9112 §3: "A server that receives a method longer than any that it
 # implements SHOULD respond with a 501".  A 100 kB method was 400 (the line
 # read for the answer stopped before the method did); nginx and Apache say
@@ -102,7 +118,7 @@ def test_a_method_longer_than_any_is_501(srv, pieces):
 
 
 def test_a_method_trickled_byte_by_byte_meets_the_header_deadline(srv):
-    # What is held waiting for a method's end is under the header timeout
+    # What is held waiting for the line's end is under the header timeout
     # (2 s here), like any head: a client that never ends it gets a 408.
     s = srv.connect(timeout=6)
     try:

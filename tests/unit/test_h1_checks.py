@@ -2,9 +2,9 @@
 import httptools
 import pytest
 
-from flashplug.http.h1_checks import (MAX_METHOD, ProtocolError, as_http11, classify,
-                                      expects_continue, host_name, keep_alive, method_unended,
-                                      same_authority, valid_host)
+from flashplug.http.h1_checks import (MAX_METHOD, MAX_REQUEST_LINE, ProtocolError, as_http11,
+                                      classify, expects_continue, host_name, keep_alive,
+                                      request_line_unended, same_authority, valid_host)
 
 
 def llhttp_error(data):
@@ -49,13 +49,16 @@ def test_as_http11(message, read):
 
 
 @pytest.mark.parametrize("start, unended", [
-    (b"F", True), (b"FOO", True), (b"\r\nget", True), (b"A" * MAX_METHOD, True),
-    (b"A" * (MAX_METHOD + 1), False),     # 501 at once
-    (b"FOO ", False), (b"FOO\r", False), (b"", False), (b"\r\n", False),
-    (b"\x16\x03", False), (b"G(T", False),
+    (b"F", True), (b"FOO", True), (b"\r\nget", True), (b"GET / HTTP/1.", True),
+    (b"GET / HTTP/1.1\r", True), (b"A" * MAX_REQUEST_LINE, True),
+    (b"A" * (MAX_REQUEST_LINE + 1), False),     # parsed as it is: 501 or 414
+    (b"GET / HTTP/1.1\r\n", False), (b"GET / HTTP/1.1\n", False), (b"", False),
+    (b"\r\n", False), (memoryview(b"GET /"), True), (bytearray(b"GET /\r\n"), False),
+    (b"\x16\x03\x01", False), (b"GET /\x00", False), (b"GET /\xc3\xa9", False),
+    (b" GET", False), (b"GET\t/", False), (b"GET /\rx", False),
 ])
-def test_method_unended(start, unended):
-    assert method_unended(start) is unended
+def test_request_line_unended(start, unended):
+    assert request_line_unended(start) is unended
 
 
 def test_classify_never_looks_at_the_error_text():
