@@ -318,6 +318,13 @@ class H1Protocol:
                     return
                 cut = base.find(_HEAD_END, start, end)
                 cut = end if cut == -1 or cut + 4 >= end else cut + 4
+                request = self.m_request
+                if request is not None and self.m_body is not None and not request.chunked \
+                        and start + request.content_length - self.m_body.received < cut:
+                    # A body that ends before the cut is cut off where it
+                    # ends: the next message then begins a piece, as after
+                    # a head, and an error in it is told from its own bytes.
+                    cut = start + request.content_length - self.m_body.received
                 if not self._parse(data if start == 0 and cut == end else data[start:cut]):
                     if self.upgrade_rest is not None:
                         # After an Upgrade head: the new protocol's bytes.

@@ -104,6 +104,27 @@ def test_the_version_is_read_however_tcp_cuts_the_line(srv, pieces, status):
     assert status_of(srv, pieces) == status
 
 
+# A request pipelined behind a body in the same segment: llhttp went on
+# from the body into it, and an error in it was told from no bytes at all
+# (400): "FOO" was not 501, "HTTP/1.2" not read as 1.1.  The body's piece
+# now ends where its Content-Length does, and the next request begins a
+# piece of its own, as it does behind a head.
+@pytest.mark.parametrize("second, status", [
+    (b"FOO /a.txt HTTP/1.1\r\n" + H + b"\r\n", 501),
+    (b"GET /a.txt HTTP/1.2\r\n" + H + b"\r\n", 200),
+    (b"GET /a.txt HTTP/1.1\r\n" + H + b"\r\n", 200),
+    (b"GET /a.txt HTTP/3.0\r\n" + H + b"\r\n", 505),
+], ids=["unknown-method", "http-1.2", "http-1.1", "http-3.0"])
+def test_a_request_behind_a_body_in_one_segment(srv, second, status):
+    w = wire(srv)
+    try:
+        w.send(b"GET /a.txt HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello" + second)
+        assert w.response()[0] == 200
+        assert w.response()[0] == status
+    finally:
+        w.close()
+
+
 # RFC 9112 §3: "A server that receives a method longer than any that it
 # implements SHOULD respond with a 501".  A 100 kB method was 400 (the line
 # read for the answer stopped before the method did); nginx and Apache say
