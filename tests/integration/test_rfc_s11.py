@@ -163,3 +163,46 @@ def test_a_method_trickled_byte_by_byte_meets_the_header_deadline(srv):
         assert got.startswith(b"HTTP/1.1 408 "), got[:40]
     finally:
         s.close()
+
+
+# RFC 9110 §15.4.5: a 304 SHOULD NOT carry representation metadata but for
+# what guides a cache's update; a cache refreshes its stored response with
+# the 304's fields (RFC 9111 §4.3.4).  A script's 304 kept its Content-Type
+# (and Content-Language); Apache's mod_cgi drops the Content-Type.
+NOT_MODIFIED_SCRIPT = """#!/bin/sh
+printf 'Status: 304\\nContent-Type: text/plain\\nContent-Language: en\\nContent-Encoding: gzip\\n'
+printf 'ETag: "abc"\\nLast-Modified: Sun, 13 Sep 2020 12:26:40 GMT\\nCache-Control: max-age=60\\n'
+printf 'Vary: Accept\\n\\nbody\\n'
+"""
+
+
+@pytest.fixture(scope="module")
+def cgi_srv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rfc_s11_cgi")
+    root = tmp / "root"
+    (root / "cgi-bin").mkdir(parents=True)
+    script = root / "cgi-bin" / "nm.sh"
+    script.write_text(NOT_MODIFIED_SCRIPT)
+    script.chmod(0o755)
+    server = start_server(root, "--plugins", "cgi", "--access-log", "off", tmp_path=tmp)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_scripts_304_leaves_out_representation_metadata(cgi_srv, method):
+    w = wire(cgi_srv)
+    try:
+        w.send(method.encode() + b" /cgi-bin/nm.sh HTTP/1.1\r\n" + H + b"\r\n"
+               + b"GET /cgi-bin/nm.sh HTTP/1.1\r\n" + H + b"\r\n")
+        status, headers, body = w.response(head=method == "HEAD")
+        assert (status, body) == (304, b"")
+        for name in ("content-type", "content-language", "content-encoding", "content-length"):
+            assert name not in headers, name
+        assert headers["etag"] == ['"abc"']
+        assert headers["last-modified"] == ["Sun, 13 Sep 2020 12:26:40 GMT"]
+        assert headers["cache-control"] == ["max-age=60"]
+        assert headers["vary"] == ["Accept"]
+        assert w.response()[0] == 304      # nothing stray after the first
+    finally:
+        w.close()
