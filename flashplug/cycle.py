@@ -57,7 +57,7 @@ SESSION_SLOTS = (
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
     "m_site", "m_chunks", "m_overhead", "m_sizes", "m_rate_start", "m_rate_base",
-    "upgrade_rest", "uncached", "last_asked", "m_whole", "m_known")
+    "upgrade_rest", "uncached", "last_asked", "m_whole", "m_known", "m_held")
 
 
 def init_session(conn, app, peer, local, now):
@@ -99,6 +99,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_sizes = None          # a chunked body's ChunkSizes (flashplug.http.chunks)
     conn.uncached = None         # the head being parsed, when _not_cached said so
     conn.m_whole = None          # the head being parsed, when it came whole (known_requests)
+    conn.m_held = None           # a request line's first bytes, until it ends (h1._line_whole)
     conn._reset_message()
 
 

@@ -49,8 +49,8 @@ from flashplug.http.body import EMPTY_BODY, BodyReader
 from flashplug.http.chunks import ChunkSizes
 from flashplug.http.forwarded import request_client
 from flashplug.http.h1_checks import (MAX_REQUEST_TARGET, ProtocolError, as_http11, classify,
-                                      content_length, expects_continue, keep_alive, set_target,
-                                      valid_host)
+                                      content_length, expects_continue, keep_alive,
+                                      request_line_unended, set_target, valid_host)
 from flashplug.http.known_requests import KNOWN_REQUEST_SIZE, ParsedHead
 from flashplug.http.message import Headers, Request
 
@@ -332,6 +332,13 @@ class H1Protocol:
                     return
                 cut = base.find(_HEAD_END, start, end)
                 cut = end if cut == -1 or cut + 4 >= end else cut + 4
+                request = self.m_request
+                if request is not None and self.m_body is not None and not request.chunked \
+                        and start + request.content_length - self.m_body.received < cut:
+                    # A body that ends before the cut is cut off where it
+                    # ends: the next message then begins a piece, as after
+                    # a head, and an error in it is told from its own bytes.
+                    cut = start + request.content_length - self.m_body.received
                 if not self._parse(data if start == 0 and cut == end else data[start:cut]):
                     if self.upgrade_rest is not None:
                         # After an Upgrade head: the new protocol's bytes.
@@ -370,6 +377,10 @@ class H1Protocol:
 
     def _parse(self, piece):
         """Feed one piece to llhttp; False once parsing must stop."""
+        if not self.m_open and (self.m_held is not None or piece[-4:] != _HEAD_END):
+            piece = self._line_whole(piece)
+            if piece is None:
+                return True
         uncached = whole = None
         if not self.m_open and len(piece) <= MAX_FIELD_SIZE and piece[-4:] == _HEAD_END:
             # One whole head (pieces are cut after each): parsed before?
@@ -448,6 +459,32 @@ class H1Protocol:
             # costs well under a microsecond).
             self.parser = None
         return True
+
+    def _line_whole(self, piece):
+        """``piece``, the first bytes of a message, after those held before
+        it, once its request line has ended; None while it has not (they
+        are held).
+
+        What follows the method tells 501 from 400, and the version 505
+        from 400 (``h1_checks.classify``), and a later HTTP/1 minor version
+        is read as 1.1 (``as_http11``): all from the line's bytes at hand
+        when llhttp refuses one.  So that the answer does not hang on how
+        TCP cut the line, llhttp gets it whole.  The header deadline runs
+        from the first byte held; a line past MAX_REQUEST_LINE is fed as
+        it is (414, or 501 for a method longer than any)."""
+        held = self.m_held
+        if held is not None:
+            held += piece
+            piece = held
+        if not request_line_unended(piece):
+            self.m_held = None
+            return piece if held is None else bytes(held)
+        if held is None:
+            self.m_held = bytearray(piece)
+            if self.state == "idle":
+                self.state = "head"
+                self.deadline = self.deadline_for(self.now)
+        return None
 
     def _kept_alive(self):
         """Did the last message parsed on this connection allow another?

@@ -34,7 +34,8 @@ dropped too, and the handler discards their body.
 import re
 from typing import List, NamedTuple, Optional, Tuple
 
-from flashplug.http.framing import must_be_empty, strip_framing_for_status
+from flashplug.http.framing import (must_be_empty, strip_framing_for_status,
+                                    strip_not_modified_metadata)
 from flashplug.http.validate import CheckedFields, field_error
 from flashplug.memo import Memo
 
@@ -184,6 +185,9 @@ def _parse_block(block, local_redirects):
     if status != 200 and must_be_empty(status):
         headers = strip_framing_for_status(status, headers)
         content_length = None
+        if status == 304:
+            headers = strip_not_modified_metadata(headers)
+            content_type = None
     # Every field passed field_error (_check_line): the kernel need not
     # check them again.
     return _new_tuple(CGIResponse, (kind, status, reason, CheckedFields(headers), location,

@@ -151,7 +151,17 @@ def test_no_content_statuses_drop_content_length(status, length):
     r, _ = parse(b"Status: " + status + b"\r\nContent-Length: " + length +
                  b"\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nhello")
     assert r.content_length is None
-    assert r.headers == [("Content-Type", "text/plain")]
+    # (A 304 leaves out the Content-Type too: RFC 9110 §15.4.5.)
+    assert r.headers == ([] if status.startswith(b"304") else [("Content-Type", "text/plain")])
+
+
+def test_a_304_keeps_only_what_guides_a_cache():
+    r, _ = parse(b"Status: 304\nContent-Type: a/b\nContent-Language: en\nContent-Encoding: br\n"
+                 b"ETag: \"x\"\nLast-Modified: Sun, 13 Sep 2020 12:26:40 GMT\nVary: Accept\n"
+                 b"Cache-Control: max-age=1\nExpires: Sun, 13 Sep 2020 12:26:41 GMT\n\n")
+    assert r.content_type is None
+    assert [name for name, _ in r.headers] == ["ETag", "Last-Modified", "Vary", "Cache-Control",
+                                               "Expires"]
 
 
 def test_content_length_kept_where_content_is_allowed():
