@@ -275,6 +275,11 @@ class _CheckedChunks:
     def __aiter__(self):
         return self
 
+    @property
+    def owner(self):
+        """The plugin the stream is from, for the error log."""
+        return self._owner
+
     async def __anext__(self):
         try:
             chunk = await self._chunks.__anext__()

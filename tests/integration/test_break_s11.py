@@ -1,0 +1,83 @@
+"""Faults found in the eleventh session by a fresh pair of eyes: a new
+user and a third-party plugin author following the docs, then hostile
+input against a real ``flashplug serve``.  Each test failed before its
+fix."""
+import socket
+import textwrap
+
+import pytest
+
+from conftest import start_server
+
+
+def _plugin_server(tmp_path, source, *args):
+    """A server with the plugin ``source`` (a module's text) as plugin
+    ``mine``, from a --plugins-dir, and a small file ``index.html``."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / "mine.py").write_text(textwrap.dedent(source))
+    root = tmp_path / "www"
+    root.mkdir(exist_ok=True)
+    (root / "index.html").write_text("hi\n")
+    return start_server(root, "--plugins-dir", plugins, "--plugins", "mine", *args,
+                        tmp_path=tmp_path)
+
+
+def _exchange(server, data, timeout=1):
+    """Everything the server sends for ``data`` until it closes the
+    connection (or goes quiet for ``timeout`` seconds: then b"<open>" ends it)."""
+    with server.connect(timeout=timeout) as s:
+        s.sendall(data)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except socket.timeout:
+            return got + b"<open>"
+        return got
+
+
+def _pipelined(*targets, extra=""):
+    return "".join(f"GET {t} HTTP/1.1\r\nHost: x\r\n{extra}\r\n" for t in targets).encode()
+
+
+# -- A plugin's stream that says Content-Length: N and then gives more
+#    than N bytes had them all sent: the client reads the extra bytes as
+#    the start of the next response, and what the stream sends (a request's
+#    own data, echoed) can be a whole forged response for the request after
+#    it.  One that gives fewer left the connection open, with the next
+#    response read as the rest of this one's body.  nginx cuts at the
+#    length and closes the connection either way. ------------------------------------
+
+STREAMS = """
+import urllib.parse
+
+from flashplug import Response, Route, hookimpl
+
+async def handler(request):
+    text = urllib.parse.unquote_to_bytes(request.query)
+    async def body():
+        yield text
+    return Response(200, [("Content-Type", "text/plain"), ("Content-Length", "5")],
+                    stream=body())
+
+@hookimpl
+def flashplug_routes():
+    return [Route(prefix="/s", handler=handler)]
+"""
+
+FORGED = b"HTTP/1.1%20200%20OK%0D%0AContent-Length:%204%0D%0A%0D%0Aevil"
+
+
+@pytest.mark.parametrize("query, body", [(b"hello" + FORGED, b"hello"), (b"hi", b"hi")])
+def test_a_stream_is_cut_at_its_content_length_and_the_connection_closed(
+        tmp_path, query, body):
+    server = _plugin_server(tmp_path, STREAMS)
+    try:
+        got = _exchange(server, _pipelined(f"/s?{query.decode()}", "/index.html"))
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert b"\r\nContent-Length: 5" in head
+        assert rest == body, got          # nothing more: the connection closed
+        assert "Content-Length of 5 bytes" in server.log()
+    finally:
+        server.stop()
