@@ -34,7 +34,7 @@ from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
 from flashplug.http.known_requests import KnownRequests
 from flashplug.http.message import Response
-from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
+from flashplug.http.validate import (ResponseMistake, check_response,
                                      is_async_handler)
 from flashplug.log import AccessLog
 from flashplug.policy import cache_tag
@@ -237,7 +237,11 @@ class App:
         def run(request, response):
             hook(request=request, response=response)
             try:
-                check_headers(response.headers)
+                # The whole response, not its fields alone: the hook may
+                # have set a status or a body, or a Content-Length that
+                # the body does not have (sent, its extra bytes would be
+                # read as the next response).
+                check_response(response, owner)
             except ResponseMistake as mistake:
                 mistake.owner = owner
                 raise

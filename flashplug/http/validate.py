@@ -186,7 +186,8 @@ def check_response(response, owner=None):
                                   f"iterable of bytes (write an async generator)")
         if body:
             raise ResponseMistake("both body and stream given; give one")
-        response.stream = _CheckedChunks(stream, owner or "a plugin")
+        if type(stream) is not _CheckedChunks:     # (checked once already)
+            response.stream = _CheckedChunks(stream, owner or "a plugin")
     elif response.raw:
         raise ResponseMistake("raw=True needs the response in stream")
     elif not isinstance(body, BODY_TYPES) and not _is_file_body(body):

@@ -81,3 +81,51 @@ def test_a_stream_is_cut_at_its_content_length_and_the_connection_closed(
         assert "Content-Length of 5 bytes" in server.log()
     finally:
         server.stop()
+
+
+# -- What a flashplug_response_headers hook leaves was checked for its
+#    fields alone: a hook that set a Content-Length the body does not have
+#    (a banner added to pages, the length of the old body kept) sent the
+#    body's extra bytes as the start of the next response; a status it set
+#    (1000) went out as the status line, and a str body dropped the
+#    connection with no answer.  The whole response is checked again. -----------------
+
+HOOK = """
+from flashplug import Response, Route, hookimpl
+
+async def handler(request):
+    return Response(200, [("Content-Type", "text/plain")], b"dynamic\\n")
+
+@hookimpl
+def flashplug_routes():
+    return [Route(prefix="/d", handler=handler)]
+
+@hookimpl
+def flashplug_response_headers(request, response):
+    if request.query == "length":
+        response.set_header("Content-Length", "1")
+    elif request.query == "status":
+        response.status = 1000
+    elif request.query == "body":
+        response.body = "text"
+"""
+
+
+@pytest.mark.parametrize("target", ["/index.html", "/d"])
+@pytest.mark.parametrize("query, problem", [
+    ("length", "Content-Length 1 but the body has"),
+    ("status", "status 1000 is not an int from 200 to 599"),
+    ("body", "body is a str, not bytes"),
+])
+def test_what_a_response_headers_hook_leaves_is_checked_whole(tmp_path, target, query, problem):
+    server = _plugin_server(tmp_path, HOOK)
+    try:
+        got = _exchange(server, _pipelined(f"{target}?{query}", "/index.html"))
+        assert got.startswith(b"HTTP/1.1 500 "), got
+        # The 500 and then the next answer, whole: nothing in between.
+        first, _, rest = got.partition(b"</html>\n")
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nhi\n<open>")
+        assert f"plugin 'mine' (flashplug_response_headers) gave an invalid response to " \
+               f"GET {target}?{query}: {problem}" in server.log()
+    finally:
+        server.stop()
