@@ -129,3 +129,57 @@ def test_what_a_response_headers_hook_leaves_is_checked_whole(tmp_path, target, 
                f"GET {target}?{query}: {problem}" in server.log()
     finally:
         server.stop()
+
+
+# -- An HTTPError a handler raised was sent with whatever status and fields
+#    it held: HTTPError(100) went out as "100 Continue" with no final
+#    answer after it, HTTPError(0) as "HTTP/1.1 0", a str status dropped
+#    the connection, and a Content-Length among its headers framed the
+#    error page wrong (the page then read as the next response).  They are
+#    checked as a Response's are: a mistake is a logged 500. ---------------------------
+
+RAISING = """
+from flashplug import HTTPError, Route, hookimpl
+
+async def handler(request):
+    if request.query == "length":
+        raise HTTPError(405, "no", headers=[("Allow", "GET"), ("Content-Length", "0")])
+    if request.query == "field":
+        raise HTTPError(405, "no", headers=[("Allow", "GET\\r\\nSet-Cookie: a=b")])
+    if request.query == "redirect":
+        raise HTTPError(303, "see", headers=[("Location", "/index.html")])
+    status = int(request.query) if request.query.isdigit() else request.query
+    raise HTTPError(status, "refused")
+
+@hookimpl
+def flashplug_routes():
+    return [Route(prefix="/e", handler=handler)]
+"""
+
+
+@pytest.mark.parametrize("query, problem", [
+    ("100", "status 100, not an int"), ("0", "status 0, not an int"),
+    ("1000", "status 1000, not an int"), ("teapot", "status 'teapot', not an int"),
+    ("length", "with a Content-Length field"), ("field", "has a control character (CR"),
+])
+def test_an_http_error_is_checked_before_it_is_sent(tmp_path, query, problem):
+    server = _plugin_server(tmp_path, RAISING)
+    try:
+        got = _exchange(server, _pipelined(f"/e?{query}", "/index.html"))
+        assert got.startswith(b"HTTP/1.1 500 "), got
+        first, _, rest = got.partition(b"</html>\n")
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nhi\n<open>")
+        assert f"plugin 'mine' gave an invalid response to GET /e?{query}: " in server.log()
+        assert problem in server.log()
+    finally:
+        server.stop()
+
+
+def test_a_fit_http_error_is_sent_as_raised(tmp_path):
+    server = _plugin_server(tmp_path, RAISING)
+    try:
+        got = _exchange(server, _pipelined("/e?303", "/e?redirect"))
+        assert got.startswith(b"HTTP/1.1 303 See Other\r\n")
+        assert b"\r\nLocation: /index.html\r\n" in got.partition(b"</html>\n")[2]
+    finally:
+        server.stop()
