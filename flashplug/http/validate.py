@@ -286,7 +286,7 @@ class _CheckedChunks:
             chunk = await self._chunks.__anext__()
         except (StopAsyncIteration, ResponseMistake):
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:      # (sys.exit(): as in a handler)
             # The plugin's own failure, after the status line went out: cut
             # off, and said as a handler's failure is, naming the plugin.
             from flashplug.supervisor import describe

@@ -183,3 +183,40 @@ def test_a_fit_http_error_is_sent_as_raised(tmp_path):
         assert b"\r\nLocation: /index.html\r\n" in got.partition(b"</html>\n")[2]
     finally:
         server.stop()
+
+
+# -- A handler (or its stream) that called sys.exit() ended the whole
+#    server: SystemExit is no Exception, and out of a task it stops the
+#    event loop.  No log line said why.  It now fails its request alone. --------------
+
+EXITING = """
+import sys
+
+from flashplug import Response, Route, hookimpl
+
+async def handler(request):
+    if request.query == "stream":
+        async def body():
+            yield b"part"
+            sys.exit(3)
+        return Response(200, [("Content-Type", "text/plain")], stream=body())
+    sys.exit(3)
+
+@hookimpl
+def flashplug_routes():
+    return [Route(prefix="/x", handler=handler)]
+"""
+
+
+@pytest.mark.parametrize("query, answer", [("handler", b"HTTP/1.1 500 "),
+                                           ("stream", b"HTTP/1.1 200 ")])
+def test_sys_exit_in_a_plugin_fails_its_request_not_the_server(tmp_path, query, answer):
+    server = _plugin_server(tmp_path, EXITING)
+    try:
+        got = _exchange(server, _pipelined(f"/x?{query}"))
+        assert got.startswith(answer), got
+        assert server.proc.poll() is None
+        assert _exchange(server, _pipelined("/index.html")).endswith(b"\r\n\r\nhi\n<open>")
+        assert "plugin 'mine' f" in server.log() and "SystemExit: 3" in server.log()
+    finally:
+        server.stop()
