@@ -3,6 +3,8 @@ user and a third-party plugin author following the docs, then hostile
 input against a real ``flashplug serve``.  Each test failed before its
 fix."""
 import socket
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -220,3 +222,38 @@ def test_sys_exit_in_a_plugin_fails_its_request_not_the_server(tmp_path, query, 
         assert "plugin 'mine' f" in server.log() and "SystemExit: 3" in server.log()
     finally:
         server.stop()
+
+
+# -- An `async def flashplug_response_headers` (or error_page, or
+#    request_done), as anyone writing for an asyncio server would write it,
+#    gave a coroutine nobody awaited: its headers never came, its error
+#    page was refused as "not a Response" on every error, with no word of
+#    why.  The server now refuses to start, naming the hook. --------------------------
+
+@pytest.mark.parametrize("hook, args", [
+    ("flashplug_response_headers", "request, response"),
+    ("flashplug_error_page", "request, status, message"),
+    ("flashplug_request_done", "request, status, bytes_sent, duration"),
+])
+def test_an_async_hook_that_is_not_awaited_is_refused_at_start(tmp_path, hook, args):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "mine.py").write_text(
+        f"from flashplug import hookimpl\n\n@hookimpl\nasync def {hook}({args}):\n    pass\n")
+    result = subprocess.run([sys.executable, "-m", "flashplug", "check", str(tmp_path),
+                             "--plugins-dir", "plugins", "--plugins", "mine"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr == (f"flashplug: error: plugin 'mine': {hook} is an async def, but "
+                             f"the server calls it without await, so its body would never "
+                             f"run; define it with def\n")
+
+
+def test_an_async_startup_hook_is_still_fine(tmp_path):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "mine.py").write_text(
+        "from flashplug import hookimpl\n\n@hookimpl\nasync def flashplug_startup(app):\n"
+        "    pass\n\n@hookimpl\nasync def flashplug_directory(request, fspath):\n    pass\n")
+    result = subprocess.run([sys.executable, "-m", "flashplug", "check", str(tmp_path),
+                             "--plugins-dir", "plugins", "--plugins", "mine"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert result.returncode == 0, result.stderr
