@@ -257,3 +257,23 @@ def test_an_async_startup_hook_is_still_fine(tmp_path):
                              "--plugins-dir", "plugins", "--plugins", "mine"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+# -- A [[site]] that names the top level's certificate again (the usual
+#    way to give the first site its own tls_cert) had each warning about
+#    the pair (a key others can read) printed twice. ----------------------------------
+
+def test_a_warning_about_a_certificate_pair_is_given_once(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    cert = trustme.CA().issue_cert("a.test")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "a.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "a.key"))
+    (tmp_path / "a.key").chmod(0o644)
+    (tmp_path / "www").mkdir()
+    (tmp_path / "site.toml").write_text(
+        'docroot = "www"\nplugins = []\ntls_cert = "a.pem"\ntls_key = "a.key"\n\n'
+        '[[site]]\nnames = ["a.test"]\nroot = "www"\ntls_cert = "a.pem"\ntls_key = "a.key"\n')
+    result = subprocess.run([sys.executable, "-m", "flashplug", "check", "--config", "site.toml"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("let group or others read the private key") == 1, result.stderr
