@@ -299,6 +299,16 @@ class App:
         if known is not None and known[0] is handler:
             return self.checked(request, handler(request), known[1])
         owner = self.owner_text(handler)
+        if inspect.iscoroutine(handler):
+            # flashplug_route_request returned handler(request), not handler.
+            code = handler.cr_code
+            handler.close()     # (never awaited: no warning for it)
+            plugin = plugin_mod.plugin_for_module(self.pm, getattr(
+                inspect.getmodule(code), "__name__", "") or "")
+            return self.mistake_answer(request, ResponseMistake(
+                f"gave the coroutine of {code.co_name!r} where a handler was due; return "
+                f"the async def itself, not its call", f"plugin {plugin!r}" if plugin
+                else owner))
         if not is_async_handler(handler):
             return self.mistake_answer(request, ResponseMistake(
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "

@@ -187,8 +187,9 @@ def flashplug_route_request(request):
 
     :param request: the :class:`flashplug.Request`.
     :return: an ``async def handler(request) -> Response`` to handle it, or
-        None to pass.  A plain ``def`` handler is a mistake: the client gets
-        a 500 and the error log names the plugin.
+        None to pass (the handler itself, not ``handler(request)``).  A plain
+        ``def`` handler, or its call, is a mistake: the client gets a 500 and
+        the error log names the plugin.
     """
 
 

@@ -277,3 +277,34 @@ def test_a_warning_about_a_certificate_pair_is_given_once(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("let group or others read the private key") == 1, result.stderr
+
+
+# -- A flashplug_route_request that returned its handler's call,
+#    handler(request), rather than the handler was told "handler
+#    '...<locals>.h' is not an async function; define it with 'async def'"
+#    of a handler that was one, from "a plugin": the fix was elsewhere. -------------
+
+CALLING = """
+from flashplug import Response, hookimpl
+
+async def page(request):
+    return Response(200, [("Content-Type", "text/plain")], b"page")
+
+@hookimpl
+def flashplug_route_request(request):
+    if request.path == "/called":
+        return page(request)
+"""
+
+
+def test_a_route_request_that_calls_its_handler_is_told_so(tmp_path):
+    server = _plugin_server(tmp_path, CALLING)
+    try:
+        got = _exchange(server, _pipelined("/called"))
+        assert got.startswith(b"HTTP/1.1 500 "), got
+        assert ("plugin 'mine' gave an invalid response to GET /called: gave the coroutine "
+                "of 'page' where a handler was due; return the async def itself, not its "
+                "call") in server.log()
+        assert "never awaited" not in server.log()
+    finally:
+        server.stop()
