@@ -34,7 +34,7 @@ from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
 from flashplug.http.known_requests import KnownRequests
 from flashplug.http.message import Response
-from flashplug.http.validate import (ResponseMistake, check_fields, check_response,
+from flashplug.http.validate import (ResponseMistake, check_response,
                                      is_async_handler)
 from flashplug.log import AccessLog
 from flashplug.policy import cache_tag
@@ -242,7 +242,11 @@ class App:
         def run(request, response):
             hook(request=request, response=response)
             try:
-                response._block = check_fields(response.headers)[1]
+                # The whole response, not its fields alone: the hook may
+                # have set a status or a body, or a Content-Length that
+                # the body does not have (sent, its extra bytes would be
+                # read as the next response).
+                check_response(response, owner)
             except ResponseMistake as mistake:
                 mistake.owner = owner
                 raise
@@ -287,7 +291,7 @@ class App:
                 return await self.run_handler(handler, request)
             return await site.static.handle(request)
         except HTTPError as e:
-            return await self.error_answer(request, e.status, e.message, e.headers, e.close)
+            return await self.http_error_answer(request, e)
 
     def run_handler(self, handler, request):
         """Awaitable: a plugin handler's Response, checked at the API
@@ -300,6 +304,16 @@ class App:
         if known is not None and known[0] is handler:
             return self.checked(request, handler(request), known[1])
         owner = self.owner_text(handler)
+        if inspect.iscoroutine(handler):
+            # flashplug_route_request returned handler(request), not handler.
+            code = handler.cr_code
+            handler.close()     # (never awaited: no warning for it)
+            plugin = plugin_mod.plugin_for_module(self.pm, getattr(
+                inspect.getmodule(code), "__name__", "") or "")
+            return self.mistake_answer(request, ResponseMistake(
+                f"gave the coroutine of {code.co_name!r} where a handler was due; return "
+                f"the async def itself, not its call", f"plugin {plugin!r}" if plugin
+                else owner))
         if not is_async_handler(handler):
             return self.mistake_answer(request, ResponseMistake(
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
@@ -359,10 +373,40 @@ class App:
     async def failure_answer(self, request, exc):
         """A 500 for an exception a handler raised; the server goes on."""
         if isinstance(exc, HTTPError):
-            return await self.error_answer(request, exc.status, exc.message, exc.headers,
-                                           exc.close)
+            return await self.http_error_answer(request, exc)
         self.log_plugin_error(exc, request)
         return await self.error_answer(request, 500, "Internal Server Error")
+
+    async def http_error_answer(self, request, exc):
+        """The error page of an HTTPError a handler raised, once its
+        status and fields are found fit to send: a plugin's HTTPError(100)
+        would be a final answer the client takes for an interim one, a
+        Content-Length of its own would frame the page wrong (its bytes
+        read as the next response), so either is a logged 500."""
+        status = exc.status
+        try:
+            if type(status) is not int or not 200 <= status <= 599:
+                raise ResponseMistake(f"raised HTTPError with status {status!r}, not an int "
+                                      f"from 200 to 599")
+            if check_headers(exc.headers) is not None:
+                raise ResponseMistake("raised HTTPError with a Content-Length field: the "
+                                      "error page's length is the server's to state")
+        except ResponseMistake as mistake:
+            mistake.owner = self._plugin_of(exc)
+            self.log_plugin_error(mistake, request)
+            return await self.error_answer(request, 500, "Internal Server Error")
+        return await self.error_answer(request, status, exc.message, exc.headers, exc.close)
+
+    def _plugin_of(self, exc):
+        """``"plugin 'NAME'"`` for the plugin whose code raised ``exc``
+        last, or ``"the server"``."""
+        plugin = None
+        tb = exc.__traceback__
+        while tb is not None:
+            plugin = plugin_mod.plugin_for_module(
+                self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
+            tb = tb.tb_next
+        return f"plugin {plugin!r}" if plugin else "the server"
 
     def log_plugin_error(self, exc, request):
         what = f"{request.method} {request.target}" if request is not None else "a request"
@@ -370,13 +414,7 @@ class App:
             log.error("%s gave an invalid response to %s: %s", exc.owner or "a plugin",
                       what, exc)
             return
-        plugin = None
-        tb = exc.__traceback__
-        while tb is not None:
-            plugin = plugin_mod.plugin_for_module(
-                self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
-            tb = tb.tb_next
-        where = f"plugin {plugin!r}" if plugin else "the server"
+        where = self._plugin_of(exc)
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         at = f" at {last[0].filename}:{last[0].lineno}" if last else ""
         log.error("%s failed while serving %s: %s: %s%s", where, what,

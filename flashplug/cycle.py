@@ -524,6 +524,11 @@ class RequestCycle:
             response = await app.mistaken(request, response, mistake, owner)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
             response = await app.failure_answer(request, exc)
+        except SystemExit as exc:
+            # A plugin's sys.exit() (a command-line helper called from a
+            # handler) fails its request too: out of a task it would end
+            # the event loop, and the worker with every connection on it.
+            response = await app.failure_answer(request, exc)
         if self.closed:
             await _close_stream(response)
             return

@@ -469,7 +469,8 @@ def reload_certificates(config):
 def _warn(config):
     """The warnings about the configured pairs: a key others can read, a
     certificate out of its validity."""
-    for cert, key, _ in pairs_from(config):
+    # Once per pair: a site may name the top level's pair again.
+    for cert, key in dict.fromkeys((cert, key) for cert, key, _ in pairs_from(config)):
         for warning in (key_permission_warning(key), expiry_warning(cert)):
             if warning:
                 log.warning(warning)

@@ -190,7 +190,8 @@ def check_response(response, owner=None):
                                   f"iterable of bytes (write an async generator)")
         if body:
             raise ResponseMistake("both body and stream given; give one")
-        response.stream = _CheckedChunks(stream, owner or "a plugin")
+        if type(stream) is not _CheckedChunks:     # (checked once already)
+            response.stream = _CheckedChunks(stream, owner or "a plugin")
     elif response.raw:
         raise ResponseMistake("raw=True needs the response in stream")
     elif not isinstance(body, BODY_TYPES) and not _is_file_body(body):
@@ -285,12 +286,17 @@ class _CheckedChunks:
     def __aiter__(self):
         return self
 
+    @property
+    def owner(self):
+        """The plugin the stream is from, for the error log."""
+        return self._owner
+
     async def __anext__(self):
         try:
             chunk = await self._chunks.__anext__()
         except (StopAsyncIteration, ResponseMistake):
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:      # (sys.exit(): as in a handler)
             # The plugin's own failure, after the status line went out: cut
             # off, and said as a handler's failure is, naming the plugin.
             from flashplug.supervisor import describe
