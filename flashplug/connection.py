@@ -145,7 +145,11 @@ class Connection(H1Protocol, RequestCycle):
             found = static.known_heads.data.get(data)
             shape = None
             if found is not None:
-                if self._answer_known(*found, data):
+                # Unpacked, not ``*found``: a call with a star argument is
+                # not one CPython 3.11 specializes (nor runs in the same
+                # interpreter frame loop).
+                known, path, target = found
+                if self._answer_known(known, path, target, data):
                     self.app.stats.heads_known += 1
                     return
             elif self._not_cached(data):
@@ -157,11 +161,14 @@ class Connection(H1Protocol, RequestCycle):
             else:
                 shape = known_key(data)
                 known = None if shape is None else static.known_shapes.data.get(shape[0])
-                if known is not None and self._answer_known(known, shape[1], shape[2], data):
-                    self.app.stats.heads_shaped += 1
-                    if static.seen_before(data):
-                        static.known_heads.put(data, (known, shape[1], shape[2]))
-                    return
+                if known is not None:
+                    # The target as logged, decoded once for a head remembered whole.
+                    target = shape[2].decode("latin-1")
+                    if self._answer_known(known, shape[1], target, data):
+                        self.app.stats.heads_shaped += 1
+                        if static.seen_before(data):
+                            static.known_heads.put(data, (known, shape[1], target))
+                        return
             self.m_answer = None
             self.feed(data, now)
             if self.m_answer is not None and shape is not None:

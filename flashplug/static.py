@@ -312,7 +312,7 @@ class StaticFiles:
         # Heads answered from the cache, so that the next one skips the
         # parser: by their shape (h1.known_key, one whole message) ->
         # KnownHead; and the exact bytes of one of a known shape -> (KnownHead,
-        # path, target), so that a client that repeats its head byte for byte
+        # path, target str), so that a client that repeats its head byte for byte
         # (a load generator, a browser between cookie changes) skips
         # known_key too.  Each remembered on its second sight (seen_before).
         self.known_shapes = Memo(memory)
