@@ -60,7 +60,10 @@ def write_not_modified(conn, version, keep, entry):
 def write_entry(conn, head_only, version, keep, entry):
     """Write a 200 for a cached file: prebuilt header lines, then the body.
     Returns the body bytes sent."""
-    conn_line = _connection_line(conn, version, keep)
+    if keep and version == "1.1" and not conn.closing and not conn.app.stopping:
+        conn_line = b""    # _connection_line's answer for nearly all: a call less
+    else:
+        conn_line = _connection_line(conn, version, keep)
     data = entry.data
     if data is not None and not head_only and len(data) < JOIN_MAX:
         # One buffer, one send for header and body.
