@@ -34,7 +34,7 @@ from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
 from flashplug.http.known_requests import KnownRequests
 from flashplug.http.message import Response
-from flashplug.http.validate import (ResponseMistake, check_response,
+from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
                                      is_async_handler)
 from flashplug.log import AccessLog
 from flashplug.policy import cache_tag

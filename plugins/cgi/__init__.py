@@ -45,6 +45,10 @@ def flashplug_configure(config):
     if not HAVE_CHDIR:
         raise UsageError("cgi: this C library lacks posix_spawn_file_actions_addchdir_np "
                          "(glibc >= 2.29, musl >= 1.1.24 or macOS >= 10.15 needed)")
+    # Once per loaded configuration: a reload starts afresh, so that a
+    # site's Config that reuses an id of the last configuration's never
+    # finds that configuration's handler (per_config).
+    _handlers.clear()
     _handler = _new_handler(config)
     _handlers[id(config)] = _handler
     for _, path in _handler.settings.dirs:
