@@ -212,6 +212,9 @@ class App:
         self.hsts_line = (f"Strict-Transport-Security: max-age={hsts}\r\n".encode("ascii")
                           if hsts and self.certificates is not None else b"")
         self.date_server_lines = self.plain_date_server_lines = b""
+        # Cache entries that keep a whole answer with this second's Date
+        # line (flashplug.framing.write_entry): dropped when it changes.
+        self.kept_answers = []
         self._update_date()
         # What plugins see of all this (hooks' ``app``; ``request.server`` is
         # its site's).
@@ -259,6 +262,10 @@ class App:
         lines = self.plain_date_server_lines = (f"Date: {format_http_date(time.time())}\r\n"
                                                 f"Server: {SERVER_NAME}\r\n").encode("ascii")
         self.date_server_lines = lines + self.hsts_line
+        # The answers kept whole carry the old Date line: their memory goes.
+        kept, self.kept_answers = self.kept_answers, []
+        for entry in kept:
+            entry.answer = None
 
     # -- answering -------------------------------------------------------------
 

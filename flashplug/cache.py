@@ -37,7 +37,8 @@ class FileEntry:
     __slots__ = ("fspath", "size", "mtime", "ident", "etag", "last_modified",
                  "content_type", "head_tail", "validator_lines", "data", "fd", "refs", "dead",
                  "checked", "nbytes", "map_addr", "used", "recent", "coding", "vary",
-                 "variants", "sidecars", "absent_in", "nfds", "rule_fields", "expires")
+                 "variants", "sidecars", "absent_in", "nfds", "rule_fields", "expires",
+                 "answer")
 
     def __init__(self, fspath, ident, content_type, data, fd, size=None, coding=None,
                  vary=False, weak=False):
@@ -86,6 +87,10 @@ class FileEntry:
         self.nbytes = len(data) if data is not None else 0
         self.rule_fields = ()     # the config's header rules for its path (flashplug.rules)
         self.expires = None       # seconds of an Expires among them, or None
+        # (Date/Server lines, the whole 200 with them) of a small file, as
+        # flashplug.framing.write_entry answers a persistent HTTP/1.1
+        # request; kept within one second (App.kept_answers), else None.
+        self.answer = None
         self._build_lines(b"")
 
     def _build_lines(self, extra):
@@ -97,6 +102,7 @@ class FileEntry:
         validators = (f"Last-Modified: {self.last_modified}\r\n"
                       f"ETag: {self.etag}\r\n{vary_line}").encode("latin-1")
         self.validator_lines = validators + extra
+        self.answer = None      # (made with the old lines)
         self.head_tail = b"".join((
             f"Content-Type: {self.content_type}\r\n{coding_line}".encode("latin-1"), validators,
             f"Accept-Ranges: bytes\r\nContent-Length: {self.size}\r\n".encode("latin-1"),

@@ -25,6 +25,9 @@ JOIN_MAX = 16 * 1024
 # client holds at most about this much of a response in our memory.
 STREAM_HIGH_WATER = 256 * 1024
 _STATUS_LINES = {}
+# Small cached files whose whole answer is kept for the current second
+# (``_whole_answer``): at most this many, so at most 4 MiB (JOIN_MAX each).
+KEPT_ANSWERS = 256
 
 
 def status_line(status, phrase=None):
@@ -67,8 +70,11 @@ def write_entry(conn, head_only, version, keep, entry):
     data = entry.data
     if data is not None and not head_only and len(data) < JOIN_MAX:
         # One buffer, one send for header and body.
-        conn.write(b"".join((b"HTTP/1.1 200 OK\r\n", conn.app.date_server_lines,
-                             entry.head_tail, conn_line, b"\r\n", data)))
+        lines = conn.app.date_server_lines
+        answer = entry.answer
+        if conn_line or answer is None or answer[0] is not lines:
+            answer = _whole_answer(conn.app, entry, lines, conn_line)
+        conn.write(answer[1])
         return entry.size
     head = b"".join((b"HTTP/1.1 200 OK\r\n", conn.app.date_server_lines,
                      entry.head_tail, conn_line, b"\r\n"))
@@ -81,6 +87,26 @@ def write_entry(conn, head_only, version, keep, entry):
     else:
         conn.write_pair(head, data)  # too big to copy: one sendmsg
     return entry.size
+
+
+def _whole_answer(app, entry, lines, conn_line):
+    """The whole 200 of a small cached file with the Date/Server ``lines``
+    and the Connection line ``conn_line``, as ``(lines, bytes)``.  A
+    persistent HTTP/1.1 answer (no Connection line), nearly all, is the
+    same for each request within one second: it is kept on the entry
+    until the Date line changes (``App.kept_answers``), for up to
+    KEPT_ANSWERS entries, so the next ones are sent without a join (about
+    1,400 instructions for 1 KiB: a copy, a malloc and a free)."""
+    answer = lines, b"".join((b"HTTP/1.1 200 OK\r\n", lines, entry.head_tail, conn_line,
+                              b"\r\n", entry.data))
+    if not conn_line:
+        kept = app.kept_answers
+        if entry.answer is None:
+            if len(kept) >= KEPT_ANSWERS:
+                return answer
+            kept.append(entry)
+        entry.answer = answer
+    return answer
 
 
 async def send_response(conn, request, response, force_close=False, method=None):
