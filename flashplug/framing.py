@@ -63,20 +63,21 @@ def write_not_modified(conn, version, keep, entry):
 def write_entry(conn, head_only, version, keep, entry):
     """Write a 200 for a cached file: prebuilt header lines, then the body.
     Returns the body bytes sent."""
-    if keep and version == "1.1" and not conn.closing and not conn.app.stopping:
+    app = conn.app
+    if keep and version == "1.1" and not conn.closing and not app.stopping:
         conn_line = b""    # _connection_line's answer for nearly all: a call less
+        answer = entry.answer
+        if answer is not None and answer[0] is app.date_server_lines and not head_only:
+            conn.write(answer[1])       # kept for this second (_whole_answer)
+            return entry.size
     else:
         conn_line = _connection_line(conn, version, keep)
     data = entry.data
     if data is not None and not head_only and len(data) < JOIN_MAX:
         # One buffer, one send for header and body.
-        lines = conn.app.date_server_lines
-        answer = entry.answer
-        if conn_line or answer is None or answer[0] is not lines:
-            answer = _whole_answer(conn.app, entry, lines, conn_line)
-        conn.write(answer[1])
+        conn.write(_whole_answer(app, entry, app.date_server_lines, conn_line)[1])
         return entry.size
-    head = b"".join((b"HTTP/1.1 200 OK\r\n", conn.app.date_server_lines,
+    head = b"".join((b"HTTP/1.1 200 OK\r\n", app.date_server_lines,
                      entry.head_tail, conn_line, b"\r\n"))
     if head_only:
         conn.write(head)
