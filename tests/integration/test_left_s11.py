@@ -42,3 +42,21 @@ def test_an_unknown_plugin_in_the_file_names_its_line(tmp_path, text, where):
         assert result.stderr.startswith(f"flashplug: error: {where}: unknown plugin 'bogus'; "
                                         f"installed plugins: "), result.stderr
         assert "autoindex, cgi" in result.stderr and result.stderr.count("\n") == 1
+
+
+# -- 7: flashplug check's OK line counts the sites -------------------------
+
+@pytest.mark.parametrize("sites, default, count", [
+    (0, False, "1 site"), (2, False, "3 sites"), (2, True, "2 sites")])
+def test_check_counts_the_sites(tmp_path, sites, default, count):
+    (tmp_path / "www").mkdir()
+    text = 'docroot = "www"\n'
+    for n in range(sites):
+        text += f'[[site]]\nnames = ["s{n}.example"]\nroot = "www"\n'
+        if default and n == 0:
+            text += "default = true\n"
+    (tmp_path / "site.toml").write_text(text)
+    result = flashplug("check", "--config", "site.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"site.toml: OK: {count}, serving {tmp_path / 'www'} on "), \
+        result.stdout
