@@ -60,3 +60,67 @@ def test_check_counts_the_sites(tmp_path, sites, default, count):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"site.toml: OK: {count}, serving {tmp_path / 'www'} on "), \
         result.stdout
+
+
+# -- 2: a folder named x.php/ is a folder ---------------------------------
+
+@pytest.fixture
+def php_fpm(tmp_path):
+    from tests.fcgi_backends import php_fpm_binary, start_php_fpm, stop
+    if php_fpm_binary() is None:
+        pytest.skip("php-fpm is not installed (apt-get install php-fpm)")
+    proc, sock = start_php_fpm(tmp_path)
+    yield sock
+    stop(proc)
+
+
+def folders_named_like_scripts(root, ext):
+    (root / f"x{ext}").mkdir(parents=True)
+    (root / f"x{ext}" / "index.html").write_text("the folder's index\n")
+    (root / f"x{ext}" / "notes.txt").write_text("notes\n")
+    (root / f"list{ext}").mkdir()
+    (root / f"list{ext}" / "a.txt").write_text("a\n")
+    os.mkfifo(root / f"fifo{ext}")
+
+
+def check_folders(port, ext):
+    get = lambda target: raw(port, b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                             % target.encode())
+    answer = get(f"/x{ext}/")
+    assert status_of(answer) == 200 and answer.endswith(b"the folder's index\n"), answer[:300]
+    answer = get(f"/x{ext}")
+    assert status_of(answer) == 301 and f"\r\nLocation: /x{ext}/\r\n".encode() in answer
+    answer = get(f"/x{ext}/notes.txt")
+    assert status_of(answer) == 200 and answer.endswith(b"notes\n")
+    answer = get(f"/list{ext}/?format=json")
+    assert status_of(answer) == 200 and b'"name": "a.txt"' in answer
+    assert status_of(get(f"/fifo{ext}")) == 403        # still: not a regular file
+    assert status_of(get(f"/fifo{ext}/")) == 403
+    assert status_of(get(f"/missing{ext}/")) == 404
+
+
+def test_a_folder_named_x_php_is_served_as_a_folder(server_factory, tmp_path, php_fpm):
+    root = tmp_path / "www"
+    folders_named_like_scripts(root, ".php")
+    (root / "real.php").write_text("<?php echo 'ran ', 6 * 7;")
+    (root / "x.php" / "inner.php").write_text("<?php echo 'inner ran';")
+    s = server_factory(root, "--plugins", "fastcgi,autoindex", "--fastcgi",
+                       f".php=unix:{php_fpm}", "--access-log", "off")
+    check_folders(s.port, ".php")
+    answer = raw(s.port, b"GET /real.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status_of(answer) == 200 and answer.endswith(b"ran 42")
+    answer = raw(s.port, b"GET /x.php/inner.php HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status_of(answer) == 200 and answer.endswith(b"inner ran")
+
+
+def test_a_folder_named_x_cgi_is_served_as_a_folder(server_factory, tmp_path):
+    root = tmp_path / "www"
+    folders_named_like_scripts(root, ".cgi")
+    script = root / "real.cgi"
+    script.write_text("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nran'\n")
+    script.chmod(0o755)
+    s = server_factory(root, "--plugins", "cgi,autoindex", "--cgi-ext", ".cgi",
+                       "--access-log", "off")
+    check_folders(s.port, ".cgi")
+    answer = raw(s.port, b"GET /real.cgi HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status_of(answer) == 200 and answer.endswith(b"ran")
