@@ -39,7 +39,7 @@ from urllib.parse import quote
 from flashplug import HTTPError, Response
 from flashplug.http.message import IDEMPOTENT_METHODS
 
-from .message import MAX_FORWARDS_METHODS, chunk, connection_tokens, max_forwards, request_head
+from .message import MAX_FORWARDS_METHODS, MAX_HINTS, chunk, connection_tokens, max_forwards, request_head
 from .tunnel import tunnel_response
 from .upstream import ConnectFailed
 
@@ -278,6 +278,9 @@ class ProxyHandler:
             for links in reader.hints:
                 request.send_interim(103, links)
             reader.hints = ()
+        if reader.hints_dropped and reader.headers is not None:
+            log.info("%s: %d 103 (Early Hints) responses past the first %d dropped",
+                     peer.name, reader.hints_dropped, MAX_HINTS)
         if reader.headers is None:
             return None
         peer.succeeded()

@@ -124,3 +124,58 @@ def test_a_folder_named_x_cgi_is_served_as_a_folder(server_factory, tmp_path):
     check_folders(s.port, ".cgi")
     answer = raw(s.port, b"GET /real.cgi HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert status_of(answer) == 200 and answer.endswith(b"ran")
+
+
+# -- 5: the proxy passes at most 10 103s, and bounds interim bytes --------
+
+class ManyHintsUpstream:
+    """Answers ``hints`` 103s (or 100s when ``status`` says so), then a 200."""
+
+    def __init__(self, hints, status=103):
+        from tests.proxy_upstreams import ThreadedUpstream
+
+        outer = self
+
+        class Upstream(ThreadedUpstream):
+            def _serve(self, conn):
+                conn.settimeout(5)
+                try:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        more = conn.recv(65536)
+                        if not more:
+                            return
+                        data += more
+                    for n in range(outer.hints):
+                        conn.sendall(b"HTTP/1.1 %d Interim\r\nLink: </%d.css>; rel=preload\r\n\r\n"
+                                     % (outer.status, n))
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                    time.sleep(0.2)
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+        self.hints, self.status = hints, status
+        self.upstream = Upstream()
+        self.address = self.upstream.address
+
+
+def test_the_proxy_passes_at_most_ten_103s(server_factory, tmp_path):
+    upstream = ManyHintsUpstream(30)
+    s = server_factory(tmp_path, "--plugins", "proxy", "--proxy", f"/={upstream.address}",
+                       "--log-level", "info")
+    answer = raw(s.port, b"GET /page HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 103 ") == 10
+    assert b"</9.css>" in answer and b"</10.css>" not in answer
+    assert answer.endswith(b"hello") and b"HTTP/1.1 200 OK\r\n" in answer
+    from tests.waiting import wait_for
+    wait_for(lambda: "20 103 (Early Hints) responses past the first 10 dropped" in s.log(),
+             what="the log line about the dropped 103s")
+
+
+def test_endless_interim_responses_are_a_502(server_factory, tmp_path):
+    upstream = ManyHintsUpstream(3000, status=100)    # ~130 KiB of 1xx heads
+    s = server_factory(tmp_path, "--plugins", "proxy", "--proxy", f"/={upstream.address}")
+    answer = raw(s.port, b"GET /page HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status_of(answer) == 502, answer[:200]
+    assert "bytes of interim (1xx) responses" in s.log()
