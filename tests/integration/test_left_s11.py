@@ -179,3 +179,33 @@ def test_endless_interim_responses_are_a_502(server_factory, tmp_path):
     answer = raw(s.port, b"GET /page HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert status_of(answer) == 502, answer[:200]
     assert "bytes of interim (1xx) responses" in s.log()
+
+
+# -- 6: a document root the spawn: backends' user cannot read is warned of --
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="spawn: backends change user only under root")
+@pytest.mark.parametrize("mode, warned", [(0o700, "cannot search"), (0o711, "cannot read"),
+                                          (0o755, None)])
+def test_a_root_nobody_cannot_read_is_warned_of(tmp_path, mode, warned):
+    import shutil
+    import tempfile
+    if shutil.which("php-cgi") is None:
+        pytest.skip("php-cgi is not installed")
+    outer = tempfile.mkdtemp(prefix="s11-reach-", dir="/tmp")   # /tmp: o+x all the way
+    try:
+        os.chmod(outer, 0o755)
+        root = os.path.join(outer, "www")
+        os.mkdir(root)
+        os.chmod(root, mode)
+        args = ("--plugins", "fastcgi", "--fastcgi", f".php=spawn:{shutil.which('php-cgi')}",
+                "--fastcgi-user", "nobody")
+        result = flashplug("check", root, *args)
+        assert result.returncode == 0, result.stderr
+        if warned is None:
+            assert "fastcgi" not in result.stderr
+        else:
+            assert result.stderr.count("\n") == 1
+            assert f"backends run as nobody, who {warned} {root}" in result.stderr
+            assert "--fastcgi-user" in result.stderr and "chmod o+" in result.stderr
+    finally:
+        shutil.rmtree(outer)
