@@ -63,6 +63,14 @@ class UpstreamFailed(Exception):
     cuts the client connection so the client sees a cut response."""
 
 
+def _encode(path):
+    """A decoded path percent-encoded for the request line; an encoded
+    slash (``ENCODED_SLASH``, NUL: no other decoded path holds one) is
+    sent as ``%2F``."""
+    encoded = quote(path, safe="/!$&'()*+,;=:@~", errors="surrogateescape")
+    return encoded.replace("%00", "%2F")
+
+
 class ProxyHandler:
     """Answers the requests of one ``--proxy`` prefix in one worker."""
 
@@ -75,13 +83,18 @@ class ProxyHandler:
     def target(self, request):
         """The origin-form request-target to send upstream."""
         rewrite = self.mapping.rewrite
-        if rewrite is None:
+        slashed = request.path is None    # a path with %2F (Route.encoded_slashes)
+        if rewrite is None and not slashed:
             path = request.raw_path
+        elif rewrite is None:
+            # Normalised (no ".." can climb out of the prefix), re-encoded,
+            # each encoded slash sent as %2F again.
+            path = _encode(request.state["slashed_path"])
         else:
             # nginx's proxy_pass with a URI: the matched prefix of the
             # normalised path is replaced; the rest is sent re-encoded.
-            rest = request.path[len(self.mapping.prefix) - 1:].lstrip("/")
-            path = rewrite + quote(rest, safe="/!$&'()*+,;=:@~", errors="surrogateescape")
+            full = request.state["slashed_path"] if slashed else request.path
+            path = rewrite + _encode(full[len(self.mapping.prefix) - 1:].lstrip("/"))
         return path + "?" + request.query if request.query else path
 
     async def __call__(self, request, fresh=False):

@@ -244,3 +244,38 @@ def test_a_huge_listing_leaves_the_loop_responsive(server_factory, tmp_path):
     # 300+ ms at a time (one sort, full garbage collections).
     assert worst < 0.12, f"a cached file took {worst * 1000:.0f} ms while the listing " \
                          f"was built ({listing['seconds']:.2f} s)"
+
+
+# -- 4: %2F reaches a proxy's upstream, and 404s elsewhere ----------------
+
+def test_encoded_slashes_go_to_the_upstream_only(server_factory, tmp_path):
+    from tests.proxy_upstreams import RecordingUpstream
+    upstream = RecordingUpstream()
+    try:
+        (tmp_path / "www" / "files").mkdir(parents=True)
+        s = server_factory(tmp_path / "www", "--plugins", "proxy",
+                           "--proxy", f"/api={upstream.address}",
+                           "--proxy", f"/v2=http://{upstream.address[7:]}/inner/",
+                           "--access-log", "off")
+
+        def get(target):
+            return status_of(raw(s.port, b"GET " + target +
+                                 b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+
+        def sent():
+            return upstream.requests[-1].target
+        assert get(b"/api/v4/projects/group%2Fproject?x=1") == 200
+        assert sent() == b"/api/v4/projects/group%2Fproject?x=1"
+        assert get(b"/api/v4/projects/g%2fp/../other%20one") == 200
+        assert sent() == b"/api/v4/projects/other%20one"    # normalised, re-encoded
+        assert get(b"/v2/a%2Fb") == 200
+        assert sent() == b"/inner/a%2Fb"                    # the rewrite form too
+        before = len(upstream.requests)
+        assert get(b"/api/x%2F..%2F..%2Fadmin") == 400      # no climbing with %2F
+        assert get(b"/api/%2F../../admin") == 400
+        assert get(b"/api/a/../../x%2Fy") == 404            # out of the prefix: not proxied
+        assert get(b"/files/a%2Fb") == 404                  # static: Apache's default
+        assert get(b"/other%2Fapi/x") == 404                # no prefix: static
+        assert len(upstream.requests) == before
+    finally:
+        upstream.stop()
