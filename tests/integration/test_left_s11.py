@@ -279,3 +279,65 @@ def test_encoded_slashes_go_to_the_upstream_only(server_factory, tmp_path):
         assert len(upstream.requests) == before
     finally:
         upstream.stop()
+
+
+# -- 3: a client that closes while a CGI script is silent ends the script --
+
+def _silent_script(root, tmp_path):
+    (root / "cgi-bin").mkdir(parents=True)
+    script = root / "cgi-bin" / "slow.sh"
+    script.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/pid.$$\nsleep 3\n"
+                      "printf 'Content-Type: text/plain\\r\\n\\r\\nlate\\n'\n")
+    script.chmod(0o755)
+
+
+def _script_pid(tmp_path):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [p for p in tmp_path.iterdir() if p.name.startswith("pid.")]
+        if found and found[0].read_text().strip():
+            pid = int(found[0].read_text())
+            found[0].unlink()
+            return pid
+        time.sleep(0.02)
+    raise AssertionError("the script did not start")
+
+
+def _gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_client_that_closes_ends_a_silent_script_at_once(server_factory, tmp_path):
+    root = tmp_path / "www"
+    _silent_script(root, tmp_path)
+    s = server_factory(root, "--plugins", "cgi")
+    c = socket.create_connection(("127.0.0.1", s.port))
+    c.sendall(b"GET /cgi-bin/slow.sh HTTP/1.1\r\nHost: t\r\n\r\n")
+    pid = _script_pid(tmp_path)
+    c.close()
+    closed = time.monotonic()
+    while not _gone(pid) and time.monotonic() - closed < 3:
+        time.sleep(0.01)
+    # Before: about 1.2 s (the server's periodic sweep noticed it).
+    assert time.monotonic() - closed < 0.5
+    from tests.waiting import wait_for
+    wait_for(lambda: "GET /cgi-bin/slow.sh: the client closed the connection before the "
+                     "response began" in s.log(), what="the log line")
+
+
+def test_a_half_closed_client_still_gets_the_answer(server_factory, tmp_path):
+    root = tmp_path / "www"
+    _silent_script(root, tmp_path)
+    s = server_factory(root, "--plugins", "cgi")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:
+        c.sendall(b"GET /cgi-bin/slow.sh HTTP/1.1\r\nHost: t\r\n\r\n")
+        c.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert data.endswith(b"late\n")
