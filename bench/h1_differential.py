@@ -5,7 +5,8 @@ Theory of operation: every server is started on a free loopback port with
 its own configuration, pid and log files under one temporary directory,
 serving the same small document root (static files only).  Each case of
 ``CORPUS`` is one write of raw bytes on a fresh connection (a case may hold
-several pipelined requests); the answer is read until the server closes
+several pipelined requests), or a tuple of writes sent as separate TCP
+segments 0.1 s apart (group ``split``); the answer is read until the server closes
 the connection or stays silent for ``--idle`` seconds, and parsed into the
 sequence of responses (status and a few fields each) and how the connection
 ended: ``C`` closed, ``R`` reset, ``O`` still open.  The servers are
@@ -25,6 +26,7 @@ installed; a server that is missing or fails to start is left out)::
     .venv/bin/python bench/h1_differential.py            # table to stdout
     .venv/bin/python bench/h1_differential.py --only host --json out.json
     .venv/bin/python bench/h1_differential.py --diff     # differing rows only
+    .venv/bin/python bench/h1_differential.py --only range/ --show content-range
 
 Loopback only; every server is stopped (its process group killed) on exit.
 """
@@ -46,6 +48,9 @@ from pathlib import Path
 
 INDEX = b"<html>index</html>\n"
 T_TXT = b"hello\n"
+BIG = bytes(range(48, 123)) * 100          # 7500 bytes, for ranges
+MTIME = 1_600_000_000                      # every file's mtime, for preconditions
+MTIME_DATE = b"Sun, 13 Sep 2020 12:26:40 GMT"
 
 
 # -- the corpus ---------------------------------------------------------------
@@ -332,6 +337,82 @@ def _cases():
     add(g, "ims-bad-date", req(fields=H + b"If-Modified-Since: yesterday\r\n"))
     add(g, "inm-star", req(fields=H + b"If-None-Match: *\r\n"))
     add(g, "if-match-no", req(fields=H + b'If-Match: "x"\r\n'))
+    # ranges (RFC 9110 §14), on big.txt (7500 bytes) and empty.txt
+    g = "range"
+    big = b"/big.txt"
+    for name, v in (("multi", b"0-1,10-12"), ("overlap", b"0-5,3-8"), ("adjacent", b"0-4,5-9"),
+                    ("suffix", b"-3"), ("suffix-longer", b"-99999"), ("suffix-0", b"-0"),
+                    ("last-past-end", b"7490-9999"), ("first-past-end", b"7500-"),
+                    ("all-past-end", b"9999-,8888-"), ("one-past-one-in", b"9999-,0-1"),
+                    ("reversed", b"5-1"), ("bws", b"0-1 , 4-5"), ("empty-members", b",0-1,"),
+                    ("many-200", b",".join(b"%d-%d" % (i * 20, i * 20) for i in range(200))),
+                    ("huge-last", b"0-" + b"9" * 30)):
+        add(g, name, req(big, fields=H + b"Range: bytes=" + v + b"\r\n"))
+    add(g, "unit-upper", req(big, fields=H + b"Range: BYTES=0-1\r\n"))
+    add(g, "unit-other", req(big, fields=H + b"Range: items=0-1\r\n"))
+    add(g, "space-around-eq", req(big, fields=H + b"Range: bytes = 0-1\r\n"))
+    add(g, "empty-0-", req(b"/empty.txt", fields=H + b"Range: bytes=0-\r\n"))
+    add(g, "empty-suffix", req(b"/empty.txt", fields=H + b"Range: bytes=-5\r\n"))
+    add(g, "head", req(big, b"HEAD", fields=H + b"Range: bytes=0-1\r\n"), head=True)
+    add(g, "post", req(big, b"POST", fields=H + b"Range: bytes=0-1\r\nContent-Length: 0\r\n"))
+    add(g, "missing", req(b"/nope", fields=H + b"Range: bytes=0-1\r\n"))
+    add(g, "dir-index", req(b"/dir/", fields=H + b"Range: bytes=0-1\r\n"))
+    add(g, "if-range-date", req(big, fields=H + b"Range: bytes=0-1\r\nIf-Range: " + MTIME_DATE
+                                + b"\r\n"))
+    add(g, "if-range-later", req(big, fields=H + b"Range: bytes=0-1\r\n"
+                                 b"If-Range: Sun, 13 Sep 2020 12:26:41 GMT\r\n"))
+    add(g, "if-range-no-range", req(big, fields=H + b"If-Range: " + MTIME_DATE + b"\r\n"))
+    # preconditions (RFC 9110 §13); every file's mtime is MTIME
+    g = "precond"
+    for name, f in (("ims-equal", b"If-Modified-Since: " + MTIME_DATE),
+                    ("ims-later", b"If-Modified-Since: Sun, 13 Sep 2020 12:26:41 GMT"),
+                    ("ims-earlier", b"If-Modified-Since: Sun, 13 Sep 2020 12:26:39 GMT"),
+                    ("ims-rfc850", b"If-Modified-Since: Sunday, 13-Sep-20 12:26:40 GMT"),
+                    ("ims-asctime", b"If-Modified-Since: Sun Sep 13 12:26:40 2020"),
+                    ("ius-earlier", b"If-Unmodified-Since: Sun, 13 Sep 2020 12:26:39 GMT"),
+                    ("ius-equal", b"If-Unmodified-Since: " + MTIME_DATE),
+                    ("ius-bad-date", b"If-Unmodified-Since: garbage"),
+                    ("inm-malformed", b"If-None-Match: abc"),
+                    ("im-malformed", b"If-Match: abc"), ("im-star", b"If-Match: *"),
+                    ("ims-with-range", b"If-Modified-Since: " + MTIME_DATE
+                     + b"\r\nRange: bytes=0-1")):
+        add(g, name, req(b"/t.txt", fields=H + f + b"\r\n"))
+    add(g, "ims-head", req(b"/t.txt", b"HEAD", fields=H + b"If-Modified-Since: " + MTIME_DATE
+                           + b"\r\n"), head=True)
+    add(g, "im-star-missing", req(b"/nope", fields=H + b"If-Match: *\r\n"))
+    add(g, "inm-star-missing", req(b"/nope", fields=H + b"If-None-Match: *\r\n"))
+    add(g, "inm-star-dir-index", req(b"/dir/", fields=H + b"If-None-Match: *\r\n"))
+    add(g, "im-other-redirect", req(b"/dir", fields=H + b'If-Match: "x"\r\n'))
+    # methods on files, folders and nothing (RFC 9110 §9)
+    g = "sem"
+    add(g, "options-missing", req(b"/nope", b"OPTIONS"))
+    add(g, "options-dir", req(b"/dir/", b"OPTIONS"))
+    add(g, "options-max-forwards-0", req(b"/t.txt", b"OPTIONS", fields=H + b"Max-Forwards: 0\r\n"))
+    add(g, "options-absolute-no-path", req(b"http://t", b"OPTIONS"))
+    add(g, "trace-max-forwards-0", req(b"/", b"TRACE", fields=H + b"Max-Forwards: 0\r\n"))
+    add(g, "delete-star", req(b"*", b"DELETE"))
+    add(g, "connect-star", req(b"*", b"CONNECT"))
+    add(g, "post-dir-index", req(b"/dir/", b"POST", fields=H + b"Content-Length: 0\r\n"))
+    add(g, "dir-redirect-head", req(b"/dir", b"HEAD"), head=True)
+    add(g, "dir-redirect-absolute", req(b"http://other/dir"))
+    add(g, "dir-redirect-10-no-host", req(b"/dir", version=b"HTTP/1.0", fields=b""))
+    add(g, "no-extension", req(b"/noext"))
+    add(g, "identity-q0", req(fields=H + b"Accept-Encoding: identity;q=0\r\n"))
+    add(g, "star-q0", req(fields=H + b"Accept-Encoding: *;q=0\r\n"))
+    add(g, "te-trailers", req(fields=H + b"TE: trailers\r\n"))
+    # the same requests cut into segments (sent 0.1 s apart): the answer
+    # must not hang on where TCP cut them
+    g = "split"
+    rest = b" /index.html HTTP/1.1\r\n" + H + b"\r\n"
+    add(g, "unknown-method", (b"FOO", rest))
+    add(g, "unknown-method-first-byte", (b"F", b"OO" + rest))
+    add(g, "lowercase-method", (b"get", rest))
+    add(g, "known-method", (b"GE", b"T" + rest))
+    add(g, "version-1.2-cut", (b"GET /index.html HTTP/1.", b"2\r\n" + H + b"\r\n"))
+    add(g, "version-1.2-before-crlf", (b"GET /index.html HTTP/1.2", b"\r\n" + H + b"\r\n"))
+    add(g, "version-3.0", (b"GET /index.html", b" HTTP/3.0\r\n" + H + b"\r\n"))
+    add(g, "long-method", (b"A" * 100, b"A" * 100, rest))
+    add(g, "head-fields", (b"GET /index.html HTTP/1.1\r\nHo", b"st: t\r\n\r\n"))
     return c
 
 
@@ -428,6 +509,11 @@ def make_docroot(root):
     (root / "a+b.txt").write_bytes(T_TXT)
     (root / ".hidden").write_bytes(T_TXT)
     (root / "\xe9").write_bytes(T_TXT)
+    (root / "big.txt").write_bytes(BIG)
+    (root / "empty.txt").write_bytes(b"")
+    (root / "noext").write_bytes(T_TXT)
+    for path in root.rglob("*"):
+        os.utime(path, (MTIME, MTIME))
 
 
 def start(name, tmp, root, exe=None):
@@ -474,7 +560,9 @@ def stop(proc):
 
 # -- one exchange -------------------------------------------------------------
 
-KEY_FIELDS = ("content-length", "transfer-encoding", "connection", "allow", "location")
+KEY_FIELDS = ("content-length", "transfer-encoding", "connection", "allow", "location",
+              "content-range", "content-type", "vary")
+SEGMENT_PAUSE = 0.1
 
 
 def parse_responses(data, head):
@@ -508,8 +596,7 @@ def parse_responses(data, head):
         if head or status in (204, 304) or status == 101:
             continue
         if "chunked" in fields.get("transfer-encoding", "").lower():
-            body_end = data.find(b"0\r\n\r\n")
-            data = data[body_end + 5:] if body_end >= 0 else b""
+            data = _after_chunks(data)
         elif "content-length" in fields and fields["content-length"].isdigit():
             data = data[int(fields["content-length"]):]
         else:
@@ -517,12 +604,36 @@ def parse_responses(data, head):
     return out
 
 
-def exchange(port, data, head, idle):
-    """Send ``data`` on a fresh connection; read until close or ``idle``
-    seconds of silence.  {"responses": [...], "end": "C" | "R" | "O"}."""
-    with socket.create_connection(("127.0.0.1", port), timeout=idle) as s:
+def _after_chunks(data):
+    """What follows a chunked body at the start of ``data`` (b"" if it is
+    cut short): chunk by chunk, so that "0" CRLF CRLF inside a chunk's data
+    is not taken for the last chunk."""
+    while True:
+        line_end = data.find(b"\r\n")
+        if line_end < 0:
+            return b""
         try:
-            s.sendall(data)
+            size = int(data[:line_end].split(b";")[0], 16)
+        except ValueError:
+            return b""
+        data = data[line_end + 2:]
+        if size == 0:
+            end = data.find(b"\r\n\r\n") if not data.startswith(b"\r\n") else -2
+            return data[end + 4:] if end != -1 else b""
+        data = data[size + 2:]
+
+
+def exchange(port, data, head, idle):
+    """Send ``data`` on a fresh connection (a tuple of bytes: one segment
+    each, ``SEGMENT_PAUSE`` apart); read until close or ``idle`` seconds
+    of silence.  {"responses": [...], "end": "C" | "R" | "O"}."""
+    with socket.create_connection(("127.0.0.1", port), timeout=idle) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for i, piece in enumerate(data if isinstance(data, tuple) else (data,)):
+                if i:
+                    time.sleep(SEGMENT_PAUSE)
+                s.sendall(piece)
         except (BrokenPipeError, ConnectionResetError):
             pass
         got = b""
@@ -542,10 +653,18 @@ def exchange(port, data, head, idle):
     return {"responses": parse_responses(got, head), "end": end}
 
 
-def cell(result):
+def cell(result, show=()):
+    """A table cell: the statuses, then how the connection ended; with
+    ``show`` (field names), each response's values of those fields too,
+    a ``Content-Type``'s parameters left out (``200[bytes 0-1/9] O``)."""
     if result is None:
         return "n/a"
-    statuses = ",".join(str(r["status"]) for r in result["responses"]) or "-"
+
+    def one(r):
+        values = [str(r.get(name, "")).split(";")[0] if name == "content-type"
+                  else str(r.get(name, "")) for name in show]
+        return str(r["status"]) + (f"[{' '.join(values)}]" if any(values) else "")
+    statuses = ",".join(one(r) for r in result["responses"]) or "-"
     return f"{statuses} {result['end']}"
 
 
@@ -582,12 +701,12 @@ def run(names, cases, idle, exe=None):
     return results
 
 
-def table(names, cases, results, only_diff):
+def table(names, cases, results, only_diff, show=()):
     others = [n for n in names if n != "flashplug" and n in results]
     cols = [n for n in names if n in results]
     rows = ["| case | " + " | ".join(cols) + " | Δ |", "|---" * (len(cols) + 2) + "|"]
     for case_id, _, _ in cases:
-        cells = {n: cell(results[n].get(case_id)) for n in cols}
+        cells = {n: cell(results[n].get(case_id), show) for n in cols}
         mark = ""
         if "flashplug" in cells and others:
             differ = [n for n in others if cells[n] != cells["flashplug"]]
@@ -608,6 +727,9 @@ def main(argv=None):
     p.add_argument("--diff", action="store_true", help="show only rows where flashplug differs")
     p.add_argument("--json", help="also write every response's key fields to this file")
     p.add_argument("--exe", help="a flashplug executable to test instead of this tree's")
+    p.add_argument("--show", default="",
+                   help="comma-separated fields whose values join each status in the table "
+                        "(of " + ", ".join(KEY_FIELDS) + ")")
     args = p.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
     unknown = set(names) - set(SERVERS)
@@ -616,7 +738,10 @@ def main(argv=None):
                 + ", ".join(SERVERS))
     cases = [c for c in CORPUS if c[0].startswith(args.only)]
     results = run(names, cases, args.idle, args.exe)
-    print(table(names, cases, results, args.diff))
+    show = [f.strip().lower() for f in args.show.split(",") if f.strip()]
+    if set(show) - set(KEY_FIELDS):
+        p.error("--show takes fields of " + ", ".join(KEY_FIELDS))
+    print(table(names, cases, results, args.diff, show))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

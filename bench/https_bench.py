@@ -16,9 +16,13 @@ after), each server under ``taskset -c 0`` and wrk under ``taskset -c 1``:
   first resumes it (a PSK and a fresh X25519 exchange, no certificate);
 * ``1m``: a 1 MiB file over keep-alive connections (8 of them).
 
-``--floor`` adds ``bench/floor_https.py`` (uvloop's TLS transport and a
-prebuilt 1 KiB answer, no HTTP work) to the first three points: what a
-Python server can reach with the TLS tools Python has.
+``--floor`` adds two floors to the first three points, what a Python
+server can reach with the TLS tools Python has, answering each request
+head with a prebuilt 1 KiB response and doing no HTTP work:
+``bench/floor_https.py`` (``floor``: uvloop's own TLS transport) and
+``bench/floor_https_bio.py`` (``floor-bio``: flashplug's design, an
+``ssl.SSLObject`` over memory BIOs on ``add_reader``).  ``--only 1k,...``
+measures some points only.
 
 Both clients negotiate TLS 1.3, X25519 and TLS_AES_256_GCM_SHA384 with
 both servers, and both servers send two session tickets per handshake.  Prints a Markdown table of requests/s,
@@ -157,16 +161,16 @@ def start(cmd, port):
     return proc
 
 
-def measure(servers, duration, rounds):
+def measure(servers, duration, rounds, points=POINTS):
     """Every point on every server, the servers taking turns for ``rounds``
     rounds (a busy machine's load shifts between runs: each server sees
     the same shifts); each keeps the median of its requests/s and, apart,
     of its CPU time per request."""
-    runs = {name: {point: [] for point, *_ in POINTS} for name in servers}
-    for point, path, conns, extra in POINTS:
+    runs = {name: {point: [] for point, *_ in points} for name in servers}
+    for point, path, conns, extra in points:
         for _ in range(rounds):
             for name, (proc, port) in servers.items():
-                if name == "floor" and point == "1m":
+                if name.startswith("floor") and point == "1m":
                     continue   # its one answer is the 1 KiB file
                 wrk(port, path, conns, extra, min(2, duration), proc.pid)   # warm-up
                 result = wrk(port, path, conns, extra, duration, proc.pid)
@@ -186,8 +190,10 @@ def main():
     ap.add_argument("--duration", type=int, default=5, help="seconds per point (default 5)")
     ap.add_argument("--rounds", type=int, default=1, help="turns per point, median kept (default 1)")
     ap.add_argument("--floor", action="store_true",
-                    help="also measure bench/floor_https.py (uvloop's TLS transport and a "
+                    help="also measure bench/floor_https.py and bench/floor_https_bio.py (a "
                          "prebuilt answer, no HTTP work): what a Python server can reach")
+    ap.add_argument("--only", default=",".join(p[0] for p in POINTS),
+                    help="the points to measure (default: all)")
     ap.add_argument("--baseline", metavar="EXE",
                     help="also measure this flashplug executable (another checkout's venv) as "
                          "flashplug-before, in the same interleaved run")
@@ -204,11 +210,13 @@ def main():
         (root / "1k.bin").write_bytes(os.urandom(1024))
         (root / "1m.bin").write_bytes(os.urandom(1024 * 1024))
         cert, key = make_cert(tmp)
-        ports = {name: free_port() for name in ("nginx", "flashplug-before", "flashplug", "floor")}
+        ports = {name: free_port() for name in ("nginx", "flashplug-before", "flashplug", "floor",
+                                                "floor-bio")}
         commands = {"nginx": nginx_command(tmp, root, ports["nginx"], cert, key)}
         if args.floor:   # the 1 KiB answer; its 1m point sends 1 KiB too, so it is left out
-            commands["floor"] = [sys.executable, str(Path(__file__).with_name("floor_https.py")),
-                                 str(ports["floor"]), str(cert), str(key), str(root / "1k.bin")]
+            for name, script in (("floor", "floor_https.py"), ("floor-bio", "floor_https_bio.py")):
+                commands[name] = [sys.executable, str(Path(__file__).with_name(script)),
+                                  str(ports[name]), str(cert), str(key), str(root / "1k.bin")]
         if args.baseline:   # its own executable, the same arguments
             commands["flashplug-before"] = [args.baseline] + flashplug_command(
                 root, ports["flashplug-before"], cert, key)[3:]
@@ -216,7 +224,9 @@ def main():
         try:
             for name, cmd in commands.items():
                 servers[name] = (start(cmd, ports[name]), ports[name])
-            results = measure(servers, args.duration, args.rounds)
+            only = args.only.split(",")
+            results = measure(servers, args.duration, args.rounds,
+                              [p for p in POINTS if p[0] in only])
         finally:
             for proc, _ in servers.values():
                 proc.send_signal(signal.SIGTERM)
@@ -228,10 +238,12 @@ def main():
     print("| point | server | req/s | req/s ratio to nginx | CPU us/req | nginx CPU / its CPU |")
     print("|---|---|---|---|---|---|")
     for point, *_ in POINTS:
+        if point not in results["nginx"]:
+            continue
         a, ca, _ = results["nginx"][point]
         print(f"| {point} | nginx | {a:,.0f} | | {ca:.1f} | |")
         for name in ours:
-            if name == "floor" and point == "1m":
+            if name.startswith("floor") and point == "1m" or point not in results[name]:
                 continue
             b, cb, _ = results[name][point]
             print(f"| {point} | {name} | {b:,.0f} | {b / a if a else 0:.2f}x | {cb:.1f} "

@@ -13,7 +13,14 @@ the kernel's path for a plugin handler), ``php`` (hello over php-fpm,
 4 children), ``proxy`` (1 KiB from an nginx upstream), ``a-1k`` (a cached
 1 KiB file), ``tls-1k`` (that file over HTTPS, keep-alive, TLS 1.3,
 an ECDSA certificate from ``trustme``), ``tls-new`` (a new connection
-with a full TLS 1.3 handshake per request, 50 at a time)::
+with a full TLS 1.3 handshake per request, 50 at a time), and two of
+workload (r-zipf), whose heads come from ``bench/heads_client.py`` (the
+1,000 clients of ``bench/traffic.py`` over ``bench/docroot.py``'s 10,000
+files, 64 connections, ``--cache-valid 3600`` so that no sweep or stale
+entry depends on how slowly callgrind runs): ``zipf`` (r-zipf's mix, every
+file loaded in the warm-up: the cost of a hit) and ``miss`` (each request
+a file never asked for: the cost of a first load through a helper).
+Their warm-up runs with callgrind's instrumentation off::
 
     python bench/instructions.py --exe before=/path/to/old/.venv/bin/flashplug \\
         --exe after=.venv/bin/flashplug --only php,proxy
@@ -24,9 +31,11 @@ a request under callgrind costs about 50 times its usual CPU time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,7 +47,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from fcgi_backends import start_php_fpm, stop  # noqa: E402
 
-WORKLOADS = ("trivial", "php", "proxy", "a-1k", "tls-1k", "tls-new")
+import docroot  # noqa: E402
+import heads_client  # noqa: E402
+
+WORKLOADS = ("trivial", "php", "proxy", "a-1k", "tls-1k", "tls-new", "zipf", "miss")
+ZIPF_WORKLOADS = ("zipf", "miss")
+ZIPF_CONNECTIONS = 64
+# A folder to keep each zipf/miss dump in (--keep), for callgrind_annotate.
+KEEP = None
 WARMUP = 300
 # tls-new opens this many connections at once, one request each.
 NEW_BATCH = 50
@@ -88,6 +104,50 @@ def tls_options(tmp):
     leaf.private_key_pem.write_to_path(str(key))
     key.chmod(0o600)
     return ["--tls-cert", str(cert), "--tls-key", str(key)]
+
+
+def zipf_docroot(base):
+    """The 10,000-file set of workload (b) and its Zipf sample, written once
+    per run into ``base`` (no disk set: nothing here reads it)."""
+    if not (base / "zipf-paths.txt").exists():
+        docroot.generate(base, n_disk=0)
+    return base
+
+
+def count_heads(exe, workload, tmp, zipf_base, n):
+    """Instructions per request of ``exe`` on a workload of
+    ``heads_client`` (``zipf`` or ``miss``)."""
+    port = free_port()
+    out = tmp / f"callgrind.{workload}.out"
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         exe, "serve", str(zipf_base / "root"), "--port", str(port), "--access-log", "off",
+         "--arch", "amped", "--workers", "1", "--keepalive-timeout", "300",
+         "--cache-valid", "3600"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 120)
+        warm, measured = heads_client.zipf_plan(workload, port, zipf_base / "zipf-paths.txt", n)
+        heads_client.send(port, warm, ZIPF_CONNECTIONS)
+        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], capture_output=True,
+                       check=True)
+        subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True,
+                       check=True)
+        codes = heads_client.send(port, measured, ZIPF_CONNECTIONS)
+        if codes != {"200": n}:
+            raise SystemExit(f"{workload}: answered {dict(codes)}, expected {n} x 200")
+        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True,
+                       check=True)
+        time.sleep(1)
+        dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
+        if KEEP:
+            shutil.copy(dump, Path(KEEP) / f"callgrind.{workload}.{Path(os.path.abspath(exe)).parts[-4]}")
+        with open(dump) as f:
+            total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
+        return total / n
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def count(exe, workload, tmp, n, connections):
@@ -157,13 +217,31 @@ def main():
     p.add_argument("--only", default=",".join(WORKLOADS))
     p.add_argument("-n", type=int, default=2000, help="measured requests")
     p.add_argument("-c", type=int, default=4, help="connections")
+    p.add_argument("--keep", metavar="DIR", help="keep the zipf and miss workloads' dumps "
+                   "in DIR (callgrind.WORKLOAD.CHECKOUT)")
     args = p.parse_args()
+    global KEEP
+    KEEP = args.keep
     exes = [e.split("=", 1) for e in args.exe or
             [f"HEAD={Path(sys.executable).parent / 'flashplug'}"]]
     print(f"{'workload':10} " + " ".join(f"{name:>12}" for name, _ in exes))
+    with contextlib.ExitStack() as stack:
+        zipf_base = None
+        if set(args.only.split(",")) & set(ZIPF_WORKLOADS):
+            zipf_base = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="flashplug-instr-zipf-")))
+            zipf_docroot(zipf_base)
+        run_all(args, exes, zipf_base)
+
+
+def run_all(args, exes, zipf_base):
     for workload in args.only.split(","):
         counts = []
         for _, exe in exes:
+            if workload in ZIPF_WORKLOADS:
+                with tempfile.TemporaryDirectory(prefix="flashplug-instr-") as d:
+                    counts.append(count_heads(exe, workload, Path(d), zipf_base, args.n))
+                continue
             with tempfile.TemporaryDirectory(prefix="flashplug-instr-") as d:
                 tmp = Path(d)
                 tmp.chmod(0o755)      # nginx's worker (nobody) reads the root

@@ -48,3 +48,19 @@ def test_rows_are_marked_where_flashplug_differs():
     assert marks == ["", "*", "~"]
     only = h1.table(["flashplug", "nginx", "apache"], cases, results, only_diff=True)
     assert len(only.splitlines()) == 4
+
+
+def test_a_chunked_body_is_read_chunk_by_chunk():
+    # "0" CRLF CRLF inside a chunk's data is no last chunk.
+    data = (b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"d\r\nlen 7500\r\n\r\n0\r\n0\r\nX-T: 1\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert [r["status"] for r in h1.parse_responses(data, head=False)] == [206, 200]
+
+
+def test_a_case_may_be_cut_into_segments_and_cells_show_fields():
+    assert any(isinstance(data, tuple) for _, data, _ in h1.CORPUS)
+    result = {"responses": [{"status": 206, "content-range": "bytes 0-1/9",
+                             "content-type": "text/plain; charset=utf-8"}], "end": "O"}
+    assert h1.cell(result) == "206 O"
+    assert h1.cell(result, ["content-range", "content-type"]) == "206[bytes 0-1/9 text/plain] O"

@@ -414,3 +414,68 @@ def test_every_round_target_takes_the_lowest_round_by_round_ratio():
     line = next(t for t in report.targets(res) if t.startswith("| 1 MiB, 16 connections"))
     # The medians (120 vs 100) would pass; the third round does not.
     assert "lowest round 0.90x (rounds 1.20x, 2.60x, 0.90x)" in line and line.endswith("| no |")
+
+
+def test_zipf_plan_warms_every_measured_file_and_each_client_twice(tmp_path):
+    import heads_client
+    import traffic
+    base = tmp_path
+    (base / "root" / "set").mkdir(parents=True)
+    for i in range(400):
+        (base / "root" / "set" / f"{i:05d}.bin").write_bytes(b"x")
+    (base / "zipf-paths.txt").write_text("".join(f"/set/{i % 50:05d}.bin\n" for i in range(1000)))
+    warm, measured = heads_client.zipf_plan("zipf", 8080, base / "zipf-paths.txt", 300)
+    again = heads_client.zipf_plan("zipf", 8080, base / "zipf-paths.txt", 300)
+    assert (warm, measured) == again and len(measured) == 300     # the same bytes each time
+
+    def target(head):
+        return head.split(b" ", 2)[1]
+    assert {target(h) for h in measured} <= {target(h) for h in warm}
+    assert len(warm) >= 2 * traffic.N_CLIENTS
+    assert all(h.endswith(b"\r\n\r\n") and b"Host: 127.0.0.1:8080\r\n" in h for h in warm + measured)
+    warm, measured = heads_client.zipf_plan("miss", 8080, base / "zipf-paths.txt", 150)
+    assert len({target(h) for h in measured}) == 150                # each file once
+    assert not {target(h) for h in measured} & {target(h) for h in warm}
+
+
+def test_heads_client_reads_each_response_by_its_length():
+    import socket
+    import threading
+
+    import heads_client
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve():
+        for _ in range(2):
+            conn, _ = listener.accept()
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    def answer(conn):
+        buf = b""
+        while True:
+            data = conn.recv(4096)
+            if not data:
+                conn.close()
+                return
+            buf += data
+            while b"\r\n\r\n" in buf:
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                body = head.split(b" ")[1] * 5000
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    threading.Thread(target=serve, daemon=True).start()
+    heads = [b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(50)]
+    assert heads_client.send(port, heads, 2, timeout=30) == {"200": 50}
+    listener.close()
+
+
+def test_strace_summary_is_read_by_name():
+    import syscalls
+    text = """% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 40.00    0.000400           2       200        10 newfstatat
+ 60.00    0.000600           3       100           recvfrom
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.001000           3       300        10 total
+"""
+    assert syscalls.parse_summary(text) == {"newfstatat": 200, "recvfrom": 100}

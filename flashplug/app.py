@@ -220,6 +220,11 @@ class App:
         self.sender = FileSender(self, probe=config.arch == "amped")
         # TLS: the worker's certificates (flashplug.tls), replaced on SIGHUP.
         self.certificates = getattr(config, "certificates", None)
+        # The 421 check of a request's host (flashplug.misdirect), made by
+        # the drivers once per request before its site is chosen: None, as
+        # nothing is checked but on a connection whose certificate may be
+        # asked for a name another one covers (its view of the App has one).
+        self.misdirect = None
         # HTTP/2 (flashplug.h2conn): offered by ALPN over TLS, and by prior
         # knowledge on a plain port with --h2c.
         self.h2_tls = self.certificates is not None and config.get("http2", True)
@@ -258,7 +263,11 @@ class App:
         def run(request, response):
             hook(request=request, response=response)
             try:
-                check_headers(response.headers)
+                # The whole response, not its fields alone: the hook may
+                # have set a status or a body, or a Content-Length that
+                # the body does not have (sent, its extra bytes would be
+                # read as the next response).
+                check_response(response, owner)
             except ResponseMistake as mistake:
                 mistake.owner = owner
                 raise
@@ -303,7 +312,7 @@ class App:
                 return await self.run_handler(handler, request)
             return await site.static.handle(request)
         except HTTPError as e:
-            return await self.error_answer(request, e.status, e.message, e.headers, e.close)
+            return await self.http_error_answer(request, e)
 
     def run_handler(self, handler, request):
         """Awaitable: a plugin handler's Response, checked at the API
@@ -316,6 +325,16 @@ class App:
         if known is not None and known[0] is handler:
             return self.checked(request, handler(request), known[1])
         owner = self.owner_text(handler)
+        if inspect.iscoroutine(handler):
+            # flashplug_route_request returned handler(request), not handler.
+            code = handler.cr_code
+            handler.close()     # (never awaited: no warning for it)
+            plugin = plugin_mod.plugin_for_module(self.pm, getattr(
+                inspect.getmodule(code), "__name__", "") or "")
+            return self.mistake_answer(request, ResponseMistake(
+                f"gave the coroutine of {code.co_name!r} where a handler was due; return "
+                f"the async def itself, not its call", f"plugin {plugin!r}" if plugin
+                else owner))
         if not is_async_handler(handler):
             return self.mistake_answer(request, ResponseMistake(
                 f"handler {getattr(handler, '__qualname__', handler)!r} is not an async "
@@ -375,10 +394,40 @@ class App:
     async def failure_answer(self, request, exc):
         """A 500 for an exception a handler raised; the server goes on."""
         if isinstance(exc, HTTPError):
-            return await self.error_answer(request, exc.status, exc.message, exc.headers,
-                                           exc.close)
+            return await self.http_error_answer(request, exc)
         self.log_plugin_error(exc, request)
         return await self.error_answer(request, 500, "Internal Server Error")
+
+    async def http_error_answer(self, request, exc):
+        """The error page of an HTTPError a handler raised, once its
+        status and fields are found fit to send: a plugin's HTTPError(100)
+        would be a final answer the client takes for an interim one, a
+        Content-Length of its own would frame the page wrong (its bytes
+        read as the next response), so either is a logged 500."""
+        status = exc.status
+        try:
+            if type(status) is not int or not 200 <= status <= 599:
+                raise ResponseMistake(f"raised HTTPError with status {status!r}, not an int "
+                                      f"from 200 to 599")
+            if check_headers(exc.headers) is not None:
+                raise ResponseMistake("raised HTTPError with a Content-Length field: the "
+                                      "error page's length is the server's to state")
+        except ResponseMistake as mistake:
+            mistake.owner = self._plugin_of(exc)
+            self.log_plugin_error(mistake, request)
+            return await self.error_answer(request, 500, "Internal Server Error")
+        return await self.error_answer(request, status, exc.message, exc.headers, exc.close)
+
+    def _plugin_of(self, exc):
+        """``"plugin 'NAME'"`` for the plugin whose code raised ``exc``
+        last, or ``"the server"``."""
+        plugin = None
+        tb = exc.__traceback__
+        while tb is not None:
+            plugin = plugin_mod.plugin_for_module(
+                self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
+            tb = tb.tb_next
+        return f"plugin {plugin!r}" if plugin else "the server"
 
     def log_plugin_error(self, exc, request):
         what = f"{request.method} {request.target}" if request is not None else "a request"
@@ -386,13 +435,7 @@ class App:
             log.error("%s gave an invalid response to %s: %s", exc.owner or "a plugin",
                       what, exc)
             return
-        plugin = None
-        tb = exc.__traceback__
-        while tb is not None:
-            plugin = plugin_mod.plugin_for_module(
-                self.pm, tb.tb_frame.f_globals.get("__name__", "")) or plugin
-            tb = tb.tb_next
-        where = f"plugin {plugin!r}" if plugin else "the server"
+        where = self._plugin_of(exc)
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         at = f" at {last[0].filename}:{last[0].lineno}" if last else ""
         log.error("%s failed while serving %s: %s: %s%s", where, what,
@@ -451,7 +494,9 @@ class App:
             content_type, body = default_page(status, message)
             response = Response(status, [("Content-Type", content_type)], body)
         response.status = status
-        response.headers.extend(headers)
+        if headers:
+            response.headers.extend(headers)
+            response._block = None      # the check's lines are not these
         response.close = close or response.close
         return response
 

@@ -22,7 +22,7 @@ What ``mt``'s threads share, and how:
 * the file cache (``LockedFileCache``): its LRU and budget, and each
   entry's send count (``retain``/``release``), under one lock, so a
   descriptor is closed only when no thread still sends from it;
-* ``by_target``: a dict whose single get/set/clear calls
+* ``by_target``: a ``Memo``, whose dict's single get/set/clear calls
   are atomic under the GIL; an entry found there is checked (``dead``) and
   retained under the cache lock before it is sent from;
 * ``Stats`` and the access log: under one lock (``LockedStats``, the

@@ -48,6 +48,7 @@ from collections import OrderedDict
 from flashplug.cache import FileEntry, NotRegular, ident_of, load_entry, open_regular
 from flashplug.http.encoding import IDENTITY, choose
 from flashplug.http.mime import is_textual
+from flashplug.memo import Memo
 
 try:
     import brotli
@@ -228,7 +229,7 @@ class Compression:
         self.cache = cache
         self.tag = tag
         self.making = {}        # key -> the helper's future, while it compresses
-        self.choices = {}       # (Accept-Encoding, offered codings) -> choose()
+        self.choices = Memo(CHOICES_MAX)   # (Accept-Encoding, offered codings) -> choose()
 
     @property
     def active(self):
@@ -292,13 +293,11 @@ class Compression:
         ``make``, or None when nothing acceptable exists (a 406)."""
         variants = entry.variants
         key = (accept, tuple(variants))
-        coding = self.choices.get(key, _UNKNOWN)
+        coding = self.choices.data.get(key, _UNKNOWN)
         if coding is _UNKNOWN:
             # Clients send a handful of distinct fields: remember each
             # answer (bounded, as fields come from requests).
-            if len(self.choices) >= CHOICES_MAX:
-                self.choices.clear()
-            coding = self.choices[key] = choose(accept, variants)
+            coding = self.choices.put(key, choose(accept, variants))
         if coding is None or coding == IDENTITY:
             return entry if coding is not None else None
         variant = variants[coding]

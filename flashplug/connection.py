@@ -151,7 +151,7 @@ class Connection(H1Protocol, RequestCycle):
                     self.feed(data, now)
                 return
             static = self.app.static
-            found = static.known_heads.get(data)
+            found = static.known_heads.data.get(data)
             shape = None
             if found is not None:
                 if self._answer_known(*found, data):
@@ -165,11 +165,11 @@ class Connection(H1Protocol, RequestCycle):
                 return
             else:
                 shape = known_key(data)
-                known = None if shape is None else static.known_shapes.get(shape[0])
+                known = None if shape is None else static.known_shapes.data.get(shape[0])
                 if known is not None and self._answer_known(known, shape[1], shape[2], data):
                     self.app.stats.heads_shaped += 1
                     if static.seen_before(data):
-                        static.remember_head(data, (known, shape[1], shape[2]))
+                        static.known_heads.put(data, (known, shape[1], shape[2]))
                     return
             self.m_answer = None
             self.feed(data, now)
@@ -201,7 +201,7 @@ class Connection(H1Protocol, RequestCycle):
         if transport.zero_copy:
             h2 = _RECV_BUFFER.startswith(b"PRI", 0, n)
         else:
-            h2 = transport.tls.selected_alpn_protocol() == "h2"
+            h2 = transport.alpn == "h2"
             self.app = checked_view(self.app, transport)   # (421 Misdirected Request)
         if h2:
             self._hand_over(bytes(_RECV_VIEW[:n]))
@@ -236,7 +236,7 @@ class Connection(H1Protocol, RequestCycle):
         # One message exactly: a plain GET/HEAD has no body, so its head's
         # blank line is the end of the message, and there is only one.
         if static.seen_before(shape) and data.count(b"\r\n\r\n") == 1:
-            static.remember_shape(shape, KnownHead(*answer))
+            static.known_shapes.put(shape, KnownHead(*answer))
 
     def _on_eof(self):
         self.eof = True

@@ -36,6 +36,7 @@ from flashplug.framing import (send_now, send_response, status_line, write_entry
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.conditionals import evaluate
 from flashplug.http.dates import depends_on_year
+from flashplug.http.framing import FRAMING_FIELDS
 from flashplug.http.h1 import PAUSE_PIPELINE, PAUSE_REVALIDATE, PAUSE_UPGRADE
 from flashplug.http.h1_checks import keep_alive as _keep_alive
 from flashplug.http.h1_checks import valid_host as _valid_host
@@ -56,7 +57,7 @@ SESSION_SLOTS = (
     "dispatching", "out_bytes", "scheme", "m_url", "m_headers", "m_head_bytes", "m_hosts",
     "m_noted", "m_request", "m_body", "m_connection", "m_host", "m_answer", "m_open",
     "m_site", "m_chunks", "m_overhead", "m_sizes", "m_rate_start", "m_rate_base",
-    "upgrade_rest", "uncached", "last_asked", "m_whole", "m_known")
+    "upgrade_rest", "uncached", "last_asked", "m_whole", "m_known", "m_held")
 
 
 def init_session(conn, app, peer, local, now):
@@ -98,6 +99,7 @@ def init_session(conn, app, peer, local, now):
     conn.m_sizes = None          # a chunked body's ChunkSizes (flashplug.http.chunks)
     conn.uncached = None         # the head being parsed, when _not_cached said so
     conn.m_whole = None          # the head being parsed, when it came whole (known_requests)
+    conn.m_held = None           # a request line's first bytes, until it ends (h1._line_whole)
     conn._reset_message()
 
 
@@ -150,8 +152,9 @@ class ErrorItem:
         self.method = method if method is not None or line is None else line[0]
 
 
-# Fields an interim response may not carry (Request.send_interim).
-_NOT_INTERIM = frozenset(("content-length", "transfer-encoding", "connection"))
+# Fields an interim response may not carry (Request.send_interim): a 1xx
+# has no content to frame, and ends no connection.
+_NOT_INTERIM = FRAMING_FIELDS | {"connection"}
 
 
 class RequestCycle:
@@ -175,7 +178,7 @@ class RequestCycle:
         without parsing them.  False: the cache has no entry for the path,
         so the request takes the full path."""
         static = known.site.static
-        entry = static.by_target.get(path)
+        entry = static.by_target.data.get(path)
         if entry is None or entry.dead or entry.vary:
             # (A negotiated file's head is never remembered, but the file
             # may have become one since: its answer needs the parse.)
@@ -245,7 +248,7 @@ class RequestCycle:
         start = head.find(b" ") + 1
         end = head.find(b" ", start)
         return start > 0 and end > 0 and \
-            target_key(head[start:end]) not in app.default_site.static.by_target
+            target_key(head[start:end]) not in app.default_site.static.by_target.data
 
     def _target_entry(self, method, version, target, host):
         """The quickest path's test: the fresh cache entry a plain GET/HEAD
@@ -520,6 +523,11 @@ class RequestCycle:
         except ResponseMistake as mistake:
             response = await app.mistaken(request, response, mistake, owner)
         except Exception as exc:  # noqa: BLE001 - one request fails, not the server
+            response = await app.failure_answer(request, exc)
+        except SystemExit as exc:
+            # A plugin's sys.exit() (a command-line helper called from a
+            # handler) fails its request too: out of a task it would end
+            # the event loop, and the worker with every connection on it.
             response = await app.failure_answer(request, exc)
         if self.closed:
             await _close_stream(response)

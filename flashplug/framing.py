@@ -13,7 +13,7 @@ import socket
 
 from flashplug.http.framing import FRAMING_FIELDS, SERVER_FIELDS, must_be_empty
 from flashplug.http.status import reason
-from flashplug.http.validate import ResponseMistake, known_block
+from flashplug.http.validate import ResponseMistake
 from flashplug.static import FileBody
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -123,8 +123,18 @@ async def send_response(conn, request, response, force_close=False, method=None)
         return response, 0
     if stream is not None:
         conn.write(head)
-        return response, await _send_stream(conn, stream, chunked)
+        length = None if chunked else _declared_length(response.headers)
+        return response, await _send_stream(conn, stream, chunked, length)
     return response, _write_whole(conn, head, response.body)
+
+
+def _declared_length(headers):
+    """The Content-Length a streamed response states (checked to be one
+    number), or None."""
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return int(value)
+    return None
 
 
 def send_now(conn, request, response):
@@ -170,8 +180,9 @@ def _head(conn, request, response, force_close, method=None):
     body = response.body
     stream = response.stream
     # A list of fields checked before (a handler's usual answer) comes
-    # with its lines written already; else they are written here.
-    block = known_block(response.headers)
+    # with its lines written already (found by the check:
+    # Response._block); else they are written here.
+    block = response._block
     if block is not None and not (empty and block.has_length):
         encoded, has_length = block.lines, block.has_length
     else:
@@ -251,7 +262,13 @@ async def _switch_protocols(conn, response):
     return await conn.tunnel(response.upgrade)
 
 
-async def _send_stream(conn, stream, chunked):
+async def _send_stream(conn, stream, chunked, length=None):
+    """Write ``stream``'s chunks; ``length`` is the Content-Length the head
+    stated.  The body ends where that length says: a byte past it would be
+    read by the client as the start of the next response (a plugin's
+    stream could answer for the request after it), and a body that ends
+    short leaves the client waiting for the rest, so either cuts the
+    response off and closes the connection."""
     sent = 0
     try:
         async for chunk in stream:
@@ -259,6 +276,12 @@ async def _send_stream(conn, stream, chunked):
                 continue
             if conn.closed:
                 raise ConnectionError("client went away")
+            if length is not None and len(chunk) > length - sent:
+                conn.write(chunk[:length - sent])
+                sent = length
+                raise ResponseMistake(
+                    f"{getattr(stream, 'owner', 'a plugin')} streamed more than its "
+                    f"Content-Length of {length} bytes; the response was cut off there")
             if chunked:
                 conn.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
             else:
@@ -268,6 +291,10 @@ async def _send_stream(conn, stream, chunked):
                 await conn.drain()
         if chunked:
             conn.write(b"0\r\n\r\n")
+        elif length is not None and sent < length:
+            raise ResponseMistake(
+                f"{getattr(stream, 'owner', 'a plugin')} ended its stream after {sent} of "
+                f"its Content-Length of {length} bytes; the response was cut off")
     except BaseException as exc:   # (a cancel too: the connection dropped)
         exc.bytes_sent = sent   # for the access-log line of a cut-off response
         raise

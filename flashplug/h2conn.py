@@ -258,7 +258,10 @@ class H2Connection(H2Output):
             app, (self.peer_addr, self.peer_port), headers)
         request.server_addr = self.local_addr
         request.server_port = self.local_port
-        # The site by the request's host (:authority, else Host), as over HTTP/1.1.
+        # The site by the request's host (:authority, else Host), as over
+        # HTTP/1.1, after the same 421 check.
+        if app.misdirect is not None:
+            app.misdirect(request.host)
         request.server = app.default_site.facade if app.sites is None \
             else app.sites.choose(request.host).facade
         request.scheme = self.scheme

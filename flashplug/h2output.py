@@ -30,6 +30,7 @@ from h2.errors import ErrorCodes
 
 from flashplug.framing import STREAM_HIGH_WATER
 from flashplug.http.h1_checks import expects_continue
+from flashplug.memo import Memo
 from flashplug.residency import OFFLOAD, READ_CHUNK, WINDOW, FileRange, read_in
 
 log = logging.getLogger("flashplug.connection")
@@ -49,19 +50,16 @@ class ResponseEncoder(hpack.Encoder):
     of an answer from the cache.  A table size change the client asks for
     is still signalled first (RFC 7541 §4.2)."""
 
-    blocks = {}
-    BLOCKS_MAX = 1024
+    blocks = Memo(1024)     # a header list (tuple) -> its block, for every connection
 
     def encode(self, headers, huffman=True):
         if self.header_table.resized:
             return super().encode([(n, v, True) for n, v in headers], huffman)
         key = tuple(headers)
-        block = self.blocks.get(key)
+        block = self.blocks.data.get(key)
         if block is None:
-            block = super().encode([(n, v, True) for n, v in headers], huffman)
-            if len(self.blocks) >= self.BLOCKS_MAX:
-                self.blocks.clear()
-            self.blocks[key] = block
+            block = self.blocks.put(key, super().encode([(n, v, True) for n, v in headers],
+                                                        huffman))
         return block
 
 

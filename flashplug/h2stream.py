@@ -26,6 +26,7 @@ from h2.errors import ErrorCodes
 from flashplug.cycle import RequestCycle
 from flashplug.framing import STREAM_HIGH_WATER
 from flashplug.http.h2_checks import response_fields
+from flashplug.memo import Memo
 from flashplug.residency import FileRange
 
 log = logging.getLogger("flashplug.connection")
@@ -35,8 +36,7 @@ MAX_RESPONSE_HEAD = 64 * 1024
 # Heads translated lately (bytes -> (status, fields)): a file asked for
 # again within the same second has the same head, Date line included, so
 # the translation is done once.  Emptied when full.
-_FIELDS_BY_HEAD = {}
-_FIELDS_BY_HEAD_MAX = 512
+_FIELDS_BY_HEAD = Memo(512)
 
 
 class H2Stream(RequestCycle):
@@ -106,16 +106,13 @@ class H2Stream(RequestCycle):
                         self._refuse("response head too long")
                     return
                 key = bytes(head[:end + 4])
-                known = _FIELDS_BY_HEAD.get(key)
+                known = _FIELDS_BY_HEAD.data.get(key)
                 if known is None:
                     try:
-                        known = response_fields(key)
+                        known = _FIELDS_BY_HEAD.put(key, response_fields(key))
                     except ValueError as e:
                         self._refuse(e)
                         return
-                    if len(_FIELDS_BY_HEAD) >= _FIELDS_BY_HEAD_MAX:
-                        _FIELDS_BY_HEAD.clear()
-                    _FIELDS_BY_HEAD[key] = known
                 status, fields = known
                 fields = fields.copy()
                 del head[:end + 4]

@@ -187,8 +187,9 @@ def flashplug_route_request(request):
 
     :param request: the :class:`flashplug.Request`.
     :return: an ``async def handler(request) -> Response`` to handle it, or
-        None to pass.  A plain ``def`` handler is a mistake: the client gets
-        a 500 and the error log names the plugin.
+        None to pass (the handler itself, not ``handler(request)``).  A plain
+        ``def`` handler, or its call, is a mistake: the client gets a 500 and
+        the error log names the plugin.
     """
 
 
@@ -217,10 +218,11 @@ def flashplug_response_headers(request, response):
     Called for every response that goes through the kernel's framing (not
     for raw NPH responses), static or dynamic, including errors.  Modify
     ``response.headers`` (a list of ``(name, value)`` pairs of ``str``) in
-    place.  The headers are checked afterwards: a field the kernel refuses
-    (a CR, LF or NUL in a value, a name that is no token) turns the
-    response into a 500, and the error log names the plugins implementing
-    this hook.
+    place.  The response is checked afterwards as a handler's is: a field
+    the kernel refuses (a CR, LF or NUL in a value, a name that is no
+    token), a status or body set wrong, or a ``Content-Length`` the body
+    does not have turns it into a 500, and the error log names the plugins
+    implementing this hook.
 
     :param request: the :class:`flashplug.Request`.
     :param response: the :class:`flashplug.Response` about to be sent.

@@ -10,17 +10,23 @@ that cover each other's names, that cannot happen: nothing is checked.
 Otherwise ``Certificates.checked`` names the certificates whose
 connections can be misdirected, and only those connections (found once,
 after the handshake) see the App through a checked view, one per such
-certificate: the App's own attributes (its ``__dict__``, shared), but its
-``sites`` asks ``Certificates.misdirects`` as it chooses a request's site,
-on the full path (``choose``: 421) and on the cached one (``for_value``,
-once per Host value: a misdirected one takes the full path).  The heads
-the cached path remembers (``known_heads``, ``known_shapes``) include the
-Host line but answer any connection, so the view has its own, filled only
-with heads answered after its check; and no request head is replayed
-(``known_requests``) without its site chosen.  Every other connection runs
-as before, with nothing added per request.
+certificate, with the App's attributes (its ``__dict__``, shared) but
+four of its own.  Its ``misdirect`` is the check: the drivers (``h1.py``,
+``h2conn.py``) call it once per parsed request, where the request's host
+(Host, or the target's authority or ``:authority``) is known, before its
+site is chosen and it is routed; it raises the 421.  The cached paths
+answer a head without parsing it, so each is kept from answering a
+misdirected one: its ``sites.for_value`` (the quickest path's site, by
+the raw Host value) checks once per Host value, and sends a misdirected
+one to the full path; the heads remembered whole (``known_heads``,
+``known_shapes``) include the Host line but answer any connection, so the
+view has its own, filled only with heads answered after the check; and
+no request head is replayed (``known_requests``) without the check.
+Every other connection runs as before: the App's ``misdirect`` is None.
 """
 from flashplug.http.h1_checks import ProtocolError, host_name
+from flashplug.memo import Memo
+
 
 def checked_view(app, transport):
     """The App as ``transport``'s connection must see it: ``app`` itself,
@@ -38,11 +44,18 @@ def checked_view(app, transport):
 def _checked(app, certificates, ctx):
     """A view of ``app`` sharing its attributes (its ``__dict__``: a
     change to the App, such as the Date line each second, shows in the view
-    too), with ``sites``, ``static`` and ``known_requests`` replaced by
-    properties (data descriptors, so they win over the shared ones)."""
+    too), with ``misdirect``, ``sites``, ``static`` and ``known_requests``
+    replaced by properties (data descriptors, so they win over the shared
+    ones)."""
+    def misdirect(host):
+        if certificates.misdirects(ctx, host):
+            raise ProtocolError(421, "Misdirected Request: this connection's certificate "
+                                     f"is not for {host}; open a new connection for it")
+
     sites = _CheckedSites(app, certificates, ctx)
     static = _CheckedStatic(app.static)
     cls = type("Checked" + type(app).__name__, (type(app),), {
+        "misdirect": property(lambda self: misdirect),
         "sites": property(lambda self: sites),
         "static": property(lambda self: static),
         "known_requests": property(lambda self: _NO_KNOWN_REQUESTS),
@@ -71,7 +84,8 @@ class _Misdirected:
 
 
 class _CheckedSites:
-    """The App's sites (or its one site) chosen by host, after the check."""
+    """The App's sites (or its one site): the full path's choice as the
+    App's (its request was checked first), the cached path's checked."""
 
     def __init__(self, app, certificates, ctx):
         self._sites = app.sites
@@ -81,9 +95,6 @@ class _CheckedSites:
         self.default = app.default_site
 
     def choose(self, host):
-        if self._certificates.misdirects(self._ctx, host):
-            raise ProtocolError(421, "Misdirected Request: this connection's certificate "
-                                     f"is not for {host}; open a new connection for it")
         return self.default if self._sites is None else self._sites.choose(host)
 
     def for_value(self, value):
@@ -105,18 +116,8 @@ class _CheckedStatic:
 
     def __init__(self, static):
         self._static = static
-        self.known_heads = {}
-        self.known_shapes = {}
-
-    def remember_shape(self, shape, answer):
-        if len(self.known_shapes) >= self._static.target_memory:
-            self.known_shapes.clear()
-        self.known_shapes[shape] = answer
-
-    def remember_head(self, head, found):
-        if len(self.known_heads) >= self._static.target_memory:
-            self.known_heads.clear()
-        self.known_heads[head] = found
+        self.known_heads = Memo(static.target_memory)
+        self.known_shapes = Memo(static.target_memory)
 
     def __getattr__(self, name):
         return getattr(self._static, name)

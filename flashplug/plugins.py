@@ -10,6 +10,7 @@ named by ``--plugins`` stay registered for the rest of the run.
 import functools
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import sys
 import types
@@ -130,11 +131,30 @@ def register(pm, info):
         raise UsageError(f"plugin {info.name!r} ({info.location}): {detail}") from None
 
 
+# The hooks whose result the kernel awaits: an ``async def`` is fine there.
+# Every other hook is called and its result used as it is, so an ``async
+# def`` one gives a coroutine that nobody awaits: its body never runs (a
+# response-headers hook that adds nothing, an error page refused as "not
+# a Response"), with no word of why but Python's "never awaited" warning.
+AWAITED_HOOKS = frozenset({"flashplug_startup", "flashplug_shutdown", "flashplug_directory"})
+
+
 def check_hooks(pm):
-    """Refuse an implementation whose name matches no hook spec."""
+    """Refuse an implementation whose name matches no hook spec, and an
+    ``async def`` one of a hook whose result is not awaited."""
     for name in sorted(vars(pm.hook)):
         caller = getattr(pm.hook, name)
-        if name.startswith("_") or caller.has_spec():
+        if name.startswith("_"):
+            continue
+        if caller.has_spec():
+            if name not in AWAITED_HOOKS:
+                for impl in caller.get_hookimpls():
+                    if inspect.iscoroutinefunction(impl.function) \
+                            or inspect.isasyncgenfunction(impl.function):
+                        raise UsageError(
+                            f"plugin {impl.plugin_name!r}: {name} is an async def, but the "
+                            f"server calls it without await, so its body would never run; "
+                            f"define it with def")
             continue
         for impl in caller.get_hookimpls():
             if not impl.optionalhook:
@@ -177,3 +197,16 @@ def plugin_for_code(pm, obj):
     while isinstance(obj, functools.partial):
         obj = obj.func
     return plugin_for_module(pm, getattr(obj, "__module__", None) or "")
+
+
+def per_config(made, config, make):
+    """``make(config)``, made once for each Config a plugin's hooks are
+    handed (the top-level one, and each ``[[site]]``'s view, with its own
+    options): kept in ``made``, the plugin's dict by ``id(config)``, which
+    its ``flashplug_configure`` empties once per loaded configuration, so
+    that a reused id never finds the last configuration's."""
+    key = id(config)
+    found = made.get(key)
+    if found is None:
+        found = made[key] = make(config)
+    return found

@@ -46,6 +46,7 @@ from flashplug.errors import UsageError
 from flashplug.http.dates import format_http_date
 from flashplug.http.h1_checks import TOKEN
 from flashplug.http.message import Response
+from flashplug.memo import Memo
 from flashplug.routes import Route
 
 #: The config keys this module reads, in the top-level table or a site's
@@ -111,7 +112,7 @@ class Rules:
         self.redirects = redirects          # (RedirectRule, ...)
         self.spa_fallback = spa_fallback    # URL path, or None
         self.www_to_apex = www_to_apex
-        self._memo = {}
+        self._memo = Memo(MEMO_SIZE)
 
     # -- headers -----------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class Rules:
         """The fields the ``[[header]]`` rules give ``path`` and its Expires
         seconds (or None): every matching rule in file order, a later one
         replacing an earlier one's field of the same name."""
-        found = self._memo.get(path)
+        found = self._memo.data.get(path)
         if found is not None:
             return found
         fields = {}
@@ -130,11 +131,7 @@ class Rules:
                     fields[name.lower()] = (name, value)
                 if rule.expires is not None:
                     expires = rule.expires
-        found = (tuple(fields.values()), expires)
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
-        self._memo[path] = found
-        return found
+        return self._memo.put(path, (tuple(fields.values()), expires))
 
     def entry_headers(self, path):
         """Every field a 200 or 304 for the static file at ``path`` gets, as
@@ -167,9 +164,13 @@ class Rules:
                 names = {name.lower() for name, _ in fields} - {"vary"}
                 headers[:] = [h for h in headers if h[0].lower() not in names]
                 headers.extend(fields)
+                response._block = None      # the check's lines are not these
         if self.security:
             present = {name.lower() for name, _ in headers}
-            headers.extend(f for f in self.security if f[0].lower() not in present)
+            missing = [f for f in self.security if f[0].lower() not in present]
+            if missing:
+                headers.extend(missing)
+                response._block = None
 
     # -- redirects and fallbacks ------------------------------------------------------
 

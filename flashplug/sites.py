@@ -32,6 +32,7 @@ import re
 from flashplug.config import At, Config, misplaced
 from flashplug.errors import UsageError
 from flashplug.http.h1_checks import host_name
+from flashplug.memo import Memo
 from flashplug.plugins import owner_of
 
 #: The keys a ``[[site]]`` table may hold.  A feature that is set per site
@@ -239,7 +240,7 @@ class SiteTable:
                 else:
                     self.exact[name] = value
         self.default = default
-        self.by_value = {}
+        self.by_value = Memo(HOST_MEMORY)
 
     def all(self):
         """Each site's value once, the default's included."""
@@ -264,12 +265,10 @@ class SiteTable:
     def for_value(self, value):
         """The site for a raw Host value (bytes, or None when absent): one
         dict lookup for a value seen before."""
-        found = self.by_value.get(value)
+        found = self.by_value.data.get(value)
         if found is None:
-            found = self.choose((host_name(value) or "") if value is not None else "")
-            if len(self.by_value) >= HOST_MEMORY:
-                self.by_value.clear()
-            self.by_value[value] = found
+            found = self.by_value.put(
+                value, self.choose((host_name(value) or "") if value is not None else ""))
         return found
 
 

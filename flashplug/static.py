@@ -16,12 +16,13 @@ import os
 import time
 from urllib.parse import quote
 
-from flashplug.cache import FileEntry, NotRegular, load_entry, still_fresh, still_fresh_all
+from flashplug.cache import FileEntry, IsDirectory, NotRegular, load_entry, still_fresh, still_fresh_all
 from flashplug.compress import Compression
 from flashplug.errors import HTTPError
 from flashplug.http import conditionals, ranges
 from flashplug.http.message import Response
 from flashplug.http.paths import is_hidden
+from flashplug.memo import Memo
 
 ALLOW = "GET, HEAD, OPTIONS"
 # Characters left unescaped when a path is put back into a URL (RFC 3986
@@ -215,18 +216,27 @@ def resolve(docroot, real_root, path, index_names, follow_symlinks, small_max,
         refused = _refusal(fspath, real_root, follow_symlinks, scripts)
         if refused is not None:
             raise HTTPError(refused, "Forbidden" if refused == 403 else "Not Found")
+        if not path.endswith("/"):
+            # A file, most likely: opened straight away, and a directory is
+            # told by the open descriptor's fstat (one stat less per miss
+            # than asking isdir first).  One that cannot be opened (no read
+            # permission, only search) is still a directory to redirect.
+            try:
+                return load_entry(fspath, small_max, compression)
+            except IsDirectory:
+                raise Redirect() from None
+            except PermissionError:
+                if os.path.isdir(fspath):
+                    raise Redirect() from None
+                raise
         if os.path.isdir(fspath):
-            if not path.endswith("/"):
-                raise Redirect()
             for name in index_names:
                 candidate = os.path.join(fspath, name)
                 if os.path.isfile(candidate) and _refusal(
                         candidate, real_root, follow_symlinks, scripts) is None:
                     return load_entry(candidate, small_max, compression)
             raise Directory(fspath)
-        if path.endswith("/"):
-            raise HTTPError(404, "Not Found")  # a file named like a directory
-        return load_entry(fspath, small_max, compression)
+        raise HTTPError(404, "Not Found")  # a file named like a directory, or nothing
     except (FileNotFoundError, NotADirectoryError):
         raise HTTPError(404, "Not Found") from None
     except PermissionError:
@@ -311,12 +321,18 @@ class StaticFiles:
         # None when neither sidecars nor --compress are wanted: a load then
         # looks for no sidecar at all.
         self.compression = compression if compression.active else None
-        self.by_target = {}
-        self.known_heads = {}       # exact request bytes -> (KnownHead, path, target)
-        self.known_shapes = {}      # a head's shape (h1.known_key) -> KnownHead
-        self.heads_seen = set()
+        self.target_memory = memory = max(TARGET_MEMORY, 2 * config.cache_entries)
+        self.by_target = Memo(memory)       # target_key -> FileEntry
+        # Heads answered from the cache, so that the next one skips the
+        # parser: by their shape (h1.known_key, one whole message) ->
+        # KnownHead; and the exact bytes of one of a known shape -> (KnownHead,
+        # path, target), so that a client that repeats its head byte for byte
+        # (a load generator, a browser between cookie changes) skips
+        # known_key too.  Each remembered on its second sight (seen_before).
+        self.known_shapes = Memo(memory)
+        self.known_heads = Memo(memory)
+        self.heads_seen = Memo(memory)      # hash of a head answered from the cache -> True
         self.revalidating = False   # a revalidate_ahead batch is in a helper
-        self.target_memory = max(TARGET_MEMORY, 2 * config.cache_entries)
 
     # -- the cached path -------------------------------------------------------
 
@@ -352,9 +368,7 @@ class StaticFiles:
         the next plain request with the same bytes can skip building a
         Request altogether.  Bounded: cleared when full.
         """
-        if len(self.by_target) >= self.target_memory:
-            self.by_target.clear()
-        self.by_target[target_key(target)] = entry
+        self.by_target.put(target_key(target), entry)
 
     def seen_before(self, head):
         """Were the request bytes or the shape ``head`` answered from the
@@ -365,38 +379,14 @@ class StaticFiles:
         cost more than it saves.  Only hashes are kept here (bounded like
         ``by_target``); a collision merely remembers one a sight early.
         """
-        seen = self.heads_seen
         key = hash(head)     # cached in the bytes object: known_heads hashed it
-        if key in seen:
+        if key in self.heads_seen.data:
             return True
-        if len(seen) >= self.target_memory:
-            seen.clear()
-        seen.add(key)
+        self.heads_seen.put(key, True)
         return False
 
-    def remember_shape(self, shape, answer):
-        """Note that heads of the shape ``shape`` (``h1.known_key``, one
-        whole message) are answered from the cache by ``answer``, a
-        ``KnownHead``, so the next one skips the parser.  Bounded like
-        ``by_target``; heads are short.
-        """
-        if len(self.known_shapes) >= self.target_memory:
-            self.known_shapes.clear()
-        self.known_shapes[shape] = answer
-
-    def remember_head(self, head, found):
-        """Note the exact request bytes ``head`` of a known shape with what
-        ``known_key`` found in them, ``(KnownHead, path, target)``: a client
-        that repeats its head byte for byte (a load generator, a browser
-        between cookie changes) then skips ``known_key`` too.  Bounded like
-        ``by_target``.
-        """
-        if len(self.known_heads) >= self.target_memory:
-            self.known_heads.clear()
-        self.known_heads[head] = found
-
     def entry_for_target(self, target):
-        entry = self.by_target.get(target_key(target))
+        entry = self.by_target.data.get(target_key(target))
         if entry is None or entry.dead or not self.cache.is_fresh(entry, time.monotonic()):
             return None
         entry.used = True
@@ -430,11 +420,12 @@ class StaticFiles:
             self.revalidating = False
             if f.cancelled() or f.exception() is not None:
                 return
-            for (key, entry), fresh in zip(due, f.result()):
+            for (key, entry), (fresh, vouch) in zip(due, f.result()):
                 if entry.dead:
                     continue
                 if fresh:
                     entry.trust(started)
+                    entry.absent_in = vouch
                 elif self.cache.get(key) is entry:
                     self.cache.remove(key)
         future.add_done_callback(done)

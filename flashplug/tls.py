@@ -78,6 +78,12 @@ def server_context(cert, key, alpn=ALPN):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    # The client's order of cipher suites, not ours (Python's server
+    # default): every suite offered is strong, and the client knows which
+    # its hardware runs fastest (AES-128-GCM first, for browsers and
+    # h2load: a cheaper handshake and records than AES-256-GCM-SHA384).
+    # Mozilla's "intermediate" profile and nginx do the same.
+    ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     ctx.set_ciphers(TLS12_CIPHERS)
     ctx.set_alpn_protocols(alpn)
     if cert is None:
@@ -463,7 +469,8 @@ def reload_certificates(config):
 def _warn(config):
     """The warnings about the configured pairs: a key others can read, a
     certificate out of its validity."""
-    for cert, key, _ in pairs_from(config):
+    # Once per pair: a site may name the top level's pair again.
+    for cert, key in dict.fromkeys((cert, key) for cert, key, _ in pairs_from(config)):
         for warning in (key_permission_warning(key), expiry_warning(cert)):
             if warning:
                 log.warning(warning)

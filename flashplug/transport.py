@@ -169,11 +169,12 @@ class TLSTransport:
     ``send`` or ``shutdown_write`` takes it along).  Plaintext is taken by ``send`` only
     when the previous ciphertext has all reached the socket, so one
     connection holds at most one send's worth of ciphertext, however slow
-    its client.
+    its client.  ``alpn``: the ALPN protocol chosen, once the handshake is
+    done (None when none was).
     """
 
-    __slots__ = ("sock", "fd", "tls", "incoming", "outgoing", "tail", "backlog",
-                 "started", "handshaken", "on_backlog", "settimeout", "certificates",
+    __slots__ = ("sock", "fd", "tls", "io", "incoming", "outgoing", "tail", "backlog",
+                 "started", "handshaken", "alpn", "on_backlog", "settimeout", "certificates",
                  "hello", "choosing")
 
     zero_copy = False
@@ -187,15 +188,26 @@ class TLSTransport:
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.certificates = certificates
-        self.tls = certificates.new_session(self.incoming, self.outgoing)
+        self._use(certificates.new_session(self.incoming, self.outgoing))
         self.tail = b""           # ciphertext read from outgoing the socket did not take
         self.backlog = 0
         self.started = False      # the client's first bytes have arrived
         self.hello = None         # the ClientHello's bytes until OpenSSL answers it
         self.choosing = False     # held from OpenSSL until the ClientHello is whole
         self.handshaken = False
+        self.alpn = None          # the ALPN protocol chosen, once handshaken
         self.on_backlog = None
         self.settimeout = sock.settimeout
+
+    def _use(self, session):
+        """Take ``session`` (an ``ssl.SSLObject``) as the connection's.
+        ``io``: what each read and write calls, the ``_ssl`` object under
+        it, whose ``read``, ``write`` and ``do_handshake`` the SSLObject's
+        own only pass on (a Python call less per read and per write, the
+        most frequent calls of HTTPS); the SSLObject itself where it has
+        none."""
+        self.tls = session
+        self.io = getattr(session, "_sslobj", session)
 
     def fileno(self):
         return self.fd
@@ -215,29 +227,27 @@ class TLSTransport:
         n = self.sock.recv_into(_CIPHERTEXT)
         if not n:
             return 0
-        if not self.handshaken:
-            self._handshake(bytes(_CIPHERTEXT_VIEW[:n]))
-        else:
+        if self.handshaken:
             self.incoming.write(_CIPHERTEXT_VIEW[:n])
-        tls = self.tls
-        incoming = self.incoming
-        size = len(buf)
-        got = 0
+        else:
+            self._handshake(bytes(_CIPHERTEXT_VIEW[:n]))
         try:
-            # Read while there is ciphertext left: stopping when all is read
-            # skips the SSLWantReadError a last call would raise.  A read
-            # returns one record's plaintext, so one that filled less than
-            # it was offered left nothing decrypted behind (no SSL_pending).
-            while True:
-                want = size - got
-                n = tls.read(want, memoryview(buf)[got:] if got else buf)
-                got += n
-                if not n or n == want or not incoming.pending:
-                    break
+            # A read returns one record's plaintext: a request in one
+            # record, nearly all, is one call.  Reading stops once no
+            # ciphertext is left, which skips the SSLWantReadError a last
+            # call would raise.
+            got = self.io.read(len(buf), buf)
+            if not got:
+                # The client's close_notify (``_ssl`` returns 0 for it, not
+                # SSLZeroReturnError): the end of its stream, like a FIN.
+                # Said now, not after one more wake-up for the FIN.
+                return 0
+            if self.incoming.pending:
+                got = self._read_on(buf, got)
         except ssl.SSLWantReadError:
-            pass
-        except ssl.SSLZeroReturnError:    # the client's close_notify
-            return got
+            got = 0
+        except ssl.SSLZeroReturnError:    # (the same, should ``_ssl`` raise it)
+            return 0
         except ssl.SSLError as e:
             raise TLSError(f"TLS: {e.reason or e}") from None
         if got:
@@ -250,6 +260,22 @@ class TLSTransport:
         if self.outgoing.pending:
             self._after_write()
         raise BlockingIOError
+
+    def _read_on(self, buf, got):
+        """Records after the first one of a read: decrypt into ``buf``
+        after its ``got`` bytes while ciphertext is left and there is
+        room; the count in ``buf``."""
+        size = len(buf)
+        view = memoryview(buf)
+        try:
+            while got < size and self.incoming.pending:
+                n = self.io.read(size - got, view[got:])
+                if not n:
+                    break
+                got += n
+        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            pass    # half a record; the client's close_notify after its data
+        return got
 
     def recv(self, size):
         buf = bytearray(size)
@@ -283,11 +309,11 @@ class TLSTransport:
             self.choosing = False
             special = self.certificates.special_session(hello, self.incoming, self.outgoing)
             if special is not None:
-                self.tls = special
+                self._use(special)
             data = hello
         self.incoming.write(data)
         try:
-            self.tls.do_handshake()
+            self.io.do_handshake()
         except ssl.SSLWantReadError:
             if self.hello is not None and self.outgoing.pending:
                 self._answered_hello()
@@ -305,7 +331,8 @@ class TLSTransport:
             self.flush()   # the alert, if any, so the client learns why
             raise TLSError(f"TLS handshake: {e.reason or e}") from None
         self.handshaken = True
-        if self.tls.version() != "TLSv1.3":
+        self.alpn = self.io.selected_alpn_protocol()
+        if self.io.version() != "TLSv1.3":
             # TLS 1.2's last flight (the server's Finished) ends the
             # handshake: it goes now.  TLS 1.3 has only session tickets
             # left, which recv_into sends with the first response.
@@ -317,7 +344,7 @@ class TLSTransport:
         of ours (``Certificates.refuses_alpn``).  A handshake that chose a
         protocol, nearly all, costs one call here."""
         hello, self.hello = self.hello, None
-        if self.tls.selected_alpn_protocol() is None and \
+        if self.io.selected_alpn_protocol() is None and \
                 self.certificates.refuses_alpn(hello):
             self.outgoing.read()      # the ServerHello flight: never sent
             try:
@@ -343,7 +370,7 @@ class TLSTransport:
             # response's path.  With no backlog there is no tail, and
             # ``read()`` empties ``outgoing`` (held session tickets too).
             try:
-                self.tls.write(data)
+                self.io.write(data)
             except ssl.SSLError as e:
                 raise TLSError(f"TLS: {e.reason or e}") from None
             records = self.outgoing.read()
@@ -374,7 +401,7 @@ class TLSTransport:
 
     def _encrypt(self, data):
         try:
-            self.tls.write(data)
+            self.io.write(data)
         except ssl.SSLError as e:
             raise TLSError(f"TLS: {e.reason or e}") from None
 

@@ -152,6 +152,9 @@ class Worker:
     def _accepted(self, listener):
         """Up to ACCEPT_BATCH new connections' sockets (still blocking: the
         transport made for each sets it non-blocking, one call per socket)."""
+        # (The listener's family, asked once: ``socket.family`` makes an
+        # enum member on every call.)
+        tcp = listener.family in (socket.AF_INET, socket.AF_INET6)
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, peer = listener.accept()
@@ -162,7 +165,7 @@ class Worker:
                     self._pause_accepting(e)
                     return
                 continue  # the client gave up before we accepted (ECONNABORTED)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
+            if tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.app.stats.connections_total += 1
             yield sock, peer

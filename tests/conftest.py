@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -120,3 +121,28 @@ def server_factory(tmp_path):
     yield factory
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(root):
+    """One server for a module's tests, over the module's own ``root``
+    fixture, access log off (a module that wants other flags has its own
+    ``srv``)."""
+    server = start_server(root, "--access-log", "off", tmp_path=root.parent)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def plugdir(tmp_path):
+    """A --plugins-dir: ``plugdir(name, source)`` writes ``name.py`` (the
+    source dedented) and gives the folder; ``plugdir.path`` is the folder."""
+    folder = tmp_path / "plugs"
+    folder.mkdir()
+
+    def add(name, source):
+        (folder / f"{name}.py").write_text(textwrap.dedent(source))
+        return folder
+
+    add.path = folder
+    return add

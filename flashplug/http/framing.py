@@ -54,3 +54,19 @@ def strip_framing_for_status(status, headers):
         return headers
     return [(name, value) for name, value in headers
             if name.lower() not in FRAMING_FIELDS]
+
+
+#: Representation metadata a 304 leaves out (RFC 9110 §15.4.5: "SHOULD NOT
+#: generate representation metadata other than" Content-Location, Date,
+#: ETag, Vary, Cache-Control and Expires, but for what guides a cache's
+#: update, such as Last-Modified): a cache that updates its stored response
+#: with the 304's fields (RFC 9111 §4.3.4) would take a script's stray
+#: Content-Type for the stored body's.  Apache drops some from a script's
+#: 304 (Content-Type; lighttpd keeps them all).
+NOT_MODIFIED_DROPPED = frozenset(("content-type", "content-encoding", "content-language"))
+
+
+def strip_not_modified_metadata(headers):
+    """``headers`` of a gateway's 304 without NOT_MODIFIED_DROPPED."""
+    return [(name, value) for name, value in headers
+            if name.lower() not in NOT_MODIFIED_DROPPED]

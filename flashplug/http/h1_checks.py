@@ -12,14 +12,20 @@ import httptools
 
 from flashplug.errors import HTTPError
 from flashplug.http.paths import decode_path
+from flashplug.memo import Memo
 
 # Longest request target accepted (Apache's LimitRequestLine is 8190).
 MAX_REQUEST_TARGET = 8190
+# A token longer than this where the method goes is 501 whatever follows
+# it: longer than any method (RFC 9112 §3).
+MAX_METHOD = 64
+# Longest request line waited for whole before it is parsed (h1._line_whole):
+# a method, the longest target and the version, with their spaces and CR.
+MAX_REQUEST_LINE = MAX_METHOD + MAX_REQUEST_TARGET + len("  HTTP/1.1\r")
 # RFC 3986 host (IP-literal, IPv4 or reg-name) and an optional port.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")
-# Host values already read -> the request's host they give (None: invalid);
-# bounded, cleared when full.
-_HOST_NAMES = {}
+# Host values already read -> the request's host they give (None: invalid).
+_HOST_NAMES = Memo(1024)
 _VERSION_RE = re.compile(rb"HTTP/[0-9]\.[0-9]")
 #: RFC 9110 §5.6.2 token (a method, a field name), as str and as bytes: the
 #: one definition, which the other checks import.
@@ -48,14 +54,36 @@ def classify(error, message):
         # any case: methods are case-sensitive tokens (RFC 9110 §9.1), so
         # "get" is another method, not a malformed GET (Apache and lighttpd
         # answer it 501 too); bytes that are not HTTP at all (a TLS
-        # ClientHello, a number where the method goes) are 400.
-        if TOKEN_BYTES.match(method) and not method.isdigit() and rest.startswith(b"/"):
+        # ClientHello, a number where the method goes) are 400.  A token
+        # longer than any method is 501 whatever follows it (RFC 9112 §3).
+        if TOKEN_BYTES.match(method) and not method.isdigit() and (
+                len(method) > MAX_METHOD or rest.startswith(b"/")
+                or rest[:8].lower().startswith((b"http://", b"https://"))):
             return ProtocolError(501, "Not Implemented")
         return ProtocolError(400, "Bad Request")
     version = rest.rpartition(b" ")[2]
     if _VERSION_RE.fullmatch(version) and version not in (b"HTTP/1.1", b"HTTP/1.0"):
         return ProtocolError(505, "HTTP Version Not Supported")
     return ProtocolError(400, "Bad Request")
+
+
+def request_line_unended(message):
+    """Are ``message`` (a request's bytes from its first byte) the start
+    of a request line that has not ended (no LF yet) and may still be
+    one we read (at most MAX_REQUEST_LINE bytes, nothing but visible ASCII
+    and spaces)?"""
+    if len(message) > MAX_REQUEST_LINE:
+        return False
+    # Empty lines before it are no part of it (RFC 9112 §2.2): llhttp
+    # skips them, and with nothing after them no message has begun.
+    line = (message.tobytes() if type(message) is memoryview else message).lstrip(b"\r\n")
+    return _LINE_START.fullmatch(line) is not None
+
+
+# What a request line may begin with: visible ASCII and spaces, a CR last.
+# A byte outside (a TLS ClientHello's first) is an error at once, and a 400
+# whatever follows it.
+_LINE_START = re.compile(rb"[\x21-\x7e][\x20-\x7e]*\r?")
 
 
 def as_http11(message):
@@ -92,7 +120,7 @@ def host_name(value):
     empty value is invalid: our target URIs are "http" URIs, whose host
     must not be empty (RFC 9110 §4.2.1).
     """
-    name = _HOST_NAMES.get(value, False)
+    name = _HOST_NAMES.data.get(value, False)
     if name is not False:
         return name
     raw = value.encode("latin-1") if isinstance(value, str) else bytes(value)
@@ -104,10 +132,7 @@ def host_name(value):
             # One trailing dot is the root label (RFC 1034 §3.1); two dots in
             # a row are an empty label, which no name has (nginx: 400).
             name = None if ".." in name else (name[:-1] if name.endswith(".") else name) or None
-    if len(_HOST_NAMES) >= 1024:
-        _HOST_NAMES.clear()
-    _HOST_NAMES[value] = name
-    return name
+    return _HOST_NAMES.put(value, name)
 
 
 def same_authority(one, other, scheme):

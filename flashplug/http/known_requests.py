@@ -29,6 +29,7 @@ Sans I/O: no socket, no loop, no clock.
 """
 from flashplug.http.body import EMPTY_BODY
 from flashplug.http.message import Headers, Request
+from flashplug.memo import Memo
 
 KNOWN_REQUESTS = 256
 KNOWN_REQUEST_SIZE = 4096
@@ -71,36 +72,29 @@ class KnownRequests:
     """The worker's remembered heads: ``get(head)`` gives a head's
     ``ParsedHead`` or None."""
 
-    __slots__ = ("heads", "seen", "limit", "get")
+    __slots__ = ("heads", "seen", "get")
 
     def __init__(self, limit=KNOWN_REQUESTS):
-        self.heads = {}
-        self.seen = {}             # hash of a head parsed before -> seen_before
-        self.limit = limit
-        self.get = self.heads.get
+        self.heads = Memo(limit)
+        self.seen = Memo(limit * 4)     # hash of a head parsed before -> seen_before
+        self.get = self.heads.data.get
 
     def seen_before(self, head):
         """Was ``head`` (bytes) parsed before, and not found to be the
         static files' (``refuse``)?  Notes it if not seen.  Only its hash
         is kept: a collision merely remembers a head a sight early."""
         key = hash(head)
-        seen = self.seen
-        mark = seen.get(key)
+        mark = self.seen.data.get(key)
         if mark is not None:
             return mark
-        if len(seen) >= self.limit * 4:
-            seen.clear()
-        seen[key] = True
+        self.seen.put(key, True)
         return False
 
     def refuse(self, head):
         """``head`` went to no plugin's handler: it is never remembered, and
         not looked at again."""
-        self.seen[hash(head)] = False
+        self.seen.data[hash(head)] = False     # (seen_before just noted it)
 
     def remember(self, head, parsed):
         """Note ``parsed``, a ``ParsedHead``, as what ``head`` makes."""
-        heads = self.heads
-        if len(heads) >= self.limit:
-            heads.clear()
-        heads[head] = parsed
+        self.heads.put(head, parsed)

@@ -248,7 +248,8 @@ class Response:
             §7.8, §15.2.2.
     """
 
-    __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close", "upgrade")
+    __slots__ = ("status", "headers", "body", "stream", "raw", "reason", "close", "upgrade",
+                 "_block")
 
     def __init__(self, status=200, headers=None, body=b"", *, stream=None,
                  raw=False, reason=None, upgrade=None):
@@ -263,6 +264,10 @@ class Response:
         self.reason = reason
         self.close = False
         self.upgrade = upgrade
+        # The FieldBlock the check found for ``headers`` (flashplug.http.
+        # validate), for the framing to write its lines; None once anything
+        # changes the fields after the check, or when it found none.
+        self._block = None
 
     def get_header(self, name):
         name = name.lower()
@@ -275,6 +280,7 @@ class Response:
         lname = name.lower()
         self.headers = [(k, v) for k, v in self.headers if k.lower() != lname]
         self.headers.append((name, value))
+        self._block = None
 
     def __repr__(self):
         return f"<Response {self.status}>"

@@ -49,6 +49,7 @@ import re
 from flashplug.http.framing import SERVER_FIELDS
 from flashplug.http.h1_checks import TOKEN
 from flashplug.http.message import CheckedFields, Response
+from flashplug.memo import Memo
 
 #: What a field value or reason phrase must not contain: controls other
 #: than HTAB (RFC 9110 §5.5), and characters that are no single octet.
@@ -62,8 +63,8 @@ _NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\x7f": "DEL"}
 # Lists of fields found valid, as a tuple of their (name, value) pairs ->
 # FieldBlock: a handler or a backend sends the same few lists again and
 # again (up to _BLOCKS_MAX, forgotten at once when full).
-_BLOCKS = {}
 _BLOCKS_MAX = 512
+_BLOCKS = Memo(_BLOCKS_MAX)
 _BLOCK_BYTES_MAX = 2048
 
 BODY_TYPES = (bytes, bytearray, memoryview)
@@ -128,22 +129,22 @@ def known_block(headers):
     """The FieldBlock of a list of fields equal to ``headers`` (a list of
     ``(name, value)``) found valid before, or None."""
     try:
-        return _BLOCKS.get(tuple(headers))
+        return _BLOCKS.data.get(tuple(headers))
     except TypeError:    # an item that cannot be a key: no such list was valid
         return None
 
 
 def _remember_block(headers, lengths, verified):
     """Note ``headers``, found valid, with its Content-Length values
-    (unless its lines are long: a cookie or a token is seldom sent twice)."""
+    (unless its lines are long: a cookie or a token is seldom sent twice).
+    Returns its FieldBlock when kept, else None."""
     try:
         block = FieldBlock(headers, lengths, verified)
         if len(block.lines) <= _BLOCK_BYTES_MAX:
-            if len(_BLOCKS) >= _BLOCKS_MAX:
-                _BLOCKS.clear()
-            _BLOCKS[tuple(headers)] = block
+            return _BLOCKS.put(tuple(headers), block)
     except (TypeError, UnicodeEncodeError):
         pass    # a CheckedFields that breaks its promise: written field by field
+    return None
 
 
 def check_response(response, owner=None):
@@ -176,9 +177,12 @@ def check_response(response, owner=None):
             lengths = block.lengths
         else:
             lengths = [v for n, v in headers if n.lower() == "content-length"] or None
-            _remember_block(headers, lengths, False)
+            block = _remember_block(headers, lengths, False)
     else:
-        lengths = check_headers(headers)
+        lengths, block = check_fields(headers)
+    # Looked up once: the framing writes the block's lines (unless the
+    # fields change before, which sets it back to None).
+    response._block = block
     body, stream = response.body, response.stream
     if stream is not None:
         if not hasattr(stream, "__aiter__"):
@@ -186,7 +190,8 @@ def check_response(response, owner=None):
                                   f"iterable of bytes (write an async generator)")
         if body:
             raise ResponseMistake("both body and stream given; give one")
-        response.stream = _CheckedChunks(stream, owner or "a plugin")
+        if type(stream) is not _CheckedChunks:     # (checked once already)
+            response.stream = _CheckedChunks(stream, owner or "a plugin")
     elif response.raw:
         raise ResponseMistake("raw=True needs the response in stream")
     elif not isinstance(body, BODY_TYPES) and not _is_file_body(body):
@@ -217,13 +222,19 @@ def check_headers(headers):
     fields.  Returns the values of its Content-Length fields (a list of
     str), or None when it has none: counted on the way, not in a second
     pass."""
+    return check_fields(headers)[0]
+
+
+def check_fields(headers):
+    """``check_headers``, returning its Content-Length values and the
+    FieldBlock of ``headers`` (None when it is not kept)."""
     if type(headers) is not list and type(headers) is not CheckedFields:
         hint = " (list(d.items()) turns a dict into one)" if isinstance(headers, dict) else ""
         raise ResponseMistake(f"headers is a {type(headers).__name__}, not a list of "
                               f"(name, value) pairs{hint}")
     block = known_block(headers)
     if block is not None and block.verified:
-        return block.lengths
+        return block.lengths, block
     lengths = None
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
@@ -243,8 +254,8 @@ def check_headers(headers):
     if block is not None:
         block.verified = True
     else:
-        _remember_block(headers, lengths, True)
-    return lengths
+        block = _remember_block(headers, lengths, True)
+    return lengths, block
 
 
 def is_async_handler(handler):
@@ -275,12 +286,17 @@ class _CheckedChunks:
     def __aiter__(self):
         return self
 
+    @property
+    def owner(self):
+        """The plugin the stream is from, for the error log."""
+        return self._owner
+
     async def __anext__(self):
         try:
             chunk = await self._chunks.__anext__()
         except (StopAsyncIteration, ResponseMistake):
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:      # (sys.exit(): as in a handler)
             # The plugin's own failure, after the status line went out: cut
             # off, and said as a handler's failure is, naming the plugin.
             from flashplug.supervisor import describe

@@ -15,6 +15,7 @@ This module holds only the hooks.  It imports the rest on
 plugin is imported for ``--help``) does not cost jinja2's import time.
 """
 from flashplug import hookimpl
+from flashplug.plugins import per_config
 
 # "settings": the Settings of each Config the plugin serves, by its id (the
 # top-level one, and each site's view); "autoindex" after startup: the
@@ -64,10 +65,7 @@ def flashplug_routes(config):
 
 def _settings_for(config):
     from .handler import Settings
-    settings = _state["settings"]
-    if id(config) not in settings:
-        settings[id(config)] = Settings.from_config(config)
-    return settings[id(config)]
+    return per_config(_state["settings"], config, Settings.from_config)
 
 
 @hookimpl

@@ -20,6 +20,7 @@ path-info), ``env.py`` (the environment), ``response.py`` (the header
 block); ``handler.py`` ties them to the loop.
 """
 from flashplug import Route, UsageError, hookimpl
+from flashplug.plugins import per_config
 from flashplug.procs import HAVE_CHDIR, ProcessManager
 
 from .env import base_env
@@ -44,6 +45,10 @@ def flashplug_configure(config):
     if not HAVE_CHDIR:
         raise UsageError("cgi: this C library lacks posix_spawn_file_actions_addchdir_np "
                          "(glibc >= 2.29, musl >= 1.1.24 or macOS >= 10.15 needed)")
+    # Once per loaded configuration: a reload starts afresh, so that a
+    # site's Config that reuses an id of the last configuration's never
+    # finds that configuration's handler (per_config).
+    _handlers.clear()
     _handler = _new_handler(config)
     _handlers[id(config)] = _handler
     for _, path in _handler.settings.dirs:
@@ -61,10 +66,7 @@ def _new_handler(config):
 def _handler_for(config):
     """The handler for the Config ``flashplug_routes`` gets: the one
     configured, or a site's (docs/configuration.md, "Virtual hosts")."""
-    handler = _handlers.get(id(config))
-    if handler is None:
-        handler = _handlers[id(config)] = _new_handler(config)
-    return handler
+    return per_config(_handlers, config, _new_handler)
 
 
 @hookimpl

@@ -34,8 +34,10 @@ dropped too, and the handler discards their body.
 import re
 from typing import List, NamedTuple, Optional, Tuple
 
-from flashplug.http.framing import must_be_empty, strip_framing_for_status
+from flashplug.http.framing import (must_be_empty, strip_framing_for_status,
+                                    strip_not_modified_metadata)
 from flashplug.http.validate import CheckedFields, field_error
+from flashplug.memo import Memo
 
 #: A header block larger than this is garbage, not a slow script (Apache
 #: and nginx cap a response header at 8-64 KiB).
@@ -97,7 +99,7 @@ def parse_header_block(block, local_redirects=True):
     CGIResponse is made anew, with a list of its own.
     """
     kept = _BLOCKS[local_redirects]
-    known = kept.get(block)
+    known = kept.data.get(block)
     if known is not None:
         response, fields = known
         if fields is None:
@@ -107,10 +109,8 @@ def parse_header_block(block, local_redirects=True):
                                         content_type, content_length))
     response = _parse_block(block, local_redirects)
     if len(block) <= _BLOCK_KEPT:
-        if len(kept) >= _BLOCKS_MAX:
-            kept.clear()
         headers = response.headers
-        kept[block] = (response, tuple(headers) if type(headers) is CheckedFields else None)
+        kept.put(block, (response, tuple(headers) if type(headers) is CheckedFields else None))
     return response
 
 
@@ -122,8 +122,9 @@ def _parse_block(block, local_redirects):
     headers = []
     # Decoded once, whole (each octet one character: ISO-8859-1), then
     # cut into lines; a line seen before is not cut and checked again.
+    checked = _LINES.data
     for line in block.decode("latin-1").split("\n"):
-        known = _LINES.get(line)
+        known = checked.get(line)
         if known is None:
             known = _check_line(line)
         field, lname = known
@@ -184,6 +185,9 @@ def _parse_block(block, local_redirects):
     if status != 200 and must_be_empty(status):
         headers = strip_framing_for_status(status, headers)
         content_length = None
+        if status == 304:
+            headers = strip_not_modified_metadata(headers)
+            content_type = None
     # Every field passed field_error (_check_line): the kernel need not
     # check them again.
     return _new_tuple(CGIResponse, (kind, status, reason, CheckedFields(headers), location,
@@ -192,9 +196,9 @@ def _parse_block(block, local_redirects):
 
 #: Header lines already checked -> ``((name, value), lowercase name)``: a
 #: backend sends the same few lines again and again.  Bounded (lines up
-#: to _LINE_KEPT characters, _LINES_MAX of them; cleared when full).
-_LINES = {}
+#: to _LINE_KEPT characters, _LINES_MAX of them).
 _LINES_MAX = 512
+_LINES = Memo(_LINES_MAX)
 _LINE_KEPT = 256
 # Builds a NamedTuple without its Python-level __new__.
 _new_tuple = tuple.__new__
@@ -202,9 +206,9 @@ _new_tuple = tuple.__new__
 #: its CGIResponse and its fields as a tuple (None: no list).  A script or a
 #: backend answers the same page with the same block, byte for byte
 #: (PHP's X-Powered-By and Content-Type).  Blocks up to _BLOCK_KEPT bytes,
-#: _BLOCKS_MAX of each kind; cleared when full.
-_BLOCKS = {True: {}, False: {}}
+#: _BLOCKS_MAX of each kind.
 _BLOCKS_MAX = 256
+_BLOCKS = {True: Memo(_BLOCKS_MAX), False: Memo(_BLOCKS_MAX)}
 _BLOCK_KEPT = 1024
 
 
@@ -223,9 +227,7 @@ def _check_line(line):
                        % (_clip(text.encode("latin-1")), problem))
     known = ((name, value), name.lower())
     if len(line) <= _LINE_KEPT:
-        if len(_LINES) >= _LINES_MAX:
-            _LINES.clear()
-        _LINES[line] = known
+        _LINES.put(line, known)
     return known
 
 

@@ -24,6 +24,7 @@ import stat as st
 from dataclasses import dataclass
 
 from flashplug.http.paths import is_hidden
+from flashplug.memo import Memo
 
 
 class NotFound(Exception):
@@ -142,16 +143,13 @@ class Found:
 
     def __init__(self, valid, entries=1024):
         self._valid = valid
-        self._entries = entries
-        self._found = {}
+        self._found = Memo(entries)
 
     def get(self, key, now):
         """The Script kept for ``key`` at time ``now``, or None."""
-        hit = self._found.get(key)
+        hit = self._found.data.get(key)
         return hit[0] if hit is not None and hit[1] > now else None
 
     def put(self, key, script, now):
         if self._valid > 0:
-            if len(self._found) >= self._entries:
-                self._found.clear()
-            self._found[key] = (script, now + self._valid)
+            self._found.put(key, (script, now + self._valid))

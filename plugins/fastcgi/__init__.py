@@ -20,6 +20,7 @@ import os
 import pwd
 
 from flashplug import HTTPError, Route, hookimpl
+from flashplug.plugins import per_config
 from flashplug_plugins.cgi.env import base_env
 from flashplug_plugins.cgi.script import Script
 
@@ -92,14 +93,13 @@ def _no_socket(mapping, path):
 
 
 def _handler_for(config):
-    handlers = _state["handlers"]
-    handler = handlers.get(id(config))
-    if handler is None:
-        handler = handlers[id(config)] = FastCGIHandler(
-            settings_from(config), config.docroot, base_env(()),
-            bool(config.get("show_dotfiles")), bool(config.get("follow_symlinks")),
-            float(config.get("cache_valid") or 0))
-    return handler
+    return per_config(_state["handlers"], config, _new_handler)
+
+
+def _new_handler(config):
+    return FastCGIHandler(settings_from(config), config.docroot, base_env(()),
+                          bool(config.get("show_dotfiles")), bool(config.get("follow_symlinks")),
+                          float(config.get("cache_valid") or 0))
 
 
 @hookimpl

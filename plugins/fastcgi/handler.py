@@ -42,6 +42,7 @@ import logging
 
 from flashplug import HTTPError, Response
 from flashplug.http.message import IDEMPOTENT_METHODS
+from flashplug.memo import Memo
 from flashplug.procs import Busy
 from flashplug_plugins.cgi.env import (connection_env, connection_facts, fixed_env, message_env,
                                        script_env)
@@ -83,9 +84,9 @@ class FastCGIHandler:
         self.fixed_params = encode_pairs(fixed_env(base_env, docroot))
         # ... and those of each client connection (connection_env), encoded
         # at its first request.
-        self._by_connection = {}
+        self._by_connection = Memo(CONNECTIONS_KEPT)
         # ... and those of each request message (message_env) sent again.
-        self._by_message = {}
+        self._by_message = Memo(MESSAGES_KEPT)
         self.show_dotfiles = show_dotfiles
         self.follow_symlinks = follow_symlinks
         self.pools = {}   # Mapping.name -> Pool
@@ -271,11 +272,9 @@ class FastCGIHandler:
         """The request's :func:`connection_env` as PARAMS, encoded once for
         each client connection's facts (its addresses, scheme, version)."""
         facts = connection_facts(request)
-        params = self._by_connection.get(facts)
+        params = self._by_connection.data.get(facts)
         if params is None:
-            if len(self._by_connection) >= CONNECTIONS_KEPT:
-                self._by_connection.clear()
-            params = self._by_connection[facts] = encode_pairs(connection_env(facts))
+            params = self._by_connection.put(facts, encode_pairs(connection_env(facts)))
         return params
 
     def _message_params(self, request, length):
@@ -286,13 +285,11 @@ class FastCGIHandler:
             return encode_pairs(message_env(request, length, True))
         key = (request.method, request.target, request.raw_path, request.query,
                request.server_addr, tuple(request.headers))
-        params = self._by_message.get(key)
+        params = self._by_message.data.get(key)
         if params is None:
             params = encode_pairs(message_env(request, None, True))
             if len(params) <= MESSAGE_SIZE:
-                if len(self._by_message) >= MESSAGES_KEPT:
-                    self._by_message.clear()
-                self._by_message[key] = params
+                self._by_message.put(key, params)
         return params
 
     async def _begin(self, pool, name, params, has_body, fresh):

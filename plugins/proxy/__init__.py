@@ -17,6 +17,7 @@ import functools
 import os
 
 from flashplug import Route, hookimpl
+from flashplug.plugins import per_config
 
 from .handler import ProxyHandler
 from .options import add_options, settings_from
@@ -42,14 +43,15 @@ def flashplug_configure(config):
 
 
 def _handlers_for(config):
-    handlers = _state["handlers"]
-    if id(config) not in handlers:
-        s = settings_from(config)
-        handlers[id(config)] = [   # longest prefix first, for FilesFirst
-            ProxyHandler(m, Group([Peer(u, s.keepalive) for u in m.upstreams], s.balance,
-                                  s.max_fails, s.fail_timeout), s)
-            for m in sorted(s.mappings, key=lambda m: -len(m.prefix))]
-    return handlers[id(config)]
+    return per_config(_state["handlers"], config, _new_handlers)
+
+
+def _new_handlers(config):
+    s = settings_from(config)
+    return [   # longest prefix first, for FilesFirst
+        ProxyHandler(m, Group([Peer(u, s.keepalive) for u in m.upstreams], s.balance,
+                              s.max_fails, s.fail_timeout), s)
+        for m in sorted(s.mappings, key=lambda m: -len(m.prefix))]
 
 
 @hookimpl

@@ -40,6 +40,7 @@ import httptools
 
 from flashplug.http.framing import must_be_empty, strip_framing_for_status
 from flashplug.http.validate import CheckedFields, field_error
+from flashplug.memo import Memo
 
 #: Largest response head accepted from an upstream (nginx's
 #: proxy_buffer_size is 4-8 KiB; apps send big cookies).
@@ -85,14 +86,14 @@ MAX_FORWARDS_METHODS = ("OPTIONS",)
 #: At most KNOWN_HEADS heads of at most KNOWN_HEAD_SIZE bytes each.
 KNOWN_HEADS = 256
 KNOWN_HEAD_SIZE = 4096
-_KNOWN = {}
+_KNOWN = Memo(KNOWN_HEADS)
 #: What ``_filter`` made of a request's method and fields, for the next
 #: request with the same (a client sends the same fields again and
 #: again), up to FILTERED_KEPT of up to FILTERED_SIZE characters of
 #: lines, forgotten at once when full.
 FILTERED_KEPT = 256
 FILTERED_SIZE = 4096
-_FILTERED = {}
+_FILTERED = Memo(FILTERED_KEPT)
 # The blank line that ends a head, and a line end that is a bare LF.
 _LF_HEAD_END = re.compile(rb"\n\r?\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -154,13 +155,11 @@ def request_head(request, target, upgrade, default_host, length=None):
     # What is sent of the client's fields depends on them and the method
     # alone: worked out once for each (``_filter``).
     key = (request.method, tuple(request.headers))
-    filtered = _FILTERED.get(key)
+    filtered = _FILTERED.data.get(key)
     if filtered is None:
         filtered = _filter(request)
         if len(filtered[2]) <= FILTERED_SIZE:
-            if len(_FILTERED) >= FILTERED_KEPT:
-                _FILTERED.clear()
-            _FILTERED[key] = filtered
+            _FILTERED.put(key, filtered)
     host, via, kept = filtered
     addr = request.remote_addr
     scheme = request.scheme
@@ -327,7 +326,7 @@ class ResponseReader:
                 end = head.find(b"\r\n\r\n", 0, MAX_HEAD)
                 if end >= 0 and head.find(b"\n\n", 0, end) < 0:
                     end += 4
-                    known = None if self.head_only else _KNOWN.get(head[:end])
+                    known = None if self.head_only else _KNOWN.data.get(head[:end])
                     if known is None:
                         self._parse_head(head[:end])
                     else:
@@ -451,10 +450,8 @@ class ResponseReader:
         self.headers = CheckedFields(headers)
         if length is not None and not codings and not self.head_only \
                 and not must_be_empty(status) and len(head) <= KNOWN_HEAD_SIZE:
-            if len(_KNOWN) >= KNOWN_HEADS:
-                _KNOWN.clear()
-            _KNOWN[head] = (status, self.reason, headers, self.content_length, self._keep,
-                            http10)
+            _KNOWN.put(head, (status, self.reason, headers, self.content_length, self._keep,
+                              http10))
         if status == 101 or self.head_only or status in (204, 304) or self._complete:
             # (llhttp completes a "Content-Length: 0" message at its head.)
             self.done = True

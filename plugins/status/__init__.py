@@ -17,6 +17,7 @@ else cost exactly what they cost without it.  Each worker answers with its
 own counters.
 """
 from flashplug import Route, hookimpl
+from flashplug.plugins import per_config
 
 # "settings": the Settings of each Config the plugin serves, by its id (the
 # top-level one, and each site's view); "pages" after startup: the
@@ -44,10 +45,7 @@ def flashplug_configure(config):
 
 def _settings_for(config):
     from .handler import Settings
-    settings = _state["settings"]
-    if id(config) not in settings:
-        settings[id(config)] = Settings.from_config(config)
-    return settings[id(config)]
+    return per_config(_state["settings"], config, Settings.from_config)
 
 
 @hookimpl

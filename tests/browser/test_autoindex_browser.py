@@ -5,42 +5,26 @@ a subfolder and downloads a file from there.  Skips, saying why, where
 chromium, chromedriver or selenium is missing (``.ci/run`` installs them).
 """
 import os
-import shutil
 import time
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from tests.browser.chrome import chrome
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: I100 - after chrome's skip
+from selenium.webdriver.support.ui import WebDriverWait
 
 PAYLOAD = bytes(range(256)) * 20   # every byte value: a download must not be mangled
 
 
 @pytest.fixture
 def browser(tmp_path):
-    for path, pkg in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not os.access(path, os.X_OK):
-            pytest.skip(f"{path} not found: apt-get install {pkg} to run the browser test")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1000,800",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    opts.add_experimental_option("prefs", {
+    driver = chrome(tmp_path, "--window-size=1000,800", prefs={
         "download.default_directory": str(downloads),
         "download.prompt_for_download": False,
     })
-    # An explicit driver path keeps Selenium Manager from looking online.
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    driver = webdriver.Chrome(options=opts, service=service)
     driver.downloads = downloads
     try:
         yield driver

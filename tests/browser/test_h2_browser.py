@@ -1,28 +1,19 @@
 """A page of 50 assets over HTTPS/HTTP/2 in headless Chromium.
 
-Chromium trusts exactly the test certificate's key (SPKI pin, as in
-test_https_browser.py).  The page waits for its 50 images and scripts; the
+Chromium trusts exactly the test certificate's key (SPKI pin:
+``tests/browser/chrome.py``).  The page waits for its 50 images and scripts; the
 Resource Timing API says which protocol carried each (``nextHopProtocol``),
 and the access log shows every asset was asked for over HTTP/2.0.
 Skips where chromium, chromedriver, selenium or trustme is missing.
 """
-import os
 import time
 
-import pytest
-
-from tests.browser.test_https_browser import CHROMEDRIVER, CHROMIUM, spki_hash
-
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-trustme = pytest.importorskip("trustme", reason="trustme is not installed")
+from tests.browser.chrome import chrome, localhost_certificate
 
 ASSETS = 50
 
 
 def test_page_of_50_assets_over_h2(server_factory, tmp_path):
-    for path, pkg in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not os.access(path, os.X_OK):
-            pytest.skip(f"{path} not found: apt-get install {pkg} to run the browser test")
     root = tmp_path / "root"
     (root / "assets").mkdir(parents=True)
     tags = []
@@ -38,23 +29,11 @@ def test_page_of_50_assets_over_h2(server_factory, tmp_path):
                         f'(window.loaded || 0) + 1">')
     (root / "index.html").write_text("<!doctype html><title>page</title><body>"
                                      + "\n".join(tags) + "</body>")
-    leaf = trustme.CA().issue_cert("localhost")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-    leaf.private_key_pem.write_to_path(str(key))
-    os.chmod(key, 0o600)
+    cert, key, trust = localhost_certificate(tmp_path)
     access = tmp_path / "access.log"
     server = server_factory(root, "--plugins", "none", "--tls-cert", cert, "--tls-key", key,
                             "--access-log", access)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                 f"--ignore-certificate-errors-spki-list={spki_hash(leaf.cert_chain_pems[0].bytes())}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(options=opts,
-                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver = chrome(tmp_path, trust)
     try:
         driver.get(f"https://localhost:{server.port}/")
         deadline = time.monotonic() + 30

@@ -4,35 +4,16 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 
 import pytest
 import requests
 
-
-class Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links, self._href, self._text = [], None, []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self._href, self._text = dict(attrs)["href"], []
-
-    def handle_data(self, data):
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag):
-        if tag == "a" and self._href is not None:
-            self.links.append(("".join(self._text).strip(), self._href))
-            self._href = None
+from tests.html_links import links_of
 
 
 def links(html):
-    p = Links()
-    p.feed(html)
-    return dict(p.links)
+    """A page's links, text -> href."""
+    return {text: href for href, text in links_of(html)}
 
 
 def raw_get(server, target, headers=b""):

@@ -12,7 +12,6 @@ import os
 
 import pytest
 
-from conftest import start_server
 from test_kernel_http import error_then_closed, one, req as raw_request, wire
 
 TEXT = bytes(range(48, 123)) * 4                          # 300 bytes
@@ -34,13 +33,6 @@ def root(tmp_path_factory):
         os.utime(path, (MTIME, MTIME))
     os.utime(root / "future.txt", (FUTURE, FUTURE))
     return root
-
-
-@pytest.fixture(scope="module")
-def srv(root):
-    server = start_server(root, "--access-log", "off", tmp_path=root.parent)
-    yield server
-    server.stop()
 
 
 def req(path="/t.txt", **kw):

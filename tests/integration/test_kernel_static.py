@@ -13,7 +13,6 @@ import time
 import pytest
 import requests
 
-from conftest import start_server
 from test_kernel_http import one, req, wire
 
 TEXT = b"0123456789abcdefghijklmnopqrstuvwxyz" * 10          # 360 bytes
@@ -40,13 +39,6 @@ def root(tmp_path_factory):
         path.write_bytes(data)
         os.utime(path, (MTIME, MTIME))
     return root
-
-
-@pytest.fixture(scope="module")
-def srv(root):
-    server = start_server(root, "--access-log", "off", tmp_path=root.parent)
-    yield server
-    server.stop()
 
 
 def get(srv, path, **headers):

@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -89,19 +88,6 @@ def site(tmp_path):
     (root / "warm.txt").write_bytes(b"warm\n")
     (root / "sub" / "b.txt").write_bytes(b"b\n")
     return root
-
-
-@pytest.fixture
-def plugdir(tmp_path):
-    folder = tmp_path / "plugs"
-    folder.mkdir()
-
-    def add(name, source):
-        (folder / f"{name}.py").write_text(textwrap.dedent(source))
-        return folder
-
-    add.path = folder
-    return add
 
 
 def flashplug(*args, timeout=30):

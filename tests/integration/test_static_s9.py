@@ -35,13 +35,6 @@ def root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def srv(root):
-    server = start_server(root, "--access-log", "off", tmp_path=root.parent)
-    yield server
-    server.stop()
-
-
 def get(srv, *fields, path="/t.txt", method="GET"):
     """(status, {field: value}, body) of one request with ``fields``
     (``"Name: value"`` strings) on a fresh connection."""

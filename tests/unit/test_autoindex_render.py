@@ -3,13 +3,13 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET
-from html.parser import HTMLParser
 from urllib.parse import unquote_to_bytes, urljoin
 
 import pytest
 
 from flashplug_plugins.autoindex import render
 from flashplug_plugins.autoindex.listing import Entry, Listing, Notice
+from tests.html_links import links_of
 
 GiB = 1 << 30
 T0 = 1_700_000_000 * 10**9     # 2023-11-14T22:13:20Z
@@ -23,33 +23,6 @@ def html(lst, path="/dir/", sort="name", order="asc", **kw):
     body = render.render(render.load_template(), lst, path,
                          render.View("html", sort, order), **kw)
     return body.decode("utf-8")
-
-
-class Links(HTMLParser):
-    """Collects (href, text) of every <a>, as a browser would see them."""
-
-    def __init__(self):
-        super().__init__()
-        self.links, self._href, self._text = [], None, []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self._href, self._text = dict(attrs)["href"], []
-
-    def handle_data(self, data):
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag):
-        if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._text).strip()))
-            self._href = None
-
-
-def links_of(page):
-    p = Links()
-    p.feed(page)
-    return p.links
 
 
 # -- the view -----------------------------------------------------------------

@@ -7,7 +7,8 @@ import brotli
 import pytest
 import zstandard
 
-from flashplug.cache import FileCache, load_entry, still_fresh
+import flashplug.cache
+from flashplug.cache import FileCache, load_entry, still_fresh, still_fresh_all
 from flashplug.compress import (MIN_LENGTH, NOT_SMALLER, Compression, VariantCache,
                                 compress_entry, compressible, missing_codings)
 from flashplug.helpers import InlineHelpers, run_sync
@@ -100,6 +101,59 @@ def test_a_sidecar_appearing_or_vanishing_makes_the_entry_stale(tmp_path):
     assert entry.variants is not None and still_fresh(entry)
     os.unlink(path + ".gz")
     assert not still_fresh(entry)
+
+
+def _sweep(entries):
+    """One sweep's batch as the loop applies it (StaticFiles.revalidate_ahead)."""
+    results = still_fresh_all(entries)
+    for entry, (fresh, vouch) in zip(entries, results):
+        if fresh:
+            entry.absent_in = vouch
+    return [fresh for fresh, _ in results]
+
+
+def _counting_stats(monkeypatch):
+    paths = []
+    real = os.stat
+
+    def stat(path, *args, **kwargs):
+        paths.append(os.fspath(path))
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(flashplug.cache.os, "stat", stat)
+    return paths
+
+
+def test_a_settled_folder_vouches_for_absent_sidecars_in_a_sweep(tmp_path, monkeypatch):
+    """Once a sweep has found a file's three sidecars absent in a folder
+    that has not changed lately, the next sweep stats the file and the
+    folder (once for the batch), not the sidecars; a sidecar made then
+    changes the folder, and the entry is stale at once."""
+    monkeypatch.setattr(flashplug.cache, "SETTLED_NS", 50_000_000)
+    paths = [make(tmp_path, f"p{i}.html") for i in range(3)]
+    entries = [load_entry(p, 1 << 20, policy(on_the_fly=False)) for p in paths]
+    os.utime(tmp_path, ns=(0, 0))    # (mtime only: ctime still moves)
+    import time
+    time.sleep(0.1)
+    assert _sweep(entries) == [True] * 3          # the sidecars are stat'ed, vouched for
+    assert all(e.absent_in is not None for e in entries)
+    stats = _counting_stats(monkeypatch)
+    assert _sweep(entries) == [True] * 3
+    assert sorted(stats) == sorted(paths + [str(tmp_path)])
+    make(tmp_path, "p1.html.gz", gzip.compress(TEXT))
+    assert _sweep(entries) == [True, False, True]
+    assert not still_fresh(entries[1])
+
+
+def test_a_folder_changed_lately_vouches_for_nothing(tmp_path, monkeypatch):
+    """A folder whose ctime is younger than SETTLED_NS might change again in
+    the same clock tick without its ctime moving: every sidecar is stat'ed."""
+    monkeypatch.setattr(flashplug.cache, "SETTLED_NS", 3600 * 10**9)
+    path = make(tmp_path, "page.html")
+    entry = load_entry(path, 1 << 20, policy(on_the_fly=False))
+    assert _sweep([entry]) == [True] and entry.absent_in is None
+    stats = _counting_stats(monkeypatch)
+    assert _sweep([entry]) == [True]
+    assert sorted(stats) == sorted([path, str(tmp_path)] + [path + ext for ext in (".br", ".zst", ".gz")])
 
 
 def test_no_sidecar_is_looked_for_with_precompressed_off(tmp_path):

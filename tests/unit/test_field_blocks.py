@@ -7,11 +7,12 @@ import itertools
 
 import pytest
 
-from flashplug.framing import send_now
+from flashplug.framing import send_now, send_response
 from flashplug.http import validate
 from flashplug.http.message import CheckedFields, Response
 from flashplug.http.validate import ResponseMistake, check_headers, check_response, known_block
-from tests.unit.test_send_now import Conn, request
+from flashplug.rules import Rules
+from tests.unit.test_send_now import Conn, request, run
 
 FIELDS = [[("Content-Type", "text/plain")], [("Content-Length", "3")],
           [("Connection", "keep-alive"), ("X-A", "1"), ("Server", "theirs"), ("date", "x")],
@@ -27,9 +28,12 @@ def fresh_blocks():
     validate._BLOCKS.clear()
 
 
-def frame(app, status, method, version, keep, fields, body):
+def frame(app, status, method, version, keep, fields, body, checked=False):
     conn = Conn(app)
-    sent = send_now(conn, request(app, method, version, keep), Response(status, fields, body))
+    response = Response(status, fields, body)
+    if checked:
+        response = check_response(response)
+    sent = send_now(conn, request(app, method, version, keep), response)
     return b"".join(conn.sent), sent, conn.flags()
 
 
@@ -48,6 +52,8 @@ def test_a_known_list_frames_as_an_unknown_one(app, status):
         check_headers(list(fields))
         assert known_block(list(fields)) is not None
         assert frame(app, status, method, version, keep, list(fields), body) == unknown
+        assert frame(app, status, method, version, keep, list(fields), body,
+                     checked=True) == unknown
 
 
 def test_checked_fields_are_remembered_too():
@@ -113,3 +119,66 @@ def test_a_checked_fields_that_cannot_be_a_key_or_encoded_still_goes():
     for fields in ([["X-A", "1"]], [("X-A", "caf\u20ac")]):
         response = check_response(Response(200, CheckedFields(fields), b""))
         assert response.headers == fields and known_block(fields) is None
+
+
+class CountingBlocks(dict):
+    """``validate._BLOCKS``' dict, counting its lookups."""
+
+    lookups = 0
+
+    def get(self, key, default=None):
+        self.lookups += 1
+        return super().get(key, default)
+
+
+def test_a_response_looks_its_fields_up_once(app, monkeypatch):
+    """The check finds a list's FieldBlock; the framing writes the lines
+    the check found, without a lookup of its own."""
+    blocks = CountingBlocks()
+    monkeypatch.setattr(validate._BLOCKS, "data", blocks)
+    fields = [("Content-Type", "text/plain"), ("X-A", "1")]
+    for n in range(3):
+        conn = Conn(app)
+        send_now(conn, request(app, "GET", "1.1", True),
+                 check_response(Response(200, list(fields), b"abc")))
+        assert b"\r\nX-A: 1\r\n" in b"".join(conn.sent)
+        assert blocks.lookups == n + 1
+
+
+def wire(app, response, hook=None):
+    """What ``send_response`` writes for a checked ``response``."""
+    conn = Conn(app)
+    if hook is not None:
+        app.default_site.response_headers_hook = app._checking_headers(hook)
+    run(send_response(conn, request(app, "GET", "1.1", True), check_response(response)))
+    return b"".join(conn.sent)
+
+
+def test_fields_the_rules_add_after_the_check_are_sent(app):
+    app.default_site.rules = Rules((("X-Frame-Options", "DENY"),), (), (), None, False)
+    for _ in range(2):      # the list unknown, then known
+        sent = wire(app, Response(200, [("Content-Type", "text/plain")], b"abc"))
+        assert b"\r\nX-Frame-Options: DENY\r\n" in sent
+        assert b"\r\nContent-Type: text/plain\r\n" in sent
+
+
+def test_fields_a_hook_adds_after_the_check_are_sent(app):
+    def hook(request, response):
+        response.headers.append(("X-Hook", "1"))
+    for _ in range(2):
+        sent = wire(app, Response(200, [("Content-Type", "text/plain")], b"abc"), hook)
+        assert b"\r\nX-Hook: 1\r\n" in sent
+
+
+def test_fields_added_to_a_plugins_error_page_are_sent(app):
+    """``error_response`` adds the kernel's fields (an Allow) to the page
+    a plugin's ``flashplug_error_page`` gave, after its check."""
+    page = [("Content-Type", "text/plain")]
+    app.default_site.error_page_hook = lambda request, status, message: \
+        Response(status, list(page), b"no")
+    app.implementers = lambda name: "plugin 'pages'"
+    for _ in range(2):
+        response = app.error_response(None, 405, "Method Not Allowed", [("Allow", "GET")])
+        conn = Conn(app)
+        run(send_response(conn, None, response, method="POST"))
+        assert b"\r\nAllow: GET\r\n" in b"".join(conn.sent)

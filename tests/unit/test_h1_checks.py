@@ -2,8 +2,9 @@
 import httptools
 import pytest
 
-from flashplug.http.h1_checks import (ProtocolError, as_http11, classify, expects_continue, host_name,
-                                      keep_alive, same_authority, valid_host)
+from flashplug.http.h1_checks import (MAX_METHOD, MAX_REQUEST_LINE, ProtocolError, as_http11,
+                                      classify, expects_continue, host_name, keep_alive,
+                                      request_line_unended, same_authority, valid_host)
 
 
 def llhttp_error(data):
@@ -24,6 +25,11 @@ def llhttp_error(data):
     (b"\x16\x03\x01\x02\x00", 400),                    # a TLS ClientHello
     (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
     (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"FOO http://t/ HTTP/1.1\r\n\r\n", 501),      # absolute-form target
+    (b"FOO * HTTP/1.1\r\n\r\n", 400),              # asterisk-form is OPTIONS's only
+    (b"A" * 100000 + b" / HTTP/1.1\r\n\r\n", 501),  # longer than any method (RFC 9112 §3)
+    (b"A" * (MAX_METHOD + 1), 501),
+    (b"A" * MAX_METHOD + b"\r\n\r\n", 400),        # a short token, then no target
 ])
 def test_classify_reads_the_failing_message(message, status):
     error = classify(llhttp_error(message), message)
@@ -40,6 +46,19 @@ def test_classify_reads_the_failing_message(message, status):
 ])
 def test_as_http11(message, read):
     assert as_http11(message) == read
+
+
+@pytest.mark.parametrize("start, unended", [
+    (b"F", True), (b"FOO", True), (b"\r\nget", True), (b"GET / HTTP/1.", True),
+    (b"GET / HTTP/1.1\r", True), (b"A" * MAX_REQUEST_LINE, True),
+    (b"A" * (MAX_REQUEST_LINE + 1), False),     # parsed as it is: 501 or 414
+    (b"GET / HTTP/1.1\r\n", False), (b"GET / HTTP/1.1\n", False), (b"", False),
+    (b"\r\n", False), (memoryview(b"GET /"), True), (bytearray(b"GET /\r\n"), False),
+    (b"\x16\x03\x01", False), (b"GET /\x00", False), (b"GET /\xc3\xa9", False),
+    (b" GET", False), (b"GET\t/", False), (b"GET /\rx", False),
+])
+def test_request_line_unended(start, unended):
+    assert request_line_unended(start) is unended
 
 
 def test_classify_never_looks_at_the_error_text():

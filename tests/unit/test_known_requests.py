@@ -118,7 +118,7 @@ def test_a_known_head_gives_the_request_its_parse_gives(docroot, tmp_path, drive
     # And again on new connections: heads remembered on others.
     for message in messages:
         same_answers(fast, full, driver, message)
-    assert len(fast.known_requests.heads) > 20
+    assert len(fast.known_requests.heads.data) > 20
     assert not full.known_requests.heads
 
 
@@ -136,7 +136,7 @@ def test_only_a_plain_message_answered_by_a_handler_is_remembered(docroot, tmp_p
     for head in [plain] + others:
         for _ in range(3):
             exchange(fast, driver, head)
-    assert list(fast.known_requests.heads) == [plain]
+    assert list(fast.known_requests.heads.data) == [plain]
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -147,7 +147,7 @@ def test_pipelined_heads_in_one_read(docroot, tmp_path, driver):
     data = b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /app/2 HTTP/1.1\r\nHost: x\r\n\r\n"
     for _ in range(3):
         same_answers(fast, full, driver, data)
-    assert set(fast.known_requests.heads) <= {b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    assert set(fast.known_requests.heads.data) <= {b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n",
                                                b"GET /app/2 HTTP/1.1\r\nHost: x\r\n\r\n"}
 
 
@@ -161,7 +161,7 @@ def test_no_head_is_replayed_after_a_connections_last_message(docroot, tmp_path,
     known = b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n"
     for _ in range(3):
         same_answers(fast, full, driver, known)
-    assert known in fast.known_requests.heads
+    assert known in fast.known_requests.heads.data
     same_answers(fast, full, driver, last + known)
 
 
@@ -173,7 +173,7 @@ def test_a_known_head_after_a_last_message_in_flight_is_refused(docroot, tmp_pat
     known = b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n"
     for _ in range(3):
         exchange(fast, "loop", known)
-    assert known in fast.known_requests.heads
+    assert known in fast.known_requests.heads.data
     held = []
     fast.loop.create_task = lambda coro: held.append(coro) or DoneTask()
     t = MemoryTransport()
@@ -201,7 +201,7 @@ def test_heads_are_remembered_on_their_second_sight_and_bounded():
     assert not known.seen_before(b"s") and not known.seen_before(b"s")
     for head in (b"a", b"b", b"c"):
         known.remember(head, head)
-    assert list(known.heads) == [b"c"]      # full at two: forgotten at once
+    assert list(known.heads.data) == [b"c"]      # full at two: forgotten at once
     assert known.get(b"c") == b"c" and known.get(b"a") is None
 
 
@@ -229,7 +229,7 @@ def test_a_known_head_read_whole_between_requests_skips_the_parser(docroot, tmp_
     known = b"GET /app/1 HTTP/1.1\r\nHost: x\r\n\r\n"
     for _ in range(2):
         same_answers(fast, full, "loop", known)
-    assert known in fast.known_requests.heads
+    assert known in fast.known_requests.heads.data
     fed = []
     real = Connection.feed
     monkeypatch.setattr(Connection, "feed", lambda self, data, now: fed.append(self.app) or

@@ -29,19 +29,6 @@ HEADER_PLUGIN = """
 
 
 @pytest.fixture
-def plugdir(tmp_path):
-    folder = tmp_path / "plugs"
-    folder.mkdir()
-
-    def add(name, source):
-        (folder / f"{name}.py").write_text(textwrap.dedent(source))
-        return folder
-
-    add.path = folder
-    return add
-
-
-@pytest.fixture
 def docroot(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
@@ -332,3 +319,21 @@ def test_config_plugins_dir_as_string(tmp_path, docroot, plugdir):
     cfg = write_config(tmp_path, f'plugins_dir = "{plugdir.path}"\nplugins = "hdr"\n')
     config = build_serve([str(docroot), "--config", str(cfg)])
     assert config.plugins == ["hdr"]
+
+
+def test_per_config_makes_one_thing_for_each_config():
+    from types import SimpleNamespace
+
+    from flashplug.plugins import per_config
+    made, calls = {}, []
+
+    def make(config):
+        calls.append(config)
+        return [config.name]       # an empty list is kept too: only None is "not made"
+    top, site = SimpleNamespace(name="top"), SimpleNamespace(name="site")
+    assert per_config(made, top, make) == ["top"]
+    assert per_config(made, top, make) is per_config(made, top, make)
+    assert per_config(made, site, make) == ["site"]
+    assert calls == [top, site]
+    made.clear()                  # a new configuration: made afresh
+    assert per_config(made, top, make) == ["top"] and calls == [top, site, top]

@@ -180,7 +180,7 @@ def test_queries_do_not_fill_the_target_table(docroot):
     for i in range(3000):
         out, _ = exchange(fast, "loop", b"GET /a.txt?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
         assert out.endswith(b"hello\n")
-    assert list(fast.static.by_target) == [b"/a.txt"]
+    assert list(fast.static.by_target.data) == [b"/a.txt"]
 
 
 def test_a_file_just_loaded_is_remembered_by_its_target(docroot):
@@ -195,7 +195,7 @@ def test_a_file_just_loaded_is_remembered_by_its_target(docroot):
     assert not fast.static.by_target
     fast.static.cache.clear()
     same_answers(fast, full, "loop", b"GET /a.txt?v=1 HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert list(fast.static.by_target) == [b"/a.txt"]
+    assert list(fast.static.by_target.data) == [b"/a.txt"]
     scanned = []
     answer = H1Protocol._answer_scanned
 
@@ -425,7 +425,7 @@ def test_heads_of_a_remembered_shape_answer_as_the_full_path(docroot, monkeypatc
     assert sum(known) > 100, "remembered shapes were hardly used"
     # Revalidations kept their verdicts (KnownHead.judged_etag) across
     # targets and cookies, but for the RFC 850 date's, weighed every time.
-    weighed = [k for k in fast.static.known_shapes.values() if k.validators]
+    weighed = [k for k in fast.static.known_shapes.data.values() if k.validators]
     assert any(k.judged_etag is not None for k in weighed)
     assert any(not k.steady and k.judged_etag is None for k in weighed)
     assert {s for s in fast.stats.status_counts} >= {200, 206, 301, 304, 400, 404}
@@ -441,7 +441,7 @@ def test_a_remembered_revalidation_sees_an_edit(docroot):
     for i in range(3):
         out, _ = exchange(app, "loop", head % i)
         assert out.startswith(b"HTTP/1.1 304 ")
-    assert any(k.validators for k in app.static.known_shapes.values())
+    assert any(k.validators for k in app.static.known_shapes.data.values())
     (docroot / "a.txt").write_text("edited, and longer\n")
     app.static.cache.valid = 0          # --cache-valid has run out
     out, _ = exchange(app, "loop", head % 9)

@@ -58,7 +58,7 @@ def test_raw_host_values_are_remembered_bounded():
     assert table.for_value(b"Example.org:8080") == "site"
     assert table.for_value(b"bad host") == "default"
     assert table.for_value(None) == "default"
-    assert table.by_value[b"Example.org:8080"] == "site"
+    assert table.by_value.data[b"Example.org:8080"] == "site"
     for i in range(5000):
         table.for_value(b"h%d" % i)
     assert len(table.by_value) <= 1024

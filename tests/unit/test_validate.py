@@ -223,13 +223,13 @@ def test_checked_fields_are_kept_and_not_checked_again():
     assert response.headers is fields            # kept as given, still marked
     check_headers_calls = []
     import flashplug.http.validate as validate
-    real = validate.check_headers
-    validate.check_headers = lambda h: check_headers_calls.append(h) or real(h)
+    real = validate.check_fields
+    validate.check_fields = lambda h: check_headers_calls.append(h) or real(h)
     try:
         check_response(response)
         check_response(Response(200, [("X-A", "1")], b"ok"))
     finally:
-        validate.check_headers = real
+        validate.check_fields = real
     assert len(check_headers_calls) == 1         # the plain list only
 
 
