@@ -32,6 +32,7 @@ from flashplug.facade import Server
 from flashplug.helpers import DEFAULT_HELPERS, InlineHelpers, ThreadHelpers
 from flashplug.http.dates import format_http_date
 from flashplug.http.forwarded import trusted_networks
+from flashplug.http.paths import decode_slashed_path
 from flashplug.http.known_requests import KnownRequests
 from flashplug.http.message import Response
 from flashplug.http.validate import (ResponseMistake, check_headers, check_response,
@@ -72,6 +73,9 @@ class Router:
         self.exts = [r for r in routes if r.ext is not None]
         self.route_hook = route_hook
         self.empty = not routes and route_hook is None
+        # The prefixes that take paths with an encoded slash (the proxy's).
+        self.slashed = [(base, base + "/", r.handler) for base, _, _ in self.prefixes
+                        for r in routes if r.encoded_slashes and r.prefix.rstrip("/") == base]
         # A prefix route of "/" takes every path: the static handler gets none.
         self.claims_all = any(base == "" for base, _, _ in self.prefixes)
 
@@ -80,7 +84,9 @@ class Router:
         if self.empty:
             return None
         path = request.path
-        if path is None or path == "*":
+        if path is None:
+            return self._match_slashed(request) if self.slashed else None
+        if path == "*":
             return None
         if self.paths:
             handler = self.paths.get(path)
@@ -99,6 +105,21 @@ class Router:
                         return route.handler
         if self.route_hook is not None:
             return self.route_hook(request=request)
+        return None
+
+    def _match_slashed(self, request):
+        """The route of a path with an encoded slash, among those that take
+        one (``Route.encoded_slashes``), or None: the path's 404 stands."""
+        error = request.state.get("path_error")
+        if error is None or error.message != "encoded slash in path":
+            return None
+        path = decode_slashed_path(request.raw_path)   # HTTPError: a 400 of its own
+        if path is None:
+            return None
+        for base, below, handler in self.slashed:
+            if path == base or path.startswith(below):
+                request.state["slashed_path"] = path
+                return handler
         return None
 
 

@@ -16,7 +16,7 @@ import sys
 
 from flashplug import __version__, plugins as plugin_mod
 from flashplug.arches import ARCHITECTURES
-from flashplug.config import (KERNEL_READ, Config, actions_by_dest, config_plugins_dirs,
+from flashplug.config import (KERNEL_READ, At, Config, actions_by_dest, config_plugins_dirs,
                               config_selection, plugin_actions, plugin_tables, read_toml,
                               toml_defaults, top_level_keys)
 from flashplug.errors import StartupError, UsageError
@@ -363,6 +363,25 @@ def _pre_parse(argv):
     return known
 
 
+def _check_file_selection(path, selection, installed):
+    """An unknown name in the config file's ``enable``/``plugins`` list is
+    reported at its FILE:LINE, as the file's other mistakes are (the
+    command line's ``--plugins`` is checked later, by check_selection)."""
+    unknown = [n for n in plugin_mod.parse_selection(selection) if n not in installed]
+    if not unknown:
+        return
+    where, key = "plugins", "plugins"
+    for at, name in ((At(path, "enable", "plugins"), "[plugins] enable"),
+                     (At(path, "plugins"), "plugins")):
+        if at.line() is not None:
+            where, key = str(at), name
+            break
+    else:
+        where = path
+    raise UsageError(f"{where}: {key}: unknown plugin {', '.join(map(repr, unknown))}; "
+                     f"installed plugins: {', '.join(sorted(installed)) or 'none'}")
+
+
 def build_serve(argv):
     """Parse ``serve`` arguments into a Config with its plugin manager."""
     pre = _pre_parse(argv)
@@ -374,6 +393,8 @@ def build_serve(argv):
         if selection is None:
             selection = config_selection(pre.config, file_data)
     installed = plugin_mod.discover(plugins_dirs)
+    if pre.config and pre.plugins is None:
+        _check_file_selection(pre.config, selection, installed)
     wanted = set(plugin_mod.parse_selection(selection)) | ({"cgi"} if pre.cgi else set())
 
     pm = plugin_mod.new_manager()

@@ -31,6 +31,7 @@ with their offload, deadlines, the Upgrade tunnel hand-off and closing
 share the socket's interest (``_set_interest``), which must be worked out
 in one place.
 """
+import logging
 import time
 
 from flashplug.cycle import SESSION_SLOTS, KnownHead, RequestCycle, init_session
@@ -43,6 +44,14 @@ from flashplug.transport import PlainHTTP
 from flashplug.tunnel import Tunnel
 
 RECV_SIZE = 256 * 1024
+#: After the 100 Continue that asks a half-closed client whether it is
+#: still there, look for its reset this soon, then at doubling intervals
+#: (about 1.3 s in all; the sweep's check goes on after that).  A client
+#: that closed answers the probe with a reset within a round trip.
+PROBE_FIRST = 0.02
+PROBE_TRIES = 7
+
+log = logging.getLogger("flashplug.connection")
 # Request heads up to this size that were answered from the cache are
 # remembered by their shape (StaticFiles.known_shapes, flashplug.http.h1's
 # known_key: all but the target and a Cookie value), so a head of that shape
@@ -256,6 +265,24 @@ class Connection(H1Protocol, RequestCycle):
             # Half-closed or gone for good?  Only a write can tell.
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.deadline = self.deadline_for(self.now)
+            self.loop.call_later(PROBE_FIRST, self._probe_answered, PROBE_FIRST, PROBE_TRIES)
+
+    def _probe_answered(self, delay, tries):
+        """Did the client reset the connection after the probe of
+        ``_on_eof``?  Then it is gone: the handler (a CGI script, a FastCGI
+        or proxy exchange) is cancelled now, as nginx ends an upstream
+        request when its client closes (``*_ignore_client_abort off``),
+        rather than at the handler's next write or timeout."""
+        if self.closed or self.task is None or self.task.done() or self.head_sent:
+            return
+        if self.transport.pending_error():
+            active = self.active
+            log.info("%s %s: the client closed the connection before the response began; "
+                     "its handler is stopped", getattr(active, "method", "?"),
+                     getattr(active, "target", "?"))
+            self.abort()
+        elif tries > 1:
+            self.loop.call_later(delay * 2, self._probe_answered, delay * 2, tries - 1)
 
     def pause_reading(self, why):
         if why == PAUSE_BODY:

@@ -51,6 +51,14 @@ class Server:
         redirect): routed and answered as if a client had sent it."""
         return await self._app.respond(request)
 
+    async def serve_static(self, request):
+        """The static handler's Response for ``request`` (a file, a folder's
+        index or listing, or its redirect to the folder's URL with a
+        ``/``), its routes skipped: for a route handler that finds the path
+        is not its own, as a script route does for a folder named like a
+        script (``/x.php/``)."""
+        return await self._site.static.handle(request)
+
     def connection_counts(self):
         """(active, reading, writing, waiting) client connections, as nginx
         counts them: writing while a request is in hand (being answered or

@@ -43,6 +43,14 @@ class Route:
     of str; None (the default) is what a script (CGI, FastCGI) or an
     upstream takes as a form's action: GET, HEAD and POST.
 
+    ``encoded_slashes``: a ``prefix`` route that also takes paths with an
+    encoded slash (``%2F``), which every other route and the static
+    handler answer 404 (Apache's ``AllowEncodedSlashes Off``).  The prefix
+    is matched on the decoded, normalised path with each ``%2F`` kept
+    inside its segment; ``request.path`` is then None and
+    ``request.state["slashed_path"]`` holds that path, with each encoded
+    slash as ``flashplug.http.paths.ENCODED_SLASH`` (the proxy's routes).
+
     ``handler`` is ``async def handler(request) -> Response``; a plain
     ``def`` is refused here (:class:`RouteError`), so the server refuses
     to start instead of failing each request.  ``plugin`` is filled in by
@@ -55,6 +63,7 @@ class Route:
     ext: Optional[str] = None
     path: Optional[str] = None
     methods: Optional[Tuple[str, ...]] = None
+    encoded_slashes: bool = False
     plugin: str = field(default="?", compare=False)
 
     def __post_init__(self):
@@ -73,6 +82,8 @@ class Route:
             raise RouteError(f"Route methods must be a tuple of method names such as "
                              f"('GET', 'HEAD'): {self.methods!r}")
         self.methods = None if self.methods is None else tuple(self.methods)
+        if self.encoded_slashes and self.prefix is None:
+            raise RouteError("Route encoded_slashes=True needs a prefix=")
         if not is_async_handler(self.handler):
             raise RouteError(f"Route handler {_name(self.handler)} is not an async function; "
                              f"define it with 'async def'")

@@ -217,7 +217,11 @@ def check(config):
     processes = (f"{config.procs} processes" if config.arch == "mp" else
                  "one process" if not supervised(config) else
                  f"a master and {config.workers} worker{'s' if config.workers > 1 else ''}")
-    return (f"{config.config_file or 'the command line'}: OK: serving {config.docroot} on "
+    # The top level answers names no [[site]] claims, unless a site is
+    # marked default: then only the sites are reachable.
+    sites = len(config.sites) + (not any(site.default for site in config.sites))
+    return (f"{config.config_file or 'the command line'}: OK: {sites} site"
+            f"{'s' if sites > 1 else ''}, serving {config.docroot} on "
             f"{scheme}://{host}:{config.port}/ with {processes}, --arch {config.arch} "
             f"(plugins: {', '.join(config.plugins) or 'none'})")
 

@@ -137,9 +137,16 @@ class ScriptDirs:
     def holds(self, fspath):
         """Is the absolute path ``fspath`` a script folder or inside one, a
         script by its extension, or a copy of one a route answers?"""
+        return self.in_folder(fspath) or self.named_like_script(fspath)
+
+    def in_folder(self, fspath):
+        """Is ``fspath`` a script folder or inside one?"""
+        return bool(self.prefixes) and (fspath.casefold() + os.sep).startswith(self.prefixes)
+
+    def named_like_script(self, fspath):
+        """Is ``fspath`` named like a ``--cgi-ext`` script, or like a copy of
+        one a route answers?"""
         folded = fspath.casefold()
-        if self.prefixes and (folded + os.sep).startswith(self.prefixes):
-            return True
         if not self.exts and not self.copied:
             return False
         original = _without_backup_suffix(folded)
@@ -180,9 +187,16 @@ def _refusal(fspath, real_root, follow_symlinks, scripts):
     real = os.path.realpath(fspath)
     if not follow_symlinks and not _inside(real, real_root):
         return 404
-    if scripts.holds(fspath) or scripts.holds(real):
+    if scripts.in_folder(fspath) or scripts.in_folder(real):
         return 403
-    if (scripts.is_php(fspath) or scripts.is_php(real)) and os.path.lexists(fspath):
+    # A folder named like a script (``x.php/``) is a folder: served as one
+    # (index, listing), as nginx's ``location ~ \.php$`` leaves ``/x.php/``
+    # alone.  Only what is not a folder is refused by its name.
+    if (scripts.named_like_script(fspath) or scripts.named_like_script(real)) \
+            and not os.path.isdir(real):
+        return 403
+    if (scripts.is_php(fspath) or scripts.is_php(real)) and os.path.lexists(fspath) \
+            and not os.path.isdir(real):
         return 403      # one that is not there is a 404, as any missing file
     return None
 

@@ -49,7 +49,14 @@ _NEEDS_WORK = re.compile(r'[%\x00-\x1f\x7f\\]|//|/\.')
 _WELL_KNOWN = ".well-known"  # RFC 8615 names it; ACME needs it served
 
 
-def _percent_decode(raw):
+#: What an encoded slash becomes in a path decoded for a route that takes
+#: them (``decode_slashed_path``): NUL, which no other decoded path holds
+#: (a NUL is refused), so it cannot be confused with a real ``/`` nor with
+#: a decoded ``%252F``.
+ENCODED_SLASH = "\x00"
+
+
+def _percent_decode(raw, keep_slash=False):
     try:
         data = raw.encode("latin-1")
     except UnicodeEncodeError:
@@ -63,7 +70,9 @@ def _percent_decode(raw):
         if byte is None:
             raise HTTPError(400, "malformed percent-escape in path")
         if byte == b"/":
-            raise HTTPError(404, "encoded slash in path")
+            if not keep_slash:
+                raise HTTPError(404, "encoded slash in path")
+            byte = b"\x00"
         out.append(byte)
         out.append(piece[2:])
     return b"".join(out)
@@ -104,6 +113,43 @@ def decode_path(raw_path):
     # "/a/b/" and "/a/b/." and "/a/b/c/.." all name a directory.
     trailing = "/" if segments[-1] in ("", ".", "..") else ""
     return "/" + "/".join(out) + trailing
+
+
+def decode_slashed_path(raw_path):
+    """For routes that take encoded slashes (the proxy's, as nginx's
+    ``proxy_pass`` and Caddy pass ``%2F`` on: GitLab's API names projects
+    ``group%2Fproject``): ``raw_path`` decoded and normalised as
+    ``decode_path`` does, but each ``%2F`` kept inside its segment as
+    ``ENCODED_SLASH``; None when the path holds no encoded slash.  A piece
+    of a segment between encoded slashes that is ``.`` or ``..`` is a 400:
+    an upstream that decodes ``%2F`` must not climb out of its prefix
+    with it (``/api/x%2F..%2F..%2Fadmin``)."""
+    if "%" not in raw_path or not raw_path.startswith("/"):
+        return None
+    if _RAW_CONTROL.search(raw_path):
+        return None
+    try:
+        data = _percent_decode(raw_path, keep_slash=True)
+    except HTTPError:
+        return None
+    if b"\x00" not in data or b"\\" in data:
+        return None
+    path = data.decode("utf-8", "surrogateescape")
+    segments = path.split("/")
+    out = []
+    for seg in segments:
+        if ENCODED_SLASH in seg and any(p in (".", "..") for p in seg.split(ENCODED_SLASH)):
+            raise HTTPError(400, "dot segment between encoded slashes")
+        if seg == "" or seg == ".":
+            continue
+        if seg == "..":
+            if not out:
+                raise HTTPError(400, "path climbs above the root")
+            out.pop()
+        else:
+            out.append(seg)
+    trailing = "/" if segments[-1] in ("", ".", "..") else ""
+    return "/" + "/".join(out) + trailing if out else "/"
 
 
 def is_hidden(path):

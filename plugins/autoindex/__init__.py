@@ -76,6 +76,16 @@ def flashplug_startup(app):
 
 
 @hookimpl
+def flashplug_shutdown(app):
+    return _close()
+
+
+async def _close():
+    for autoindex in _state.get("autoindex", {}).values():
+        await autoindex.close()
+
+
+@hookimpl
 def flashplug_directory(request, fspath):
     autoindex = _state.get("autoindex", {}).get(id(request.server.config))
     if autoindex is None:

@@ -40,7 +40,7 @@ from .env import build_env, search_argv
 from .output import NoHead, OutputBody, read_head
 from .response import (CLIENT_REDIRECT, LOCAL_REDIRECT, MAX_HEADER_BLOCK, CGIError,
                        parse_header_block, parse_nph_head)
-from .script import NOT_EXECUTABLE, Forbidden, Found, NotFound, locate
+from .script import NOT_EXECUTABLE, Forbidden, Found, NotAScript, NotFound, locate
 
 log = logging.getLogger("flashplug.cgi")
 
@@ -109,7 +109,10 @@ class CGIHandler:
 
     async def handle(self, request, prefix, root, exts):
         helpers = request.server.helpers
-        script = await self._locate(request, prefix, root, exts)
+        try:
+            script = await self._locate(request, prefix, root, exts)
+        except NotAScript:
+            return await request.server.serve_static(request)   # a folder named x.cgi
 
         body, length, spool = await take_body(request, helpers, self.settings.max_body,
                                               "--cgi-max-body")

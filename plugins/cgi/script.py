@@ -15,6 +15,8 @@ handler does.
 
 In extension mode (``--cgi-ext``) the walk starts at the document root and
 the script is the first regular file whose name has one of the extensions.
+A path whose only segments with the extension are folders (``/x.php/``)
+names no script: ``NotAScript`` hands it to the static handler.
 """
 import errno
 import os
@@ -27,6 +29,13 @@ from flashplug.memo import Memo
 
 class NotFound(Exception):
     pass
+
+
+class NotAScript(Exception):
+    """Extension mode: the path names no script, only a folder whose name
+    has the extension (``/x.php/``, ``/x.php``, ``/x.php/notes.txt``).  Such
+    a path is the static handler's: nginx's ``location ~ \\.php$`` does not
+    match ``/x.php/`` either."""
 
 
 class Forbidden(Exception):
@@ -97,8 +106,13 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
         if not st.S_ISREG(mode):
             raise Forbidden(path, "is not a regular file")  # FIFO, socket, device
         if exts is not None and not seg.endswith(exts):
-            # Extension mode: a plain file on the way.  Only the static
-            # handler may serve it, and it never sees this request.
+            if not any(s.endswith(exts) for s in segments[i + 1:]):
+                # Only folders on the way had the extension: a document
+                # below them (``/x.php/notes.txt``), the static handler's.
+                raise NotAScript(path)
+            # Extension mode: a plain file on the way to a script-named
+            # segment (``/a.txt/b.php``).  Only the static handler may serve
+            # it, and it never sees this request.
             raise Forbidden(path, "is not a script")
         # Root passes access(X_OK) when any exec bit is set, so the mode
         # is checked too: a 0644 file is not a script for root either.
@@ -109,6 +123,8 @@ def locate(path, prefix, root, exts=None, show_dotfiles=False,
         if path.endswith("/"):
             path_info += "/"
         return Script(fs, script_name, path_info, os.path.dirname(fs))
+    if exts is not None:
+        raise NotAScript(path)   # folders all the way: served (or listed) as folders
     if not segments:
         try:
             stat(root)

@@ -17,6 +17,7 @@ response head are the cgi plugin's (``env.py``, ``response.py``).
 import functools
 import logging
 import os
+import pwd
 
 from flashplug import HTTPError, Route, hookimpl
 from flashplug.plugins import per_config
@@ -46,10 +47,36 @@ def flashplug_configure(config):
     # else each reload would add its backends (and spawn: processes) to
     # the last one's in every new worker.
     _state["handlers"] = {}
-    for mapping in _handler_for(config).settings.mappings:
+    settings = _handler_for(config).settings
+    for mapping in settings.mappings:
         path = mapping.address.path if mapping.address is not None else None
         if path is not None and not os.path.exists(path):
             log.warning(_no_socket(mapping, path))
+    if settings.creds is not None and any(m.command for m in settings.mappings):
+        roots = [config.docroot] + [site.root for site in config.sites
+                                    if site.plugins is None or "fastcgi" in site.plugins]
+        for root in dict.fromkeys(os.path.abspath(r) for r in roots):
+            warning = _unreachable_root(root, settings.creds)
+            if warning:
+                log.warning(warning)
+
+
+def _unreachable_root(root, creds):
+    """Start-up's word on a document root the spawn: backends' user cannot
+    read: php-cgi would answer "No input file specified." to every request."""
+    from .reach import unreachable
+    found = unreachable(root, creds)
+    if found is None:
+        return None
+    path, lack = found
+    try:
+        user = pwd.getpwuid(creds[0]).pw_name
+    except KeyError:
+        user = f"uid {creds[0]}"
+    where = "the document root" if path == root else f"on the way to the document root {root}"
+    return (f"fastcgi: spawn: backends run as {user}, who cannot {lack} {path} ({where}): "
+            f"PHP would answer 'No input file specified.'; give them a user who can "
+            f"(--fastcgi-user), or chmod o+{'x' if lack == 'search' else 'rx'} {path}")
 
 
 def _no_socket(mapping, path):

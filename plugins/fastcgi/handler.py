@@ -49,7 +49,8 @@ from flashplug_plugins.cgi.env import (connection_env, connection_facts, fixed_e
 from flashplug_plugins.cgi.handler import take_body
 from flashplug_plugins.cgi.output import OutputBody, OutputFailed
 from flashplug_plugins.cgi.response import CGIError, parse_header_block
-from flashplug_plugins.cgi.script import Forbidden, Found, NotFound, Script, locate
+from flashplug_plugins.cgi.script import (Forbidden, Found, NotAScript, NotFound, Script,
+                                         locate)
 
 from .pool import BackendError, BackendTimeout
 from .protocol import encode_pairs
@@ -183,7 +184,10 @@ class FastCGIHandler:
             key = (mapping.ext, request.path)
             found = self._found.get(key, request.server.loop.time())
             if found is None:
-                found = await self._locate(request, mapping, key)
+                try:
+                    found = await self._locate(request, mapping, key)
+                except NotAScript:
+                    return await request.server.serve_static(request)   # a folder named x.php
             script_params = found[1]
         else:
             script_params = self._prefix_params(mapping, request)

@@ -64,7 +64,9 @@ def flashplug_routes(config):
             # called for every unrouted request, static files included.
             pm.register(FilesFirst(), name="proxy-files-first")
         return []
-    return [Route(prefix=h.mapping.prefix, handler=h) for h in handlers]
+    # encoded_slashes: a %2F reaches the upstream (nginx's proxy_pass and
+    # Caddy pass it on; GitLab's API needs it); static files still 404 it.
+    return [Route(prefix=h.mapping.prefix, handler=h, encoded_slashes=True) for h in handlers]
 
 
 class FilesFirst:

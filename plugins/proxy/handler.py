@@ -39,7 +39,7 @@ from urllib.parse import quote
 from flashplug import HTTPError, Response
 from flashplug.http.message import IDEMPOTENT_METHODS
 
-from .message import MAX_FORWARDS_METHODS, chunk, connection_tokens, max_forwards, request_head
+from .message import MAX_FORWARDS_METHODS, MAX_HINTS, chunk, connection_tokens, max_forwards, request_head
 from .tunnel import tunnel_response
 from .upstream import ConnectFailed
 
@@ -63,6 +63,14 @@ class UpstreamFailed(Exception):
     cuts the client connection so the client sees a cut response."""
 
 
+def _encode(path):
+    """A decoded path percent-encoded for the request line; an encoded
+    slash (``ENCODED_SLASH``, NUL: no other decoded path holds one) is
+    sent as ``%2F``."""
+    encoded = quote(path, safe="/!$&'()*+,;=:@~", errors="surrogateescape")
+    return encoded.replace("%00", "%2F")
+
+
 class ProxyHandler:
     """Answers the requests of one ``--proxy`` prefix in one worker."""
 
@@ -75,13 +83,18 @@ class ProxyHandler:
     def target(self, request):
         """The origin-form request-target to send upstream."""
         rewrite = self.mapping.rewrite
-        if rewrite is None:
+        slashed = request.path is None    # a path with %2F (Route.encoded_slashes)
+        if rewrite is None and not slashed:
             path = request.raw_path
+        elif rewrite is None:
+            # Normalised (no ".." can climb out of the prefix), re-encoded,
+            # each encoded slash sent as %2F again.
+            path = _encode(request.state["slashed_path"])
         else:
             # nginx's proxy_pass with a URI: the matched prefix of the
             # normalised path is replaced; the rest is sent re-encoded.
-            rest = request.path[len(self.mapping.prefix) - 1:].lstrip("/")
-            path = rewrite + quote(rest, safe="/!$&'()*+,;=:@~", errors="surrogateescape")
+            full = request.state["slashed_path"] if slashed else request.path
+            path = rewrite + _encode(full[len(self.mapping.prefix) - 1:].lstrip("/"))
         return path + "?" + request.query if request.query else path
 
     async def __call__(self, request, fresh=False):
@@ -278,6 +291,9 @@ class ProxyHandler:
             for links in reader.hints:
                 request.send_interim(103, links)
             reader.hints = ()
+        if reader.hints_dropped and reader.headers is not None:
+            log.info("%s: %d 103 (Early Hints) responses past the first %d dropped",
+                     peer.name, reader.hints_dropped, MAX_HINTS)
         if reader.headers is None:
             return None
         peer.succeeded()

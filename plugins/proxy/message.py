@@ -45,6 +45,14 @@ from flashplug.memo import Memo
 #: Largest response head accepted from an upstream (nginx's
 #: proxy_buffer_size is 4-8 KiB; apps send big cookies).
 MAX_HEAD = 64 * 1024
+#: 103 Early Hints passed on per response; an upstream's further ones are
+#: dropped (counted in ``hints_dropped``): a page needs a few preloads, and
+#: each 103 costs the client a write and a parse.
+MAX_HINTS = 10
+#: Bytes of interim (1xx) heads one response may be preceded by; past it
+#: the upstream is broken (a 502), as one over-long head is: otherwise an
+#: endless stream of 1xx would hold the exchange until its timeout.
+MAX_INTERIM_BYTES = 64 * 1024
 
 #: Hop-by-hop fields (RFC 9110 §7.6.1), and fields we write ourselves.
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-encoding",
@@ -253,6 +261,9 @@ class ResponseReader:
         self.upgrading = upgrading          # the Upgrade asked for: a 101 may come
         self.http10 = False                 # the response was HTTP/1.0
         self.hints = ()                     # the Link fields of each 103 not passed on yet
+        self.hints_taken = 0                # 103s kept for passing on (at most MAX_HINTS)
+        self.hints_dropped = 0              # 103s past MAX_HINTS, dropped
+        self.interim_bytes = 0              # bytes of 1xx heads so far
         self.status = None
         self.reason = ""
         self.headers = None                 # [(name, value)] end-to-end fields
@@ -365,12 +376,19 @@ class ResponseReader:
             raise UpstreamError("sent a reason phrase with a control character")
         if 100 <= status < 200 and status != 101:
             # Interim (100 Continue, 103 Early Hints): skipped, but for a
-            # 103's Link fields that are well formed.
+            # 103's Link fields that are well formed, MAX_HINTS of them.
+            self.interim_bytes += len(head)
+            if self.interim_bytes > MAX_INTERIM_BYTES:
+                raise UpstreamError(f"sent over {MAX_INTERIM_BYTES} bytes of interim (1xx) "
+                                    f"responses")
             if status == 103:
                 links = [("Link", value.decode("ascii")) for name, value in self._fields
                          if name.lower() == b"link" and _LINK.fullmatch(value)]
-                if links:
+                if links and self.hints_taken < MAX_HINTS:
                     self.hints += (links,)
+                    self.hints_taken += 1
+                elif links:
+                    self.hints_dropped += 1
             return
         # One pass: most fields cost one set lookup and their decoding.
         headers = []

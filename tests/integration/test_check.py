@@ -31,7 +31,7 @@ def test_a_good_file_is_one_ok_line(site):
         port = busy.getsockname()[1]
         result = check("--config", site / "site.toml", "--port", port)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (f"{site / 'site.toml'}: OK: serving {site / 'www'} on "
+    assert result.stdout == (f"{site / 'site.toml'}: OK: 1 site, serving {site / 'www'} on "
                              f"http://127.0.0.1:{port}/ with a master and 3 workers, "
                              f"--arch amped (plugins: cgi)\n")
     assert result.stderr == ""

@@ -6,7 +6,7 @@ import pytest
 
 from flashplug import Headers, Request
 from flashplug_plugins.cgi.env import base_env, build_env, search_argv, server_name
-from flashplug_plugins.cgi.script import Forbidden, NotFound, Script, locate
+from flashplug_plugins.cgi.script import Forbidden, NotAScript, NotFound, Script, locate
 
 DOCROOT = "/srv/www"
 SCRIPT = Script("/srv/www/cgi-bin/app.py", "/cgi-bin/app.py", "/a/b", "/srv/www/cgi-bin")
@@ -205,7 +205,7 @@ FS = fake_fs({
     "/cgi/readme.txt": "file", "/cgi/pipe": "fifo", "/cgi/link": "link",
     "/cgi/nph-raw": "exe", "/cgi/.hidden": "exe",
     "/www/app.cgi": "exe", "/www/dir.cgi": "dir", "/www/dir.cgi/x.txt": "file",
-    "/www/t.cgi": "file",
+    "/www/t.cgi": "file", "/www/a.txt": "file",
 })
 
 
@@ -267,8 +267,13 @@ def test_nph_by_name():
 def test_extension_mode():
     s = locate("/app.cgi/extra", "/", "/www", exts=(".cgi",), **FS)
     assert (s.script_name, s.path_info) == ("/app.cgi", "/extra")
-    with pytest.raises(Forbidden):   # a plain file under a matching directory
-        locate("/dir.cgi/x.txt", "/", "/www", exts=(".cgi",), **FS)
+    # Folders named like scripts, and documents in them, are the static
+    # handler's (nginx's \.cgi$ does not match /dir.cgi/ either).
+    for path in ("/dir.cgi/x.txt", "/dir.cgi/", "/dir.cgi"):
+        with pytest.raises(NotAScript):
+            locate(path, "/", "/www", exts=(".cgi",), **FS)
+    with pytest.raises(Forbidden):   # a plain file on the way to a script's name
+        locate("/a.txt/b.cgi", "/", "/www", exts=(".cgi",), **FS)
     with pytest.raises(Forbidden):   # has the extension but is not executable
         locate("/t.cgi", "/", "/www", exts=(".cgi",), **FS)
 

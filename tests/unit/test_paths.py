@@ -236,3 +236,15 @@ def test_relative_parts_never_escape(tmp_path):
         assert all(p not in ("", ".", "..") and "/" not in p for p in parts)
         joined = os.path.join(root, *parts)
         assert os.path.normpath(joined).startswith(root)
+
+
+def test_decode_slashed_path_keeps_encoded_slashes_inside_segments():
+    from flashplug.http.paths import ENCODED_SLASH as S, decode_slashed_path
+    assert decode_slashed_path("/api/g%2Fp") == f"/api/g{S}p"
+    assert decode_slashed_path("/api/g%2fp/../x%20y/") == "/api/x y/"
+    assert decode_slashed_path("/api/%252F") is None          # no encoded slash: decode_path's
+    assert decode_slashed_path("/api/plain") is None
+    for climbing in ("/api/x%2F..%2Fy", "/api/%2F../x", "/api/.%2Fx", "/%2F/../../x"):
+        with pytest.raises(HTTPError) as e:
+            decode_slashed_path(climbing)
+        assert e.value.status == 400
