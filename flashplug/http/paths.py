@@ -72,7 +72,11 @@ def _percent_decode(raw, keep_slash=False):
         if byte == b"/":
             if not keep_slash:
                 raise HTTPError(404, "encoded slash in path")
-            byte = b"\x00"
+            byte = b"\x00"             # ENCODED_SLASH
+        elif byte == b"\x00" and keep_slash:
+            # A real NUL must not pass for the marker (it would reach the
+            # upstream as %2F).
+            raise HTTPError(400, "NUL in path")
         out.append(byte)
         out.append(piece[2:])
     return b"".join(out)
@@ -95,9 +99,13 @@ def decode_path(raw_path):
     if b"\x00" in data:
         # No file name holds one, and C calls would stop at it.
         raise HTTPError(400, "NUL in path")
-    path = data.decode("utf-8", "surrogateescape")
+    return _remove_dot_segments(data.decode("utf-8", "surrogateescape").split("/"))
 
-    segments = path.split("/")
+
+def _remove_dot_segments(segments):
+    """The path of ``segments`` (a decoded path split at "/") without
+    empty, "." and ".." segments (RFC 3986 §5.2.4); a ".." above the
+    root is a 400."""
     out = []
     for seg in segments:
         if seg == "" or seg == ".":
@@ -132,24 +140,16 @@ def decode_slashed_path(raw_path):
         data = _percent_decode(raw_path, keep_slash=True)
     except HTTPError:
         return None
+    # ENCODED_SLASH is a NUL: none, no encoded slash; a backslash is a 404
+    # (decode_path), left to it.
     if b"\x00" not in data or b"\\" in data:
         return None
     path = data.decode("utf-8", "surrogateescape")
     segments = path.split("/")
-    out = []
     for seg in segments:
         if ENCODED_SLASH in seg and any(p in (".", "..") for p in seg.split(ENCODED_SLASH)):
             raise HTTPError(400, "dot segment between encoded slashes")
-        if seg == "" or seg == ".":
-            continue
-        if seg == "..":
-            if not out:
-                raise HTTPError(400, "path climbs above the root")
-            out.pop()
-        else:
-            out.append(seg)
-    trailing = "/" if segments[-1] in ("", ".", "..") else ""
-    return "/" + "/".join(out) + trailing if out else "/"
+    return _remove_dot_segments(segments)
 
 
 def is_hidden(path):

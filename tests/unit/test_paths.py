@@ -244,6 +244,8 @@ def test_decode_slashed_path_keeps_encoded_slashes_inside_segments():
     assert decode_slashed_path("/api/g%2fp/../x%20y/") == "/api/x y/"
     assert decode_slashed_path("/api/%252F") is None          # no encoded slash: decode_path's
     assert decode_slashed_path("/api/plain") is None
+    # A real NUL is no encoded slash: the path keeps decode_path's answer.
+    assert decode_slashed_path("/api/a%00b%2Fc") is None
     for climbing in ("/api/x%2F..%2Fy", "/api/%2F../x", "/api/.%2Fx", "/%2F/../../x"):
         with pytest.raises(HTTPError) as e:
             decode_slashed_path(climbing)
