@@ -13,7 +13,7 @@ class Config:
 
 
 def test_a_reload_forgets_the_last_configurations_handlers(tmp_path):
-    cgi = importlib.import_module("plugins.cgi")
+    cgi = importlib.import_module("flashplug_plugins.cgi")
     first, site = Config(tmp_path), Config(tmp_path, cgi_ext=".py")
     cgi.flashplug_configure(first)
     cgi._handler_for(site)
