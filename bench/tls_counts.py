@@ -31,7 +31,6 @@ import glob
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# bench/ is not a package: its scripts import each other from their folder.
+from https_bench import make_cert  # noqa: E402
+from instructions import free_port, wait_port  # noqa: E402
 WARMUP = 300
 NEW_BATCH = 50
 OBJECTS = (  # (label, a pattern of the object's file name), the first match counts
@@ -50,33 +52,6 @@ OBJECTS = (  # (label, a pattern of the object's file name), the first match cou
     ("python", r"python3|libpython"),
     ("nginx", r"/nginx$"),
 )
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"nothing listens on port {port} after {seconds}s")
-
-
-def make_cert(tmp):
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    os.chmod(key, 0o600)
-    return cert, key
 
 
 def server_command(kind, exe, tmp, port, cert, key):
