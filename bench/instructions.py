@@ -77,6 +77,21 @@ def wait_port(port, seconds):
     raise SystemExit(f"nothing listens on port {port} after {seconds}s")
 
 
+def dumped_per_request(server, out, n, keep_as=None):
+    """Dump the callgrind ``server``'s counters (its dumps named ``out``
+    and after) and return its instructions per request over ``n``
+    requests; the dump is copied to ``keep_as`` if given."""
+    subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True,
+                   check=True)
+    time.sleep(1)
+    dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
+    if keep_as:
+        shutil.copy(dump, keep_as)
+    with open(dump) as f:
+        total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
+    return total / n
+
+
 def nginx_upstream(tmp, root):
     """nginx serving ``root`` on a free port: ``(process, port)``."""
     port = free_port()
@@ -136,15 +151,8 @@ def count_heads(exe, workload, tmp, zipf_base, n):
         codes = heads_client.send(port, measured, ZIPF_CONNECTIONS)
         if codes != {"200": n}:
             raise SystemExit(f"{workload}: answered {dict(codes)}, expected {n} x 200")
-        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True,
-                       check=True)
-        time.sleep(1)
-        dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
-        if KEEP:
-            shutil.copy(dump, Path(KEEP) / f"callgrind.{workload}.{Path(os.path.abspath(exe)).parts[-4]}")
-        with open(dump) as f:
-            total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
-        return total / n
+        keep_as = KEEP and Path(KEEP) / f"callgrind.{workload}.{Path(os.path.abspath(exe)).parts[-4]}"
+        return dumped_per_request(server, out, n, keep_as)
     finally:
         server.terminate()
         server.wait(30)
@@ -196,13 +204,7 @@ def count(exe, workload, tmp, n, connections):
             ok += int(re.search(r"(\d+) succeeded", run.stdout).group(1))
         if ok != n:
             raise SystemExit(f"{workload}: {n - ok} of {n} requests failed")
-        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True,
-                       check=True)
-        time.sleep(1)
-        dump = max(glob.glob(f"{out}*"), key=os.path.getmtime)
-        with open(dump) as f:
-            total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
-        return total / n
+        return dumped_per_request(server, out, n)
     finally:
         server.terminate()
         server.wait(30)
