@@ -42,6 +42,19 @@ import httptools
 PATTERN = bytes(range(256)) * 256     # 64 KiB
 
 
+def read_head(conn):
+    """The bytes read from ``conn`` up to and past a request head's blank
+    line (the head, and whatever came after it in the last read); None if
+    the peer closes first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        data += more
+    return data
+
+
 def pattern(n):
     """The first ``n`` bytes the /big endpoints send."""
     whole, part = divmod(n, len(PATTERN))
@@ -258,12 +271,9 @@ class WebSocketEcho(ThreadedUpstream):
     def _serve(self, conn):
         import base64
         with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                head += data
+            head = read_head(conn)
+            if head is None:
+                return
             head, _, rest = head.partition(b"\r\n\r\n")
             self.handshakes.append(head)
             fields = {name.lower(): value for name, _, value in

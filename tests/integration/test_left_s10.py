@@ -26,7 +26,7 @@ import requests
 from conftest import start_server
 from test_kernel_http import one, req, wire
 from h2_client import H2Client
-from proxy_upstreams import ThreadedUpstream
+from proxy_upstreams import ThreadedUpstream, read_head
 from test_https_s9 import hello_bytes, read_all, status_over, two_certificates  # noqa: F401
 from test_ops_s9 import BIG, _leave_early, _logged_size, log_lines
 from tests.tls_certs import ca, site  # noqa: F401 - fixtures
@@ -303,12 +303,8 @@ class HintingUpstream(ThreadedUpstream):
     def _serve(self, conn):
         conn.settimeout(5)
         try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                more = conn.recv(65536)
-                if not more:
-                    return
-                data += more
+            if read_head(conn) is None:
+                return
             conn.sendall(HINTS)
             time.sleep(0.3)
             conn.sendall(FINAL)

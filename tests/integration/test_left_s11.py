@@ -134,7 +134,7 @@ class ManyHintsUpstream:
     """Answers ``hints`` 103s (or 100s when ``status`` says so), then a 200."""
 
     def __init__(self, hints, status=103):
-        from tests.proxy_upstreams import ThreadedUpstream
+        from tests.proxy_upstreams import ThreadedUpstream, read_head
 
         outer = self
 
@@ -142,12 +142,8 @@ class ManyHintsUpstream:
             def _serve(self, conn):
                 conn.settimeout(5)
                 try:
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        more = conn.recv(65536)
-                        if not more:
-                            return
-                        data += more
+                    if read_head(conn) is None:
+                        return
                     for n in range(outer.hints):
                         conn.sendall(b"HTTP/1.1 %d Interim\r\nLink: </%d.css>; rel=preload\r\n\r\n"
                                      % (outer.status, n))
